@@ -1,0 +1,93 @@
+"""Models and data sets loaded once per server and shared by every page and session.
+
+st.cache_resource holds a registry object; loading happens outside the cached call so a progress box can be
+shown while it runs (a cached function would replay it on every hit).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from kd_analysis.errors import KDLensError
+from kd_analysis.models.specs import ModelSpec, StudentSpec
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.items: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+
+@st.cache_resource(show_spinner=False)
+def _models() -> _Registry:
+    return _Registry()
+
+
+@st.cache_resource(show_spinner=False)
+def _datasets() -> _Registry:
+    return _Registry()
+
+
+def is_loaded(teacher: ModelSpec, student: StudentSpec | None = None) -> bool:
+    key = teacher.key() if student is None else f"{teacher.key()}|{student.key()}"
+    return key in _models().items
+
+
+def load_teacher(spec: ModelSpec) -> Any:
+    reg = _models()
+    key = spec.key()
+    if key not in reg.items:
+        with reg.lock:
+            if key not in reg.items:
+                from kd_analysis.models.loading import load_model
+
+                with st.status(f"Loading {spec.source}…", expanded=True) as box:
+                    try:
+                        reg.items[key] = load_model(spec, progress=box.write)
+                    except BaseException:
+                        box.update(label=f"Could not load {spec.source}", state="error")
+                        raise
+                    box.update(label=f"Loaded {spec.source}", state="complete", expanded=False)
+    return reg.items[key]
+
+
+def load_pair(teacher_spec: ModelSpec, student_spec: StudentSpec) -> tuple[Any, Any, Any]:
+    from kd_analysis.models.pair import check_pair
+    from kd_analysis.models.students import derive_student
+
+    teacher = load_teacher(teacher_spec)
+    reg = _models()
+    key = f"{teacher_spec.key()}|{student_spec.key()}"
+    if key not in reg.items:
+        with st.spinner(f"Building the student ({student_spec.describe()})…"):
+            student = derive_student(teacher, student_spec)
+            reg.items[key] = (student, check_pair(teacher, student))
+    student, report = reg.items[key]
+    return teacher, student, report
+
+
+def dataset(source: str) -> Any:
+    from kd_analysis.data.sources import load_dataset
+
+    reg = _datasets()
+    path = Path(source)
+    stamp = f"{path.stat().st_mtime_ns}" if path.exists() else ""
+    key = f"{source}@{stamp}"
+    if key not in reg.items:
+        reg.items[key] = load_dataset(source)
+    return reg.items[key]
+
+
+def show_error(exc: BaseException) -> None:
+    """Bad input gets one clear sentence; anything else a short message (the full error goes to the log)."""
+    if isinstance(exc, KDLensError):
+        st.error(str(exc), icon="⚠️")
+    else:
+        import logging
+
+        logging.getLogger("kd-lens").exception("unexpected error")
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        st.error(f"Something went wrong: {type(exc).__name__}: {first}", icon="⚠️")

@@ -1,0 +1,52 @@
+"""The sidebar drawn on every page: the teacher, student and data set that all workflows use."""
+from __future__ import annotations
+
+import streamlit as st
+
+from app_ui import state
+from app_ui.resources import is_loaded
+from kd_analysis.data.demo import DEMO_SETS
+from kd_analysis.models.builtins import BUILTINS
+from kd_analysis.models.specs import TASKS
+
+STUDENT_KIND_LABELS = {"drop_layers": "Teacher with layers dropped", "shrink": "Smaller random-init config",
+                       "model": "Another model"}
+
+
+def _label(source: str) -> str:
+    return BUILTINS[source].title if source in BUILTINS else source
+
+
+def render_sidebar() -> state.Selection:
+    sb = st.sidebar
+    sb.markdown("### Teacher · student · data")
+    teachers = list(BUILTINS) + [m for m in state.get("custom_models") if m not in BUILTINS]
+    if state.get("teacher_source") not in teachers:
+        teachers.append(state.get("teacher_source"))
+    sb.selectbox("Teacher", teachers, format_func=_label, key=state.widget_key("teacher_source"),
+                 on_change=state.save, args=("teacher_source",),
+                 help="Add local folders or hub ids on the Models & data page.")
+    sb.selectbox("Task", ["auto", *TASKS], key=state.widget_key("teacher_task"), on_change=state.save,
+                 args=("teacher_task",), help="auto: the built-in's default or the checkpoint's own head")
+    sb.selectbox("Student", list(STUDENT_KIND_LABELS), format_func=STUDENT_KIND_LABELS.get,
+                 key=state.widget_key("student_kind"), on_change=state.save, args=("student_kind",))
+    if state.get("student_kind") in ("drop_layers", "shrink"):
+        sb.number_input("Student layers", min_value=1, max_value=128, step=1,
+                        key=state.widget_key("student_layers"), on_change=state.save, args=("student_layers",))
+    else:
+        sb.text_input("Student model (built-in, folder or hub id)", key=state.widget_key("student_source"),
+                      on_change=state.save, args=("student_source",))
+    sources = [f"demo:{name}" for name in DEMO_SETS] + list(state.get("custom_data"))
+    if state.get("data_source") not in sources:
+        sources.append(state.get("data_source"))
+    sb.selectbox("Data set", sources, key=state.widget_key("data_source"), on_change=state.save,
+                 args=("data_source",),
+                 format_func=lambda s: f"{DEMO_SETS[s[5:]].title} (demo)" if s.startswith("demo:") and s[5:] in DEMO_SETS else s)
+    sel = state.selection()
+    if sel.student.kind == "model" and not sel.student.model.source:
+        sb.info("Name the student model to load the pair.")
+    elif is_loaded(sel.teacher, sel.student):
+        sb.success("Pair loaded", icon="✅")
+    else:
+        sb.caption("Pair not loaded yet: load it on the home page or on Models & data.")
+    return sel

@@ -1,0 +1,94 @@
+"""The user's selection (teacher, student, data set), kept across pages in st.session_state.
+
+Widget keys are wiped by Streamlit when a page that does not draw them runs, so each selection lives under a
+permanent key and is copied into its widget key before the widget is drawn.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from kd_analysis.models.specs import ModelSpec, StudentSpec
+
+DEFAULTS: dict[str, Any] = {
+    "teacher_source": "minilm",
+    "teacher_task": "auto",
+    "trust_remote_code": False,
+    "student_kind": "drop_layers",
+    "student_layers": 2,
+    "student_keep": "",
+    "student_source": "",
+    "data_source": "demo:mcq",
+    "custom_models": [],
+    "custom_data": [],
+}
+
+
+def _store(name: str) -> str:
+    return f"_kd_{name}"
+
+
+def get(name: str) -> Any:
+    if _store(name) not in st.session_state:
+        st.session_state[_store(name)] = DEFAULTS[name]
+    return st.session_state[_store(name)]
+
+
+def put(name: str, value: Any) -> None:
+    st.session_state[_store(name)] = value
+
+
+def widget_key(name: str) -> str:
+    """Seed the widget's key from the permanent value; pair with on_change=save, args=(name,)."""
+    st.session_state[f"w_{name}"] = get(name)
+    return f"w_{name}"
+
+
+def save(name: str) -> None:
+    put(name, st.session_state[f"w_{name}"])
+
+
+def add_choice(list_name: str, value: str) -> None:
+    items = list(get(list_name))
+    if value and value not in items:
+        items.append(value)
+    put(list_name, items)
+
+
+@dataclass(frozen=True)
+class Selection:
+    teacher: ModelSpec
+    student: StudentSpec
+    data_source: str
+
+    def describe(self) -> str:
+        return f"{self.teacher.source} → {self.student.describe()} on {self.data_source}"
+
+
+def parse_keep(text: str) -> tuple[int, ...] | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return tuple(int(x) for x in text.replace(" ", "").split(",") if x != "")
+    except ValueError:
+        raise ValueError(f"layers to keep must be numbers separated by commas, e.g. 0,3,5 (got {text!r})") from None
+
+
+def selection() -> Selection:
+    task = get("teacher_task")
+    teacher = ModelSpec(source=get("teacher_source"), task=None if task == "auto" else task,
+                        trust_remote_code=bool(get("trust_remote_code")))
+    kind = get("student_kind")
+    if kind == "model":
+        student = StudentSpec(kind="model", model=ModelSpec(source=get("student_source"), task=teacher.task,
+                                                            trust_remote_code=teacher.trust_remote_code))
+    else:
+        try:
+            keep = parse_keep(get("student_keep")) if kind == "drop_layers" else None
+        except ValueError:
+            keep = None
+        student = StudentSpec(kind=kind, keep_layers=keep, num_layers=int(get("student_layers")))
+    return Selection(teacher=teacher, student=student, data_source=get("data_source"))

@@ -1,0 +1,40 @@
+"""Small drawing helpers used by several pages (tables of library results, nothing computed here)."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+SUMMARY_FIELDS = [("family", "Family"), ("architecture", "Class"), ("task", "Task"), ("parameters", "Parameters"),
+                  ("layers", "Layers"), ("decoder_layers", "Decoder layers"), ("heads", "Heads"),
+                  ("kv_heads", "KV heads"), ("hidden_size", "Hidden size"), ("vocab_size", "Vocabulary"),
+                  ("tokenizer_size", "Tokenizer size"), ("output_size", "Output size"), ("dtype", "Precision"),
+                  ("device", "Device"), ("attn_implementation", "Attention"), ("memory_mb", "Weights (MB)")]
+
+
+def summary_table(infos: dict[str, Any]) -> pd.DataFrame:
+    rows = {}
+    for name, info in infos.items():
+        d = info.to_dict()
+        rows[name] = {label: ("—" if d.get(key) is None else
+                              f"{d[key]:,}" if isinstance(d.get(key), int) else str(d[key]))
+                      for key, label in SUMMARY_FIELDS}
+    return pd.DataFrame(rows)
+
+
+def loss_table(report: Any) -> pd.DataFrame:
+    return pd.DataFrame([{"Loss": v["title"], "Applies": "✅ yes" if v["applies"] else "❌ no", "Why": v["reason"]}
+                         for v in report.losses.values()])
+
+
+def pair_overview(teacher: Any, student: Any, report: Any) -> None:
+    t, s = teacher.info(), student.info()
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Teacher parameters", f"{t.parameters / 1e6:.1f}M")
+    c2.metric("Student parameters", f"{s.parameters / 1e6:.1f}M", f"{s.parameters / t.parameters:.0%} of teacher",
+              delta_color="off")
+    c3.metric("Tokenizer", "shared" if report.same_tokenizer else f"{report.vocab_overlap:.0%} overlap")
+    st.dataframe(summary_table({"Teacher": t, "Student": s}), width="stretch")
+    for note in t.notes + s.notes + report.notes:
+        st.caption(note)

