@@ -84,10 +84,10 @@ def dataset(source: str) -> Any:
 def show_error(exc: BaseException) -> None:
     """Bad input gets one clear sentence; anything else a short message (the full error goes to the log)."""
     if isinstance(exc, KDLensError):
-        st.error(str(exc), icon="⚠️")
+        st.error(str(exc), icon=":material/error:")
     else:
         import logging
 
         logging.getLogger("kd-lens").exception("unexpected error")
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        st.error(f"Something went wrong: {type(exc).__name__}: {first}", icon="⚠️")
+        st.error(f"Something went wrong: {type(exc).__name__}: {first}", icon=":material/error:")

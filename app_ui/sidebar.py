@@ -42,11 +42,15 @@ def render_sidebar() -> state.Selection:
     sb.selectbox("Data set", sources, key=state.widget_key("data_source"), on_change=state.save,
                  args=("data_source",),
                  format_func=lambda s: f"{DEMO_SETS[s[5:]].title} (demo)" if s.startswith("demo:") and s[5:] in DEMO_SETS else s)
+    return state.selection()
+
+
+def sidebar_status() -> None:
+    """Drawn after the page ran, so it reflects what the page just loaded."""
     sel = state.selection()
     if sel.student.kind == "model" and not sel.student.model.source:
-        sb.info("Name the student model to load the pair.")
+        st.sidebar.info("Name the student model to load the pair.", icon=":material/info:")
     elif is_loaded(sel.teacher, sel.student):
-        sb.success("Pair loaded", icon="✅")
+        st.sidebar.success("Teacher and student loaded", icon=":material/check_circle:")
     else:
-        sb.caption("Pair not loaded yet: load it on the home page or on Models & data.")
-    return sel
+        st.sidebar.caption("Pair not loaded yet: load it on the home page or on Models & data.")

@@ -24,7 +24,7 @@ def summary_table(infos: dict[str, Any]) -> pd.DataFrame:
 
 
 def loss_table(report: Any) -> pd.DataFrame:
-    return pd.DataFrame([{"Loss": v["title"], "Applies": "✅ yes" if v["applies"] else "❌ no", "Why": v["reason"]}
+    return pd.DataFrame([{"Loss": v["title"], "Applies": "yes" if v["applies"] else "no", "Why": v["reason"]}
                          for v in report.losses.values()])
 
 
@@ -33,7 +33,7 @@ def pair_overview(teacher: Any, student: Any, report: Any) -> None:
     c1, c2, c3 = st.columns(3)
     c1.metric("Teacher parameters", f"{t.parameters / 1e6:.1f}M")
     c2.metric("Student parameters", f"{s.parameters / 1e6:.1f}M", f"{s.parameters / t.parameters:.0%} of teacher",
-              delta_color="off")
+              delta_color="off", delta_arrow="off")
     c3.metric("Tokenizer", "shared" if report.same_tokenizer else f"{report.vocab_overlap:.0%} overlap")
     st.dataframe(summary_table({"Teacher": t, "Student": s}), width="stretch")
     for note in t.notes + s.notes + report.notes:

@@ -74,6 +74,11 @@ CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain"
             ("South Korea", "Seoul")]
 
 LABELS = ["A", "B", "C", "D", "E"]
+CATEGORY_PHRASES = ["Which of these is {a} {cat}?", "Which one of the following is {a} {cat}?",
+                    "Pick the {cat} from this list.", "Which word names {a} {cat}?",
+                    "One of these is {a} {cat}. Which one?", "Which item below is {a} {cat}?",
+                    "Find the {cat} among these words.", "Which of the following would you call {a} {cat}?",
+                    "Name the {cat} in this list."]
 
 
 def _article(word: str) -> str:
@@ -93,9 +98,9 @@ def mcq_rows(seed: int = 13) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for cat, members in CATEGORIES.items():
         others = [m for c, ms in CATEGORIES.items() if c != cat for m in ms]
-        for member in members:
-            rows.append(_row(rng, f"cat-{len(rows)}", f"Which of these is {_article(cat)} {cat}?", member,
-                             others + [member], cat))
+        for i, member in enumerate(members):
+            question = CATEGORY_PHRASES[i % len(CATEGORY_PHRASES)].format(a=_article(cat), cat=cat)
+            rows.append(_row(rng, f"cat-{len(rows)}", question, member, others + [member], cat))
     words = [w for pair in ANTONYMS for w in pair]
     for a, b in ANTONYMS:
         for word, opposite in ((a, b), (b, a)):

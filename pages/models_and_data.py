@@ -4,18 +4,16 @@ import streamlit as st
 
 from app_ui import state
 from app_ui.resources import load_pair, load_teacher, show_error
-from app_ui.sidebar import render_sidebar
 from app_ui.uploads import save_upload
 from app_ui.views import loss_table, pair_overview
 from kd_analysis.data.loaders import ColumnMapping
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS, ModelSpec
 
-st.set_page_config(page_title="Models & data · kd-lens", page_icon="🧩", layout="wide")
-sel = render_sidebar()
+sel = state.selection()
 st.title("Models & data")
 
-tab_models, tab_pair, tab_data = st.tabs(["Load a model", "Teacher & student", "Data"])
+tab_pair, tab_models, tab_data = st.tabs(["Teacher & student", "Load a model", "Data"])
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -44,14 +42,14 @@ with tab_models:
     trust = st.checkbox("Trust remote code", value=False,
                         help="Runs Python code shipped with the checkpoint. Only tick this for authors you trust.")
     if trust:
-        st.warning("Remote code will run with your permissions on this machine.", icon="⚠️")
+        st.warning("Remote code will run with your permissions on this machine.", icon=":material/warning:")
     spec = ModelSpec(source=(source or "").strip(), task=None if task == "auto" else task, trust_remote_code=trust)
     if spec.source:
         try:
             est = _estimate(spec.key())
             st.info(f"**Before loading:** {est['parameters'] / 1e6:,.1f}M parameters · about "
                     f"{est['weights_mb']:,.0f} MB of weights in {est['dtype']} on {est['device']} "
-                    f"(~{est['training_mb']:,.0f} MB to train with Adam).", icon="📏")
+                    f"(~{est['training_mb']:,.0f} MB to train with Adam).", icon=":material/straighten:")
         except Exception as exc:
             show_error(exc)
         if st.button(f"Load as {role.lower()}", type="primary"):
@@ -137,7 +135,7 @@ with tab_data:
 
         ds = dataset(sel.data_source)
         st.caption(f"{len(ds.examples):,} examples · format {ds.format} · fields {', '.join(ds.fields)}")
-        st.dataframe(pd.DataFrame([{k: v for k, v in e.to_dict().items() if k != "meta"}
-                                   for e in ds.examples[:50]]), width="stretch", hide_index=True)
+        table = pd.DataFrame([{k: v for k, v in e.to_dict().items() if k != "meta"} for e in ds.examples[:50]])
+        st.dataframe(table.dropna(axis="columns", how="all"), width="stretch", hide_index=True)
     except Exception as exc:
         show_error(exc)

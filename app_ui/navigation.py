@@ -1,0 +1,19 @@
+"""The app's pages, in menu order. A new workflow page is one line here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    path: str  # relative to the repository root
+    title: str
+    icon: str
+    url_path: str
+    summary: str
+
+
+WORKFLOW_PAGES = [
+    PageInfo("pages/models_and_data.py", "Models & data", ":material/deployed_code:", "models",
+             "Load checkpoints (built-in, folder, hub id), see their architecture and the pair check, validate data."),
+]

@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny random checkpoints of every family, an isolated model cache and run store."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# One de-quantised SmolLM2 per test session, outside the user's own cache.
+_SESSION_CACHE = Path(os.environ.get("KD_LENS_TEST_CACHE", ROOT / ".pytest_cache" / "kd-lens-cache"))
+os.environ["KD_LENS_CACHE"] = str(_SESSION_CACHE)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    from kd_analysis.models.tiny import TINY_FAMILIES, build_tiny
+
+    base = tmp_path_factory.mktemp("tiny")
+    for family in TINY_FAMILIES:
+        build_tiny(family, base / family)
+    return base
+
+
+@pytest.fixture
+def run_root(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    monkeypatch.setenv("KD_LENS_RUNS", str(root))
+    return root

@@ -1,0 +1,115 @@
+"""The real server in headless Chromium: every page opens, shows its main content, and no exception box.
+
+Screenshots go to test-artifacts/screenshots/ (or $KD_LENS_SCREENSHOTS) so a person can look at them.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("KD_LENS_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(os.environ.get("KD_LENS_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
+# (url path, text that proves the page drew its content, element that must be visible)
+PAGES = [
+    ("", "Current selection", '[data-testid="stMetric"]'),
+    ("models", "Pair check: which losses apply", '[data-testid="stDataFrame"]'),
+]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"CI needs Debian chromium at {CHROMIUM} (apt-get install chromium)")
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {**os.environ, "KD_LENS_RUNS": str(tmp_path_factory.mktemp("runs"))}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                                 "--server.headless", "true", "--server.address", "127.0.0.1",
+                                 "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"server did not start: {log.read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                               args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                     "--disable-component-update", "--no-first-run", "--disable-sync",
+                                     "--disable-quic"])
+        yield b
+        b.close()
+
+
+@pytest.mark.parametrize("path,marker,element", PAGES)
+def test_page_in_browser(server, browser, path, marker, element):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server}/{path}", wait_until="domcontentloaded")
+    page.get_by_text(marker, exact=False).first.wait_for(timeout=120_000)
+    page.locator(element).first.wait_for(state="visible", timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.wait_for_timeout(1000)
+    name = path or "home"
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0, "an exception box is shown"
+    assert not errors, errors
+    page.close()
+
+
+def test_models_page_tabs_in_browser(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(f"{server}/models", wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Load a model").click()
+    page.get_by_text("Before loading").wait_for(timeout=120_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "models_load.png"), full_page=True)
+    page.get_by_role("tab", name="Data").click()
+    page.get_by_text("Current data set").wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "models_data.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_chromium_is_the_system_one():
+    assert shutil.which("chromium") or Path(CHROMIUM).exists()

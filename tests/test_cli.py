@@ -1,0 +1,111 @@
+"""The CLI contract through subprocess, exactly as scripts call it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "kd_analysis", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=full_env, timeout=300)
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_help_lists_every_subcommand():
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for sub in ("models", "data", "runs"):
+        assert sub in proc.stdout
+
+
+def test_models_list():
+    proc = cli("models", "list", "--json")
+    names = {m["name"] for m in json.loads(proc.stdout)}
+    assert {"minilm", "smollm2-135m-instruct"} <= names
+    assert "minilm" in cli("models", "list").stdout
+
+
+@pytest.mark.parametrize("family", ["bert", "llama", "t5"])
+def test_models_inspect_json(tiny_dir, family):
+    proc = cli("models", "inspect", str(tiny_dir / family), "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    for key in ("family", "task", "parameters", "layers", "heads", "vocab_size"):
+        assert key in info
+    assert info["family"] == family and info["layers"] == 2 and info["heads"] == 4
+
+
+def test_models_inspect_builtin_offline():
+    proc = cli("models", "inspect", "minilm", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["family"] == "bert" and info["parameters"] > 22_000_000
+
+
+def test_models_pair_json(tiny_dir):
+    proc = cli("models", "pair", "--teacher", str(tiny_dir / "llama"), "--layers", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["student"]["layers"] == 1 and "kl" in out["pair"]["applicable"]
+
+
+def test_data_inspect_json(tmp_path):
+    f = tmp_path / "g.jsonl"
+    f.write_text(json.dumps({"question": "1+1?", "answer": "1 + 1 = 2\n#### 2"}) + "\n")
+    out = json.loads(cli("data", "inspect", str(f), "--json").stdout)
+    assert out["format"] == "gsm8k" and out["examples"] == 1 and out["fields"] == ["question", "answer"]
+    demo = json.loads(cli("data", "inspect", "demo:mcq", "--json").stdout)
+    assert demo["format"] == "commonsenseqa" and demo["examples"] > 200
+
+
+def test_data_demo_writes_a_file(tmp_path):
+    proc = cli("data", "demo", "sentiment", "--out", str(tmp_path / "s.tsv"))
+    assert proc.returncode == 0
+    out = json.loads(cli("data", "inspect", str(tmp_path / "s.tsv"), "--json").stdout)
+    assert out["format"] == "sst2"
+
+
+def test_runs_list_and_show(run_root):
+    from kd_analysis.runs import RunStore
+
+    run = RunStore(run_root).create("train", {"lr": 0.1}, run_id="r1")
+    run.append_metrics({"step": 1, "loss": 0.5})
+    env = {"KD_LENS_RUNS": str(run_root)}
+    listed = json.loads(cli("runs", "list", "--json", env=env).stdout)
+    assert [r["run_id"] for r in listed] == ["r1"]
+    shown = json.loads(cli("runs", "show", "r1", "--json", env=env).stdout)
+    assert shown["config"]["lr"] == 0.1 and shown["metrics"][0]["loss"] == 0.5
+    assert_clean_error(cli("runs", "show", "nope", env=env), "no run")
+
+
+@pytest.mark.parametrize("args,words", [
+    (("models", "inspect", "/definitely/not/here"), ("not found",)),
+    (("models", "inspect", "some-org/missing-model"), ("some-org/missing-model", "offline")),
+    (("data", "inspect", "/definitely/not/here.csv"), ("not found",)),
+    (("models", "frobnicate"), ("invalid choice",)),
+    (("data", "inspect"), ("required",)),
+])
+def test_bad_input_exit_2_one_line(args, words):
+    assert_clean_error(cli(*args), *words)
+
+
+def test_bad_data_file(tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_bytes(b"sentence,label\n\xff\xfe broken\n")
+    assert_clean_error(cli("data", "inspect", str(f)), "not UTF-8")

@@ -1,0 +1,192 @@
+"""Loaders on format samples written here, the demo sets, and bad files."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from kd_analysis.data import (ColumnMapping, DEMO_SETS, detect_format, gold_number, inspect_data, load_dataset,
+                              load_demo, load_file, preview_data, write_demo)
+from kd_analysis.data import loaders
+from kd_analysis.errors import DataError
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_gsm8k_jsonl(tmp_path):
+    f = _jsonl(tmp_path / "g.jsonl", [
+        {"question": "Ann has 3 pens and buys 4. How many?", "answer": "3 + 4 = 7\n#### 7"},
+        {"question": "Big?", "answer": "1,000 + 234 = 1,234\n#### 1,234"},
+    ])
+    ds = load_file(f)
+    assert ds.format == "gsm8k"
+    assert [e.answer for e in ds.examples] == ["7", "1234"]
+    assert ds.examples[0].solution == "3 + 4 = 7"
+    assert ds.examples[0].task == "generation"
+
+
+def test_commonsenseqa_nested_and_flat(tmp_path):
+    rows = [{"id": "q1", "question": "Where is a stove?", "answerKey": "B",
+             "choices": {"label": ["A", "B", "C"], "text": ["garden", "kitchen", "car"]}},
+            {"id": "q2", "question": {"stem": "What cuts paper?"}, "answerKey": "A",
+             "choices": {"label": ["A", "B"], "text": ["scissors", "spoon"]}}]
+    ds = load_file(_jsonl(tmp_path / "c.jsonl", rows))
+    assert ds.format == "commonsenseqa"
+    assert ds.examples[0].label == 1 and ds.examples[0].answer == "kitchen"
+    assert ds.examples[1].text == "What cuts paper?" and ds.examples[1].answer == "scissors"
+
+
+def test_sst2_tsv_with_stray_quotes(tmp_path):
+    f = tmp_path / "train.tsv"
+    f.write_text('sentence\tlabel\nit \'s a " charming film\t1\nflat and dull\t0\n', encoding="utf-8")
+    ds = load_file(f)
+    assert ds.format == "sst2"
+    assert [e.label for e in ds.examples] == [1, 0]
+    assert ds.examples[0].text == 'it \'s a " charming film'
+
+
+def test_generic_csv_with_mapping(tmp_path):
+    f = tmp_path / "g.csv"
+    f.write_text('review,stars,opts\n"good, really",1,\n"bad",0,\n', encoding="utf-8")
+    with pytest.raises(DataError, match="no text column"):
+        load_file(f)
+    ds = load_file(f, mapping=ColumnMapping(text="review", label="stars"))
+    assert ds.format == "generic"
+    assert [(e.text, e.label) for e in ds.examples] == [("good, really", 1), ("bad", 0)]
+
+
+def test_generic_guesses_common_columns(tmp_path):
+    f = _jsonl(tmp_path / "x.jsonl", [{"text": "hi", "label": 1}, {"text": "yo", "label": 0}])
+    ds = load_file(f)
+    assert ds.format == "generic" and [e.label for e in ds.examples] == [1, 0]
+
+
+def test_mapping_to_missing_column_is_clear(tmp_path):
+    f = _jsonl(tmp_path / "x.jsonl", [{"text": "hi"}])
+    with pytest.raises(DataError, match=r"column 'sentence' \(mapped to text\) is not in the file"):
+        load_file(f, mapping=ColumnMapping(text="sentence"))
+
+
+def test_wrong_columns_reports_found_columns(tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text("foo,bar\n1,2\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_file(f)
+    assert "['foo', 'bar']" in str(err.value)
+
+
+def test_bad_rows_are_reported_not_silently_dropped(tmp_path):
+    f = _jsonl(tmp_path / "g.jsonl", [{"question": "a", "answer": "2\n#### 2"},
+                                       {"question": "b", "answer": "no gold here #### ?"}])
+    ds = load_file(f)
+    assert len(ds.examples) == 1 and ds.skipped == 1
+    assert "row 2" in ds.problems[0]
+
+
+@pytest.mark.parametrize("content,match", [(b"", "is empty"), (b"   \n\n", "empty"),
+                                           (b"sentence,label\n", "no data rows")])
+def test_empty_files(tmp_path, content, match):
+    f = tmp_path / "e.csv"
+    f.write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        load_file(f)
+
+
+def test_non_utf8_file(tmp_path):
+    f = tmp_path / "latin.csv"
+    f.write_bytes("sentence,label\ncaf\xe9 cr\xe8me,1\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text.*0xe9"):
+        load_file(f)
+    ds = load_file(f, encoding="latin-1")
+    assert ds.examples[0].text == "café crème"
+
+
+def test_invalid_json_line(tmp_path):
+    f = tmp_path / "x.jsonl"
+    f.write_text('{"text": "a"}\n{"text": \n', encoding="utf-8")
+    with pytest.raises(DataError, match="line 2 is not valid JSON"):
+        load_file(f)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_file(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match="is a folder"):
+        load_file(tmp_path)
+
+
+def test_large_csv_preview_reads_only_the_start(tmp_path, monkeypatch):
+    f = tmp_path / "big.csv"
+    with open(f, "w", encoding="utf-8") as fh:
+        fh.write("sentence,label\n")
+        for i in range(100_000):
+            fh.write(f"sentence number {i},{i % 2}\n")
+    seen = []
+    real = loaders.rows_to_examples
+    monkeypatch.setattr("kd_analysis.data.inspect.rows_to_examples",
+                        lambda rows, *a, **k: seen.append(len(rows)) or real(rows, *a, **k))
+    report = preview_data(f)
+    assert seen == [20], "the preview must convert only the first rows"
+    assert report.rows == 100_000 and report.partial and report.format == "sst2"
+    assert len(report.preview) == 20
+
+
+def test_format_detection_needs_content_not_just_columns():
+    assert detect_format(["question", "answer"], [{"question": "q", "answer": "no mark"}]) == "generic"
+    assert detect_format(["question", "answer"], [{"question": "q", "answer": "x #### 3"}]) == "gsm8k"
+    assert gold_number("so the total is 12.\n#### 1,024 apples") == "1024"
+
+
+@pytest.mark.parametrize("name", list(DEMO_SETS))
+def test_demo_sets_are_sizeable_and_deterministic(name):
+    a, b = load_demo(name), load_demo(name)
+    assert a.format == DEMO_SETS[name].format
+    assert len(a.examples) >= 250 and a.skipped == 0
+    assert [e.to_dict() for e in a.examples] == [e.to_dict() for e in b.examples]
+    inputs = {(e.text, tuple(e.choices or ())) for e in a.examples}
+    assert len(inputs) == len(a.examples), "no duplicate inputs"
+
+
+def test_demo_mcq_answer_is_among_choices():
+    for ex in load_demo("mcq").examples:
+        assert len(ex.choices) == 5 and len(set(ex.choices)) == 5
+        assert ex.choices[ex.label] == ex.answer
+
+
+def test_demo_arithmetic_solutions_are_correct():
+    """Every equation in every worked solution holds, and the last result is the gold number."""
+    eq = re.compile(r"(\d+(?: [-+*/] \d+)+) = (\d+)")
+    for ex in load_demo("arithmetic").examples:
+        found = eq.findall(ex.solution)
+        assert found, ex.solution
+        for expr, result in found:
+            assert eval(expr) == int(result), (expr, result)  # noqa: S307 - digits and operators only
+        assert found[-1][1] == ex.answer
+
+
+def test_demo_sentiment_is_balanced():
+    labels = [e.label for e in load_demo("sentiment").examples]
+    assert 0.35 < sum(labels) / len(labels) < 0.65
+
+
+@pytest.mark.parametrize("name", list(DEMO_SETS))
+def test_demo_round_trips_through_its_file_format(tmp_path, name):
+    path = write_demo(name, tmp_path / f"{name}{DEMO_SETS[name].suffix}")
+    report = inspect_data(str(path))
+    assert report.format == DEMO_SETS[name].format
+    assert report.examples == len(load_demo(name).examples)
+
+
+def test_sources_dispatch_and_hub_offline(monkeypatch):
+    assert load_dataset("demo:sentiment", limit=5).examples.__len__() == 5
+    with pytest.raises(DataError, match="unknown demo set"):
+        load_dataset("demo:nope")
+    monkeypatch.setattr("kd_analysis.data.sources.hub_reachable", lambda: False)
+    with pytest.raises(DataError, match="offline"):
+        load_dataset("hf:gsm8k:main@test")
+    with pytest.raises(DataError, match="hf:org/data"):
+        load_dataset("org/data")

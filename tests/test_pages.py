@@ -1,0 +1,98 @@
+"""Each page through Streamlit's AppTest (no browser): renders, shows its content, handles bad input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = str(ROOT / "app.py")
+MODELS = "pages/models_and_data.py"
+TIMEOUT = 180
+
+
+def open_page(path: str | None = None) -> AppTest:
+    """Through app.py, as a user gets there: the router draws the sidebar, then the page."""
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
+    if path:
+        at.switch_page(path).run()
+    return at
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_home_shows_the_demo_pair_and_data():
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
+    _no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Teacher parameters"] == "22.7M"
+    assert metrics["Data set"] == "demo:mcq" and int(metrics["Examples"]) > 200
+    assert not at.error
+
+
+def test_sidebar_selection_survives_page_switch():
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
+    at.sidebar.selectbox(key="w_data_source").set_value("demo:sentiment").run()
+    assert {m.label: m.value for m in at.metric}["Format"] == "sst2"
+    at.switch_page(MODELS).run()
+    _no_exception(at)
+    assert at.sidebar.selectbox(key="w_data_source").value == "demo:sentiment"
+    assert any("demo:sentiment" in s.value for s in at.subheader)
+
+
+def test_models_page_pair_check_table():
+    at = open_page(MODELS)
+    _no_exception(at)
+    tables = [df.value for df in at.dataframe]
+    losses = next(t for t in tables if "Loss" in t.columns)
+    assert set(losses["Loss"]) >= {"KL", "Sinkhorn (SinKD)", "cross-entropy on gold labels"}
+    summary = next(t for t in tables if "Teacher" in t.columns)
+    assert summary.loc["Layers", "Teacher"] == "6" and summary.loc["Layers", "Student"] == "2"
+    assert any("parameters" in i.value for i in at.info)  # the memory estimate before loading
+
+
+def test_models_page_bad_folder_is_a_message_not_a_traceback(tmp_path):
+    at = open_page(MODELS)
+    at.radio[0].set_value("Local folder").run()
+    next(t for t in at.text_input if t.label == "Folder path").set_value(str(tmp_path / "missing")).run()
+    _no_exception(at)
+    assert any("model folder not found" in e.value for e in at.error)
+
+
+def test_models_page_loads_a_local_folder_as_student(tiny_dir):
+    at = open_page(MODELS)
+    at.radio[0].set_value("Local folder").run()
+    next(t for t in at.text_input if t.label == "Folder path").set_value(str(tiny_dir / "llama")).run()
+    at.radio[1].set_value("Teacher").run()
+    next(b for b in at.button if b.label.startswith("Load as")).click().run()
+    _no_exception(at)
+    assert at.sidebar.selectbox(key="w_teacher_source").value == str(tiny_dir / "llama")
+    summary = next(df.value for df in at.dataframe if "Teacher" in df.value.columns)
+    assert summary.loc["Family", "Teacher"] == "llama"
+
+
+def test_models_page_previews_a_data_file(tmp_path):
+    f = tmp_path / "train.tsv"
+    f.write_text("sentence\tlabel\n" + "".join(f"line {i}\t{i % 2}\n" for i in range(100)), encoding="utf-8")
+    at = open_page(MODELS)
+    at.radio[2].set_value("Path on this machine").run()
+    path_input = next(t for t in at.text_input if t.label == "File path")
+    path_input.set_value(str(f)).run()
+    _no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Format"] == "sst2" and metrics["Rows"] == "100"
+    next(b for b in at.button if b.label == "Use this data set").click().run()
+    assert at.sidebar.selectbox(key="w_data_source").value == str(f)
+
+
+def test_models_page_bad_data_file(tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_bytes(b"a,b\n\xff\xfe\n")
+    at = open_page(MODELS)
+    at.radio[2].set_value("Path on this machine").run()
+    next(t for t in at.text_input if t.label == "File path").set_value(str(f)).run()
+    _no_exception(at)
+    assert any("not UTF-8" in e.value for e in at.error)
