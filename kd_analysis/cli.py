@@ -100,9 +100,8 @@ def cmd_data_demo(args: argparse.Namespace) -> None:
                 for d in DEMO_SETS.values()]
         _print(rows, args.json, lambda rs: "\n".join(f"demo:{r['name']:<12} {r['format']:<14} {r['title']}" for r in rs))
         return
-    out = args.out or f"{args.name}{DEMO_SETS[args.name].suffix}" if args.name in DEMO_SETS else args.out
-    path = write_demo(args.name, out or args.name)
-    print(path)
+    suffix = DEMO_SETS[args.name].suffix if args.name in DEMO_SETS else ".jsonl"
+    print(write_demo(args.name, args.out or f"{args.name}{suffix}"))
 
 
 # runs ---------------------------------------------------------------------------------------------------------

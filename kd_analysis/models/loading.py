@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -215,11 +214,3 @@ def attention_weights(model: Any) -> Iterator[Any]:
         if before:
             model.set_attn_implementation(before)
 
-
-def clone_spec(spec: ModelSpec, **changes: Any) -> ModelSpec:
-    d = copy.deepcopy(spec.to_dict())
-    d.update(changes)
-    return ModelSpec.from_dict(d)
-
-
-ProgressFn = Callable[[str], None]

@@ -73,6 +73,16 @@ CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain"
             ("Sweden", "Stockholm"), ("Austria", "Vienna"), ("Chile", "Santiago"), ("Turkey", "Ankara"),
             ("South Korea", "Seoul")]
 
+# (id prefix, question template with {cue} and its article {a}, (cue, answer) pairs); answers of the other
+# pairs serve as distractors.
+PAIR_TABLES = [
+    ("place", "Where would you most likely find {a} {cue}?", PLACES),
+    ("use", "What do people use to {cue}?", USES),
+    ("animal", "Which animal {cue}?", ANIMAL_FACTS),
+    ("feel", "Someone who {cue} most likely feels what?", CAUSES),
+    ("young", "What is a baby {cue} called?", YOUNG),
+    ("capital", "What is the capital city of {cue}?", CAPITALS),
+]
 LABELS = ["A", "B", "C", "D", "E"]
 CATEGORY_PHRASES = ["Which of these is {a} {cat}?", "Which one of the following is {a} {cat}?",
                     "Pick the {cat} from this list.", "Which word names {a} {cat}?",
@@ -106,24 +116,10 @@ def mcq_rows(seed: int = 13) -> list[dict[str, Any]]:
         for word, opposite in ((a, b), (b, a)):
             pool = [w for w in words if w not in (a, b)] + [opposite]
             rows.append(_row(rng, f"ant-{len(rows)}", f"What is the opposite of \"{word}\"?", opposite, pool, word))
-    places = [p for _, p in PLACES]
-    for thing, place in PLACES:
-        rows.append(_row(rng, f"place-{len(rows)}", f"Where would you most likely find {_article(thing)} {thing}?",
-                         place, places, thing))
-    for purpose, tool in USES:
-        rows.append(_row(rng, f"use-{len(rows)}", f"What do people use to {purpose}?", tool,
-                         [t for _, t in USES], purpose))
-    for fact, animal in ANIMAL_FACTS:
-        rows.append(_row(rng, f"animal-{len(rows)}", f"Which animal {fact}?", animal,
-                         [a for _, a in ANIMAL_FACTS], fact))
-    for cause, feeling in CAUSES:
-        rows.append(_row(rng, f"feel-{len(rows)}", f"Someone who {cause} most likely feels what?", feeling,
-                         [f for _, f in CAUSES], cause))
-    for adult, young in YOUNG:
-        rows.append(_row(rng, f"young-{len(rows)}", f"What is a baby {adult} called?", young,
-                         [y for _, y in YOUNG], adult))
-    for country, capital in CAPITALS:
-        rows.append(_row(rng, f"capital-{len(rows)}", f"What is the capital city of {country}?", capital,
-                         [c for _, c in CAPITALS], country))
+    for prefix, template, pairs in PAIR_TABLES:
+        pool = [answer for _, answer in pairs]
+        for cue, answer in pairs:
+            question = template.format(cue=cue, a=_article(cue))
+            rows.append(_row(rng, f"{prefix}-{len(rows)}", question, answer, pool, cue))
     rng.shuffle(rows)
     return rows
