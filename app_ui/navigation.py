@@ -16,4 +16,6 @@ class PageInfo:
 WORKFLOW_PAGES = [
     PageInfo("pages/models_and_data.py", "Models & data", ":material/deployed_code:", "models",
              "Load checkpoints (built-in, folder, hub id), see their architecture and the pair check, validate data."),
+    PageInfo("pages/loss_explorer.py", "Loss explorer", ":material/compare_arrows:", "losses",
+             "KL, reverse KL, JS, TVD, skew KL and SinKD's Sinkhorn: a toy, your own pair, transport plans."),
 ]

@@ -53,8 +53,7 @@ def cmd_models_inspect(args: argparse.Namespace) -> None:
     _print(info, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items() if v not in (None, [])))
 
 
-def cmd_models_pair(args: argparse.Namespace) -> None:
-    from kd_analysis.models.pairs_loading import load_pair
+def _pair_specs(args: argparse.Namespace):
     from kd_analysis.models.specs import ModelSpec, StudentSpec
 
     teacher = ModelSpec(args.teacher, task=args.task, trust_remote_code=args.trust_remote_code)
@@ -64,15 +63,56 @@ def cmd_models_pair(args: argparse.Namespace) -> None:
     elif args.shrink:
         student = StudentSpec(kind="shrink", num_layers=args.layers)
     else:
-        keep = tuple(int(x) for x in args.keep.split(",")) if args.keep else None
+        try:
+            keep = tuple(int(x) for x in args.keep.split(",")) if args.keep else None
+        except ValueError:
+            raise KDLensError(f"--keep takes layer numbers separated by commas, e.g. 0,3,5 (got {args.keep!r})") from None
         student = StudentSpec(kind="drop_layers", keep_layers=keep, num_layers=args.layers)
-    t, s, report = load_pair(teacher, student)
+    return teacher, student
+
+
+def cmd_models_pair(args: argparse.Namespace) -> None:
+    from kd_analysis.models.pairs_loading import load_pair
+
+    t, s, report = load_pair(*_pair_specs(args))
     out = {"teacher": t.info().to_dict(), "student": s.info().to_dict(), "pair": report.to_dict()}
     _print(out, args.json, lambda d: "\n".join(
         [f"teacher: {d['teacher']['family']} {d['teacher']['parameters']:,} params, {d['teacher']['layers']} layers",
          f"student: {d['student']['family']} {d['student']['parameters']:,} params, {d['student']['layers']} layers"]
         + [f"{'yes' if v['applies'] else 'no ':<4} {k:<12} {v['reason']}" for k, v in d["pair"]["losses"].items()]
         + d["pair"]["notes"]))
+
+
+# losses -------------------------------------------------------------------------------------------------------
+def cmd_losses_toy(args: argparse.Namespace) -> None:
+    from kd_analysis.losses.toy import ToyConfig, fit_toy
+
+    res = fit_toy(ToyConfig(tau=args.tau, eps=args.eps, alpha=args.alpha, steps=args.steps)).to_dict()
+    if not args.snapshots:
+        for fit in res["fits"].values():
+            fit.pop("snapshots")
+    _print(res, args.json, lambda d: "\n".join(
+        [f"{'loss':<10} {'mu':>6} {'sigma':>6} {'rare':>6} {'final':>8}"] +
+        [f"{k:<10} {v['mu']:6.2f} {v['sigma']:6.2f} {v['rare_mass']:6.3f} {v['final_loss']:8.4f}"
+         for k, v in d["fits"].items()]))
+
+
+def cmd_losses_pair(args: argparse.Namespace) -> None:
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.losses.explorer import ExplorerSettings, explore_pair
+    from kd_analysis.models.pairs_loading import load_pair
+
+    teacher_spec, student_spec = _pair_specs(args)
+    teacher, student, report = load_pair(teacher_spec, student_spec)
+    if not report.comparable:
+        raise KDLensError("logit losses do not apply to this pair: " + " ".join(report.notes))
+    ds = load_dataset(args.data)
+    rep = explore_pair(teacher, student, ds.examples[args.start:args.start + args.batch],
+                       ExplorerSettings(tau=args.tau, eps=args.eps, iters=args.iters), report.aligned_outputs)
+    out = rep.to_dict()
+    _print(out, args.json, lambda d: "\n".join(
+        [f"{len(d['example_ids'])} examples ({d['kind']})"] +
+        [f"{k:<10} value {v:10.4g}   grad norm {d['grad_norms'][k]:10.4g}" for k, v in d["values"].items()]))
 
 
 # data ---------------------------------------------------------------------------------------------------------
@@ -147,14 +187,37 @@ def build_parser() -> argparse.ArgumentParser:
     m_inspect.add_argument("--num-labels", type=int)
     m_inspect.add_argument("--estimate-only", action="store_true", help="memory estimate from the config, no weights")
     m_inspect.set_defaults(fn=cmd_models_inspect)
+    def pair_opts(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--teacher", required=True)
+        q.add_argument("--student", help="a model source; default: a layer-dropped copy of the teacher")
+        q.add_argument("--layers", type=int, help="student layers (drop or shrink)")
+        q.add_argument("--keep", help="comma-separated teacher layers to keep, e.g. 0,3,5")
+        q.add_argument("--shrink", action="store_true", help="random-init smaller config instead of dropping layers")
+        model_opts(q)
+
     m_pair = msub.add_parser("pair", help="load a teacher and a student and say which losses apply")
-    m_pair.add_argument("--teacher", required=True)
-    m_pair.add_argument("--student", help="a model source; default: a layer-dropped copy of the teacher")
-    m_pair.add_argument("--layers", type=int, help="student layers (drop or shrink)")
-    m_pair.add_argument("--keep", help="comma-separated teacher layers to keep, e.g. 0,3,5")
-    m_pair.add_argument("--shrink", action="store_true", help="random-init smaller config instead of dropping layers")
-    model_opts(m_pair)
+    pair_opts(m_pair)
     m_pair.set_defaults(fn=cmd_models_pair)
+
+    losses = sub.add_parser("losses", help="compare KL, RKL, JS, TVD, skew KL and Sinkhorn (SinKD)")
+    lsub = losses.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    l_toy = lsub.add_parser("toy", help="fit a one-bump student to a multimodal teacher under each loss")
+    l_toy.add_argument("--tau", type=float, default=1.0)
+    l_toy.add_argument("--eps", type=float, default=0.05)
+    l_toy.add_argument("--alpha", type=float, default=0.1)
+    l_toy.add_argument("--steps", type=int, default=200)
+    l_toy.add_argument("--snapshots", action="store_true", help="include the student's distribution along the path")
+    l_toy.add_argument("--json", action="store_true")
+    l_toy.set_defaults(fn=cmd_losses_toy)
+    l_pair = lsub.add_parser("pair", help="every loss, gradient norms and the transport plan on a real batch")
+    pair_opts(l_pair)
+    l_pair.add_argument("--data", required=True, help="a data file, demo:NAME or hf:NAME")
+    l_pair.add_argument("--batch", type=int, default=16)
+    l_pair.add_argument("--start", type=int, default=0, help="index of the first example")
+    l_pair.add_argument("--tau", type=float, default=2.0)
+    l_pair.add_argument("--eps", type=float, default=0.1)
+    l_pair.add_argument("--iters", type=int, default=20)
+    l_pair.set_defaults(fn=cmd_losses_pair)
 
     data = sub.add_parser("data", help="inspect data files and write the built-in demo sets")
     dsub = data.add_subparsers(dest="action", required=True, parser_class=_Parser)

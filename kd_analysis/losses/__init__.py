@@ -1,0 +1,8 @@
+"""Distillation losses: a registry of divergences and SinKD's batch-wise Sinkhorn, with transport plans."""
+from kd_analysis.losses import divergences, sinkhorn  # noqa: F401  (fill the registry)
+from kd_analysis.losses.divergences import js_loss, kl_loss, rkl_loss, skew_kl_loss, tvd_loss
+from kd_analysis.losses.registry import LOSSES, LossSpec, Param, register_loss
+from kd_analysis.losses.sinkhorn import SinkhornResult, cost_matrix, sinkhorn_plan, sinkhorn_to_labels
+
+__all__ = ["LOSSES", "LossSpec", "Param", "SinkhornResult", "cost_matrix", "js_loss", "kl_loss", "register_loss",
+           "rkl_loss", "sinkhorn_plan", "sinkhorn_to_labels", "skew_kl_loss", "tvd_loss"]

@@ -1,0 +1,146 @@
+"""Real-pair explorer: every loss on one batch through the loaded teacher and student.
+
+What gets compared depends on the task: choice distributions (multiple choice), class distributions
+(classification), or next-token distributions (language models: each example's last position for the
+batch-wise view, every position for per-token contributions).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from kd_analysis.data.example import Example
+from kd_analysis.errors import KDLensError
+from kd_analysis.losses.registry import LOSSES
+from kd_analysis.losses.sinkhorn import sinkhorn_plan
+
+MAX_BATCH = 64
+TOP_TOKENS = 10
+
+
+@dataclass
+class ExplorerSettings:
+    tau: float = 2.0
+    eps: float = 0.1
+    iters: int = 20
+    alpha: float = 0.1
+    topk: int = 256  # vocabulary support for Sinkhorn on language models
+    losses: tuple[str, ...] = tuple(LOSSES)
+
+
+@dataclass
+class PairLossReport:
+    kind: str  # choices | labels | tokens
+    example_ids: list[str]
+    example_texts: list[str]
+    values: dict[str, float]
+    grad_norms: dict[str, float]
+    per_example: dict[str, list[float]]
+    plan: list[list[float]]
+    cost: list[list[float]]
+    columns: list[list[str]]  # per example: names of the compared outputs (choices, classes, top tokens)
+    teacher_probs: list[list[float]]
+    student_probs: list[list[float]]
+    gold: list[int | None]
+    per_token: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # example id -> (token, KL)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per example: every loss's contribution, for CSV export."""
+        rows = []
+        for i, ex_id in enumerate(self.example_ids):
+            row = {"example": ex_id, "text": self.example_texts[i]}
+            row.update({name: vals[i] for name, vals in self.per_example.items()})
+            rows.append(row)
+        return rows
+
+
+def _loss_kwargs(name: str, s: ExplorerSettings) -> dict[str, Any]:
+    kw: dict[str, Any] = {"tau": s.tau}
+    if name == "skew_kl":
+        kw["alpha"] = s.alpha
+    if name == "sinkhorn":
+        kw.update(eps=s.eps, iters=s.iters)
+    return kw
+
+
+def _outputs(teacher, student, examples: Sequence[Example], aligned: int | None):
+    from kd_analysis.models.scoring import choice_scores, class_logits, lm_logits
+
+    if teacher.task == "multiple_choice":
+        t, s = choice_scores(teacher, examples), choice_scores(student, examples)
+        cols = [list(ex.choices) + [""] * (t.shape[1] - len(ex.choices)) for ex in examples]
+        return "choices", t, s, cols, None
+    if teacher.task == "classification":
+        t, s = class_logits(teacher, examples), class_logits(student, examples)
+        names = [str((teacher.config.id2label or {}).get(i, i)) for i in range(t.shape[1])]
+        return "labels", t, s, [names] * len(examples), None
+    texts = [f"{ex.text} {ex.answer}" if ex.answer else ex.text for ex in examples]
+    t_all, s_all = lm_logits(teacher, texts), lm_logits(student, texts)
+    width = aligned or min(t_all.shape[-1], s_all.shape[-1])
+    t_all, s_all = t_all[..., :width], s_all[..., :width]
+    enc = teacher.tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+    mask = enc["attention_mask"].bool()
+    if t_all.shape[1] != mask.shape[1]:  # seq2seq: one decoder step
+        mask = torch.ones(t_all.shape[:2], dtype=torch.bool)
+    last = mask.long().sum(1) - 1 if teacher.head != "seq2seq" else torch.zeros(len(texts), dtype=torch.long)
+    idx = torch.arange(len(texts))
+    t, s = t_all[idx, last], s_all[idx, last]
+    return "tokens", t, s, None, (t_all, s_all, mask, enc["input_ids"])
+
+
+def explore_pair(teacher, student, examples: Sequence[Example], settings: ExplorerSettings | None = None,
+                 aligned_outputs: int | None = None) -> PairLossReport:
+    """All losses, per-example contributions, gradient norms and the Sinkhorn plan on one batch."""
+    st = settings or ExplorerSettings()
+    examples = list(examples)[:MAX_BATCH]
+    if len(examples) < 2:
+        raise KDLensError("pick at least 2 examples: the Sinkhorn loss couples the rows of a batch")
+    if teacher.task != student.task:
+        raise KDLensError(f"teacher ({teacher.task}) and student ({student.task}) solve different tasks; their "
+                          f"outputs cannot be compared (see the pair check)")
+    if teacher.task == "multiple_choice" and any(not ex.choices for ex in examples):
+        raise KDLensError("multiple-choice models need a data set with choices (e.g. the mcq demo)")
+    kind, t, s, cols, tokens = _outputs(teacher, student, examples, aligned_outputs)
+    t, s = t.detach().float().cpu(), s.detach().float().cpu()
+    values, grads, per_example = {}, {}, {}
+    for name in st.losses:
+        spec = LOSSES[name]
+        leaf = s.clone().requires_grad_(True)
+        loss = spec(leaf, t, **_loss_kwargs(name, st))
+        (g,) = torch.autograd.grad(loss, leaf)
+        values[name] = float(loss.detach())
+        grads[name] = float(g.norm())
+        with torch.no_grad():
+            per_example[name] = spec(s, t, reduction="none", **_loss_kwargs(name, st)).tolist()
+    res = sinkhorn_plan(s, t, tau=st.tau, eps=st.eps, iters=st.iters, topk=st.topk if kind == "tokens" else None)
+    p_t, p_s = torch.softmax(t / st.tau, -1), torch.softmax(s / st.tau, -1)
+    if kind == "tokens":
+        top = p_t.topk(min(TOP_TOKENS, p_t.shape[-1]), -1).indices
+        cols = [[teacher.tokenizer.decode([int(i)]) for i in row] for row in top]
+        t_show, s_show = p_t.gather(-1, top), p_s.gather(-1, top)
+    else:
+        t_show, s_show = p_t, p_s
+    per_token = _per_token_kl(teacher, examples, tokens, st.tau) if tokens is not None else {}
+    return PairLossReport(
+        kind=kind, example_ids=[ex.id for ex in examples], example_texts=[ex.text for ex in examples],
+        values=values, grad_norms=grads, per_example=per_example, plan=res.plan[0].tolist(),
+        cost=res.cost[0].tolist(), columns=cols, teacher_probs=t_show.tolist(), student_probs=s_show.tolist(),
+        gold=[ex.label for ex in examples], per_token=per_token, settings=asdict(st))
+
+
+def _per_token_kl(teacher, examples, tokens, tau: float) -> dict[str, list[tuple[str, float]]]:
+    t_all, s_all, mask, ids = tokens
+    kl = LOSSES["kl"]
+    out = {}
+    for b, ex in enumerate(examples):
+        pos = mask[b].nonzero().flatten()
+        vals = kl(s_all[b, pos].float(), t_all[b, pos].float(), tau=tau, reduction="none")
+        toks = [teacher.tokenizer.decode([int(i)]) for i in ids[b, pos]]
+        out[ex.id] = list(zip(toks, [float(v) for v in vals]))
+    return out

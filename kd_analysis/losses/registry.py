@@ -1,0 +1,50 @@
+"""The loss registry: name -> LossSpec. Adding a loss is one decorated function.
+
+Every loss takes `(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", **params)` and
+returns a scalar that back-propagates (or per-row values with reduction="none").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+LossFn = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: float
+    low: float
+    high: float
+    help: str
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    title: str
+    fn: LossFn
+    description: str
+    symmetric: bool
+    batchwise: bool = False  # couples the rows of a batch (Sinkhorn); per-row values are shares of one total
+    params: tuple[Param, ...] = field(default_factory=tuple)
+
+    def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, **kw: Any) -> torch.Tensor:
+        return self.fn(student_logits, teacher_logits, **kw)
+
+    def defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.params}
+
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, *, title: str, description: str, symmetric: bool, batchwise: bool = False,
+                  params: tuple[Param, ...] = ()) -> Callable[[LossFn], LossFn]:
+    def deco(fn: LossFn) -> LossFn:
+        LOSSES[name] = LossSpec(name, title, fn, description, symmetric, batchwise, params)
+        return fn
+    return deco

@@ -1,0 +1,1 @@
+"""Pure plotting functions: data in, plotly Figure out (testable without a browser)."""
