@@ -22,6 +22,7 @@ SHOTS = Path(os.environ.get("KD_LENS_SCREENSHOTS", ROOT / "test-artifacts" / "sc
 PAGES = [
     ("", "Current selection", '[data-testid="stMetric"]'),
     ("models", "Pair check: which losses apply", '[data-testid="stDataFrame"]'),
+    ("losses", "Forward KL spreads the student", ".js-plotly-plot"),
 ]
 
 if not Path(CHROMIUM).exists():
@@ -107,6 +108,18 @@ def test_models_page_tabs_in_browser(server, browser):
     page.get_by_text("Current data set").wait_for(timeout=60_000)
     page.wait_for_timeout(1000)
     page.screenshot(path=str(SHOTS / "models_data.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_loss_explorer_pair_tab_in_browser(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(f"{server}/losses", wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Your teacher and student").click()
+    page.get_by_text("Balance loss weights by gradient norm").wait_for(timeout=120_000)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "losses_pair.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
 

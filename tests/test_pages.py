@@ -96,3 +96,38 @@ def test_models_page_bad_data_file(tmp_path):
     next(t for t in at.text_input if t.label == "File path").set_value(str(f)).run()
     _no_exception(at)
     assert any("not UTF-8" in e.value for e in at.error)
+
+
+LOSS_PAGE = "pages/loss_explorer.py"
+
+
+def test_loss_explorer_toy_and_pair():
+    at = open_page(LOSS_PAGE)
+    _no_exception(at)
+    assert not at.error
+    toy = next(df.value for df in at.dataframe if "mass on the rare mode" in df.value.columns)
+    assert set(toy["loss"]) == {"KL (forward)", "Reverse KL", "Jensen-Shannon", "Total variation", "Skew KL",
+                                "Sinkhorn (SinKD)"}
+    summary = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
+    assert len(summary) == 6 and (summary["value"] >= 0).all()
+    per_example = next(df.value for df in at.dataframe if "example" in df.value.columns)
+    assert len(per_example) == 16 and "sinkhorn" in per_example.columns
+
+
+def test_loss_explorer_sliders_recompute():
+    at = open_page(LOSS_PAGE)
+    before = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
+    tau = next(s for s in at.slider if s.label == "τ")
+    tau.set_value(4.0).run()
+    _no_exception(at)
+    after = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
+    assert not before["value"].equals(after["value"])
+
+
+def test_loss_explorer_incomparable_pair_is_explained(tiny_dir):
+    at = open_page(LOSS_PAGE)
+    at.sidebar.selectbox(key="w_student_kind").set_value("model").run()
+    at.sidebar.text_input(key="w_student_source").set_value(str(tiny_dir / "gpt2")).run()
+    at.sidebar.selectbox(key="w_teacher_task").set_value("causal_lm").run()  # BERT vs GPT-2 vocabularies
+    _no_exception(at)
+    assert any("not comparable" in w.value or "different tasks" in w.value for w in [*at.warning, *at.error])

@@ -30,8 +30,10 @@ def toy_fits(teacher: Sequence[float], fits: dict[str, Sequence[float]], cols: i
                              showlegend=i == 0), row=r, col=c)
         fig.add_trace(go.Scatter(x=x, y=list(fits[name]), mode="lines+markers", line=dict(color=STUDENT_COLOR),
                                  marker=dict(size=4), name="student", showlegend=i == 0), row=r, col=c)
-    fig.update_layout(height=300 * rows, margin=dict(t=60, b=30), legend=dict(orientation="h", y=1.08),
-                      title="Teacher (bars) and the student each loss converges to (line), over ordered classes")
+    fig.update_layout(height=300 * rows + 40, margin=dict(t=100, b=30),
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom", yref="container"),
+                      title=dict(text="Teacher (bars) and the student each loss converges to (line), over ordered "
+                                      "classes", y=0.98, yref="container", yanchor="top"))
     return fig
 
 
