@@ -228,24 +228,24 @@ def test_one_hot_label_variant():
 
 
 def test_large_vocab_cost_is_chunked(monkeypatch):
-    """The L1 cost never builds the [n, m, V] tensor in one piece."""
+    """Past the size limit the L1 cost and its gradient are built in bounded chunks, never [n, m, V] at once."""
     from kd_analysis.losses import sinkhorn as sk
 
     monkeypatch.setattr(sk, "CHUNK_ELEMENTS", 4096)
-    x, y = torch.rand(1, 16, 256), torch.rand(1, 16, 256)
-    peak = []
+    x = torch.rand(1, 16, 256, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(1, 16, 256, dtype=torch.float64)
+    sizes = []
     real_sub = torch.Tensor.__sub__
-
-    def watch(a, b):
-        out = real_sub(a, b)
-        peak.append(out.numel())
-        return out
-
-    monkeypatch.setattr(torch.Tensor, "__sub__", watch)
+    monkeypatch.setattr(torch.Tensor, "__sub__", lambda a, b: (lambda o: sizes.append(o.numel()) or o)(real_sub(a, b)))
     C = sk.cost_matrix(x, y, "l1")
+    (gx,) = torch.autograd.grad((C * torch.arange(256.0, dtype=torch.float64).reshape(1, 16, 16)).sum(), x)
     monkeypatch.undo()
-    torch.testing.assert_close(C[0], torch.cdist(x[0], y[0], p=1), rtol=1e-5, atol=1e-4)
-    assert max(peak) <= 4096 and max(peak) < 16 * 16 * 256
+    assert sizes and max(sizes) <= 4096 < 16 * 16 * 256
+    ref_x = x.detach().clone().requires_grad_(True)
+    ref = torch.cdist(ref_x[0], y[0], p=1)
+    (g_ref,) = torch.autograd.grad((ref * torch.arange(256.0, dtype=torch.float64).reshape(16, 16)).sum(), ref_x)
+    torch.testing.assert_close(C[0], ref)
+    torch.testing.assert_close(gx, g_ref)
 
 
 @pytest.mark.parametrize("bad,match", [
