@@ -93,8 +93,16 @@ def _dequantise_gguf(folder: Path, filename: str, target: Path) -> None:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    previous = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF reader draws its own progress bar on stderr
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
     config = quantised.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

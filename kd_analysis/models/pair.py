@@ -6,17 +6,22 @@ from typing import Any
 
 from kd_analysis.models.loading import LoadedModel
 
-# What each loss needs from a pair. Logit losses compare output distributions row by row, so both models must
-# produce the same output space; text-level targets (CE on labels, rationales, teacher generations) need nothing.
-LOSS_NEEDS: dict[str, str] = {
-    "ce": "labels",
-    "kl": "same_outputs", "rkl": "same_outputs", "js": "same_outputs", "tvd": "same_outputs",
-    "skew_kl": "same_outputs", "sinkhorn": "same_outputs",
-    "rationale": "text", "sequence_kd": "text",
-}
-LOSS_TITLES = {"ce": "cross-entropy on gold labels", "kl": "KL", "rkl": "reverse KL", "js": "Jensen-Shannon",
-               "tvd": "total variation", "skew_kl": "skew KL", "sinkhorn": "Sinkhorn (SinKD)",
-               "rationale": "rationale targets (text)", "sequence_kd": "teacher outputs as text targets"}
+# What each loss needs from a pair. Every registered logit loss (kd_analysis.losses.LOSSES) compares output
+# distributions row by row, so both models must produce the same output space; text-level targets (CE on labels,
+# rationales, teacher generations) need nothing more.
+TEXT_TARGETS = {"ce": ("labels", "cross-entropy on gold labels"),
+                "rationale": ("text", "rationale targets (text)"),
+                "sequence_kd": ("text", "teacher outputs as text targets")}
+
+
+def loss_needs() -> dict[str, tuple[str, str]]:
+    """name -> (what it needs, title), logit losses read from the registry so a new loss appears here too."""
+    from kd_analysis.losses import LOSSES
+
+    needs = {"ce": TEXT_TARGETS["ce"]}
+    needs.update({name: ("same_outputs", spec.title) for name, spec in LOSSES.items()})
+    needs.update({k: v for k, v in TEXT_TARGETS.items() if k != "ce"})
+    return needs
 
 
 @dataclass
@@ -89,7 +94,7 @@ def check_pair(teacher: LoadedModel, student: LoadedModel) -> PairReport:
                          f"tokens have no logit in one model, so logit losses do not apply.")
     comparable = space == "choices" or aligned is not None
     losses: dict[str, dict[str, Any]] = {}
-    for name, need in LOSS_NEEDS.items():
+    for name, (need, title) in loss_needs().items():
         if need == "same_outputs":
             ok = comparable
             why = ("same output space" + (f" ({space})" if ok else "")) if ok else \
@@ -100,7 +105,7 @@ def check_pair(teacher: LoadedModel, student: LoadedModel) -> PairReport:
             why = "works across tokenizers (targets are text)" if ok else "needs a generative model"
         else:
             ok, why = True, "needs only gold labels"
-        losses[name] = {"applies": bool(ok), "reason": why, "title": LOSS_TITLES.get(name, name)}
+        losses[name] = {"applies": bool(ok), "reason": why, "title": title}
     return PairReport(same_tokenizer=same_tok, vocab_overlap=round(overlap, 4), teacher_outputs=t_out,
                       student_outputs=s_out, teacher_tokenizer_size=len(teacher.tokenizer),
                       student_tokenizer_size=len(student.tokenizer), output_space=space, comparable=comparable, aligned_outputs=aligned,
