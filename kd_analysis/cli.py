@@ -163,6 +163,31 @@ def cmd_runs_show(args: argparse.Namespace) -> None:
          f"artefacts: {', '.join(d['artefacts'])}"]))
 
 
+def cmd_runs_cancel(args: argparse.Namespace) -> None:
+    from kd_analysis.runs import RunStore, cancel_run
+
+    state = cancel_run(RunStore(args.root), args.run_id)
+    _print({"run_id": args.run_id, "state": state}, args.json, lambda d: f"{d['run_id']}: {d['state']}")
+
+
+def cmd_runs_start(args: argparse.Namespace) -> None:
+    from kd_analysis.runs import RunStore, start_run
+    from kd_analysis.training.config import TrainConfig
+
+    cfg = TrainConfig.load(args.config)
+    run = start_run(cfg.to_dict(), RunStore(args.root), name=cfg.name)
+    _print({"run_id": run.run_id, "path": str(run.path)}, args.json, lambda d: d["run_id"])
+
+
+# training -----------------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> None:
+    from kd_analysis.training.worker import run_worker
+
+    code = run_worker(args.config, run_id=args.run_id, root=args.root)
+    if code:
+        raise SystemExit(code)
+
+
 # parser -------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m kd_analysis", description="kd-lens: analyse and run knowledge distillation.")
@@ -246,6 +271,22 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
     r_list.set_defaults(fn=cmd_runs_list)
     r_show.set_defaults(fn=cmd_runs_show)
+    r_start = rsub.add_parser("start", help="start a training run in the background (like the page does)")
+    r_start.add_argument("--config", required=True, help="a TrainConfig as .json or .yaml")
+    r_cancel = rsub.add_parser("cancel", help="stop a queued or running run")
+    r_cancel.add_argument("run_id", metavar="RUN_ID")
+    for q in (r_start, r_cancel):
+        q.add_argument("--json", action="store_true")
+        q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    r_start.set_defaults(fn=cmd_runs_start)
+    r_cancel.set_defaults(fn=cmd_runs_cancel)
+
+    tr = sub.add_parser("train", help="run one distillation in the foreground, writing a run folder "
+                                      "(works under `accelerate launch -m kd_analysis train`)")
+    tr.add_argument("--config", required=True, help="a TrainConfig as .json or .yaml")
+    tr.add_argument("--run-id", help="an existing queued run to execute (the page passes this)")
+    tr.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    tr.set_defaults(fn=cmd_train)
     return p
 
 
@@ -259,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:
+        return int(exc.code or 0)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +25,8 @@ STATES = ("queued", "running", "finished", "failed", "cancelled")
 FINAL_STATES = ("finished", "failed", "cancelled")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CONFIG, STATUS, METRICS, LOG = "config.json", "status.json", "metrics.jsonl", "log.txt"
+STALE_AFTER_S = 20.0  # a live worker beats every 2 s; this long without a beat means it is gone
+_status_lock = threading.Lock()  # the worker's heartbeat thread and main thread both write status.json
 
 
 def default_root() -> Path:
@@ -72,11 +78,19 @@ class Run:
     def set_status(self, state: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
         if state not in STATES:
             raise ValueError(f"unknown run state {state!r}; one of {STATES}")
-        status = self.status()
-        status.update(extra)
-        status.update({"state": state, "reason": reason, "updated": _now()})
-        atomic_write_json(self.path / STATUS, status)
+        with _status_lock:
+            status = self.status()
+            status.update(extra)
+            status.update({"state": state, "reason": reason, "updated": _now(), "heartbeat": time.time()})
+            atomic_write_json(self.path / STATUS, status)
         return status
+
+    def beat(self) -> None:
+        """Record that the worker is alive, without touching anything else in the status."""
+        with _status_lock:
+            status = self.status()
+            status["heartbeat"] = time.time()
+            atomic_write_json(self.path / STATUS, status)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         append_jsonl(self.path / METRICS, {"time": time.time(), **record})
@@ -184,6 +198,84 @@ class RunStore:
         run = self.get(run_id)
         return {"run_id": run_id, "path": str(run.path), "config": run.config(), "status": run.status(),
                 "metrics": run.metrics(), "artefacts": run.artefacts()}
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of this process counts as gone
+        with open(f"/proc/{int(pid)}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def reconcile(store: RunStore, stale_after: float = STALE_AFTER_S) -> list[str]:
+    """Mark runs whose worker died (kill -9, crash, reboot) as failed, keeping their metrics. Returns their ids."""
+    marked = []
+    for summary in store.list():
+        if summary.state not in ("queued", "running"):
+            continue
+        run = store.get(summary.run_id)
+        st = run.status()
+        pid = st.get("pid")
+        beat_age = time.time() - float(st.get("heartbeat") or 0)
+        if pid is None and beat_age < stale_after * 3:
+            continue  # just created; its worker has not reported yet
+        if not _alive(pid) or beat_age > stale_after:
+            steps = summary.steps
+            run.set_status("failed", reason=f"the worker stopped without finishing (killed or crashed) after step "
+                                            f"{steps}; the metrics written so far are kept")
+            run.log("marked failed: no heartbeat from the worker")
+            marked.append(summary.run_id)
+    return marked
+
+
+def start_run(config: dict[str, Any], store: RunStore | None = None, *, name: str | None = None) -> Run:
+    """Create a run folder and start its worker in a new process group; returns at once."""
+    store = store or RunStore()
+    run = store.create("train", config, state="queued", name=name or config.get("name"))
+    out = open(run.path / "worker.out", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "kd_analysis", "train", "--config", str(run.path / CONFIG),
+                             "--run-id", run.run_id, "--root", str(store.root)],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    out.close()
+    run.set_status("queued", pid=proc.pid, pgid=proc.pid)
+    return run
+
+
+def cancel_run(store: RunStore, run_id: str, wait_s: float = 15.0) -> str:
+    """Ask the worker to stop (SIGTERM to its group); kill it if it does not within `wait_s`. Returns the state."""
+    run = store.get(run_id)
+    st = run.status()
+    if st.get("state") in FINAL_STATES:
+        return st["state"]
+    pgid = st.get("pgid") or st.get("pid")
+    if not pgid or not _alive(st.get("pid")):
+        run.set_status("cancelled", reason="cancelled (the worker was not running)")
+        return "cancelled"
+    try:
+        os.killpg(int(pgid), signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if run.status().get("state") in FINAL_STATES:
+            return run.status()["state"]
+        time.sleep(0.2)
+    try:
+        os.killpg(int(pgid), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    run.set_status("cancelled", reason="cancelled (the worker did not stop in time and was killed)")
+    return "cancelled"
 
 
 def _check_id(run_id: str) -> None:

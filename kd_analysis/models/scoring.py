@@ -24,11 +24,12 @@ def _texts(examples: Sequence[Example | str]) -> list[str]:
     return [e.text if isinstance(e, Example) else str(e) for e in examples]
 
 
-@torch.no_grad()
-def class_logits(loaded: LoadedModel, examples: Sequence[Example | str], max_length: int = MAX_LENGTH) -> torch.Tensor:
+def class_logits(loaded: LoadedModel, examples: Sequence[Example | str], max_length: int = MAX_LENGTH,
+                 grad: bool = False) -> torch.Tensor:
     enc = loaded.tokenizer(_texts(examples), padding=True, truncation=True, max_length=max_length,
                            return_tensors="pt").to(loaded.device)
-    return loaded.model(**enc).logits.float()
+    with torch.set_grad_enabled(grad):
+        return loaded.model(**enc).logits.float()
 
 
 def _choice_grid(examples: Sequence[Example]) -> int:
@@ -37,11 +38,15 @@ def _choice_grid(examples: Sequence[Example]) -> int:
     return max(len(ex.choices) for ex in examples)
 
 
-@torch.no_grad()
-def choice_scores(loaded: LoadedModel, examples: Sequence[Example], max_length: int = MAX_LENGTH) -> torch.Tensor:
+def choice_scores(loaded: LoadedModel, examples: Sequence[Example], max_length: int = MAX_LENGTH,
+                  grad: bool = False) -> torch.Tensor:
     """[B, C] scores, one per choice (padding choices get -inf); softmax over C gives the choice distribution."""
+    with torch.set_grad_enabled(grad):
+        return _choice_scores(loaded, examples, max_length)
+
+
+def _choice_scores(loaded: LoadedModel, examples: Sequence[Example], max_length: int) -> torch.Tensor:
     n_choices = _choice_grid(examples)
-    out = torch.full((len(examples), n_choices), float("-inf"))
     if loaded.head == "choice_head":
         firsts, seconds, where = [], [], []
         for i, ex in enumerate(examples):
@@ -53,18 +58,24 @@ def choice_scores(loaded: LoadedModel, examples: Sequence[Example], max_length: 
                                return_tensors="pt")
         # The multiple-choice head expects [B, C, L]; here each "example" is one (question, choice) pair.
         enc = {k: v.unsqueeze(1).to(loaded.device) for k, v in enc.items()}
-        logits = loaded.model(**enc).logits.float().reshape(-1).cpu()
-        for (i, j), v in zip(where, logits):
-            out[i, j] = v
-        return out
-    for i, ex in enumerate(examples):
-        scores = continuation_logprobs(loaded, mc_prompt(ex), [f" {c}" for c in ex.choices], max_length)
-        out[i, : len(scores)] = scores
-    return out
+        flat = loaded.model(**enc).logits.float().reshape(-1)
+    else:
+        flat = torch.cat([_continuation_logprobs(loaded, mc_prompt(ex), [f" {c}" for c in ex.choices], max_length)
+                          for ex in examples])
+        where = [(i, j) for i, ex in enumerate(examples) for j in range(len(ex.choices))]
+    rows = torch.tensor([i for i, _ in where], device=flat.device)
+    cols = torch.tensor([j for _, j in where], device=flat.device)
+    out = torch.full((len(examples), n_choices), float("-inf"), device=flat.device)
+    return out.index_put((rows, cols), flat)  # differentiable scatter of the scores into the grid
 
 
 @torch.no_grad()
 def continuation_logprobs(loaded: LoadedModel, prompt: str, continuations: Sequence[str],
+                          max_length: int = MAX_LENGTH) -> torch.Tensor:
+    return _continuation_logprobs(loaded, prompt, continuations, max_length).cpu()
+
+
+def _continuation_logprobs(loaded: LoadedModel, prompt: str, continuations: Sequence[str],
                           max_length: int = MAX_LENGTH) -> torch.Tensor:
     """Mean log-probability per token of each continuation after `prompt` (length-normalised)."""
     tok = loaded.tokenizer
@@ -77,7 +88,7 @@ def continuation_logprobs(loaded: LoadedModel, prompt: str, continuations: Seque
         logp = torch.log_softmax(out.logits.float(), -1)
         mask = labels.to(loaded.device) != -100
         picked = logp.gather(-1, labels.clamp(min=0).to(loaded.device).unsqueeze(-1)).squeeze(-1)
-        return ((picked * mask).sum(-1) / mask.sum(-1).clamp(min=1)).cpu()
+        return (picked * mask).sum(-1) / mask.sum(-1).clamp(min=1)
     prompt_ids = tok(prompt, add_special_tokens=True)["input_ids"]
     rows, spans = [], []
     for cont in continuations:
@@ -96,12 +107,16 @@ def continuation_logprobs(loaded: LoadedModel, prompt: str, continuations: Seque
     for b, (s, e) in enumerate(spans):
         target = input_ids[b, s:e]
         scores.append(logp[b, s - 1:e - 1].gather(-1, target.unsqueeze(-1)).mean())
-    return torch.stack(scores).cpu()
+    return torch.stack(scores)
 
 
-@torch.no_grad()
 def lm_logits(loaded: LoadedModel, examples: Sequence[Example | str], max_length: int = MAX_LENGTH) -> torch.Tensor:
     """Next-token logits [B, L, V] for decoders; for seq2seq, the first decoder step's logits [B, 1, V]."""
+    with torch.no_grad():
+        return _lm_logits(loaded, examples, max_length)
+
+
+def _lm_logits(loaded: LoadedModel, examples: Sequence[Example | str], max_length: int) -> torch.Tensor:
     enc = loaded.tokenizer(_texts(examples), padding=True, truncation=True, max_length=max_length,
                            return_tensors="pt").to(loaded.device)
     if loaded.head == "seq2seq":
@@ -113,10 +128,10 @@ def lm_logits(loaded: LoadedModel, examples: Sequence[Example | str], max_length
     return loaded.model(**enc).logits.float()
 
 
-def forward(loaded: LoadedModel, examples: Sequence[Example | str]) -> torch.Tensor:
+def forward(loaded: LoadedModel, examples: Sequence[Example | str], grad: bool = False) -> torch.Tensor:
     """The task's natural outputs: class logits, choice scores, or LM logits."""
     if loaded.task == "classification":
-        return class_logits(loaded, examples)
+        return class_logits(loaded, examples, grad=grad)
     if loaded.task == "multiple_choice":
-        return choice_scores(loaded, [e for e in examples if isinstance(e, Example)])
+        return choice_scores(loaded, [e for e in examples if isinstance(e, Example)], grad=grad)
     return lm_logits(loaded, examples)

@@ -1,0 +1,78 @@
+"""Turn examples into model outputs for training: grad-enabled, one function per head.
+
+Language-model targets are the answer (worked solution and `#### N` when there is one) after the question
+prompt; prompt and padding positions are masked out of every loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from kd_analysis.data.example import Example
+from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt
+
+
+def lm_target(ex: Example) -> str:
+    if ex.solution:
+        return f" {ex.solution}\n#### {ex.answer}"
+    if ex.choices and ex.label is not None:
+        return f" {ex.choices[ex.label]}"
+    return f" {ex.answer}" if ex.answer is not None else ""
+
+
+@dataclass
+class LMBatch:
+    logits: torch.Tensor  # [B, L, V]
+    labels: torch.Tensor  # [B, L] next-token targets aligned with logits, -100 where masked
+    tokens: int
+
+
+def lm_outputs(loaded, examples: Sequence[Example], max_length: int) -> LMBatch:
+    """Teacher-forced logits for prompt + target; labels shifted so logits[t] predicts labels[t]."""
+    tok = loaded.tokenizer
+    if loaded.head == "seq2seq":
+        return _seq2seq_outputs(loaded, examples, max_length)
+    rows, label_rows = [], []
+    for ex in examples:
+        p = tok(mc_prompt(ex), add_special_tokens=True)["input_ids"]
+        t = tok(lm_target(ex), add_special_tokens=False)["input_ids"]
+        if tok.eos_token_id is not None:
+            t = t + [tok.eos_token_id]
+        ids = (p + t)[:max_length]
+        labels = ([-100] * len(p) + t)[:max_length]
+        rows.append(ids)
+        label_rows.append(labels[1:] + [-100])  # shift: position i predicts token i+1
+    width = max(len(r) for r in rows)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    dev = loaded.device
+    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=dev)
+    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=dev)
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in label_rows], device=dev)
+    logits = loaded.model(input_ids=input_ids, attention_mask=attention).logits
+    return LMBatch(logits=logits, labels=labels, tokens=int(attention.sum()))
+
+
+def _seq2seq_outputs(loaded, examples: Sequence[Example], max_length: int) -> LMBatch:
+    tok = loaded.tokenizer
+    enc = tok([mc_prompt(ex) for ex in examples], padding=True, truncation=True, max_length=max_length,
+              return_tensors="pt").to(loaded.device)
+    lab = tok([lm_target(ex).strip() for ex in examples], padding=True, truncation=True, max_length=max_length,
+              return_tensors="pt")["input_ids"].to(loaded.device)
+    lab[lab == tok.pad_token_id] = -100
+    logits = loaded.model(**enc, labels=lab).logits
+    return LMBatch(logits=logits, labels=lab, tokens=int(enc["attention_mask"].sum() + (lab != -100).sum()))
+
+
+def task_outputs(loaded, examples: Sequence[Example], max_length: int):
+    """[B, C] choice scores or [B, K] class logits (grad-enabled), or an LMBatch for generation tasks."""
+    if loaded.task == "multiple_choice":
+        return choice_scores(loaded, examples, max_length, grad=True)
+    if loaded.task == "classification":
+        return class_logits(loaded, examples, max_length, grad=True)
+    return lm_outputs(loaded, examples, max_length)
+
+
+def gold_labels(examples: Sequence[Example], device) -> torch.Tensor:
+    return torch.tensor([ex.label for ex in examples], device=device)

@@ -1,0 +1,282 @@
+"""The distillation loop, written on accelerate: CPU, one GPU in bf16, or many through `accelerate launch`.
+
+One step: student outputs (grad) -> CE on gold labels + weighted KD terms against cached teacher outputs ->
+accelerate's backward / accumulate / step. Metrics go to a callback (the worker writes them to the run folder)
+and to accelerate's trackers when `report_to` names installed ones.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from kd_analysis.data.example import Example
+from kd_analysis.errors import KDLensError
+from kd_analysis.losses import LOSSES, sinkhorn_plan
+from kd_analysis.training.batches import LMBatch, gold_labels, task_outputs
+from kd_analysis.training.config import TrainConfig
+from kd_analysis.training.evaluate import evaluate
+from kd_analysis.training.teacher_cache import TeacherCache
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainResult:
+    state: str  # finished | cancelled
+    steps: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    teacher_eval: dict[str, Any] | None = None
+    checkpoint: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_examples(examples: Sequence[Example], cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
+    """Deterministic shuffle by seed, then eval_size held out; train_size caps the rest."""
+    items = list(examples)
+    random.Random(cfg.seed).shuffle(items)
+    n_eval = min(cfg.eval_size, max(len(items) // 5, 1))
+    evals, train = items[:n_eval], items[n_eval:]
+    if cfg.train_size:
+        train = train[: cfg.train_size]
+    if not train:
+        raise KDLensError(f"{cfg.data} has too few examples to train on ({len(items)})")
+    return train, evals
+
+
+def _check_task(task: str, examples: Sequence[Example], data: str) -> None:
+    if task == "multiple_choice" and any(not ex.choices or ex.label is None for ex in examples):
+        raise KDLensError(f"multiple-choice training needs choices and a gold answer in every example of {data}")
+    if task == "classification" and any(ex.label is None for ex in examples):
+        raise KDLensError(f"classification training needs a label in every example of {data}")
+    if task in ("causal_lm", "seq2seq") and any(ex.answer is None for ex in examples):
+        raise KDLensError(f"generation training needs an answer in every example of {data}")
+
+
+def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: int | None) -> dict[str, torch.Tensor]:
+    """Weighted distillation terms; LM rows compare over the teacher's cached top-k support."""
+    terms: dict[str, torch.Tensor] = {}
+    for term in cfg.kd_terms:
+        params = dict(term.params)
+        if isinstance(student_out, LMBatch):
+            mask = student_out.labels != -100
+            s_rows = student_out.logits[mask][:, :width].float()
+            values, idx = teacher_rows.values, teacher_rows.indices
+            if term.name == "sinkhorn":
+                n = s_rows.shape[0]
+                keep = n if n <= 256 else n - n % 64
+                dense = torch.zeros_like(s_rows[:keep])
+                dense.scatter_(-1, idx[:keep], torch.softmax(values[:keep] / cfg.tau, -1))
+                value = sinkhorn_plan(s_rows[:keep], dense, tau=cfg.tau, teacher_probs=True,
+                                      topk=params.pop("topk", cfg.teacher_topk),
+                                      group_size=None if keep <= 256 else 64, **params).distance
+                value = value * cfg.tau**2 if cfg.tau_squared else value
+            else:
+                value = LOSSES[term.name](s_rows.gather(-1, idx), values, tau=cfg.tau,
+                                          tau_squared=cfg.tau_squared, **params)
+        else:
+            value = LOSSES[term.name](student_out.float(), teacher_rows, tau=cfg.tau, tau_squared=cfg.tau_squared,
+                                      **params)
+        terms[term.name] = value
+    return terms
+
+
+def ce_loss(student_out: Any, examples: Sequence[Example]) -> torch.Tensor:
+    if isinstance(student_out, LMBatch):
+        logits = student_out.logits.float()
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 student_out.labels.reshape(-1), ignore_index=-100)
+    return torch.nn.functional.cross_entropy(student_out.float(), gold_labels(examples, student_out.device))
+
+
+def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width):
+    missing = cache.missing(examples)
+    if missing:
+        cache.misses += len(missing)
+        with torch.no_grad():
+            out = task_outputs(teacher, missing, cfg.max_length)
+        if isinstance(out, LMBatch):
+            cache.put_lm(missing, out.logits, out.labels, width)
+        else:
+            cache.put_rows(missing, out)
+    device = next(teacher.model.parameters()).device
+    return cache.lm(examples, device) if teacher.task in ("causal_lm", "seq2seq") else cache.rows(examples, device)
+
+
+def _optimizer(cfg: TrainConfig, params):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _apply_lora(cfg: TrainConfig, model):
+    from peft import LoraConfig, get_peft_model
+
+    heads = [n for n in ("classifier", "score") if hasattr(model, n)]
+    lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, modules_to_save=heads or None)
+    return get_peft_model(model, lcfg)
+
+
+def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Callback | None = None,
+          should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = print,
+          models: tuple | None = None) -> TrainResult:
+    """Run one distillation (or teacher fine-tuning) as configured; returns what it reached."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.pair import check_pair
+    from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.models.students import derive_student
+
+    cfg.validate()
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    mixed = "no" if cpu or cfg.precision == "fp32" else ("fp16" if cfg.precision == "fp16" else "bf16")
+    trackers = [t for t in cfg.report_to if _tracker_installed(t)]
+    acc = Accelerator(cpu=cpu, mixed_precision=mixed, gradient_accumulation_steps=cfg.grad_accum,
+                      log_with=trackers or None, project_dir=str(out_dir) if out_dir else None)
+    set_seed(cfg.seed)
+    say = log if acc.is_main_process else (lambda m: None)
+    emit = on_metrics if (on_metrics and acc.is_main_process) else (lambda m: None)
+    warnings: list[str] = []
+    device = str(acc.device)
+
+    if models is not None:
+        teacher, student = models
+    else:
+        tspec = ModelSpec.from_dict({**cfg.teacher.to_dict(), "device": device, "task": cfg.task or cfg.teacher.task,
+                                     "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype})
+        say(f"loading teacher {tspec.source} on {device}")
+        teacher = load_model(tspec)
+        if cfg.train_teacher:
+            student = teacher
+        else:
+            say(f"building student: {cfg.student.describe()}")
+            student = derive_student(teacher, cfg.student)
+            student.model.float()
+    width = None
+    if not cfg.train_teacher:
+        report = check_pair(teacher, student)
+        if cfg.kd_terms and not report.comparable:
+            raise KDLensError("these teacher and student outputs are not comparable, so "
+                              f"{', '.join(t.name for t in cfg.kd_terms)} cannot be used: " + " ".join(report.notes)
+                              + " Use ce only, or a student with the teacher's tokenizer/labels.")
+        width = report.aligned_outputs
+        t_n, s_n = teacher.info().parameters, student.info().parameters
+        if s_n > t_n:
+            warnings.append(f"the student ({s_n:,} parameters) is bigger than the teacher ({t_n:,})")
+            say("warning: " + warnings[-1])
+    task = teacher.task
+    data = load_dataset(cfg.data)
+    train_set, eval_set = split_examples(data.examples, cfg)
+    _check_task(task, train_set + eval_set, cfg.data)
+    say(f"data {cfg.data}: {len(train_set)} train / {len(eval_set)} eval examples, task {task}")
+
+    model = student.model
+    if cfg.lora:
+        model = _apply_lora(cfg, model)
+    model.train()
+    teacher.model.eval()
+    optimizer = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    loader = torch.utils.data.DataLoader(list(range(len(train_set))), batch_size=cfg.batch_size, shuffle=True,
+                                         collate_fn=list, generator=torch.Generator().manual_seed(cfg.seed))
+    per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
+    total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)) * max(0.0, 1 - s / max(total, 1)))
+    model, optimizer, loader, sched = acc.prepare(model, optimizer, loader, sched)
+    live = replace(student, model=model)
+    cache = TeacherCache(topk=cfg.teacher_topk)
+    if trackers:
+        acc.init_trackers("kd-lens", config={k: str(v) for k, v in cfg.to_dict().items()})
+
+    teacher_eval = None
+    if not cfg.train_teacher:
+        teacher_eval = evaluate(teacher, eval_set, cfg)
+        say(f"teacher on the eval set: {teacher_eval}")
+        emit({"step": 0, **{f"teacher_{k}": v for k, v in teacher_eval.items()}})
+    first = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model)
+    emit({"step": 0, **{f"eval_{k}": v for k, v in first.items()}})
+    evals = [{"step": 0, **first}]
+
+    step, start, last = 0, time.monotonic(), {}
+    state = "finished"
+    while step < total:
+        for idx in loader:
+            if should_stop():
+                state = "cancelled"
+                break
+            examples = [train_set[i] for i in idx]
+            t0 = time.monotonic()
+            with acc.accumulate(model):
+                out = task_outputs(live, examples, cfg.max_length)
+                terms: dict[str, torch.Tensor] = {}
+                ce_w = sum(t.weight for t in cfg.losses if t.name == "ce")
+                if ce_w > 0:
+                    terms["ce"] = ce_loss(out, examples)
+                if cfg.kd_terms:
+                    rows = _teacher_rows(cfg, cache, teacher, examples, width)
+                    terms.update(kd_loss_terms(cfg, out, rows, width))
+                weights = {t.name: t.weight for t in cfg.losses}
+                loss = sum(weights[k] * v for k, v in terms.items())
+                if not torch.isfinite(loss):
+                    raise KDLensError(f"the loss became {float(loss)} at step {step + 1}: lower the learning rate "
+                                      f"or the loss weights")
+                acc.backward(loss)
+                optimizer.step()
+                sched.step()
+                optimizer.zero_grad()
+            if not acc.sync_gradients:
+                continue
+            step += 1
+            dt = time.monotonic() - t0
+            elapsed = time.monotonic() - start
+            tokens = out.tokens if isinstance(out, LMBatch) else None
+            last = {"step": step, "total_steps": total, "loss": float(loss.detach()),
+                    **{f"loss_{k}": float(v.detach()) for k, v in terms.items()},
+                    "lr": sched.get_last_lr()[0], "examples_per_s": len(examples) / max(dt, 1e-9),
+                    "tokens_per_s": (tokens / max(dt, 1e-9)) if tokens else None, "elapsed_s": elapsed,
+                    "eta_s": elapsed / step * (total - step), "epoch": step / per_epoch,
+                    "teacher_cache_hits": cache.hits}
+            if step % cfg.eval_every == 0 or step == total:
+                ev = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model)
+                last.update({f"eval_{k}": v for k, v in ev.items()})
+                evals.append({"step": step, **ev})
+                say(f"step {step}/{total}: loss {last['loss']:.4f}, eval {ev}")
+            emit(last)
+            if trackers:
+                acc.log({k: v for k, v in last.items() if isinstance(v, (int, float))}, step=step)
+            if step >= total:
+                break
+        if state == "cancelled":
+            break
+    checkpoint = None
+    if cfg.save_checkpoint and out_dir and acc.is_main_process and state == "finished":
+        checkpoint = str(Path(out_dir) / "checkpoint")
+        unwrapped = acc.unwrap_model(model)
+        unwrapped.save_pretrained(checkpoint)  # safetensors; a peft model saves only its adapter
+        student.tokenizer.save_pretrained(checkpoint)
+        say(f"saved {'LoRA adapter' if cfg.lora else 'student'} to {checkpoint}")
+    acc.wait_for_everyone()
+    if trackers:
+        acc.end_training()
+    return TrainResult(state=state, steps=step, metrics=last, evals=evals, teacher_eval=teacher_eval,
+                       checkpoint=checkpoint, warnings=warnings)
+
+
+def _tracker_installed(name: str) -> bool:
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}.get(name, name)
+    return importlib.util.find_spec(module) is not None

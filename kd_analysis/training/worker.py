@@ -1,0 +1,126 @@
+"""The run worker: `python -m kd_analysis train --config FILE` in its own process group.
+
+It owns its run folder: status.json (with a heartbeat every few seconds), metrics.jsonl and log.txt. A crash
+marks the run failed with the traceback in the log and one line in the status; SIGTERM cancels it cleanly.
+Runs on the same device kind wait for each other through a lock file that the OS releases even after kill -9.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from kd_analysis.errors import KDLensError
+from kd_analysis.runs import Run, RunStore
+
+HEARTBEAT_S = 2.0
+
+
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, run: Run):
+        super().__init__(daemon=True)
+        self.target, self.stopped = run, threading.Event()
+
+    def run(self) -> None:  # noqa: D401 - thread body
+        while not self.stopped.wait(HEARTBEAT_S):
+            try:
+                self.target.beat()
+            except OSError:
+                pass  # a full disk must not kill training; the next beat retries
+
+
+def _device_kind(cfg) -> str:
+    import torch
+
+    if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+        return "cpu"
+    return "gpu"
+
+
+def _wait_for_device(run: Run, root: Path, kind: str):
+    """Block until this run holds the device's lock; the status says it is queued meanwhile."""
+    root.mkdir(parents=True, exist_ok=True)
+    fh = open(root / f".{kind}.lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        run.set_status("queued", reason=f"waiting for the run already using the {kind.upper()}")
+        run.log(f"queued: another run holds the {kind} lock")
+        fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
+
+
+def failure_reason(exc: BaseException) -> str:
+    import torch
+
+    if isinstance(exc, KDLensError):
+        return str(exc)
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return ("out of GPU memory: lower batch_size (use grad_accum to keep the effective batch), shorten "
+                "max_length, or use precision bf16")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "the disk is full: free space and start the run again (metrics written so far are intact)"
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first} (traceback in the log)"
+
+
+def run_worker(config_path: str | os.PathLike, run_id: str | None = None, root: str | None = None) -> int:
+    from kd_analysis.training.config import TrainConfig
+    from kd_analysis.training.loop import train
+
+    store = RunStore(root)
+    run = store.get(run_id) if run_id else None
+    try:
+        cfg = TrainConfig.load(config_path)
+    except KDLensError as exc:
+        if run and _is_main_rank():
+            run.set_status("failed", reason=str(exc))
+        raise
+    if not _is_main_rank():  # extra ranks under `accelerate launch` train but write nothing
+        train(cfg, out_dir=None, log=lambda m: None)
+        return 0
+    if run is None:
+        run = store.create("train", cfg.to_dict(), state="queued", name=cfg.name)
+        print(run.run_id, flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run.set_status(run.status().get("state", "queued"), pid=os.getpid(), pgid=os.getpgrp())
+    beat = _Heartbeat(run)
+    beat.start()
+    lock = None
+    try:
+        lock = _wait_for_device(run, store.root, _device_kind(cfg))
+        if stop.is_set():
+            run.set_status("cancelled", reason="cancelled while queued")
+            return 0
+        run.set_status("running", reason=None, started=time.time())
+        run.log(f"started: {cfg.name or run.run_id}")
+        result = train(cfg, out_dir=run.path, on_metrics=run.append_metrics, should_stop=stop.is_set, log=run.log)
+        run.write_json("result.json", result.to_dict())
+        if result.state == "cancelled":
+            run.set_status("cancelled", reason=f"cancelled at step {result.steps}")
+        else:
+            run.set_status("finished", reason=None, warnings=result.warnings)
+        run.log(f"{result.state} after {result.steps} steps")
+        return 0
+    except BaseException as exc:  # the run folder must say why, whatever happened
+        run.log("".join(traceback.format_exception(exc)))
+        try:
+            run.set_status("failed", reason=failure_reason(exc))
+        except OSError:
+            pass
+        return 1 if not isinstance(exc, KDLensError) else 2
+    finally:
+        beat.stopped.set()
+        if lock:
+            lock.close()

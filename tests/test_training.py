@@ -1,0 +1,207 @@
+"""Trainer and worker: end-to-end CLI runs on tiny models, cancel, kill -9, re-attach, config round-trip."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from kd_analysis.errors import KDLensError
+from kd_analysis.models.specs import ModelSpec, StudentSpec
+from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
+from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
+from kd_analysis.training.loop import kd_loss_terms, train
+from tests.test_cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _mc_file(path: Path, n: int = 40) -> Path:
+    rows = [{"id": f"q{i}", "question": f"what is {i} plus one", "answerKey": "AB"[i % 2],
+             "choices": {"label": ["A", "B"], "text": [str(i + 1), str(i + 7)] if i % 2 == 0 else [str(i + 7), str(i + 1)]}}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _cfg(tiny_dir, tmp_path, **kw) -> TrainConfig:
+    base = dict(teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"), student=StudentSpec(num_layers=1),
+                data=str(_mc_file(tmp_path / "mc.jsonl")), steps=10, eval_every=5, eval_size=8, batch_size=4,
+                losses=[LossTerm("ce"), LossTerm("kl")], lr=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_config_round_trip_json_and_yaml(tmp_path, tiny_dir):
+    cfg = _cfg(tiny_dir, tmp_path, lora=LoraSettings(r=4, alpha=8), report_to=["tensorboard"],
+               losses=[LossTerm("ce", 0.6), LossTerm("sinkhorn", 0.4, {"eps": 0.05})])
+    for suffix, text in ((".json", cfg.to_json()), (".yaml", cfg.to_yaml())):
+        f = tmp_path / f"c{suffix}"
+        f.write_text(text)
+        assert TrainConfig.load(f) == cfg
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"steps": "ten"}, "steps must be a positive whole number"), ({"lr": -1}, "lr must be a positive number"),
+    ({"losses": [{"name": "bogus"}]}, "unknown loss"), ({"batch_size": 0}, "batch_size"),
+    ({"optimizer": "lion"}, "optimizer"), ({"colour": "red"}, "unknown config keys")])
+def test_bad_config_values(tmp_path, tiny_dir, change, match):
+    d = {**_cfg(tiny_dir, tmp_path).to_dict(), **change}
+    with pytest.raises(KDLensError, match=match):
+        TrainConfig.from_dict(d)
+
+
+def test_training_lowers_the_loss_and_caches_the_teacher(tiny_dir, tmp_path):
+    cfg = _cfg(tiny_dir, tmp_path, steps=30, eval_every=30, epochs=None)
+    seen = []
+    res = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append, log=lambda m: None)
+    steps = [m for m in seen if "loss" in m]
+    assert res.state == "finished" and res.steps == 30 and len(steps) == 30
+    first, last = sum(m["loss"] for m in steps[:5]) / 5, sum(m["loss"] for m in steps[-5:]) / 5
+    assert last < first
+    # 32 training examples, batch 4: after one epoch (8 steps) the teacher is never run again
+    assert steps[-1]["teacher_cache_hits"] == 30 * 4
+    assert (tmp_path / "out" / "checkpoint" / "model.safetensors").exists()
+    assert "eval_accuracy" in steps[-1] and res.teacher_eval is not None
+
+
+def test_lm_training_with_lora_and_sinkhorn(tiny_dir, tmp_path):
+    data = tmp_path / "g.jsonl"
+    data.write_text("".join(json.dumps({"question": f"Tom has {i} apples and buys 1.", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"}) + "\n"
+                            for i in range(20)))
+    cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "llama")), student=StudentSpec(num_layers=1), data=str(data),
+                      steps=4, eval_every=4, eval_size=3, batch_size=4, max_new_tokens=6, teacher_topk=16,
+                      losses=[LossTerm("ce"), LossTerm("rkl"), LossTerm("sinkhorn", 0.5)], lora=LoraSettings(r=2, alpha=4))
+    res = train(cfg, out_dir=tmp_path / "lm", log=lambda m: None)
+    assert res.state == "finished" and "eval_exact_match" in res.metrics
+    assert (tmp_path / "lm" / "checkpoint" / "adapter_model.safetensors").exists()
+
+
+def test_kd_terms_on_cached_topk_match_the_registry():
+    from kd_analysis.losses import LOSSES
+    from kd_analysis.training.batches import LMBatch
+    from kd_analysis.training.teacher_cache import TopK
+
+    cfg = TrainConfig(teacher=ModelSpec("x"), losses=[LossTerm("kl")], tau=1.0, tau_squared=False)
+    logits = torch.randn(1, 3, 10)
+    labels = torch.tensor([[-100, 4, 5]])
+    t_vals, t_idx = torch.randn(2, 10).topk(10)
+    terms = kd_loss_terms(cfg, LMBatch(logits, labels, 3), TopK(t_vals, t_idx), 10)
+    s_rows = logits[0, 1:]
+    assert terms["kl"].item() == pytest.approx(LOSSES["kl"](s_rows.gather(-1, t_idx), t_vals).item(), rel=1e-6)
+
+
+def test_incompatible_pair_for_logit_losses(tiny_dir, tmp_path):
+    cfg = _cfg(tiny_dir, tmp_path, teacher=ModelSpec(str(tiny_dir / "gpt2")),
+               student=StudentSpec(kind="model", model=ModelSpec(str(tiny_dir / "llama"))))
+    cfg.student = StudentSpec(kind="model", model=ModelSpec(str(tiny_dir / "bert"), task="causal_lm"))
+    with pytest.raises(KDLensError, match="not comparable"):
+        train(cfg, log=lambda m: None)
+
+
+def test_student_bigger_than_teacher_warns(tiny_dir, tmp_path):
+    cfg = _cfg(tiny_dir, tmp_path, steps=1, eval_every=1,
+               student=StudentSpec(kind="shrink", num_layers=4, hidden_size=64, num_heads=4))
+    res = train(cfg, log=lambda m: None)
+    assert res.state == "finished" and "bigger than the teacher" in res.warnings[0]
+
+
+def _wait(run, states, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = run.status()
+        if st.get("state") in states:
+            return st
+        time.sleep(0.3)
+    raise AssertionError(f"run stayed {run.status().get('state')}; log: {run.log_tail()}")
+
+
+def _write_cfg(tmp_path, tiny_dir, **kw) -> Path:
+    f = tmp_path / "run.json"
+    f.write_text(_cfg(tiny_dir, tmp_path, **kw).to_json())
+    return f
+
+
+def test_ten_step_run_through_the_cli(tiny_dir, tmp_path):
+    root = tmp_path / "runs"
+    proc = cli("train", "--config", str(_write_cfg(tmp_path, tiny_dir)), "--root", str(root))
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(cli("runs", "show", proc.stdout.strip(), "--json", "--root", str(root)).stdout)
+    assert shown["status"]["state"] == "finished"
+    steps = [m for m in shown["metrics"] if "loss" in m]
+    assert [m["step"] for m in steps] == list(range(1, 11))
+    assert {"loss_ce", "loss_kl", "lr", "examples_per_s", "eta_s"} <= set(steps[-1])
+
+
+def test_cli_bad_config_is_one_line(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("teacher: minilm\nsteps: [1, 2\n")
+    proc = cli("train", "--config", str(f), "--root", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_background_run_cancel(tiny_dir, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run = start_run(_cfg(tiny_dir, tmp_path, steps=100000, eval_every=100000).to_dict(), store)
+    _wait(run, {"running"})
+    deadline = time.monotonic() + 60
+    while not run.metrics() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert cancel_run(store, run.run_id) == "cancelled"
+    st = run.status()
+    assert st["state"] == "cancelled" and "cancelled at step" in st["reason"]
+
+
+def test_kill_9_is_detected_and_metrics_kept(tiny_dir, tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run = start_run(_cfg(tiny_dir, tmp_path, steps=100000, eval_every=100000).to_dict(), store)
+    _wait(run, {"running"})
+    deadline = time.monotonic() + 60
+    while len([m for m in run.metrics() if "loss" in m]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    kept = len(run.metrics())
+    os.killpg(run.status()["pgid"], signal.SIGKILL)
+    time.sleep(0.5)
+    assert reconcile(store) == [run.run_id]
+    st = run.status()
+    assert st["state"] == "failed" and "killed or crashed" in st["reason"]
+    assert len(run.metrics()) >= kept >= 3
+
+
+def test_reattach_after_restart_and_queue(tiny_dir, tmp_path):
+    """Two runs at once: one waits for the device; a fresh store (an app restart) still follows both."""
+    store = RunStore(tmp_path / "runs")
+    cfg = _cfg(tiny_dir, tmp_path, steps=15, eval_every=15).to_dict()
+    a, b = start_run(cfg, store), start_run(cfg, store)
+    assert a.run_id != b.run_id
+    deadline = time.monotonic() + 60
+    states = set()
+    while time.monotonic() < deadline and not {"running"} <= states:
+        states = {a.status().get("state"), b.status().get("state")}
+        time.sleep(0.1)
+    assert "running" in states
+    restarted = RunStore(tmp_path / "runs")  # nothing in memory: the folders are the truth
+    assert reconcile(restarted) == []
+    for run in (restarted.get(a.run_id), restarted.get(b.run_id)):
+        assert _wait(run, {"finished", "failed"}, timeout=180)["state"] == "finished"
+    logs = a.log_tail(200) + b.log_tail(200)
+    assert "queued" in logs  # one of them waited for the other
+
+
+def test_accelerate_launch_two_cpu_processes(tiny_dir, tmp_path):
+    root = tmp_path / "runs"
+    cfg = _write_cfg(tmp_path, tiny_dir, steps=3, eval_every=3, device="cpu")
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "-m", "kd_analysis", "train", "--config", str(cfg), "--root", str(root)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = RunStore(root).list()
+    assert len(runs) == 1 and runs[0].state == "finished" and runs[0].steps == 3
