@@ -32,7 +32,7 @@ def home() -> None:
 
     st.subheader("Current selection")
     st.caption(sel.describe())
-    demo_pair = sel.teacher.source == state.DEFAULTS["teacher_source"] and sel.student.kind != "model"
+    demo_pair = sel.teacher.source in (state.default_teacher(), "minilm") and sel.student.kind != "model"
     if is_loaded(sel.teacher, sel.student) or demo_pair or st.button("Load teacher and student", type="primary"):
         try:
             pair_overview(*load_pair(sel.teacher, sel.student))

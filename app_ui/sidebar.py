@@ -14,13 +14,17 @@ STUDENT_KIND_LABELS = {"drop_layers": "Teacher with layers dropped", "shrink": "
 
 
 def _label(source: str) -> str:
+    if source == state.reference_teacher():
+        return "MiniLM fine-tuned on the MC demo (reference teacher)"
     return BUILTINS[source].title if source in BUILTINS else source
 
 
 def render_sidebar() -> state.Selection:
     sb = st.sidebar
     sb.markdown("### Teacher · student · data")
-    teachers = list(BUILTINS) + [m for m in state.get("custom_models") if m not in BUILTINS]
+    reference = state.reference_teacher()
+    teachers = ([reference] if reference else []) + list(BUILTINS) + \
+        [m for m in state.get("custom_models") if m not in BUILTINS]
     if state.get("teacher_source") not in teachers:
         teachers.append(state.get("teacher_source"))
     sb.selectbox("Teacher", teachers, format_func=_label, key=state.widget_key("teacher_source"),

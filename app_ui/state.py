@@ -26,13 +26,26 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def reference_teacher() -> str | None:
+    """The shipped reference teacher (MiniLM + LoRA fine-tuned on the MC demo), when its adapter is present."""
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.reference import TEACHER_RUN, teacher_source
+
+    store = RunStore()
+    return teacher_source(store) if (store.root / TEACHER_RUN / "checkpoint" / "adapter_config.json").exists() else None
+
+
+def default_teacher() -> str:
+    return reference_teacher() or "minilm"
+
+
 def _store(name: str) -> str:
     return f"_kd_{name}"
 
 
 def get(name: str) -> Any:
     if _store(name) not in st.session_state:
-        st.session_state[_store(name)] = DEFAULTS[name]
+        st.session_state[_store(name)] = default_teacher() if name == "teacher_source" else DEFAULTS[name]
     return st.session_state[_store(name)]
 
 

@@ -179,6 +179,14 @@ def cmd_runs_start(args: argparse.Namespace) -> None:
     _print({"run_id": run.run_id, "path": str(run.path)}, args.json, lambda d: d["run_id"])
 
 
+def cmd_runs_make_reference(args: argparse.Namespace) -> None:
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.reference import make_reference
+
+    done = make_reference(RunStore(args.root), log=lambda m: print(m, file=sys.stderr), only=args.only)
+    _print(done, args.json, lambda d: "\n".join(d))
+
+
 # training -----------------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> None:
     from kd_analysis.training.worker import run_worker
@@ -279,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--json", action="store_true")
         q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
     r_start.set_defaults(fn=cmd_runs_start)
+    r_ref = rsub.add_parser("make-reference", help="regenerate the demo's reference runs (~5 min on 2 CPU cores)")
+    r_ref.add_argument("--only", nargs="*", help="run ids to regenerate (default: all)")
+    r_ref.add_argument("--json", action="store_true")
+    r_ref.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    r_ref.set_defaults(fn=cmd_runs_make_reference)
     r_cancel.set_defaults(fn=cmd_runs_cancel)
 
     tr = sub.add_parser("train", help="run one distillation in the foreground, writing a run folder "

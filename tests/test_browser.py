@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/screenshots/ (or $KD_LENS_SCREENSHOTS) so a per
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,8 @@ PAGES = [
     ("", "Current selection", '[data-testid="stMetric"]'),
     ("models", "Pair check: which losses apply", '[data-testid="stDataFrame"]'),
     ("losses", "Forward KL spreads the student", ".js-plotly-plot"),
+    ("runs", "New run", '[data-testid="stForm"]'),
+    ("compare", "Final metrics", '[data-testid="stDataFrame"]'),
 ]
 
 if not Path(CHROMIUM).exists():
@@ -41,7 +44,11 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = {**os.environ, "KD_LENS_RUNS": str(tmp_path_factory.mktemp("runs"))}
+    runs = tmp_path_factory.mktemp("runs")
+    for ref in (ROOT / "cached_runs").glob("reference-*"):  # the shipped reference runs, as on a fresh clone
+        if ref.is_dir() and not ref.name.endswith(".new"):
+            shutil.copytree(ref, runs / ref.name)
+    env = {**os.environ, "KD_LENS_RUNS": str(runs)}
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                                  "--server.headless", "true", "--server.address", "127.0.0.1",
@@ -120,6 +127,32 @@ def test_loss_explorer_pair_tab_in_browser(server, browser):
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(SHOTS / "losses_pair.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
+    """The user journey of the training issue, in the browser, on the shipped reference teacher."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    page.goto(f"{server}/runs", wait_until="domcontentloaded")
+    page.get_by_text("New run").first.wait_for(timeout=120_000)
+    steps = page.get_by_label("steps", exact=True)
+    steps.fill("12")
+    page.get_by_label("eval every", exact=True).fill("6")
+    page.get_by_role("button", name="Start run").click()
+    page.get_by_text("Started", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"· running|· queued")).first.wait_for(timeout=60_000)
+    page.wait_for_timeout(3000)
+    page.screenshot(path=str(SHOTS / "runs_live.png"), full_page=True)
+    page.get_by_text(re.compile(r"· finished")).first.wait_for(timeout=300_000)
+    page.wait_for_timeout(2500)
+    page.screenshot(path=str(SHOTS / "runs_finished.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.goto(f"{server}/compare", wait_until="domcontentloaded")
+    page.get_by_text("Config differences").wait_for(timeout=120_000)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=120_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
 

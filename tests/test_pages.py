@@ -131,3 +131,74 @@ def test_loss_explorer_incomparable_pair_is_explained(tiny_dir):
     at.sidebar.selectbox(key="w_teacher_task").set_value("causal_lm").run()  # BERT vs GPT-2 vocabularies
     _no_exception(at)
     assert any("not comparable" in w.value or "different tasks" in w.value for w in [*at.warning, *at.error])
+
+
+RUNS_PAGE = "pages/distillation_runs.py"
+COMPARE_PAGE = "pages/compare_runs.py"
+
+
+def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
+    import json as _json
+    import time as _time
+
+    from kd_analysis.runs import RunStore
+
+    data = tmp_path / "mc.jsonl"
+    data.write_text("".join(_json.dumps({"question": f"what is {i} plus one", "answerKey": "A",
+                                         "choices": {"label": ["A", "B"], "text": [str(i + 1), str(i + 5)]}}) + "\n"
+                            for i in range(30)))
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.session_state["_kd_teacher_source"] = str(tiny_dir / "gpt2")
+    at.session_state["_kd_teacher_task"] = "multiple_choice"
+    at.session_state["_kd_student_layers"] = 1
+    at.session_state["_kd_data_source"] = str(data)
+    at.run()
+    at.switch_page(RUNS_PAGE).run()
+    _no_exception(at)
+    assert any("No runs yet" in i.value for i in at.info)
+    numbers = {n.label: n for n in at.number_input}
+    numbers["steps"].set_value(10)
+    numbers["eval every"].set_value(5)
+    numbers["eval examples"].set_value(6)
+    numbers["learning rate"].set_value(1e-3)
+    next(b for b in at.button if b.label == "Start run").click().run()
+    _no_exception(at)
+    assert any("Started" in s.value for s in at.success), [e.value for e in at.error]
+    store = RunStore(run_root)
+    [run] = store.list()
+    deadline = _time.monotonic() + 180
+    while store.get(run.run_id).status().get("state") not in ("finished", "failed") and _time.monotonic() < deadline:
+        _time.sleep(0.5)
+    assert store.get(run.run_id).status()["state"] == "finished", store.get(run.run_id).log_tail()
+    at.run()
+    _no_exception(at)
+    assert any("finished" in m.value for m in at.markdown)
+
+
+def test_distillation_page_rejects_a_config_with_no_loss(run_root):
+    at = open_page(RUNS_PAGE)
+    for n in at.number_input:
+        if n.label in ("ce", "kl"):
+            n.set_value(0.0)
+    next(b for b in at.button if b.label == "Start run").click().run()
+    _no_exception(at)
+    assert any("at least one loss term" in e.value for e in at.error)
+
+
+def test_compare_page_shows_runs(run_root):
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(run_root)
+    for i, (name, acc) in enumerate([("CE only", 0.4), ("KL", 0.6)]):
+        run = store.create("train", {"name": name, "losses": [{"name": "ce", "weight": 1.0}], "lr": 1e-4 * (i + 1)},
+                           run_id=f"r{i}", reference=True)
+        for step in range(1, 4):
+            run.append_metrics({"step": step, "loss": 1.0 / step, "loss_ce": 1.0 / step, "total_steps": 3})
+        run.append_metrics({"step": 3, "eval_accuracy": acc})
+        run.set_status("finished")
+    at = open_page(COMPARE_PAGE)
+    _no_exception(at)
+    final = next(df.value for df in at.dataframe if "final loss" in df.value.columns)
+    assert list(final["final accuracy"]) == [0.4, 0.6] or sorted(final["final accuracy"]) == [0.4, 0.6]
+    diff = next(df.value for df in at.dataframe if "setting" in df.value.columns)
+    assert "lr" in set(diff["setting"]) and "name" in set(diff["setting"])

@@ -205,3 +205,31 @@ def test_accelerate_launch_two_cpu_processes(tiny_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = RunStore(root).list()
     assert len(runs) == 1 and runs[0].state == "finished" and runs[0].steps == 3
+
+
+def test_failure_reasons_are_plain():
+    import errno as _errno
+
+    from kd_analysis.training.worker import failure_reason
+
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert "lower batch_size" in failure_reason(oom) and "bf16" in failure_reason(oom)
+    assert "disk is full" in failure_reason(OSError(_errno.ENOSPC, "No space left on device"))
+    assert failure_reason(KDLensError("plain words")) == "plain words"
+    assert failure_reason(ValueError("boom\nmore")) == "ValueError: boom (traceback in the log)"
+
+
+def test_crash_marks_the_run_failed_with_the_traceback(tiny_dir, tmp_path, monkeypatch):
+    from kd_analysis.training import loop
+    from kd_analysis.training.worker import run_worker
+
+    def explode(*a, **k):
+        raise RuntimeError("simulated crash in the loop")
+
+    monkeypatch.setattr(loop, "train", explode)
+    store = RunStore(tmp_path / "runs")
+    run = store.create("train", _cfg(tiny_dir, tmp_path).to_dict(), run_id="crash")
+    assert run_worker(run.path / "config.json", run_id="crash", root=str(store.root)) == 1
+    st = run.status()
+    assert st["state"] == "failed" and st["reason"].startswith("RuntimeError: simulated crash")
+    assert "Traceback" in run.log_tail(100)

@@ -134,6 +134,9 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     _quiet_transformers()
     say = progress or (lambda msg: None)
     say(f"Locating {spec.source}")
+    adapter = _adapter_folder(spec.source)
+    if adapter is not None:
+        return _load_adapter(spec, adapter, say)
     resolved = resolve_source(spec, progress)
     config = load_config(spec, resolved)
     task = spec.task or (BUILTINS[spec.source].default_task if spec.source in BUILTINS else infer_task(config))
@@ -176,6 +179,38 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     say("Ready")
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, task=task, head=head,
                        source_kind=resolved.kind, location=resolved.location, notes=notes)
+
+
+def _adapter_folder(source: str):
+    from pathlib import Path
+
+    p = Path(source).expanduser()
+    if p.is_dir() and (p / "adapter_config.json").exists() and not (p / "config.json").exists():
+        return p
+    return None
+
+
+def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
+    """A LoRA adapter folder (peft): load its base through this same path, apply the adapter, merge it."""
+    import json
+    from dataclasses import replace
+
+    from peft import PeftModel
+
+    cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    base_source = cfg.get("base_model_name_or_path")
+    if not base_source:
+        raise ModelLoadError(f"{folder}/adapter_config.json does not name its base model")
+    base = load_model(replace(spec, source=base_source), say)
+    say(f"Applying the LoRA adapter from {folder}")
+    try:
+        merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
+    except Exception as exc:
+        raise ModelLoadError(f"{folder}: the adapter does not fit {base_source} ({_first_line(exc)})") from None
+    merged.eval()
+    note = f"LoRA adapter from {folder} merged into {base_source}."
+    return replace(base, spec=spec, model=merged, source_kind="adapter", location=str(folder),
+                   notes=[n for n in base.notes if "start random" not in n and "untrained" not in n] + [note])
 
 
 def load_tokenizer(location: str, spec: ModelSpec, *, local_only: bool = True) -> Any:

@@ -266,13 +266,26 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
         checkpoint = str(Path(out_dir) / "checkpoint")
         unwrapped = acc.unwrap_model(model)
         unwrapped.save_pretrained(checkpoint)  # safetensors; a peft model saves only its adapter
-        student.tokenizer.save_pretrained(checkpoint)
+        if not cfg.lora:
+            student.tokenizer.save_pretrained(checkpoint)
+        if cfg.lora and cfg.train_teacher:
+            _point_adapter_at(Path(checkpoint), cfg.teacher.source)
         say(f"saved {'LoRA adapter' if cfg.lora else 'student'} to {checkpoint}")
     acc.wait_for_everyone()
     if trackers:
         acc.end_training()
     return TrainResult(state=state, steps=step, metrics=last, evals=evals, teacher_eval=teacher_eval,
                        checkpoint=checkpoint, warnings=warnings)
+
+
+def _point_adapter_at(folder: Path, base_source: str) -> None:
+    """peft records the base as an absolute path; name the user's source (e.g. a built-in) so it loads anywhere."""
+    import json
+
+    cfg_path = folder / "adapter_config.json"
+    data = json.loads(cfg_path.read_text(encoding="utf-8"))
+    data["base_model_name_or_path"] = base_source
+    cfg_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
 def _tracker_installed(name: str) -> bool:

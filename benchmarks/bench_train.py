@@ -1,0 +1,105 @@
+"""KD step throughput divided by plain fine-tuning of the same student, measured in the same run.
+
+Three step kinds on identical batches: fine-tune (CE only), KD with the teacher run online every step
+(CE + full-vocabulary KL), and KD from cached teacher top-64 logits (what the trainer does after the first
+epoch). CPU uses small random-init Llama shapes; a GPU uses SmolLM2 shapes (135M teacher, 30 layers -> 10-layer
+student, 16x512 tokens) in bf16 and also reports MFU (6·N·tokens per step against the GPU's bf16 peak).
+
+Run: python benchmarks/bench_train.py [--device cuda] [--json benchmarks/results/train-<device>.json]
+Target (DESIGN.md §5): cached KD >= 0.9x of fine-tuning throughput. H100 anchors: online KL 0.44x, cached 0.86x.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kd_analysis.models.specs import ModelSpec  # noqa: E402
+from kd_analysis.training.batches import LMBatch  # noqa: E402
+from kd_analysis.training.config import LossTerm, TrainConfig  # noqa: E402
+from kd_analysis.training.loop import ce_loss, kd_loss_terms  # noqa: E402
+from kd_analysis.training.teacher_cache import TopK  # noqa: E402
+from timing import markdown_table, median_ms  # noqa: E402
+
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def build(device: str):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if device.startswith("cuda"):
+        shape = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_attention_heads=9,
+                     num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True)
+        t_layers, s_layers, batch, seq, dtype = 30, 10, 16, 512, torch.bfloat16
+    else:
+        shape = dict(vocab_size=8192, hidden_size=256, intermediate_size=688, num_attention_heads=4,
+                     num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)
+        t_layers, s_layers, batch, seq, dtype = 6, 2, 8, 128, torch.float32
+    torch.manual_seed(0)
+    teacher = LlamaForCausalLM(LlamaConfig(num_hidden_layers=t_layers, **shape)).to(device, dtype).eval()
+    student = LlamaForCausalLM(LlamaConfig(num_hidden_layers=s_layers, **shape)).to(device, dtype).train()
+    ids = torch.randint(0, shape["vocab_size"], (batch, seq), device=device)
+    labels = torch.cat([ids[:, 1:], torch.full((batch, 1), -100, device=device)], 1)
+    return teacher, student, ids, labels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    dev = args.device
+    teacher, student, ids, labels = build(dev)
+    opt = torch.optim.AdamW(student.parameters(), lr=1e-5)
+    cfg = TrainConfig(teacher=ModelSpec("bench"), losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)], tau=2.0)
+    width = student.config.vocab_size
+    with torch.no_grad():
+        t_logits = teacher(input_ids=ids).logits
+        mask = labels != -100
+        vals, idx = t_logits[mask].float().topk(64, -1)
+    cached = TopK(vals, idx)
+
+    def step(kind: str):
+        def run():
+            out = LMBatch(student(input_ids=ids).logits, labels, int(ids.numel()))
+            loss = 0.5 * ce_loss(out, []) if kind != "finetune" else ce_loss(out, [])
+            if kind == "online":
+                with torch.no_grad():
+                    tl = teacher(input_ids=ids).logits
+                s_rows = out.logits[mask].float()
+                from kd_analysis.losses import LOSSES
+
+                loss = loss + 0.5 * LOSSES["kl"](s_rows, tl[mask].float(), tau=2.0, tau_squared=True)
+            elif kind == "cached":
+                loss = loss + 0.5 * kd_loss_terms(cfg, out, cached, width)["kl"]
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return run
+
+    times = {k: median_ms(step(k), repeats=args.repeats, warmup=2, device=dev) for k in ("finetune", "online", "cached")}
+    tokens = ids.numel()
+    rows = [{"step": k, "ms": v, "tokens/s": tokens / (v / 1e3), "× fine-tune throughput": times["finetune"] / v}
+            for k, v in times.items()]
+    n_params = sum(p.numel() for p in student.parameters())
+    if dev.startswith("cuda"):
+        name = torch.cuda.get_device_name(0)
+        peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+        for r in rows:
+            r["MFU"] = (6 * n_params * tokens / (r["ms"] / 1e3)) / peak if peak else float("nan")
+    print(f"device {dev}; student {n_params / 1e6:.1f}M params; batch {tuple(ids.shape)}; torch {torch.__version__}")
+    print(markdown_table(rows, list(rows[0])))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"device": dev, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

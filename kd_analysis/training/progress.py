@@ -1,0 +1,114 @@
+"""What the pages show about runs: progress with ETA, and comparisons across runs (pure data, no UI)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kd_analysis.runs import Run, RunStore
+
+EVAL_PREFIX, TEACHER_PREFIX, LOSS_PREFIX = "eval_", "teacher_", "loss"
+
+
+@dataclass
+class RunProgress:
+    run_id: str
+    name: str
+    state: str
+    reason: str | None
+    step: int
+    total: int | None
+    fraction: float
+    eta_s: float | None
+    elapsed_s: float | None
+    last: dict[str, Any] = field(default_factory=dict)
+    evals: dict[str, float] = field(default_factory=dict)
+    teacher: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _latest(records: list[dict], prefix: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in records:
+        for k, v in r.items():
+            if k.startswith(prefix) and isinstance(v, (int, float)):
+                out[k[len(prefix):]] = v
+    return out
+
+
+def run_progress(run: Run) -> RunProgress:
+    st, cfg, metrics = run.status(), run.config(), run.metrics()
+    steps = [m for m in metrics if "loss" in m]
+    last = steps[-1] if steps else {}
+    total = last.get("total_steps") or (cfg.get("steps") if not cfg.get("epochs") else None)
+    step = int(last.get("step", 0))
+    state = st.get("state", "unknown")
+    fraction = 1.0 if state == "finished" else (min(step / total, 1.0) if total else 0.0)
+    return RunProgress(run_id=run.run_id, name=cfg.get("name") or run.run_id, state=state, reason=st.get("reason"),
+                       step=step, total=total, fraction=fraction, eta_s=last.get("eta_s") if state == "running" else None,
+                       elapsed_s=last.get("elapsed_s"), last=last, evals=_latest(metrics, EVAL_PREFIX),
+                       teacher=_latest(metrics, TEACHER_PREFIX))
+
+
+def metric_names(store: RunStore, run_ids: list[str]) -> list[str]:
+    """Loss terms and eval metrics present in any of the runs, losses first."""
+    names: set[str] = set()
+    for rid in run_ids:
+        for m in store.get(rid).metrics():
+            names.update(k for k, v in m.items() if isinstance(v, (int, float)) and
+                         (k.startswith(LOSS_PREFIX) or k.startswith(EVAL_PREFIX)))
+    return sorted(names, key=lambda n: (not n.startswith(LOSS_PREFIX), n != "loss", n))
+
+
+def curves(store: RunStore, run_ids: list[str], metric: str) -> dict[str, tuple[list[int], list[float]]]:
+    out = {}
+    for rid in run_ids:
+        run = store.get(rid)
+        label = run.config().get("name") or rid
+        pts = [(m["step"], m[metric]) for m in run.metrics() if isinstance(m.get(metric), (int, float))]
+        if pts:
+            out[label] = ([p[0] for p in pts], [p[1] for p in pts])
+    return out
+
+
+def final_table(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for rid in run_ids:
+        p = run_progress(store.get(rid))
+        cfg = store.get(rid).config()
+        row = {"run": rid, "name": p.name, "state": p.state, "steps": p.step,
+               "losses": " + ".join(f"{t['weight']:g}·{t['name']}" for t in cfg.get("losses", [])),
+               "final loss": p.last.get("loss")}
+        row.update({f"final {k}": v for k, v in p.evals.items()})
+        evals = [m for m in store.get(rid).metrics() if any(k.startswith(EVAL_PREFIX) for k in m)]
+        for key in {k for m in evals for k in m if k.startswith(EVAL_PREFIX)}:
+            row[f"best {key[len(EVAL_PREFIX):]}"] = max(m[key] for m in evals if key in m)
+        row.update({f"teacher {k}": v for k, v in p.teacher.items()})
+        row["minutes"] = round((p.elapsed_s or 0) / 60, 2)
+        rows.append(row)
+    return rows
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
+    """Settings whose values differ between the runs (one row per setting, one column per run)."""
+    flat = {rid: _flatten(store.get(rid).config()) for rid in run_ids}
+    keys = sorted(set().union(*[set(f) for f in flat.values()])) if flat else []
+    rows = []
+    for key in keys:
+        values = [flat[rid].get(key) for rid in run_ids]
+        if len({repr(v) for v in values}) > 1:
+            rows.append({"setting": key, **{rid: repr(v) if not isinstance(v, str) else v
+                                            for rid, v in zip(run_ids, values)}})
+    return rows

@@ -1,0 +1,127 @@
+"""Distillation runs: configure and start a run, watch it live, cancel it. The run folder is the truth."""
+import pandas as pd
+import streamlit as st
+
+from app_ui import state
+from kd_analysis.errors import KDLensError
+from kd_analysis.losses import LOSSES
+from kd_analysis.models.device import describe_device
+from kd_analysis.models.specs import ModelSpec
+from kd_analysis.plots.runs import run_losses
+from kd_analysis.runs import FINAL_STATES, RunStore, cancel_run, reconcile, start_run
+from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
+from kd_analysis.training.progress import run_progress
+from kd_analysis.training.reference import TEACHER_RUN, teacher_source
+
+store = RunStore()
+reconcile(store)  # re-attach: runs whose worker died since we last looked are marked failed
+sel = state.selection()
+
+st.title("Distillation runs")
+dev = describe_device()
+st.caption(f"Runs on **{dev['name']}**" + (f" ({dev['memory_gb']} GB)" if dev["device"] == "cuda" else
+                                            f" with {dev['threads']} threads") +
+           ". Runs keep going when you close the browser; one run uses the device at a time, others queue.")
+
+reference_teacher = teacher_source(store) if (store.root / TEACHER_RUN / "checkpoint").exists() else None
+teacher_options = {"sidebar": f"Sidebar teacher: {sel.teacher.source}"}
+if reference_teacher and sel.teacher.source != reference_teacher:
+    teacher_options = {"reference": "Reference teacher: MiniLM fine-tuned on the MC demo", **teacher_options}
+
+with st.form("new_run"):
+    st.subheader("New run")
+    c1, c2 = st.columns([2, 1])
+    teacher_choice = c1.selectbox("Teacher", list(teacher_options), format_func=teacher_options.get)
+    name = c2.text_input("Name", placeholder="e.g. KL τ=2")
+    st.caption(f"Student: {sel.student.describe()} · data: {sel.data_source} (change them in the sidebar)")
+    st.markdown("**Loss terms** (weight 0 = off)")
+    cols = st.columns(len(LOSSES) + 1)
+    defaults = {"ce": 0.5, "kl": 0.5}
+    weights = {"ce": cols[0].number_input("ce", 0.0, 10.0, defaults["ce"], 0.1)}
+    for col, (key, spec) in zip(cols[1:], LOSSES.items()):
+        weights[key] = col.number_input(key, 0.0, 10.0, defaults.get(key, 0.0), 0.1, help=spec.description)
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    tau = c1.number_input("τ", 0.1, 20.0, 2.0, 0.5)
+    lr = c2.number_input("learning rate", 1e-7, 1.0, 1e-4, format="%.1e")
+    steps = c3.number_input("steps", 1, 100_000, 80)
+    batch = c4.number_input("batch", 1, 512, 8)
+    eval_every = c5.number_input("eval every", 1, 100_000, 20)
+    eval_size = c6.number_input("eval examples", 1, 10_000, 52)
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    accum = c1.number_input("grad accumulation", 1, 128, 1)
+    seed = c2.number_input("seed", 0, 2**31 - 1, 0)
+    precision = c3.selectbox("precision", ["auto", "fp32", "bf16", "fp16"])
+    device = c4.selectbox("device", ["auto", "cpu", "cuda"])
+    use_lora = c5.checkbox("LoRA")
+    lora_r = c6.number_input("LoRA r", 1, 256, 8)
+    submitted = st.form_submit_button("Start run", type="primary")
+
+if submitted:
+    try:
+        teacher = (ModelSpec(reference_teacher, task="multiple_choice") if teacher_choice == "reference"
+                   else sel.teacher)
+        cfg = TrainConfig(teacher=teacher, student=sel.student, data=sel.data_source, name=name.strip(),
+                          losses=[LossTerm(k, float(w)) for k, w in weights.items() if w > 0], tau=float(tau),
+                          lr=float(lr), steps=int(steps), batch_size=int(batch), eval_every=int(eval_every),
+                          eval_size=int(eval_size), grad_accum=int(accum), seed=int(seed), precision=precision,
+                          device=device, lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)) if use_lora else None)
+        cfg.validate()
+        if not cfg.name:
+            cfg.name = " + ".join(f"{t.weight:g}·{t.name}" for t in cfg.losses)
+        run = start_run(cfg.to_dict(), store, name=cfg.name)
+        st.session_state["watch_run"] = run.run_id
+        st.success(f"Started {run.run_id}", icon=":material/play_circle:")
+    except KDLensError as exc:
+        st.error(str(exc), icon=":material/error:")
+
+
+def _fmt_eta(seconds):
+    if seconds is None:
+        return ""
+    m, s = divmod(int(seconds), 60)
+    return f" · ETA {m}m{s:02d}s" if m else f" · ETA {s}s"
+
+
+@st.fragment(run_every=2)
+def live_runs() -> None:
+    runs = [r for r in store.list(kind="train") if not r.reference]
+    active = [r for r in runs if r.state in ("queued", "running")]
+    st.subheader(f"Your runs ({len(active)} active)")
+    if not runs:
+        st.info("No runs yet: start one above. Reference runs are on the Compare runs page.",
+                icon=":material/info:")
+        return
+    watch = st.session_state.get("watch_run") or runs[0].run_id
+    for summary in runs[:8]:
+        p = run_progress(store.get(summary.run_id))
+        c1, c2, c3 = st.columns([5, 2, 1])
+        label = f"**{p.name}** · `{p.run_id}` · {p.state}"
+        if p.state == "running" and p.total:
+            c1.progress(p.fraction, text=f"{label} · step {p.step}/{p.total}{_fmt_eta(p.eta_s)}")
+        else:
+            c1.markdown(label + (f" · step {p.step}" if p.step else ""))
+            if p.reason:
+                c1.caption(p.reason)
+        metric = next(iter(p.evals.items()), None)
+        c2.markdown(f"{metric[0]} **{metric[1]:.3f}**" if metric else "")
+        if p.state not in FINAL_STATES and c3.button("Cancel", key=f"cancel_{p.run_id}"):
+            cancel_run(store, p.run_id, wait_s=5)
+            st.rerun(scope="fragment")
+        if c3.button("Watch", key=f"watch_{p.run_id}"):
+            st.session_state["watch_run"] = p.run_id
+            watch = p.run_id
+    run = store.get(watch)
+    p = run_progress(run)
+    st.subheader(f"Watching {p.name}")
+    records = [m for m in run.metrics() if "loss" in m]
+    if records:
+        st.plotly_chart(run_losses(records), width="stretch", config={"toImageButtonOptions": {"format": "png"}})
+        evals = pd.DataFrame([{k: v for k, v in m.items() if k == "step" or k.startswith(("eval_", "teacher_"))}
+                              for m in run.metrics() if any(k.startswith(("eval_", "teacher_")) for k in m)])
+        if not evals.empty:
+            st.dataframe(evals, hide_index=True, width="stretch")
+    with st.expander("Log", expanded=p.state == "failed"):
+        st.code(run.log_tail(40) or "(empty)", language=None)
+
+
+live_runs()
