@@ -69,8 +69,17 @@ def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: 
         params = dict(term.params)
         if isinstance(student_out, LMBatch):
             mask = student_out.labels != -100
-            s_rows = student_out.logits[mask][:, :width].float()
             values, idx = teacher_rows.values, teacher_rows.indices
+            if term.name != "sinkhorn":  # gather the teacher's top-k columns without copying [N, V] rows
+                flat = student_out.logits.reshape(-1, student_out.logits.shape[-1])
+                pos = mask.reshape(-1).nonzero().squeeze(1)
+                full_idx = torch.zeros(flat.shape[0], idx.shape[-1], dtype=idx.dtype, device=idx.device)
+                full_idx[pos] = idx
+                s_topk = flat.gather(-1, full_idx)[pos].float()
+                terms[term.name] = LOSSES[term.name](s_topk, values, tau=cfg.tau, tau_squared=cfg.tau_squared,
+                                                     **params)
+                continue
+            s_rows = student_out.logits[mask][:, :width].float()
             if term.name == "sinkhorn":
                 n = s_rows.shape[0]
                 keep = n if n <= 256 else n - n % 64
@@ -80,9 +89,6 @@ def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: 
                                       topk=params.pop("topk", cfg.teacher_topk),
                                       group_size=None if keep <= 256 else 64, **params).distance
                 value = value * cfg.tau**2 if cfg.tau_squared else value
-            else:
-                value = LOSSES[term.name](s_rows.gather(-1, idx), values, tau=cfg.tau,
-                                          tau_squared=cfg.tau_squared, **params)
         else:
             value = LOSSES[term.name](student_out.float(), teacher_rows, tau=cfg.tau, tau_squared=cfg.tau_squared,
                                       **params)
