@@ -104,30 +104,34 @@ def test_page_in_browser(server, browser, path, marker, element):
     page.close()
 
 
+def _shoot(page, name: str, pause_ms: int = 1000) -> None:
+    """Let the page settle, save a screenshot for a person to look at, and fail on any exception box."""
+    page.wait_for_timeout(pause_ms)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0, f"an exception box is shown on {name}"
+
+
+def _open_tab(page, tab: str, marker: str) -> None:
+    page.get_by_role("tab", name=tab).click()
+    page.get_by_text(marker).first.wait_for(timeout=120_000)
+
+
 def test_models_page_tabs_in_browser(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(f"{server}/models", wait_until="domcontentloaded")
-    page.get_by_role("tab", name="Load a model").click()
-    page.get_by_text("Before loading").wait_for(timeout=120_000)
-    page.wait_for_timeout(1000)
-    page.screenshot(path=str(SHOTS / "models_load.png"), full_page=True)
-    page.get_by_role("tab", name="Data").click()
-    page.get_by_text("Current data set").wait_for(timeout=60_000)
-    page.wait_for_timeout(1000)
-    page.screenshot(path=str(SHOTS / "models_data.png"), full_page=True)
-    assert page.locator('[data-testid="stException"]').count() == 0
+    _open_tab(page, "Load a model", "Before loading")
+    _shoot(page, "models_load")
+    _open_tab(page, "Data", "Current data set")
+    _shoot(page, "models_data")
     page.close()
 
 
 def test_loss_explorer_pair_tab_in_browser(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(f"{server}/losses", wait_until="domcontentloaded")
-    page.get_by_role("tab", name="Your teacher and student").click()
-    page.get_by_text("Balance loss weights by gradient norm").wait_for(timeout=120_000)
+    _open_tab(page, "Your teacher and student", "Balance loss weights by gradient norm")
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(SHOTS / "losses_pair.png"), full_page=True)
-    assert page.locator('[data-testid="stException"]').count() == 0
+    _shoot(page, "losses_pair", 1500)
     page.close()
 
 
@@ -136,24 +140,18 @@ def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
     page.goto(f"{server}/runs", wait_until="domcontentloaded")
     page.get_by_text("New run").first.wait_for(timeout=120_000)
-    steps = page.get_by_label("steps", exact=True)
-    steps.fill("12")
+    page.get_by_label("steps", exact=True).fill("12")
     page.get_by_label("eval every", exact=True).fill("6")
     page.get_by_role("button", name="Start run").click()
     page.get_by_text("Started", exact=False).first.wait_for(timeout=60_000)
     page.get_by_text(re.compile(r"· running|· queued")).first.wait_for(timeout=60_000)
-    page.wait_for_timeout(3000)
-    page.screenshot(path=str(SHOTS / "runs_live.png"), full_page=True)
+    _shoot(page, "runs_live", 3000)
     page.get_by_text(re.compile(r"· finished")).first.wait_for(timeout=300_000)
-    page.wait_for_timeout(2500)
-    page.screenshot(path=str(SHOTS / "runs_finished.png"), full_page=True)
-    assert page.locator('[data-testid="stException"]').count() == 0
+    _shoot(page, "runs_finished", 2500)
     page.goto(f"{server}/compare", wait_until="domcontentloaded")
     page.get_by_text("Config differences").wait_for(timeout=120_000)
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=120_000)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
-    assert page.locator('[data-testid="stException"]').count() == 0
+    _shoot(page, "compare", 1500)
     page.close()
 
 

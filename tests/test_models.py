@@ -258,3 +258,21 @@ def test_unknown_source_and_task(tiny_dir):
         load_model(ModelSpec(str(tiny_dir / "bert"), task="seq2seq"))
     with pytest.raises(ModelLoadError, match="cannot generate text"):
         load_model(ModelSpec(str(tiny_dir / "distilbert"), task="causal_lm"))
+
+
+def test_lora_adapter_folder_loads_through_the_same_path(tiny_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(ModelSpec(str(tiny_dir / "bert")))
+    peft_model = get_peft_model(base.model, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear",
+                                                       modules_to_save=["classifier"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tiny_dir / "bert")
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(cfg))
+    expected = forward(base, ["the cat sat"])  # peft model shares (and now wraps) the base modules
+    loaded = load_model(ModelSpec(str(tmp_path / "adapter")))
+    assert loaded.source_kind == "adapter" and any("LoRA adapter" in n for n in loaded.notes)
+    torch.testing.assert_close(forward(loaded, ["the cat sat"]), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ModelLoadError, match="classifier head"):
+        load_model(ModelSpec(str(tmp_path / "adapter"), task="causal_lm"))

@@ -126,6 +126,7 @@ def test_loss_explorer_sliders_recompute():
 
 def test_loss_explorer_incomparable_pair_is_explained(tiny_dir):
     at = open_page(LOSS_PAGE)
+    at.sidebar.selectbox(key="w_teacher_source").set_value("minilm").run()
     at.sidebar.selectbox(key="w_student_kind").set_value("model").run()
     at.sidebar.text_input(key="w_student_source").set_value(str(tiny_dir / "gpt2")).run()
     at.sidebar.selectbox(key="w_teacher_task").set_value("causal_lm").run()  # BERT vs GPT-2 vocabularies

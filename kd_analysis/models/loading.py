@@ -202,6 +202,10 @@ def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
     if not base_source:
         raise ModelLoadError(f"{folder}/adapter_config.json does not name its base model")
     base = load_model(replace(spec, source=base_source), say)
+    missing_heads = [m for m in (cfg.get("modules_to_save") or []) if not hasattr(base.model, m)]
+    if missing_heads:
+        raise ModelLoadError(f"{folder}: the adapter was trained with a {', '.join(missing_heads)} head, which a "
+                             f"{base.task} model does not have; load it with the task it was trained for")
     say(f"Applying the LoRA adapter from {folder}")
     try:
         merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
