@@ -115,6 +115,39 @@ def cmd_losses_pair(args: argparse.Namespace) -> None:
         [f"{k:<10} value {v:10.4g}   grad norm {d['grad_norms'][k]:10.4g}" for k, v in d["values"].items()]))
 
 
+# rationales ---------------------------------------------------------------------------------------------------
+def cmd_rationales(args: argparse.Namespace) -> None:
+    from kd_analysis.attribution import DEFINITIONS, PAPER_OVERLAP, aggregate, attribute_many, select_rationale
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.fileio import atomic_write_text
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+
+    examples = load_dataset(args.data).examples[args.start:args.start + args.limit]
+    models = {"teacher": ModelSpec(args.teacher, task=args.task, trust_remote_code=args.trust_remote_code)}
+    if args.student:
+        models["student"] = ModelSpec(args.student, task=args.task, trust_remote_code=args.trust_remote_code)
+    report: dict = {"method": args.method, "k": args.k, "examples": len(examples), "paper_overlap": PAPER_OVERLAP}
+    lines = []
+    for role, spec in models.items():
+        loaded = load_model(spec)
+        attrs = attribute_many(loaded, examples, method=args.method, target=args.target, steps=args.steps)
+        for a in attrs:
+            r = select_rationale(a, args.k)
+            lines.append(json.dumps({"role": role, **a.to_dict(), "rationale": r.text,
+                                     "rationale_indices": r.indices}))
+        rows = aggregate(attrs, ks=sorted({1, 3, args.k, 10}))
+        report[role] = [r for r in rows if r["group"] == "all" and r["k"] == args.k][0]
+        report[f"{role}_by_k"] = rows
+    if args.out:
+        atomic_write_text(args.out, "\n".join(lines) + "\n")
+    _print(report, args.json, lambda d: "\n".join(
+        [f"{d['examples']} examples, method {d['method']}, k = {d['k']} (paper: {PAPER_OVERLAP:.0%} any-token overlap)"]
+        + [f"{role}: defined {d[role]['defined']}, undefined {d[role]['undefined']}; " + ", ".join(
+            f"{df} {d[role][df]:.3f}" if d[role][df] is not None else f"{df} n/a" for df in DEFINITIONS)
+           for role in models]))
+
+
 # data ---------------------------------------------------------------------------------------------------------
 def _mapping(args: argparse.Namespace):
     from kd_analysis.data.loaders import ColumnMapping
@@ -251,6 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     l_pair.add_argument("--eps", type=float, default=0.1)
     l_pair.add_argument("--iters", type=int, default=20)
     l_pair.set_defaults(fn=cmd_losses_pair)
+
+    rat = sub.add_parser("rationales", help="teacher attributions, top-k rationales and gold-answer overlap")
+    rat.add_argument("--teacher", required=True)
+    rat.add_argument("--student", help="also attribute this model on the same examples")
+    rat.add_argument("--data", required=True, help="a data file, demo:NAME or hf:NAME")
+    rat.add_argument("--method", default="ig", help="ig, saliency, input_x_gradient, occlusion, attention, rollout")
+    rat.add_argument("--k", type=int, default=5)
+    rat.add_argument("--target", default="gold", choices=["gold", "predicted"])
+    rat.add_argument("--steps", type=int, default=32, help="integrated-gradients steps")
+    rat.add_argument("--limit", type=int, default=50)
+    rat.add_argument("--start", type=int, default=0)
+    rat.add_argument("--out", help="write one JSON line per example and model here")
+    rat.add_argument("--task", choices=["classification", "multiple_choice", "causal_lm", "seq2seq"])
+    rat.add_argument("--trust-remote-code", action="store_true")
+    rat.add_argument("--json", action="store_true")
+    rat.set_defaults(fn=cmd_rationales)
 
     data = sub.add_parser("data", help="inspect data files and write the built-in demo sets")
     dsub = data.add_subparsers(dest="action", required=True, parser_class=_Parser)

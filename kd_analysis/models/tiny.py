@@ -13,6 +13,7 @@ CORPUS = [
     "which of these is a fruit", "apple banana cherry grape", "this movie was a pure delight",
     "the plot is dull and lifeless", "Tom has 5 apples and buys 3 more", "how many apples does he have now",
     "question answer choice label rationale teacher student", "0 1 2 3 4 5 6 7 8 9 + - * / = ?",
+    "the quick brown fox jumps over the lazy dog", "one two three four five six seven eight nine ten",
 ]
 SPECIAL = ["<pad>", "</s>", "<s>", "<unk>"]
 
@@ -39,9 +40,7 @@ def _wordpiece_tokenizer(folder: Path) -> Any:
     chars = sorted({c for line in CORPUS for c in line.lower() if not c.isspace()})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars] + \
         [w for w in words if w not in chars]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    return BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)})
 
 
 def _ids(tok: Any) -> dict[str, Any]:

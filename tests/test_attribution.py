@@ -1,0 +1,183 @@
+"""Attribution methods against independent references, rationales, overlap definitions, bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kd_analysis.attribution import (METHODS, Attribution, aggregate, attribute, overlap, select_rationale)
+from kd_analysis.attribution.rationales import Word, answer_positions
+from kd_analysis.attribution.targets import build_target
+from kd_analysis.data import Example
+from kd_analysis.errors import KDLensError
+from kd_analysis.models import ModelSpec
+from kd_analysis.models.loading import load_model
+from tests.test_cli import cli
+
+MC = Example("q1", "what is two plus three", choices=["five", "six", "seven"], label=0, answer="five")
+
+
+@pytest.fixture(scope="module")
+def mc_head(tiny_dir):
+    return load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
+
+
+@pytest.fixture(scope="module")
+def decoder(tiny_dir):
+    return load_model(ModelSpec(str(tiny_dir / "llama"), task="multiple_choice"))
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_dir):
+    return load_model(ModelSpec(str(tiny_dir / "distilbert")))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("model", ["mc_head", "decoder", "classifier"])
+def test_every_method_on_every_kind_of_model(method, model, request):
+    loaded = request.getfixturevalue(model)
+    ex = MC if model != "classifier" else Example("s", "the movie was a pure delight", label=1, answer="positive")
+    a = attribute(loaded, ex, method=method, steps=16)
+    assert a.words and all(torch.isfinite(torch.tensor(w.score)) for w in a.words)
+    texts = " ".join(w.text for w in a.words)
+    for word in ex.text.split():
+        assert word in texts
+    if ex.choices:
+        assert {"five", "six", "seven"} <= {w.text for w in a.words}  # every choice is part of the input
+
+
+def test_integrated_gradients_completeness(decoder):
+    """captum's delta: attributions sum to f(input) − f(baseline); ours are those sums per token."""
+    tgt = build_target(decoder, MC)
+    scores, delta = METHODS["ig"].fn(tgt, steps=256)
+    with torch.no_grad():
+        diff = float(tgt.score(tgt.embeds) - tgt.score(tgt.baseline))
+    assert float(scores.sum()) == pytest.approx(diff, abs=max(1e-3, 1e-2 * abs(diff)))
+    assert delta < 1e-2 * max(1.0, abs(diff))
+    _, coarse = METHODS["ig"].fn(tgt, steps=4)
+    assert coarse >= delta  # fewer steps, larger gap from completeness
+
+
+def test_saliency_and_input_x_gradient_match_autograd(mc_head):
+    tgt = build_target(mc_head, MC)
+    e = tgt.embeds.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(tgt.score(e).sum(), e)
+    torch.testing.assert_close(METHODS["saliency"].fn(tgt)[0], g.norm(dim=-1))
+    torch.testing.assert_close(METHODS["input_x_gradient"].fn(tgt)[0], ((tgt.embeds - tgt.baseline) * g).sum(-1))
+
+
+def test_choice_head_score_is_the_log_probability_of_the_target_choice(mc_head):
+    from kd_analysis.models.scoring import choice_scores
+
+    tgt = build_target(mc_head, MC)
+    with torch.no_grad():
+        expected = torch.log_softmax(choice_scores(mc_head, [MC]), -1)[0, 0]
+        assert float(tgt.score(tgt.embeds)) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_decoder_score_is_the_answer_log_likelihood(decoder):
+    from kd_analysis.attribution.targets import _prompt_pieces
+    from kd_analysis.models.scoring import continuation_logprobs
+
+    tgt = build_target(decoder, MC)
+    prompt, _ = _prompt_pieces(MC)
+    n_tokens = len(decoder.tokenizer(" five", add_special_tokens=False)["input_ids"])
+    mean = float(continuation_logprobs(decoder, prompt, [" five"])[0])
+    with torch.no_grad():
+        assert float(tgt.score(tgt.embeds)) == pytest.approx(mean * n_tokens, abs=1e-4)
+
+
+def test_occlusion_matches_a_manual_loop(classifier):
+    ex = Example("s", "a dog ran in the park", label=0, answer="negative")
+    tgt = build_target(classifier, ex)
+    scores, _ = METHODS["occlusion"].fn(tgt)
+    r, c = tgt.content_mask.nonzero()[2].tolist()
+    x = tgt.embeds.clone()
+    x[r, c] = tgt.baseline[r, c]
+    with torch.no_grad():
+        manual = float(tgt.score(tgt.embeds) - tgt.score(x))
+    assert float(scores[r, c]) == pytest.approx(manual, abs=1e-5)
+
+
+def test_attention_rollout_rows_are_distributions(classifier):
+    tgt = build_target(classifier, Example("s", "the cat sat on the mat", label=1, answer="positive"))
+    roll, _ = METHODS["rollout"].fn(tgt, loaded=classifier)
+    att, _ = METHODS["attention"].fn(tgt, loaded=classifier)
+    assert float(roll.sum()) == pytest.approx(1.0, abs=1e-4) and float(att.sum()) == pytest.approx(1.0, abs=1e-4)
+    assert classifier.model.config._attn_implementation != "eager"  # switched back after reading attentions
+
+
+def _attr(words_scores, gold, correct=True) -> Attribution:
+    words = [Word(t, s, "question", i) for i, (t, s) in enumerate(words_scores)]
+    return Attribution("x", "saliency", "gold", words, [], gold, gold, gold, correct)
+
+
+def test_rationale_selection_order_filters_and_k():
+    a = _attr([("The", 9.0), ("cat", 5.0), ("sat", 1.0), (",", 8.0), ("on", 7.0), ("mats", 6.0)], "mats")
+    r = select_rationale(a, 2)
+    assert r.words == ["cat", "mats"]  # top-2 after dropping the stopwords and punctuation, input order kept
+    assert select_rationale(a, 2, filter_stopwords=False, filter_punct=False).words == ["The", ","]
+    big = select_rationale(a, 50)
+    assert big.note and len(big.words) == 3
+    assert select_rationale(a, fraction=0.34).words == ["mats"]
+
+
+def test_overlap_definitions_by_hand():
+    a = _attr([("capital", 3), ("of", 0), ("France", 2), ("Paris", 5), ("Rome", 4), ("New", 1), ("York", 0.5)],
+              "New York")
+    assert answer_positions(a) == {5, 6}
+    o = overlap(a, select_rationale(a, 3))  # capital, Paris, Rome
+    assert o.defined and (o.any, o.fraction, o.f1, o.iou) == (0.0, 0.0, 0.0, 0.0)
+    o = overlap(a, select_rationale(a, 6))  # all but 'of' and York? -> capital France Paris Rome New York
+    assert o.any == 1.0 and o.fraction == pytest.approx(2 / 6) and o.iou == pytest.approx(2 / 6)
+    assert o.f1 == pytest.approx(2 * (2 / 6) * 1 / (2 / 6 + 1))
+    missing = _attr([("cat", 1.0)], "dog")
+    assert not overlap(missing, select_rationale(missing, 1)).defined  # undefined, never 0
+    empty = _attr([("cat", 1.0)], "")
+    assert not overlap(empty, select_rationale(empty, 1)).defined
+
+
+def test_aggregate_excludes_undefined_and_splits_right_wrong():
+    good = _attr([("Paris", 5), ("city", 1)], "Paris", correct=True)
+    bad = _attr([("city", 5), ("Paris", 1)], "Paris", correct=False)
+    undefined = _attr([("city", 5)], "Rome", correct=True)
+    rows = {(r["k"], r["group"]): r for r in aggregate([good, bad, undefined], ks=[1])}
+    assert rows[(1, "all")]["defined"] == 2 and rows[(1, "all")]["undefined"] == 1
+    assert rows[(1, "all")]["any"] == 0.5
+    assert rows[(1, "teacher right")]["any"] == 1.0 and rows[(1, "teacher wrong")]["any"] == 0.0
+
+
+def test_bad_input(mc_head, decoder, tiny_dir):
+    with pytest.raises(KDLensError, match="unknown attribution method"):
+        attribute(mc_head, MC, method="magic")
+    with pytest.raises(KDLensError, match="no choices"):
+        attribute(mc_head, Example("x", "no choices here"), method="saliency")
+    lm = load_model(ModelSpec(str(tiny_dir / "llama")))
+    with pytest.raises(KDLensError, match="empty answer"):
+        attribute(lm, Example("x", "question", answer=" "), method="saliency")
+    long = Example("l", " ".join(["apple"] * 800), choices=["a", "b"], label=0, answer="a")
+    a = attribute(mc_head, long, method="saliency")
+    assert any("truncated" in n for n in a.notes)
+
+
+def test_no_gradient_is_a_clear_message(mc_head):
+    tgt = build_target(mc_head, MC)
+    tgt.score = lambda e: (e * 0).sum(dim=(1, 2))  # a score that ignores its input
+    with pytest.raises(KDLensError, match="no gradient"):
+        METHODS["saliency"].fn(tgt)
+
+
+def test_cli_rationales(tiny_dir, tmp_path):
+    data = tmp_path / "mc.jsonl"
+    data.write_text("".join(json.dumps({"question": f"what is {i} plus one", "answerKey": "A",
+                                        "choices": {"label": ["A", "B"], "text": [str(i + 1), "banana"]}}) + "\n"
+                            for i in range(4)))
+    out = tmp_path / "r.jsonl"
+    proc = cli("rationales", "--teacher", str(tiny_dir / "bert"), "--task", "multiple_choice", "--data", str(data),
+               "--method", "saliency", "--k", "2", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["teacher"]["defined"] == 4 and 0 <= report["teacher"]["any"] <= 1
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 4 and all(len(x["rationale"].split()) <= 2 for x in lines)
