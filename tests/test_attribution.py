@@ -181,3 +181,36 @@ def test_cli_rationales(tiny_dir, tmp_path):
     assert report["teacher"]["defined"] == 4 and 0 <= report["teacher"]["any"] <= 1
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 4 and all(len(x["rationale"].split()) <= 2 for x in lines)
+
+
+def test_report_rows_heatmap_and_agreement(mc_head, tiny_dir):
+    from kd_analysis.attribution.report import analyse_rationales
+    from kd_analysis.models.specs import StudentSpec
+    from kd_analysis.models.students import derive_student
+    from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
+
+    student = derive_student(mc_head, StudentSpec(num_layers=1))
+    examples = [Example(str(i), f"what is {i} plus one", choices=["one", "two <b>x</b>"], label=i % 2,
+                        answer=["one", "two <b>x</b>"][i % 2]) for i in range(3)]
+    seen = []
+    rep = analyse_rationales(mc_head, examples, student=student, method="saliency", k=2,
+                             progress=lambda role, i, n: seen.append(role))
+    assert seen.count("teacher") == 3 and seen.count("student") == 3
+    rows = rep.rows()
+    assert len(rows) == 3 and {"rationale", "student rationale", "overlap any"} <= set(rows[0])
+    assert rep.agreement["examples"] == 3 and 0 <= rep.agreement["mean_topk_overlap"] <= 1
+    heat = rep.heat("1")
+    assert heat["words"] and heat["rationale"] and token_heatmap_html(heat["words"], heat["rationale"])
+    html_out = token_heatmap_html([("<b>x</b>", 1.0), ("<script>", -0.5)], {0}, {1})
+    assert "<b>x</b>" not in html_out and "&lt;b&gt;x&lt;/b&gt;" in html_out  # token text never becomes markup
+    assert "<script>" not in html_out and "outline" in html_out and "underline" in html_out
+    fig = overlap_vs_k([r for r in rep.aggregate if r["model"] == "teacher"])
+    assert fig.layout.shapes and fig.layout.shapes[0].y0 == 0.68  # the paper's reference line
+
+
+def test_agreement_is_one_for_identical_attributions(mc_head):
+    from kd_analysis.attribution.agreement import agreement
+
+    a = attribute(mc_head, MC, method="saliency")
+    ag = agreement(a, a, k=2)
+    assert ag.topk_overlap == 1.0 and ag.spearman == pytest.approx(1.0)

@@ -25,6 +25,7 @@ PAGES = [
     ("models", "Pair check: which losses apply", '[data-testid="stDataFrame"]'),
     ("losses", "Forward KL spreads the student", ".js-plotly-plot"),
     ("runs", "New run", '[data-testid="stForm"]'),
+    ("rationales", "Examples", ".js-plotly-plot"),
     ("compare", "Final metrics", '[data-testid="stDataFrame"]'),
 ]
 

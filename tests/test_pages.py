@@ -203,3 +203,19 @@ def test_compare_page_shows_runs(run_root):
     assert list(final["final accuracy"]) == [0.4, 0.6] or sorted(final["final accuracy"]) == [0.4, 0.6]
     diff = next(df.value for df in at.dataframe if "setting" in df.value.columns)
     assert "lr" in set(diff["setting"]) and "name" in set(diff["setting"])
+
+
+def test_saliency_rationales_page(tiny_dir):
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.session_state["_kd_teacher_source"] = str(tiny_dir / "bert")
+    at.session_state["_kd_teacher_task"] = "multiple_choice"
+    at.session_state["_kd_student_layers"] = 1
+    at.run()
+    at.switch_page("pages/saliency_rationales.py").run()
+    next(s for s in at.selectbox if s.label == "Method").set_value("saliency").run()
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Defined / undefined" in metrics and metrics["Defined / undefined"].startswith("20 /")
+    table = next(df.value for df in at.dataframe if "rationale" in df.value.columns)
+    assert len(table) == 20 and "student rationale" in table.columns

@@ -1,0 +1,110 @@
+"""Saliency rationales (Ballout et al. 2024): which input words drive the teacher's answer, and do they overlap
+the gold answer?"""
+import json
+
+import pandas as pd
+import streamlit as st
+
+from app_ui import state
+from app_ui.resources import dataset, load_pair, show_error
+from kd_analysis.attribution import DEFINITIONS, METHODS, PAPER_OVERLAP
+from kd_analysis.attribution.report import analyse_rationales
+from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
+
+sel = state.selection()
+st.title("Saliency rationales")
+st.caption("Ballout et al. (2024) rank input tokens by the teacher's attributions and give the top ones to the "
+           "student as rationales; on multiple-choice data the extracted tokens were part of the ground truth in "
+           f"{PAPER_OVERLAP:.0%} of cases. Here: your teacher, your data, every definition of overlap.")
+
+c1, c2, c3, c4, c5 = st.columns(5)
+method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title)
+k = c2.slider("k (rationale words)", 1, 15, 5)
+definition = c3.selectbox("Overlap definition", DEFINITIONS,
+                          help="any: a rationale word is in the answer · fraction: share of rationale words in the "
+                               "answer · f1 / iou: against the answer's words")
+target = c4.selectbox("Explain", ["gold", "predicted"], help="the gold answer, or what the model predicted")
+n = c5.number_input("examples", 2, 200, 20)
+with_student = st.checkbox("Also attribute the student (side by side, with agreement)", value=True)
+
+try:
+    teacher, student, _ = load_pair(sel.teacher, sel.student)
+    ds = dataset(sel.data_source)
+    examples = ds.examples[: int(n)]
+    key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, method, target, int(n), with_student])
+    cache = st.session_state.setdefault("_rationale_cache", {})
+    if key not in cache:
+        bar = st.progress(0.0, text="Attributing…")
+        total = len(examples) * (2 if with_student else 1)
+
+        def tick(role, i, count, _done={"teacher": 0, "student": 0}):
+            _done[role] = i
+            bar.progress((_done["teacher"] + _done["student"]) / total, text=f"{role}: example {i}/{count}")
+
+        report = analyse_rationales(teacher, examples, student=student if with_student else None, method=method,
+                                    k=k, target=target, progress=tick)
+        bar.empty()
+        cache.clear()
+        cache[key] = report
+    report = cache[key]
+    report.k = k
+    from kd_analysis.attribution.rationales import aggregate
+
+    agg = [dict(r, method=method, model="teacher") for r in aggregate(report.teacher, ks=list(range(1, 16)))]
+    if report.student:
+        agg += [dict(r, method=method, model="student") for r in aggregate(report.student, ks=list(range(1, 16)))]
+    at_k = next(r for r in agg if r["k"] == k and r["group"] == "all" and r["model"] == "teacher")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric(f"Teacher overlap ({definition}) at k={k}", "n/a" if at_k[definition] is None else f"{at_k[definition]:.0%}",
+              None if at_k[definition] is None else f"{at_k[definition] - PAPER_OVERLAP:+.0%} vs paper",
+              delta_color="off")
+    c2.metric("Defined / undefined", f"{at_k['defined']} / {at_k['undefined']}",
+              help="undefined: the answer text is not in the input; excluded, never counted as 0")
+    right = [a.correct for a in report.teacher if a.correct is not None]
+    c3.metric("Teacher accuracy", f"{sum(right) / len(right):.0%}" if right else "n/a")
+    if report.agreement and report.agreement["mean_topk_overlap"] is not None:
+        c4.metric("Teacher–student top-k agreement", f"{report.agreement['mean_topk_overlap']:.0%}",
+                  f"Spearman {report.agreement['mean_spearman']:.2f}" if report.agreement["mean_spearman"] is not None
+                  else None, delta_color="off")
+    for model in ["teacher"] + (["student"] if report.student else []):
+        rows = [dict(r, method=f"{model}:") for r in agg if r["model"] == model]
+        st.plotly_chart(overlap_vs_k(rows, definition, f"{model.capitalize()}: overlap ({definition}) vs k"),
+                        width="stretch", config={"toImageButtonOptions": {"format": "png"}})
+
+    st.subheader("Examples")
+    table = pd.DataFrame(report.rows())
+    f1, f2, f3 = st.columns(3)
+    t_filter = f1.selectbox("Teacher", ["all", "right", "wrong"])
+    s_filter = f2.selectbox("Student", ["all", "right", "wrong"], disabled=not report.student)
+    o_filter = f3.selectbox("Overlap", ["all", "yes", "no", "undefined"])
+    view = table
+    if t_filter != "all":
+        view = view[view["teacher right"] == (t_filter == "right")]
+    if report.student and s_filter != "all":
+        view = view[view["student right"] == (s_filter == "right")]
+    if o_filter == "undefined":
+        view = view[~view["overlap defined"]]
+    elif o_filter != "all":
+        view = view[view["overlap defined"] & ((view["overlap any"] > 0) == (o_filter == "yes"))]
+    st.dataframe(view, hide_index=True, width="stretch")
+    if not view.empty:
+        pick = st.selectbox("Example to inspect", list(view["example"]),
+                            format_func=lambda i: f"{i}: {next(e.text for e in examples if e.id == i)[:90]}")
+        for role in ["teacher"] + (["student"] if report.student else []):
+            heat = report.heat(pick, role)
+            a = heat["attribution"]
+            verdict = "" if a.correct is None else (" ✓" if a.correct else " ✗")
+            st.markdown(f"**{role.capitalize()}** answered *{a.predicted_label}*{verdict} · gold *{a.gold_label}*"
+                        + (f" · IG delta {a.delta:.3g}" if a.delta is not None else ""))
+            st.html(token_heatmap_html(heat["words"], heat["rationale"], heat["answer"]))
+            for note in a.notes:
+                st.caption(note)
+        st.caption("Orange supports the explained answer, blue works against it; boxed words are the rationale, "
+                   "underlined words are the gold answer.")
+    d1, d2 = st.columns(2)
+    d1.download_button("Examples (CSV)", table.to_csv(index=False), "rationales.csv", "text/csv")
+    d2.download_button("Attributions (JSONL)", "\n".join(json.dumps({"role": "teacher", **a.to_dict()})
+                                                          for a in report.teacher) + "\n",
+                       "attributions.jsonl", "application/json")
+except Exception as exc:
+    show_error(exc)
