@@ -145,7 +145,7 @@ def test_aggregate_excludes_undefined_and_splits_right_wrong():
     rows = {(r["k"], r["group"]): r for r in aggregate([good, bad, undefined], ks=[1])}
     assert rows[(1, "all")]["defined"] == 2 and rows[(1, "all")]["undefined"] == 1
     assert rows[(1, "all")]["any"] == 0.5
-    assert rows[(1, "teacher right")]["any"] == 1.0 and rows[(1, "teacher wrong")]["any"] == 0.0
+    assert rows[(1, "answered right")]["any"] == 1.0 and rows[(1, "answered wrong")]["any"] == 0.0
 
 
 def test_bad_input(mc_head, decoder, tiny_dir):

@@ -181,12 +181,13 @@ def overlap(attr: Attribution, rationale: Rationale) -> Overlap:
 
 
 def aggregate(attrs: Sequence[Attribution], ks: Sequence[int] = (1, 3, 5, 10), **select_kw) -> list[dict[str, Any]]:
-    """Mean overlap per k, definition and teacher right/wrong, over defined examples only."""
+    """Mean overlap per k and definition, split by whether the attributed model answered right, over defined
+    examples only."""
     rows = []
     for k in ks:
         per = [(a, overlap(a, select_rationale(a, k, **select_kw))) for a in attrs]
-        for group, members in (("all", per), ("teacher right", [p for p in per if p[0].correct is True]),
-                               ("teacher wrong", [p for p in per if p[0].correct is False])):
+        for group, members in (("all", per), ("answered right", [p for p in per if p[0].correct is True]),
+                               ("answered wrong", [p for p in per if p[0].correct is False])):
             defined = [o for _, o in members if o.defined]
             row = {"k": k, "group": group, "examples": len(members), "defined": len(defined),
                    "undefined": len(members) - len(defined)}
