@@ -64,18 +64,10 @@ def integrated_gradients(target: Target, *, steps: int = 32, internal_batch_size
                          **_) -> tuple[torch.Tensor, float]:
     from captum.attr import IntegratedGradients
 
-    R = target.embeds.shape[0]
-
-    def forward(flat: torch.Tensor) -> torch.Tensor:  # captum stacks steps along dim 0: [steps*R, L, H]
-        return target.score(flat)
-
-    ig = IntegratedGradients(forward)
-    inputs, base = target.embeds, target.baseline
-    if R > 1:  # choice heads: rows belong together, so captum sees one example of R rows
-        inputs, base = inputs.reshape(1, R * inputs.shape[1], -1), base.reshape(1, R * base.shape[1], -1)
-        L = target.embeds.shape[1]
-        forward_rows = lambda flat: target.score(flat.reshape(-1, L, flat.shape[-1]))  # noqa: E731
-        ig = IntegratedGradients(forward_rows)
+    R, L, H = target.embeds.shape
+    # captum stacks its steps along dim 0; a choice head's R rows form one example, so flatten them into it
+    ig = IntegratedGradients(lambda flat: target.score(flat.reshape(-1, L, H)))
+    inputs, base = target.embeds.reshape(1, R * L, H), target.baseline.reshape(1, R * L, H)
     with torch.enable_grad():
         attr, delta = ig.attribute(inputs, baselines=base, n_steps=steps, internal_batch_size=internal_batch_size,
                                    return_convergence_delta=True)
