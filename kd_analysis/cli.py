@@ -229,6 +229,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise SystemExit(code)
 
 
+def cmd_job(args: argparse.Namespace) -> None:
+    from kd_analysis.training.worker import run_job
+
+    code = run_job(args.run_id, root=args.root)
+    if code:
+        raise SystemExit(code)
+
+
 # parser -------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m kd_analysis", description="kd-lens: analyse and run knowledge distillation.")
@@ -349,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--run-id", help="an existing queued run to execute (the page passes this)")
     tr.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
     tr.set_defaults(fn=cmd_train)
+
+    job = sub.add_parser("job", help="execute a queued run of any kind (what the pages start in the background)")
+    job.add_argument("--run-id", required=True)
+    job.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    job.set_defaults(fn=cmd_job)
     return p
 
 

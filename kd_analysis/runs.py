@@ -237,13 +237,15 @@ def reconcile(store: RunStore, stale_after: float = STALE_AFTER_S) -> list[str]:
     return marked
 
 
-def start_run(config: dict[str, Any], store: RunStore | None = None, *, name: str | None = None) -> Run:
-    """Create a run folder and start its worker in a new process group; returns at once."""
+def start_run(config: dict[str, Any], store: RunStore | None = None, *, name: str | None = None,
+              kind: str = "train") -> Run:
+    """Create a run folder and start its worker (`python -m kd_analysis job`) in a new process group."""
     store = store or RunStore()
-    run = store.create("train", config, state="queued", name=name or config.get("name"))
+    config = {k: v for k, v in config.items() if k != "kind"}
+    run = store.create(kind, config, state="queued", name=name or config.get("name"))
     out = open(run.path / "worker.out", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "kd_analysis", "train", "--config", str(run.path / CONFIG),
-                             "--run-id", run.run_id, "--root", str(store.root)],
+    proc = subprocess.Popen([sys.executable, "-m", "kd_analysis", "job", "--run-id", run.run_id,
+                             "--root", str(store.root)],
                             cwd=Path(__file__).resolve().parent.parent, stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     out.close()

@@ -27,12 +27,43 @@ target = c4.selectbox("Explain", ["gold", "predicted"], help="the gold answer, o
 n = c5.number_input("examples", 2, 200, 20)
 with_student = st.checkbox("Also attribute the student (side by side, with agreement)", value=True)
 
+from kd_analysis.attribution.job import load_rationale_run, rationale_config
+from kd_analysis.runs import RunStore, reconcile, start_run
+from kd_analysis.training.progress import run_progress
+
+store = RunStore()
+reconcile(store)
+with st.expander("Whole data set in the background"):
+    st.caption("Runs as a job that keeps going if you close the browser; results are saved in the run store and "
+               "reopen instantly.")
+    if st.button(f"Attribute every example of {sel.data_source} with {METHODS[method].title}"):
+        job = start_run(rationale_config(sel.teacher, sel.student if with_student else None, sel.data_source,
+                                         method=method, target=target, k=k), store, kind="rationales")
+        st.session_state["_rationale_open"] = job.run_id
+    jobs = store.list(kind="rationales")
+    for summary in jobs[:6]:
+        p = run_progress(store.get(summary.run_id))
+        c1, c2 = st.columns([5, 1])
+        c1.progress(p.fraction, text=f"{p.name} · `{p.run_id}` · {p.state}" + (f" · {p.reason}" if p.reason else ""))
+        if c2.button("Open", key=f"open_{p.run_id}", disabled=p.step == 0):
+            st.session_state["_rationale_open"] = p.run_id
+    opened = st.session_state.get("_rationale_open")
+    if opened and st.button("Back to the live examples"):
+        st.session_state.pop("_rationale_open")
+        opened = None
+
 try:
     teacher, student, _ = load_pair(sel.teacher, sel.student)
     ds = dataset(sel.data_source)
     examples = ds.examples[: int(n)]
     key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, method, target, int(n), with_student])
     cache = st.session_state.setdefault("_rationale_cache", {})
+    if opened:
+        key = f"run:{opened}:{len(store.get(opened).metrics())}"
+        if key not in cache:
+            cache.clear()
+            cache[key] = load_rationale_run(store.get(opened))
+        st.info(f"Showing the saved job {opened} ({len(cache[key].teacher)} examples).", icon=":material/folder_open:")
     if key not in cache:
         bar = st.progress(0.0, text="Attributing…")
         total = len(examples) * (2 if with_student else 1)
@@ -88,8 +119,9 @@ try:
         view = view[view["overlap defined"] & ((view["overlap any"] > 0) == (o_filter == "yes"))]
     st.dataframe(view, hide_index=True, width="stretch")
     if not view.empty:
+        texts = {e.id: e.text for e in ds.examples}
         pick = st.selectbox("Example to inspect", list(view["example"]),
-                            format_func=lambda i: f"{i}: {next(e.text for e in examples if e.id == i)[:90]}")
+                            format_func=lambda i: f"{i}: {texts.get(i, '')[:90]}")
         for role in ["teacher"] + (["student"] if report.student else []):
             heat = report.heat(pick, role)
             a = heat["attribution"]

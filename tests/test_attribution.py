@@ -214,3 +214,35 @@ def test_agreement_is_one_for_identical_attributions(mc_head):
     a = attribute(mc_head, MC, method="saliency")
     ag = agreement(a, a, k=2)
     assert ag.topk_overlap == 1.0 and ag.spearman == pytest.approx(1.0)
+
+
+def test_background_rationale_job_saves_and_reopens(tiny_dir, tmp_path):
+    import time as _time
+
+    from kd_analysis.attribution.job import load_rationale_run, rationale_config
+    from kd_analysis.attribution.report import analyse_rationales
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.models.specs import StudentSpec
+    from kd_analysis.runs import RunStore, start_run
+
+    data = tmp_path / "mc.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"what is {i} plus one", "answerKey": "A",
+                                        "choices": {"label": ["A", "B"], "text": [str(i + 1), "banana"]}}) + "\n"
+                            for i in range(4)))
+    store = RunStore(tmp_path / "runs")
+    teacher = ModelSpec(str(tiny_dir / "bert"), task="multiple_choice")
+    cfg = rationale_config(teacher, StudentSpec(num_layers=1), str(data), method="saliency", k=2)
+    run = start_run(cfg, store, kind="rationales")
+    deadline = _time.monotonic() + 180
+    while run.status().get("state") not in ("finished", "failed") and _time.monotonic() < deadline:
+        _time.sleep(0.3)
+    assert run.status()["state"] == "finished", run.log_tail()
+    assert [m["step"] for m in run.metrics()] == list(range(1, 9))
+    reopened = load_rationale_run(store.get(run.run_id))
+    loaded = load_model(teacher)
+    from kd_analysis.models.students import derive_student
+
+    fresh = analyse_rationales(loaded, load_dataset(str(data)).examples, student=derive_student(loaded, StudentSpec(num_layers=1)),
+                               method="saliency", k=2)
+    assert [r["rationale"] for r in reopened.rows()] == [r["rationale"] for r in fresh.rows()]
+    assert reopened.agreement["examples"] == 4

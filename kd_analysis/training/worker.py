@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.runs import Run, RunStore
@@ -73,6 +74,41 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first} (traceback in the log)"
 
 
+def supervise(run: Run, root: Path, device_kind: str,
+              body: Callable[[threading.Event], tuple[str, str | None, dict]]) -> int:
+    """Run `body` as this run's job: heartbeat, device queue, SIGTERM -> stop flag, any failure -> a reason.
+
+    `body(stop)` returns (final state, reason, extra status fields). Shared by every background job kind.
+    """
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run.set_status(run.status().get("state", "queued"), pid=os.getpid(), pgid=os.getpgrp())
+    beat = _Heartbeat(run)
+    beat.start()
+    lock = None
+    try:
+        lock = _wait_for_device(run, root, device_kind)
+        if stop.is_set():
+            run.set_status("cancelled", reason="cancelled while queued")
+            return 0
+        run.set_status("running", reason=None, started=time.time())
+        state, reason, extra = body(stop)
+        run.set_status(state, reason=reason, **extra)
+        return 0
+    except BaseException as exc:  # the run folder must say why, whatever happened
+        run.log("".join(traceback.format_exception(exc)))
+        try:
+            run.set_status("failed", reason=failure_reason(exc))
+        except OSError:
+            pass
+        return 1 if not isinstance(exc, KDLensError) else 2
+    finally:
+        beat.stopped.set()
+        if lock:
+            lock.close()
+
+
 def run_worker(config_path: str | os.PathLike, run_id: str | None = None, root: str | None = None) -> int:
     from kd_analysis.training.config import TrainConfig
     from kd_analysis.training.loop import train
@@ -91,36 +127,35 @@ def run_worker(config_path: str | os.PathLike, run_id: str | None = None, root: 
     if run is None:
         run = store.create("train", cfg.to_dict(), state="queued", name=cfg.name)
         print(run.run_id, flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    run.set_status(run.status().get("state", "queued"), pid=os.getpid(), pgid=os.getpgrp())
-    beat = _Heartbeat(run)
-    beat.start()
-    lock = None
-    try:
-        lock = _wait_for_device(run, store.root, _device_kind(cfg))
-        if stop.is_set():
-            run.set_status("cancelled", reason="cancelled while queued")
-            return 0
-        run.set_status("running", reason=None, started=time.time())
+
+    def body(stop: threading.Event) -> tuple[str, str | None, dict]:
         run.log(f"started: {cfg.name or run.run_id}")
         result = train(cfg, out_dir=run.path, on_metrics=run.append_metrics, should_stop=stop.is_set, log=run.log)
         run.write_json("result.json", result.to_dict())
-        if result.state == "cancelled":
-            run.set_status("cancelled", reason=f"cancelled at step {result.steps}")
-        else:
-            run.set_status("finished", reason=None, warnings=result.warnings)
         run.log(f"{result.state} after {result.steps} steps")
-        return 0
-    except BaseException as exc:  # the run folder must say why, whatever happened
-        run.log("".join(traceback.format_exception(exc)))
-        try:
-            run.set_status("failed", reason=failure_reason(exc))
-        except OSError:
-            pass
-        return 1 if not isinstance(exc, KDLensError) else 2
-    finally:
-        beat.stopped.set()
-        if lock:
-            lock.close()
+        if result.state == "cancelled":
+            return "cancelled", f"cancelled at step {result.steps}", {}
+        return "finished", None, {"warnings": result.warnings}
+
+    return supervise(run, store.root, _device_kind(cfg), body)
+
+
+def run_job(run_id: str, root: str | None = None) -> int:
+    """Execute a queued run of any kind (what the pages start): dispatch on the kind in its config."""
+    store = RunStore(root)
+    run = store.get(run_id)
+    kind = run.config().get("kind")
+    if kind == "train":
+        return run_worker(run.path / "config.json", run_id=run_id, root=str(store.root))
+    if kind == "rationales":
+        from kd_analysis.attribution.job import rationale_job
+
+        return supervise(run, store.root, "cpu" if not _cuda() else "gpu", lambda stop: rationale_job(run, stop))
+    run.set_status("failed", reason=f"unknown job kind {kind!r}")
+    return 2
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

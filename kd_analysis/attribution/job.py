@@ -1,0 +1,76 @@
+"""Rationales over a whole data set as a background job: results land in the run folder and reopen instantly.
+
+Run config (kind "rationales"): teacher (ModelSpec), student (StudentSpec or null), data, method, target, k,
+steps, limit. Artefacts: attributions.jsonl (one line per example and model) and report.json (aggregates).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kd_analysis.attribution.agreement import agreement_summary
+from kd_analysis.attribution.rationales import Attribution, aggregate, attribute
+from kd_analysis.attribution.report import KS, RationaleReport
+from kd_analysis.fileio import append_jsonl, read_jsonl
+from kd_analysis.runs import Run
+
+ATTRIBUTIONS, REPORT = "attributions.jsonl", "report.json"
+
+
+def rationale_config(teacher, student, data: str, *, method: str = "saliency", target: str = "gold", k: int = 5,
+                     steps: int = 32, limit: int | None = None, name: str = "") -> dict[str, Any]:
+    return {"teacher": teacher.to_dict(), "student": student.to_dict() if student else None, "data": data,
+            "method": method, "target": target, "k": k, "steps": steps, "limit": limit,
+            "name": name or f"Rationales ({method}) on {data}"}
+
+
+def rationale_job(run: Run, stop: threading.Event) -> tuple[str, str | None, dict]:
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec, StudentSpec
+    from kd_analysis.models.students import derive_student
+
+    cfg = run.config()
+    teacher = load_model(ModelSpec.from_dict(cfg["teacher"]))
+    models = {"teacher": teacher}
+    if cfg.get("student"):
+        models["student"] = derive_student(teacher, StudentSpec.from_dict(cfg["student"]))
+    examples = load_dataset(cfg["data"]).examples[: cfg.get("limit") or None]
+    total = len(examples) * len(models)
+    run.log(f"attributing {len(examples)} examples with {cfg['method']} ({', '.join(models)})")
+    done = 0
+    results: dict[str, list[Attribution]] = {role: [] for role in models}
+    for role, loaded in models.items():
+        for ex in examples:
+            if stop.is_set():
+                return "cancelled", f"cancelled after {done} of {total} attributions", {}
+            a = attribute(loaded, ex, method=cfg["method"], target=cfg.get("target", "gold"), steps=cfg.get("steps", 32))
+            append_jsonl(run.path / ATTRIBUTIONS, {"role": role, **a.to_dict()})
+            results[role].append(a)
+            done += 1
+            run.append_metrics({"step": done, "total_steps": total, "role": role})
+    report = _report(cfg, results)
+    run.write_json(REPORT, {"aggregate": report.aggregate, "agreement": report.agreement})
+    run.log(f"finished: {done} attributions")
+    return "finished", None, {}
+
+
+def _report(cfg: dict, results: dict[str, list[Attribution]]) -> RationaleReport:
+    k = int(cfg.get("k", 5))
+    rows = []
+    for role, attrs in results.items():
+        rows += [dict(r, method=cfg["method"], model=role) for r in aggregate(attrs, ks=sorted(set(KS) | {k}))]
+    agree = agreement_summary(results["teacher"], results["student"], k) if results.get("student") else None
+    return RationaleReport(method=cfg["method"], k=k, teacher=results.get("teacher", []),
+                           student=results.get("student", []), aggregate=rows, agreement=agree)
+
+
+def load_rationale_run(run: Run) -> RationaleReport:
+    """Reopen a finished (or partial) job from its folder, without recomputing anything."""
+    results: dict[str, list[Attribution]] = {"teacher": [], "student": []}
+    for line in read_jsonl(run.path / ATTRIBUTIONS):
+        role = line.pop("role", "teacher")
+        results.setdefault(role, []).append(Attribution.from_dict(line))
+    if not results["student"]:
+        results.pop("student")
+    return _report(run.config(), results)
