@@ -276,3 +276,11 @@ def test_lora_adapter_folder_loads_through_the_same_path(tiny_dir, tmp_path):
     torch.testing.assert_close(forward(loaded, ["the cat sat"]), expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ModelLoadError, match="classifier head"):
         load_model(ModelSpec(str(tmp_path / "adapter"), task="causal_lm"))
+
+
+def test_new_task_heads_are_reproducible(tiny_dir):
+    a = load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
+    torch.manual_seed(1234)
+    b = load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
+    assert torch.equal(a.model.classifier.weight, b.model.classifier.weight)
+    assert torch.initial_seed() == 1234  # the caller's random state is left alone

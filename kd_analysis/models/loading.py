@@ -157,7 +157,9 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     tokenizer = load_tokenizer(resolved.location, spec, local_only=resolved.local_only)
     say(f"Loading {task} weights ({dtype_name(dtype)}, {device})")
     try:
-        model, info = auto_class(head).from_pretrained(resolved.location, output_loading_info=True, **kwargs)
+        with torch.random.fork_rng(devices=[]):  # a new task head starts from the same weights in every process
+            torch.manual_seed(0)
+            model, info = auto_class(head).from_pretrained(resolved.location, output_loading_info=True, **kwargs)
     except KDLensError:
         raise
     except Exception as exc:  # transformers/torch raise many types for a bad checkpoint; the user needs why
