@@ -327,29 +327,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list and show run records (training, attribution, priming)")
     rsub = runs.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    r_list = rsub.add_parser("list", help="every run, newest first")
-    r_list.add_argument("--kind")
-    r_show = rsub.add_parser("show", help="one run's config, status, metrics and artefacts")
-    r_show.add_argument("run_id", metavar="RUN_ID")
-    for q in (r_list, r_show):
+    def runs_cmd(name: str, fn, help_text: str) -> argparse.ArgumentParser:
+        q = rsub.add_parser(name, help=help_text)
         q.add_argument("--json", action="store_true")
         q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
-    r_list.set_defaults(fn=cmd_runs_list)
-    r_show.set_defaults(fn=cmd_runs_show)
-    r_start = rsub.add_parser("start", help="start a training run in the background (like the page does)")
-    r_start.add_argument("--config", required=True, help="a TrainConfig as .json or .yaml")
-    r_cancel = rsub.add_parser("cancel", help="stop a queued or running run")
-    r_cancel.add_argument("run_id", metavar="RUN_ID")
-    for q in (r_start, r_cancel):
-        q.add_argument("--json", action="store_true")
-        q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
-    r_start.set_defaults(fn=cmd_runs_start)
-    r_ref = rsub.add_parser("make-reference", help="regenerate the demo's reference runs (~5 min on 2 CPU cores)")
-    r_ref.add_argument("--only", nargs="*", help="run ids to regenerate (default: all)")
-    r_ref.add_argument("--json", action="store_true")
-    r_ref.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
-    r_ref.set_defaults(fn=cmd_runs_make_reference)
-    r_cancel.set_defaults(fn=cmd_runs_cancel)
+        q.set_defaults(fn=fn)
+        return q
+
+    runs_cmd("list", cmd_runs_list, "every run, newest first").add_argument("--kind")
+    runs_cmd("show", cmd_runs_show, "one run's config, status, metrics and artefacts").add_argument(
+        "run_id", metavar="RUN_ID")
+    runs_cmd("start", cmd_runs_start, "start a training run in the background (like the page does)").add_argument(
+        "--config", required=True, help="a TrainConfig as .json or .yaml")
+    runs_cmd("cancel", cmd_runs_cancel, "stop a queued or running run").add_argument("run_id", metavar="RUN_ID")
+    runs_cmd("make-reference", cmd_runs_make_reference,
+             "regenerate the demo's reference runs (~6 min on 2 CPU cores)").add_argument(
+        "--only", nargs="*", help="run ids to regenerate (default: all)")
 
     tr = sub.add_parser("train", help="run one distillation in the foreground, writing a run folder "
                                       "(works under `accelerate launch -m kd_analysis train`)")
