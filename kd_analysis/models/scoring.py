@@ -16,6 +16,15 @@ from kd_analysis.models.loading import LoadedModel
 MAX_LENGTH = 256
 
 
+def pad_right(rows: Sequence[list[int]], pad_id: int | None, device, fill: int | None = None):
+    """Right-pad token id rows into a tensor (with `fill`, default the pad id) and its attention mask."""
+    width = max(len(r) for r in rows)
+    value = fill if fill is not None else (pad_id if pad_id is not None else 0)
+    ids = torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], device=device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
+    return ids, mask
+
+
 def mc_prompt(ex: Example) -> str:
     return f"Question: {ex.text}\nAnswer:"
 
@@ -97,10 +106,7 @@ def _continuation_logprobs(loaded: LoadedModel, prompt: str, continuations: Sequ
         start = len(ids) - len(cont_ids)
         rows.append(ids)
         spans.append((max(start, 1), len(ids)))
-    width = max(len(r) for r in rows)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=loaded.device)
-    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=loaded.device)
+    input_ids, attention = pad_right(rows, tok.pad_token_id, loaded.device)
     logits = loaded.model(input_ids=input_ids, attention_mask=attention).logits.float()
     logp = torch.log_softmax(logits, -1)
     scores = []

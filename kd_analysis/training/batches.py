@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt
+from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt, pad_right
 
 
 def lm_target(ex: Example) -> str:
@@ -44,12 +44,8 @@ def lm_outputs(loaded, examples: Sequence[Example], max_length: int) -> LMBatch:
         labels = ([-100] * len(p) + t)[:max_length]
         rows.append(ids)
         label_rows.append(labels[1:] + [-100])  # shift: position i predicts token i+1
-    width = max(len(r) for r in rows)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    dev = loaded.device
-    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=dev)
-    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=dev)
-    labels = torch.tensor([r + [-100] * (width - len(r)) for r in label_rows], device=dev)
+    input_ids, attention = pad_right(rows, tok.pad_token_id, loaded.device)
+    labels, _ = pad_right(label_rows, None, loaded.device, fill=-100)
     logits = loaded.model(input_ids=input_ids, attention_mask=attention).logits
     return LMBatch(logits=logits, labels=labels, tokens=int(attention.sum()))
 
