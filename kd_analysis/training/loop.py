@@ -188,13 +188,28 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     train_set, eval_set = split_examples(data.examples, cfg)
     _check_task(task, train_set + eval_set, cfg.data)
     say(f"data {cfg.data}: {len(train_set)} train / {len(eval_set)} eval examples, task {task}")
+    originals = {ex.id: ex for ex in train_set + eval_set}  # the teacher always sees the untouched example
+    teacher_eval_set = list(eval_set)
+    rationales, objective = {}, None
+    if cfg.rationales:
+        from kd_analysis.training import rationale_tasks
+
+        try:
+            rationales, train_set, eval_set = rationale_tasks.prepare(
+                teacher, train_set, eval_set, cfg.rationales, log=say, should_stop=should_stop,
+                cache=Path(out_dir) / rationale_tasks.CACHE_FILE if out_dir else None)
+        except InterruptedError:
+            return TrainResult(state="cancelled", steps=0, warnings=warnings)
+        if cfg.rationales.mode == "multitask" and cfg.rationales.weight > 0:
+            objective = rationale_tasks.RationaleObjective(student).to(device)
 
     model = student.model
     if cfg.lora:
         model = _apply_lora(cfg, model)
     model.train()
     teacher.model.eval()
-    optimizer = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _optimizer(cfg, params + (list(objective.parameters()) if objective is not None else []))
     loader = torch.utils.data.DataLoader(list(range(len(train_set))), batch_size=cfg.batch_size, shuffle=True,
                                          collate_fn=list, generator=torch.Generator().manual_seed(cfg.seed))
     per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
@@ -209,7 +224,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
 
     teacher_eval = None
     if not cfg.train_teacher:
-        teacher_eval = evaluate(teacher, eval_set, cfg)
+        teacher_eval = evaluate(teacher, teacher_eval_set, cfg)
         say(f"teacher on the eval set: {teacher_eval}")
         emit({"step": 0, **{f"teacher_{k}": v for k, v in teacher_eval.items()}})
     first = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model)
@@ -232,9 +247,13 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                 if ce_w > 0:
                     terms["ce"] = ce_loss(out, examples)
                 if cfg.kd_terms:
-                    rows = _teacher_rows(cfg, cache, teacher, examples, width)
+                    rows = _teacher_rows(cfg, cache, teacher, [originals[ex.id] for ex in examples], width)
                     terms.update(kd_loss_terms(cfg, out, rows, width))
                 weights = {t.name: t.weight for t in cfg.losses}
+                if objective is not None:
+                    terms["rationale"] = objective(live, [originals[ex.id] for ex in examples], rationales,
+                                                   cfg.max_length)
+                    weights["rationale"] = cfg.rationales.weight
                 loss = sum(weights[k] * v for k, v in terms.items())
                 if not torch.isfinite(loss):
                     raise KDLensError(f"the loss became {float(loss)} at step {step + 1}: lower the learning rate "

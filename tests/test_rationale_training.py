@@ -1,0 +1,105 @@
+"""Students trained with the teacher's rationales: views, tag targets, the rationale cache and end-to-end runs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kd_analysis.data.example import Example
+from kd_analysis.errors import KDLensError
+from kd_analysis.models.loading import load_model
+from kd_analysis.models.specs import ModelSpec, StudentSpec
+from kd_analysis.training import rationale_tasks
+from kd_analysis.training.config import LossTerm, RationaleSettings, TrainConfig
+from kd_analysis.training.loop import train
+from tests.test_training import _cfg
+
+EX = Example(id="q1", text="Where do fish swim freely", choices=["the river", "a desk"], label=0, answer="the river")
+
+
+def test_label_views_per_mode():
+    multi = rationale_tasks.label_view(EX, RationaleSettings(mode="multitask"), ["fish", "river"])
+    assert multi.text == "[label] Where do fish swim freely" and multi.choices == EX.choices
+    appended = rationale_tasks.label_view(EX, RationaleSettings(mode="append"), ["fish", "river"])
+    assert appended.text.endswith("Rationale: fish river") and appended.label == 0
+    assert rationale_tasks.label_view(EX, RationaleSettings(mode="append"), []).text.endswith("Rationale: (none)")
+
+
+def test_tag_targets_mark_exactly_the_rationale_words(tiny_dir):
+    tok = load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice")).tokenizer
+    enc, targets, mask = rationale_tasks.tag_targets(tok, [EX], {"q1": ["fish", "river"]}, 64)
+    words = rationale_tasks.rationale_input_words(EX)
+    marked = {words[w] for c, w in enumerate(enc.word_ids(0)) if w is not None and targets[0, c] == 1}
+    assert marked == {"fish", "river"}
+    counted = {w for c, w in enumerate(enc.word_ids(0)) if mask[0, c]}
+    assert counted == set(range(1, len(words)))  # every word but the tag; no special tokens or padding
+    assert not bool(targets[~mask].any())
+
+
+def test_rationales_are_cached_per_setting(tiny_dir, tmp_path, monkeypatch):
+    teacher = load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
+    settings = RationaleSettings(k=2)
+    cache = tmp_path / "rationales.jsonl"
+    first = rationale_tasks.teacher_rationales(teacher, [EX], settings, target="predicted", cache=cache)
+    assert len(first["q1"]) == 2
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed a cached rationale")
+
+    monkeypatch.setattr(rationale_tasks, "attribute", boom)
+    assert rationale_tasks.teacher_rationales(teacher, [EX], settings, target="predicted", cache=cache) == first
+    with pytest.raises(AssertionError):  # another target is another rationale
+        rationale_tasks.teacher_rationales(teacher, [EX], settings, target="gold", cache=cache)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"rationales": {"mode": "both"}}, "rationales.mode"), ({"rationales": {"k": 0}}, "rationales.k"),
+    ({"rationales": {"method": "magic"}}, "rationales.method"), ({"rationales": {"colour": 1}}, "rationales:"),
+    ({"rationales": {}, "train_teacher": True, "losses": [{"name": "ce"}]}, None)])
+def test_bad_rationale_settings(tiny_dir, tmp_path, change, match):
+    d = {**_cfg(tiny_dir, tmp_path).to_dict(), **change}
+    if match is None:  # an empty mapping means "no rationales", so fine-tuning the teacher stays allowed
+        assert TrainConfig.from_dict(d).rationales is None
+        d["rationales"] = {"mode": "multitask"}
+        match = "cannot be used while fine-tuning the teacher"
+    with pytest.raises(KDLensError, match=match):
+        TrainConfig.from_dict(d)
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_multitask_student_learns_the_rationale_task(tiny_dir, tmp_path, family):
+    """An encoder learns token tags, a decoder generates the words; either way the rationale loss falls."""
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = _cfg(tiny_dir, tmp_path, teacher=ModelSpec(str(tiny_dir / family), task="multiple_choice"),
+               losses=[LossTerm("ce")], steps=12, eval_every=12, lr=5e-3,
+               rationales=RationaleSettings(mode="multitask", weight=1.0, k=2))
+    seen = []
+    result = train(cfg, out_dir=out, log=lambda m: None, on_metrics=seen.append)
+    losses = [m["loss_rationale"] for m in seen if "loss_rationale" in m]
+    assert result.state == "finished" and len(losses) == 12
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert result.evals[-1]["accuracy"] is not None
+    lines = [json.loads(x) for x in (out / "rationales.jsonl").read_text().splitlines()]
+    assert lines and all(row["key"][2] == "predicted" and 1 <= len(row["words"]) <= 2 for row in lines)
+    n_train = 40 - 8
+    assert len(lines) == n_train  # multitask needs no rationales at evaluation
+
+
+def test_append_mode_uses_predicted_rationales_at_evaluation(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = _cfg(tiny_dir, tmp_path, teacher=ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"),
+               student=StudentSpec(num_layers=1), losses=[LossTerm("ce"), LossTerm("kl")], steps=2, eval_every=2,
+               rationales=RationaleSettings(mode="append", target="gold", k=3))
+    result = train(cfg, out_dir=out, log=lambda m: None)
+    assert result.state == "finished" and "loss_rationale" not in result.metrics
+    keys = [tuple(json.loads(x)["key"]) for x in (out / "rationales.jsonl").read_text().splitlines()]
+    assert keys.count(("saliency", 3, "gold", True)) == 32  # training examples: the gold answer, as asked
+    assert keys.count(("saliency", 3, "predicted", True)) == 8  # evaluation never sees the gold answer
+
+
+def test_cancel_while_computing_rationales(tiny_dir, tmp_path):
+    cfg = _cfg(tiny_dir, tmp_path, rationales=RationaleSettings())
+    result = train(cfg, out_dir=tmp_path, log=lambda m: None, should_stop=lambda: True)
+    assert result.state == "cancelled" and result.steps == 0
