@@ -212,6 +212,21 @@ def cmd_runs_start(args: argparse.Namespace) -> None:
     _print({"run_id": run.run_id, "path": str(run.path)}, args.json, lambda d: d["run_id"])
 
 
+def cmd_runs_agreement(args: argparse.Namespace) -> None:
+    from kd_analysis.attribution.job import agreement_table
+    from kd_analysis.runs import RunStore
+
+    rows = agreement_table(RunStore(args.root))
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    _print(rows, args.json, lambda d: "\n".join(
+        f"{r['job']}: {r['student']} · spearman {fmt(r['mean spearman'])} · top-{r['k']} overlap "
+        f"{fmt(r['top-k overlap'])} · student accuracy {fmt(r['student accuracy'])}" for r in d)
+        or "no finished rationales job with a student")
+
+
 def cmd_runs_make_reference(args: argparse.Namespace) -> None:
     from kd_analysis.runs import RunStore
     from kd_analysis.training.reference import make_reference
@@ -340,8 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs_cmd("start", cmd_runs_start, "start a training run in the background (like the page does)").add_argument(
         "--config", required=True, help="a TrainConfig as .json or .yaml")
     runs_cmd("cancel", cmd_runs_cancel, "stop a queued or running run").add_argument("run_id", metavar="RUN_ID")
+    runs_cmd("agreement", cmd_runs_agreement, "teacher-student attribution agreement of every finished "
+             "rationales job (before / after distillation)")
     runs_cmd("make-reference", cmd_runs_make_reference,
-             "regenerate the demo's reference runs (~6 min on 2 CPU cores)").add_argument(
+             "regenerate the demo's reference runs (~40 min on 2 CPU cores)").add_argument(
         "--only", nargs="*", help="run ids to regenerate (default: all)")
 
     tr = sub.add_parser("train", help="run one distillation in the foreground, writing a run folder "

@@ -4,7 +4,7 @@ import streamlit as st
 
 from kd_analysis.plots.runs import metric_curves
 from kd_analysis.runs import RunStore, reconcile
-from kd_analysis.training.progress import config_diff, curves, final_table, metric_names
+from kd_analysis.training.progress import config_diff, curves, final_table, metric_names, reference_groups
 
 store = RunStore()
 reconcile(store)
@@ -15,9 +15,12 @@ if not runs:
             "`python -m kd_analysis runs make-reference`.", icon=":material/info:")
     st.stop()
 labels = {r.run_id: f"{r.name or r.run_id} ({r.state})" for r in runs}
+presets = reference_groups([r.run_id for r in runs if r.reference])
+preset = st.radio("Start from", list(presets) + ["your runs"], horizontal=True,
+                  help="reference runs shipped with the demo, grouped by the question they answer")
 own = [r.run_id for r in runs if not r.reference]
-default = [r.run_id for r in runs if r.reference and "teacher" not in r.run_id] + own[:1] or [r.run_id for r in runs[:3]]
-chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get)
+default = presets.get(preset) or own[:4] or [r.run_id for r in runs[:3]]
+chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, key=f"chosen_{preset}")
 if not chosen:
     st.info("Choose at least one run.", icon=":material/info:")
     st.stop()

@@ -9,7 +9,9 @@ from kd_analysis.models.device import describe_device
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.plots.runs import run_losses
 from kd_analysis.runs import FINAL_STATES, RunStore, cancel_run, reconcile, start_run
-from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
+from kd_analysis.attribution.methods import METHODS
+from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
+from kd_analysis.training.rationale_tasks import check_source_run
 from kd_analysis.training.progress import run_progress
 from kd_analysis.training.reference import TEACHER_RUN, teacher_source
 
@@ -54,6 +56,21 @@ with st.form("new_run"):
     device = c4.selectbox("device", ["auto", "cpu", "cuda"])
     use_lora = c5.checkbox("LoRA")
     lora_r = c6.number_input("LoRA r", 1, 256, 8)
+    with st.expander("Rationales (Ballout et al. 2024): also train on the teacher's top-k salient words"):
+        r1, r2, r3, r4, r5 = st.columns([1, 1, 1, 1, 2])
+        r_mode = r1.selectbox("Use rationales", ["off", "multitask", "append"],
+                              help="multitask: a [rationale] task learns the teacher's words (decoders generate "
+                                   "them, encoders tag them), loss += λ·rationale; inference needs no teacher. "
+                                   "append: the words are appended to the input, at evaluation too (from the "
+                                   "teacher's own prediction, never the gold answer).")
+        r_weight = r2.number_input("λ", 0.0, 10.0, 1.0, 0.1, help="weight of the rationale loss (multitask)")
+        r_k = r3.number_input("k words", 1, 50, 5)
+        r_method = r4.selectbox("Attribution", list(METHODS), format_func=lambda m: METHODS[m].title)
+        jobs = [j for j in store.list(kind="rationales") if j.state == "finished"]
+        r_source = r5.selectbox("Reuse attributions from", [None] + [j.run_id for j in jobs],
+                                format_func=lambda j: "compute them at the start of the run" if j is None else j,
+                                help="a finished rationales job (Saliency rationales page) for the same teacher "
+                                     "and method; examples it lacks are attributed at the start")
     submitted = st.form_submit_button("Start run", type="primary")
 
 if submitted:
@@ -64,10 +81,16 @@ if submitted:
                           losses=[LossTerm(k, float(w)) for k, w in weights.items() if w > 0], tau=float(tau),
                           lr=float(lr), steps=int(steps), batch_size=int(batch), eval_every=int(eval_every),
                           eval_size=int(eval_size), grad_accum=int(accum), seed=int(seed), precision=precision,
-                          device=device, lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)) if use_lora else None)
+                          device=device, lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)) if use_lora else None,
+                          rationales=None if r_mode == "off" else RationaleSettings(
+                              mode=r_mode, weight=float(r_weight), k=int(r_k), method=r_method, source_run=r_source))
         cfg.validate()
+        if cfg.rationales and r_source:
+            check_source_run(r_source, teacher.source, r_method, store.root / r_source)
         if not cfg.name:
             cfg.name = " + ".join(f"{t.weight:g}·{t.name}" for t in cfg.losses)
+            if cfg.rationales:
+                cfg.name += f" + rationales ({cfg.rationales.mode}, k={cfg.rationales.k})"
         run = start_run(cfg.to_dict(), store, name=cfg.name)
         st.session_state["watch_run"] = run.run_id
         st.success(f"Started {run.run_id}", icon=":material/play_circle:")

@@ -27,7 +27,7 @@ target = c4.selectbox("Explain", ["gold", "predicted"], help="the gold answer, o
 n = c5.number_input("examples", 2, 200, 20)
 with_student = st.checkbox("Also attribute the student (side by side, with agreement)", value=True)
 
-from kd_analysis.attribution.job import load_rationale_run, rationale_config
+from kd_analysis.attribution.job import agreement_table, load_rationale_run, rationale_config
 from kd_analysis.runs import RunStore, reconcile, start_run
 from kd_analysis.training.progress import run_progress
 
@@ -47,6 +47,13 @@ with st.expander("Whole data set in the background"):
         c1.progress(p.fraction, text=f"{p.name} · `{p.run_id}` · {p.state}" + (f" · {p.reason}" if p.reason else ""))
         if c2.button("Open", key=f"open_{p.run_id}", disabled=p.step == 0):
             st.session_state["_rationale_open"] = p.run_id
+    agree_rows = agreement_table(store)
+    if agree_rows:
+        st.markdown("**Teacher–student agreement across saved jobs** (before / after distillation)")
+        st.dataframe(pd.DataFrame(agree_rows).drop(columns=["teacher"]), hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                                    ("mean spearman", "top-k overlap", "student overlap (any)",
+                                     "teacher overlap (any)", "student accuracy")})
     opened = st.session_state.get("_rationale_open")
     if opened and st.button("Back to the live examples"):
         st.session_state.pop("_rationale_open")

@@ -246,3 +246,10 @@ def test_background_rationale_job_saves_and_reopens(tiny_dir, tmp_path):
                                method="saliency", k=2)
     assert [r["rationale"] for r in reopened.rows()] == [r["rationale"] for r in fresh.rows()]
     assert reopened.agreement["examples"] == 4
+    from kd_analysis.attribution.job import agreement_table
+
+    [row] = agreement_table(store)
+    assert row["job"] == run.run_id and row["examples"] == 4 and row["k"] == 2
+    assert row["top-k overlap"] == pytest.approx(reopened.agreement["mean_topk_overlap"])
+    right = [a.correct for a in reopened.student]
+    assert row["student accuracy"] == pytest.approx(sum(right) / len(right))

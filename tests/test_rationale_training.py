@@ -103,3 +103,41 @@ def test_cancel_while_computing_rationales(tiny_dir, tmp_path):
     cfg = _cfg(tiny_dir, tmp_path, rationales=RationaleSettings())
     result = train(cfg, out_dir=tmp_path, log=lambda m: None, should_stop=lambda: True)
     assert result.state == "cancelled" and result.steps == 0
+
+
+def test_rationales_reused_from_a_job_and_mismatches_refused(tiny_dir, tmp_path, monkeypatch):
+    from kd_analysis.attribution.job import ATTRIBUTIONS, rationale_config
+    from kd_analysis.attribution.rationales import Attribution, select_rationale
+    from kd_analysis.fileio import read_jsonl
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.worker import run_one
+    from tests.test_training import _mc_file
+
+    store = RunStore(tmp_path / "runs")
+    data = str(_mc_file(tmp_path / "small.jsonl", n=12))
+    teacher = ModelSpec(str(tiny_dir / "bert"), task="multiple_choice")
+    job = store.create("rationales", rationale_config(teacher, None, data, method="saliency", target="predicted",
+                                                      k=2), run_id="job")
+    assert run_one(job, store) == 0 and job.status()["state"] == "finished"
+    expected = {a.example_id: select_rationale(a, 2).words
+                for a in (Attribution.from_dict({k: v for k, v in row.items() if k != "role"})
+                          for row in read_jsonl(job.path / ATTRIBUTIONS))}
+
+    def boom(*a, **k):
+        raise AssertionError("attributed again instead of reusing the job")
+
+    monkeypatch.setattr(rationale_tasks, "attribute", boom)
+    cfg = _cfg(tiny_dir, tmp_path, teacher=teacher, data=data, steps=2, eval_every=2, eval_size=2,
+               losses=[LossTerm("ce")], rationales=RationaleSettings(mode="append", k=2, source_run="job"))
+    out = store.create("train", cfg.to_dict(), run_id="student").path
+    assert train(cfg, out_dir=out, log=lambda m: None).state == "finished"
+    used = {row["id"]: row["words"] for row in read_jsonl(out / rationale_tasks.CACHE_FILE)}
+    assert used == expected and len(used) == 12
+    with pytest.raises(KDLensError, match="used saliency"):
+        rationale_tasks.check_source_run("job", teacher.source, "ig", out)
+    with pytest.raises(KDLensError, match="not this run's teacher"):
+        rationale_tasks.check_source_run("job", str(tiny_dir / "llama"), "saliency", out)
+    with pytest.raises(KDLensError, match="not a rationales job"):
+        rationale_tasks.check_source_run("student", teacher.source, "saliency", out)
+    with pytest.raises(KDLensError, match="no run 'nope'"):
+        rationale_tasks.check_source_run("nope", teacher.source, "saliency", out)

@@ -74,3 +74,32 @@ def load_rationale_run(run: Run) -> RationaleReport:
     if not results["student"]:
         results.pop("student")
     return _report(run.config(), results)
+
+
+def agreement_table(store) -> list[dict[str, Any]]:
+    """Teacher-student agreement of every finished rationales job that attributed a student: how far a student
+    looks at its teacher's words before and after distillation (one row per job, newest first)."""
+    from kd_analysis.models.specs import StudentSpec
+
+    rows = []
+    for summary in store.list(kind="rationales"):
+        run = store.get(summary.run_id)
+        cfg, report = run.config(), run.read_json(REPORT)
+        if summary.state != "finished" or not report or not report.get("agreement") or not cfg.get("student"):
+            continue
+        agree = report["agreement"]
+        acc = {r["model"]: r for r in report["aggregate"] if r["group"] == "all" and r["k"] == agree["k"]}
+        student = acc.get("student", {})
+        rows.append({"job": summary.run_id, "name": cfg.get("name", ""), "teacher": cfg["teacher"]["source"],
+                     "student": StudentSpec.from_dict(cfg["student"]).describe(), "examples": agree["examples"],
+                     "k": agree["k"], "mean spearman": agree["mean_spearman"],
+                     "top-k overlap": agree["mean_topk_overlap"],
+                     "student overlap (any)": student.get("any"), "teacher overlap (any)": acc.get("teacher", {}).get("any"),
+                     "student accuracy": _accuracy(run, "student")})
+    return rows
+
+
+def _accuracy(run: Run, role: str) -> float | None:
+    right = [line["correct"] for line in read_jsonl(run.path / ATTRIBUTIONS)
+             if line.get("role") == role and line.get("correct") is not None]
+    return sum(right) / len(right) if right else None

@@ -49,6 +49,7 @@ class RationaleSettings:
     k: int = 5
     target: str = "predicted"  # training examples: the teacher's answer (paper) or the gold one
     filter_stopwords: bool = True
+    source_run: str | None = None  # a finished rationales job (run id or folder) whose attributions to reuse
 
 
 @dataclass

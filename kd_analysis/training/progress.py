@@ -112,3 +112,21 @@ def config_diff(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
             rows.append({"setting": key, **{rid: repr(v) if not isinstance(v, str) else v
                                             for rid, v in zip(run_ids, values)}})
     return rows
+
+
+REFERENCE_GROUPS = {
+    "losses (SinKD vs KL family)": ("reference-minilm-2l-", ("rationale",)),
+    "rationales: MiniLM teacher": ("reference-minilm-2l-", ("kl", "rkl", "js", "sinkhorn")),
+    "rationales: SmolLM2 teacher": ("reference-smollm2-", ()),
+}
+
+
+def reference_groups(run_ids: list[str]) -> dict[str, list[str]]:
+    """The shipped reference runs grouped by the question they answer (empty groups left out)."""
+    out = {}
+    for title, (prefix, without) in REFERENCE_GROUPS.items():
+        members = [r for r in sorted(run_ids) if r.startswith(prefix)
+                   and not any(r.removeprefix(prefix).startswith(w) for w in without)]
+        if members:
+            out[title] = members
+    return out

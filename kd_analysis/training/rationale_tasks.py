@@ -11,6 +11,7 @@ Rationales are computed once per run and kept in the run folder (`rationales.jso
 """
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -41,6 +42,14 @@ def teacher_rationales(teacher, examples: Sequence[Example], settings: Rationale
         for row in read_jsonl(cache):
             if tuple(row.get("key", ())) == key:
                 found[row["id"]] = row["words"]
+    if settings.source_run:
+        wanted = {ex.id for ex in examples} - set(found)
+        reused = _from_job(settings, teacher.spec.source, target, cache.parent if cache is not None else None, log)
+        for ex_id, words in reused.items():
+            if ex_id in wanted:
+                found[ex_id] = words
+                if cache is not None:  # the run folder records what it trained with, wherever it came from
+                    append_jsonl(cache, {"key": list(key), "id": ex_id, "words": words, "from": settings.source_run})
     todo = [ex for ex in examples if ex.id not in found]
     if todo:
         log(f"attributing {len(todo)} examples with {settings.method} ({target} answer) for rationales")
@@ -55,6 +64,58 @@ def teacher_rationales(teacher, examples: Sequence[Example], settings: Rationale
         if i % 50 == 0 or i == len(todo):
             log(f"rationales: {i}/{len(todo)}")
     return {ex.id: found[ex.id] for ex in examples}
+
+
+def _resolve_run(source: str, run_dir: Path | None) -> Path:
+    from kd_analysis.runs import RunStore
+
+    candidates = [Path(source)]
+    if run_dir is not None:
+        candidates.append(run_dir.parent / source)  # a run id next to this run
+    candidates.append(RunStore().root / source)
+    for c in candidates:
+        if (c / "config.json").exists():
+            return c
+    raise KDLensError(f"rationales.source_run: no run {source!r} in the run store")
+
+
+def _same_source(a: str, b: str) -> bool:
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
+
+
+def check_source_run(source: str, teacher_source: str, method: str, run_dir: Path | None = None):
+    """The folder and config of a rationales job whose attributions a run may reuse; why not, otherwise."""
+    folder = _resolve_run(source, run_dir)
+    job = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if job.get("kind") != "rationales":
+        raise KDLensError(f"rationales.source_run: {folder.name} is a {job.get('kind')} run, not a rationales job")
+    if not _same_source(str(job.get("teacher", {}).get("source")), teacher_source):
+        raise KDLensError(f"rationales.source_run: {folder.name} attributed {job.get('teacher', {}).get('source')}, "
+                          f"not this run's teacher {teacher_source}")
+    if job.get("method") != method:
+        raise KDLensError(f"rationales.source_run: {folder.name} used {job.get('method')}, this run asks for "
+                          f"{method}")
+    return folder, job
+
+
+def _from_job(settings: RationaleSettings, teacher_source: str, target: str, run_dir: Path | None,
+              log: Callable[[str], None]) -> dict[str, list[str]]:
+    """Rationales from a rationales job's saved teacher attributions, when its method and target match."""
+    from kd_analysis.attribution.job import ATTRIBUTIONS
+    from kd_analysis.attribution.rationales import Attribution
+
+    folder, job = check_source_run(settings.source_run, teacher_source, settings.method, run_dir)
+    if job.get("target", "gold") != target:
+        log(f"{folder.name} attributed the {job.get('target', 'gold')} answer; {target}-answer rationales are "
+            "computed here")
+        return {}
+    out = {}
+    for row in read_jsonl(folder / ATTRIBUTIONS):
+        if row.pop("role", "teacher") == "teacher":
+            attr = Attribution.from_dict(row)
+            out[attr.example_id] = select_rationale(attr, settings.k, filter_stopwords=settings.filter_stopwords).words
+    log(f"rationales for {len(out)} examples reused from {folder.name}")
+    return out
 
 
 def rationale_text(words: Sequence[str]) -> str:

@@ -1,8 +1,13 @@
-"""The demo's reference runs: a MiniLM teacher fine-tuned (LoRA) on the multiple-choice demo, then a 2-layer
-MiniLM student distilled from it with CE only, KL, reverse KL, JS and Sinkhorn (SinKD).
+"""The demo's reference runs, all on the multiple-choice demo:
+- losses: a MiniLM teacher fine-tuned (LoRA), then 2-layer students distilled from it with CE only, KL,
+  reverse KL, JS and Sinkhorn (SinKD);
+- rationales (Ballout et al.): the teacher's saliency rationales, 2-layer students trained with them (multitask
+  and appended) against the CE-only student, and teacher-student agreement before and after; SmolLM2-135M as a
+  decoder teacher on the same questions, with MiniLM students trained on its rationales or without them.
 
-Regenerate with `python -m kd_analysis runs make-reference` (about 5 minutes on 2 CPU cores). The teacher's
-LoRA adapter (~1.4 MB) is kept so students can be distilled from it on a fresh clone; student weights are not.
+Regenerate with `python -m kd_analysis runs make-reference` (about 40 minutes on 2 CPU cores, most of it
+SmolLM2's attributions; `--only ID ...` for a part). The teacher's LoRA adapter (~1.4 MB) is kept so students
+can be distilled from it on a fresh clone; student weights are not (later steps that need them run first).
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Callable
 
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore
-from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
+from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
 
 TEACHER_RUN = "reference-minilm-mc-teacher"
 STUDENT_LOSSES = {"ce": [LossTerm("ce", 1.0)],
@@ -24,13 +29,18 @@ STUDENT_LOSSES = {"ce": [LossTerm("ce", 1.0)],
 COMMON = dict(data="demo:mcq", epochs=4, eval_every=27, eval_size=52, batch_size=8, seed=0, device="cpu")
 
 
-def teacher_source(store: RunStore) -> str:
-    """The reference teacher's adapter folder, relative to the working directory when it lies below it."""
-    path = (store.root / TEACHER_RUN / "checkpoint").resolve()
+def _local(path: Path) -> str:
+    """A path relative to the working directory when it lies below it (so configs read the same anywhere)."""
+    path = path.resolve()
     try:
         return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
     except ValueError:
         return str(path)
+
+
+def teacher_source(store: RunStore) -> str:
+    """The reference teacher's adapter folder."""
+    return _local(store.root / TEACHER_RUN / "checkpoint")
 
 
 def reference_configs(store: RunStore) -> list[tuple[str, TrainConfig]]:
@@ -42,32 +52,91 @@ def reference_configs(store: RunStore) -> list[tuple[str, TrainConfig]]:
         out.append((f"reference-minilm-2l-{name}", TrainConfig(
             name=f"Reference student (2 layers): {' + '.join(t.name for t in losses)}",
             teacher=ModelSpec(teacher_source(store), task="multiple_choice"), student=StudentSpec(num_layers=2),
-            losses=losses, tau=2.0, lr=1e-4, save_checkpoint=False, **COMMON)))
+            losses=losses, tau=2.0, lr=1e-4, save_checkpoint=name == "ce", **COMMON)))
     return out
+
+
+MINILM_RATIONALES = "reference-minilm-rationales-before"
+SMOL_RATIONALES = "reference-smollm2-rationales"
+RATIONALE = dict(method="saliency", target="predicted", k=5)
+
+
+def rationale_plan(store: RunStore) -> list[tuple[str, str, dict]]:
+    """(run id, kind, config) for the rationale references, in the order they must run."""
+    from kd_analysis.attribution.job import rationale_config
+
+    teacher = ModelSpec(teacher_source(store), task="multiple_choice")
+    smol = ModelSpec("smollm2-135m-instruct", task="multiple_choice")
+    minilm6 = StudentSpec(kind="model", model=ModelSpec("minilm", task="multiple_choice"))
+    two = StudentSpec(num_layers=2)
+
+    def student(run_id, label, tspec, sspec, mode, source, **kw):
+        cfg = TrainConfig(name=label, teacher=tspec, student=sspec, losses=[LossTerm("ce", 1.0)], lr=1e-4,
+                          rationales=RationaleSettings(mode=mode, weight=1.0, source_run=source, **RATIONALE)
+                          if mode else None, **{**COMMON, **kw})
+        return (run_id, "train", cfg.to_dict())
+
+    def checkpoint(run_id):
+        return StudentSpec(kind="model", model=ModelSpec(_local(store.root / run_id / "checkpoint"),
+                                                         task="multiple_choice"))
+
+    def job(run_id, label, tspec, sspec):
+        return (run_id, "rationales", rationale_config(tspec, sspec, "demo:mcq", name=label, **RATIONALE))
+
+    return [
+        job(MINILM_RATIONALES, "Reference rationales: MiniLM teacher vs 2-layer student before distillation",
+            teacher, two),
+        student("reference-minilm-2l-rationale-multitask", "Reference student (2 layers): ce + rationale task "
+                "(multitask)", teacher, two, "multitask", MINILM_RATIONALES, save_checkpoint=True),
+        student("reference-minilm-2l-rationale-append", "Reference student (2 layers): ce, rationale appended",
+                teacher, two, "append", MINILM_RATIONALES),
+        job("reference-minilm-rationales-after-multitask", "Reference rationales: MiniLM teacher vs the multitask "
+            "rationale student", teacher, checkpoint("reference-minilm-2l-rationale-multitask")),
+        job("reference-minilm-rationales-after-ce", "Reference rationales: MiniLM teacher vs the CE-only student",
+            teacher, checkpoint("reference-minilm-2l-ce")),
+        job(SMOL_RATIONALES, "Reference rationales: SmolLM2-135M (decoder) teacher", smol, None),
+        student("reference-smollm2-minilm-ce", "Reference: MiniLM student of SmolLM2, ce only", smol, minilm6,
+                None, None, save_checkpoint=False),
+        student("reference-smollm2-minilm-rationale-multitask", "Reference: MiniLM student of SmolLM2, ce + "
+                "rationale task (multitask)", smol, minilm6, "multitask", SMOL_RATIONALES, save_checkpoint=False),
+    ]
+
+
+def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
+    return [(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)] + rationale_plan(store)
 
 
 def make_reference(store: RunStore | None = None, log: Callable[[str], None] = print,
                    only: list[str] | None = None) -> list[str]:
-    """Run every reference config in this process; each replaces its old folder only once it has finished."""
-    from kd_analysis.training.worker import run_worker
+    """Run every reference step in this process; each replaces its old folder only once it has finished."""
+    from kd_analysis.training.worker import run_one
 
     store = store or RunStore()
     done = []
-    for run_id, cfg in reference_configs(store):
+    for run_id, kind, config in reference_plan(store):
         if only and run_id not in only:
             continue
-        log(f"{run_id}: {cfg.name}")
+        log(f"{run_id}: {config['name']}")
         tmp_id = f"{run_id}.new"
         shutil.rmtree(store.root / tmp_id, ignore_errors=True)
-        run = store.create("train", cfg.to_dict(), run_id=tmp_id, name=cfg.name, reference=True)
-        code = run_worker(run.path / "config.json", run_id=tmp_id, root=str(store.root))
+        run = store.create(kind, config, run_id=tmp_id, name=config["name"], reference=True)
+        code = run_one(run, store)
         if code or run.status().get("state") != "finished":
             raise RuntimeError(f"{run_id} did not finish: {run.status().get('reason')} (see {run.path}/log.txt)")
         final = store.root / run_id
         if final.exists():
             shutil.rmtree(final)
         os.replace(run.path, final)
+        _unpoint(store.root / run_id, tmp_id, run_id)
         metrics = [m for m in store.get(run_id).metrics() if "eval_accuracy" in m]
         log(f"{run_id}: eval accuracy {metrics[-1]['eval_accuracy']:.3f}" if metrics else f"{run_id}: done")
         done.append(run_id)
     return done
+
+
+def _unpoint(folder, tmp_id: str, run_id: str) -> None:
+    """Artefacts that recorded the temporary folder name (a checkpoint path in result.json) name the final one."""
+    for name in ("result.json",):
+        path = folder / name
+        if path.exists():
+            path.write_text(path.read_text(encoding="utf-8").replace(tmp_id, run_id), encoding="utf-8")

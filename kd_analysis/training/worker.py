@@ -143,10 +143,13 @@ def run_worker(config_path: str | os.PathLike, run_id: str | None = None, root: 
 def run_job(run_id: str, root: str | None = None) -> int:
     """Execute a queued run of any kind (what the pages start): dispatch on the kind in its config."""
     store = RunStore(root)
-    run = store.get(run_id)
+    return run_one(store.get(run_id), store)
+
+
+def run_one(run: Run, store: RunStore) -> int:
     kind = run.config().get("kind")
     if kind == "train":
-        return run_worker(run.path / "config.json", run_id=run_id, root=str(store.root))
+        return run_worker(run.path / "config.json", run_id=run.run_id, root=str(store.root))
     if kind == "rationales":
         from kd_analysis.attribution.job import rationale_job
 
