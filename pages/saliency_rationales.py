@@ -92,10 +92,15 @@ try:
     if report.student:
         agg += [dict(r, method=method, model="student") for r in aggregate(report.student, ks=list(range(1, 16)))]
     at_k = next(r for r in agg if r["k"] == k and r["group"] == "all" and r["model"] == "teacher")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c5, c2, c3, c4 = st.columns(5)
     c1.metric(f"Teacher overlap ({definition}) at k={k}", "n/a" if at_k[definition] is None else f"{at_k[definition]:.0%}",
               None if at_k[definition] is None else f"{at_k[definition] - PAPER_OVERLAP:+.0%} vs paper",
               delta_color="off")
+    chance = at_k.get(f"chance {definition}")
+    c5.metric("Random words (chance)", "n/a" if chance is None else f"{chance:.0%}",
+              None if chance is None or at_k[definition] is None else f"{at_k[definition] - chance:+.0%} above chance",
+              delta_color="off", help="expected overlap of k words drawn at random from the same candidate words; "
+                                      "with few candidates (a question and one-word choices) it is high")
     c2.metric("Defined / undefined", f"{at_k['defined']} / {at_k['undefined']}",
               help="undefined: the answer text is not in the input; excluded, never counted as 0")
     right = [a.correct for a in report.teacher if a.correct is not None]

@@ -253,3 +253,23 @@ def test_background_rationale_job_saves_and_reopens(tiny_dir, tmp_path):
     assert row["top-k overlap"] == pytest.approx(reopened.agreement["mean_topk_overlap"])
     right = [a.correct for a in reopened.student]
     assert row["student accuracy"] == pytest.approx(sum(right) / len(right))
+
+
+def test_chance_overlap_is_exact_and_matches_simulation():
+    import random as _random
+
+    from kd_analysis.attribution.rationales import chance_overlap, overlap as _overlap, Rationale
+
+    a = _attr([("capital", 3), ("France", 2), ("Paris", 5), ("Rome", 4), ("New", 1), ("York", 0.5), ("city", 2)],
+              "New York")
+    c = chance_overlap(a, 2)
+    assert c.any == pytest.approx(1 - 10 / 21)  # 1 - C(5,2)/C(7,2): at least one of the 2 answer words drawn
+    assert c.fraction == pytest.approx(2 / 7)
+    rng = _random.Random(0)
+    sims = [_overlap(a, Rationale([], sorted(rng.sample(range(7), 2)))) for _ in range(20000)]
+    for d in ("any", "fraction", "f1", "iou"):
+        assert c.get(d) == pytest.approx(sum(o.get(d) for o in sims) / len(sims), abs=0.01)
+    assert chance_overlap(a, 50).any == 1.0  # k covers every candidate
+    assert not chance_overlap(_attr([("cat", 1.0)], "dog"), 1).defined
+    rows = aggregate([a], ks=[2])
+    assert rows[0]["chance any"] == pytest.approx(c.any)

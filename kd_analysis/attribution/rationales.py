@@ -122,12 +122,17 @@ class Rationale:
         return " ".join(self.words)
 
 
+def candidates(attr: Attribution, filter_stopwords: bool = True, filter_punct: bool = True) -> list[Word]:
+    """The words a rationale may use: punctuation and stopwords left out when filtered."""
+    return [w for w in attr.words
+            if not (filter_punct and not normalise(w.text))
+            and not (filter_stopwords and normalise(w.text) in STOPWORDS)]
+
+
 def select_rationale(attr: Attribution, k: int | None = 5, *, fraction: float | None = None,
                      filter_stopwords: bool = True, filter_punct: bool = True, absolute: bool = False) -> Rationale:
     """The top-k (or top fraction of) words by attribution, kept in their original order."""
-    pool = [w for w in attr.words
-            if not (filter_punct and not normalise(w.text))
-            and not (filter_stopwords and normalise(w.text) in STOPWORDS)]
+    pool = candidates(attr, filter_stopwords, filter_punct)
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise KDLensError(f"fraction must be in (0, 1] (got {fraction})")
@@ -180,18 +185,44 @@ def overlap(attr: Attribution, rationale: Rationale) -> Overlap:
     return Overlap(True, any=float(inter > 0), fraction=precision, f1=f1, iou=inter / len(chosen | gold))
 
 
+def chance_overlap(attr: Attribution, k: int, filter_stopwords: bool = True, filter_punct: bool = True) -> Overlap:
+    """Expected overlap of k words drawn at random from the same candidates: the floor a rationale must beat.
+
+    The number of answer words drawn is hypergeometric, so every definition has an exact expectation. With few
+    candidates (a question plus five one-word choices) "any" is high by chance alone.
+    """
+    from math import comb
+
+    gold = answer_positions(attr)
+    pool = candidates(attr, filter_stopwords, filter_punct)
+    if gold is None or not pool or k < 1:
+        return Overlap(defined=False)
+    n, k = len(pool), min(k, len(pool))
+    g = sum(1 for w in pool if w.index in gold)
+    out = {"any": 0.0, "fraction": 0.0, "f1": 0.0, "iou": 0.0}
+    for i in range(max(0, k - (n - g)), min(k, g) + 1):
+        p = comb(g, i) * comb(n - g, k - i) / comb(n, k)
+        out["any"] += p * (i > 0)
+        out["fraction"] += p * i / k
+        out["f1"] += p * 2 * i / (k + len(gold))
+        out["iou"] += p * i / (k + len(gold) - i)
+    return Overlap(True, **out)
+
+
 def aggregate(attrs: Sequence[Attribution], ks: Sequence[int] = (1, 3, 5, 10), **select_kw) -> list[dict[str, Any]]:
-    """Mean overlap per k and definition, split by whether the attributed model answered right, over defined
-    examples only."""
+    """Mean overlap per k and definition (and its random-rationale chance level), split by whether the attributed
+    model answered right, over defined examples only."""
     rows = []
     for k in ks:
-        per = [(a, overlap(a, select_rationale(a, k, **select_kw))) for a in attrs]
+        per = [(a, overlap(a, select_rationale(a, k, **select_kw)), chance_overlap(a, k, **select_kw))
+               for a in attrs]
         for group, members in (("all", per), ("answered right", [p for p in per if p[0].correct is True]),
                                ("answered wrong", [p for p in per if p[0].correct is False])):
-            defined = [o for _, o in members if o.defined]
+            defined = [(o, c) for _, o, c in members if o.defined]
             row = {"k": k, "group": group, "examples": len(members), "defined": len(defined),
                    "undefined": len(members) - len(defined)}
             for d in DEFINITIONS:
-                row[d] = sum(o.get(d) for o in defined) / len(defined) if defined else None
+                row[d] = sum(o.get(d) for o, _ in defined) / len(defined) if defined else None
+                row[f"chance {d}"] = sum(c.get(d) for _, c in defined) / len(defined) if defined else None
             rows.append(row)
     return rows

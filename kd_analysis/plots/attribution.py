@@ -28,17 +28,25 @@ def token_heatmap_html(words: Sequence[tuple[str, float]], highlight: set[int] |
 
 
 def overlap_vs_k(rows: Sequence[dict], definition: str = "any", title: str = "") -> go.Figure:
-    """Mean overlap per k for each (method, group) series, with the paper's 68% as a reference line."""
+    """Mean overlap per k for each (method, group) series, the chance level of random words, and the paper's 68%
+    as a reference line."""
     fig = go.Figure()
     series: dict[str, list[tuple[int, float]]] = {}
+    chance: dict[int, float] = {}  # random words drawn from the same candidates, over all examples
     for r in rows:
         if r.get(definition) is None:
             continue
         label = html.escape(f"{r.get('method', '')} {r['group']}".strip())
         series.setdefault(label, []).append((r["k"], r[definition]))
+        if r["group"] == "all" and r.get(f"chance {definition}") is not None:
+            chance[r["k"]] = r[f"chance {definition}"]
     for label, pts in series.items():
         pts.sort()
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=label))
+    if chance:
+        ks = sorted(chance)
+        fig.add_trace(go.Scatter(x=ks, y=[chance[k] for k in ks], mode="lines", name="random words (chance)",
+                                 line=dict(dash="dot", color="black")))
     fig.add_hline(y=PAPER_OVERLAP, line_dash="dash", line_color="grey",
                   annotation_text="Ballout et al. 2024: 68%", annotation_position="bottom right")
     fig.update_layout(title=title or f"Ground-truth overlap ({definition}) vs k", xaxis_title="k (rationale words)",
