@@ -144,7 +144,8 @@ def cmd_rationales(args: argparse.Namespace) -> None:
     _print(report, args.json, lambda d: "\n".join(
         [f"{d['examples']} examples, method {d['method']}, k = {d['k']} (paper: {PAPER_OVERLAP:.0%} any-token overlap)"]
         + [f"{role}: defined {d[role]['defined']}, undefined {d[role]['undefined']}; " + ", ".join(
-            f"{df} {d[role][df]:.3f}" if d[role][df] is not None else f"{df} n/a" for df in DEFINITIONS)
+            f"{df} {d[role][df]:.3f} (chance {d[role]['chance ' + df]:.3f})" if d[role][df] is not None
+            else f"{df} n/a" for df in DEFINITIONS)
            for role in models]))
 
 

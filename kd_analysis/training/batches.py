@@ -6,7 +6,7 @@ prompt; prompt and padding positions are masked out of every loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -29,19 +29,44 @@ class LMBatch:
     tokens: int
 
 
-def lm_outputs(loaded, examples: Sequence[Example], max_length: int) -> LMBatch:
-    """Teacher-forced logits for prompt + target; labels shifted so logits[t] predicts labels[t]."""
+PromptFn = Callable[[Example], str]
+
+
+def _prompt_and_target(tok, ex: Example, prompt: PromptFn) -> tuple[list[int], list[int]]:
+    p = tok(prompt(ex), add_special_tokens=True)["input_ids"]
+    t = tok(lm_target(ex), add_special_tokens=False)["input_ids"]
+    if tok.eos_token_id is not None:
+        t = t + [tok.eos_token_id]
+    return p, t
+
+
+def target_lengths(tok, examples: Sequence[Example], max_length: int, prompt: PromptFn | None = None) -> list[int]:
+    """How many answer tokens survive truncation at `max_length` after each prompt: a primed teacher keeps
+    exactly the student's count, so their answer positions line up one to one."""
+    out = []
+    for ex in examples:
+        p, t = _prompt_and_target(tok, ex, prompt or mc_prompt)
+        out.append(max(0, min(len(t), max_length - len(p))))
+    return out
+
+
+def lm_outputs(loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn | None = None,
+               keep_targets: Sequence[int] | None = None) -> LMBatch:
+    """Teacher-forced logits for prompt + target; labels shifted so logits[t] predicts labels[t].
+
+    `keep_targets` fixes each example's number of answer tokens (the prompt is then never cut)."""
     tok = loaded.tokenizer
     if loaded.head == "seq2seq":
         return _seq2seq_outputs(loaded, examples, max_length)
     rows, label_rows = [], []
-    for ex in examples:
-        p = tok(mc_prompt(ex), add_special_tokens=True)["input_ids"]
-        t = tok(lm_target(ex), add_special_tokens=False)["input_ids"]
-        if tok.eos_token_id is not None:
-            t = t + [tok.eos_token_id]
-        ids = (p + t)[:max_length]
-        labels = ([-100] * len(p) + t)[:max_length]
+    for i, ex in enumerate(examples):
+        p, t = _prompt_and_target(tok, ex, prompt or mc_prompt)
+        if keep_targets is not None:
+            t = t[:keep_targets[i]]
+            ids, labels = p + t, [-100] * len(p) + t
+        else:
+            ids = (p + t)[:max_length]
+            labels = ([-100] * len(p) + t)[:max_length]
         rows.append(ids)
         label_rows.append(labels[1:] + [-100])  # shift: position i predicts token i+1
     input_ids, attention = pad_right(rows, tok.pad_token_id, loaded.device)
@@ -61,13 +86,13 @@ def _seq2seq_outputs(loaded, examples: Sequence[Example], max_length: int) -> LM
     return LMBatch(logits=logits, labels=lab, tokens=int(enc["attention_mask"].sum() + (lab != -100).sum()))
 
 
-def task_outputs(loaded, examples: Sequence[Example], max_length: int):
+def task_outputs(loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn | None = None):
     """[B, C] choice scores or [B, K] class logits (grad-enabled), or an LMBatch for generation tasks."""
     if loaded.task == "multiple_choice":
         return choice_scores(loaded, examples, max_length, grad=True)
     if loaded.task == "classification":
         return class_logits(loaded, examples, max_length, grad=True)
-    return lm_outputs(loaded, examples, max_length)
+    return lm_outputs(loaded, examples, max_length, prompt)
 
 
 def gold_labels(examples: Sequence[Example], device) -> torch.Tensor:

@@ -53,6 +53,15 @@ class RationaleSettings:
 
 
 @dataclass
+class PrimingSettings:
+    """Response priming (Goyal et al. 2024): the teacher reads the question under a strategy's prompt; the
+    student reads the bare question; KD compares them on the gold answer's tokens, position by position."""
+
+    strategy: str = "none"
+    template: str | None = None  # edited template (saved with the run); None = the strategy's default
+
+
+@dataclass
 class TrainConfig:
     teacher: ModelSpec
     student: StudentSpec = field(default_factory=StudentSpec)
@@ -78,6 +87,7 @@ class TrainConfig:
     train_teacher: bool = False  # fine-tune the teacher itself (CE only): how reference teachers are made
     lora: LoraSettings | None = None
     rationales: RationaleSettings | None = None
+    priming: PrimingSettings | None = None
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -107,16 +117,17 @@ class TrainConfig:
             d["student"] = StudentSpec.from_dict(d["student"] or {})
         if "losses" in d:
             d["losses"] = [LossTerm(**t) if isinstance(t, dict) else LossTerm(str(t)) for t in d["losses"]]
-        for key in ("lora", "rationales"):  # an empty mapping means "off"
+        for key in ("lora", "rationales", "priming"):  # an empty mapping means "off"
             if key in d and not d[key]:
                 d[key] = None
         if d.get("lora"):
             d["lora"] = LoraSettings(**d["lora"])
-        if d.get("rationales"):
-            try:
-                d["rationales"] = RationaleSettings(**d["rationales"])
-            except TypeError as exc:
-                raise KDLensError(f"rationales: {exc}") from None
+        for key, kind in (("rationales", RationaleSettings), ("priming", PrimingSettings)):
+            if d.get(key):
+                try:
+                    d[key] = kind(**d[key])
+                except TypeError as exc:
+                    raise KDLensError(f"{key}: {exc}") from None
         try:
             cfg = cls(**d)
         except TypeError as exc:
@@ -183,6 +194,27 @@ class TrainConfig:
             raise KDLensError("fine-tuning the teacher itself uses the ce term only")
         if self.rationales:
             self._validate_rationales(self.rationales, positive)
+        if self.priming:
+            self._validate_priming(self.priming)
+
+    def _validate_priming(self, p: PrimingSettings) -> None:
+        from kd_analysis.priming.prompts import check_template
+        from kd_analysis.priming.strategies import STRATEGIES
+
+        if p.strategy not in STRATEGIES:
+            raise KDLensError(f"priming.strategy must be one of {', '.join(STRATEGIES)} (got {p.strategy!r})")
+        check_template(self.priming_template)
+        if self.train_teacher or self.rationales:
+            raise KDLensError("priming distils a student from a prompted teacher; it cannot be combined with "
+                              "fine-tuning the teacher or with rationales")
+
+    @property
+    def priming_template(self) -> str:
+        from kd_analysis.priming.strategies import STRATEGIES
+
+        if not self.priming:
+            return "{question}"
+        return self.priming.template or STRATEGIES[self.priming.strategy].template
 
     def _validate_rationales(self, r: RationaleSettings, positive) -> None:
         from kd_analysis.attribution.methods import METHODS

@@ -5,12 +5,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from kd_analysis.data.answers import extract_number
+from kd_analysis.data.answers import is_correct
 from kd_analysis.data.example import Example
 from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt
 
 
-def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None = None) -> dict[str, Any]:
+def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None = None,
+             prompt: Callable[[Example], str] | None = None) -> dict[str, Any]:
     if not examples:
         return {}
     model = loaded.model
@@ -27,23 +28,20 @@ def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None =
                 pred = out.argmax(-1).cpu()
                 correct += int((pred == torch.tensor([ex.label for ex in chunk])).sum())
             return {"accuracy": correct / len(examples)}
-        return {"exact_match": _generation_exact_match(loaded, examples, cfg, unwrap)}
+        return {"exact_match": _generation_exact_match(loaded, examples, cfg, unwrap, prompt or mc_prompt)}
     finally:
         if was_training:
             model.train()
 
 
-def _generation_exact_match(loaded, examples, cfg, unwrap) -> float:
+def _generation_exact_match(loaded, examples, cfg, unwrap, prompt) -> float:
+    from kd_analysis.models.generation import generate_texts
+
     model = unwrap(loaded.model) if unwrap else loaded.model
-    tok = loaded.tokenizer
-    hits = 0
-    for ex in examples:
-        enc = tok(mc_prompt(ex), return_tensors="pt").to(next(model.parameters()).device)
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id)
-        text = tok.decode(out[0, enc["input_ids"].shape[1]:] if not model.config.is_encoder_decoder else out[0],
-                          skip_special_tokens=True)
-        pred = extract_number(text.split("####")[-1] if "####" in text else text)
-        hits += int(pred is not None and pred == str(ex.answer))
-    return hits / len(examples)
+    texts = generate_texts(loaded, [prompt(ex) for ex in examples], cfg.max_new_tokens, cfg.batch_size, model=model)
+    return sum(is_correct(final_answer_text(t), ex.answer) for t, ex in zip(texts, examples)) / len(examples)
+
+
+def final_answer_text(text: str) -> str:
+    """A generated solution in our training format ends `#### N`: score the part after it when present."""
+    return text.split("####")[-1] if "####" in text else text

@@ -18,7 +18,7 @@ import torch
 from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES, sinkhorn_plan
-from kd_analysis.training.batches import LMBatch, gold_labels, task_outputs
+from kd_analysis.training.batches import LMBatch, gold_labels, lm_outputs, target_lengths, task_outputs
 from kd_analysis.training.config import TrainConfig
 from kd_analysis.training.evaluate import evaluate
 from kd_analysis.training.teacher_cache import TeacherCache
@@ -104,18 +104,40 @@ def ce_loss(student_out: Any, examples: Sequence[Example]) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(student_out.float(), gold_labels(examples, student_out.device))
 
 
-def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width):
+def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_prompt=None, student_tok=None):
     missing = cache.missing(examples)
     if missing:
         cache.misses += len(missing)
         with torch.no_grad():
-            out = task_outputs(teacher, missing, cfg.max_length)
+            if cfg.priming:  # the primed prompt, and exactly as many answer tokens as the student keeps
+                keep = target_lengths(student_tok, missing, cfg.max_length, student_prompt)
+                out = lm_outputs(teacher, missing, cfg.max_length, teacher_prompt(cfg, teacher), keep_targets=keep)
+            else:
+                out = task_outputs(teacher, missing, cfg.max_length)
         if isinstance(out, LMBatch):
             cache.put_lm(missing, out.logits, out.labels, width)
         else:
             cache.put_rows(missing, out)
     device = next(teacher.model.parameters()).device
     return cache.lm(examples, device) if teacher.task in ("causal_lm", "seq2seq") else cache.rows(examples, device)
+
+
+def teacher_prompt(cfg: TrainConfig, teacher) -> Callable[[Example], str] | None:
+    """How the teacher reads an example in a priming run (None: the standard prompt)."""
+    if not cfg.priming:
+        return None
+    from kd_analysis.priming.prompts import format_prompt, render_template
+
+    template = cfg.priming_template
+    return lambda ex: format_prompt(teacher.tokenizer, render_template(template, ex))
+
+
+def student_prompt_fn(cfg: TrainConfig, student) -> Callable[[Example], str] | None:
+    if not cfg.priming:
+        return None
+    from kd_analysis.priming.prompts import student_prompt
+
+    return lambda ex: student_prompt(student.tokenizer, ex)
 
 
 def _optimizer(cfg: TrainConfig, params):
@@ -184,6 +206,9 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
             warnings.append(f"the student ({s_n:,} parameters) is bigger than the teacher ({t_n:,})")
             say("warning: " + warnings[-1])
     task = teacher.task
+    if cfg.priming and task != "causal_lm":
+        raise KDLensError(f"priming needs a causal language-model teacher (this one is {task})")
+    s_prompt = student_prompt_fn(cfg, student)
     data = load_dataset(cfg.data)
     train_set, eval_set = split_examples(data.examples, cfg)
     _check_task(task, train_set + eval_set, cfg.data)
@@ -224,10 +249,10 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
 
     teacher_eval = None
     if not cfg.train_teacher:
-        teacher_eval = evaluate(teacher, teacher_eval_set, cfg)
+        teacher_eval = evaluate(teacher, teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher))
         say(f"teacher on the eval set: {teacher_eval}")
         emit({"step": 0, **{f"teacher_{k}": v for k, v in teacher_eval.items()}})
-    first = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model)
+    first = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt)
     emit({"step": 0, **{f"eval_{k}": v for k, v in first.items()}})
     evals = [{"step": 0, **first}]
 
@@ -241,13 +266,14 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
             examples = [train_set[i] for i in idx]
             t0 = time.monotonic()
             with acc.accumulate(model):
-                out = task_outputs(live, examples, cfg.max_length)
+                out = task_outputs(live, examples, cfg.max_length, s_prompt)
                 terms: dict[str, torch.Tensor] = {}
                 ce_w = sum(t.weight for t in cfg.losses if t.name == "ce")
                 if ce_w > 0:
                     terms["ce"] = ce_loss(out, examples)
                 if cfg.kd_terms:
-                    rows = _teacher_rows(cfg, cache, teacher, [originals[ex.id] for ex in examples], width)
+                    rows = _teacher_rows(cfg, cache, teacher, [originals[ex.id] for ex in examples], width,
+                                         s_prompt, student.tokenizer)
                     terms.update(kd_loss_terms(cfg, out, rows, width))
                 weights = {t.name: t.weight for t in cfg.losses}
                 if objective is not None:
@@ -275,7 +301,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                     "eta_s": elapsed / step * (total - step), "epoch": step / per_epoch,
                     "teacher_cache_hits": cache.hits}
             if step % cfg.eval_every == 0 or step == total:
-                ev = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model)
+                ev = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt)
                 last.update({f"eval_{k}": v for k, v in ev.items()})
                 evals.append({"step": step, **ev})
                 say(f"step {step}/{total}: loss {last['loss']:.4f}, eval {ev}")

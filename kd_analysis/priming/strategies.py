@@ -1,0 +1,74 @@
+"""Prompting strategies: a registry of name -> default template, so adding one is one function and one line.
+
+A template is plain text with a `{question}` slot; `{answer}` (the gold final number) and `{solution}` (the
+gold worked solution) are filled for strategies that show the teacher the truth. The first four follow the
+paper's strategies (none, Teacher, "Ground Truth" = AI-to-AI, Confidence) in our own words; despite its name
+the paper's "Ground Truth" prompt does not show the answer, so `gold` is ours: it really does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+# Goyal et al.'s repository, GSM8K test accuracy of the 8B student per strategy (METHODS.md §2)
+PAPER_ACCURACY = {"no distillation": 0.122, "fine-tune (CE only)": 0.250, "none": 0.306, "confidence": 0.340,
+                  "teacher": 0.423, "ai_to_ai": 0.481}
+PAPER_GAIN = 0.55  # the abstract: "Ground Truth" prompting, relative to distillation without a prompt
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    title: str
+    template: str
+    description: str
+    paper: bool  # one of the paper's strategies (else ours)
+    uses_gold: bool  # the template shows the gold answer or solution
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register_strategy(name: str, title: str, description: str, *, paper: bool = False):
+    def deco(fn: Callable[[], str]):
+        template = fn()
+        STRATEGIES[name] = Strategy(name, title, template, description, paper,
+                                    uses_gold="{answer}" in template or "{solution}" in template)
+        return fn
+    return deco
+
+
+@register_strategy("none", "None (base KD)", "The question alone: distillation without priming.", paper=True)
+def _none() -> str:
+    return "{question}"
+
+
+@register_strategy("teacher", "Teacher", "The model acts as a teacher guiding a student with a clear, simple "
+                   "explanation.", paper=True)
+def _teacher() -> str:
+    return ("You are a patient maths teacher. Explain to a young student, step by step and in simple words, how "
+            "to solve this problem, then state the final number.\n\n{question}")
+
+
+@register_strategy("ai_to_ai", 'AI-to-AI ("Ground Truth" in the paper)', "Asks for a detailed answer written "
+                   "for a smaller model to learn from; shows no answer, despite the paper's name.", paper=True)
+def _ai_to_ai() -> str:
+    return ("Your answer will be used to train a smaller AI model. Write a complete, precise solution with every "
+            "intermediate result, so that a small model can learn the method from it.\n\n{question}")
+
+
+@register_strategy("confidence", "Confidence", "Appended: asks the model to double-check its answer at the end.",
+                   paper=True)
+def _confidence() -> str:
+    return "{question}\n\nWhen you have an answer, check each step again and only then give the final number."
+
+
+@register_strategy("gold", "True ground truth (ours)", "The teacher is shown the gold final answer and asked to "
+                   "explain how to reach it.")
+def _gold() -> str:
+    return "{question}\n\nThe correct final answer is {answer}. Explain step by step how to reach it."
+
+
+@register_strategy("cot", "Chain of thought (ours)", "Asks the model to reason step by step before answering.")
+def _cot() -> str:
+    return "{question}\n\nLet's think step by step."

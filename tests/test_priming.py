@@ -1,0 +1,142 @@
+"""Response priming: strategy registry, template checks, chat formatting, teacher outputs and their cache,
+and primed KD whose teacher and student answer positions line up."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kd_analysis.data.example import Example
+from kd_analysis.errors import KDLensError
+from kd_analysis.models.loading import load_model
+from kd_analysis.models.specs import ModelSpec, StudentSpec
+from kd_analysis.priming import STRATEGIES, format_prompt, render_template
+from kd_analysis.priming.prompts import check_template, student_prompt
+from kd_analysis.priming.teacher import OutputCache, summarise, teacher_outputs
+
+EX = Example(id="a1", text="Tom has 3 apples and buys 4 more. How many apples does he have?", answer="7",
+             solution="Tom has 3 + 4 = 7 apples.")
+
+
+def _arith_file(path, n=24):
+    rows = [{"question": f"Ann has {i} pens and buys 2 more. How many pens does Ann have?",
+             "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}"} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_registry_has_the_papers_strategies_and_ours():
+    assert {"none", "teacher", "ai_to_ai", "confidence", "gold", "cot"} <= set(STRATEGIES)
+    assert all(STRATEGIES[s].paper for s in ("none", "teacher", "ai_to_ai", "confidence"))
+    assert STRATEGIES["gold"].uses_gold and not STRATEGIES["ai_to_ai"].uses_gold  # the paper's name misleads
+    for s in STRATEGIES.values():
+        assert "{question}" in s.template
+    assert STRATEGIES["confidence"].template.startswith("{question}")  # appended, as in the paper
+
+
+def test_render_and_template_errors():
+    assert render_template("Q: {question}", EX) == f"Q: {EX.text}"
+    assert "The correct final answer is 7" in render_template(STRATEGIES["gold"].template, EX)
+    with pytest.raises(KDLensError, match="no {question} slot"):
+        check_template("Solve this carefully.")
+    with pytest.raises(KDLensError, match="unknown slot"):
+        check_template("{question} {qestion}")
+    with pytest.raises(KDLensError, match="unbalanced braces"):
+        check_template("{question} {")
+    with pytest.raises(KDLensError, match="no gold answer"):
+        render_template("{question} = {answer}", Example(id="x", text="q"))
+
+
+def test_chat_template_is_used_when_the_model_has_one(tiny_dir):
+    tok = load_model(ModelSpec(str(tiny_dir / "llama"))).tokenizer
+    assert format_prompt(tok, "hi") == "hi\nAnswer:"  # no chat template: a plain prompt
+    tok.chat_template = "{% for m in messages %}<u>{{ m['content'] }}</u>{% endfor %}<a>"
+    assert format_prompt(tok, "hi") == "<u>hi</u><a>"
+    assert student_prompt(tok, EX) == f"<u>{EX.text}</u><a>"
+
+
+def test_scores_match_a_manual_forward_and_are_cached(tiny_dir, tmp_path, monkeypatch):
+    from kd_analysis.priming import teacher as teacher_mod
+    from kd_analysis.training.batches import lm_target
+
+    lm = load_model(ModelSpec(str(tiny_dir / "llama")))
+    cache = OutputCache(tmp_path)
+    templates = {"none": "{question}", "cot": STRATEGIES["cot"].template}
+    out = teacher_outputs(lm, [EX], templates, generate=True, max_new_tokens=5, cache=cache)
+    tok = lm.tokenizer
+    p = tok(format_prompt(tok, render_template(templates["cot"], EX)))["input_ids"]
+    t = tok(lm_target(EX), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(lm.model(input_ids=torch.tensor([p + t])).logits[0].float(), -1)
+    manual = sum(float(logp[len(p) - 1 + j, t[j]]) for j in range(len(t)))
+    o = out["cot"][0]
+    assert o.answer_logprob == pytest.approx(manual, rel=1e-4) and o.answer_tokens == len(t)
+    assert o.generated is not None and (o.correct is False or o.predicted == "7")
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed a cached output")
+
+    monkeypatch.setattr(teacher_mod, "score_answers", boom)
+    monkeypatch.setattr(teacher_mod, "generate_answers", boom)
+    again = teacher_outputs(lm, [EX], templates, generate=True, max_new_tokens=5, cache=cache)
+    assert again["cot"][0] == o
+    rows = {r["strategy"]: r for r in summarise(again)}
+    assert rows["cot"]["mean prompt tokens"] > rows["none"]["mean prompt tokens"]
+
+
+def test_unparseable_generation_counts_wrong():
+    from kd_analysis.priming.teacher import TeacherOutput
+
+    outs = {"none": [TeacherOutput("a", "none", 5, 3, -1.0, -0.3, generated="no idea", predicted=None, correct=False),
+                     TeacherOutput("b", "none", 5, 3, -1.0, -0.3, generated="#### 4", predicted="4", correct=True)]}
+    [row] = summarise(outs)
+    assert row["accuracy"] == 0.5 and row["unparseable"] == 1
+
+
+def test_primed_teacher_rows_align_with_the_student(tiny_dir, tmp_path):
+    """Teacher under a long prompt, student on the bare question: the same answer tokens on both sides."""
+    from kd_analysis.training.batches import lm_outputs, target_lengths
+    from kd_analysis.training.config import PrimingSettings, TrainConfig
+    from kd_analysis.training.loop import student_prompt_fn, teacher_prompt
+
+    lm = load_model(ModelSpec(str(tiny_dir / "llama")))
+    cfg = TrainConfig(teacher=ModelSpec("x"), priming=PrimingSettings("teacher"), max_length=40)
+    long_ex = Example(id="b", text=EX.text, answer="7", solution=" ".join(["step"] * 60))
+    s_prompt, t_prompt = student_prompt_fn(cfg, lm), teacher_prompt(cfg, lm)
+    keep = target_lengths(lm.tokenizer, [EX, long_ex], cfg.max_length, s_prompt)
+    student = lm_outputs(lm, [EX, long_ex], cfg.max_length, s_prompt)
+    teacher = lm_outputs(lm, [EX, long_ex], cfg.max_length, t_prompt, keep_targets=keep)
+    for b in range(2):
+        s_lab = student.labels[b][student.labels[b] != -100]
+        t_lab = teacher.labels[b][teacher.labels[b] != -100]
+        assert torch.equal(s_lab, t_lab) and len(s_lab) == keep[b]
+    assert keep[1] < len(lm.tokenizer(" ".join(["step"] * 60))["input_ids"])  # the long answer was cut
+
+
+def test_priming_config_checks(tiny_dir):
+    from kd_analysis.training.config import TrainConfig
+
+    base = {"teacher": {"source": str(tiny_dir / "llama")}}
+    assert TrainConfig.from_dict({**base, "priming": {"strategy": "cot"}}).priming_template.endswith("step by step.")
+    with pytest.raises(KDLensError, match="priming.strategy"):
+        TrainConfig.from_dict({**base, "priming": {"strategy": "shouting"}})
+    with pytest.raises(KDLensError, match="no {question} slot"):
+        TrainConfig.from_dict({**base, "priming": {"strategy": "teacher", "template": "Be a teacher."}})
+
+
+def test_primed_distillation_run_with_lora(tiny_dir, tmp_path):
+    from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, TrainConfig
+    from kd_analysis.training.loop import train
+
+    data = _arith_file(tmp_path / "arith.jsonl")
+    cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "llama")), student=StudentSpec(num_layers=1), data=str(data),
+                      steps=4, eval_every=4, eval_size=4, batch_size=4, max_new_tokens=4, lr=1e-3,
+                      losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)], lora=LoraSettings(r=4, alpha=8),
+                      priming=PrimingSettings("teacher"))
+    seen = []
+    result = train(cfg, out_dir=tmp_path / "run", log=lambda m: None, on_metrics=seen.append)
+    assert result.state == "finished" and result.steps == 4
+    assert all(torch.isfinite(torch.tensor(m["loss_rkl"])) for m in seen if "loss_rkl" in m)
+    assert "exact_match" in result.evals[-1] and result.teacher_eval is not None
+    assert (tmp_path / "run" / "checkpoint" / "adapter_config.json").exists()
