@@ -1,0 +1,234 @@
+"""Per layer x head attention statistics over many examples, streamed layer by layer.
+
+A forward hook on each transformer block reduces that block's attention matrix [heads, L, L] to a handful of
+numbers per head as soon as it exists, so memory stays at one layer's matrix (plus the previous layer's, for
+the layer-to-layer similarity) whatever the depth or length. Statistics per head, each a mean over query rows
+(only the keys a query may see count):
+- entropy: -Σ a·log a (nats); low = focused head;
+- self: weight on the query's own token (the diagonal);
+- sparsity: share of weights above 0.1 (the paper's definition);
+- numbers: total weight on tokens that hold a digit (the question's numbers);
+- prev_similarity: cosine similarity with the same head one layer below (undefined in layer 0).
+Across examples: mean and a 95% confidence half-width (Student t).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from kd_analysis.data.example import Example
+from kd_analysis.errors import KDLensError
+
+STATS = {"entropy": "Entropy (nats)", "self": "Self-attention", "sparsity": "Sparsity (share > 0.1)",
+         "numbers": "Attention to numbers", "prev_similarity": "Similarity to previous layer"}
+MAX_TOKENS = 512
+
+
+@dataclass
+class HeadStats:
+    label: str
+    layers: int
+    heads: int
+    examples: int
+    mean: dict[str, np.ndarray]  # stat -> [layers, heads]
+    ci: dict[str, np.ndarray]  # 95% half-width
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "layers": self.layers, "heads": self.heads, "examples": self.examples,
+                "mean": {k: _nan_to_none(v) for k, v in self.mean.items()},
+                "ci": {k: _nan_to_none(v) for k, v in self.ci.items()}, "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeadStats":
+        arr = lambda m: {k: np.array(v, dtype=float) for k, v in m.items()}  # noqa: E731 - None -> nan
+        return cls(d["label"], d["layers"], d["heads"], d["examples"], arr(d["mean"]), arr(d["ci"]),
+                   list(d.get("notes", [])))
+
+
+def _nan_to_none(a: np.ndarray) -> list:
+    return [[None if not np.isfinite(x) else round(float(x), 6) for x in row] for row in a]
+
+
+def _blocks(model) -> list[tuple[str, torch.nn.Module]]:
+    """The transformer blocks in forward order, named by their list (encoder / decoder) and index."""
+    from kd_analysis.models.info import config_shape
+    from kd_analysis.models.students import layer_lists
+
+    shape = config_shape(model.config)
+    counts = {c for c in (shape.get("layers"), shape.get("decoder_layers")) if c}
+    names = layer_lists(model, counts)
+    if getattr(model.config, "is_encoder_decoder", False):  # the encoder's self-attention over the input
+        names = [n for n in names if "encoder" in n.split(".")] or names[:1]
+    if not names:
+        raise KDLensError("could not find this model's transformer blocks to read attention from")
+    modules = dict(model.named_modules())
+    return [(f"{name}.{i}", block) for name in names for i, block in enumerate(modules[name])]
+
+
+class _Collector:
+    """Hooks that turn each block's first attention-weights output into per-head statistics."""
+
+    def __init__(self, model, on_layer: Callable[[int, torch.Tensor], None], only: set[int] | None = None):
+        self.on_layer, self.seen, self.handles = on_layer, set(), []
+        self.blocks = _blocks(model)
+        for idx, (_, block) in enumerate(self.blocks):
+            if only is not None and idx not in only:
+                continue
+            for mod in block.modules():
+                self.handles.append(mod.register_forward_hook(self._hook(idx)))
+
+    def _hook(self, idx: int):
+        def hook(_mod, _inp, out):
+            if idx in self.seen or not isinstance(out, tuple):
+                return
+            for w in out[1:]:  # (output, weights) in most families; T5 puts its position bias first
+                if (isinstance(w, torch.Tensor) and w.dim() == 4 and w.shape[-1] == w.shape[-2]
+                        and bool(torch.allclose(w[0].sum(-1).float(), torch.ones((), device=w.device), atol=1e-3))):
+                    self.seen.add(idx)
+                    self.on_layer(idx, w[0].detach().float())
+                    return
+        return hook
+
+    def reset(self) -> None:
+        self.seen.clear()
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _per_head(a: torch.Tensor, valid: torch.Tensor, numbers: torch.Tensor) -> dict[str, torch.Tensor]:
+    """a [H, L, L]; valid [L, L] bool (keys each query may see); numbers [L] bool. Returns stat -> [H]."""
+    rows = valid.sum(-1).clamp(min=1)
+    ent = -(a.clamp_min(1e-12).log() * a * valid).sum(-1)  # [H, L]
+    return {"entropy": ent.mean(-1), "self": torch.diagonal(a, dim1=-2, dim2=-1).mean(-1),
+            "sparsity": (((a > 0.1) & valid).sum(-1) / rows).mean(-1),
+            "numbers": (a * numbers).sum(-1).mean(-1) if bool(numbers.any()) else torch.full(a.shape[:1], math.nan)}
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    fa, fb = a.flatten(1), b.flatten(1)
+    return (fa * fb).sum(-1) / (fa.norm(dim=-1) * fb.norm(dim=-1)).clamp_min(1e-12)
+
+
+def digit_positions(tokenizer, ids: Sequence[int]) -> torch.Tensor:
+    return torch.tensor([any(ch.isdigit() for ch in tokenizer.decode([i])) for i in ids], dtype=torch.bool)
+
+
+def is_causal(loaded) -> bool:
+    return loaded.head == "lm" or bool(getattr(loaded.model.config, "is_decoder", False))
+
+
+def encode(loaded, text: str, max_tokens: int = MAX_TOKENS) -> tuple[torch.Tensor, bool]:
+    ids = loaded.tokenizer(text, return_tensors="pt", truncation=False)["input_ids"][0]
+    truncated = len(ids) > max_tokens
+    return (ids[-max_tokens:] if is_causal(loaded) else ids[:max_tokens]), truncated
+
+
+def _forward(loaded, ids: torch.Tensor) -> None:
+    from kd_analysis.models.loading import attention_weights
+
+    model = loaded.model
+    x = ids.unsqueeze(0).to(loaded.device)
+    with attention_weights(model), torch.no_grad():
+        if loaded.head == "choice_head":
+            model(input_ids=x.unsqueeze(1))
+        elif getattr(model.config, "is_encoder_decoder", False):  # T5 returns weights only when asked
+            model.get_encoder()(input_ids=x, output_attentions=True)
+        else:
+            model(input_ids=x)
+
+
+def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], str], *, label: str = "",
+               max_tokens: int = MAX_TOKENS, progress: Callable[[int, int], None] | None = None) -> HeadStats:
+    """Statistics of every head over `examples`, each read as `prompt(example)`."""
+    if not examples:
+        raise KDLensError("choose at least one example")
+    blocks = _blocks(loaded.model)
+    n_layers = len(blocks)
+    state: dict[str, object] = {}
+    per_example: dict[str, list[list[torch.Tensor | None]]] = {s: [] for s in STATS}
+    notes, truncated = [], 0
+
+    def on_layer(idx: int, a: torch.Tensor) -> None:
+        valid, numbers = state["valid"], state["numbers"]
+        stats = _per_head(a, valid, numbers)
+        prev = state.get("prev")
+        stats["prev_similarity"] = (_cosine(a, prev) if prev is not None and prev.shape == a.shape
+                                    else torch.full(a.shape[:1], math.nan))
+        state["prev"] = a
+        for s, v in stats.items():
+            state["row"][s][idx] = v.cpu()
+
+    collector = _Collector(loaded.model, on_layer)
+    heads = None
+    try:
+        for n, ex in enumerate(examples, 1):
+            ids, cut = encode(loaded, prompt(ex), max_tokens)
+            truncated += cut
+            L = len(ids)
+            valid = torch.tril(torch.ones(L, L, dtype=torch.bool)) if is_causal(loaded) else torch.ones(L, L, dtype=torch.bool)
+            state.update(valid=valid.to(loaded.device), numbers=digit_positions(loaded.tokenizer, ids.tolist()).to(
+                loaded.device), prev=None, row={s: [None] * n_layers for s in STATS})
+            collector.reset()
+            _forward(loaded, ids)
+            if len(collector.seen) == 0:
+                raise KDLensError("this model returned no attention weights (it may not support eager attention)")
+            for s in STATS:
+                per_example[s].append(state["row"][s])
+            heads = heads or next(v for v in state["row"]["entropy"] if v is not None).shape[0]
+            if progress:
+                progress(n, len(examples))
+    finally:
+        collector.close()
+    if truncated:
+        notes.append(f"{truncated} example(s) longer than {max_tokens} tokens were cut to their last {max_tokens}")
+    mean, ci = {}, {}
+    for s in STATS:
+        arr = np.full((len(examples), n_layers, heads), np.nan)
+        for e, row in enumerate(per_example[s]):
+            for layer, v in enumerate(row):
+                if v is not None:
+                    arr[e, layer] = v.numpy()
+        mean[s], ci[s] = _mean_ci(arr)
+    return HeadStats(label, n_layers, heads, len(examples), mean, ci, notes)
+
+
+def _mean_ci(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.stats import t
+
+    with warnings.catch_warnings():  # all-nan cells (layer 0's similarity) are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n = np.sum(np.isfinite(arr), axis=0)
+        mean = np.nanmean(arr, axis=0)
+        sd = np.nanstd(arr, axis=0, ddof=1)
+        half = t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(np.maximum(n, 1))
+    half[n < 2] = np.nan
+    return mean, half
+
+
+def head_matrix(loaded, text: str, layer: int, head: int, max_tokens: int = 128) -> tuple[np.ndarray, list[str]]:
+    """One head's attention matrix on one input, with token labels (hooks only that layer)."""
+    ids, _ = encode(loaded, text, max_tokens)
+    got: dict[str, torch.Tensor] = {}
+    n_layers = len(_blocks(loaded.model))
+    if not 0 <= layer < n_layers:
+        raise KDLensError(f"layer must be in 0..{n_layers - 1} (got {layer})")
+    collector = _Collector(loaded.model, lambda i, a: got.setdefault("a", a), only={layer})
+    try:
+        _forward(loaded, ids)
+    finally:
+        collector.close()
+    if "a" not in got:
+        raise KDLensError("this model returned no attention weights")
+    a = got["a"]
+    if not 0 <= head < a.shape[0]:
+        raise KDLensError(f"head must be in 0..{a.shape[0] - 1} (got {head})")
+    labels = [loaded.tokenizer.decode([i]) for i in ids.tolist()]
+    return a[head].cpu().numpy(), labels
