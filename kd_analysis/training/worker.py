@@ -154,6 +154,11 @@ def run_one(run: Run, store: RunStore) -> int:
         from kd_analysis.attribution.job import rationale_job
 
         return supervise(run, store.root, "cpu" if not _cuda() else "gpu", lambda stop: rationale_job(run, stop))
+    if kind == "attention":
+        from kd_analysis.attention.job import attention_job
+
+        return supervise(run, store.root, "cpu" if not _cuda() else "gpu",
+                         lambda stop: attention_job(run, stop, store))
     run.set_status("failed", reason=f"unknown job kind {kind!r}")
     return 2
 

@@ -1,0 +1,68 @@
+"""Head statistics for several models (one per strategy) as a background job; results reopen instantly.
+
+Config (kind "attention"): models = [{"label": ..., "run": RUN_ID} | {"label": ..., "spec": ModelSpec}], data,
+limit, max_tokens. Each model reads the bare question through its chat template (what a primed-KD student
+sees). Artefact: stats.json, one HeadStats per model, written after each model so a partial job still shows.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kd_analysis.attention.stats import MAX_TOKENS, HeadStats, head_stats
+from kd_analysis.runs import Run
+
+STATS_FILE = "stats.json"
+
+
+def attention_config(models: list[dict[str, Any]], data: str, *, limit: int = 200, max_tokens: int = MAX_TOKENS,
+                     name: str = "") -> dict[str, Any]:
+    return {"models": models, "data": data, "limit": limit, "max_tokens": max_tokens,
+            "name": name or f"Attention heads of {len(models)} model(s) on {data}"}
+
+
+def load_labelled(entry: dict[str, Any], store):
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.training.run_models import load_run_student
+
+    if entry.get("run"):
+        return load_run_student(store.get(entry["run"]))
+    return load_model(ModelSpec.from_dict(entry["spec"]))
+
+
+def attention_job(run: Run, stop: threading.Event, store) -> tuple[str, str | None, dict]:
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.priming.prompts import student_prompt
+
+    cfg = run.config()
+    examples = load_dataset(cfg["data"]).examples[: cfg.get("limit") or None]
+    total = len(examples) * len(cfg["models"])
+    done, results = 0, []
+    for entry in cfg["models"]:
+        if stop.is_set():
+            return "cancelled", f"cancelled after {len(results)} of {len(cfg['models'])} models", {}
+        loaded = load_labelled(entry, store)
+        run.log(f"{entry['label']}: {len(examples)} examples")
+        base = done
+
+        def tick(i, n):
+            if stop.is_set():
+                raise InterruptedError
+            run.append_metrics({"step": base + i, "total_steps": total, "label": entry["label"]})
+
+        try:
+            stats = head_stats(loaded, examples, lambda ex: student_prompt(loaded.tokenizer, ex), label=entry["label"],
+                               max_tokens=cfg.get("max_tokens", MAX_TOKENS), progress=tick)
+        except InterruptedError:
+            return "cancelled", f"cancelled during {entry['label']}", {}
+        done += len(examples)
+        results.append(stats.to_dict())
+        run.write_json(STATS_FILE, results)
+        del loaded
+    run.log(f"finished: {len(results)} models")
+    return "finished", None, {}
+
+
+def load_attention_run(run: Run) -> list[HeadStats]:
+    return [HeadStats.from_dict(d) for d in (run.read_json(STATS_FILE) or [])]

@@ -1,0 +1,217 @@
+"""CLI for response priming and attention heads: `prime outputs|start|table` and `attention stats|view`."""
+from __future__ import annotations
+
+from kd_analysis.cli import _print
+from kd_analysis.errors import KDLensError
+
+
+def _fmt(v, pct: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.1%}" if pct else f"{v:.3f}"
+
+
+def _templates(args) -> dict[str, str]:
+    from kd_analysis.priming.strategies import STRATEGIES
+
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STRATEGIES]
+    if unknown:
+        raise KDLensError(f"unknown strategy {unknown[0]!r}; one of {', '.join(STRATEGIES)}")
+    templates = {s: STRATEGIES[s].template for s in names}
+    for item in args.template or []:
+        name, _, text = item.partition("=")
+        if name not in templates:
+            raise KDLensError(f"--template {name}=...: {name!r} is not among --strategies")
+        templates[name] = text.replace("\\n", "\n")
+    return templates
+
+
+def cmd_prime_outputs(args) -> None:
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.priming.prompts import check_template
+    from kd_analysis.priming.teacher import summarise, teacher_outputs, to_jsonl
+
+    templates = _templates(args)
+    for t in templates.values():
+        check_template(t)
+    examples = load_dataset(args.data).examples[: args.limit]
+    teacher = load_model(ModelSpec(args.teacher, task="causal_lm", trust_remote_code=args.trust_remote_code))
+    outs = teacher_outputs(teacher, examples, templates, generate=args.generate, max_new_tokens=args.max_new_tokens,
+                           batch_size=args.batch_size)
+    if args.out:
+        from kd_analysis.fileio import atomic_write_text
+
+        atomic_write_text(args.out, to_jsonl(outs))
+    rows = summarise(outs)
+    _print(rows, args.json, lambda rs: "\n".join(
+        f"{r['strategy']:<12} gold log-prob/token {_fmt(r['gold log-prob / token'])}"
+        + (f" · accuracy {_fmt(r['accuracy'], True)} ({r['unparseable']} unparseable)" if r["accuracy"] is not None
+           else "") for r in rs))
+
+
+def cmd_prime_start(args) -> None:
+    from kd_analysis.models.specs import ModelSpec, StudentSpec
+    from kd_analysis.priming.experiment import strategy_configs
+    from kd_analysis.runs import RunStore, start_run
+    from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
+
+    if args.config:
+        base = TrainConfig.load(args.config)
+    else:
+        base = TrainConfig(teacher=ModelSpec(args.teacher, task="causal_lm"), data=args.data,
+                           student=StudentSpec(num_layers=args.student_layers), steps=args.steps,
+                           losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)], lora=LoraSettings(r=8, alpha=16),
+                           lr=args.lr, name=args.name or "")
+    store = RunStore(args.root)
+    ids = [start_run(cfg.to_dict(), store, name=cfg.name).run_id
+           for cfg in strategy_configs(base, list(_templates(args)), _templates(args))]
+    _print(ids, args.json, lambda d: "\n".join(d))
+
+
+def cmd_prime_table(args) -> None:
+    from kd_analysis.priming.experiment import accuracy_table, priming_runs
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(args.root)
+    rows = accuracy_table(store, args.runs or priming_runs(store))
+    _print(rows, args.json, lambda rs: "\n".join(
+        f"{r['strategy']:<12} student {_fmt(r['student exact match'], True)} (before {_fmt(r['student before'], True)})"
+        f" · teacher {_fmt(r['teacher exact match'], True)} · gain vs none {_fmt(r['gain vs none'], True)}"
+        f" · paper {_fmt(r['paper (GSM8K, 8B student)'], True)} · {r['run']}" for r in rs) or "no priming runs")
+
+
+def _attention_models(args) -> list[dict]:
+    from kd_analysis.models.specs import ModelSpec
+
+    models = [{"label": r, "run": r} for r in args.run or []]
+    for item in args.model or []:
+        label, _, source = item.rpartition("=")
+        models.append({"label": label or source, "spec": ModelSpec(source, task="causal_lm").to_dict()})
+    if not models:
+        raise KDLensError("give at least one --run RUN_ID or --model [LABEL=]SOURCE")
+    return models
+
+
+def cmd_attention_stats(args) -> None:
+    from kd_analysis.attention.compare import layer_profile, rank_heads
+    from kd_analysis.attention.job import load_labelled
+    from kd_analysis.attention.stats import STATS, head_stats
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.priming.prompts import student_prompt
+    from kd_analysis.runs import RunStore
+
+    if args.stat not in STATS:
+        raise KDLensError(f"--stat must be one of {', '.join(STATS)}")
+    store = RunStore(args.root)
+    examples = load_dataset(args.data).examples[: args.limit]
+    results = []
+    for entry in _attention_models(args):
+        loaded = load_labelled(entry, store)
+        results.append(head_stats(loaded, examples, lambda ex, m=loaded: student_prompt(m.tokenizer, ex),
+                                  label=entry["label"], max_tokens=args.max_tokens))
+    report = {"stat": args.stat, "examples": len(examples),
+              "profiles": {s.label: [None if v != v else round(float(v), 4) for v in layer_profile(s, args.stat)]
+                           for s in results},
+              "top_heads": rank_heads(results, args.stat, args.top) if len(results) > 1 else [],
+              "stats": [s.to_dict() for s in results] if args.full else None}
+    _print(report, args.json, lambda d: "\n".join(
+        [f"{STATS[d['stat']]} per layer (mean over heads), {d['examples']} examples:"]
+        + [f"  {label}: " + " ".join(_fmt(v) for v in prof) for label, prof in d["profiles"].items()]
+        + (["heads that vary most across models:"] + [f"  L{h['layer']} H{h['head']}: var {h['variance']:.2e}"
+                                                       for h in d["top_heads"]] if d["top_heads"] else [])))
+
+
+def cmd_attention_view(args) -> None:
+    from kd_analysis.attention.job import load_labelled
+    from kd_analysis.attention.views import attention_view, example_attentions
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.fileio import atomic_write_text
+    from kd_analysis.priming.prompts import student_prompt
+    from kd_analysis.runs import RunStore
+
+    [entry] = _attention_models(args)[:1]
+    loaded = load_labelled(entry, RunStore(args.root))
+    examples = load_dataset(args.data).examples
+    if not 0 <= args.example < len(examples):
+        raise KDLensError(f"--example must be in 0..{len(examples) - 1}")
+    att, tokens = example_attentions(loaded, student_prompt(loaded.tokenizer, examples[args.example]),
+                                     args.max_tokens)
+    html, notes = attention_view(att, tokens, kind=args.kind, max_tokens=args.max_tokens)
+    atomic_write_text(args.out, f"<!doctype html><meta charset='utf-8'><body>{html}</body>")
+    _print({"out": args.out, "tokens": len(tokens), "layers": len(att), "notes": notes}, args.json,
+           lambda d: f"wrote {d['out']} ({d['layers']} layers, {d['tokens']} tokens)" + "".join(
+               f"\nnote: {n}" for n in d["notes"]))
+
+
+def register(sub, parser_class) -> None:
+    prime = sub.add_parser("prime", help="response priming: teacher outputs per strategy, per-strategy student "
+                                         "runs, accuracy table")
+    psub = prime.add_subparsers(dest="action", required=True, parser_class=parser_class)
+
+    def strategies(q):
+        q.add_argument("--strategies", default="none,teacher,ai_to_ai,confidence,gold,cot",
+                       help="comma-separated strategy names")
+        q.add_argument("--template", action="append", metavar="NAME=TEXT",
+                       help="replace a strategy's template (needs {question}; \\n for new lines)")
+        q.add_argument("--json", action="store_true")
+
+    out = psub.add_parser("outputs", help="the teacher's gold-answer scores (and answers) per strategy, cached")
+    out.add_argument("--teacher", required=True)
+    out.add_argument("--data", required=True)
+    out.add_argument("--limit", type=int, default=50)
+    out.add_argument("--generate", action="store_true", help="also generate answers and score them")
+    out.add_argument("--max-new-tokens", type=int, default=96)
+    out.add_argument("--batch-size", type=int, default=8)
+    out.add_argument("--out", help="write one JSON line per example and strategy")
+    out.add_argument("--trust-remote-code", action="store_true")
+    strategies(out)
+    out.set_defaults(fn=cmd_prime_outputs)
+
+    start = psub.add_parser("start", help="start one LoRA student run per strategy in the background")
+    start.add_argument("--config", help="a base TrainConfig (.json/.yaml); else the options below")
+    start.add_argument("--teacher", default="smollm2-135m-instruct")
+    start.add_argument("--data", default="demo:arithmetic")
+    start.add_argument("--student-layers", type=int, default=10)
+    start.add_argument("--steps", type=int, default=100)
+    start.add_argument("--lr", type=float, default=2e-4)
+    start.add_argument("--name")
+    start.add_argument("--root", help="run store folder")
+    strategies(start)
+    start.set_defaults(fn=cmd_prime_start)
+
+    table = psub.add_parser("table", help="student accuracy per strategy and gain over unprompted KD")
+    table.add_argument("--runs", nargs="*", help="run ids (default: every priming run)")
+    table.add_argument("--root")
+    table.add_argument("--json", action="store_true")
+    table.set_defaults(fn=cmd_prime_table)
+
+    att = sub.add_parser("attention", help="attention-head statistics per model / strategy, offline bertviz views")
+    asub = att.add_subparsers(dest="action", required=True, parser_class=parser_class)
+
+    def models(q):
+        q.add_argument("--run", action="append", help="a finished run whose student to read (repeat per strategy)")
+        q.add_argument("--model", action="append", metavar="[LABEL=]SOURCE", help="a model to read")
+        q.add_argument("--data", required=True)
+        q.add_argument("--root", help="run store folder")
+        q.add_argument("--json", action="store_true")
+
+    stats = asub.add_parser("stats", help="per layer x head statistics with 95% intervals; heads ranked by "
+                                          "variance across models")
+    models(stats)
+    stats.add_argument("--limit", type=int, default=200)
+    stats.add_argument("--stat", default="entropy")
+    stats.add_argument("--top", type=int, default=10)
+    stats.add_argument("--max-tokens", type=int, default=512)
+    stats.add_argument("--full", action="store_true", help="include every head's mean and interval")
+    stats.set_defaults(fn=cmd_attention_stats)
+
+    view = asub.add_parser("view", help="write an offline bertviz head or model view as one HTML file")
+    models(view)
+    view.add_argument("--example", type=int, default=0)
+    view.add_argument("--kind", choices=["head", "model"], default="head")
+    view.add_argument("--max-tokens", type=int, default=64)
+    view.add_argument("--out", required=True)
+    view.set_defaults(fn=cmd_attention_view)
