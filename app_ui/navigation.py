@@ -20,6 +20,8 @@ WORKFLOW_PAGES = [
              "KL, reverse KL, JS, TVD, skew KL and SinKD's Sinkhorn: a toy, your own pair, transport plans."),
     PageInfo("pages/saliency_rationales.py", "Saliency rationales", ":material/highlight:", "rationales",
              "The teacher's attributions as rationales: token heatmaps, overlap with the gold answer, teacher vs student."),
+    PageInfo("pages/priming_attention.py", "Priming & attention", ":material/psychology:", "priming",
+             "The teacher under prompting strategies, one LoRA student per strategy, and their attention heads."),
     PageInfo("pages/distillation_runs.py", "Distillation runs", ":material/model_training:", "runs",
              "Start short distillation runs (GPU when present, CPU otherwise), watch them live, cancel them."),
     PageInfo("pages/compare_runs.py", "Compare runs", ":material/stacked_line_chart:", "compare",

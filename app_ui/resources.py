@@ -91,3 +91,18 @@ def show_error(exc: BaseException) -> None:
         logging.getLogger("kd-lens").exception("unexpected error")
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         st.error(f"Something went wrong: {type(exc).__name__}: {first}", icon=":material/error:")
+
+
+def load_run_model(store: Any, run_id: str) -> Any:
+    """The trained student of a finished run (LoRA merged), loaded once per server."""
+    from kd_analysis.training.run_models import load_run_student
+
+    reg = _models()
+    run = store.get(run_id)
+    key = f"run:{run.path.resolve()}:{run.status().get('updated', '')}"
+    if key not in reg.items:
+        with reg.lock:
+            if key not in reg.items:
+                with st.spinner(f"Loading the student of {run_id}…"):
+                    reg.items[key] = load_run_student(run)
+    return reg.items[key]

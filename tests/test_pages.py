@@ -219,3 +219,62 @@ def test_saliency_rationales_page(tiny_dir):
     assert "Defined / undefined" in metrics and metrics["Defined / undefined"].startswith("20 /")
     table = next(df.value for df in at.dataframe if "rationale" in df.value.columns)
     assert len(table) == 20 and "student rationale" in table.columns
+
+
+PRIMING_PAGE = "pages/priming_attention.py"
+
+
+def _arith(path, n=6):
+    import json as _json
+
+    path.write_text("".join(_json.dumps({"question": f"Ann has {i} pens and buys 2 more. How many pens?",
+                                         "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}"}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+def test_priming_page_teacher_outputs_and_bad_template(tiny_dir, tmp_path, run_root, monkeypatch):
+    monkeypatch.setenv("KD_LENS_CACHE", str(tmp_path / "cache"))
+    at = open_page(PRIMING_PAGE)
+    _no_exception(at)
+    inputs = {t.label: t for t in at.text_input}
+    inputs["Teacher (a causal language model)"].set_value(str(tiny_dir / "llama"))
+    inputs["Data (GSM8K format: question, answer with ####)"].set_value(str(_arith(tmp_path / "a.jsonl")))
+    next(n for n in at.number_input if n.label == "max new tokens").set_value(8)
+    at.run()
+    next(b for b in at.button if b.label == "Compute teacher outputs").click().run()
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    summary = next(df.value for df in at.dataframe if "gold log-prob / token" in df.value.columns)
+    assert list(summary["strategy"]) == ["none", "teacher", "ai_to_ai", "confidence", "gold", "cot"]
+    assert summary["accuracy"].notna().all()
+    per_example = next(df.value for df in at.dataframe if "parsed" in df.value.columns)
+    assert len(per_example) == 6
+    next(t for t in at.text_area if t.label == STRATEGY_TITLE).set_value("no slot here").run()
+    assert any("no {question} slot" in e.value for e in at.error)
+
+
+STRATEGY_TITLE = "Teacher"
+
+
+def test_priming_page_shows_saved_head_statistics(tiny_dir, run_root):
+    from kd_analysis.attention.job import STATS_FILE, attention_config
+    from kd_analysis.attention.stats import head_stats
+    from kd_analysis.data.example import Example
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.runs import RunStore
+
+    lm = load_model(ModelSpec(str(tiny_dir / "llama")))
+    exs = [Example(id=str(i), text=f"Ann has {i} pens.") for i in range(3)]
+    stats = [head_stats(lm, exs, lambda e, p=p: p + e.text, label=label).to_dict()
+             for label, p in (("none", ""), ("cot", "Think. "))]
+    job = RunStore(run_root).create("attention", attention_config([], "demo:arithmetic"), run_id="heads")
+    job.write_json(STATS_FILE, stats)
+    job.set_status("finished")
+    at = open_page(PRIMING_PAGE)
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    ranked = next(df.value for df in at.dataframe if "variance" in df.value.columns)
+    assert len(ranked) == 8 and {"none", "cot"} <= set(ranked.columns)
+    assert len(at.get("plotly_chart")) == 3  # layer profile, head grid, difference map (no runs: no bars)

@@ -1,0 +1,243 @@
+"""Priming & attention (Goyal et al. 2024): the teacher under prompting strategies, one student per strategy,
+the accuracy table, and how the students' attention heads differ."""
+import json
+
+import pandas as pd
+import streamlit as st
+
+from app_ui import state
+from app_ui.resources import dataset, load_run_model, load_teacher, show_error
+from kd_analysis.attention import STATS
+from kd_analysis.attention.compare import diff_map, rank_heads
+from kd_analysis.attention.job import attention_config, load_attention_run
+from kd_analysis.attention.stats import head_matrix
+from kd_analysis.attention.views import attention_view, example_attentions
+from kd_analysis.errors import KDLensError
+from kd_analysis.models.specs import ModelSpec, StudentSpec
+from kd_analysis.plots.attention import diff_heatmap, head_grid, head_matrix_plot, profile_lines
+from kd_analysis.plots.priming import accuracy_bars
+from kd_analysis.priming import STRATEGIES
+from kd_analysis.priming.experiment import accuracy_table, priming_runs, strategy_configs
+from kd_analysis.priming.prompts import check_template, format_prompt, has_chat_template, render_template, \
+    student_prompt
+from kd_analysis.priming.strategies import PAPER_GAIN
+from kd_analysis.priming.teacher import summarise, teacher_outputs, to_jsonl
+from kd_analysis.runs import RunStore, reconcile, start_run
+from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
+from kd_analysis.training.progress import run_progress
+
+store = RunStore()
+reconcile(store)
+sel = state.selection()
+st.title("Priming & attention")
+st.caption("Goyal et al. (2024) prime the teacher with a prompt before it answers, distil a LoRA student from "
+           f"its logits, and report +{PAPER_GAIN:.0%} GSM8K accuracy for their \"Ground Truth\" prompt over "
+           "unprompted KD. Here: your teacher under each strategy, one student per strategy, and their heads.")
+
+default_teacher = sel.teacher.source if sel.teacher.task == "causal_lm" else "smollm2-135m-instruct"
+c1, c2, c3 = st.columns([2, 2, 1])
+teacher_src = c1.text_input("Teacher (a causal language model)", default_teacher,
+                            help="built-in name, local folder or hub id")
+data_src = c2.text_input("Data (GSM8K format: question, answer with ####)",
+                         sel.data_source if sel.data_source.startswith("demo:arith") else "demo:arithmetic")
+n = c3.number_input("examples", 1, 2000, 8)
+chosen = st.multiselect("Strategies", list(STRATEGIES), default=list(STRATEGIES),
+                        format_func=lambda s: STRATEGIES[s].title)
+with st.expander("Edit the prompt templates ({question} is required; {answer} / {solution} show the gold truth)"):
+    templates = {}
+    for s in chosen:
+        templates[s] = st.text_area(STRATEGIES[s].title, STRATEGIES[s].template, key=f"tpl_{s}", height=90,
+                                    help=STRATEGIES[s].description)
+bad = {}
+for s, t in templates.items():
+    try:
+        check_template(t)
+    except KDLensError as exc:
+        bad[s] = str(exc)
+for s, msg in bad.items():
+    st.error(f"{STRATEGIES[s].title}: {msg}", icon=":material/error:")
+templates = {s: t for s, t in templates.items() if s not in bad}
+
+tab_out, tab_runs, tab_heads = st.tabs(["Teacher outputs", "Student runs", "Attention heads"])
+
+with tab_out:
+    st.caption("Per strategy: the teacher's log-probability of the gold worked answer after the primed prompt "
+               "(one forward pass, the paper's set-up) and, optionally, its own greedy answer scored by the paper's "
+               "rules. Results are cached per model, template and example, so reruns are instant.")
+    g1, g2, g3 = st.columns([1, 1, 2])
+    generate = g1.checkbox("Also generate answers", value=True, help="about 1–3 s per answer on a CPU")
+    max_new = g2.number_input("max new tokens", 8, 512, 96)
+    run_it = g3.button("Compute teacher outputs", type="primary", disabled=not templates)
+    key = json.dumps([teacher_src, data_src, int(n), templates, generate, int(max_new)])
+    if run_it:
+        st.session_state["_prime_key"] = key
+    if st.session_state.get("_prime_key") == key:
+        try:
+            teacher = load_teacher(ModelSpec(teacher_src, task="causal_lm"))
+            examples = dataset(data_src).examples[: int(n)]
+            if any(ex.answer is None for ex in examples):
+                raise KDLensError(f"{data_src} has examples without a gold answer; priming needs GSM8K-style data")
+            if not has_chat_template(teacher.tokenizer):
+                st.info("This model has no chat template: prompts are sent as plain text ending in 'Answer:'.",
+                        icon=":material/info:")
+            bar = st.progress(0.0, text="Scoring…")
+            outs = teacher_outputs(teacher, examples, templates, generate=generate, max_new_tokens=int(max_new),
+                                   progress=lambda s, i, k: bar.progress(min(i / max(k, 1), 1.0),
+                                                                         text=f"{s}: {i}/{k}"))
+            bar.empty()
+            summary = pd.DataFrame(summarise(outs))
+            st.dataframe(summary, hide_index=True, width="stretch",
+                         column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+            texts = {ex.id: ex for ex in examples}
+            pick = st.selectbox("Example", [ex.id for ex in examples],
+                                format_func=lambda i: f"{i}: {texts[i].text[:100]}")
+            ex = texts[pick]
+            st.markdown(f"**Question:** {ex.text}  \n**Gold:** {ex.answer}")
+            rows = []
+            for s, items in outs.items():
+                o = next(x for x in items if x.example_id == pick)
+                verdict = "" if o.generated is None else ("✓" if o.correct else ("✗ no number" if o.predicted is None
+                                                                                  else "✗"))
+                rows.append({"strategy": STRATEGIES[s].title, "gold log-prob / token": o.answer_logprob_per_token,
+                             "answer": o.generated, "parsed": o.predicted, "right": verdict,
+                             "prompt tokens": o.prompt_tokens})
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+            with st.expander("Exact prompts the teacher read"):
+                for s, t in templates.items():
+                    st.markdown(f"**{STRATEGIES[s].title}**")
+                    st.code(format_prompt(teacher.tokenizer, render_template(t, ex)), language=None)
+            st.download_button("Teacher outputs (JSONL)", to_jsonl(outs), "teacher_outputs.jsonl", "application/json")
+        except Exception as exc:
+            show_error(exc)
+
+with tab_runs:
+    st.caption("One LoRA student per strategy, all else equal. The student reads the bare question; the KD term "
+               "compares it with the primed teacher on the same gold-answer tokens (reverse KL by default, as in "
+               "the paper). Runs queue for the device and keep going if you close the browser.")
+    with st.form("prime_runs"):
+        r1, r2, r3, r4, r5, r6 = st.columns(6)
+        layers = r1.number_input("student layers", 1, 64, 10, help="layers kept from the teacher, evenly spaced")
+        steps = r2.number_input("steps", 1, 100_000, 60)
+        lr = r3.number_input("learning rate", 1e-7, 1.0, 3e-4, format="%.1e")
+        kd = r4.selectbox("KD loss", ["rkl", "kl", "js", "tvd", "sinkhorn"])
+        kd_w = r5.number_input("KD weight", 0.0, 10.0, 0.4, 0.05)
+        tau = r6.number_input("τ", 0.1, 20.0, 2.0, 0.5)
+        s1, s2, s3, s4 = st.columns(4)
+        ce_w = s1.number_input("CE weight", 0.0, 10.0, 0.6, 0.05)
+        lora_r = s2.number_input("LoRA r", 1, 256, 8)
+        batch = s3.number_input("batch", 1, 256, 8)
+        eval_size = s4.number_input("eval examples", 1, 5000, 40)
+        go = st.form_submit_button(f"Start {len(templates)} student runs", type="primary", disabled=not templates)
+    if go:
+        try:
+            base = TrainConfig(teacher=ModelSpec(teacher_src, task="causal_lm"), data=data_src,
+                               student=StudentSpec(num_layers=int(layers)), steps=int(steps), lr=float(lr),
+                               losses=[t for t in (LossTerm("ce", float(ce_w)), LossTerm(kd, float(kd_w)))
+                                       if t.weight > 0], tau=float(tau), batch_size=int(batch),
+                               eval_size=int(eval_size), eval_every=max(int(steps) // 2, 1),
+                               lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)))
+            ids = [start_run(c.to_dict(), store, name=c.name).run_id
+                   for c in strategy_configs(base, list(templates), templates)]
+            st.success(f"Started {len(ids)} runs: {', '.join(ids)}", icon=":material/play_circle:")
+        except Exception as exc:
+            show_error(exc)
+
+    @st.fragment(run_every=3)
+    def runs_table() -> None:
+        ids = priming_runs(store)
+        if not ids:
+            st.info("No priming runs yet: start them above, or regenerate the reference runs with "
+                    "`python -m kd_analysis runs make-reference`.", icon=":material/info:")
+            return
+        for rid in ids[:12]:
+            p = run_progress(store.get(rid))
+            if p.state in ("queued", "running"):
+                st.progress(p.fraction, text=f"{p.name} · {p.state} · step {p.step}/{p.total or '?'}")
+        table = pd.DataFrame(accuracy_table(store, ids))
+        st.plotly_chart(accuracy_bars(table.to_dict("records")), width="stretch")
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="percent") for c in
+                                    ("student exact match", "student before", "teacher exact match", "gain vs none",
+                                     "paper (GSM8K, 8B student)")})
+        st.download_button("Accuracy table (CSV)", table.to_csv(index=False), "priming_accuracy.csv", "text/csv")
+
+    runs_table()
+
+with tab_heads:
+    st.caption("Per layer × head statistics over many examples with 95% intervals, computed layer by layer (one "
+               "attention matrix in memory at a time). Students of one experiment share an architecture, so heads "
+               "line up across strategies.")
+    finished = [r for r in priming_runs(store) if store.get(r).status().get("state") == "finished"
+                and (store.get(r).path / "checkpoint").exists()]
+    jobs = [j for j in store.list(kind="attention")]
+    h1, h2 = st.columns([3, 1])
+    pick_runs = h1.multiselect("Students (finished priming runs)", finished, default=finished[:6],
+                               format_func=lambda r: f"{(store.get(r).config().get('priming') or {}).get('strategy')}"
+                                                     f" · {r}")
+    n_heads = h2.number_input("examples for head statistics", 2, 2000, 100)
+    if st.button("Compute head statistics in the background", disabled=not pick_runs):
+        models = [{"label": (store.get(r).config().get("priming") or {}).get("strategy", r), "run": r}
+                  for r in pick_runs]
+        job = start_run(attention_config(models, data_src, limit=int(n_heads)), store, kind="attention")
+        st.session_state["_attention_open"] = job.run_id
+    if jobs:
+        opened = st.selectbox("Saved head statistics", [j.run_id for j in jobs],
+                              index=next((i for i, j in enumerate(jobs)
+                                          if j.run_id == st.session_state.get("_attention_open")), 0),
+                              format_func=lambda j: f"{store.get(j).config().get('name')} · {j} · "
+                                                    f"{run_progress(store.get(j)).state}")
+        try:
+            stats = load_attention_run(store.get(opened))
+            p = run_progress(store.get(opened))
+            if p.state in ("queued", "running"):
+                st.progress(p.fraction, text=f"{p.state}: {p.step}/{p.total or '?'} (reopen to refresh)")
+            if not stats:
+                st.info("No model finished yet in this job.", icon=":material/hourglass_top:")
+            else:
+                stat = st.selectbox("Statistic", list(STATS), format_func=STATS.get)
+                for s in stats:
+                    for note in s.notes:
+                        st.caption(f"{s.label}: {note}")
+                st.plotly_chart(profile_lines(stats, stat), width="stretch")
+                st.plotly_chart(head_grid(stats, stat), width="stretch")
+                if len(stats) >= 2:
+                    labels = [s.label for s in stats]
+                    d1, d2 = st.columns(2)
+                    a = d1.selectbox("Difference: strategy a", labels, index=len(labels) - 1)
+                    b = d2.selectbox("minus strategy b", labels, index=0)
+                    by = {s.label: s for s in stats}
+                    st.plotly_chart(diff_heatmap(diff_map(by[a], by[b], stat)), width="stretch")
+                    st.markdown("**Heads that vary most across strategies**")
+                    st.dataframe(pd.DataFrame(rank_heads(stats, stat, top=10)), hide_index=True, width="stretch")
+                st.download_button("Head statistics (JSON)", json.dumps([s.to_dict() for s in stats]),
+                                   "head_stats.json", "application/json")
+        except Exception as exc:
+            show_error(exc)
+
+    st.subheader("One head, one example")
+    if finished:
+        try:
+            e1, e2, e3, e4 = st.columns([2, 2, 1, 1])
+            rid = e1.selectbox("Student", finished, format_func=lambda r: f"{(store.get(r).config().get('priming') or {}).get('strategy')} · {r}")
+            examples = dataset(data_src).examples
+            idx = e2.number_input("example index", 0, len(examples) - 1, 0)
+            student = load_run_model(store, rid)
+            text = student_prompt(student.tokenizer, examples[int(idx)])
+            n_layers = student.info().layers
+            layer = e3.number_input("layer", 0, max(n_layers - 1, 0), max(n_layers - 1, 0))
+            head = e4.number_input("head", 0, max(student.info().heads - 1, 0), 0)
+            matrix, tokens = head_matrix(student, text, int(layer), int(head))
+            st.plotly_chart(head_matrix_plot(matrix, tokens, f"layer {layer}, head {head}"), width="stretch")
+            with st.expander("bertviz view (offline, last 48 tokens)"):
+                kind = st.radio("view", ["head", "model"], horizontal=True)
+                att, toks = example_attentions(student, text, 48)
+                html, notes = attention_view(att, toks, kind=kind, max_tokens=48,
+                                             layers=None if kind == "head" else list(range(max(0, len(att) - 4),
+                                                                                          len(att))))
+                for note in notes:
+                    st.caption(note)
+                st.iframe(html, height=720 if kind == "model" else 560)
+        except Exception as exc:
+            show_error(exc)
+    else:
+        st.info("Head drill-down needs a finished priming run with a saved student.", icon=":material/info:")
