@@ -27,6 +27,7 @@ PAGES = [
     ("runs", "New run", '[data-testid="stForm"]'),
     ("rationales", "Examples", ".js-plotly-plot"),
     ("compare", "Final metrics", '[data-testid="stDataFrame"]'),
+    ("priming", "Teacher outputs", '[role="tablist"]'),
 ]
 
 if not Path(CHROMIUM).exists():
@@ -153,6 +154,54 @@ def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
     page.get_by_text("Config differences").wait_for(timeout=120_000)
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=120_000)
     _shoot(page, "compare", 1500)
+    page.close()
+
+
+def test_saved_rationale_jobs_reopen_in_browser(server, browser):
+    """The shipped SmolLM2 rationale job opens from the page without recomputing; agreement table shown."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    page.goto(f"{server}/rationales", wait_until="domcontentloaded")
+    page.get_by_text("Examples").first.wait_for(timeout=180_000)
+    page.get_by_text("Whole data set in the background").click()
+    page.get_by_text("Teacher–student agreement across saved jobs").wait_for(timeout=60_000)
+    row = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="reference-smollm2-rationales")
+    row.get_by_role("button", name="Open").click()
+    page.get_by_text("Showing the saved job reference-smollm2-rationales").wait_for(timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    _shoot(page, "rationales_smollm2_job", 2000)
+    page.close()
+
+
+def test_priming_heads_tab_in_browser(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(f"{server}/priming", wait_until="domcontentloaded")
+    _open_tab(page, "Student runs", "One LoRA student per strategy")
+    page.wait_for_timeout(3000)
+    _shoot(page, "priming_runs", 1500)
+    _open_tab(page, "Attention heads", "Per layer × head statistics")
+    page.wait_for_timeout(3000)
+    _shoot(page, "priming_heads", 1500)
+    page.close()
+
+
+def test_offline_bertviz_view_draws_without_network(browser, tmp_path, tiny_dir):
+    from kd_analysis.attention.views import attention_view, example_attentions
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+
+    lm = load_model(ModelSpec(str(tiny_dir / "llama")))
+    att, tokens = example_attentions(lm, "Ann has 3 pens and buys 2 more.")
+    html, _ = attention_view(att, tokens, kind="head")
+    f = tmp_path / "view.html"
+    f.write_text(f"<!doctype html><meta charset='utf-8'><body>{html}</body>", encoding="utf-8")
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f.as_uri())
+    page.locator("svg text").first.wait_for(timeout=30_000)
+    assert page.locator("svg text").count() >= len(tokens)  # both token columns drawn
+    assert [r for r in requests if not r.startswith("file:")] == []
+    page.screenshot(path=str(SHOTS / "bertviz_offline.png"))
     page.close()
 
 

@@ -102,8 +102,39 @@ def rationale_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     ]
 
 
+PRIMING_PREFIX = "reference-smollm2-priming-"
+# CPU scale: ~6 minutes per strategy on 2 cores. Enough to show the workflow end to end; far too little training
+# to rank strategies (a GPU run: `python -m kd_analysis prime start --steps 1000 ...`).
+PRIMING = dict(steps=20, batch_size=8, lr=1e-3, max_length=160, eval_size=24, eval_every=20, max_new_tokens=64,
+               seed=0, device="cpu", tau=2.0)
+PRIMING_STUDENT_KEEP = tuple(i for i in range(30) if not 18 <= i < 22)  # 26 of 30 layers: middle ones dropped
+
+
+def priming_plan(store: RunStore) -> list[tuple[str, str, dict]]:
+    """SmolLM2-135M-Instruct primed by each strategy -> a layer-dropped student (LoRA on q/k/v/o as in the paper,
+    r 8), on the arithmetic demo; then the students' attention heads over 100 questions."""
+    from kd_analysis.attention.job import attention_config
+    from kd_analysis.priming.experiment import strategy_configs
+    from kd_analysis.priming.strategies import STRATEGIES
+
+    base = TrainConfig(name="Reference", teacher=ModelSpec("smollm2-135m-instruct", task="causal_lm"),
+                       student=StudentSpec(keep_layers=PRIMING_STUDENT_KEEP), data="demo:arithmetic",
+                       losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
+                       lora=LoraSettings(r=8, alpha=16, dropout=0.1,
+                                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]), **PRIMING)
+    plan = [(PRIMING_PREFIX + cfg.priming.strategy, "train", cfg.to_dict())
+            for cfg in strategy_configs(base, list(STRATEGIES))]
+    models = [{"label": rid.removeprefix(PRIMING_PREFIX), "run": rid} for rid, _, _ in plan]
+    plan.append(("reference-smollm2-priming-heads", "attention",
+                 attention_config(models, "demo:arithmetic", limit=100,
+                                  name="Reference: attention heads of the per-strategy students")))
+    return plan
+
+
+
 def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
-    return [(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)] + rationale_plan(store)
+    return ([(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)] + rationale_plan(store)
+            + priming_plan(store))
 
 
 def make_reference(store: RunStore | None = None, log: Callable[[str], None] = print,
