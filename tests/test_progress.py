@@ -31,6 +31,18 @@ def test_progress_fraction_and_eta(store):
     assert run_progress(store.get("b")).fraction == 1.0
 
 
+def test_progress_of_background_jobs_without_a_loss(store):
+    """Rationale and attention jobs report progress records only; their config's `steps` means IG steps."""
+    job = store.create("rationales", {"name": "R", "steps": 32, "method": "ig"}, run_id="job")
+    job.set_status("running")
+    for s in (1, 2, 3):
+        job.append_metrics({"step": s, "total_steps": 10, "role": "teacher"})
+    p = run_progress(store.get("job"))
+    assert (p.step, p.total, p.fraction) == (3, 10, 0.3)
+    fresh = store.create("rationales", {"name": "R", "steps": 32}, run_id="fresh")
+    assert run_progress(fresh).total is None  # never mistake IG steps for progress
+
+
 def test_compare_data(store):
     assert metric_names(store, ["a", "b"])[:2] == ["loss", "loss_ce"]
     c = curves(store, ["a", "b"], "loss")

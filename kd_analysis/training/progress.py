@@ -39,9 +39,10 @@ def _latest(records: list[dict], prefix: str) -> dict[str, float]:
 
 def run_progress(run: Run) -> RunProgress:
     st, cfg, metrics = run.status(), run.config(), run.metrics()
-    steps = [m for m in metrics if "loss" in m]
+    steps = [m for m in metrics if "loss" in m or "total_steps" in m]  # training steps, or job progress records
     last = steps[-1] if steps else {}
-    total = last.get("total_steps") or (cfg.get("steps") if not cfg.get("epochs") else None)
+    planned = cfg.get("steps") if cfg.get("kind", "train") == "train" and not cfg.get("epochs") else None
+    total = last.get("total_steps") or planned
     step = int(last.get("step", 0))
     state = st.get("state", "unknown")
     fraction = 1.0 if state == "finished" else (min(step / total, 1.0) if total else 0.0)
