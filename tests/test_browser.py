@@ -113,6 +113,15 @@ def _shoot(page, name: str, pause_ms: int = 1000) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, f"an exception box is shown on {name}"
 
 
+def _dismiss_page_not_found(page) -> None:
+    """Streamlit's router shows a "Page not found" dialog when a fresh server's first request is a deep link,
+    though it then draws the right page; close it (a Streamlit quirk, not ours)."""
+    dialog = page.get_by_role("dialog").filter(has_text="Page not found")
+    if dialog.count():
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden", timeout=10_000)
+
+
 def _open_tab(page, tab: str, marker: str) -> None:
     page.get_by_role("tab", name=tab).click()
     page.get_by_text(marker).first.wait_for(timeout=120_000)
@@ -162,7 +171,9 @@ def test_saved_rationale_jobs_reopen_in_browser(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
     page.goto(f"{server}/rationales", wait_until="domcontentloaded")
     page.get_by_text("Examples").first.wait_for(timeout=180_000)
-    page.get_by_text("Whole data set in the background").click()
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    _dismiss_page_not_found(page)
+    page.locator("summary", has_text="Whole data set in the background").click()
     page.get_by_text("Teacher–student agreement across saved jobs").wait_for(timeout=60_000)
     row = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="reference-smollm2-rationales")
     row.get_by_role("button", name="Open").click()
