@@ -166,3 +166,27 @@ def test_cli_attention_stats_view_and_prime(tiny_dir, tmp_path):
     assert_clean_error(cli("prime", "outputs", "--teacher", llama, "--data", str(data), "--strategies", "none",
                            "--template", "none=no slot here"), "no {question} slot")
     assert_clean_error(cli("attention", "stats", "--data", str(data)), "at least one --run")
+
+
+def test_attention_job_primes_one_model_per_template(tiny_dir, tmp_path, monkeypatch):
+    from kd_analysis.attention import job as job_mod
+    from kd_analysis.attention.job import attention_config, load_attention_run
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.worker import run_one
+
+    data = tmp_path / "arith.jsonl"
+    data.write_text("".join(json.dumps({"question": f"Ann has {i} pens and buys 2 more. How many pens?",
+                                        "answer": f"#### {i + 2}"}) + "\n" for i in range(4)))
+    spec = ModelSpec(str(tiny_dir / "llama")).to_dict()
+    models = [{"label": "none", "spec": spec, "template": "{question}"},
+              {"label": "cot", "spec": spec, "template": "{question}\nLet's think step by step, carefully."}]
+    loads = []
+    original = job_mod.load_labelled
+    monkeypatch.setattr(job_mod, "load_labelled", lambda e, s: loads.append(e) or original(e, s))
+    store = RunStore(tmp_path / "runs")
+    run = store.create("attention", attention_config(models, str(data), limit=4), run_id="heads")
+    assert run_one(run, store) == 0 and run.status()["state"] == "finished"
+    stats = load_attention_run(store.get("heads"))
+    assert [s.label for s in stats] == ["none", "cot"] and len(loads) == 1  # one model, two prompts
+    assert not np.allclose(stats[0].mean["entropy"], stats[1].mean["entropy"])  # the prompt changes the heads
+    assert [m["step"] for m in run.metrics()] == list(range(1, 9))

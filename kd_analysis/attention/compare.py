@@ -6,6 +6,7 @@ larger than the two 95% half-widths combined (sqrt(ci_a² + ci_b²)), a conserva
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +46,9 @@ def rank_heads(stats: list[HeadStats], stat: str, top: int = 10) -> list[dict]:
         raise KDLensError("ranking heads by their variance across strategies needs at least two strategies")
     _check_same_shape(stats)
     cube = np.stack([s.mean[stat] for s in stats])  # [S, layers, heads]
-    with np.errstate(invalid="ignore"):
-        var = np.nanvar(cube, axis=0) if np.isfinite(cube).any() else np.full(cube.shape[1:], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        var = np.nanvar(cube, axis=0)
     order = [i for i in np.argsort(-np.nan_to_num(var, nan=-1.0), axis=None) if np.isfinite(var.flat[i])][:top]
     rows = []
     for flat in order:
@@ -58,5 +60,6 @@ def rank_heads(stats: list[HeadStats], stat: str, top: int = 10) -> list[dict]:
 
 def layer_profile(stats: HeadStats, stat: str) -> np.ndarray:
     """Mean over heads per layer (the paper's per-layer reading)."""
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # layer 0 has no previous layer: an all-nan row stays nan
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(stats.mean[stat], axis=1)

@@ -2,10 +2,12 @@
 
 Config (kind "attention"): models = [{"label": ..., "run": RUN_ID} | {"label": ..., "spec": ModelSpec}], data,
 limit, max_tokens. Each model reads the bare question through its chat template (what a primed-KD student
-sees). Artefact: stats.json, one HeadStats per model, written after each model so a partial job still shows.
+sees), or, when the entry has a "template", the question primed by that template (the teacher under each
+strategy). Artefact: stats.json, one HeadStats per entry, written after each so a partial job still shows.
 """
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -31,18 +33,30 @@ def load_labelled(entry: dict[str, Any], store):
     return load_model(ModelSpec.from_dict(entry["spec"]))
 
 
+def entry_prompt(entry: dict[str, Any], loaded):
+    """How an entry's model reads an example: primed by its template, or the bare question."""
+    from kd_analysis.priming.prompts import format_prompt, render_template, student_prompt
+
+    if entry.get("template"):
+        template = entry["template"]
+        return lambda ex: format_prompt(loaded.tokenizer, render_template(template, ex))
+    return lambda ex: student_prompt(loaded.tokenizer, ex)
+
+
 def attention_job(run: Run, stop: threading.Event, store) -> tuple[str, str | None, dict]:
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.priming.prompts import student_prompt
 
     cfg = run.config()
     examples = load_dataset(cfg["data"]).examples[: cfg.get("limit") or None]
     total = len(examples) * len(cfg["models"])
     done, results = 0, []
+    cache: dict[str, object] = {}
     for entry in cfg["models"]:
         if stop.is_set():
             return "cancelled", f"cancelled after {len(results)} of {len(cfg['models'])} models", {}
-        loaded = load_labelled(entry, store)
+        key = json.dumps({k: v for k, v in entry.items() if k not in ("label", "template")}, sort_keys=True)
+        loaded = cache.get(key) or load_labelled(entry, store)
+        cache = {key: loaded}  # one model in memory; entries that share it (templates) reuse it
         run.log(f"{entry['label']}: {len(examples)} examples")
         base = done
 
@@ -52,14 +66,13 @@ def attention_job(run: Run, stop: threading.Event, store) -> tuple[str, str | No
             run.append_metrics({"step": base + i, "total_steps": total, "label": entry["label"]})
 
         try:
-            stats = head_stats(loaded, examples, lambda ex: student_prompt(loaded.tokenizer, ex), label=entry["label"],
+            stats = head_stats(loaded, examples, entry_prompt(entry, loaded), label=entry["label"],
                                max_tokens=cfg.get("max_tokens", MAX_TOKENS), progress=tick)
         except InterruptedError:
             return "cancelled", f"cancelled during {entry['label']}", {}
         done += len(examples)
         results.append(stats.to_dict())
         run.write_json(STATS_FILE, results)
-        del loaded
     run.log(f"finished: {len(results)} models")
     return "finished", None, {}
 

@@ -132,9 +132,24 @@ def priming_plan(store: RunStore) -> list[tuple[str, str, dict]]:
 
 
 
+TEACHER_HEADS = "reference-smollm2-teacher-heads"
+
+
+def teacher_heads_plan() -> list[tuple[str, str, dict]]:
+    """SmolLM2's own heads while it reads each strategy's prompt (100 arithmetic questions): no training needed,
+    so the demo has head maps per strategy on any machine."""
+    from kd_analysis.attention.job import attention_config
+    from kd_analysis.priming.strategies import STRATEGIES
+
+    spec = ModelSpec("smollm2-135m-instruct", task="causal_lm").to_dict()
+    models = [{"label": name, "spec": spec, "template": s.template} for name, s in STRATEGIES.items()]
+    return [(TEACHER_HEADS, "attention", attention_config(models, "demo:arithmetic", limit=100,
+                                                          name="Reference: SmolLM2's heads under each strategy"))]
+
+
 def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     return ([(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)] + rationale_plan(store)
-            + priming_plan(store))
+            + teacher_heads_plan() + priming_plan(store))
 
 
 def make_reference(store: RunStore | None = None, log: Callable[[str], None] = print,
