@@ -136,14 +136,14 @@ TEACHER_HEADS = "reference-smollm2-teacher-heads"
 
 
 def teacher_heads_plan() -> list[tuple[str, str, dict]]:
-    """SmolLM2's own heads while it reads each strategy's prompt (100 arithmetic questions): no training needed,
+    """SmolLM2's own heads while it reads each strategy's prompt (40 arithmetic questions): no training needed,
     so the demo has head maps per strategy on any machine."""
     from kd_analysis.attention.job import attention_config
     from kd_analysis.priming.strategies import STRATEGIES
 
     spec = ModelSpec("smollm2-135m-instruct", task="causal_lm").to_dict()
     models = [{"label": name, "spec": spec, "template": s.template} for name, s in STRATEGIES.items()]
-    return [(TEACHER_HEADS, "attention", attention_config(models, "demo:arithmetic", limit=100,
+    return [(TEACHER_HEADS, "attention", attention_config(models, "demo:arithmetic", limit=40,
                                                           name="Reference: SmolLM2's heads under each strategy"))]
 
 
