@@ -17,6 +17,7 @@ from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.attention import diff_heatmap, head_grid, head_matrix_plot, profile_lines
 from kd_analysis.plots.priming import accuracy_bars
 from kd_analysis.priming import STRATEGIES
+from kd_analysis.priming.job import KIND as OUTPUTS_KIND, load_outputs_run, outputs_config
 from kd_analysis.priming.experiment import accuracy_table, priming_runs, strategy_configs
 from kd_analysis.priming.prompts import check_template, format_prompt, has_chat_template, render_template, \
     student_prompt
@@ -60,14 +61,78 @@ templates = {s: t for s, t in templates.items() if s not in bad}
 
 tab_out, tab_runs, tab_heads = st.tabs(["Teacher outputs", "Student runs", "Attention heads"])
 
+def show_outputs(outs: dict, examples: list, templates: dict, tokenizer=None, key: str = "") -> None:
+    """Per-strategy summary, then one example across strategies (live results and saved jobs alike)."""
+    summary = pd.DataFrame(summarise(outs))
+    st.dataframe(summary, hide_index=True, width="stretch",
+                 column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+    texts = {ex.id: ex for ex in examples}
+    ids = [i for i in texts if all(any(o.example_id == i for o in items) for items in outs.values())]
+    if not ids:
+        return
+    pick = st.selectbox("Example", ids, format_func=lambda i: f"{i}: {texts[i].text[:100]}", key=f"ex_{key}")
+    ex = texts[pick]
+    st.markdown(f"**Question:** {ex.text}  \n**Gold:** {ex.answer}")
+    rows = []
+    for s, items in outs.items():
+        o = next(x for x in items if x.example_id == pick)
+        verdict = "" if o.generated is None else ("✓" if o.correct else ("✗ no number" if o.predicted is None else "✗"))
+        rows.append({"strategy": STRATEGIES[s].title if s in STRATEGIES else s,
+                     "gold log-prob / token": o.answer_logprob_per_token, "answer": o.generated,
+                     "parsed": o.predicted, "right": verdict, "prompt tokens": o.prompt_tokens})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    with st.expander("Exact prompts the teacher read" if tokenizer else "Prompts (before the chat template)"):
+        for s, t in templates.items():
+            st.markdown(f"**{STRATEGIES[s].title if s in STRATEGIES else s}**")
+            text = render_template(t, ex)
+            st.code(format_prompt(tokenizer, text) if tokenizer else text, language=None)
+    st.download_button("Teacher outputs (JSONL)", to_jsonl(outs), "teacher_outputs.jsonl", "application/json",
+                       key=f"dl_{key}")
+
+
 with tab_out:
     st.caption("Per strategy: the teacher's log-probability of the gold worked answer after the primed prompt "
-               "(one forward pass, the paper's set-up) and, optionally, its own greedy answer scored by the paper's "
-               "rules. Results are cached per model, template and example, so reruns are instant.")
-    g1, g2, g3 = st.columns([1, 1, 2])
+               "(one forward pass, the paper's set-up) and its own greedy answer scored by the paper's rules "
+               "(an answer with no number counts wrong).")
+    saved = store.list(kind=OUTPUTS_KIND)
+    if saved:
+        opened = st.selectbox("Saved teacher outputs", [j.run_id for j in saved],
+                              index=next((i for i, j in enumerate(saved)
+                                          if j.run_id == st.session_state.get("_outputs_open")), 0),
+                              format_func=lambda j: f"{store.get(j).config().get('name')} · {j} · "
+                                                    f"{run_progress(store.get(j)).state}")
+        try:
+            job = store.get(opened)
+            p = run_progress(job)
+            if p.state in ("queued", "running"):
+                st.progress(p.fraction, text=f"{p.state}: {p.step}/{p.total or '?'} (reopen to refresh)")
+            outs = load_outputs_run(job)
+            if outs:
+                jcfg = job.config()
+                st.caption(f"Teacher {jcfg['teacher']['source']} on {jcfg['data']}, first {jcfg.get('limit')} "
+                           f"examples, up to {jcfg.get('max_new_tokens')} new tokens.")
+                show_outputs(outs, dataset(jcfg["data"]).examples[: jcfg.get("limit") or None],
+                             {t["strategy"]: t["template"] for t in jcfg["templates"]}, key="saved")
+            else:
+                st.info("No strategy finished yet in this job.", icon=":material/hourglass_top:")
+        except Exception as exc:
+            show_error(exc)
+    st.subheader("Compute for the settings above")
+    g1, g2, g3, g4 = st.columns([1, 1, 1, 1])
     generate = g1.checkbox("Also generate answers", value=True, help="about 1–3 s per answer on a CPU")
     max_new = g2.number_input("max new tokens", 8, 512, 96)
-    run_it = g3.button("Compute teacher outputs", type="primary", disabled=not templates)
+    run_it = g3.button("Compute now", type="primary", disabled=not templates,
+                       help="here, while you wait; cached per model, template and example, so reruns are instant")
+    if g4.button("Compute in the background", disabled=not templates,
+                 help="a saved job: keeps going if you close the browser, and reopens above"):
+        try:
+            job = start_run(outputs_config(ModelSpec(teacher_src, task="causal_lm").to_dict(), data_src, templates,
+                                           limit=int(n), generate=generate, max_new_tokens=int(max_new)),
+                            store, kind=OUTPUTS_KIND)
+            st.session_state["_outputs_open"] = job.run_id
+            st.success(f"Started {job.run_id}: reopen it above.", icon=":material/play_circle:")
+        except Exception as exc:
+            show_error(exc)
     key = json.dumps([teacher_src, data_src, int(n), templates, generate, int(max_new)])
     if run_it:
         st.session_state["_prime_key"] = key
@@ -85,28 +150,7 @@ with tab_out:
                                    progress=lambda s, i, k: bar.progress(min(i / max(k, 1), 1.0),
                                                                          text=f"{s}: {i}/{k}"))
             bar.empty()
-            summary = pd.DataFrame(summarise(outs))
-            st.dataframe(summary, hide_index=True, width="stretch",
-                         column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
-            texts = {ex.id: ex for ex in examples}
-            pick = st.selectbox("Example", [ex.id for ex in examples],
-                                format_func=lambda i: f"{i}: {texts[i].text[:100]}")
-            ex = texts[pick]
-            st.markdown(f"**Question:** {ex.text}  \n**Gold:** {ex.answer}")
-            rows = []
-            for s, items in outs.items():
-                o = next(x for x in items if x.example_id == pick)
-                verdict = "" if o.generated is None else ("✓" if o.correct else ("✗ no number" if o.predicted is None
-                                                                                  else "✗"))
-                rows.append({"strategy": STRATEGIES[s].title, "gold log-prob / token": o.answer_logprob_per_token,
-                             "answer": o.generated, "parsed": o.predicted, "right": verdict,
-                             "prompt tokens": o.prompt_tokens})
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-            with st.expander("Exact prompts the teacher read"):
-                for s, t in templates.items():
-                    st.markdown(f"**{STRATEGIES[s].title}**")
-                    st.code(format_prompt(teacher.tokenizer, render_template(t, ex)), language=None)
-            st.download_button("Teacher outputs (JSONL)", to_jsonl(outs), "teacher_outputs.jsonl", "application/json")
+            show_outputs(outs, examples, templates, teacher.tokenizer, key="live")
         except Exception as exc:
             show_error(exc)
 
@@ -215,29 +259,37 @@ with tab_heads:
             show_error(exc)
 
     st.subheader("One head, one example")
-    if finished:
+    models = [("run", r) for r in finished] + [("teacher", t) for t in templates]
+    if models and st.toggle("Drill into one head", help="loads the model: a few seconds the first time"):
         try:
             e1, e2, e3, e4 = st.columns([2, 2, 1, 1])
-            rid = e1.selectbox("Student", finished, format_func=lambda r: f"{(store.get(r).config().get('priming') or {}).get('strategy')} · {r}")
+            kind, which = e1.selectbox(
+                "Model", models, format_func=lambda m: (
+                    f"student of {(store.get(m[1]).config().get('priming') or {}).get('strategy')} · {m[1]}"
+                    if m[0] == "run" else f"teacher under {STRATEGIES[m[1]].title}"))
             examples = dataset(data_src).examples
             idx = e2.number_input("example index", 0, len(examples) - 1, 0)
-            student = load_run_model(store, rid)
-            text = student_prompt(student.tokenizer, examples[int(idx)])
-            n_layers = student.info().layers
+            if kind == "run":
+                model = load_run_model(store, which)
+                text = student_prompt(model.tokenizer, examples[int(idx)])
+            else:
+                model = load_teacher(ModelSpec(teacher_src, task="causal_lm"))
+                text = format_prompt(model.tokenizer, render_template(templates[which], examples[int(idx)]))
+            n_layers = model.info().layers
             layer = e3.number_input("layer", 0, max(n_layers - 1, 0), max(n_layers - 1, 0))
-            head = e4.number_input("head", 0, max(student.info().heads - 1, 0), 0)
-            matrix, tokens = head_matrix(student, text, int(layer), int(head))
+            head = e4.number_input("head", 0, max(model.info().heads - 1, 0), 0)
+            matrix, tokens = head_matrix(model, text, int(layer), int(head))
             st.plotly_chart(head_matrix_plot(matrix, tokens, f"layer {layer}, head {head}"), width="stretch")
             with st.expander("bertviz view (offline, last 48 tokens)"):
-                kind = st.radio("view", ["head", "model"], horizontal=True)
-                att, toks = example_attentions(student, text, 48)
-                html, notes = attention_view(att, toks, kind=kind, max_tokens=48,
-                                             layers=None if kind == "head" else list(range(max(0, len(att) - 4),
+                view = st.radio("view", ["head", "model"], horizontal=True)
+                att, toks = example_attentions(model, text, 48)
+                html, notes = attention_view(att, toks, kind=view, max_tokens=48,
+                                             layers=None if view == "head" else list(range(max(0, len(att) - 4),
                                                                                           len(att))))
                 for note in notes:
                     st.caption(note)
-                st.iframe(html, height=720 if kind == "model" else 560)
+                st.iframe(html, height=720 if view == "model" else 560)
         except Exception as exc:
             show_error(exc)
-    else:
-        st.info("Head drill-down needs a finished priming run with a saved student.", icon=":material/info:")
+    elif not models:
+        st.info("Pick a strategy above, or finish a priming run with a saved student.", icon=":material/info:")

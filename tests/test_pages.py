@@ -1,8 +1,11 @@
 """Each page through Streamlit's AppTest (no browser): renders, shows its content, handles bad input."""
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -242,7 +245,7 @@ def test_priming_page_teacher_outputs_and_bad_template(tiny_dir, tmp_path, run_r
     inputs["Data (GSM8K format: question, answer with ####)"].set_value(str(_arith(tmp_path / "a.jsonl")))
     next(n for n in at.number_input if n.label == "max new tokens").set_value(8)
     at.run()
-    next(b for b in at.button if b.label == "Compute teacher outputs").click().run()
+    next(b for b in at.button if b.label == "Compute now").click().run()
     _no_exception(at)
     assert not at.error, [e.value for e in at.error]
     summary = next(df.value for df in at.dataframe if "gold log-prob / token" in df.value.columns)
@@ -255,6 +258,29 @@ def test_priming_page_teacher_outputs_and_bad_template(tiny_dir, tmp_path, run_r
 
 
 STRATEGY_TITLE = "Teacher"
+
+
+def test_priming_page_shows_saved_teacher_outputs_without_a_click(run_root):
+    """A saved outputs job (the demo ships one) is on the page at first load: summary and one example."""
+    from kd_analysis.priming.job import KIND, OUTPUTS_FILE, outputs_config
+    from kd_analysis.priming.teacher import TeacherOutput
+    from kd_analysis.runs import RunStore
+
+    templates = {"none": "{question}", "gold": "{question}\nThe answer is {answer}."}
+    job = RunStore(run_root).create(KIND, outputs_config({"source": "smollm2-135m-instruct"}, "demo:arithmetic",
+                                                         templates, limit=2), run_id="outs")
+    rows = [TeacherOutput(example_id=f"arith-{i}", strategy=s, prompt_tokens=20, answer_tokens=9,
+                          answer_logprob_per_token=-1.5 + (s == "gold"), generated=f"It is {i}.",
+                          predicted=str(i), correct=s == "gold") for s in templates for i in range(2)]
+    job.write_text(OUTPUTS_FILE, "".join(json.dumps(o.to_dict()) + "\n" for o in rows))
+    job.set_status("finished")
+    at = open_page(PRIMING_PAGE)
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    summary = next(df.value for df in at.dataframe if "gold log-prob / token" in df.value.columns)
+    assert list(summary["strategy"]) == ["none", "gold"] and list(summary["accuracy"]) == [0.0, 1.0]
+    per_example = next(df.value for df in at.dataframe if "parsed" in df.value.columns)
+    assert list(per_example["right"]) == ["✗", "✓"] and list(per_example["parsed"]) == ["0", "0"]
 
 
 def test_priming_page_shows_saved_head_statistics(tiny_dir, run_root):
@@ -278,3 +304,23 @@ def test_priming_page_shows_saved_head_statistics(tiny_dir, run_root):
     ranked = next(df.value for df in at.dataframe if "variance" in df.value.columns)
     assert len(ranked) == 8 and {"none", "cot"} <= set(ranked.columns)
     assert len(at.get("plotly_chart")) == 3  # layer profile, head grid, difference map (no runs: no bars)
+
+
+def test_priming_page_drills_into_a_teacher_head_under_a_strategy(tiny_dir, run_root):
+    """With no student yet (a fresh clone), the drill-down still works on the teacher under any strategy."""
+    at = open_page(PRIMING_PAGE)
+    next(t for t in at.text_input if t.label == "Teacher (a causal language model)").set_value(str(tiny_dir / "llama"))
+    at.run()
+    assert not [c for c in at.get("plotly_chart") if "layer 1, head 0" in c.proto.spec]
+    next(t for t in at.toggle if t.label == "Drill into one head").set_value(True).run()
+    model = next(s for s in at.selectbox if s.label == "Model")
+    assert model.options[0] == "teacher under None (base KD)" and len(model.options) == 6
+    model.set_value(("teacher", "cot")).run()
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "layer 1, head 0" in c.proto.spec)
+    n = len(spec["data"][0]["y"])
+    z = spec["data"][0]["z"]  # plotly's binary array encoding
+    z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(n, -1)
+    assert z.shape == (n, n) and n > 20  # the cot prompt's tokens
+    assert np.allclose(z.sum(1), 1, atol=1e-3) and np.allclose(np.triu(z, 1), 0)  # causal rows of weights

@@ -140,3 +140,49 @@ def test_primed_distillation_run_with_lora(tiny_dir, tmp_path):
     assert all(torch.isfinite(torch.tensor(m["loss_rkl"])) for m in seen if "loss_rkl" in m)
     assert "exact_match" in result.evals[-1] and result.teacher_eval is not None
     assert (tmp_path / "run" / "checkpoint" / "adapter_config.json").exists()
+
+
+def test_answer_nll_matches_the_models_own_loss(tiny_dir):
+    """Per gold-answer token, batched with padding: equal to transformers' loss on each example alone."""
+    from kd_analysis.training.batches import _prompt_and_target
+    from kd_analysis.training.evaluate import answer_nll
+
+    lm = load_model(ModelSpec(str(tiny_dir / "llama")))
+    other = Example(id="a2", text="Sam has 10 pens and loses 3. How many pens are left?", answer="7",
+                    solution="Sam has 10 - 3 = 7 pens.")
+    total, count, alone = 0.0, 0, []
+    for ex in (EX, other):
+        p, t = _prompt_and_target(lm.tokenizer, ex, lambda e: student_prompt(lm.tokenizer, e))
+        with torch.no_grad():
+            loss = lm.model(input_ids=torch.tensor([p + t]), labels=torch.tensor([[-100] * len(p) + t])).loss
+        total, count = total + float(loss) * len(t), count + len(t)
+        alone.append(float(loss))
+    got = answer_nll(lm, [EX, other], 256, 2, lambda e: student_prompt(lm.tokenizer, e))
+    assert got == pytest.approx(total / count, rel=1e-4)
+    assert answer_nll(lm, [EX], 256, 2, lambda e: student_prompt(lm.tokenizer, e)) == pytest.approx(alone[0], rel=1e-4)
+
+
+def test_teacher_outputs_job_saves_what_the_live_call_returns(tiny_dir, tmp_path, monkeypatch):
+    """The background job writes the same outputs as the page's live call, reopens them, and refuses a bad
+    template before it is queued."""
+    from kd_analysis.priming import teacher as teacher_mod
+    from kd_analysis.priming.job import KIND, load_outputs_run, outputs_config
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.worker import run_one
+
+    monkeypatch.setattr(teacher_mod, "default_cache", lambda: OutputCache(None))
+    data = _arith_file(tmp_path / "arith.jsonl", n=5)
+    spec = ModelSpec(str(tiny_dir / "llama"), task="causal_lm").to_dict()
+    templates = {"none": "{question}", "gold": STRATEGIES["gold"].template}
+    store = RunStore(tmp_path / "runs")
+    run = store.create(KIND, outputs_config(spec, str(data), templates, limit=3, max_new_tokens=4), run_id="outs")
+    assert run_one(run, store) == 0 and run.status()["state"] == "finished"
+    saved = load_outputs_run(store.get("outs"))
+    from kd_analysis.data.sources import load_dataset
+
+    live = teacher_outputs(load_model(ModelSpec.from_dict(spec)), load_dataset(str(data)).examples[:3], templates,
+                           generate=True, max_new_tokens=4, cache=OutputCache(None))
+    assert list(saved) == ["none", "gold"] and saved == live
+    assert run.metrics()[-1]["step"] == run.metrics()[-1]["total_steps"] == 6
+    with pytest.raises(KDLensError, match="question"):
+        outputs_config(spec, str(data), {"none": "no slot here"})

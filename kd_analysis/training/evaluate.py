@@ -28,7 +28,10 @@ def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None =
                 pred = out.argmax(-1).cpu()
                 correct += int((pred == torch.tensor([ex.label for ex in chunk])).sum())
             return {"accuracy": correct / len(examples)}
-        return {"exact_match": _generation_exact_match(loaded, examples, cfg, unwrap, prompt or mc_prompt)}
+        out = {"exact_match": _generation_exact_match(loaded, examples, cfg, unwrap, prompt or mc_prompt)}
+        if loaded.head != "seq2seq":
+            out["answer_nll"] = answer_nll(loaded, examples, cfg.max_length, cfg.batch_size, prompt or mc_prompt)
+        return out
     finally:
         if was_training:
             model.train()
@@ -40,6 +43,25 @@ def _generation_exact_match(loaded, examples, cfg, unwrap, prompt) -> float:
     model = unwrap(loaded.model) if unwrap else loaded.model
     texts = generate_texts(loaded, [prompt(ex) for ex in examples], cfg.max_new_tokens, cfg.batch_size, model=model)
     return sum(is_correct(final_answer_text(t), ex.answer) for t, ex in zip(texts, examples)) / len(examples)
+
+
+def answer_nll(loaded, examples: Sequence[Example], max_length: int, batch_size: int,
+               prompt: Callable[[Example], str]) -> float:
+    """Mean negative log-likelihood per gold-answer token, teacher-forced after the prompt. Exact match on a few
+    dozen questions moves in steps of several points; this moves with every step of training, so short runs
+    can still be told apart."""
+    from kd_analysis.training.batches import lm_outputs
+
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        with torch.no_grad():
+            out = lm_outputs(loaded, list(examples[i:i + batch_size]), max_length, prompt)
+        mask = out.labels != -100
+        logp = torch.log_softmax(out.logits.float(), -1)
+        picked = logp.gather(-1, out.labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        total -= float(picked[mask].sum())
+        count += int(mask.sum())
+    return total / max(count, 1)
 
 
 def final_answer_text(text: str) -> str:

@@ -147,9 +147,24 @@ def teacher_heads_plan() -> list[tuple[str, str, dict]]:
                                                           name="Reference: SmolLM2's heads under each strategy"))]
 
 
+TEACHER_OUTPUTS = "reference-smollm2-teacher-outputs"
+
+
+def teacher_outputs_plan() -> list[tuple[str, str, dict]]:
+    """SmolLM2's gold-answer scores and greedy answers under each strategy (first 40 arithmetic questions), so
+    the page shows per-strategy teacher outputs before anyone computes anything."""
+    from kd_analysis.priming.job import KIND, outputs_config
+    from kd_analysis.priming.strategies import STRATEGIES
+
+    spec = ModelSpec("smollm2-135m-instruct", task="causal_lm").to_dict()
+    templates = {name: s.template for name, s in STRATEGIES.items()}
+    return [(TEACHER_OUTPUTS, KIND, outputs_config(spec, "demo:arithmetic", templates, limit=40, max_new_tokens=96,
+                                                   name="Reference: SmolLM2's outputs under each strategy"))]
+
+
 def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     return ([(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)] + rationale_plan(store)
-            + teacher_heads_plan() + priming_plan(store))
+            + teacher_heads_plan() + teacher_outputs_plan() + priming_plan(store))
 
 
 def make_reference(store: RunStore | None = None, log: Callable[[str], None] = print,

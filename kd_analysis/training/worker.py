@@ -159,6 +159,10 @@ def run_one(run: Run, store: RunStore) -> int:
 
         return supervise(run, store.root, "cpu" if not _cuda() else "gpu",
                          lambda stop: attention_job(run, stop, store))
+    if kind == "teacher_outputs":
+        from kd_analysis.priming.job import outputs_job
+
+        return supervise(run, store.root, "cpu" if not _cuda() else "gpu", lambda stop: outputs_job(run, stop))
     run.set_status("failed", reason=f"unknown job kind {kind!r}")
     return 2
 
