@@ -201,7 +201,8 @@ with tab_runs:
         st.plotly_chart(accuracy_bars(table.to_dict("records")), width="stretch")
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="percent") for c in
-                                    ("student exact match", "student before", "teacher exact match", "gain vs none",
+                                    ("student exact match", "95% low", "95% high", "student before",
+                                     "teacher exact match", "gain vs none",
                                      "paper (GSM8K, 8B student)")})
         st.download_button("Accuracy table (CSV)", table.to_csv(index=False), "priming_accuracy.csv", "text/csv")
 

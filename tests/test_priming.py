@@ -186,3 +186,44 @@ def test_teacher_outputs_job_saves_what_the_live_call_returns(tiny_dir, tmp_path
     assert run.metrics()[-1]["step"] == run.metrics()[-1]["total_steps"] == 6
     with pytest.raises(KDLensError, match="question"):
         outputs_config(spec, str(data), {"none": "no slot here"})
+
+
+def test_accuracy_table_gain_interval_and_nll(tmp_path):
+    """Gain is relative to the `none` student; the interval is Wilson's (checked against SciPy); runs without
+    priming are left out; the paper's numbers sit beside ours."""
+    from scipy.stats import binomtest
+
+    from kd_analysis.priming.experiment import accuracy_table
+    from kd_analysis.priming.strategies import PAPER_ACCURACY
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    for rid, strategy, hits in (("a", "none", 4), ("b", "gold", 6), ("c", None, 9)):
+        run = store.create("train", {"data": "demo:arithmetic", "priming": {"strategy": strategy} if strategy else None},
+                           run_id=rid)
+        run.append_metrics({"step": 0, "held_out": 24, "eval_exact_match": 0.0, "eval_answer_nll": 2.0})
+        run.append_metrics({"step": 0, "teacher_exact_match": 0.25})
+        run.append_metrics({"step": 10, "eval_exact_match": hits / 24, "eval_answer_nll": 1.0 - hits / 100})
+    rows = {r["strategy"]: r for r in accuracy_table(store, ["a", "b", "c"])}
+    assert set(rows) == {"none", "gold"}
+    gold = rows["gold"]
+    assert gold["gain vs none"] == pytest.approx(0.5) and rows["none"]["gain vs none"] == 0
+    ci = binomtest(6, 24).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (gold["95% low"], gold["95% high"]) == pytest.approx((ci.low, ci.high), abs=1e-6)
+    assert gold["student answer NLL"] == pytest.approx(0.94) and gold["NLL before"] == 2.0
+    assert gold["student before"] == 0.0 and gold["teacher exact match"] == 0.25 and gold["eval questions"] == 24
+    assert gold["paper (GSM8K, 8B student)"] == PAPER_ACCURACY.get("gold")
+
+
+def test_accuracy_bars_carry_the_interval_and_the_paper_apart():
+    from kd_analysis.plots.priming import accuracy_bars
+
+    rows = [{"strategy": "none", "student exact match": 0.25, "95% low": 0.1, "95% high": 0.45,
+             "teacher exact match": 0.3, "paper (GSM8K, 8B student)": 0.122},
+            {"strategy": "<b>x</b>", "student exact match": None, "teacher exact match": None}]
+    fig = accuracy_bars(rows)
+    bars = fig.data[0]
+    assert list(bars.error_y.array) == [pytest.approx(0.2), None]
+    assert list(bars.error_y.arrayminus) == [pytest.approx(0.15), None]
+    assert bars.x[1] == "&lt;b&gt;x&lt;/b&gt;"  # names are escaped
+    assert [t.name for t in fig.data][-1].startswith("paper") and list(fig.data[-1].y) == [0.122, None]

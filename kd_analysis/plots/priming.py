@@ -15,7 +15,11 @@ def accuracy_bars(rows: Sequence[dict]) -> go.Figure:
     names = [html.escape(STRATEGIES[r["strategy"]].title if r["strategy"] in STRATEGIES else str(r["strategy"]))
              for r in rows]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=names, y=[r.get("student exact match") for r in rows], name="student (ours)",
+    acc = [r.get("student exact match") for r in rows]
+    up = [(r["95% high"] - a) if a is not None and r.get("95% high") is not None else None for r, a in zip(rows, acc)]
+    down = [(a - r["95% low"]) if a is not None and r.get("95% low") is not None else None for r, a in zip(rows, acc)]
+    fig.add_trace(go.Bar(x=names, y=acc, name="student (ours, 95% interval)",
+                         error_y=dict(type="data", array=up, arrayminus=down, visible=any(v is not None for v in up)),
                          text=[f"{v:.0%}" if v is not None else "" for v in (r.get("student exact match") for r in rows)],
                          textposition="outside"))
     fig.add_trace(go.Scatter(x=names, y=[r.get("teacher exact match") for r in rows], mode="markers",

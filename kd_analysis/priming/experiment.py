@@ -5,6 +5,7 @@ paper's own numbers are shown beside ours, never mixed into them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -32,13 +33,27 @@ def strategy_configs(base: TrainConfig, strategies: Sequence[str],
     return out
 
 
+def _at_start(run, key: str) -> float | None:
+    return next((m[key] for m in run.metrics() if m.get("step") == 0 and key in m), None)
+
+
 def _final(run, key: str) -> float | None:
     vals = [m[key] for m in run.metrics() if m.get(key) is not None]
     return vals[-1] if vals else None
 
 
+def wilson_interval(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion: honest at 0% or 100%, where the normal one collapses."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def accuracy_table(store, run_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """Per priming run: strategy, student and teacher exact match, gain relative to the `none` student."""
+    """Per priming run: strategy, student and teacher exact match with the student's 95% interval, the
+    students' gold-answer NLL (moves long before exact match does), gain relative to the `none` student."""
     rows = []
     for rid in run_ids:
         run = store.get(rid)
@@ -46,10 +61,15 @@ def accuracy_table(store, run_ids: Sequence[str]) -> list[dict[str, Any]]:
         priming = cfg.get("priming") or {}
         if not priming:
             continue
+        acc = _final(run, "eval_exact_match")
+        n = _at_start(run, "held_out") or 0
+        low, high = wilson_interval(acc, n) if acc is not None and n else (None, None)
         rows.append({"run": rid, "strategy": priming.get("strategy"), "edited template": bool(priming.get("template")),
-                     "state": run.status().get("state"), "student exact match": _final(run, "eval_exact_match"),
-                     "student before": next((m["eval_exact_match"] for m in run.metrics()
-                                             if m.get("step") == 0 and "eval_exact_match" in m), None),
+                     "state": run.status().get("state"), "student exact match": acc,
+                     "95% low": low, "95% high": high, "eval questions": n or None,
+                     "student before": _at_start(run, "eval_exact_match"),
+                     "student answer NLL": _final(run, "eval_answer_nll"),
+                     "NLL before": _at_start(run, "eval_answer_nll"),
                      "teacher exact match": _final(run, "teacher_exact_match")})
     base = next((r["student exact match"] for r in rows if r["strategy"] == "none"
                  and r["student exact match"] is not None), None)

@@ -253,7 +253,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
         say(f"teacher on the eval set: {teacher_eval}")
         emit({"step": 0, **{f"teacher_{k}": v for k, v in teacher_eval.items()}})
     first = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt)
-    emit({"step": 0, **{f"eval_{k}": v for k, v in first.items()}})
+    emit({"step": 0, "held_out": len(eval_set), **{f"eval_{k}": v for k, v in first.items()}})
     evals = [{"step": 0, **first}]
 
     step, start, last = 0, time.monotonic(), {}
