@@ -1,6 +1,8 @@
 """CLI for response priming and attention heads: `prime outputs|start|table` and `attention stats|view`."""
 from __future__ import annotations
 
+import sys
+
 from kd_analysis.cli import _print
 from kd_analysis.errors import KDLensError
 
@@ -37,10 +39,24 @@ def cmd_prime_outputs(args) -> None:
     templates = _templates(args)
     for t in templates.values():
         check_template(t)
-    examples = load_dataset(args.data).examples[: args.limit]
-    teacher = load_model(ModelSpec(args.teacher, task="causal_lm", trust_remote_code=args.trust_remote_code))
-    outs = teacher_outputs(teacher, examples, templates, generate=args.generate, max_new_tokens=args.max_new_tokens,
-                           batch_size=args.batch_size)
+    spec = ModelSpec(args.teacher, task="causal_lm", trust_remote_code=args.trust_remote_code)
+    if args.save:  # a saved job, as the page's "Compute in the background": it reopens on the page
+        from kd_analysis.priming.job import KIND, load_outputs_run, outputs_config
+        from kd_analysis.runs import RunStore
+        from kd_analysis.training.worker import run_one
+
+        store = RunStore(args.root)
+        run = store.create(KIND, outputs_config(spec.to_dict(), args.data, templates, limit=args.limit,
+                                                generate=args.generate, max_new_tokens=args.max_new_tokens))
+        run_one(run, store)
+        if run.status().get("state") != "finished":
+            raise KDLensError(f"job {run.run_id} {run.status().get('state')}: {run.status().get('reason')}")
+        outs = load_outputs_run(run)
+        print(f"saved as {run.run_id}", file=sys.stderr)
+    else:
+        examples = load_dataset(args.data).examples[: args.limit]
+        outs = teacher_outputs(load_model(spec), examples, templates, generate=args.generate,
+                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     if args.out:
         from kd_analysis.fileio import atomic_write_text
 
@@ -78,7 +94,9 @@ def cmd_prime_table(args) -> None:
     store = RunStore(args.root)
     rows = accuracy_table(store, args.runs or priming_runs(store))
     _print(rows, args.json, lambda rs: "\n".join(
-        f"{r['strategy']:<12} student {_fmt(r['student exact match'], True)} (before {_fmt(r['student before'], True)})"
+        f"{r['strategy']:<12} student {_fmt(r['student exact match'], True)} "
+        f"[{_fmt(r['95% low'], True)}, {_fmt(r['95% high'], True)}] (before {_fmt(r['student before'], True)})"
+        f" · answer NLL {_fmt(r['student answer NLL'])} (before {_fmt(r['NLL before'])})"
         f" · teacher {_fmt(r['teacher exact match'], True)} · gain vs none {_fmt(r['gain vs none'], True)}"
         f" · paper {_fmt(r['paper (GSM8K, 8B student)'], True)} · {r['run']}" for r in rs) or "no priming runs")
 
@@ -167,6 +185,8 @@ def register(sub, parser_class) -> None:
     out.add_argument("--batch-size", type=int, default=8)
     out.add_argument("--out", help="write one JSON line per example and strategy")
     out.add_argument("--trust-remote-code", action="store_true")
+    out.add_argument("--save", action="store_true", help="save as a job in the run store (reopens on the page)")
+    out.add_argument("--root", help="run store folder (with --save)")
     strategies(out)
     out.set_defaults(fn=cmd_prime_outputs)
 

@@ -163,6 +163,15 @@ def test_cli_attention_stats_view_and_prime(tiny_dir, tmp_path):
                "--strategies", "none,cot", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [r["strategy"] for r in json.loads(proc.stdout)] == ["none", "cot"]
+    proc = cli("prime", "outputs", "--teacher", llama, "--data", str(data), "--limit", "2", "--generate",
+               "--max-new-tokens", "3", "--strategies", "cot,none", "--save", "--root", str(tmp_path / "runs"),
+               "--json")
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads(proc.stdout)
+    assert [r["strategy"] for r in saved] == ["cot", "none"] and all(r["accuracy"] is not None for r in saved)
+    from kd_analysis.runs import RunStore
+
+    assert [j.kind for j in RunStore(tmp_path / "runs").list()] == ["teacher_outputs"]
     assert_clean_error(cli("prime", "outputs", "--teacher", llama, "--data", str(data), "--strategies", "none",
                            "--template", "none=no slot here"), "no {question} slot")
     assert_clean_error(cli("attention", "stats", "--data", str(data)), "at least one --run")

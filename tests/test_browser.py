@@ -183,15 +183,35 @@ def test_saved_rationale_jobs_reopen_in_browser(server, browser):
     page.close()
 
 
-def test_priming_heads_tab_in_browser(server, browser):
+def _visible_plots(page, n: int) -> None:
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent !== null).length >= {n}",
+        timeout=180_000)
+
+
+def test_priming_journey_in_browser(server, browser):
+    """What a fresh clone shows without a click: SmolLM2's outputs under each strategy, the students' accuracy
+    per strategy, head maps; then one head of the teacher under chain-of-thought."""
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.goto(f"{server}/priming", wait_until="domcontentloaded")
+    page.get_by_text("Saved teacher outputs").first.wait_for(timeout=180_000)
+    _dismiss_page_not_found(page)
+    page.get_by_text("Question:").first.wait_for(timeout=120_000)  # an example across strategies
+    assert page.locator('[data-testid="stDataFrame"]:visible').count() >= 2
+    _shoot(page, "priming_outputs", 1500)
     _open_tab(page, "Student runs", "One LoRA student per strategy")
-    page.wait_for_timeout(3000)
+    _visible_plots(page, 1)
+    for title in ("None (base KD)", "Chain of thought"):
+        assert page.locator(".js-plotly-plot text", has_text=title).count() >= 1, title
     _shoot(page, "priming_runs", 1500)
     _open_tab(page, "Attention heads", "Per layer × head statistics")
-    page.wait_for_timeout(3000)
+    _visible_plots(page, 3)  # layer profile, head grid, difference map
     _shoot(page, "priming_heads", 1500)
+    page.get_by_text("Drill into one head").click()
+    page.get_by_text("bertviz view").first.wait_for(timeout=180_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    assert page.locator(".js-plotly-plot text", has_text="head 0").count() >= 1
+    _shoot(page, "priming_drill", 1500)
     page.close()
 
 
