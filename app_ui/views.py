@@ -38,3 +38,20 @@ def pair_overview(teacher: Any, student: Any, report: Any) -> None:
     st.dataframe(summary_table({"Teacher": t, "Student": s}), width="stretch")
     for note in t.notes + s.notes + report.notes:
         st.caption(note)
+
+
+def saved_job_picker(label: str, store: Any, jobs: list, open_key: str) -> Any:
+    """A select box of saved background jobs (the one just started first), with a progress bar while it runs;
+    returns the chosen Run."""
+    from kd_analysis.training.progress import run_progress
+
+    ids = [j.run_id for j in jobs]
+    opened = st.selectbox(label, ids, index=ids.index(st.session_state[open_key])
+                          if st.session_state.get(open_key) in ids else 0,
+                          format_func=lambda j: f"{store.get(j).config().get('name')} · {j} · "
+                                                f"{run_progress(store.get(j)).state}")
+    run = store.get(opened)
+    p = run_progress(run)
+    if p.state in ("queued", "running"):
+        st.progress(p.fraction, text=f"{p.state}: {p.step}/{p.total or '?'} (reopen to refresh)")
+    return run

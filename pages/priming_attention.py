@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
+from app_ui.views import saved_job_picker
 from app_ui.resources import dataset, load_run_model, load_teacher, show_error
 from kd_analysis.attention import STATS
 from kd_analysis.attention.compare import diff_map, rank_heads
@@ -96,16 +97,8 @@ with tab_out:
                "(an answer with no number counts wrong).")
     saved = store.list(kind=OUTPUTS_KIND)
     if saved:
-        opened = st.selectbox("Saved teacher outputs", [j.run_id for j in saved],
-                              index=next((i for i, j in enumerate(saved)
-                                          if j.run_id == st.session_state.get("_outputs_open")), 0),
-                              format_func=lambda j: f"{store.get(j).config().get('name')} · {j} · "
-                                                    f"{run_progress(store.get(j)).state}")
         try:
-            job = store.get(opened)
-            p = run_progress(job)
-            if p.state in ("queued", "running"):
-                st.progress(p.fraction, text=f"{p.state}: {p.step}/{p.total or '?'} (reopen to refresh)")
+            job = saved_job_picker("Saved teacher outputs", store, saved, "_outputs_open")
             outs = load_outputs_run(job)
             if outs:
                 jcfg = job.config()
@@ -226,16 +219,8 @@ with tab_heads:
         job = start_run(attention_config(models, data_src, limit=int(n_heads)), store, kind="attention")
         st.session_state["_attention_open"] = job.run_id
     if jobs:
-        opened = st.selectbox("Saved head statistics", [j.run_id for j in jobs],
-                              index=next((i for i, j in enumerate(jobs)
-                                          if j.run_id == st.session_state.get("_attention_open")), 0),
-                              format_func=lambda j: f"{store.get(j).config().get('name')} · {j} · "
-                                                    f"{run_progress(store.get(j)).state}")
         try:
-            stats = load_attention_run(store.get(opened))
-            p = run_progress(store.get(opened))
-            if p.state in ("queued", "running"):
-                st.progress(p.fraction, text=f"{p.state}: {p.step}/{p.total or '?'} (reopen to refresh)")
+            stats = load_attention_run(saved_job_picker("Saved head statistics", store, jobs, "_attention_open"))
             if not stats:
                 st.info("No model finished yet in this job.", icon=":material/hourglass_top:")
             else:
