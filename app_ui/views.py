@@ -41,13 +41,15 @@ def pair_overview(teacher: Any, student: Any, report: Any) -> None:
 
 
 def saved_job_picker(label: str, store: Any, jobs: list, open_key: str) -> Any:
-    """A select box of saved background jobs (the one just started first), with a progress bar while it runs;
-    returns the chosen Run."""
+    """A select box of saved background jobs, with a progress bar while the chosen one runs; returns the chosen
+    Run. A start button opens its new job by setting `open_key + "_started"` and rerunning."""
     from kd_analysis.training.progress import run_progress
 
     ids = [j.run_id for j in jobs]
-    opened = st.selectbox(label, ids, index=ids.index(st.session_state[open_key])
-                          if st.session_state.get(open_key) in ids else 0,
+    started = st.session_state.pop(open_key + "_started", None)  # set by a start button, before this widget
+    if started in ids or st.session_state.get(open_key) not in ids:
+        st.session_state[open_key] = started if started in ids else ids[0]
+    opened = st.selectbox(label, ids, key=open_key,  # keyed: a job changing state must not reset the choice
                           format_func=lambda j: f"{store.get(j).config().get('name')} · {j} · "
                                                 f"{run_progress(store.get(j)).state}")
     run = store.get(opened)

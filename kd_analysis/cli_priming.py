@@ -47,7 +47,10 @@ def cmd_prime_outputs(args) -> None:
 
         store = RunStore(args.root)
         run = store.create(KIND, outputs_config(spec.to_dict(), args.data, templates, limit=args.limit,
-                                                generate=args.generate, max_new_tokens=args.max_new_tokens))
+                                                generate=args.generate, max_new_tokens=args.max_new_tokens,
+                                                batch_size=args.batch_size))
+        print(f"job {run.run_id} in {store.root} (it waits for any other run on the same device; Ctrl-C "
+              f"cancels)", file=sys.stderr)
         run_one(run, store)
         if run.status().get("state") != "finished":
             raise KDLensError(f"job {run.run_id} {run.status().get('state')}: {run.status().get('reason')}")

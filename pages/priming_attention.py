@@ -68,7 +68,8 @@ def show_outputs(outs: dict, examples: list, templates: dict, tokenizer=None, ke
     st.dataframe(summary, hide_index=True, width="stretch",
                  column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
     texts = {ex.id: ex for ex in examples}
-    ids = [i for i in texts if all(any(o.example_id == i for o in items) for items in outs.values())]
+    have = [{o.example_id for o in items} for items in outs.values()]
+    ids = [i for i in texts if all(i in h for h in have)]
     if not ids:
         return
     pick = st.selectbox("Example", ids, format_func=lambda i: f"{i}: {texts[i].text[:100]}", key=f"ex_{key}")
@@ -108,6 +109,9 @@ with tab_out:
                              {t["strategy"]: t["template"] for t in jcfg["templates"]}, key="saved")
             else:
                 st.info("No strategy finished yet in this job.", icon=":material/hourglass_top:")
+            if job.status().get("state") in ("failed", "cancelled"):
+                st.warning(f"This job {job.status()['state']}: {job.status().get('reason')}",
+                           icon=":material/warning:")
         except Exception as exc:
             show_error(exc)
     st.subheader("Compute for the settings above")
@@ -122,8 +126,8 @@ with tab_out:
             job = start_run(outputs_config(ModelSpec(teacher_src, task="causal_lm").to_dict(), data_src, templates,
                                            limit=int(n), generate=generate, max_new_tokens=int(max_new)),
                             store, kind=OUTPUTS_KIND)
-            st.session_state["_outputs_open"] = job.run_id
-            st.success(f"Started {job.run_id}: reopen it above.", icon=":material/play_circle:")
+            st.session_state["_outputs_open_started"] = job.run_id
+            st.rerun()
         except Exception as exc:
             show_error(exc)
     key = json.dumps([teacher_src, data_src, int(n), templates, generate, int(max_new)])
@@ -217,10 +221,15 @@ with tab_heads:
         models = [{"label": (store.get(r).config().get("priming") or {}).get("strategy", r), "run": r}
                   for r in pick_runs]
         job = start_run(attention_config(models, data_src, limit=int(n_heads)), store, kind="attention")
-        st.session_state["_attention_open"] = job.run_id
+        st.session_state["_attention_open_started"] = job.run_id
+        st.rerun()
     if jobs:
         try:
-            stats = load_attention_run(saved_job_picker("Saved head statistics", store, jobs, "_attention_open"))
+            heads_job = saved_job_picker("Saved head statistics", store, jobs, "_attention_open")
+            stats = load_attention_run(heads_job)
+            if heads_job.status().get("state") in ("failed", "cancelled"):
+                st.warning(f"This job {heads_job.status()['state']}: {heads_job.status().get('reason')}",
+                           icon=":material/warning:")
             if not stats:
                 st.info("No model finished yet in this job.", icon=":material/hourglass_top:")
             else:

@@ -281,6 +281,15 @@ def test_priming_page_shows_saved_teacher_outputs_without_a_click(run_root):
     assert list(summary["strategy"]) == ["none", "gold"] and list(summary["accuracy"]) == [0.0, 1.0]
     per_example = next(df.value for df in at.dataframe if "parsed" in df.value.columns)
     assert list(per_example["right"]) == ["✗", "✓"] and list(per_example["parsed"]) == ["0", "0"]
+    bad = RunStore(run_root).create(KIND, outputs_config({"source": "nowhere/model"}, "demo:arithmetic", templates),
+                                    run_id="bad")
+    bad.set_status("failed", reason="nowhere/model is not a local folder and the hub is unreachable")
+    at.run()
+    picker = next(s for s in at.selectbox if s.label == "Saved teacher outputs")
+    picker.set_value("bad").run()
+    assert any("unreachable" in w.value for w in at.warning)
+    at.run()  # the state of any job changing must not reset the user's choice
+    assert next(s for s in at.selectbox if s.label == "Saved teacher outputs").value == "bad"
 
 
 def test_priming_page_shows_saved_head_statistics(tiny_dir, run_root):

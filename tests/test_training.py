@@ -233,3 +233,31 @@ def test_crash_marks_the_run_failed_with_the_traceback(tiny_dir, tmp_path, monke
     st = run.status()
     assert st["state"] == "failed" and st["reason"].startswith("RuntimeError: simulated crash")
     assert "Traceback" in run.log_tail(100)
+
+
+def test_cancel_while_queued_is_honoured_at_once(tmp_path):
+    """A run waiting for the device lock stops as soon as it is told to (cancel button, Ctrl-C), not when the
+    run ahead of it finishes."""
+    import fcntl
+    import threading
+
+    from kd_analysis.training.worker import supervise
+
+    store = RunStore(tmp_path / "runs")
+    store.root.mkdir(parents=True, exist_ok=True)
+    holder = open(store.root / ".cpu.lock", "w")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another run holds the CPU
+    run = store.create("attention", {"name": "waits"}, state="queued")
+    ran, saved = [], {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        assert supervise(run, store.root, "cpu", lambda stop: ran.append(1) or ("finished", None, {})) == 0
+    finally:
+        timer.cancel()
+        holder.close()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert time.monotonic() - t0 < 5 and not ran
+    assert run.status()["state"] == "cancelled" and "queued" in run.log_tail(20)

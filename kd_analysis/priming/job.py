@@ -20,14 +20,15 @@ KIND = "teacher_outputs"
 
 
 def outputs_config(teacher: dict[str, Any], data: str, templates: dict[str, str], *, limit: int = 40,
-                   generate: bool = True, max_new_tokens: int = 96, name: str = "") -> dict[str, Any]:
+                   generate: bool = True, max_new_tokens: int = 96, batch_size: int = 8,
+                   name: str = "") -> dict[str, Any]:
     from kd_analysis.priming.prompts import check_template
 
     for template in templates.values():
         check_template(template)
     return {"teacher": teacher, "data": data,
             "templates": [{"strategy": s, "template": t} for s, t in templates.items()], "limit": limit, "generate": generate,
-            "max_new_tokens": max_new_tokens,
+            "max_new_tokens": max_new_tokens, "batch_size": batch_size,
             "name": name or f"Teacher outputs of {teacher.get('source')} under {len(templates)} strategies"}
 
 
@@ -46,6 +47,8 @@ def outputs_job(run: Run, stop: threading.Event) -> tuple[str, str | None, dict]
     total = len(examples) * len(templates)
     results: dict[str, list[TeacherOutput]] = {}
     for k, (strategy, template) in enumerate(templates.items()):
+        if stop.is_set():
+            return "cancelled", f"cancelled after {k} of {len(templates)} strategies", {}
         run.log(f"{strategy}: {len(examples)} examples")
 
         def tick(_s, i, _n, base=k * len(examples)):
@@ -55,7 +58,8 @@ def outputs_job(run: Run, stop: threading.Event) -> tuple[str, str | None, dict]
 
         try:
             results.update(teacher_outputs(teacher, examples, {strategy: template}, generate=cfg.get("generate", True),
-                                           max_new_tokens=cfg.get("max_new_tokens", 96), progress=tick))
+                                           max_new_tokens=cfg.get("max_new_tokens", 96),
+                                           batch_size=cfg.get("batch_size", 8), progress=tick))
         except InterruptedError:
             return "cancelled", f"cancelled during {strategy}", {}
         run.append_metrics({"step": (k + 1) * len(examples), "total_steps": total, "label": strategy})

@@ -46,10 +46,11 @@ def _generation_exact_match(loaded, examples, cfg, unwrap, prompt) -> float:
 
 
 def answer_nll(loaded, examples: Sequence[Example], max_length: int, batch_size: int,
-               prompt: Callable[[Example], str]) -> float:
-    """Mean negative log-likelihood per gold-answer token, teacher-forced after the prompt. Exact match on a few
-    dozen questions moves in steps of several points; this moves with every step of training, so short runs
-    can still be told apart."""
+               prompt: Callable[[Example], str]) -> float | None:
+    """Mean negative log-likelihood per token of the gold target (worked solution, `#### N`, end of text),
+    teacher-forced after the prompt; None when truncation left no target token. Exact match on a few dozen
+    questions moves in steps of several points; this moves with every step of training, so short runs can
+    still be told apart."""
     from kd_analysis.training.batches import lm_outputs
 
     total, count = 0.0, 0
@@ -57,11 +58,11 @@ def answer_nll(loaded, examples: Sequence[Example], max_length: int, batch_size:
         with torch.no_grad():
             out = lm_outputs(loaded, list(examples[i:i + batch_size]), max_length, prompt)
         mask = out.labels != -100
-        logp = torch.log_softmax(out.logits.float(), -1)
-        picked = logp.gather(-1, out.labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        total -= float(picked[mask].sum())
+        logits = out.logits[mask].float()  # only target positions: [T, V], not [B, L, V]
+        logp = torch.log_softmax(logits, -1).gather(-1, out.labels[mask].unsqueeze(-1))
+        total -= float(logp.sum())
         count += int(mask.sum())
-    return total / max(count, 1)
+    return total / count if count else None
 
 
 def final_answer_text(text: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from kd_analysis.runs import Run, RunStore
 
 EVAL_PREFIX, TEACHER_PREFIX, LOSS_PREFIX = "eval_", "teacher_", "loss"
+LOWER_IS_BETTER = ("_nll", "_loss")  # eval metrics whose best value is the smallest
 
 
 @dataclass
@@ -84,7 +85,8 @@ def final_table(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
         row.update({f"final {k}": v for k, v in p.evals.items()})
         evals = [m for m in store.get(rid).metrics() if any(k.startswith(EVAL_PREFIX) for k in m)]
         for key in {k for m in evals for k in m if k.startswith(EVAL_PREFIX)}:
-            row[f"best {key[len(EVAL_PREFIX):]}"] = max(m[key] for m in evals if key in m)
+            best = min if key.endswith(LOWER_IS_BETTER) else max
+            row[f"best {key[len(EVAL_PREFIX):]}"] = best(m[key] for m in evals if key in m)
         row.update({f"teacher {k}": v for k, v in p.teacher.items()})
         row["minutes"] = round((p.elapsed_s or 0) / 60, 2)
         rows.append(row)

@@ -47,8 +47,9 @@ def _device_kind(cfg) -> str:
     return "gpu"
 
 
-def _wait_for_device(run: Run, root: Path, kind: str):
-    """Block until this run holds the device's lock; the status says it is queued meanwhile."""
+def _wait_for_device(run: Run, root: Path, kind: str, stop: threading.Event | None = None):
+    """Wait until this run holds the device's lock (None if stopped first); the status says it is queued
+    meanwhile. Polls, so a cancel or Ctrl-C while queued is honoured at once."""
     root.mkdir(parents=True, exist_ok=True)
     fh = open(root / f".{kind}.lock", "w")
     try:
@@ -56,7 +57,15 @@ def _wait_for_device(run: Run, root: Path, kind: str):
     except BlockingIOError:
         run.set_status("queued", reason=f"waiting for the run already using the {kind.upper()}")
         run.log(f"queued: another run holds the {kind} lock")
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        while True:
+            if stop is not None and stop.is_set():
+                fh.close()
+                return None
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.5)
     return fh
 
 
@@ -88,7 +97,7 @@ def supervise(run: Run, root: Path, device_kind: str,
     beat.start()
     lock = None
     try:
-        lock = _wait_for_device(run, root, device_kind)
+        lock = _wait_for_device(run, root, device_kind, stop)
         if stop.is_set():
             run.set_status("cancelled", reason="cancelled while queued")
             return 0
