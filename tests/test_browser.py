@@ -197,7 +197,7 @@ def test_priming_journey_in_browser(server, browser):
     page.get_by_text("Saved teacher outputs").first.wait_for(timeout=180_000)
     _dismiss_page_not_found(page)
     page.get_by_text("Question:").first.wait_for(timeout=120_000)  # an example across strategies
-    assert page.locator('[data-testid="stDataFrame"]:visible').count() >= 2
+    page.locator('[data-testid="stDataFrame"]').nth(1).wait_for(state="visible", timeout=60_000)  # summary, example
     _shoot(page, "priming_outputs", 1500)
     _open_tab(page, "Student runs", "One LoRA student per strategy")
     _visible_plots(page, 1)
