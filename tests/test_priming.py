@@ -218,12 +218,12 @@ def test_accuracy_table_gain_interval_and_nll(tmp_path):
 def test_accuracy_bars_carry_the_interval_and_the_paper_apart():
     from kd_analysis.plots.priming import accuracy_bars
 
-    rows = [{"strategy": "none", "student exact match": 0.25, "95% low": 0.1, "95% high": 0.45,
-             "teacher exact match": 0.3, "paper (GSM8K, 8B student)": 0.122},
-            {"strategy": "<b>x</b>", "student exact match": None, "teacher exact match": None}]
+    rows = [{"strategy": "<b>x</b>", "student exact match": None, "teacher exact match": None},
+            {"strategy": "none", "student exact match": 0.25, "95% low": 0.1, "95% high": 0.45,
+             "teacher exact match": 0.3, "paper (GSM8K, 8B student)": 0.122}]  # unknown strategies go last
     fig = accuracy_bars(rows)
     bars = fig.data[0]
     assert list(bars.error_y.array) == [pytest.approx(0.2), None]
     assert list(bars.error_y.arrayminus) == [pytest.approx(0.15), None]
-    assert bars.x[1] == "&lt;b&gt;x&lt;/b&gt;"  # names are escaped
+    assert bars.x[1] == "&lt;b&gt;x&lt;/b&gt;" and bars.customdata[0] == "None (base KD)"  # escaped; titles hover
     assert [t.name for t in fig.data][-1].startswith("paper") and list(fig.data[-1].y) == [0.122, None]
