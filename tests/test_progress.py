@@ -49,6 +49,11 @@ def test_compare_data(store):
     assert c["A"] == ([1, 2, 3, 4], [2.0, 1.0, 2 / 3, 0.5]) and c["B"] == ([1], [1.0])
     rows = {r["run"]: r for r in final_table(store, ["a", "b"])}
     assert rows["a"]["final accuracy"] == 0.5 and rows["b"]["best accuracy"] == 0.7
+    gen = store.create("train", {"name": "G"}, run_id="g")
+    for step, nll in ((0, 2.4), (10, 0.6), (20, 0.8), (30, None)):  # None: truncation left no target token
+        gen.append_metrics({"step": step, "eval_exact_match": 0.1, "eval_answer_nll": nll})
+    g = final_table(store, ["g"])[0]
+    assert g["best answer_nll"] == 0.6 and g["best exact_match"] == 0.1  # lower is better for an NLL
     diff = {r["setting"]: r for r in config_diff(store, ["a", "b"])}
     assert set(diff) == {"lr", "name"} and diff["lr"]["a"] == "0.1"
     fig = metric_curves(c, "loss")

@@ -86,7 +86,8 @@ def final_table(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
         evals = [m for m in store.get(rid).metrics() if any(k.startswith(EVAL_PREFIX) for k in m)]
         for key in {k for m in evals for k in m if k.startswith(EVAL_PREFIX)}:
             best = min if key.endswith(LOWER_IS_BETTER) else max
-            row[f"best {key[len(EVAL_PREFIX):]}"] = best(m[key] for m in evals if key in m)
+            values = [m[key] for m in evals if isinstance(m.get(key), (int, float))]
+            row[f"best {key[len(EVAL_PREFIX):]}"] = best(values) if values else None
         row.update({f"teacher {k}": v for k, v in p.teacher.items()})
         row["minutes"] = round((p.elapsed_s or 0) / 60, 2)
         rows.append(row)
