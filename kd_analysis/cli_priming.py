@@ -55,7 +55,6 @@ def cmd_prime_outputs(args) -> None:
         if run.status().get("state") != "finished":
             raise KDLensError(f"job {run.run_id} {run.status().get('state')}: {run.status().get('reason')}")
         outs = load_outputs_run(run)
-        print(f"saved as {run.run_id}", file=sys.stderr)
     else:
         examples = load_dataset(args.data).examples[: args.limit]
         outs = teacher_outputs(load_model(spec), examples, templates, generate=args.generate,

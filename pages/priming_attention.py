@@ -23,7 +23,7 @@ from kd_analysis.priming.experiment import accuracy_table, priming_runs, strateg
 from kd_analysis.priming.prompts import check_template, format_prompt, has_chat_template, render_template, \
     student_prompt
 from kd_analysis.priming.strategies import PAPER_GAIN
-from kd_analysis.priming.teacher import summarise, teacher_outputs, to_jsonl
+from kd_analysis.priming.teacher import check_gold_answers, summarise, teacher_outputs, to_jsonl
 from kd_analysis.runs import RunStore, reconcile, start_run
 from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
 from kd_analysis.training.progress import run_progress
@@ -136,9 +136,7 @@ with tab_out:
     if st.session_state.get("_prime_key") == key:
         try:
             teacher = load_teacher(ModelSpec(teacher_src, task="causal_lm"))
-            examples = dataset(data_src).examples[: int(n)]
-            if any(ex.answer is None for ex in examples):
-                raise KDLensError(f"{data_src} has examples without a gold answer; priming needs GSM8K-style data")
+            examples = check_gold_answers(dataset(data_src).examples[: int(n)], data_src)
             if not has_chat_template(teacher.tokenizer):
                 st.info("This model has no chat template: prompts are sent as plain text ending in 'Answer:'.",
                         icon=":material/info:")

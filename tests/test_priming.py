@@ -227,3 +227,17 @@ def test_accuracy_bars_carry_the_interval_and_the_paper_apart():
     assert list(bars.error_y.arrayminus) == [pytest.approx(0.15), None]
     assert bars.x[1] == "&lt;b&gt;x&lt;/b&gt;" and bars.customdata[0] == "None (base KD)"  # escaped; titles hover
     assert [t.name for t in fig.data][-1].startswith("paper") and list(fig.data[-1].y) == [0.122, None]
+
+
+def test_outputs_job_refuses_data_without_gold_answers(tmp_path):
+    """A data set with no gold answers fails in one sentence before any model is loaded."""
+    from kd_analysis.priming.job import KIND, outputs_config
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.worker import run_one
+
+    data = tmp_path / "plain.jsonl"
+    data.write_text(json.dumps({"text": "Ann has 3 pens."}) + "\n")
+    store = RunStore(tmp_path / "runs")
+    run = store.create(KIND, outputs_config({"source": "never-loaded"}, str(data), {"none": "{question}"}))
+    assert run_one(run, store) == 2
+    assert run.status()["state"] == "failed" and "without a gold answer" in run.status()["reason"]

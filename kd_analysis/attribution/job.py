@@ -24,7 +24,7 @@ def rationale_config(teacher, student, data: str, *, method: str = "saliency", t
             "name": name or f"Rationales ({method}) on {data}"}
 
 
-def rationale_job(run: Run, stop: threading.Event) -> tuple[str, str | None, dict]:
+def rationale_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str | None, dict]:
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec, StudentSpec

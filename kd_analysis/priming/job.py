@@ -2,8 +2,8 @@
 saved with its run and reopens without recomputing.
 
 Config (kind "teacher_outputs"): teacher (a ModelSpec dict), data, templates [{strategy, template}] (a list:
-the store writes JSON with sorted keys, and the user's order is kept), limit,
-generate, max_new_tokens. Artefact: outputs.jsonl, one TeacherOutput per (strategy, example), rewritten after
+the store writes JSON with sorted keys, and the user's order is kept), limit, generate, max_new_tokens,
+batch_size. Artefact: outputs.jsonl, one TeacherOutput per (strategy, example), rewritten after
 each strategy so a cancelled job keeps what it finished.
 """
 from __future__ import annotations
@@ -27,21 +27,19 @@ def outputs_config(teacher: dict[str, Any], data: str, templates: dict[str, str]
     for template in templates.values():
         check_template(template)
     return {"teacher": teacher, "data": data,
-            "templates": [{"strategy": s, "template": t} for s, t in templates.items()], "limit": limit, "generate": generate,
-            "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+            "templates": [{"strategy": s, "template": t} for s, t in templates.items()], "limit": limit,
+            "generate": generate, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
             "name": name or f"Teacher outputs of {teacher.get('source')} under {len(templates)} strategies"}
 
 
-def outputs_job(run: Run, stop: threading.Event) -> tuple[str, str | None, dict]:
+def outputs_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str | None, dict]:
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.errors import KDLensError
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.priming.teacher import check_gold_answers
 
     cfg = run.config()
-    examples = load_dataset(cfg["data"]).examples[: cfg.get("limit") or None]
-    if any(ex.answer is None for ex in examples):
-        raise KDLensError(f"{cfg['data']} has examples without a gold answer; priming needs GSM8K-style data")
+    examples = check_gold_answers(load_dataset(cfg["data"]).examples[: cfg.get("limit") or None], cfg["data"])
     teacher = load_model(ModelSpec.from_dict(cfg["teacher"]))
     templates = {t["strategy"]: t["template"] for t in cfg["templates"]}
     total = len(examples) * len(templates)

@@ -18,6 +18,7 @@ import torch
 
 from kd_analysis.data.answers import extract_number, is_correct
 from kd_analysis.data.example import Example
+from kd_analysis.errors import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.priming.prompts import format_prompt, render_template
 
@@ -128,6 +129,13 @@ def generate_answers(loaded, examples: Sequence[Example], template: str, strateg
         out.append(TeacherOutput(ex.id, strategy, n_p, 0, generated=text, predicted=extract_number(text),
                                  correct=is_correct(text, ex.answer) if ex.answer is not None else None))
     return out
+
+
+def check_gold_answers(examples: Sequence[Example], source: str) -> list[Example]:
+    """Priming scores the gold answer, so every example needs one; returns the examples when they do."""
+    if any(ex.answer is None for ex in examples):
+        raise KDLensError(f"{source} has examples without a gold answer; priming needs GSM8K-style data")
+    return list(examples)
 
 
 def teacher_outputs(loaded, examples: Sequence[Example], templates: dict[str, str], *, generate: bool = False,

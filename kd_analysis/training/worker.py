@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import importlib
 import os
 import signal
 import threading
@@ -155,23 +156,21 @@ def run_job(run_id: str, root: str | None = None) -> int:
     return run_one(store.get(run_id), store)
 
 
+# Job kind -> "module:function(run, stop, store)" returning (state, reason, extra status); imported on use so a
+# training worker never loads the attribution or attention code. Adding a kind is one function and one line.
+BACKGROUND_JOBS = {"rationales": "kd_analysis.attribution.job:rationale_job",
+                   "attention": "kd_analysis.attention.job:attention_job",
+                   "teacher_outputs": "kd_analysis.priming.job:outputs_job"}
+
+
 def run_one(run: Run, store: RunStore) -> int:
     kind = run.config().get("kind")
     if kind == "train":
         return run_worker(run.path / "config.json", run_id=run.run_id, root=str(store.root))
-    if kind == "rationales":
-        from kd_analysis.attribution.job import rationale_job
-
-        return supervise(run, store.root, "cpu" if not _cuda() else "gpu", lambda stop: rationale_job(run, stop))
-    if kind == "attention":
-        from kd_analysis.attention.job import attention_job
-
-        return supervise(run, store.root, "cpu" if not _cuda() else "gpu",
-                         lambda stop: attention_job(run, stop, store))
-    if kind == "teacher_outputs":
-        from kd_analysis.priming.job import outputs_job
-
-        return supervise(run, store.root, "cpu" if not _cuda() else "gpu", lambda stop: outputs_job(run, stop))
+    if kind in BACKGROUND_JOBS:
+        module, _, name = BACKGROUND_JOBS[kind].partition(":")
+        job = getattr(importlib.import_module(module), name)
+        return supervise(run, store.root, "cpu" if not _cuda() else "gpu", lambda stop: job(run, stop, store))
     run.set_status("failed", reason=f"unknown job kind {kind!r}")
     return 2
 
