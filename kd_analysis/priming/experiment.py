@@ -33,12 +33,12 @@ def strategy_configs(base: TrainConfig, strategies: Sequence[str],
     return out
 
 
-def _at_start(run, key: str) -> float | None:
-    return next((m[key] for m in run.metrics() if m.get("step") == 0 and key in m), None)
+def _at_start(metrics: list[dict], key: str) -> float | None:
+    return next((m[key] for m in metrics if m.get("step") == 0 and key in m), None)
 
 
-def _final(run, key: str) -> float | None:
-    vals = [m[key] for m in run.metrics() if m.get(key) is not None]
+def _final(metrics: list[dict], key: str) -> float | None:
+    vals = [m[key] for m in metrics if m.get(key) is not None]
     return vals[-1] if vals else None
 
 
@@ -61,16 +61,17 @@ def accuracy_table(store, run_ids: Sequence[str]) -> list[dict[str, Any]]:
         priming = cfg.get("priming") or {}
         if not priming:
             continue
-        acc = _final(run, "eval_exact_match")
-        n = _at_start(run, "held_out") or 0
+        metrics = run.metrics()  # read once: the page redraws this table every few seconds
+        acc = _final(metrics, "eval_exact_match")
+        n = _at_start(metrics, "held_out") or 0
         low, high = wilson_interval(acc, n) if acc is not None and n else (None, None)
         rows.append({"run": rid, "strategy": priming.get("strategy"), "edited template": bool(priming.get("template")),
                      "state": run.status().get("state"), "student exact match": acc,
                      "95% low": low, "95% high": high, "eval questions": n or None,
-                     "student before": _at_start(run, "eval_exact_match"),
-                     "student answer NLL": _final(run, "eval_answer_nll"),
-                     "NLL before": _at_start(run, "eval_answer_nll"),
-                     "teacher exact match": _final(run, "teacher_exact_match")})
+                     "student before": _at_start(metrics, "eval_exact_match"),
+                     "student answer NLL": _final(metrics, "eval_answer_nll"),
+                     "NLL before": _at_start(metrics, "eval_answer_nll"),
+                     "teacher exact match": _final(metrics, "teacher_exact_match")})
     base = next((r["student exact match"] for r in rows if r["strategy"] == "none"
                  and r["student exact match"] is not None), None)
     for r in rows:
