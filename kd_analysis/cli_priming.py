@@ -220,7 +220,7 @@ def register(sub, parser_class) -> None:
         q.add_argument("--root", help="run store folder")
         q.add_argument("--json", action="store_true")
 
-    stats = asub.add_parser("stats", help="per layer x head statistics with 95% intervals; heads ranked by "
+    stats = asub.add_parser("stats", help="per layer x head statistics with 95%% intervals; heads ranked by "
                                           "variance across models")
     models(stats)
     stats.add_argument("--limit", type=int, default=200)

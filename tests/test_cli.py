@@ -109,3 +109,33 @@ def test_bad_data_file(tmp_path):
     f = tmp_path / "bad.csv"
     f.write_bytes(b"sentence,label\n\xff\xfe broken\n")
     assert_clean_error(cli("data", "inspect", str(f)), "not UTF-8")
+
+
+def _all_parsers(parser, path=()):
+    """Every parser in the CLI tree with its command path (argparse keeps subparsers in `choices`)."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_parsers(sub, path + (name,))
+
+
+def test_help_of_every_subcommand_formats():
+    """argparse %-formats help strings: a stray '%' crashes `--help` with a traceback (it did for attention)."""
+    from kd_analysis.cli import build_parser
+
+    paths = []
+    for path, parser in _all_parsers(build_parser()):
+        text = parser.format_help()
+        assert "usage:" in text, path
+        paths.append(path)
+    assert ("attention", "stats") in paths and ("runs", "start") in paths and len(paths) > 20
+
+
+@pytest.mark.parametrize("command", [("attention",), ("attention", "stats"), ("prime", "table"), ("train",)])
+def test_help_through_subprocess(command):
+    proc = cli(*command, "--help")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "usage:" in proc.stdout
