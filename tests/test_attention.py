@@ -36,7 +36,8 @@ def _manual(loaded, text):
             ent = -np.where(valid, a * np.log(np.where(a > 0, a, 1)), 0).sum(-1).mean(-1)
         out["entropy"].append(ent)
         out["self"].append(np.einsum("hii->hi", a).mean(-1))
-        out["sparsity"].append((((a > 0.1) & valid).sum(-1) / valid.sum(-1)).mean(-1))
+        out["sparsity_visible"].append((((a > 0.1) & valid).sum(-1) / valid.sum(-1)).mean(-1))
+        out["sparsity_paper"].append(((a > 0.1) & valid).mean((-2, -1)))
         out["numbers"].append((a * digits).sum(-1).mean(-1))
         if prev is None:
             out["prev_similarity"].append(np.full(a.shape[0], np.nan))
@@ -74,7 +75,7 @@ def test_encoder_and_choice_models(tiny_dir):
     enc = load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
     stats = head_stats(enc, EXS[:2], lambda ex: ex.text)
     n = max(len(enc.tokenizer(ex.text)["input_ids"]) for ex in EXS[:2])
-    assert stats.mean["sparsity"].shape == (2, 4)
+    assert stats.mean["sparsity_paper"].shape == (2, 4)
     assert np.all(stats.mean["entropy"] <= np.log(n) + 1e-5)
     assert np.all(stats.mean["entropy"] > np.log(n) - 1.5)  # bidirectional, near-uniform: not a causal triangle
 

@@ -1,6 +1,8 @@
 """Losses against independent references (SciPy, POT), properties, gradients, bad input."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import ot
 import pytest
@@ -13,7 +15,7 @@ from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES, sinkhorn_plan, sinkhorn_to_labels
 from kd_analysis.losses.sinkhorn import cost_matrix
 
-ROWWISE = ["kl", "rkl", "js", "tvd", "skew_kl"]
+ROWWISE = ["kl", "rkl", "js", "tvd", "skew_kl", "soft_ce"]
 
 
 def _logits(rows=6, cols=7, seed=0, dtype=torch.float64):
@@ -22,8 +24,20 @@ def _logits(rows=6, cols=7, seed=0, dtype=torch.float64):
 
 
 def test_registry_lists_every_loss():
-    assert set(LOSSES) == {"kl", "rkl", "js", "tvd", "skew_kl", "sinkhorn"}
+    assert set(LOSSES) == {"kl", "rkl", "js", "tvd", "skew_kl", "soft_ce", "sinkhorn"}
     assert LOSSES["sinkhorn"].batchwise and LOSSES["js"].symmetric and not LOSSES["kl"].symmetric
+    assert LOSSES["sinkhorn"].rows is None and all(LOSSES[n].rows is not None for n in ROWWISE)
+
+
+def test_soft_cross_entropy_is_kl_plus_teacher_entropy():
+    s, t = _logits()
+    p = softmax(t.numpy() / 2, -1)
+    h = -(p * np.log(p)).sum(-1).mean()
+    assert LOSSES["soft_ce"](s, t, tau=2.0).item() == pytest.approx(LOSSES["kl"](s, t, tau=2.0).item() + h, rel=1e-12)
+    x1, x2 = s.clone().requires_grad_(True), s.clone().requires_grad_(True)
+    (g1,) = torch.autograd.grad(LOSSES["soft_ce"](x1, t, tau=2.0), x1)
+    (g2,) = torch.autograd.grad(LOSSES["kl"](x2, t, tau=2.0), x2)
+    torch.testing.assert_close(g1, g2)  # same gradient: the offset is the teacher's entropy
 
 
 @pytest.mark.parametrize("tau", [1.0, 2.5])
@@ -39,10 +53,10 @@ def test_divergences_match_scipy(tau):
         assert LOSSES[name](s, t, tau=tau).item() == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("name", [n for n, spec in LOSSES.items() if spec.zero_at_match and not spec.batchwise])
 def test_zero_for_identical_inputs_and_nonnegative(name):
     s, t = _logits()
-    assert LOSSES[name](t, t).item() == pytest.approx(0.0, abs=1e-6) if name != "sinkhorn" else True
+    assert LOSSES[name](t, t).item() == pytest.approx(0.0, abs=1e-6)
     assert LOSSES[name](s, t).item() >= 0
 
 
@@ -115,6 +129,111 @@ def test_sinkhorn_approaches_exact_ot_as_eps_shrinks():
     gaps = [abs(sinkhorn_plan(s, t, tau=1.0, eps=eps, iters=4000).distance.item() - exact)
             for eps in (0.2, 0.05, 0.005)]
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-3 * max(exact, 1e-9) + 1e-4
+
+
+def _sinkd_reference(ys: torch.Tensor, yt: torch.Tensor, tau=2.0, eps=0.1, iters=20, scale=0.001) -> float:
+    """SinKD's published formula, written directly: K = exp(−C/ε) with C the L1 cost between softmax rows at τ;
+    `iters` times normalise every row to 1, then every column to 1; loss = scale · Σ P∘C (plan mass B)."""
+    ps, pt = softmax(ys.numpy() / tau, -1), softmax(yt.numpy() / tau, -1)
+    C = np.abs(ps[:, None, :] - pt[None, :, :]).sum(-1)
+    P = np.exp(-C / eps)
+    for _ in range(iters):
+        P = P / P.sum(1, keepdims=True)
+        P = P / P.sum(0, keepdims=True)
+    return float(scale * (P * C).sum())
+
+
+@pytest.mark.parametrize("rows,cols,seed", [(8, 2, 0), (32, 3, 1), (16, 10, 2)])
+def test_sinkd_form_matches_the_authors_formula(rows, cols, seed):
+    s, t = _logits(rows=rows, cols=cols, seed=seed)
+    ref = _sinkd_reference(s, t)
+    ours = sinkhorn_plan(s, t, tau=2.0, eps=0.1, iters=20, first="rows", mass="batch", scale=0.001).distance.item()
+    assert ours == pytest.approx(ref, rel=1e-10)
+    # the plan's mass alone is a factor B; the update order matters at 20 iterations (not at convergence)
+    plain = sinkhorn_plan(s, t, tau=2.0, eps=0.1, iters=20, first="rows").distance.item()
+    assert plain * rows * 0.001 == pytest.approx(ref, rel=1e-10)
+    few = _sinkd_reference(s, t, iters=2)  # the update order matters before convergence
+    assert sinkhorn_plan(s, t, tau=2.0, iters=2, first="rows", mass="batch", scale=0.001).distance.item() == \
+        pytest.approx(few, rel=1e-10)
+    assert sinkhorn_plan(s, t, tau=2.0, iters=2, mass="batch", scale=0.001).distance.item() != \
+        pytest.approx(few, rel=1e-6)
+    both = sinkhorn_plan(s, t, tau=2.0, eps=0.1, iters=20, first="rows", domain="log", mass="batch", scale=0.001)
+    assert both.distance.item() == pytest.approx(ref, rel=1e-9)  # the log domain runs the same iterations
+
+
+def test_envelope_gradient_matches_pot_envelope_and_unrolled_matches_pot_autodiff():
+    """POT differentiates `ot.solve(..., grad="envelope")` through the plan only and `sinkhorn2` by autodiff
+    through the iterations; ours reproduces each, and the two differ at finite iterations."""
+    s, t = _logits(rows=7, seed=13)
+    q = torch.softmax(t / 2, -1)
+    a = torch.full((7,), 1 / 7, dtype=torch.float64)
+
+    def grad(fn):
+        x = s.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(fn(x), x)
+        return g
+
+    def pot_envelope(x):
+        M = torch.cdist(torch.softmax(x / 2, -1), q, p=1)
+        with warnings.catch_warnings():  # POT warns that 25 iterations did not "converge" (stopThr 0)
+            warnings.simplefilter("ignore")
+            return ot.solve(M, a, a, reg=0.1, reg_type="entropy", method="sinkhorn_log", max_iter=25, tol=0,
+                            grad="envelope").value
+
+    def pot_autodiff(x):
+        M = torch.cdist(torch.softmax(x / 2, -1), q, p=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ot.sinkhorn2(a, a, M, 0.1, method="sinkhorn_log", numItermax=25, stopThr=0)
+
+    ours_env = grad(lambda x: sinkhorn_plan(x, t, tau=2.0, iters=25, gradient="envelope", domain="log").distance)
+    ours_unr = grad(lambda x: sinkhorn_plan(x, t, tau=2.0, iters=25, gradient="unrolled", domain="log").distance)
+    torch.testing.assert_close(ours_env, grad(pot_envelope), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(ours_unr, grad(pot_autodiff), rtol=1e-7, atol=1e-10)
+    assert (ours_env - ours_unr).abs().max() > 1e-4
+
+
+def test_shuffling_the_student_rows_leaves_sinkhorn_unchanged_but_not_kl():
+    """Uniform marginals: the distance ignores which student row belongs to which example (why SinKD keeps KL)."""
+    s, t = _logits(rows=9, seed=14)
+    perm = torch.randperm(9, generator=torch.Generator().manual_seed(0))
+    for kw in ({}, {"first": "rows", "mass": "batch", "scale": 0.001}):
+        a = LOSSES["sinkhorn"](s, t, tau=2.0, **kw).item()
+        assert LOSSES["sinkhorn"](s[perm], t, tau=2.0, **kw).item() == pytest.approx(a, rel=1e-10)
+    assert LOSSES["kl"](s[perm], t).item() != pytest.approx(LOSSES["kl"](s, t).item(), rel=1e-3)
+
+
+def test_sinkhorn_temperature_defaults_agree():
+    import inspect
+
+    from kd_analysis.losses.sinkhorn import sinkhorn_loss
+
+    default = inspect.signature(sinkhorn_plan).parameters["tau"].default
+    assert default == inspect.signature(sinkhorn_loss).parameters["tau"].default
+    s, t = _logits(seed=15)
+    assert LOSSES["sinkhorn"](s, t).item() == pytest.approx(sinkhorn_plan(s, t).distance.item(), rel=1e-12)
+
+
+def test_blocks_use_every_row():
+    from kd_analysis.losses.sinkhorn import block_sizes, sinkhorn_blocks
+
+    assert block_sizes(200) == [200]
+    assert block_sizes(320) == [64] * 5
+    assert block_sizes(300) == [64] * 4 + [44]
+    assert block_sizes(257) == [64] * 3 + [65]  # a single leftover row joins the last block
+    for n in (2, 257, 300, 999):
+        sizes = block_sizes(n)
+        assert sum(sizes) == n and min(sizes) >= 2
+    s, t = _logits(rows=300, cols=5, seed=16)
+    ps, pt = torch.softmax(s, -1), torch.softmax(t, -1)
+    got = sinkhorn_blocks(ps, pt, teacher_probs=True, student_probs=True, eps=0.1, iters=20).item()
+    parts, start = [], 0
+    for size in block_sizes(300):
+        parts.append(size / 300 * sinkhorn_plan(s[start:start + size], t[start:start + size]).distance.item())
+        start += size
+    assert got == pytest.approx(sum(parts), rel=1e-10)
+    with pytest.raises(KDLensError, match="at least 2 rows"):
+        sinkhorn_blocks(ps[:1], pt[:1], teacher_probs=True, student_probs=True)
 
 
 def test_small_eps_is_stable_in_log_domain():

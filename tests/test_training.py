@@ -83,18 +83,68 @@ def test_lm_training_with_lora_and_sinkhorn(tiny_dir, tmp_path):
     assert (tmp_path / "lm" / "checkpoint" / "adapter_model.safetensors").exists()
 
 
-def test_kd_terms_on_cached_topk_match_the_registry():
-    from kd_analysis.losses import LOSSES
-    from kd_analysis.training.batches import LMBatch
-    from kd_analysis.training.teacher_cache import TopK
+def _cached_teacher(teacher_logits: torch.Tensor, labels: torch.Tensor, k: int, taus=(1.0,)):
+    """A filled TeacherCache for one example: what the loop sees after the teacher's forward pass."""
+    from kd_analysis.data.example import Example
+    from kd_analysis.training.teacher_cache import TeacherCache
 
-    cfg = TrainConfig(teacher=ModelSpec("x"), losses=[LossTerm("kl")], tau=1.0, tau_squared=False)
-    logits = torch.randn(1, 3, 10)
-    labels = torch.tensor([[-100, 4, 5]])
-    t_vals, t_idx = torch.randn(2, 10).topk(10)
-    terms = kd_loss_terms(cfg, LMBatch(logits, labels, 3), TopK(t_vals, t_idx), 10)
-    s_rows = logits[0, 1:]
-    assert terms["kl"].item() == pytest.approx(LOSSES["kl"](s_rows.gather(-1, t_idx), t_vals).item(), rel=1e-6)
+    cache = TeacherCache(topk=k, temperatures=tuple(taus))
+    ex = Example(id="e0", text="q")
+    cache.put_lm([ex], teacher_logits, labels, teacher_logits.shape[-1])
+    return cache.lm([ex], "cpu")
+
+
+@pytest.mark.parametrize("k", [4, 50])
+@pytest.mark.parametrize("name", ["kl", "rkl", "js"])
+def test_lm_kd_terms_are_full_vocabulary_divergences(name, k):
+    """The loop's LM terms equal the dense loss when k = V and the (k+1)-bucket value when k < V, never the
+    divergence renormalised over the teacher's top-k."""
+    from kd_analysis.losses import LOSSES, sparse_kd, teacher_topk_logprobs
+    from kd_analysis.training.batches import LMBatch
+
+    g = torch.Generator().manual_seed(0)
+    V = 50
+    s_logits, t_logits = torch.randn(1, 4, V, generator=g) * 3, torch.randn(1, 4, V, generator=g) * 3
+    labels = torch.tensor([[-100, 4, 5, 6]])
+    cfg = TrainConfig(teacher=ModelSpec("x"), losses=[LossTerm(name)], tau=2.0, tau_squared=True, teacher_topk=k)
+    terms = kd_loss_terms(cfg, LMBatch(s_logits, labels, 4), _cached_teacher(t_logits, labels, k, (2.0,)), V)
+    s_rows, t_rows = s_logits[0, 1:], t_logits[0, 1:]
+    lp, idx = teacher_topk_logprobs(t_rows, k, tau=2.0)
+    assert terms[name].item() == pytest.approx(4 * sparse_kd(name, s_rows, lp, idx, tau=2.0).item(), rel=1e-5)
+    if k == V:
+        assert terms[name].item() == pytest.approx(4 * LOSSES[name](s_rows, t_rows, tau=2.0).item(), rel=1e-5)
+    else:
+        renormalised = 4 * LOSSES[name](s_rows.gather(-1, idx), t_rows.gather(-1, idx), tau=2.0).item()
+        assert abs(terms[name].item() - renormalised) > 1e-3
+
+
+def test_term_temperatures_and_sinkhorn_rows_are_never_dropped():
+    """Each term runs at its own τ (the cache keeps a normaliser per τ); Sinkhorn on LM rows uses all of them."""
+    from kd_analysis.losses import LOSSES
+    from kd_analysis.losses.sinkhorn import sinkhorn_blocks
+    from kd_analysis.training.batches import LMBatch
+
+    g = torch.Generator().manual_seed(1)
+    V, L = 20, 301
+    s_logits, t_logits = torch.randn(1, L, V, generator=g), torch.randn(1, L, V, generator=g)
+    labels = torch.full((1, L), 3)
+    labels[0, 0] = -100  # 300 answer tokens: 4 blocks of 64 and one of 44
+    cfg = TrainConfig(teacher=ModelSpec("x"), tau=1.0, tau_squared=False, teacher_topk=V,
+                      losses=[LossTerm("kl", tau=3.0, tau_squared=False), LossTerm("sinkhorn", tau=2.0)])
+    notes = []
+    terms = kd_loss_terms(cfg, LMBatch(s_logits, labels, L), _cached_teacher(t_logits, labels, V, (2.0, 3.0)), V,
+                          note=notes.append)
+    s_rows, t_rows = s_logits[0, 1:], t_logits[0, 1:]
+    assert terms["kl"].item() == pytest.approx(LOSSES["kl"](s_rows, t_rows, tau=3.0).item(), rel=1e-5)
+    ref = sinkhorn_blocks(torch.softmax(s_rows / 2, -1), torch.softmax(t_rows / 2, -1), teacher_probs=True,
+                          student_probs=True, tau=2.0)
+    assert terms["sinkhorn"].item() == pytest.approx(ref.item(), rel=1e-5)
+    assert any("no token is dropped" in n for n in notes)
+    one = torch.tensor([[-100, 3]])
+    notes.clear()
+    single = kd_loss_terms(cfg, LMBatch(s_logits[:, :2], one, 2), _cached_teacher(t_logits[:, :2], one, V, (2.0, 3.0)),
+                           V, note=notes.append)
+    assert single["sinkhorn"].item() == 0.0 and any("single answer token" in n for n in notes)
 
 
 def test_incompatible_pair_for_logit_losses(tiny_dir, tmp_path):

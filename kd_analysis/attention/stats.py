@@ -2,14 +2,19 @@
 
 A forward hook on each transformer block reduces that block's attention matrix [heads, L, L] to a handful of
 numbers per head as soon as it exists, so memory stays at one layer's matrix (plus the previous layer's, for
-the layer-to-layer similarity) whatever the depth or length. Statistics per head, each a mean over query rows
-(only the keys a query may see count):
-- entropy: -Σ a·log a (nats); low = focused head;
-- self: weight on the query's own token (the diagonal);
-- sparsity: share of weights above 0.1 (the paper's definition);
-- numbers: total weight on tokens that hold a digit (the question's numbers);
+the layer-to-layer similarity) whatever the depth or length. L is the example's own length (its real tokens;
+padding positions of a batch never count). Statistics per head:
+- entropy: -Σ a·log a (nats) over the keys a query may see, mean over query rows; low = focused head;
+- self: weight on the query's own token (the diagonal), mean over query rows;
+- sparsity_paper: Goyal et al.'s definition, mean(A > 0.1) over the whole L x L matrix, positions a query may
+  not see (the causal upper triangle) counted as zeros, i.e. (number of weights > 0.1) / L²;
+- sparsity_visible: per query row, the share of the keys it may see whose weight is above 0.1, mean over rows
+  (several times the paper's number on a causal model: row i has only i + 1 visible keys, not L);
+- numbers: total weight on tokens that hold a digit (the question's numbers), mean over query rows;
 - prev_similarity: cosine similarity with the same head one layer below (undefined in layer 0).
-Across examples: mean and a 95% confidence half-width (Student t).
+Across examples: mean and a 95% confidence half-width (Student t). Saved results from before the split have a
+single `sparsity` key, which was the visible-keys definition: `HeadStats.from_dict` reads it as
+`sparsity_visible`.
 """
 from __future__ import annotations
 
@@ -24,8 +29,13 @@ import torch
 from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
 
-STATS = {"entropy": "Entropy (nats)", "self": "Self-attention", "sparsity": "Sparsity (share > 0.1)",
+STATS = {"entropy": "Entropy (nats)", "self": "Self-attention",
+         "sparsity_paper": "Sparsity (paper: share of all L×L weights > 0.1)",
+         "sparsity_visible": "Sparsity (visible keys > 0.1)",
          "numbers": "Attention to numbers", "prev_similarity": "Similarity to previous layer"}
+# saved key -> current key, for results written before a statistic was renamed
+RENAMED_STATS = {"sparsity": "sparsity_visible"}
+SPARSITY_THRESHOLD = 0.1
 MAX_TOKENS = 512
 
 
@@ -46,9 +56,29 @@ class HeadStats:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HeadStats":
-        arr = lambda m: {k: np.array(v, dtype=float) for k, v in m.items()}  # noqa: E731 - None -> nan
-        return cls(d["label"], d["layers"], d["heads"], d["examples"], arr(d["mean"]), arr(d["ci"]),
-                   list(d.get("notes", [])))
+        """Reads saved statistics, old ones too: a renamed key (`sparsity`, the visible-keys definition) is read
+        under its current name, and a statistic the file lacks is all-nan with a note saying to recompute."""
+        def arr(m: dict) -> dict[str, np.ndarray]:
+            out = {}
+            for k, v in m.items():
+                key = RENAMED_STATS.get(k, k)
+                if key in m and key != k:  # both the old and the new key: the new one wins
+                    continue
+                out[key] = np.array(v, dtype=float)  # None -> nan
+            return out
+
+        mean, ci = arr(d["mean"]), arr(d["ci"])
+        notes = list(d.get("notes", []))
+        shape = (d["layers"], d["heads"])
+        missing = [s for s in STATS if s not in mean]
+        for s in missing:
+            mean[s] = np.full(shape, np.nan)
+        for s in STATS:
+            ci.setdefault(s, np.full(shape, np.nan))
+        if missing:
+            notes.append("saved before these statistics existed, so they are empty here (compute again to see "
+                         "them): " + ", ".join(STATS[s] for s in missing))
+        return cls(d["label"], d["layers"], d["heads"], d["examples"], mean, ci, notes)
 
 
 def _nan_to_none(a: np.ndarray) -> list:
@@ -103,13 +133,47 @@ class _Collector:
             h.remove()
 
 
-def _per_head(a: torch.Tensor, valid: torch.Tensor, numbers: torch.Tensor) -> dict[str, torch.Tensor]:
-    """a [H, L, L]; valid [L, L] bool (keys each query may see); numbers [L] bool. Returns stat -> [H]."""
-    rows = valid.sum(-1).clamp(min=1)
+def visible_keys(tokens: torch.Tensor, causal: bool) -> torch.Tensor:
+    """[L, L] bool: the keys each query may see. tokens [L] bool marks real tokens (False = padding); padding
+    is neither a query nor a key, and a causal model's query i sees keys 0..i."""
+    tokens = tokens.bool()
+    valid = tokens[:, None] & tokens[None, :]
+    return torch.tril(valid) if causal else valid
+
+
+def _per_head(a: torch.Tensor, valid: torch.Tensor, numbers: torch.Tensor,
+              tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """a [H, L, L]; valid [L, L] bool (keys each query may see); numbers [L] bool; tokens [L] bool (real
+    tokens; default all). Query rows of padding are skipped and padding keys never count, so L below is the
+    number of real tokens. Returns stat -> [H]."""
+    if tokens is None:
+        tokens = torch.ones(a.shape[-1], dtype=torch.bool, device=a.device)
+    tokens = tokens.bool()
+    valid = valid & tokens[:, None] & tokens[None, :]
+    n = tokens.sum().clamp(min=1)  # the example's own length L
+    q = tokens.to(a.dtype)
+    per_row = lambda x: (x * q).sum(-1) / n  # noqa: E731 - [H, L] -> mean over real query rows [H]
+    big = (a > SPARSITY_THRESHOLD) & valid  # masked (causal, padding) positions count as zeros
     ent = -(a.clamp_min(1e-12).log() * a * valid).sum(-1)  # [H, L]
-    return {"entropy": ent.mean(-1), "self": torch.diagonal(a, dim1=-2, dim2=-1).mean(-1),
-            "sparsity": (((a > 0.1) & valid).sum(-1) / rows).mean(-1),
-            "numbers": (a * numbers).sum(-1).mean(-1) if bool(numbers.any()) else torch.full(a.shape[:1], math.nan)}
+    digits = valid & numbers.bool()[None, :]
+    return {"entropy": per_row(ent), "self": per_row(torch.diagonal(a, dim1=-2, dim2=-1)),
+            "sparsity_paper": big.sum((-2, -1)).to(a.dtype) / (n * n),
+            "sparsity_visible": per_row(big.sum(-1) / valid.sum(-1).clamp(min=1)),
+            "numbers": per_row((a * digits).sum(-1)) if bool((numbers.bool() & tokens).any())
+            else torch.full(a.shape[:1], math.nan)}
+
+
+def batch_head_stats(attn: torch.Tensor, attention_mask: torch.Tensor, causal: bool,
+                     numbers: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-head statistics of a padded batch: attn [B, H, L, L], attention_mask [B, L] (1 = real token, left or
+    right padding), numbers [B, L] bool (default: none). Each example is measured on its own real tokens, so
+    padding columns never count. Returns stat -> [B, H] (without prev_similarity, which needs two layers)."""
+    if numbers is None:
+        numbers = torch.zeros(attention_mask.shape, dtype=torch.bool, device=attn.device)
+    rows = []
+    for a, mask, num in zip(attn.float(), attention_mask.bool(), numbers):
+        rows.append(_per_head(a, visible_keys(mask, causal), num, mask))
+    return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -173,7 +237,7 @@ def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], 
             ids, cut = encode(loaded, prompt(ex), max_tokens)
             truncated += cut
             L = len(ids)
-            valid = torch.tril(torch.ones(L, L, dtype=torch.bool)) if is_causal(loaded) else torch.ones(L, L, dtype=torch.bool)
+            valid = visible_keys(torch.ones(L, dtype=torch.bool), is_causal(loaded))
             state.update(valid=valid.to(loaded.device), numbers=digit_positions(loaded.tokenizer, ids.tolist()).to(
                 loaded.device), prev=None, row={s: [None] * n_layers for s in STATS})
             collector.reset()

@@ -1,16 +1,23 @@
-"""Row-wise divergences between teacher and student distributions at temperature τ (KL family, TVD).
+"""Row-wise divergences between teacher and student distributions at temperature τ (KL family, TVD, soft CE).
 
 Definitions (p_t = softmax(z_t/τ), p_s = softmax(z_s/τ)): KL = Σ p_t (log p_t − log p_s); RKL = KL(p_s‖p_t);
-JS = ½KL(p_t‖m) + ½KL(p_s‖m), m = ½(p_t + p_s); TVD = ½Σ|p_t − p_s|; skew KL_α = KL(p_t ‖ α p_t + (1−α) p_s).
+JS = ½KL(p_t‖m) + ½KL(p_s‖m), m = ½(p_t + p_s); TVD = ½Σ|p_t − p_s|; skew KL_α = KL(p_t ‖ α p_t + (1−α) p_s);
+soft CE = −Σ p_t log p_s = KL + H(p_t) (Hinton's form, SinKD's KD term).
+
+Each divergence is written once, on log-probability rows (teacher first); `register_divergence` turns it into a
+loss on logits (softmax at τ, mask, reduction, τ²) and keeps the row function on the spec, so `sparse_kd` can
+apply the very same formula to a cached top-k teacher plus a tail bucket.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
+from kd_analysis.errors import KDLensError
 from kd_analysis.losses.checks import check_mask, check_pair_logits, upcast
-from kd_analysis.losses.registry import Param, register_loss
+from kd_analysis.losses.registry import LOSSES, Param, RowFn, register_loss
 
 
 def _kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -37,52 +44,76 @@ def _prepare(student, teacher, tau, mask):
             check_mask(mask, s.shape[0]))
 
 
-def _finish(rows, mask, reduction, tau, tau_squared):
+def finish(rows: torch.Tensor, mask, reduction: str, tau: float, tau_squared: bool) -> torch.Tensor:
     out = reduce_rows(rows, mask, reduction)
     return out * tau**2 if tau_squared else out
 
 
-@register_loss("kl", title="KL (forward)", symmetric=False,
-               description="KL(teacher‖student): covers every teacher mode, spreading the student (mode-averaging).")
-def kl_loss(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", tau_squared=False):
-    ls, lt, m = _prepare(student_logits, teacher_logits, tau, mask)
-    return _finish(_kl_rows(lt, ls), m, reduction, tau, tau_squared)
+def register_divergence(name: str, *, title: str, description: str, symmetric: bool, params: tuple[Param, ...] = (),
+                        zero_at_match: bool = True) -> Callable[[RowFn], RowFn]:
+    """Register a row function `(teacher_logp, student_logp, **params) -> [N]` as a loss on logits."""
+    def deco(rows: RowFn) -> RowFn:
+        def loss(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", tau_squared=False, **kw):
+            ls, lt, m = _prepare(student_logits, teacher_logits, tau, mask)
+            return finish(rows(lt, ls, **kw), m, reduction, tau, tau_squared)
+
+        loss.__name__, loss.__qualname__, loss.__doc__ = f"{name}_loss", f"{name}_loss", rows.__doc__
+        register_loss(name, title=title, description=description, symmetric=symmetric, params=params, rows=rows,
+                      zero_at_match=zero_at_match)(loss)
+        return rows
+    return deco
 
 
-@register_loss("rkl", title="Reverse KL", symmetric=False,
-               description="KL(student‖teacher): the student may drop teacher modes and sit on one (mode-seeking).")
-def rkl_loss(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", tau_squared=False):
-    ls, lt, m = _prepare(student_logits, teacher_logits, tau, mask)
-    return _finish(_kl_rows(ls, lt), m, reduction, tau, tau_squared)
+@register_divergence("kl", title="KL (forward)", symmetric=False,
+                     description="KL(teacher‖student): covers every teacher mode, spreading the student "
+                                 "(mode-averaging).")
+def kl_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+    """KL(p_t‖p_s) per row."""
+    return _kl_rows(lt, ls)
 
 
-@register_loss("js", title="Jensen-Shannon", symmetric=True,
-               description="Symmetric and bounded by log 2; small probabilities (rare events) weigh little.")
-def js_loss(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", tau_squared=False):
-    ls, lt, m = _prepare(student_logits, teacher_logits, tau, mask)
+@register_divergence("rkl", title="Reverse KL", symmetric=False,
+                     description="KL(student‖teacher): the student may drop teacher modes and sit on one "
+                                 "(mode-seeking).")
+def rkl_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+    """KL(p_s‖p_t) per row."""
+    return _kl_rows(ls, lt)
+
+
+@register_divergence("js", title="Jensen-Shannon", symmetric=True,
+                     description="Symmetric and bounded by log 2; small probabilities (rare events) weigh little.")
+def js_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+    """½KL(p_t‖m) + ½KL(p_s‖m) with m the mixture, per row."""
     lm = torch.logaddexp(ls, lt) - math.log(2.0)
-    return _finish(0.5 * _kl_rows(lt, lm) + 0.5 * _kl_rows(ls, lm), m, reduction, tau, tau_squared)
+    return 0.5 * _kl_rows(lt, lm) + 0.5 * _kl_rows(ls, lm)
 
 
-@register_loss("tvd", title="Total variation", symmetric=True,
-               description="½Σ|p_t − p_s|: bounded in [0, 1], gradients do not blow up on tiny probabilities.")
-def tvd_loss(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", tau_squared=False):
-    ls, lt, m = _prepare(student_logits, teacher_logits, tau, mask)
-    return _finish(0.5 * (lt.exp() - ls.exp()).abs().sum(-1), m, reduction, tau, tau_squared)
+@register_divergence("tvd", title="Total variation", symmetric=True,
+                     description="½Σ|p_t − p_s|: bounded in [0, 1], gradients do not blow up on tiny probabilities.")
+def tvd_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+    """½Σ|p_t − p_s| per row."""
+    return 0.5 * (lt.exp() - ls.exp()).abs().sum(-1)
 
 
-@register_loss("skew_kl", title="Skew KL", symmetric=False,
-               params=(Param("alpha", 0.1, 0.0, 0.99, "mix α of the teacher into the student side"),),
-               description="KL(p_t ‖ α p_t + (1−α) p_s): forward KL made finite and smoother by mixing.")
-def skew_kl_loss(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", tau_squared=False,
-                 alpha=0.1):
-    from kd_analysis.errors import KDLensError
-
+@register_divergence("skew_kl", title="Skew KL", symmetric=False,
+                     params=(Param("alpha", 0.1, 0.0, 0.99, "mix α of the teacher into the student side"),),
+                     description="KL(p_t ‖ α p_t + (1−α) p_s): forward KL made finite and smoother by mixing.")
+def skew_kl_rows(lt: torch.Tensor, ls: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
+    """KL(p_t ‖ α p_t + (1−α) p_s) per row."""
     if not 0 <= alpha < 1:
         raise KDLensError(f"skew α must be in [0, 1) (got {alpha})")
-    ls, lt, m = _prepare(student_logits, teacher_logits, tau, mask)
-    if alpha == 0:
-        mix = ls
-    else:
-        mix = torch.logaddexp(lt + math.log(alpha), ls + math.log(1 - alpha))
-    return _finish(_kl_rows(lt, mix), m, reduction, tau, tau_squared)
+    mix = ls if alpha == 0 else torch.logaddexp(lt + math.log(alpha), ls + math.log(1 - alpha))
+    return _kl_rows(lt, mix)
+
+
+@register_divergence("soft_ce", title="Soft cross-entropy (Hinton)", symmetric=False, zero_at_match=False,
+                     description="−Σ p_t log p_s = KL + the teacher's entropy: KL's gradient, a value offset by "
+                                 "H(p_t). SinKD's KD term (without τ²).")
+def soft_ce_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+    """H(p_t, p_s) = −Σ p_t log p_s per row (terms with p_t = 0 are 0)."""
+    p = lt.exp()
+    return -torch.where(p > 0, p * ls, torch.zeros_like(p)).sum(-1)
+
+
+kl_loss, rkl_loss, js_loss, tvd_loss, skew_kl_loss, soft_ce_loss = (
+    LOSSES[n].fn for n in ("kl", "rkl", "js", "tvd", "skew_kl", "soft_ce"))

@@ -1,7 +1,9 @@
 """The loss registry: name -> LossSpec. Adding a loss is one decorated function.
 
 Every loss takes `(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", **params)` and
-returns a scalar that back-propagates (or per-row values with reduction="none").
+returns a scalar that back-propagates (or per-row values with reduction="none"). Row-wise divergences also
+carry `rows`, the same divergence on log-probability rows (teacher first), which is what lets `sparse_kd`
+compare a cached top-k teacher with the student's full distribution.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any, Callable
 import torch
 
 LossFn = Callable[..., torch.Tensor]
+RowFn = Callable[..., torch.Tensor]  # (teacher_logp [N, d], student_logp [N, d], **params) -> [N]
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class LossSpec:
     symmetric: bool
     batchwise: bool = False  # couples the rows of a batch (Sinkhorn); per-row values are shares of one total
     params: tuple[Param, ...] = field(default_factory=tuple)
+    rows: RowFn | None = None  # the divergence on normalised log-probability rows (None: batch-wise losses)
+    zero_at_match: bool = True  # 0 when student == teacher (false for soft cross-entropy: the teacher's entropy)
 
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, **kw: Any) -> torch.Tensor:
         return self.fn(student_logits, teacher_logits, **kw)
@@ -43,8 +48,9 @@ LOSSES: dict[str, LossSpec] = {}
 
 
 def register_loss(name: str, *, title: str, description: str, symmetric: bool, batchwise: bool = False,
-                  params: tuple[Param, ...] = ()) -> Callable[[LossFn], LossFn]:
+                  params: tuple[Param, ...] = (), rows: RowFn | None = None,
+                  zero_at_match: bool = True) -> Callable[[LossFn], LossFn]:
     def deco(fn: LossFn) -> LossFn:
-        LOSSES[name] = LossSpec(name, title, fn, description, symmetric, batchwise, params)
+        LOSSES[name] = LossSpec(name, title, fn, description, symmetric, batchwise, params, rows, zero_at_match)
         return fn
     return deco

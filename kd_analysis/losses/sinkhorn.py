@@ -8,7 +8,15 @@ plan P, and the loss is Σ P∘C. Three things keep it usable at LLM sizes:
 - `topk` coarsens each group's distributions to the teacher's top-k tokens plus one "rest" bucket, which merges
   the tail (by the triangle inequality this never overstates the L1 cost; it is exact when the tail is empty).
 Iterations run in the scaling domain when exp(−C/ε) cannot underflow and in the log domain otherwise, so small
-ε is stable. The update order (columns, then rows) matches POT's `sinkhorn_log`.
+ε is stable. The default update order (columns, then rows) matches POT's `sinkhorn_log`.
+
+SinKD's own code differs in three ways that change the value, all available here: it normalises rows first and
+columns last (`first="rows"`), its plan has total mass B (every row and column sums to 1: `mass="batch"`,
+i.e. B × ours), and it multiplies the result by 0.001 (`scale`). The paper's preset sets all three.
+
+Uniform marginals make the distance blind to which student row belongs to which example: permuting the
+student's rows permutes the plan and leaves the value unchanged. That is why SinKD adds it to KD + CE rather
+than replacing them.
 """
 from __future__ import annotations
 
@@ -81,12 +89,21 @@ def coarsen_topk(p: torch.Tensor, q: torch.Tensor, k: int) -> tuple[torch.Tensor
     return torch.cat([ps, p_rest], -1), torch.cat([qs, q_rest], -1), idx
 
 
+ORDERS = ("columns", "rows")
+
+
 def sinkhorn_iterations(C: torch.Tensor, eps: float, iters: int, domain: str = "auto",
-                        a: torch.Tensor | None = None, b: torch.Tensor | None = None) -> torch.Tensor:
-    """Plan P [G, n, m] with marginals a [G, n] and b [G, m] (uniform when None); differentiable (unrolled)."""
+                        a: torch.Tensor | None = None, b: torch.Tensor | None = None,
+                        first: str = "columns") -> torch.Tensor:
+    """Plan P [G, n, m] with marginals a [G, n] and b [G, m] (uniform when None); differentiable (unrolled).
+
+    One iteration scales the columns, then the rows (POT's order; the rows are exact at the end); with
+    `first="rows"` it scales rows, then columns (SinKD's code; the teacher-side columns are exact at the end)."""
     check_positive("ε (entropic regularisation)", eps)
     if iters < 1:
         raise KDLensError(f"Sinkhorn needs at least one iteration (got {iters})")
+    if first not in ORDERS:
+        raise KDLensError(f"unknown Sinkhorn order {first!r}; first must be one of {', '.join(ORDERS)}")
     G, n, m = C.shape
     a = C.new_full((G, n), 1.0 / n) if a is None else a
     b = C.new_full((G, m), 1.0 / m) if b is None else b
@@ -94,19 +111,27 @@ def sinkhorn_iterations(C: torch.Tensor, eps: float, iters: int, domain: str = "
         domain = "scaling" if float(C.detach().max()) / eps < SCALING_DOMAIN_LIMIT else "log"
     if domain == "scaling":
         K = torch.exp(-C / eps)
-        u = C.new_ones(G, n)
+        u, v = C.new_ones(G, n), C.new_ones(G, m)
         for _ in range(iters):
-            v = b / (u.unsqueeze(1) @ K).squeeze(1)  # Kᵀu
-            u = a / (K @ v.unsqueeze(-1)).squeeze(-1)  # Kv
+            if first == "columns":
+                v = b / (u.unsqueeze(1) @ K).squeeze(1)  # Kᵀu
+                u = a / (K @ v.unsqueeze(-1)).squeeze(-1)  # Kv
+            else:
+                u = a / (K @ v.unsqueeze(-1)).squeeze(-1)
+                v = b / (u.unsqueeze(1) @ K).squeeze(1)
         return u[:, :, None] * K * v[:, None, :]
     if domain != "log":
         raise KDLensError(f"unknown Sinkhorn domain {domain!r}; use auto, log or scaling")
     Mr = -C / eps
     log_a, log_b = torch.log(a), torch.log(b)
-    u = C.new_zeros(G, n)
+    u, v = C.new_zeros(G, n), C.new_zeros(G, m)
     for _ in range(iters):
-        v = log_b - torch.logsumexp(Mr + u[:, :, None], 1)
-        u = log_a - torch.logsumexp(Mr + v[:, None, :], 2)
+        if first == "columns":
+            v = log_b - torch.logsumexp(Mr + u[:, :, None], 1)
+            u = log_a - torch.logsumexp(Mr + v[:, None, :], 2)
+        else:
+            u = log_a - torch.logsumexp(Mr + v[:, None, :], 2)
+            v = log_b - torch.logsumexp(Mr + u[:, :, None], 1)
     return torch.exp(Mr + u[:, :, None] + v[:, None, :])
 
 
@@ -128,19 +153,31 @@ def _groups(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return x.reshape(n // size, size, *x.shape[1:])
 
 
-def sinkhorn_plan(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tau: float = 2.0,
+MASSES = ("one", "batch")
+
+
+def sinkhorn_plan(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tau: float = 1.0,
                   eps: float = 0.1, iters: int = 20, cost: str = "l1", topk: int | None = None,
                   group_size: int | None = None, mask: torch.Tensor | None = None, teacher_probs: bool = False,
-                  gradient: str = "unrolled", domain: str = "auto") -> SinkhornResult:
+                  gradient: str = "unrolled", domain: str = "auto", first: str = "columns", mass: str = "one",
+                  scale: float = 1.0, student_probs: bool = False) -> SinkhornResult:
     """Distance and transport plan between the rows of a student and a teacher batch.
 
     One output column (regression) uses the paper's cost |y_s,i − y_t,j| on raw outputs, since the softmax of one
-    value is always 1. `teacher_probs=True` takes the teacher as probabilities (e.g. one-hot gold labels).
-    `gradient="envelope"` computes the plan without autograd and differentiates Σ P∘C through C only (as POT's
-    sinkhorn2 does): much cheaper, and exact for the entropic objective at convergence.
+    value is always 1. `teacher_probs=True` takes the teacher as probabilities (e.g. one-hot gold labels), and
+    `student_probs=True` the student; rows that sum to less than 1 (a cached top-k teacher) are exact only with
+    `topk`, whose rest bucket then holds the missing mass.
+    Gradients: "unrolled" back-propagates through every iteration (what SinKD's code and autodiff through POT's
+    `sinkhorn2` compute); "envelope" holds the plan fixed and differentiates Σ P∘C through C only, which is the
+    gradient of the entropic OT value at convergence (POT's `ot.solve(..., grad="envelope")`): cheaper, and a
+    different gradient from the unrolled one at finite iterations.
+    `mass="batch"` gives the plan total mass n per group (SinKD's code) instead of 1; `scale` multiplies the
+    distance (SinKD: 0.001). The returned plan is always the mass-1 plan.
     """
+    if mass not in MASSES:
+        raise KDLensError(f"unknown Sinkhorn mass {mass!r}; use one of {', '.join(MASSES)}")
     check_positive("ε (entropic regularisation)", eps)
-    if not teacher_probs:
+    if not (teacher_probs or student_probs):
         check_pair_logits(student_logits, teacher_logits, tau=tau)
     elif student_logits.shape != teacher_logits.shape:
         raise KDLensError(f"student outputs {tuple(student_logits.shape)} and teacher probabilities "
@@ -157,7 +194,7 @@ def sinkhorn_plan(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
         x, y = upcast(s), upcast(t)
         cost = "l1"
     else:
-        x = torch.softmax(upcast(s) / tau, -1)
+        x = upcast(s) if student_probs else torch.softmax(upcast(s) / tau, -1)
         y = upcast(t) if teacher_probs else torch.softmax(upcast(t) / tau, -1)
     x, y = _groups(x, group_size), _groups(y, group_size)
     support = None
@@ -166,12 +203,13 @@ def sinkhorn_plan(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
     C = cost_matrix(x, y, cost)
     if gradient == "envelope":
         with torch.no_grad():
-            P = sinkhorn_iterations(C.detach(), eps, iters, domain)
+            P = sinkhorn_iterations(C.detach(), eps, iters, domain, first=first)
     elif gradient == "unrolled":
-        P = sinkhorn_iterations(C, eps, iters, domain)
+        P = sinkhorn_iterations(C, eps, iters, domain, first=first)
     else:
         raise KDLensError(f"unknown gradient mode {gradient!r}; use unrolled or envelope")
-    row = (P * C).sum(-1)  # [G, n]
+    factor = scale * (C.shape[1] if mass == "batch" else 1)  # mass n: every plan entry is n times ours
+    row = (P * C).sum(-1) * factor  # [G, n]
     return SinkhornResult(distance=row.sum(-1).mean(), plan=P, cost=C, row_cost=row.reshape(-1), support=support)
 
 
@@ -179,13 +217,42 @@ def sinkhorn_plan(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
                params=(Param("eps", 0.1, 0.001, 2.0, "entropic regularisation ε (smaller: closer to exact OT)"),
                        Param("iters", 20, 1, 500, "Sinkhorn iterations (SinKD uses 20)")),
                description="Batch-wise optimal transport between student and teacher rows (L1 cost between "
-                           "distributions): compares the batch's geometry, not only row by row.")
+                           "distributions): compares the batch's geometry, but not which row is which example, so "
+                           "SinKD adds it to KD + CE rather than replacing them.")
 def sinkhorn_loss(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", tau_squared=False,
-                  eps=0.1, iters=20, cost="l1", topk=None, group_size=None, gradient="unrolled", domain="auto"):
+                  eps=0.1, iters=20, cost="l1", topk=None, group_size=None, gradient="unrolled", domain="auto",
+                  first="columns", mass="one", scale=1.0):
     res = sinkhorn_plan(student_logits, teacher_logits, tau=tau, eps=eps, iters=int(iters), cost=cost, topk=topk,
-                        group_size=group_size, mask=mask, gradient=gradient, domain=domain)
+                        group_size=group_size, mask=mask, gradient=gradient, domain=domain, first=first, mass=mass,
+                        scale=scale)
     out = res.row_cost if reduction == "none" else res.distance * (res.plan.shape[0] if reduction == "sum" else 1)
     return out * tau**2 if tau_squared else out
+
+
+def block_sizes(n: int, block: int = 64, whole_below: int = 256) -> list[int]:
+    """How `sinkhorn_blocks` splits n rows: one block up to `whole_below` rows, else blocks of `block`, the
+    leftover rows as one more block (a single leftover row joins the last block). Every row is used."""
+    if n <= whole_below:
+        return [n]
+    full, rest = divmod(n, block)
+    if rest == 1:
+        return [block] * (full - 1) + [block + 1]
+    return [block] * full + ([rest] if rest else [])
+
+
+def sinkhorn_blocks(student: torch.Tensor, teacher: torch.Tensor, *, block: int = 64, whole_below: int = 256,
+                    **kw) -> torch.Tensor:
+    """Batch-wise Sinkhorn over many rows (e.g. the answer tokens of a batch) in blocks of consecutive rows;
+    the row-weighted mean of the block distances. Needs at least 2 rows."""
+    n = student.shape[0]
+    if n < 2:
+        raise KDLensError("batch-wise Sinkhorn needs at least 2 rows")
+    total, start = student.new_zeros(()), 0
+    for size in block_sizes(n, block, whole_below):
+        res = sinkhorn_plan(student[start:start + size], teacher[start:start + size], **kw)
+        total = total + res.distance * (size / n)
+        start += size
+    return total
 
 
 def sinkhorn_to_labels(student_logits: torch.Tensor, labels: torch.Tensor, **kw) -> SinkhornResult:

@@ -29,7 +29,7 @@ class ToyConfig:
     start_mu: float = 8.0
     start_sigma: float = 1.5
     snapshot_every: int = 10
-    losses: tuple[str, ...] = ("kl", "rkl", "js", "tvd", "skew_kl", "sinkhorn")
+    losses: tuple[str, ...] = field(default_factory=lambda: tuple(LOSSES))  # every registered loss
 
 
 @dataclass

@@ -5,7 +5,7 @@ prompt; prompt and padding positions are masked out of every loss.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -30,6 +30,33 @@ class LMBatch:
 
 
 PromptFn = Callable[[Example], str]
+
+
+@dataclass
+class AnswerRows:
+    """The student's logits at its target positions, [N, V], with their labels. The logsumexp over the whole
+    vocabulary is computed once per temperature: cross-entropy needs it at τ = 1 and every top-k KD term reuses
+    it at its own τ (so a term at τ = 1 costs no extra pass over the vocabulary)."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    _lse: dict[float, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, batch: LMBatch) -> "AnswerRows":
+        flat = batch.logits.reshape(-1, batch.logits.shape[-1])
+        labels = batch.labels.reshape(-1)
+        pos = (labels != -100).nonzero().squeeze(1)
+        return cls(flat.index_select(0, pos).float(), labels[pos])
+
+    def lse(self, tau: float = 1.0) -> torch.Tensor:
+        if tau not in self._lse:
+            self._lse[tau] = torch.logsumexp(self.logits if tau == 1 else self.logits / tau, -1)
+        return self._lse[tau]
+
+    def ce(self) -> torch.Tensor:
+        """Mean token cross-entropy on the gold labels (equals F.cross_entropy with ignore_index=-100)."""
+        return (self.lse(1.0) - self.logits.gather(-1, self.labels[:, None]).squeeze(1)).mean()
 
 
 def _prompt_and_target(tok, ex: Example, prompt: PromptFn) -> tuple[list[int], list[int]]:
@@ -70,6 +97,40 @@ def lm_outputs(loaded, examples: Sequence[Example], max_length: int, prompt: Pro
         rows.append(ids)
         label_rows.append(labels[1:] + [-100])  # shift: position i predicts token i+1
     input_ids, attention = pad_right(rows, tok.pad_token_id, loaded.device)
+    labels, _ = pad_right(label_rows, None, loaded.device, fill=-100)
+    logits = loaded.model(input_ids=input_ids, attention_mask=attention).logits
+    return LMBatch(logits=logits, labels=labels, tokens=int(attention.sum()))
+
+
+def answer_ids(tok, ex: Example) -> list[int]:
+    return _prompt_and_target(tok, ex, mc_prompt)[1]
+
+
+def paper_rows(student_tok, teacher_tok, examples: Sequence[Example], max_length: int, student_prompt: PromptFn,
+               teacher_prompt: PromptFn) -> list[int]:
+    """Goyal et al.'s alignment: how many positions each example contributes, the shortest of the student's
+    input, the teacher's (primed) input and the answer, each cut at `max_length`."""
+    out = []
+    for ex in examples:
+        s = len(student_tok(student_prompt(ex), add_special_tokens=True)["input_ids"][:max_length])
+        t = len(teacher_tok(teacher_prompt(ex), add_special_tokens=True)["input_ids"][:max_length])
+        out.append(min(s, t, len(answer_ids(student_tok, ex)[:max_length])))
+    return out
+
+
+def position_outputs(loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn,
+                     rows: Sequence[int]) -> LMBatch:
+    """The model reads only its prompt (cut at `max_length`); its logits at positions 0..rows[b]−1 are paired
+    with the answer's tokens 0..rows[b]−1, unshifted, as in Goyal et al.'s code (a crude alignment, offered to
+    reproduce the paper's set-up)."""
+    tok = loaded.tokenizer
+    ids_rows, label_rows = [], []
+    for ex, n in zip(examples, rows):
+        ids = tok(prompt(ex), add_special_tokens=True)["input_ids"][:max_length]
+        answer = answer_ids(tok, ex)[:n]
+        ids_rows.append(ids)
+        label_rows.append(answer + [-100] * (len(ids) - len(answer)))
+    input_ids, attention = pad_right(ids_rows, tok.pad_token_id, loaded.device)
     labels, _ = pad_right(label_rows, None, loaded.device, fill=-100)
     logits = loaded.model(input_ids=input_ids, attention_mask=attention).logits
     return LMBatch(logits=logits, labels=labels, tokens=int(attention.sum()))

@@ -10,6 +10,7 @@ from kd_analysis.errors import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 
 OPTIMIZERS = ("adamw", "sgd")
+ALIGNMENTS = ("answer", "paper")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -20,6 +21,8 @@ class LossTerm:
     name: str
     weight: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
+    tau: float | None = None  # this term's temperature (None: the run's τ); SinKD mixes KD at T with Sinkhorn at 2
+    tau_squared: bool | None = None  # this term's Hinton τ² factor (None: the run's setting)
 
 
 @dataclass
@@ -59,6 +62,10 @@ class PrimingSettings:
 
     strategy: str = "none"
     template: str | None = None  # edited template (saved with the run); None = the strategy's default
+    # answer (ours): the teacher is forced on the gold answer after the primed prompt and compared with the student
+    # on the same answer tokens. paper (Goyal et al.'s code): the teacher reads prompt + question, the student the
+    # question, and both are compared position by position with the answer tokens as CE labels, cut to one length.
+    alignment: str = "answer"
 
 
 @dataclass
@@ -83,7 +90,9 @@ class TrainConfig:
     eval_every: int = 25
     eval_size: int = 50  # examples held out for evaluation (taken after shuffling with `seed`)
     train_size: int | None = None
-    teacher_topk: int = 64  # language models: cache this many teacher logits per token
+    # language models: cache the teacher's top-k per target token (log-probabilities over its full vocabulary;
+    # KD adds one tail bucket for the rest). Storage: 8·k bytes per token (512 B at 64).
+    teacher_topk: int = 64
     train_teacher: bool = False  # fine-tune the teacher itself (CE only): how reference teachers are made
     lora: LoraSettings | None = None
     rationales: RationaleSettings | None = None
@@ -116,7 +125,10 @@ class TrainConfig:
         if "student" in d:
             d["student"] = StudentSpec.from_dict(d["student"] or {})
         if "losses" in d:
-            d["losses"] = [LossTerm(**t) if isinstance(t, dict) else LossTerm(str(t)) for t in d["losses"]]
+            try:
+                d["losses"] = [LossTerm(**t) if isinstance(t, dict) else LossTerm(str(t)) for t in d["losses"]]
+            except TypeError as exc:
+                raise KDLensError(f"losses: {exc}") from None
         for key in ("lora", "rationales", "priming"):  # an empty mapping means "off"
             if key in d and not d[key]:
                 d[key] = None
@@ -173,7 +185,7 @@ class TrainConfig:
                 kind = "a positive whole number" if integer else "a positive number"
                 raise KDLensError(f"{name} must be {kind} (got {value!r})")
 
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "max_length", "eval_size"):
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "max_length", "eval_size", "teacher_topk"):
             positive(name, getattr(self, name), integer=True)
         for name in ("lr", "tau"):
             positive(name, getattr(self, name))
@@ -190,6 +202,8 @@ class TrainConfig:
                 raise KDLensError(f"unknown loss {term.name!r}; use ce or one of {', '.join(LOSSES)}")
             if not isinstance(term.weight, (int, float)) or term.weight < 0:
                 raise KDLensError(f"loss weight for {term.name} must be a number ≥ 0 (got {term.weight!r})")
+            if term.tau is not None:
+                positive(f"τ of the {term.name} term", term.tau)
         if self.train_teacher and any(t.name != "ce" for t in self.losses):
             raise KDLensError("fine-tuning the teacher itself uses the ce term only")
         if self.rationales:
@@ -204,6 +218,8 @@ class TrainConfig:
         if p.strategy not in STRATEGIES:
             raise KDLensError(f"priming.strategy must be one of {', '.join(STRATEGIES)} (got {p.strategy!r})")
         check_template(self.priming_template)
+        if p.alignment not in ALIGNMENTS:
+            raise KDLensError(f"priming.alignment must be one of {', '.join(ALIGNMENTS)} (got {p.alignment!r})")
         if self.train_teacher or self.rationales:
             raise KDLensError("priming distils a student from a prompted teacher; it cannot be combined with "
                               "fine-tuning the teacher or with rationales")
@@ -234,3 +250,9 @@ class TrainConfig:
     @property
     def kd_terms(self) -> list[LossTerm]:
         return [t for t in self.losses if t.name != "ce" and t.weight > 0]
+
+    def term_tau(self, term: LossTerm) -> float:
+        return float(term.tau) if term.tau is not None else float(self.tau)
+
+    def term_tau_squared(self, term: LossTerm) -> bool:
+        return bool(term.tau_squared) if term.tau_squared is not None else bool(self.tau_squared)

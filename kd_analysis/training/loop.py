@@ -17,11 +17,13 @@ import torch
 
 from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
-from kd_analysis.losses import LOSSES, sinkhorn_plan
-from kd_analysis.training.batches import LMBatch, gold_labels, lm_outputs, target_lengths, task_outputs
+from kd_analysis.losses import LOSSES, sparse_kd
+from kd_analysis.losses.sinkhorn import sinkhorn_blocks
+from kd_analysis.training.batches import (AnswerRows, LMBatch, gold_labels, lm_outputs, paper_rows, position_outputs,
+                                          target_lengths, task_outputs)
 from kd_analysis.training.config import TrainConfig
 from kd_analysis.training.evaluate import evaluate
-from kd_analysis.training.teacher_cache import TeacherCache
+from kd_analysis.training.teacher_cache import TeacherCache, TopK, run_temperatures
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -62,46 +64,74 @@ def _check_task(task: str, examples: Sequence[Example], data: str) -> None:
         raise KDLensError(f"generation training needs an answer in every example of {data}")
 
 
-def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: int | None) -> dict[str, torch.Tensor]:
-    """Weighted distillation terms; LM rows compare over the teacher's cached top-k support."""
+class _Once:
+    """Passes each distinct message to the log once: loss notes repeat every step."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say, self.seen = say, set()
+
+    def __call__(self, message: str) -> None:
+        if message not in self.seen:
+            self.seen.add(message)
+            self.say(message)
+
+
+def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: int | None, *,
+                  rows: AnswerRows | None = None, note: Callable[[str], None] | None = None) -> dict[str, torch.Tensor]:
+    """Distillation terms (unweighted, each at its own τ with its τ² factor). Language-model rows compare the
+    student's full-vocabulary distribution with the cached top-k teacher plus a tail bucket (`sparse_kd`)."""
+    note = note or (lambda m: None)
     terms: dict[str, torch.Tensor] = {}
+    lm = isinstance(student_out, LMBatch)
+    if lm and rows is None:
+        rows = AnswerRows.of(student_out)
     for term in cfg.kd_terms:
+        spec = LOSSES[term.name]
+        tau = cfg.term_tau(term)
         params = dict(term.params)
-        if isinstance(student_out, LMBatch):
-            mask = student_out.labels != -100
-            values, idx = teacher_rows.values, teacher_rows.indices
-            if term.name != "sinkhorn":  # gather the teacher's top-k columns without copying [N, V] rows
-                flat = student_out.logits.reshape(-1, student_out.logits.shape[-1])
-                pos = mask.reshape(-1).nonzero().squeeze(1)
-                full_idx = torch.zeros(flat.shape[0], idx.shape[-1], dtype=idx.dtype, device=idx.device)
-                full_idx[pos] = idx
-                s_topk = flat.gather(-1, full_idx)[pos].float()
-                terms[term.name] = LOSSES[term.name](s_topk, values, tau=cfg.tau, tau_squared=cfg.tau_squared,
-                                                     **params)
-                continue
-            s_rows = student_out.logits[mask][:, :width].float()
-            if term.name == "sinkhorn":
-                n = s_rows.shape[0]
-                keep = n if n <= 256 else n - n % 64
-                dense = torch.zeros_like(s_rows[:keep])
-                dense.scatter_(-1, idx[:keep], torch.softmax(values[:keep] / cfg.tau, -1))
-                value = sinkhorn_plan(s_rows[:keep], dense, tau=cfg.tau, teacher_probs=True,
-                                      topk=params.pop("topk", cfg.teacher_topk),
-                                      group_size=None if keep <= 256 else 64, **params).distance
-                value = value * cfg.tau**2 if cfg.tau_squared else value
+        if lm and spec.batchwise:
+            value = _lm_sinkhorn(rows, teacher_rows, tau, width, params, cfg.teacher_topk, note)
+        elif lm:
+            value = sparse_kd(term.name, rows.logits, teacher_rows.logprobs(tau), teacher_rows.indices, tau=tau,
+                              student_lse=rows.lse(tau), **params)
+        elif spec.batchwise and student_out.shape[0] < 2:
+            note(f"{spec.title}: a batch of one example has no batch-wise term; it counts 0 for that step (use a "
+                 f"batch size that leaves no single example at the end of an epoch)")
+            value = student_out.sum() * 0.0
         else:
-            value = LOSSES[term.name](student_out.float(), teacher_rows, tau=cfg.tau, tau_squared=cfg.tau_squared,
-                                      **params)
-        terms[term.name] = value
+            value = spec(student_out.float(), teacher_rows, tau=tau, **params)
+        terms[term.name] = value * tau**2 if cfg.term_tau_squared(term) else value
     return terms
 
 
-def ce_loss(student_out: Any, examples: Sequence[Example]) -> torch.Tensor:
+def _lm_sinkhorn(rows: AnswerRows, top: TopK, tau: float, width: int | None, params: dict, default_topk: int,
+                 note: Callable[[str], None]) -> torch.Tensor:
+    """SinKD's batch-wise Sinkhorn over the answer tokens of a batch, in blocks of 64 positions. Both sides are
+    probabilities over the full vocabulary: the teacher's top-k (its tail goes to the rest bucket of `topk`
+    coarsening), the student's softmax with its own logsumexp."""
+    n = rows.logits.shape[0]
+    if n < 2:
+        note("Sinkhorn: a batch with a single answer token has no batch-wise term; it counts 0 for that step")
+        return rows.logits.sum() * 0.0
+    width = width or rows.logits.shape[-1]
+    student = torch.exp(rows.logits[:, :width] / tau - rows.lse(tau)[:, None])
+    teacher = torch.zeros_like(student).scatter_(-1, top.indices, top.logprobs(tau).exp())
+    topk = int(params.pop("topk", None) or default_topk)
+    if n > 256:
+        note("Sinkhorn on language-model rows couples answer tokens in blocks of 64 positions; a batch's leftover "
+             "positions form one smaller block (a single leftover joins the last block), so no token is dropped")
+    return sinkhorn_blocks(student, teacher, teacher_probs=True, student_probs=True, topk=min(topk, width), tau=tau,
+                           **params)
+
+
+def ce_loss(student_out: Any, examples: Sequence[Example], rows: AnswerRows | None = None) -> torch.Tensor:
     if isinstance(student_out, LMBatch):
-        logits = student_out.logits.float()
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                 student_out.labels.reshape(-1), ignore_index=-100)
+        return (rows or AnswerRows.of(student_out)).ce()
     return torch.nn.functional.cross_entropy(student_out.float(), gold_labels(examples, student_out.device))
+
+
+def _paper_alignment(cfg: TrainConfig) -> bool:
+    return bool(cfg.priming) and cfg.priming.alignment == "paper"
 
 
 def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_prompt=None, student_tok=None):
@@ -109,7 +139,11 @@ def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_pr
     if missing:
         cache.misses += len(missing)
         with torch.no_grad():
-            if cfg.priming:  # the primed prompt, and exactly as many answer tokens as the student keeps
+            if _paper_alignment(cfg):  # prompt + question only, compared position by position (Goyal et al.)
+                t_prompt = teacher_prompt(cfg, teacher)
+                n = paper_rows(student_tok, teacher.tokenizer, missing, cfg.max_length, student_prompt, t_prompt)
+                out = position_outputs(teacher, missing, cfg.max_length, t_prompt, n)
+            elif cfg.priming:  # the primed prompt, and exactly as many answer tokens as the student keeps
                 keep = target_lengths(student_tok, missing, cfg.max_length, student_prompt)
                 out = lm_outputs(teacher, missing, cfg.max_length, teacher_prompt(cfg, teacher), keep_targets=keep)
             else:
@@ -120,6 +154,15 @@ def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_pr
             cache.put_rows(missing, out)
     device = next(teacher.model.parameters()).device
     return cache.lm(examples, device) if teacher.task in ("causal_lm", "seq2seq") else cache.rows(examples, device)
+
+
+def student_outputs(cfg: TrainConfig, live, teacher, examples: Sequence[Example], s_prompt):
+    """The student's grad-enabled outputs for one batch (position-aligned with the teacher under `paper`)."""
+    if _paper_alignment(cfg):
+        n = paper_rows(live.tokenizer, teacher.tokenizer, examples, cfg.max_length, s_prompt,
+                       teacher_prompt(cfg, teacher))
+        return position_outputs(live, examples, cfg.max_length, s_prompt, n)
+    return task_outputs(live, examples, cfg.max_length, s_prompt)
 
 
 def teacher_prompt(cfg: TrainConfig, teacher) -> Callable[[Example], str] | None:
@@ -243,7 +286,8 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
         optimizer, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)) * max(0.0, 1 - s / max(total, 1)))
     model, optimizer, loader, sched = acc.prepare(model, optimizer, loader, sched)
     live = replace(student, model=model)
-    cache = TeacherCache(topk=cfg.teacher_topk)
+    cache = TeacherCache(topk=cfg.teacher_topk, temperatures=run_temperatures(cfg.term_tau(t) for t in cfg.kd_terms))
+    note = _Once(say)
     if trackers:
         acc.init_trackers("kd-lens", config={k: str(v) for k, v in cfg.to_dict().items()})
 
@@ -266,15 +310,16 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
             examples = [train_set[i] for i in idx]
             t0 = time.monotonic()
             with acc.accumulate(model):
-                out = task_outputs(live, examples, cfg.max_length, s_prompt)
+                out = student_outputs(cfg, live, teacher, examples, s_prompt)
+                answer_rows = AnswerRows.of(out) if isinstance(out, LMBatch) else None
                 terms: dict[str, torch.Tensor] = {}
                 ce_w = sum(t.weight for t in cfg.losses if t.name == "ce")
                 if ce_w > 0:
-                    terms["ce"] = ce_loss(out, examples)
+                    terms["ce"] = ce_loss(out, examples, answer_rows)
                 if cfg.kd_terms:
-                    rows = _teacher_rows(cfg, cache, teacher, [originals[ex.id] for ex in examples], width,
-                                         s_prompt, student.tokenizer)
-                    terms.update(kd_loss_terms(cfg, out, rows, width))
+                    t_rows = _teacher_rows(cfg, cache, teacher, [originals[ex.id] for ex in examples], width,
+                                           s_prompt, student.tokenizer)
+                    terms.update(kd_loss_terms(cfg, out, t_rows, width, rows=answer_rows, note=note))
                 weights = {t.name: t.weight for t in cfg.losses}
                 if objective is not None:
                     terms["rationale"] = objective(live, [originals[ex.id] for ex in examples], rationales,

@@ -1,27 +1,46 @@
 """Teacher outputs cached per example, so epochs after the first skip the teacher's forward pass.
 
-Classification and multiple choice keep the full (small) logit vector; language models keep the top-k logits
-and their token ids at each target position, which is what KD needs from a 49k-token vocabulary.
+Classification and multiple choice keep the full (small) logit vector. Language models keep, at each target
+position, the teacher's top-k logits with their token ids and the logsumexp of the whole row at every
+temperature the run uses: that is what turns the k values into log-probabilities over the *full* vocabulary,
+so KD can charge the student for the mass it puts outside the teacher's top-k (`kd_analysis.losses.sparse_kd`).
+
+Storage per target token: k × 8 bytes (a float32 value and an int32 id) + 4 bytes per temperature, i.e. 516 B at
+k = 64 with one τ, against 4·V bytes for a full row (196 KB for SmolLM2's 49,152 tokens).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
 from kd_analysis.data.example import Example
+from kd_analysis.errors import KDLensError
+
+
+def bytes_per_token(k: int, temperatures: int = 1) -> int:
+    """What the cache holds per target token for top-k (float32 values, int32 ids, one float per τ)."""
+    return 8 * k + 4 * temperatures
 
 
 @dataclass
 class TopK:
-    values: torch.Tensor  # [T, k] teacher logits at the example's target positions
-    indices: torch.Tensor  # [T, k]
+    logits: torch.Tensor  # [T, k] the teacher's raw logits at its top-k tokens, per target position
+    indices: torch.Tensor  # [T, k] their token ids
+    lse: dict[float, torch.Tensor]  # τ -> [T] logsumexp(logits_full / τ) over the teacher's whole vocabulary
+
+    def logprobs(self, tau: float) -> torch.Tensor:
+        """log softmax(z / τ) of the full row, at the kept tokens."""
+        if tau not in self.lse:
+            raise KDLensError(f"the teacher cache has no normaliser for τ = {tau} (it holds {sorted(self.lse)})")
+        return self.logits / tau - self.lse[tau][:, None]
 
 
 @dataclass
 class TeacherCache:
     topk: int = 64
+    temperatures: tuple[float, ...] = (1.0,)
     entries: dict[str, torch.Tensor | TopK] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
@@ -33,12 +52,18 @@ class TeacherCache:
         for ex, row in zip(examples, logits.detach().float().cpu()):
             self.entries[ex.id] = row
 
-    def put_lm(self, examples: Sequence[Example], logits: torch.Tensor, labels: torch.Tensor, width: int) -> None:
+    def put_lm(self, examples: Sequence[Example], logits: torch.Tensor, labels: torch.Tensor,
+               width: int | None) -> None:
+        """Keep each example's target positions: top-k among the first `width` (shared) columns, normalised over
+        the teacher's full vocabulary at every run temperature."""
+        width = width or logits.shape[-1]
         k = min(self.topk, width)
         for b, ex in enumerate(examples):
             pos = (labels[b] != -100).nonzero().flatten()
-            vals, idx = logits[b, pos, :width].detach().float().topk(k, dim=-1)
-            self.entries[ex.id] = TopK(vals.cpu(), idx.cpu())
+            rows = logits[b, pos].detach().float()
+            vals, idx = rows[:, :width].topk(k, dim=-1)
+            lse = {t: torch.logsumexp(rows / t, -1).cpu() for t in self.temperatures}
+            self.entries[ex.id] = TopK(vals.cpu(), idx.to(torch.int32).cpu(), lse)
 
     def rows(self, examples: Sequence[Example], device) -> torch.Tensor:
         self.hits += len(examples)
@@ -47,4 +72,10 @@ class TeacherCache:
     def lm(self, examples: Sequence[Example], device) -> TopK:
         self.hits += len(examples)
         items = [self.entries[ex.id] for ex in examples]
-        return TopK(torch.cat([i.values for i in items]).to(device), torch.cat([i.indices for i in items]).to(device))
+        return TopK(torch.cat([i.logits for i in items]).to(device),
+                    torch.cat([i.indices for i in items]).to(device).long(),
+                    {t: torch.cat([i.lse[t] for i in items]).to(device) for t in self.temperatures})
+
+
+def run_temperatures(taus: Iterable[float]) -> tuple[float, ...]:
+    return tuple(sorted({float(t) for t in taus}))
