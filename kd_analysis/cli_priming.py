@@ -90,17 +90,27 @@ def cmd_prime_start(args) -> None:
 
 
 def cmd_prime_table(args) -> None:
-    from kd_analysis.priming.experiment import accuracy_table, priming_runs
+    from kd_analysis.priming.experiment import PAPER_SETUP, accuracy_table, paper_reference, priming_runs
     from kd_analysis.runs import RunStore
 
+    if args.paper:  # the paper's numbers: their own table, never mixed into ours
+        _print(paper_reference(), args.json, lambda rs: "\n".join(
+            [f"Paper reference, not comparable with our runs: {PAPER_SETUP}"]
+            + [f"{r['paper name']:<36} {_fmt(r['GSM8K accuracy'], True)} [{_fmt(r['95% low'], True)}, "
+               f"{_fmt(r['95% high'], True)}] · ours: {r['strategy'] or '-'} · {r['note']}"
+               for r in rs]))
+        return
     store = RunStore(args.root)
     rows = accuracy_table(store, args.runs or priming_runs(store))
     _print(rows, args.json, lambda rs: "\n".join(
-        f"{r['strategy']:<12} student {_fmt(r['student exact match'], True)} "
-        f"[{_fmt(r['95% low'], True)}, {_fmt(r['95% high'], True)}] (before {_fmt(r['student before'], True)})"
-        f" · answer NLL {_fmt(r['student answer NLL'])} (before {_fmt(r['NLL before'])})"
-        f" · teacher {_fmt(r['teacher exact match'], True)} · gain vs none {_fmt(r['gain vs none'], True)}"
-        f" · paper {_fmt(r['paper (GSM8K, 8B student)'], True)} · {r['run']}" for r in rs) or "no priming runs")
+        [f"{r['strategy']:<12} student {_fmt(r['student exact match'], True)} "
+         f"[{_fmt(r['95% low'], True)}, {_fmt(r['95% high'], True)}] n = {r['eval questions'] or 'n/a'}"
+         f" (before {_fmt(r['student before'], True)})"
+         f" · answer NLL {_fmt(r['student answer NLL'])} (before {_fmt(r['NLL before'])})"
+         f" · teacher {_fmt(r['teacher exact match'], True)} · gain vs none {r['gain vs none note']} · {r['run']}"
+         for r in rs]
+        + ["(95% Wilson intervals; gain vs none only where the two intervals do not overlap. The paper's GSM8K "
+           "numbers: prime table --paper)"]) if rs else "no priming runs")
 
 
 def _attention_models(args) -> list[dict]:
@@ -204,9 +214,12 @@ def register(sub, parser_class) -> None:
     strategies(start)
     start.set_defaults(fn=cmd_prime_start)
 
-    table = psub.add_parser("table", help="student accuracy per strategy and gain over unprompted KD")
+    table = psub.add_parser("table", help="student accuracy per strategy and gain over unprompted KD (where the "
+                                          "intervals support one)")
     table.add_argument("--runs", nargs="*", help="run ids (default: every priming run)")
     table.add_argument("--root")
+    table.add_argument("--paper", action="store_true",
+                       help="print the paper's GSM8K reference table instead (another scale: never beside ours)")
     table.add_argument("--json", action="store_true")
     table.set_defaults(fn=cmd_prime_table)
 

@@ -19,7 +19,8 @@ from kd_analysis.plots.attention import diff_heatmap, head_grid, head_matrix_plo
 from kd_analysis.plots.priming import accuracy_bars
 from kd_analysis.priming import STRATEGIES
 from kd_analysis.priming.job import KIND as OUTPUTS_KIND, load_outputs_run, outputs_config
-from kd_analysis.priming.experiment import accuracy_table, priming_runs, strategy_configs
+from kd_analysis.priming.experiment import (PAPER_SETUP, accuracy_table, paper_reference, priming_runs,
+                                            strategy_configs)
 from kd_analysis.priming.prompts import check_template, format_prompt, has_chat_template, render_template, \
     student_prompt
 from kd_analysis.priming.strategies import PAPER_GAIN
@@ -192,16 +193,30 @@ with tab_runs:
             p = run_progress(store.get(rid))
             if p.state in ("queued", "running"):
                 st.progress(p.fraction, text=f"{p.name} · {p.state} · step {p.step}/{p.total or '?'}")
-        table = pd.DataFrame(accuracy_table(store, ids))
-        st.plotly_chart(accuracy_bars(table.to_dict("records")), width="stretch")
-        st.dataframe(table, hide_index=True, width="stretch",
+        rows = accuracy_table(store, ids)
+        table = pd.DataFrame(rows)
+        st.plotly_chart(accuracy_bars(rows), width="stretch")
+        shown = table.drop(columns=["gain vs none"], errors="ignore").rename(
+            columns={"gain vs none note": "gain vs none"})  # the number where the intervals support it, else why not
+        first = ["strategy", "student exact match", "95% low", "95% high", "eval questions", "gain vs none"]
+        shown = shown[[c for c in first if c in shown] + [c for c in shown if c not in first]]
+        st.dataframe(shown, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="percent") for c in
                                     ("student exact match", "95% low", "95% high", "student before",
-                                     "teacher exact match", "gain vs none",
-                                     "paper (GSM8K, 8B student)")})
+                                     "teacher exact match")})
+        st.caption("95% Wilson intervals over the eval questions. Gain vs none is relative to the none student and "
+                   "is given only where the two intervals do not overlap.")
         st.download_button("Accuracy table (CSV)", table.to_csv(index=False), "priming_accuracy.csv", "text/csv")
 
     runs_table()
+    st.subheader("Paper reference: Goyal et al. 2024 on GSM8K")
+    st.caption(f"{PAPER_SETUP}. Another teacher, student and data set than any run above: read it for the paper's "
+               "pattern across strategies, never as a target for ours or beside our numbers.")
+    reference = pd.DataFrame(paper_reference()).drop(columns=["source"]).fillna({"strategy": "—"})
+    st.dataframe(reference.rename(columns={"strategy": "our strategy"}), hide_index=True, width="stretch",
+                 column_config={**{c: st.column_config.NumberColumn(format="percent")
+                                   for c in ("GSM8K accuracy", "95% low", "95% high")},
+                                "correct (repo logs)": st.column_config.NumberColumn(format="%d")})
 
 with tab_heads:
     st.caption("Per layer × head statistics over many examples with 95% intervals, computed layer by layer (one "

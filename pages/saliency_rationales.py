@@ -8,14 +8,16 @@ import streamlit as st
 from app_ui import state
 from app_ui.resources import dataset, load_pair, show_error
 from kd_analysis.attribution import DEFINITIONS, METHODS, PAPER_OVERLAP
-from kd_analysis.attribution.report import analyse_rationales
+from kd_analysis.attribution.report import (analyse_rationales, data_kind, headline, paper_reference,
+                                            proportion_interval, with_intervals)
 from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
 
 sel = state.selection()
 st.title("Saliency rationales")
 st.caption("Ballout et al. (2024) rank input tokens by the teacher's attributions and give the top ones to the "
            "student as rationales; on multiple-choice data the extracted tokens were part of the ground truth in "
-           f"{PAPER_OVERLAP:.0%} of cases. Here: your teacher, your data, every definition of overlap.")
+           f"{PAPER_OVERLAP:.0%} of cases. Here: your teacher, your data, every definition of overlap; the paper's "
+           "figure is shown only where it measures the same thing (the 'any' definition on multiple-choice data).")
 
 c1, c2, c3, c4, c5 = st.columns(5)
 method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title)
@@ -88,31 +90,61 @@ try:
     report.k = k
     from kd_analysis.attribution.rationales import aggregate
 
-    agg = [dict(r, method=method, model="teacher") for r in aggregate(report.teacher, ks=list(range(1, 16)))]
+    ks = list(range(1, 16))
+    agg = [dict(r, method=method, model="teacher") for r in with_intervals(aggregate(report.teacher, ks=ks),
+                                                                           report.teacher)]
     if report.student:
-        agg += [dict(r, method=method, model="student") for r in aggregate(report.student, ks=list(range(1, 16)))]
-    at_k = next(r for r in agg if r["k"] == k and r["group"] == "all" and r["model"] == "teacher")
-    c1, c5, c2, c3, c4 = st.columns(5)
-    c1.metric(f"Teacher overlap ({definition}) at k={k}", "n/a" if at_k[definition] is None else f"{at_k[definition]:.0%}",
-              None if at_k[definition] is None else f"{at_k[definition] - PAPER_OVERLAP:+.0%} vs paper",
-              delta_color="off")
-    chance = at_k.get(f"chance {definition}")
-    c5.metric("Random words (chance)", "n/a" if chance is None else f"{chance:.0%}",
-              None if chance is None or at_k[definition] is None else f"{at_k[definition] - chance:+.0%} above chance",
-              delta_color="off", help="expected overlap of k words drawn at random from the same candidate words; "
-                                      "with few candidates (a question and one-word choices) it is high")
-    c2.metric("Defined / undefined", f"{at_k['defined']} / {at_k['undefined']}",
-              help="undefined: the answer text is not in the input; excluded, never counted as 0")
+        agg += [dict(r, method=method, model="student") for r in with_intervals(aggregate(report.student, ks=ks),
+                                                                                report.student)]
+    kind = data_kind(report.teacher if opened else examples)
+    ref = paper_reference(definition, kind)
+    head = headline(report.teacher, k, definition)
+    top, bottom = st.columns(3), st.columns(3)
+    pct = lambda v: "n/a" if v is None else f"{v:.0%}"
+    if head["low"] is None:
+        ci = ""
+    elif head["interval"] == "t" and head["all equal"]:
+        ci = " · every example equal"  # a t-interval of zero width says nothing
+    else:
+        ci = f" · 95% {head['low']:.0%}–{head['high']:.0%}"
+    top[0].metric(f"Teacher overlap ({definition}) at k={k}", pct(head["value"]), f"n = {head['n']}{ci}",
+                  delta_color="off", delta_arrow="off",
+                  help=f"mean over the n examples whose answer text is in the input; 95% interval: "
+                       f"{'Wilson (each example is 0 or 1)' if definition == 'any' else 'Student t over examples'}")
+    if head["chance"] is None or head["distinguishable"] is None:
+        vs_chance, arrow = None, "off"
+    elif head["distinguishable"]:
+        vs_chance, arrow = f"{head['vs chance'] * 100:+.0f} points vs chance", "auto"
+    else:
+        vs_chance, arrow = f"not distinguishable at n = {head['n']}", "off"
+    top[1].metric("Random words (chance)", pct(head["chance"]), vs_chance, delta_color="off", delta_arrow=arrow,
+                  help="expected overlap of k words drawn at random from the same candidate words, on the same "
+                       "examples; with few candidates (a question and one-word choices) it is high. A difference is "
+                       "given only when the chance level lies outside our 95% interval.")
+    if ref.comparable:
+        top[2].metric("Ballout et al. 2024 (reference)", pct(ref.value), "multiple choice, their ~3B teacher",
+                      delta_color="off", delta_arrow="off", help=ref.caption)
+    bottom[0].metric("Defined / undefined", f"{head['n']} / {head['undefined']}",
+                     help="undefined: the answer text is not in the input; excluded, never counted as 0")
     right = [a.correct for a in report.teacher if a.correct is not None]
-    c3.metric("Teacher accuracy", f"{sum(right) / len(right):.0%}" if right else "n/a")
+    low, high = proportion_interval(sum(right), len(right))
+    bottom[1].metric("Teacher accuracy", f"{sum(right) / len(right):.0%}" if right else "n/a",
+                     f"n = {len(right)} · 95% {low:.0%}–{high:.0%}" if right else None, delta_color="off",
+                     delta_arrow="off", help="95% Wilson interval")
     if report.agreement and report.agreement["mean_topk_overlap"] is not None:
-        c4.metric("Teacher–student top-k agreement", f"{report.agreement['mean_topk_overlap']:.0%}",
-                  f"Spearman {report.agreement['mean_spearman']:.2f}" if report.agreement["mean_spearman"] is not None
-                  else None, delta_color="off")
+        spearman = report.agreement["mean_spearman"]
+        bottom[2].metric("Teacher–student top-k agreement", f"{report.agreement['mean_topk_overlap']:.0%}",
+                         (f"Spearman {spearman:.2f} · " if spearman is not None else "")
+                         + f"n = {report.agreement['examples']}", delta_color="off", delta_arrow="off")
+    st.caption(ref.caption)
     for model in ["teacher"] + (["student"] if report.student else []):
         rows = [dict(r, method=f"{model}:") for r in agg if r["model"] == model]
-        st.plotly_chart(overlap_vs_k(rows, definition, f"{model.capitalize()}: overlap ({definition}) vs k"),
+        model_ref = paper_reference(definition, kind, role=model)
+        st.plotly_chart(overlap_vs_k(rows, definition, f"{model.capitalize()}: overlap ({definition}) vs k",
+                                     show_paper=model_ref.comparable),
                         width="stretch", config={"toImageButtonOptions": {"format": "png"}})
+        if model != "teacher" and ref.comparable:
+            st.caption(model_ref.caption)  # why the teacher's plot has the paper's line and this one has not
 
     st.subheader("Examples")
     table = pd.DataFrame(report.rows())

@@ -179,6 +179,9 @@ def test_cli_rationales(tiny_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["teacher"]["defined"] == 4 and 0 <= report["teacher"]["any"] <= 1
+    assert report["paper_comparable"] is True and report["paper_overlap"] == 0.68  # multiple choice: comparable
+    t = report["teacher"]
+    assert t["any 95% low"] <= t["any"] <= t["any 95% high"]  # every rate with its interval
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 4 and all(len(x["rationale"].split()) <= 2 for x in lines)
 
@@ -204,7 +207,7 @@ def test_report_rows_heatmap_and_agreement(mc_head, tiny_dir):
     html_out = token_heatmap_html([("<b>x</b>", 1.0), ("<script>", -0.5)], {0}, {1})
     assert "<b>x</b>" not in html_out and "&lt;b&gt;x&lt;/b&gt;" in html_out  # token text never becomes markup
     assert "<script>" not in html_out and "outline" in html_out and "underline" in html_out
-    fig = overlap_vs_k([r for r in rep.aggregate if r["model"] == "teacher"])
+    fig = overlap_vs_k([r for r in rep.aggregate if r["model"] == "teacher"], show_paper=True)
     assert fig.layout.shapes and fig.layout.shapes[0].y0 == 0.68  # the paper's reference line
 
 
@@ -273,3 +276,93 @@ def test_chance_overlap_is_exact_and_matches_simulation():
     assert not chance_overlap(_attr([("cat", 1.0)], "dog"), 1).defined
     rows = aggregate([a], ks=[2])
     assert rows[0]["chance any"] == pytest.approx(c.any)
+
+
+# The paper's 68%: shown only where it measures what we measure ---------------------------------------------------
+def _mc_attr(gold="five", choices=("five", "six")) -> Attribution:
+    words = [Word("what", 0.1, "question", 0), Word("is", 0.2, "question", 1), Word("two", 0.9, "question", 2)]
+    words += [Word(c, 0.5, f"choice {chr(65 + i)}", 3 + i) for i, c in enumerate(choices)]
+    return Attribution("m", "saliency", "gold", words, [], gold, gold, gold, True)
+
+
+def test_data_kind_from_examples_and_from_saved_attributions():
+    from kd_analysis.attribution import data_kind
+
+    plain = Example("s", "the movie was a delight", label=1, answer="positive")
+    assert data_kind([MC, MC]) == "multiple_choice"
+    assert data_kind([MC, plain]) == "mixed"
+    assert data_kind([plain]) == "no_choices" and data_kind([]) == "no_choices"
+    assert data_kind([_mc_attr()]) == "multiple_choice"  # a saved job: the choice segments tell
+    assert data_kind([_attr([("cat", 1.0)], "cat")]) == "no_choices"
+
+
+@pytest.mark.parametrize("definition", ["any", "fraction", "f1", "iou"])
+@pytest.mark.parametrize("kind", ["multiple_choice", "mixed", "no_choices"])
+def test_paper_figure_is_comparable_only_for_any_on_multiple_choice(definition, kind):
+    from kd_analysis.attribution import paper_reference
+
+    ref = paper_reference(definition, kind)
+    expected = definition == "any" and kind == "multiple_choice"
+    assert ref.comparable is expected
+    assert ref.value == (0.68 if expected else None)  # no number to draw by mistake
+    assert "68%" in ref.caption  # the caption always says what the paper measured
+    if expected:
+        assert "chance" in ref.caption
+    elif definition != "any":
+        assert f"'{definition}'" in ref.caption and "no paper figure" in ref.caption
+    else:
+        assert "multiple-choice" in ref.caption and "no paper figure" in ref.caption
+    assert not paper_reference(definition, kind, role="student").comparable  # the paper measured the teacher's
+    with pytest.raises(ValueError, match="unknown overlap definition"):
+        paper_reference("jaccard", kind)
+
+
+def test_overlap_plot_draws_the_paper_line_only_when_comparable():
+    from kd_analysis.attribution.report import paper_reference, with_intervals
+    from kd_analysis.plots.attribution import overlap_vs_k
+
+    attrs = [_mc_attr(), _mc_attr("six"), _mc_attr("two"), _mc_attr("seven", ("seven", "two"))]
+    rows = with_intervals(aggregate(attrs, ks=[1, 2, 3]), attrs)
+    for definition in ("any", "fraction", "f1", "iou"):
+        for kind in ("multiple_choice", "no_choices"):
+            fig = overlap_vs_k(rows, definition, show_paper=paper_reference(definition, kind).comparable)
+            drawn = bool(fig.layout.shapes) or any("Ballout" in (a.text or "") for a in fig.layout.annotations)
+            assert drawn is (definition == "any" and kind == "multiple_choice"), (definition, kind)
+    fig = overlap_vs_k(rows, "any", show_paper=True)
+    assert [s.y0 for s in fig.layout.shapes] == [0.68]
+    assert any("Ballout et al. 2024: 68%" in a.text for a in fig.layout.annotations)
+    assert any(t.name == "random words (chance)" for t in fig.data)  # chance is always there
+    series = next(t for t in fig.data if t.name.startswith("all"))
+    assert series.error_y.visible and len(series.error_y.array) == 3  # intervals from with_intervals
+
+
+def test_intervals_and_headline_against_scipy():
+    """"any" is a rate (Wilson, as SciPy computes it); the graded definitions get a t-interval of the mean; the
+    chance level is called distinguishable only when it lies outside the interval."""
+    from scipy.stats import binomtest, t as student_t
+
+    from kd_analysis.attribution.report import headline, with_intervals
+
+    hit = _attr([("Paris", 9.0), ("capital", 1.0), ("France", 0.5), ("city", 0.2)], "Paris")
+    miss = _attr([("Paris", 0.1), ("capital", 9.0), ("France", 0.5), ("city", 0.2)], "Paris")
+    gone = _attr([("cat", 1.0)], "dog")  # undefined: not counted in n
+    attrs = [hit] * 7 + [miss] * 3 + [gone]
+    h = headline(attrs, 1, "any")
+    assert h["n"] == 10 and h["undefined"] == 1 and h["value"] == pytest.approx(0.7)
+    ci = binomtest(7, 10).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (h["low"], h["high"]) == pytest.approx((ci.low, ci.high))
+    assert h["chance"] == pytest.approx(0.25)  # 1 of 4 candidate words is the answer
+    assert ci.low > 0.25 and h["distinguishable"] is True and h["vs chance"] == pytest.approx(0.45)
+    few = headline([hit, hit, miss], 1, "any")  # 2 of 3: the interval holds the chance level
+    assert few["distinguishable"] is False and few["vs chance"] is None
+
+    two = _attr([("New", 9.0), ("York", 0.1), ("city", 8.0), ("big", 0.2)], "New York")
+    mixed = [two, two, hit, miss]
+    [row] = [r for r in with_intervals(aggregate(mixed, ks=[2]), mixed) if r["group"] == "all"]
+    values = [overlap(a, select_rationale(a, 2)).fraction for a in mixed]
+    mean, sd = sum(values) / 4, (sum((v - sum(values) / 4) ** 2 for v in values) / 3) ** 0.5
+    low, high = student_t.interval(0.95, 3, loc=mean, scale=sd / 2)
+    assert row["fraction"] == pytest.approx(mean)
+    assert (row["fraction 95% low"], row["fraction 95% high"]) == pytest.approx((max(0.0, low), min(1.0, high)))
+    wrong = [r for r in with_intervals(aggregate(mixed, ks=[2]), mixed) if r["group"] == "answered wrong"][0]
+    assert wrong["defined"] == 0 and wrong["any 95% low"] is None

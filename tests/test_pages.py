@@ -224,6 +224,38 @@ def test_saliency_rationales_page(tiny_dir):
     assert len(table) == 20 and "student rationale" in table.columns
 
 
+def _charts_mentioning(at: AppTest, text: str) -> int:
+    return sum(text in c.proto.spec for c in at.get("plotly_chart"))
+
+
+def test_saliency_page_shows_the_paper_figure_only_where_comparable(tiny_dir):
+    """demo:mcq is multiple choice: the paper's 68% (metric and plot line) for "any" only, beside the chance level
+    and with n and an interval on our figure; no paper number or line for the graded definitions."""
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.session_state["_kd_teacher_source"] = str(tiny_dir / "bert")
+    at.session_state["_kd_teacher_task"] = "multiple_choice"
+    at.session_state["_kd_student_layers"] = 1
+    at.run()
+    at.switch_page("pages/saliency_rationales.py").run()
+    next(s for s in at.selectbox if s.label == "Method").set_value("saliency").run()
+    _no_exception(at)
+    metrics = {m.label: m for m in at.metric}
+    ours = metrics["Teacher overlap (any) at k=5"]
+    assert ours.delta.startswith("n = ") and "95%" in ours.delta
+    assert metrics["Ballout et al. 2024 (reference)"].value == "68%"
+    assert "Random words (chance)" in metrics
+    assert not any("vs paper" in (m.delta or "") for m in at.metric)  # no difference against another scale
+    assert _charts_mentioning(at, "Ballout et al. 2024") == 1  # the teacher's plot only, not the student's
+    for definition in ("fraction", "f1", "iou"):
+        next(s for s in at.selectbox if s.label == "Overlap definition").set_value(definition).run()
+        _no_exception(at)
+        labels = [m.label for m in at.metric]
+        assert f"Teacher overlap ({definition}) at k=5" in labels
+        assert "Ballout et al. 2024 (reference)" not in labels
+        assert _charts_mentioning(at, "Ballout et al. 2024") == 0
+        assert any("no paper figure is shown" in c.value for c in at.caption)
+
+
 PRIMING_PAGE = "pages/priming_attention.py"
 
 
@@ -333,3 +365,23 @@ def test_priming_page_drills_into_a_teacher_head_under_a_strategy(tiny_dir, run_
     z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(n, -1)
     assert z.shape == (n, n) and n > 20  # the cot prompt's tokens
     assert np.allclose(z.sum(1), 1, atol=1e-3) and np.allclose(np.triu(z, 1), 0)  # causal rows of weights
+
+
+def test_priming_page_keeps_the_papers_numbers_out_of_our_table(run_root):
+    """Our accuracy table: no paper column, a gain only where the intervals are apart; the paper's numbers in a
+    reference table under their own heading."""
+    from tests.test_priming import _priming_store
+
+    _priming_store(run_root, (("a", "none", 2), ("b", "gold", 20), ("c", "cot", 5)))
+    at = open_page(PRIMING_PAGE)
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    ours = next(df.value for df in at.dataframe if "student exact match" in df.value.columns)
+    assert not [c for c in ours.columns if "paper" in c.lower() or "gsm8k" in c.lower()]
+    assert dict(zip(ours["strategy"], ours["gain vs none"])) == {
+        "none": "baseline", "gold": "+900%", "cot": "not distinguishable at n = 24"}
+    ref = next(df.value for df in at.dataframe if "paper name" in df.value.columns)
+    assert list(ref["GSM8K accuracy"]) == [0.122, 0.250, 0.306, 0.340, 0.423, 0.481]
+    assert any(h.value.startswith("Paper reference") for h in at.subheader)
+    bars = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Exact match per priming" in c.proto.spec)
+    assert [t["name"] for t in bars["data"]] == ["student (ours, 95% interval)", "teacher under this prompt"]

@@ -188,45 +188,122 @@ def test_teacher_outputs_job_saves_what_the_live_call_returns(tiny_dir, tmp_path
         outputs_config(spec, str(data), {"none": "no slot here"})
 
 
-def test_accuracy_table_gain_interval_and_nll(tmp_path):
-    """Gain is relative to the `none` student; the interval is Wilson's (checked against SciPy); runs without
-    priming are left out; the paper's numbers sit beside ours."""
-    from scipy.stats import binomtest
-
-    from kd_analysis.priming.experiment import accuracy_table
-    from kd_analysis.priming.strategies import PAPER_ACCURACY
+def _priming_store(root, runs):
+    """A run store with one finished priming run per (run id, strategy, hits out of 24 held-out questions)."""
     from kd_analysis.runs import RunStore
 
-    store = RunStore(tmp_path / "runs")
-    for rid, strategy, hits in (("a", "none", 4), ("b", "gold", 6), ("c", None, 9)):
+    store = RunStore(root)
+    for rid, strategy, hits in runs:
         run = store.create("train", {"data": "demo:arithmetic", "priming": {"strategy": strategy} if strategy else None},
                            run_id=rid)
         run.append_metrics({"step": 0, "held_out": 24, "eval_exact_match": 0.0, "eval_answer_nll": 2.0})
         run.append_metrics({"step": 0, "teacher_exact_match": 0.25})
         run.append_metrics({"step": 10, "eval_exact_match": hits / 24, "eval_answer_nll": 1.0 - hits / 100})
-    rows = {r["strategy"]: r for r in accuracy_table(store, ["a", "b", "c"])}
+        run.set_status("finished")
+    return store
+
+
+def test_accuracy_table_gain_interval_and_nll(tmp_path):
+    """The interval is Wilson's (checked against SciPy); runs without priming are left out; no paper column; a gain
+    the intervals cannot support (4 vs 6 of 24) is not given, and the cell says so."""
+    from scipy.stats import binomtest
+
+    from kd_analysis.priming.experiment import accuracy_table
+
+    store = _priming_store(tmp_path / "runs", (("a", "none", 4), ("b", "gold", 6), ("c", None, 9)))
+    table = accuracy_table(store, ["a", "b", "c"])
+    rows = {r["strategy"]: r for r in table}
     assert set(rows) == {"none", "gold"}
+    assert not [c for r in table for c in r if "paper" in c.lower() or "gsm8k" in c.lower()]  # ours only
     gold = rows["gold"]
-    assert gold["gain vs none"] == pytest.approx(0.5) and rows["none"]["gain vs none"] == 0
     ci = binomtest(6, 24).proportion_ci(confidence_level=0.95, method="wilson")
     assert (gold["95% low"], gold["95% high"]) == pytest.approx((ci.low, ci.high), abs=1e-6)
+    assert gold["95% low"] < rows["none"]["95% high"]  # the intervals overlap ...
+    assert gold["gain vs none"] is None and gold["gain vs none note"] == "not distinguishable at n = 24"  # ... so
+    assert rows["none"]["gain vs none"] is None and rows["none"]["gain vs none note"] == "baseline"
     assert gold["student answer NLL"] == pytest.approx(0.94) and gold["NLL before"] == 2.0
     assert gold["student before"] == 0.0 and gold["teacher exact match"] == 0.25 and gold["eval questions"] == 24
-    assert gold["paper (GSM8K, 8B student)"] == PAPER_ACCURACY.get("gold")
 
 
-def test_accuracy_bars_carry_the_interval_and_the_paper_apart():
+def test_gain_vs_none_is_shown_only_when_the_intervals_are_apart(tmp_path):
+    from kd_analysis.priming.experiment import accuracy_table, gain_vs_none
+
+    store = _priming_store(tmp_path / "runs", (("a", "none", 2), ("b", "gold", 20), ("c", "cot", 5)))
+    rows = {r["strategy"]: r for r in accuracy_table(store, ["a", "b", "c"])}
+    assert rows["gold"]["95% low"] > rows["none"]["95% high"]  # 20 vs 2 of 24: clearly apart
+    assert rows["gold"]["gain vs none"] == pytest.approx((20 - 2) / 2) and rows["gold"]["gain vs none note"] == "+900%"
+    assert rows["cot"]["gain vs none"] is None and rows["cot"]["gain vs none note"] == "not distinguishable at n = 24"
+    # the rule itself, at its edge: touching intervals are not apart; a gap is, in either direction
+    base = {"student exact match": 0.4, "95% low": 0.3, "95% high": 0.5, "eval questions": 50}
+    touch = {"student exact match": 0.6, "95% low": 0.5, "95% high": 0.7, "eval questions": 50}
+    above = {"student exact match": 0.6, "95% low": 0.51, "95% high": 0.7, "eval questions": 50}
+    below = {"student exact match": 0.2, "95% low": 0.1, "95% high": 0.29, "eval questions": 40}
+    assert gain_vs_none(touch, base) == (None, "not distinguishable at n = 50")
+    assert gain_vs_none(above, base) == (pytest.approx(0.5), "+50%")
+    assert gain_vs_none(below, base) == (pytest.approx(-0.5), "-50%")
+    assert gain_vs_none(dict(touch, **{"eval questions": 30}), base)[1] == "not distinguishable at n = 30 (none: 50)"
+    assert gain_vs_none(above, None) == (None, "no finished none run")
+    zero = {"student exact match": 0.0, "95% low": 0.0, "95% high": 0.1, "eval questions": 50}
+    gain, note = gain_vs_none(above, zero)
+    assert gain is None and note.startswith("+60 points")  # no relative gain over 0%
+
+
+def test_paper_reference_table_holds_the_papers_numbers():
+    """METHODS.md §2: 12.2 / 25.0 / 30.6 / 34.0 / 42.3 / 48.1% on the 1319 GSM8K test questions; the logs' counts
+    161, 404, 558, 635."""
+    from scipy.stats import binomtest
+
+    from kd_analysis.priming.experiment import paper_reference
+
+    rows = paper_reference()
+    assert [(r["strategy"], r["GSM8K accuracy"]) for r in rows] == [
+        (None, 0.122), (None, 0.250), ("none", 0.306), ("confidence", 0.340), ("teacher", 0.423), ("ai_to_ai", 0.481)]
+    assert [r["paper name"].split(" (")[0] for r in rows] == [
+        "no distillation", "LoRA fine-tune", "base KD", "Confidence", "Teacher", "Ground Truth"]
+    assert [r["correct (repo logs)"] for r in rows] == [161, None, 404, None, 558, 635]
+    for r in rows:
+        assert r["questions"] == 1319
+        assert "Goyal et al. 2024" in r["source"] and "405B" in r["source"] and "8B" in r["source"]
+        assert "GSM8K test, 1319 questions" in r["source"]
+        if r["correct (repo logs)"] is not None:
+            assert r["correct (repo logs)"] / 1319 == pytest.approx(r["GSM8K accuracy"], abs=5e-4)
+            ci = binomtest(r["correct (repo logs)"], 1319).proportion_ci(confidence_level=0.95, method="wilson")
+            assert (r["95% low"], r["95% high"]) == pytest.approx((ci.low, ci.high), abs=1e-6)
+    assert "303 / 1319 = 23.0%" in rows[1]["note"] and "not in the repo's logs" in rows[3]["note"]
+    assert all(r["source"].endswith(r["note"]) for r in rows)
+
+
+def test_accuracy_bars_carry_the_interval_and_never_the_paper():
     from kd_analysis.plots.priming import accuracy_bars
 
     rows = [{"strategy": "<b>x</b>", "student exact match": None, "teacher exact match": None},
             {"strategy": "none", "student exact match": 0.25, "95% low": 0.1, "95% high": 0.45,
-             "teacher exact match": 0.3, "paper (GSM8K, 8B student)": 0.122}]  # unknown strategies go last
+             "teacher exact match": 0.3, "eval questions": 24,
+             "paper (GSM8K, 8B student)": 0.122}]  # an old row's paper value must not be drawn
     fig = accuracy_bars(rows)
     bars = fig.data[0]
     assert list(bars.error_y.array) == [pytest.approx(0.2), None]
     assert list(bars.error_y.arrayminus) == [pytest.approx(0.15), None]
     assert bars.x[1] == "&lt;b&gt;x&lt;/b&gt;" and bars.customdata[0] == "None (base KD)"  # escaped; titles hover
-    assert [t.name for t in fig.data][-1].startswith("paper") and list(fig.data[-1].y) == [0.122, None]
+    assert [t.name for t in fig.data] == ["student (ours, 95% interval)", "teacher under this prompt"]
+    assert 0.122 not in [v for t in fig.data for v in t.y]
+    assert "n = 24" in fig.layout.title.text
+
+
+def test_cli_prime_table_keeps_the_paper_apart(tmp_path):
+    from tests.test_cli import cli
+
+    _priming_store(tmp_path / "runs", (("a", "none", 2), ("b", "gold", 20), ("c", "cot", 5)))
+    proc = cli("prime", "table", "--root", str(tmp_path / "runs"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["strategy"]: r for r in json.loads(proc.stdout)}  # still a list of our rows
+    assert not [c for r in rows.values() for c in r if "paper" in c]
+    assert rows["gold"]["gain vs none"] == pytest.approx(9.0) and rows["cot"]["gain vs none"] is None
+    text = cli("prime", "table", "--root", str(tmp_path / "runs")).stdout
+    assert "not distinguishable at n = 24" in text and "+900%" in text and "30.6%" not in text
+    paper = json.loads(cli("prime", "table", "--paper", "--json").stdout)
+    assert [r["GSM8K accuracy"] for r in paper] == [0.122, 0.250, 0.306, 0.340, 0.423, 0.481]
+    assert "48.1%" in cli("prime", "table", "--paper").stdout
 
 
 def test_outputs_job_refuses_data_without_gold_answers(tmp_path):

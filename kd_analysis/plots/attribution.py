@@ -27,28 +27,44 @@ def token_heatmap_html(words: Sequence[tuple[str, float]], highlight: set[int] |
     return '<div style="line-height:2.0;font-family:sans-serif">' + " ".join(spans) + "</div>"
 
 
-def overlap_vs_k(rows: Sequence[dict], definition: str = "any", title: str = "") -> go.Figure:
-    """Mean overlap per k for each (method, group) series, the chance level of random words, and the paper's 68%
-    as a reference line."""
+def overlap_vs_k(rows: Sequence[dict], definition: str = "any", title: str = "", *,
+                 show_paper: bool = False) -> go.Figure:
+    """Mean overlap per k for each (method, group) series, with 95% intervals where the rows carry them
+    ("<definition> 95% low/high", see `attribution.report.with_intervals`), and the chance level of random words.
+
+    The paper's 68% is drawn only with `show_paper=True`: pass `attribution.report.paper_reference(...).comparable`,
+    which holds for the "any" definition on multiple-choice data only."""
     fig = go.Figure()
-    series: dict[str, list[tuple[int, float]]] = {}
+    series: dict[str, list[tuple[int, float, float | None, float | None]]] = {}
     chance: dict[int, float] = {}  # random words drawn from the same candidates, over all examples
     for r in rows:
         if r.get(definition) is None:
             continue
         label = html.escape(f"{r.get('method', '')} {r['group']}".strip())
-        series.setdefault(label, []).append((r["k"], r[definition]))
+        series.setdefault(label, []).append((r["k"], r[definition], r.get(f"{definition} 95% low"),
+                                             r.get(f"{definition} 95% high")))
         if r["group"] == "all" and r.get(f"chance {definition}") is not None:
             chance[r["k"]] = r[f"chance {definition}"]
-    for label, pts in series.items():
-        pts.sort()
-        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=label))
+    for i, (label, pts) in enumerate(series.items()):
+        pts.sort(key=lambda p: p[0])
+        up = [None if p[3] is None else p[3] - p[1] for p in pts]
+        down = [None if p[2] is None else p[1] - p[2] for p in pts]
+        has_ci = any(v is not None for v in up)
+        shift = (i - (len(series) - 1) / 2) * 0.12 if has_ci else 0.0  # side by side, so intervals stay readable
+        fig.add_trace(go.Scatter(x=[p[0] + shift for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                 name=label + (" (95% interval)" if has_ci else ""),
+                                 customdata=[[p[0], p[2], p[3]] for p in pts],
+                                 hovertemplate="k = %{customdata[0]}: %{y:.0%}"
+                                               + (" [%{customdata[1]:.0%}, %{customdata[2]:.0%}]" if has_ci else ""),
+                                 error_y=dict(type="data", array=up, arrayminus=down, visible=has_ci, thickness=1)))
     if chance:
         ks = sorted(chance)
         fig.add_trace(go.Scatter(x=ks, y=[chance[k] for k in ks], mode="lines", name="random words (chance)",
                                  line=dict(dash="dot", color="black")))
-    fig.add_hline(y=PAPER_OVERLAP, line_dash="dash", line_color="grey",
-                  annotation_text="Ballout et al. 2024: 68%", annotation_position="bottom right")
+    if show_paper:
+        fig.add_hline(y=PAPER_OVERLAP, line_dash="dash", line_color="grey",
+                      annotation_text=f"Ballout et al. 2024: {PAPER_OVERLAP:.0%} (multiple choice, their teacher)",
+                      annotation_position="bottom right")
     fig.update_layout(title=title or f"Ground-truth overlap ({definition}) vs k", xaxis_title="k (rationale words)",
                       yaxis=dict(title=definition, range=[0, 1.05]), height=380, margin=dict(t=50))
     return fig

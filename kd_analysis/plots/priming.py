@@ -1,4 +1,5 @@
-"""Priming figures: student exact match per strategy beside the paper's reference numbers."""
+"""Priming figures: our students' exact match per strategy. The paper's GSM8K numbers are never drawn here: they
+come from another scale of model and data and live in their own table (`priming.experiment.paper_reference`)."""
 from __future__ import annotations
 
 import html
@@ -11,8 +12,8 @@ from kd_analysis.priming.strategies import STRATEGIES
 
 def accuracy_bars(rows: Sequence[dict]) -> go.Figure:
     """Our students' exact match per strategy with 95% intervals (bars, in registry order; the teacher under the
-    same prompt as markers); the paper's GSM8K numbers on a separate trace, since they come from another scale of
-    model and data. Axis labels are the short strategy names; the full title is in the hover."""
+    same prompt as markers). Our runs only: no paper numbers, whatever keys the rows carry. Axis labels are the short
+    strategy names; the full title is in the hover."""
     order = {name: i for i, name in enumerate(STRATEGIES)}
     rows = sorted(rows, key=lambda r: order.get(r["strategy"], len(order)))
     names = [html.escape(str(r["strategy"]), quote=False) for r in rows]
@@ -27,14 +28,13 @@ def accuracy_bars(rows: Sequence[dict]) -> go.Figure:
                          error_y=dict(type="data", array=up, arrayminus=down, visible=any(v is not None for v in up))))
     fig.add_trace(go.Scatter(x=names, y=[r.get("teacher exact match") for r in rows], mode="markers",
                              marker=dict(symbol="diamond", size=11), name="teacher under this prompt"))
-    paper = [r.get("paper (GSM8K, 8B student)") for r in rows]
-    if any(v is not None for v in paper):
-        fig.add_trace(go.Scatter(x=names, y=paper, mode="markers", marker=dict(symbol="x", size=10, color="grey"),
-                                 name="paper: GSM8K, 8B student"))
-    values = [v for v in acc + paper + [r.get("teacher exact match") for r in rows]
+    values = [v for v in acc + [r.get("teacher exact match") for r in rows]
               + [r.get("95% high") for r in rows] if v is not None]
     top = min(1.05, max(values, default=1.0) + 0.1)
-    fig.update_layout(title="Exact match per priming strategy", yaxis=dict(title="exact match", range=[0, top],
+    ns = {r.get("eval questions") for r in rows if r.get("student exact match") is not None}
+    title = "Exact match per priming strategy" + (f" (n = {ns.pop()} held-out questions each)"
+                                                  if len(ns) == 1 and None not in ns else "")
+    fig.update_layout(title=title, yaxis=dict(title="exact match", range=[0, top],
                                                                           tickformat=".0%"),
                       height=380, legend=dict(orientation="h", y=-0.2))
     return fig
