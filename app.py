@@ -23,8 +23,8 @@ def home() -> None:
         "tokens behind its answer; those tokens become rationales for the student.\n"
         "- **Response-priming prompts** (Goyal et al. 2024): prompt strategies shape the teacher's outputs "
         "before the student is fine-tuned from them.\n"
-        "- **SinKD** (Cui et al. 2024): a Sinkhorn (optimal-transport) distance between teacher and student "
-        "outputs in place of KL-type losses.\n\n"
+        "- **SinKD** (Cui et al. 2024): a batch-wise Sinkhorn (optimal-transport) distance between teacher and "
+        "student outputs, added to the usual KD + CE loss.\n\n"
         "Pick the teacher, student and data set in the sidebar; every page uses them.")
     st.subheader("Workflows")
     for page in WORKFLOW_PAGES:

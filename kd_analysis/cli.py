@@ -117,7 +117,8 @@ def cmd_losses_pair(args: argparse.Namespace) -> None:
 
 # rationales ---------------------------------------------------------------------------------------------------
 def cmd_rationales(args: argparse.Namespace) -> None:
-    from kd_analysis.attribution import DEFINITIONS, PAPER_OVERLAP, aggregate, attribute_many, select_rationale
+    from kd_analysis.attribution import DEFINITIONS, aggregate, attribute_many, select_rationale
+    from kd_analysis.attribution.report import data_kind, paper_reference, with_intervals
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.fileio import atomic_write_text
     from kd_analysis.models.loading import load_model
@@ -127,7 +128,10 @@ def cmd_rationales(args: argparse.Namespace) -> None:
     models = {"teacher": ModelSpec(args.teacher, task=args.task, trust_remote_code=args.trust_remote_code)}
     if args.student:
         models["student"] = ModelSpec(args.student, task=args.task, trust_remote_code=args.trust_remote_code)
-    report: dict = {"method": args.method, "k": args.k, "examples": len(examples), "paper_overlap": PAPER_OVERLAP}
+    # the paper's 68% measures "any" overlap of the teacher's tokens on multiple-choice data: only there is it shown
+    ref = paper_reference("any", data_kind(examples))
+    report: dict = {"method": args.method, "k": args.k, "examples": len(examples), "paper_overlap": ref.value,
+                    "paper_comparable": ref.comparable, "paper_note": ref.caption}
     lines = []
     for role, spec in models.items():
         loaded = load_model(spec)
@@ -136,17 +140,24 @@ def cmd_rationales(args: argparse.Namespace) -> None:
             r = select_rationale(a, args.k)
             lines.append(json.dumps({"role": role, **a.to_dict(), "rationale": r.text,
                                      "rationale_indices": r.indices}))
-        rows = aggregate(attrs, ks=sorted({1, 3, args.k, 10}))
+        rows = with_intervals(aggregate(attrs, ks=sorted({1, 3, args.k, 10})), attrs)
         report[role] = [r for r in rows if r["group"] == "all" and r["k"] == args.k][0]
         report[f"{role}_by_k"] = rows
+
+    def interval(row, df) -> str:
+        low, high = row[f"{df} 95% low"], row[f"{df} 95% high"]
+        return "" if low is None else f" [{low:.3f}, {high:.3f}]"
+
     if args.out:
         atomic_write_text(args.out, "\n".join(lines) + "\n")
     _print(report, args.json, lambda d: "\n".join(
-        [f"{d['examples']} examples, method {d['method']}, k = {d['k']} (paper: {PAPER_OVERLAP:.0%} any-token overlap)"]
-        + [f"{role}: defined {d[role]['defined']}, undefined {d[role]['undefined']}; " + ", ".join(
-            f"{df} {d[role][df]:.3f} (chance {d[role]['chance ' + df]:.3f})" if d[role][df] is not None
-            else f"{df} n/a" for df in DEFINITIONS)
-           for role in models]))
+        [f"{d['examples']} examples, method {d['method']}, k = {d['k']}; 95% intervals in brackets (Wilson for any, "
+         "t for the others), over the defined examples"]
+        + [f"{role}: defined (n) {d[role]['defined']}, undefined {d[role]['undefined']}; " + ", ".join(
+            f"{df} {d[role][df]:.3f}{interval(d[role], df)} (chance {d[role]['chance ' + df]:.3f})"
+            if d[role][df] is not None else f"{df} n/a" for df in DEFINITIONS)
+           for role in models]
+        + [("paper reference (teacher, any): " if ref.comparable else "no paper figure: ") + ref.caption]))
 
 
 # data ---------------------------------------------------------------------------------------------------------
@@ -204,11 +215,22 @@ def cmd_runs_cancel(args: argparse.Namespace) -> None:
     _print({"run_id": args.run_id, "state": state}, args.json, lambda d: f"{d['run_id']}: {d['state']}")
 
 
+def _train_config(args: argparse.Namespace):
+    """--config FILE, --preset NAME, or a preset with FILE's settings on top."""
+    from kd_analysis.training.config import TrainConfig
+    from kd_analysis.training.presets import preset_config
+
+    if args.preset:
+        return preset_config(args.preset, args.config)
+    if not args.config:
+        raise KDLensError("give --config FILE or --preset NAME (see `presets list`)")
+    return TrainConfig.load(args.config)
+
+
 def cmd_runs_start(args: argparse.Namespace) -> None:
     from kd_analysis.runs import RunStore, start_run
-    from kd_analysis.training.config import TrainConfig
 
-    cfg = TrainConfig.load(args.config)
+    cfg = _train_config(args)
     run = start_run(cfg.to_dict(), RunStore(args.root), name=cfg.name)
     _print({"run_id": run.run_id, "path": str(run.path)}, args.json, lambda d: d["run_id"])
 
@@ -236,11 +258,40 @@ def cmd_runs_make_reference(args: argparse.Namespace) -> None:
     _print(done, args.json, lambda d: "\n".join(d))
 
 
+# presets ------------------------------------------------------------------------------------------------------
+def cmd_presets_list(args: argparse.Namespace) -> None:
+    from kd_analysis.training.presets import PRESETS
+
+    rows = [p.to_dict() for p in PRESETS.values()]
+    _print(rows, args.json, lambda rs: "\n".join(f"{r['name']:<20} [{r['label']}] {r['title']}" for r in rs))
+
+
+def cmd_presets_show(args: argparse.Namespace) -> None:
+    from kd_analysis.training.presets import get_preset
+
+    preset = get_preset(args.name)
+    cfg = preset.config().to_dict()
+    if args.json:
+        print(json.dumps(cfg, indent=2, default=str))
+        return
+    import yaml
+
+    print(f"# {preset.title} [{preset.label}]\n# source: {preset.source}")
+    for d in preset.differences:
+        print(f"# differs: {d}")
+    print(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), end="")
+
+
 # training -----------------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> None:
     from kd_analysis.training.worker import run_worker
 
-    code = run_worker(args.config, run_id=args.run_id, root=args.root)
+    if args.preset:
+        code = run_worker(None, run_id=args.run_id, root=args.root, config=_train_config(args))
+    elif not args.config:
+        raise KDLensError("give --config FILE or --preset NAME (see `presets list`)")
+    else:
+        code = run_worker(args.config, run_id=args.run_id, root=args.root)
     if code:
         raise SystemExit(code)
 
@@ -353,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs_cmd("list", cmd_runs_list, "every run, newest first").add_argument("--kind")
     runs_cmd("show", cmd_runs_show, "one run's config, status, metrics and artefacts").add_argument(
         "run_id", metavar="RUN_ID")
-    runs_cmd("start", cmd_runs_start, "start a training run in the background (like the page does)").add_argument(
-        "--config", required=True, help="a TrainConfig as .json or .yaml")
+    r_start = runs_cmd("start", cmd_runs_start, "start a training run in the background (like the page does)")
+    r_start.add_argument("--config", help="a TrainConfig as .json or .yaml (with --preset: settings to override)")
+    r_start.add_argument("--preset", help="start from a paper preset (see `presets list`)")
     runs_cmd("cancel", cmd_runs_cancel, "stop a queued or running run").add_argument("run_id", metavar="RUN_ID")
     runs_cmd("agreement", cmd_runs_agreement, "teacher-student attribution agreement of every finished "
              "rationales job (before / after distillation)")
@@ -362,9 +414,20 @@ def build_parser() -> argparse.ArgumentParser:
              "regenerate the demo's reference runs (~40 min on 2 CPU cores)").add_argument(
         "--only", nargs="*", help="run ids to regenerate (default: all)")
 
+    presets = sub.add_parser("presets", help="paper presets: the papers' losses, optimisers and schedules as configs")
+    psub = presets.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p_list = psub.add_parser("list", help="every preset with its label (as in the paper / our reading / default)")
+    p_list.add_argument("--json", action="store_true")
+    p_list.set_defaults(fn=cmd_presets_list)
+    p_show = psub.add_parser("show", help="one preset's full TrainConfig, its source and what differs from the paper")
+    p_show.add_argument("name", metavar="NAME")
+    p_show.add_argument("--json", action="store_true", help="the TrainConfig as JSON (a valid --config file)")
+    p_show.set_defaults(fn=cmd_presets_show)
+
     tr = sub.add_parser("train", help="run one distillation in the foreground, writing a run folder "
                                       "(works under `accelerate launch -m kd_analysis train`)")
-    tr.add_argument("--config", required=True, help="a TrainConfig as .json or .yaml")
+    tr.add_argument("--config", help="a TrainConfig as .json or .yaml (with --preset: settings to override)")
+    tr.add_argument("--preset", help="start from a paper preset (see `presets list`)")
     tr.add_argument("--run-id", help="an existing queued run to execute (the page passes this)")
     tr.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
     tr.set_defaults(fn=cmd_train)

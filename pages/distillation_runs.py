@@ -6,12 +6,14 @@ from app_ui import state
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.device import describe_device
-from kd_analysis.models.specs import ModelSpec
+from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.runs import run_losses
 from kd_analysis.runs import FINAL_STATES, RunStore, cancel_run, reconcile, start_run
 from kd_analysis.attribution.methods import METHODS
 from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
+from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
 from kd_analysis.training.rationale_tasks import check_source_run
+from kd_analysis.training.teacher_cache import bytes_per_token
 from kd_analysis.training.progress import run_progress
 from kd_analysis.training.reference import TEACHER_RUN, teacher_source
 
@@ -30,67 +32,122 @@ teacher_options = {"sidebar": f"Sidebar teacher: {sel.teacher.source}"}
 if reference_teacher and sel.teacher.source != reference_teacher:
     teacher_options = {"reference": "Reference teacher: MiniLM fine-tuned on the MC demo", **teacher_options}
 
+PLAIN = "none"
+preset_name = st.selectbox(
+    "Start from", [PLAIN] + list(PRESETS), key="run_preset",
+    format_func=lambda n: "my own settings (below)" if n == PLAIN else f"{PRESETS[n].title} · {PRESETS[n].label}",
+    help="Paper presets carry the losses, optimiser and schedule of a paper's code; teacher, student and data "
+         "default to the offline demo.")
+preset = PRESETS.get(preset_name)
+base = preset.config() if preset else None
+if preset:
+    st.caption(f"**{preset.label}** · source: {preset.source}")
+    with st.expander(f"What differs from the paper when this preset runs here ({len(preset.differences)})"):
+        for d in preset.differences:
+            st.markdown(f"- {d}")
+        st.markdown("- any value you change in the form below (the run's name lists your edits)")
+defaults = base or TrainConfig(teacher=sel.teacher, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)], lr=1e-4,
+                               steps=80, eval_every=20, eval_size=52)
+K = f"{preset_name}_"  # per-preset widget keys: picking another preset refills the form
+
 with st.form("new_run"):
     st.subheader("New run")
     c1, c2 = st.columns([2, 1])
-    teacher_choice = c1.selectbox("Teacher", list(teacher_options), format_func=teacher_options.get)
-    name = c2.text_input("Name", placeholder="e.g. KL τ=2")
-    st.caption(f"Student: {sel.student.describe()} · data: {sel.data_source} (change them in the sidebar)")
-    st.markdown("**Loss terms** (weight 0 = off)")
-    cols = st.columns(len(LOSSES) + 1)
-    defaults = {"ce": 0.5, "kl": 0.5}
-    weights = {"ce": cols[0].number_input("ce", 0.0, 10.0, defaults["ce"], 0.1)}
-    for col, (key, spec) in zip(cols[1:], LOSSES.items()):
-        weights[key] = col.number_input(key, 0.0, 10.0, defaults.get(key, 0.0), 0.1, help=spec.description)
+    if preset:
+        models = c1.radio("Teacher, student and data", ["preset", "sidebar"], key=K + "models", horizontal=True,
+                          format_func=lambda m: {"preset": f"the preset's: {base.teacher.source} → "
+                                                           f"{base.student.describe()} on {base.data}",
+                                                 "sidebar": f"the sidebar's: {sel.teacher.source} on "
+                                                            f"{sel.data_source}"}[m])
+        teacher_choice = None
+    else:
+        models = "sidebar"
+        teacher_choice = c1.selectbox("Teacher", list(teacher_options), format_func=teacher_options.get)
+        st.caption(f"Student: {sel.student.describe()} · data: {sel.data_source} (change them in the sidebar)")
+    name = c2.text_input("Name", placeholder="e.g. KL τ=2", key=K + "name")
+    if preset:
+        st.markdown("**Loss terms** (the preset's; each term at its own temperature)")
+        st.dataframe(pd.DataFrame(loss_rows(base)), hide_index=True, width="stretch")
+        weights = None
+    else:
+        st.markdown("**Loss terms** (weight 0 = off)")
+        cols = st.columns(len(LOSSES) + 1)
+        weights = {"ce": cols[0].number_input("ce", 0.0, 10.0, 0.5, 0.1)}
+        for col, (key, spec) in zip(cols[1:], LOSSES.items()):
+            weights[key] = col.number_input(key, 0.0, 10.0, 0.5 if key == "kl" else 0.0, 0.1, help=spec.description)
     c1, c2, c3, c4, c5, c6 = st.columns(6)
-    tau = c1.number_input("τ", 0.1, 20.0, 2.0, 0.5)
-    lr = c2.number_input("learning rate", 1e-7, 1.0, 1e-4, format="%.1e")
-    steps = c3.number_input("steps", 1, 100_000, 80)
-    batch = c4.number_input("batch", 1, 512, 8)
-    eval_every = c5.number_input("eval every", 1, 100_000, 20)
-    eval_size = c6.number_input("eval examples", 1, 10_000, 52)
+    tau = c1.number_input("τ", 0.1, 20.0, float(defaults.tau), 0.5, key=K + "tau",
+                          help="the run's temperature; terms with their own τ keep it")
+    lr = c2.number_input("learning rate", 1e-7, 1.0, float(defaults.lr), format="%.1e", key=K + "lr")
+    epochs = c3.number_input("epochs (0: use steps)", 0.0, 1000.0, float(defaults.epochs or 0), 1.0,
+                             key=K + "epochs")
+    steps = c4.number_input("steps", 1, 100_000, int(defaults.steps), key=K + "steps")
+    batch = c5.number_input("batch", 1, 512, int(defaults.batch_size), key=K + "batch")
+    eval_every = c6.number_input("eval every", 1, 100_000, int(defaults.eval_every), key=K + "eval_every")
     c1, c2, c3, c4, c5, c6 = st.columns(6)
-    accum = c1.number_input("grad accumulation", 1, 128, 1)
-    seed = c2.number_input("seed", 0, 2**31 - 1, 0)
-    precision = c3.selectbox("precision", ["auto", "fp32", "bf16", "fp16"])
-    device = c4.selectbox("device", ["auto", "cpu", "cuda"])
-    use_lora = c5.checkbox("LoRA")
-    lora_r = c6.number_input("LoRA r", 1, 256, 8)
-    with st.expander("Rationales (Ballout et al. 2024): also train on the teacher's top-k salient words"):
-        r1, r2, r3, r4, r5 = st.columns([1, 1, 1, 1, 2])
-        r_mode = r1.selectbox("Use rationales", ["off", "multitask", "append"],
-                              help="multitask: a [rationale] task learns the teacher's words (decoders generate "
-                                   "them, encoders tag them), loss += λ·rationale; inference needs no teacher. "
-                                   "append: the words are appended to the input, at evaluation too (from the "
-                                   "teacher's own prediction, never the gold answer).")
-        r_weight = r2.number_input("λ", 0.0, 10.0, 1.0, 0.1, help="weight of the rationale loss (multitask)")
-        r_k = r3.number_input("k words", 1, 50, 5)
-        r_method = r4.selectbox("Attribution", list(METHODS), format_func=lambda m: METHODS[m].title)
-        jobs = [j for j in store.list(kind="rationales") if j.state == "finished"]
-        r_source = r5.selectbox("Reuse attributions from", [None] + [j.run_id for j in jobs],
-                                format_func=lambda j: "compute them at the start of the run" if j is None else j,
-                                help="a finished rationales job (Saliency rationales page) for the same teacher "
-                                     "and method; examples it lacks are attributed at the start")
+    eval_size = c1.number_input("eval examples", 1, 10_000, int(defaults.eval_size), key=K + "eval_size")
+    accum = c2.number_input("grad accumulation", 1, 128, int(defaults.grad_accum), key=K + "accum")
+    seed = c3.number_input("seed", 0, 2**31 - 1, int(defaults.seed), key=K + "seed")
+    precision = c4.selectbox("precision", ["auto", "fp32", "bf16", "fp16"], key=K + "precision")
+    device = c5.selectbox("device", ["auto", "cpu", "cuda"], key=K + "device")
+    topk = c6.number_input("LM teacher top-k", 1, 1_000_000, int(defaults.teacher_topk), key=K + "topk",
+                           help="language models: the teacher is cached as its top-k log-probabilities per answer "
+                                f"token plus one tail bucket for the rest ({bytes_per_token(64)} bytes per token at "
+                                "k = 64, 8·k in general; a full 49k-token row would be 196 KB)")
+    c1, c2 = st.columns(2)
+    use_lora = c1.checkbox("LoRA", value=defaults.lora is not None, key=K + "lora")
+    lora_r = c2.number_input("LoRA r", 1, 256, int(defaults.lora.r if defaults.lora else 8), key=K + "lora_r")
+    if preset is None:
+        with st.expander("Rationales (Ballout et al. 2024): also train on the teacher's top-k salient words"):
+            r1, r2, r3, r4, r5 = st.columns([1, 1, 1, 1, 2])
+            r_mode = r1.selectbox("Use rationales", ["off", "multitask", "append"],
+                                  help="multitask: a [rationale] task learns the teacher's words (decoders generate "
+                                       "them, encoders tag them), loss += λ·rationale; inference needs no teacher. "
+                                       "append: the words are appended to the input, at evaluation too (from the "
+                                       "teacher's own prediction, never the gold answer).")
+            r_weight = r2.number_input("λ", 0.0, 10.0, 1.0, 0.1, help="weight of the rationale loss (multitask)")
+            r_k = r3.number_input("k words", 1, 50, 5)
+            r_method = r4.selectbox("Attribution", list(METHODS), format_func=lambda m: METHODS[m].title)
+            jobs = [j for j in store.list(kind="rationales") if j.state == "finished"]
+            r_source = r5.selectbox("Reuse attributions from", [None] + [j.run_id for j in jobs],
+                                    format_func=lambda j: "compute them at the start of the run" if j is None else j,
+                                    help="a finished rationales job (Saliency rationales page) for the same teacher "
+                                         "and method; examples it lacks are attributed at the start")
+    else:
+        r_mode, r_source = "off", None
     submitted = st.form_submit_button("Start run", type="primary")
 
 if submitted:
     try:
-        teacher = (ModelSpec(reference_teacher, task="multiple_choice") if teacher_choice == "reference"
-                   else sel.teacher)
-        cfg = TrainConfig(teacher=teacher, student=sel.student, data=sel.data_source, name=name.strip(),
-                          losses=[LossTerm(k, float(w)) for k, w in weights.items() if w > 0], tau=float(tau),
-                          lr=float(lr), steps=int(steps), batch_size=int(batch), eval_every=int(eval_every),
-                          eval_size=int(eval_size), grad_accum=int(accum), seed=int(seed), precision=precision,
-                          device=device, lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)) if use_lora else None,
-                          rationales=None if r_mode == "off" else RationaleSettings(
-                              mode=r_mode, weight=float(r_weight), k=int(r_k), method=r_method, source_run=r_source))
-        cfg.validate()
-        if cfg.rationales and r_source:
-            check_source_run(r_source, teacher.source, r_method, store.root / r_source)
-        if not cfg.name:
-            cfg.name = " + ".join(f"{t.weight:g}·{t.name}" for t in cfg.losses)
-            if cfg.rationales:
-                cfg.name += f" + rationales ({cfg.rationales.mode}, k={cfg.rationales.k})"
+        form = {"tau": float(tau), "lr": float(lr), "epochs": float(epochs) or None, "steps": int(steps),
+                "batch_size": int(batch), "eval_every": int(eval_every), "eval_size": int(eval_size),
+                "grad_accum": int(accum), "seed": int(seed), "precision": precision, "device": device,
+                "teacher_topk": int(topk)}
+        if use_lora != (defaults.lora is not None) or (use_lora and int(lora_r) != defaults.lora.r):
+            form["lora"] = ({"r": int(lora_r), "alpha": 2 * int(lora_r)} if use_lora else None)
+        if models == "sidebar":
+            teacher = (ModelSpec(reference_teacher, task="multiple_choice") if teacher_choice == "reference"
+                       else sel.teacher)
+            form.update(teacher=teacher.to_dict(), student=sel.student.to_dict(), data=sel.data_source)
+        if preset:
+            edits = changed_settings(base, form)
+            cfg = preset_config(preset.name, form)
+            cfg.name = name.strip() or (base.name + (f" · edited: {', '.join(edits)}" if edits else ""))
+        else:
+            cfg = TrainConfig(teacher=ModelSpec.from_dict(form.pop("teacher")), student=StudentSpec.from_dict(
+                form.pop("student")), data=form.pop("data"), name=name.strip(),
+                losses=[LossTerm(k, float(w)) for k, w in weights.items() if w > 0],
+                lora=(LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)) if use_lora else None),
+                rationales=None if r_mode == "off" else RationaleSettings(
+                    mode=r_mode, weight=float(r_weight), k=int(r_k), method=r_method, source_run=r_source),
+                **{k: v for k, v in form.items() if k != "lora"})
+            cfg.validate()
+            if cfg.rationales and r_source:
+                check_source_run(r_source, cfg.teacher.source, r_method, store.root / r_source)
+            if not cfg.name:
+                cfg.name = " + ".join(f"{t.weight:g}·{t.name}" for t in cfg.losses)
+                if cfg.rationales:
+                    cfg.name += f" + rationales ({cfg.rationales.mode}, k={cfg.rationales.k})"
         run = start_run(cfg.to_dict(), store, name=cfg.name)
         st.session_state["watch_run"] = run.run_id
         st.success(f"Started {run.run_id}", icon=":material/play_circle:")

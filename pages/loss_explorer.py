@@ -2,6 +2,7 @@
 import json
 from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -9,15 +10,15 @@ from app_ui import state
 from app_ui.resources import dataset, load_pair, show_error
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.explorer import MAX_BATCH, ExplorerSettings, explore_pair
-from kd_analysis.losses.toy import ToyConfig, fit_toy
+from kd_analysis.losses.toy import ToyConfig, fit_toy, shuffle_demo
 from kd_analysis.plots import losses as plots
 
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
 
 st.title("Loss explorer")
-st.caption("SinKD (Cui et al. 2024) replaces KL-type divergences with a batch-wise Sinkhorn distance. "
-           "See how each loss pulls a student, on a toy and on your own teacher/student pair. "
-           "Every chart exports as PNG from its toolbar (camera icon).")
+st.caption("SinKD (Cui et al. 2024) adds a batch-wise Sinkhorn distance to the usual KD + CE loss: "
+           "(1−α)·CE + α·KD + β·Sinkhorn. See how each loss pulls a student, on a toy and on your own "
+           "teacher/student pair. Every chart exports as PNG from its toolbar (camera icon).")
 toy_tab, pair_tab = st.tabs(["Toy: one bump vs a multimodal teacher", "Your teacher and student"])
 
 
@@ -53,14 +54,32 @@ with toy_tab:
     except Exception as exc:
         show_error(exc)
 
+    st.subheader("Why SinKD keeps KD and CE: shuffle the student's rows")
+    st.markdown("A batch of 6 examples over 5 classes where the student answers each example almost like the "
+                "teacher; then the same student answers, handed to the wrong examples (a cyclic shift of its rows). "
+                "Row-wise losses see the mix-up. Batch-wise Sinkhorn with uniform marginals compares the two sets of "
+                "rows and never asks which row belongs to which example, so its value does not move: it cannot "
+                "stand alone, which is why SinKD adds it to KD + CE.")
+    demo = shuffle_demo(tau=tau, eps=max(eps, 0.05))
+    st.dataframe(pd.DataFrame([{"loss": LOSSES[n].title, "student in order": demo.aligned[n],
+                                "student rows shuffled": demo.shuffled[n],
+                                "changed": "no" if abs(demo.shuffled[n] - demo.aligned[n]) <= 1e-9 * max(
+                                    1.0, abs(demo.aligned[n])) else "yes"} for n in demo.aligned]),
+                 hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                for c in ["student in order", "student rows shuffled"]})
+
 with pair_tab:
     sel = state.selection()
-    c1, c2, c3, c4, c5 = st.columns(5)
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
     settings = ExplorerSettings(
         tau=c1.slider("τ", 0.5, 8.0, 2.0, 0.5, help="SinKD uses τ = 2"),
         eps=c2.slider("ε", 0.01, 1.0, 0.1, 0.01, help="SinKD uses ε = 0.1"),
         iters=c3.slider("iterations", 1, 100, 20, help="SinKD uses 20"),
         alpha=c4.slider("skew α", 0.0, 0.9, 0.1, 0.05),
+        cache_k=int(c6.number_input("cache top-k (LM)", 1, 100_000, 64,
+                                    help="language models: the k a training run keeps per token (run option "
+                                         "teacher_topk); the table below compares it with the full vocabulary")),
     )
     batch = c5.number_input("batch", 2, MAX_BATCH, 16)
     try:
@@ -87,12 +106,31 @@ with pair_tab:
             kl = rep.values.get("kl") or 1e-12
             kl_grad = rep.grad_norms.get("kl") or 1e-12
             summary = pd.DataFrame([{"loss": LOSSES[n].title, "value": v, "× KL": v / kl,
-                                     "gradient norm": rep.grad_norms[n], "grad × KL": rep.grad_norms[n] / kl_grad}
+                                     "gradient norm": rep.grad_norms[n], "grad × KL": rep.grad_norms[n] / kl_grad,
+                                     "student rows shuffled": rep.shuffled.get(n)}
                                     for n, v in rep.values.items()])
             st.subheader(f"All losses on {len(rep.example_ids)} examples ({rep.kind})")
             st.dataframe(summary, hide_index=True, width="stretch",
                          column_config={c: st.column_config.NumberColumn(format="%.4g")
-                                        for c in ["value", "× KL", "gradient norm", "grad × KL"]})
+                                        for c in ["value", "× KL", "gradient norm", "grad × KL",
+                                                  "student rows shuffled"]})
+            st.caption("'Student rows shuffled': each loss after handing the student's outputs to the wrong "
+                       "examples. Sinkhorn does not move (uniform marginals ignore which row is which example), which "
+                       "is why SinKD adds it to KD + CE rather than replacing them.")
+            if rep.topk_values:
+                k = rep.settings["cache_k"]
+                st.subheader(f"What training from a top-{k} teacher cache computes")
+                st.dataframe(pd.DataFrame([{"loss": LOSSES[n].title, "full vocabulary": rep.values[n],
+                                            f"top-{k} + tail bucket": v} for n, v in rep.topk_values.items()]),
+                             hide_index=True, width="stretch",
+                             column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                            for c in ["full vocabulary", f"top-{k} + tail bucket"]})
+                t_tail, s_tail = np.mean(rep.teacher_tail), np.mean(rep.student_tail)
+                st.caption(f"A run caches the teacher's top {k} tokens per position (8·k = {8 * k:,} bytes per "
+                           f"token) and merges the rest of the vocabulary into one tail bucket on both sides. On this "
+                           f"batch the tail holds {t_tail:.1%} of the teacher's mass and {s_tail:.1%} of the "
+                           f"student's (means over {len(rep.teacher_tail)} positions); merging can only lower a "
+                           "divergence, and it is exact when the tail is empty.")
             st.caption("Balance loss weights by gradient norm, not by value: SinKD users saw Sinkhorn ≈ 0.2 vs "
                        "KL ≈ 5 with much larger Sinkhorn gradients (the paper scales it by 0.001).")
             st.plotly_chart(plots.loss_and_gradients(rep.values, rep.grad_norms), width="stretch", config=PNG)

@@ -134,3 +134,29 @@ def test_cli_losses_pair_json(tiny_dir, tmp_path):
     assert set(out["values"]) == set(LOSSES) and len(out["plan"]) == 4
     assert_clean_error(cli("losses", "pair", "--teacher", str(tiny_dir / "bert"), "--layers", "1", "--task",
                            "multiple_choice", "--data", str(data), "--batch", "1"), "at least 2")
+
+
+def test_row_shuffle_moves_row_wise_losses_but_not_sinkhorn():
+    from kd_analysis.losses.toy import shuffle_demo
+
+    demo = shuffle_demo(rows=6, classes=5, seed=3)
+    assert demo.shuffled["sinkhorn"] == pytest.approx(demo.aligned["sinkhorn"], rel=1e-9)
+    for name in ("kl", "rkl", "js", "tvd"):
+        assert demo.shuffled[name] > 3 * demo.aligned[name]  # the mix-up is plain to every row-wise loss
+
+
+def test_lm_view_reports_the_cached_top_k_and_tail_mass(tiny_dir):
+    from kd_analysis.losses import LOSSES, sparse_kd, teacher_topk_logprobs
+    from kd_analysis.losses.explorer import cached_topk_view
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(4, 30, generator=g), torch.randn(4, 30, generator=g)
+    values, t_tail, s_tail = cached_topk_view(s, t, ExplorerSettings(tau=2.0, cache_k=5))
+    lp, idx = teacher_topk_logprobs(t, 5, tau=2.0)
+    assert values["kl"] == pytest.approx(sparse_kd("kl", s, lp, idx, tau=2.0).item(), rel=1e-6)
+    assert "sinkhorn" not in values and set(values) == {n for n in LOSSES if LOSSES[n].rows is not None}
+    p_t = torch.softmax(t / 2, -1)
+    assert t_tail == pytest.approx((1 - p_t.gather(-1, idx).sum(-1)).tolist(), rel=1e-5)
+    assert all(0 < v < 1 for v in s_tail)
+    full, _, _ = cached_topk_view(s, t, ExplorerSettings(tau=2.0, cache_k=30))
+    assert full["kl"] == pytest.approx(LOSSES["kl"](s, t, tau=2.0).item(), rel=1e-5)

@@ -109,10 +109,16 @@ def test_loss_explorer_toy_and_pair():
     _no_exception(at)
     assert not at.error
     toy = next(df.value for df in at.dataframe if "mass on the rare mode" in df.value.columns)
-    assert set(toy["loss"]) == {"KL (forward)", "Reverse KL", "Jensen-Shannon", "Total variation", "Skew KL",
-                                "Sinkhorn (SinKD)"}
+    from kd_analysis.losses import LOSSES
+
+    assert set(toy["loss"]) == {spec.title for spec in LOSSES.values()}  # every registered loss, none hard-coded
     summary = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
-    assert len(summary) == 6 and (summary["value"] >= 0).all()
+    assert len(summary) == len(LOSSES) and (summary["value"] >= 0).all()
+    shuffle = next(df.value for df in at.dataframe if "student rows shuffled" in df.value.columns
+                   and "changed" in df.value.columns)
+    assert shuffle.set_index("loss").loc["Sinkhorn (SinKD)", "changed"] == "no"
+    assert (shuffle.set_index("loss").drop("Sinkhorn (SinKD)")["changed"] == "yes").all()
+    assert any("adds a batch-wise Sinkhorn" in c.value for c in at.caption)
     per_example = next(df.value for df in at.dataframe if "example" in df.value.columns)
     assert len(per_example) == 16 and "sinkhorn" in per_example.columns
 
@@ -177,6 +183,48 @@ def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
     at.run()
     _no_exception(at)
     assert any("finished" in m.value for m in at.markdown)
+
+
+def test_distillation_run_from_a_paper_preset(tiny_dir, run_root, tmp_path, monkeypatch):
+    """Picking a preset fills the form with the paper's numbers, shows its source and differences, and the run
+    records the preset, its loss terms at their own temperatures, and the user's edits in its name."""
+    import json as _json
+
+    from kd_analysis import runs as runs_mod
+    from kd_analysis.runs import RunStore
+
+    started = []
+    monkeypatch.setattr(runs_mod.subprocess, "Popen", lambda *a, **k: started.append(a) or _FakeProc())
+    data = tmp_path / "s.jsonl"
+    data.write_text("".join(_json.dumps({"sentence": f"fine {i}", "label": i % 2}) + "\n" for i in range(20)))
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.session_state["_kd_teacher_source"] = str(tiny_dir / "bert")
+    at.session_state["_kd_teacher_task"] = "classification"
+    at.session_state["_kd_data_source"] = str(data)
+    at.run()
+    at.switch_page(RUNS_PAGE).run()
+    at.selectbox(key="run_preset").set_value("sinkd-sst2").run()
+    _no_exception(at)
+    assert any("2018cx/SinKD" in c.value for c in at.caption)
+    terms = next(df.value for df in at.dataframe if "term" in df.value.columns).set_index("term")
+    assert terms.loc["soft_ce", "τ"] == 2.0 and terms.loc["sinkhorn", "weight"] == 0.8
+    numbers = {n.label: n for n in at.number_input}
+    assert numbers["learning rate"].value == 4e-5 and numbers["batch"].value == 32
+    numbers["epochs (0: use steps)"].set_value(3.0)
+    at.radio(key="sinkd-sst2_models").set_value("sidebar")
+    next(b for b in at.button if b.label == "Start run").click().run()
+    _no_exception(at)
+    assert any("Started" in s.value for s in at.success), [e.value for e in at.error]
+    [run] = RunStore(run_root).list()
+    cfg = RunStore(run_root).get(run.run_id).config()
+    assert cfg["preset"] == "sinkd-sst2" and cfg["epochs"] == 3.0 and cfg["data"] == str(data)
+    assert {t["name"]: t["tau"] for t in cfg["losses"]} == {"ce": None, "soft_ce": 2.0, "sinkhorn": 2.0}
+    assert "edited: epochs 3" in cfg["name"] and "your teacher, student and data" in cfg["name"]
+    assert started  # the worker was launched
+
+
+class _FakeProc:
+    pid = 999_999
 
 
 def test_distillation_page_rejects_a_config_with_no_loss(run_root):

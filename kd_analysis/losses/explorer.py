@@ -15,6 +15,7 @@ from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses.registry import LOSSES
 from kd_analysis.losses.sinkhorn import sinkhorn_plan
+from kd_analysis.losses.sparse import sparse_kd, tail_mass, teacher_topk_logprobs
 
 MAX_BATCH = 64
 TOP_TOKENS = 10
@@ -27,6 +28,7 @@ class ExplorerSettings:
     iters: int = 20
     alpha: float = 0.1
     topk: int = 256  # vocabulary support for Sinkhorn on language models
+    cache_k: int = 64  # language models: the k a training run caches per token (TrainConfig.teacher_topk)
     losses: tuple[str, ...] = tuple(LOSSES)
 
 
@@ -46,6 +48,12 @@ class PairLossReport:
     gold: list[int | None]
     per_token: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # example id -> (token, KL)
     settings: dict[str, Any] = field(default_factory=dict)
+    shuffled: dict[str, float] = field(default_factory=dict)  # each loss with the student's rows permuted
+    # language models: what training from a top-k cache computes (k tokens + a tail bucket) and how much mass the
+    # tail holds, per example, for teacher and student
+    topk_values: dict[str, float] = field(default_factory=dict)
+    teacher_tail: list[float] = field(default_factory=list)
+    student_tail: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +126,10 @@ def explore_pair(teacher, student, examples: Sequence[Example], settings: Explor
         grads[name] = float(g.norm())
         with torch.no_grad():
             per_example[name] = spec(s, t, reduction="none", **_loss_kwargs(name, st)).tolist()
+    shuffled = row_shuffle_effect(s, t, st)
+    topk_values, t_tail, s_tail = {}, [], []
+    if kind == "tokens":
+        topk_values, t_tail, s_tail = cached_topk_view(s, t, st)
     res = sinkhorn_plan(s, t, tau=st.tau, eps=st.eps, iters=st.iters, topk=st.topk if kind == "tokens" else None)
     p_t, p_s = torch.softmax(t / st.tau, -1), torch.softmax(s / st.tau, -1)
     if kind == "tokens":
@@ -131,7 +143,37 @@ def explore_pair(teacher, student, examples: Sequence[Example], settings: Explor
         kind=kind, example_ids=[ex.id for ex in examples], example_texts=[ex.text for ex in examples],
         values=values, grad_norms=grads, per_example=per_example, plan=res.plan[0].tolist(),
         cost=res.cost[0].tolist(), columns=cols, teacher_probs=t_show.tolist(), student_probs=s_show.tolist(),
-        gold=[ex.label for ex in examples], per_token=per_token, settings=asdict(st))
+        gold=[ex.label for ex in examples], per_token=per_token, settings=asdict(st), shuffled=shuffled,
+        topk_values=topk_values, teacher_tail=t_tail, student_tail=s_tail)
+
+
+def row_shuffle_effect(student: torch.Tensor, teacher: torch.Tensor, settings: ExplorerSettings,
+                       seed: int = 0) -> dict[str, float]:
+    """Every loss after a fixed permutation of the student's rows (a cyclic shift: no row keeps its place).
+    Row-wise divergences change; batch-wise Sinkhorn with uniform marginals does not, since it never asks which
+    student row belongs to which example."""
+    n = student.shape[0]
+    perm = torch.roll(torch.arange(n), 1 + seed % max(n - 1, 1))
+    out = {}
+    with torch.no_grad():
+        for name in settings.losses:
+            out[name] = float(LOSSES[name](student[perm], teacher, **_loss_kwargs(name, settings)))
+    return out
+
+
+def cached_topk_view(student: torch.Tensor, teacher: torch.Tensor, settings: ExplorerSettings
+                     ) -> tuple[dict[str, float], list[float], list[float]]:
+    """What a training run computes from a top-k teacher cache on these rows: each row-wise loss over the k
+    tokens plus a tail bucket, and the tail mass of teacher and student per row."""
+    lp, idx = teacher_topk_logprobs(teacher, settings.cache_k, tau=settings.tau)
+    values = {}
+    with torch.no_grad():
+        for name in settings.losses:
+            if LOSSES[name].rows is not None:
+                kw = {k: v for k, v in _loss_kwargs(name, settings).items() if k != "tau"}
+                values[name] = float(sparse_kd(name, student, lp, idx, tau=settings.tau, **kw))
+    t_tail, s_tail = tail_mass(student, lp, idx, tau=settings.tau)
+    return values, t_tail.tolist(), s_tail.tolist()
 
 
 def _per_token_kl(teacher, examples, tokens, tau: float) -> dict[str, list[tuple[str, float]]]:

@@ -114,3 +114,33 @@ def fit_toy(cfg: ToyConfig | None = None) -> ToyResult:
                             final_loss=path[-1]["loss"], rare_mass=float(probs[near].sum()), path=path,
                             snapshots=snaps)
     return ToyResult(config=cfg, teacher=teacher.tolist(), teacher_rare_mass=float(teacher[near].sum()), fits=fits)
+
+
+@dataclass
+class ShuffleDemo:
+    """A batch where the student matches the teacher row by row, then the same student rows in another order."""
+    teacher: list[list[float]]
+    student: list[list[float]]
+    aligned: dict[str, float]  # each loss with the rows in their places
+    shuffled: dict[str, float]  # each loss after a cyclic shift of the student's rows
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def shuffle_demo(rows: int = 6, classes: int = 5, seed: int = 0, tau: float = 1.0, eps: float = 0.1) -> ShuffleDemo:
+    """Why SinKD keeps its KL term: batch-wise Sinkhorn with uniform marginals cannot tell a student that answers
+    every example like the teacher from one that gives the same answers to the wrong examples."""
+    from kd_analysis.losses.explorer import ExplorerSettings, row_shuffle_effect
+
+    if rows < 2:
+        raise KDLensError("the batch needs at least 2 rows")
+    g = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(rows, classes, generator=g, dtype=torch.float64) * 3
+    student = teacher + 0.3 * torch.randn(rows, classes, generator=g, dtype=torch.float64)
+    st = ExplorerSettings(tau=tau, eps=eps)
+    with torch.no_grad():
+        aligned = {n: float(LOSSES[n](student, teacher, tau=tau, **({"eps": eps} if LOSSES[n].batchwise else {})))
+                   for n in st.losses}
+    return ShuffleDemo(teacher=torch.softmax(teacher / tau, -1).tolist(), student=torch.softmax(student / tau, -1).tolist(),
+                       aligned=aligned, shuffled=row_shuffle_effect(student, teacher, st))

@@ -74,6 +74,7 @@ class TrainConfig:
     student: StudentSpec = field(default_factory=StudentSpec)
     data: str = "demo:mcq"
     name: str = ""
+    preset: str | None = None  # the paper preset this run started from (kd_analysis.training.presets)
     task: str | None = None  # None: the teacher's task
     losses: list[LossTerm] = field(default_factory=lambda: [LossTerm("ce", 1.0), LossTerm("kl", 1.0)])
     tau: float = 2.0
@@ -81,6 +82,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     lr: float = 5e-5
     weight_decay: float = 0.0
+    max_grad_norm: float | None = None  # clip the gradient norm before each step (None: no clipping)
     steps: int = 100  # optimiser steps; `epochs` wins when set
     epochs: float | None = None
     batch_size: int = 8
@@ -157,6 +159,11 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(cls.read_mapping(path))
+
+    @staticmethod
+    def read_mapping(path: str | Path) -> dict[str, Any]:
+        """The settings in a .json / .yaml file, with one-sentence errors for a missing or malformed file."""
         p = Path(path)
         if not p.exists():
             raise KDLensError(f"config file not found: {p}")
@@ -173,7 +180,7 @@ class TrainConfig:
                               f"{str(exc).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise KDLensError(f"{p.name} must hold a mapping of settings")
-        return cls.from_dict(data)
+        return data
 
     # --- checks -------------------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -191,6 +198,8 @@ class TrainConfig:
             positive(name, getattr(self, name))
         if self.epochs is not None:
             positive("epochs", self.epochs)
+        if self.max_grad_norm is not None:
+            positive("max_grad_norm", self.max_grad_norm)
         if self.optimizer not in OPTIMIZERS:
             raise KDLensError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         if self.precision not in PRECISIONS:

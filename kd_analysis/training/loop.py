@@ -99,7 +99,8 @@ def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: 
                  f"batch size that leaves no single example at the end of an epoch)")
             value = student_out.sum() * 0.0
         else:
-            value = spec(student_out.float(), teacher_rows, tau=tau, **params)
+            s = student_out if student_out.dtype == torch.float64 else student_out.float()
+            value = spec(s, teacher_rows.to(s.dtype), tau=tau, **params)
         terms[term.name] = value * tau**2 if cfg.term_tau_squared(term) else value
     return terms
 
@@ -330,6 +331,8 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                     raise KDLensError(f"the loss became {float(loss)} at step {step + 1}: lower the learning rate "
                                       f"or the loss weights")
                 acc.backward(loss)
+                if cfg.max_grad_norm and acc.sync_gradients:
+                    acc.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
                 sched.step()
                 optimizer.zero_grad()

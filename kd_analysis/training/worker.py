@@ -11,6 +11,7 @@ import fcntl
 import importlib
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -119,14 +120,16 @@ def supervise(run: Run, root: Path, device_kind: str,
             lock.close()
 
 
-def run_worker(config_path: str | os.PathLike, run_id: str | None = None, root: str | None = None) -> int:
+def run_worker(config_path: str | os.PathLike | None, run_id: str | None = None, root: str | None = None,
+               config=None) -> int:
+    """Train one config in this process. `config` (a TrainConfig, e.g. a resolved preset) replaces the file."""
     from kd_analysis.training.config import TrainConfig
     from kd_analysis.training.loop import train
 
     store = RunStore(root)
     run = store.get(run_id) if run_id else None
     try:
-        cfg = TrainConfig.load(config_path)
+        cfg = config if config is not None else TrainConfig.load(config_path)
     except KDLensError as exc:
         if run and _is_main_rank():
             run.set_status("failed", reason=str(exc))
@@ -147,7 +150,11 @@ def run_worker(config_path: str | os.PathLike, run_id: str | None = None, root: 
             return "cancelled", f"cancelled at step {result.steps}", {}
         return "finished", None, {"warnings": result.warnings}
 
-    return supervise(run, store.root, _device_kind(cfg), body)
+    code = supervise(run, store.root, _device_kind(cfg), body)
+    if code:  # the CLI's one line (the traceback is in the run's log)
+        print(f"error: {run.status().get('reason') or 'the run failed'} (log: {run.path / 'log.txt'})",
+              file=sys.stderr)
+    return code
 
 
 def run_job(run_id: str, root: str | None = None) -> int:
