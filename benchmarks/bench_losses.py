@@ -6,7 +6,7 @@ a full N×N plan over every position is O(N²V) and listed only where it fits. S
 POT's ot.sinkhorn2 (torch backend, log-domain, same cost matrix, same iterations) on the same problem.
 
 Run: python benchmarks/bench_losses.py [--device cuda] [--json benchmarks/results/losses-<device>.json]
-Targets (DESIGN.md §5): Sinkhorn ≤ 3× KL at classification shapes, ≤ 2× KL at LLM shapes (GPU), faster than POT.
+Targets (docs/methods.md §5): Sinkhorn ≤ 3× KL at classification shapes, ≤ 2× KL at LLM shapes (GPU), faster than POT.
 """
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def cmd_prime_start(args) -> None:
                            lr=args.lr, name=args.name or "")
     store = RunStore(args.root)
     ids = [start_run(cfg.to_dict(), store, name=cfg.name).run_id
-           for cfg in strategy_configs(base, list(_templates(args)), _templates(args))]
+           for cfg in strategy_configs(base, list(_templates(args)), _templates(args), alignment=args.alignment)]
     _print(ids, args.json, lambda d: "\n".join(d))
 
 
@@ -210,6 +210,10 @@ def register(sub, parser_class) -> None:
     start.add_argument("--steps", type=int, default=100)
     start.add_argument("--lr", type=float, default=2e-4)
     start.add_argument("--name")
+    start.add_argument("--alignment", choices=["answer", "paper"], default="answer",
+                       help="answer (ours): teacher forced on the gold answer after its prompt, compared on the same "
+                            "answer tokens; paper (Goyal et al.'s code): prompt + question vs question, position by "
+                            "position, cut to one length")
     start.add_argument("--root", help="run store folder")
     strategies(start)
     start.set_defaults(fn=cmd_prime_start)

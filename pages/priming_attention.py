@@ -26,7 +26,8 @@ from kd_analysis.priming.prompts import check_template, format_prompt, has_chat_
 from kd_analysis.priming.strategies import PAPER_GAIN
 from kd_analysis.priming.teacher import check_gold_answers, summarise, teacher_outputs, to_jsonl
 from kd_analysis.runs import RunStore, reconcile, start_run
-from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
+from kd_analysis.losses import LOSSES
+from kd_analysis.training.config import ALIGNMENTS, LoraSettings, LossTerm, TrainConfig
 from kd_analysis.training.progress import run_progress
 
 store = RunStore()
@@ -46,11 +47,12 @@ data_src = c2.text_input("Data (GSM8K format: question, answer with ####)",
 n = c3.number_input("examples", 1, 2000, 8)
 chosen = st.multiselect("Strategies", list(STRATEGIES), default=list(STRATEGIES),
                         format_func=lambda s: STRATEGIES[s].title)
-with st.expander("Edit the prompt templates ({question} is required; {answer} / {solution} show the gold truth)"):
+with st.expander("Edit the prompt templates (our wording of the paper's strategies; {question} is required; "
+                 "{answer} / {solution} show the gold truth)"):
     templates = {}
     for s in chosen:
-        templates[s] = st.text_area(STRATEGIES[s].title, STRATEGIES[s].template, key=f"tpl_{s}", height=90,
-                                    help=STRATEGIES[s].description)
+        templates[s] = st.text_area(f"{STRATEGIES[s].title} · {STRATEGIES[s].wording}", STRATEGIES[s].template,
+                                    key=f"tpl_{s}", height=90, help=STRATEGIES[s].description)
 bad = {}
 for s, t in templates.items():
     try:
@@ -151,22 +153,30 @@ with tab_out:
             show_error(exc)
 
 with tab_runs:
-    st.caption("One LoRA student per strategy, all else equal. The student reads the bare question; the KD term "
-               "compares it with the primed teacher on the same gold-answer tokens (reverse KL by default, as in "
-               "the paper). Runs queue for the device and keep going if you close the browser.")
+    st.caption("One LoRA student per strategy, all else equal. The student reads the bare question. KD alignment "
+               "'answer' (ours): the teacher is forced on the gold answer after its prompt and compared with the "
+               "student on the same answer tokens. 'paper' (Goyal et al.'s code): the teacher reads prompt + "
+               "question only, and its logits, the student's and the answer tokens are cut to one length and "
+               "compared position by position. Reverse KL by default, as in the paper; the paper's full set-up is "
+               "the goyal-priming preset on the Distillation runs page. Runs queue for the device and keep going if "
+               "you close the browser.")
     with st.form("prime_runs"):
         r1, r2, r3, r4, r5, r6 = st.columns(6)
         layers = r1.number_input("student layers", 1, 64, 10, help="layers kept from the teacher, evenly spaced")
         steps = r2.number_input("steps", 1, 100_000, 60)
         lr = r3.number_input("learning rate", 1e-7, 1.0, 3e-4, format="%.1e")
-        kd = r4.selectbox("KD loss", ["rkl", "kl", "js", "tvd", "sinkhorn"])
+        kd = r4.selectbox("KD loss", list(LOSSES), index=list(LOSSES).index("rkl"),
+                          format_func=lambda n: LOSSES[n].title)
         kd_w = r5.number_input("KD weight", 0.0, 10.0, 0.4, 0.05)
         tau = r6.number_input("τ", 0.1, 20.0, 2.0, 0.5)
-        s1, s2, s3, s4 = st.columns(4)
+        s1, s2, s3, s4, s5 = st.columns(5)
         ce_w = s1.number_input("CE weight", 0.0, 10.0, 0.6, 0.05)
         lora_r = s2.number_input("LoRA r", 1, 256, 8)
         batch = s3.number_input("batch", 1, 256, 8)
         eval_size = s4.number_input("eval examples", 1, 5000, 40)
+        alignment = s5.selectbox("KD alignment", list(ALIGNMENTS),
+                                 format_func=lambda a: {"answer": "answer tokens (ours)",
+                                                        "paper": "positions (paper's code)"}[a])
         go = st.form_submit_button(f"Start {len(templates)} student runs", type="primary", disabled=not templates)
     if go:
         try:
@@ -177,7 +187,7 @@ with tab_runs:
                                eval_size=int(eval_size), eval_every=max(int(steps) // 2, 1),
                                lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)))
             ids = [start_run(c.to_dict(), store, name=c.name).run_id
-                   for c in strategy_configs(base, list(templates), templates)]
+                   for c in strategy_configs(base, list(templates), templates, alignment=alignment)]
             st.success(f"Started {len(ids)} runs: {', '.join(ids)}", icon=":material/play_circle:")
         except Exception as exc:
             show_error(exc)

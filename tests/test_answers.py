@@ -1,4 +1,4 @@
-"""GSM8K answer extraction, written from the four rules of Goyal et al.'s scoring code (METHODS.md §2):
+"""GSM8K answer extraction, written from the four rules of Goyal et al.'s scoring code (docs/methods.md §2):
 (1) first \\boxed{}; (2) the first line's numbers when there is one or all are equal; (3) the first number after
 "the [final/correct] answer is"; (4) the last number; no number = None (wrong)."""
 import pytest

@@ -18,7 +18,7 @@ from kd_analysis.training.presets import (AS_IN_PAPER, KD_LENS, OUR_READING, PRE
                                           loss_rows, merge, preset_config)
 
 ROOT = Path(__file__).resolve().parent.parent
-# The authors' per-task (α, T) from METHODS.md / their scripts, written out again here on purpose
+# The authors' per-task (α, T) from docs/methods.md §3 / their scripts, written out again here on purpose
 PAPER_ALPHA_T = {"cola": (0.9, 1.0), "mnli": (0.8, 3.0), "mrpc": (1.0, 4.0), "qnli": (0.8, 3.0), "qqp": (1.0, 4.0),
                  "rte": (0.9, 3.5), "sst2": (0.9, 2.0)}
 

@@ -249,7 +249,7 @@ def test_gain_vs_none_is_shown_only_when_the_intervals_are_apart(tmp_path):
 
 
 def test_paper_reference_table_holds_the_papers_numbers():
-    """METHODS.md §2: 12.2 / 25.0 / 30.6 / 34.0 / 42.3 / 48.1% on the 1319 GSM8K test questions; the logs' counts
+    """docs/methods.md §2: 12.2 / 25.0 / 30.6 / 34.0 / 42.3 / 48.1% on the 1319 GSM8K test questions; the logs' counts
     161, 404, 558, 635."""
     from scipy.stats import binomtest
 

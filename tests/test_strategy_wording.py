@@ -1,4 +1,4 @@
-"""Priming prompt wording: the paper's four strategies (METHODS.md §2) are our paraphrases, say so, and carry
+"""Priming prompt wording: the paper's four strategies (docs/methods.md §2) are our paraphrases, say so, and carry
 nothing their strategy does not ask for (no chain-of-thought phrasing: that is `cot`'s job)."""
 import re
 

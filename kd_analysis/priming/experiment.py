@@ -15,8 +15,8 @@ from kd_analysis.priming.strategies import PAPER_ACCURACY, STRATEGIES
 from kd_analysis.training.config import PrimingSettings, TrainConfig
 
 
-def strategy_configs(base: TrainConfig, strategies: Sequence[str],
-                     templates: dict[str, str] | None = None) -> list[TrainConfig]:
+def strategy_configs(base: TrainConfig, strategies: Sequence[str], templates: dict[str, str] | None = None,
+                     alignment: str = "answer") -> list[TrainConfig]:
     """One config per strategy, identical but for the priming settings (and the name)."""
     if not strategies:
         raise KDLensError("choose at least one strategy")
@@ -27,7 +27,7 @@ def strategy_configs(base: TrainConfig, strategies: Sequence[str],
             raise KDLensError(f"unknown strategy {s!r}; one of {', '.join(STRATEGIES)}")
         edited = templates.get(s)
         custom = edited if edited and edited != STRATEGIES[s].template else None
-        cfg = replace(base, priming=PrimingSettings(strategy=s, template=custom),
+        cfg = replace(base, priming=PrimingSettings(strategy=s, template=custom, alignment=alignment),
                       name=f"{base.name + ': ' if base.name else ''}priming {s}{' (edited)' if custom else ''}")
         cfg.validate()
         out.append(cfg)
@@ -103,7 +103,7 @@ def accuracy_table(store, run_ids: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-# Goyal et al.'s GSM8K test results (METHODS.md §2): which of our strategies each matches, and where the number is from
+# Goyal et al.'s GSM8K test results (docs/methods.md §2): which of our strategies each matches, and where the number is from
 PAPER_SETUP = ("Goyal et al. 2024, Llama-3.1-405B-Instruct teacher → Llama-3.1-8B-Instruct student (LoRA), GSM8K "
                "test, 1319 questions")
 PAPER_QUESTIONS = 1319

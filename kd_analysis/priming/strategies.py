@@ -3,7 +3,7 @@
 A template is plain text with a `{question}` slot; `{answer}` (the gold final number) and `{solution}` (the
 gold worked solution) are filled for strategies that show the teacher the truth. The first four are Goyal et
 al.'s strategies (none, Teacher, "Ground Truth" = AI-to-AI, Confidence); their prompt texts are our
-paraphrases of each strategy's purpose (METHODS.md §2), not the paper's words, and each says only what its
+paraphrases of each strategy's purpose (docs/methods.md §2), not the paper's words, and each says only what its
 strategy asks for: no "step by step" or other chain-of-thought wording, which belongs to `cot` alone. Each
 strategy records this in `wording`, which its description repeats. Despite its name the paper's "Ground
 Truth" prompt does not show the answer, so `gold` is ours: it really does. `gold` and `cot` are our own
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-# Goyal et al.'s repository, GSM8K test accuracy of the 8B student per strategy (METHODS.md §2)
+# Goyal et al.'s repository, GSM8K test accuracy of the 8B student per strategy (docs/methods.md §2)
 PAPER_ACCURACY = {"no distillation": 0.122, "fine-tune (CE only)": 0.250, "none": 0.306, "confidence": 0.340,
                   "teacher": 0.423, "ai_to_ai": 0.481}
 PAPER_GAIN = 0.55  # the abstract: "Ground Truth" prompting, relative to distillation without a prompt

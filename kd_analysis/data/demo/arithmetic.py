@@ -1,7 +1,7 @@
 """One- and two-step arithmetic word problems in GSM8K's row format (worked solution, then `#### N`).
 
 Small numbers on purpose: a 135M teacher solves about half of one-step problems, so prompt strategies differ
-measurably (DESIGN.md §3).
+measurably (docs/methods.md §6).
 """
 from __future__ import annotations
 
