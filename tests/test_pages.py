@@ -333,7 +333,7 @@ def test_priming_page_teacher_outputs_and_bad_template(tiny_dir, tmp_path, run_r
     assert summary["accuracy"].notna().all()
     per_example = next(df.value for df in at.dataframe if "parsed" in df.value.columns)
     assert len(per_example) == 6
-    next(t for t in at.text_area if t.label == STRATEGY_TITLE).set_value("no slot here").run()
+    next(t for t in at.text_area if t.label.startswith(STRATEGY_TITLE + " · ")).set_value("no slot here").run()
     assert any("no {question} slot" in e.value for e in at.error)
 
 
