@@ -150,3 +150,21 @@ def test_train_with_a_preset_and_overrides(tiny_dir, tmp_path):
     assert cfg["preset"] == "sinkd-sst2" and cfg["steps"] == 2
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("loss_sinkhorn" in m and "loss_soft_ce" in m for m in metrics)
+
+
+def test_compare_table_names_the_preset_its_edits_and_intervals(tmp_path):
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.progress import final_table
+
+    store = RunStore(tmp_path)
+    faithful = PRESETS["sinkd-sst2"].config().to_dict()
+    edited = {**faithful, "epochs": 30.0, "data": "elsewhere"}
+    for rid, cfg in (("a", faithful), ("b", edited), ("c", {"losses": [{"name": "ce", "weight": 1.0}]})):
+        run = store.create("train", cfg, run_id=rid)
+        run.append_metrics({"step": 0, "held_out": 50, "eval_accuracy": 0.5})
+        run.append_metrics({"step": 10, "loss": 0.1, "eval_accuracy": 0.9})
+    rows = {r["run"]: r for r in final_table(store, ["a", "b", "c"])}
+    assert rows["a"]["set-up"] == "sinkd-sst2 (as in the paper)"
+    assert rows["b"]["set-up"] == "sinkd-sst2 (as in the paper; edited: epochs)"  # data is not a method setting
+    assert rows["c"]["set-up"] == "custom"
+    assert rows["a"]["eval n"] == 50 and rows["a"]["final accuracy 95% interval"] == "78.6%–95.7%"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kd_analysis.priming.experiment import wilson_interval
 from kd_analysis.runs import Run, RunStore
 
 EVAL_PREFIX, TEACHER_PREFIX, LOSS_PREFIX = "eval_", "teacher_", "loss"
@@ -82,7 +83,14 @@ def final_table(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
         row = {"run": rid, "name": p.name, "state": p.state, "steps": p.step,
                "losses": " + ".join(f"{t['weight']:g}·{t['name']}" for t in cfg.get("losses", [])),
                "final loss": p.last.get("loss")}
+        row["set-up"] = _setup_label(cfg)
         row.update({f"final {k}": v for k, v in p.evals.items()})
+        n = next((m["held_out"] for m in store.get(rid).metrics() if m.get("step") == 0 and "held_out" in m), None)
+        row["eval n"] = n
+        for key in RATE_METRICS:
+            if isinstance(p.evals.get(key), (int, float)) and n:
+                low, high = wilson_interval(p.evals[key], n)
+                row[f"final {key} 95% interval"] = f"{low:.1%}–{high:.1%}"
         evals = [m for m in store.get(rid).metrics() if any(k.startswith(EVAL_PREFIX) for k in m)]
         for key in {k for m in evals for k in m if k.startswith(EVAL_PREFIX)}:
             best = min if key.endswith(LOWER_IS_BETTER) else max
@@ -92,6 +100,26 @@ def final_table(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
         row["minutes"] = round((p.elapsed_s or 0) / 60, 2)
         rows.append(row)
     return rows
+
+
+RATE_METRICS = ("accuracy", "exact_match")  # proportions of the held-out examples: shown with a Wilson interval
+
+
+# Settings that say where a run runs or what it is called, not what method it runs
+NOT_METHOD = ("teacher", "student", "data", "name", "preset", "device", "precision", "save_checkpoint", "report_to",
+              "eval_every", "eval_size", "max_new_tokens", "train_size")
+
+
+def _setup_label(cfg: dict[str, Any]) -> str:
+    """Which paper preset a run started from, how faithful that is, and which method settings it changed."""
+    from kd_analysis.training.presets import PRESETS
+
+    preset = PRESETS.get(cfg.get("preset") or "")
+    if not preset:
+        return "custom"
+    base = preset.config().to_dict()
+    edits = sorted(k for k in base if k not in NOT_METHOD and k in cfg and cfg[k] != base[k])
+    return f"{preset.name} ({preset.label}" + (f"; edited: {', '.join(edits)})" if edits else ")")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -119,9 +147,11 @@ def config_diff(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
 
 
 REFERENCE_GROUPS = {
-    "losses (SinKD vs KL family)": ("reference-minilm-2l-", ("rationale",)),
+    "SinKD as its authors run it (sentiment)": ("reference-minilm-3l-sentiment-", ()),
+    "losses: KL family vs Sinkhorn in place of KD (MC)": ("reference-minilm-2l-", ("rationale",)),
     "rationales: MiniLM teacher": ("reference-minilm-2l-", ("kl", "rkl", "js", "sinkhorn")),
-    "rationales: SmolLM2 teacher": ("reference-smollm2-", ()),
+    "rationales: SmolLM2 teacher": ("reference-smollm2-", ("priming",)),
+    "priming: one student per strategy": ("reference-smollm2-priming-", ()),
 }
 
 
