@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -311,3 +312,89 @@ def test_cancel_while_queued_is_honoured_at_once(tmp_path):
             signal.signal(sig, handler)
     assert time.monotonic() - t0 < 5 and not ran
     assert run.status()["state"] == "cancelled" and "queued" in run.log_tail(20)
+
+
+def test_full_vocabulary_mode_equals_the_dense_losses():
+    """teacher_topk None: the teacher's whole rows, compared with the dense registry losses (no tail bucket)."""
+    from kd_analysis.losses import LOSSES
+    from kd_analysis.training.batches import LMBatch
+
+    g = torch.Generator().manual_seed(2)
+    s_logits, t_logits = torch.randn(2, 5, 30, generator=g), torch.randn(2, 5, 30, generator=g)
+    labels = torch.tensor([[-100, 1, 2, 3, -100], [4, 5, -100, -100, -100]])
+    cfg = TrainConfig(teacher=ModelSpec("x"), teacher_topk=None, tau=2.0, tau_squared=False,
+                      losses=[LossTerm("rkl"), LossTerm("js", tau=1.0)])
+    mask = labels != -100
+    terms = kd_loss_terms(cfg, LMBatch(s_logits, labels, 10), t_logits[mask], 30)
+    assert terms["rkl"].item() == pytest.approx(LOSSES["rkl"](s_logits[mask], t_logits[mask], tau=2.0).item(),
+                                                rel=1e-5)
+    assert terms["js"].item() == pytest.approx(LOSSES["js"](s_logits[mask], t_logits[mask]).item(), rel=1e-5)
+
+
+def test_lm_sinkhorn_from_a_top_k_cache_never_overstates_and_refuses_batch_mass():
+    """k < V: each pair is compared on the teacher row's own support plus a rest bucket (checked by hand in
+    NumPy, then POT's Sinkhorn on that cost); never above Sinkhorn on the true L1 cost."""
+    import numpy as np
+    import ot
+
+    from kd_analysis.training.batches import LMBatch
+
+    g = torch.Generator().manual_seed(3)
+    V, k = 20, 6
+    s_logits, t_logits = torch.randn(1, 9, V, generator=g, dtype=torch.float64), torch.randn(
+        1, 9, V, generator=g, dtype=torch.float64) * 2
+    labels = torch.full((1, 9), 1)
+    labels[0, 0] = -100
+    cfg = TrainConfig(teacher=ModelSpec("x"), tau=1.0, tau_squared=False, teacher_topk=k,
+                      losses=[LossTerm("sinkhorn", params={"eps": 0.1, "iters": 50, "domain": "log"})])
+    terms = kd_loss_terms(cfg, LMBatch(s_logits, labels, 9), _cached_teacher(t_logits.float(), labels, k), V)
+    p = torch.softmax(s_logits[0, 1:], -1).numpy()
+    q = torch.softmax(t_logits[0, 1:], -1).numpy()
+    C = np.zeros((8, 8))
+    for j in range(8):
+        top = np.argsort(-q[j])[:k]
+        for i in range(8):
+            C[i, j] = np.abs(p[i, top] - q[j, top]).sum() + abs((1 - p[i, top].sum()) - (1 - q[j, top].sum()))
+    a = np.full(8, 1 / 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = float((ot.sinkhorn(a, a, C, 0.1, method="sinkhorn_log", numItermax=50, stopThr=0) * C).sum())
+        true_cost = ot.dist(p, q, metric="cityblock")
+        upper = float((ot.sinkhorn(a, a, true_cost, 0.1, method="sinkhorn_log", numItermax=50, stopThr=0)
+                       * true_cost).sum())
+    assert terms["sinkhorn"].item() == pytest.approx(ref, rel=1e-4)
+    assert (C <= true_cost + 1e-9).all() and terms["sinkhorn"].item() <= upper + 1e-6
+    cfg.losses[0].params["mass"] = "batch"
+    with pytest.raises(KDLensError, match="mass: batch"):
+        kd_loss_terms(cfg, LMBatch(s_logits, labels, 9), _cached_teacher(t_logits.float(), labels, k), V)
+
+
+def test_tail_mass_is_reported_and_a_thin_cache_warns():
+    from kd_analysis.training.batches import LMBatch
+
+    g = torch.Generator().manual_seed(4)
+    s_logits, t_logits = torch.randn(1, 6, 500, generator=g), torch.randn(1, 6, 500, generator=g)
+    labels = torch.full((1, 6), 2)
+    cfg = TrainConfig(teacher=ModelSpec("x"), tau=2.0, teacher_topk=4, losses=[LossTerm("kl")])
+    stats, notes = {}, []
+    kd_loss_terms(cfg, LMBatch(s_logits, labels, 6), _cached_teacher(t_logits, labels, 4, (2.0,)), 500,
+                  note=notes.append, stats=stats)
+    p = torch.softmax(t_logits[0] / 2, -1)
+    assert stats["teacher_tail_mass"] == pytest.approx(float((1 - p.topk(4).values.sum(-1)).mean()), rel=1e-4)
+    assert 0 < stats["student_tail_mass"] < 1 and any("hold only" in n for n in notes)
+
+
+def test_repeated_loss_names_are_refused():
+    with pytest.raises(KDLensError, match="repeated: kl"):
+        TrainConfig(teacher=ModelSpec("x"), losses=[LossTerm("ce"), LossTerm("kl", tau=1.0), LossTerm("kl", tau=4.0)]
+                    ).validate()
+
+
+def test_answer_rows_cross_entropy_is_torchs():
+    from kd_analysis.training.batches import AnswerRows, LMBatch
+
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 5, 11, generator=g)
+    labels = torch.tensor([[-100, 1, 2, -100, -100], [3, 4, -100, 5, 6]])
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), ignore_index=-100)
+    assert AnswerRows.of(LMBatch(logits, labels, 10)).ce().item() == pytest.approx(ref.item(), rel=1e-6)

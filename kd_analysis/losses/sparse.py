@@ -48,9 +48,18 @@ def bucket_logprobs(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor
     (at τ = 1 it is the one cross-entropy needs); otherwise it is computed here."""
     z = upcast(student_logits)
     lse = torch.logsumexp(z / tau, -1) if student_lse is None else student_lse
-    s_k = z.gather(-1, teacher_indices) / tau - lse[:, None]
+    return buckets_from_topk(z.gather(-1, teacher_indices), lse, teacher_logprobs, tau=tau,
+                             full=teacher_indices.shape[-1] >= z.shape[-1])
+
+
+def buckets_from_topk(student_topk_logits: torch.Tensor, student_lse: torch.Tensor, teacher_logprobs: torch.Tensor,
+                      *, tau: float, full: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same buckets from the student's raw logits at the teacher's k tokens [N, k] and its logsumexp of
+    logits/τ over the whole vocabulary [N]: what the training loop has without copying [N, V] rows.
+    `full`: k is the whole vocabulary, so there is no tail bucket."""
+    s_k = upcast(student_topk_logits) / tau - student_lse[:, None]
     t_k = upcast(teacher_logprobs).to(s_k.dtype)
-    if teacher_indices.shape[-1] >= z.shape[-1]:  # k = V: no tail, the buckets are the distributions
+    if full:
         return t_k, s_k
     return (torch.cat([t_k, log_tail(t_k)[:, None]], -1), torch.cat([s_k, log_tail(s_k)[:, None]], -1))
 
@@ -93,12 +102,7 @@ def sparse_kd(name: str, student_logits: torch.Tensor, teacher_logprobs: torch.T
 
     student_logits [N, V] raw; teacher_logprobs [N, k] = log-softmax of the teacher at τ over its full
     vocabulary, at teacher_indices [N, k]. Conventions as in `LOSSES` (teacher = P, KL(P‖Q), natural log)."""
-    spec = LOSSES.get(name)
-    if spec is None:
-        raise KDLensError(f"unknown loss {name!r}; one of {', '.join(LOSSES)}")
-    if spec.rows is None:
-        raise KDLensError(f"{spec.title} is not a row-wise divergence, so it has no top-k form; it couples the "
-                          "rows of a batch (use it on dense rows)")
+    rows = row_divergence(name)
     check_positive("temperature τ", tau)
     _check(student_logits, teacher_logprobs, teacher_indices)
     m = check_mask(mask, student_logits.shape[0])
@@ -106,4 +110,15 @@ def sparse_kd(name: str, student_logits: torch.Tensor, teacher_logprobs: torch.T
         student_logits, teacher_logprobs, teacher_indices = student_logits[m], teacher_logprobs[m], teacher_indices[m]
         student_lse = student_lse[m] if student_lse is not None else None
     t, s = bucket_logprobs(student_logits, teacher_logprobs, teacher_indices, tau=tau, student_lse=student_lse)
-    return finish(spec.rows(t, s, **params), None, reduction, tau, tau_squared)
+    return finish(rows(t, s, **params), None, reduction, tau, tau_squared)
+
+
+def row_divergence(name: str):
+    """The registered row function of a loss, or a clear error for batch-wise losses."""
+    spec = LOSSES.get(name)
+    if spec is None:
+        raise KDLensError(f"unknown loss {name!r}; one of {', '.join(LOSSES)}")
+    if spec.rows is None:
+        raise KDLensError(f"{spec.title} is not a row-wise divergence, so it has no top-k form; it couples the "
+                          "rows of a batch (use it on dense rows)")
+    return spec.rows

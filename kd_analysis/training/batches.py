@@ -34,12 +34,14 @@ PromptFn = Callable[[Example], str]
 
 @dataclass
 class AnswerRows:
-    """The student's logits at its target positions, [N, V], with their labels. The logsumexp over the whole
-    vocabulary is computed once per temperature: cross-entropy needs it at τ = 1 and every top-k KD term reuses
-    it at its own τ (so a term at τ = 1 costs no extra pass over the vocabulary)."""
+    """The student's logits at its target positions, without copying them out of the batch: `flat` is the
+    [B·L, V] view of the logits and `pos` the N target rows. The logsumexp over the whole vocabulary is computed
+    once per temperature: cross-entropy needs it at τ = 1 and every top-k KD term reuses it at its own τ (a term at
+    τ = 1 costs no extra pass over the vocabulary)."""
 
-    logits: torch.Tensor
-    labels: torch.Tensor
+    flat: torch.Tensor  # [B·L, V]
+    pos: torch.Tensor  # [N] rows of `flat` that have a target
+    labels: torch.Tensor  # [N]
     _lse: dict[float, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -47,16 +49,36 @@ class AnswerRows:
         flat = batch.logits.reshape(-1, batch.logits.shape[-1])
         labels = batch.labels.reshape(-1)
         pos = (labels != -100).nonzero().squeeze(1)
-        return cls(flat.index_select(0, pos).float(), labels[pos])
+        return cls(flat, pos, labels[pos])
+
+    @property
+    def n(self) -> int:
+        return int(self.pos.numel())
+
+    @property
+    def vocab(self) -> int:
+        return int(self.flat.shape[-1])
 
     def lse(self, tau: float = 1.0) -> torch.Tensor:
+        """[N] logsumexp(logits / τ) over the whole vocabulary (computed on all rows: no [N, V] copy)."""
         if tau not in self._lse:
-            self._lse[tau] = torch.logsumexp(self.logits if tau == 1 else self.logits / tau, -1)
+            z = self.flat.float()
+            self._lse[tau] = torch.logsumexp(z if tau == 1 else z / tau, -1)[self.pos]
         return self._lse[tau]
+
+    def at(self, idx: torch.Tensor) -> torch.Tensor:
+        """[N, k] raw logits at per-row token ids, gathered without copying [N, V] rows."""
+        full = torch.zeros(self.flat.shape[0], idx.shape[-1], dtype=torch.long, device=idx.device)
+        full[self.pos] = idx.long()
+        return self.flat.gather(-1, full)[self.pos].float()
+
+    def rows(self) -> torch.Tensor:
+        """[N, V] float copy of the target rows, for losses that need whole distributions."""
+        return self.flat.index_select(0, self.pos).float()
 
     def ce(self) -> torch.Tensor:
         """Mean token cross-entropy on the gold labels (equals F.cross_entropy with ignore_index=-100)."""
-        return (self.lse(1.0) - self.logits.gather(-1, self.labels[:, None]).squeeze(1)).mean()
+        return (self.lse(1.0) - self.at(self.labels[:, None]).squeeze(1)).mean()
 
 
 def _prompt_and_target(tok, ex: Example, prompt: PromptFn) -> tuple[list[int], list[int]]:
@@ -102,19 +124,23 @@ def lm_outputs(loaded, examples: Sequence[Example], max_length: int, prompt: Pro
     return LMBatch(logits=logits, labels=labels, tokens=int(attention.sum()))
 
 
-def answer_ids(tok, ex: Example) -> list[int]:
-    return _prompt_and_target(tok, ex, mc_prompt)[1]
+def paper_answer_ids(tok, ex: Example) -> list[int]:
+    """The labels of Goyal et al.'s code: the answer text (worked solution and `#### N`, GSM8K's format)
+    tokenised on its own with the tokenizer's default special tokens (a BOS first for Llama tokenizers)."""
+    text = f"{ex.solution}\n#### {ex.answer}" if ex.solution else ("" if ex.answer is None else str(ex.answer))
+    return tok(text)["input_ids"]
 
 
 def paper_rows(student_tok, teacher_tok, examples: Sequence[Example], max_length: int, student_prompt: PromptFn,
                teacher_prompt: PromptFn) -> list[int]:
     """Goyal et al.'s alignment: how many positions each example contributes, the shortest of the student's
-    input, the teacher's (primed) input and the answer, each cut at `max_length`."""
+    input, the teacher's (primed) input and the answer, each cut at `max_length`. Their prompts are raw text (no
+    chat template): the student reads the question, the teacher prompt + question."""
     out = []
     for ex in examples:
         s = len(student_tok(student_prompt(ex), add_special_tokens=True)["input_ids"][:max_length])
         t = len(teacher_tok(teacher_prompt(ex), add_special_tokens=True)["input_ids"][:max_length])
-        out.append(min(s, t, len(answer_ids(student_tok, ex)[:max_length])))
+        out.append(min(s, t, len(paper_answer_ids(student_tok, ex)[:max_length])))
     return out
 
 
@@ -127,7 +153,7 @@ def position_outputs(loaded, examples: Sequence[Example], max_length: int, promp
     ids_rows, label_rows = [], []
     for ex, n in zip(examples, rows):
         ids = tok(prompt(ex), add_special_tokens=True)["input_ids"][:max_length]
-        answer = answer_ids(tok, ex)[:n]
+        answer = paper_answer_ids(tok, ex)[:n]
         ids_rows.append(ids)
         label_rows.append(answer + [-100] * (len(ids) - len(answer)))
     input_ids, attention = pad_right(ids_rows, tok.pad_token_id, loaded.device)

@@ -93,8 +93,9 @@ class TrainConfig:
     eval_size: int = 50  # examples held out for evaluation (taken after shuffling with `seed`)
     train_size: int | None = None
     # language models: cache the teacher's top-k per target token (log-probabilities over its full vocabulary;
-    # KD adds one tail bucket for the rest). Storage: 8·k bytes per token (512 B at 64).
-    teacher_topk: int = 64
+    # KD adds one tail bucket for the rest). Storage: 8·k bytes per token (512 B at 64). None: full vocabulary,
+    # nothing cached, the teacher runs every step (exact; for high τ, where the top-k hold little mass).
+    teacher_topk: int | None = 64
     train_teacher: bool = False  # fine-tune the teacher itself (CE only): how reference teachers are made
     lora: LoraSettings | None = None
     rationales: RationaleSettings | None = None
@@ -192,8 +193,10 @@ class TrainConfig:
                 kind = "a positive whole number" if integer else "a positive number"
                 raise KDLensError(f"{name} must be {kind} (got {value!r})")
 
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "max_length", "eval_size", "teacher_topk"):
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "max_length", "eval_size"):
             positive(name, getattr(self, name), integer=True)
+        if self.teacher_topk is not None:
+            positive("teacher_topk (or null for the full vocabulary)", self.teacher_topk, integer=True)
         for name in ("lr", "tau"):
             positive(name, getattr(self, name))
         if self.epochs is not None:
@@ -206,6 +209,11 @@ class TrainConfig:
             raise KDLensError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not self.losses:
             raise KDLensError("add at least one loss term (e.g. ce)")
+        names = [t.name for t in self.losses]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise KDLensError(f"each loss may appear once (repeated: {', '.join(repeated)}); merge the weights, or "
+                              "use two runs to compare temperatures")
         for term in self.losses:
             if term.name != "ce" and term.name not in LOSSES:
                 raise KDLensError(f"unknown loss {term.name!r}; use ce or one of {', '.join(LOSSES)}")

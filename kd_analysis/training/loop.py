@@ -17,8 +17,9 @@ import torch
 
 from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
-from kd_analysis.losses import LOSSES, sparse_kd
-from kd_analysis.losses.sinkhorn import sinkhorn_blocks
+from kd_analysis.losses import LOSSES
+from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
+from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
 from kd_analysis.training.batches import (AnswerRows, LMBatch, gold_labels, lm_outputs, paper_rows, position_outputs,
                                           target_lengths, task_outputs)
 from kd_analysis.training.config import TrainConfig
@@ -76,10 +77,17 @@ class _Once:
             self.say(message)
 
 
+TAIL_WARNING = 0.2  # warn once when the teacher's top-k cache leaves more than this share of its mass to the tail
+
+
 def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: int | None, *,
-                  rows: AnswerRows | None = None, note: Callable[[str], None] | None = None) -> dict[str, torch.Tensor]:
-    """Distillation terms (unweighted, each at its own τ with its τ² factor). Language-model rows compare the
-    student's full-vocabulary distribution with the cached top-k teacher plus a tail bucket (`sparse_kd`)."""
+                  rows: AnswerRows | None = None, note: Callable[[str], None] | None = None,
+                  stats: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """Distillation terms (unweighted, each at its own τ with its τ² factor).
+
+    Language-model rows compare the student's full-vocabulary distribution with the teacher: a cached top-k
+    teacher (`TopK`) through k + 1 buckets (`sparse_kd`), or a full-vocabulary teacher (dense [N, V] rows, when
+    `teacher_topk` is None) through the dense losses. `stats`, when given, receives the tail masses."""
     note = note or (lambda m: None)
     terms: dict[str, torch.Tensor] = {}
     lm = isinstance(student_out, LMBatch)
@@ -89,11 +97,10 @@ def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: 
         spec = LOSSES[term.name]
         tau = cfg.term_tau(term)
         params = dict(term.params)
-        if lm and spec.batchwise:
-            value = _lm_sinkhorn(rows, teacher_rows, tau, width, params, cfg.teacher_topk, note)
+        if lm and isinstance(teacher_rows, TopK):
+            value = _lm_topk_term(term.name, rows, teacher_rows, tau, params, note, stats)
         elif lm:
-            value = sparse_kd(term.name, rows.logits, teacher_rows.logprobs(tau), teacher_rows.indices, tau=tau,
-                              student_lse=rows.lse(tau), **params)
+            value = _lm_dense_term(term.name, rows, teacher_rows, tau, width, params, note)
         elif spec.batchwise and student_out.shape[0] < 2:
             note(f"{spec.title}: a batch of one example has no batch-wise term; it counts 0 for that step (use a "
                  f"batch size that leaves no single example at the end of an epoch)")
@@ -105,24 +112,53 @@ def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: 
     return terms
 
 
-def _lm_sinkhorn(rows: AnswerRows, top: TopK, tau: float, width: int | None, params: dict, default_topk: int,
-                 note: Callable[[str], None]) -> torch.Tensor:
-    """SinKD's batch-wise Sinkhorn over the answer tokens of a batch, in blocks of 64 positions. Both sides are
-    probabilities over the full vocabulary: the teacher's top-k (its tail goes to the rest bucket of `topk`
-    coarsening), the student's softmax with its own logsumexp."""
-    n = rows.logits.shape[0]
-    if n < 2:
-        note("Sinkhorn: a batch with a single answer token has no batch-wise term; it counts 0 for that step")
-        return rows.logits.sum() * 0.0
-    width = width or rows.logits.shape[-1]
-    student = torch.exp(rows.logits[:, :width] / tau - rows.lse(tau)[:, None])
-    teacher = torch.zeros_like(student).scatter_(-1, top.indices, top.logprobs(tau).exp())
-    topk = int(params.pop("topk", None) or default_topk)
+def _lm_topk_term(name: str, rows: AnswerRows, top: TopK, tau: float, params: dict, note, stats) -> torch.Tensor:
+    t_lp = top.logprobs(tau)
+    if stats is not None and "teacher_tail_mass" not in stats:
+        with torch.no_grad():
+            t_b, s_b = buckets_from_topk(rows.at(top.indices), rows.lse(tau), t_lp, tau=tau)
+            stats["teacher_tail_mass"] = float(t_b[:, -1].exp().mean())
+            stats["student_tail_mass"] = float(s_b[:, -1].exp().mean())
+        if stats["teacher_tail_mass"] > TAIL_WARNING:
+            note(f"warning: at τ = {tau:g} the teacher's top-{top.indices.shape[-1]} tokens hold only "
+                 f"{1 - stats['teacher_tail_mass']:.0%} of its probability mass; the rest is one tail bucket, so "
+                 "KD sees little of the teacher's distribution. Raise teacher_topk, lower τ, or set teacher_topk "
+                 "to null (full vocabulary, the teacher runs every step).")
+    if LOSSES[name].batchwise:
+        if rows.n < 2:
+            note("Sinkhorn: a batch with a single answer token has no batch-wise term; it counts 0 for that step")
+            return rows.flat.sum() * 0.0
+        _check_token_sinkhorn(params, rows.n, note)
+        student = torch.exp(rows.rows() / tau - rows.lse(tau)[:, None])
+        params.pop("topk", None)
+        return sinkhorn_topk_teacher(student, t_lp.exp(), top.indices, **params)
+    t, s = buckets_from_topk(rows.at(top.indices), rows.lse(tau), t_lp, tau=tau,
+                             full=top.indices.shape[-1] >= rows.vocab)
+    return row_divergence(name)(t, s, **params).mean()
+
+
+def _lm_dense_term(name: str, rows: AnswerRows, teacher: torch.Tensor, tau: float, width: int | None,
+                   params: dict, note) -> torch.Tensor:
+    """Full-vocabulary teacher rows [N, V_t]: the dense loss over the columns both models share."""
+    width = width or min(rows.vocab, teacher.shape[-1])
+    student = rows.rows()[:, :width]
+    if LOSSES[name].batchwise:
+        if rows.n < 2:
+            note("Sinkhorn: a batch with a single answer token has no batch-wise term; it counts 0 for that step")
+            return rows.flat.sum() * 0.0
+        _check_token_sinkhorn(params, rows.n, note)
+        return sinkhorn_blocks(torch.softmax(student / tau, -1), torch.softmax(teacher[:, :width].float() / tau, -1),
+                               teacher_probs=True, student_probs=True, tau=tau, **params)
+    return LOSSES[name](student, teacher[:, :width].float(), tau=tau, **params)
+
+
+def _check_token_sinkhorn(params: dict, n: int, note) -> None:
+    if params.get("mass") == "batch":
+        raise KDLensError("Sinkhorn with mass: batch (SinKD's form) is defined on a batch of examples; on "
+                          "language-model tokens it would scale with the block size: use mass: one")
     if n > 256:
         note("Sinkhorn on language-model rows couples answer tokens in blocks of 64 positions; a batch's leftover "
              "positions form one smaller block (a single leftover joins the last block), so no token is dropped")
-    return sinkhorn_blocks(student, teacher, teacher_probs=True, student_probs=True, topk=min(topk, width), tau=tau,
-                           **params)
 
 
 def ce_loss(student_out: Any, examples: Sequence[Example], rows: AnswerRows | None = None) -> torch.Tensor:
@@ -136,34 +172,46 @@ def _paper_alignment(cfg: TrainConfig) -> bool:
 
 
 def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_prompt=None, student_tok=None):
-    missing = cache.missing(examples)
+    lm = teacher.task in ("causal_lm", "seq2seq")
+    missing = list(examples) if lm and cache.topk is None else cache.missing(examples)
     if missing:
         cache.misses += len(missing)
         with torch.no_grad():
             if _paper_alignment(cfg):  # prompt + question only, compared position by position (Goyal et al.)
-                t_prompt = teacher_prompt(cfg, teacher)
-                n = paper_rows(student_tok, teacher.tokenizer, missing, cfg.max_length, student_prompt, t_prompt)
-                out = position_outputs(teacher, missing, cfg.max_length, t_prompt, n)
+                s_raw, t_raw = paper_prompts(cfg)
+                n = paper_rows(student_tok, teacher.tokenizer, missing, cfg.max_length, s_raw, t_raw)
+                out = position_outputs(teacher, missing, cfg.max_length, t_raw, n)
             elif cfg.priming:  # the primed prompt, and exactly as many answer tokens as the student keeps
                 keep = target_lengths(student_tok, missing, cfg.max_length, student_prompt)
                 out = lm_outputs(teacher, missing, cfg.max_length, teacher_prompt(cfg, teacher), keep_targets=keep)
             else:
                 out = task_outputs(teacher, missing, cfg.max_length)
         if isinstance(out, LMBatch):
+            if cache.topk is None:  # full vocabulary: nothing is cached, the teacher runs every step
+                return out.logits[out.labels != -100]
             cache.put_lm(missing, out.logits, out.labels, width)
         else:
             cache.put_rows(missing, out)
     device = next(teacher.model.parameters()).device
-    return cache.lm(examples, device) if teacher.task in ("causal_lm", "seq2seq") else cache.rows(examples, device)
+    return cache.lm(examples, device) if lm else cache.rows(examples, device)
 
 
 def student_outputs(cfg: TrainConfig, live, teacher, examples: Sequence[Example], s_prompt):
     """The student's grad-enabled outputs for one batch (position-aligned with the teacher under `paper`)."""
     if _paper_alignment(cfg):
-        n = paper_rows(live.tokenizer, teacher.tokenizer, examples, cfg.max_length, s_prompt,
-                       teacher_prompt(cfg, teacher))
-        return position_outputs(live, examples, cfg.max_length, s_prompt, n)
+        s_raw, t_raw = paper_prompts(cfg)
+        n = paper_rows(live.tokenizer, teacher.tokenizer, examples, cfg.max_length, s_raw, t_raw)
+        return position_outputs(live, examples, cfg.max_length, s_raw, n)
     return task_outputs(live, examples, cfg.max_length, s_prompt)
+
+
+def paper_prompts(cfg: TrainConfig) -> tuple[Callable[[Example], str], Callable[[Example], str]]:
+    """Training inputs under Goyal et al.'s alignment, raw text as in their code: (student: the question,
+    teacher: the rendered template). Evaluation keeps the chat-formatted prompts."""
+    from kd_analysis.priming.prompts import render_template
+
+    template = cfg.priming_template
+    return (lambda ex: ex.text), (lambda ex: render_template(template, ex))
 
 
 def teacher_prompt(cfg: TrainConfig, teacher) -> Callable[[Example], str] | None:
@@ -312,6 +360,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
             t0 = time.monotonic()
             with acc.accumulate(model):
                 out = student_outputs(cfg, live, teacher, examples, s_prompt)
+                tail_stats: dict[str, float] = {}
                 answer_rows = AnswerRows.of(out) if isinstance(out, LMBatch) else None
                 terms: dict[str, torch.Tensor] = {}
                 ce_w = sum(t.weight for t in cfg.losses if t.name == "ce")
@@ -320,7 +369,8 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                 if cfg.kd_terms:
                     t_rows = _teacher_rows(cfg, cache, teacher, [originals[ex.id] for ex in examples], width,
                                            s_prompt, student.tokenizer)
-                    terms.update(kd_loss_terms(cfg, out, t_rows, width, rows=answer_rows, note=note))
+                    terms.update(kd_loss_terms(cfg, out, t_rows, width, rows=answer_rows, note=note,
+                                               stats=tail_stats))
                 weights = {t.name: t.weight for t in cfg.losses}
                 if objective is not None:
                     terms["rationale"] = objective(live, [originals[ex.id] for ex in examples], rationales,
@@ -347,7 +397,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                     "lr": sched.get_last_lr()[0], "examples_per_s": len(examples) / max(dt, 1e-9),
                     "tokens_per_s": (tokens / max(dt, 1e-9)) if tokens else None, "elapsed_s": elapsed,
                     "eta_s": elapsed / step * (total - step), "epoch": step / per_epoch,
-                    "teacher_cache_hits": cache.hits}
+                    "teacher_cache_hits": cache.hits, **tail_stats}
             if step % cfg.eval_every == 0 or step == total:
                 ev = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt)
                 last.update({f"eval_{k}": v for k, v in ev.items()})

@@ -141,7 +141,7 @@ PRIMING_PREFIX = "reference-smollm2-priming-"
 # CPU scale: ~10 minutes per strategy on 2 cores. Enough to show the workflow end to end and move the students'
 # answer NLL; far too little to rank strategies by exact match (a GPU run: `prime start --steps 1000 ...`).
 PRIMING = dict(steps=30, batch_size=8, lr=1e-3, max_length=160, eval_size=24, eval_every=30, max_new_tokens=48,
-               seed=0, device="cpu", tau=2.0)
+               seed=0, device="cpu", tau=2.0, teacher_topk=None)  # full vocabulary: 30 steps see each question once
 # 28 of 30 layers: dropping 4 left a student at 0% that 20 CPU steps could not lift; without 20-21 it starts at 4%
 PRIMING_STUDENT_KEEP = tuple(i for i in range(30) if i not in (20, 21))
 

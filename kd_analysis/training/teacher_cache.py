@@ -39,7 +39,7 @@ class TopK:
 
 @dataclass
 class TeacherCache:
-    topk: int = 64
+    topk: int | None = 64  # None: language models keep nothing (the loop runs the teacher every step)
     temperatures: tuple[float, ...] = (1.0,)
     entries: dict[str, torch.Tensor | TopK] = field(default_factory=dict)
     hits: int = 0
