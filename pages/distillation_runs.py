@@ -76,8 +76,10 @@ with st.form("new_run"):
         for col, (key, spec) in zip(cols[1:], LOSSES.items()):
             weights[key] = col.number_input(key, 0.0, 10.0, 0.5 if key == "kl" else 0.0, 0.1, help=spec.description)
     c1, c2, c3, c4, c5, c6 = st.columns(6)
-    tau = c1.number_input("τ", 0.1, 20.0, float(defaults.tau), 0.5, key=K + "tau",
-                          help="the run's temperature; terms with their own τ keep it")
+    own_tau = bool(preset) and all(t.tau is not None for t in base.kd_terms)
+    tau = c1.number_input("τ", 0.1, 20.0, float(defaults.tau), 0.5, key=K + "tau", disabled=own_tau,
+                          help="every term of this preset has its own τ (table above)" if own_tau else
+                          "the run's temperature; terms with their own τ keep theirs")
     lr = c2.number_input("learning rate", 1e-7, 1.0, float(defaults.lr), format="%.1e", key=K + "lr")
     epochs = c3.number_input("epochs (0: use steps)", 0.0, 1000.0, float(defaults.epochs or 0), 1.0,
                              key=K + "epochs")

@@ -9,7 +9,7 @@ import streamlit as st
 from app_ui import state
 from app_ui.resources import dataset, load_pair, show_error
 from kd_analysis.losses import LOSSES
-from kd_analysis.losses.explorer import MAX_BATCH, ExplorerSettings, explore_pair
+from kd_analysis.losses.explorer import MAX_BATCH, ExplorerSettings, explore_pair, pair_outputs
 from kd_analysis.losses.toy import ToyConfig, fit_toy, shuffle_demo
 from kd_analysis.plots import losses as plots
 
@@ -60,14 +60,19 @@ with toy_tab:
                 "Row-wise losses see the mix-up. Batch-wise Sinkhorn with uniform marginals compares the two sets of "
                 "rows and never asks which row belongs to which example, so its value does not move: it cannot "
                 "stand alone, which is why SinKD adds it to KD + CE.")
-    demo = shuffle_demo(tau=tau, eps=max(eps, 0.05))
-    st.dataframe(pd.DataFrame([{"loss": LOSSES[n].title, "student in order": demo.aligned[n],
-                                "student rows shuffled": demo.shuffled[n],
-                                "changed": "no" if abs(demo.shuffled[n] - demo.aligned[n]) <= 1e-9 * max(
-                                    1.0, abs(demo.aligned[n])) else "yes"} for n in demo.aligned]),
-                 hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.4g")
-                                for c in ["student in order", "student rows shuffled"]})
+    try:
+        demo = shuffle_demo(tau=tau, eps=max(eps, 0.05))
+    except Exception as exc:
+        show_error(exc)
+        demo = None
+    if demo is not None:
+        st.dataframe(pd.DataFrame([{"loss": LOSSES[n].title, "student in order": demo.aligned[n],
+                                    "student rows shuffled": demo.shuffled[n],
+                                    "changed": "no" if abs(demo.shuffled[n] - demo.aligned[n]) <= 1e-9 * max(
+                                        1.0, abs(demo.aligned[n])) else "yes"} for n in demo.aligned]),
+                     hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                    for c in ["student in order", "student rows shuffled"]})
 
 with pair_tab:
     sel = state.selection()
@@ -91,13 +96,20 @@ with pair_tab:
         else:
             start = st.number_input("first example", 0, max(len(ds.examples) - int(batch), 0), 0)
             examples = ds.examples[int(start):int(start) + int(batch)]
-            key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, int(start), int(batch),
-                              asdict(settings)], default=str)
+            batch_key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, int(start), int(batch)])
+            models_out = st.session_state.setdefault("_loss_pair_outputs", {})
+            if batch_key not in models_out:  # the forward passes run once per batch, not per slider move
+                with st.spinner("Running teacher and student on the batch…"):
+                    models_out.clear()
+                    models_out[batch_key] = pair_outputs(teacher, student, examples, report.aligned_outputs)
+            key = json.dumps([batch_key, asdict(settings)], default=str)
             cache = st.session_state.setdefault("_loss_pair_cache", {})
             if key not in cache:
-                with st.spinner("Running teacher and student on the batch…"):
-                    cache.clear()
-                    cache[key] = explore_pair(teacher, student, examples, settings, report.aligned_outputs)
+                with st.spinner("Computing every loss and its gradient…"):
+                    if len(cache) > 16:
+                        cache.clear()
+                    cache[key] = explore_pair(teacher, student, examples, settings, report.aligned_outputs,
+                                              outputs=models_out[batch_key])
             rep = cache[key]
             if teacher.info().notes and any("head is new" in n for n in teacher.info().notes):
                 st.info("The teacher's task head is untrained, so its distributions are close to uniform and the "

@@ -124,3 +124,9 @@ def test_is_correct_uses_the_rule_order():
     # the first line says 18 (one number), the last number is 20: rule 2 decides
     assert is_correct("18 dollars\nbecause 2 * 10 = 20", "18")
     assert not is_correct("18 dollars\nbecause 2 * 10 = 20", "20")
+
+
+@pytest.mark.parametrize("text,expected", [("The answer is .5", "0.5"), ("It costs $-.25 now.\nok", "-0.25"),
+                                           ("1.5 and .5 make 2", "2")])
+def test_decimals_without_a_leading_zero(text, expected):
+    assert extract_number(text) == expected

@@ -164,7 +164,7 @@ def test_compare_table_names_the_preset_its_edits_and_intervals(tmp_path):
         run.append_metrics({"step": 0, "held_out": 50, "eval_accuracy": 0.5})
         run.append_metrics({"step": 10, "loss": 0.1, "eval_accuracy": 0.9})
     rows = {r["run"]: r for r in final_table(store, ["a", "b", "c"])}
-    assert rows["a"]["set-up"] == "sinkd-sst2 (as in the paper)"
-    assert rows["b"]["set-up"] == "sinkd-sst2 (as in the paper; edited: epochs)"  # data is not a method setting
+    assert rows["a"]["set-up"] == "sinkd-sst2 preset: loss and optimiser as in the paper"
+    assert rows["b"]["set-up"] == "sinkd-sst2 preset: loss and optimiser as in the paper; edited: epochs"
     assert rows["c"]["set-up"] == "custom"
     assert rows["a"]["eval n"] == 50 and rows["a"]["final accuracy 95% interval"] == "78.6%–95.7%"

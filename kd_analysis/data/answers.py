@@ -20,8 +20,9 @@ from __future__ import annotations
 import re
 
 # A number: optional sign (not when the hyphen follows a digit/letter/closing bracket, i.e. a subtraction),
-# then digits with proper thousands groups ("1,234,567") or plain digits, then an optional decimal part.
-NUMBER = r"(?:(?<![\w)\]}])-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
+# then digits with proper thousands groups ("1,234,567") or plain digits, then an optional decimal part; or a
+# bare decimal part (".5").
+NUMBER = r"(?:(?<![\w)\]}])-)?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?<![\d.])\.\d+)"
 _ANY = re.compile(NUMBER)
 _BOXED = "\\boxed{"
 _STATED = re.compile(r"\bthe\s+(?:final\s+|correct\s+)?answer\s+is\b", re.IGNORECASE)

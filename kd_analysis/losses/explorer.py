@@ -77,6 +77,24 @@ def _loss_kwargs(name: str, s: ExplorerSettings) -> dict[str, Any]:
     return kw
 
 
+def pair_outputs(teacher, student, examples: Sequence[Example], aligned_outputs: int | None = None):
+    """The models' forward passes for the explorer (the expensive part): compute once per batch and pass to
+    `explore_pair(..., outputs=...)` so that changing τ, ε, k or α only recomputes the losses."""
+    examples = list(examples)[:MAX_BATCH]
+    _check_batch(teacher, student, examples)
+    return _outputs(teacher, student, examples, aligned_outputs)
+
+
+def _check_batch(teacher, student, examples) -> None:
+    if len(examples) < 2:
+        raise KDLensError("pick at least 2 examples: the Sinkhorn loss couples the rows of a batch")
+    if teacher.task != student.task:
+        raise KDLensError(f"teacher ({teacher.task}) and student ({student.task}) solve different tasks; their "
+                          f"outputs cannot be compared (see the pair check)")
+    if teacher.task == "multiple_choice" and any(not ex.choices for ex in examples):
+        raise KDLensError("multiple-choice models need a data set with choices (e.g. the mcq demo)")
+
+
 def _outputs(teacher, student, examples: Sequence[Example], aligned: int | None):
     from kd_analysis.models.scoring import choice_scores, class_logits, lm_logits
 
@@ -103,18 +121,14 @@ def _outputs(teacher, student, examples: Sequence[Example], aligned: int | None)
 
 
 def explore_pair(teacher, student, examples: Sequence[Example], settings: ExplorerSettings | None = None,
-                 aligned_outputs: int | None = None) -> PairLossReport:
-    """All losses, per-example contributions, gradient norms and the Sinkhorn plan on one batch."""
+                 aligned_outputs: int | None = None, outputs=None) -> PairLossReport:
+    """All losses, per-example contributions, gradient norms and the Sinkhorn plan on one batch. `outputs` from
+    `pair_outputs` skips the models' forward passes."""
     st = settings or ExplorerSettings()
     examples = list(examples)[:MAX_BATCH]
-    if len(examples) < 2:
-        raise KDLensError("pick at least 2 examples: the Sinkhorn loss couples the rows of a batch")
-    if teacher.task != student.task:
-        raise KDLensError(f"teacher ({teacher.task}) and student ({student.task}) solve different tasks; their "
-                          f"outputs cannot be compared (see the pair check)")
-    if teacher.task == "multiple_choice" and any(not ex.choices for ex in examples):
-        raise KDLensError("multiple-choice models need a data set with choices (e.g. the mcq demo)")
-    kind, t, s, cols, tokens = _outputs(teacher, student, examples, aligned_outputs)
+    _check_batch(teacher, student, examples)
+    kind, t, s, cols, tokens = outputs if outputs is not None else _outputs(teacher, student, examples,
+                                                                             aligned_outputs)
     t, s = t.detach().float().cpu(), s.detach().float().cpu()
     values, grads, per_example = {}, {}, {}
     for name in st.losses:

@@ -112,14 +112,16 @@ NOT_METHOD = ("teacher", "student", "data", "name", "preset", "device", "precisi
 
 def _setup_label(cfg: dict[str, Any]) -> str:
     """Which paper preset a run started from, how faithful that is, and which method settings it changed."""
-    from kd_analysis.training.presets import PRESETS
+    from kd_analysis.training.presets import AS_IN_PAPER, OUR_READING, PRESETS
 
     preset = PRESETS.get(cfg.get("preset") or "")
     if not preset:
         return "custom"
     base = preset.config().to_dict()
     edits = sorted(k for k in base if k not in NOT_METHOD and k in cfg and cfg[k] != base[k])
-    return f"{preset.name} ({preset.label}" + (f"; edited: {', '.join(edits)})" if edits else ")")
+    scope = {AS_IN_PAPER: "loss and optimiser as in the paper", OUR_READING: "our reading of the paper"}.get(
+        preset.label, preset.label)
+    return f"{preset.name} preset: {scope}" + (f"; edited: {', '.join(edits)}" if edits else "")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
