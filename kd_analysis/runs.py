@@ -183,6 +183,8 @@ class RunStore:
         for path in sorted(self.root.iterdir()):
             if not path.is_dir() or path.name.startswith(".") or not RUN_ID.match(path.name):
                 continue
+            if path.name.endswith(".new"):  # a reference run being rebuilt (`runs make-reference`)
+                continue
             if not (path / STATUS).exists() and not (path / CONFIG).exists():
                 continue
             try:

@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
+from app_ui.resources import show_error
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.device import describe_device
@@ -42,10 +43,11 @@ preset = PRESETS.get(preset_name)
 base = preset.config() if preset else None
 if preset:
     st.caption(f"**{preset.label}** · source: {preset.source}")
-    with st.expander(f"What differs from the paper when this preset runs here ({len(preset.differences)})"):
-        for d in preset.differences:
-            st.markdown(f"- {d}")
-        st.markdown("- any value you change in the form below (the run's name lists your edits)")
+    if preset.differences:
+        with st.expander(f"What differs from the paper when this preset runs here ({len(preset.differences)})"):
+            for d in preset.differences:
+                st.markdown(f"- {d}")
+            st.markdown("- any value you change in the form below (the run's name lists your edits)")
 defaults = base or TrainConfig(teacher=sel.teacher, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)], lr=1e-4,
                                steps=80, eval_every=20, eval_size=52)
 K = f"{preset_name}_"  # per-preset widget keys: picking another preset refills the form
@@ -76,7 +78,7 @@ with st.form("new_run"):
         for col, (key, spec) in zip(cols[1:], LOSSES.items()):
             weights[key] = col.number_input(key, 0.0, 10.0, 0.5 if key == "kl" else 0.0, 0.1, help=spec.description)
     c1, c2, c3, c4, c5, c6 = st.columns(6)
-    own_tau = bool(preset) and all(t.tau is not None for t in base.kd_terms)
+    own_tau = bool(preset) and bool(base.kd_terms) and all(t.tau is not None for t in base.kd_terms)
     tau = c1.number_input("τ", 0.1, 20.0, float(defaults.tau), 0.5, key=K + "tau", disabled=own_tau,
                           help="every term of this preset has its own τ (table above)" if own_tau else
                           "the run's temperature; terms with their own τ keep theirs")
@@ -92,10 +94,13 @@ with st.form("new_run"):
     seed = c3.number_input("seed", 0, 2**31 - 1, int(defaults.seed), key=K + "seed")
     precision = c4.selectbox("precision", ["auto", "fp32", "bf16", "fp16"], key=K + "precision")
     device = c5.selectbox("device", ["auto", "cpu", "cuda"], key=K + "device")
-    topk = c6.number_input("LM teacher top-k", 1, 1_000_000, int(defaults.teacher_topk), key=K + "topk",
+    topk = c6.number_input("LM teacher top-k (0: full vocabulary)", 0, 1_000_000, int(defaults.teacher_topk or 0),
+                           key=K + "topk",
                            help="language models: the teacher is cached as its top-k log-probabilities per answer "
                                 f"token plus one tail bucket for the rest ({bytes_per_token(64)} bytes per token at "
-                                "k = 64, 8·k in general; a full 49k-token row would be 196 KB)")
+                                "k = 64, 8·k in general; a full 49k-token row would be 196 KB). At τ > 1 the top-k "
+                                "keep little of the teacher (SmolLM2, τ 2: 44% of its mass is outside the top 64). "
+                                "0: nothing cached, the teacher runs every step over its full vocabulary (exact).")
     c1, c2 = st.columns(2)
     use_lora = c1.checkbox("LoRA", value=defaults.lora is not None, key=K + "lora")
     lora_r = c2.number_input("LoRA r", 1, 256, int(defaults.lora.r if defaults.lora else 8), key=K + "lora_r")
@@ -124,7 +129,7 @@ if submitted:
         form = {"tau": float(tau), "lr": float(lr), "epochs": float(epochs) or None, "steps": int(steps),
                 "batch_size": int(batch), "eval_every": int(eval_every), "eval_size": int(eval_size),
                 "grad_accum": int(accum), "seed": int(seed), "precision": precision, "device": device,
-                "teacher_topk": int(topk)}
+                "teacher_topk": int(topk) or None}
         if use_lora != (defaults.lora is not None) or (use_lora and int(lora_r) != defaults.lora.r):
             form["lora"] = ({"r": int(lora_r), "alpha": 2 * int(lora_r)} if use_lora else None)
         if models == "sidebar":
@@ -155,6 +160,8 @@ if submitted:
         st.success(f"Started {run.run_id}", icon=":material/play_circle:")
     except KDLensError as exc:
         st.error(str(exc), icon=":material/error:")
+    except Exception as exc:  # never a traceback on the page
+        show_error(exc)
 
 
 def _fmt_eta(seconds):

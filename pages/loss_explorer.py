@@ -139,12 +139,16 @@ with pair_tab:
                                             for c in ["full vocabulary", f"top-{k} + tail bucket"]})
                 t_tail, s_tail = np.mean(rep.teacher_tail), np.mean(rep.student_tail)
                 st.caption(f"A run caches the teacher's top {k} tokens per position (8·k = {8 * k:,} bytes per "
-                           f"token) and merges the rest of the vocabulary into one tail bucket on both sides. On this "
-                           f"batch the tail holds {t_tail:.1%} of the teacher's mass and {s_tail:.1%} of the "
-                           f"student's (means over {len(rep.teacher_tail)} positions); merging can only lower a "
-                           "divergence, and it is exact when the tail is empty.")
-            st.caption("Balance loss weights by gradient norm, not by value: SinKD users saw Sinkhorn ≈ 0.2 vs "
-                       "KL ≈ 5 with much larger Sinkhorn gradients (the paper scales it by 0.001).")
+                           f"token) and merges the rest of the vocabulary into one tail bucket on both sides. Over "
+                           f"the {len(rep.teacher_tail)} token positions of this batch the tail holds {t_tail:.1%} of "
+                           f"the teacher's mass and {s_tail:.1%} of the student's (at τ = {settings.tau:g}); merging "
+                           "can only lower a divergence, and it is exact when the tail is empty. When the teacher's "
+                           "tail is large, train with a larger k or with teacher_topk 0 (full vocabulary).")
+            if "sinkhorn" in rep.values and rep.values.get("kl"):
+                st.caption(f"Balance loss weights by gradient norm, not by value: on this batch Sinkhorn is "
+                           f"{rep.values['sinkhorn'] / kl:.2g}× KL in value and {rep.grad_norms['sinkhorn'] / kl_grad:.2g}× "
+                           "in gradient norm. Users of SinKD's code reported Sinkhorn values far below KL's with "
+                           "larger gradients; the authors scale it by 0.001 and add it to KD + CE.")
             st.plotly_chart(plots.loss_and_gradients(rep.values, rep.grad_norms), width="stretch", config=PNG)
             st.plotly_chart(plots.transport_plan(rep.plan, rep.example_ids), width="stretch", config=PNG)
             pick = st.selectbox("Example", range(len(rep.example_ids)),

@@ -223,6 +223,23 @@ def test_distillation_run_from_a_paper_preset(tiny_dir, run_root, tmp_path, monk
     assert started  # the worker was launched
 
 
+@pytest.mark.parametrize("name", ["goyal-priming", "ballout-rationales", "kd-lens-default", "sinkd-mnli"])
+def test_every_preset_fills_the_run_form(run_root, name):
+    """Each preset renders the whole form (goyal-priming's null top-k once crashed it) with its numbers."""
+    from kd_analysis.training.presets import PRESETS
+
+    at = open_page(RUNS_PAGE)
+    at.selectbox(key="run_preset").set_value(name).run()
+    _no_exception(at)
+    assert any(b.label == "Start run" for b in at.button)
+    cfg = PRESETS[name].config()
+    numbers = {n.label: n for n in at.number_input}
+    assert numbers["learning rate"].value == pytest.approx(cfg.lr)
+    assert numbers["LM teacher top-k (0: full vocabulary)"].value == (cfg.teacher_topk or 0)
+    terms = next(df.value for df in at.dataframe if "term" in df.value.columns)
+    assert ("rationale" in set(terms["term"])) == (name == "ballout-rationales")
+
+
 class _FakeProc:
     pid = 999_999
 

@@ -12,6 +12,7 @@ import torch
 from scipy.special import log_softmax, softmax
 
 from kd_analysis.errors import KDLensError
+from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import LossTerm, TrainConfig
 from kd_analysis.training.loop import kd_loss_terms
 from kd_analysis.training.presets import (AS_IN_PAPER, KD_LENS, OUR_READING, PRESETS, SINKD_TASKS, changed_settings,
@@ -168,3 +169,35 @@ def test_compare_table_names_the_preset_its_edits_and_intervals(tmp_path):
     assert rows["b"]["set-up"] == "sinkd-sst2 preset: loss and optimiser as in the paper; edited: epochs"
     assert rows["c"]["set-up"] == "custom"
     assert rows["a"]["eval n"] == 50 and rows["a"]["final accuracy 95% interval"] == "78.6%–95.7%"
+
+
+def test_runs_being_rebuilt_are_not_listed(tmp_path):
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(tmp_path)
+    store.create("train", {"name": "done"}, run_id="reference-x")
+    store.create("train", {"name": "rebuilding"}, run_id="reference-x.new")
+    assert [r.run_id for r in store.list()] == ["reference-x"]
+
+
+def test_plots_keep_token_labels_and_one_bar_per_run():
+    from kd_analysis.plots.losses import probability_bars
+    from kd_analysis.plots.priming import accuracy_bars
+
+    fig = probability_bars([".", "1", "\n", "1"], [0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4])
+    assert fig.layout.xaxis.type == "category" and len(set(fig.data[0].x)) == 4 and "\\n" in fig.data[0].x[2]
+    rows = [{"run": r, "strategy": "ai_to_ai", "student exact match": a, "95% low": 0.0, "95% high": 0.3,
+             "eval questions": 24} for r, a in (("r1", 0.04), ("r2", 0.08))]
+    bars = accuracy_bars(rows)
+    assert list(bars.data[0].y) == [0.04, 0.08] and len(set(bars.data[0].x)) == 2
+
+
+def test_cuda_without_a_gpu_is_refused(tiny_dir, tmp_path):
+    from kd_analysis.models.specs import StudentSpec
+    from kd_analysis.training.loop import train
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "bert")), student=StudentSpec(num_layers=1), device="cuda")
+    with pytest.raises(KDLensError, match="no CUDA GPU"):
+        train(cfg, log=lambda m: None)

@@ -142,8 +142,10 @@ def explore_pair(teacher, student, examples: Sequence[Example], settings: Explor
             per_example[name] = spec(s, t, reduction="none", **_loss_kwargs(name, st)).tolist()
     shuffled = row_shuffle_effect(s, t, st)
     topk_values, t_tail, s_tail = {}, [], []
-    if kind == "tokens":
-        topk_values, t_tail, s_tail = cached_topk_view(s, t, st)
+    if kind == "tokens":  # every token position of the batch, as a run compares its answer tokens
+        t_all, s_all, mask, _ = tokens
+        topk_values, t_tail, s_tail = cached_topk_view(s_all[mask].detach().float().cpu(),
+                                                       t_all[mask].detach().float().cpu(), st)
     res = sinkhorn_plan(s, t, tau=st.tau, eps=st.eps, iters=st.iters, topk=st.topk if kind == "tokens" else None)
     p_t, p_s = torch.softmax(t / st.tau, -1), torch.softmax(s / st.tau, -1)
     if kind == "tokens":

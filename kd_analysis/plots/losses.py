@@ -79,13 +79,16 @@ def transport_plan(plan: Sequence[Sequence[float]], labels: Sequence[str], title
 
 def probability_bars(columns: Sequence[str], teacher: Sequence[float], student: Sequence[float],
                      gold: int | None = None, title: str = "") -> go.Figure:
-    names = [html.escape(str(c)) or f"#{i}" for i, c in enumerate(columns)]
+    names = [html.escape(repr(c)[1:-1] if str(c).strip() == "" or str(c) != str(c).strip() else str(c))
+             or f"#{i}" for i, c in enumerate(columns)]  # whitespace tokens shown visibly ("\\n", " ")
+    names = [n if names.count(n) == 1 else f"{n} ·{i}" for i, n in enumerate(names)]  # distinct bars
     if gold is not None and 0 <= gold < len(names):
         names[gold] = f"{names[gold]} ✓"
     fig = go.Figure([go.Bar(x=names, y=list(teacher), name="teacher", marker_color=TEACHER_COLOR),
                      go.Bar(x=names, y=list(student), name="student", marker_color=STUDENT_COLOR)])
     fig.update_layout(barmode="group", title=title or "Teacher vs student probabilities (at τ)", height=360,
-                      yaxis_title="probability", margin=dict(t=50))
+                      yaxis_title="probability", margin=dict(t=50),
+                      xaxis=dict(type="category"))  # token texts such as "1" or "." stay labels, never numbers
     return fig
 
 

@@ -16,7 +16,9 @@ def accuracy_bars(rows: Sequence[dict]) -> go.Figure:
     strategy names; the full title is in the hover."""
     order = {name: i for i, name in enumerate(STRATEGIES)}
     rows = sorted(rows, key=lambda r: order.get(r["strategy"], len(order)))
-    names = [html.escape(str(r["strategy"]), quote=False) for r in rows]
+    counts = {s: [r["strategy"] for r in rows].count(s) for s in {r["strategy"] for r in rows}}
+    names = [html.escape(str(r["strategy"]) + (f" ({r.get('run')})" if counts[r["strategy"]] > 1 else ""),
+                         quote=False) for r in rows]  # one bar per run, never two runs merged into one
     titles = [html.escape(STRATEGIES[r["strategy"]].title if r["strategy"] in STRATEGIES else str(r["strategy"]),
                           quote=False) for r in rows]
     acc = [r.get("student exact match") for r in rows]

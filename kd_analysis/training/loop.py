@@ -261,6 +261,8 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     from kd_analysis.models.students import derive_student
 
     cfg.validate()
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise KDLensError(f"device {cfg.device} was asked for, but this machine has no CUDA GPU: use auto or cpu")
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     mixed = "no" if cpu or cfg.precision == "fp32" else ("fp16" if cfg.precision == "fp16" else "bf16")
     trackers = [t for t in cfg.report_to if _tracker_installed(t)]

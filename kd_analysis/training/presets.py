@@ -215,10 +215,15 @@ def preset_config(name: str, overrides: dict[str, Any] | str | Path | None = Non
 
 def loss_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     """One row per loss term as it will run: weight, temperature, τ² factor and parameters."""
-    return [{"term": t.name, "weight": t.weight,
+    rows = [{"term": t.name, "weight": t.weight,
              "τ": None if t.name == "ce" else cfg.term_tau(t),
              "τ²": None if t.name == "ce" else cfg.term_tau_squared(t),
              "parameters": ", ".join(f"{k} {v}" for k, v in t.params.items()) or "—"} for t in cfg.losses]
+    r = cfg.rationales
+    if r and r.mode == "multitask":
+        rows.append({"term": "rationale", "weight": r.weight, "τ": None, "τ²": None,
+                     "parameters": f"top-{r.k} {r.method} words of the teacher's {r.target} answer"})
+    return rows
 
 
 def changed_settings(base: TrainConfig, overrides: dict[str, Any]) -> list[str]:
