@@ -82,7 +82,7 @@ def main() -> None:
                     tl = teacher(input_ids=ids).logits
                 from kd_analysis.losses import LOSSES
 
-                loss = loss + 0.5 * LOSSES["kl"](answer.logits, tl[mask].float(), tau=2.0, tau_squared=True)
+                loss = loss + 0.5 * LOSSES["kl"](answer.rows(), tl[mask].float(), tau=2.0, tau_squared=True)
             elif kind.startswith("cached"):
                 tau = 1.0 if kind.endswith("τ1") else 2.0
                 loss = loss + 0.5 * kd_loss_terms(cfgs[tau], out, cached, width, rows=answer)["kl"]

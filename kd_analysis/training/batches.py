@@ -62,8 +62,9 @@ class AnswerRows:
     def lse(self, tau: float = 1.0) -> torch.Tensor:
         """[N] logsumexp(logits / τ) over the whole vocabulary (computed on all rows: no [N, V] copy)."""
         if tau not in self._lse:
-            z = self.flat.float()
-            self._lse[tau] = torch.logsumexp(z if tau == 1 else z / tau, -1)[self.pos]
+            from kd_analysis.losses.sparse import logsumexp_at
+
+            self._lse[tau] = logsumexp_at(self.flat.float(), tau)[self.pos]
         return self._lse[tau]
 
     def at(self, idx: torch.Tensor) -> torch.Tensor:
