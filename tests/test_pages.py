@@ -273,7 +273,8 @@ def test_compare_page_shows_runs(run_root):
     assert "lr" in set(diff["setting"]) and "name" in set(diff["setting"])
 
 
-def test_saliency_rationales_page(tiny_dir):
+def _saliency_page(tiny_dir) -> AppTest:
+    """The saliency page on a tiny multiple-choice BERT teacher (1-layer student), method saliency."""
     at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
     at.session_state["_kd_teacher_source"] = str(tiny_dir / "bert")
     at.session_state["_kd_teacher_task"] = "multiple_choice"
@@ -282,6 +283,11 @@ def test_saliency_rationales_page(tiny_dir):
     at.switch_page("pages/saliency_rationales.py").run()
     next(s for s in at.selectbox if s.label == "Method").set_value("saliency").run()
     _no_exception(at)
+    return at
+
+
+def test_saliency_rationales_page(tiny_dir):
+    at = _saliency_page(tiny_dir)
     assert not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
     assert "Defined / undefined" in metrics and metrics["Defined / undefined"].startswith("20 /")
@@ -296,14 +302,7 @@ def _charts_mentioning(at: AppTest, text: str) -> int:
 def test_saliency_page_shows_the_paper_figure_only_where_comparable(tiny_dir):
     """demo:mcq is multiple choice: the paper's 68% (metric and plot line) for "any" only, beside the chance level
     and with n and an interval on our figure; no paper number or line for the graded definitions."""
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    at.session_state["_kd_teacher_source"] = str(tiny_dir / "bert")
-    at.session_state["_kd_teacher_task"] = "multiple_choice"
-    at.session_state["_kd_student_layers"] = 1
-    at.run()
-    at.switch_page("pages/saliency_rationales.py").run()
-    next(s for s in at.selectbox if s.label == "Method").set_value("saliency").run()
-    _no_exception(at)
+    at = _saliency_page(tiny_dir)
     metrics = {m.label: m for m in at.metric}
     ours = metrics["Teacher overlap (any) at k=5"]
     assert ours.delta.startswith("n = ") and "95%" in ours.delta

@@ -135,6 +135,16 @@ def sinkhorn_iterations(C: torch.Tensor, eps: float, iters: int, domain: str = "
     return torch.exp(Mr + u[:, :, None] + v[:, None, :])
 
 
+def transport_plan(C: torch.Tensor, eps: float, iters: int, domain: str, first: str, gradient: str) -> torch.Tensor:
+    """The plan for cost C, differentiable through the iterations ("unrolled") or held fixed ("envelope")."""
+    if gradient == "envelope":
+        with torch.no_grad():
+            return sinkhorn_iterations(C.detach(), eps, iters, domain, first=first)
+    if gradient == "unrolled":
+        return sinkhorn_iterations(C, eps, iters, domain, first=first)
+    raise KDLensError(f"unknown gradient mode {gradient!r}; use unrolled or envelope")
+
+
 @dataclass
 class SinkhornResult:
     distance: torch.Tensor  # mean over groups of Σ P∘C (one group: the batch's transport cost)
@@ -201,13 +211,7 @@ def sinkhorn_plan(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
     if topk:
         x, y, support = coarsen_topk(x, y, int(topk))
     C = cost_matrix(x, y, cost)
-    if gradient == "envelope":
-        with torch.no_grad():
-            P = sinkhorn_iterations(C.detach(), eps, iters, domain, first=first)
-    elif gradient == "unrolled":
-        P = sinkhorn_iterations(C, eps, iters, domain, first=first)
-    else:
-        raise KDLensError(f"unknown gradient mode {gradient!r}; use unrolled or envelope")
+    P = transport_plan(C, eps, iters, domain, first, gradient)
     factor = scale * (C.shape[1] if mass == "batch" else 1)  # mass n: every plan entry is n times ours
     row = (P * C).sum(-1) * factor  # [G, n]
     return SinkhornResult(distance=row.sum(-1).mean(), plan=P, cost=C, row_cost=row.reshape(-1), support=support)
@@ -284,13 +288,7 @@ def sinkhorn_topk_teacher(student_probs: torch.Tensor, teacher_probs_k: torch.Te
     for size in block_sizes(n, block, whole_below):
         sl = slice(start, start + size)
         C = topk_l1_cost(student_probs[sl], teacher_probs_k[sl], teacher_idx[sl])[None]
-        if gradient == "envelope":
-            with torch.no_grad():
-                P = sinkhorn_iterations(C.detach(), eps, iters, domain, first=first)
-        elif gradient == "unrolled":
-            P = sinkhorn_iterations(C, eps, iters, domain, first=first)
-        else:
-            raise KDLensError(f"unknown gradient mode {gradient!r}; use unrolled or envelope")
+        P = transport_plan(C, eps, iters, domain, first, gradient)
         total = total + (P * C).sum() * scale * (size / n)
         start += size
     return total
