@@ -146,7 +146,7 @@ def test_train_with_a_preset_and_overrides(tiny_dir, tmp_path):
     bad.write_text(over.read_text().replace("num_layers: 1", "keep_layers: [0, 7]"))
     failed = _cli("train", "--preset", "sinkd-sst2", "--config", str(bad), "--root", str(tmp_path / "bad_runs"))
     assert failed.returncode == 2 and "layers to keep" in failed.stderr  # the reason, not silence
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())  # not the device lock file
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["preset"] == "sinkd-sst2" and cfg["steps"] == 2
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
