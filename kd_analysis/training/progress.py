@@ -149,7 +149,7 @@ def config_diff(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
 
 
 REFERENCE_GROUPS = {
-    "SinKD as its authors run it (sentiment)": ("reference-minilm-3l-sentiment-", ()),
+    "SinKD: the sinkd-sst2 preset and its twins (sentiment)": ("reference-minilm-3l-sentiment-", ()),
     "losses: KL family vs Sinkhorn in place of KD (MC)": ("reference-minilm-2l-", ("rationale",)),
     "rationales: MiniLM teacher": ("reference-minilm-2l-", ("kl", "rkl", "js", "sinkhorn")),
     "rationales: SmolLM2 teacher": ("reference-smollm2-", ("priming",)),

@@ -1,7 +1,7 @@
 """The demo's reference runs:
 - losses (multiple-choice demo): a MiniLM teacher fine-tuned (LoRA), then 2-layer students distilled from it with
   CE only, KL, reverse KL, JS and Sinkhorn;
-- SinKD as its authors run it (sentiment demo): the `sinkd-sst2` preset beside the same KD without Sinkhorn and
+- SinKD's preset (sentiment demo): the `sinkd-sst2` preset (the authors' loss and optimiser, our models and data) beside the same KD without Sinkhorn and
   CE only;
 - rationales (Ballout et al.): the teacher's saliency rationales, 2-layer students trained with them (multitask
   and appended) against the CE-only student, and teacher-student agreement before and after; SmolLM2-135M as a
@@ -64,7 +64,7 @@ SINKD_DEMO_EPOCHS = 30
 
 
 def sinkd_plan(store: RunStore) -> list[tuple[str, str, dict]]:
-    """SinKD as its authors run it (the `sinkd-sst2` preset: their SST-2 α, T, β, learning rate, batch and epochs,
+    """SinKD's preset on the demo (the `sinkd-sst2` preset: their SST-2 α, T, β, learning rate, batch and epochs,
     their Sinkhorn form) on the demo sentiment set, beside two twins with the same student and optimiser: the
     same KD without its Sinkhorn term, and CE only. The teacher is MiniLM fine-tuned on the set (LoRA)."""
     from kd_analysis.training.presets import SINKD_TASKS, preset_config, sinkd_losses
