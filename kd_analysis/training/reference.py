@@ -1,8 +1,8 @@
 """The demo's reference runs:
 - losses (multiple-choice demo): a MiniLM teacher fine-tuned (LoRA), then 2-layer students distilled from it with
   CE only, KL, reverse KL, JS and Sinkhorn;
-- SinKD's preset (sentiment demo): the `sinkd-sst2` preset (the authors' loss and optimiser, our models and data) beside the same KD without Sinkhorn and
-  CE only;
+- SinKD's preset (sentiment demo): the `sinkd-sst2` preset (the authors' loss and optimiser, our models and
+  data) beside the same KD without Sinkhorn and CE only;
 - rationales (Ballout et al.): the teacher's saliency rationales, 2-layer students trained with them (multitask
   and appended) against the CE-only student, and teacher-student agreement before and after; SmolLM2-135M as a
   decoder teacher on the same questions, with MiniLM students trained on its rationales or without them.
