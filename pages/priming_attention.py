@@ -157,8 +157,8 @@ with tab_runs:
                "'answer' (ours): the teacher is forced on the gold answer after its prompt and compared with the "
                "student on the same answer tokens. 'paper' (Goyal et al.'s code): the teacher reads prompt + "
                "question only, and its logits, the student's and the answer tokens are cut to one length and "
-               "compared position by position. Reverse KL by default, as in the paper; the paper's full set-up is "
-               "the goyal-priming preset on the Distillation runs page. Runs queue for the device and keep going if "
+               "compared position by position. Reverse KL by default, as in the paper; the paper's loss, optimiser, "
+               "schedule and alignment are the goyal-priming preset on the Distillation runs page. Runs queue for the device and keep going if "
                "you close the browser.")
     with st.form("prime_runs"):
         r1, r2, r3, r4, r5, r6 = st.columns(6)

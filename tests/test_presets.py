@@ -201,3 +201,56 @@ def test_cuda_without_a_gpu_is_refused(tiny_dir, tmp_path):
     cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "bert")), student=StudentSpec(num_layers=1), device="cuda")
     with pytest.raises(KDLensError, match="no CUDA GPU"):
         train(cfg, log=lambda m: None)
+
+
+def test_annealed_kd_temperature_follows_the_authors_schedule():
+    """DistillKL_anneal: temperature = (1 − T)/(E − 1)·epoch + T, epoch 0 … E − 1 (written out here)."""
+    for task, anneal in (("mnli", True), ("mrpc", True), ("qqp", True), ("sst2", False), ("rte", False)):
+        cfg = PRESETS[f"sinkd-{task}"].config()
+        kd = next(t for t in cfg.losses if t.name == "soft_ce")
+        T, E = PAPER_ALPHA_T[task][1], int(cfg.epochs)
+        for epoch in range(E):
+            expected = (1 - T) / (E - 1) * epoch + T if anneal else T
+            assert cfg.term_tau(kd, epoch, E) == pytest.approx(expected)
+        sk = next(t for t in cfg.losses if t.name == "sinkhorn")
+        assert cfg.term_tau(sk, E - 1, E) == 2.0  # the Sinkhorn term keeps τ 2 (their hard-coded self.T)
+
+
+def test_annealed_temperature_reaches_the_loss():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(8, 3, generator=g), torch.randn(8, 3, generator=g)
+    cfg = PRESETS["sinkd-mnli"].config()
+    from kd_analysis.losses import LOSSES
+
+    last = kd_loss_terms(cfg, s, t, None, epoch=9, epochs=10)["soft_ce"]
+    assert last.item() == pytest.approx(LOSSES["soft_ce"](s, t, tau=1.0).item(), rel=1e-6)
+
+
+def test_cosine_epoch_schedule_is_torchs_cosine_annealing():
+    """Goyal et al. step CosineAnnealingLR(T_max = one epoch) every example and keep stepping past T_max."""
+    from kd_analysis.training.loop import lr_factor
+
+    cfg = PRESETS["goyal-priming"].config()
+    assert cfg.schedule == "cosine_epoch"
+    per_epoch, total = 7, 14
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=5e-6)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=per_epoch)
+    factor = lr_factor(cfg, per_epoch, total)
+    for s in range(total):
+        assert factor(s) * 5e-6 == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-15), s
+        opt.step()
+        ref.step()
+
+
+def test_annealing_is_refused_on_a_top_k_language_model_cache(tiny_dir):
+    from kd_analysis.models.specs import StudentSpec
+    from kd_analysis.training.loop import train
+
+    data = Path(tiny_dir).parent / "anneal.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"}) + "\n"
+                            for i in range(10)))
+    cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "llama")), student=StudentSpec(num_layers=1), data=str(data),
+                      steps=1, eval_size=2, losses=[LossTerm("kl", tau=3.0, tau_end=1.0)], teacher_topk=8)
+    with pytest.raises(KDLensError, match="tau_end"):
+        train(cfg, log=lambda m: None)

@@ -12,7 +12,7 @@ Iterations run in the scaling domain when exp(−C/ε) cannot underflow and in t
 
 SinKD's own code differs in three ways that change the value, all available here: it normalises rows first and
 columns last (`first="rows"`), its plan has total mass B (every row and column sums to 1: `mass="batch"`,
-i.e. B × ours), and it multiplies the result by 0.001 (`scale`). The paper's preset sets all three.
+i.e. B × ours), and it multiplies the result by 0.001 (`scale`). The `sinkd-*` presets set all three.
 
 Uniform marginals make the distance blind to which student row belongs to which example: permuting the
 student's rows permutes the plan and leaves the value unchanged. That is why SinKD adds it to KD + CE rather

@@ -10,6 +10,9 @@ from kd_analysis.errors import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 
 OPTIMIZERS = ("adamw", "sgd")
+# linear: warm-up, then linear decay to 0 over the run. cosine_epoch: PyTorch's CosineAnnealingLR with T_max = one
+# epoch of steps, stepped every step and left running past T_max (so it rises again), as Goyal et al.'s notebooks.
+SCHEDULES = ("linear", "cosine_epoch")
 ALIGNMENTS = ("answer", "paper")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -23,6 +26,9 @@ class LossTerm:
     params: dict[str, Any] = field(default_factory=dict)
     tau: float | None = None  # this term's temperature (None: the run's τ); SinKD mixes KD at T with Sinkhorn at 2
     tau_squared: bool | None = None  # this term's Hinton τ² factor (None: the run's setting)
+    # anneal this term's τ linearly from its start value (epoch 0) to tau_end (last epoch), once per epoch, as
+    # SinKD's DistillKL_anneal does: τ_e = τ + (tau_end − τ)·e/(E − 1). None: a fixed τ.
+    tau_end: float | None = None
 
 
 @dataclass
@@ -82,6 +88,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     lr: float = 5e-5
     weight_decay: float = 0.0
+    schedule: str = "linear"
     max_grad_norm: float | None = None  # clip the gradient norm before each step (None: no clipping)
     steps: int = 100  # optimiser steps; `epochs` wins when set
     epochs: float | None = None
@@ -203,6 +210,8 @@ class TrainConfig:
             positive("epochs", self.epochs)
         if self.max_grad_norm is not None:
             positive("max_grad_norm", self.max_grad_norm)
+        if self.schedule not in SCHEDULES:
+            raise KDLensError(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
         if self.optimizer not in OPTIMIZERS:
             raise KDLensError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         if self.precision not in PRECISIONS:
@@ -221,6 +230,8 @@ class TrainConfig:
                 raise KDLensError(f"loss weight for {term.name} must be a number ≥ 0 (got {term.weight!r})")
             if term.tau is not None:
                 positive(f"τ of the {term.name} term", term.tau)
+            if term.tau_end is not None:
+                positive(f"tau_end of the {term.name} term", term.tau_end)
         if self.train_teacher and any(t.name != "ce" for t in self.losses):
             raise KDLensError("fine-tuning the teacher itself uses the ce term only")
         if self.rationales:
@@ -268,8 +279,12 @@ class TrainConfig:
     def kd_terms(self) -> list[LossTerm]:
         return [t for t in self.losses if t.name != "ce" and t.weight > 0]
 
-    def term_tau(self, term: LossTerm) -> float:
-        return float(term.tau) if term.tau is not None else float(self.tau)
+    def term_tau(self, term: LossTerm, epoch: int = 0, epochs: int = 1) -> float:
+        """The term's temperature in epoch `epoch` (0-based) of `epochs` (annealed when tau_end is set)."""
+        start = float(term.tau) if term.tau is not None else float(self.tau)
+        if term.tau_end is None or epochs <= 1:
+            return start
+        return start + (float(term.tau_end) - start) * min(epoch, epochs - 1) / (epochs - 1)
 
     def term_tau_squared(self, term: LossTerm) -> bool:
         return bool(term.tau_squared) if term.tau_squared is not None else bool(self.tau_squared)

@@ -82,7 +82,8 @@ TAIL_WARNING = 0.2  # warn once when the teacher's top-k cache leaves more than 
 
 def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: int | None, *,
                   rows: AnswerRows | None = None, note: Callable[[str], None] | None = None,
-                  stats: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+                  stats: dict[str, float] | None = None, epoch: int = 0,
+                  epochs: int = 1) -> dict[str, torch.Tensor]:
     """Distillation terms (unweighted, each at its own τ with its τ² factor).
 
     Language-model rows compare the student's full-vocabulary distribution with the teacher: a cached top-k
@@ -95,7 +96,7 @@ def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: 
         rows = AnswerRows.of(student_out)
     for term in cfg.kd_terms:
         spec = LOSSES[term.name]
-        tau = cfg.term_tau(term)
+        tau = cfg.term_tau(term, epoch, epochs)
         params = dict(term.params)
         if lm and isinstance(teacher_rows, TopK):
             value = _lm_topk_term(term.name, rows, teacher_rows, tau, params, note, stats)
@@ -232,6 +233,16 @@ def student_prompt_fn(cfg: TrainConfig, student) -> Callable[[Example], str] | N
     return lambda ex: student_prompt(student.tokenizer, ex)
 
 
+def lr_factor(cfg: TrainConfig, per_epoch: int, total: int) -> Callable[[int], float]:
+    """The learning-rate multiplier at step s: linear warm-up, then the configured schedule."""
+    def factor(s: int) -> float:
+        warm = min(1.0, (s + 1) / max(cfg.warmup_steps, 1))
+        if cfg.schedule == "cosine_epoch":  # CosineAnnealingLR's closed form, T_max = one epoch, eta_min = 0
+            return warm * 0.5 * (1 + math.cos(math.pi * s / per_epoch))
+        return warm * max(0.0, 1 - s / max(total, 1))
+    return factor
+
+
 def _optimizer(cfg: TrainConfig, params):
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
@@ -333,10 +344,13 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                                          collate_fn=list, generator=torch.Generator().manual_seed(cfg.seed))
     per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)) * max(0.0, 1 - s / max(total, 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, per_epoch, total))
+    n_epochs = max(1, math.ceil(total / per_epoch))  # for per-epoch temperature annealing
     model, optimizer, loader, sched = acc.prepare(model, optimizer, loader, sched)
     live = replace(student, model=model)
+    if cfg.teacher_topk is not None and task in ("causal_lm", "seq2seq") and any(t.tau_end for t in cfg.kd_terms):
+        raise KDLensError("an annealed temperature (tau_end) needs the teacher's full rows at every τ: set "
+                          "teacher_topk to null for language models")
     cache = TeacherCache(topk=cfg.teacher_topk, temperatures=run_temperatures(cfg.term_tau(t) for t in cfg.kd_terms))
     note = _Once(say)
     if trackers:
@@ -372,7 +386,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                     t_rows = _teacher_rows(cfg, cache, teacher, [originals[ex.id] for ex in examples], width,
                                            s_prompt, student.tokenizer)
                     terms.update(kd_loss_terms(cfg, out, t_rows, width, rows=answer_rows, note=note,
-                                               stats=tail_stats))
+                                               stats=tail_stats, epoch=step // per_epoch, epochs=n_epochs))
                 weights = {t.name: t.weight for t in cfg.losses}
                 if objective is not None:
                     terms["rationale"] = objective(live, [originals[ex.id] for ex in examples], rationales,

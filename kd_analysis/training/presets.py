@@ -73,28 +73,30 @@ SINKD_BETA = 0.8
 SINKD_SINKHORN = {"eps": 0.1, "iters": 20, "first": "rows", "mass": "batch", "scale": 0.001}
 
 
-def sinkd_losses(alpha: float, temperature: float) -> list[LossTerm]:
-    """(1−α)·CE + α·KD_T + β·Sinkhorn, KD_T = soft cross-entropy at T without T² (their DistillKL)."""
+def sinkd_losses(alpha: float, temperature: float, anneal: bool = False) -> list[LossTerm]:
+    """(1−α)·CE + α·KD_T + β·Sinkhorn, KD_T = soft cross-entropy at T without T² (their DistillKL; with `anneal`,
+    T falls linearly to 1 over the epochs, their DistillKL_anneal)."""
     terms = [LossTerm("ce", round(1 - alpha, 6))] if alpha < 1 else []
-    return terms + [LossTerm("soft_ce", alpha, tau=temperature, tau_squared=False),
+    return terms + [LossTerm("soft_ce", alpha, tau=temperature, tau_squared=False, tau_end=1.0 if anneal else None),
                     LossTerm("sinkhorn", SINKD_BETA, params=dict(SINKD_SINKHORN), tau=2.0, tau_squared=False)]
 
 
 def _sinkd(task: str) -> Callable[[], TrainConfig]:
-    alpha, temperature, lr, batch, epochs, _ = SINKD_TASKS[task]
+    alpha, temperature, lr, batch, epochs, anneal = SINKD_TASKS[task]
 
     def build() -> TrainConfig:
         return TrainConfig(
             name=f"SinKD preset ({task}): {1 - alpha:g}·CE + {alpha:g}·KD(T={temperature:g}) + 0.8·Sinkhorn",
             teacher=ModelSpec(SENTIMENT_TEACHER, task="classification"),
             student=StudentSpec(kind="drop_layers", keep_layers=(0, 1, 2)),  # the demo teacher's first half
-            data="demo:sentiment", losses=sinkd_losses(alpha, temperature), tau=temperature, tau_squared=False,
+            data="demo:sentiment", losses=sinkd_losses(alpha, temperature, anneal), tau=temperature,
+            tau_squared=False,
             optimizer="adamw", lr=lr, weight_decay=0.0, max_grad_norm=1.0, batch_size=batch, epochs=float(epochs),
             warmup_steps=0, max_length=128, eval_every=20, seed=0)
     return build
 
 
-for _task, (_a, _t, _lr, _b, _e, _anneal) in SINKD_TASKS.items():
+for _task in SINKD_TASKS:
     register_preset(
         f"sinkd-{_task}", title=f"SinKD on {_task.upper()}", label=AS_IN_PAPER,
         source=f"Cui et al. 2024 (arXiv 2402.17110), github.com/2018cx/SinKD scripts/student/"
@@ -104,12 +106,10 @@ for _task, (_a, _t, _lr, _b, _e, _anneal) in SINKD_TASKS.items():
             "and its first 3 layers as the student; the paper distils BERT-base (12 layers) into a separately "
             "pre-trained 6-layer BERT on GLUE: set teacher, student and data to yours",
             "kd-lens reports the final evaluation; their script evaluates on the dev set during training and "
-            "reports the best score seen",
+            "reports the best score seen (model selection on the dev set)",
             "their released scripts do not run as shipped (the Sinkhorn term is created under one loss name and added "
             "under another); the preset follows the formula of their loss.py at its latest version (scale 0.001; an "
             "earlier version used 0.0008·20/8 = 0.002)",
-            *(("their script anneals the KD temperature from T to 1 over the epochs; the preset keeps T fixed",)
-              if _anneal else ()),
         ))(_sinkd(_task))
 
 
@@ -133,7 +133,6 @@ GOYAL_TAU = 5.942267335064758
         "is not checked here)",
         "answers their parser could not read were extracted by hand in their logs; kd-lens counts them wrong",
         "the prompt text is our wording of their AI-to-AI (\"Ground Truth\") strategy",
-        "a linear learning-rate decay; theirs is cosine annealing with T_max = one epoch of steps",
         "weight decay 0.01 applies to every trainable parameter; theirs to the LoRA matrices (the only trainable "
         "ones under LoRA, so the same here)",
     ))
@@ -144,6 +143,7 @@ def _goyal() -> TrainConfig:
         student=StudentSpec(kind="drop_layers", keep_layers=tuple(i for i in range(30) if i not in (20, 21))),
         data="demo:arithmetic", losses=[LossTerm("ce", GOYAL_ALPHA), LossTerm("rkl", 1 - GOYAL_ALPHA)],
         tau=GOYAL_TAU, tau_squared=True, optimizer="sgd", lr=5e-6, weight_decay=0.01, epochs=2.0,
+        schedule="cosine_epoch",
         batch_size=1, max_length=256, teacher_topk=None,
         lora=LoraSettings(r=4, alpha=8, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
         priming=PrimingSettings(strategy="ai_to_ai", alignment="paper"), eval_every=500, eval_size=50,
@@ -217,11 +217,13 @@ def loss_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     """One row per loss term as it will run: weight, temperature, τ² factor and parameters."""
     rows = [{"term": t.name, "weight": t.weight,
              "τ": None if t.name == "ce" else cfg.term_tau(t),
+             "τ at the last epoch (annealed)": t.tau_end,
              "τ²": None if t.name == "ce" else cfg.term_tau_squared(t),
              "parameters": ", ".join(f"{k} {v}" for k, v in t.params.items()) or "—"} for t in cfg.losses]
     r = cfg.rationales
     if r and r.mode == "multitask":
-        rows.append({"term": "rationale", "weight": r.weight, "τ": None, "τ²": None,
+        rows.append({"term": "rationale", "weight": r.weight, "τ": None, "τ at the last epoch (annealed)": None,
+                     "τ²": None,
                      "parameters": f"top-{r.k} {r.method} words of the teacher's {r.target} answer"})
     return rows
 
