@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 from kd_analysis.attribution.agreement import agreement_summary
 from kd_analysis.attribution.rationales import (DEFINITIONS, PAPER_OVERLAP, Attribution, aggregate, answer_positions,
                                                 attribute_many, chance_overlap, overlap, select_rationale)
+from kd_analysis.stats import proportion_interval  # noqa: F401  (re-exported for the page)
 
 KS = (1, 2, 3, 5, 8, 10)
 
@@ -113,16 +114,6 @@ def paper_reference(definition: str, kind: str, role: str = "teacher") -> PaperR
 
 
 # Intervals ---------------------------------------------------------------------------------------------------------
-def proportion_interval(hits: int, n: int) -> tuple[float | None, float | None]:
-    """95% Wilson interval of hits / n (SciPy's); (None, None) when n is 0."""
-    if n <= 0:
-        return None, None
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(hits), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
 def mean_interval(values: Sequence[float]) -> tuple[float | None, float | None]:
     """95% Student-t interval of a mean of scores in [0, 1], clipped to [0, 1]; (None, None) for fewer than two
     values, which say nothing about spread."""

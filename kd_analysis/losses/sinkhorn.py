@@ -244,6 +244,14 @@ def block_sizes(n: int, block: int = 64, whole_below: int = 256) -> list[int]:
     return [block] * full + ([rest] if rest else [])
 
 
+def _blocks(n: int, block: int, whole_below: int):
+    """(rows, weight) per block of `block_sizes`: a slice of consecutive rows and its share of all n rows."""
+    start = 0
+    for size in block_sizes(n, block, whole_below):
+        yield slice(start, start + size), size / n
+        start += size
+
+
 def sinkhorn_blocks(student: torch.Tensor, teacher: torch.Tensor, *, block: int = 64, whole_below: int = 256,
                     **kw) -> torch.Tensor:
     """Batch-wise Sinkhorn over many rows (e.g. the answer tokens of a batch) in blocks of consecutive rows;
@@ -251,11 +259,9 @@ def sinkhorn_blocks(student: torch.Tensor, teacher: torch.Tensor, *, block: int 
     n = student.shape[0]
     if n < 2:
         raise KDLensError("batch-wise Sinkhorn needs at least 2 rows")
-    total, start = student.new_zeros(()), 0
-    for size in block_sizes(n, block, whole_below):
-        res = sinkhorn_plan(student[start:start + size], teacher[start:start + size], **kw)
-        total = total + res.distance * (size / n)
-        start += size
+    total = student.new_zeros(())
+    for rows, weight in _blocks(n, block, whole_below):
+        total = total + sinkhorn_plan(student[rows], teacher[rows], **kw).distance * weight
     return total
 
 
@@ -284,13 +290,11 @@ def sinkhorn_topk_teacher(student_probs: torch.Tensor, teacher_probs_k: torch.Te
     n = student_probs.shape[0]
     if n < 2:
         raise KDLensError("batch-wise Sinkhorn needs at least 2 rows")
-    total, start = student_probs.new_zeros(()), 0
-    for size in block_sizes(n, block, whole_below):
-        sl = slice(start, start + size)
-        C = topk_l1_cost(student_probs[sl], teacher_probs_k[sl], teacher_idx[sl])[None]
+    total = student_probs.new_zeros(())
+    for rows, weight in _blocks(n, block, whole_below):
+        C = topk_l1_cost(student_probs[rows], teacher_probs_k[rows], teacher_idx[rows])[None]
         P = transport_plan(C, eps, iters, domain, first, gradient)
-        total = total + (P * C).sum() * scale * (size / n)
-        start += size
+        total = total + (P * C).sum() * scale * weight
     return total
 
 

@@ -6,11 +6,11 @@ of model and data: they are a separate reference table (`paper_reference`), neve
 """
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any, Sequence
 
 from kd_analysis.errors import KDLensError
+from kd_analysis.stats import wilson_interval  # noqa: F401  (re-exported: callers import it from here)
 from kd_analysis.priming.strategies import PAPER_ACCURACY, STRATEGIES
 from kd_analysis.training.config import PrimingSettings, TrainConfig
 
@@ -41,15 +41,6 @@ def _at_start(metrics: list[dict], key: str) -> float | None:
 def _final(metrics: list[dict], key: str) -> float | None:
     vals = [m[key] for m in metrics if m.get(key) is not None]
     return vals[-1] if vals else None
-
-
-def wilson_interval(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion: honest at 0% or 100%, where the normal one collapses."""
-    if n <= 0:
-        return 0.0, 1.0
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def gain_vs_none(row: dict[str, Any], base: dict[str, Any] | None) -> tuple[float | None, str]:

@@ -126,10 +126,8 @@ def _lm_topk_term(name: str, rows: AnswerRows, top: TopK, tau: float, params: di
                  "KD sees little of the teacher's distribution. Raise teacher_topk, lower τ, or set teacher_topk "
                  "to null (full vocabulary, the teacher runs every step).")
     if LOSSES[name].batchwise:
-        if rows.n < 2:
-            note("Sinkhorn: a batch with a single answer token has no batch-wise term; it counts 0 for that step")
+        if not _token_sinkhorn_applies(params, rows.n, note):
             return rows.flat.sum() * 0.0
-        _check_token_sinkhorn(params, rows.n, note)
         student = torch.exp(rows.rows() / tau - rows.lse(tau)[:, None])
         params.pop("topk", None)
         return sinkhorn_topk_teacher(student, t_lp.exp(), top.indices, **params)
@@ -144,22 +142,25 @@ def _lm_dense_term(name: str, rows: AnswerRows, teacher: torch.Tensor, tau: floa
     width = width or min(rows.vocab, teacher.shape[-1])
     student = rows.rows()[:, :width]
     if LOSSES[name].batchwise:
-        if rows.n < 2:
-            note("Sinkhorn: a batch with a single answer token has no batch-wise term; it counts 0 for that step")
+        if not _token_sinkhorn_applies(params, rows.n, note):
             return rows.flat.sum() * 0.0
-        _check_token_sinkhorn(params, rows.n, note)
         return sinkhorn_blocks(torch.softmax(student / tau, -1), torch.softmax(teacher[:, :width].float() / tau, -1),
                                teacher_probs=True, student_probs=True, tau=tau, **params)
     return LOSSES[name](student, teacher[:, :width].float(), tau=tau, **params)
 
 
-def _check_token_sinkhorn(params: dict, n: int, note) -> None:
+def _token_sinkhorn_applies(params: dict, n: int, note) -> bool:
+    """Whether a batch-wise term can run on n answer tokens (False: it counts 0 this step, and the log says so)."""
+    if n < 2:
+        note("Sinkhorn: a batch with a single answer token has no batch-wise term; it counts 0 for that step")
+        return False
     if params.get("mass") == "batch":
         raise KDLensError("Sinkhorn with mass: batch (SinKD's form) is defined on a batch of examples; on "
                           "language-model tokens it would scale with the block size: use mass: one")
     if n > 256:
         note("Sinkhorn on language-model rows couples answer tokens in blocks of 64 positions; a batch's leftover "
              "positions form one smaller block (a single leftover joins the last block), so no token is dropped")
+    return True
 
 
 def ce_loss(student_out: Any, examples: Sequence[Example], rows: AnswerRows | None = None) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kd_analysis.priming.experiment import wilson_interval
+from kd_analysis.stats import wilson_interval
 from kd_analysis.runs import Run, RunStore
 
 EVAL_PREFIX, TEACHER_PREFIX, LOSS_PREFIX = "eval_", "teacher_", "loss"
