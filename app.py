@@ -7,6 +7,7 @@ import streamlit as st
 from app_ui import state
 from app_ui.navigation import WORKFLOW_PAGES
 from app_ui.resources import dataset, is_loaded, load_pair, show_error
+from app_ui.safe_text import md
 from app_ui.sidebar import render_sidebar, sidebar_status
 from app_ui.views import pair_overview
 
@@ -31,7 +32,7 @@ def home() -> None:
         st.page_link(PAGES[page.path], label=f"**{page.title}**: {page.summary}")
 
     st.subheader("Current selection")
-    st.caption(sel.describe())
+    st.caption(md(sel.describe()))
     demo_pair = sel.teacher.source in (state.default_teacher(), "minilm") and sel.student.kind != "model"
     if is_loaded(sel.teacher, sel.student) or demo_pair or st.button("Load teacher and student", type="primary"):
         try:
@@ -44,7 +45,7 @@ def home() -> None:
     try:
         ds = dataset(sel.data_source)
         c1, c2, c3 = st.columns(3)
-        c1.metric("Data set", ds.name)
+        c1.metric("Data set", md(ds.name))
         c2.metric("Examples", f"{len(ds.examples):,}")
         c3.metric("Format", ds.format)
     except Exception as exc:

@@ -11,6 +11,7 @@ from typing import Any
 
 import streamlit as st
 
+from app_ui.safe_text import md
 from kd_analysis.errors import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 
@@ -44,13 +45,13 @@ def load_teacher(spec: ModelSpec) -> Any:
             if key not in reg.items:
                 from kd_analysis.models.loading import load_model
 
-                with st.status(f"Loading {spec.source}…", expanded=True) as box:
+                with st.status(f"Loading {md(spec.source)}…", expanded=True) as box:
                     try:
-                        reg.items[key] = load_model(spec, progress=box.write)
+                        reg.items[key] = load_model(spec, progress=lambda msg: box.write(md(msg)))
                     except BaseException:
-                        box.update(label=f"Could not load {spec.source}", state="error")
+                        box.update(label=f"Could not load {md(spec.source)}", state="error")
                         raise
-                    box.update(label=f"Loaded {spec.source}", state="complete", expanded=False)
+                    box.update(label=f"Loaded {md(spec.source)}", state="complete", expanded=False)
     return reg.items[key]
 
 
@@ -62,7 +63,7 @@ def load_pair(teacher_spec: ModelSpec, student_spec: StudentSpec) -> tuple[Any, 
     reg = _models()
     key = f"{teacher_spec.key()}|{student_spec.key()}"
     if key not in reg.items:
-        with st.spinner(f"Building the student ({student_spec.describe()})…"):
+        with st.spinner(f"Building the student ({md(student_spec.describe())})…"):
             student = derive_student(teacher, student_spec)
             reg.items[key] = (student, check_pair(teacher, student))
     student, report = reg.items[key]
@@ -84,13 +85,13 @@ def dataset(source: str) -> Any:
 def show_error(exc: BaseException) -> None:
     """Bad input gets one clear sentence; anything else a short message (the full error goes to the log)."""
     if isinstance(exc, KDLensError):
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")  # messages name paths, columns and values from the data
     else:
         import logging
 
         logging.getLogger("kd-lens").exception("unexpected error")
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        st.error(f"Something went wrong: {type(exc).__name__}: {first}", icon=":material/error:")
+        st.error(f"Something went wrong: {type(exc).__name__}: {md(first)}", icon=":material/error:")
 
 
 def load_run_model(store: Any, run_id: str) -> Any:
@@ -103,6 +104,6 @@ def load_run_model(store: Any, run_id: str) -> Any:
     if key not in reg.items:
         with reg.lock:
             if key not in reg.items:
-                with st.spinner(f"Loading the student of {run_id}…"):
+                with st.spinner(f"Loading the student of {md(run_id)}…"):
                     reg.items[key] = load_run_student(run)
     return reg.items[key]

@@ -1,21 +1,33 @@
-"""Store uploaded data files on disk (never overwriting a different file of the same name)."""
+"""Store uploaded data files on disk: a thin layer over kd_analysis.data.uploads (which holds the storage logic).
+
+Each upload is streamed once per session (keyed by Streamlit's file id), not re-hashed on every rerun.
+"""
 from __future__ import annotations
 
-import hashlib
-import re
+import io
 from pathlib import Path
+from typing import Any
 
-from kd_analysis.models.builtins import cache_root
+import streamlit as st
+
+from kd_analysis.data.uploads import store_upload
+
+_SEEN = "_kd_upload_paths"
 
 
-def save_upload(name: str, data: bytes) -> Path:
-    folder = cache_root() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name) or "upload.csv"
-    target = folder / safe
-    if target.exists() and target.read_bytes() != data:
-        digest = hashlib.sha256(data).hexdigest()[:8]
-        target = folder / f"{target.stem}-{digest}{target.suffix}"
-    if not target.exists():
-        target.write_bytes(data)
-    return target
+def save_upload(upload: Any, data: bytes | None = None) -> Path:
+    """Store a Streamlit UploadedFile (read in chunks, never whole); `save_upload(name, data)` still works."""
+    if isinstance(upload, str):
+        return store_upload(upload, io.BytesIO(data or b""))
+    key = getattr(upload, "file_id", None) or f"{upload.name}:{getattr(upload, 'size', '')}"
+    seen = st.session_state.setdefault(_SEEN, {})
+    path = seen.get(key)
+    if path is None or not Path(path).exists():
+        path = store_upload(upload.name, upload)
+        seen[key] = path
+    return Path(path)
+
+
+def forget_uploads() -> None:
+    """After the store was emptied: store the next upload again instead of trusting the remembered paths."""
+    st.session_state.pop(_SEEN, None)

@@ -6,6 +6,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app_ui.safe_text import md
+
 SUMMARY_FIELDS = [("family", "Family"), ("architecture", "Class"), ("task", "Task"), ("parameters", "Parameters"),
                   ("layers", "Layers"), ("decoder_layers", "Decoder layers"), ("heads", "Heads"),
                   ("kv_heads", "KV heads"), ("hidden_size", "Hidden size"), ("vocab_size", "Vocabulary"),
@@ -37,7 +39,7 @@ def pair_overview(teacher: Any, student: Any, report: Any) -> None:
     c3.metric("Tokenizer", "shared" if report.same_tokenizer else f"{report.vocab_overlap:.0%} overlap")
     st.dataframe(summary_table({"Teacher": t, "Student": s}), width="stretch")
     for note in t.notes + s.notes + report.notes:
-        st.caption(note)
+        st.caption(md(note))  # notes name models, paths and tokenizers
 
 
 def saved_job_picker(label: str, store: Any, jobs: list, open_key: str) -> Any:

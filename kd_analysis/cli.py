@@ -37,15 +37,23 @@ def _spec(args: argparse.Namespace):
     from kd_analysis.models.specs import ModelSpec
 
     return ModelSpec(source=args.source, task=args.task, trust_remote_code=args.trust_remote_code,
-                     device=args.device, num_labels=args.num_labels)
+                     device=args.device, num_labels=args.num_labels,
+                     force_memory=bool(getattr(args, "force", False)))
 
 
 def cmd_models_inspect(args: argparse.Namespace) -> None:
     spec = _spec(args)
-    if args.estimate_only:
+    if args.estimate_only:  # config.json alone: works on a folder without weights
         from kd_analysis.models.loading import estimate_memory
+        from kd_analysis.models.memory import verdict_for
 
-        _print(estimate_memory(spec).to_dict(), args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
+        est = estimate_memory(spec)
+        verdict = verdict_for(est)
+        out = {**est.to_dict(), "available_mb": verdict.available_mb, "fits": verdict.status,
+               "verdict": verdict.message}
+        _print(out, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
+        if verdict.refused and not spec.force_memory:
+            raise KDLensError(f"{spec.source} {verdict.message} (--force to ignore)")
         return
     from kd_analysis.models.loading import load_model
 
@@ -56,9 +64,10 @@ def cmd_models_inspect(args: argparse.Namespace) -> None:
 def _pair_specs(args: argparse.Namespace):
     from kd_analysis.models.specs import ModelSpec, StudentSpec
 
-    teacher = ModelSpec(args.teacher, task=args.task, trust_remote_code=args.trust_remote_code)
+    force = bool(getattr(args, "force", False))
+    teacher = ModelSpec(args.teacher, task=args.task, trust_remote_code=args.trust_remote_code, force_memory=force)
     if args.student:
-        student = StudentSpec(kind="model", model=ModelSpec(args.student, task=args.task,
+        student = StudentSpec(kind="model", model=ModelSpec(args.student, task=args.task, force_memory=force,
                                                             trust_remote_code=args.trust_remote_code))
     elif args.shrink:
         student = StudentSpec(kind="shrink", num_layers=args.layers)
@@ -123,7 +132,9 @@ def cmd_rationales(args: argparse.Namespace) -> None:
     from kd_analysis.fileio import atomic_write_text
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.truncation import check_cap
 
+    check_cap(args.max_tokens)
     examples = load_dataset(args.data).examples[args.start:args.start + args.limit]
     models = {"teacher": ModelSpec(args.teacher, task=args.task, trust_remote_code=args.trust_remote_code)}
     if args.student:
@@ -131,11 +142,16 @@ def cmd_rationales(args: argparse.Namespace) -> None:
     # the paper's 68% measures "any" overlap of the teacher's tokens on multiple-choice data: only there is it shown
     ref = paper_reference("any", data_kind(examples))
     report: dict = {"method": args.method, "k": args.k, "examples": len(examples), "paper_overlap": ref.value,
-                    "paper_comparable": ref.comparable, "paper_note": ref.caption}
+                    "paper_comparable": ref.comparable, "paper_note": ref.caption, "max_tokens": args.max_tokens,
+                    "truncated": {}, "truncation_notes": []}
     lines = []
     for role, spec in models.items():
         loaded = load_model(spec)
-        attrs = attribute_many(loaded, examples, method=args.method, target=args.target, steps=args.steps)
+        attrs = attribute_many(loaded, examples, method=args.method, target=args.target, steps=args.steps,
+                               max_tokens=args.max_tokens)
+        report["truncated"][role] = sum(a.truncated for a in attrs)  # inputs cut from the left of the question
+        report["truncation_notes"] += [{"role": role, "example": a.example_id, "note": "; ".join(a.notes)}
+                                       for a in attrs if a.truncated]
         for a in attrs:
             r = select_rationale(a, args.k)
             lines.append(json.dumps({"role": role, **a.to_dict(), "rationale": r.text,
@@ -157,7 +173,12 @@ def cmd_rationales(args: argparse.Namespace) -> None:
             f"{df} {d[role][df]:.3f}{interval(d[role], df)} (chance {d[role]['chance ' + df]:.3f})"
             if d[role][df] is not None else f"{df} n/a" for df in DEFINITIONS)
            for role in models]
-        + [("paper reference (teacher, any): " if ref.comparable else "no paper figure: ") + ref.caption]))
+        + [("paper reference (teacher, any): " if ref.comparable else "no paper figure: ") + ref.caption]
+        + [f"{role}: {n} of {d['examples']} inputs cut to fit the token limit (--max-tokens {d['max_tokens']})"
+           for role, n in d["truncated"].items() if n]
+        + [f"  {t['role']}, example {t['example']}: {t['note']}" for t in d["truncation_notes"][:10]]
+        + ([f"  ... and {len(d['truncation_notes']) - 10} more cut inputs (see --json or --out)"]
+           if len(d["truncation_notes"]) > 10 else [])))
 
 
 # data ---------------------------------------------------------------------------------------------------------
@@ -190,22 +211,32 @@ def cmd_data_demo(args: argparse.Namespace) -> None:
 
 
 # runs ---------------------------------------------------------------------------------------------------------
-def cmd_runs_list(args: argparse.Namespace) -> None:
-    from kd_analysis.runs import RunStore
+def _store(args: argparse.Namespace):
+    """The run store, with runs whose worker died since anyone last looked marked failed (as the pages do)."""
+    from kd_analysis.runs import RunStore, reconcile
 
-    runs = [r.to_dict() for r in RunStore(args.root).list(kind=args.kind)]
-    _print(runs, args.json, lambda rs: "\n".join(
-        f"{r['run_id']:<44} {r['kind']:<12} {r['state']:<10} step {r['steps']}" for r in rs) or "no runs")
+    store = RunStore(args.root)
+    reconcile(store)
+    return store
+
+
+def cmd_runs_list(args: argparse.Namespace) -> None:
+    runs = [r.to_dict() for r in _store(args).list(kind=args.kind)]
+
+    def line(r: dict) -> str:
+        extra = f"  ({r['reason']})" if r["state"] == "damaged" else ""
+        extra += f"  [{r['skipped_lines']} unreadable metrics lines skipped]" if r["skipped_lines"] else ""
+        return f"{r['run_id']:<44} {r['kind']:<12} {r['state']:<10} step {r['steps']}{extra}"
+
+    _print(runs, args.json, lambda rs: "\n".join(line(r) for r in rs) or "no runs")
 
 
 def cmd_runs_show(args: argparse.Namespace) -> None:
-    from kd_analysis.runs import RunStore
-
-    record = RunStore(args.root).show(args.run_id)
+    record = _store(args).show(args.run_id)
     _print(record, args.json, lambda d: "\n".join(
-        [f"run {d['run_id']} ({d['status'].get('state')})", f"path: {d['path']}",
-         f"config: {json.dumps(d['config'])}", f"metrics: {len(d['metrics'])} records",
-         f"artefacts: {', '.join(d['artefacts'])}"]))
+        [f"run {d['run_id']} ({d['status'].get('state', 'damaged' if d['problems'] else 'unknown')})",
+         f"path: {d['path']}", f"config: {json.dumps(d['config'])}", f"metrics: {len(d['metrics'])} records",
+         f"artefacts: {', '.join(d['artefacts'])}"] + [f"damaged: {p}" for p in d["problems"]]))
 
 
 def cmd_runs_cancel(args: argparse.Namespace) -> None:
@@ -228,10 +259,10 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_runs_start(args: argparse.Namespace) -> None:
-    from kd_analysis.runs import RunStore, start_run
+    from kd_analysis.runs import start_run
 
     cfg = _train_config(args)
-    run = start_run(cfg.to_dict(), RunStore(args.root), name=cfg.name)
+    run = start_run(cfg.to_dict(), _store(args), name=cfg.name)
     _print({"run_id": run.run_id, "path": str(run.path)}, args.json, lambda d: d["run_id"])
 
 
@@ -319,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     def model_opts(q: argparse.ArgumentParser) -> None:
         q.add_argument("--task", choices=["classification", "multiple_choice", "causal_lm", "seq2seq"])
         q.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own code (only if trusted)")
+        q.add_argument("--force", action="store_true",
+                       help="load even when the memory estimate exceeds the memory free on the device")
         q.add_argument("--json", action="store_true")
 
     m_inspect = msub.add_parser("inspect", help="load a model and print its architecture summary")
@@ -368,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     rat.add_argument("--k", type=int, default=5)
     rat.add_argument("--target", default="gold", choices=["gold", "predicted"])
     rat.add_argument("--steps", type=int, default=32, help="integrated-gradients steps")
+    rat.add_argument("--max-tokens", type=int, default=512,
+                     help="cap on input tokens (the model's own maximum applies when smaller); a longer input "
+                          "loses the start of its question, never its choices or answer cue, and is reported")
     rat.add_argument("--limit", type=int, default=50)
     rat.add_argument("--start", type=int, default=0)
     rat.add_argument("--out", help="write one JSON line per example and model here")
@@ -439,14 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
     job = sub.add_parser("job", help="execute a queued run of any kind (what the pages start in the background)")
     job.add_argument("--run-id", required=True)
     job.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    job.add_argument("--token", help="the run's identity token (start_run passes it; cancel checks it)")
     job.set_defaults(fn=cmd_job)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kd_analysis.cli_args import check_args
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_args(args)
         args.fn(args)
     except KDLensError as exc:
         if args.debug:

@@ -133,8 +133,11 @@ def cmd_attention_stats(args) -> None:
     from kd_analysis.priming.prompts import student_prompt
     from kd_analysis.runs import RunStore
 
+    from kd_analysis.truncation import check_cap
+
     if args.stat not in STATS:
         raise KDLensError(f"--stat must be one of {', '.join(STATS)}")
+    check_cap(args.max_tokens)
     store = RunStore(args.root)
     examples = load_dataset(args.data).examples[: args.limit]
     results = []
@@ -146,12 +149,18 @@ def cmd_attention_stats(args) -> None:
               "profiles": {s.label: [None if v != v else round(float(v), 4) for v in layer_profile(s, args.stat)]
                            for s in results},
               "top_heads": rank_heads(results, args.stat, args.top) if len(results) > 1 else [],
+              "max_tokens": args.max_tokens,
+              "truncated": {s.label: s.truncated for s in results},  # examples cut from the left of the question
+              "notes": {s.label: s.notes for s in results},
               "stats": [s.to_dict() for s in results] if args.full else None}
     _print(report, args.json, lambda d: "\n".join(
         [f"{STATS[d['stat']]} per layer (mean over heads), {d['examples']} examples:"]
         + [f"  {label}: " + " ".join(_fmt(v) for v in prof) for label, prof in d["profiles"].items()]
         + (["heads that vary most across models:"] + [f"  L{h['layer']} H{h['head']}: var {h['variance']:.2e}"
-                                                       for h in d["top_heads"]] if d["top_heads"] else [])))
+                                                       for h in d["top_heads"]] if d["top_heads"] else [])
+        + [f"{label}: {n} of {d['examples']} examples cut to fit the token limit (--max-tokens {d['max_tokens']})"
+           for label, n in d["truncated"].items() if n]
+        + [f"note ({label}): {note}" for label, notes in d["notes"].items() for note in notes]))
 
 
 def cmd_attention_view(args) -> None:
@@ -243,7 +252,9 @@ def register(sub, parser_class) -> None:
     stats.add_argument("--limit", type=int, default=200)
     stats.add_argument("--stat", default="entropy")
     stats.add_argument("--top", type=int, default=10)
-    stats.add_argument("--max-tokens", type=int, default=512)
+    stats.add_argument("--max-tokens", type=int, default=512,
+                       help="cap on input tokens (the model's own maximum applies when smaller); a longer prompt "
+                            "loses the start of its question, never its answer cue, and is reported")
     stats.add_argument("--full", action="store_true", help="include every head's mean and interval")
     stats.set_defaults(fn=cmd_attention_stats)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +41,45 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         os.fsync(fh.fileno())
 
 
+@dataclass
+class JsonlRead:
+    rows: list[dict] = field(default_factory=list)
+    line_numbers: list[int] = field(default_factory=list)  # 1-based, one per row
+    bad: list[tuple[int, str]] = field(default_factory=list)  # (line number, why) of every skipped line
+
+
+def read_jsonl_checked(path: str | os.PathLike) -> JsonlRead:
+    """Every JSON object line, and which lines were skipped and why (bad bytes, bad JSON, not an object).
+
+    Decodes line by line, so one bad byte costs one line, not the file. A missing file reads as empty."""
+    out = JsonlRead()
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return out
+    with fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                out.bad.append((n, f"not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})"))
+                continue
+            except json.JSONDecodeError as exc:
+                out.bad.append((n, f"not JSON ({exc.msg} at column {exc.colno})"))
+                continue
+            if isinstance(obj, dict):
+                out.rows.append(obj)
+                out.line_numbers.append(n)
+            else:
+                out.bad.append((n, f"a JSON {type(obj).__name__}, not an object"))
+    return out
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Every complete JSON object line; a line cut short by a crash or a full disk is skipped, not fatal."""
-    out: list[dict] = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(obj, dict):
-                    out.append(obj)
-    except FileNotFoundError:
-        return []
-    return out
+    return read_jsonl_checked(path).rows
 
 
 def _json_default(obj: Any) -> Any:

@@ -18,13 +18,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kd_analysis import process_identity
 from kd_analysis.errors import RunStoreError
-from kd_analysis.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from kd_analysis.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl_checked
 
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 FINAL_STATES = ("finished", "failed", "cancelled")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CONFIG, STATUS, METRICS, LOG = "config.json", "status.json", "metrics.jsonl", "log.txt"
+CANCEL_REQUEST = "cancel.request"  # a worker that sees this file stops, whether or not it can be signalled
+DAMAGED = "damaged"  # shown, never stored: a run whose files cannot be read as written
 STALE_AFTER_S = 20.0  # a live worker beats every 2 s; this long without a beat means it is gone
 _status_lock = threading.Lock()  # the worker's heartbeat thread and main thread both write status.json
 
@@ -39,7 +42,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_json(path: Path) -> Any:
     import json
 
     try:
@@ -47,7 +50,24 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunStoreError(f"{path} is unreadable ({exc})") from None
+        raise RunStoreError(f"{path.name} is unreadable ({exc})") from None
+    except OSError as exc:
+        raise RunStoreError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
+
+
+# status.json fields and the types a reader may rely on; a field of another type is dropped and reported
+_STATUS_TYPES: dict[str, tuple[type, ...]] = {
+    "state": (str,), "reason": (str, type(None)), "kind": (str,), "created": (str,), "updated": (str,),
+    "heartbeat": (int, float), "pid": (int,), "pgid": (int,), "reference": (bool,), "started": (int, float),
+    "token": (str,), "boot_id": (str,), "proc_start": (str,), "warnings": (list,)}
+_METRIC_TYPES: dict[str, tuple[type, ...]] = {"step": (int,), "time": (int, float), "total_steps": (int,)}
+
+
+def _typed(obj: dict[str, Any], types: dict[str, tuple[type, ...]]) -> tuple[dict[str, Any], list[str]]:
+    """`obj` without the fields whose type is wrong (bool is not a number here), and what was dropped."""
+    bad = [k for k, allowed in types.items() if k in obj and not (
+        isinstance(obj[k], allowed) and not (isinstance(obj[k], bool) and bool not in allowed))]
+    return {k: v for k, v in obj.items() if k not in bad}, [f"{k}={obj[k]!r:.40}" for k in bad]
 
 
 @dataclass
@@ -62,6 +82,7 @@ class RunSummary:
     steps: int = 0
     last_metrics: dict[str, Any] = field(default_factory=dict)
     reference: bool = False
+    skipped_lines: int = 0  # metrics lines that could not be read (bad bytes, bad JSON, wrong types)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +94,7 @@ class Run:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.run_id = self.path.name
+        self.failure: str | None = None  # a worker's one-line reason, kept even when status.json cannot be written
 
     # writing
     def set_status(self, state: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -109,15 +131,59 @@ class Run:
         with open(self.path / LOG, "a", encoding="utf-8") as fh:
             fh.write(f"[{_now()}] {line.rstrip()}\n")
 
-    # reading
+    def request_cancel(self) -> None:
+        atomic_write_text(self.path / CANCEL_REQUEST, _now() + "\n")
+
+    def cancel_requested(self) -> bool:
+        return (self.path / CANCEL_REQUEST).exists()
+
+    # reading: a damaged file is this run's problem, never its reader's. The lenient readers below return
+    # what can be trusted ({} or the good lines); `problems()` says what was wrong.
     def config(self) -> dict[str, Any]:
-        return _read_json(self.path / CONFIG) or {}
+        return self._object(CONFIG)[0]
 
     def status(self) -> dict[str, Any]:
-        return _read_json(self.path / STATUS) or {}
+        return self._object(STATUS)[0]
 
     def metrics(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path / METRICS)
+        return self._metrics()[0]
+
+    def problems(self) -> list[str]:
+        """Why this run is damaged (empty when every file reads as written)."""
+        out = []
+        for name in (CONFIG, STATUS):
+            out += [f"{name}: {p}" for p in self._object(name)[1]]
+        skipped = self._metrics()[1]
+        if skipped:
+            out.append(f"{METRICS}: {skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
+        return out
+
+    def _object(self, name: str) -> tuple[dict[str, Any], list[str]]:
+        try:
+            obj = _read_json(self.path / name)
+        except RunStoreError as exc:
+            return {}, [str(exc).removeprefix(f"{name} ")]
+        if obj is None:
+            return {}, []
+        if not isinstance(obj, dict):
+            return {}, [f"holds a {type(obj).__name__}, not an object"]
+        if name != STATUS:
+            return obj, []
+        clean, dropped = _typed(obj, _STATUS_TYPES)
+        if "state" in clean and clean["state"] not in STATES:
+            dropped.append(f"state={clean.pop('state')!r:.40}")
+        return clean, [f"wrong type or value: {', '.join(dropped)}"] if dropped else []
+
+    def _metrics(self) -> tuple[list[dict[str, Any]], list[str]]:
+        read = read_jsonl_checked(self.path / METRICS)
+        rows, skipped = [], list(read.bad)
+        for n, row in zip(read.line_numbers, read.rows):
+            clean, dropped = _typed(row, _METRIC_TYPES)
+            if dropped:
+                skipped.append((n, f"wrong type {', '.join(dropped)}"))
+            else:
+                rows.append(clean)
+        return rows, [f"line {n}: {why}" for n, why in sorted(skipped)]
 
     def read_json(self, name: str) -> Any:
         return _read_json(self._artefact(name))
@@ -133,14 +199,18 @@ class Run:
                       if p.is_file() and not p.name.startswith("."))
 
     def summary(self) -> RunSummary:
-        st, cfg = self.status(), self.config()
-        metrics = self.metrics()
-        steps = max((int(m.get("step", 0)) for m in metrics), default=0)
-        return RunSummary(run_id=self.run_id, kind=st.get("kind", cfg.get("kind", "unknown")),
-                          state=st.get("state", "unknown"), created=st.get("created", ""),
-                          updated=st.get("updated", ""), reason=st.get("reason"), name=cfg.get("name"),
-                          steps=steps, last_metrics=metrics[-1] if metrics else {},
-                          reference=bool(st.get("reference", False)))
+        """Always answers: a run whose status or config cannot be trusted is `damaged`, with the reason."""
+        (st, st_bad), (cfg, cfg_bad) = self._object(STATUS), self._object(CONFIG)
+        metrics, skipped = self._metrics()
+        steps = max((m.get("step", 0) for m in metrics), default=0)
+        bad = [f"{STATUS}: {p}" for p in st_bad] + [f"{CONFIG}: {p}" for p in cfg_bad]
+        name = cfg.get("name")
+        return RunSummary(run_id=self.run_id, kind=str(st.get("kind", cfg.get("kind", "unknown"))),
+                          state=DAMAGED if bad else st.get("state", "unknown"), created=st.get("created", ""),
+                          updated=st.get("updated", ""), reason="; ".join(bad) if bad else st.get("reason"),
+                          name=name if isinstance(name, str) else None, steps=steps,
+                          last_metrics=metrics[-1] if metrics else {}, reference=st.get("reference", False),
+                          skipped_lines=len(skipped))
 
     def _artefact(self, name: str) -> Path:
         target = (self.path / name).resolve()
@@ -176,7 +246,7 @@ class RunStore:
         return Run(path)
 
     def list(self, kind: str | None = None) -> list[RunSummary]:
-        """Every readable run, newest first; a damaged folder is listed as 'unknown' rather than hiding the rest."""
+        """Every run, newest first; a damaged folder is listed as 'damaged' (with why) rather than hiding the rest."""
         if not self.root.exists():
             return []
         out = []
@@ -189,9 +259,9 @@ class RunStore:
                 continue
             try:
                 summary = Run(path).summary()
-            except RunStoreError as exc:
-                summary = RunSummary(run_id=path.name, kind="unknown", state="unknown", created="", updated="",
-                                     reason=str(exc))
+            except Exception as exc:  # noqa: BLE001 - one run's damage must never hide the others
+                summary = RunSummary(run_id=path.name, kind="unknown", state=DAMAGED, created="", updated="",
+                                     reason=f"{type(exc).__name__}: {exc}")
             if kind is None or summary.kind == kind:
                 out.append(summary)
         return sorted(out, key=lambda s: (s.created, s.run_id), reverse=True)
@@ -199,87 +269,112 @@ class RunStore:
     def show(self, run_id: str) -> dict[str, Any]:
         run = self.get(run_id)
         return {"run_id": run_id, "path": str(run.path), "config": run.config(), "status": run.status(),
-                "metrics": run.metrics(), "artefacts": run.artefacts()}
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of this process counts as gone
-        with open(f"/proc/{int(pid)}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return True
+                "metrics": run.metrics(), "artefacts": run.artefacts(), "problems": run.problems()}
 
 
 def reconcile(store: RunStore, stale_after: float = STALE_AFTER_S) -> list[str]:
-    """Mark runs whose worker died (kill -9, crash, reboot) as failed, keeping their metrics. Returns their ids."""
+    """Mark runs whose worker died (kill -9, crash, reboot) as failed, keeping their metrics. Returns their ids.
+
+    A run is judged by its own files only: a damaged run is left as it is (listed as damaged), never fatal."""
     marked = []
     for summary in store.list():
         if summary.state not in ("queued", "running"):
             continue
-        run = store.get(summary.run_id)
-        st = run.status()
-        pid = st.get("pid")
-        beat_age = time.time() - float(st.get("heartbeat") or 0)
-        if pid is None and beat_age < stale_after * 3:
-            continue  # just created; its worker has not reported yet
-        if not _alive(pid) or beat_age > stale_after:
-            steps = summary.steps
-            run.set_status("failed", reason=f"the worker stopped without finishing (killed or crashed) after step "
-                                            f"{steps}; the metrics written so far are kept")
-            run.log("marked failed: no heartbeat from the worker")
-            marked.append(summary.run_id)
+        try:
+            if _mark_if_dead(store.get(summary.run_id), summary.steps, stale_after):
+                marked.append(summary.run_id)
+        except (OSError, RunStoreError):
+            continue  # unreadable or read-only folder: the listing still shows it
     return marked
+
+
+def _mark_if_dead(run: Run, steps: int, stale_after: float) -> bool:
+    st = run.status()
+    beat = st.get("heartbeat")
+    beat_age = time.time() - beat if beat is not None else None
+    if st.get("pid") is None and (beat_age is None or beat_age < stale_after * 3):
+        return False  # just created; its worker has not reported yet
+    verdict = process_identity.check(st)
+    if verdict.alive and (beat_age is None or beat_age <= stale_after):
+        return False
+    run.set_status("failed", reason=f"the worker stopped without finishing (killed or crashed) after step "
+                                    f"{steps}; the metrics written so far are kept")
+    run.log(f"marked failed: no heartbeat from the worker ({verdict.reason})")
+    return True
 
 
 def start_run(config: dict[str, Any], store: RunStore | None = None, *, name: str | None = None,
               kind: str = "train") -> Run:
-    """Create a run folder and start its worker (`python -m kd_analysis job`) in a new process group."""
+    """Create a run folder and start its worker (`python -m kd_analysis job`) in a new process group.
+
+    The worker's command line carries a fresh token, recorded with its pid and start time, so that a cancel
+    can prove it signals this run's worker and nothing else."""
     store = store or RunStore()
     config = {k: v for k, v in config.items() if k != "kind"}
     run = store.create(kind, config, state="queued", name=name or config.get("name"))
+    token = process_identity.new_token()
     out = open(run.path / "worker.out", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "kd_analysis", "job", "--run-id", run.run_id,
-                             "--root", str(store.root)],
+                             "--root", str(store.root), "--token", token],
                             cwd=Path(__file__).resolve().parent.parent, stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     out.close()
-    run.set_status("queued", pid=proc.pid, pgid=proc.pid)
+    run.set_status("queued", **process_identity.child_process(proc.pid, token))
     return run
 
 
 def cancel_run(store: RunStore, run_id: str, wait_s: float = 15.0) -> str:
-    """Ask the worker to stop (SIGTERM to its group); kill it if it does not within `wait_s`. Returns the state."""
+    """Stop a queued or running run. Returns its final state.
+
+    Two channels: a `cancel.request` file that every worker polls with its heartbeat, and SIGTERM (then
+    SIGKILL after `wait_s`) to its process group, sent only when the process behind the recorded pid proves it
+    is this run's worker (start time, boot and token match). A stale, copied or forged status never gets a
+    process signalled: the run is marked cancelled and the process named in it is left alone."""
     run = store.get(run_id)
+    problems = [p for p in run.problems() if p.startswith(STATUS)]
+    if problems:
+        raise RunStoreError(f"run {run_id} is damaged ({problems[0]}); fix or remove its folder, nothing was "
+                            "signalled")
     st = run.status()
     if st.get("state") in FINAL_STATES:
         return st["state"]
-    pgid = st.get("pgid") or st.get("pid")
-    if not pgid or not _alive(st.get("pid")):
+    run.request_cancel()
+    verdict = process_identity.check(st)
+    if not verdict.alive:
         run.set_status("cancelled", reason="cancelled (the worker was not running)")
         return "cancelled"
-    try:
-        os.killpg(int(pgid), signal.SIGTERM)
-    except ProcessLookupError:
-        pass
+    if verdict.verified:
+        _signal(st, signal.SIGTERM)
+    else:  # maybe a foreground run (no token): it stops itself on the request file within a heartbeat or two
+        run.log(f"cancel: not signalling pid {st.get('pid')}: {verdict.reason}")
+        beating = time.time() - st.get("heartbeat", 0) < STALE_AFTER_S
+        wait_s = min(wait_s, 3 * _HEARTBEAT_S) if beating else 0.0
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if run.status().get("state") in FINAL_STATES:
             return run.status()["state"]
         time.sleep(0.2)
+    if verdict.verified and process_identity.check(st).verified:
+        _signal(st, signal.SIGKILL)
+        run.set_status("cancelled", reason="cancelled (the worker did not stop in time and was killed)")
+    else:
+        run.set_status("cancelled", reason=f"cancelled without signalling any process ({verdict.reason})")
+    return "cancelled"
+
+
+_HEARTBEAT_S = 2.0  # the worker's beat period (training.worker.HEARTBEAT_S), kept here to avoid importing torch
+
+
+def _signal(status: dict[str, Any], sig: int) -> None:
+    """The worker's group when it leads one (as start_run arranges), else the worker alone."""
+    pid, pgid = int(status["pid"]), status.get("pgid")
     try:
-        os.killpg(int(pgid), signal.SIGKILL)
+        if pgid == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
     except ProcessLookupError:
         pass
-    run.set_status("cancelled", reason="cancelled (the worker did not stop in time and was killed)")
-    return "cancelled"
 
 
 def _check_id(run_id: str) -> None:

@@ -4,12 +4,13 @@ import streamlit as st
 
 from app_ui import state
 from app_ui.resources import show_error
+from app_ui.safe_text import code, md
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.device import describe_device
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.runs import run_losses
-from kd_analysis.runs import FINAL_STATES, RunStore, cancel_run, reconcile, start_run
+from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
 from kd_analysis.attribution.methods import METHODS
 from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
 from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
@@ -24,7 +25,7 @@ sel = state.selection()
 
 st.title("Distillation runs")
 dev = describe_device()
-st.caption(f"Runs on **{dev['name']}**" + (f" ({dev['memory_gb']} GB)" if dev["device"] == "cuda" else
+st.caption(f"Runs on **{md(dev['name'])}**" + (f" ({dev['memory_gb']} GB)" if dev["device"] == "cuda" else
                                             f" with {dev['threads']} threads") +
            ". Runs keep going when you close the browser; one run uses the device at a time, others queue.")
 
@@ -57,15 +58,16 @@ with st.form("new_run"):
     c1, c2 = st.columns([2, 1])
     if preset:
         models = c1.radio("Teacher, student and data", ["preset", "sidebar"], key=K + "models", horizontal=True,
-                          format_func=lambda m: {"preset": f"the preset's: {base.teacher.source} → "
-                                                           f"{base.student.describe()} on {base.data}",
-                                                 "sidebar": f"the sidebar's: {sel.teacher.source} on "
-                                                            f"{sel.data_source}"}[m])
+                          format_func=lambda m: {"preset": f"the preset's: {md(base.teacher.source)} → "
+                                                           f"{md(base.student.describe())} on {md(base.data)}",
+                                                 "sidebar": f"the sidebar's: {md(sel.teacher.source)} on "
+                                                            f"{md(sel.data_source)}"}[m])
         teacher_choice = None
     else:
         models = "sidebar"
         teacher_choice = c1.selectbox("Teacher", list(teacher_options), format_func=teacher_options.get)
-        st.caption(f"Student: {sel.student.describe()} · data: {sel.data_source} (change them in the sidebar)")
+        st.caption(f"Student: {md(sel.student.describe())} · data: {md(sel.data_source)} (change them in the "
+                   "sidebar)")
     name = c2.text_input("Name", placeholder="e.g. KL τ=2", key=K + "name")
     if preset:
         st.markdown("**Loss terms** (the preset's; each term at its own temperature)")
@@ -157,9 +159,9 @@ if submitted:
                     cfg.name += f" + rationales ({cfg.rationales.mode}, k={cfg.rationales.k})"
         run = start_run(cfg.to_dict(), store, name=cfg.name)
         st.session_state["watch_run"] = run.run_id
-        st.success(f"Started {run.run_id}", icon=":material/play_circle:")
+        st.success(f"Started {md(run.run_id)}", icon=":material/play_circle:")
     except KDLensError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
     except Exception as exc:  # never a traceback on the page
         show_error(exc)
 
@@ -184,16 +186,18 @@ def live_runs() -> None:
     for summary in runs[:8]:
         p = run_progress(store.get(summary.run_id))
         c1, c2, c3 = st.columns([5, 2, 1])
-        label = f"**{p.name}** · `{p.run_id}` · {p.state}"
+        label = f"**{md(p.name)}** · {code(p.run_id)} · {p.state}"
         if p.state == "running" and p.total:
             c1.progress(p.fraction, text=f"{label} · step {p.step}/{p.total}{_fmt_eta(p.eta_s)}")
         else:
             c1.markdown(label + (f" · step {p.step}" if p.step else ""))
             if p.reason:
-                c1.caption(p.reason)
+                c1.caption(md(p.reason))
+        if p.skipped_lines:
+            c1.caption(f"{p.skipped_lines} unreadable metrics line(s) skipped (see `runs show {p.run_id}`)")
         metric = next(iter(p.evals.items()), None)
-        c2.markdown(f"{metric[0]} **{metric[1]:.3f}**" if metric else "")
-        if p.state not in FINAL_STATES and c3.button("Cancel", key=f"cancel_{p.run_id}"):
+        c2.markdown(f"{md(metric[0])} **{metric[1]:.3f}**" if metric else "")
+        if p.state in ("queued", "running") and c3.button("Cancel", key=f"cancel_{p.run_id}"):
             cancel_run(store, p.run_id, wait_s=5)
             st.rerun(scope="fragment")
         if c3.button("Watch", key=f"watch_{p.run_id}"):
@@ -201,7 +205,7 @@ def live_runs() -> None:
             watch = p.run_id
     run = store.get(watch)
     p = run_progress(run)
-    st.subheader(f"Watching {p.name}")
+    st.subheader(f"Watching {md(p.name)}")
     records = [m for m in run.metrics() if "loss" in m]
     if records:
         st.plotly_chart(run_losses(records), width="stretch", config={"toImageButtonOptions": {"format": "png"}})

@@ -8,6 +8,8 @@ import streamlit as st
 
 from app_ui import state
 from app_ui.resources import dataset, load_pair, show_error
+from app_ui.safe_text import md
+from app_ui.shared_results import PAIR_LOSSES, PAIR_OUTPUTS
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.explorer import MAX_BATCH, ExplorerSettings, explore_pair, pair_outputs
 from kd_analysis.losses.toy import ToyConfig, fit_toy, shuffle_demo
@@ -92,25 +94,20 @@ with pair_tab:
         ds = dataset(sel.data_source)
         if not report.comparable:
             st.warning("This pair's outputs are not comparable, so logit losses do not apply: "
-                       + " ".join(report.notes), icon=":material/warning:")
+                       + md(" ".join(report.notes)), icon=":material/warning:")
         else:
             start = st.number_input("first example", 0, max(len(ds.examples) - int(batch), 0), 0)
             examples = ds.examples[int(start):int(start) + int(batch)]
             batch_key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, int(start), int(batch)])
-            models_out = st.session_state.setdefault("_loss_pair_outputs", {})
-            if batch_key not in models_out:  # the forward passes run once per batch, not per slider move
-                with st.spinner("Running teacher and student on the batch…"):
-                    models_out.clear()
-                    models_out[batch_key] = pair_outputs(teacher, student, examples, report.aligned_outputs)
+            # the forward passes run once per batch, not per slider move, and are shared by every tab of this
+            # server, as are the losses per setting (ten tabs on the same pair compute once: bench_server.py)
+            with st.spinner("Running teacher and student on the batch…"):
+                outputs = PAIR_OUTPUTS.get(batch_key, lambda: pair_outputs(teacher, student, examples,
+                                                                           report.aligned_outputs))
             key = json.dumps([batch_key, asdict(settings)], default=str)
-            cache = st.session_state.setdefault("_loss_pair_cache", {})
-            if key not in cache:
-                with st.spinner("Computing every loss and its gradient…"):
-                    if len(cache) > 16:
-                        cache.clear()
-                    cache[key] = explore_pair(teacher, student, examples, settings, report.aligned_outputs,
-                                              outputs=models_out[batch_key])
-            rep = cache[key]
+            with st.spinner("Computing every loss and its gradient…"):
+                rep = PAIR_LOSSES.get(key, lambda: explore_pair(teacher, student, examples, settings,
+                                                                report.aligned_outputs, outputs=outputs))
             if teacher.info().notes and any("head is new" in n for n in teacher.info().notes):
                 st.info("The teacher's task head is untrained, so its distributions are close to uniform and the "
                         "losses are small. Fine-tune it first, or pick SmolLM2 on the arithmetic set for a real "

@@ -4,7 +4,8 @@ import streamlit as st
 
 from app_ui import state
 from app_ui.resources import load_pair, load_teacher, show_error
-from app_ui.uploads import save_upload
+from app_ui.safe_text import md
+from app_ui.uploads import forget_uploads, save_upload
 from app_ui.views import loss_table, pair_overview
 from kd_analysis.data.loaders import ColumnMapping
 from kd_analysis.models.builtins import BUILTINS
@@ -45,14 +46,31 @@ with tab_models:
         st.warning("Remote code will run with your permissions on this machine.", icon=":material/warning:")
     spec = ModelSpec(source=(source or "").strip(), task=None if task == "auto" else task, trust_remote_code=trust)
     if spec.source:
+        refused = False
         try:
+            from kd_analysis.models.memory import check_memory
+
             est = _estimate(spec.key())
             st.info(f"**Before loading:** {est['parameters'] / 1e6:,.1f}M parameters · about "
                     f"{est['weights_mb']:,.0f} MB of weights in {est['dtype']} on {est['device']} "
                     f"(~{est['training_mb']:,.0f} MB to train with Adam).", icon=":material/straighten:")
+            verdict = check_memory(est["inference_mb"], est["device"])  # free memory now, never cached
+            if verdict.refused:
+                st.error(f"**Will not fit:** this model {verdict.message}.", icon=":material/memory:")
+                refused = True
+            elif verdict.status == "warn":
+                st.warning(f"**Tight fit:** this model {verdict.message}.", icon=":material/memory:")
+            else:
+                st.caption(f"Memory: this model {verdict.message}.")
         except Exception as exc:
             show_error(exc)
-        if st.button(f"Load as {role.lower()}", type="primary"):
+        if refused and st.checkbox("Load anyway (I know it may not fit)", value=False,
+                                   help="Loading a model larger than the free memory can make this machine swap "
+                                        "or kill the app."):
+            from dataclasses import replace
+
+            spec, refused = replace(spec, force_memory=True), False
+        if st.button(f"Load as {role.lower()}", type="primary", disabled=refused):
             try:
                 loaded = load_teacher(spec)
                 state.add_choice("custom_models", spec.source)
@@ -63,13 +81,13 @@ with tab_models:
                 else:
                     state.put("student_kind", "model")
                     state.put("student_source", spec.source)
-                st.success(f"Loaded {spec.source} as {role.lower()}: {loaded.info().parameters:,} parameters.")
+                st.success(f"Loaded {md(spec.source)} as {role.lower()}: {loaded.info().parameters:,} parameters.")
                 st.rerun()
             except Exception as exc:
                 show_error(exc)
 
 with tab_pair:
-    st.markdown(f"**Selection:** {sel.describe()}")
+    st.markdown(f"**Selection:** {md(sel.describe())}")
     if sel.student.kind == "drop_layers":
         st.text_input("Teacher layers to keep (comma-separated; empty = evenly spaced)",
                       key=state.widget_key("student_keep"), on_change=state.save, args=("student_keep",),
@@ -77,7 +95,7 @@ with tab_pair:
         try:
             state.parse_keep(state.get("student_keep"))
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(md(exc))  # quotes what the user typed
     if sel.student.kind == "model" and not sel.student.model.source:
         st.info("Name the student model in the sidebar, or load one as student in the first tab.")
     else:
@@ -95,9 +113,13 @@ with tab_data:
     how = st.radio("Data file", ["Upload", "Path on this machine"], horizontal=True)
     path = None
     if how == "Upload":
-        up = st.file_uploader("JSONL, CSV or TSV", type=["jsonl", "json", "csv", "tsv", "txt"])
+        up = st.file_uploader("JSONL, CSV or TSV", type=["jsonl", "json", "csv", "tsv", "txt"],
+                              key=f"data_upload_{st.session_state.get('_kd_upload_generation', 0)}")
         if up is not None:
-            path = str(save_upload(up.name, up.getvalue()))
+            try:
+                path = str(save_upload(up))  # streamed to disk in chunks; the same content is stored once
+            except Exception as exc:
+                show_error(exc)
     else:
         path = st.text_input("File path", placeholder="/path/to/data.jsonl").strip() or None
     if path:
@@ -119,7 +141,7 @@ with tab_data:
             c3.metric("Fields", len(report.fields))
             c4.metric("Problems", report.skipped)
             for p in report.problems[:5]:
-                st.warning(p)
+                st.warning(md(p))  # problems quote rows of the file
             if report.partial:
                 st.caption(f"Preview of the first {len(report.preview)} rows of {report.rows:,}.")
             st.dataframe(pd.DataFrame(report.preview), width="stretch", hide_index=True)
@@ -129,13 +151,47 @@ with tab_data:
                 st.rerun()
         except Exception as exc:
             show_error(exc)
-    st.subheader(f"Current data set: {sel.data_source}")
+    st.subheader(f"Current data set: {md(sel.data_source)}")
     try:
         from app_ui.resources import dataset
 
         ds = dataset(sel.data_source)
-        st.caption(f"{len(ds.examples):,} examples · format {ds.format} · fields {', '.join(ds.fields)}")
+        st.caption(f"{len(ds.examples):,} examples · format {ds.format} · fields {md(', '.join(ds.fields))}")
         table = pd.DataFrame([{k: v for k, v in e.to_dict().items() if k != "meta"} for e in ds.examples[:50]])
         st.dataframe(table.dropna(axis="columns", how="all"), width="stretch", hide_index=True)
     except Exception as exc:
         show_error(exc)
+
+    st.subheader("Uploaded files")
+    from pathlib import Path
+
+    from kd_analysis.data.uploads import format_bytes, is_upload, list_uploads, remove_uploads, total_size, uploads_root
+
+    if st.session_state.get("_kd_upload_removed"):
+        st.success(st.session_state.pop("_kd_upload_removed"), icon=":material/delete:")
+    stored = list_uploads()
+    in_use = sel.data_source if is_upload(sel.data_source) else None
+    if not stored:
+        st.caption("No uploaded files are stored on this server.")
+    else:
+        st.caption(f"{len(stored)} uploaded file{'s' if len(stored) != 1 else ''} stored, "
+                   f"{format_bytes(total_size(stored))} in {md(str(uploads_root()))}."
+                   + (f" The current data set ({md(Path(in_use).name)}) is one of them and will be kept." if in_use
+                      else ""))
+        if st.button("Remove uploaded files", help="Deletes the stored uploads from this server's disk. The data "
+                                                   "set selected in the sidebar is kept."):
+            result = remove_uploads(keep=[in_use] if in_use else [])
+            gone = [d for d in state.get("custom_data") if is_upload(d) and not Path(d).exists()]
+            state.put("custom_data", [d for d in state.get("custom_data") if d not in gone])
+            forget_uploads()
+            st.session_state["_kd_upload_generation"] = st.session_state.get("_kd_upload_generation", 0) + 1
+            names = ", ".join(sorted({u.name for u in result.removed}))
+            msg = (f"Removed {len(result.removed)} uploaded file{'s' if len(result.removed) != 1 else ''} "
+                   f"({format_bytes(result.freed_bytes)}){': ' + md(names) if names else ''}.")
+            if result.kept:
+                msg += (f" Kept {md(result.kept[0].name)}: it is the current data set; choose another data set "
+                        "in the sidebar to remove it too.")
+            if result.failed:
+                msg += f" Could not remove {len(result.failed)}: {md(result.failed[0])}."
+            st.session_state["_kd_upload_removed"] = msg
+            st.rerun()

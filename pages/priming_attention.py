@@ -8,6 +8,7 @@ import streamlit as st
 from app_ui import state
 from app_ui.views import saved_job_picker
 from app_ui.resources import dataset, load_run_model, load_teacher, show_error
+from app_ui.safe_text import md
 from kd_analysis.attention import STATS
 from kd_analysis.attention.compare import diff_map, rank_heads
 from kd_analysis.attention.job import attention_config, load_attention_run
@@ -60,7 +61,7 @@ for s, t in templates.items():
     except KDLensError as exc:
         bad[s] = str(exc)
 for s, msg in bad.items():
-    st.error(f"{STRATEGIES[s].title}: {msg}", icon=":material/error:")
+    st.error(f"{STRATEGIES[s].title}: {md(msg)}", icon=":material/error:")
 templates = {s: t for s, t in templates.items() if s not in bad}
 
 tab_out, tab_runs, tab_heads = st.tabs(["Teacher outputs", "Student runs", "Attention heads"])
@@ -77,7 +78,7 @@ def show_outputs(outs: dict, examples: list, templates: dict, tokenizer=None, ke
         return
     pick = st.selectbox("Example", ids, format_func=lambda i: f"{i}: {texts[i].text[:100]}", key=f"ex_{key}")
     ex = texts[pick]
-    st.markdown(f"**Question:** {ex.text}  \n**Gold:** {ex.answer}")
+    st.markdown(f"**Question:** {md(ex.text)}  \n**Gold:** {md(ex.answer)}")
     rows = []
     for s, items in outs.items():
         o = next(x for x in items if x.example_id == pick)
@@ -88,7 +89,7 @@ def show_outputs(outs: dict, examples: list, templates: dict, tokenizer=None, ke
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     with st.expander("Exact prompts the teacher read" if tokenizer else "Prompts (before the chat template)"):
         for s, t in templates.items():
-            st.markdown(f"**{STRATEGIES[s].title if s in STRATEGIES else s}**")
+            st.markdown(f"**{md(STRATEGIES[s].title if s in STRATEGIES else s)}**")
             text = render_template(t, ex)
             st.code(format_prompt(tokenizer, text) if tokenizer else text, language=None)
     st.download_button("Teacher outputs (JSONL)", to_jsonl(outs), "teacher_outputs.jsonl", "application/json",
@@ -106,14 +107,14 @@ with tab_out:
             outs = load_outputs_run(job)
             if outs:
                 jcfg = job.config()
-                st.caption(f"Teacher {jcfg['teacher']['source']} on {jcfg['data']}, first {jcfg.get('limit')} "
-                           f"examples, up to {jcfg.get('max_new_tokens')} new tokens.")
+                st.caption(f"Teacher {md(jcfg['teacher']['source'])} on {md(jcfg['data'])}, first "
+                           f"{md(jcfg.get('limit'))} examples, up to {md(jcfg.get('max_new_tokens'))} new tokens.")
                 show_outputs(outs, dataset(jcfg["data"]).examples[: jcfg.get("limit") or None],
                              {t["strategy"]: t["template"] for t in jcfg["templates"]}, key="saved")
             else:
                 st.info("No strategy finished yet in this job.", icon=":material/hourglass_top:")
             if job.status().get("state") in ("failed", "cancelled"):
-                st.warning(f"This job {job.status()['state']}: {job.status().get('reason')}",
+                st.warning(f"This job {job.status()['state']}: {md(job.status().get('reason'))}",
                            icon=":material/warning:")
         except Exception as exc:
             show_error(exc)
@@ -188,7 +189,7 @@ with tab_runs:
                                lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)))
             ids = [start_run(c.to_dict(), store, name=c.name).run_id
                    for c in strategy_configs(base, list(templates), templates, alignment=alignment)]
-            st.success(f"Started {len(ids)} runs: {', '.join(ids)}", icon=":material/play_circle:")
+            st.success(f"Started {len(ids)} runs: {md(', '.join(ids))}", icon=":material/play_circle:")
         except Exception as exc:
             show_error(exc)
 
@@ -202,7 +203,7 @@ with tab_runs:
         for rid in ids[:12]:
             p = run_progress(store.get(rid))
             if p.state in ("queued", "running"):
-                st.progress(p.fraction, text=f"{p.name} · {p.state} · step {p.step}/{p.total or '?'}")
+                st.progress(p.fraction, text=f"{md(p.name)} · {p.state} · step {p.step}/{p.total or '?'}")
         rows = accuracy_table(store, ids)
         table = pd.DataFrame(rows)
         st.plotly_chart(accuracy_bars(rows), width="stretch")
@@ -251,15 +252,20 @@ with tab_heads:
             heads_job = saved_job_picker("Saved head statistics", store, jobs, "_attention_open")
             stats = load_attention_run(heads_job)
             if heads_job.status().get("state") in ("failed", "cancelled"):
-                st.warning(f"This job {heads_job.status()['state']}: {heads_job.status().get('reason')}",
+                st.warning(f"This job {heads_job.status()['state']}: {md(heads_job.status().get('reason'))}",
                            icon=":material/warning:")
             if not stats:
                 st.info("No model finished yet in this job.", icon=":material/hourglass_top:")
             else:
                 stat = st.selectbox("Statistic", list(STATS), format_func=STATS.get)
+                cut = [f"{md(s.label)} {s.truncated} of {s.examples}" for s in stats if s.truncated]
+                if cut:
+                    st.warning("Inputs longer than the token limit were cut from the left of the question (the "
+                               "end of the prompt, with its answer cue, kept): " + ", ".join(cut) + " examples. "
+                               "The notes below say how much.", icon=":material/content_cut:")
                 for s in stats:
                     for note in s.notes:
-                        st.caption(f"{s.label}: {note}")
+                        st.caption(f"{md(s.label)}: {md(note)}")
                 st.plotly_chart(profile_lines(stats, stat), width="stretch")
                 st.plotly_chart(head_grid(stats, stat), width="stretch")
                 if len(stats) >= 2:
@@ -305,7 +311,7 @@ with tab_heads:
                                              layers=None if view == "head" else list(range(max(0, len(att) - 4),
                                                                                           len(att))))
                 for note in notes:
-                    st.caption(note)
+                    st.caption(md(note))
                 st.iframe(html, height=720 if view == "model" else 560)
         except Exception as exc:
             show_error(exc)

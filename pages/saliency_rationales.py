@@ -1,5 +1,6 @@
 """Saliency rationales (Ballout et al. 2024): which input words drive the teacher's answer, and do they overlap
 the gold answer?"""
+import copy
 import json
 
 import pandas as pd
@@ -7,6 +8,8 @@ import streamlit as st
 
 from app_ui import state
 from app_ui.resources import dataset, load_pair, show_error
+from app_ui.safe_text import code, md
+from app_ui.shared_results import RATIONALES
 from kd_analysis.attribution import DEFINITIONS, METHODS, PAPER_OVERLAP
 from kd_analysis.attribution.report import (analyse_rationales, data_kind, headline, paper_reference,
                                             proportion_interval, with_intervals)
@@ -27,7 +30,12 @@ definition = c3.selectbox("Overlap definition", DEFINITIONS,
                                "answer · f1 / iou: against the answer's words")
 target = c4.selectbox("Explain", ["gold", "predicted"], help="the gold answer, or what the model predicted")
 n = c5.number_input("examples", 2, 200, 20)
-with_student = st.checkbox("Also attribute the student (side by side, with agreement)", value=True)
+w1, w2 = st.columns([4, 1])
+with_student = w1.checkbox("Also attribute the student (side by side, with agreement)", value=True)
+cap = int(w2.number_input("max tokens (cap)", 16, 32768, 512, step=64,
+                          help="the most tokens of one input; the model's own maximum applies when smaller (512 "
+                               "for MiniLM, 8,192 for SmolLM2). A longer input loses the start of its question, "
+                               "never its choices or answer cue, and says so. Larger is slower."))
 
 from kd_analysis.attribution.job import agreement_table, load_rationale_run, rationale_config
 from kd_analysis.runs import RunStore, reconcile, start_run
@@ -38,15 +46,17 @@ reconcile(store)
 with st.expander("Whole data set in the background"):
     st.caption("Runs as a job that keeps going if you close the browser; results are saved in the run store and "
                "reopen instantly.")
-    if st.button(f"Attribute every example of {sel.data_source} with {METHODS[method].title}"):
+    if st.button(f"Attribute every example of {md(sel.data_source)} with {METHODS[method].title}"):
         job = start_run(rationale_config(sel.teacher, sel.student if with_student else None, sel.data_source,
-                                         method=method, target=target, k=k), store, kind="rationales")
+                                         method=method, target=target, k=k, max_tokens=cap), store,
+                           kind="rationales")
         st.session_state["_rationale_open"] = job.run_id
     jobs = store.list(kind="rationales")
     for summary in jobs[:6]:
         p = run_progress(store.get(summary.run_id))
         c1, c2 = st.columns([5, 1])
-        c1.progress(p.fraction, text=f"{p.name} · `{p.run_id}` · {p.state}" + (f" · {p.reason}" if p.reason else ""))
+        c1.progress(p.fraction, text=f"{md(p.name)} · {code(p.run_id)} · {p.state}"
+                    + (f" · {md(p.reason)}" if p.reason else ""))
         if c2.button("Open", key=f"open_{p.run_id}", disabled=p.step == 0):
             st.session_state["_rationale_open"] = p.run_id
     agree_rows = agreement_table(store)
@@ -65,29 +75,41 @@ try:
     teacher, student, _ = load_pair(sel.teacher, sel.student)
     ds = dataset(sel.data_source)
     examples = ds.examples[: int(n)]
-    key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, method, target, int(n), with_student])
+    key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, method, target, int(n), with_student,
+                      cap])
     cache = st.session_state.setdefault("_rationale_cache", {})
     if opened:
         key = f"run:{opened}:{len(store.get(opened).metrics())}"
         if key not in cache:
             cache.clear()
             cache[key] = load_rationale_run(store.get(opened))
-        st.info(f"Showing the saved job {opened} ({len(cache[key].teacher)} examples).", icon=":material/folder_open:")
+        st.info(f"Showing the saved job {md(opened)} ({len(cache[key].teacher)} examples).",
+                icon=":material/folder_open:")
     if key not in cache:
-        bar = st.progress(0.0, text="Attributing…")
+        # shared by every tab of this server: ten tabs on the same inputs compute once (bench_server.py)
+        bar = st.progress(0.0, text="Another tab is computing the same attributions; waiting for it…"
+                          if RATIONALES.in_progress(key) else "Attributing…")
         total = len(examples) * (2 if with_student else 1)
 
         def tick(role, i, count, _done={"teacher": 0, "student": 0}):
             _done[role] = i
             bar.progress((_done["teacher"] + _done["student"]) / total, text=f"{role}: example {i}/{count}")
 
-        report = analyse_rationales(teacher, examples, student=student if with_student else None, method=method,
-                                    k=k, target=target, progress=tick)
+        report = RATIONALES.get(key, lambda: analyse_rationales(
+            teacher, examples, student=student if with_student else None, method=method, k=k, target=target,
+            max_tokens=cap, progress=tick))
         bar.empty()
         cache.clear()
         cache[key] = report
-    report = cache[key]
+    report = copy.copy(cache[key])  # the shared report stays as computed; this page's k is set on a copy
     report.k = k
+    for role, cut in report.truncated().items():
+        if cut["cut"]:
+            first_id, first_note = next(iter(cut["notes"].items()))
+            st.warning(f"{role.capitalize()}: {cut['cut']} of {cut['examples']} inputs were longer than the token "
+                       f"limit and were cut from the left of the question (their choices and answer cue kept). "
+                       f"Example {md(first_id)}: {md(first_note)}. Raise *max tokens (cap)* to keep more.",
+                       icon=":material/content_cut:")
     from kd_analysis.attribution.rationales import aggregate
 
     ks = list(range(1, 16))
@@ -170,11 +192,12 @@ try:
             heat = report.heat(pick, role)
             a = heat["attribution"]
             verdict = "" if a.correct is None else (" ✓" if a.correct else " ✗")
-            st.markdown(f"**{role.capitalize()}** answered *{a.predicted_label}*{verdict} · gold *{a.gold_label}*"
+            st.markdown(f"**{role.capitalize()}** answered *{md(a.predicted_label)}*{verdict} · "
+                        f"gold *{md(a.gold_label)}*"
                         + (f" · IG delta {a.delta:.3g}" if a.delta is not None else ""))
             st.html(token_heatmap_html(heat["words"], heat["rationale"], heat["answer"]))
             for note in a.notes:
-                st.caption(note)
+                st.caption(md(note))
         st.caption("Orange supports the explained answer, blue works against it; boxed words are the rationale, "
                    "underlined words are the gold answer.")
     d1, d2 = st.columns(2)

@@ -99,7 +99,7 @@ def test_long_input_is_cut_with_a_note(tiny_dir):
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
     long = Example(id="long", text=" ".join(["seven 7"] * 1000))
     stats = head_stats(lm, [long], lambda ex: ex.text, max_tokens=64)
-    assert stats.notes and "cut to their last 64" in stats.notes[0]
+    assert stats.notes and "1 of 1 example(s)" in stats.notes[0] and "input truncated to 64 tokens" in stats.notes[0]
 
 
 def test_round_trip_diff_and_ranking(tiny_dir):

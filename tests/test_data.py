@@ -108,8 +108,36 @@ def test_non_utf8_file(tmp_path):
 def test_invalid_json_line(tmp_path):
     f = tmp_path / "x.jsonl"
     f.write_text('{"text": "a"}\n{"text": \n', encoding="utf-8")
-    with pytest.raises(DataError, match="line 2 is not valid JSON"):
+    with pytest.raises(DataError, match=r"1 of 2 lines are not JSON objects.*first: line 2: not valid JSON"):
         load_file(f)
+
+
+def test_a_few_bad_jsonl_lines_are_skipped_and_reported(tmp_path):
+    """README promises unreadable rows are counted: good rows are kept, bad lines named by number."""
+    lines = [json.dumps({"text": f"sentence {i}", "label": i % 2}) for i in range(20)]
+    lines[6] = '{"text": "cut short'
+    lines[11] = "[1, 2]"
+    f = tmp_path / "x.jsonl"
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ds = load_file(f)
+    assert len(ds.examples) == 18 and ds.skipped == 2 and ds.rows == 20
+    assert ds.problems[0].startswith("line 7: not valid JSON") and ds.problems[1].startswith("line 12: a JSON list")
+    report = preview_data(f)
+    assert report.skipped == 2 and "line 7" in report.problems[0]
+
+
+def test_error_reasons_never_echo_file_content(tmp_path):
+    """A config naming a system file (e.g. /etc/shadow) must not copy its first line into the run's reason."""
+    f = tmp_path / "shadow"
+    f.write_text("root:$6$s3cr3tHash$abc:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    with pytest.raises(DataError) as err:
+        load_file(f)
+    assert "s3cr3tHash" not in str(err.value) and "root" not in str(err.value)
+    assert "does not look like a header" in str(err.value)
+    good = tmp_path / "named.csv"
+    good.write_text("sentence_id,score\n1,2\n")
+    with pytest.raises(DataError, match=r"its columns are \['sentence_id', 'score'\]"):
+        load_file(good)
 
 
 def test_missing_file_and_folder(tmp_path):

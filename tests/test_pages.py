@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_ui.safe_text import md  # data-derived text on the page is Markdown-escaped
+
 ROOT = Path(__file__).resolve().parent.parent
 HOME = str(ROOT / "app.py")
 MODELS = "pages/models_and_data.py"
@@ -32,7 +34,7 @@ def test_home_shows_the_demo_pair_and_data():
     _no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Teacher parameters"] == "22.7M"
-    assert metrics["Data set"] == "demo:mcq" and int(metrics["Examples"]) > 200
+    assert metrics["Data set"] == md("demo:mcq") and int(metrics["Examples"]) > 200
     assert not at.error
 
 
@@ -43,7 +45,7 @@ def test_sidebar_selection_survives_page_switch():
     at.switch_page(MODELS).run()
     _no_exception(at)
     assert at.sidebar.selectbox(key="w_data_source").value == "demo:sentiment"
-    assert any("demo:sentiment" in s.value for s in at.subheader)
+    assert any(md("demo:sentiment") in s.value for s in at.subheader)
 
 
 def test_models_page_pair_check_table():
@@ -98,7 +100,7 @@ def test_models_page_bad_data_file(tmp_path):
     at.radio[2].set_value("Path on this machine").run()
     next(t for t in at.text_input if t.label == "File path").set_value(str(f)).run()
     _no_exception(at)
-    assert any("not UTF-8" in e.value for e in at.error)
+    assert any(md("not UTF-8") in e.value for e in at.error)
 
 
 LOSS_PAGE = "pages/loss_explorer.py"
@@ -350,7 +352,7 @@ def test_priming_page_teacher_outputs_and_bad_template(tiny_dir, tmp_path, run_r
     per_example = next(df.value for df in at.dataframe if "parsed" in df.value.columns)
     assert len(per_example) == 6
     next(t for t in at.text_area if t.label.startswith(STRATEGY_TITLE + " · ")).set_value("no slot here").run()
-    assert any("no {question} slot" in e.value for e in at.error)
+    assert any(md("no {question} slot") in e.value for e in at.error)
 
 
 STRATEGY_TITLE = "Teacher"

@@ -72,7 +72,7 @@ def test_list_is_newest_first_filters_and_survives_damage(run_root):
     (a.path / "status.json").write_text("{not json")
     runs = store.list()
     assert {r.run_id for r in runs} == {"a-run", "b-run"}
-    assert next(r for r in runs if r.run_id == "a-run").state == "unknown"
+    assert next(r for r in runs if r.run_id == "a-run").state == "damaged"
     assert [r.run_id for r in store.list(kind="prime")] == ["b-run"]
 
 

@@ -28,6 +28,7 @@ import torch
 
 from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
+from kd_analysis.truncation import DEFAULT_CAP, Cut, Limit, fit_left, keep_ends, token_limit
 
 STATS = {"entropy": "Entropy (nats)", "self": "Self-attention",
          "sparsity_paper": "Sparsity (paper: share of all L×L weights > 0.1)",
@@ -36,7 +37,7 @@ STATS = {"entropy": "Entropy (nats)", "self": "Self-attention",
 # saved key -> current key, for results written before a statistic was renamed
 RENAMED_STATS = {"sparsity": "sparsity_visible"}
 SPARSITY_THRESHOLD = 0.1
-MAX_TOKENS = 512
+MAX_TOKENS = DEFAULT_CAP  # the default cap; the model's own maximum applies when it is smaller
 
 
 @dataclass
@@ -48,11 +49,13 @@ class HeadStats:
     mean: dict[str, np.ndarray]  # stat -> [layers, heads]
     ci: dict[str, np.ndarray]  # 95% half-width
     notes: list[str] = field(default_factory=list)
+    truncated: int = 0  # examples cut (from the left of the question) to fit the token limit; see notes
 
     def to_dict(self) -> dict:
         return {"label": self.label, "layers": self.layers, "heads": self.heads, "examples": self.examples,
                 "mean": {k: _nan_to_none(v) for k, v in self.mean.items()},
-                "ci": {k: _nan_to_none(v) for k, v in self.ci.items()}, "notes": self.notes}
+                "ci": {k: _nan_to_none(v) for k, v in self.ci.items()}, "notes": self.notes,
+                "truncated": self.truncated}
 
     @classmethod
     def from_dict(cls, d: dict) -> "HeadStats":
@@ -78,7 +81,13 @@ class HeadStats:
         if missing:
             notes.append("saved before these statistics existed, so they are empty here (compute again to see "
                          "them): " + ", ".join(STATS[s] for s in missing))
-        return cls(d["label"], d["layers"], d["heads"], d["examples"], mean, ci, notes)
+        truncated = d.get("truncated")
+        if truncated is None:  # saved before the count existed: "N example(s) longer than ... were cut ..."
+            import re
+
+            found = [re.match(r"(\d+) example\(s\) longer than", n) for n in notes]
+            truncated = next((int(m.group(1)) for m in found if m), 0)
+        return cls(d["label"], d["layers"], d["heads"], d["examples"], mean, ci, notes, int(truncated))
 
 
 def _nan_to_none(a: np.ndarray) -> list:
@@ -190,9 +199,30 @@ def is_causal(loaded) -> bool:
 
 
 def encode(loaded, text: str, max_tokens: int = MAX_TOKENS) -> tuple[torch.Tensor, bool]:
-    ids = loaded.tokenizer(text, return_tensors="pt", truncation=False)["input_ids"][0]
-    truncated = len(ids) > max_tokens
-    return (ids[-max_tokens:] if is_causal(loaded) else ids[:max_tokens]), truncated
+    """Token ids of `text`, cut from the left to `max_tokens` when longer (the end of the prompt stays, and so do
+    leading and trailing special tokens such as [CLS] / <s> and [SEP]), and whether it was cut."""
+    enc = loaded.tokenizer(text, truncation=False, return_special_tokens_mask=True)
+    ids = list(enc["input_ids"])
+    mask = enc.get("special_tokens_mask") or [0] * len(ids)
+    return torch.tensor(keep_ends(ids, mask, max_tokens), dtype=torch.long), len(ids) > max_tokens
+
+
+def fit_prompt(loaded, ex: Example, prompt: Callable[[Example], str], limit: Limit) -> tuple[str, Cut | None]:
+    """`prompt(ex)`, with the start of the question cut off when the prompt is longer than the limit, so the
+    template around it (its start, and the answer cue at its end) stays. When even an empty question leaves the
+    prompt too long, the prompt itself is cut from the left (see `encode`)."""
+    from dataclasses import replace
+
+    tok = loaded.tokenizer
+    text = prompt(ex)
+    n = len(tok(text)["input_ids"])
+    if n <= limit.tokens:
+        return text, None
+    try:
+        kept, cut = fit_left(tok, ex.text, lambda q: len(tok(prompt(replace(ex, text=q)))["input_ids"]), limit)
+        return prompt(replace(ex, text=kept)), cut
+    except KDLensError:
+        return text, Cut(limit.tokens, n, limit, where="prompt")
 
 
 def _forward(loaded, ids: torch.Tensor) -> None:
@@ -211,14 +241,17 @@ def _forward(loaded, ids: torch.Tensor) -> None:
 
 def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], str], *, label: str = "",
                max_tokens: int = MAX_TOKENS, progress: Callable[[int, int], None] | None = None) -> HeadStats:
-    """Statistics of every head over `examples`, each read as `prompt(example)`."""
+    """Statistics of every head over `examples`, each read as `prompt(example)`. `max_tokens` caps the input
+    (the model's own maximum applies when smaller); a longer prompt loses the start of its question, and the
+    count of cut examples is in `truncated`, with a note."""
     if not examples:
         raise KDLensError("choose at least one example")
+    limit = token_limit(loaded, max_tokens)
     blocks = _blocks(loaded.model)
     n_layers = len(blocks)
     state: dict[str, object] = {}
     per_example: dict[str, list[list[torch.Tensor | None]]] = {s: [] for s in STATS}
-    notes, truncated = [], 0
+    notes, cuts = [], []
 
     def on_layer(idx: int, a: torch.Tensor) -> None:
         valid, numbers = state["valid"], state["numbers"]
@@ -234,8 +267,10 @@ def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], 
     heads = None
     try:
         for n, ex in enumerate(examples, 1):
-            ids, cut = encode(loaded, prompt(ex), max_tokens)
-            truncated += cut
+            text, cut = fit_prompt(loaded, ex, prompt, limit)
+            if cut:
+                cuts.append((ex.id, cut))
+            ids, _ = encode(loaded, text, limit.tokens)
             L = len(ids)
             valid = visible_keys(torch.ones(L, dtype=torch.bool), is_causal(loaded))
             state.update(valid=valid.to(loaded.device), numbers=digit_positions(loaded.tokenizer, ids.tolist()).to(
@@ -251,8 +286,13 @@ def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], 
                 progress(n, len(examples))
     finally:
         collector.close()
-    if truncated:
-        notes.append(f"{truncated} example(s) longer than {max_tokens} tokens were cut to their last {max_tokens}")
+    if cuts:
+        ex_id, longest = max(cuts, key=lambda c: c[1].total)
+        where = ("the question" if all(c.where == "question" for _, c in cuts) else
+                 "the question (of the whole prompt where the rest of it alone is over the limit)")
+        notes.append(f"{len(cuts)} of {len(examples)} example(s) were longer than {limit.describe()} and were cut "
+                     f"from the left of {where}, so the end of the prompt (the answer cue) stays; the longest, "
+                     f"example {ex_id}: {longest.note()}")
     mean, ci = {}, {}
     for s in STATS:
         arr = np.full((len(examples), n_layers, heads), np.nan)
@@ -261,7 +301,7 @@ def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], 
                 if v is not None:
                     arr[e, layer] = v.numpy()
         mean[s], ci[s] = _mean_ci(arr)
-    return HeadStats(label, n_layers, heads, len(examples), mean, ci, notes)
+    return HeadStats(label, n_layers, heads, len(examples), mean, ci, notes, len(cuts))
 
 
 def _mean_ci(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """Rationales over a whole data set as a background job: results land in the run folder and reopen instantly.
 
 Run config (kind "rationales"): teacher (ModelSpec), student (StudentSpec or null), data, method, target, k,
-steps, limit. Artefacts: attributions.jsonl (one line per example and model) and report.json (aggregates).
+steps, limit, max_tokens (the cap on input tokens; the model's own maximum applies when smaller). Artefacts:
+attributions.jsonl (one line per example and model) and report.json (aggregates, and the inputs that were cut).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from kd_analysis.attribution.agreement import agreement_summary
 from kd_analysis.attribution.rationales import Attribution, aggregate, attribute
 from kd_analysis.attribution.report import KS, RationaleReport
+from kd_analysis.attribution.targets import MAX_TOKENS
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.runs import Run
 
@@ -18,9 +20,10 @@ ATTRIBUTIONS, REPORT = "attributions.jsonl", "report.json"
 
 
 def rationale_config(teacher, student, data: str, *, method: str = "saliency", target: str = "gold", k: int = 5,
-                     steps: int = 32, limit: int | None = None, name: str = "") -> dict[str, Any]:
+                     steps: int = 32, limit: int | None = None, max_tokens: int = MAX_TOKENS,
+                     name: str = "") -> dict[str, Any]:
     return {"teacher": teacher.to_dict(), "student": student.to_dict() if student else None, "data": data,
-            "method": method, "target": target, "k": k, "steps": steps, "limit": limit,
+            "method": method, "target": target, "k": k, "steps": steps, "limit": limit, "max_tokens": max_tokens,
             "name": name or f"Rationales ({method}) on {data}"}
 
 
@@ -44,13 +47,19 @@ def rationale_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str
         for ex in examples:
             if stop.is_set():
                 return "cancelled", f"cancelled after {done} of {total} attributions", {}
-            a = attribute(loaded, ex, method=cfg["method"], target=cfg.get("target", "gold"), steps=cfg.get("steps", 32))
+            a = attribute(loaded, ex, method=cfg["method"], target=cfg.get("target", "gold"),
+                          steps=cfg.get("steps", 32), max_tokens=cfg.get("max_tokens") or MAX_TOKENS)
             append_jsonl(run.path / ATTRIBUTIONS, {"role": role, **a.to_dict()})
             results[role].append(a)
             done += 1
             run.append_metrics({"step": done, "total_steps": total, "role": role})
     report = _report(cfg, results)
-    run.write_json(REPORT, {"aggregate": report.aggregate, "agreement": report.agreement})
+    run.write_json(REPORT, {"aggregate": report.aggregate, "agreement": report.agreement,
+                            "truncated": report.truncated()})
+    for role, t in report.truncated().items():
+        if t["cut"]:
+            run.log(f"{role}: {t['cut']} of {t['examples']} inputs were cut from the left of the question to fit "
+                    "the token limit (see each example's notes)")
     run.log(f"finished: {done} attributions")
     return "finished", None, {}
 

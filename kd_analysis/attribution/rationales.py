@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from kd_analysis.attribution.methods import METHODS
-from kd_analysis.attribution.targets import Target, build_target
+from kd_analysis.attribution.targets import MAX_TOKENS, Target, build_target
 from kd_analysis.errors import KDLensError
 
 DEFINITIONS = ("any", "fraction", "f1", "iou")
@@ -54,6 +54,7 @@ class Attribution:
     correct: bool | None
     delta: float | None = None
     notes: list[str] = field(default_factory=list)
+    truncated: bool = False  # the input was cut (from the left of the question) to fit the token limit; see notes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +64,8 @@ class Attribution:
         d = dict(d)
         d["words"] = [Word(**w) for w in d["words"]]
         d["tokens"] = [tuple(t) for t in d["tokens"]]
+        # saved before the flag existed: their cut was only in the notes ("input truncated to the model's maximum")
+        d.setdefault("truncated", any("truncated" in n for n in d.get("notes") or []))
         return cls(**d)
 
 
@@ -90,22 +93,27 @@ def _words_from(target: Target, scores: torch.Tensor, tokenizer) -> tuple[list[W
     return words, tokens
 
 
-def attribute(loaded, example, *, method: str = "ig", target: str = "gold", **params) -> Attribution:
+def attribute(loaded, example, *, method: str = "ig", target: str = "gold", max_tokens: int = MAX_TOKENS,
+              **params) -> Attribution:
+    """Attributions of one example. `max_tokens` caps the input (the model's own maximum applies when smaller);
+    a longer input loses the start of its question, and the cut is in `truncated` and `notes`."""
     if method not in METHODS:
         raise KDLensError(f"unknown attribution method {method!r}; one of {', '.join(METHODS)}")
-    tgt = build_target(loaded, example, target=target)
+    tgt = build_target(loaded, example, target=target, max_tokens=max_tokens)
     scores, delta = METHODS[method].fn(tgt, loaded=loaded, **params)
     words, tokens = _words_from(tgt, scores.detach().float().cpu(), loaded.tokenizer)
     return Attribution(example_id=example.id, method=method, target=target, words=words, tokens=tokens,
                        target_label=tgt.target_label, predicted_label=tgt.predicted_label,
-                       gold_label=tgt.gold_label, correct=tgt.correct, delta=delta, notes=list(tgt.notes))
+                       gold_label=tgt.gold_label, correct=tgt.correct, delta=delta, notes=list(tgt.notes),
+                       truncated=tgt.truncated)
 
 
 def attribute_many(loaded, examples: Sequence, *, method: str = "ig", target: str = "gold",
-                   progress: Callable[[int, int], None] | None = None, **params) -> list[Attribution]:
+                   max_tokens: int = MAX_TOKENS, progress: Callable[[int, int], None] | None = None,
+                   **params) -> list[Attribution]:
     out = []
     for i, ex in enumerate(examples):
-        out.append(attribute(loaded, ex, method=method, target=target, **params))
+        out.append(attribute(loaded, ex, method=method, target=target, max_tokens=max_tokens, **params))
         if progress:
             progress(i + 1, len(examples))
     return out
@@ -211,7 +219,7 @@ def chance_overlap(attr: Attribution, k: int, filter_stopwords: bool = True, fil
 
 def aggregate(attrs: Sequence[Attribution], ks: Sequence[int] = (1, 3, 5, 10), **select_kw) -> list[dict[str, Any]]:
     """Mean overlap per k and definition (and its random-rationale chance level), split by whether the attributed
-    model answered right, over defined examples only."""
+    model answered right, over defined examples only; "truncated" counts the examples whose input was cut."""
     rows = []
     for k in ks:
         per = [(a, overlap(a, select_rationale(a, k, **select_kw)), chance_overlap(a, k, **select_kw))
@@ -220,7 +228,7 @@ def aggregate(attrs: Sequence[Attribution], ks: Sequence[int] = (1, 3, 5, 10), *
                                ("answered wrong", [p for p in per if p[0].correct is False])):
             defined = [(o, c) for _, o, c in members if o.defined]
             row = {"k": k, "group": group, "examples": len(members), "defined": len(defined),
-                   "undefined": len(members) - len(defined)}
+                   "undefined": len(members) - len(defined), "truncated": sum(a.truncated for a, _, _ in members)}
             for d in DEFINITIONS:
                 row[d] = sum(o.get(d) for o, _ in defined) / len(defined) if defined else None
                 row[f"chance {d}"] = sum(c.get(d) for _, c in defined) / len(defined) if defined else None

@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 from kd_analysis.attribution.agreement import agreement_summary
 from kd_analysis.attribution.rationales import (DEFINITIONS, PAPER_OVERLAP, Attribution, aggregate, answer_positions,
                                                 attribute_many, chance_overlap, overlap, select_rationale)
+from kd_analysis.attribution.targets import MAX_TOKENS
 from kd_analysis.stats import proportion_interval  # noqa: F401  (re-exported for the page)
 
 KS = (1, 2, 3, 5, 8, 10)
@@ -29,13 +30,25 @@ class RationaleReport:
             r = select_rationale(t, self.k)
             o = overlap(t, r)
             row = {"example": t.example_id, "gold": t.gold_label, "teacher answer": t.predicted_label,
-                   "teacher right": t.correct, "rationale": r.text, "overlap defined": o.defined,
+                   "teacher right": t.correct, "rationale": r.text, "input cut": t.truncated,
+                   "overlap defined": o.defined,
                    **{f"overlap {d}": o.get(d) for d in ("any", "fraction", "f1", "iou")}, "ig delta": t.delta}
             s = by_id.get(t.example_id)
             if s is not None:
                 row.update({"student answer": s.predicted_label, "student right": s.correct,
                             "student rationale": select_rationale(s, self.k).text})
             out.append(row)
+        return out
+
+    def truncated(self) -> dict[str, Any]:
+        """Inputs cut to fit the token limit, per model: {"teacher": {"examples": n, "cut": c, "notes": {id: note}}}
+        (the notes of the cut examples only)."""
+        out = {}
+        for role, attrs in (("teacher", self.teacher), ("student", self.student)):
+            if role == "teacher" or attrs:
+                cut = [a for a in attrs if a.truncated]
+                out[role] = {"examples": len(attrs), "cut": len(cut),
+                             "notes": {a.example_id: "; ".join(a.notes) for a in cut}}
         return out
 
     def heat(self, example_id: str, role: str = "teacher") -> dict[str, Any] | None:
@@ -48,17 +61,17 @@ class RationaleReport:
 
 
 def analyse_rationales(teacher, examples: Sequence, *, student=None, method: str = "ig", k: int = 5,
-                       target: str = "gold", steps: int = 32,
+                       target: str = "gold", steps: int = 32, max_tokens: int = MAX_TOKENS,
                        progress: Callable[[str, int, int], None] | None = None) -> RationaleReport:
     say = progress or (lambda role, i, n: None)
-    t_attrs = attribute_many(teacher, examples, method=method, target=target, steps=steps,
+    t_attrs = attribute_many(teacher, examples, method=method, target=target, steps=steps, max_tokens=max_tokens,
                              progress=lambda i, n: say("teacher", i, n))
     rows = [dict(r, method=method, model="teacher") for r in aggregate(t_attrs, ks=sorted(set(KS) | {k}))]
     s_attrs: list[Attribution] = []
     agree = None
     if student is not None:
         s_attrs = attribute_many(student, examples, method=method, target=target, steps=steps,
-                                 progress=lambda i, n: say("student", i, n))
+                                 max_tokens=max_tokens, progress=lambda i, n: say("student", i, n))
         rows += [dict(r, method=method, model="student") for r in aggregate(s_attrs, ks=sorted(set(KS) | {k}))]
         agree = agreement_summary(t_attrs, s_attrs, k)
     return RationaleReport(method=method, k=k, teacher=t_attrs, student=s_attrs, aggregate=rows, agreement=agree)

@@ -17,8 +17,9 @@ import torch
 
 from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
+from kd_analysis.truncation import DEFAULT_CAP, Cut, Limit, fit_left, token_limit
 
-MAX_TOKENS = 512
+MAX_TOKENS = DEFAULT_CAP  # the default cap; the model's own maximum applies when it is smaller
 
 
 @dataclass
@@ -84,27 +85,40 @@ def mc_prompt_with_choices(ex: Example) -> str:
 
 
 def build_target(loaded, ex: Example, *, target: str = "gold", max_tokens: int = MAX_TOKENS) -> Target:
+    """The example's target. An input longer than the limit (the smaller of `max_tokens` and the model's maximum)
+    loses the start of its question, never its choices or answer cue; the cut is in `truncated` and `notes`."""
     if target not in ("gold", "predicted"):
         raise KDLensError(f"target must be 'gold' or 'predicted' (got {target!r})")
-    limits = [max_tokens, getattr(loaded.model.config, "max_position_embeddings", None),
-              getattr(loaded.tokenizer, "model_max_length", None)]
-    max_tokens = min(int(v) for v in limits if isinstance(v, int) and 0 < v < 10**7)
-    if loaded.family == "roberta":
-        max_tokens -= 2  # RoBERTa positions start after the padding index
+    limit = token_limit(loaded, max_tokens)
     if loaded.head == "choice_head":
-        return _choice_head_target(loaded, ex, target, max_tokens)
+        return _choice_head_target(loaded, ex, target, limit)
     if loaded.head == "class_head":
-        return _class_target(loaded, ex, target, max_tokens)
-    return _lm_target(loaded, ex, target, max_tokens)
+        return _class_target(loaded, ex, target, limit)
+    return _lm_target(loaded, ex, target, limit)
 
 
-def _choice_head_target(loaded, ex, target, max_tokens) -> Target:
+def _fit(tok, ex: Example, length, limit: Limit, where: str = "question") -> tuple[Example, Cut | None]:
+    """`ex` with its text cut from the left so that `length(text)` fits the limit."""
+    from dataclasses import replace
+
+    try:
+        kept, cut = fit_left(tok, ex.text, length, limit, where)
+    except KDLensError as exc:
+        raise KDLensError(f"example {ex.id}: {exc}") from None
+    return (replace(ex, text=kept) if cut else ex), cut
+
+
+def _cut_fields(cut: Cut | None) -> dict[str, Any]:
+    return {"truncated": cut is not None, "notes": [cut.note()] if cut else []}
+
+
+def _choice_head_target(loaded, ex, target, limit: Limit) -> Target:
     if not ex.choices:
         raise KDLensError(f"example {ex.id} has no choices; a multiple-choice model needs them")
     tok, model, dev = loaded.tokenizer, loaded.model, loaded.device
+    ex, cut = _fit(tok, ex, lambda q: max(len(tok(q, c)["input_ids"]) for c in ex.choices), limit)
     enc = tok([ex.text] * len(ex.choices), list(ex.choices), padding=True, truncation="only_first",
-              max_length=max_tokens, return_tensors="pt")
-    truncated = any(len(tok(ex.text, c)["input_ids"]) > max_tokens for c in ex.choices)
+              max_length=limit.tokens, return_tensors="pt")
     ids = enc["input_ids"].to(dev)
     extra = {k: v.to(dev) for k, v in enc.items() if k != "input_ids"}
     segments = [_segment_from_encoding("question", ex.text, enc, 0, 0, tok)]
@@ -130,14 +144,13 @@ def _choice_head_target(loaded, ex, target, max_tokens) -> Target:
                   baseline=_baseline(model, tok, ids, content), content_mask=content,
                   target_label=ex.choices[tgt], predicted_label=ex.choices[pred],
                   gold_label=ex.answer, correct=(pred == ex.label) if ex.label is not None else None,
-                  truncated=truncated, notes=["input truncated to the model's maximum"] if truncated else [],
-                  extra={"forward_kwargs": extra})
+                  **_cut_fields(cut), extra={"forward_kwargs": extra, "input_ids": ids})
 
 
-def _class_target(loaded, ex, target, max_tokens) -> Target:
+def _class_target(loaded, ex, target, limit: Limit) -> Target:
     tok, model, dev = loaded.tokenizer, loaded.model, loaded.device
-    enc = tok(ex.text, truncation=True, max_length=max_tokens, return_tensors="pt")
-    truncated = len(tok(ex.text)["input_ids"]) > max_tokens
+    ex, cut = _fit(tok, ex, lambda q: len(tok(q)["input_ids"]), limit, where="text")
+    enc = tok(ex.text, truncation=True, max_length=limit.tokens, return_tensors="pt")
     ids = enc["input_ids"].to(dev)
     extra = {k: v.to(dev) for k, v in enc.items() if k != "input_ids"}
     seg = _segment_from_encoding("text", ex.text, enc, 0, 0, tok)
@@ -157,8 +170,7 @@ def _class_target(loaded, ex, target, max_tokens) -> Target:
     return Target(example=ex, embeds=_embed(model, ids), score=score, segments=[seg],
                   baseline=_baseline(model, tok, ids, content), content_mask=content, target_label=label_name(tgt),
                   predicted_label=label_name(pred), gold_label=ex.answer,
-                  correct=(pred == ex.label) if ex.label is not None else None, truncated=truncated,
-                  notes=["input truncated to the model's maximum"] if truncated else [],
+                  correct=(pred == ex.label) if ex.label is not None else None, **_cut_fields(cut),
                   extra={"forward_kwargs": extra})
 
 
@@ -177,23 +189,27 @@ def _prompt_pieces(ex: Example) -> tuple[str, list[tuple[str, str, int]]]:
     return prompt + "\nAnswer:", pieces
 
 
-def _lm_target(loaded, ex, target, max_tokens) -> Target:
-    """Decoder: log p(answer string | prompt). Choices are listed in the prompt so the answer text is input."""
+def _lm_target(loaded, ex, target, limit: Limit) -> Target:
+    """Decoder: log p(answer string | prompt). Choices are listed in the prompt so the answer text is input.
+    A long prompt loses the start of its question; the choices, the "Answer:" cue and room for the longest
+    answer always stay."""
+    from dataclasses import replace
+
     from kd_analysis.models.scoring import continuation_logprobs
 
     tok, model, dev = loaded.tokenizer, loaded.model, loaded.device
-    prompt, pieces = _prompt_pieces(ex)
     candidates = list(ex.choices) if ex.choices else ([ex.answer] if ex.answer else [])
     if not candidates or all(not str(c).strip() for c in candidates):
         raise KDLensError(f"example {ex.id} has an empty answer: there is nothing to attribute")
-    scores = continuation_logprobs(loaded, prompt, [f" {c}" for c in candidates])
+    room = max(len(tok(f" {c}", add_special_tokens=False)["input_ids"]) for c in candidates)
+    ex, cut = _fit(tok, ex, lambda q: len(tok(_prompt_pieces(replace(ex, text=q))[0])["input_ids"]) + room, limit)
+    prompt, pieces = _prompt_pieces(ex)
+    scores = continuation_logprobs(loaded, prompt, [f" {c}" for c in candidates], max_length=limit.tokens)
     pred = int(scores.argmax())
     gold_idx = ex.label if ex.choices else 0
     tgt = gold_idx if target == "gold" and gold_idx is not None else pred
     answer_ids = tok(f" {candidates[tgt]}", add_special_tokens=False)["input_ids"]
-    enc = tok(prompt, truncation=True, max_length=max_tokens - len(answer_ids), return_offsets_mapping=True,
-              return_tensors="pt")
-    truncated = len(tok(prompt)["input_ids"]) > max_tokens - len(answer_ids)
+    enc = tok(prompt, return_offsets_mapping=True, return_tensors="pt")  # fits: the question was cut to make room
     p_ids = enc["input_ids"].to(dev)
     offsets = enc["offset_mapping"][0].tolist()
     full = torch.cat([p_ids, torch.tensor([answer_ids], device=dev)], 1)
@@ -225,5 +241,4 @@ def _lm_target(loaded, ex, target, max_tokens) -> Target:
     return Target(example=ex, embeds=_embed(model, p_ids), score=score, segments=segments,
                   baseline=_baseline(model, tok, p_ids, content), content_mask=content,
                   target_label=candidates[tgt], predicted_label=candidates[pred], gold_label=ex.answer,
-                  correct=correct, truncated=truncated,
-                  notes=["prompt truncated to the model's maximum"] if truncated else [])
+                  correct=correct, **_cut_fields(cut), extra={"prompt": prompt})

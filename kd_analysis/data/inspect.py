@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kd_analysis.data.loaders import ColumnMapping, count_rows, read_rows, rows_to_examples
+from kd_analysis.data.loaders import ColumnMapping, count_rows, read_rows_checked, rows_to_examples
 from kd_analysis.data.sources import DEMO_PREFIX, HUB_PREFIX, load_dataset
 
 PREVIEW_ROWS = 20
@@ -57,9 +57,9 @@ def preview_data(source: str | os.PathLike, *, mapping: ColumnMapping | None = N
     s = str(source)
     if s.startswith((DEMO_PREFIX, HUB_PREFIX)):
         return inspect_data(s, mapping=mapping, encoding=encoding)
-    _, columns, rows = read_rows(source, limit=n, encoding=encoding)
-    ds = rows_to_examples(rows, columns, name=Path(source).name, mapping=mapping)
+    read = read_rows_checked(source, limit=n, encoding=encoding)
+    ds = rows_to_examples(read.rows, read.columns, name=Path(source).name, mapping=mapping, bad_lines=read.bad_lines)
     total = count_rows(source)
-    return DataReport(source=s, format=ds.format, examples=len(ds.examples), rows=total, fields=columns,
+    return DataReport(source=s, format=ds.format, examples=len(ds.examples), rows=total, fields=read.columns,
                       tasks=sorted({e.task for e in ds.examples}), skipped=ds.skipped, problems=ds.problems,
-                      preview=_preview_rows(ds.examples), partial=total > len(rows))
+                      preview=_preview_rows(ds.examples), partial=total > len(read.rows) + len(read.bad_lines))

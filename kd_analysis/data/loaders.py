@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -91,7 +92,51 @@ def _open_checked(path: str | os.PathLike) -> Path:
     return p
 
 
-def _rows_from_text(text: str, kind: str, path: Path, limit: int | None) -> tuple[list[str], list[dict[str, Any]]]:
+MAX_BAD_SHARE = 0.10  # more unreadable JSONL lines than this share: the file is refused, not patched up
+
+
+def _jsonl_rows(text: str, limit: int | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Good JSON object lines, and one short reason per bad line (its number and the parser's words, no content)."""
+    rows: list[dict[str, Any]] = []
+    bad: list[str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append(f"line {n}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(obj, dict):
+            bad.append(f"line {n}: a JSON {type(obj).__name__}, not an object")
+            continue
+        rows.append(obj)
+        if limit and len(rows) >= limit:
+            break
+    return rows, bad
+
+
+def _check_bad_lines(bad: list[str], total: int, path: Path) -> None:
+    if bad and (len(bad) > MAX_BAD_SHARE * total or len(bad) == total):
+        raise DataError(f"{path.name}: {len(bad)} of {total} lines are not JSON objects (more than "
+                        f"{MAX_BAD_SHARE:.0%}); first: {bad[0]}. Is this a JSONL file?")
+
+
+_NAME_LIKE = re.compile(r"^[\w][\w .\-/()\[\]#]{0,63}$")
+
+
+def describe_columns(columns: list[str]) -> str:
+    """Column names for an error message, unless the 'header' is really file content (a password file, say):
+    a reason may name the file and what was wrong, never echo what the file holds."""
+    if columns and all(isinstance(c, str) and _NAME_LIKE.match(c) for c in columns):
+        return f"its columns are {columns}"
+    return f"its first line does not look like a header of column names ({len(columns)} field(s))"
+
+
+def _rows_from_text(text: str, kind: str, path: Path,
+                    limit: int | None) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """(columns, rows, one reason per unreadable line)."""
+    bad: list[str] = []
     if not text.strip():
         raise DataError(f"{path.name} is empty (only whitespace)")
     if kind == "json":
@@ -106,23 +151,12 @@ def _rows_from_text(text: str, kind: str, path: Path, limit: int | None) -> tupl
                 raise DataError(f"{path.name}: every item of the JSON list must be an object")
             rows = rows[:limit] if limit else rows
         else:
-            rows = []
-            for n, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path.name} line {n} is not valid JSON ({exc.msg})") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path.name} line {n} is not a JSON object")
-                rows.append(obj)
-                if limit and len(rows) >= limit:
-                    break
+            rows, bad = _jsonl_rows(text, limit)  # good rows are kept; bad lines become problems
+            _check_bad_lines(bad, len(rows) + len(bad), path)
         columns: list[str] = []
         for r in rows[:200]:
             columns.extend(k for k in r if k not in columns)
-        return columns, rows
+        return columns, rows, bad
     delimiter = "\t" if kind == "tsv" else ","
     # GLUE TSVs are unquoted and contain stray quote characters: read them as plain tab-separated fields.
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter,
@@ -131,18 +165,26 @@ def _rows_from_text(text: str, kind: str, path: Path, limit: int | None) -> tupl
         raise DataError(f"{path.name} has no header row")
     columns = [c.strip() for c in reader.fieldnames]
     if len(set(columns)) != len(columns):
-        raise DataError(f"{path.name} has repeated column names: {columns}")
+        raise DataError(f"{path.name} has repeated column names ({describe_columns(columns)})")
     rows = []
     for row in reader:
         rows.append({k.strip() if isinstance(k, str) else "_extra": v for k, v in row.items()})
         if limit and len(rows) >= limit:
             break
-    return columns, rows
+    return columns, rows, bad
 
 
-def read_rows(path: str | os.PathLike, *, limit: int | None = None,
-              encoding: str | None = None) -> tuple[str, list[str], list[dict[str, Any]]]:
-    """(kind, columns, rows). With `limit`, reads only the start of the file, so previews of huge files are quick."""
+@dataclass
+class RowsRead:
+    kind: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    bad_lines: list[str] = field(default_factory=list)  # "line N: why" for each line that was skipped
+
+
+def read_rows_checked(path: str | os.PathLike, *, limit: int | None = None,
+                      encoding: str | None = None) -> RowsRead:
+    """With `limit`, reads only the start of the file, so previews of huge files are quick."""
     p = _open_checked(path)
     with open(p, "rb") as fh:
         raw = fh.read(1 << 20) if limit else fh.read()
@@ -150,10 +192,17 @@ def read_rows(path: str | os.PathLike, *, limit: int | None = None,
             raw = raw[: raw.rfind(b"\n") + 1] or raw  # whole lines only
     text = _decode(raw, p, encoding)
     kind = _file_kind(p, text[:4096])
-    columns, rows = _rows_from_text(text, kind, p, limit)
+    columns, rows, bad = _rows_from_text(text, kind, p, limit)
     if not rows:
         raise DataError(f"{p.name} has a header but no data rows" if columns else f"{p.name} has no rows")
-    return kind, columns, rows
+    return RowsRead(kind, columns, rows, bad)
+
+
+def read_rows(path: str | os.PathLike, *, limit: int | None = None,
+              encoding: str | None = None) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """(kind, columns, rows): the good rows only (see read_rows_checked for the skipped lines)."""
+    read = read_rows_checked(path, limit=limit, encoding=encoding)
+    return read.kind, read.columns, read.rows
 
 
 def count_rows(path: str | os.PathLike) -> int:
@@ -186,11 +235,11 @@ def resolve_mapping(columns: list[str], mapping: ColumnMapping | None) -> Column
     m = ColumnMapping(**vars(mapping)) if mapping else ColumnMapping()
     for name, value in vars(m).items():
         if value and value not in columns:
-            raise DataError(f"column {value!r} (mapped to {name}) is not in the file; its columns are {columns}")
+            raise DataError(f"column {value!r} (mapped to {name}) is not in the file; {describe_columns(columns)}")
     m.text = m.text or _pick(columns, TEXT_COLUMNS)
     if not m.text:
-        raise DataError(f"no text column found (looked for {', '.join(TEXT_COLUMNS)}); the file's columns are "
-                        f"{columns}: map one as the text column")
+        raise DataError(f"no text column found (looked for {', '.join(TEXT_COLUMNS)}); {describe_columns(columns)}: "
+                        "map one as the text column")
     m.choices = m.choices or _pick(columns, CHOICE_COLUMNS)
     m.label = m.label or _pick([c for c in columns if c != m.text], LABEL_COLUMNS)
     m.answer = m.answer or _pick([c for c in columns if c not in (m.text, m.label)], ANSWER_COLUMNS)
@@ -240,11 +289,13 @@ def _generic(row: dict[str, Any], index: int, m: ColumnMapping) -> Example:
 
 
 def rows_to_examples(rows: list[dict[str, Any]], columns: list[str], *, name: str,
-                     mapping: ColumnMapping | None = None) -> Dataset:
+                     mapping: ColumnMapping | None = None, bad_lines: list[str] | None = None) -> Dataset:
+    """Examples from rows; a row that is not an example is skipped and counted (with `bad_lines`, the lines
+    that were not even rows), as long as some rows are examples."""
     fmt = "generic" if mapping and not mapping.is_empty() else detect_format(columns, rows)
     resolved = resolve_mapping(columns, mapping) if fmt == "generic" else None
     examples: list[Example] = []
-    problems: list[str] = []
+    problems: list[str] = list(bad_lines or [])
     for i, row in enumerate(rows):
         try:
             ex = FORMATS[fmt].convert(row, i) if fmt != "generic" else _generic(row, i, resolved)
@@ -256,10 +307,10 @@ def rows_to_examples(rows: list[dict[str, Any]], columns: list[str], *, name: st
         first = problems[0] if problems else "no rows"
         raise DataError(f"{name}: no row could be read as an example ({len(problems)} problems; first: {first})")
     return Dataset(name=name, format=fmt, fields=columns, examples=examples, problems=problems[:MAX_PROBLEMS],
-                   skipped=len(problems), rows=len(rows))
+                   skipped=len(problems), rows=len(rows) + len(bad_lines or []))
 
 
 def load_file(path: str | os.PathLike, *, mapping: ColumnMapping | None = None, limit: int | None = None,
               encoding: str | None = None) -> Dataset:
-    _, columns, rows = read_rows(path, limit=limit, encoding=encoding)
-    return rows_to_examples(rows, columns, name=Path(path).name, mapping=mapping)
+    read = read_rows_checked(path, limit=limit, encoding=encoding)
+    return rows_to_examples(read.rows, read.columns, name=Path(path).name, mapping=mapping, bad_lines=read.bad_lines)

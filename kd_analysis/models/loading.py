@@ -11,7 +11,7 @@ from kd_analysis.errors import KDLensError, ModelLoadError
 from kd_analysis.models.builtins import BUILTINS, Progress
 from kd_analysis.models.device import dtype_name, pick_device, pick_dtype
 from kd_analysis.models.info import MemoryEstimate, ModelInfo, config_shape, count_parameters, estimate_from_config
-from kd_analysis.models.sources import ResolvedSource, resolve_source
+from kd_analysis.models.sources import ResolvedSource, resolve_config_source, resolve_source
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.models.tasks import auto_class, head_for, infer_task
 
@@ -101,8 +101,33 @@ def estimate_memory(spec: ModelSpec) -> MemoryEstimate:
             config = _smollm2_config()
             return _estimate(spec, config)
     else:
-        resolved = resolve_source(spec)
+        resolved = resolve_config_source(spec)  # config.json only: a folder without weights can be estimated
     return _estimate(spec, load_config(spec, resolved))
+
+
+def memory_verdict(spec: ModelSpec, available_mb=None):
+    """Will `spec` fit on its device? A `MemoryVerdict` from config.json alone (no weights read)."""
+    from kd_analysis.models.memory import verdict_for
+
+    return verdict_for(estimate_memory(spec), available_mb)
+
+
+def _guard_memory(spec: ModelSpec, config: Any) -> None:
+    """Refuse a model whose estimate exceeds the free memory of its device, unless `spec.force_memory`."""
+    if spec.force_memory:
+        return
+    from kd_analysis.models.memory import verdict_for
+
+    try:
+        estimate = _estimate(spec, config)
+    except KDLensError:
+        raise
+    except Exception:  # a config transformers cannot build on the meta device: loading itself will say why
+        return
+    verdict = verdict_for(estimate)
+    if verdict.refused:
+        raise ModelLoadError(f"{spec.source} {verdict.message}; not loaded. To try anyway, pass --force "
+                             f"(command line), tick 'Load anyway' (Models page) or set force_memory: true")
 
 
 def _smollm2_config() -> Any:
@@ -137,8 +162,17 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     adapter = _adapter_folder(spec.source)
     if adapter is not None:
         return _load_adapter(spec, adapter, say)
-    resolved = resolve_source(spec, progress)
-    config = load_config(spec, resolved)
+    if spec.source in BUILTINS:  # small, and their config may only exist once located
+        resolved = resolve_source(spec, progress)
+        config = load_config(spec, resolved)
+        _guard_memory(spec, config)
+    else:  # config.json first: an oversize model is refused before any weight file is looked at
+        at = resolve_config_source(spec, progress)
+        config = load_config(spec, at)
+        _guard_memory(spec, config)
+        resolved = resolve_source(spec, progress)
+        if resolved.location != at.location:
+            config = load_config(spec, resolved)
     task = spec.task or (BUILTINS[spec.source].default_task if spec.source in BUILTINS else infer_task(config))
     head = head_for(task, config)
     device = pick_device(spec.device)

@@ -51,9 +51,8 @@ def check_safetensors(path: Path) -> None:
                              f"expects {8 + n + end}); re-save or re-download it")
 
 
-def check_folder(folder: Path, spec: ModelSpec) -> list[str]:
-    """Validate a local model folder; return notes for the user (e.g. pickle checkpoint in use)."""
-    notes: list[str] = []
+def check_config(folder: Path, spec: ModelSpec) -> None:
+    """config.json is there, is JSON, and needs no remote code the user has not allowed (weights not looked at)."""
     if not (folder / "config.json").exists():
         raise ModelLoadError(f"{folder} has no config.json, so it is not a Hugging Face model folder "
                              f"(expected config.json, model.safetensors and tokenizer files)")
@@ -62,6 +61,12 @@ def check_folder(folder: Path, spec: ModelSpec) -> list[str]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"config.json in {folder} is not valid JSON ({exc})") from None
     _check_remote_code(config, str(folder), spec)
+
+
+def check_folder(folder: Path, spec: ModelSpec) -> list[str]:
+    """Validate a local model folder; return notes for the user (e.g. pickle checkpoint in use)."""
+    notes: list[str] = []
+    check_config(folder, spec)
     safes = sorted(folder.glob("*.safetensors"))
     for f in safes:
         check_safetensors(f)
@@ -110,6 +115,22 @@ def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> Resolve
         notes = check_folder(cached, spec)
         return ResolvedSource("hub-cache", str(cached), notes + ["Offline: loaded from the local Hugging Face cache."])
     raise ModelLoadError(offline_message("model", source))
+
+
+def resolve_config_source(spec: ModelSpec, progress: Progress | None = None) -> ResolvedSource:
+    """Where config.json is, without requiring weights: for memory estimates before any weight file is read."""
+    source = (spec.source or "").strip()
+    if source and source not in BUILTINS and _is_pathlike(source):
+        path = Path(source).expanduser()
+        if path.is_dir():
+            check_config(path, spec)
+            return ResolvedSource("local", str(path.resolve()))
+    elif source and source not in BUILTINS and looks_like_hub_id(source) and not hub_reachable():
+        cached = _hub_cache_folder(source, spec.revision)
+        if cached is not None:
+            check_config(cached, spec)
+            return ResolvedSource("hub-cache", str(cached))
+    return resolve_source(spec, progress)
 
 
 def _hub_cache_folder(repo_id: str, revision: str | None) -> Path | None:

@@ -21,12 +21,20 @@ class ModelSpec:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
     attentions: bool = False  # load with eager attention so output_attentions returns weights
+    # load even when the memory estimate exceeds what is free. Not part of equality or key(): it does not change
+    # the model, so a forced load and a plain one share a cache entry; saved only when True.
+    force_memory: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.force_memory:
+            d.pop("force_memory")
+        return d
 
     def key(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        d = self.to_dict()
+        d.pop("force_memory", None)
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
@@ -49,6 +57,7 @@ class StudentSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["keep_layers"] = list(self.keep_layers) if self.keep_layers is not None else None
+        d["model"] = self.model.to_dict() if self.model is not None else None
         return d
 
     def key(self) -> str:

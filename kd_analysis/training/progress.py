@@ -25,6 +25,7 @@ class RunProgress:
     last: dict[str, Any] = field(default_factory=dict)
     evals: dict[str, float] = field(default_factory=dict)
     teacher: dict[str, float] = field(default_factory=dict)
+    skipped_lines: int = 0  # unreadable metrics lines (the run's own damage, never the page's)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,18 +41,25 @@ def _latest(records: list[dict], prefix: str) -> dict[str, float]:
 
 
 def run_progress(run: Run) -> RunProgress:
-    st, cfg, metrics = run.status(), run.config(), run.metrics()
+    cfg, metrics = run.config(), run.metrics()
     steps = [m for m in metrics if "loss" in m or "total_steps" in m]  # training steps, or job progress records
     last = steps[-1] if steps else {}
     planned = cfg.get("steps") if cfg.get("kind", "train") == "train" and not cfg.get("epochs") else None
     total = last.get("total_steps") or planned
+    if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
+        total = None
     step = int(last.get("step", 0))
-    state = st.get("state", "unknown")
+    summary = run.summary()  # says "damaged", and why, when status.json or config.json cannot be trusted
+    state, reason = summary.state, summary.reason
     fraction = 1.0 if state == "finished" else (min(step / total, 1.0) if total else 0.0)
-    return RunProgress(run_id=run.run_id, name=cfg.get("name") or run.run_id, state=state, reason=st.get("reason"),
-                       step=step, total=total, fraction=fraction, eta_s=last.get("eta_s") if state == "running" else None,
-                       elapsed_s=last.get("elapsed_s"), last=last, evals=_latest(metrics, EVAL_PREFIX),
-                       teacher=_latest(metrics, TEACHER_PREFIX))
+    name = cfg.get("name") if isinstance(cfg.get("name"), str) else None
+    eta, elapsed = last.get("eta_s"), last.get("elapsed_s")
+    return RunProgress(run_id=run.run_id, name=name or run.run_id, state=state, reason=reason,
+                       step=step, total=total, fraction=fraction,
+                       eta_s=eta if state == "running" and isinstance(eta, (int, float)) else None,
+                       elapsed_s=elapsed if isinstance(elapsed, (int, float)) else None, last=last,
+                       evals=_latest(metrics, EVAL_PREFIX), teacher=_latest(metrics, TEACHER_PREFIX),
+                       skipped_lines=summary.skipped_lines)
 
 
 def metric_names(store: RunStore, run_ids: list[str]) -> list[str]:

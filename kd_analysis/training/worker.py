@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from kd_analysis import process_identity
 from kd_analysis.errors import KDLensError
 from kd_analysis.runs import Run, RunStore
 
@@ -29,12 +30,16 @@ def _is_main_rank() -> bool:
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, run: Run):
+    """Beats every HEARTBEAT_S and turns a cancel request file into the stop flag (the signal-free channel)."""
+
+    def __init__(self, run: Run, stop: threading.Event):
         super().__init__(daemon=True)
-        self.target, self.stopped = run, threading.Event()
+        self.target, self.stopped, self.stop = run, threading.Event(), stop
 
     def run(self) -> None:  # noqa: D401 - thread body
         while not self.stopped.wait(HEARTBEAT_S):
+            if self.target.cancel_requested():
+                self.stop.set()
             try:
                 self.target.beat()
             except OSError:
@@ -94,8 +99,10 @@ def supervise(run: Run, root: Path, device_kind: str,
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run.set_status(run.status().get("state", "queued"), pid=os.getpid(), pgid=os.getpgrp())
-    beat = _Heartbeat(run)
+    run.set_status(run.status().get("state", "queued"), **process_identity.this_process())
+    if run.cancel_requested():
+        stop.set()
+    beat = _Heartbeat(run, stop)
     beat.start()
     lock = None
     try:
@@ -108,9 +115,10 @@ def supervise(run: Run, root: Path, device_kind: str,
         run.set_status(state, reason=reason, **extra)
         return 0
     except BaseException as exc:  # the run folder must say why, whatever happened
-        run.log("".join(traceback.format_exception(exc)))
+        run.failure = failure_reason(exc)  # kept here too: a full disk may refuse the status write below
         try:
-            run.set_status("failed", reason=failure_reason(exc))
+            run.log("".join(traceback.format_exception(exc)))
+            run.set_status("failed", reason=run.failure)
         except OSError:
             pass
         return 1 if not isinstance(exc, KDLensError) else 2
@@ -151,10 +159,15 @@ def run_worker(config_path: str | os.PathLike | None, run_id: str | None = None,
         return "finished", None, {"warnings": result.warnings}
 
     code = supervise(run, store.root, _device_kind(cfg), body)
-    if code:  # the CLI's one line (the traceback is in the run's log)
-        print(f"error: {run.status().get('reason') or 'the run failed'} (log: {run.path / 'log.txt'})",
-              file=sys.stderr)
+    if code:
+        print_failure(run)
     return code
+
+
+def print_failure(run: Run) -> None:
+    """The CLI's one line for a failed run (the traceback is in the run's log), as every other command does."""
+    reason = run.failure or run.status().get("reason") or "the run failed"
+    print(f"error: {reason} (log: {run.path / 'log.txt'})", file=sys.stderr, flush=True)
 
 
 def run_job(run_id: str, root: str | None = None) -> int:
@@ -177,7 +190,10 @@ def run_one(run: Run, store: RunStore) -> int:
     if kind in BACKGROUND_JOBS:
         module, _, name = BACKGROUND_JOBS[kind].partition(":")
         job = getattr(importlib.import_module(module), name)
-        return supervise(run, store.root, "cpu" if not _cuda() else "gpu", lambda stop: job(run, stop, store))
+        code = supervise(run, store.root, "cpu" if not _cuda() else "gpu", lambda stop: job(run, stop, store))
+        if code:
+            print_failure(run)
+        return code
     run.set_status("failed", reason=f"unknown job kind {kind!r}")
     return 2
 

@@ -1,0 +1,249 @@
+"""A damaged, stale or forged run store never hurts the user: no foreign process is signalled, one bad run
+never hides the others, and the CLI sees a dead worker without a page being opened."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from kd_analysis import cli, process_identity
+from kd_analysis.errors import RunStoreError
+from kd_analysis.runs import RunStore, cancel_run, reconcile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def foreign():
+    """An unrelated process group (as another user's job would be): `setsid sleep`."""
+    proc = subprocess.Popen(["setsid", "sleep", "120"])  # not a group leader yet: setsid execs in place
+    time.sleep(0.2)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _alive(proc: subprocess.Popen) -> bool:
+    return proc.poll() is None
+
+
+def _running_run(store: RunStore, run_id: str, **status):
+    run = store.create("train", {"name": run_id}, run_id=run_id)
+    run.set_status("running", **status)
+    return run
+
+
+@pytest.mark.parametrize("forged", ["pid only", "start time without token", "start time and a wrong token",
+                                    "copied from an earlier boot"])
+def test_cancel_never_signals_a_process_the_status_merely_names(tmp_path, foreign, forged):
+    store = RunStore(tmp_path / "runs")
+    ident = {"pid": foreign.pid, "pgid": foreign.pid}
+    if forged != "pid only":
+        ident["proc_start"] = process_identity.start_time(foreign.pid)
+    if forged == "start time and a wrong token":
+        ident["token"] = process_identity.new_token()
+    if forged == "copied from an earlier boot":
+        ident.update(token="sleep", boot_id="00000000-0000-0000-0000-000000000000")  # token even in its argv
+    run = _running_run(store, "forged", **ident)
+    t0 = time.monotonic()
+    assert cancel_run(store, run.run_id, wait_s=2) == "cancelled"
+    assert _alive(foreign), "a process that is not this run's worker was signalled"
+    assert time.monotonic() - t0 < 10
+    st = run.status()
+    assert st["state"] == "cancelled"
+    assert "without signalling" in st["reason"] or "not running" in st["reason"]
+
+
+def test_identity_check_accepts_the_real_worker_only():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--token", "abc123"],
+                            start_new_session=True)
+    try:
+        time.sleep(0.3)
+        real = process_identity.child_process(proc.pid, "abc123")
+        assert process_identity.check(real).verified
+        assert not process_identity.check({**real, "token": "other"}).verified
+        assert not process_identity.check({**real, "proc_start": "1"}).alive  # pid reused by a later process
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not process_identity.check(real).alive
+
+
+def test_reconcile_sees_through_pid_reuse(tmp_path, foreign):
+    """A stale folder (e.g. after a reboot) whose pid now belongs to another live process is a dead run."""
+    store = RunStore(tmp_path / "runs")
+    run = _running_run(store, "stale", pid=foreign.pid, pgid=foreign.pid, proc_start="12345")
+    assert reconcile(store) == ["stale"]
+    assert run.status()["state"] == "failed" and _alive(foreign)
+
+
+_COOPERATIVE_WORKER = textwrap.dedent("""
+    import sys, time
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.worker import supervise
+    store = RunStore(sys.argv[1]); run = store.get("fg")
+    def body(stop):
+        while not stop.is_set():
+            time.sleep(0.1)
+        return "cancelled", "stopped on request", {}
+    sys.exit(supervise(run, store.root, "cpu", body))
+""")
+
+
+def test_a_foreground_worker_without_token_stops_on_the_request_file(tmp_path):
+    """No token (a run started in a terminal): cancel sends no signal, the worker stops by itself."""
+    store = RunStore(tmp_path / "runs")
+    run = store.create("attention", {"name": "fg"}, run_id="fg")
+    proc = subprocess.Popen([sys.executable, "-c", _COOPERATIVE_WORKER, str(store.root)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while run.status().get("state") != "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert run.status().get("proc_start") and not run.status().get("token")
+        assert cancel_run(store, "fg") == "cancelled"
+        assert run.status()["reason"] == "stopped on request"  # the worker's own words: it stopped itself
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+# damage -------------------------------------------------------------------------------------------------------
+def _store_with_damage(root: Path, damage: str) -> RunStore:
+    store = RunStore(root)
+    good = store.create("train", {"name": "good run", "steps": 4}, run_id="good")
+    good.append_metrics({"step": 1, "loss": 1.0})
+    good.set_status("finished")
+    bad = store.create("train", {"name": "bad run", "steps": 4}, run_id="bad")
+    bad.append_metrics({"step": 1, "loss": 2.0})
+    bad.set_status("running", pid=os.getpid(), pgid=os.getpgrp(),
+                   proc_start=process_identity.start_time(os.getpid()))
+    metrics, status = bad.path / "metrics.jsonl", bad.path / "status.json"
+    if damage == "bad byte":
+        with open(metrics, "ab") as fh:
+            fh.write(b'{"step": 2, "loss": "\xff\xfe"}\n')
+        bad.append_metrics({"step": 3, "loss": 1.5})
+    elif damage == "step not a number":
+        with open(metrics, "a") as fh:
+            fh.write('{"step": "abc", "loss": 1.0}\n[1, 2]\n')
+    elif damage == "heartbeat not a number":
+        st = json.loads(status.read_text())
+        status.write_text(json.dumps({**st, "heartbeat": "soon", "pid": "abc"}))
+    elif damage == "status not an object":
+        status.write_text("[1, 2, 3]")
+    elif damage == "status bad bytes":
+        status.write_bytes(b'{"state": "running\xff"}')
+    elif damage == "missing keys":
+        status.write_text("{}")
+        (bad.path / "config.json").write_text("{}")
+    elif damage == "unknown state":
+        status.write_text(json.dumps({"state": "exploded", "kind": "train"}))
+    return store
+
+
+DAMAGES = ["bad byte", "step not a number", "heartbeat not a number", "status not an object", "status bad bytes",
+           "missing keys", "unknown state"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_one_damaged_run_never_takes_down_the_store(tmp_path, damage, capsys):
+    store = _store_with_damage(tmp_path / "runs", damage)
+    reconcile(store)
+    runs = {r.run_id: r for r in store.list()}
+    assert set(runs) == {"good", "bad"}
+    assert runs["good"].state == "finished" and runs["good"].skipped_lines == 0
+    bad = runs["bad"]
+    if damage in ("bad byte", "step not a number"):
+        assert bad.skipped_lines == (1 if damage == "bad byte" else 2) and bad.state == "running"
+        assert store.get("bad").metrics()[0]["loss"] == 2.0  # good lines are kept
+        assert "line 2" in store.get("bad").problems()[0]
+    elif damage in ("status not an object", "status bad bytes", "heartbeat not a number", "unknown state"):
+        assert bad.state == "damaged" and bad.reason.startswith("status.json")
+    # the CLI lists and shows every run, reconciling first, and exits 0
+    assert cli.main(["runs", "list", "--json", "--root", str(store.root)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["run_id"] for r in listed} == {"good", "bad"}
+    assert cli.main(["runs", "show", "bad", "--json", "--root", str(store.root)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert isinstance(shown["problems"], list)
+    # what the Compare and Distillation runs pages compute from it
+    from kd_analysis.training.progress import config_diff, curves, final_table, metric_names, run_progress
+
+    ids = ["good", "bad"]
+    for rid in ids:
+        run_progress(store.get(rid))
+    for name in metric_names(store, ids):
+        curves(store, ids, name)
+    final_table(store, ids)
+    config_diff(store, ids)
+
+
+def test_cancel_refuses_a_damaged_status_without_signalling(tmp_path):
+    store = _store_with_damage(tmp_path / "runs", "status not an object")
+    with pytest.raises(RunStoreError, match="damaged"):
+        cancel_run(store, "bad")
+    assert (store.root / "bad" / "status.json").read_text() == "[1, 2, 3]"  # nothing overwritten
+
+
+@pytest.mark.parametrize("damage", ["bad byte", "step not a number", "status bad bytes"])
+@pytest.mark.parametrize("page", ["pages/compare_runs.py", "pages/distillation_runs.py",
+                                  "pages/saliency_rationales.py"])
+def test_pages_survive_a_damaged_run(tmp_path, monkeypatch, damage, page):
+    from streamlit.testing.v1 import AppTest
+
+    store = _store_with_damage(tmp_path / "runs", damage)
+    monkeypatch.setenv("KD_LENS_RUNS", str(store.root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+# the CLI notices a dead worker --------------------------------------------------------------------------------
+def test_cli_list_and_show_notice_a_killed_worker(tmp_path, capsys):
+    store = RunStore(tmp_path / "runs")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _running_run(store, "killed", pid=dead.pid, pgid=dead.pid)
+    assert cli.main(["runs", "list", "--json", "--root", str(store.root)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["state"] == "failed"
+    _running_run(store, "killed-2", pid=dead.pid, pgid=dead.pid)
+    assert cli.main(["runs", "show", "killed-2", "--json", "--root", str(store.root)]) == 0
+    assert json.loads(capsys.readouterr().out)["status"]["state"] == "failed"
+
+
+def test_train_failure_prints_its_reason_even_when_the_disk_is_full(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from kd_analysis.runs import Run
+    from kd_analysis.training import loop
+    from kd_analysis.training.worker import run_worker
+
+    store = RunStore(tmp_path / "runs")
+    store.create("train", {"name": "x"}, run_id="full")
+    cfg = tmp_path / "c.json"
+    from kd_analysis.training.config import TrainConfig
+
+    from kd_analysis.models.specs import ModelSpec
+
+    cfg.write_text(TrainConfig(teacher=ModelSpec("minilm-l6"), data="demo:mcq").to_json())
+
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loop, "train", no_space)
+    real_set_status = Run.set_status
+
+    def set_status(self, state, reason=None, **extra):  # the disk fills up: the failed status cannot be written
+        if state == "failed":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_set_status(self, state, reason, **extra)
+
+    monkeypatch.setattr(Run, "set_status", set_status)
+    assert run_worker(cfg, run_id="full", root=str(store.root)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the disk is full") and err.count("\n") == 1
