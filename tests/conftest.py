@@ -30,3 +30,21 @@ def run_root(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "runs"
     monkeypatch.setenv("KD_LENS_RUNS", str(root))
     return root
+
+
+@pytest.fixture(scope="module")
+def mc_head(tiny_dir):
+    """A tiny BERT with a multiple-choice head (loaded through the user path)."""
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+
+    return load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
+
+
+@pytest.fixture(scope="module")
+def decoder(tiny_dir):
+    """A tiny Llama scoring multiple choice by the answer's log-probability."""
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+
+    return load_model(ModelSpec(str(tiny_dir / "llama"), task="multiple_choice"))

@@ -19,16 +19,6 @@ MC = Example("q1", "what is two plus three", choices=["five", "six", "seven"], l
 
 
 @pytest.fixture(scope="module")
-def mc_head(tiny_dir):
-    return load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
-
-
-@pytest.fixture(scope="module")
-def decoder(tiny_dir):
-    return load_model(ModelSpec(str(tiny_dir / "llama"), task="multiple_choice"))
-
-
-@pytest.fixture(scope="module")
 def classifier(tiny_dir):
     return load_model(ModelSpec(str(tiny_dir / "distilbert")))
 

@@ -17,16 +17,6 @@ QUESTION = " ".join(["the cat sat on the mat"] * 300) + " which of these is a fr
 LONG = Example("long", QUESTION, choices=CHOICES, label=1, answer="banana")
 
 
-@pytest.fixture(scope="module")
-def mc_head(tiny_dir):
-    return load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
-
-
-@pytest.fixture(scope="module")
-def decoder(tiny_dir):
-    return load_model(ModelSpec(str(tiny_dir / "llama"), task="multiple_choice"))
-
-
 def _question_tokens(loaded) -> int:
     return len(loaded.tokenizer(QUESTION, add_special_tokens=False)["input_ids"])
 
@@ -195,18 +185,10 @@ def test_saved_results_keep_their_cut_counts(mc_head):
 
 
 def test_saliency_page_warns_about_cut_inputs(tiny_dir, tmp_path):
-    from streamlit.testing.v1 import AppTest
-
-    from tests.test_pages import HOME, TIMEOUT
+    from tests.test_pages import open_with
 
     data = _mc_file(tmp_path / "mc.jsonl")
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    at.session_state["_kd_teacher_source"] = str(tiny_dir / "bert")
-    at.session_state["_kd_teacher_task"] = "multiple_choice"
-    at.session_state["_kd_student_layers"] = 1
-    at.session_state["_kd_data_source"] = str(data)
-    at.run()
-    at.switch_page("pages/saliency_rationales.py").run()
+    at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1, data=data)
     next(s for s in at.selectbox if s.label == "Method").set_value("saliency").run()
     assert not at.exception, [e.value for e in at.exception]
     warnings = [w.value for w in at.warning if "cut from the left" in w.value]

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from kd_analysis.data import Example, load_demo
+from kd_analysis.data import Example
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.explorer import ExplorerSettings, explore_pair

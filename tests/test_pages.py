@@ -25,6 +25,20 @@ def open_page(path: str | None = None) -> AppTest:
     return at
 
 
+def open_with(teacher: Path, task: str, page: str, *, layers: int | None = None, data: Path | None = None) -> AppTest:
+    """`page` with the sidebar set to a teacher (a tiny fixture checkpoint), its task, student layers and data."""
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.session_state["_kd_teacher_source"] = str(teacher)
+    at.session_state["_kd_teacher_task"] = task
+    if layers is not None:
+        at.session_state["_kd_student_layers"] = layers
+    if data is not None:
+        at.session_state["_kd_data_source"] = str(data)
+    at.run()
+    at.switch_page(page).run()
+    return at
+
+
 def _no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
@@ -159,13 +173,7 @@ def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
     data.write_text("".join(_json.dumps({"question": f"what is {i} plus one", "answerKey": "A",
                                          "choices": {"label": ["A", "B"], "text": [str(i + 1), str(i + 5)]}}) + "\n"
                             for i in range(30)))
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    at.session_state["_kd_teacher_source"] = str(tiny_dir / "gpt2")
-    at.session_state["_kd_teacher_task"] = "multiple_choice"
-    at.session_state["_kd_student_layers"] = 1
-    at.session_state["_kd_data_source"] = str(data)
-    at.run()
-    at.switch_page(RUNS_PAGE).run()
+    at = open_with(tiny_dir / "gpt2", "multiple_choice", RUNS_PAGE, layers=1, data=data)
     _no_exception(at)
     assert any("No runs yet" in i.value for i in at.info)
     numbers = {n.label: n for n in at.number_input}
@@ -199,12 +207,7 @@ def test_distillation_run_from_a_paper_preset(tiny_dir, run_root, tmp_path, monk
     monkeypatch.setattr(runs_mod.subprocess, "Popen", lambda *a, **k: started.append(a) or _FakeProc())
     data = tmp_path / "s.jsonl"
     data.write_text("".join(_json.dumps({"sentence": f"fine {i}", "label": i % 2}) + "\n" for i in range(20)))
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    at.session_state["_kd_teacher_source"] = str(tiny_dir / "bert")
-    at.session_state["_kd_teacher_task"] = "classification"
-    at.session_state["_kd_data_source"] = str(data)
-    at.run()
-    at.switch_page(RUNS_PAGE).run()
+    at = open_with(tiny_dir / "bert", "classification", RUNS_PAGE, data=data)
     at.selectbox(key="run_preset").set_value("sinkd-sst2").run()
     _no_exception(at)
     assert any("2018cx/SinKD" in c.value for c in at.caption)
@@ -277,12 +280,7 @@ def test_compare_page_shows_runs(run_root):
 
 def _saliency_page(tiny_dir) -> AppTest:
     """The saliency page on a tiny multiple-choice BERT teacher (1-layer student), method saliency."""
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    at.session_state["_kd_teacher_source"] = str(tiny_dir / "bert")
-    at.session_state["_kd_teacher_task"] = "multiple_choice"
-    at.session_state["_kd_student_layers"] = 1
-    at.run()
-    at.switch_page("pages/saliency_rationales.py").run()
+    at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1)
     next(s for s in at.selectbox if s.label == "Method").set_value("saliency").run()
     _no_exception(at)
     return at
