@@ -136,9 +136,10 @@ def cmd_rationales(args: argparse.Namespace) -> None:
 
     check_cap(args.max_tokens)
     examples = load_dataset(args.data).examples[args.start:args.start + args.limit]
-    models = {"teacher": ModelSpec(args.teacher, task=args.task, trust_remote_code=args.trust_remote_code)}
+    opts = dict(task=args.task, trust_remote_code=args.trust_remote_code, force_memory=args.force)
+    models = {"teacher": ModelSpec(args.teacher, **opts)}
     if args.student:
-        models["student"] = ModelSpec(args.student, task=args.task, trust_remote_code=args.trust_remote_code)
+        models["student"] = ModelSpec(args.student, **opts)
     # the paper's 68% measures "any" overlap of the teacher's tokens on multiple-choice data: only there is it shown
     ref = paper_reference("any", data_kind(examples))
     report: dict = {"method": args.method, "k": args.k, "examples": len(examples), "paper_overlap": ref.value,
@@ -409,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     rat.add_argument("--out", help="write one JSON line per example and model here")
     rat.add_argument("--task", choices=["classification", "multiple_choice", "causal_lm", "seq2seq"])
     rat.add_argument("--trust-remote-code", action="store_true")
+    rat.add_argument("--force", action="store_true", help="load even when the memory estimate exceeds free memory")
     rat.add_argument("--json", action="store_true")
     rat.set_defaults(fn=cmd_rationales)
 

@@ -39,7 +39,8 @@ def cmd_prime_outputs(args) -> None:
     templates = _templates(args)
     for t in templates.values():
         check_template(t)
-    spec = ModelSpec(args.teacher, task="causal_lm", trust_remote_code=args.trust_remote_code)
+    spec = ModelSpec(args.teacher, task="causal_lm", trust_remote_code=args.trust_remote_code,
+                     force_memory=args.force)
     if args.save:  # a saved job, as the page's "Compute in the background": it reopens on the page
         from kd_analysis.priming.job import KIND, load_outputs_run, outputs_config
         from kd_analysis.runs import RunStore
@@ -206,6 +207,7 @@ def register(sub, parser_class) -> None:
     out.add_argument("--batch-size", type=int, default=8)
     out.add_argument("--out", help="write one JSON line per example and strategy")
     out.add_argument("--trust-remote-code", action="store_true")
+    out.add_argument("--force", action="store_true", help="load even when the memory estimate exceeds free memory")
     out.add_argument("--save", action="store_true", help="save as a job in the run store (reopens on the page)")
     out.add_argument("--root", help="run store folder (with --save)")
     strategies(out)

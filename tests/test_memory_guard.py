@@ -180,6 +180,10 @@ def test_cli_load_refused_then_forced(tmp_path, capsys, free_mb):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no weights" in err[0]
     assert main(["models", "inspect", str(folder), "--estimate-only", "--force"]) == 0
+    capsys.readouterr()
+    rationales = ["rationales", "--teacher", str(folder), "--data", "demo:mcq", "--limit", "1"]
+    assert main(rationales) == 2 and "will not fit" in capsys.readouterr().err
+    assert main(rationales + ["--force"]) == 2 and "no weights" in capsys.readouterr().err
 
 
 # --- page -------------------------------------------------------------------------------------------------------
