@@ -55,5 +55,6 @@ class SharedResults:
 
 
 RATIONALES = SharedResults(max_entries=8)    # saliency page: one report per (pair, data, method, target, n, cap)
-PAIR_OUTPUTS = SharedResults(max_entries=8)  # loss explorer: teacher and student outputs per batch
+PAIR_OUTPUTS = SharedResults(max_entries=2)  # loss explorer: teacher and student outputs per batch (B×L×V
+                                             # logits for an LM: a few GB each, so only the latest two)
 PAIR_LOSSES = SharedResults(max_entries=32)  # loss explorer: every loss and its gradient per batch and setting

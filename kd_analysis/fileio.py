@@ -69,6 +69,9 @@ def read_jsonl_checked(path: str | os.PathLike) -> JsonlRead:
             except json.JSONDecodeError as exc:
                 out.bad.append((n, f"not JSON ({exc.msg} at column {exc.colno})"))
                 continue
+            except (ValueError, RecursionError) as exc:  # e.g. a 5,000-digit number, nesting 100,000 deep
+                out.bad.append((n, f"not usable JSON ({type(exc).__name__})"))
+                continue
             if isinstance(obj, dict):
                 out.rows.append(obj)
                 out.line_numbers.append(n)

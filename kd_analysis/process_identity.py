@@ -8,6 +8,7 @@ command line. Cancel signals only a process that matches all of them.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +96,31 @@ def _as_int(value: Any) -> int | None:
     return out if out > 0 else None
 
 
-def check(status: dict[str, Any]) -> Verdict:
-    """Is the worker that `status` names still the process running under its pid?"""
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _carries(argv: list[str], option: str, value: str) -> bool:
+    """`option value` as adjacent arguments (a value elsewhere on the command line proves nothing)."""
+    return any(a == option and b == value for a, b in zip(argv, argv[1:]))
+
+
+def worker_command_matches(argv: list[str], token: str, run_id: str | None = None,
+                           root: str | None = None) -> bool:
+    """The command line `start_run` gives a worker: `... job --run-id ID --root ROOT --token TOKEN`."""
+    if not _TOKEN.match(token) or not _carries(argv, "--token", token):
+        return False
+    if run_id is not None and not _carries(argv, "--run-id", run_id):
+        return False  # e.g. a copy of a live run folder: the token names the original's worker
+    if root is not None:
+        given = next((b for a, b in zip(argv, argv[1:]) if a == "--root"), None)
+        if given is None or os.path.realpath(given) != os.path.realpath(root):
+            return False
+    return True
+
+
+def check(status: dict[str, Any], run_id: str | None = None, root: str | None = None) -> Verdict:
+    """Is the worker that `status` names still the process running under its pid (and, with `run_id` and
+    `root`, the worker of that run in that store)?"""
     pid = _as_int(status.get("pid"))
     if pid is None:
         return Verdict(False, False, "no worker pid recorded")
@@ -113,6 +137,7 @@ def check(status: dict[str, Any]) -> Verdict:
     if not token:
         return Verdict(True, False, f"process {pid} carries no run token (a foreground run)")
     argv = _command_line(pid)
-    if argv is None or str(token) not in argv:
-        return Verdict(True, False, f"process {pid} does not carry this run's token")
+    if argv is None or not worker_command_matches(argv, str(token), run_id, root):
+        return Verdict(True, False, f"process {pid} is not this run's worker (its command line lacks the run's "
+                                    "id and token)")
     return Verdict(True, True, "verified")

@@ -49,8 +49,8 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunStoreError(f"{path.name} is unreadable ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON or bytes; absurd numbers or nesting
+        raise RunStoreError(f"{path.name} is unreadable ({type(exc).__name__}: {str(exc)[:120]})") from None
     except OSError as exc:
         raise RunStoreError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
 
@@ -59,7 +59,8 @@ def _read_json(path: Path) -> Any:
 _STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "state": (str,), "reason": (str, type(None)), "kind": (str,), "created": (str,), "updated": (str,),
     "heartbeat": (int, float), "pid": (int,), "pgid": (int,), "reference": (bool,), "started": (int, float),
-    "token": (str,), "boot_id": (str,), "proc_start": (str,), "warnings": (list,)}
+    "token": (str, type(None)), "boot_id": (str, type(None)), "proc_start": (str, type(None)),
+    "warnings": (list,)}
 _METRIC_TYPES: dict[str, tuple[type, ...]] = {"step": (int,), "time": (int, float), "total_steps": (int,)}
 
 
@@ -181,6 +182,8 @@ class Run:
             clean, dropped = _typed(row, _METRIC_TYPES)
             if dropped:
                 skipped.append((n, f"wrong type {', '.join(dropped)}"))
+            elif "step" not in clean:  # every worker writes one; plots and tables index by it
+                skipped.append((n, "no step"))
             else:
                 rows.append(clean)
         return rows, [f"line {n}: {why}" for n, why in sorted(skipped)]
@@ -294,9 +297,9 @@ def _mark_if_dead(run: Run, steps: int, stale_after: float) -> bool:
     beat_age = time.time() - beat if beat is not None else None
     if st.get("pid") is None and (beat_age is None or beat_age < stale_after * 3):
         return False  # just created; its worker has not reported yet
-    verdict = process_identity.check(st)
-    if verdict.alive and (beat_age is None or beat_age <= stale_after):
-        return False
+    verdict = process_identity.check(st, run.run_id, str(run.path.parent))
+    if verdict.verified or (verdict.alive and (beat_age is None or beat_age <= stale_after)):
+        return False  # a proven worker is alive however late its beat (cold imports can take a while)
     run.set_status("failed", reason=f"the worker stopped without finishing (killed or crashed) after step "
                                     f"{steps}; the metrics written so far are kept")
     run.log(f"marked failed: no heartbeat from the worker ({verdict.reason})")
@@ -339,7 +342,7 @@ def cancel_run(store: RunStore, run_id: str, wait_s: float = 15.0) -> str:
     if st.get("state") in FINAL_STATES:
         return st["state"]
     run.request_cancel()
-    verdict = process_identity.check(st)
+    verdict = process_identity.check(st, run.run_id, str(store.root))
     if not verdict.alive:
         run.set_status("cancelled", reason="cancelled (the worker was not running)")
         return "cancelled"
@@ -354,9 +357,11 @@ def cancel_run(store: RunStore, run_id: str, wait_s: float = 15.0) -> str:
         if run.status().get("state") in FINAL_STATES:
             return run.status()["state"]
         time.sleep(0.2)
-    if verdict.verified and process_identity.check(st).verified:
+    if verdict.verified and process_identity.check(st, run.run_id, str(store.root)).verified:
         _signal(st, signal.SIGKILL)
         run.set_status("cancelled", reason="cancelled (the worker did not stop in time and was killed)")
+    elif verdict.verified:
+        run.set_status("cancelled", reason="cancelled (the worker stopped on SIGTERM before it could report)")
     else:
         run.set_status("cancelled", reason=f"cancelled without signalling any process ({verdict.reason})")
     return "cancelled"

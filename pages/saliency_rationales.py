@@ -10,6 +10,7 @@ from app_ui import state
 from app_ui.resources import dataset, load_pair, show_error
 from app_ui.safe_text import code, md
 from app_ui.shared_results import RATIONALES
+from kd_analysis.attribution.agreement import agreement_summary
 from kd_analysis.attribution import DEFINITIONS, METHODS, PAPER_OVERLAP
 from kd_analysis.attribution.report import (analyse_rationales, data_kind, headline, paper_reference,
                                             proportion_interval, with_intervals)
@@ -102,7 +103,10 @@ try:
         cache.clear()
         cache[key] = report
     report = copy.copy(cache[key])  # the shared report stays as computed; this page's k is set on a copy
-    report.k = k
+    if report.k != k:
+        report.k = k
+        if report.student:
+            report.agreement = agreement_summary(report.teacher, report.student, k)
     for role, cut in report.truncated().items():
         if cut["cut"]:
             first_id, first_note = next(iter(cut["notes"].items()))

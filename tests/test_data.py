@@ -126,6 +126,16 @@ def test_a_few_bad_jsonl_lines_are_skipped_and_reported(tmp_path):
     assert report.skipped == 2 and "line 7" in report.problems[0]
 
 
+def test_previews_judge_bad_lines_on_the_whole_file_and_keep_u2028(tmp_path):
+    lines = ['{"text": "cut short'] + [json.dumps({"text": f"sentence {i}\u2028two", "label": i % 2},
+                                                  ensure_ascii=False) for i in range(1000)]
+    f = tmp_path / "x.jsonl"
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert preview_data(f).skipped == 1  # 1 bad line in 1,001: a preview of the first rows must not refuse it
+    ds = load_file(f)
+    assert len(ds.examples) == 1000 and ds.rows == 1001 and "\u2028" in ds.examples[0].text
+
+
 def test_error_reasons_never_echo_file_content(tmp_path):
     """A config naming a system file (e.g. /etc/shadow) must not copy its first line into the run's reason."""
     f = tmp_path / "shadow"

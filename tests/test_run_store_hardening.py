@@ -40,7 +40,7 @@ def _running_run(store: RunStore, run_id: str, **status):
 
 
 @pytest.mark.parametrize("forged", ["pid only", "start time without token", "start time and a wrong token",
-                                    "copied from an earlier boot"])
+                                    "token that is one of its arguments", "copied from an earlier boot"])
 def test_cancel_never_signals_a_process_the_status_merely_names(tmp_path, foreign, forged):
     store = RunStore(tmp_path / "runs")
     ident = {"pid": foreign.pid, "pgid": foreign.pid}
@@ -48,6 +48,8 @@ def test_cancel_never_signals_a_process_the_status_merely_names(tmp_path, foreig
         ident["proc_start"] = process_identity.start_time(foreign.pid)
     if forged == "start time and a wrong token":
         ident["token"] = process_identity.new_token()
+    if forged == "token that is one of its arguments":
+        ident["token"] = "120"  # `sleep 120`: on its command line, but not as this run's token
     if forged == "copied from an earlier boot":
         ident.update(token="sleep", boot_id="00000000-0000-0000-0000-000000000000")  # token even in its argv
     run = _running_run(store, "forged", **ident)
@@ -60,19 +62,74 @@ def test_cancel_never_signals_a_process_the_status_merely_names(tmp_path, foreig
     assert "without signalling" in st["reason"] or "not running" in st["reason"]
 
 
-def test_identity_check_accepts_the_real_worker_only():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--token", "abc123"],
-                            start_new_session=True)
+def test_identity_check_accepts_the_real_worker_only(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    token = process_identity.new_token()
+    proc = _fake_worker(store, "r1", token)
     try:
         time.sleep(0.3)
-        real = process_identity.child_process(proc.pid, "abc123")
-        assert process_identity.check(real).verified
-        assert not process_identity.check({**real, "token": "other"}).verified
+        real = process_identity.child_process(proc.pid, token)
+        assert process_identity.check(real, "r1", str(store.root)).verified
+        assert not process_identity.check(real, "r2", str(store.root)).verified  # another run's folder
+        assert not process_identity.check(real, "r1", str(tmp_path / "elsewhere")).verified
+        assert not process_identity.check({**real, "token": process_identity.new_token()}, "r1").verified
         assert not process_identity.check({**real, "proc_start": "1"}).alive  # pid reused by a later process
     finally:
         proc.kill()
         proc.wait()
     assert not process_identity.check(real).alive
+
+
+def _fake_worker(store: RunStore, run_id: str, token: str) -> subprocess.Popen:
+    """A process with a worker's command line (`job --run-id ID --root ROOT --token T`) that only sleeps."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "job", "--run-id", run_id,
+                             "--root", str(store.root), "--token", token], start_new_session=True)
+
+
+def test_a_copied_live_run_folder_never_cancels_the_original(tmp_path):
+    import shutil
+
+    store = RunStore(tmp_path / "runs")
+    token = process_identity.new_token()
+    run = store.create("train", {"name": "original"}, run_id="original")
+    worker = _fake_worker(store, "original", token)
+    try:
+        time.sleep(0.3)
+        run.set_status("running", **process_identity.child_process(worker.pid, token))
+        shutil.copytree(run.path, store.root / "copy")
+        assert cancel_run(store, "copy", wait_s=2) == "cancelled"
+        assert _alive(worker), "cancelling a copy killed the original run's worker"
+        assert cancel_run(store, "original", wait_s=2) == "cancelled"  # the real one is verified and signalled
+        assert worker.wait(timeout=10) == -15
+        assert "SIGTERM" in run.status()["reason"]
+    finally:
+        worker.kill()
+
+
+def test_a_verified_worker_with_a_late_heartbeat_is_not_marked_failed(tmp_path):
+    """Cold imports can delay a worker's first beat past the stale limit; a proven live worker stays running."""
+    store = RunStore(tmp_path / "runs")
+    token = process_identity.new_token()
+    run = store.create("train", {"name": "slow start"}, run_id="slow")
+    worker = _fake_worker(store, "slow", token)
+    try:
+        time.sleep(0.3)
+        run.set_status("running", **process_identity.child_process(worker.pid, token))
+        status = json.loads((run.path / "status.json").read_text())
+        (run.path / "status.json").write_text(json.dumps({**status, "heartbeat": time.time() - 3600}))
+        assert reconcile(store) == [] and run.status()["state"] == "running"
+    finally:
+        worker.kill()
+        worker.wait()
+    assert reconcile(store) == ["slow"]
+
+
+def test_a_machine_without_proc_records_nulls_and_nothing_is_damaged(tmp_path, monkeypatch):
+    monkeypatch.setattr(process_identity, "boot_id", lambda: None)
+    monkeypatch.setattr(process_identity, "start_time", lambda pid: None)
+    store = RunStore(tmp_path / "runs")
+    run = _running_run(store, "mac", **process_identity.this_process())
+    assert run.status()["boot_id"] is None and store.list()[0].state == "running"
 
 
 def test_reconcile_sees_through_pid_reuse(tmp_path, foreign):
@@ -143,11 +200,22 @@ def _store_with_damage(root: Path, damage: str) -> RunStore:
         (bad.path / "config.json").write_text("{}")
     elif damage == "unknown state":
         status.write_text(json.dumps({"state": "exploded", "kind": "train"}))
+    elif damage == "absurd json":  # a 5,000-digit number and nesting 100,000 deep: ValueError, RecursionError
+        with open(metrics, "a") as fh:
+            fh.write('{"step": ' + "9" * 5000 + "}\n" + "[" * 100000 + "\n")
+        (bad.path / "config.json").write_text('{"steps": ' + "9" * 5000 + "}")
+    elif damage == "no step and odd config":
+        with open(metrics, "a") as fh:
+            fh.write('{"loss": 1.0}\n{"step": 0, "held_out": "abc", "eval_accuracy": 0.5}\n')
+        (bad.path / "config.json").write_text(json.dumps({"name": ["a", "list"], "losses": "kl", "preset": ["x"],
+                                                          "steps": "ten"}))
+    elif damage == "odd loss terms":
+        (bad.path / "config.json").write_text(json.dumps({"name": 42, "losses": [{"name": "kl", "weight": "x"}, 3]}))
     return store
 
 
 DAMAGES = ["bad byte", "step not a number", "heartbeat not a number", "status not an object", "status bad bytes",
-           "missing keys", "unknown state"]
+           "missing keys", "unknown state", "absurd json", "no step and odd config", "odd loss terms"]
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
@@ -164,6 +232,10 @@ def test_one_damaged_run_never_takes_down_the_store(tmp_path, damage, capsys):
         assert "line 2" in store.get("bad").problems()[0]
     elif damage in ("status not an object", "status bad bytes", "heartbeat not a number", "unknown state"):
         assert bad.state == "damaged" and bad.reason.startswith("status.json")
+    elif damage == "absurd json":
+        assert bad.state == "damaged" and bad.reason.startswith("config.json") and bad.skipped_lines == 2
+    elif damage == "no step and odd config":
+        assert bad.skipped_lines == 1 and "no step" in store.get("bad").problems()[0]
     # the CLI lists and shows every run, reconciling first, and exits 0
     assert cli.main(["runs", "list", "--json", "--root", str(store.root)]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -179,8 +251,13 @@ def test_one_damaged_run_never_takes_down_the_store(tmp_path, damage, capsys):
         run_progress(store.get(rid))
     for name in metric_names(store, ids):
         curves(store, ids, name)
-    final_table(store, ids)
+    table = final_table(store, ids)
+    assert table[0]["state"] == "finished" and table[0]["losses"] == ""
     config_diff(store, ids)
+    from kd_analysis.plots.runs import metric_curves, run_losses
+
+    metric_curves(curves(store, ids, "loss"), "loss")
+    run_losses([m for m in store.get("bad").metrics() if "loss" in m])
 
 
 def test_cancel_refuses_a_damaged_status_without_signalling(tmp_path):
@@ -190,7 +267,7 @@ def test_cancel_refuses_a_damaged_status_without_signalling(tmp_path):
     assert (store.root / "bad" / "status.json").read_text() == "[1, 2, 3]"  # nothing overwritten
 
 
-@pytest.mark.parametrize("damage", ["bad byte", "step not a number", "status bad bytes"])
+@pytest.mark.parametrize("damage", ["bad byte", "step not a number", "status bad bytes", "no step and odd config"])
 @pytest.mark.parametrize("page", ["pages/compare_runs.py", "pages/distillation_runs.py",
                                   "pages/saliency_rationales.py"])
 def test_pages_survive_a_damaged_run(tmp_path, monkeypatch, damage, page):

@@ -99,13 +99,16 @@ def _jsonl_rows(text: str, limit: int | None) -> tuple[list[dict[str, Any]], lis
     """Good JSON object lines, and one short reason per bad line (its number and the parser's words, no content)."""
     rows: list[dict[str, Any]] = []
     bad: list[str] = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):  # JSON strings may hold U+2028, which splitlines() cuts at
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             bad.append(f"line {n}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting 100,000 deep
+            bad.append(f"line {n}: not usable JSON ({type(exc).__name__})")
             continue
         if not isinstance(obj, dict):
             bad.append(f"line {n}: a JSON {type(obj).__name__}, not an object")
@@ -146,13 +149,16 @@ def _rows_from_text(text: str, kind: str, path: Path,
                 data = json.loads(stripped)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path.name} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            except (ValueError, RecursionError) as exc:
+                raise DataError(f"{path.name} is not usable JSON ({type(exc).__name__})") from None
             rows = [r for r in data if isinstance(r, dict)]
             if len(rows) != len(data):
                 raise DataError(f"{path.name}: every item of the JSON list must be an object")
             rows = rows[:limit] if limit else rows
         else:
             rows, bad = _jsonl_rows(text, limit)  # good rows are kept; bad lines become problems
-            _check_bad_lines(bad, len(rows) + len(bad), path)
+            if not limit or not rows:  # judge the share on the whole file, not on a preview's first lines
+                _check_bad_lines(bad, len(rows) + len(bad), path)
         columns: list[str] = []
         for r in rows[:200]:
             columns.extend(k for k in r if k not in columns)

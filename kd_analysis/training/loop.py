@@ -371,6 +371,8 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     while step < total:
         for idx in loader:
             if should_stop():
+                acc.set_trigger()  # every rank stops at the same step (`accelerate launch`), not just this one
+            if acc.check_trigger():
                 state = "cancelled"
                 break
             examples = [train_set[i] for i in idx]

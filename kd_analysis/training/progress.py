@@ -72,11 +72,29 @@ def metric_names(store: RunStore, run_ids: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (not n.startswith(LOSS_PREFIX), n != "loss", n))
 
 
+def _name(cfg: dict[str, Any], rid: str) -> str:
+    name = cfg.get("name")
+    return name if isinstance(name, str) and name else rid
+
+
+def _losses_label(cfg: dict[str, Any]) -> str:
+    """'0.5·ce + 0.5·kl'; terms a hand-edited config got wrong are shown as '?', never fatal."""
+    terms = cfg.get("losses")
+    if not isinstance(terms, list):
+        return "?" if terms is not None else ""
+    out = []
+    for t in terms:
+        weight = t.get("weight") if isinstance(t, dict) else None
+        name = t.get("name") if isinstance(t, dict) else None
+        out.append(f"{weight:g}·{name}" if isinstance(weight, (int, float)) and isinstance(name, str) else "?")
+    return " + ".join(out)
+
+
 def curves(store: RunStore, run_ids: list[str], metric: str) -> dict[str, tuple[list[int], list[float]]]:
     out = {}
     for rid in run_ids:
         run = store.get(rid)
-        label = run.config().get("name") or rid
+        label = _name(run.config(), rid)
         pts = [(m["step"], m[metric]) for m in run.metrics() if isinstance(m.get(metric), (int, float))]
         if pts:
             out[label] = ([p[0] for p in pts], [p[1] for p in pts])
@@ -86,28 +104,36 @@ def curves(store: RunStore, run_ids: list[str], metric: str) -> dict[str, tuple[
 def final_table(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
     rows = []
     for rid in run_ids:
-        p = run_progress(store.get(rid))
-        cfg = store.get(rid).config()
-        row = {"run": rid, "name": p.name, "state": p.state, "steps": p.step,
-               "losses": " + ".join(f"{t['weight']:g}·{t['name']}" for t in cfg.get("losses", [])),
-               "final loss": p.last.get("loss")}
-        row["set-up"] = _setup_label(cfg)
-        row.update({f"final {k}": v for k, v in p.evals.items()})
-        n = next((m["held_out"] for m in store.get(rid).metrics() if m.get("step") == 0 and "held_out" in m), None)
-        row["eval n"] = n
-        for key in RATE_METRICS:
-            if isinstance(p.evals.get(key), (int, float)) and n:
-                low, high = wilson_interval(p.evals[key], n)
-                row[f"final {key} 95% interval"] = f"{low:.1%}–{high:.1%}"
-        evals = [m for m in store.get(rid).metrics() if any(k.startswith(EVAL_PREFIX) for k in m)]
-        for key in {k for m in evals for k in m if k.startswith(EVAL_PREFIX)}:
-            best = min if key.endswith(LOWER_IS_BETTER) else max
-            values = [m[key] for m in evals if isinstance(m.get(key), (int, float))]
-            row[f"best {key[len(EVAL_PREFIX):]}"] = best(values) if values else None
-        row.update({f"teacher {k}": v for k, v in p.teacher.items()})
-        row["minutes"] = round((p.elapsed_s or 0) / 60, 2)
-        rows.append(row)
+        try:
+            rows.append(_final_row(store, rid))
+        except Exception as exc:  # noqa: BLE001 - a run damaged in a way nobody foresaw is one row, not the page
+            rows.append({"run": rid, "name": rid, "state": "damaged", "set-up": f"{type(exc).__name__}: {exc}"})
     return rows
+
+
+def _final_row(store: RunStore, rid: str) -> dict[str, Any]:
+    """One run's row of the Compare page's final-metrics table."""
+    p = run_progress(store.get(rid))
+    cfg = store.get(rid).config()
+    row = {"run": rid, "name": p.name, "state": p.state, "steps": p.step, "losses": _losses_label(cfg),
+           "final loss": p.last.get("loss")}
+    row["set-up"] = _setup_label(cfg)
+    row.update({f"final {k}": v for k, v in p.evals.items()})
+    n = next((m["held_out"] for m in store.get(rid).metrics() if m.get("step") == 0 and "held_out" in m), None)
+    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+    row["eval n"] = n
+    for key in RATE_METRICS:
+        if isinstance(p.evals.get(key), (int, float)) and n:
+            low, high = wilson_interval(p.evals[key], n)
+            row[f"final {key} 95% interval"] = f"{low:.1%}–{high:.1%}"
+    evals = [m for m in store.get(rid).metrics() if any(k.startswith(EVAL_PREFIX) for k in m)]
+    for key in {k for m in evals for k in m if k.startswith(EVAL_PREFIX)}:
+        best = min if key.endswith(LOWER_IS_BETTER) else max
+        values = [m[key] for m in evals if isinstance(m.get(key), (int, float))]
+        row[f"best {key[len(EVAL_PREFIX):]}"] = best(values) if values else None
+    row.update({f"teacher {k}": v for k, v in p.teacher.items()})
+    row["minutes"] = round((p.elapsed_s or 0) / 60, 2)
+    return row
 
 
 RATE_METRICS = ("accuracy", "exact_match")  # proportions of the held-out examples: shown with a Wilson interval
@@ -122,7 +148,7 @@ def _setup_label(cfg: dict[str, Any]) -> str:
     """Which paper preset a run started from, how faithful that is, and which method settings it changed."""
     from kd_analysis.training.presets import AS_IN_PAPER, OUR_READING, PRESETS
 
-    preset = PRESETS.get(cfg.get("preset") or "")
+    preset = PRESETS.get(cfg.get("preset")) if isinstance(cfg.get("preset"), str) else None
     if not preset:
         return "custom"
     base = preset.config().to_dict()
