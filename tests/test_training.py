@@ -398,3 +398,18 @@ def test_answer_rows_cross_entropy_is_torchs():
     labels = torch.tensor([[-100, 1, 2, -100, -100], [3, 4, -100, 5, 6]])
     ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), ignore_index=-100)
     assert AnswerRows.of(LMBatch(logits, labels, 10)).ce().item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_inputs_longer_than_max_length_are_reported_not_cut_silently(tiny_dir, tmp_path):
+    """A run cuts inputs on the right at max_length; it says how many (a lower bound), in its warnings."""
+    from kd_analysis.data import Example
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.training.loop import over_length
+
+    tok = load_model(ModelSpec(str(tiny_dir / "gpt2"))).tokenizer
+    examples = [Example("a", "one two"), Example("b", " ".join(["word"] * 50))]
+    assert over_length(tok, examples, 10) == 1 and over_length(tok, examples, 10_000) == 0
+    res = train(_cfg(tiny_dir, tmp_path, steps=1, eval_every=1, max_length=4), log=lambda m: None)
+    assert any("longer than max_length (4 tokens)" in w for w in res.warnings)
+    res = train(_cfg(tiny_dir, tmp_path, steps=1, eval_every=1), log=lambda m: None)
+    assert not any("max_length" in w for w in res.warnings)

@@ -259,6 +259,16 @@ def _apply_lora(cfg: TrainConfig, model):
     return get_peft_model(model, lcfg)
 
 
+def over_length(tokenizer, examples, max_length: int) -> int:
+    """Examples whose text alone is longer than `max_length` tokens: a lower bound on the inputs a run cuts
+    (prompts, choices and answers only add tokens), so the warning it feeds is never an overstatement."""
+    texts = [ex.text for ex in examples]
+    if not texts:
+        return 0
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return sum(n > max_length for n in lengths)
+
+
 def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Callback | None = None,
           should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = print,
           models: tuple | None = None) -> TrainResult:
@@ -319,6 +329,12 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     train_set, eval_set = split_examples(data.examples, cfg)
     _check_task(task, train_set + eval_set, cfg.data)
     say(f"data {cfg.data}: {len(train_set)} train / {len(eval_set)} eval examples, task {task}")
+    long = over_length(student.tokenizer, train_set + eval_set, cfg.max_length)
+    if long:
+        warnings.append(f"at least {long} of {len(train_set) + len(eval_set)} examples have a text longer than "
+                        f"max_length ({cfg.max_length} tokens) and are cut on the right; raise max_length to keep "
+                        "their ends (choices, answer cue)")
+        say("warning: " + warnings[-1])
     originals = {ex.id: ex for ex in train_set + eval_set}  # the teacher always sees the untouched example
     teacher_eval_set = list(eval_set)
     rationales, objective = {}, None
