@@ -86,42 +86,41 @@ def _fake_worker(store: RunStore, run_id: str, token: str) -> subprocess.Popen:
                              "--root", str(store.root), "--token", token], start_new_session=True)
 
 
-def test_a_copied_live_run_folder_never_cancels_the_original(tmp_path):
+@pytest.fixture
+def live_run(tmp_path):
+    """A run whose status names a live process started as `start_run` starts workers: (store, run, process)."""
+    store = RunStore(tmp_path / "runs")
+    token = process_identity.new_token()
+    run = store.create("train", {"name": "live"}, run_id="live")
+    worker = _fake_worker(store, "live", token)
+    time.sleep(0.3)
+    run.set_status("running", **process_identity.child_process(worker.pid, token))
+    yield store, run, worker
+    worker.kill()
+    worker.wait()
+
+
+def test_a_copied_live_run_folder_never_cancels_the_original(live_run):
     import shutil
 
-    store = RunStore(tmp_path / "runs")
-    token = process_identity.new_token()
-    run = store.create("train", {"name": "original"}, run_id="original")
-    worker = _fake_worker(store, "original", token)
-    try:
-        time.sleep(0.3)
-        run.set_status("running", **process_identity.child_process(worker.pid, token))
-        shutil.copytree(run.path, store.root / "copy")
-        assert cancel_run(store, "copy", wait_s=2) == "cancelled"
-        assert _alive(worker), "cancelling a copy killed the original run's worker"
-        assert cancel_run(store, "original", wait_s=2) == "cancelled"  # the real one is verified and signalled
-        assert worker.wait(timeout=10) == -15
-        assert "SIGTERM" in run.status()["reason"]
-    finally:
-        worker.kill()
+    store, run, worker = live_run
+    shutil.copytree(run.path, store.root / "copy")
+    assert cancel_run(store, "copy", wait_s=2) == "cancelled"
+    assert _alive(worker), "cancelling a copy killed the original run's worker"
+    assert cancel_run(store, "live", wait_s=2) == "cancelled"  # the real one is verified and signalled
+    assert worker.wait(timeout=10) == -15
+    assert "SIGTERM" in run.status()["reason"]
 
 
-def test_a_verified_worker_with_a_late_heartbeat_is_not_marked_failed(tmp_path):
+def test_a_verified_worker_with_a_late_heartbeat_is_not_marked_failed(live_run):
     """Cold imports can delay a worker's first beat past the stale limit; a proven live worker stays running."""
-    store = RunStore(tmp_path / "runs")
-    token = process_identity.new_token()
-    run = store.create("train", {"name": "slow start"}, run_id="slow")
-    worker = _fake_worker(store, "slow", token)
-    try:
-        time.sleep(0.3)
-        run.set_status("running", **process_identity.child_process(worker.pid, token))
-        status = json.loads((run.path / "status.json").read_text())
-        (run.path / "status.json").write_text(json.dumps({**status, "heartbeat": time.time() - 3600}))
-        assert reconcile(store) == [] and run.status()["state"] == "running"
-    finally:
-        worker.kill()
-        worker.wait()
-    assert reconcile(store) == ["slow"]
+    store, run, worker = live_run
+    status = json.loads((run.path / "status.json").read_text())
+    (run.path / "status.json").write_text(json.dumps({**status, "heartbeat": time.time() - 3600}))
+    assert reconcile(store) == [] and run.status()["state"] == "running"
+    worker.kill()
+    worker.wait()
+    assert reconcile(store) == ["live"]
 
 
 def test_a_machine_without_proc_records_nulls_and_nothing_is_damaged(tmp_path, monkeypatch):
