@@ -1,4 +1,6 @@
-"""User-facing errors: one clear sentence that the CLI prints as one line and pages show in a box."""
+"""Errors, both kinds: the exceptions kd-lens raises for the user (one clear sentence that the CLI prints as one
+line and pages show in a box), and, in submodules, the analysis of where a student's answers go wrong
+(`kd_analysis.errors.records`, `.analysis`, `.notes`)."""
 
 
 class KDLensError(Exception):
