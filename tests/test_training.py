@@ -82,6 +82,12 @@ def test_lm_training_with_lora_and_sinkhorn(tiny_dir, tmp_path):
     res = train(cfg, out_dir=tmp_path / "lm", log=lambda m: None)
     assert res.state == "finished" and "eval_exact_match" in res.metrics
     assert (tmp_path / "lm" / "checkpoint" / "adapter_model.safetensors").exists()
+    from kd_analysis.fileio import read_jsonl
+
+    rows = read_jsonl(tmp_path / "lm" / "predictions.jsonl")  # generation records: text, parsed answer, NLL
+    student = [r for r in rows if r["role"] == "student"]
+    assert len(student) == 3 and all(isinstance(r["generated"], str) and r["ce"] > 0 for r in student)
+    assert sum(r["correct"] for r in student) / 3 == pytest.approx(res.metrics["eval_exact_match"])
 
 
 def _cached_teacher(teacher_logits: torch.Tensor, labels: torch.Tensor, k: int, taus=(1.0,)):
@@ -413,3 +419,53 @@ def test_inputs_longer_than_max_length_are_reported_not_cut_silently(tiny_dir, t
     assert any("longer than max_length (4 tokens)" in w for w in res.warnings)
     res = train(_cfg(tiny_dir, tmp_path, steps=1, eval_every=1), log=lambda m: None)
     assert not any("max_length" in w for w in res.warnings)
+
+
+def test_every_run_writes_per_example_records(tiny_dir, tmp_path):
+    """predictions.jsonl: the teacher at step 0 and the student at its final eval, one line per example, whose
+    correctness agrees with the run's own accuracies; KL(teacher ‖ student) matches a direct formula."""
+    from kd_analysis.errors.records import PREDICTIONS
+    from kd_analysis.fileio import read_jsonl
+
+    out = tmp_path / "run-a"
+    out.mkdir()
+    res = train(_cfg(tiny_dir, tmp_path, steps=4, eval_every=2), out_dir=out, log=lambda m: None)
+    rows = read_jsonl(out / PREDICTIONS)
+    teacher = [r for r in rows if r["role"] == "teacher"]
+    student = [r for r in rows if r["role"] == "student"]
+    assert len(teacher) == len(student) == 8 and {r["step"] for r in student} == {4}
+    assert {r["run_id"] for r in rows} == {"run-a"}
+    assert sum(r["correct"] for r in teacher) / 8 == pytest.approx(res.teacher_eval["accuracy"])
+    assert sum(r["correct"] for r in student) / 8 == pytest.approx(res.evals[-1]["accuracy"])
+    t_by_id = {r["example_id"]: r for r in teacher}
+    for r in student:
+        p, q = torch.tensor(t_by_id[r["example_id"]]["probs"]), torch.tensor(r["probs"])
+        assert r["kl"] == pytest.approx(float((p * (p.log() - q.log())).sum()), abs=1e-4)
+        assert r["p_gold"] == pytest.approx(r["probs"][r["gold"]], abs=1e-6)
+        assert r["ce"] == pytest.approx(-float(torch.tensor(r["p_gold"]).log()), abs=1e-4)
+        assert r["teacher_entropy"] == pytest.approx(t_by_id[r["example_id"]]["entropy"], abs=1e-4)
+        assert r["text_tokens"] > 0 and r["choices"] and r["prediction"] == max(range(2), key=r["probs"].__getitem__)
+    train(_cfg(tiny_dir, tmp_path, steps=4, eval_every=2, records_every_eval=True), out_dir=tmp_path / "run-b",
+          log=lambda m: None)
+    steps = [r["step"] for r in read_jsonl(tmp_path / "run-b" / PREDICTIONS) if r["role"] == "student"]
+    assert sorted(set(steps)) == [0, 2, 4] and len(steps) == 24
+
+
+def test_answer_nll_per_example_agrees_with_the_aggregate(tiny_dir):
+    from kd_analysis.data import Example
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.scoring import mc_prompt
+    from kd_analysis.training.evaluate import answer_nll
+
+    lm = load_model(ModelSpec(str(tiny_dir / "llama")))
+    short = Example("a", "Tom has 2 apples.", answer="3", solution="2 + 1 = 3")
+    long = Example("b", "Ann has 5 pears and buys 4 more.", answer="9", solution="5 + 4 = 9, so she has 9 pears")
+    singles = []
+    for ex in (short, long):
+        one: list = []
+        assert answer_nll(lm, [ex], 128, 2, mc_prompt, one) == pytest.approx(one[0], rel=1e-5)
+        singles += one
+    both: list = []
+    total = answer_nll(lm, [short, long], 128, 2, mc_prompt, both)
+    assert both == pytest.approx(singles, rel=1e-4)  # each example's own value, whatever it is batched with
+    assert min(both) - 1e-6 <= total <= max(both) + 1e-6 and both[0] != both[1]

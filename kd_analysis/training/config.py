@@ -112,6 +112,7 @@ class TrainConfig:
     precision: str = "auto"
     report_to: list[str] = field(default_factory=list)
     save_checkpoint: bool = True
+    records_every_eval: bool = False  # per-example records (predictions.jsonl) at every eval, not just the last
     max_new_tokens: int = 48  # generation eval (GSM8K-style)
 
     # --- serialisation ------------------------------------------------------------------------------------

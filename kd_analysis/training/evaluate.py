@@ -11,7 +11,12 @@ from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt
 
 
 def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None = None,
-             prompt: Callable[[Example], str] | None = None) -> dict[str, Any]:
+             prompt: Callable[[Example], str] | None = None, records: list | None = None,
+             teacher_probs: dict[str, list[float]] | None = None) -> dict[str, Any]:
+    """Aggregate metrics; with `records` (a list), also one `ExampleRecord` per example appended to it
+    (`teacher_probs` by example id adds KL(teacher ‖ model) to classification and multiple-choice records)."""
+    from kd_analysis.errors.records import choice_records
+
     if not examples:
         return {}
     model = loaded.model
@@ -27,30 +32,43 @@ def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None =
                            else class_logits(loaded, chunk, cfg.max_length))
                 pred = out.argmax(-1).cpu()
                 correct += int((pred == torch.tensor([ex.label for ex in chunk])).sum())
+                if records is not None:
+                    records.extend(choice_records(chunk, out, teacher_probs))
             return {"accuracy": correct / len(examples)}
-        out = {"exact_match": _generation_exact_match(loaded, examples, cfg, unwrap, prompt or mc_prompt)}
+        prompt = prompt or mc_prompt
+        per_example: list[float | None] | None = [] if records is not None else None
+        out = {"exact_match": _generation_exact_match(loaded, examples, cfg, unwrap, prompt, records)}
         if loaded.head != "seq2seq":
-            out["answer_nll"] = answer_nll(loaded, examples, cfg.max_length, cfg.batch_size, prompt or mc_prompt)
+            out["answer_nll"] = answer_nll(loaded, examples, cfg.max_length, cfg.batch_size, prompt, per_example)
+            if records is not None:
+                for rec, nll in zip(records[-len(examples):], per_example):
+                    rec.ce = nll
         return out
     finally:
         if was_training:
             model.train()
 
 
-def _generation_exact_match(loaded, examples, cfg, unwrap, prompt) -> float:
+def _generation_exact_match(loaded, examples, cfg, unwrap, prompt, records: list | None = None) -> float:
+    from kd_analysis.errors.records import generation_records
     from kd_analysis.models.generation import generate_texts
 
     model = unwrap(loaded.model) if unwrap else loaded.model
     texts = generate_texts(loaded, [prompt(ex) for ex in examples], cfg.max_new_tokens, cfg.batch_size, model=model)
-    return sum(is_correct(final_answer_text(t), ex.answer) for t, ex in zip(texts, examples)) / len(examples)
+    parsed = [final_answer_text(t) for t in texts]
+    correct = [is_correct(a, ex.answer) for a, ex in zip(parsed, examples)]
+    if records is not None:
+        records.extend(generation_records(examples, texts, [a.strip() for a in parsed], correct))
+    return sum(correct) / len(examples)
 
 
 def answer_nll(loaded, examples: Sequence[Example], max_length: int, batch_size: int,
-               prompt: Callable[[Example], str]) -> float | None:
+               prompt: Callable[[Example], str], per_example: list | None = None) -> float | None:
     """Mean negative log-likelihood per token of the gold target (worked solution, `#### N`, end of text),
     teacher-forced after the prompt; None when truncation left no target token. Exact match on a few dozen
     questions moves in steps of several points; this moves with every step of training, so short runs can
-    still be told apart."""
+    still be told apart. `per_example` (a list) receives each example's own mean NLL per token (None: no
+    target token left)."""
     from kd_analysis.training.batches import lm_outputs
 
     total, count = 0.0, 0
@@ -59,9 +77,14 @@ def answer_nll(loaded, examples: Sequence[Example], max_length: int, batch_size:
             out = lm_outputs(loaded, list(examples[i:i + batch_size]), max_length, prompt)
         mask = out.labels != -100
         logits = out.logits[mask].float()  # only target positions: [T, V], not [B, L, V]
-        logp = torch.log_softmax(logits, -1).gather(-1, out.labels[mask].unsqueeze(-1))
+        logp = torch.log_softmax(logits, -1).gather(-1, out.labels[mask].unsqueeze(-1)).squeeze(-1)
         total -= float(logp.sum())
         count += int(mask.sum())
+        if per_example is not None:
+            rows = mask.nonzero()[:, 0]  # the example each target token belongs to, in mask order
+            for b in range(mask.shape[0]):
+                mine = logp[rows == b]
+                per_example.append(float(-mine.mean()) if len(mine) else None)
     return total / count if count else None
 
 

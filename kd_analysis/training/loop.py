@@ -17,6 +17,7 @@ import torch
 
 from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
+from kd_analysis.errors.records import PREDICTIONS, write_records
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
@@ -259,14 +260,19 @@ def _apply_lora(cfg: TrainConfig, model):
     return get_peft_model(model, lcfg)
 
 
+def text_tokens(tokenizer, examples) -> dict[str, int]:
+    """Tokens in each example's text alone (no prompt, choices or special tokens), by example id."""
+    texts = [ex.text for ex in examples]
+    if not texts:
+        return {}
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return {str(ex.id): len(t) for ex, t in zip(examples, ids)}
+
+
 def over_length(tokenizer, examples, max_length: int) -> int:
     """Examples whose text alone is longer than `max_length` tokens: a lower bound on the inputs a run cuts
     (prompts, choices and answers only add tokens), so the warning it feeds is never an overstatement."""
-    texts = [ex.text for ex in examples]
-    if not texts:
-        return 0
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    return sum(n > max_length for n in lengths)
+    return sum(n > max_length for n in text_tokens(tokenizer, examples).values())
 
 
 def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Callback | None = None,
@@ -373,12 +379,32 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     if trackers:
         acc.init_trackers("kd-lens", config={k: str(v) for k, v in cfg.to_dict().items()})
 
-    teacher_eval = None
+    teacher_eval, teacher_probs = None, None
+    lengths = text_tokens(student.tokenizer, eval_set)
+    keep_records = bool(out_dir) and acc.is_main_process
+    live_role = "teacher" if cfg.train_teacher else "student"
+
+    def save_records(records: list, role: str, at_step: int) -> None:
+        if keep_records:
+            for r in records:
+                r.text_tokens = lengths.get(r.example_id)
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            write_records(Path(out_dir) / PREDICTIONS, records, run_id=Path(out_dir).name, role=role,
+                          step=at_step, data=cfg.data)
+
     if not cfg.train_teacher:
-        teacher_eval = evaluate(teacher, teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher))
+        t_records: list = []
+        teacher_eval = evaluate(teacher, teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher),
+                                records=t_records)
+        teacher_probs = {r.example_id: r.probs for r in t_records if r.probs is not None}
+        save_records(t_records, "teacher", 0)
         say(f"teacher on the eval set: {teacher_eval}")
         emit({"step": 0, **{f"teacher_{k}": v for k, v in teacher_eval.items()}})
-    first = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt)
+    s_records: list | None = [] if cfg.records_every_eval else None
+    first = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt, records=s_records,
+                     teacher_probs=teacher_probs)
+    if s_records:
+        save_records(s_records, live_role, 0)
     emit({"step": 0, "held_out": len(eval_set), **{f"eval_{k}": v for k, v in first.items()}})
     evals = [{"step": 0, **first}]
 
@@ -434,7 +460,11 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                     "eta_s": elapsed / step * (total - step), "epoch": step / per_epoch,
                     "teacher_cache_hits": cache.hits, **tail_stats}
             if step % cfg.eval_every == 0 or step == total:
-                ev = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt)
+                s_records = [] if (cfg.records_every_eval or step == total) else None
+                ev = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt, records=s_records,
+                              teacher_probs=teacher_probs)
+                if s_records:
+                    save_records(s_records, live_role, step)
                 last.update({f"eval_{k}": v for k, v in ev.items()})
                 evals.append({"step": step, **ev})
                 say(f"step {step}/{total}: loss {last['loss']:.4f}, eval {ev}")

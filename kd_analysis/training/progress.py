@@ -141,7 +141,7 @@ RATE_METRICS = ("accuracy", "exact_match")  # proportions of the held-out exampl
 
 # Settings that say where a run runs or what it is called, not what method it runs
 NOT_METHOD = ("teacher", "student", "data", "name", "preset", "device", "precision", "save_checkpoint", "report_to",
-              "eval_every", "eval_size", "max_new_tokens", "train_size")
+              "eval_every", "eval_size", "max_new_tokens", "train_size", "records_every_eval")
 
 
 def _setup_label(cfg: dict[str, Any]) -> str:
