@@ -52,28 +52,39 @@ def choice_records(examples: Sequence, logits: torch.Tensor,
     """Records for classification / multiple choice from the model's scores over labels or choices [B, C].
 
     With `teacher_probs` (the teacher's `probs` by example id, same labels), each record also carries
-    KL(teacher ‖ model) and the teacher's entropy."""
+    KL(teacher ‖ model) and the teacher's entropy. Computed for the whole batch at once: records must cost
+    next to nothing beside the evaluation itself (benchmarks/bench_records.py)."""
     logp = torch.log_softmax(logits.detach().float().cpu(), -1)
     probs = logp.exp()
+    n_choices = logp.shape[-1]
+    pred = probs.argmax(-1)
+    gold = torch.tensor([ex.label if ex.label is not None and 0 <= ex.label < n_choices else -1
+                         for ex in examples])
+    safe = gold.clamp_min(0).unsqueeze(-1)
+    p_gold, ce = probs.gather(-1, safe).squeeze(-1), -logp.gather(-1, safe).squeeze(-1)
+    entropy = -(probs * logp).sum(-1)
+    t_rows = [(teacher_probs or {}).get(str(ex.id)) for ex in examples]
+    have = [t is not None and len(t) == n_choices for t in t_rows]
+    kl = t_ent = None
+    if any(have):
+        tp = torch.tensor([t if ok else [1.0 / n_choices] * n_choices for t, ok in zip(t_rows, have)])
+        tp = tp.clamp_min(0) / tp.clamp_min(0).sum(-1, keepdim=True)
+        tlog = torch.where(tp > 0, tp.log(), torch.zeros_like(tp))
+        kl = (tp * (tlog - logp)).sum(-1).tolist()
+        t_ent = (-(tp * tlog).sum(-1)).tolist()
+    rounded = probs.mul(1e6).round().div(1e6).tolist()
+    pred_l, gold_l, pg, ce_l, ent, pp = (pred.tolist(), gold.tolist(), p_gold.tolist(), ce.tolist(),
+                                          entropy.tolist(), probs.max(-1).values.tolist())
     out = []
-    for ex, lp, p in zip(examples, logp, probs):
-        pred = int(p.argmax())
-        gold = ex.label
-        rec = ExampleRecord(example_id=str(ex.id), gold=gold, prediction=pred,
-                            correct=(pred == gold) if gold is not None else None, text=ex.text,
-                            choices=list(ex.choices) if ex.choices else None, probs=[round(float(v), 6) for v in p],
-                            p_gold=float(p[gold]) if gold is not None and 0 <= gold < len(p) else None,
-                            p_pred=float(p[pred]), entropy=_finite(float(-(p * lp).sum())))
-        if rec.p_gold is not None:
-            rec.ce = _finite(float(-lp[gold]))
-        t = (teacher_probs or {}).get(str(ex.id))
-        if t is not None and len(t) == len(p):
-            tp = torch.tensor(t, dtype=torch.float32).clamp_min(0)
-            tp = tp / tp.sum()
-            mask = tp > 0
-            rec.kl = _finite(float((tp[mask] * (tp[mask].log() - lp[mask])).sum()))
-            rec.teacher_entropy = _finite(float(-(tp[mask] * tp[mask].log()).sum()))
-        out.append(rec)
+    for i, ex in enumerate(examples):
+        g = ex.label
+        ok = gold_l[i] >= 0
+        out.append(ExampleRecord(
+            example_id=str(ex.id), gold=g, prediction=pred_l[i], correct=(pred_l[i] == g) if g is not None else None,
+            text=ex.text, choices=list(ex.choices) if ex.choices else None, probs=rounded[i],
+            p_gold=pg[i] if ok else None, p_pred=pp[i], ce=_finite(ce_l[i]) if ok else None,
+            entropy=_finite(ent[i]), kl=_finite(kl[i]) if kl is not None and have[i] else None,
+            teacher_entropy=_finite(t_ent[i]) if t_ent is not None and have[i] else None))
     return out
 
 
