@@ -470,9 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
     tr.set_defaults(fn=cmd_train)
 
-    from kd_analysis import cli_priming
+    from kd_analysis import cli_errors, cli_priming
 
     cli_priming.register(sub, _Parser)
+    cli_errors.register(sub, _Parser)
 
     job = sub.add_parser("job", help="execute a queued run of any kind (what the pages start in the background)")
     job.add_argument("--run-id", required=True)

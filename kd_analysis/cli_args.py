@@ -16,7 +16,7 @@ BOUNDS: dict[str, tuple[float, float | None, bool]] = {
     "batch": (1, None, True), "batch_size": (1, None, True), "k": (1, None, True), "top": (1, None, True),
     "steps": (1, None, True), "iters": (1, None, True), "layers": (1, None, True),
     "student_layers": (1, None, True), "num_labels": (1, None, True), "max_tokens": (8, None, True),
-    "max_new_tokens": (1, None, True),
+    "max_new_tokens": (1, None, True), "min_n": (1, None, True),
     "tau": (0, None, False), "eps": (0, None, False), "lr": (0, None, False), "alpha": (0, 1, True),
 }
 

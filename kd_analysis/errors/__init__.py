@@ -1,6 +1,7 @@
 """Errors, both kinds: the exceptions kd-lens raises for the user (one clear sentence that the CLI prints as one
 line and pages show in a box), and, in submodules, the analysis of where a student's answers go wrong
-(`kd_analysis.errors.records`, `.analysis`, `.notes`)."""
+(`.records` written at evaluation, `.frames`, `.matrix`, `.significance`, `.filters`, `.slices`, `.notes`,
+`.workspace` for the run store)."""
 
 
 class KDLensError(Exception):

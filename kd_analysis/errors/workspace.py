@@ -1,0 +1,90 @@
+"""The error-analysis questions asked of the run store: one call per question, shared by the CLI and the page.
+
+A run's `predictions.jsonl` holds its teacher's records (step 0) and its student's (final evaluation), so one run
+answers "where does the student fail and the teacher did not?" on its own; a second run answers "which examples
+did distillation fix or break?". Notes and tags live beside the runs (`notes.sqlite`), keyed by data set.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kd_analysis.errors import KDLensError
+from kd_analysis.errors.frames import PREDICTIONS, join_roles, load_records
+from kd_analysis.runs import RunStore
+
+CELLS = ("both_right", "teacher_only", "student_only", "both_wrong")
+
+
+def run_records(store: RunStore, run_id: str) -> pd.DataFrame:
+    """Every per-example record of one run; a run without them is refused with what to do."""
+    run = store.get(run_id)
+    if not (run.path / PREDICTIONS).exists():
+        raise KDLensError(f"run {run_id} has no per-example records ({PREDICTIONS}): runs write them when they "
+                          f"evaluate; for a finished run from before that: "
+                          f"`python -m kd_analysis errors backfill {run_id}`")
+    frame = load_records(run.path / PREDICTIONS)
+    if frame.empty:
+        raise KDLensError(f"run {run_id}: {PREDICTIONS} holds no records")
+    return frame
+
+
+def _role(frame: pd.DataFrame, role: str, run_id: str) -> pd.DataFrame:
+    rows = frame[frame["role"] == role]
+    if rows.empty:
+        raise KDLensError(f"run {run_id} has no {role} records (it may be a teacher-training run)")
+    return rows
+
+
+def run_data(store: RunStore, run_id: str) -> str:
+    """The data set the run evaluated on: the key notes and tags are filed under."""
+    data = store.get(run_id).config().get("data")
+    return data if isinstance(data, str) and data else run_id
+
+
+def pair_frame(store: RunStore, run_id: str) -> pd.DataFrame:
+    """Teacher and student of one run side by side: one row per example, with its disagreement cell."""
+    frame = run_records(store, run_id)
+    return join_roles({"teacher": _role(frame, "teacher", run_id), "student": _role(frame, "student", run_id)})
+
+
+def matrix(store: RunStore, run_id: str, against: str | None = None) -> dict[str, Any]:
+    """The 2×2 teacher/student matrix of one run with its exact McNemar test, or with `against`, which
+    examples the second run's student fixed and broke relative to the first's."""
+    from kd_analysis.errors.matrix import disagreement, flips
+
+    frame = run_records(store, run_id)
+    if against is None:
+        out = disagreement(_role(frame, "teacher", run_id), _role(frame, "student", run_id)).to_dict()
+        return {"run": run_id, **out}
+    other = run_records(store, against)
+    out = flips(_role(frame, "student", run_id), _role(other, "student", against)).to_dict()
+    return {"run": run_id, "against": against, **out}
+
+
+def examples(store: RunStore, run_id: str, cell: str = "all", where: str | None = None,
+             sort: str | None = None, limit: int | None = None) -> pd.DataFrame:
+    """The run's examples in one cell of the matrix (or all), filtered by a safe expression, sorted."""
+    from kd_analysis.errors.filters import select_examples
+
+    if cell not in (*CELLS, "all"):
+        raise KDLensError(f"unknown cell {cell!r}; one of {', '.join(CELLS)}, all")
+    frame = pair_frame(store, run_id)
+    if cell != "all":
+        frame = frame[frame["cell"] == cell]
+    return select_examples(frame, where, sort_by=sort, limit=limit)
+
+
+def slices(store: RunStore, run_id: str, min_n: int = 10) -> list[dict[str, Any]]:
+    """Feature-defined slices ranked by the teacher–student accuracy gap (slice finder)."""
+    from kd_analysis.errors.slices import find_slices
+
+    return [f.to_dict() for f in find_slices(pair_frame(store, run_id), min_n=min_n)]
+
+
+def notes_store(store: RunStore):
+    from kd_analysis.errors.notes import NotesStore
+
+    return NotesStore.at(Path(store.root))
