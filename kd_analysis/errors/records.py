@@ -98,11 +98,33 @@ def generation_records(examples: Sequence, texts: Sequence[str], parsed: Sequenc
             for ex, gen, ans, ok, n in zip(examples, texts, parsed, correct, nll)]
 
 
-def write_records(path: str | Path, records: Sequence[ExampleRecord], **common: Any) -> int:
-    """Append the records as JSON lines in one write (`common`: run_id, role, step, data on every line)."""
+def record_lines(records: Sequence[ExampleRecord], **common: Any) -> str:
+    """The JSON lines for `records`, each carrying `common` (run_id, role, step, data, ...) first."""
     import json
 
-    lines = "".join(json.dumps({**common, **r.to_dict()}, allow_nan=False) + "\n" for r in records)
+    return "".join(json.dumps({**common, **r.to_dict()}, allow_nan=False) + "\n" for r in records)
+
+
+def write_records(path: str | Path, records: Sequence[ExampleRecord], **common: Any) -> int:
+    """Append the records as JSON lines in one write (`common`: run_id, role, step, data on every line)."""
+    lines = record_lines(records, **common)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(lines)
     return len(records)
+
+
+def with_text_tokens(records: Sequence[ExampleRecord], lengths: dict[str, int] | None) -> Sequence[ExampleRecord]:
+    """Set each record's `text_tokens` from `lengths` (example id -> tokens of the text the student read)."""
+    for r in records:
+        r.text_tokens = (lengths or {}).get(r.example_id)
+    return records
+
+
+def save_run_records(folder: str | Path, records: Sequence[ExampleRecord], *, role: str, step: int, data: str,
+                     lengths: dict[str, int] | None = None) -> int:
+    """Append one evaluation's records to the run folder's predictions.jsonl, as training writes them: shared
+    by `train()` and the backfill so that both produce the same lines (run_id is the folder's name)."""
+    folder = Path(folder)
+    with_text_tokens(records, lengths)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_records(folder / PREDICTIONS, records, run_id=folder.name, role=role, step=step, data=data)

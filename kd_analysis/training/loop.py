@@ -17,7 +17,7 @@ import torch
 
 from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
-from kd_analysis.errors.records import PREDICTIONS, write_records
+from kd_analysis.errors.records import save_run_records
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
@@ -386,11 +386,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
 
     def save_records(records: list, role: str, at_step: int) -> None:
         if keep_records:
-            for r in records:
-                r.text_tokens = lengths.get(r.example_id)
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            write_records(Path(out_dir) / PREDICTIONS, records, run_id=Path(out_dir).name, role=role,
-                          step=at_step, data=cfg.data)
+            save_run_records(out_dir, records, role=role, step=at_step, data=cfg.data, lengths=lengths)
 
     if not cfg.train_teacher:
         t_records: list = []
