@@ -1,0 +1,247 @@
+"""Per-example records for runs trained before records existed, rebuilt from their saved checkpoint.
+
+A finished training run that kept its checkpoint holds everything its final evaluation used: the config (data,
+seed, split, prompts, rationale or priming settings) and the trained weights. `backfill_run` repeats that
+evaluation as `train()` did it (the teacher at step 0, the saved model as the live model at the run's final step,
+KL against the teacher's probabilities) and writes the run's `predictions.jsonl`, every line marked
+`"backfilled": true`. The records are written only when they reproduce the run's own final metric exactly: records
+that disagree with the run they claim to describe would mislead every analysis built on them.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from kd_analysis.errors import KDLensError
+from kd_analysis.errors.records import PREDICTIONS, record_lines, with_text_tokens
+from kd_analysis.fileio import atomic_write_text
+from kd_analysis.runs import RunStore
+
+TOLERANCE = 1e-9  # accuracies are counts over the same examples: anything above rounding is a different run
+# Continuous metrics (answer NLL) fingerprint the weights far better than exact match on a few dozen questions;
+# the same forward pass on the same weights agrees to ~1e-7, a different model by orders of magnitude more.
+CONTINUOUS_TOLERANCE = 1e-4
+
+
+class BackfillMismatch(KDLensError):
+    """The rebuilt records do not reproduce the run's metric; `result` says by how much (nothing was written)."""
+
+    def __init__(self, message: str, result: "BackfillResult"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class BackfillResult:
+    run_id: str
+    path: str  # the predictions file (written only when `written`)
+    role: str  # the live model's role: student, or teacher for a train_teacher run
+    step: int  # the run's final step, where its live-model records sit
+    examples: int  # live-model records (the held-out examples)
+    teacher_examples: int  # teacher records at step 0 (0 for a train_teacher run)
+    metric: str  # accuracy | exact_match
+    run_value: float  # the run's own final eval_<metric> from metrics.jsonl
+    records_value: float  # the same metric computed from the backfilled records
+    difference: float
+    teacher_run_value: float | None = None  # teacher_<metric> at step 0, when the run logged it
+    teacher_records_value: float | None = None
+    # every other metric the run logged for these evaluations (e.g. eval_answer_nll): {name: [run, rebuilt]}
+    other_metrics: dict[str, list[float]] = field(default_factory=dict)
+    matches: bool = False
+    written: bool = False
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
+                 progress: Callable[[str], None] | None = None) -> BackfillResult:
+    """Rebuild and write `predictions.jsonl` for a finished training run that saved its checkpoint.
+
+    Refuses (KDLensError, one line) when the run is not a finished training run, has no checkpoint, or already has
+    records (unless `force`, which replaces the file atomically), and when the rebuilt records do not reproduce the
+    run's final metric (BackfillMismatch, carrying the result)."""
+    say = progress or (lambda m: None)
+    started = time.monotonic()
+    run = store.get(run_id)
+    cfg, metric, final, teacher_row = _check_run(run, force)
+    step = int(final["step"])
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.training.evaluate import evaluate
+    from kd_analysis.training.loop import (_check_task, split_examples, student_prompt_fn, teacher_prompt,
+                                           text_tokens)
+
+    # the same device, precision and seed as train(), so every model is built and run as it was then
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    mixed = "no" if cpu or cfg.precision == "fp32" else ("fp16" if cfg.precision == "fp16" else "bf16")
+    acc = Accelerator(cpu=cpu, mixed_precision=mixed)
+    set_seed(cfg.seed)
+    device = str(acc.device)
+    teacher, live = _models(cfg, run.path / "checkpoint", device, say)
+    task = (teacher or live).task
+    data = load_dataset(cfg.data)
+    train_set, eval_set = split_examples(data.examples, cfg)
+    _check_task(task, train_set + eval_set, cfg.data)
+    held_out = next((m.get("held_out") for m in run.metrics() if m.get("step") == 0 and "held_out" in m), None)
+    if held_out is not None and held_out != len(eval_set):
+        raise KDLensError(f"run {run_id} held out {held_out} examples but {cfg.data} now gives {len(eval_set)}: the "
+                          "data changed since the run, so its records cannot be rebuilt")
+    teacher_eval_set = list(eval_set)  # the teacher always sees the untouched examples
+    eval_set = _eval_views(cfg, teacher, eval_set, run.path, say)
+    lengths = text_tokens(live.tokenizer, eval_set)
+    notes = []
+    if cfg.records_every_eval:
+        notes.append("the run kept records at every evaluation; only its final evaluation can be rebuilt")
+
+    lines, teacher_probs, t_records, t_eval = [], None, [], {}
+    common = {"run_id": run.path.name, "data": cfg.data, "backfilled": True}
+    if teacher is not None:
+        say(f"evaluating the teacher on {len(teacher_eval_set)} examples")
+        t_eval = evaluate(teacher, teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher), records=t_records)
+        teacher_probs = {r.example_id: r.probs for r in t_records if r.probs is not None}
+        lines.append(record_lines(with_text_tokens(t_records, lengths), **common, role="teacher", step=0))
+    role = "teacher" if cfg.train_teacher else "student"
+    say(f"evaluating the saved {role} on {len(eval_set)} examples")
+    model = acc.prepare(live.model)
+    s_records: list = []
+    s_eval = evaluate(replace(live, model=model), eval_set, cfg, unwrap=acc.unwrap_model,
+                      prompt=student_prompt_fn(cfg, live), records=s_records, teacher_probs=teacher_probs)
+    lines.append(record_lines(with_text_tokens(s_records, lengths), **common, role=role, step=step))
+
+    value = _share_correct(s_records)
+    t_value = _share_correct(t_records) if t_records else None
+    t_run = teacher_row.get(f"teacher_{metric}") if teacher_row else None
+    result = BackfillResult(
+        run_id=run_id, path=str(run.path / PREDICTIONS), role=role, step=step, examples=len(s_records),
+        teacher_examples=len(t_records), metric=metric, run_value=float(final[f"eval_{metric}"]),
+        records_value=value, difference=abs(value - float(final[f"eval_{metric}"])), teacher_run_value=t_run,
+        teacher_records_value=t_value, notes=notes,
+        other_metrics=_others(final, "eval_", s_eval, metric) | _others(teacher_row or {}, "teacher_", t_eval, metric))
+    off = {k: abs(a - b) for k, (a, b) in result.other_metrics.items() if abs(a - b) > CONTINUOUS_TOLERANCE}
+    result.matches = result.difference <= TOLERANCE and not off and (
+        t_run is None or t_value is None or abs(t_value - t_run) <= TOLERANCE)
+    result.seconds = time.monotonic() - started
+    if not result.matches:
+        if result.difference > TOLERANCE:
+            why = (f"{metric} {value:.6f} from the rebuilt records, {result.run_value:.6f} in the run's final "
+                   f"eval_{metric} (off by {result.difference:.3g})")
+        elif off:
+            name = max(off, key=off.get)
+            run_v, new_v = result.other_metrics[name]
+            why = f"{name} {new_v:.6f} rebuilt, {run_v:.6f} in the run's metrics (off by {off[name]:.3g})"
+        else:
+            why = (f"teacher {metric} {t_value:.6f} from the rebuilt records, {t_run:.6f} in the run's metrics "
+                   f"(off by {abs(t_value - t_run):.3g})")
+        raise BackfillMismatch(f"run {run_id} is not reproduced: {why}; nothing was written", result)
+    atomic_write_text(run.path / PREDICTIONS, "".join(lines))
+    result.written = True
+    result.seconds = time.monotonic() - started
+    say(f"wrote {len(t_records) + len(s_records)} records to {result.path}")
+    return result
+
+
+def _check_run(run, force: bool):
+    """The run's config, metric name, final eval row and step-0 row; refuses what cannot be backfilled."""
+    from kd_analysis.training.config import TrainConfig
+
+    damaged = [p for p in run.problems() if not p.startswith("metrics")]
+    if damaged:
+        raise KDLensError(f"run {run.run_id} is damaged ({damaged[0]}), so its records cannot be rebuilt")
+    config, status = run.config(), run.status()
+    kind = config.get("kind", status.get("kind"))
+    if kind != "train":
+        raise KDLensError(f"run {run.run_id} is a {kind} run, not a training run: only training runs have records")
+    if status.get("state") != "finished":
+        raise KDLensError(f"run {run.run_id} is {status.get('state', 'in an unknown state')}, not finished: only a "
+                          "finished run's final evaluation can be rebuilt")
+    if not (run.path / "checkpoint").is_dir():
+        raise KDLensError(f"run {run.run_id} has no saved checkpoint (save_checkpoint was off or its weights were "
+                          "removed), so its records cannot be rebuilt")
+    if (run.path / PREDICTIONS).exists() and not force:
+        raise KDLensError(f"run {run.run_id} already has {PREDICTIONS}; rebuild it with force (--force) to replace it")
+    cfg = TrainConfig.from_dict(config)
+    metrics = run.metrics()
+    for metric in ("accuracy", "exact_match"):
+        finals = [m for m in metrics if isinstance(m.get(f"eval_{metric}"), (int, float)) and m["step"] > 0]
+        if finals:
+            final = sorted(finals, key=lambda m: m["step"])[-1]
+            first = next((m for m in metrics if m["step"] == 0 and f"teacher_{metric}" in m), None)
+            return cfg, metric, final, first
+    raise KDLensError(f"run {run.run_id} logged no final eval_accuracy or eval_exact_match, so rebuilt records "
+                      "could not be checked against it")
+
+
+def _models(cfg, folder: Path, device: str, say: Callable[[str], None]):
+    """(teacher or None, live model) as train() had them at its final evaluation: the teacher loaded as train()
+    loads it; a LoRA adapter applied, unmerged, to the same base train() wrapped (so the forward pass is the
+    one it evaluated); a full checkpoint loaded in float32, the precision train() kept the student in."""
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.models.students import derive_student
+
+    adapter = (folder / "adapter_config.json").exists()
+    teacher = None
+    if not cfg.train_teacher or adapter:
+        tspec = ModelSpec.from_dict({**cfg.teacher.to_dict(), "device": device, "task": cfg.task or cfg.teacher.task,
+                                     "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype})
+        say(f"loading teacher {tspec.source} on {device}")
+        teacher = load_model(tspec)
+    if adapter:
+        from peft import PeftModel
+
+        if cfg.train_teacher:
+            base = teacher
+        else:
+            base = derive_student(teacher, cfg.student)
+            base.model.float()
+        say(f"applying the LoRA adapter from {folder}")
+        live = replace(base, model=PeftModel.from_pretrained(base.model, str(folder)))
+    else:
+        task = teacher.task if teacher is not None else (cfg.task or cfg.teacher.task)
+        say(f"loading the checkpoint {folder}")
+        live = load_model(ModelSpec(str(folder), task=task, device=device, dtype="float32"))
+    live.model.eval()
+    return (None if cfg.train_teacher else teacher), live
+
+
+def _eval_views(cfg, teacher, eval_set: list, run_dir: Path, say: Callable[[str], None]) -> list:
+    """The eval set as the live model read it: rationale runs tag it or append the teacher's words (from the
+    run's own rationale cache, read from a copy so that the run folder is never written)."""
+    if not cfg.rationales:
+        return eval_set
+    from kd_analysis.training import rationale_tasks
+
+    settings, words = cfg.rationales, {}
+    if settings.mode == "append":
+        if teacher is None:
+            raise KDLensError("appended rationales need the teacher, and a train_teacher run has none")
+        if settings.source_run:  # resolved as train() resolved it, next to the run, before the cache moves
+            settings = replace(settings, source_run=str(rationale_tasks._resolve_run(settings.source_run, run_dir)))
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = Path(tmp) / rationale_tasks.CACHE_FILE
+            if (run_dir / rationale_tasks.CACHE_FILE).exists():
+                shutil.copyfile(run_dir / rationale_tasks.CACHE_FILE, cache)
+            words = rationale_tasks.teacher_rationales(teacher, eval_set, settings, target="predicted", cache=cache,
+                                                       log=say)
+    return [rationale_tasks.label_view(ex, settings, words.get(ex.id)) for ex in eval_set]
+
+
+def _others(row: dict, prefix: str, rebuilt: dict, metric: str) -> dict[str, list[float]]:
+    """[logged, rebuilt] for each numeric metric besides `metric` that both the run's row and the rebuild have."""
+    return {prefix + k: [float(row[prefix + k]), float(v)] for k, v in rebuilt.items()
+            if k != metric and isinstance(v, (int, float)) and isinstance(row.get(prefix + k), (int, float))}
+
+
+def _share_correct(records: list) -> float:
+    return sum(bool(r.correct) for r in records) / len(records) if records else 0.0
