@@ -26,4 +26,6 @@ WORKFLOW_PAGES = [
              "Start short distillation runs (GPU when present, CPU otherwise), watch them live, cancel them."),
     PageInfo("pages/compare_runs.py", "Compare runs", ":material/stacked_line_chart:", "compare",
              "Overlay loss and accuracy curves, final metrics and config differences, with the reference runs."),
+    PageInfo("pages/error_analysis.py", "Error analysis", ":material/rule:", "errors",
+             "Which examples the student gets wrong and the teacher right: the 2×2 matrix, slices, notes and tags."),
 ]

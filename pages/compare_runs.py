@@ -29,6 +29,10 @@ st.subheader("Final metrics")
 table = pd.DataFrame(final_table(store, chosen))
 st.dataframe(table, hide_index=True, width="stretch")
 st.download_button("Final metrics (CSV)", table.to_csv(index=False), "runs_final_metrics.csv", "text/csv")
+with_records = [r for r in chosen if (store.root / r / "predictions.jsonl").is_file()]
+if with_records:
+    st.page_link("pages/error_analysis.py", label="Analyse the errors of this run", icon=":material/rule:",
+                 query_params={"run": with_records[0]})
 
 names = metric_names(store, chosen)
 pick = st.multiselect("Curves", names, default=[n for n in names if n in ("loss", "eval_accuracy", "eval_exact_match")]

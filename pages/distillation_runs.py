@@ -206,6 +206,9 @@ def live_runs() -> None:
     run = store.get(watch)
     p = run_progress(run)
     st.subheader(f"Watching {md(p.name)}")
+    if (run.path / "predictions.jsonl").is_file():
+        st.page_link("pages/error_analysis.py", label="Analyse the errors of this run", icon=":material/rule:",
+                     query_params={"run": run.run_id})
     records = [m for m in run.metrics() if "loss" in m]
     if records:
         st.plotly_chart(run_losses(records), width="stretch", config={"toImageButtonOptions": {"format": "png"}})

@@ -1,0 +1,338 @@
+"""Error analysis: where the student fails and the teacher did not (or what a second run fixed and broke).
+
+The 2×2 right/wrong matrix of one run with the exact McNemar test, the examples of one cell (safe filter, search,
+CSV), one example side by side with notes and tags, and the slice finder. The view lives in the URL (`run`,
+`against`, `cell`, `example`), so a copied link reopens it.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app_ui.resources import show_error
+from app_ui.safe_text import md
+from kd_analysis.errors.filters import select_examples
+from kd_analysis.errors.frames import PREDICTIONS, join_roles, load_records
+from kd_analysis.errors.slices import find_slices
+from kd_analysis.errors.workspace import matrix, notes_store, pair_frame, run_data
+from kd_analysis.plots.errors import choice_probs_figure, matrix_cells, matrix_figure, slice_gaps_figure
+from kd_analysis.runs import RunStore
+from kd_analysis.stats import wilson_interval
+
+PARAMS = ("run", "against", "cell", "example")
+DEFAULT_RUN = "reference-minilm-2l-kl"
+
+store = RunStore()
+st.title("Error analysis")
+st.caption("Which examples did distillation lose? The teacher/student right/wrong matrix of one run, the examples "
+           "behind each cell, and the slices where the student falls behind.")
+
+
+def _stamp(run_id: str) -> tuple[float, int]:
+    try:
+        info = (store.root / run_id / PREDICTIONS).stat()
+        return info.st_mtime, info.st_size
+    except OSError:
+        return 0.0, 0
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _roles(root: str, run_id: str, stamp: tuple[float, int]) -> tuple[str, ...]:
+    try:
+        frame = load_records(RunStore(root).root / run_id / PREDICTIONS)
+    except Exception:  # noqa: BLE001 - a damaged file lists the run as having no records
+        return ()
+    return tuple(sorted(str(r) for r in frame["role"].dropna().unique()))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _pair(root: str, run_id: str, against: str | None, stamps: tuple) -> tuple[pd.DataFrame, dict]:
+    """The joined frame and the matrix: teacher × student of one run, or run's student × against's student."""
+    s = RunStore(root)
+    counts = matrix(s, run_id, against)
+    if against is None:
+        return pair_frame(s, run_id), counts
+    a, b = (load_records(s.root / r / PREDICTIONS) for r in (run_id, against))
+    frame = join_roles({"a": a[a["role"] == "student"], "b": b[b["role"] == "student"]})
+    return frame[frame["cell"].notna()].reset_index(drop=True), counts
+
+
+with_records = {r.run_id: r for r in store.list() if (store.root / r.run_id / PREDICTIONS).is_file()}
+roles = {rid: _roles(str(store.root), rid, _stamp(rid)) for rid in with_records}
+with_records = {rid: r for rid, r in with_records.items() if roles[rid]}
+if not with_records:
+    st.info("No run has per-example records yet. Runs write them (`predictions.jsonl`) when they evaluate; for a "
+            "finished run from before that, `python -m kd_analysis errors backfill RUN_ID` recomputes them from its "
+            "checkpoint. Or train a run on the Distillation runs page.", icon=":material/info:")
+    st.stop()
+paired = [rid for rid in with_records if {"teacher", "student"} <= set(roles[rid])]
+students = [rid for rid in with_records if "student" in roles[rid]]
+
+# --- the URL is the view: apply it when it changed from outside (a link, a pasted address) ------------------
+url = {k: st.query_params.get(k) for k in PARAMS}
+if url != st.session_state.get("_ea_url"):
+    st.session_state["ea_run"] = url["run"] if url["run"] in with_records else (
+        DEFAULT_RUN if DEFAULT_RUN in paired else (paired or list(with_records))[0])
+    st.session_state["ea_against"] = url["against"] if url["against"] in students else None
+    st.session_state["ea_cell"] = url["cell"] or "all"
+    st.session_state["ea_example"] = url["example"]
+st.session_state.setdefault("ea_cell", "all")
+st.session_state.setdefault("ea_example", None)
+if st.session_state.get("ea_run") not in with_records:
+    st.session_state["ea_run"] = DEFAULT_RUN if DEFAULT_RUN in paired else (paired or list(with_records))[0]
+
+
+def _write_url() -> None:
+    want = {"run": st.session_state.get("ea_run"), "against": st.session_state.get("ea_against"),
+            "cell": None if st.session_state.get("ea_cell") == "all" else st.session_state.get("ea_cell"),
+            "example": st.session_state.get("ea_example")}
+    if {k: st.query_params.get(k) for k in PARAMS} != want:
+        st.query_params.from_dict({k: v for k, v in want.items() if v is not None})
+    st.session_state["_ea_url"] = want
+
+
+def _reset_view() -> None:
+    st.session_state["ea_cell"] = "all"
+    st.session_state["ea_example"] = None
+
+
+def _label(rid: str) -> str:
+    r = with_records[rid]
+    kinds = "teacher + student" if rid in paired else " + ".join(roles[rid]) + " only"
+    return f"{r.name or rid} ({kinds})"
+
+
+c1, c2 = st.columns(2)
+run_id = c1.selectbox("Run", list(with_records), key="ea_run", format_func=_label, on_change=_reset_view,
+                      help="runs with per-example records (predictions.jsonl)")
+against_options = [None] + [r for r in students if r != run_id]
+if st.session_state.get("ea_against") not in against_options:
+    st.session_state["ea_against"] = None
+against = c2.selectbox("Compare its student with another run's (flips)", against_options, key="ea_against",
+                       format_func=lambda r: "(no: teacher × student of this run)" if r is None else _label(r),
+                       on_change=_reset_view)
+if against is None and run_id not in paired:
+    _write_url()
+    st.info(f"Run {md(run_id)} has {md(' and '.join(roles[run_id]))} records only; the matrix needs both a teacher "
+            "and a student. Pick a distillation run, or compare its student with another run's.",
+            icon=":material/info:")
+    st.stop()
+
+try:
+    frame, counts = _pair(str(store.root), run_id, against, (_stamp(run_id), _stamp(against) if against else None))
+except Exception as exc:  # noqa: BLE001 - a message, never a traceback
+    _write_url()
+    show_error(exc)
+    st.stop()
+
+if against is None:
+    first, second = "teacher", "student"
+    names = ("teacher", "student")
+    cell_counts = {c: counts[c] for c in ("both_right", "teacher_only", "student_only", "both_wrong")}
+    accs = (counts["teacher_accuracy"], counts["student_accuracy"])
+    lost, gained = counts["teacher_only"], counts["student_only"]
+else:
+    first, second = "a", "b"
+    names = ("student A (this run)", "student B (the other run)")
+    cell_counts = {"both_right": counts["both_right"], "a_only": counts["broke"], "b_only": counts["fixed"],
+                   "both_wrong": counts["both_wrong"]}
+    accs = (counts["a_accuracy"], counts["b_accuracy"])
+    lost, gained = counts["broke"], counts["fixed"]
+n, p = int(counts["examples"]), float(counts["mcnemar_p"])
+cells = [c for row in matrix_cells(first, second) for c in row]
+if st.session_state["ea_cell"] not in (*cells, "all"):
+    st.session_state["ea_cell"] = "all"
+
+# --- 1. the matrix -----------------------------------------------------------------------------------------------
+st.subheader("Right/wrong matrix")
+m1, m2, m3 = st.columns([2, 2, 3])
+for col, name, acc in ((m1, names[0], accs[0]), (m2, names[1], accs[1])):
+    lo, hi = wilson_interval(acc, n)
+    col.metric(f"{name} accuracy", f"{acc:.1%}")
+    col.caption(f"n = {n} · 95% Wilson interval {lo:.1%}–{hi:.1%}")
+verdict = "a real difference at the 5% level" if p < 0.05 else "not distinguishable"
+if against is None:
+    sentence = (f"The student is wrong on {lost} example{'s' * (lost != 1)} the teacher gets right and right on "
+                f"{gained} it gets wrong; p = {p:.2g}: {verdict}.")
+else:
+    sentence = (f"The other run's student fixed {gained} example{'s' * (gained != 1)} this run's student gets wrong "
+                f"and broke {lost} it gets right; p = {p:.2g}: {verdict}.")
+m3.markdown(sentence)
+data_name = run_data(store, run_id)  # notes and tags are filed under it
+m3.caption(md(counts.get("test", "exact McNemar test")) + f" · {md(data_name)} data")
+fig_col, btn_col = st.columns([3, 2])
+fig_col.plotly_chart(matrix_figure(cell_counts, first, second, names=names), width="stretch", key="ea_matrix")
+CELL_WORDS = {"both_right": "both right", f"{first}_only": f"only {names[0]} right",
+              f"{second}_only": f"only {names[1]} right", "both_wrong": "both wrong", "all": "all examples"}
+
+
+def _pick_cell(cell: str) -> None:
+    st.session_state["ea_cell"] = cell
+    st.session_state["ea_example"] = None
+
+
+btn_col.caption("Open a cell:")
+for row in matrix_cells(first, second):
+    b1, b2 = btn_col.columns(2)
+    for col, cell in zip((b1, b2), row):
+        col.button(f"{CELL_WORDS[cell]}: {cell_counts[cell]}", key=f"ea_cell_{cell}", on_click=_pick_cell,
+                   args=(cell,), type="primary" if st.session_state["ea_cell"] == cell else "secondary",
+                   width="stretch")
+btn_col.button(f"all examples: {len(frame)}", key="ea_cell_all", on_click=_pick_cell, args=("all",),
+               type="primary" if st.session_state["ea_cell"] == "all" else "secondary", width="stretch")
+
+# --- 2. the examples of the chosen cell ---------------------------------------------------------------------------
+cell = st.session_state["ea_cell"]
+st.subheader(f"Examples: {CELL_WORDS[cell]}")
+f1, f2 = st.columns([3, 2])
+expr = f1.text_input("Filter", key="ea_filter", placeholder="kl > 0.5 and text_tokens < 20",
+                     help="a safe expression on the columns below: comparisons, in, and/or/not, + - * /; "
+                          f"columns: {', '.join(map(str, frame.columns))}")
+search = f2.text_input("Search the text", key="ea_search")
+view = frame if cell == "all" else frame[frame["cell"] == cell]
+try:
+    view = select_examples(view, expr)
+except Exception as exc:  # noqa: BLE001 - a bad filter is one line, never a traceback
+    first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    st.error(f"Filter not applied: {md(first_line)}", icon=":material/error:")
+if search.strip():
+    needle = search.strip().lower()
+    hay = view["text"].fillna("").astype(str).str.lower() + " " + view["example_id"].str.lower()
+    view = view[hay.str.contains(needle, regex=False).to_numpy()]
+kl_col = "kl" if "kl" in view.columns else f"{second}_kl"
+if view[kl_col].notna().any():
+    view = view.sort_values(kl_col, ascending=False, na_position="last", kind="stable")
+
+
+def _answer(value) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)[:200]
+
+
+table = pd.DataFrame({
+    "example id": view["example_id"].astype(str),
+    "cell": view["cell"].astype(str),
+    "gold": view["gold"].map(_answer),
+    f"{names[0]} answer": view[f"{first}_prediction"].map(_answer),
+    f"{names[1]} answer": view[f"{second}_prediction"].map(_answer),
+    f"{names[0]} p(gold)": view[f"{first}_p_gold"].astype(float),
+    f"{names[1]} p(gold)": view[f"{second}_p_gold"].astype(float),
+    "KL": view[kl_col].astype(float),
+    "text tokens": view["text_tokens"],
+    "text": view["text"].map(_answer),
+})
+st.caption(f"{len(table)} of {len(frame)} examples · click a header to sort, a row to open the example")
+table_key = f"ea_table_{abs(hash((run_id, against, cell, expr, search)))}"
+event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                     key=table_key, column_config={"text": st.column_config.TextColumn(width="large")})
+rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+if rows and (table_key, rows) != st.session_state.get("_ea_seen"):
+    st.session_state["_ea_seen"] = (table_key, rows)
+    if rows[0] < len(table):
+        st.session_state["ea_example"] = table["example id"].iloc[rows[0]]
+st.download_button("This slice (CSV)", view.to_csv(index=False), f"{run_id}-{cell}.csv", "text/csv",
+                   key="ea_export")
+
+# --- 3. one example -----------------------------------------------------------------------------------------------
+ids = table["example id"].tolist()
+example = st.session_state.get("ea_example")
+if example not in set(frame["example_id"]):
+    example = ids[0] if ids else None
+st.session_state["ea_example"] = example
+if example is not None:
+    row = frame[frame["example_id"] == example].iloc[0]
+    head, prev_col, next_col = st.columns([6, 1, 1])
+    head.subheader(f"Example {md(example)}")
+    at = ids.index(example) if example in ids else None
+
+    def _go(step: int) -> None:
+        st.session_state["ea_example"] = ids[(at + step) % len(ids)]
+
+    prev_col.button("Previous", key="ea_prev", on_click=_go, args=(-1,), disabled=at is None or len(ids) < 2)
+    next_col.button("Next", key="ea_next", on_click=_go, args=(1,), disabled=at is None or len(ids) < 2)
+    st.caption(f"{CELL_WORDS.get(row['cell'], md(row['cell']))} · "
+               + (f"{at + 1} of {len(ids)} in this slice" if at is not None else "not in the current slice"))
+    st.markdown(md(row["text"]) if isinstance(row["text"], str) else "_(no text)_")
+    gold = row["gold"]
+    choices = row["choices"]
+    if isinstance(choices, (list, tuple)) and choices:
+        gold_i = int(gold) if isinstance(gold, (int, float)) and not pd.isna(gold) else None
+        tp, sp = row[f"{first}_probs"], row[f"{second}_probs"]
+        st.plotly_chart(choice_probs_figure(list(choices), tp if isinstance(tp, list) else None,
+                                            sp if isinstance(sp, list) else None, gold_i, names=names),
+                        width="stretch", key="ea_choices")
+    else:
+        st.markdown(f"**Gold answer:** {md(_answer(gold))}")
+        g1, g2 = st.columns(2)
+        for col, role, name in ((g1, first, names[0]), (g2, second, names[1])):
+            mark = {True: "right", False: "wrong"}.get(row[f"{role}_correct"], "not scored")
+            col.markdown(f"**{md(name)}** ({mark})")
+            col.caption("generated")
+            col.code(_answer(row[f"{role}_generated"]) or _answer(row[f"{role}_prediction"]) or "(none)",
+                     language=None, wrap_lines=True)
+            col.caption(f"parsed: {md(_answer(row[f'{role}_parsed']) or '(none)')}")
+
+    # notes and tags, keyed by the data set so they follow the example into later runs
+    with st.expander(f"Notes and tags ({md(data_name)} data)", expanded=True):
+        try:
+            ns = notes_store(store)
+            for note in ns.notes(data_name, example):
+                st.markdown(f"**{md(note.author or 'anonymous')}** · {md(note.created)}  \n{md(note.text)}")
+            tags = ns.tags(data_name, example).get(example, [])
+            if tags:
+                tag_cols = st.columns(min(len(tags), 6))
+                for i, tag in enumerate(tags):
+                    if tag_cols[i % len(tag_cols)].button(f"✕ {md(tag)}", key=f"ea_untag_{i}_{tag}",
+                                                          help="remove this tag"):
+                        ns.remove_tag(data_name, example, tag)
+                        st.rerun()
+            with st.form("ea_note_form", clear_on_submit=True):
+                note_text = st.text_area("Note", key="ea_note_text")
+                n1, n2 = st.columns(2)
+                author = n1.text_input("Author", key="ea_note_author")
+                new_tags = n2.text_input("Tags to add (comma-separated)", key="ea_note_tags")
+                if st.form_submit_button("Save"):
+                    wanted = [t.strip() for t in new_tags.split(",") if t.strip()]
+                    if not note_text.strip() and not wanted:
+                        st.warning("Write a note or a tag first.", icon=":material/info:")
+                    else:
+                        if wanted:
+                            ns.add_tags(data_name, example, wanted, author=author.strip() or None)
+                        if note_text.strip():
+                            ns.add_note(data_name, example, note_text, author=author.strip() or None)
+                        st.rerun()
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+
+# --- 4. slice finder ----------------------------------------------------------------------------------------------
+st.subheader("Slice finder")
+min_n = st.number_input("Smallest slice", min_value=2, max_value=max(2, len(frame)),
+                        value=min(10, max(2, len(frame) // 4)), key="ea_min_n")
+try:
+    findings = [f.to_dict() for f in find_slices(frame, min_n=int(min_n), roles=(first, second))]
+except Exception as exc:  # noqa: BLE001
+    findings = []
+    show_error(exc)
+if not findings:
+    st.caption("No slice with enough examples.")
+else:
+    st.dataframe(pd.DataFrame([{
+        "slice": f["name"], "n": f["n"], f"{names[0]} accuracy": f["teacher_accuracy"],
+        f"{names[1]} accuracy": f["student_accuracy"], "gap": f["gap"], "adjusted p": f["adjusted_p"],
+        "filter": f["expr"]} for f in findings]), hide_index=True, width="stretch", key="ea_slices")
+    st.plotly_chart(slice_gaps_figure(findings[:15], names=names), width="stretch", key="ea_gaps")
+
+    def _use_slice() -> None:
+        chosen = st.session_state.get("ea_slice_pick")
+        if chosen is not None:
+            st.session_state["ea_filter"] = findings[chosen]["expr"]
+            st.session_state["ea_search"] = ""
+            _pick_cell("all")
+
+    s1, s2 = st.columns([4, 1])
+    s1.selectbox("Slice", range(len(findings)), key="ea_slice_pick",
+                 format_func=lambda i: f"{findings[i]['name']} (n = {findings[i]['n']}, gap {findings[i]['gap']:+.2f})")
+    s2.button("Use as filter", key="ea_use_slice", on_click=_use_slice)
+    st.caption("Gap intervals combine the two Wilson intervals (Newcombe); they ignore the pairing, so they are "
+               "conservative. The adjusted p is Benjamini–Hochberg over all candidate slices.")
+
+_write_url()

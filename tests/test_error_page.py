@@ -1,0 +1,177 @@
+"""The Error analysis page: its three figures (pure functions) and the page through AppTest on a small run store."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kd_analysis.plots.errors import choice_probs_figure, gap_interval, matrix_figure, slice_gaps_figure
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/error_analysis.py"
+TIMEOUT = 180
+RUN, OTHER = "test-mc-kl", "test-mc-ce"
+# (teacher right, student right) per example: 5 both right, 4 teacher only, 1 student only, 2 both wrong
+PATTERN = [(True, True)] * 5 + [(True, False)] * 4 + [(False, True)] + [(False, False)] * 2
+CHOICES = ["apple", "chair", "river", "piano"]
+
+
+# --- figures -------------------------------------------------------------------------------------------------------
+
+def test_matrix_figure_shows_the_counts_in_their_cells():
+    counts = {"both_right": 5, "teacher_only": 4, "student_only": 1, "both_wrong": 2}
+    fig = matrix_figure(counts)
+    heat = fig.data[0]
+    assert [list(r) for r in heat.z] == [[5, 4], [1, 2]]  # rows: teacher right/wrong; columns: student right/wrong
+    assert list(heat.y) == ["teacher right", "teacher wrong"] and list(heat.x) == ["student right", "student wrong"]
+    assert heat.text[0][1].startswith("4")
+    assert "n = 12" in fig.layout.title.text
+    flips = matrix_figure({"both_right": 1, "a_only": 2, "b_only": 3, "both_wrong": 4}, "a", "b",
+                          names=("<b>A</b>", "B"))
+    assert [list(r) for r in flips.data[0].z] == [[1, 2], [3, 4]]
+    assert flips.data[0].y[0] == "&lt;b&gt;A&lt;/b&gt; right"  # labels are escaped
+
+
+def test_choice_probs_figure_has_one_bar_per_choice_and_model():
+    fig = choice_probs_figure(CHOICES, [0.7, 0.1, 0.1, 0.1], [0.2, 0.5, 0.2, 0.1], gold=0)
+    assert [t.name for t in fig.data] == ["teacher", "student"]
+    assert list(fig.data[0].y) == [0.7, 0.1, 0.1, 0.1] and list(fig.data[1].y) == [0.2, 0.5, 0.2, 0.1]
+    assert fig.data[0].x[0].startswith("✓") and not any(x.startswith("✓") for x in fig.data[0].x[1:])
+    assert fig.layout.barmode == "group"
+    only_student = choice_probs_figure(["<i>x</i>", "y"], None, [0.4, 0.6])
+    assert len(only_student.data) == 1 and "&lt;i&gt;" in only_student.data[0].x[0]
+
+
+def test_slice_gaps_figure_draws_each_gap_with_its_interval():
+    rows = [{"name": "gold = 1", "n": 20, "gap": 0.3, "teacher_accuracy": 0.9, "student_accuracy": 0.6,
+             "teacher_ci": (0.70, 0.97), "student_ci": (0.39, 0.78), "adjusted_p": 0.04},
+            {"name": "KL high", "n": 12, "gap": -0.1, "teacher_accuracy": 0.5, "student_accuracy": 0.6,
+             "teacher_ci": (0.25, 0.75), "student_ci": (0.35, 0.81), "adjusted_p": 0.9}]
+    fig = slice_gaps_figure(rows)
+    bar = fig.data[0]
+    assert list(bar.x) == [0.3, -0.1] and list(bar.y) == ["gold = 1", "KL high"]
+    for r, plus, minus in zip(rows, bar.error_x.array, bar.error_x.arrayminus):
+        lo, hi = gap_interval(r)
+        assert lo < r["gap"] < hi
+        assert r["gap"] + plus == pytest.approx(hi) and r["gap"] - minus == pytest.approx(lo)
+    assert [c[0] for c in bar.customdata] == [20, 12]
+
+
+# --- the page ------------------------------------------------------------------------------------------------------
+
+def _records(run_id: str, pattern) -> list[dict]:
+    rows = []
+    for i, (t_ok, s_ok) in enumerate(pattern):
+        gold = i % 4
+        for role, ok, step in (("teacher", t_ok, 0), ("student", s_ok, 50)):
+            pred = gold if ok else (gold + 1) % 4
+            probs = [0.1] * 4
+            probs[pred] = 0.7
+            rows.append({"run_id": run_id, "data": "demo:mcq", "role": role, "step": step,
+                         "example_id": f"ex-{i:02d}", "gold": gold, "prediction": pred, "correct": ok,
+                         "text": f"Question {i}: which word is {'number ' + str(i) if i % 3 == 0 else 'a thing'}?",
+                         "choices": CHOICES, "probs": probs, "p_gold": probs[gold], "p_pred": 0.7,
+                         "kl": None if role == "teacher" else 0.05 * i, "text_tokens": 8 + i % 5})
+    return rows
+
+
+@pytest.fixture
+def error_store(run_root):
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(run_root)
+    for run_id, pattern in ((RUN, PATTERN), (OTHER, [(t, not s) for t, s in PATTERN])):
+        run = store.create("train", {"data": "demo:mcq", "name": run_id}, run_id=run_id, state="finished")
+        with open(run.path / "predictions.jsonl", "w", encoding="utf-8") as fh:
+            for row in _records(run_id, pattern):
+                fh.write(json.dumps(row) + "\n")
+    store.create("train", {"data": "demo:mcq"}, run_id="test-no-records", state="finished")
+    return store
+
+
+def _open(params: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _table(at: AppTest):
+    return next(d.value for d in at.dataframe if "example id" in d.value.columns)
+
+
+def _cell_button(at: AppTest, cell: str):
+    return next(b for b in at.button if b.key == f"ea_cell_{cell}")
+
+
+def test_page_shows_the_matrix_and_cells_filter_the_table(error_store):
+    at = _open({"run": RUN})
+    assert at.selectbox(key="ea_run").value == RUN
+    labels = {b.key: b.label for b in at.button if b.key and b.key.startswith("ea_cell_")}
+    assert labels["ea_cell_both_right"].endswith(": 5") and labels["ea_cell_teacher_only"].endswith(": 4")
+    assert labels["ea_cell_student_only"].endswith(": 1") and labels["ea_cell_both_wrong"].endswith(": 2")
+    sentence = next(m.value for m in at.markdown if m.value.startswith("The student is wrong on"))
+    assert "wrong on 4 examples the teacher gets right and right on 1 it gets wrong" in sentence
+    assert "not distinguishable" in sentence  # 4 vs 1 discordant: exact p = 0.375
+    assert len(_table(at)) == 12
+    _cell_button(at, "teacher_only").click().run()
+    assert not at.exception
+    table = _table(at)
+    assert len(table) == 4 and set(table["cell"]) == {"teacher_only"}
+    assert at.query_params["cell"] == ["teacher_only"] or at.query_params["cell"] == "teacher_only"
+
+
+def test_bad_filter_is_one_error_line_and_a_good_one_filters(error_store):
+    at = _open({"run": RUN})
+    at.text_input(key="ea_filter").input("kl > ").run()
+    assert not at.exception
+    assert len(at.error) == 1 and "Filter not applied" in at.error[0].value
+    assert len(_table(at)) == 12  # the table stays, unfiltered
+    at.text_input(key="ea_filter").input("__import__('os')").run()
+    assert not at.exception and len(at.error) == 1
+    at.text_input(key="ea_filter").input("kl >= 0.3").run()
+    assert not at.error and len(_table(at)) == 6
+
+
+def test_query_params_select_run_cell_and_example(error_store):
+    at = _open({"run": OTHER, "cell": "student_only", "example": "ex-10"})
+    assert at.selectbox(key="ea_run").value == OTHER
+    table = _table(at)
+    assert set(table["cell"]) == {"student_only"} and len(table) == 2
+    assert any("Example ex\\-10" in s.value for s in at.subheader)
+
+
+def test_adding_a_note_and_tags_stores_them(error_store):
+    from kd_analysis.errors.notes import NotesStore
+
+    at = _open({"run": RUN, "example": "ex-03"})
+    at.text_area(key="ea_note_text").input("student confuses the *number* words")
+    at.text_input(key="ea_note_author").input("ada")
+    at.text_input(key="ea_note_tags").input("numbers, hard")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    notes = NotesStore.at(error_store.root)
+    saved = notes.notes("demo:mcq", "ex-03")
+    assert [(n.author, n.text) for n in saved] == [("ada", "student confuses the *number* words")]
+    assert notes.tags("demo:mcq", "ex-03") == {"ex-03": ["hard", "numbers"]}
+    assert any("student confuses the \\*number\\* words" in m.value for m in at.markdown)  # shown escaped
+    next(b for b in at.button if b.key and b.key.startswith("ea_untag_") and "hard" in b.label).click().run()
+    assert notes.tags("demo:mcq", "ex-03") == {"ex-03": ["numbers"]}
+
+
+def test_against_shows_flips_and_no_records_is_explained(error_store, run_root):
+    at = _open({"run": RUN, "against": OTHER})
+    assert not at.exception
+    sentence = next(m.value for m in at.markdown if m.value.startswith("The other run's student fixed"))
+    assert "fixed 6 examples" in sentence and "broke 6" in sentence  # the other student flips every answer
+    import shutil
+
+    for run_id in (RUN, OTHER):
+        shutil.rmtree(run_root / run_id)
+    at = _open()
+    assert any("errors backfill" in i.value for i in at.info)
