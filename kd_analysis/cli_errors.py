@@ -77,7 +77,7 @@ def cmd_backfill(args) -> None:
     from kd_analysis.errors.backfill import backfill_run
 
     store = _store(args)
-    done = [backfill_run(store, rid, force=args.force).to_dict() for rid in args.run_ids]
+    done = [backfill_run(store, rid, force=args.force, retrain=args.retrain).to_dict() for rid in args.run_ids]
     _print(done, args.json, lambda rs: "\n".join(json.dumps(r, default=str) for r in rs))
 
 
@@ -126,5 +126,8 @@ def register(sub, parser_class) -> None:
                                          "existed (checked against each run's own final metric)")
     q.add_argument("run_ids", metavar="RUN_ID", nargs="+")
     q.add_argument("--force", action="store_true", help="rewrite existing records")
+    q.add_argument("--retrain", action="store_true",
+                   help="for a run without a checkpoint: train it again from its config in a temporary folder and "
+                        "keep the records only if every logged evaluation and per-step loss is reproduced")
     common(q)
     q.set_defaults(fn=cmd_backfill)

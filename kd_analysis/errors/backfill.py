@@ -6,9 +6,17 @@ evaluation as `train()` did it (the teacher at step 0, the saved model as the li
 KL against the teacher's probabilities) and writes the run's `predictions.jsonl`, every line marked
 `"backfilled": true`. The records are written only when they reproduce the run's own final metric exactly: records
 that disagree with the run they claim to describe would mislead every analysis built on them.
+
+A run shipped without its checkpoint can still be rebuilt with `retrain=True`: it is trained again from its own
+config.json (same device, precision and seed) in a temporary folder, never in the run folder, and its records are
+kept only when the retrained run reproduces every evaluation the original logged (every `eval_*` and `teacher_*`
+value at every step, within TOLERANCE) and every per-step loss (within LOSS_TOLERANCE). The records are then the
+retrained run's own (teacher at step 0, live model at the final step), each line also marked `"retrained": true`.
 """
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import tempfile
 import time
@@ -18,13 +26,17 @@ from typing import Any, Callable
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.errors.records import PREDICTIONS, record_lines, with_text_tokens
-from kd_analysis.fileio import atomic_write_text
+from kd_analysis.fileio import atomic_write_text, read_jsonl
 from kd_analysis.runs import RunStore
 
 TOLERANCE = 1e-9  # accuracies are counts over the same examples: anything above rounding is a different run
 # Continuous metrics (answer NLL) fingerprint the weights far better than exact match on a few dozen questions;
 # the same forward pass on the same weights agrees to ~1e-7, a different model by orders of magnitude more.
 CONTINUOUS_TOLERANCE = 1e-4
+# A retrained run repeats the same float32 arithmetic on the same batches, but reductions may round differently on
+# another machine and the drift compounds over the steps: the shipped reference runs came back within 0-5e-6 (8 runs)
+# or 1e-5-6e-5 (4 runs, all evaluations still exact). A different run (data, order, seed, code) is off by far more.
+LOSS_TOLERANCE = 1e-4
 
 
 class BackfillMismatch(KDLensError):
@@ -55,22 +67,33 @@ class BackfillResult:
     written: bool = False
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # retrain=True only: the run was trained again because it had no checkpoint
+    retrained: bool = False
+    eval_values_compared: int = 0  # eval_*/teacher_* values of the run's metrics.jsonl checked against the retrain
+    max_eval_difference: float | None = None  # the largest of those differences
+    max_eval_difference_at: str | None = None  # "name@step" where it is
+    losses_compared: int = 0
+    max_loss_difference: float | None = None  # the largest per-step |loss| difference
+    max_loss_difference_at: int | None = None  # its step
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
-                 progress: Callable[[str], None] | None = None) -> BackfillResult:
+                 progress: Callable[[str], None] | None = None, retrain: bool = False) -> BackfillResult:
     """Rebuild and write `predictions.jsonl` for a finished training run that saved its checkpoint.
 
-    Refuses (KDLensError, one line) when the run is not a finished training run, has no checkpoint, or already has
-    records (unless `force`, which replaces the file atomically), and when the rebuilt records do not reproduce the
-    run's final metric (BackfillMismatch, carrying the result)."""
+    Refuses (KDLensError, one line) when the run is not a finished training run, has no checkpoint (unless
+    `retrain`, which trains it again from its config in a temporary folder), or already has records (unless
+    `force`, which replaces the file atomically), and when the rebuilt records do not reproduce the run's final
+    metric, or the retrained run any metric or loss the run logged (BackfillMismatch, carrying the result)."""
     say = progress or (lambda m: None)
     started = time.monotonic()
     run = store.get(run_id)
-    cfg, metric, final, teacher_row = _check_run(run, force)
+    cfg, metric, final, teacher_row = _check_run(run, force, need_checkpoint=not retrain)
+    if not (run.path / "checkpoint").is_dir():
+        return _retrain(run, cfg, metric, final, teacher_row, say, started)
     step = int(final["step"])
 
     import torch
@@ -151,7 +174,7 @@ def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
     return result
 
 
-def _check_run(run, force: bool):
+def _check_run(run, force: bool, need_checkpoint: bool = True):
     """The run's config, metric name, final eval row and step-0 row; refuses what cannot be backfilled."""
     from kd_analysis.training.config import TrainConfig
 
@@ -165,9 +188,9 @@ def _check_run(run, force: bool):
     if status.get("state") != "finished":
         raise KDLensError(f"run {run.run_id} is {status.get('state', 'in an unknown state')}, not finished: only a "
                           "finished run's final evaluation can be rebuilt")
-    if not (run.path / "checkpoint").is_dir():
+    if need_checkpoint and not (run.path / "checkpoint").is_dir():
         raise KDLensError(f"run {run.run_id} has no saved checkpoint (save_checkpoint was off or its weights were "
-                          "removed), so its records cannot be rebuilt")
+                          "removed), so its records cannot be rebuilt; retrain it (--retrain) to rebuild them")
     if (run.path / PREDICTIONS).exists() and not force:
         raise KDLensError(f"run {run.run_id} already has {PREDICTIONS}; rebuild it with force (--force) to replace it")
     cfg = TrainConfig.from_dict(config)
@@ -180,6 +203,122 @@ def _check_run(run, force: bool):
             return cfg, metric, final, first
     raise KDLensError(f"run {run.run_id} logged no final eval_accuracy or eval_exact_match, so rebuilt records "
                       "could not be checked against it")
+
+
+def _retrain(run, cfg, metric: str, final: dict, teacher_row: dict | None, say: Callable[[str], None],
+             started: float) -> BackfillResult:
+    """Train the run again from its config in a temporary folder; keep its records only if it is the same run."""
+    from kd_analysis.training import rationale_tasks
+    from kd_analysis.training.loop import train
+
+    step = int(final["step"])
+    role = "teacher" if cfg.train_teacher else "student"
+    again = replace(cfg, save_checkpoint=False, report_to=[])
+    if cfg.rationales and cfg.rationales.source_run:  # resolved next to the run, as train() resolved it there
+        again = replace(again, rationales=replace(cfg.rationales, source_run=str(
+            rationale_tasks._resolve_run(cfg.rationales.source_run, run.path).resolve())))
+    notes = [f"retrained from config.json (no checkpoint): {cfg.device} device, {cfg.precision} precision, seed "
+             f"{cfg.seed}"]
+    if cfg.records_every_eval:
+        notes.append("the run kept records at every evaluation; only the teacher's and the final evaluation's are "
+                     "written")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="kd-retrain-") as tmp:
+        out = Path(tmp) / run.path.name  # the records' run_id is the folder's name, as in the run itself
+        out.mkdir()
+        if (run.path / rationale_tasks.CACHE_FILE).exists():  # the rationales the run trained with, read from a copy
+            shutil.copyfile(run.path / rationale_tasks.CACHE_FILE, out / rationale_tasks.CACHE_FILE)
+        say(f"retraining {run.run_id} from its config in {out}")
+        trained = train(again, out_dir=out, on_metrics=lambda m: rows.append(dict(m)), log=say)
+        records = read_jsonl(out / PREDICTIONS) if (out / PREDICTIONS).exists() else []
+    if trained.state != "finished":
+        raise KDLensError(f"retraining {run.run_id} ended {trained.state}, so its records cannot be rebuilt")
+
+    logged = run.metrics()
+    eval_diffs, loss_diffs = _compare(logged, rows)
+    t_records = [r for r in records if r["role"] == "teacher" and r["step"] == 0] if not cfg.train_teacher else []
+    s_records = [r for r in records if r["role"] == role and r["step"] == step]
+    value = _share_correct_rows(s_records)
+    t_value = _share_correct_rows(t_records) if t_records else None
+    t_run = teacher_row.get(f"teacher_{metric}") if teacher_row else None
+    run_value = float(final[f"eval_{metric}"])
+    result = BackfillResult(
+        run_id=run.run_id, path=str(run.path / PREDICTIONS), role=role, step=step, examples=len(s_records),
+        teacher_examples=len(t_records), metric=metric, run_value=run_value, records_value=value,
+        difference=abs(value - run_value), teacher_run_value=t_run, teacher_records_value=t_value, notes=notes,
+        retrained=True, eval_values_compared=len(eval_diffs), losses_compared=len(loss_diffs))
+    if eval_diffs:
+        at = max(eval_diffs, key=eval_diffs.get)
+        result.max_eval_difference, result.max_eval_difference_at = eval_diffs[at], f"{at[0]}@{at[1]}"
+    if loss_diffs:
+        at_step = max(loss_diffs, key=loss_diffs.get)
+        result.max_loss_difference, result.max_loss_difference_at = loss_diffs[at_step], at_step
+    why = None
+    if not s_records:
+        why = f"the retrained run wrote no {role} records at step {step}"
+    elif not eval_diffs:
+        why = "the run logged no eval_* or teacher_* values to check the retrained run against"
+    elif result.max_eval_difference > TOLERANCE:
+        name, at_step = max(eval_diffs, key=eval_diffs.get)
+        why = (f"{name} at step {at_step} is off by {result.max_eval_difference:.3g} "
+               f"({_value(rows, name, at_step)} retrained, {_value(logged, name, at_step)} in the run's metrics)")
+    elif loss_diffs and result.max_loss_difference > LOSS_TOLERANCE:
+        why = (f"the loss at step {result.max_loss_difference_at} is off by {result.max_loss_difference:.3g} "
+               f"({_value(rows, 'loss', result.max_loss_difference_at)} retrained, "
+               f"{_value(logged, 'loss', result.max_loss_difference_at)} in the run's metrics)")
+    elif result.difference > TOLERANCE:
+        why = (f"{metric} {value:.6f} from the retrained records, {run_value:.6f} in the run's final eval_{metric} "
+               f"(off by {result.difference:.3g})")
+    elif t_run is not None and t_value is not None and abs(t_value - t_run) > TOLERANCE:
+        why = (f"teacher {metric} {t_value:.6f} from the retrained records, {t_run:.6f} in the run's metrics (off by "
+               f"{abs(t_value - t_run):.3g})")
+    result.matches = why is None
+    result.seconds = time.monotonic() - started
+    if why is not None:
+        raise BackfillMismatch(f"run {run.run_id} is not reproduced by retraining: {why}; nothing was written", result)
+    lines = "".join(json.dumps({**r, "backfilled": True, "retrained": True}, allow_nan=False) + "\n"
+                    for r in t_records + s_records)
+    atomic_write_text(run.path / PREDICTIONS, lines)
+    result.written = True
+    result.seconds = time.monotonic() - started
+    say(f"wrote {len(t_records) + len(s_records)} retrained records to {result.path}")
+    return result
+
+
+def _by_step(rows: list[dict]) -> dict[int, dict]:
+    """metrics rows merged per step (step 0 has the teacher's row and the live model's first evaluation)."""
+    merged: dict[int, dict] = {}
+    for row in rows:
+        if isinstance(row.get("step"), int):
+            merged.setdefault(row["step"], {}).update(row)
+    return merged
+
+
+def _compare(logged: list[dict], retrained: list[dict]) -> tuple[dict[tuple[str, int], float], dict[int, float]]:
+    """|logged - retrained| for every eval_*/teacher_* value the run logged ({(name, step): diff}) and every
+    per-step loss ({step: diff}); a value the retrained run did not log counts as infinitely far off."""
+    new = _by_step(retrained)
+    evals, losses = {}, {}
+    for at, row in _by_step(logged).items():
+        for name, v in row.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            if name.startswith(("eval_", "teacher_")) or name == "loss":
+                w = new.get(at, {}).get(name)
+                d = abs(float(v) - float(w)) if isinstance(w, (int, float)) else math.inf
+                if name == "loss":
+                    losses[at] = d
+                else:
+                    evals[(name, at)] = d
+    return evals, losses
+
+
+def _value(rows: list[dict], name: str, at: int):
+    return _by_step(rows).get(at, {}).get(name, "nothing")
+
+
+def _share_correct_rows(rows: list[dict]) -> float:
+    return sum(bool(r["correct"]) for r in rows) / len(rows) if rows else 0.0
 
 
 def _models(cfg, folder: Path, device: str, say: Callable[[str], None]):
