@@ -318,6 +318,19 @@ class RowFilter:
         return value.fillna(False).astype(bool)
 
 
+MAX_FILTER_DEPTH = 100  # nested operations in one filter
+
+
+def _depth(tree: ast.AST) -> int:
+    """The deepest nesting of the syntax tree, walked without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def parse_filter(expr: str, columns: Iterable[str] | None = None) -> RowFilter:
     """Parse a row filter such as `kl > 0.5 and gold in (1, 2) and not teacher_correct`.
 
@@ -339,6 +352,8 @@ def parse_filter(expr: str, columns: Iterable[str] | None = None) -> RowFilter:
         raise KDLensError(f"the filter is not a valid expression at character {e.offset or 1} ({e.msg})") from None
     except (RecursionError, MemoryError, ValueError):
         raise KDLensError("the filter is nested too deeply to read") from None
+    if _depth(tree) > MAX_FILTER_DEPTH:  # explicit, so the refusal never depends on the caller's stack depth
+        raise KDLensError("the filter is nested too deeply to read")
     compiler = _Compiler(text, columns)
     try:
         fn = compiler.compile(tree)
