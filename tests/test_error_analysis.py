@@ -398,6 +398,10 @@ def test_find_slices_minimums_and_rationale_overlap():
     assert [f.expr for f in findings if f.feature == "rare"] == ["rare == 'common'"]
     fewer = find_slices(joined, min_n=150)
     assert all(f.n >= 150 for f in fewer) and len(fewer) < len(findings)
+    for r in student:
+        r["everyone"] = "same"  # a feature every example shares selects the whole set: not a slice
+    whole = find_slices(join_roles({"teacher": teacher, "student": student}), columns=["everyone"], min_n=30)
+    assert all(f.feature != "everyone" and f.n < 200 for f in whole)
     with pytest.raises(KDLensError, match="unknown column 'nope'"):
         find_slices(joined, columns=["nope"])
     with pytest.raises(KDLensError, match="teacher_correct"):

@@ -262,7 +262,7 @@ def find_slices(joined_frame: pd.DataFrame, columns: Sequence[str] | None = None
             seen.add(expr)
             mask = parse_filter(expr)(frame).to_numpy(dtype=bool) & known
             n = int(mask.sum())
-            if n < min_n:
+            if n < min_n or n == int(known.sum()):  # too small, or every example: not a slice of anything
                 continue
             ta, sa = int((av & mask).sum()), int((bv & mask).sum())
             t_only, s_only = int((a_only & mask).sum()), int((b_only & mask).sum())
