@@ -181,6 +181,19 @@ def _note(row: tuple) -> Note:
 _NOTE_COLUMNS = "id, data, example_id, author, text, created, updated"
 
 
+@contextmanager
+def _one_transaction(con: sqlite3.Connection, write: bool) -> Iterator[None]:
+    """BEGIN (IMMEDIATE for writes: take the write lock up front), COMMIT if the body finishes, else ROLLBACK."""
+    con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 class NotesStore:
     """Notes and tags in one SQLite file. Safe to share one instance across threads, and the file across
     processes: each operation opens its own connection and closes it."""
@@ -233,8 +246,7 @@ class NotesStore:
                 raise self._error(exc) from None
             try:
                 self._set_wal(con)
-                con.execute("BEGIN IMMEDIATE")
-                try:
+                with _one_transaction(con, write=True):
                     version = con.execute("PRAGMA user_version").fetchone()[0]
                     if version > SCHEMA_VERSION:
                         raise KDLensError(f"The notes database {self.path} was written by a newer kd-lens "
@@ -244,10 +256,6 @@ class NotesStore:
                             con.execute(statement)
                     if version < SCHEMA_VERSION:
                         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
             finally:
@@ -278,14 +286,8 @@ class NotesStore:
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         try:
-            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
+            with _one_transaction(con, write):
                 yield con
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         finally:
