@@ -147,14 +147,14 @@ class Run:
         return self._object(STATUS)[0]
 
     def metrics(self) -> list[dict[str, Any]]:
-        return self._metrics()[0]
+        return self.metrics_checked()[0]
 
     def problems(self) -> list[str]:
         """Why this run is damaged (empty when every file reads as written)."""
         out = []
         for name in (CONFIG, STATUS):
             out += [f"{name}: {p}" for p in self._object(name)[1]]
-        skipped = self._metrics()[1]
+        skipped = self.metrics_checked()[1]
         if skipped:
             out.append(f"{METRICS}: {skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
         return out
@@ -175,7 +175,8 @@ class Run:
             dropped.append(f"state={clean.pop('state')!r:.40}")
         return clean, [f"wrong type or value: {', '.join(dropped)}"] if dropped else []
 
-    def _metrics(self) -> tuple[list[dict[str, Any]], list[str]]:
+    def metrics_checked(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """The readable metrics rows, and why each skipped line was skipped."""
         read = read_jsonl_checked(self.path / METRICS)
         rows, skipped = [], list(read.bad)
         for n, row in zip(read.line_numbers, read.rows):
@@ -201,10 +202,11 @@ class Run:
         return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
                       if p.is_file() and not p.name.startswith("."))
 
-    def summary(self) -> RunSummary:
-        """Always answers: a run whose status or config cannot be trusted is `damaged`, with the reason."""
+    def summary(self, metrics: tuple[list[dict[str, Any]], list[str]] | None = None) -> RunSummary:
+        """Always answers: a run whose status or config cannot be trusted is `damaged`, with the reason.
+        `metrics`: what `metrics_checked()` returned, when the caller has already read it."""
         (st, st_bad), (cfg, cfg_bad) = self._object(STATUS), self._object(CONFIG)
-        metrics, skipped = self._metrics()
+        metrics, skipped = metrics if metrics is not None else self.metrics_checked()
         steps = max((m.get("step", 0) for m in metrics), default=0)
         bad = [f"{STATUS}: {p}" for p in st_bad] + [f"{CONFIG}: {p}" for p in cfg_bad]
         name = cfg.get("name")

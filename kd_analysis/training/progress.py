@@ -41,7 +41,8 @@ def _latest(records: list[dict], prefix: str) -> dict[str, float]:
 
 
 def run_progress(run: Run) -> RunProgress:
-    cfg, metrics = run.config(), run.metrics()
+    read = run.metrics_checked()  # read once: the summary below reuses it
+    cfg, metrics = run.config(), read[0]
     steps = [m for m in metrics if "loss" in m or "total_steps" in m]  # training steps, or job progress records
     last = steps[-1] if steps else {}
     planned = cfg.get("steps") if cfg.get("kind", "train") == "train" and not cfg.get("epochs") else None
@@ -49,7 +50,7 @@ def run_progress(run: Run) -> RunProgress:
     if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
         total = None
     step = int(last.get("step", 0))
-    summary = run.summary()  # says "damaged", and why, when status.json or config.json cannot be trusted
+    summary = run.summary(read)  # says "damaged", and why, when status.json or config.json cannot be trusted
     state, reason = summary.state, summary.reason
     fraction = 1.0 if state == "finished" else (min(step / total, 1.0) if total else 0.0)
     name = cfg.get("name") if isinstance(cfg.get("name"), str) else None
