@@ -1,4 +1,5 @@
-"""CLI for error analysis: `errors matrix|examples|slices|note|notes|backfill` (the workspace's functions)."""
+"""CLI for error analysis: `errors matrix|examples|slices|save-slice|saved-slices|note|notes|explain|report|backfill`
+(the workspace's functions)."""
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ def cmd_slices(args) -> None:
 
     rows = slices(_store(args), args.run_id, args.min_n)
     _print(rows, args.json, lambda rs: "\n".join(
-        f"{r['name']:<40} n {r['n']:>4} · gap {r['gap']:+.1%} · adjusted p {r['p_adjusted']:.3g} · {r['expr']}"
+        f"{r['name']:<40} n {r['n']:>4} · gap {r['gap']:+.1%} · adjusted p {r['adjusted_p']:.3g} · {r['expr']}"
         for r in rs) or "no slice with enough examples")
 
 
@@ -71,6 +72,73 @@ def cmd_notes(args) -> None:
     _print(out, args.json, lambda d: "\n".join(
         [f"{n['example_id']}: {n['text']} ({n['author'] or 'anonymous'}, {n['created']})" for n in d["notes"]]
         + [f"{ex}: tags {', '.join(t)}" for ex, t in d["tags"].items()]) or "no notes")
+
+
+def cmd_save_slice(args) -> None:
+    from kd_analysis.errors.workspace import notes_store, run_data
+
+    store = _store(args)
+    data = run_data(store, args.run_id)
+    notes_store(store).save_slice(data, args.name, args.where, author=args.author)
+    _print({"data": data, "name": args.name, "expr": args.where}, args.json,
+           lambda d: f"saved slice {d['name']!r} for {d['data']} data: {d['expr']}")
+
+
+def cmd_saved_slices(args) -> None:
+    from kd_analysis.errors.workspace import notes_store, run_data
+
+    store = _store(args)
+    data = run_data(store, args.run_id)
+    notes = notes_store(store)
+    if args.delete:
+        from kd_analysis.errors import KDLensError
+
+        if not notes.delete_slice(data, args.delete):
+            raise KDLensError(f"no saved slice {args.delete!r} for {data} data")
+    out = {"data": data, "slices": notes.slices(data)}
+    _print(out, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d["slices"].items()) or "no saved slices")
+
+
+def cmd_explain(args) -> None:
+    from kd_analysis.errors.explain import explain
+
+    found = explain(_store(args), args.run_id, args.example_ids, method=args.method, target=args.target,
+                    rebuild=args.rebuild, refresh=args.refresh,
+                    progress=None if args.json else lambda m: print(m, flush=True))
+
+    def text(rows: list) -> str:
+        lines = []
+        for e in rows:
+            for role, attr in e["attributions"].items():
+                top = sorted(attr["words"], key=lambda w: -abs(w["score"]))[:5]
+                lines.append(f"{e['example_id']} {role}: answer {attr['predicted_label']!r}, strongest words "
+                             + ", ".join(f"{w['text']} ({w['score']:+.3g})" for w in top))
+        return "\n".join(lines)
+
+    _print([e.to_dict() for e in found], args.json, text)
+
+
+def cmd_report(args) -> None:
+    from kd_analysis.errors import KDLensError
+    from kd_analysis.errors.report import write_report
+    from kd_analysis.errors.slices import Slice
+    from kd_analysis.errors.workspace import notes_store, run_data
+
+    store = _store(args)
+    chosen = None
+    if args.slice:
+        saved = notes_store(store).slices(run_data(store, args.run_id))
+        missing = [n for n in args.slice if n not in saved]
+        if missing:
+            raise KDLensError(f"no saved slice {missing[0]!r}; saved: {', '.join(saved) or 'none'} "
+                              "(save one with `errors save-slice`)")
+        chosen = [Slice(n, saved[n]) for n in args.slice]
+    result = write_report(store, args.run_id, args.out, against=args.against, pins=args.pin or [], slices=chosen,
+                          min_n=args.min_n)
+    _print(result.to_dict(), args.json, lambda d: (
+        f"wrote {d['path']} ({d['bytes'] / 1e6:.1f} MB, {d['seconds']:.1f} s): {d['examples']} examples, "
+        f"{d['findings']} slice-finder rows, {len(d['slices'])} chosen slices, {len(d['pinned'])} pinned "
+        f"({len(d['explained'])} with attributions)"))
 
 
 def cmd_backfill(args) -> None:
@@ -122,6 +190,42 @@ def register(sub, parser_class) -> None:
     q.add_argument("run_id", metavar="RUN_ID")
     common(q)
     q.set_defaults(fn=cmd_notes)
+    q = esub.add_parser("save-slice", help="save a filter under a name for the run's data set (reports show it)")
+    q.add_argument("run_id", metavar="RUN_ID")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--where", metavar="EXPR", required=True, help="the filter, e.g. \"kl > 1.1\"")
+    q.add_argument("--author")
+    common(q)
+    q.set_defaults(fn=cmd_save_slice)
+    q = esub.add_parser("saved-slices", help="the saved slices of the run's data set")
+    q.add_argument("run_id", metavar="RUN_ID")
+    q.add_argument("--delete", metavar="NAME", help="delete this saved slice first")
+    common(q)
+    q.set_defaults(fn=cmd_saved_slices)
+    q = esub.add_parser("explain", help="both models' attributions over examples (and, for generation, the gold "
+                                        "answer's token log-probabilities); cached in the run folder")
+    q.add_argument("run_id", metavar="RUN_ID")
+    q.add_argument("example_ids", metavar="EXAMPLE_ID", nargs="+")
+    q.add_argument("--method", default="input_x_gradient", help="an attribution method of the registry")
+    q.add_argument("--target", default="predicted", choices=["predicted", "gold"],
+                   help="explain each model's own answer (default) or the gold answer")
+    q.add_argument("--rebuild", action="store_true",
+                   help="for a run that kept no weights: retrain it from its config first and keep the weights "
+                        "only if every logged evaluation and loss is reproduced")
+    q.add_argument("--refresh", action="store_true", help="recompute cached explanations")
+    common(q)
+    q.set_defaults(fn=cmd_explain)
+    q = esub.add_parser("report", help="a self-contained HTML report (opens offline): matrix, slice finder, "
+                                       "saved slices, pinned examples with notes and attributions")
+    q.add_argument("run_id", metavar="RUN_ID")
+    q.add_argument("--out", required=True, metavar="FILE")
+    q.add_argument("--against", metavar="RUN_ID", help="compare this run's student with another run's")
+    q.add_argument("--pin", action="append", metavar="EXAMPLE_ID", help="an example to show in full (repeat)")
+    q.add_argument("--slice", action="append", metavar="NAME",
+                   help="a saved slice to include (repeat; default: every saved slice of the data set)")
+    q.add_argument("--min-n", type=int, default=10, help="smallest slice the slice finder considers")
+    common(q)
+    q.set_defaults(fn=cmd_report)
     q = esub.add_parser("backfill", help="write per-example records for finished runs trained before records "
                                          "existed (checked against each run's own final metric)")
     q.add_argument("run_ids", metavar="RUN_ID", nargs="+")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_ui.error_views import explanation_panel, export_buttons, notes_panel, report_panel
 from app_ui.resources import show_error
 from app_ui.safe_text import md
 from kd_analysis.errors.filters import select_examples
-from kd_analysis.errors.frames import PREDICTIONS, join_roles, load_records
+from kd_analysis.errors.frames import PREDICTIONS, load_records
 from kd_analysis.errors.slices import find_slices
-from kd_analysis.errors.workspace import matrix, notes_store, pair_frame, run_data
+from kd_analysis.errors.workspace import PairView, notes_store, pair_view, run_data
 from kd_analysis.plots.errors import choice_probs_figure, matrix_cells, matrix_figure, slice_gaps_figure
 from kd_analysis.runs import RunStore
 from kd_analysis.stats import wilson_interval
@@ -46,15 +47,9 @@ def _roles(root: str, run_id: str, stamp: tuple[float, int]) -> tuple[str, ...]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _pair(root: str, run_id: str, against: str | None, stamps: tuple) -> tuple[pd.DataFrame, dict]:
-    """The joined frame and the matrix: teacher × student of one run, or run's student × against's student."""
-    s = RunStore(root)
-    counts = matrix(s, run_id, against)
-    if against is None:
-        return pair_frame(s, run_id), counts
-    a, b = (load_records(s.root / r / PREDICTIONS) for r in (run_id, against))
-    frame = join_roles({"a": a[a["role"] == "student"], "b": b[b["role"] == "student"]})
-    return frame[frame["cell"].notna()].reset_index(drop=True), counts
+def _pair(root: str, run_id: str, against: str | None, stamps: tuple) -> PairView:
+    """Teacher × student of one run, or its student × another run's student (cached per file version)."""
+    return pair_view(RunStore(root), run_id, against)
 
 
 with_records = {r.run_id: r for r in store.list() if (store.root / r.run_id / PREDICTIONS).is_file()}
@@ -119,47 +114,33 @@ if against is None and run_id not in paired:
     st.stop()
 
 try:
-    frame, counts = _pair(str(store.root), run_id, against, (_stamp(run_id), _stamp(against) if against else None))
+    pv = _pair(str(store.root), run_id, against, (_stamp(run_id), _stamp(against) if against else None))
 except Exception as exc:  # noqa: BLE001 - a message, never a traceback
     _write_url()
     show_error(exc)
     st.stop()
-
-if against is None:
-    first, second = "teacher", "student"
-    names = ("teacher", "student")
-    cell_counts = {c: counts[c] for c in ("both_right", "teacher_only", "student_only", "both_wrong")}
-    accs = (counts["teacher_accuracy"], counts["student_accuracy"])
-    lost, gained = counts["teacher_only"], counts["student_only"]
-else:
-    first, second = "a", "b"
-    names = ("student A (this run)", "student B (the other run)")
-    cell_counts = {"both_right": counts["both_right"], "a_only": counts["broke"], "b_only": counts["fixed"],
-                   "both_wrong": counts["both_wrong"]}
-    accs = (counts["a_accuracy"], counts["b_accuracy"])
-    lost, gained = counts["broke"], counts["fixed"]
-n, p = int(counts["examples"]), float(counts["mcnemar_p"])
+frame, first, second, names, cell_counts, n = pv.frame, pv.first, pv.second, pv.names, pv.cells, pv.n
 cells = [c for row in matrix_cells(first, second) for c in row]
 if st.session_state["ea_cell"] not in (*cells, "all"):
     st.session_state["ea_cell"] = "all"
+data_name = run_data(store, run_id)  # notes, tags and saved slices are filed under it
+try:
+    ns = notes_store(store)
+    tags_by_example = ns.tags(data_name)
+    saved_slices = ns.slices(data_name)
+except Exception as exc:  # noqa: BLE001 - an unreadable notes file must not hide the matrix
+    ns, tags_by_example, saved_slices = None, {}, {}
+    show_error(exc)
 
 # --- 1. the matrix -----------------------------------------------------------------------------------------------
 st.subheader("Right/wrong matrix")
 m1, m2, m3 = st.columns([2, 2, 3])
-for col, name, acc in ((m1, names[0], accs[0]), (m2, names[1], accs[1])):
+for col, name, acc in ((m1, names[0], pv.accuracies[0]), (m2, names[1], pv.accuracies[1])):
     lo, hi = wilson_interval(acc, n)
     col.metric(f"{name} accuracy", f"{acc:.1%}")
     col.caption(f"n = {n} · 95% Wilson interval {lo:.1%}–{hi:.1%}")
-verdict = "a real difference at the 5% level" if p < 0.05 else "not distinguishable"
-if against is None:
-    sentence = (f"The student is wrong on {lost} example{'s' * (lost != 1)} the teacher gets right and right on "
-                f"{gained} it gets wrong; p = {p:.2g}: {verdict}.")
-else:
-    sentence = (f"The other run's student fixed {gained} example{'s' * (gained != 1)} this run's student gets wrong "
-                f"and broke {lost} it gets right; p = {p:.2g}: {verdict}.")
-m3.markdown(sentence)
-data_name = run_data(store, run_id)  # notes and tags are filed under it
-m3.caption(md(counts.get("test", "exact McNemar test")) + f" · {md(data_name)} data")
+m3.markdown(pv.sentence())
+m3.caption(md(pv.counts.get("test", "exact McNemar test")) + f" · {md(data_name)} data")
 fig_col, btn_col = st.columns([3, 2])
 fig_col.plotly_chart(matrix_figure(cell_counts, first, second, names=names), width="stretch", key="ea_matrix")
 CELL_WORDS = {"both_right": "both right", f"{first}_only": f"only {names[0]} right",
@@ -184,11 +165,27 @@ btn_col.button(f"all examples: {len(frame)}", key="ea_cell_all", on_click=_pick_
 # --- 2. the examples of the chosen cell ---------------------------------------------------------------------------
 cell = st.session_state["ea_cell"]
 st.subheader(f"Examples: {CELL_WORDS[cell]}")
-f1, f2 = st.columns([3, 2])
+
+
+def _apply_saved() -> None:
+    name = st.session_state.get("ea_saved_pick")
+    if name in saved_slices:
+        st.session_state["ea_filter"] = saved_slices[name]
+
+
+f1, f2, f3 = st.columns([3, 2, 2])
 expr = f1.text_input("Filter", key="ea_filter", placeholder="kl > 0.5 and text_tokens < 20",
                      help="a safe expression on the columns below: comparisons, in, and/or/not, + - * /; "
                           f"columns: {', '.join(map(str, frame.columns))}")
 search = f2.text_input("Search the text", key="ea_search")
+all_tags = sorted({t for ts in tags_by_example.values() for t in ts})
+tag_pick = f3.multiselect("Tagged", all_tags, key="ea_tags", placeholder="any tag" if all_tags else "no tags yet",
+                          disabled=not all_tags, help="only examples with any of these tags (tags are per data set)")
+if saved_slices:
+    g1, g2 = st.columns([4, 1])
+    g1.selectbox("Saved slices", list(saved_slices), key="ea_saved_pick",
+                 format_func=lambda k: f"{k}: {saved_slices[k]}")
+    g2.button("Use as filter", key="ea_use_saved", on_click=_apply_saved)
 view = frame if cell == "all" else frame[frame["cell"] == cell]
 try:
     view = select_examples(view, expr)
@@ -199,9 +196,18 @@ if search.strip():
     needle = search.strip().lower()
     hay = view["text"].fillna("").astype(str).str.lower() + " " + view["example_id"].str.lower()
     view = view[hay.str.contains(needle, regex=False).to_numpy()]
+if tag_pick:
+    wanted = set(tag_pick)
+    view = view[view["example_id"].map(lambda e: bool(wanted & set(tags_by_example.get(e, [])))).to_numpy()]
 kl_col = "kl" if "kl" in view.columns else f"{second}_kl"
-if view[kl_col].notna().any():
-    view = view.sort_values(kl_col, ascending=False, na_position="last", kind="stable")
+SORTS = {"KL (teacher ‖ student)": kl_col, f"{names[0]} p(gold)": f"{first}_p_gold",
+         f"{names[1]} p(gold)": f"{second}_p_gold", "text tokens": "text_tokens", "example id": "example_id"}
+SORTS = {k: v for k, v in SORTS.items() if v in view.columns and (v == "example_id" or view[v].notna().any())}
+s1, s2 = st.columns([3, 1])
+sort_by = s1.selectbox("Sort by", list(SORTS), key="ea_sort",
+                       help="previous/next in the example view follow this order")
+descending = s2.toggle("Largest first", value=True, key="ea_desc")
+view = view.sort_values(SORTS[sort_by], ascending=not descending, na_position="last", kind="stable")
 
 
 def _answer(value) -> str:
@@ -218,10 +224,11 @@ table = pd.DataFrame({
     f"{names[1]} p(gold)": view[f"{second}_p_gold"].astype(float),
     "KL": view[kl_col].astype(float),
     "text tokens": view["text_tokens"],
+    "tags": view["example_id"].map(lambda e: ", ".join(tags_by_example.get(e, []))),
     "text": view["text"].map(_answer),
 })
-st.caption(f"{len(table)} of {len(frame)} examples · click a header to sort, a row to open the example")
-table_key = f"ea_table_{abs(hash((run_id, against, cell, expr, search)))}"
+st.caption(f"{len(table)} of {len(frame)} examples · a row opens the example")
+table_key = f"ea_table_{abs(hash((run_id, against, cell, expr, search, tuple(tag_pick), sort_by, descending)))}"
 event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                      key=table_key, column_config={"text": st.column_config.TextColumn(width="large")})
 rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
@@ -229,8 +236,17 @@ if rows and (table_key, rows) != st.session_state.get("_ea_seen"):
     st.session_state["_ea_seen"] = (table_key, rows)
     if rows[0] < len(table):
         st.session_state["ea_example"] = table["example id"].iloc[rows[0]]
-st.download_button("This slice (CSV)", view.to_csv(index=False), f"{run_id}-{cell}.csv", "text/csv",
-                   key="ea_export")
+x1, x2 = st.columns([3, 2])
+with x1:
+    export_buttons(view, f"{run_id}-{cell}")
+with x2.popover("Save this filter as a slice", disabled=ns is None or not expr.strip()):
+    slice_name = st.text_input("Name", key="ea_slice_name")
+    if st.button("Save", key="ea_save_slice", disabled=not slice_name.strip()):
+        try:
+            ns.save_slice(data_name, slice_name, expr)
+            st.rerun()
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
 
 # --- 3. one example -----------------------------------------------------------------------------------------------
 ids = table["example id"].tolist()
@@ -238,19 +254,29 @@ example = st.session_state.get("ea_example")
 if example not in set(frame["example_id"]):
     example = ids[0] if ids else None
 st.session_state["ea_example"] = example
+pins = st.session_state.setdefault("ea_pins", {}).setdefault((run_id, against), [])
 if example is not None:
     row = frame[frame["example_id"] == example].iloc[0]
-    head, prev_col, next_col = st.columns([6, 1, 1])
+    head, pin_col, prev_col, next_col = st.columns([5, 1, 1, 1])
     head.subheader(f"Example {md(example)}")
     at = ids.index(example) if example in ids else None
 
     def _go(step: int) -> None:
         st.session_state["ea_example"] = ids[(at + step) % len(ids)]
 
+    def _toggle_pin() -> None:
+        if example in pins:
+            pins.remove(example)
+        else:
+            pins.append(example)
+
+    pin_col.button("Unpin" if example in pins else "Pin", key="ea_pin", on_click=_toggle_pin,
+                   help="pinned examples go into the HTML report")
     prev_col.button("Previous", key="ea_prev", on_click=_go, args=(-1,), disabled=at is None or len(ids) < 2)
     next_col.button("Next", key="ea_next", on_click=_go, args=(1,), disabled=at is None or len(ids) < 2)
     st.caption(f"{CELL_WORDS.get(row['cell'], md(row['cell']))} · "
-               + (f"{at + 1} of {len(ids)} in this slice" if at is not None else "not in the current slice"))
+               + (f"{at + 1} of {len(ids)} in this slice, sorted by {md(sort_by)}" if at is not None
+                  else "not in the current slice"))
     st.markdown(md(row["text"]) if isinstance(row["text"], str) else "_(no text)_")
     gold = row["gold"]
     choices = row["choices"]
@@ -271,35 +297,22 @@ if example is not None:
                      language=None, wrap_lines=True)
             col.caption(f"parsed: {md(_answer(row[f'{role}_parsed']) or '(none)')}")
 
+    with st.expander("Why: attributions" + (" and the gold answer token by token" if not choices else ""),
+                     expanded=True):
+        if against is not None:
+            st.caption(f"The teacher and student of run {md(run_id)} (student A).")
+        try:
+            explanation_panel(store, run_id, example, ids, {"teacher": "teacher", "student": "student"
+                                                            if against is None else "student A"})
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+
     # notes and tags, keyed by the data set so they follow the example into later runs
     with st.expander(f"Notes and tags ({md(data_name)} data)", expanded=True):
         try:
-            ns = notes_store(store)
-            for note in ns.notes(data_name, example):
-                st.markdown(f"**{md(note.author or 'anonymous')}** · {md(note.created)}  \n{md(note.text)}")
-            tags = ns.tags(data_name, example).get(example, [])
-            if tags:
-                tag_cols = st.columns(min(len(tags), 6))
-                for i, tag in enumerate(tags):
-                    if tag_cols[i % len(tag_cols)].button(f"✕ {md(tag)}", key=f"ea_untag_{i}_{tag}",
-                                                          help="remove this tag"):
-                        ns.remove_tag(data_name, example, tag)
-                        st.rerun()
-            with st.form("ea_note_form", clear_on_submit=True):
-                note_text = st.text_area("Note", key="ea_note_text")
-                n1, n2 = st.columns(2)
-                author = n1.text_input("Author", key="ea_note_author")
-                new_tags = n2.text_input("Tags to add (comma-separated)", key="ea_note_tags")
-                if st.form_submit_button("Save"):
-                    wanted = [t.strip() for t in new_tags.split(",") if t.strip()]
-                    if not note_text.strip() and not wanted:
-                        st.warning("Write a note or a tag first.", icon=":material/info:")
-                    else:
-                        if wanted:
-                            ns.add_tags(data_name, example, wanted, author=author.strip() or None)
-                        if note_text.strip():
-                            ns.add_note(data_name, example, note_text, author=author.strip() or None)
-                        st.rerun()
+            if ns is None:
+                raise RuntimeError("the notes database cannot be read (see the message above)")
+            notes_panel(ns, data_name, example)
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
 
@@ -334,5 +347,9 @@ else:
     s2.button("Use as filter", key="ea_use_slice", on_click=_use_slice)
     st.caption("Gap intervals combine the two Wilson intervals (Newcombe); they ignore the pairing, so they are "
                "conservative. The adjusted p is Benjamini–Hochberg over all candidate slices.")
+
+# --- 5. report ---------------------------------------------------------------------------------------------------
+st.subheader("Share: HTML report")
+report_panel(store, run_id, against, list(pins), saved_slices)
 
 _write_url()

@@ -146,6 +146,10 @@ def test_query_params_select_run_cell_and_example(error_store):
     assert any("Example ex\\-10" in s.value for s in at.subheader)
 
 
+def _note_form_save(at):
+    return next(b for b in at.button if b.label == "Save" and b.proto.form_id == "ea_note_form")
+
+
 def test_adding_a_note_and_tags_stores_them(error_store):
     from kd_analysis.errors.notes import NotesStore
 
@@ -153,7 +157,7 @@ def test_adding_a_note_and_tags_stores_them(error_store):
     at.text_area(key="ea_note_text").input("student confuses the *number* words")
     at.text_input(key="ea_note_author").input("ada")
     at.text_input(key="ea_note_tags").input("numbers, hard")
-    next(b for b in at.button if b.label == "Save").click().run()
+    _note_form_save(at).click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     notes = NotesStore.at(error_store.root)
     saved = notes.notes("demo:mcq", "ex-03")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -111,7 +112,7 @@ def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
     acc = Accelerator(cpu=cpu, mixed_precision=mixed)
     set_seed(cfg.seed)
     device = str(acc.device)
-    teacher, live = _models(cfg, run.path / "checkpoint", device, say)
+    teacher, live = evaluated_models(cfg, run.path / "checkpoint", device, say)
     task = (teacher or live).task
     data = load_dataset(cfg.data)
     train_set, eval_set = split_examples(data.examples, cfg)
@@ -121,7 +122,7 @@ def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
         raise KDLensError(f"run {run_id} held out {held_out} examples but {cfg.data} now gives {len(eval_set)}: the "
                           "data changed since the run, so its records cannot be rebuilt")
     teacher_eval_set = list(eval_set)  # the teacher always sees the untouched examples
-    eval_set = _eval_views(cfg, teacher, eval_set, run.path, say)
+    eval_set = eval_views(cfg, teacher, eval_set, run.path, say)
     lengths = text_tokens(live.tokenizer, eval_set)
     notes = []
     if cfg.records_every_eval:
@@ -208,12 +209,48 @@ def _check_run(run, force: bool, need_checkpoint: bool = True):
 def _retrain(run, cfg, metric: str, final: dict, teacher_row: dict | None, say: Callable[[str], None],
              started: float) -> BackfillResult:
     """Train the run again from its config in a temporary folder; keep its records only if it is the same run."""
+    result, t_records, s_records = _retrain_checked(run, cfg, metric, final, teacher_row, say, started)
+    lines = "".join(json.dumps({**r, "backfilled": True, "retrained": True}, allow_nan=False) + "\n"
+                    for r in t_records + s_records)
+    atomic_write_text(run.path / PREDICTIONS, lines)
+    result.written = True
+    result.seconds = time.monotonic() - started
+    say(f"wrote {len(t_records) + len(s_records)} retrained records to {result.path}")
+    return result
+
+
+def rebuild_checkpoint(store: RunStore, run_id: str, *, progress: Callable[[str], None] | None = None,
+                       on_metrics: Callable[[dict], None] | None = None,
+                       should_stop: Callable[[], bool] = lambda: False) -> BackfillResult:
+    """Give a finished run that kept no weights its checkpoint back, so that analyses needing the weights (one
+    example's attributions) can run: it is retrained from its config in a temporary folder and the weights are
+    moved into the run folder only when the retrained run reproduces every evaluation and loss the run logged.
+    Its records and metrics are left untouched. Cancelled (`should_stop`) or mismatched: nothing is kept."""
+    say = progress or (lambda m: None)
+    started = time.monotonic()
+    run = store.get(run_id)
+    if (run.path / "checkpoint").is_dir():
+        raise KDLensError(f"run {run_id} already has its checkpoint; nothing to rebuild")
+    cfg, metric, final, teacher_row = _check_run(run, force=True, need_checkpoint=False)
+    result, _, _ = _retrain_checked(run, cfg, metric, final, teacher_row, say, started, keep_checkpoint=True,
+                                    on_metrics=on_metrics, should_stop=should_stop)
+    result.notes.append(f"weights kept in {run.path / 'checkpoint'}; records and metrics untouched")
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _retrain_checked(run, cfg, metric: str, final: dict, teacher_row: dict | None, say: Callable[[str], None],
+                     started: float, *, keep_checkpoint: bool = False,
+                     on_metrics: Callable[[dict], None] | None = None,
+                     should_stop: Callable[[], bool] = lambda: False) -> tuple[BackfillResult, list, list]:
+    """Retrain in a temporary folder and check it against everything the run logged: (result, teacher records,
+    live-model records). `keep_checkpoint` moves the retrained weights into the run folder once they pass."""
     from kd_analysis.training import rationale_tasks
     from kd_analysis.training.loop import train
 
     step = int(final["step"])
     role = "teacher" if cfg.train_teacher else "student"
-    again = replace(cfg, save_checkpoint=False, report_to=[])
+    again = replace(cfg, save_checkpoint=keep_checkpoint, report_to=[])
     if cfg.rationales and cfg.rationales.source_run:  # resolved next to the run, as train() resolved it there
         again = replace(again, rationales=replace(cfg.rationales, source_run=str(
             rationale_tasks._resolve_run(cfg.rationales.source_run, run.path).resolve())))
@@ -223,17 +260,40 @@ def _retrain(run, cfg, metric: str, final: dict, teacher_row: dict | None, say: 
         notes.append("the run kept records at every evaluation; only the teacher's and the final evaluation's are "
                      "written")
     rows: list[dict] = []
+
+    def keep_row(m: dict) -> None:
+        rows.append(dict(m))
+        if on_metrics:
+            on_metrics(dict(m))
+
     with tempfile.TemporaryDirectory(prefix="kd-retrain-") as tmp:
         out = Path(tmp) / run.path.name  # the records' run_id is the folder's name, as in the run itself
         out.mkdir()
         if (run.path / rationale_tasks.CACHE_FILE).exists():  # the rationales the run trained with, read from a copy
             shutil.copyfile(run.path / rationale_tasks.CACHE_FILE, out / rationale_tasks.CACHE_FILE)
         say(f"retraining {run.run_id} from its config in {out}")
-        trained = train(again, out_dir=out, on_metrics=lambda m: rows.append(dict(m)), log=say)
+        trained = train(again, out_dir=out, on_metrics=keep_row, should_stop=should_stop, log=say)
         records = read_jsonl(out / PREDICTIONS) if (out / PREDICTIONS).exists() else []
-    if trained.state != "finished":
-        raise KDLensError(f"retraining {run.run_id} ended {trained.state}, so its records cannot be rebuilt")
+        if trained.state != "finished":
+            raise KDLensError(f"retraining {run.run_id} ended {trained.state}, so nothing was kept")
+        result, t_records, s_records = _check_retrained(run, cfg, metric, final, teacher_row, rows, records, step,
+                                                        role, notes, started)
+        if keep_checkpoint:
+            _move_into(out / "checkpoint", run.path / "checkpoint")
+    return result, t_records, s_records
 
+
+def _move_into(source: Path, target: Path) -> None:
+    """Copy a folder next to its target, then rename: a reader never sees a half-written checkpoint."""
+    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    os.replace(staging, target)
+
+
+def _check_retrained(run, cfg, metric: str, final: dict, teacher_row: dict | None, rows: list[dict],
+                     records: list[dict], step: int, role: str, notes: list[str],
+                     started: float) -> tuple[BackfillResult, list, list]:
     logged = run.metrics()
     eval_diffs, loss_diffs = _compare(logged, rows)
     t_records = [r for r in records if r["role"] == "teacher" and r["step"] == 0] if not cfg.train_teacher else []
@@ -276,13 +336,7 @@ def _retrain(run, cfg, metric: str, final: dict, teacher_row: dict | None, say: 
     result.seconds = time.monotonic() - started
     if why is not None:
         raise BackfillMismatch(f"run {run.run_id} is not reproduced by retraining: {why}; nothing was written", result)
-    lines = "".join(json.dumps({**r, "backfilled": True, "retrained": True}, allow_nan=False) + "\n"
-                    for r in t_records + s_records)
-    atomic_write_text(run.path / PREDICTIONS, lines)
-    result.written = True
-    result.seconds = time.monotonic() - started
-    say(f"wrote {len(t_records) + len(s_records)} retrained records to {result.path}")
-    return result
+    return result, t_records, s_records
 
 
 def _by_step(rows: list[dict]) -> dict[int, dict]:
@@ -321,7 +375,7 @@ def _share_correct_rows(rows: list[dict]) -> float:
     return sum(bool(r["correct"]) for r in rows) / len(rows) if rows else 0.0
 
 
-def _models(cfg, folder: Path, device: str, say: Callable[[str], None]):
+def evaluated_models(cfg, folder: Path, device: str, say: Callable[[str], None]):
     """(teacher or None, live model) as train() had them at its final evaluation: the teacher loaded as train()
     loads it; a LoRA adapter applied, unmerged, to the same base train() wrapped (so the forward pass is the
     one it evaluated); a full checkpoint loaded in float32, the precision train() kept the student in."""
@@ -354,7 +408,7 @@ def _models(cfg, folder: Path, device: str, say: Callable[[str], None]):
     return (None if cfg.train_teacher else teacher), live
 
 
-def _eval_views(cfg, teacher, eval_set: list, run_dir: Path, say: Callable[[str], None]) -> list:
+def eval_views(cfg, teacher, eval_set: list, run_dir: Path, say: Callable[[str], None]) -> list:
     """The eval set as the live model read it: rationale runs tag it or append the teacher's words (from the
     run's own rationale cache, read from a copy so that the run folder is never written)."""
     if not cfg.rationales:

@@ -23,7 +23,7 @@ from typing import IO, Any, Iterable, Iterator
 from kd_analysis.errors import KDLensError
 
 NOTES_FILE = "notes.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EXPORT_KIND = "kd-lens-notes"  # the header line of an export; skipped on import
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer before giving up
 MAX_TAG = 64
@@ -51,6 +51,15 @@ _MIGRATIONS: list[list[str]] = [
             created TEXT NOT NULL,
             PRIMARY KEY (data, example_id, tag))""",
         "CREATE INDEX IF NOT EXISTS tags_by_tag ON tags (data, tag)",
+    ],
+    [  # 2: named slices (a filter expression saved under a name, per data set)
+        """CREATE TABLE IF NOT EXISTS slices (
+            data TEXT NOT NULL,
+            name TEXT NOT NULL,
+            expr TEXT NOT NULL,
+            author TEXT,
+            created TEXT NOT NULL,
+            PRIMARY KEY (data, name))""",
     ],
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -130,17 +139,17 @@ def _has_control(value: str) -> bool:
     return any(unicodedata.category(c) == "Cc" for c in value)
 
 
-def _tag(value: Any) -> str:
+def _tag(value: Any, what: str = "tag") -> str:
     """A tag as stored: surrounding spaces dropped; one line, since tags are shown and exported one per line."""
     if not isinstance(value, str):
-        raise KDLensError(f"A tag must be text, not {type(value).__name__}.")
+        raise KDLensError(f"A {what} must be text, not {type(value).__name__}.")
     if _has_control(value):
-        raise KDLensError(f"The tag {_show(value)} contains a line break or control character.")
+        raise KDLensError(f"The {what} {_show(value)} contains a line break or control character.")
     value = value.strip()
     if not value:
-        raise KDLensError("A tag is empty.")
+        raise KDLensError(f"A {what} is empty.")
     if len(value) > MAX_TAG:
-        raise KDLensError(f"The tag {_show(value)} is longer than {MAX_TAG} characters.")
+        raise KDLensError(f"The {what} {_show(value)} is longer than {MAX_TAG} characters.")
     return value
 
 
@@ -378,6 +387,32 @@ class NotesStore:
             rows = con.execute("SELECT example_id FROM tags WHERE data = ? AND tag = ? ORDER BY example_id",
                                (data, tag)).fetchall()
         return [r[0] for r in rows]
+
+    # --- saved slices ----------------------------------------------------------------------------------------
+
+    def save_slice(self, data: str, name: str, expr: str, author: str | None = None) -> None:
+        """Save (or replace) a named filter for a data set. The expression is checked first: a slice that cannot
+        be parsed is never saved."""
+        from kd_analysis.errors.filters import parse_filter
+
+        data, name, author = _name(data, "data set name"), _tag(name, "slice name"), _author(author)
+        expr = _text(expr)
+        parse_filter(expr)
+        with self._transaction(write=True) as con:
+            con.execute("INSERT OR REPLACE INTO slices (data, name, expr, author, created) VALUES (?, ?, ?, ?, ?)",
+                        (data, name, expr, author, _now()))
+
+    def slices(self, data: str) -> dict[str, str]:
+        """{name: expression} of the data set's saved slices, by name."""
+        with self._transaction(write=False) as con:
+            rows = con.execute("SELECT name, expr FROM slices WHERE data = ? ORDER BY name",
+                               (_name(data, "data set name"),)).fetchall()
+        return dict(rows)
+
+    def delete_slice(self, data: str, name: str) -> bool:
+        with self._transaction(write=True) as con:
+            return con.execute("DELETE FROM slices WHERE data = ? AND name = ?",
+                               (_name(data, "data set name"), _tag(name, "slice name"))).rowcount > 0
 
     # --- export and import -----------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ did distillation fix or break?". Notes and tags live beside the runs (`notes.sql
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,61 @@ def matrix(store: RunStore, run_id: str, against: str | None = None) -> dict[str
     other = run_records(store, against)
     out = flips(_role(frame, "student", run_id), _role(other, "student", against)).to_dict()
     return {"run": run_id, "against": against, **out}
+
+
+@dataclass
+class PairView:
+    """What the page and the report show for one pair: teacher × student of a run, or its student (a) × another
+    run's student (b). `cells` are the four matrix cells' counts under the cell names of `frame`."""
+
+    run_id: str
+    against: str | None
+    frame: pd.DataFrame  # one row per example with both answers (join_roles), with its `cell`
+    counts: dict[str, Any]  # matrix() as is, McNemar included
+    first: str  # column prefixes: teacher/student, or a/b
+    second: str
+    names: tuple[str, str]  # how the two models are called on screen
+    cells: dict[str, int]
+    accuracies: tuple[float, float]
+
+    @property
+    def lost(self) -> int:
+        """Examples only the first model gets right (the student lost them, or run b broke them)."""
+        return self.cells[f"{self.first}_only"]
+
+    @property
+    def gained(self) -> int:
+        return self.cells[f"{self.second}_only"]
+
+    @property
+    def n(self) -> int:
+        return int(self.counts["examples"])
+
+    def sentence(self) -> str:
+        """The matrix in one plain sentence, with its McNemar p and what it means at the 5% level."""
+        p = float(self.counts["mcnemar_p"])
+        verdict = "a real difference at the 5% level" if p < 0.05 else "not distinguishable"
+        lost, gained = self.lost, self.gained
+        if self.against is None:
+            return (f"The student is wrong on {lost} example{'s' * (lost != 1)} the teacher gets right and right on "
+                    f"{gained} it gets wrong; p = {p:.2g}: {verdict}.")
+        return (f"The other run's student fixed {gained} example{'s' * (gained != 1)} this run's student gets wrong "
+                f"and broke {lost} it gets right; p = {p:.2g}: {verdict}.")
+
+
+def pair_view(store: RunStore, run_id: str, against: str | None = None) -> PairView:
+    counts = matrix(store, run_id, against)
+    if against is None:
+        return PairView(run_id, None, pair_frame(store, run_id), counts, "teacher", "student",
+                        ("teacher", "student"), {c: int(counts[c]) for c in CELLS},
+                        (counts["teacher_accuracy"], counts["student_accuracy"]))
+    a, b = run_records(store, run_id), run_records(store, against)
+    frame = join_roles({"a": _role(a, "student", run_id), "b": _role(b, "student", against)})
+    cells = {"both_right": int(counts["both_right"]), "a_only": int(counts["broke"]), "b_only": int(counts["fixed"]),
+             "both_wrong": int(counts["both_wrong"])}
+    return PairView(run_id, against, frame[frame["cell"].notna()].reset_index(drop=True), counts, "a", "b",
+                    ("student A (this run)", "student B (the other run)"), cells,
+                    (counts["a_accuracy"], counts["b_accuracy"]))
 
 
 def examples(store: RunStore, run_id: str, cell: str = "all", where: str | None = None,

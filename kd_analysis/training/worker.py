@@ -180,7 +180,8 @@ def run_job(run_id: str, root: str | None = None) -> int:
 # training worker never loads the attribution or attention code. Adding a kind is one function and one line.
 BACKGROUND_JOBS = {"rationales": "kd_analysis.attribution.job:rationale_job",
                    "attention": "kd_analysis.attention.job:attention_job",
-                   "teacher_outputs": "kd_analysis.priming.job:outputs_job"}
+                   "teacher_outputs": "kd_analysis.priming.job:outputs_job",
+                   "explanations": "kd_analysis.errors.explain:explain_job"}
 
 
 def run_one(run: Run, store: RunStore) -> int:

@@ -1,0 +1,272 @@
+"""A self-contained HTML report of an error-analysis session, to mail or attach to an issue.
+
+One file, no network: plotly's JavaScript is inlined from the installed package, the styles are inline, there are
+no fonts, images or links to fetch. It holds the right/wrong matrix with its test, the slice finder's table and
+chart, the chosen (saved) slices with each model's accuracy and Wilson interval, and the pinned examples with their
+notes, tags, probabilities, and attributions and token log-probabilities where they were computed. Every piece of
+text that comes from data, models or users is HTML-escaped.
+"""
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from kd_analysis.errors import KDLensError
+from kd_analysis.errors.explain import DEFAULT_METHOD, Explanation, cached
+from kd_analysis.errors.slices import Slice, find_slices, slice_metrics
+from kd_analysis.errors.workspace import PairView, notes_store, pair_view, run_data
+from kd_analysis.fileio import atomic_write_text
+from kd_analysis.runs import RunStore
+from kd_analysis.stats import wilson_interval
+
+MAX_PINS = 200  # a report is read by people; more pins belong in the CSV export
+TOP_SLICES = 15
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;
+color:#1f2328;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:0}h2{border-bottom:1px solid #d0d7de;padding-bottom:4px;margin-top:2em}
+.muted{color:#59636e;font-size:.9em}table{border-collapse:collapse;margin:8px 0;font-size:.9em}
+th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f6f8fa}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.example{border:1px solid #d0d7de;border-radius:6px;
+padding:12px 16px;margin:16px 0}.tag{display:inline-block;background:#ddf4ff;border-radius:10px;padding:0 8px;
+margin:0 4px 0 0;font-size:.85em}pre{white-space:pre-wrap;background:#f6f8fa;padding:8px;border-radius:4px}
+.note{border-left:3px solid #d0d7de;padding-left:8px;margin:6px 0}
+"""
+
+
+@dataclass
+class ReportResult:
+    path: str
+    bytes: int
+    seconds: float
+    examples: int  # rows in the matrix
+    pinned: list[str] = field(default_factory=list)
+    explained: list[str] = field(default_factory=list)  # pinned examples shown with attributions
+    slices: list[str] = field(default_factory=list)  # chosen slices shown with metrics
+    findings: int = 0  # slice-finder rows shown
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None or pd.isna(x) else f"{x:.1%}"
+
+
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def _figure(fig) -> str:
+    import plotly.io as pio
+
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td class="num">{_e(v)}</td>' if i in numeric else f"<td>{_e(v)}</td>"
+                                    for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _matrix_section(view: PairView) -> str:
+    from kd_analysis.plots.errors import matrix_figure
+
+    rows = []
+    for name, acc in zip(view.names, view.accuracies):
+        lo, hi = wilson_interval(acc, view.n)
+        rows.append([name, _pct(acc), f"{_pct(lo)}–{_pct(hi)}", view.n])
+    test = view.counts.get("test", "exact McNemar test (two-sided binomial on the discordant pairs)")
+    return ("<h2>Right/wrong matrix</h2>" + f"<p>{_e(view.sentence())}</p>"
+            + _table(["model", "accuracy", "95% Wilson interval", "n"], rows, {3})
+            + f'<p class="muted">{_e(test)}</p>'
+            + _figure(matrix_figure(view.cells, view.first, view.second, names=view.names)))
+
+
+def _findings_section(view: PairView, min_n: int) -> tuple[str, int]:
+    from kd_analysis.plots.errors import gap_interval, slice_gaps_figure
+
+    findings = [f.to_dict() for f in find_slices(view.frame, min_n=min_n, roles=(view.first, view.second))]
+    out = [f"<h2>Slice finder</h2><p class=\"muted\">Feature-defined slices with at least {min_n} examples, ranked by "
+           f"the accuracy gap ({_e(view.names[0])} − {_e(view.names[1])}). Gap intervals combine the two Wilson "
+           "intervals (Newcombe; they ignore the pairing, so they are conservative); adjusted p is "
+           "Benjamini–Hochberg over all candidate slices.</p>"]
+    if not findings:
+        return out[0] + "<p>No slice with enough examples.</p>", 0
+    top = findings[:TOP_SLICES]
+    rows = []
+    for f in top:
+        lo, hi = gap_interval(f)
+        rows.append([f["name"], f["n"], _pct(f["teacher_accuracy"]), _pct(f["student_accuracy"]),
+                     f"{f['gap']:+.2f} ({lo:+.2f} to {hi:+.2f})", f"{f['adjusted_p']:.3g}", f["expr"]])
+    out.append(_table(["slice", "n", f"{view.names[0]} accuracy", f"{view.names[1]} accuracy", "gap (95%)",
+                       "adjusted p", "filter"], rows, {1, 2, 3, 5}))
+    if len(findings) > len(top):
+        out.append(f'<p class="muted">{len(findings) - len(top)} more slices not shown.</p>')
+    out.append(_figure(slice_gaps_figure(top, names=view.names)))
+    return "".join(out), len(top)
+
+
+def _slices_section(view: PairView, chosen: Sequence[Slice]) -> str:
+    if not chosen:
+        return ""
+    rows = []
+    for m in slice_metrics(view.frame, chosen, roles=(view.first, view.second)):
+        cols = [m.name, m.n]
+        for role in (view.first, view.second):
+            acc = m.roles[role]
+            cols.append(f"{_pct(acc.accuracy)} ({acc.correct}/{acc.n}; {_pct(acc.ci_low)}–{_pct(acc.ci_high)})")
+        cols += ["–" if m.gap is None else f"{m.gap:+.2f}", m.expr]
+        rows.append(cols)
+    return ("<h2>Chosen slices</h2>" + _table(
+        ["slice", "n", f"{view.names[0]} accuracy (right/n; 95% Wilson)", f"{view.names[1]} accuracy", "gap",
+         "filter"], rows, {1}))
+
+
+def _explanation_html(expl: Explanation, names: Mapping[str, str]) -> str:
+    from kd_analysis.plots.attribution import token_heatmap_html
+
+    out = [f'<p class="muted">Attributions: {_e(expl.method)}, explaining '
+           f"{_e('each model’s own answer' if expl.target == 'predicted' else 'the gold answer')} "
+           "(orange supports it, blue speaks against it).</p>"]
+    for role, attr in expl.attributions.items():
+        words = [(w["text"], float(w["score"])) for w in attr.get("words", [])]
+        reads = expl.reads.get(role)
+        out.append(f"<p><b>{_e(names.get(role, role))}</b>"
+                   + (f' <span class="muted">(read {_e(reads)})</span>' if reads else "") + "</p>"
+                   + token_heatmap_html(words))
+    gaps = expl.token_gaps()
+    if gaps:
+        worst = max(gaps, key=lambda g: g["gap"])
+        out.append(f"<p>Log-probability of each gold-answer token; the student falls furthest behind at token "
+                   f"{worst['position']} ({_e(repr(worst['token']))}, gap {worst['gap']:+.2f} nats).</p>")
+        out.append(_table(["#", "token", "teacher log p", "student log p", "gap"],
+                          [[g["position"], repr(g["token"]), f"{g['teacher']:.2f}", f"{g['student']:.2f}",
+                            f"{g['gap']:+.2f}"] for g in gaps], {0, 2, 3, 4}))
+    for note in expl.notes:
+        out.append(f'<p class="muted">{_e(note)}</p>')
+    return "".join(out)
+
+
+def _answer(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def _example_section(view: PairView, example_id: str, data: str, store: RunStore,
+                     explanation: Explanation | None) -> str:
+    from kd_analysis.plots.errors import choice_probs_figure
+
+    row = view.frame[view.frame["example_id"] == example_id].iloc[0]
+    f, s = view.first, view.second
+    out = [f'<div class="example"><h3>Example {_e(example_id)} <span class="muted">({_e(row["cell"])})</span></h3>',
+           f"<pre>{_e(_answer(row['text']))}</pre>"]
+    rows = [[name, _answer(row[f"{r}_prediction"])[:300],
+             {True: "right", False: "wrong"}.get(row[f"{r}_correct"], "not scored"),
+             "–" if pd.isna(row[f"{r}_p_gold"]) else f"{float(row[f'{r}_p_gold']):.3f}"]
+            for name, r in zip(view.names, (f, s))]
+    out.append(f"<p>Gold answer: <b>{_e(_answer(row['gold']))}</b></p>"
+               + _table(["model", "answer", "", "p(gold)"], rows, {3}))
+    choices = row.get("choices")
+    if isinstance(choices, (list, tuple)) and choices:
+        gold = row["gold"]
+        gold_i = int(gold) if isinstance(gold, (int, float)) and not pd.isna(gold) else None
+        tp, sp = row[f"{f}_probs"], row[f"{s}_probs"]
+        out.append(_figure(choice_probs_figure(list(choices), tp if isinstance(tp, list) else None,
+                                               sp if isinstance(sp, list) else None, gold_i, names=view.names)))
+    else:
+        for name, r in zip(view.names, (f, s)):
+            generated = _answer(row.get(f"{r}_generated")) or _answer(row[f"{r}_prediction"])
+            out.append(f"<p><b>{_e(name)}</b> generated:</p><pre>{_e(generated or '(none)')}</pre>")
+    ns = notes_store(store)
+    tags = ns.tags(data, example_id).get(example_id, [])
+    if tags:
+        out.append("<p>Tags: " + "".join(f'<span class="tag">{_e(t)}</span>' for t in tags) + "</p>")
+    for note in ns.notes(data, example_id):
+        out.append(f'<div class="note"><span class="muted">{_e(note.author or "anonymous")} · {_e(note.created)}'
+                   f"</span><br>{_e(note.text)}</div>")
+    if explanation is not None:
+        out.append(_explanation_html(explanation, {"teacher": "teacher", "student": "student"}
+                                     if view.against is None else {"teacher": "teacher", "student": "student A"}))
+    else:
+        out.append('<p class="muted">Attributions not computed for this example (compute them on the Error '
+                   f"analysis page, or with `python -m kd_analysis errors explain {_e(view.run_id)} "
+                   f"{_e(example_id)}`).</p>")
+    return "".join(out) + "</div>"
+
+
+def _pick_explanation(found: Mapping[tuple[str, str, str], Explanation], example_id: str, method: str,
+                      target: str) -> Explanation | None:
+    if (example_id, method, target) in found:
+        return found[(example_id, method, target)]
+    others = [e for (eid, _, _), e in found.items() if eid == example_id]
+    return max(others, key=lambda e: e.created) if others else None
+
+
+def report_html(store: RunStore, run_id: str, *, against: str | None = None, pins: Sequence[str] = (),
+                slices: Sequence[Slice] | None = None, min_n: int = 10, method: str = DEFAULT_METHOD,
+                target: str = "predicted", title: str | None = None) -> tuple[str, ReportResult]:
+    """The report as one HTML string. `slices` default to the data set's saved slices; `pins` are example ids
+    (shown in the given order; unknown ids are refused, so a typo never yields a silently shorter report)."""
+    started = time.monotonic()
+    view = pair_view(store, run_id, against)
+    data = run_data(store, run_id)
+    pins = list(dict.fromkeys(pins))
+    if len(pins) > MAX_PINS:
+        raise KDLensError(f"{len(pins)} pinned examples; a report holds at most {MAX_PINS} (export the slice as CSV "
+                          "for more)")
+    known = set(view.frame["example_id"])
+    unknown = [p for p in pins if p not in known]
+    if unknown:
+        raise KDLensError(f"example {unknown[0]!r} is not among the {len(known)} examples of this matrix")
+    chosen = list(slices) if slices is not None else [Slice(n, e) for n, e in notes_store(store).slices(data).items()]
+    run = store.get(run_id)
+    name = run.config().get("name") or run_id
+    title = title or f"Error analysis: {name}"
+    found = cached(store, run_id) if pins else {}
+    findings_html, shown = _findings_section(view, min_n)
+    explained = [p for p in pins if _pick_explanation(found, p, method, target) is not None]
+    parts = [
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        f"<title>{_e(title)}</title><style>{CSS}</style>",
+        f"<script type=\"text/javascript\">{_plotly_js()}</script></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f"<p class=\"muted\">Run {_e(run_id)}" + (f" against {_e(against)}" if against else "")
+        + f" · {_e(data)} data · {view.n} held-out examples · made by kd-lens on "
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
+        _matrix_section(view), findings_html, _slices_section(view, chosen),
+    ]
+    if pins:
+        parts.append(f"<h2>Pinned examples ({len(pins)})</h2>")
+        parts += [_example_section(view, p, data, store, _pick_explanation(found, p, method, target)) for p in pins]
+    parts.append("</body></html>")
+    text = "".join(parts)
+    result = ReportResult(path="", bytes=len(text.encode()), seconds=time.monotonic() - started, examples=view.n,
+                          pinned=pins, explained=explained, slices=[s.name for s in chosen], findings=shown)
+    return text, result
+
+
+def write_report(store: RunStore, run_id: str, out: str | Path, **kwargs) -> ReportResult:
+    """Write the report atomically (a failed write never leaves half a file where the last report was)."""
+    path = Path(out)
+    if path.is_dir():
+        raise KDLensError(f"{path} is a folder; give the report a file name (e.g. {path / 'report.html'})")
+    text, result = report_html(store, run_id, **kwargs)
+    atomic_write_text(path, text)
+    result.path, result.seconds = str(path), result.seconds
+    return result
