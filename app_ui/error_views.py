@@ -111,12 +111,20 @@ def explanation_panel(store: RunStore, run_id: str, example_id: str, slice_ids: 
         words = [(w["text"], float(w["score"])) for w in attr.get("words", [])]
         reads = have.reads.get(role)
         answer = attr.get("target_label")
+        peak = max((abs(s) for _, s in words), default=0.0)
         st.markdown(f"**{md(names.get(role, role))}** explains {md(repr(answer))}"
-                    + (f" · read {md(reads)}" if reads else ""))
+                    + (f" · read {md(reads)}" if reads else "") + f" · strongest |score| {peak:.2g}",
+                    help="each row is scaled to its own strongest word; compare the strongest scores to compare "
+                         "the models (a confident model's log-probability barely moves, so its scores are small)")
         st.html(token_heatmap_html(words))
     gaps = have.token_gaps()
     if gaps:
         st.plotly_chart(token_gaps_figure(gaps), width="stretch", key="ea_token_gaps")
+        cut = have.tokens_cut()
+        if cut:
+            st.caption("Scored answer tokens differ (" + ", ".join(f"{md(r)} {k}" for r, k in cut.items())
+                       + "): a longer prompt left fewer answer tokens under the run's max_length; the chart shows "
+                         "the tokens both scored.")
     elif have.token_logprobs:
         st.caption("The two models scored different token sequences, so their log-probabilities cannot be compared "
                    "token by token.")

@@ -68,7 +68,7 @@ url = {k: st.query_params.get(k) for k in PARAMS}
 if url != st.session_state.get("_ea_url"):
     st.session_state["ea_run"] = url["run"] if url["run"] in with_records else (
         DEFAULT_RUN if DEFAULT_RUN in paired else (paired or list(with_records))[0])
-    st.session_state["ea_against"] = url["against"] if url["against"] in students else None
+    st.session_state["ea_against"] = url["against"] if url["against"] in students else ""
     st.session_state["ea_cell"] = url["cell"] or "all"
     st.session_state["ea_example"] = url["example"]
 st.session_state.setdefault("ea_cell", "all")
@@ -78,7 +78,7 @@ if st.session_state.get("ea_run") not in with_records:
 
 
 def _write_url() -> None:
-    want = {"run": st.session_state.get("ea_run"), "against": st.session_state.get("ea_against"),
+    want = {"run": st.session_state.get("ea_run"), "against": st.session_state.get("ea_against") or None,
             "cell": None if st.session_state.get("ea_cell") == "all" else st.session_state.get("ea_cell"),
             "example": st.session_state.get("ea_example")}
     if {k: st.query_params.get(k) for k in PARAMS} != want:
@@ -100,12 +100,13 @@ def _label(rid: str) -> str:
 c1, c2 = st.columns(2)
 run_id = c1.selectbox("Run", list(with_records), key="ea_run", format_func=_label, on_change=_reset_view,
                       help="runs with per-example records (predictions.jsonl)")
-against_options = [None] + [r for r in students if r != run_id]
+NO_OTHER = ""  # a real option: a selectbox holding None shows an empty placeholder instead of its label
+against_options = [NO_OTHER] + [r for r in students if r != run_id]
 if st.session_state.get("ea_against") not in against_options:
-    st.session_state["ea_against"] = None
+    st.session_state["ea_against"] = NO_OTHER
 against = c2.selectbox("Compare its student with another run's (flips)", against_options, key="ea_against",
-                       format_func=lambda r: "(no: teacher × student of this run)" if r is None else _label(r),
-                       on_change=_reset_view)
+                       format_func=lambda r: "(no: teacher × student of this run)" if r == NO_OTHER else _label(r),
+                       on_change=_reset_view) or None
 if against is None and run_id not in paired:
     _write_url()
     st.info(f"Run {md(run_id)} has {md(' and '.join(roles[run_id]))} records only; the matrix needs both a teacher "
@@ -199,9 +200,11 @@ if search.strip():
 if tag_pick:
     wanted = set(tag_pick)
     view = view[view["example_id"].map(lambda e: bool(wanted & set(tags_by_example.get(e, [])))).to_numpy()]
-kl_col = "kl" if "kl" in view.columns else f"{second}_kl"
-SORTS = {"KL (teacher ‖ student)": kl_col, f"{names[0]} p(gold)": f"{first}_p_gold",
-         f"{names[1]} p(gold)": f"{second}_p_gold", "text tokens": "text_tokens", "example id": "example_id"}
+KLS = ({"KL (teacher ‖ student)": "kl"} if against is None else
+       {"KL (teacher ‖ student A)": "a_kl", "KL (teacher ‖ student B)": "b_kl"})
+KLS = {k: v for k, v in KLS.items() if v in view.columns}
+SORTS = {**KLS, f"{names[0]} p(gold)": f"{first}_p_gold", f"{names[1]} p(gold)": f"{second}_p_gold",
+         "text tokens": "text_tokens", "example id": "example_id"}
 SORTS = {k: v for k, v in SORTS.items() if v in view.columns and (v == "example_id" or view[v].notna().any())}
 s1, s2 = st.columns([3, 1])
 sort_by = s1.selectbox("Sort by", list(SORTS), key="ea_sort",
@@ -222,7 +225,7 @@ table = pd.DataFrame({
     f"{names[1]} answer": view[f"{second}_prediction"].map(_answer),
     f"{names[0]} p(gold)": view[f"{first}_p_gold"].astype(float),
     f"{names[1]} p(gold)": view[f"{second}_p_gold"].astype(float),
-    "KL": view[kl_col].astype(float),
+    **{label: view[col].astype(float) for label, col in KLS.items()},
     "text tokens": view["text_tokens"],
     "tags": view["example_id"].map(lambda e: ", ".join(tags_by_example.get(e, []))),
     "text": view["text"].map(_answer),

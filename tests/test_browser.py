@@ -28,6 +28,7 @@ PAGES = [
     ("rationales", "Examples", ".js-plotly-plot"),
     ("compare", "Final metrics", '[data-testid="stDataFrame"]'),
     ("priming", "Teacher outputs", '[role="tablist"]'),
+    ("errors", "Right/wrong matrix", ".js-plotly-plot"),
 ]
 
 if not Path(CHROMIUM).exists():
@@ -234,6 +235,79 @@ def test_offline_bertviz_view_draws_without_network(browser, tmp_path, tiny_dir)
     assert page.locator("svg text").count() >= len(tokens)  # both token columns drawn
     assert [r for r in requests if not r.startswith("file:")] == []
     page.screenshot(path=str(SHOTS / "bertviz_offline.png"))
+    page.close()
+
+
+def _open_offline(browser, path: Path):
+    """Open a local file with every network request refused; returns (page, requests tried, console errors)."""
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def guard(route):
+        requests.append(route.request.url)
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            route.abort()
+
+    page.route("**/*", guard)
+    page.goto(path.as_uri(), wait_until="load")
+    return page, requests, errors
+
+
+def test_error_report_opens_offline_without_console_errors(browser, tmp_path):
+    """The report of the demo's default run, with pinned examples (attributions shipped for them), opens with the
+    network cut off: every figure draws, nothing is fetched, no console error."""
+    from kd_analysis.errors.report import write_report
+    from kd_analysis.runs import RunStore
+
+    runs = tmp_path / "runs"
+    for name in ("reference-minilm-2l-kl", "reference-smollm2-priming-gold"):
+        shutil.copytree(ROOT / "cached_runs" / name, runs / name, ignore=shutil.ignore_patterns("checkpoint"))
+    store = RunStore(runs)
+    for run_id, pins, shot in (("reference-minilm-2l-kl", ["cat-66", "cat-50", "ant-113"], "report_mc"),
+                               ("reference-smollm2-priming-gold", ["arith-54", "arith-240"], "report_generation")):
+        out = tmp_path / f"{shot}.html"
+        result = write_report(store, run_id, out, pins=pins)
+        assert result.explained == pins  # the shipped explanations are in the report
+        page, requests, errors = _open_offline(browser, out)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3",
+                               timeout=60_000)
+        page.wait_for_timeout(500)
+        assert [r for r in requests if not r.startswith("file:")] == [], requests
+        assert errors == [], errors
+        assert page.get_by_text("Pinned examples").count() == 1
+        page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+        page.close()
+
+
+def test_error_analysis_journey_in_browser(server, browser, tmp_path):
+    """Open the teacher-only cell of the demo's KL student, read a shipped explanation, pin it, build the report
+    and download it."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
+    page.goto(f"{server}/errors", wait_until="domcontentloaded")
+    page.get_by_text("Right/wrong matrix").first.wait_for(timeout=180_000)
+    _dismiss_page_not_found(page)
+    page.get_by_role("button", name=re.compile(r"only teacher right: 12")).click()
+    page.get_by_text("12 of 52 examples").wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"explains '")).first.wait_for(timeout=60_000)  # shipped attributions, no job
+    _shoot(page, "errors_teacher_only", 1500)
+    page.get_by_role("button", name="Pin", exact=True).click()
+    page.get_by_role("button", name="Unpin").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Build the report").click()
+    link = page.get_by_role("button", name="Download the report (HTML)")
+    link.wait_for(timeout=120_000)
+    page.get_by_text("1 pinned (1 with attributions)").wait_for(timeout=30_000)
+    with page.expect_download() as info:
+        link.click()
+    saved = tmp_path / "downloaded.html"
+    info.value.save_as(saved)
+    assert saved.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert "run=reference-minilm-2l-kl" in page.url and "cell=teacher_only" in page.url  # a copied link reopens it
+    _shoot(page, "errors_report_built", 1000)
     page.close()
 
 

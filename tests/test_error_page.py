@@ -59,6 +59,20 @@ def test_slice_gaps_figure_draws_each_gap_with_its_interval():
     assert [c[0] for c in bar.customdata] == [20, 12]
 
 
+def test_token_gaps_figure_draws_both_models_and_the_gap_on_one_axis():
+    from kd_analysis.plots.errors import token_gaps_figure
+
+    rows = [{"position": 0, "token": " 'Jack' <b>", "teacher": -0.1, "student": -2.3, "gap": 2.2},
+            {"position": 1, "token": "<eos>", "teacher": -0.5, "student": -0.4, "gap": -0.1}]
+    fig = token_gaps_figure(rows)
+    bars, teacher, student = fig.data
+    assert list(bars.y) == [2.2, -0.1] and list(teacher.y) == [-0.1, -0.5] and list(student.y) == [-2.3, -0.4]
+    assert all(t.yaxis in (None, "y") for t in fig.data)  # gaps and log p share the nats axis
+    assert "'Jack' &lt;b&gt;" in bars.x[0] and "&lt;eos&gt;" in bars.x[1]  # quotes kept, markup escaped
+    long = token_gaps_figure([{**rows[0], "token": "&&&&&&&&&&&&&&&&&&&&"}]).data[0].x[0]
+    assert long.endswith("…") and not long.rstrip("…").endswith(("&", "&a", "&am"))  # never a cut entity
+
+
 # --- the page ------------------------------------------------------------------------------------------------------
 
 def _records(run_id: str, pattern) -> list[dict]:
@@ -179,3 +193,74 @@ def test_against_shows_flips_and_no_records_is_explained(error_store, run_root):
         shutil.rmtree(run_root / run_id)
     at = _open()
     assert any("errors backfill" in i.value for i in at.info)
+
+
+def test_cached_explanation_is_shown_and_explain_starts_a_background_job(error_store):
+    import time
+
+    from kd_analysis.errors.explain import EXPLANATIONS
+    from kd_analysis.fileio import append_jsonl
+    from tests.test_error_report import _explanation
+
+    append_jsonl(error_store.root / RUN / EXPLANATIONS, _explanation(RUN, "ex-05").to_dict())
+    at = _open({"run": RUN, "example": "ex-05"})
+    assert any("explains" in m.value and "apple" in m.value for m in at.markdown)
+    assert not any(b.key == "ea_explain_one" for b in at.button)  # cached: nothing to start
+    assert any("&lt;script&gt;" in h.proto.body for h in at.get("html"))  # attribution words escaped
+    at = _open({"run": RUN, "example": "ex-06"})
+    button = next(b for b in at.button if b.key == "ea_explain_one")
+    assert button.label == "Rebuild weights and explain this example"  # the synthetic run kept no weights
+    button.click().run()
+    assert not at.exception
+    jobs = error_store.list(kind="explanations")
+    assert len(jobs) == 1 and error_store.get(jobs[0].run_id).config()["examples"] == ["ex-06"]
+    deadline = time.monotonic() + 120
+    while error_store.get(jobs[0].run_id).status()["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    at.run()
+    assert any("the config needs a teacher" in e.value for e in at.error)  # the job's reason, one line
+
+
+def test_sort_tags_saved_slices_and_prev_next_follow_the_table(error_store):
+    from kd_analysis.errors.notes import NotesStore
+
+    notes = NotesStore.at(error_store.root)
+    notes.add_tags("demo:mcq", "ex-02", ["hard"])
+    notes.add_tags("demo:mcq", "ex-07", ["hard", "numbers"])
+    notes.save_slice("demo:mcq", "low KL", "kl < 0.2")
+    at = _open({"run": RUN})
+    assert list(_table(at)["example id"])[:3] == ["ex-11", "ex-10", "ex-09"]  # KL, largest first
+    at.toggle(key="ea_desc").set_value(False).run()
+    ids = list(_table(at)["example id"])
+    assert ids[:3] == ["ex-00", "ex-01", "ex-02"]
+    assert any("Example ex\\-11" in s.value for s in at.subheader)  # still open, now the table's last row
+    at.button(key="ea_next").click().run()  # next wraps to the table's first row, then its second
+    assert any("Example ex\\-00" in s.value for s in at.subheader)
+    at.button(key="ea_next").click().run()
+    assert any("Example ex\\-01" in s.value for s in at.subheader)
+    assert any("2 of 12 in this slice, sorted by KL" in c.value for c in at.caption)
+    at.multiselect(key="ea_tags").set_value(["hard"]).run()
+    assert list(_table(at)["example id"]) == ["ex-02", "ex-07"] and "hard, numbers" in list(_table(at)["tags"])
+    at.multiselect(key="ea_tags").set_value([]).run()
+    at.button(key="ea_use_saved").click().run()
+    assert at.text_input(key="ea_filter").value == "kl < 0.2" and len(_table(at)) == 4
+
+
+def test_pin_build_report_edit_and_delete_a_note(error_store):
+    from kd_analysis.errors.notes import NotesStore
+
+    notes = NotesStore.at(error_store.root)
+    note = notes.add_note("demo:mcq", "ex-03", "first thought", author="ada")
+    at = _open({"run": RUN, "example": "ex-03"})
+    at.button(key=f"ea_edit_btn_{note.id}").click().run()
+    at.text_area(key=f"ea_edit_text_{note.id}").input("second thought")
+    next(b for b in at.button if b.label == "Save" and b.proto.form_id == f"ea_edit_{note.id}").click().run()
+    assert [n.text for n in notes.notes("demo:mcq", "ex-03")] == ["second thought"]
+    assert any("edited" in m.value for m in at.markdown)
+    at.button(key=f"ea_del_btn_{note.id}").click().run()
+    assert notes.notes("demo:mcq", "ex-03") == []
+    at.button(key="ea_pin").click().run()
+    assert at.button(key="ea_pin").label == "Unpin"
+    at.button(key="ea_build_report").click().run()
+    assert not at.exception and not at.error
+    assert any("1 pinned (0 with attributions)" in c.value for c in at.caption)

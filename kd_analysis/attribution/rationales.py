@@ -45,7 +45,7 @@ class Word:
 class Attribution:
     example_id: str
     method: str
-    target: str
+    target: str | int  # "gold", "predicted", or the choice index explained
     words: list[Word]
     tokens: list[tuple[str, float, str]]  # (token, score, segment)
     target_label: str
@@ -93,7 +93,7 @@ def _words_from(target: Target, scores: torch.Tensor, tokenizer) -> tuple[list[W
     return words, tokens
 
 
-def attribute(loaded, example, *, method: str = "ig", target: str = "gold", max_tokens: int = MAX_TOKENS,
+def attribute(loaded, example, *, method: str = "ig", target: str | int = "gold", max_tokens: int = MAX_TOKENS,
               **params) -> Attribution:
     """Attributions of one example. `max_tokens` caps the input (the model's own maximum applies when smaller);
     a longer input loses the start of its question, and the cut is in `truncated` and `notes`."""

@@ -84,11 +84,13 @@ def mc_prompt_with_choices(ex: Example) -> str:
     return f"Question: {ex.text}\nChoices: {opts}\nAnswer:"
 
 
-def build_target(loaded, ex: Example, *, target: str = "gold", max_tokens: int = MAX_TOKENS) -> Target:
-    """The example's target. An input longer than the limit (the smaller of `max_tokens` and the model's maximum)
-    loses the start of its question, never its choices or answer cue; the cut is in `truncated` and `notes`."""
-    if target not in ("gold", "predicted"):
-        raise KDLensError(f"target must be 'gold' or 'predicted' (got {target!r})")
+def build_target(loaded, ex: Example, *, target: str | int = "gold", max_tokens: int = MAX_TOKENS) -> Target:
+    """The example's target: "gold", "predicted" (the model's argmax here) or a choice/class index (e.g. the answer
+    a run's own evaluation recorded). An input longer than the limit (the smaller of `max_tokens` and the model's
+    maximum) loses the start of its question, never its choices or answer cue; the cut is in `truncated` and
+    `notes`."""
+    if target not in ("gold", "predicted") and (not isinstance(target, int) or isinstance(target, bool)):
+        raise KDLensError(f"target must be 'gold', 'predicted' or a choice index (got {target!r})")
     limit = token_limit(loaded, max_tokens)
     if loaded.head == "choice_head":
         return _choice_head_target(loaded, ex, target, limit)
@@ -106,6 +108,15 @@ def _fit(tok, ex: Example, length, limit: Limit, where: str = "question") -> tup
     except KDLensError as exc:
         raise KDLensError(f"example {ex.id}: {exc}") from None
     return (replace(ex, text=kept) if cut else ex), cut
+
+
+def _pick(target: str | int, gold: int | None, pred: int, count: int | None) -> int:
+    """The index the target names; an index outside the choices is refused, never wrapped."""
+    if isinstance(target, int):
+        if count is not None and not 0 <= target < count:
+            raise KDLensError(f"target index {target} is outside the {count} answers")
+        return target
+    return gold if target == "gold" and gold is not None else pred
 
 
 def _cut_fields(cut: Cut | None) -> dict[str, Any]:
@@ -131,7 +142,7 @@ def _choice_head_target(loaded, ex, target, limit: Limit) -> Target:
     with torch.no_grad():
         logits = model(input_ids=ids.unsqueeze(0), **{k: v.unsqueeze(0) for k, v in extra.items()}).logits[0]
     pred = int(logits.argmax())
-    tgt = ex.label if target == "gold" and ex.label is not None else pred
+    tgt = _pick(target, ex.label, pred, len(ex.choices))
     R = ids.shape[0]
 
     def score(embeds: torch.Tensor) -> torch.Tensor:
@@ -158,7 +169,7 @@ def _class_target(loaded, ex, target, limit: Limit) -> Target:
     with torch.no_grad():
         logits = model(input_ids=ids, **extra).logits[0]
     pred = int(logits.argmax())
-    tgt = ex.label if target == "gold" and ex.label is not None else pred
+    tgt = _pick(target, ex.label, pred, int(logits.shape[-1]))
     names = getattr(model.config, "id2label", None) or {}
 
     def score(embeds: torch.Tensor) -> torch.Tensor:
@@ -207,7 +218,7 @@ def _lm_target(loaded, ex, target, limit: Limit) -> Target:
     scores = continuation_logprobs(loaded, prompt, [f" {c}" for c in candidates], max_length=limit.tokens)
     pred = int(scores.argmax())
     gold_idx = ex.label if ex.choices else 0
-    tgt = gold_idx if target == "gold" and gold_idx is not None else pred
+    tgt = _pick(target, gold_idx, pred, len(candidates))
     answer_ids = tok(f" {candidates[tgt]}", add_special_tokens=False)["input_ids"]
     enc = tok(prompt, return_offsets_mapping=True, return_tensors="pt")  # fits: the question was cut to make room
     p_ids = enc["input_ids"].to(dev)

@@ -51,13 +51,22 @@ class Explanation:
         return cls(**{k: v for k, v in row.items() if k in names})
 
     def token_gaps(self, first: str = "teacher", second: str = "student") -> list[dict[str, Any]] | None:
-        """Per gold-answer token: both log-probabilities and first − second. None when either is missing or the
-        two models scored different token sequences (different tokenizers cannot be compared token by token)."""
+        """Per gold-answer token: both log-probabilities and first − second, over the tokens both scored (a longer
+        prompt, e.g. a priming one, can leave fewer answer tokens under the run's max_length). None when either is
+        missing or the two scored different tokens (different tokenizers cannot be compared token by token)."""
         a, b = self.token_logprobs.get(first), self.token_logprobs.get(second)
-        if not a or not b or [t for t, _ in a] != [t for t, _ in b]:
+        if not a or not b:
+            return None
+        k = min(len(a), len(b))
+        if [t for t, _ in a[:k]] != [t for t, _ in b[:k]]:
             return None
         return [{"position": i, "token": ta, first: la, second: lb, "gap": la - lb}
-                for i, ((ta, la), (_, lb)) in enumerate(zip(a, b))]
+                for i, ((ta, la), (_, lb)) in enumerate(zip(a[:k], b[:k]))]
+
+    def tokens_cut(self, first: str = "teacher", second: str = "student") -> dict[str, int]:
+        """How many answer tokens each model scored, when they differ (the rest fell past max_length)."""
+        counts = {r: len(self.token_logprobs.get(r) or []) for r in (first, second)}
+        return counts if len(set(counts.values())) > 1 else {}
 
 
 @dataclass
@@ -70,6 +79,7 @@ class RunModels:
     views: dict[str, dict[str, Any]]  # role -> example id -> Example (rationale runs give the student its own view)
     prompts: dict[str, Callable | None]  # role -> the prompt function the run evaluated with (None: standard)
     reads: dict[str, str]
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> example id -> recorded prediction
 
 
 def _now() -> str:
@@ -106,7 +116,24 @@ def load_run_models(store: RunStore, run_id: str, *, device: str = "cpu",
     reads[role] = ({"tag": "the example with its rationale tags", "append": "the example with the teacher's "
                     "rationale words appended"}.get(cfg.rationales.mode, "the example as is") if cfg.rationales
                    else "the student prompt" if cfg.priming else "the example as is")
-    return RunModels(run_id=run_id, cfg=cfg, models=models, views=views, prompts=prompts, reads=reads)
+    return RunModels(run_id=run_id, cfg=cfg, models=models, views=views, prompts=prompts, reads=reads,
+                     answers=_recorded_answers(run))
+
+
+def _recorded_answers(run: Run) -> dict[str, dict[str, Any]]:
+    """Each role's answer at its last recorded evaluation (teacher: step 0; live model: the final step)."""
+    from kd_analysis.errors.records import PREDICTIONS
+
+    latest: dict[tuple[str, str], tuple[int, Any]] = {}
+    path = run.path / PREDICTIONS
+    for r in read_jsonl(path) if path.exists() else []:
+        key, step = (r.get("role"), r.get("example_id")), r.get("step", 0)
+        if isinstance(step, int) and (key not in latest or step >= latest[key][0]):
+            latest[key] = (step, r.get("prediction"))
+    out: dict[str, dict[str, Any]] = {}
+    for (role, eid), (_, pred) in latest.items():
+        out.setdefault(role, {})[eid] = pred
+    return out
 
 
 def token_logprobs(loaded, example, prompt: Callable | None, max_length: int) -> list[list]:
@@ -143,7 +170,16 @@ def explain_example(models: RunModels, example_id: str, *, method: str = DEFAULT
                       reads=dict(models.reads), created=_now())
     for role, loaded in models.models.items():
         ex = models.views[role][example_id]
-        out.attributions[role] = attribute(loaded, ex, method=method, target=target).to_dict()
+        recorded = models.answers.get(role, {}).get(example_id)
+        chosen: str | int = target
+        if target == "predicted" and ex.choices and isinstance(recorded, int) and not isinstance(recorded, bool):
+            chosen = recorded  # the answer the run's evaluation recorded, whatever this prompt would pick
+        attr = attribute(loaded, ex, method=method, target=chosen)
+        if chosen != target and attr.predicted_label != attr.target_label:
+            out.notes.append(f"{role}: the attributions read the example through a plain 'Question … Choices … "
+                             f"Answer:' prompt, under which it would pick {attr.predicted_label!r}; they explain "
+                             f"{attr.target_label!r}, the answer the run's own evaluation recorded")
+        out.attributions[role] = attr.to_dict()
         if loaded.task == "causal_lm" and not ex.choices:
             out.token_logprobs[role] = token_logprobs(loaded, ex, models.prompts[role], models.cfg.max_length)
     if out.token_logprobs:

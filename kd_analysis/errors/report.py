@@ -158,6 +158,11 @@ def _explanation_html(expl: Explanation, names: Mapping[str, str]) -> str:
         out.append(_table(["#", "token", "teacher log p", "student log p", "gap"],
                           [[g["position"], repr(g["token"]), f"{g['teacher']:.2f}", f"{g['student']:.2f}",
                             f"{g['gap']:+.2f}"] for g in gaps], {0, 2, 3, 4}))
+        cut = expl.tokens_cut()
+        if cut:
+            out.append('<p class="muted">Scored answer tokens differ (' + ", ".join(f"{_e(r)} {k}" for r, k in
+                       cut.items()) + "): a longer prompt left fewer answer tokens; the table shows those both "
+                       "scored.</p>")
     for note in expl.notes:
         out.append(f'<p class="muted">{_e(note)}</p>')
     return "".join(out)

@@ -13,8 +13,9 @@ import plotly.graph_objects as go
 
 
 def _esc(value: Any, limit: int = 60) -> str:
-    text = html.escape(str(value))
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    """Cut, then escape: cutting an escaped string can split an entity (`&#x2…`), which plotly shows raw."""
+    text = str(value)
+    return html.escape(text if len(text) <= limit else text[:limit - 1] + "…", quote=False)
 
 
 def matrix_cells(first: str = "teacher", second: str = "student") -> list[list[str]]:
@@ -91,19 +92,20 @@ def slice_gaps_figure(rows: Sequence[Mapping[str, Any]], names: tuple[str, str] 
 
 def token_gaps_figure(rows: Sequence[Mapping[str, Any]], names: tuple[str, str] = ("teacher", "student")
                       ) -> go.Figure:
-    """Each gold-answer token's log-probability under both models (lines) and the gap (bars, first − second):
-    a tall bar is where the student leaves the teacher's path. `rows` come from `Explanation.token_gaps()`."""
-    labels = [f"{r['position']}: {_esc(repr(r['token']), 16)}" for r in rows]
+    """Each gold-answer token's log-probability under both models (lines) and the gap between them (bars, first −
+    second), all in nats on one axis: a tall bar is where the student leaves the teacher's path. `rows` come from
+    `Explanation.token_gaps()`."""
+    labels = [f"{r['position']}: {_esc(repr(r['token']), 14)}" for r in rows]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=labels, y=[float(r["gap"]) for r in rows], name=f"gap ({_esc(names[0], 20)} − "
-                         f"{_esc(names[1], 20)})", marker_color="rgba(120,120,120,0.45)", yaxis="y2",
+                         f"{_esc(names[1], 20)})", marker_color="rgba(120,120,120,0.45)",
                          hovertemplate="%{x}: gap %{y:+.2f} nats<extra></extra>"))
     for role, colour in zip(names, ("#1f77b4", "#ff7f0e")):
         fig.add_trace(go.Scatter(x=labels, y=[float(r[role]) for r in rows], mode="lines+markers",
                                  name=f"{_esc(role, 20)} log p", line=dict(color=colour),
                                  hovertemplate="%{x}: log p %{y:.2f}<extra>" + _esc(role, 20) + "</extra>"))
-    fig.update_layout(height=340, margin=dict(t=40, l=10, r=10, b=10), legend=dict(orientation="h", y=1.15),
-                      yaxis=dict(title="log p (nats)"), xaxis=dict(title="gold-answer token"),
-                      yaxis2=dict(title="gap", overlaying="y", side="right", showgrid=False, zeroline=True),
+    fig.update_layout(height=360, margin=dict(t=40, l=10, r=10, b=10), legend=dict(orientation="h", y=1.15),
+                      yaxis=dict(title="nats"), xaxis=dict(title="gold-answer token"),
                       title="Gold answer, token by token")
+    fig.add_hline(y=0, line_color="grey", line_width=1)
     return fig
