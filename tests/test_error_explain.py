@@ -149,3 +149,40 @@ def test_explain_job_runs_as_a_background_kind(tiny_dir, tmp_path):
                        state="queued")
     assert run_job(job.run_id, str(store.root)) == 0
     assert job.status()["state"] == "finished" and len(cached(store, "mc")) == 1
+
+
+def test_generation_records_carry_per_token_kl_checked_against_scipy(tiny_dir, tmp_path):
+    import torch
+    from scipy.stats import entropy
+
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.scoring import mc_prompt
+    from kd_analysis.models.specs import ModelSpec, StudentSpec
+    from kd_analysis.models.students import derive_student
+    from kd_analysis.training.batches import lm_outputs
+    from kd_analysis.training.evaluate import answer_kl
+    from tests.test_priming import _arith_file
+
+    store = RunStore(tmp_path / "runs")
+    kind = "priming-lora-generation"
+    run = _finished_run(store, kind, _configs(tiny_dir, tmp_path)[kind])
+    students = [r for r in read_jsonl(run.path / PREDICTIONS) if r["role"] == "student"]
+    assert students and all(r["kl"] is not None and r["kl"] >= 0 and r["entropy"] > 0 and r["teacher_entropy"] > 0
+                            for r in students)
+
+    teacher = load_model(ModelSpec(str(tiny_dir / "llama"), device="cpu"))
+    student = derive_student(teacher, StudentSpec(num_layers=1))
+    examples = load_dataset(str(_arith_file(tmp_path / "arith2.jsonl"))).examples[:3]
+    same = answer_kl(teacher, teacher, examples, 64, 2, mc_prompt, mc_prompt)
+    assert all(kl == pytest.approx(0, abs=1e-6) and se == pytest.approx(te) for kl, se, te in same)
+    got = answer_kl(student, teacher, examples, 64, 2, mc_prompt, mc_prompt)
+    for ex, (kl, s_ent, t_ent) in zip(examples, got):
+        with torch.no_grad():
+            so, to = lm_outputs(student, [ex], 64, mc_prompt), lm_outputs(teacher, [ex], 64, mc_prompt)
+        mask = so.labels[0] != -100
+        ps = torch.softmax(so.logits[0][mask].double(), -1).numpy()
+        pt = torch.softmax(to.logits[0][mask].double(), -1).numpy()
+        assert kl == pytest.approx(sum(entropy(a, b) for a, b in zip(pt, ps)) / len(pt), rel=1e-3, abs=1e-7)
+        assert s_ent == pytest.approx(sum(entropy(a) for a in ps) / len(ps), rel=1e-4)
+        assert t_ent == pytest.approx(sum(entropy(a) for a in pt) / len(pt), rel=1e-4)

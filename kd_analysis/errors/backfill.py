@@ -139,8 +139,11 @@ def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
     say(f"evaluating the saved {role} on {len(eval_set)} examples")
     model = acc.prepare(live.model)
     s_records: list = []
+    teacher_lm = (teacher, teacher_prompt(cfg, teacher)) if teacher is not None and teacher.task == "causal_lm" \
+        else None
     s_eval = evaluate(replace(live, model=model), eval_set, cfg, unwrap=acc.unwrap_model,
-                      prompt=student_prompt_fn(cfg, live), records=s_records, teacher_probs=teacher_probs)
+                      prompt=student_prompt_fn(cfg, live), records=s_records, teacher_probs=teacher_probs,
+                      teacher_lm=teacher_lm)
     lines.append(record_lines(with_text_tokens(s_records, lengths), **common, role=role, step=step))
 
     value = _share_correct(s_records)

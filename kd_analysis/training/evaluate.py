@@ -12,9 +12,11 @@ from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt
 
 def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None = None,
              prompt: Callable[[Example], str] | None = None, records: list | None = None,
-             teacher_probs: dict[str, list[float]] | None = None) -> dict[str, Any]:
+             teacher_probs: dict[str, list[float]] | None = None,
+             teacher_lm: tuple[Any, Callable | None] | None = None) -> dict[str, Any]:
     """Aggregate metrics; with `records` (a list), also one `ExampleRecord` per example appended to it
-    (`teacher_probs` by example id adds KL(teacher ‖ model) to classification and multiple-choice records)."""
+    (`teacher_probs` by example id adds KL(teacher ‖ model) to classification and multiple-choice records;
+    `teacher_lm` = (teacher, its prompt) adds it to generation records, per gold-answer token)."""
     from kd_analysis.errors.records import choice_records
 
     if not examples:
@@ -43,6 +45,12 @@ def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None =
             if records is not None:
                 for rec, nll in zip(records[-len(examples):], per_example):
                     rec.ce = nll
+                if teacher_lm is not None and teacher_lm[0].head != "seq2seq":
+                    stats = answer_kl(loaded, teacher_lm[0], examples, cfg.max_length, cfg.batch_size, prompt,
+                                      teacher_lm[1] or mc_prompt)
+                    for rec, got in zip(records[-len(examples):], stats):
+                        if got is not None:
+                            rec.kl, rec.entropy, rec.teacher_entropy = got
         return out
     finally:
         if was_training:
@@ -86,6 +94,46 @@ def answer_nll(loaded, examples: Sequence[Example], max_length: int, batch_size:
                 mine = logp[rows == b]
                 per_example.append(float(-mine.mean()) if len(mine) else None)
     return total / count if count else None
+
+
+def answer_kl(student, teacher, examples: Sequence[Example], max_length: int, batch_size: int,
+              prompt: Callable[[Example], str], teacher_prompt: Callable[[Example], str]
+              ) -> list[tuple[float, float, float] | None]:
+    """Per example: (KL(teacher ‖ student), student entropy, teacher entropy), each the mean over the gold-answer
+    tokens both models score, teacher-forced after each model's own prompt (a primed teacher's longer prompt keeps
+    the same answer tokens as the student, as in training). None where the two do not score the same token ids
+    (different tokenizers or vocabularies: no token-level KL exists)."""
+    from kd_analysis.training.batches import _prompt_and_target, lm_outputs
+
+    out: list[tuple[float, float, float] | None] = []
+    for i in range(0, len(examples), batch_size):
+        chunk = list(examples[i:i + batch_size])
+        keep, same = [], []
+        for ex in chunk:
+            sp, st = _prompt_and_target(student.tokenizer, ex, prompt)
+            tp, tt = _prompt_and_target(teacher.tokenizer, ex, teacher_prompt)
+            k = max(0, min(len(st), max_length - len(sp), len(tt), max_length - len(tp)))
+            keep.append(k)
+            same.append(st[:k] == tt[:k])
+        with torch.no_grad():
+            s_out = lm_outputs(student, chunk, max_length, prompt, keep_targets=keep)
+            t_out = lm_outputs(teacher, chunk, max_length, teacher_prompt, keep_targets=keep)
+        if s_out.logits.shape[-1] != t_out.logits.shape[-1]:
+            out.extend([None] * len(chunk))
+            continue
+        for b in range(len(chunk)):
+            s_mask, t_mask = s_out.labels[b] != -100, t_out.labels[b] != -100
+            if not same[b] or not keep[b] or int(s_mask.sum()) != int(t_mask.sum()):
+                out.append(None)
+                continue
+            s_logp = torch.log_softmax(s_out.logits[b][s_mask].float(), -1)
+            t_logp = torch.log_softmax(t_out.logits[b][t_mask].float(), -1)
+            t_p = t_logp.exp()
+            kl = (t_p * (t_logp - s_logp)).sum(-1).mean()
+            s_ent = -(s_logp.exp() * s_logp).sum(-1).mean()
+            t_ent = -(t_p * t_logp).sum(-1).mean()
+            out.append((float(kl), float(s_ent), float(t_ent)))
+    return out
 
 
 def final_answer_text(text: str) -> str:

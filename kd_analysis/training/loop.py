@@ -397,8 +397,11 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
         say(f"teacher on the eval set: {teacher_eval}")
         emit({"step": 0, **{f"teacher_{k}": v for k, v in teacher_eval.items()}})
     s_records: list | None = [] if cfg.records_every_eval else None
+    # generation records carry KL(teacher ‖ student) per answer token: the teacher is scored again at record evals
+    teacher_lm = (teacher, teacher_prompt(cfg, teacher)) if not cfg.train_teacher and teacher.task == "causal_lm" \
+        else None
     first = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt, records=s_records,
-                     teacher_probs=teacher_probs)
+                     teacher_probs=teacher_probs, teacher_lm=teacher_lm)
     if s_records:
         save_records(s_records, live_role, 0)
     emit({"step": 0, "held_out": len(eval_set), **{f"eval_{k}": v for k, v in first.items()}})
@@ -458,7 +461,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
             if step % cfg.eval_every == 0 or step == total:
                 s_records = [] if (cfg.records_every_eval or step == total) else None
                 ev = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt, records=s_records,
-                              teacher_probs=teacher_probs)
+                              teacher_probs=teacher_probs, teacher_lm=teacher_lm if s_records is not None else None)
                 if s_records:
                     save_records(s_records, live_role, step)
                 last.update({f"eval_{k}": v for k, v in ev.items()})
