@@ -3,6 +3,8 @@
 Times parse_filter + apply (and + sorting by KL) on the same expression as `DataFrame.query` (the baseline; it
 evals its string, which the app cannot allow on user input), then join_roles (teacher + student records → one
 row per example), disagreement and find_slices. Ratios are against the query baseline measured in this run.
+Then the self-contained HTML report of a 10,000-example run with 20 pinned examples, against plotly's own
+`write_html` of one figure with its JavaScript inlined (the least a self-contained plotly file costs).
 
 Run: python benchmarks/bench_errors.py [--rows 10000] [--json benchmarks/results/errors-cpu.json]
 Target (issue 14): filtering and sorting 10,000 rows well under 1 s.
@@ -50,6 +52,28 @@ def synthetic_rows(n: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
     return teacher, student
 
 
+def _report_times(teacher: list[dict], student: list[dict], repeats: int) -> tuple[float, float, int]:
+    """(report ms, plotly one-figure write_html ms, report bytes) on a temporary run store holding the rows."""
+    import tempfile
+
+    from kd_analysis.errors.report import write_report
+    from kd_analysis.plots.errors import matrix_figure
+    from kd_analysis.runs import RunStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(Path(tmp) / "runs")
+        run = store.create("train", {"data": "bench", "name": "bench"}, run_id="bench", state="finished")
+        with open(run.path / "predictions.jsonl", "w", encoding="utf-8") as fh:
+            for row in teacher + student:
+                fh.write(json.dumps({**row, "run_id": "bench"}) + "\n")
+        pins = [str(i) for i in range(20)]
+        out = Path(tmp) / "report.html"
+        ms = median_ms(lambda: write_report(store, "bench", out, pins=pins), repeats=repeats)
+        fig = matrix_figure({"both_right": 1, "teacher_only": 2, "student_only": 3, "both_wrong": 4})
+        base = median_ms(lambda: fig.write_html(Path(tmp) / "one.html", include_plotlyjs=True), repeats=repeats)
+        return ms, base, out.stat().st_size
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000)
@@ -78,6 +102,9 @@ def main() -> None:
         "find_slices (default features + topic)": median_ms(lambda: find_slices(frame, columns=["topic"]),
                                                             repeats=max(3, r // 4)),
     }
+    report_ms, plotly_ms, size = _report_times(teacher, student, max(3, r // 5))
+    times["HTML report (10k rows, 20 pins; from the run store)"] = report_ms
+    times["plotly write_html of one figure (report baseline)"] = plotly_ms
     base = times["pandas frame.query (baseline)"]
     rows = [{"rows": args.rows, "operation": k, "ms": v, "× query": v / base} for k, v in times.items()]
     findings = find_slices(frame, columns=["topic"])
@@ -85,6 +112,7 @@ def main() -> None:
           f"{len(frame)} joined rows, {int(ours.sum())} selected, {len(findings)} slices kept")
     print(f"filter: {EXPR}")
     print(markdown_table(rows, ["rows", "operation", "ms", "× query"]))
+    print(f"report: {size / 1e6:.1f} MB, {report_ms / plotly_ms:.1f}× plotly's one-figure write_html")
     print(f"top slice: {findings[0].name} (n={findings[0].n}, gap {findings[0].gap:.3f}, "
           f"adjusted p {findings[0].adjusted_p:.2g})")
     if args.json:

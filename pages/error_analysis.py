@@ -333,7 +333,8 @@ if not findings:
 else:
     st.dataframe(pd.DataFrame([{
         "slice": f["name"], "n": f["n"], f"{names[0]} accuracy": f["teacher_accuracy"],
-        f"{names[1]} accuracy": f["student_accuracy"], "gap": f["gap"], "adjusted p": f["adjusted_p"],
+        f"{names[1]} accuracy": f["student_accuracy"], "gap": f["gap"],
+        "gap 95% interval": f"{f['gap_ci'][0]:+.2f} to {f['gap_ci'][1]:+.2f}", "adjusted p": f["adjusted_p"],
         "filter": f["expr"]} for f in findings]), hide_index=True, width="stretch", key="ea_slices")
     st.plotly_chart(slice_gaps_figure(findings[:15], names=names), width="stretch", key="ea_gaps")
 
@@ -348,8 +349,9 @@ else:
     s1.selectbox("Slice", range(len(findings)), key="ea_slice_pick",
                  format_func=lambda i: f"{findings[i]['name']} (n = {findings[i]['n']}, gap {findings[i]['gap']:+.2f})")
     s2.button("Use as filter", key="ea_use_slice", on_click=_use_slice)
-    st.caption("Gap intervals combine the two Wilson intervals (Newcombe); they ignore the pairing, so they are "
-               "conservative. The adjusted p is Benjamini–Hochberg over all candidate slices.")
+    st.caption("Gap intervals are paired 95% intervals (Newcombe's method 10: the two Wilson intervals combined "
+               "with the correlation of the two models' answers on the same examples). The adjusted p is "
+               "Benjamini–Hochberg over all candidate slices.")
 
 # --- 5. report ---------------------------------------------------------------------------------------------------
 st.subheader("Share: HTML report")

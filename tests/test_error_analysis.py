@@ -416,3 +416,55 @@ def test_find_slices_10k_rows_is_fast():
     elapsed = time.perf_counter() - start
     assert findings[0].feature == "input length"
     assert elapsed < 2.0, f"find_slices took {elapsed:.3f}s"
+
+
+def test_paired_gap_interval_reduces_to_the_unpaired_one_and_covers():
+    import numpy as np
+
+    from kd_analysis.errors.significance import paired_difference_interval
+    from kd_analysis.plots.errors import gap_interval
+    from kd_analysis.stats import wilson_interval
+
+    # φ = 0 (ad − bc within n/2): exactly the unpaired square-and-add of the two Wilson intervals
+    a, b, c, d = 10, 10, 10, 10
+    n = a + b + c + d
+    unpaired = gap_interval({"teacher_accuracy": (a + b) / n, "student_accuracy": (a + c) / n,
+                             "teacher_ci": wilson_interval((a + b) / n, n), "student_ci": wilson_interval((a + c) / n, n)})
+    assert paired_difference_interval(a, b, c, d) == pytest.approx(unpaired)
+    # answers that agree more (teacher and student right on the same examples) give a narrower interval
+    lo, hi = paired_difference_interval(30, 8, 2, 20)
+    ulo, uhi = gap_interval({"teacher_accuracy": 38 / 60, "student_accuracy": 32 / 60,
+                             "teacher_ci": wilson_interval(38 / 60, 60), "student_ci": wilson_interval(32 / 60, 60)})
+    assert lo < 0.1 < hi and hi - lo < uhi - ulo
+    assert paired_difference_interval(0, 0, 0, 0) == (-1.0, 1.0)
+    low = wilson_interval(1.0, 50)[0]  # all pairs both right: no margin varies, φ = 0, symmetric about 0
+    assert paired_difference_interval(50, 0, 0, 0) == pytest.approx((-(1 - low), 1 - low))
+    # coverage by simulation (the independent check): correlated pairs with known marginal accuracies
+    rng = np.random.default_rng(0)
+    cells = np.array([0.55, 0.20, 0.05, 0.20])  # both, first only, second only, neither: gap = 0.15
+    covered = 0
+    trials = 2000
+    for counts in rng.multinomial(60, cells, size=trials):
+        lo, hi = paired_difference_interval(*counts)
+        covered += lo <= 0.15 <= hi
+    assert 0.93 <= covered / trials <= 0.975, covered / trials
+
+
+def test_slice_findings_carry_the_paired_interval():
+    from kd_analysis.errors.frames import join_roles
+    from kd_analysis.errors.significance import paired_difference_interval
+    from kd_analysis.errors.slices import find_slices
+
+    rows_t, rows_s = [], []
+    for i in range(40):
+        common = {"example_id": str(i), "gold": i % 2, "text_tokens": 5 + i, "text": "q"}
+        rows_t.append({**common, "role": "teacher", "step": 0, "correct": i % 5 != 0})
+        rows_s.append({**common, "role": "student", "step": 9, "correct": i % 3 != 0 and i < 30})
+    frame = join_roles({"teacher": rows_t, "student": rows_s})
+    findings = find_slices(frame, min_n=5)
+    assert findings
+    for f in findings:
+        both = round(f.teacher_accuracy * f.n) - f.teacher_only  # teacher right = both right + teacher only
+        assert f.gap_ci == pytest.approx(paired_difference_interval(
+            both, f.teacher_only, f.student_only, f.n - both - f.teacher_only - f.student_only))
+        assert f.gap_ci[0] <= f.gap <= f.gap_ci[1]

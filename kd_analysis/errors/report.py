@@ -103,9 +103,9 @@ def _findings_section(view: PairView, min_n: int) -> tuple[str, int]:
 
     findings = [f.to_dict() for f in find_slices(view.frame, min_n=min_n, roles=(view.first, view.second))]
     out = [f"<h2>Slice finder</h2><p class=\"muted\">Feature-defined slices with at least {min_n} examples, ranked by "
-           f"the accuracy gap ({_e(view.names[0])} − {_e(view.names[1])}). Gap intervals combine the two Wilson "
-           "intervals (Newcombe; they ignore the pairing, so they are conservative); adjusted p is "
-           "Benjamini–Hochberg over all candidate slices.</p>"]
+           f"the accuracy gap ({_e(view.names[0])} − {_e(view.names[1])}). Gap intervals are paired 95% "
+           "intervals (Newcombe's method 10: the two Wilson intervals combined with the correlation of the two "
+           "models' answers on the same examples); adjusted p is Benjamini–Hochberg over all candidate slices.</p>"]
     if not findings:
         return out[0] + "<p>No slice with enough examples.</p>", 0
     top = findings[:TOP_SLICES]

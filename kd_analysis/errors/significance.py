@@ -1,4 +1,5 @@
-"""The two tests the error analysis reports: the exact McNemar test and Benjamini–Hochberg adjustment.
+"""The statistics the error analysis reports: the exact McNemar test, Benjamini–Hochberg adjustment, and a paired
+interval for the accuracy gap.
 
 The teacher's and the student's (or two students') answers are paired outcomes on the same examples, so an unpaired
 test of two accuracies would be wrong: the exact McNemar test looks at the discordant pairs only. The slice finder
@@ -12,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from kd_analysis.errors import KDLensError
+from kd_analysis.stats import Z95, wilson_interval
 
 MCNEMAR_TEST = "exact McNemar test (two-sided binomial test on the discordant pairs)"
 
@@ -53,3 +55,30 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
     out = np.empty(m)
     out[order] = adjusted
     return out.tolist()
+
+
+def paired_difference_interval(both: int, first_only: int, second_only: int, neither: int,
+                               z: float = Z95) -> tuple[float, float]:
+    """95% interval of p1 − p2 for paired right/wrong outcomes (p1 = first model's accuracy, p2 = second's):
+    Newcombe's (1998) method 10, the two marginal Wilson intervals combined with the pairs' correlation φ
+    (continuity-corrected as he defines it: ad − bc shrunk by n/2 when positive, 0 in between). With φ = 0 it
+    is the unpaired square-and-add interval; positively correlated answers (the usual case for a teacher and
+    its student) narrow it."""
+    counts = (both, first_only, second_only, neither)
+    if any(c < 0 for c in counts):
+        raise KDLensError("counts cannot be negative")
+    a, b, c, d = (int(x) for x in counts)
+    n = a + b + c + d
+    if n == 0:
+        return -1.0, 1.0
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson_interval(p1, n, z)
+    l2, u2 = wilson_interval(p2, n, z)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    cross = a * d - b * c
+    corrected = cross - n / 2 if cross > n / 2 else (cross if cross < 0 else 0.0)
+    phi = corrected / math.sqrt(margins) if margins > 0 else 0.0
+    lower = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    upper = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    diff = p1 - p2
+    return max(-1.0, diff - lower), min(1.0, diff + upper)

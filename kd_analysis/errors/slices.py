@@ -17,7 +17,7 @@ import pandas as pd
 from kd_analysis.errors import KDLensError
 from kd_analysis.errors.filters import _column_list, parse_filter
 from kd_analysis.errors.frames import add_features
-from kd_analysis.errors.significance import benjamini_hochberg, mcnemar_exact_p
+from kd_analysis.errors.significance import benjamini_hochberg, mcnemar_exact_p, paired_difference_interval
 from kd_analysis.stats import wilson_interval
 
 
@@ -120,6 +120,7 @@ class SliceFinding:
     teacher_only: int  # discordant pairs inside the slice
     student_only: int
     mcnemar_p: float
+    gap_ci: tuple[float, float]  # paired 95% interval of the gap (Newcombe's method 10)
     adjusted_p: float  # Benjamini–Hochberg over all candidates kept
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,10 +267,12 @@ def find_slices(joined_frame: pd.DataFrame, columns: Sequence[str] | None = None
                 continue
             ta, sa = int((av & mask).sum()), int((bv & mask).sum())
             t_only, s_only = int((a_only & mask).sum()), int((b_only & mask).sum())
+            both = int((av & bv & mask).sum())
             kept.append(dict(feature=feature, name=f"{feature}: {label}", expr=expr, n=n,
                              teacher_accuracy=ta / n, student_accuracy=sa / n, gap=(ta - sa) / n,
                              teacher_ci=wilson_interval(ta / n, n), student_ci=wilson_interval(sa / n, n),
-                             teacher_only=t_only, student_only=s_only, mcnemar_p=mcnemar_exact_p(t_only, s_only)))
+                             teacher_only=t_only, student_only=s_only, mcnemar_p=mcnemar_exact_p(t_only, s_only),
+                             gap_ci=paired_difference_interval(both, t_only, s_only, n - both - t_only - s_only)))
     adjusted = benjamini_hochberg([k["mcnemar_p"] for k in kept])
     findings = [SliceFinding(**k, adjusted_p=p) for k, p in zip(kept, adjusted)]
     findings.sort(key=lambda f: (-f.gap, f.adjusted_p))

@@ -61,8 +61,12 @@ def choice_probs_figure(choices: Sequence[Any], teacher_probs: Sequence[float] |
 
 
 def gap_interval(row: Mapping[str, Any]) -> tuple[float, float]:
-    """An approximate 95% interval of the gap (first − second accuracy) from the two Wilson intervals
-    (Newcombe's hybrid method; it ignores the pairing, so it is wider than a paired interval)."""
+    """The 95% interval of a slice's gap (first − second accuracy): the paired one the slice finder computed
+    (`gap_ci`, Newcombe's method 10); for rows without it, the unpaired square-and-add of the two Wilson
+    intervals (wider, since it ignores the pairing)."""
+    if row.get("gap_ci") is not None:
+        lo, hi = row["gap_ci"]
+        return float(lo), float(hi)
     p1, p2 = float(row["teacher_accuracy"]), float(row["student_accuracy"])
     (l1, u1), (l2, u2) = row["teacher_ci"], row["student_ci"]
     gap = p1 - p2
@@ -84,7 +88,7 @@ def slice_gaps_figure(rows: Sequence[Mapping[str, Any]], names: tuple[str, str] 
         hovertemplate="%{y}: gap %{x:.2f}, n = %{customdata[0]}, adjusted p = %{customdata[1]:.3g}<extra></extra>"))
     a, b = _esc(names[0], 30), _esc(names[1], 30)
     fig.update_layout(height=max(240, 28 * len(rows) + 80), margin=dict(t=30, l=10, r=10, b=10),
-                      xaxis_title=f"accuracy gap ({a} − {b})", title="Gap per slice, with ~95% intervals")
+                      xaxis_title=f"accuracy gap ({a} − {b})", title="Gap per slice, with paired 95% intervals")
     fig.update_yaxes(autorange="reversed")
     fig.add_vline(x=0, line_color="grey", line_width=1)
     return fig
