@@ -154,57 +154,41 @@ def register(sub, parser_class) -> None:
                                         "notes and tags")
     esub = err.add_subparsers(dest="action", required=True, parser_class=parser_class)
 
-    def common(q):
+    def command(name: str, fn, summary: str, run_id: bool = True):
+        """One `errors` subcommand: its function, `--json`, `--root`, and the RUN_ID most of them take."""
+        q = esub.add_parser(name, help=summary)
+        if run_id:
+            q.add_argument("run_id", metavar="RUN_ID")
         q.add_argument("--json", action="store_true")
         q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+        q.set_defaults(fn=fn)
+        return q
 
-    q = esub.add_parser("matrix", help="teacher/student right-wrong matrix with an exact McNemar test, or the "
-                                       "examples a second run fixed and broke (--against)")
-    q.add_argument("run_id", metavar="RUN_ID")
+    q = command("matrix", cmd_matrix, "teacher/student right-wrong matrix with an exact McNemar test, or the "
+                "examples a second run fixed and broke (--against)")
     q.add_argument("--against", metavar="RUN_ID", help="compare this run's student with another run's")
-    common(q)
-    q.set_defaults(fn=cmd_matrix)
-    q = esub.add_parser("examples", help="the examples of one cell, filtered and sorted")
-    q.add_argument("run_id", metavar="RUN_ID")
+    q = command("examples", cmd_examples, "the examples of one cell, filtered and sorted")
     q.add_argument("--slice", default="all",
                    choices=["teacher_only", "student_only", "both_right", "both_wrong", "all"])
     q.add_argument("--where", metavar="EXPR", help="a filter such as \"kl > 0.5 and text_tokens < 40\"")
     q.add_argument("--sort", metavar="COLUMN")
     q.add_argument("--limit", type=int)
-    common(q)
-    q.set_defaults(fn=cmd_examples)
-    q = esub.add_parser("slices", help="slice finder: slices ranked by the teacher-student gap (BH-adjusted p)")
-    q.add_argument("run_id", metavar="RUN_ID")
+    q = command("slices", cmd_slices, "slice finder: slices ranked by the teacher-student gap (BH-adjusted p)")
     q.add_argument("--min-n", type=int, default=10, help="smallest slice to consider")
-    common(q)
-    q.set_defaults(fn=cmd_slices)
-    q = esub.add_parser("note", help="add a note and/or tags to an example (kept per data set, across runs)")
-    q.add_argument("run_id", metavar="RUN_ID")
+    q = command("note", cmd_note, "add a note and/or tags to an example (kept per data set, across runs)")
     q.add_argument("example_id", metavar="EXAMPLE_ID")
     q.add_argument("--text")
     q.add_argument("--tag", action="append")
     q.add_argument("--author")
-    common(q)
-    q.set_defaults(fn=cmd_note)
-    q = esub.add_parser("notes", help="the notes and tags of the run's data set")
-    q.add_argument("run_id", metavar="RUN_ID")
-    common(q)
-    q.set_defaults(fn=cmd_notes)
-    q = esub.add_parser("save-slice", help="save a filter under a name for the run's data set (reports show it)")
-    q.add_argument("run_id", metavar="RUN_ID")
+    command("notes", cmd_notes, "the notes and tags of the run's data set")
+    q = command("save-slice", cmd_save_slice, "save a filter under a name for the run's data set (reports show it)")
     q.add_argument("name", metavar="NAME")
     q.add_argument("--where", metavar="EXPR", required=True, help="the filter, e.g. \"kl > 1.1\"")
     q.add_argument("--author")
-    common(q)
-    q.set_defaults(fn=cmd_save_slice)
-    q = esub.add_parser("saved-slices", help="the saved slices of the run's data set")
-    q.add_argument("run_id", metavar="RUN_ID")
+    q = command("saved-slices", cmd_saved_slices, "the saved slices of the run's data set")
     q.add_argument("--delete", metavar="NAME", help="delete this saved slice first")
-    common(q)
-    q.set_defaults(fn=cmd_saved_slices)
-    q = esub.add_parser("explain", help="both models' attributions over examples (and, for generation, the gold "
-                                        "answer's token log-probabilities); cached in the run folder")
-    q.add_argument("run_id", metavar="RUN_ID")
+    q = command("explain", cmd_explain, "both models' attributions over examples (and, for generation, the gold "
+                "answer's token log-probabilities); cached in the run folder")
     q.add_argument("example_ids", metavar="EXAMPLE_ID", nargs="+")
     q.add_argument("--method", default="input_x_gradient", help="an attribution method of the registry")
     q.add_argument("--target", default="predicted", choices=["predicted", "gold"],
@@ -213,25 +197,18 @@ def register(sub, parser_class) -> None:
                    help="for a run that kept no weights: retrain it from its config first and keep the weights "
                         "only if every logged evaluation and loss is reproduced")
     q.add_argument("--refresh", action="store_true", help="recompute cached explanations")
-    common(q)
-    q.set_defaults(fn=cmd_explain)
-    q = esub.add_parser("report", help="a self-contained HTML report (opens offline): matrix, slice finder, "
-                                       "saved slices, pinned examples with notes and attributions")
-    q.add_argument("run_id", metavar="RUN_ID")
+    q = command("report", cmd_report, "a self-contained HTML report (opens offline): matrix, slice finder, "
+                "saved slices, pinned examples with notes and attributions")
     q.add_argument("--out", required=True, metavar="FILE")
     q.add_argument("--against", metavar="RUN_ID", help="compare this run's student with another run's")
     q.add_argument("--pin", action="append", metavar="EXAMPLE_ID", help="an example to show in full (repeat)")
     q.add_argument("--slice", action="append", metavar="NAME",
                    help="a saved slice to include (repeat; default: every saved slice of the data set)")
     q.add_argument("--min-n", type=int, default=10, help="smallest slice the slice finder considers")
-    common(q)
-    q.set_defaults(fn=cmd_report)
-    q = esub.add_parser("backfill", help="write per-example records for finished runs trained before records "
-                                         "existed (checked against each run's own final metric)")
+    q = command("backfill", cmd_backfill, "write per-example records for finished runs trained before records "
+                "existed (checked against each run's own final metric)", run_id=False)
     q.add_argument("run_ids", metavar="RUN_ID", nargs="+")
     q.add_argument("--force", action="store_true", help="rewrite existing records")
     q.add_argument("--retrain", action="store_true",
                    help="for a run without a checkpoint: train it again from its config in a temporary folder and "
                         "keep the records only if every logged evaluation and per-step loss is reproduced")
-    common(q)
-    q.set_defaults(fn=cmd_backfill)
