@@ -141,7 +141,8 @@ for col, name, acc in ((m1, names[0], pv.accuracies[0]), (m2, names[1], pv.accur
     col.metric(f"{name} accuracy", f"{acc:.1%}")
     col.caption(f"n = {n} · 95% Wilson interval {lo:.1%}–{hi:.1%}")
 m3.markdown(pv.sentence())
-m3.caption(md(pv.counts.get("test", "exact McNemar test")) + f" · {md(data_name)} data")
+m3.caption(md(pv.counts.get("test", "exact McNemar test")) + f" · {md(data_name)} data"
+           + (f" · joined from {md('; '.join(pv.sources))}" if pv.sources else ""))
 fig_col, btn_col = st.columns([3, 2])
 fig_col.plotly_chart(matrix_figure(cell_counts, first, second, names=names), width="stretch", key="ea_matrix")
 CELL_WORDS = {"both_right": "both right", f"{first}_only": f"only {names[0]} right",
@@ -324,7 +325,8 @@ st.subheader("Slice finder")
 min_n = st.number_input("Smallest slice", min_value=2, max_value=max(2, len(frame)),
                         value=min(10, max(2, len(frame) // 4)), key="ea_min_n")
 try:
-    findings = [f.to_dict() for f in find_slices(frame, min_n=int(min_n), roles=(first, second))]
+    findings = [f.to_dict() for f in find_slices(frame, columns=list(pv.features), min_n=int(min_n),
+                                                 roles=(first, second))]
 except Exception as exc:  # noqa: BLE001
     findings = []
     show_error(exc)

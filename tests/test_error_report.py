@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from kd_analysis.errors import KDLensError
@@ -143,3 +144,37 @@ def test_cli_report_slices_and_explain(error_store, tmp_path):  # noqa: F811
     assert r.returncode == 0 and r.stdout.strip() == "no saved slices"
     r = _cli("slices", RUN, "--min-n", "2", root=root)  # the text form, not only --json
     assert r.returncode == 0 and "adjusted p" in r.stdout
+
+
+def test_rationale_and_priming_jobs_join_onto_the_frame_and_the_slice_finder(error_store):  # noqa: F811
+    from kd_analysis.errors.slices import find_slices
+
+    store: RunStore = error_store
+    job = store.create("rationales", {"data": "demo:mcq", "method": "saliency", "k": 1}, run_id="rat",
+                       state="finished")
+    with open(job.path / "attributions.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(12):
+            gold = ["apple", "chair", "river", "piano"][i % 4]
+            top = gold if i < 8 else "banana"  # the top word is the answer on ex-00..07, not on ex-08..11
+            words = [{"text": top, "score": 0.9, "segment": "question", "index": 0},
+                     {"text": gold if top != gold else "other", "score": 0.1, "segment": "choice A", "index": 1}]
+            fh.write(json.dumps({"role": "teacher", "example_id": f"ex-{i:02d}", "method": "saliency",
+                                 "target": "predicted", "words": words, "tokens": [], "target_label": gold,
+                                 "predicted_label": gold, "gold_label": gold, "correct": True}) + "\n")
+            fh.write(json.dumps({"role": "student", "example_id": f"ex-{i:02d}", "bogus": 1}) + "\n")
+    outputs = store.create("teacher_outputs", {"data": "demo:mcq"}, run_id="out", state="finished")
+    with open(outputs.path / "outputs.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(6):
+            fh.write(json.dumps({"example_id": f"ex-{i:02d}", "strategy": "chain of thought", "correct": i < 3,
+                                 "answer_logprob_per_token": -0.5 * i}) + "\n")
+    store.create("rationales", {"data": "other:data"}, run_id="rat-other", state="finished")
+
+    view = pair_view(store, RUN)
+    assert view.sources == ("rationales job rat (saliency, k = 1)", "teacher-outputs job out")
+    frame = view.frame.set_index("example_id")
+    assert frame.loc["ex-00", "rationale_overlap"] == 1 and frame.loc["ex-09", "rationale_overlap"] == 0
+    assert frame.loc["ex-01", "primed_chain_of_thought_correct"] == True  # noqa: E712 - a value, maybe a numpy bool
+    assert pd.isna(frame.loc["ex-07", "primed_chain_of_thought_correct"])  # the job did not cover it: missing
+    assert len(view.frame) == 12 and view.features == ("primed_chain_of_thought_correct",)
+    names = {f.name for f in find_slices(view.frame, columns=list(view.features), min_n=3)}
+    assert "rationale overlap: yes" in names and any(n.startswith("primed_") for n in names)

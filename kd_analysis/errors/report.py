@@ -101,7 +101,8 @@ def _matrix_section(view: PairView) -> str:
 def _findings_section(view: PairView, min_n: int) -> tuple[str, int]:
     from kd_analysis.plots.errors import gap_interval, slice_gaps_figure
 
-    findings = [f.to_dict() for f in find_slices(view.frame, min_n=min_n, roles=(view.first, view.second))]
+    findings = [f.to_dict() for f in find_slices(view.frame, columns=list(view.features), min_n=min_n,
+                                                 roles=(view.first, view.second))]
     out = [f"<h2>Slice finder</h2><p class=\"muted\">Feature-defined slices with at least {min_n} examples, ranked by "
            f"the accuracy gap ({_e(view.names[0])} − {_e(view.names[1])}). Gap intervals are paired 95% "
            "intervals (Newcombe's method 10: the two Wilson intervals combined with the correlation of the two "
@@ -253,7 +254,8 @@ def report_html(store: RunStore, run_id: str, *, against: str | None = None, pin
         f"<h1>{_e(title)}</h1>",
         f"<p class=\"muted\">Run {_e(run_id)}" + (f" against {_e(against)}" if against else "")
         + f" · {_e(data)} data · {view.n} held-out examples · made by kd-lens on "
-        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
+        + (f" · joined: {_e('; '.join(view.sources))}" if view.sources else "") + "</p>",
         _matrix_section(view), findings_html, _slices_section(view, chosen),
     ]
     if pins:

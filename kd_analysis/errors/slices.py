@@ -254,7 +254,7 @@ def find_slices(joined_frame: pd.DataFrame, columns: Sequence[str] | None = None
     for feature, column in features:
         if column == "rationale_overlap" and not _is_bool_like(frame[column]) \
                 and pd.api.types.is_numeric_dtype(frame[column].dtype):
-            exprs = [(f"{column} > 0", f"{column}: yes"), (f"{column} == 0", f"{column}: no")]
+            exprs = [(f"{column} > 0", "yes"), (f"{column} == 0", "no")]
         else:
             exprs = _feature_exprs(frame, column, bins, min_count, max_values, categorical=column == "gold")
         for expr, label in exprs:

@@ -79,6 +79,8 @@ class PairView:
     names: tuple[str, str]  # how the two models are called on screen
     cells: dict[str, int]
     accuracies: tuple[float, float]
+    sources: tuple[str, ...] = ()  # other analyses of the data joined onto `frame` (rationales, primed outputs)
+    features: tuple[str, ...] = ()  # their columns the slice finder tries beside its defaults
 
     @property
     def lost(self) -> int:
@@ -106,18 +108,25 @@ class PairView:
 
 
 def pair_view(store: RunStore, run_id: str, against: str | None = None) -> PairView:
+    from kd_analysis.errors.joins import join_analyses
+
     counts = matrix(store, run_id, against)
     if against is None:
-        return PairView(run_id, None, pair_frame(store, run_id), counts, "teacher", "student",
-                        ("teacher", "student"), {c: int(counts[c]) for c in CELLS},
-                        (counts["teacher_accuracy"], counts["student_accuracy"]))
-    a, b = run_records(store, run_id), run_records(store, against)
-    frame = join_roles({"a": _role(a, "student", run_id), "b": _role(b, "student", against)})
-    cells = {"both_right": int(counts["both_right"]), "a_only": int(counts["broke"]), "b_only": int(counts["fixed"]),
-             "both_wrong": int(counts["both_wrong"])}
-    return PairView(run_id, against, frame[frame["cell"].notna()].reset_index(drop=True), counts, "a", "b",
-                    ("student A (this run)", "student B (the other run)"), cells,
-                    (counts["a_accuracy"], counts["b_accuracy"]))
+        frame = pair_frame(store, run_id)
+        first, second, names = "teacher", "student", ("teacher", "student")
+        cells = {c: int(counts[c]) for c in CELLS}
+        accuracies = (counts["teacher_accuracy"], counts["student_accuracy"])
+    else:
+        a, b = run_records(store, run_id), run_records(store, against)
+        frame = join_roles({"a": _role(a, "student", run_id), "b": _role(b, "student", against)})
+        frame = frame[frame["cell"].notna()].reset_index(drop=True)
+        first, second, names = "a", "b", ("student A (this run)", "student B (the other run)")
+        cells = {"both_right": int(counts["both_right"]), "a_only": int(counts["broke"]),
+                 "b_only": int(counts["fixed"]), "both_wrong": int(counts["both_wrong"])}
+        accuracies = (counts["a_accuracy"], counts["b_accuracy"])
+    joined = join_analyses(frame, store, run_data(store, run_id))
+    return PairView(run_id, against, joined.frame, counts, first, second, names, cells, accuracies,
+                    tuple(joined.sources), tuple(joined.features))
 
 
 def examples(store: RunStore, run_id: str, cell: str = "all", where: str | None = None,
@@ -137,7 +146,8 @@ def slices(store: RunStore, run_id: str, min_n: int = 10) -> list[dict[str, Any]
     """Feature-defined slices ranked by the teacher–student accuracy gap (slice finder)."""
     from kd_analysis.errors.slices import find_slices
 
-    return [f.to_dict() for f in find_slices(pair_frame(store, run_id), min_n=min_n)]
+    view = pair_view(store, run_id)
+    return [f.to_dict() for f in find_slices(view.frame, columns=list(view.features), min_n=min_n)]
 
 
 def notes_store(store: RunStore):
