@@ -204,7 +204,8 @@ if tag_pick:
 KLS = ({"KL (teacher ‖ student)": "kl"} if against is None else
        {"KL (teacher ‖ student A)": "a_kl", "KL (teacher ‖ student B)": "b_kl"})
 KLS = {k: v for k, v in KLS.items() if v in view.columns}
-SORTS = {**KLS, f"{names[0]} p(gold)": f"{first}_p_gold", f"{names[1]} p(gold)": f"{second}_p_gold",
+SORTS = {**KLS, f"confidence gap: p(gold) {names[0]} − {names[1]}": "confidence_gap",
+         f"{names[0]} p(gold)": f"{first}_p_gold", f"{names[1]} p(gold)": f"{second}_p_gold",
          "text tokens": "text_tokens", "example id": "example_id"}
 SORTS = {k: v for k, v in SORTS.items() if v in view.columns and (v == "example_id" or view[v].notna().any())}
 s1, s2 = st.columns([3, 1])
@@ -227,6 +228,7 @@ table = pd.DataFrame({
     f"{names[0]} p(gold)": view[f"{first}_p_gold"].astype(float),
     f"{names[1]} p(gold)": view[f"{second}_p_gold"].astype(float),
     **{label: view[col].astype(float) for label, col in KLS.items()},
+    "confidence gap": view["confidence_gap"].astype(float) if "confidence_gap" in view else float("nan"),
     "text tokens": view["text_tokens"],
     "tags": view["example_id"].map(lambda e: ", ".join(tags_by_example.get(e, []))),
     "text": view["text"].map(_answer),

@@ -468,3 +468,14 @@ def test_slice_findings_carry_the_paired_interval():
         assert f.gap_ci == pytest.approx(paired_difference_interval(
             both, f.teacher_only, f.student_only, f.n - both - f.teacher_only - f.student_only))
         assert f.gap_ci[0] <= f.gap <= f.gap_ci[1]
+
+
+def test_joined_frame_has_the_confidence_gap():
+    from kd_analysis.errors.frames import join_roles
+
+    rows = {"teacher": [{"example_id": "a", "role": "teacher", "step": 0, "correct": True, "p_gold": 0.9},
+                        {"example_id": "b", "role": "teacher", "step": 0, "correct": False, "p_gold": None}],
+            "student": [{"example_id": "a", "role": "student", "step": 5, "correct": False, "p_gold": 0.25},
+                        {"example_id": "b", "role": "student", "step": 5, "correct": True, "p_gold": 0.5}]}
+    frame = join_roles(rows).set_index("example_id")
+    assert frame.loc["a", "confidence_gap"] == pytest.approx(0.65) and pd.isna(frame.loc["b", "confidence_gap"])

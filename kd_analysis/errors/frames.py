@@ -179,6 +179,10 @@ def join_roles(sides: Mapping[str, Rows], *, step: int | Mapping[str, int | None
         joined["kl"] = joined["student_kl"]
     if len(names) == 2:
         joined["cell"] = cell_of(joined, names[0], names[1])
+        a, b = f"{names[0]}_p_gold", f"{names[1]}_p_gold"
+        if a in joined.columns and b in joined.columns:  # how much surer of the gold answer the first model is
+            joined["confidence_gap"] = pd.to_numeric(joined[a], errors="coerce") - pd.to_numeric(joined[b],
+                                                                                                  errors="coerce")
     return add_features(joined)
 
 
