@@ -13,7 +13,7 @@ from app_ui.error_views import explanation_panel, export_buttons, notes_panel, r
 from app_ui.resources import show_error
 from app_ui.safe_text import md
 from kd_analysis.errors.filters import select_examples
-from kd_analysis.errors.frames import PREDICTIONS, load_records
+from kd_analysis.errors.frames import PREDICTIONS, answer_label, load_records
 from kd_analysis.errors.slices import find_slices
 from kd_analysis.errors.workspace import PairView, notes_store, pair_view, run_data
 from kd_analysis.plots.errors import choice_probs_figure, matrix_cells, matrix_figure, slice_gaps_figure
@@ -216,15 +216,20 @@ view = view.sort_values(SORTS[sort_by], ascending=not descending, na_position="l
 
 
 def _answer(value) -> str:
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)[:200]
+    return answer_label(value)
+
+
+def _labels(column: str) -> list[str]:
+    """A column of answers as "index: choice text" (multiple choice) or as they are (generation)."""
+    return [answer_label(v, c) for v, c in zip(view[column], view["choices"])]
 
 
 table = pd.DataFrame({
     "example id": view["example_id"].astype(str),
     "cell": view["cell"].astype(str),
-    "gold": view["gold"].map(_answer),
-    f"{names[0]} answer": view[f"{first}_prediction"].map(_answer),
-    f"{names[1]} answer": view[f"{second}_prediction"].map(_answer),
+    "gold": _labels("gold"),
+    f"{names[0]} answer": _labels(f"{first}_prediction"),
+    f"{names[1]} answer": _labels(f"{second}_prediction"),
     f"{names[0]} p(gold)": view[f"{first}_p_gold"].astype(float),
     f"{names[1]} p(gold)": view[f"{second}_p_gold"].astype(float),
     **{label: view[col].astype(float) for label, col in KLS.items()},

@@ -133,6 +133,8 @@ def test_page_shows_the_matrix_and_cells_filter_the_table(error_store):
     assert "wrong on 4 examples the teacher gets right and right on 1 it gets wrong" in sentence
     assert "not distinguishable" in sentence  # 4 vs 1 discordant: exact p = 0.375
     assert len(_table(at)) == 12
+    first = _table(at).set_index("example id").loc["ex-01"]
+    assert first["gold"] == "1: chair" and first["student answer"] == "1: chair"  # choice text beside the index
     _cell_button(at, "teacher_only").click().run()
     assert not at.exception
     table = _table(at)

@@ -105,6 +105,16 @@ def load_records(source: Rows) -> pd.DataFrame:
     return records_frame(items)
 
 
+def answer_label(value: Any, choices: Any = None, limit: int = 200) -> str:
+    """An answer as a reader wants it: "3: sour" for a choice index, the text itself otherwise, "" when missing."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(choices, (list, tuple)) and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and float(value).is_integer() and 0 <= int(value) < len(choices):
+        return f"{int(value)}: {choices[int(value)]}"[:limit]
+    return str(value)[:limit]
+
+
 def add_features(frame: pd.DataFrame) -> pd.DataFrame:
     """Derived columns the slice finder uses, added to the frame so that its filter expressions work on it:
     `has_number` (the input text contains a digit). Returns a copy; columns already present are kept."""

@@ -19,6 +19,7 @@ import pandas as pd
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.errors.explain import DEFAULT_METHOD, Explanation, cached
+from kd_analysis.errors.frames import answer_label
 from kd_analysis.errors.slices import Slice, find_slices, slice_metrics
 from kd_analysis.errors.workspace import PairView, notes_store, pair_view, run_data
 from kd_analysis.fileio import atomic_write_text
@@ -148,8 +149,10 @@ def _explanation_html(expl: Explanation, names: Mapping[str, str]) -> str:
     for role, attr in expl.attributions.items():
         words = [(w["text"], float(w["score"])) for w in attr.get("words", [])]
         reads = expl.reads.get(role)
-        out.append(f"<p><b>{_e(names.get(role, role))}</b>"
-                   + (f' <span class="muted">(read {_e(reads)})</span>' if reads else "") + "</p>"
+        peak = max((abs(s) for _, s in words), default=0.0)
+        out.append(f"<p><b>{_e(names.get(role, role))}</b> explains {_e(repr(attr.get('target_label')))}"
+                   + ' <span class="muted">(' + (f"read {_e(reads)}; " if reads else "")
+                   + f"strongest |score| {peak:.2g}; each row is scaled to its own strongest word)</span></p>"
                    + token_heatmap_html(words))
     gaps = expl.token_gaps()
     if gaps:
@@ -169,8 +172,8 @@ def _explanation_html(expl: Explanation, names: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-def _answer(value: Any) -> str:
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+def _answer(value: Any, choices: Any = None) -> str:
+    return answer_label(value, choices, limit=10_000)
 
 
 def _example_section(view: PairView, example_id: str, data: str, store: RunStore,
@@ -181,13 +184,13 @@ def _example_section(view: PairView, example_id: str, data: str, store: RunStore
     f, s = view.first, view.second
     out = [f'<div class="example"><h3>Example {_e(example_id)} <span class="muted">({_e(row["cell"])})</span></h3>',
            f"<pre>{_e(_answer(row['text']))}</pre>"]
-    rows = [[name, _answer(row[f"{r}_prediction"])[:300],
+    choices = row.get("choices")
+    rows = [[name, _answer(row[f"{r}_prediction"], choices)[:300],
              {True: "right", False: "wrong"}.get(row[f"{r}_correct"], "not scored"),
              "–" if pd.isna(row[f"{r}_p_gold"]) else f"{float(row[f'{r}_p_gold']):.3f}"]
             for name, r in zip(view.names, (f, s))]
-    out.append(f"<p>Gold answer: <b>{_e(_answer(row['gold']))}</b></p>"
+    out.append(f"<p>Gold answer: <b>{_e(_answer(row['gold'], choices))}</b></p>"
                + _table(["model", "answer", "", "p(gold)"], rows, {3}))
-    choices = row.get("choices")
     if isinstance(choices, (list, tuple)) and choices:
         gold = row["gold"]
         gold_i = int(gold) if isinstance(gold, (int, float)) and not pd.isna(gold) else None
