@@ -23,6 +23,21 @@ class SharedResults:
         with self._guard:
             return key in self._data
 
+    def peek(self, key: str) -> Any | None:
+        """The stored result, or None (never computes)."""
+        with self._guard:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+            return None
+
+    def put(self, key: str, value: Any) -> None:
+        with self._guard:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
     def in_progress(self, key: str) -> bool:
         """Another session is computing `key` right now (so this one will wait for it)."""
         with self._guard:

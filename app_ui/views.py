@@ -59,3 +59,19 @@ def saved_job_picker(label: str, store: Any, jobs: list, open_key: str) -> Any:
     if p.state in ("queued", "running"):
         st.progress(p.fraction, text=f"{p.state}: {p.step}/{p.total or '?'} (reopen to refresh)")
     return run
+
+
+MIN_N = 10  # below this many examples a rate is shown greyed out, with a warning, never as a headline
+
+
+def headline_metric(col: Any, label: str, value: str, n: int, detail: str = "", help: str | None = None,
+                    minimum: int = MIN_N) -> None:
+    """A headline figure with its n beside it; from fewer than `minimum` examples it is greyed out and says why
+    (a rate from 1 example reads like a finding and is not one)."""
+    text = f"n = {n}" + (f" · {detail}" if detail else "")
+    if n >= minimum:
+        col.metric(label, value, text, delta_color="off", delta_arrow="off", help=help)
+        return
+    col.markdown(md(label), help=help)
+    col.markdown(f"### :gray[{md(value)}]")
+    col.caption(f"{md(text)} · too few examples to read a rate (fewer than {minimum})")

@@ -9,6 +9,8 @@ import streamlit as st
 from app_ui import state
 from app_ui.resources import dataset, load_pair, show_error
 from app_ui.safe_text import code, md
+from app_ui.views import headline_metric
+from app_ui.background import CANCELLED, FAILED, FINISHED, RUNNING, TASKS, Task
 from app_ui.shared_results import RATIONALES
 from kd_analysis.attribution.agreement import agreement_summary
 from kd_analysis.attribution import DEFINITIONS, METHODS, PAPER_OVERLAP
@@ -44,7 +46,24 @@ from kd_analysis.training.progress import run_progress
 
 store = RunStore()
 reconcile(store)
-with st.expander("Whole data set in the background"):
+
+
+def _job_data(job_id: str) -> str | None:
+    try:
+        return store.get(job_id).config().get("data")
+    except Exception:  # noqa: BLE001 - a removed or damaged job is simply not shown
+        return None
+
+
+# a saved job of another data set is closed when the sidebar's data set changes (it would describe other examples)
+opened = st.session_state.get("_rationale_open")
+if opened and _job_data(opened) != sel.data_source:
+    st.session_state.pop("_rationale_open")
+    st.info(f"Closed the saved job {md(opened)}: it attributed {md(_job_data(opened) or 'another data set')}, and "
+            f"the sidebar's data set is now {md(sel.data_source)}.", icon=":material/info:")
+    opened = None
+
+with st.expander("Whole data set in the background", expanded=bool(opened)):
     st.caption("Runs as a job that keeps going if you close the browser; results are saved in the run store and "
                "reopen instantly.")
     if st.button(f"Attribute every example of {md(sel.data_source)} with {METHODS[method].title}"):
@@ -52,14 +71,30 @@ with st.expander("Whole data set in the background"):
                                          method=method, target=target, k=k, max_tokens=cap), store,
                            kind="rationales")
         st.session_state["_rationale_open"] = job.run_id
-    jobs = store.list(kind="rationales")
-    for summary in jobs[:6]:
-        p = run_progress(store.get(summary.run_id))
-        c1, c2 = st.columns([5, 1])
-        c1.progress(p.fraction, text=f"{md(p.name)} · {code(p.run_id)} · {p.state}"
-                    + (f" · {md(p.reason)}" if p.reason else ""))
-        if c2.button("Open", key=f"open_{p.run_id}", disabled=p.step == 0):
-            st.session_state["_rationale_open"] = p.run_id
+        st.rerun()
+    active = any(j.state in ("queued", "running") for j in store.list(kind="rationales")[:6])
+
+    @st.fragment(run_every=2 if active else None)
+    def job_list() -> None:
+        """The saved jobs, refreshed every 2 s while one of them is queued or running."""
+        jobs = store.list(kind="rationales")
+        for summary in jobs[:6]:
+            p = run_progress(store.get(summary.run_id))
+            c1, c2 = st.columns([5, 1])
+            data = _job_data(p.run_id)
+            c1.progress(p.fraction, text=f"{md(p.name)} · {code(p.run_id)} · {p.state}"
+                        + (f" · step {p.step}/{p.total}" if p.total and p.state in ("queued", "running") else "")
+                        + (f" · {md(p.reason)}" if p.reason else ""))
+            other = data != sel.data_source
+            if c2.button("Open", key=f"open_{p.run_id}", disabled=p.step == 0 or other,
+                         help=f"on {data}: switch the sidebar's data set to open it" if other else None):
+                st.session_state["_rationale_open"] = p.run_id
+                st.rerun()
+        still = any(j.state in ("queued", "running") for j in jobs[:6])
+        if still != active:
+            st.rerun()  # a job started or ended: redraw the page so polling starts or stops
+
+    job_list()
     agree_rows = agreement_table(store)
     if agree_rows:
         st.markdown("**Teacher–student agreement across saved jobs** (before / after distillation)")
@@ -67,10 +102,51 @@ with st.expander("Whole data set in the background"):
                      column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                                     ("mean spearman", "top-k overlap", "student overlap (any)",
                                      "teacher overlap (any)", "student accuracy")})
-    opened = st.session_state.get("_rationale_open")
     if opened and st.button("Back to the live examples"):
         st.session_state.pop("_rationale_open")
         opened = None
+
+
+def _saved_job_for_this_selection() -> str | None:
+    """The newest finished job on this data set with this teacher: what the page shows before any click."""
+    for summary in store.list(kind="rationales"):
+        cfg = store.get(summary.run_id).config()
+        if summary.state == "finished" and cfg.get("data") == sel.data_source and \
+                (cfg.get("teacher") or {}).get("source") == sel.teacher.source:
+            return summary.run_id
+    return None
+
+
+def _compute_panel(key: str, work, label: str) -> None:
+    """Start, follow and cancel the live attributions for `key` (a background thread shared by every tab)."""
+    tasks = TASKS["rationales"]
+    current = tasks.get(key)
+    running = current is not None and current.state == RUNNING
+
+    @st.fragment(run_every=1 if running else None)
+    def panel() -> None:
+        task = tasks.get(key)
+        if task is not None and task.state == RUNNING:
+            st.progress(task.fraction, text=f"{md(task.message)} · {task.done}/{task.total or '?'} · "
+                                            f"{task.seconds:.0f} s so far")
+            if st.button("Cancel", key="rationale_cancel"):
+                task.cancel()
+            return
+        if task is not None and task.state == FINISHED and RATIONALES.has(key):
+            st.rerun()  # the result is there: draw it
+        if running:
+            st.rerun()  # it ended while this panel polled: redraw the page without polling
+        if task is not None and task.state == CANCELLED:
+            st.info(f"Cancelled after {task.done} of {task.total} attributions ({task.seconds:.0f} s).",
+                    icon=":material/cancel:")
+        elif task is not None and task.state == FAILED:
+            st.error(f"The attributions failed: {md(task.error or '')}", icon=":material/error:")
+        if st.button(label, type="primary", key="rationale_start"):
+            tasks.start(key, label, work)
+            st.rerun()
+
+    panel()
+
 
 try:
     teacher, student, _ = load_pair(sel.teacher, sel.student)
@@ -79,29 +155,43 @@ try:
     key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, method, target, int(n), with_student,
                       cap])
     cache = st.session_state.setdefault("_rationale_cache", {})
+    if not opened and not RATIONALES.has(key):
+        total = len(examples) * (2 if with_student else 1)
+
+        def work(task: Task):
+            done = {"teacher": 0, "student": 0}
+
+            def tick(role, i, count):
+                done[role] = i
+                task.progress(done["teacher"] + done["student"], total, f"{role}: example {i}/{count}")
+
+            task.progress(0, total, f"attributing {len(examples)} examples")
+            return analyse_rationales(teacher, examples, student=student if with_student else None, method=method,
+                                      k=k, target=target, max_tokens=cap, progress=tick)
+
+        fallback = _saved_job_for_this_selection()
+        st.markdown(f"**Live examples:** the first {len(examples)} examples of {md(sel.data_source)} with "
+                    f"{METHODS[method].title} ({'teacher and student' if with_student else 'teacher'}).")
+        _compute_panel(key, work, f"Attribute {len(examples)} examples "
+                                  f"({total} attribution{'s' * (total != 1)})")
+        if fallback is None:
+            st.stop()
+        opened = fallback
+        st.caption(f"Until then: the saved job {md(fallback)} (same teacher and data set) is shown below.")
     if opened:
         key = f"run:{opened}:{len(store.get(opened).metrics())}"
         if key not in cache:
             cache.clear()
             cache[key] = load_rationale_run(store.get(opened))
-        st.info(f"Showing the saved job {md(opened)} ({len(cache[key].teacher)} examples).",
-                icon=":material/folder_open:")
-    if key not in cache:
-        # shared by every tab of this server: ten tabs on the same inputs compute once (bench_server.py)
-        bar = st.progress(0.0, text="Another tab is computing the same attributions; waiting for it…"
-                          if RATIONALES.in_progress(key) else "Attributing…")
-        total = len(examples) * (2 if with_student else 1)
-
-        def tick(role, i, count, _done={"teacher": 0, "student": 0}):
-            _done[role] = i
-            bar.progress((_done["teacher"] + _done["student"]) / total, text=f"{role}: example {i}/{count}")
-
-        report = RATIONALES.get(key, lambda: analyse_rationales(
-            teacher, examples, student=student if with_student else None, method=method, k=k, target=target,
-            max_tokens=cap, progress=tick))
-        bar.empty()
+        shown = len(cache[key].teacher)
+        if shown == 0:
+            st.info(f"The job {md(opened)} is running: no example attributed yet. The list above refreshes by "
+                    "itself.", icon=":material/hourglass_top:")
+            st.stop()
+        st.info(f"Showing the saved job {md(opened)} ({shown} examples).", icon=":material/folder_open:")
+    else:
         cache.clear()
-        cache[key] = report
+        cache[key] = RATIONALES.peek(key)
     report = copy.copy(cache[key])  # the shared report stays as computed; this page's k is set on a copy
     if report.k != k:
         report.k = k
@@ -133,10 +223,10 @@ try:
         ci = " · every example equal"  # a t-interval of zero width says nothing
     else:
         ci = f" · 95% {head['low']:.0%}–{head['high']:.0%}"
-    top[0].metric(f"Teacher overlap ({definition}) at k={k}", pct(head["value"]), f"n = {head['n']}{ci}",
-                  delta_color="off", delta_arrow="off",
-                  help=f"mean over the n examples whose answer text is in the input; 95% interval: "
-                       f"{'Wilson (each example is 0 or 1)' if definition == 'any' else 'Student t over examples'}")
+    headline_metric(top[0], f"Teacher overlap ({definition}) at k={k}", pct(head["value"]), head["n"],
+                    ci.removeprefix(" · "),
+                    help=f"mean over the n examples whose answer text is in the input; 95% interval: "
+                         f"{'Wilson (each example is 0 or 1)' if definition == 'any' else 'Student t over examples'}")
     if head["chance"] is None or head["distinguishable"] is None:
         vs_chance, arrow = None, "off"
     elif head["distinguishable"]:
@@ -154,14 +244,17 @@ try:
                      help="undefined: the answer text is not in the input; excluded, never counted as 0")
     right = [a.correct for a in report.teacher if a.correct is not None]
     low, high = proportion_interval(sum(right), len(right))
-    bottom[1].metric("Teacher accuracy", f"{sum(right) / len(right):.0%}" if right else "n/a",
-                     f"n = {len(right)} · 95% {low:.0%}–{high:.0%}" if right else None, delta_color="off",
-                     delta_arrow="off", help="95% Wilson interval")
+    if right:
+        headline_metric(bottom[1], "Teacher accuracy", f"{sum(right) / len(right):.0%}", len(right),
+                        f"95% {low:.0%}–{high:.0%}", help="95% Wilson interval")
+    else:
+        bottom[1].metric("Teacher accuracy", "not computed", help="generation under 'gold': the teacher's own "
+                         "answer was not computed (it scores the gold answer only)")
     if report.agreement and report.agreement["mean_topk_overlap"] is not None:
         spearman = report.agreement["mean_spearman"]
-        bottom[2].metric("Teacher–student top-k agreement", f"{report.agreement['mean_topk_overlap']:.0%}",
-                         (f"Spearman {spearman:.2f} · " if spearman is not None else "")
-                         + f"n = {report.agreement['examples']}", delta_color="off", delta_arrow="off")
+        headline_metric(bottom[2], "Teacher–student top-k agreement",
+                        f"{report.agreement['mean_topk_overlap']:.0%}", int(report.agreement["examples"]),
+                        f"Spearman {spearman:.2f}" if spearman is not None else "")
     st.caption(ref.caption)
     for model in ["teacher"] + (["student"] if report.student else []):
         rows = [dict(r, method=f"{model}:") for r in agg if r["model"] == model]
@@ -196,8 +289,14 @@ try:
             heat = report.heat(pick, role)
             a = heat["attribution"]
             verdict = "" if a.correct is None else (" ✓" if a.correct else " ✗")
-            st.markdown(f"**{role.capitalize()}** answered *{md(a.predicted_label)}*{verdict} · "
-                        f"gold *{md(a.gold_label)}*"
+            explains = ("its own answer" if a.target == "predicted" else "the gold answer") + \
+                f" *{md(a.target_label)}*"
+            if a.prediction_computed:
+                said = f"answered *{md(a.predicted_label)}*{verdict} · gold *{md(a.gold_label)}* · explains {explains}"
+            else:  # a free-text gold answer was scored: the model chose nothing here
+                said = (f"explains log p(gold answer *{md(a.gold_label)}*) · its own answer was not computed "
+                        "(generate it on the Priming page)")
+            st.markdown(f"**{role.capitalize()}** {said}"
                         + (f" · IG delta {a.delta:.3g}" if a.delta is not None else ""))
             st.html(token_heatmap_html(heat["words"], heat["rationale"], heat["answer"]))
             for note in a.notes:

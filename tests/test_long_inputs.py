@@ -185,16 +185,18 @@ def test_saved_results_keep_their_cut_counts(mc_head):
 
 
 def test_saliency_page_warns_about_cut_inputs(tiny_dir, tmp_path):
-    from tests.test_pages import open_with
+    from tests.test_pages import attribute_live, open_with
 
     data = _mc_file(tmp_path / "mc.jsonl")
     at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1, data=data)
     next(s for s in at.selectbox if s.label == "Method").set_value("saliency").run()
     assert not at.exception, [e.value for e in at.exception]
+    attribute_live(at)
     warnings = [w.value for w in at.warning if "cut from the left" in w.value]
     assert len(warnings) == 2 and warnings[0].startswith("Teacher: 2 of 3 inputs")  # teacher and student
     assert "model maximum" in warnings[0]
     next(n for n in at.number_input if n.label == "max tokens (cap)").set_value(48).run()
+    attribute_live(at)
     warnings = [w.value for w in at.warning if "cut from the left" in w.value]
     assert warnings and "48 tokens \\(cap; model maximum 128\\)" in warnings[0]
 

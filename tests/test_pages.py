@@ -278,12 +278,63 @@ def test_compare_page_shows_runs(run_root):
     assert "lr" in set(diff["setting"]) and "name" in set(diff["setting"])
 
 
+def attribute_live(at: AppTest, timeout: float = 180) -> AppTest:
+    """Press the saliency page's start button and rerun until the background attributions are drawn (AppTest
+    does not run fragments on a timer, so this reruns the script as the browser's polling would)."""
+    import time
+
+    start = next((b for b in at.button if b.key == "rationale_start"), None)
+    if start is not None:  # else: these settings were computed before (results are shared by every session)
+        start.click().run()
+    deadline = time.monotonic() + timeout
+    while not any(m.label == "Defined / undefined" for m in at.metric) and time.monotonic() < deadline:
+        assert not at.exception, [e.value for e in at.exception]
+        assert not any("attributions failed" in e.value for e in at.error), [e.value for e in at.error]
+        time.sleep(0.3)
+        at.run()
+    assert any(m.label == "Defined / undefined" for m in at.metric), "the live attributions never arrived"
+    return at
+
+
 def _saliency_page(tiny_dir) -> AppTest:
     """The saliency page on a tiny multiple-choice BERT teacher (1-layer student), method saliency."""
     at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1)
     next(s for s in at.selectbox if s.label == "Method").set_value("saliency").run()
     _no_exception(at)
-    return at
+    return attribute_live(at)
+
+
+def test_saliency_computes_only_on_its_button_shows_progress_and_cancels(tiny_dir, monkeypatch):
+    """No attribution runs by itself; the button starts a background task whose progress is shown, and Cancel
+    stops it (the slow analysis is a stand-in that reports progress like the real one)."""
+    import time
+
+    import kd_analysis.attribution.report as report_module
+
+    def slow(teacher, examples, *, progress=None, **_):
+        for i in range(1, 200):
+            progress("teacher", i, 200)
+            time.sleep(0.05)
+        raise AssertionError("not cancelled")
+
+    monkeypatch.setattr(report_module, "analyse_rationales", slow)
+    at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1)
+    next(n for n in at.number_input if n.label == "examples").set_value(17).run()  # settings nobody computed
+    _no_exception(at)
+    assert not any(m.label == "Defined / undefined" for m in at.metric)
+    assert any(b.key == "rationale_start" and "Attribute 17 examples" in b.label for b in at.button)
+    next(b for b in at.button if b.key == "rationale_start").click().run()
+    time.sleep(0.5)
+    at.run()
+    texts = [p.proto.text for p in at.get("progress")]
+    bar = next((p for p in at.get("progress") if "example" in p.proto.text and "so far" in p.proto.text), None)
+    assert bar is not None, (texts, [e.value for e in at.error], [i.value for i in at.info])
+    assert 0 < bar.proto.value <= 100 and "teacher" in bar.proto.text  # real progress, not an empty bar
+    next(b for b in at.button if b.key == "rationale_cancel").click().run()
+    time.sleep(0.3)
+    at.run()
+    assert any("Cancelled after" in i.value for i in at.info), [i.value for i in at.info]
+    assert any(b.key == "rationale_start" for b in at.button)  # it can be started again
 
 
 def test_saliency_rationales_page(tiny_dir):

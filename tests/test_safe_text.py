@@ -164,8 +164,11 @@ def test_saliency_rationales_page(mc_file, tiny_dir, run_root):
     from kd_analysis.runs import RunStore
 
     _failed_run(RunStore(run_root), "rationales", {}, "bad-job")
+    from tests.test_pages import attribute_live
+
     at = _page("pages/saliency_rationales.py", mc_file, teacher_source=str(tiny_dir / "bert"),
                teacher_task="multiple_choice", student_layers=1)
+    attribute_live(at)
     assert_literal(at)
     assert any("answered" in m.value and md(f"{LINK} one") in m.value for m in at.markdown)
 

@@ -55,6 +55,7 @@ class Attribution:
     delta: float | None = None
     notes: list[str] = field(default_factory=list)
     truncated: bool = False  # the input was cut (from the left of the question) to fit the token limit; see notes
+    prediction_computed: bool = True  # False: a free-text gold answer was scored, the model answered nothing here
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,7 +106,7 @@ def attribute(loaded, example, *, method: str = "ig", target: str | int = "gold"
     return Attribution(example_id=example.id, method=method, target=target, words=words, tokens=tokens,
                        target_label=tgt.target_label, predicted_label=tgt.predicted_label,
                        gold_label=tgt.gold_label, correct=tgt.correct, delta=delta, notes=list(tgt.notes),
-                       truncated=tgt.truncated)
+                       truncated=tgt.truncated, prediction_computed=tgt.prediction_computed)
 
 
 def attribute_many(loaded, examples: Sequence, *, method: str = "ig", target: str = "gold",

@@ -29,13 +29,16 @@ class RationaleReport:
         for t in self.teacher:
             r = select_rationale(t, self.k)
             o = overlap(t, r)
-            row = {"example": t.example_id, "gold": t.gold_label, "teacher answer": t.predicted_label,
-                   "teacher right": t.correct, "rationale": r.text, "input cut": t.truncated,
+            row = {"example": t.example_id, "gold": t.gold_label,
+                   "teacher answer": t.predicted_label if t.prediction_computed else None,
+                   "teacher right": t.correct if t.prediction_computed else None, "rationale": r.text,
+                   "input cut": t.truncated,
                    "overlap defined": o.defined,
                    **{f"overlap {d}": o.get(d) for d in ("any", "fraction", "f1", "iou")}, "ig delta": t.delta}
             s = by_id.get(t.example_id)
             if s is not None:
-                row.update({"student answer": s.predicted_label, "student right": s.correct,
+                row.update({"student answer": s.predicted_label if s.prediction_computed else None,
+                            "student right": s.correct if s.prediction_computed else None,
                             "student rationale": select_rationale(s, self.k).text})
             out.append(row)
         return out

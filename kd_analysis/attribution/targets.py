@@ -47,6 +47,9 @@ class Target:
     truncated: bool = False
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # False when the model's own answer was not computed: a decoder scoring one free-text gold answer has nothing
+    # to choose between, so `predicted_label` is only the gold answer again
+    prediction_computed: bool = True
 
     @property
     def text(self) -> str:
@@ -252,4 +255,5 @@ def _lm_target(loaded, ex, target, limit: Limit) -> Target:
     return Target(example=ex, embeds=_embed(model, p_ids), score=score, segments=segments,
                   baseline=_baseline(model, tok, p_ids, content), content_mask=content,
                   target_label=candidates[tgt], predicted_label=candidates[pred], gold_label=ex.answer,
-                  correct=correct, **_cut_fields(cut), extra={"prompt": prompt})
+                  correct=correct, **_cut_fields(cut), extra={"prompt": prompt},
+                  prediction_computed=len(candidates) > 1)

@@ -1,0 +1,109 @@
+"""Expensive page work in a background thread: started by a button, polled for progress, cancellable, and its
+result kept by its inputs so that going back to the same settings is instant.
+
+A Streamlit script run must not block: a slider change that recomputes attributions for two minutes freezes the
+tab. Here the work runs in a plain thread (no Streamlit calls in it); the page shows `Task.done / total` and a
+Cancel button in a fragment that polls while the task runs, and reads the result from `SharedResults` when it is
+there. One task per key for the whole server: a second tab asking for the same inputs follows the first one's
+progress instead of starting its own. Plain threading, so it is tested without Streamlit.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from app_ui.shared_results import SharedResults
+
+RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
+
+
+class Cancelled(Exception):
+    """Raised inside the work by `Task.progress` once Cancel was pressed; the task ends cancelled."""
+
+
+@dataclass
+class Task:
+    key: str
+    label: str
+    state: str = RUNNING
+    done: int = 0
+    total: int | None = None
+    message: str = "starting"
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    error: str | None = None  # one line, for the page
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    def progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        """Report progress from the work; raises Cancelled when the user cancelled (the work stops there)."""
+        self.done, self.total = int(done), (int(total) if total is not None else self.total)
+        if message is not None:
+            self.message = message
+        if self.cancel_event.is_set():
+            raise Cancelled()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+
+class BackgroundTasks:
+    """At most one task per key; results land in `results` under the same key."""
+
+    def __init__(self, results: SharedResults):
+        self.results = results
+        self._tasks: dict[str, Task] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: str) -> Task | None:
+        with self._guard:
+            return self._tasks.get(key)
+
+    def start(self, key: str, label: str, work: Callable[[Task], Any]) -> Task:
+        """Run `work(task)` in a thread unless a task for `key` is already running (then that one is returned)."""
+        with self._guard:
+            current = self._tasks.get(key)
+            if current is not None and current.state == RUNNING:
+                return current
+            task = Task(key, label)
+            self._tasks[key] = task
+
+        def body() -> None:
+            try:
+                value = work(task)
+            except Cancelled:
+                task.state = CANCELLED
+            except BaseException as exc:  # noqa: BLE001 - the page shows the reason; the server lives on
+                task.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                task.state = FAILED
+            else:
+                self.results.put(key, value)
+                task.state = FINISHED
+            finally:
+                task.ended = time.monotonic()
+
+        threading.Thread(target=body, name=f"kd-lens task {label}", daemon=True).start()
+        return task
+
+    def cancel(self, key: str) -> None:
+        task = self.get(key)
+        if task is not None:
+            task.cancel()
+
+
+def _tasks() -> dict[str, BackgroundTasks]:
+    from app_ui.shared_results import RATIONALES
+
+    return {"rationales": BackgroundTasks(RATIONALES)}
+
+
+TASKS = _tasks()  # one registry per result store, shared by every session of the server
