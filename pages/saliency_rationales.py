@@ -107,14 +107,32 @@ with st.expander("Whole data set in the background", expanded=bool(opened)):
         opened = None
 
 
+def _same_source(a: str | None, b: str) -> bool:
+    """Two model sources name the same model: equal strings, the same folder, or copies of one run's checkpoint
+    (a run store moved elsewhere keeps `<run id>/checkpoint`)."""
+    from pathlib import Path
+
+    if not a:
+        return False
+    if a == b:
+        return True
+    pa, pb = Path(a), Path(b)
+    if pa.exists() and pb.exists():
+        return pa.resolve() == pb.resolve() or (pa.name == pb.name == "checkpoint" and pa.parent.name == pb.parent.name)
+    return False
+
+
 def _saved_job_for_this_selection() -> str | None:
-    """The newest finished job on this data set with this teacher: what the page shows before any click."""
+    """What the page shows before any click: the newest finished job on this data set, one with this teacher
+    first."""
+    same_data = []
     for summary in store.list(kind="rationales"):
         cfg = store.get(summary.run_id).config()
-        if summary.state == "finished" and cfg.get("data") == sel.data_source and \
-                (cfg.get("teacher") or {}).get("source") == sel.teacher.source:
-            return summary.run_id
-    return None
+        if summary.state == "finished" and cfg.get("data") == sel.data_source:
+            if _same_source((cfg.get("teacher") or {}).get("source"), sel.teacher.source):
+                return summary.run_id
+            same_data.append(summary.run_id)
+    return same_data[0] if same_data else None
 
 
 def _compute_panel(key: str, work, label: str) -> None:
@@ -177,7 +195,10 @@ try:
         if fallback is None:
             st.stop()
         opened = fallback
-        st.caption(f"Until then: the saved job {md(fallback)} (same teacher and data set) is shown below.")
+        job_teacher = (store.get(fallback).config().get("teacher") or {}).get("source")
+        same = _same_source(job_teacher, sel.teacher.source)
+        st.caption(f"Until then: the saved job {md(fallback)} on the same data set is shown below"
+                   + (", with the same teacher." if same else f", made with another teacher ({md(job_teacher)})."))
     if opened:
         key = f"run:{opened}:{len(store.get(opened).metrics())}"
         if key not in cache:

@@ -184,6 +184,34 @@ def test_saved_rationale_jobs_reopen_in_browser(server, browser):
     page.close()
 
 
+def test_saliency_live_attributions_start_show_progress_cancel_and_follow_the_data(server, browser):
+    """Issue 15: nothing recomputes by itself; the button starts the work with real progress; Cancel stops it;
+    switching the data set drops the saved job of the old one."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(f"{server}/rationales", wait_until="domcontentloaded")
+    page.get_by_text("Showing the saved job").first.wait_for(timeout=180_000)  # shown at once, nothing computed
+    _dismiss_page_not_found(page)
+    examples = page.get_by_label("examples", exact=True)
+    examples.fill("200")
+    examples.press("Enter")
+    start = page.get_by_role("button", name="Attribute 200 examples (400 attributions)")
+    start.wait_for(timeout=60_000)
+    start.click()
+    page.get_by_text(re.compile(r"example \d+/200 · \d+/400 · \d+ s so far")).first.wait_for(timeout=60_000)
+    _shoot(page, "rationales_live_progress", 500)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text(re.compile(r"Cancelled after \d+ of 400 attributions")).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Attribute 200 examples (400 attributions)").wait_for(timeout=30_000)
+    _shoot(page, "rationales_cancelled", 500)
+    page.get_by_label("Data set").click()  # the sidebar's data set: the saved MC job must go
+    page.get_by_role("option", name="Short sentiment sentences (demo)").click()
+    page.get_by_text("Live examples: the first 200 examples of demo:sentiment").wait_for(timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    assert page.get_by_text("reference-minilm-rationales-after-multitask (262 examples)").count() == 0
+    _shoot(page, "rationales_other_data", 500)
+    page.close()
+
+
 def _visible_plots(page, n: int) -> None:
     page.wait_for_function(
         f"() => [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent !== null).length >= {n}",
