@@ -9,6 +9,7 @@ from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.device import describe_device
 from kd_analysis.models.specs import ModelSpec, StudentSpec
+from kd_analysis.plots.run_evals import eval_curves
 from kd_analysis.plots.runs import run_losses
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
 from kd_analysis.attribution.methods import METHODS
@@ -16,6 +17,7 @@ from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSetting
 from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
 from kd_analysis.training.rationale_tasks import check_source_run
 from kd_analysis.training.teacher_cache import bytes_per_token
+from kd_analysis.training.evals import active_twin, eval_rows
 from kd_analysis.training.progress import run_progress
 from kd_analysis.training.reference import TEACHER_RUN, teacher_source
 
@@ -124,7 +126,11 @@ with st.form("new_run"):
                                          "and method; examples it lacks are attributed at the start")
     else:
         r_mode, r_source = "off", None
-    submitted = st.form_submit_button("Start run", type="primary")
+    f1, f2 = st.columns([1, 3])
+    submitted = f1.form_submit_button("Start run", type="primary")
+    allow_duplicate = f2.checkbox("start it even if an identical run is queued or running", key=K + "dup",
+                                  help="pressing Enter in a field also submits the form, so a second click would "
+                                       "start the same run twice; identical active runs are refused unless ticked")
 
 if submitted:
     try:
@@ -157,9 +163,15 @@ if submitted:
                 cfg.name = " + ".join(f"{t.weight:g}·{t.name}" for t in cfg.losses)
                 if cfg.rationales:
                     cfg.name += f" + rationales ({cfg.rationales.mode}, k={cfg.rationales.k})"
-        run = start_run(cfg.to_dict(), store, name=cfg.name)
-        st.session_state["watch_run"] = run.run_id
-        st.success(f"Started {md(run.run_id)}", icon=":material/play_circle:")
+        twin = None if allow_duplicate else active_twin(store, cfg.to_dict())
+        if twin is not None:
+            st.warning(f"Not started: the identical run {md(twin)} is already queued or running (a second submit of "
+                       "the same form). Change a setting, or tick *start it even if an identical run is queued or "
+                       "running*.", icon=":material/content_copy:")
+        else:
+            run = start_run(cfg.to_dict(), store, name=cfg.name)
+            st.session_state["watch_run"] = run.run_id
+            st.success(f"Started {md(run.run_id)}", icon=":material/play_circle:")
     except KDLensError as exc:
         st.error(md(exc), icon=":material/error:")
     except Exception as exc:  # never a traceback on the page
@@ -209,13 +221,18 @@ def live_runs() -> None:
     if (run.path / "predictions.jsonl").is_file():
         st.page_link("pages/error_analysis.py", label="Analyse the errors of this run", icon=":material/rule:",
                      query_params={"run": run.run_id})
-    records = [m for m in run.metrics() if "loss" in m]
-    if records:
-        st.plotly_chart(run_losses(records), width="stretch", config={"toImageButtonOptions": {"format": "png"}})
-        evals = pd.DataFrame([{k: v for k, v in m.items() if k == "step" or k.startswith(("eval_", "teacher_"))}
-                              for m in run.metrics() if any(k.startswith(("eval_", "teacher_")) for k in m)])
-        if not evals.empty:
-            st.dataframe(evals, hide_index=True, width="stretch")
+    metrics = run.metrics()
+    records = [m for m in metrics if "loss" in m]
+    evals = eval_rows(metrics)
+    if records or evals:
+        left, right = st.columns(2)
+        if records:
+            left.plotly_chart(run_losses(records), width="stretch",
+                              config={"toImageButtonOptions": {"format": "png"}})
+        if evals:
+            right.plotly_chart(eval_curves(evals, "Evaluation (dashed: the teacher)"), width="stretch",
+                               config={"toImageButtonOptions": {"format": "png"}})
+            st.dataframe(pd.DataFrame(evals), hide_index=True, width="stretch")
     with st.expander("Log", expanded=p.state == "failed"):
         st.code(run.log_tail(40) or "(empty)", language=None)
 

@@ -1,0 +1,47 @@
+"""A run's evaluations as the Distillation runs page shows them: one row per evaluation, not per training step.
+
+metrics.jsonl mixes training steps (loss terms, throughput, `teacher_cache_hits`) with evaluation rows
+(`eval_*`, and the teacher's own score at step 0: `teacher_accuracy`, `teacher_exact_match`, ...). Prefix tests alone
+let every training row in (`teacher_cache_hits` starts with "teacher_"), so the table listed every step.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable
+
+EVAL_PREFIX = "eval_"
+TEACHER_SCORES = ("teacher_accuracy", "teacher_exact_match", "teacher_answer_nll")
+
+
+def eval_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per evaluated step: the step and its eval_* values, with the teacher's scores (step 0) beside the
+    live model's; steps without an evaluation are left out."""
+    rows: dict[int, dict[str, Any]] = {}
+    for m in metrics:
+        step = m.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):
+            continue
+        values = {k: v for k, v in m.items() if (k.startswith(EVAL_PREFIX) or k in TEACHER_SCORES)
+                  and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if values:
+            rows.setdefault(step, {"step": step}).update(values)
+    return [rows[s] for s in sorted(rows)]
+
+
+def config_fingerprint(config: dict[str, Any]) -> str:
+    """A stable digest of a run config (key order ignored): two submissions of the same form share it."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def active_twin(store, config: dict[str, Any]) -> str | None:
+    """The id of a queued or running training run whose config equals `config` (a repeated submit), or None."""
+    want = config_fingerprint({k: v for k, v in config.items() if k != "kind"})
+    for summary in store.list(kind="train"):
+        if summary.state not in ("queued", "running"):
+            continue
+        have = store.get(summary.run_id).config()
+        if config_fingerprint({k: v for k, v in have.items() if k != "kind"}) == want:
+            return summary.run_id
+    return None

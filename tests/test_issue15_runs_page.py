@@ -1,0 +1,75 @@
+"""Distillation runs page (issue 15): the evaluation table and curve show evaluations only, and a form submitted
+twice does not start the same run twice."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kd_analysis.plots.run_evals import eval_curves
+from kd_analysis.training.evals import active_twin, config_fingerprint, eval_rows
+from tests.test_pages import RUNS_PAGE, _no_exception, open_page
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _metrics(run_id: str) -> list[dict]:
+    return [json.loads(line) for line in (ROOT / "cached_runs" / run_id / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_eval_rows_keep_evaluations_only():
+    metrics = _metrics("reference-minilm-2l-kl")
+    assert any("teacher_cache_hits" in m for m in metrics)  # training rows carry a teacher_ key
+    rows = eval_rows(metrics)
+    assert [r["step"] for r in rows] == [0, 27, 54, 81, 108]
+    assert rows[0]["teacher_accuracy"] == pytest.approx(0.7884615) and "eval_accuracy" in rows[0]
+    assert all(set(r) <= {"step", "eval_accuracy", "teacher_accuracy"} for r in rows)
+    assert eval_rows([{"step": 3, "loss": 1.0, "teacher_cache_hits": 4}]) == []
+
+
+def test_eval_curve_draws_the_teacher_as_a_reference_line():
+    fig = eval_curves(eval_rows(_metrics("reference-minilm-2l-kl")))
+    names = [t.name for t in fig.data]
+    assert names == ["eval_accuracy", "teacher accuracy"]
+    assert list(fig.data[0].x) == [0, 27, 54, 81, 108] and list(fig.data[1].y) == pytest.approx([0.7884615] * 2)
+
+
+def test_fingerprint_ignores_key_order_and_tells_configs_apart():
+    assert config_fingerprint({"a": 1, "b": [1, 2]}) == config_fingerprint({"b": (1, 2), "a": 1})
+    assert config_fingerprint({"a": 1}) != config_fingerprint({"a": 2})
+
+
+def test_active_twin_finds_only_queued_or_running_identical_runs(run_root):
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(run_root)
+    cfg = {"name": "x", "lr": 0.1, "losses": [{"name": "kl", "weight": 1.0}]}
+    store.create("train", cfg, run_id="done", state="finished")
+    assert active_twin(store, cfg) is None
+    store.create("train", cfg, run_id="live", state="running")
+    assert active_twin(store, cfg) == "live"
+    assert active_twin(store, {**cfg, "lr": 0.2}) is None
+
+
+def test_submitting_the_form_twice_starts_one_run(run_root, monkeypatch):
+    """Enter in a field submits a Streamlit form; a second click used to start the identical run again."""
+    from kd_analysis import runs as runs_mod
+    from kd_analysis.runs import RunStore
+
+    def fake_start(config, store=None, *, name=None, kind="train"):  # a run that stays queued (no worker)
+        return store.create(kind, config, state="queued", name=name)
+
+    monkeypatch.setattr(runs_mod, "start_run", fake_start)
+    monkeypatch.setattr(runs_mod, "reconcile", lambda store: None)
+    at = open_page(RUNS_PAGE)
+    next(b for b in at.button if b.label == "Start run").click().run()
+    _no_exception(at)
+    assert any("Started" in s.value for s in at.success), [e.value for e in at.error]
+    next(b for b in at.button if b.label == "Start run").click().run()
+    _no_exception(at)
+    assert any("Not started: the identical run" in w.value for w in at.warning)
+    assert len(RunStore(run_root).list(kind="train")) == 1
+    next(c for c in at.checkbox if "identical run" in c.label).check()
+    next(b for b in at.button if b.label == "Start run").click().run()
+    assert len(RunStore(run_root).list(kind="train")) == 2  # asked for explicitly
