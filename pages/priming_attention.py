@@ -39,12 +39,41 @@ st.caption("Goyal et al. (2024) prime the teacher with a prompt before it answer
            f"its logits, and report +{PAPER_GAIN:.0%} GSM8K accuracy for their \"Ground Truth\" prompt over "
            "unprompted KD. Here: your teacher under each strategy, one student per strategy, and their heads.")
 
-default_teacher = sel.teacher.source if sel.teacher.task == "causal_lm" else "smollm2-135m-instruct"
+def _sidebar_data_fits() -> bool:
+    """The sidebar's data set is in GSM8K's format (a question and a gold answer to generate)."""
+    if sel.data_source.startswith("demo:arith"):
+        return True
+    try:
+        examples = dataset(sel.data_source).examples[:20]
+    except Exception:  # noqa: BLE001 - an unreadable file simply does not fit; the sidebar says why
+        return False
+    return bool(examples) and all(ex.task == "generation" for ex in examples)
+
+
+teacher_fits, data_fits = sel.teacher.task == "causal_lm", _sidebar_data_fits()
+default_teacher = sel.teacher.source if teacher_fits else "smollm2-135m-instruct"
+default_data = sel.data_source if data_fits else "demo:arithmetic"
+if not (teacher_fits and data_fits):
+    misfit = ([f"the sidebar's teacher ({md(sel.teacher.source)}, task {md(sel.teacher.task)}) is not a causal "
+               "language model"] if not teacher_fits else []) + \
+        ([f"its data set ({md(sel.data_source)}) is not in GSM8K's format"] if not data_fits else [])
+    st.info("This page needs a causal language model (it generates answers) and GSM8K-format data (a question and "
+            "an answer ending `#### N`). " + (lambda t: t[:1].upper() + t[1:])(" and ".join(misfit))
+            + ", so the fields below use "
+            f"{md(default_teacher)} on {md(default_data)} instead. Choose a causal LM (task causal_lm) and such "
+            "data in the sidebar to use them here.", icon=":material/info:")
 c1, c2, c3 = st.columns([2, 2, 1])
 teacher_src = c1.text_input("Teacher (a causal language model)", default_teacher,
-                            help="built-in name, local folder or hub id")
-data_src = c2.text_input("Data (GSM8K format: question, answer with ####)",
-                         sel.data_source if sel.data_source.startswith("demo:arith") else "demo:arithmetic")
+                            key=f"prime_teacher_{default_teacher}", help="built-in name, local folder or hub id")
+data_src = c2.text_input("Data (GSM8K format: question, answer with ####)", default_data,
+                         key=f"prime_data_{default_data}")
+if (teacher_fits and data_fits) and (teacher_src, data_src) != (sel.teacher.source, sel.data_source):
+    def _use_sidebar() -> None:
+        st.session_state[f"prime_teacher_{default_teacher}"] = sel.teacher.source
+        st.session_state[f"prime_data_{default_data}"] = sel.data_source
+
+    st.button("Use the sidebar's teacher and data", on_click=_use_sidebar,
+              help=f"{sel.teacher.source} on {sel.data_source}")
 n = c3.number_input("examples", 1, 2000, 8)
 chosen = st.multiselect("Strategies", list(STRATEGIES), default=list(STRATEGIES),
                         format_func=lambda s: STRATEGIES[s].title)

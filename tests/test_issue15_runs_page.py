@@ -73,3 +73,26 @@ def test_submitting_the_form_twice_starts_one_run(run_root, monkeypatch):
     next(c for c in at.checkbox if "identical run" in c.label).check()
     next(b for b in at.button if b.label == "Start run").click().run()
     assert len(RunStore(run_root).list(kind="train")) == 2  # asked for explicitly
+
+
+def test_priming_page_says_why_it_does_not_follow_the_sidebar(run_root, tiny_dir, tmp_path):
+    """Issue 15: Home says every page uses the sidebar; the priming page needs a causal LM and GSM8K-format data,
+    so with the MC demo it must say so, and with a fitting sidebar it follows it."""
+    from tests.test_pages import _arith, open_with
+
+    at = open_page("pages/priming_attention.py")  # default sidebar: the MC teacher on demo:mcq
+    _no_exception(at)
+    info = next(i.value for i in at.info if "needs a causal language model" in i.value)
+    assert "is not a causal language model" in info and "is not in GSM8K" in info
+    assert at.text_input(key="prime_teacher_smollm2-135m-instruct").value == "smollm2-135m-instruct"
+
+    data = _arith(tmp_path / "arith.jsonl")
+    at = open_with(tiny_dir / "llama", "causal_lm", "pages/priming_attention.py", data=data)
+    _no_exception(at)
+    assert not any("needs a causal language model" in i.value for i in at.info)
+    teacher = next(t for t in at.text_input if t.label.startswith("Teacher"))
+    assert teacher.value == str(tiny_dir / "llama")
+    assert next(t for t in at.text_input if t.label.startswith("Data")).value == str(data)
+    teacher.set_value("smollm2-135m-instruct").run()
+    next(b for b in at.button if b.label == "Use the sidebar's teacher and data").click().run()
+    assert next(t for t in at.text_input if t.label.startswith("Teacher")).value == str(tiny_dir / "llama")
