@@ -107,3 +107,8 @@ def load_run_model(store: Any, run_id: str) -> Any:
                 with st.spinner(f"Loading the student of {md(run_id)}…"):
                     reg.items[key] = load_run_student(run)
     return reg.items[key]
+
+
+def loaded_teacher(spec: ModelSpec) -> Any | None:
+    """The teacher if this server already loaded it (never loads)."""
+    return _models().items.get(spec.key())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_ui import state
-from app_ui.resources import is_loaded
+from app_ui.resources import is_loaded, loaded_teacher
 from kd_analysis.data.demo import DEMO_SETS
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS
@@ -56,5 +56,10 @@ def sidebar_status() -> None:
         st.sidebar.info("Name the student model to load the pair.", icon=":material/info:")
     elif is_loaded(sel.teacher, sel.student):
         st.sidebar.success("Teacher and student loaded", icon=":material/check_circle:")
+        teacher = loaded_teacher(sel.teacher)
+        if teacher is not None and teacher.untrained_head:
+            st.sidebar.warning(f"The teacher's {teacher.task.replace('_', ' ')} head is untrained: its predictions "
+                               "are random until you fine-tune it (`python -m kd_analysis train` with `train_teacher: "
+                               "true`), or pick a fine-tuned teacher such as the reference MC teacher.", icon=":material/warning:")
     else:
         st.sidebar.caption("Pair not loaded yet: load it on the home page or on Models & data.")

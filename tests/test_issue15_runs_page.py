@@ -96,3 +96,46 @@ def test_priming_page_says_why_it_does_not_follow_the_sidebar(run_root, tiny_dir
     teacher.set_value("smollm2-135m-instruct").run()
     next(b for b in at.button if b.label == "Use the sidebar's teacher and data").click().run()
     assert next(t for t in at.text_input if t.label.startswith("Teacher")).value == str(tiny_dir / "llama")
+
+
+def test_user_errors_say_what_to_do(tiny_dir, tmp_path):
+    """Issue 15: the adapter mismatch names the head and the task to use; a labelled file never shows gold None;
+    an untrained head is flagged."""
+    from kd_analysis.attribution.rationales import attribute
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.errors import KDLensError
+    from kd_analysis.models.loading import adapter_mismatch, load_model
+    from kd_analysis.models.specs import ModelSpec
+
+    with pytest.raises(KDLensError, match=r"classifier.weight has shape \[1, 384\] in the adapter and \[2, 384\] in "
+                                          r"this model: .*load it with task multiple_choice"):
+        load_model(ModelSpec(str(ROOT / "cached_runs/reference-minilm-mc-teacher/checkpoint"), task="classification"))
+    message = ("Error(s) in loading state_dict for PeftModel:\n\tsize mismatch for base_model.model.score.weight: "
+               "copying a param with shape torch.Size([3, 64]) from checkpoint, the shape in current model is "
+               "torch.Size([2, 64]).")
+    assert "classifier with 3 labels" in adapter_mismatch(message)
+
+    data = tmp_path / "s.jsonl"
+    data.write_text("".join(json.dumps({"sentence": f"fine day {i}", "label": i % 2}) + "\n" for i in range(4)))
+    model = load_model(ModelSpec("minilm", task="classification"))
+    assert model.untrained_head and any("start random" in n for n in model.notes)  # an encoder, no classifier
+    ex = load_dataset(str(data)).examples[1]
+    a = attribute(model, ex, method="saliency", target="gold")
+    assert a.gold_label is not None and a.gold_label == a.target_label
+    teacher = load_model(ModelSpec(str(ROOT / "cached_runs/reference-minilm-mc-teacher/checkpoint"),
+                                   task="multiple_choice"))
+    assert not teacher.untrained_head  # the adapter carries its trained head
+
+
+def test_sidebar_flags_an_untrained_teacher_head(run_root, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    data = tmp_path / "s.jsonl"
+    data.write_text("".join(json.dumps({"sentence": f"fine day {i}", "label": i % 2}) + "\n" for i in range(6)))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.session_state["_kd_teacher_source"] = "minilm"
+    at.session_state["_kd_teacher_task"] = "classification"
+    at.session_state["_kd_data_source"] = str(data)
+    at.run()
+    _no_exception(at)
+    assert any("head is untrained" in w.value for w in at.sidebar.warning), [w.value for w in at.sidebar.warning]

@@ -157,7 +157,9 @@ def _choice_head_target(loaded, ex, target, limit: Limit) -> Target:
     return Target(example=ex, embeds=_embed(model, ids), score=score, segments=segments,
                   baseline=_baseline(model, tok, ids, content), content_mask=content,
                   target_label=ex.choices[tgt], predicted_label=ex.choices[pred],
-                  gold_label=ex.answer, correct=(pred == ex.label) if ex.label is not None else None,
+                  gold_label=ex.answer or (ex.choices[ex.label] if ex.label is not None and 0 <= ex.label <
+                                           len(ex.choices) else None),
+                  correct=(pred == ex.label) if ex.label is not None else None,
                   **_cut_fields(cut), extra={"forward_kwargs": extra, "input_ids": ids})
 
 
@@ -183,7 +185,8 @@ def _class_target(loaded, ex, target, limit: Limit) -> Target:
     label_name = lambda i: ex.answer if (i == ex.label and ex.answer) else str(names.get(i, i))  # noqa: E731
     return Target(example=ex, embeds=_embed(model, ids), score=score, segments=[seg],
                   baseline=_baseline(model, tok, ids, content), content_mask=content, target_label=label_name(tgt),
-                  predicted_label=label_name(pred), gold_label=ex.answer,
+                  predicted_label=label_name(pred),
+                  gold_label=label_name(ex.label) if ex.label is not None else ex.answer,  # a file's labels name it
                   correct=(pred == ex.label) if ex.label is not None else None, **_cut_fields(cut),
                   extra={"forward_kwargs": extra})
 

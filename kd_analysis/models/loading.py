@@ -27,6 +27,9 @@ class LoadedModel:
     location: str
     notes: list[str] = field(default_factory=list)
     derivation: dict[str, Any] | None = None  # how a derived student was made from its teacher
+    # the task head's weights were not in the checkpoint (e.g. MiniLM's encoder with a new classifier): its
+    # predictions are random until it is fine-tuned, whatever the encoder knows
+    untrained_head: bool = False
 
     @property
     def config(self) -> Any:
@@ -214,7 +217,8 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     model.eval()
     say("Ready")
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, task=task, head=head,
-                       source_kind=resolved.kind, location=resolved.location, notes=notes)
+                       source_kind=resolved.kind, location=resolved.location, notes=notes,
+                       untrained_head=bool(new) and head in ("choice_head", "class_head"))
 
 
 def _adapter_folder(source: str):
@@ -224,6 +228,32 @@ def _adapter_folder(source: str):
     if p.is_dir() and (p / "adapter_config.json").exists() and not (p / "config.json").exists():
         return p
     return None
+
+
+def adapter_mismatch(message: str) -> str:
+    """What a PEFT state-dict error means and what to do, from its "size mismatch" lines (the first line alone,
+    "Error(s) in loading state_dict for PeftModel:", says nothing)."""
+    import re
+
+    found = re.findall(r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([\d, ]*)\]\) from "
+                       r"checkpoint, the shape in current model is torch\.Size\(\[([\d, ]*)\]\)", message)
+    if not found:
+        return _first_line(Exception(message)) or "its weights do not match this model"
+    name, saved, here = found[0]
+    saved_dims = [int(x) for x in saved.split(",") if x.strip()]
+    here_dims = [int(x) for x in here.split(",") if x.strip()]
+    module = name.replace("base_model.model.", "").replace(".modules_to_save.default", "")
+    what = f"its {module} has shape {saved_dims} in the adapter and {here_dims} in this model"
+    if "classifier" in module or "score" in module:
+        outputs = saved_dims[0] if saved_dims else None
+        if outputs == 1:
+            return (f"{what}: a head with one output scores one choice at a time, i.e. it was trained for multiple "
+                    "choice; load it with task multiple_choice")
+        if outputs:
+            return (f"{what}: it was trained as a classifier with {outputs} labels; load it with task classification "
+                    f"and {outputs} labels (or the task it was trained for)")
+    return f"{what}: it was trained on a model of another size or task; load it with the base model and task it " \
+           "was trained for"
 
 
 def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
@@ -246,11 +276,14 @@ def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
     try:
         merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
     except Exception as exc:
-        raise ModelLoadError(f"{folder}: the adapter does not fit {base_source} ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{folder}: the adapter does not fit {base_source} as a {base.task} model: "
+                             f"{adapter_mismatch(str(exc))}") from None
     merged.eval()
     note = f"LoRA adapter from {folder} merged into {base_source}."
+    trained_head = bool(cfg.get("modules_to_save"))  # the adapter carries the head it trained
     return replace(base, spec=spec, model=merged, source_kind="adapter", location=str(folder),
-                   notes=[n for n in base.notes if "start random" not in n and "untrained" not in n] + [note])
+                   notes=[n for n in base.notes if "start random" not in n and "untrained" not in n] + [note],
+                   untrained_head=base.untrained_head and not trained_head)
 
 
 def load_tokenizer(location: str, spec: ModelSpec, *, local_only: bool = True) -> Any:
