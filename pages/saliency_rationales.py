@@ -14,8 +14,8 @@ from app_ui.background import CANCELLED, FAILED, FINISHED, RUNNING, TASKS, Task
 from app_ui.shared_results import RATIONALES
 from kd_analysis.attribution.agreement import agreement_summary
 from kd_analysis.attribution import DEFINITIONS, METHODS, PAPER_OVERLAP
-from kd_analysis.attribution.report import (analyse_rationales, data_kind, headline, paper_reference,
-                                            proportion_interval, with_intervals)
+from kd_analysis.attribution.report import (analyse_rationales, data_kind, filtered_exports, headline,
+                                            paper_reference, proportion_interval, with_intervals)
 from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
 
 sel = state.selection()
@@ -324,10 +324,13 @@ try:
                 st.caption(md(note))
         st.caption("Orange supports the explained answer, blue works against it; boxed words are the rationale, "
                    "underlined words are the gold answer.")
+    # exports follow the filters on screen and carry the example text, not only ids
+    rows, lines = filtered_exports(view.to_dict("records"), report, {e.id: e.text for e in ds.examples})
     d1, d2 = st.columns(2)
-    d1.download_button("Examples (CSV)", table.to_csv(index=False), "rationales.csv", "text/csv")
-    d2.download_button("Attributions (JSONL)", "\n".join(json.dumps({"role": "teacher", **a.to_dict()})
-                                                          for a in report.teacher) + "\n",
-                       "attributions.jsonl", "application/json")
+    d1.download_button(f"These {len(rows)} examples (CSV)", pd.DataFrame(rows).to_csv(index=False),
+                       "rationales.csv", "text/csv", on_click="ignore")
+    d2.download_button(f"Their attributions (JSONL, {len(lines)} lines)",
+                       "\n".join(json.dumps(line) for line in lines) + "\n",
+                       "attributions.jsonl", "application/json", on_click="ignore")
 except Exception as exc:
     show_error(exc)

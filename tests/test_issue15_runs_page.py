@@ -139,3 +139,19 @@ def test_sidebar_flags_an_untrained_teacher_head(run_root, tmp_path):
     at.run()
     _no_exception(at)
     assert any("head is untrained" in w.value for w in at.sidebar.warning), [w.value for w in at.sidebar.warning]
+
+
+def test_rationale_exports_follow_the_filter_and_carry_the_text():
+    from kd_analysis.attribution.job import load_rationale_run
+    from kd_analysis.attribution.report import filtered_exports
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.runs import RunStore
+
+    report = load_rationale_run(RunStore(ROOT / "cached_runs").get("reference-minilm-rationales-before"))
+    rows = [r for r in report.rows() if r["teacher right"] is False]  # the page's "Teacher: wrong" filter
+    texts = {e.id: e.text for e in load_dataset("demo:mcq").examples}
+    table, lines = filtered_exports(rows, report, texts)
+    assert len(table) == len(rows) < len(report.rows())
+    assert all(t["text"] == texts[t["example"]] and t["text"] for t in table)
+    assert {line["example_id"] for line in lines} == {r["example"] for r in rows}
+    assert {line["role"] for line in lines} == {"teacher", "student"} and all(line["text"] for line in lines)

@@ -190,3 +190,15 @@ def headline(attrs: Sequence[Attribution], k: int, definition: str, **select_kw)
             "low": low, "high": high, "interval": "Wilson" if definition == "any" else "t",
             "chance": chance, "vs chance": (value - chance) if apart else None, "distinguishable": apart,
             "all equal": n > 1 and len(set(values)) == 1}
+
+
+def filtered_exports(rows: list[dict[str, Any]], report: "RationaleReport", texts: dict[str, str]
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What the page exports for the rows on screen (after its filters): those rows with each example's text,
+    and the attributions of those examples for every attributed model, with the text too."""
+    keep = {r["example"] for r in rows}
+    table = [{**r, "text": texts.get(r["example"], "")} for r in rows]
+    lines = [{"role": role, "text": texts.get(a.example_id, ""), **a.to_dict()}
+             for role, attrs in (("teacher", report.teacher), ("student", report.student or []))
+             for a in attrs if a.example_id in keep]
+    return table, lines
