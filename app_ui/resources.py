@@ -6,6 +6,7 @@ shown while it runs (a cached function would replay it on every hit).
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,17 @@ def load_teacher(spec: ModelSpec) -> Any:
             if key not in reg.items:
                 from kd_analysis.models.loading import load_model
 
+                started = time.monotonic()
                 with st.status(f"Loading {md(spec.source)}…", expanded=True) as box:
-                    try:
+                    try:  # each step is written as it starts, with the seconds measured so far (no guesses)
                         reg.items[key] = load_model(spec, progress=lambda msg: box.write(md(msg)))
                     except BaseException:
                         box.update(label=f"Could not load {md(spec.source)}", state="error")
                         raise
-                    box.update(label=f"Loaded {md(spec.source)}", state="complete", expanded=False)
+                    took = time.monotonic() - started
+                    box.update(label=f"Loaded {md(spec.source)} in {took:.0f} s", state="complete", expanded=False)
+                if took > 5:  # a long load ends where the user is looking, not only in a collapsed box
+                    st.toast(f"Loaded {md(spec.source)} in {took:.0f} s", icon=":material/check_circle:")
     return reg.items[key]
 
 

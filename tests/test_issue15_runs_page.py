@@ -155,3 +155,19 @@ def test_rationale_exports_follow_the_filter_and_carry_the_text():
     assert all(t["text"] == texts[t["example"]] and t["text"] for t in table)
     assert {line["example_id"] for line in lines} == {r["example"] for r in rows}
     assert {line["role"] for line in lines} == {"teacher", "student"} and all(line["text"] for line in lines)
+
+
+def test_load_progress_states_measured_seconds(tiny_dir):
+    """Issue 15: "about 20 s" took 69 s; every message now carries the seconds measured since the load began."""
+    import re
+
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+
+    said: list[str] = []
+    load_model(ModelSpec(str(ROOT / "cached_runs/reference-minilm-mc-teacher/checkpoint"), task="multiple_choice"),
+               progress=said.append)
+    assert said and all(re.search(r" · \d+ s$", m) for m in said), said
+    assert not any(re.search(r" · \d+ s · \d+ s$", m) for m in said)  # the adapter's base shares one clock
+    assert any(m.startswith("Applying the LoRA adapter") for m in said) and said[-1].startswith("Ready")
+    assert not any("about" in m for m in said)

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -80,8 +81,12 @@ def _smollm2(progress: Progress | None = None) -> Path:
     if importlib.util.find_spec("gguf") is None:
         raise ModelLoadError("reading the SmolLM2 GGUF needs the PyPI package 'gguf' (pip install gguf)")
     if progress:
-        progress("De-quantising SmolLM2's GGUF once into the local cache (about 20 s on 2 cores)")
+        progress("De-quantising SmolLM2's GGUF into the local cache: a one-time step, the slow part of the first "
+                 "load; later loads read the cached copy")
+    started = time.monotonic()
     _dequantise_gguf(gguf_dir, SMOLLM2_GGUF, target)
+    if progress:
+        progress(f"De-quantised in {time.monotonic() - started:.0f} s (cached in {target})")
     return target
 
 

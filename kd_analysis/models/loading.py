@@ -160,7 +160,7 @@ def _estimate(spec: ModelSpec, config: Any) -> MemoryEstimate:
 def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel:
     """Load tokenizer and model for `spec.task` on the chosen device; raise ModelLoadError with a plain reason."""
     _quiet_transformers()
-    say = progress or (lambda msg: None)
+    say = _timed(progress or (lambda msg: None))
     say(f"Locating {spec.source}")
     adapter = _adapter_folder(spec.source)
     if adapter is not None:
@@ -230,6 +230,21 @@ def _adapter_folder(source: str):
     return None
 
 
+def _timed(progress: Progress) -> Progress:
+    """Each message carries the seconds since loading began, measured, so nothing on screen is a guess."""
+    import time
+
+    if getattr(progress, "timed", False):  # an adapter's base loads through here again: one clock
+        return progress
+    start = time.monotonic()
+
+    def say(msg: str) -> None:
+        progress(f"{msg} · {time.monotonic() - start:.0f} s")
+
+    say.timed = True  # type: ignore[attr-defined]
+    return say
+
+
 def adapter_mismatch(message: str) -> str:
     """What a PEFT state-dict error means and what to do, from its "size mismatch" lines (the first line alone,
     "Error(s) in loading state_dict for PeftModel:", says nothing)."""
@@ -279,6 +294,7 @@ def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
         raise ModelLoadError(f"{folder}: the adapter does not fit {base_source} as a {base.task} model: "
                              f"{adapter_mismatch(str(exc))}") from None
     merged.eval()
+    say("Ready")
     note = f"LoRA adapter from {folder} merged into {base_source}."
     trained_head = bool(cfg.get("modules_to_save"))  # the adapter carries the head it trained
     return replace(base, spec=spec, model=merged, source_kind="adapter", location=str(folder),
