@@ -100,10 +100,42 @@ class BackgroundTasks:
             task.cancel()
 
 
-def _tasks() -> dict[str, BackgroundTasks]:
-    from app_ui.shared_results import RATIONALES
+def task_panel(st, tasks: BackgroundTasks, key: str, work: Callable[[Task], Any], label: str, prefix: str) -> None:
+    """The page side of a task: a start button, then live progress with Cancel (a fragment polling every second
+    while it runs), then a full rerun once the result is stored. `st` is streamlit (passed in, so this module
+    stays importable without it); widget keys start with `prefix`."""
+    from app_ui.safe_text import md
 
-    return {"rationales": BackgroundTasks(RATIONALES)}
+    current = tasks.get(key)
+    running = current is not None and current.state == RUNNING
+
+    @st.fragment(run_every=1 if running else None)
+    def panel() -> None:
+        task = tasks.get(key)
+        if task is not None and task.state == RUNNING:
+            st.progress(task.fraction, text=f"{md(task.message)} · {task.seconds:.0f} s so far")
+            if st.button("Cancel", key=f"{prefix}_cancel"):
+                task.cancel()
+            return
+        if task is not None and task.state == FINISHED and tasks.results.has(key):
+            st.rerun()  # the result is there: draw it
+        if running:
+            st.rerun()  # it ended while this panel polled: redraw the page without polling
+        if task is not None and task.state == CANCELLED:
+            st.info(f"Cancelled after {task.seconds:.0f} s ({md(task.message)}).", icon=":material/cancel:")
+        elif task is not None and task.state == FAILED:
+            st.error(f"It failed: {md(task.error or '')}", icon=":material/error:")
+        if st.button(label, type="primary", key=f"{prefix}_start"):
+            tasks.start(key, label, work)
+            st.rerun()
+
+    panel()
+
+
+def _tasks() -> dict[str, BackgroundTasks]:
+    from app_ui.shared_results import PRIME_OUTPUTS, RATIONALES
+
+    return {"rationales": BackgroundTasks(RATIONALES), "teacher_outputs": BackgroundTasks(PRIME_OUTPUTS)}
 
 
 TASKS = _tasks()  # one registry per result store, shared by every session of the server

@@ -114,6 +114,18 @@ def load_run_model(store: Any, run_id: str) -> Any:
     return reg.items[key]
 
 
+def load_teacher_quietly(spec: ModelSpec, progress=None) -> Any:
+    """load_teacher for a background thread (no Streamlit calls): the same registry, progress to a callback."""
+    from kd_analysis.models.loading import load_model
+
+    reg = _models()
+    key = spec.key()
+    with reg.lock:
+        if key not in reg.items:
+            reg.items[key] = load_model(spec, progress=progress)
+    return reg.items[key]
+
+
 def loaded_teacher(spec: ModelSpec) -> Any | None:
     """The teacher if this server already loaded it (never loads)."""
     return _models().items.get(spec.key())

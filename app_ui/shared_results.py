@@ -73,3 +73,4 @@ RATIONALES = SharedResults(max_entries=8)    # saliency page: one report per (pa
 PAIR_OUTPUTS = SharedResults(max_entries=2)  # loss explorer: teacher and student outputs per batch (B×L×V
                                              # logits for an LM: a few GB each, so only the latest two)
 PAIR_LOSSES = SharedResults(max_entries=32)  # loss explorer: every loss and its gradient per batch and setting
+PRIME_OUTPUTS = SharedResults(max_entries=8)  # priming page: teacher outputs per (teacher, data, n, templates, ...)

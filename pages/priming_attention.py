@@ -7,7 +7,9 @@ import streamlit as st
 
 from app_ui import state
 from app_ui.views import saved_job_picker
-from app_ui.resources import dataset, load_run_model, load_teacher, show_error
+from app_ui.background import TASKS, Task, task_panel
+from app_ui.resources import dataset, load_run_model, load_teacher, load_teacher_quietly, loaded_teacher, show_error
+from app_ui.shared_results import PRIME_OUTPUTS
 from app_ui.safe_text import md
 from kd_analysis.attention import STATS
 from kd_analysis.attention.compare import diff_map, rank_heads
@@ -151,8 +153,8 @@ with tab_out:
     g1, g2, g3, g4 = st.columns([1, 1, 1, 1])
     generate = g1.checkbox("Also generate answers", value=True, help="about 1–3 s per answer on a CPU")
     max_new = g2.number_input("max new tokens", 8, 512, 96)
-    run_it = g3.button("Compute now", type="primary", disabled=not templates,
-                       help="here, while you wait; cached per model, template and example, so reruns are instant")
+    g3.caption("Computed here in the background (progress and Cancel below); cached per model, template and "
+               "example, so reruns are instant.")
     if g4.button("Compute in the background", disabled=not templates,
                  help="a saved job: keeps going if you close the browser, and reopens above"):
         try:
@@ -164,23 +166,38 @@ with tab_out:
         except Exception as exc:
             show_error(exc)
     key = json.dumps([teacher_src, data_src, int(n), templates, generate, int(max_new)])
-    if run_it:
-        st.session_state["_prime_key"] = key
-    if st.session_state.get("_prime_key") == key:
-        try:
-            teacher = load_teacher(ModelSpec(teacher_src, task="causal_lm"))
-            examples = check_gold_answers(dataset(data_src).examples[: int(n)], data_src)
-            if not has_chat_template(teacher.tokenizer):
-                st.info("This model has no chat template: prompts are sent as plain text ending in 'Answer:'.",
-                        icon=":material/info:")
-            bar = st.progress(0.0, text="Scoring…")
-            outs = teacher_outputs(teacher, examples, templates, generate=generate, max_new_tokens=int(max_new),
-                                   progress=lambda s, i, k: bar.progress(min(i / max(k, 1), 1.0),
-                                                                         text=f"{s}: {i}/{k}"))
-            bar.empty()
-            show_outputs(outs, examples, templates, teacher.tokenizer, key="live")
-        except Exception as exc:
-            show_error(exc)
+    spec = ModelSpec(teacher_src, task="causal_lm")
+
+    def work(task: Task):
+        """Load the teacher (if this server has not), then score and generate per strategy, saying which."""
+        teacher = loaded_teacher(spec) or load_teacher_quietly(
+            spec, progress=lambda msg: task.progress(0, None, f"loading the teacher: {msg}"))
+        examples = check_gold_answers(dataset(data_src).examples[: int(n)], data_src)
+        units = len(templates) * (2 if generate else 1)
+        state = {"unit": -1, "seen": {}}
+
+        def tick(strategy: str, i: int, k: int) -> None:
+            if i == 0:  # a new phase of work begins (teacher_outputs announces each with 0 done)
+                state["unit"] += 1
+                state["seen"][strategy] = state["seen"].get(strategy, 0) + 1
+            phase = "scoring the gold answer" if state["seen"].get(strategy, 1) == 1 else "generating answers"
+            position = list(templates).index(strategy) + 1 if strategy in templates else "?"
+            task.progress(max(state["unit"], 0) * 100 + int(100 * i / max(k, 1)), units * 100,
+                          f"{strategy} (strategy {position} of {len(templates)}): {phase}, {i}/{k} examples done")
+
+        return teacher_outputs(teacher, examples, templates, generate=generate, max_new_tokens=int(max_new),
+                               progress=tick), examples, teacher.tokenizer
+
+    result = PRIME_OUTPUTS.peek(key) if templates else None
+    if result is None and templates:
+        task_panel(st, TASKS["teacher_outputs"], key, work, f"Compute now ({len(templates)} strategies × {int(n)} "
+                   "examples)", "prime")
+    elif result is not None:
+        outs, examples, tokenizer = result
+        if not has_chat_template(tokenizer):
+            st.info("This model has no chat template: prompts are sent as plain text ending in 'Answer:'.",
+                    icon=":material/info:")
+        show_outputs(outs, examples, templates, tokenizer, key="live")
 
 with tab_runs:
     st.caption("One LoRA student per strategy, all else equal. The student reads the bare question. KD alignment "

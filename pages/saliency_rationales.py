@@ -10,7 +10,7 @@ from app_ui import state
 from app_ui.resources import dataset, load_pair, show_error
 from app_ui.safe_text import code, md
 from app_ui.views import headline_metric
-from app_ui.background import CANCELLED, FAILED, FINISHED, RUNNING, TASKS, Task
+from app_ui.background import TASKS, Task, task_panel
 from app_ui.shared_results import RATIONALES
 from kd_analysis.attribution.agreement import agreement_summary
 from kd_analysis.attribution import DEFINITIONS, METHODS, PAPER_OVERLAP
@@ -135,37 +135,6 @@ def _saved_job_for_this_selection() -> str | None:
     return same_data[0] if same_data else None
 
 
-def _compute_panel(key: str, work, label: str) -> None:
-    """Start, follow and cancel the live attributions for `key` (a background thread shared by every tab)."""
-    tasks = TASKS["rationales"]
-    current = tasks.get(key)
-    running = current is not None and current.state == RUNNING
-
-    @st.fragment(run_every=1 if running else None)
-    def panel() -> None:
-        task = tasks.get(key)
-        if task is not None and task.state == RUNNING:
-            st.progress(task.fraction, text=f"{md(task.message)} · {task.done}/{task.total or '?'} · "
-                                            f"{task.seconds:.0f} s so far")
-            if st.button("Cancel", key="rationale_cancel"):
-                task.cancel()
-            return
-        if task is not None and task.state == FINISHED and RATIONALES.has(key):
-            st.rerun()  # the result is there: draw it
-        if running:
-            st.rerun()  # it ended while this panel polled: redraw the page without polling
-        if task is not None and task.state == CANCELLED:
-            st.info(f"Cancelled after {task.done} of {task.total} attributions ({task.seconds:.0f} s).",
-                    icon=":material/cancel:")
-        elif task is not None and task.state == FAILED:
-            st.error(f"The attributions failed: {md(task.error or '')}", icon=":material/error:")
-        if st.button(label, type="primary", key="rationale_start"):
-            tasks.start(key, label, work)
-            st.rerun()
-
-    panel()
-
-
 try:
     teacher, student, _ = load_pair(sel.teacher, sel.student)
     ds = dataset(sel.data_source)
@@ -181,7 +150,8 @@ try:
 
             def tick(role, i, count):
                 done[role] = i
-                task.progress(done["teacher"] + done["student"], total, f"{role}: example {i}/{count}")
+                total_done = done["teacher"] + done["student"]
+                task.progress(total_done, total, f"{role}: example {i}/{count} · {total_done}/{total}")
 
             task.progress(0, total, f"attributing {len(examples)} examples")
             return analyse_rationales(teacher, examples, student=student if with_student else None, method=method,
@@ -190,8 +160,8 @@ try:
         fallback = _saved_job_for_this_selection()
         st.markdown(f"**Live examples:** the first {len(examples)} examples of {md(sel.data_source)} with "
                     f"{METHODS[method].title} ({'teacher and student' if with_student else 'teacher'}).")
-        _compute_panel(key, work, f"Attribute {len(examples)} examples "
-                                  f"({total} attribution{'s' * (total != 1)})")
+        task_panel(st, TASKS["rationales"], key, work,
+                   f"Attribute {len(examples)} examples ({total} attribution{'s' * (total != 1)})", "rationale")
         if fallback is None:
             st.stop()
         opened = fallback

@@ -90,7 +90,7 @@ def _prompts(loaded, examples: Sequence[Example], template: str) -> list[str]:
 
 
 def score_answers(loaded, examples: Sequence[Example], template: str, strategy: str,
-                  batch_size: int = 8) -> list[TeacherOutput]:
+                  batch_size: int = 8, progress: Callable[[int, int], None] | None = None) -> list[TeacherOutput]:
     """Log-probability of each gold answer (worked solution and `#### N`) after the primed prompt."""
     from kd_analysis.models.scoring import pad_right
     from kd_analysis.training.batches import lm_target
@@ -114,6 +114,8 @@ def score_answers(loaded, examples: Sequence[Example], template: str, strategy: 
             tgt = ids[b, n_p:n_p + n_t]
             lp = logp[b, n_p - 1:n_p + n_t - 1].gather(-1, tgt.unsqueeze(-1)).sum().item() if n_t else None
             out.append(TeacherOutput(ex.id, strategy, n_p, n_t, lp, lp / n_t if n_t else None, truncated=truncated))
+        if progress:
+            progress(len(out), len(examples))
     return out
 
 
@@ -155,7 +157,8 @@ def teacher_outputs(loaded, examples: Sequence[Example], templates: dict[str, st
             if todo:
                 say(strategy, 0, len(todo))
                 if kind == "score":
-                    new = score_answers(loaded, todo, template, strategy, batch_size)
+                    new = score_answers(loaded, todo, template, strategy, batch_size,
+                                        progress=lambda i, n, s=strategy: say(s, i, n))
                 else:
                     new = generate_answers(loaded, todo, template, strategy, max_new_tokens, batch_size,
                                            progress=lambda i, n, s=strategy: say(s, i, n))
