@@ -105,3 +105,24 @@ def selection() -> Selection:
             keep = None
         student = StudentSpec(kind=kind, keep_layers=keep, num_layers=int(get("student_layers")))
     return Selection(teacher=teacher, student=student, data_source=get("data_source"))
+
+
+def url_state(param: str, session_key: str, valid=lambda value: True) -> None:
+    """Keep `session_key` in the URL as `?param=`: a value arriving in the URL (a pasted link) is applied once,
+    and `write_url_state` puts the current value back, so a copied link reopens the same view."""
+    value = st.query_params.get(param)
+    seen = st.session_state.get(f"_url_seen_{param}")
+    if value != seen:  # changed from outside (a link, the back button), not by this page's last write
+        st.session_state[f"_url_seen_{param}"] = value
+        if value is not None and valid(value):
+            st.session_state[session_key] = value
+
+
+def write_url_state(param: str, value: Any) -> None:
+    want = None if value is None else str(value)
+    if st.query_params.get(param) != want:
+        if want is None:
+            st.query_params.pop(param, None)
+        else:
+            st.query_params[param] = want
+    st.session_state[f"_url_seen_{param}"] = want

@@ -55,6 +55,9 @@ def _job_data(job_id: str) -> str | None:
         return None
 
 
+# the opened job and the inspected example live in the URL (?job=, ?example=): a copied link reopens them
+state.url_state("job", "_rationale_open", valid=lambda j: _job_data(j) is not None)
+state.url_state("example", "rationale_example")
 # a saved job of another data set is closed when the sidebar's data set changes (it would describe other examples)
 opened = st.session_state.get("_rationale_open")
 if opened and _job_data(opened) != sel.data_source:
@@ -134,6 +137,8 @@ def _saved_job_for_this_selection() -> str | None:
             same_data.append(summary.run_id)
     return same_data[0] if same_data else None
 
+
+state.write_url_state("job", st.session_state.get("_rationale_open"))
 
 try:
     teacher, student, _ = load_pair(sel.teacher, sel.student)
@@ -274,8 +279,12 @@ try:
     st.dataframe(view, hide_index=True, width="stretch")
     if not view.empty:
         texts = {e.id: e.text for e in ds.examples}
-        pick = st.selectbox("Example to inspect", list(view["example"]),
+        choices = list(view["example"])
+        if st.session_state.get("rationale_example") not in choices:
+            st.session_state["rationale_example"] = choices[0]
+        pick = st.selectbox("Example to inspect", choices, key="rationale_example",
                             format_func=lambda i: f"{i}: {texts.get(i, '')[:90]}")
+        state.write_url_state("example", pick)
         for role in ["teacher"] + (["student"] if report.student else []):
             heat = report.heat(pick, role)
             a = heat["attribution"]

@@ -171,3 +171,19 @@ def test_load_progress_states_measured_seconds(tiny_dir):
     assert not any(re.search(r" · \d+ s · \d+ s$", m) for m in said)  # the adapter's base shares one clock
     assert any(m.startswith("Applying the LoRA adapter") for m in said) and said[-1].startswith("Ready")
     assert not any("about" in m for m in said)
+
+
+def test_saliency_job_and_example_live_in_the_url():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.query_params["job"] = "reference-minilm-rationales-before"
+    at.query_params["example"] = "use-175"
+    at.switch_page("pages/saliency_rationales.py").run()
+    _no_exception(at)
+    assert any("Showing the saved job reference-minilm-rationales-before" in i.value.replace("\\", "") for i in at.info)
+    assert at.selectbox(key="rationale_example").value == "use-175"
+    at.selectbox(key="rationale_example").set_value("cat-1").run()
+    assert at.query_params["example"] in ("cat-1", ["cat-1"])  # the copied link follows the view
+    assert at.query_params["job"] in ("reference-minilm-rationales-before", ["reference-minilm-rationales-before"])
