@@ -134,7 +134,9 @@ with tab_out:
     saved = store.list(kind=OUTPUTS_KIND)
     if saved:
         try:
+            state.url_state("outputs_job", "_outputs_open", valid=lambda j: j in {x.run_id for x in saved})
             job = saved_job_picker("Saved teacher outputs", store, saved, "_outputs_open")
+            state.write_url_state("outputs_job", job.run_id)
             outs = load_outputs_run(job)
             if outs:
                 jcfg = job.config()
@@ -295,7 +297,9 @@ with tab_heads:
         st.rerun()
     if jobs:
         try:
+            state.url_state("heads_job", "_attention_open", valid=lambda j: j in {x.run_id for x in jobs})
             heads_job = saved_job_picker("Saved head statistics", store, jobs, "_attention_open")
+            state.write_url_state("heads_job", heads_job.run_id)
             stats = load_attention_run(heads_job)
             if heads_job.status().get("state") in ("failed", "cancelled"):
                 st.warning(f"This job {heads_job.status()['state']}: {md(heads_job.status().get('reason'))}",
@@ -316,9 +320,18 @@ with tab_heads:
                 st.plotly_chart(head_grid(stats, stat), width="stretch")
                 if len(stats) >= 2:
                     labels = [s.label for s in stats]
+                    # the strategy pair lives in the URL (?a=&b=), so a copied link shows the same difference
+                    state.url_state("a", "prime_diff_a", valid=lambda v: v in labels)
+                    state.url_state("b", "prime_diff_b", valid=lambda v: v in labels)
+                    if st.session_state.get("prime_diff_a") not in labels:
+                        st.session_state["prime_diff_a"] = labels[-1]
+                    if st.session_state.get("prime_diff_b") not in labels:
+                        st.session_state["prime_diff_b"] = labels[0]
                     d1, d2 = st.columns(2)
-                    a = d1.selectbox("Difference: strategy a", labels, index=len(labels) - 1)
-                    b = d2.selectbox("minus strategy b", labels, index=0)
+                    a = d1.selectbox("Difference: strategy a", labels, key="prime_diff_a")
+                    b = d2.selectbox("minus strategy b", labels, key="prime_diff_b")
+                    state.write_url_state("a", a)
+                    state.write_url_state("b", b)
                     by = {s.label: s for s in stats}
                     st.plotly_chart(diff_heatmap(diff_map(by[a], by[b], stat)), width="stretch")
                     st.markdown("**Heads that vary most across strategies**")

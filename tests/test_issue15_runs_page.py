@@ -187,3 +187,19 @@ def test_saliency_job_and_example_live_in_the_url():
     at.selectbox(key="rationale_example").set_value("cat-1").run()
     assert at.query_params["example"] in ("cat-1", ["cat-1"])  # the copied link follows the view
     assert at.query_params["job"] in ("reference-minilm-rationales-before", ["reference-minilm-rationales-before"])
+
+
+def test_priming_heads_job_and_strategy_pair_live_in_the_url():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.query_params["heads_job"] = "reference-smollm2-priming-heads"
+    at.query_params["a"] = "cot"
+    at.query_params["b"] = "none"
+    at.switch_page("pages/priming_attention.py").run()
+    _no_exception(at)
+    assert at.selectbox(key="_attention_open").value == "reference-smollm2-priming-heads"
+    assert (at.selectbox(key="prime_diff_a").value, at.selectbox(key="prime_diff_b").value) == ("cot", "none")
+    at.selectbox(key="prime_diff_b").set_value("gold").run()
+    assert at.query_params["b"] in ("gold", ["gold"])
