@@ -12,6 +12,7 @@ import streamlit as st
 from app_ui.error_views import explanation_panel, export_buttons, notes_panel, report_panel
 from app_ui.resources import show_error
 from app_ui.safe_text import md
+from app_ui.views import headline_metric
 from kd_analysis.errors.filters import select_examples
 from kd_analysis.errors.frames import PREDICTIONS, answer_label, load_records
 from kd_analysis.errors.slices import find_slices
@@ -138,8 +139,8 @@ st.subheader("Right/wrong matrix")
 m1, m2, m3 = st.columns([2, 2, 3])
 for col, name, acc in ((m1, names[0], pv.accuracies[0]), (m2, names[1], pv.accuracies[1])):
     lo, hi = wilson_interval(acc, n)
-    col.metric(f"{name} accuracy", f"{acc:.1%}")
-    col.caption(f"n = {n} · 95% Wilson interval {lo:.1%}–{hi:.1%}")
+    headline_metric(col, f"{name} accuracy", f"{acc:.1%}", n, f"95% {lo:.1%}–{hi:.1%}",
+                    help="95% Wilson interval over the n held-out examples")
 m3.markdown(pv.sentence())
 m3.caption(md(pv.counts.get("test", "exact McNemar test")) + f" · {md(data_name)} data"
            + (f" · joined from {md('; '.join(pv.sources))}" if pv.sources else ""))
