@@ -55,9 +55,17 @@ def saved_job_picker(label: str, store: Any, jobs: list, open_key: str) -> Any:
                           format_func=lambda j: f"{store.get(j).config().get('name')} · {j} · "
                                                 f"{run_progress(store.get(j)).state}")
     run = store.get(opened)
-    p = run_progress(run)
-    if p.state in ("queued", "running"):
-        st.progress(p.fraction, text=f"{p.state}: {p.step}/{p.total or '?'} (reopen to refresh)")
+    if run_progress(run).state in ("queued", "running"):
+        @st.fragment(run_every=2)
+        def follow() -> None:
+            """Refreshes itself while the job works; redraws the page once it has ended."""
+            p = run_progress(store.get(opened))
+            if p.state not in ("queued", "running"):
+                st.rerun()
+            st.progress(p.fraction, text=f"{p.state}: {p.step}/{p.total or '?'}"
+                                         + (f" · {md(p.reason)}" if p.reason else "") + " · refreshes by itself")
+
+        follow()
     return run
 
 
