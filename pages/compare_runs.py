@@ -1,10 +1,17 @@
-"""Compare runs: overlaid curves per loss term and eval metric, final metrics, config differences."""
+"""Compare runs: overlaid curves per loss term and eval metric, final metrics, config differences.
+
+The runs compared live in the URL (`?runs=id1,id2`), so a copied link reopens the same comparison."""
 import pandas as pd
 import streamlit as st
 
+from app_ui.safe_text import md
 from kd_analysis.plots.runs import metric_curves
 from kd_analysis.runs import RunStore, reconcile
-from kd_analysis.training.progress import config_diff, curves, final_table, metric_names, reference_groups
+from kd_analysis.training.progress import (RATE_METRICS, common_prefix, curves, final_table, metric_names,
+                                           readable_config_diff, reference_groups, teacher_lines, unique_labels)
+
+RUNS_KEY, PRESET_KEY, URL_KEY = "cmp_runs", "cmp_preset", "_cmp_url"
+OWN = "your runs"
 
 store = RunStore()
 reconcile(store)
@@ -14,42 +21,194 @@ if not runs:
     st.info("No runs yet. Start one on the Distillation runs page, or regenerate the reference runs with "
             "`python -m kd_analysis runs make-reference`.", icon=":material/info:")
     st.stop()
-labels = {r.run_id: f"{r.name or r.run_id} ({r.state})" for r in runs}
+states = {r.run_id: r.state for r in runs}
+labels = unique_labels({r.run_id: r.name for r in runs})  # names, with a short id where two are alike
 presets = reference_groups([r.run_id for r in runs if r.reference])
-preset = st.radio("Start from", list(presets) + ["your runs"], horizontal=True,
-                  help="reference runs shipped with the demo, grouped by the question they answer")
 own = [r.run_id for r in runs if not r.reference]
-default = presets.get(preset) or own[:4] or [r.run_id for r in runs[:3]]
-chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, key=f"chosen_{preset}")
+
+
+def _preset_runs(preset: str | None) -> list[str]:
+    return presets.get(preset) or own[:4] or [r.run_id for r in runs[:3]]
+
+
+def _matching_preset(chosen: list[str]) -> str | None:
+    return next((p for p, members in presets.items() if members == chosen), None)
+
+
+# --- the URL is the selection: apply it when it changed from outside (a link, a pasted address) -----------------
+url = st.query_params.get("runs")
+missing: list[str] = []
+if url != st.session_state.get(URL_KEY) or RUNS_KEY not in st.session_state:
+    if url is not None:
+        wanted = [r for r in dict.fromkeys(url.split(",")) if r]
+        missing = [r for r in wanted if r not in labels]
+        st.session_state[RUNS_KEY] = [r for r in wanted if r in labels]
+        st.session_state[PRESET_KEY] = _matching_preset(st.session_state[RUNS_KEY])
+    else:
+        first = next(iter(presets), OWN)
+        st.session_state[PRESET_KEY] = first
+        st.session_state[RUNS_KEY] = _preset_runs(first)
+st.session_state[RUNS_KEY] = [r for r in st.session_state.get(RUNS_KEY) or [] if r in labels]
+
+
+def _apply_preset() -> None:
+    st.session_state[RUNS_KEY] = _preset_runs(st.session_state.get(PRESET_KEY))
+
+
+def _follow_choice() -> None:
+    """A choice edited by hand is a preset only when it is exactly one."""
+    st.session_state[PRESET_KEY] = _matching_preset(st.session_state.get(RUNS_KEY) or [])
+
+
+st.radio("Start from", list(presets) + [OWN], key=PRESET_KEY, index=None, horizontal=True, on_change=_apply_preset,
+         help="reference runs shipped with the demo, grouped by the question they answer")
+chosen = st.multiselect("Runs", list(labels), key=RUNS_KEY, format_func=lambda r: f"{labels[r]} ({states[r]})",
+                        on_change=_follow_choice, help="the link of this page keeps this choice (?runs=…)")
+want = ",".join(chosen) or None
+if st.query_params.get("runs") != want:
+    if want:
+        st.query_params["runs"] = want
+    else:
+        del st.query_params["runs"]
+st.session_state[URL_KEY] = want
+if missing:
+    st.warning(f"Not in the run store, so left out: {md(', '.join(missing))}", icon=":material/warning:")
 if not chosen:
     st.info("Choose at least one run.", icon=":material/info:")
     st.stop()
+names = {rid: labels[rid] for rid in chosen}
 
 st.subheader("Final metrics")
-table = pd.DataFrame(final_table(store, chosen))
-st.dataframe(table, hide_index=True, width="stretch")
+table = pd.DataFrame(final_table(store, chosen, names))
+rates = [c for c in table.columns if c.split(" ", 1)[-1] in RATE_METRICS]
+single_rate = sum(f"final {m}" in table.columns for m in RATE_METRICS) <= 1
+finals = [c for c in table.columns if c.startswith("final ") and c != "final loss" and not c.endswith("interval")]
+# the main table fits 1400 px: rates (with their interval and the teacher's); other metrics there only when one rate
+main = ["name", "steps", "losses", "final loss"] + [c for c in finals if c in rates or single_rate]
+main += [c for c in table.columns if c.endswith("interval")]
+main += [f"teacher {m}" for m in RATE_METRICS if f"teacher {m}" in table.columns]
+main = [c for c in main if c in table.columns]
+details = ["name", "state", "set-up", "eval n"] + [c for c in table.columns if c.startswith("best ")]
+details += [c for c in table.columns if c.startswith(("final ", "teacher ")) and c not in main and c != "final loss"]
+details += ["minutes", "run"]
+details = [c for c in details if c in table.columns]
+
+
+def _short(column: str) -> str:
+    """Column headers short enough to be read whole ('final accuracy' -> 'accuracy'); the help says it all."""
+    words = column.replace("_", " ").replace("answer nll", "answer NLL")
+    if column.endswith("95% interval"):
+        return "95% CI" if single_rate else words.removeprefix("final ").replace("95% interval", "95% CI")
+    if column.startswith("teacher ") and column.split(" ", 1)[1] in RATE_METRICS:
+        return "teacher" if single_rate else words.replace("exact match", "EM")
+    return words.removeprefix("final ")
+
+
+def _config(columns: list[str]) -> dict:
+    cfg = {"name": st.column_config.TextColumn("run", width=190, pinned=True,
+                                               help="the run's name (a short id is added where names are alike)"),
+           "run": st.column_config.TextColumn("id", width=max(int(max(map(len, chosen)) * 6.4) + 24, 60),
+                                              help="the run's folder in the run store"),
+           "steps": st.column_config.TextColumn("steps", width=105, help=(
+               "optimiser steps and the epochs of training data they covered; with epochs set, a run trains whole "
+               "epochs and the config's steps is not used")),
+           "losses": st.column_config.TextColumn("loss terms", width=150, help="weight·term; τ: the temperature"),
+           "final loss": st.column_config.NumberColumn("loss", width=70, format="%.3g",
+                                                       help="the training loss at the last step"),
+           "set-up": st.column_config.TextColumn("set-up", width=250),
+           "state": st.column_config.TextColumn("state", width=75),
+           "eval n": st.column_config.NumberColumn("eval n", width=65, help="held-out examples evaluated"),
+           "minutes": st.column_config.NumberColumn("minutes", width=70, format="%.1f")}
+    for c in columns:
+        if c in cfg:
+            continue
+        if c.endswith("interval"):
+            cfg[c] = st.column_config.TextColumn(_short(c), width=110 if single_rate else 150,
+                                                 help=f"{md(c)} (Wilson score interval)")
+        else:
+            percent = c in rates
+            cfg[c] = st.column_config.NumberColumn(_short(c), width=max(70, 8 * len(_short(c)) + 20),
+                                                   help=md(c.replace("_", " ")),
+                                                   format="percent" if percent else "%.3g")
+    return {c: cfg[c] for c in columns}
+
+
+def _row_height(texts: list[tuple[str, int]]) -> int | None:
+    """Rows tall enough for the longest text to wrap into its column (text, column width in px); None: one line.
+    Streamlit wraps cell text only in rows taller than 64 px."""
+    lines = max((-(-int(len(text) * 6.4) // max(width - 18, 1)) for text, width in texts), default=1)
+    return None if lines <= 1 else max(66, 19 * lines + 10)
+
+
+def _height(rows: int, row_height: int | None) -> int:
+    """The whole table, no inner scrolling (header and border included)."""
+    return rows * (row_height or 35) + 38
+
+
+def _show(columns: list[str]) -> None:
+    config = _config(columns)
+    texts = [(str(v), config[c]["width"]) for c in columns if c in ("name", "steps", "losses", "set-up")
+             for v in table[c]]
+    rh = _row_height(texts)
+    st.dataframe(table[columns], hide_index=True, width="stretch", column_config=config, row_height=rh,
+                 height=_height(len(table), rh))
+
+
+_show(main)
+with st.expander("Run details: state, set-up, other metrics, best values, ids"):
+    _show(details)
 st.download_button("Final metrics (CSV)", table.to_csv(index=False), "runs_final_metrics.csv", "text/csv")
 with_records = [r for r in chosen if (store.root / r / "predictions.jsonl").is_file()]
-if with_records:
-    st.page_link("pages/error_analysis.py", label="Analyse the errors of this run", icon=":material/rule:",
-                 query_params={"run": with_records[0]})
+if len(with_records) == 1:
+    st.page_link("pages/error_analysis.py", label=f"Analyse errors of {md(names[with_records[0]])}",
+                 icon=":material/rule:", query_params={"run": with_records[0]})
+elif with_records:
+    pick_col, link_col = st.columns([3, 1], vertical_alignment="bottom")
+    target = pick_col.selectbox("Error analysis of", with_records, format_func=names.get, key="cmp_errors_run",
+                                help="the runs compared that have per-example records (predictions.jsonl)")
+    link_col.page_link("pages/error_analysis.py", label="Analyse errors", icon=":material/rule:",
+                       query_params={"run": target})
 
-names = metric_names(store, chosen)
-pick = st.multiselect("Curves", names, default=[n for n in names if n in ("loss", "eval_accuracy", "eval_exact_match")]
-                      or names[:2])
+metrics = metric_names(store, chosen)
+pick = st.multiselect("Curves", metrics, default=[n for n in metrics if n in ("loss", "eval_accuracy",
+                                                                               "eval_exact_match")] or metrics[:2])
 cols = st.columns(2)
+drawn = {m: curves(store, chosen, m, names) for m in pick}
+teachers = {m: teacher_lines(store, chosen, m, names) for m in pick}
 for i, metric in enumerate(pick):
-    cols[i % 2].plotly_chart(metric_curves(curves(store, chosen, metric), metric), width="stretch",
+    cols[i % 2].plotly_chart(metric_curves(drawn[metric], metric, teachers[metric]), width="stretch",
                              config={"toImageButtonOptions": {"format": "png", "filename": metric}})
+if any(teachers.values()):
+    st.caption("Dashed lines: the teacher's value of the metric on the same held-out examples, one line per teacher.")
 if pick:
     long = pd.DataFrame([{"run": label, "metric": m, "step": x, "value": y}
-                         for m in pick for label, (xs, ys) in curves(store, chosen, m).items()
-                         for x, y in zip(xs, ys)])
+                         for m in pick for label, (xs, ys) in drawn[m].items() for x, y in zip(xs, ys)])
     st.download_button("Curves (CSV)", long.to_csv(index=False), "runs_curves.csv", "text/csv")
 
 st.subheader("Config differences")
-diff = config_diff(store, chosen)
+diff = readable_config_diff(store, chosen, names)
 if diff:
-    st.dataframe(pd.DataFrame(diff), hide_index=True, width="stretch")
+    frame = pd.DataFrame(diff)
+    prefix = common_prefix(list(names.values()))
+    headers = {rid: names[rid].removeprefix(prefix) if prefix else names[rid] for rid in chosen}
+    # headers cannot wrap: each run's column as wide as its header needs (about 6 px a character), the room left
+    # at 1400 px shared out; values wrap in taller rows
+    need = {rid: int(len(h) * 6.2) + 30 for rid, h in headers.items()}
+    room = 760
+    if sum(need.values()) <= room:  # every header whole, the rest shared out
+        widths = {rid: need[rid] + (room - sum(need.values())) // len(chosen) for rid in chosen}
+    else:  # no sideways scrolling: long headers shortened alike (the name row and the tooltip say them whole)
+        widths = {rid: max(100, need[rid] * room // sum(need.values())) for rid in chosen}
+    diff_config = {"setting": st.column_config.TextColumn("setting", width=150, pinned=True)}
+    for rid in chosen:
+        diff_config[names[rid]] = st.column_config.TextColumn(headers[rid], width=widths[rid],
+                                                              help=f"{md(names[rid])} · id {md(rid)}")
+    rh = _row_height([(k, 150) for k in frame["setting"]]
+                     + [(str(v), widths[rid]) for rid in chosen for v in frame[names[rid]]])
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=diff_config, row_height=rh,
+                 height=_height(len(frame), rh))
+    if prefix:
+        st.caption(f"Runs named “{md(prefix.strip())} …”; hover a header for the whole name and the run's id.")
+    st.download_button("Differences (CSV)", frame.to_csv(index=False), "runs_config_diff.csv", "text/csv")
 else:
     st.caption("The chosen runs share every setting.")

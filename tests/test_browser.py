@@ -152,6 +152,7 @@ def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
     page.goto(f"{server}/runs", wait_until="domcontentloaded")
     page.get_by_text("New run").first.wait_for(timeout=120_000)
+    _dismiss_page_not_found(page)
     page.get_by_label("steps", exact=True).fill("12")
     page.get_by_label("eval every", exact=True).fill("6")
     page.get_by_role("button", name="Start run").click()

@@ -335,8 +335,10 @@ def test_saliency_computes_only_on_its_button_shows_progress_and_cancels(tiny_di
     assert bar is not None, (texts, [e.value for e in at.error], [i.value for i in at.info])
     assert 0 < bar.proto.value <= 100 and "teacher" in bar.proto.text  # real progress, not an empty bar
     next(b for b in at.button if b.key == "rationale_cancel").click().run()
-    time.sleep(0.3)
-    at.run()
+    deadline = time.monotonic() + 30  # the work stops at its next progress report
+    while not any("Cancelled after" in i.value for i in at.info) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        at.run()
     assert any("Cancelled after" in i.value for i in at.info), [i.value for i in at.info]
     assert any(b.key == "rationale_start" for b in at.button)  # it can be started again
 

@@ -2,18 +2,60 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import plotly.graph_objects as go
 
 
-def metric_curves(curves: dict[str, tuple[list[int], list[float]]], metric: str) -> go.Figure:
+RATES = ("accuracy", "exact_match")  # metrics that are proportions: values shown as percentages
+TEACHER_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot")  # teacher lines: greys, one dash each
+TEACHER_GREYS = ("#444444", "#888888", "#222222", "#999999", "#666666")
+
+
+def _value_text(metric: str, value: float) -> str:
+    return f"{value:.1%}" if metric.endswith(RATES) else f"{value:.3g}"
+
+
+def _legend_name(label: str, prefix: str, limit: int = 60) -> str:
+    """The label without the prefix every run shares, shortened in the middle (its end, where a short id that
+    tells colliding names apart sits, stays)."""
+    text = label[len(prefix):] if prefix and label.startswith(prefix) else label
+    return text if len(text) <= limit else text[:limit - 22] + "…" + text[-21:]
+
+
+def metric_curves(curves: dict[str, tuple[list[int], list[float]]], metric: str,
+                  teachers: list[dict[str, Any]] | None = None) -> go.Figure:
+    """One metric across runs: a line per run (named by its label), and each teacher's value of the metric as a
+    dashed horizontal line across the steps ({"label", "value"} dicts, `teacher_lines`), its value in the legend.
+
+    Legend entries drop the words every run's label starts with (they become the legend's title) and shorten
+    long labels in the middle; hovering a line shows its whole label."""
+    from kd_analysis.training.progress import common_prefix
+
+    labels = list(curves)
+    prefix = common_prefix(labels)
+    names = {lb: _legend_name(lb, prefix) for lb in labels}
+    if len(set(names.values())) < len(names):  # shortening made two alike: show them whole
+        names = {lb: lb for lb in labels}
     fig = go.Figure()
     for label, (x, y) in curves.items():
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) < 30 else "lines",
-                                 name=html.escape(label)[:60]))
-    fig.update_layout(title=html.escape(metric), xaxis_title="step", yaxis_title=html.escape(metric), height=360,
+                                 name=html.escape(names[label]),
+                                 hovertemplate=f"{html.escape(label)}<br>step %{{x}}: %{{y:.4g}}<extra></extra>"))
+    xs = [v for x, _ in curves.values() for v in x]
+    span = [min(xs), max(xs)] if xs else [0, 1]
+    for i, line in enumerate(teachers or []):
+        text = f"{line['label']}: {_value_text(metric, line['value'])}"
+        fig.add_trace(go.Scatter(x=span, y=[line["value"]] * 2, mode="lines",
+                                 name=html.escape(_legend_name(text, "", 80)),
+                                 line=dict(dash=TEACHER_DASHES[i % len(TEACHER_DASHES)], width=2,
+                                           color=TEACHER_GREYS[i % len(TEACHER_GREYS)]),
+                                 hovertemplate=f"{html.escape(text)}<extra></extra>"))
+    entries = len(fig.data)  # the legend sits below the plot: room for it, one line an entry past the fourth
+    fig.update_layout(title=html.escape(metric), xaxis_title="step", yaxis_title=html.escape(metric),
+                      height=380 + 20 * max(0, entries - 4),
                       margin=dict(t=50),
-                      legend=dict(orientation="h", y=-0.25))
+                      legend=dict(orientation="h", y=-0.25, title_text=html.escape(prefix.strip()) or None))
     return fig
 
 
