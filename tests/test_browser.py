@@ -213,6 +213,30 @@ def test_saliency_live_attributions_start_show_progress_cancel_and_follow_the_da
     page.close()
 
 
+DEEP_LINKS = [  # (url, text proving the linked view, not the default one, was opened)
+    ("compare?runs=reference-minilm-2l-rkl,reference-minilm-2l-js", "ce + rkl"),
+    ("rationales?job=reference-minilm-rationales-before&example=use-175", "reference-minilm-rationales-before (262"),
+    ("errors?run=reference-minilm-2l-kl&cell=teacher_only&example=cat-66", "Example cat-66"),
+    ("priming?outputs_job=reference-smollm2-teacher-outputs", "Saved teacher outputs"),
+]
+
+
+@pytest.mark.parametrize("link,marker", DEEP_LINKS)
+def test_a_copied_link_reopens_the_view_in_a_fresh_browser(server, browser, link, marker):
+    """Issue 15: every page keeps its main selection in the URL; a fresh browser context (no session, no cookies)
+    opening the link sees the same view."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1300})
+    page = context.new_page()
+    page.goto(f"{server}/{link}", wait_until="domcontentloaded")
+    page.get_by_text(marker, exact=False).first.wait_for(timeout=180_000)
+    _dismiss_page_not_found(page)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    for key, value in (pair.split("=") for pair in link.split("?", 1)[1].split("&")):
+        assert f"{key}=" in page.url and value.split(",")[0] in page.url, page.url  # the page kept its link
+    _shoot(page, "link_" + link.split("?")[0], 800)
+    context.close()
+
+
 def _visible_plots(page, n: int) -> None:
     page.wait_for_function(
         f"() => [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent !== null).length >= {n}",

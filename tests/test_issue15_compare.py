@@ -371,3 +371,20 @@ def test_names_in_header_tooltips_are_literal(run_root):
     diff = next(df for df in at.dataframe if "setting" in df.value.columns)
     tips = [c.get("help") or "" for c in json.loads(diff.proto.columns).values()]
     assert any(md(link) in t for t in tips) and not any(link in t for t in tips)
+
+
+def test_runs_without_held_out_still_get_n_and_an_interval_from_their_records():
+    """Every rate beside its n and 95% interval: the reference runs predate the `held_out` metric, so n comes
+    from their per-example records."""
+    from pathlib import Path
+
+    from kd_analysis.runs import RunStore
+    from kd_analysis.stats import wilson_interval
+    from kd_analysis.training.progress import final_table
+
+    store = RunStore(Path(__file__).resolve().parent.parent / "cached_runs")
+    row, gen = final_table(store, ["reference-minilm-2l-rkl", "reference-smollm2-priming-gold"])
+    assert row["eval n"] == 52 and gen["eval n"] == 24
+    low, high = wilson_interval(row["final accuracy"], 52)
+    assert row["final accuracy 95% interval"] == f"{low:.1%}–{high:.1%}"
+    assert "final exact_match 95% interval" in gen

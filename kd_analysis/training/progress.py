@@ -293,6 +293,21 @@ def final_table(store: RunStore, run_ids: list[str], labels: dict[str, str] | No
     return rows
 
 
+def _records_n(run) -> int | None:
+    """Held-out examples of a run that did not log `held_out` (runs from before it did): its live model's
+    per-example records at the final step, when it has them."""
+    from kd_analysis.fileio import read_jsonl
+
+    path = run.path / "predictions.jsonl"
+    if not path.exists():
+        return None
+    rows = [r for r in read_jsonl(path) if r.get("role") in ("student", "teacher") and isinstance(r.get("step"), int)]
+    live = [r for r in rows if r["step"] > 0] or rows
+    last = max((r["step"] for r in live), default=None)
+    n = len({r.get("example_id") for r in live if r["step"] == last}) if last is not None else 0
+    return n or None
+
+
 def _final_row(store: RunStore, rid: str, label: str) -> dict[str, Any]:
     """One run's row of the Compare page's final-metrics table."""
     p = run_progress(store.get(rid))
@@ -303,7 +318,7 @@ def _final_row(store: RunStore, rid: str, label: str) -> dict[str, Any]:
     row["set-up"] = _setup_label(cfg)
     row.update({f"final {k}": v for k, v in p.evals.items()})
     n = next((m["held_out"] for m in metrics if m.get("step") == 0 and "held_out" in m), None)
-    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else _records_n(store.get(rid))
     row["eval n"] = n
     for key in RATE_METRICS:
         if isinstance(p.evals.get(key), (int, float)) and n:
