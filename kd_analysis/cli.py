@@ -380,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     l_toy.add_argument("--tau", type=float, default=1.0)
     l_toy.add_argument("--eps", type=float, default=0.05)
     l_toy.add_argument("--alpha", type=float, default=0.1)
-    l_toy.add_argument("--steps", type=int, default=200)
+    l_toy.add_argument("--steps", type=int, default=200, help="the most Newton iterations per fit (it stops earlier "
+                       "once converged)")
     l_toy.add_argument("--snapshots", action="store_true", help="include the student's distribution along the path")
     l_toy.add_argument("--json", action="store_true")
     l_toy.set_defaults(fn=cmd_losses_toy)

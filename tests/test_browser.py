@@ -141,7 +141,10 @@ def test_models_page_tabs_in_browser(server, browser):
 def test_loss_explorer_pair_tab_in_browser(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(f"{server}/losses", wait_until="domcontentloaded")
-    _open_tab(page, "Your teacher and student", "Balance loss weights by gradient norm")
+    page.get_by_text("Forward KL spreads the student").first.wait_for(timeout=120_000)
+    _dismiss_page_not_found(page)
+    page.get_by_role("radio", name="Your teacher and student", exact=True).click()
+    page.get_by_text("Balance loss weights by gradient norm").first.wait_for(timeout=120_000)
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
     _shoot(page, "losses_pair", 1500)
     page.close()

@@ -128,12 +128,15 @@ def test_loss_explorer_toy_and_pair():
     from kd_analysis.losses import LOSSES
 
     assert set(toy["loss"]) == {spec.title for spec in LOSSES.values()}  # every registered loss, none hard-coded
-    summary = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
-    assert len(summary) == len(LOSSES) and (summary["value"] >= 0).all()
+    assert not any("gradient norm" in df.value.columns for df in at.dataframe)  # the pair view waits to be chosen
     shuffle = next(df.value for df in at.dataframe if "student rows shuffled" in df.value.columns
                    and "changed" in df.value.columns)
     assert shuffle.set_index("loss").loc["Sinkhorn (SinKD)", "changed"] == "no"
     assert (shuffle.set_index("loss").drop("Sinkhorn (SinKD)")["changed"] == "yes").all()
+    at.segmented_control(key="loss_view").set_value("pair").run()
+    _no_exception(at)
+    summary = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
+    assert len(summary) == len(LOSSES) and (summary["value"] >= 0).all()
     assert any("adds a batch-wise Sinkhorn" in c.value for c in at.caption)
     per_example = next(df.value for df in at.dataframe if "example" in df.value.columns)
     assert len(per_example) == 16 and "sinkhorn" in per_example.columns
@@ -141,6 +144,7 @@ def test_loss_explorer_toy_and_pair():
 
 def test_loss_explorer_sliders_recompute():
     at = open_page(LOSS_PAGE)
+    at.segmented_control(key="loss_view").set_value("pair").run()
     before = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
     tau = next(s for s in at.slider if s.label == "τ")
     tau.set_value(4.0).run()
@@ -151,6 +155,7 @@ def test_loss_explorer_sliders_recompute():
 
 def test_loss_explorer_incomparable_pair_is_explained(tiny_dir):
     at = open_page(LOSS_PAGE)
+    at.segmented_control(key="loss_view").set_value("pair").run()
     at.sidebar.selectbox(key="w_teacher_source").set_value("minilm").run()
     at.sidebar.selectbox(key="w_student_kind").set_value("model").run()
     at.sidebar.text_input(key="w_student_source").set_value(str(tiny_dir / "gpt2")).run()

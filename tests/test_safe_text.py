@@ -155,7 +155,7 @@ def test_models_and_data_page(mc_file):
 def test_loss_explorer_page(tmp_path):
     bad = tmp_path / f"{LINK} bad.csv"  # an error message names the file
     bad.write_bytes(b"text,label\n\xff\xfe,1\n")
-    at = _page("pages/loss_explorer.py", bad)
+    at = _page("pages/loss_explorer.py", bad, loss_view="pair")
     assert_literal(at)
     assert any(md(bad.name) in e.value for e in at.error)
 

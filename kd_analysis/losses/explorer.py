@@ -54,6 +54,11 @@ class PairLossReport:
     topk_values: dict[str, float] = field(default_factory=dict)
     teacher_tail: list[float] = field(default_factory=list)
     student_tail: list[float] = field(default_factory=list)
+    # per example: what the probability bars compare (which outputs, which token position) and the share of the
+    # teacher's and the student's probability those bars hold (1 unless only the teacher's top tokens are shown)
+    shown: list[str] = field(default_factory=list)
+    shown_teacher_mass: list[float] = field(default_factory=list)
+    shown_student_mass: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,7 +165,67 @@ def explore_pair(teacher, student, examples: Sequence[Example], settings: Explor
         values=values, grad_norms=grads, per_example=per_example, plan=res.plan[0].tolist(),
         cost=res.cost[0].tolist(), columns=cols, teacher_probs=t_show.tolist(), student_probs=s_show.tolist(),
         gold=[ex.label for ex in examples], per_token=per_token, settings=asdict(st), shuffled=shuffled,
-        topk_values=topk_values, teacher_tail=t_tail, student_tail=s_tail)
+        topk_values=topk_values, teacher_tail=t_tail, student_tail=s_tail,
+        shown=_shown(kind, teacher, examples, tokens, len(cols[0]) if cols else 0),
+        shown_teacher_mass=t_show.sum(-1).tolist(), shown_student_mass=s_show.sum(-1).tolist())
+
+
+def _shown(kind: str, teacher, examples: Sequence[Example], tokens, width: int) -> list[str]:
+    """Per example, what its probability bars compare: the answer choices, the classes, or (language models) the
+    teacher's top tokens for the next token after the example's last token."""
+    if kind == "choices":
+        return [f"example {ex.id}: its {len(ex.choices)} answer choices" for ex in examples]
+    if kind == "labels":
+        return [f"example {ex.id}: its {width} classes" for ex in examples]
+    _, _, mask, ids = tokens
+    if getattr(teacher, "head", None) == "seq2seq" or mask.shape[1] != ids.shape[1]:
+        return [f"example {ex.id}: the first token the decoder answers (teacher's top {width} tokens)"
+                for ex in examples]
+    out = []
+    for b, ex in enumerate(examples):
+        last = int(mask[b].long().sum()) - 1
+        token = teacher.tokenizer.decode([int(ids[b, last])])
+        out.append(f"example {ex.id}: the next token after position {last} (the example's last token, "
+                   f"{token!r}), over the teacher's top {width} tokens")
+    return out
+
+
+UNIFORM_TOLERANCE = 1e-3  # a plan whose every entry is within 0.1% of 1/B² is uniform
+
+
+@dataclass
+class PlanSummary:
+    batch: int
+    uniform: bool  # every entry within `tolerance` (relative) of 1/B²
+    max_deviation: float  # max |B²·P_ij − 1|
+    diagonal_mass: float  # Σ_i P_ii: 1/B for the uniform plan, 1 when every example is matched to its own
+    matched: int  # student examples whose largest entry is their own teacher example
+    tolerance: float
+    note: str
+
+
+def summarise_plan(plan: Sequence[Sequence[float]], tolerance: float = UNIFORM_TOLERANCE) -> PlanSummary:
+    """How a B×B transport plan (total mass 1) compares with the uniform plan 1/B² and with a perfect matching
+    (all mass on the diagonal: each student example matched to its own teacher example), in one sentence."""
+    rows = [[float(v) for v in r] for r in plan]
+    b = len(rows)
+    if b == 0 or any(len(r) != b for r in rows):
+        raise KDLensError(f"a transport plan is square (got {b} rows of lengths {sorted({len(r) for r in rows})})")
+    total = sum(map(sum, rows)) or 1.0
+    rel = [[v / total * b * b for v in r] for r in rows]  # 1 = uniform
+    dev = max(abs(v - 1.0) for r in rel for v in r)
+    diag = sum(rows[i][i] for i in range(b)) / total
+    matched = sum(1 for i, r in enumerate(rows) if r[i] >= max(r) and not (max(r) - min(r) <= tolerance * max(r)))
+    uniform = dev <= tolerance
+    if uniform:
+        note = (f"This plan is uniform (every pair gets 1/B² = 1/{b * b}, within {tolerance:.1%}): the cost does "
+                "not distinguish the examples, so the plan cannot match them.")
+    else:
+        note = (f"{diag:.0%} of the plan's mass is on the diagonal (uniform: {1 / b:.0%}, every example matched to "
+                f"its own: 100%); {matched} of {b} student examples send most of their mass to their own teacher "
+                "example.")
+    return PlanSummary(batch=b, uniform=uniform, max_deviation=dev, diagonal_mass=diag, matched=matched,
+                       tolerance=tolerance, note=note)
 
 
 def row_shuffle_effect(student: torch.Tensor, teacher: torch.Tensor, settings: ExplorerSettings,
