@@ -24,6 +24,7 @@ from kd_analysis.training.reference import TEACHER_RUN, teacher_source
 store = RunStore()
 reconcile(store)  # re-attach: runs whose worker died since we last looked are marked failed
 sel = state.selection()
+state.url_state("watch", "watch_run", valid=lambda r: (store.root / r / "status.json").is_file())
 
 st.title("Distillation runs")
 dev = describe_device()
@@ -195,6 +196,8 @@ def live_runs() -> None:
                 icon=":material/info:")
         return
     watch = st.session_state.get("watch_run") or runs[0].run_id
+    if watch not in {r.run_id for r in runs}:
+        watch = runs[0].run_id
     for summary in runs[:8]:
         p = run_progress(store.get(summary.run_id))
         c1, c2, c3 = st.columns([5, 2, 1])
@@ -215,6 +218,7 @@ def live_runs() -> None:
         if c3.button("Watch", key=f"watch_{p.run_id}"):
             st.session_state["watch_run"] = p.run_id
             watch = p.run_id
+    state.write_url_state("watch", watch)  # a copied link reopens this run
     run = store.get(watch)
     p = run_progress(run)
     st.subheader(f"Watching {md(p.name)}")

@@ -203,3 +203,22 @@ def test_priming_heads_job_and_strategy_pair_live_in_the_url():
     assert (at.selectbox(key="prime_diff_a").value, at.selectbox(key="prime_diff_b").value) == ("cot", "none")
     at.selectbox(key="prime_diff_b").set_value("gold").run()
     assert at.query_params["b"] in ("gold", ["gold"])
+
+
+def test_the_watched_run_lives_in_the_url(run_root):
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(run_root)
+    for rid in ("first", "second"):
+        run = store.create("train", {"name": f"run {rid}"}, run_id=rid, state="finished")
+        run.append_metrics({"step": 1, "loss": 1.0, "total_steps": 1})
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.query_params["watch"] = "first"
+    at.switch_page(RUNS_PAGE).run()
+    _no_exception(at)
+    assert any(s.value == "Watching run first" for s in at.subheader)
+    next(b for b in at.button if b.key == "watch_second").click().run()
+    assert at.query_params["watch"] in ("second", ["second"])
