@@ -221,6 +221,7 @@ DEEP_LINKS = [  # (url, text proving the linked view, not the default one, was o
     ("rationales?job=reference-minilm-rationales-before&example=use-175", "reference-minilm-rationales-before (262"),
     ("errors?run=reference-minilm-2l-kl&cell=teacher_only&example=cat-66", "Example cat-66"),
     ("priming?outputs_job=reference-smollm2-teacher-outputs", "Saved teacher outputs"),
+    ("losses?view=pair", "Balance loss weights by gradient norm"),
 ]
 
 
