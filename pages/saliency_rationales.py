@@ -178,7 +178,8 @@ try:
         key = f"run:{opened}:{len(store.get(opened).metrics())}"
         if key not in cache:
             cache.clear()
-            cache[key] = load_rationale_run(store.get(opened))
+            # shared by every session of the server: ten tabs opening the same saved job read it once
+            cache[key] = RATIONALES.get(f"{store.root}:{key}", lambda: load_rationale_run(store.get(opened)))
         shown = len(cache[key].teacher)
         if shown == 0:
             st.info(f"The job {md(opened)} is running: no example attributed yet. The list above refreshes by "
