@@ -8,7 +8,7 @@ from app_ui import state
 from app_ui.navigation import WORKFLOW_PAGES
 from app_ui.resources import dataset, is_loaded, load_pair, show_error
 from app_ui.safe_text import md
-from app_ui.sidebar import render_sidebar, sidebar_status
+from app_ui.sidebar import render_sidebar, sidebar_status, write_url_selection
 from app_ui.views import pair_overview
 
 st.set_page_config(page_title="kd-lens", page_icon=":material/biotech:", layout="wide")
@@ -16,6 +16,7 @@ st.set_page_config(page_title="kd-lens", page_icon=":material/biotech:", layout=
 
 def home() -> None:
     sel = state.selection()
+    write_url_selection()  # the selection is this page's view: a copied link reopens it
     st.title("kd-lens: see and run knowledge distillation")
     st.markdown(
         "Distil a large **teacher** language model into a small **student**, and look inside while you do it. "

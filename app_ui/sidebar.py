@@ -19,9 +19,55 @@ def _label(source: str) -> str:
     return BUILTINS[source].title if source in BUILTINS else source
 
 
+# sidebar field -> URL parameter; Home and Models & data write them (their main selection is the sidebar's), and
+# any page applies them when a link brings them
+URL_FIELDS = {"teacher_source": "teacher", "teacher_task": "task", "student_kind": "student",
+              "student_layers": "layers", "data_source": "data"}
+
+
+def _known_sources() -> tuple[set[str], set[str]]:
+    """Teachers and data sets a link may select: built-ins, demo sets and what this session added itself. A link
+    never makes the server open a path or hub id the user did not add (a shared link is not a file browser)."""
+    reference = state.reference_teacher()
+    teachers = set(BUILTINS) | set(state.get("custom_models")) | ({reference} if reference else set())
+    data = {f"demo:{name}" for name in DEMO_SETS} | set(state.get("custom_data"))
+    return teachers, data
+
+
+def apply_url_selection() -> list[str]:
+    """Apply `?teacher=&task=&student=&layers=&data=` arriving in the URL; returns one line per value refused."""
+    teachers, data = _known_sources()
+    valid = {"teacher_source": lambda v: v in teachers, "teacher_task": lambda v: v in ("auto", *TASKS),
+             "student_kind": lambda v: v in STUDENT_KIND_LABELS,
+             "student_layers": lambda v: v.isdigit() and 1 <= int(v) <= 128, "data_source": lambda v: v in data}
+    refused = []
+    for field, param in URL_FIELDS.items():
+        value = st.query_params.get(param)
+        if value is None or value == st.session_state.get(f"_url_seen_{param}"):
+            continue
+        st.session_state[f"_url_seen_{param}"] = value
+        if valid[field](value):
+            state.put(field, int(value) if field == "student_layers" else value)
+        else:
+            refused.append(f"{param} = {value}")
+    return refused
+
+
+def write_url_selection() -> None:
+    """Put the sidebar's selection in the URL (Home, Models & data), so a copied link reopens it."""
+    for field, param in URL_FIELDS.items():
+        if field == "student_layers" and state.get("student_kind") not in ("drop_layers", "shrink"):
+            state.write_url_state(param, None)
+            continue
+        state.write_url_state(param, state.get(field))
+
+
 def render_sidebar() -> state.Selection:
     sb = st.sidebar
     sb.markdown("### Teacher · student · data")
+    for line in apply_url_selection():
+        sb.info(f"The link's {line} is not among this session's teachers and data sets; add it on Models & data "
+                "first.", icon=":material/link_off:")
     reference = state.reference_teacher()
     teachers = ([reference] if reference else []) + list(BUILTINS) + \
         [m for m in state.get("custom_models") if m not in BUILTINS]

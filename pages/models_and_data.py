@@ -7,11 +7,13 @@ from app_ui.resources import load_pair, load_teacher, show_error
 from app_ui.safe_text import md
 from app_ui.uploads import forget_uploads, save_upload
 from app_ui.views import loss_table, pair_overview
+from app_ui.sidebar import write_url_selection
 from kd_analysis.data.loaders import ColumnMapping
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS, ModelSpec
 
 sel = state.selection()
+write_url_selection()  # this page's view is the sidebar's selection: a copied link reopens it
 st.title("Models & data")
 
 tab_pair, tab_models, tab_data = st.tabs(["Teacher & student", "Load a model", "Data"])

@@ -222,3 +222,23 @@ def test_the_watched_run_lives_in_the_url(run_root):
     assert any(s.value == "Watching run first" for s in at.subheader)
     next(b for b in at.button if b.key == "watch_second").click().run()
     assert at.query_params["watch"] in ("second", ["second"])
+
+
+def test_the_sidebar_selection_lives_in_the_url_of_home_and_models():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params["data"] = "demo:sentiment"
+    at.query_params["layers"] = "3"
+    at.query_params["teacher"] = "/etc"  # not a teacher this session added: refused, never opened
+    at.run()
+    _no_exception(at)
+    assert at.sidebar.selectbox(key="w_data_source").value == "demo:sentiment"
+    assert at.sidebar.number_input(key="w_student_layers").value == 3
+    assert any("teacher = /etc" in i.value for i in at.sidebar.info)
+    assert at.sidebar.selectbox(key="w_teacher_source").value != "/etc"
+    at.sidebar.selectbox(key="w_data_source").set_value("demo:arithmetic").run()
+    assert at.query_params["data"] in ("demo:arithmetic", ["demo:arithmetic"])  # Home writes the selection back
+    at.switch_page("pages/models_and_data.py").run()
+    _no_exception(at)
+    assert at.query_params["layers"] in ("3", ["3"])
