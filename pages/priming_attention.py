@@ -129,8 +129,9 @@ def show_outputs(outs: dict, examples: list, templates: dict, tokenizer=None, ke
 
 with tab_out:
     st.caption("Per strategy: the teacher's log-probability of the gold worked answer after the primed prompt "
-               "(one forward pass, the paper's set-up) and its own greedy answer scored by the paper's rules "
-               "(an answer with no number counts wrong).")
+               "(one forward pass; ours: the paper's teacher saved its logits over prompt + question, without the "
+               "answer) and its own greedy answer scored by the rules of the authors' README (an answer with no "
+               "number counts wrong).")
     saved = store.list(kind=OUTPUTS_KIND)
     if saved:
         try:

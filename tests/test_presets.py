@@ -38,7 +38,7 @@ def test_every_glue_task_has_a_sinkd_preset_with_the_authors_numbers():
         assert sk.params == {"eps": 0.1, "iters": 20, "first": "rows", "mass": "batch", "scale": 0.001}
         assert cfg.optimizer == "adamw" and cfg.max_grad_norm == 1.0 and cfg.weight_decay == 0.0
         assert cfg.preset == f"sinkd-{task}"
-    assert SINKD_TASKS["sst2"][2:5] == (4e-5, 32, 2)  # lr, batch, epochs of scripts/student/sst-2.sh
+    assert SINKD_TASKS["sst2"][2:5] == (4e-5, 32, 2)  # lr, batch, epochs of script/student/sst-2.sh
 
 
 def _authors_total(student: np.ndarray, teacher: np.ndarray, labels: np.ndarray, alpha: float, T: float) -> float:

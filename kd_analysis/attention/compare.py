@@ -59,7 +59,7 @@ def rank_heads(stats: list[HeadStats], stat: str, top: int = 10) -> list[dict]:
 
 
 def layer_profile(stats: HeadStats, stat: str) -> np.ndarray:
-    """Mean over heads per layer (the paper's per-layer reading)."""
+    """Mean over heads per layer (our summary of the per-head statistics)."""
     with warnings.catch_warnings():  # layer 0 has no previous layer: an all-nan row stays nan
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(stats.mean[stat], axis=1)

@@ -63,7 +63,7 @@ def diff_heatmap(d: DiffMap) -> go.Figure:
 
 
 def profile_lines(stats: Sequence[HeadStats], stat: str) -> go.Figure:
-    """Mean over heads per layer, one line per strategy (the paper's per-layer reading)."""
+    """Mean over heads per layer, one line per strategy (our summary of the per-head statistics)."""
     fig = go.Figure()
     for s in stats:
         y = layer_profile(s, stat)

@@ -1,10 +1,13 @@
 """What the teacher does under each strategy, cached per (model, template, example) so reruns are instant.
 
-Two views, as in the paper's set-up and beyond it:
-- scores: the teacher's log-probability of the gold answer tokens after the primed prompt (one forward pass;
-  the paper saves exactly these logits), summed and per token;
-- generations (optional): its greedy answer, the number parsed from it by the paper's rules, and whether it is
-  right. An answer with no parseable number counts as wrong and says so.
+Two views, both ours (Goyal et al.'s teacher saved full-vocabulary logits of one forward pass over prompt +
+question, without the answer, and generated no text):
+- scores: the teacher's log-probability of the gold answer tokens after the primed prompt (one forward pass),
+  summed and per token;
+- generations (optional): its greedy answer, the number parsed from it by the scoring rules of the authors'
+  README (the first \\boxed{}; the first line's number when it is the only one or all its numbers are equal; the
+  number after "the answer is"; the last number), and whether it is right. An answer with no parseable number
+  counts as wrong and says so.
 """
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def register_preset(name: str, *, title: str, label: str, source: str, differenc
     return deco
 
 
-# --- SinKD (Cui et al. 2024), per GLUE task, from the authors' scripts/student/*.sh and glue_train.py ----------
+# --- SinKD (Cui et al. 2024), per GLUE task, from the authors' script/student/*.sh and glue_train.py ----------
 # task: (α, T, learning rate, batch, epochs, KD temperature annealed in their script)
 SINKD_TASKS: dict[str, tuple[float, float, float, int, int, bool]] = {
     "cola": (0.9, 1.0, 5e-5, 16, 20, False),
@@ -99,7 +99,7 @@ def _sinkd(task: str) -> Callable[[], TrainConfig]:
 for _task in SINKD_TASKS:
     register_preset(
         f"sinkd-{_task}", title=f"SinKD on {_task.upper()}", label=AS_IN_PAPER,
-        source=f"Cui et al. 2024 (arXiv 2402.17110), github.com/2018cx/SinKD scripts/student/"
+        source=f"Cui et al. 2024 (arXiv 2402.17110), github.com/2018cx/SinKD script/student/"
                f"{'sst-2' if _task == 'sst2' else _task}.sh and loss.py",
         differences=(
             "defaults run on the demo sentiment set (ours, not SST-2) with MiniLM (6 layers, 384 wide) as the teacher "

@@ -147,8 +147,9 @@ PRIMING_STUDENT_KEEP = tuple(i for i in range(30) if i not in (20, 21))
 
 
 def priming_plan(store: RunStore) -> list[tuple[str, str, dict]]:
-    """SmolLM2-135M-Instruct primed by each strategy -> a layer-dropped student (LoRA on q/k/v/o as in the paper,
-    r 8), on the arithmetic demo; then the students' attention heads over 40 questions."""
+    """SmolLM2-135M-Instruct primed by each strategy -> a layer-dropped student (LoRA on q/k/v/o as in the
+    authors' code, but r 8 where theirs is 4: ours), on the arithmetic demo; then the students' attention heads
+    over 40 questions."""
     from kd_analysis.attention.job import attention_config
     from kd_analysis.priming.experiment import strategy_configs
     from kd_analysis.priming.strategies import STRATEGIES
