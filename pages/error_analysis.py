@@ -216,10 +216,6 @@ descending = s2.toggle("Largest first", value=True, key="ea_desc")
 view = view.sort_values(SORTS[sort_by], ascending=not descending, na_position="last", kind="stable")
 
 
-def _answer(value) -> str:
-    return answer_label(value)
-
-
 def _labels(column: str) -> list[str]:
     """A column of answers as "index: choice text" (multiple choice) or as they are (generation)."""
     return [answer_label(v, c) for v, c in zip(view[column], view["choices"])]
@@ -237,7 +233,7 @@ table = pd.DataFrame({
     "confidence gap": view["confidence_gap"].astype(float) if "confidence_gap" in view else float("nan"),
     "text tokens": view["text_tokens"],
     "tags": view["example_id"].map(lambda e: ", ".join(tags_by_example.get(e, []))),
-    "text": view["text"].map(_answer),
+    "text": view["text"].map(answer_label),
 })
 st.caption(f"{len(table)} of {len(frame)} examples · a row opens the example")
 table_key = f"ea_table_{abs(hash((run_id, against, cell, expr, search, tuple(tag_pick), sort_by, descending)))}"
@@ -299,15 +295,15 @@ if example is not None:
                                             sp if isinstance(sp, list) else None, gold_i, names=names),
                         width="stretch", key="ea_choices")
     else:
-        st.markdown(f"**Gold answer:** {md(_answer(gold))}")
+        st.markdown(f"**Gold answer:** {md(answer_label(gold))}")
         g1, g2 = st.columns(2)
         for col, role, name in ((g1, first, names[0]), (g2, second, names[1])):
             mark = {True: "right", False: "wrong"}.get(row[f"{role}_correct"], "not scored")
             col.markdown(f"**{md(name)}** ({mark})")
             col.caption("generated")
-            col.code(_answer(row[f"{role}_generated"]) or _answer(row[f"{role}_prediction"]) or "(none)",
+            col.code(answer_label(row[f"{role}_generated"]) or answer_label(row[f"{role}_prediction"]) or "(none)",
                      language=None, wrap_lines=True)
-            col.caption(f"parsed: {md(_answer(row[f'{role}_parsed']) or '(none)')}")
+            col.caption(f"parsed: {md(answer_label(row[f'{role}_parsed']) or '(none)')}")
 
     with st.expander("Why: attributions" + (" and the gold answer token by token" if not choices else ""),
                      expanded=True):

@@ -138,6 +138,15 @@ def test_models_page_tabs_in_browser(server, browser):
     page.close()
 
 
+def _open(browser, url: str, marker: str, height: int = 1300, timeout_ms: int = 120_000):
+    """A new tab on `url`, once `marker` is drawn (and Streamlit's stray "Page not found" dialog closed)."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text(marker).first.wait_for(timeout=timeout_ms)
+    _dismiss_page_not_found(page)
+    return page
+
+
 PAIR = "Your teacher and student"
 
 
@@ -147,10 +156,7 @@ def _open_view(page, label: str, marker: str) -> None:
 
 
 def test_loss_explorer_views_in_browser(server, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(f"{server}/losses", wait_until="domcontentloaded")
-    page.get_by_text("Forward KL spreads the student").first.wait_for(timeout=120_000)
-    _dismiss_page_not_found(page)
+    page = _open(browser, f"{server}/losses", "Forward KL spreads the student", 1100)
     assert page.get_by_text("Balance loss weights by gradient norm").count() == 0  # the pair has not run
     _open_view(page, PAIR, "Balance loss weights by gradient norm")
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
@@ -163,20 +169,14 @@ def test_loss_explorer_views_in_browser(server, browser):
 
 
 def test_a_link_opens_the_pair_view(server, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(f"{server}/losses?view=pair", wait_until="domcontentloaded")
-    page.get_by_text("Balance loss weights by gradient norm").first.wait_for(timeout=120_000)
-    _dismiss_page_not_found(page)
+    page = _open(browser, f"{server}/losses?view=pair", "Balance loss weights by gradient norm", 1100)
     assert page.get_by_role("radio", name=PAIR, exact=True).get_attribute("aria-checked") == "true"
     page.close()
 
 
 def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
     """The user journey of the training issue, in the browser, on the shipped reference teacher."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1300})
-    page.goto(f"{server}/runs", wait_until="domcontentloaded")
-    page.get_by_text("New run").first.wait_for(timeout=120_000)
-    _dismiss_page_not_found(page)
+    page = _open(browser, f"{server}/runs", "New run", 1300)
     page.get_by_label("steps", exact=True).fill("12")
     page.get_by_label("eval every", exact=True).fill("6")
     page.get_by_role("button", name="Start run").click()
@@ -271,10 +271,7 @@ def _visible_plots(page, n: int) -> None:
 def test_priming_journey_in_browser(server, browser):
     """What a fresh clone shows without a click: SmolLM2's outputs under each strategy, the students' accuracy
     per strategy, head maps; then one head of the teacher under chain-of-thought."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.goto(f"{server}/priming", wait_until="domcontentloaded")
-    page.get_by_text("Saved teacher outputs").first.wait_for(timeout=180_000)
-    _dismiss_page_not_found(page)
+    page = _open(browser, f"{server}/priming", "Saved teacher outputs", 1400, 180_000)
     page.get_by_text("Question:").first.wait_for(timeout=120_000)  # an example across strategies
     page.locator('[data-testid="stDataFrame"]').nth(1).wait_for(state="visible", timeout=60_000)  # summary, example
     _shoot(page, "priming_outputs", 1500)

@@ -10,19 +10,20 @@ import hashlib
 import json
 from typing import Any, Iterable
 
-EVAL_PREFIX = "eval_"
-TEACHER_SCORES = ("teacher_accuracy", "teacher_exact_match", "teacher_answer_nll")
+from kd_analysis.training.progress import EVAL_PREFIX, TEACHER_PREFIX
 
 
 def eval_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per evaluated step: the step and its eval_* values, with the teacher's scores (step 0) beside the
-    live model's; steps without an evaluation are left out."""
+    live model's; steps without an evaluation are left out. Teacher scores come from rows that are not training
+    steps (no "loss"), the rule `progress.teacher_metrics` follows."""
     rows: dict[int, dict[str, Any]] = {}
     for m in metrics:
         step = m.get("step")
         if not isinstance(step, int) or isinstance(step, bool):
             continue
-        values = {k: v for k, v in m.items() if (k.startswith(EVAL_PREFIX) or k in TEACHER_SCORES)
+        values = {k: v for k, v in m.items()
+                  if (k.startswith(EVAL_PREFIX) or (k.startswith(TEACHER_PREFIX) and "loss" not in m))
                   and isinstance(v, (int, float)) and not isinstance(v, bool)}
         if values:
             rows.setdefault(step, {"step": step}).update(values)

@@ -59,7 +59,7 @@ def run_progress(run: Run) -> RunProgress:
                        step=step, total=total, fraction=fraction,
                        eta_s=eta if state == "running" and isinstance(eta, (int, float)) else None,
                        elapsed_s=elapsed if isinstance(elapsed, (int, float)) else None, last=last,
-                       evals=_latest(metrics, EVAL_PREFIX), teacher=_latest(metrics, TEACHER_PREFIX),
+                       evals=_latest(metrics, EVAL_PREFIX), teacher=teacher_metrics(metrics),
                        skipped_lines=summary.skipped_lines)
 
 
