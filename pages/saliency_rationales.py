@@ -40,7 +40,8 @@ cap = int(w2.number_input("max tokens (cap)", 16, 32768, 512, step=64,
                                "for MiniLM, 8,192 for SmolLM2). A longer input loses the start of its question, "
                                "never its choices or answer cue, and says so. Larger is slower."))
 
-from kd_analysis.attribution.job import agreement_table, load_rationale_run, rationale_config
+from kd_analysis.attribution.job import (agreement_table, load_rationale_run, newest_rationale_job,
+                                         rationale_config, same_model_source)
 from kd_analysis.runs import RunStore, reconcile, start_run
 from kd_analysis.training.progress import run_progress
 
@@ -110,34 +111,6 @@ with st.expander("Whole data set in the background", expanded=bool(opened)):
         opened = None
 
 
-def _same_source(a: str | None, b: str) -> bool:
-    """Two model sources name the same model: equal strings, the same folder, or copies of one run's checkpoint
-    (a run store moved elsewhere keeps `<run id>/checkpoint`)."""
-    from pathlib import Path
-
-    if not a:
-        return False
-    if a == b:
-        return True
-    pa, pb = Path(a), Path(b)
-    if pa.exists() and pb.exists():
-        return pa.resolve() == pb.resolve() or (pa.name == pb.name == "checkpoint" and pa.parent.name == pb.parent.name)
-    return False
-
-
-def _saved_job_for_this_selection() -> str | None:
-    """What the page shows before any click: the newest finished job on this data set, one with this teacher
-    first."""
-    same_data = []
-    for summary in store.list(kind="rationales"):
-        cfg = store.get(summary.run_id).config()
-        if summary.state == "finished" and cfg.get("data") == sel.data_source:
-            if _same_source((cfg.get("teacher") or {}).get("source"), sel.teacher.source):
-                return summary.run_id
-            same_data.append(summary.run_id)
-    return same_data[0] if same_data else None
-
-
 state.write_url_state("job", st.session_state.get("_rationale_open"))
 
 try:
@@ -162,7 +135,7 @@ try:
             return analyse_rationales(teacher, examples, student=student if with_student else None, method=method,
                                       k=k, target=target, max_tokens=cap, progress=tick)
 
-        fallback = _saved_job_for_this_selection()
+        fallback = newest_rationale_job(store, sel.data_source, sel.teacher.source)
         st.markdown(f"**Live examples:** the first {len(examples)} examples of {md(sel.data_source)} with "
                     f"{METHODS[method].title} ({'teacher and student' if with_student else 'teacher'}).")
         task_panel(st, TASKS["rationales"], key, work,
@@ -171,7 +144,7 @@ try:
             st.stop()
         opened = fallback
         job_teacher = (store.get(fallback).config().get("teacher") or {}).get("source")
-        same = _same_source(job_teacher, sel.teacher.source)
+        same = same_model_source(job_teacher, sel.teacher.source)
         st.caption(f"Until then: the saved job {md(fallback)} on the same data set is shown below"
                    + (", with the same teacher." if same else f", made with another teacher ({md(job_teacher)})."))
     if opened:

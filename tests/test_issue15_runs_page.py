@@ -242,3 +242,26 @@ def test_the_sidebar_selection_lives_in_the_url_of_home_and_models():
     at.switch_page("pages/models_and_data.py").run()
     _no_exception(at)
     assert at.query_params["layers"] in ("3", ["3"])
+
+
+def test_newest_rationale_job_prefers_the_same_teacher_and_never_another_data_set(run_root, tmp_path):
+    import shutil
+
+    from kd_analysis.attribution.job import newest_rationale_job, same_model_source
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(run_root)
+    mine = str(ROOT / "cached_runs/reference-minilm-mc-teacher/checkpoint")
+    copy = tmp_path / "elsewhere" / "reference-minilm-mc-teacher" / "checkpoint"
+    shutil.copytree(mine, copy)
+    assert same_model_source(mine, str(copy)) and same_model_source("minilm", "minilm")
+    assert not same_model_source("minilm", mine) and not same_model_source(None, "minilm")
+    store.create("rationales", {"data": "demo:mcq", "teacher": {"source": mine}}, run_id="a-mine", state="finished")
+    store.create("rationales", {"data": "demo:mcq", "teacher": {"source": "minilm"}}, run_id="b-other",
+                 state="finished")
+    store.create("rationales", {"data": "demo:sentiment", "teacher": {"source": mine}}, run_id="c-sent",
+                 state="finished")
+    store.create("rationales", {"data": "demo:mcq", "teacher": {"source": mine}}, run_id="d-run", state="running")
+    assert newest_rationale_job(store, "demo:mcq", str(copy)) == "a-mine"  # same teacher (a copy), finished
+    assert newest_rationale_job(store, "demo:mcq", "smollm2-135m-instruct") in ("a-mine", "b-other")
+    assert newest_rationale_job(store, "demo:arithmetic", mine) is None

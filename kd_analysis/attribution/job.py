@@ -112,3 +112,31 @@ def _accuracy(run: Run, role: str) -> float | None:
     right = [line["correct"] for line in read_jsonl(run.path / ATTRIBUTIONS)
              if line.get("role") == role and line.get("correct") is not None]
     return sum(right) / len(right) if right else None
+
+
+def same_model_source(a: str | None, b: str) -> bool:
+    """Two model sources name the same model: equal strings, the same folder, or copies of one run's checkpoint
+    (a run store moved elsewhere keeps `<run id>/checkpoint`)."""
+    from pathlib import Path
+
+    if not a:
+        return False
+    if a == b:
+        return True
+    pa, pb = Path(a), Path(b)
+    if pa.exists() and pb.exists():
+        return pa.resolve() == pb.resolve() or (pa.name == pb.name == "checkpoint" and pa.parent.name == pb.parent.name)
+    return False
+
+
+def newest_rationale_job(store, data: str, teacher_source: str) -> str | None:
+    """The newest finished rationales job on `data`, one made with this teacher first: what the Saliency page
+    shows before any click."""
+    same_data = []
+    for summary in store.list(kind="rationales"):  # newest first
+        cfg = store.get(summary.run_id).config()
+        if summary.state == "finished" and cfg.get("data") == data:
+            if same_model_source((cfg.get("teacher") or {}).get("source"), teacher_source):
+                return summary.run_id
+            same_data.append(summary.run_id)
+    return same_data[0] if same_data else None
