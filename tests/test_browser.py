@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -243,6 +244,7 @@ DEEP_LINKS = [  # (url, text proving the linked view, not the default one, was o
     ("errors?run=reference-minilm-2l-kl&cell=teacher_only&example=cat-66", "Example cat-66"),
     ("priming?outputs_job=reference-smollm2-teacher-outputs", "Saved teacher outputs"),
     ("losses?view=pair", "Balance loss weights by gradient norm"),
+    ("?data=demo:arithmetic&layers=3", "teacher with 3 layers kept"),  # Home: the sidebar's selection
 ]
 
 
@@ -257,8 +259,9 @@ def test_a_copied_link_reopens_the_view_in_a_fresh_browser(server, browser, link
     _dismiss_page_not_found(page)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
     for key, value in (pair.split("=") for pair in link.split("?", 1)[1].split("&")):
-        assert f"{key}=" in page.url and value.split(",")[0] in page.url, page.url  # the page kept its link
-    _shoot(page, "link_" + link.split("?")[0], 800)
+        shown = urllib.parse.unquote(page.url)
+        assert f"{key}=" in shown and value.split(",")[0] in shown, shown  # the page kept its link
+    _shoot(page, "link_" + (link.split("?")[0] or "home"), 800)
     context.close()
 
 
