@@ -233,7 +233,10 @@ def test_saliency_live_attributions_start_show_progress_cancel_and_follow_the_da
     page.get_by_role("option", name="Short sentiment sentences (demo)").click()
     page.get_by_text("Live examples: the first 200 examples of demo:sentiment").wait_for(timeout=120_000)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
-    assert page.get_by_text("reference-minilm-rationales-after-multitask (262 examples)").count() == 0
+    # the old run's elements stay on screen (stale) until the new run ends: wait for them to go, never forever
+    page.get_by_text("reference-minilm-rationales-after-multitask (262 examples)").wait_for(state="detached",
+                                                                                           timeout=60_000)
+    assert page.get_by_text("Showing the saved job").count() == 0
     _shoot(page, "rationales_other_data", 500)
     page.close()
 
