@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_ui import state
 from app_ui.error_views import explanation_panel, export_buttons, notes_panel, report_panel
 from app_ui.resources import show_error
 from app_ui.safe_text import md
@@ -16,7 +17,7 @@ from app_ui.views import headline_metric
 from kd_analysis.errors.filters import select_examples
 from kd_analysis.errors.frames import PREDICTIONS, answer_label, load_records
 from kd_analysis.errors.slices import find_slices
-from kd_analysis.errors.workspace import PairView, notes_store, pair_view, run_data
+from kd_analysis.errors.workspace import PairView, default_run, notes_store, pair_view, run_data
 from kd_analysis.plots.errors import choice_probs_figure, matrix_cells, matrix_figure, slice_gaps_figure
 from kd_analysis.runs import RunStore
 from kd_analysis.stats import wilson_interval
@@ -25,6 +26,7 @@ PARAMS = ("run", "against", "cell", "example")
 DEFAULT_RUN = "reference-minilm-2l-kl"
 
 store = RunStore()
+sel = state.selection()
 st.title("Error analysis")
 st.caption("Which examples did distillation lose? The teacher/student right/wrong matrix of one run, the examples "
            "behind each cell, and the slices where the student falls behind.")
@@ -63,19 +65,25 @@ if not with_records:
     st.stop()
 paired = [rid for rid in with_records if {"teacher", "student"} <= set(roles[rid])]
 students = [rid for rid in with_records if "student" in roles[rid]]
+# the default follows the sidebar's data set, as every page does; a link's run wins over it
+start_run = default_run(store, paired, sel.data_source, DEFAULT_RUN) or list(with_records)[0]
 
 # --- the URL is the view: apply it when it changed from outside (a link, a pasted address) ------------------
 url = {k: st.query_params.get(k) for k in PARAMS}
 if url != st.session_state.get("_ea_url"):
-    st.session_state["ea_run"] = url["run"] if url["run"] in with_records else (
-        DEFAULT_RUN if DEFAULT_RUN in paired else (paired or list(with_records))[0])
+    st.session_state["ea_run"] = url["run"] if url["run"] in with_records else start_run
     st.session_state["ea_against"] = url["against"] if url["against"] in students else ""
     st.session_state["ea_cell"] = url["cell"] or "all"
     st.session_state["ea_example"] = url["example"]
 st.session_state.setdefault("ea_cell", "all")
 st.session_state.setdefault("ea_example", None)
 if st.session_state.get("ea_run") not in with_records:
-    st.session_state["ea_run"] = DEFAULT_RUN if DEFAULT_RUN in paired else (paired or list(with_records))[0]
+    st.session_state["ea_run"] = start_run
+elif (st.session_state.get("_ea_sidebar_data") not in (None, sel.data_source)
+      and run_data(store, st.session_state["ea_run"]) != sel.data_source):
+    # the sidebar's data set changed since this page last drew: open a run on it, from the matrix
+    st.session_state.update(ea_run=start_run, ea_against="", ea_cell="all", ea_example=None)
+st.session_state["_ea_sidebar_data"] = sel.data_source
 
 
 def _write_url() -> None:
@@ -95,14 +103,15 @@ def _reset_view() -> None:
 def _label(rid: str) -> str:
     r = with_records[rid]
     kinds = "teacher + student" if rid in paired else " + ".join(roles[rid]) + " only"
-    return f"{r.name or rid} ({kinds})"
+    return f"{r.name or rid} ({kinds}) · {run_data(store, rid)}"
 
 
 c1, c2 = st.columns(2)
 run_id = c1.selectbox("Run", list(with_records), key="ea_run", format_func=_label, on_change=_reset_view,
                       help="runs with per-example records (predictions.jsonl)")
 NO_OTHER = ""  # a real option: a selectbox holding None shows an empty placeholder instead of its label
-against_options = [NO_OTHER] + [r for r in students if r != run_id]
+# flips compare the same examples: only students evaluated on this run's data set
+against_options = [NO_OTHER] + [r for r in students if r != run_id and run_data(store, r) == run_data(store, run_id)]
 if st.session_state.get("ea_against") not in against_options:
     st.session_state["ea_against"] = NO_OTHER
 against = c2.selectbox("Compare its student with another run's (flips)", against_options, key="ea_against",

@@ -11,6 +11,7 @@ from app_ui.background import TASKS, Task, task_panel
 from app_ui.resources import dataset, load_run_model, load_teacher, load_teacher_quietly, loaded_teacher, show_error
 from app_ui.shared_results import PRIME_OUTPUTS
 from app_ui.safe_text import md
+from kd_analysis.models.loading import expected_task
 from kd_analysis.attention import STATS
 from kd_analysis.attention.compare import diff_map, rank_heads
 from kd_analysis.attention.job import attention_config, load_attention_run
@@ -52,13 +53,22 @@ def _sidebar_data_fits() -> bool:
     return bool(examples) and all(ex.task == "generation" for ex in examples)
 
 
-teacher_fits, data_fits = sel.teacher.task == "causal_lm", _sidebar_data_fits()
+teacher_task = expected_task(sel.teacher)  # "auto" resolved: the built-in's default or the checkpoint's head
+teacher_fits, data_fits = teacher_task == "causal_lm", _sidebar_data_fits()
 default_teacher = sel.teacher.source if teacher_fits else "smollm2-135m-instruct"
 default_data = sel.data_source if data_fits else "demo:arithmetic"
 if not (teacher_fits and data_fits):
-    misfit = ([f"the sidebar's teacher ({md(sel.teacher.source)}, task {md(sel.teacher.task)}) is not a causal "
-               "language model"] if not teacher_fits else []) + \
-        ([f"its data set ({md(sel.data_source)}) is not in GSM8K's format"] if not data_fits else [])
+    if teacher_fits:
+        misfit = []
+    elif teacher_task:
+        misfit = [f"the sidebar's teacher ({md(sel.teacher.source)}, a {teacher_task.replace('_', ' ')} model) is "
+                  "not a causal language model"]
+    else:  # a hub id under task "auto": its head is known only once loaded
+        misfit = [f"the sidebar's teacher ({md(sel.teacher.source)}) has task auto, so whether it is a causal "
+                  "language model is known only once it loads (set its task to causal_lm in the sidebar if it is)"]
+    if not data_fits:
+        misfit.append(f"{'its' if misfit else 'the sidebar’s'} data set ({md(sel.data_source)}) is not in GSM8K's "
+                      "format")
     st.info("This page needs a causal language model (it generates answers) and GSM8K-format data (a question and "
             "an answer ending `#### N`). " + (lambda t: t[:1].upper() + t[1:])(" and ".join(misfit))
             + ", so the fields below use "

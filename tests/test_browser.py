@@ -268,6 +268,65 @@ def test_a_copied_link_reopens_the_view_in_a_fresh_browser(server, browser, link
     context.close()
 
 
+def _settled(page) -> None:
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+
+
+def test_journey_every_page_follows_a_non_default_selection(server, browser):
+    """Issue 15: one session walks every page through the menu after picking the sentiment demo in the sidebar
+    (not the default MC set); each page shows that it uses it, or says why it cannot, and one non-default choice
+    per page takes effect. No exception box, no script error."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server, wait_until="domcontentloaded")
+    page.get_by_text("Current selection").first.wait_for(timeout=180_000)
+    _settled(page)
+    page.get_by_label("Data set").click()
+    page.get_by_role("option", name="Short sentiment sentences (demo)").click()
+    page.get_by_text("on demo:sentiment").first.wait_for(timeout=120_000)
+    _settled(page)
+    assert "data=demo%3Asentiment" in page.url or "data=demo:sentiment" in page.url
+    _shoot(page, "journey_home", 500)
+
+    def visit(title: str, marker: str) -> None:
+        page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+        page.get_by_text(marker, exact=False).first.wait_for(timeout=180_000)
+        _settled(page)
+
+    visit("Models & data", "Pair check: which losses apply")
+    page.get_by_text("on demo:sentiment").first.wait_for(timeout=60_000)  # the selection line
+    _shoot(page, "journey_models", 500)
+    visit("Loss explorer", "Forward KL spreads the student")
+    # the pair view runs the sidebar's pair on the sidebar's data: the MC teacher cannot score sentiment sentences,
+    # and the page says so in one line
+    _open_view(page, PAIR, "multiple-choice models need a data set with choices")
+    _settled(page)
+    _shoot(page, "journey_losses_pair", 800)
+    visit("Saliency rationales", "Live examples: the first 20 examples of demo:sentiment")
+    assert page.get_by_text("Showing the saved job").count() == 0  # the saved jobs are all on the MC set
+    _shoot(page, "journey_rationales", 500)
+    visit("Priming & attention", "its data set (demo:sentiment) is not in GSM8K's format")
+    assert page.get_by_text("a multiple choice model) is not a causal language model").count() == 1
+    _shoot(page, "journey_priming", 500)
+    visit("Distillation runs", "data: demo:sentiment (change them in the sidebar)")
+    _shoot(page, "journey_runs", 500)
+    visit("Compare runs", "Final metrics")
+    page.get_by_text("priming: one student per strategy").click()
+    page.wait_for_function("() => decodeURIComponent(location.search).includes('reference-smollm2-priming-')",
+                           timeout=120_000)
+    _settled(page)
+    _shoot(page, "journey_compare", 500)
+    visit("Error analysis", "Right/wrong matrix")
+    page.get_by_text("· demo:sentiment").first.wait_for(timeout=60_000)  # a run on the sidebar's data set
+    page.wait_for_function("() => decodeURIComponent(location.search).includes('run=reference-minilm-3l-sentiment')",
+                           timeout=60_000)
+    _shoot(page, "journey_errors", 500)
+    assert not errors, errors
+    page.close()
+
+
 def _visible_plots(page, n: int) -> None:
     page.wait_for_function(
         f"() => [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent !== null).length >= {n}",

@@ -184,6 +184,46 @@ def test_adding_a_note_and_tags_stores_them(error_store):
     assert notes.tags("demo:mcq", "ex-03") == {"ex-03": ["numbers"]}
 
 
+def test_default_run_follows_the_sidebar_data_set_and_flips_stay_on_it(error_store):
+    """Issue 15: every page uses the sidebar; the error page opens a run on the sidebar's data set, preferring a
+    distillation student, and only offers flips against students evaluated on the same examples."""
+    from kd_analysis.errors.workspace import default_run
+
+    kd = error_store.create("train", {"data": "demo:sentiment", "name": "sentiment kd",
+                                      "losses": [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}]},
+                            run_id="test-sent-kd", state="finished")
+    ce = error_store.create("train", {"data": "demo:sentiment", "name": "sentiment ce",
+                                      "losses": [{"name": "ce", "weight": 1.0}]}, run_id="test-sent-ce",
+                            state="finished")
+    for run in (ce, kd):
+        with open(run.path / "predictions.jsonl", "w", encoding="utf-8") as fh:
+            for row in _records(run.run_id, PATTERN):
+                fh.write(json.dumps(dict(row, data="demo:sentiment")) + "\n")
+    paired = ["test-sent-ce", "test-sent-kd", RUN, OTHER]
+    assert default_run(error_store, paired, "demo:sentiment") == "test-sent-kd"  # the KD student, not CE-only
+    assert default_run(error_store, paired, "demo:sentiment", preferred=RUN) == "test-sent-kd"
+    assert default_run(error_store, paired, "demo:mcq", preferred=OTHER) == OTHER
+    assert default_run(error_store, paired, "demo:arithmetic", preferred=OTHER) == OTHER  # nothing on that data
+    assert default_run(error_store, paired, "demo:arithmetic") == "test-sent-kd"
+    assert default_run(error_store, [], "demo:mcq") is None
+
+    at = _open({"data": "demo:sentiment"})
+    assert at.selectbox(key="ea_run").value == "test-sent-kd"
+    assert set(at.selectbox(key="ea_against").options) == {"(no: teacher × student of this run)",
+                                                           next(o for o in at.selectbox(key="ea_against").options
+                                                                if "sentiment ce" in o)}
+    at.selectbox(key=state_key("data_source")).select("demo:mcq").run()  # the sidebar's data set changes
+    assert not at.exception
+    assert at.selectbox(key="ea_run").value in (RUN, OTHER)
+    assert at.query_params["run"] in (RUN, OTHER, [RUN], [OTHER])
+
+
+def state_key(field: str) -> str:
+    from app_ui.state import widget_key
+
+    return widget_key(field)
+
+
 def test_against_shows_flips_and_no_records_is_explained(error_store, run_root):
     at = _open({"run": RUN, "against": OTHER})
     assert not at.exception

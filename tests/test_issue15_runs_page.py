@@ -98,6 +98,39 @@ def test_priming_page_says_why_it_does_not_follow_the_sidebar(run_root, tiny_dir
     assert next(t for t in at.text_input if t.label.startswith("Teacher")).value == str(tiny_dir / "llama")
 
 
+def test_expected_task_resolves_auto_without_loading_weights(tiny_dir):
+    """The priming page decides whether the sidebar's teacher fits from this: "auto" on SmolLM2 or on a local causal
+    LM folder is a causal LM; on the MC reference teacher it is multiple choice; a hub id stays unknown (no
+    network wait while a page draws)."""
+    from kd_analysis.models.loading import expected_task
+    from kd_analysis.models.specs import ModelSpec
+
+    assert expected_task(ModelSpec(source="smollm2-135m-instruct")) == "causal_lm"
+    assert expected_task(ModelSpec(source="minilm")) == "multiple_choice"
+    assert expected_task(ModelSpec(source=str(tiny_dir / "llama"))) == "causal_lm"
+    assert expected_task(ModelSpec(source=str(tiny_dir / "llama"), task="classification")) == "classification"
+    reference = ROOT / "cached_runs" / "reference-minilm-mc-teacher" / "checkpoint"
+    assert expected_task(ModelSpec(source=str(reference))) == "multiple_choice"
+    assert expected_task(ModelSpec(source="someone/some-model")) is None
+    assert expected_task(ModelSpec(source=str(tiny_dir / "no-such-folder"))) is None
+
+
+def test_priming_page_follows_a_causal_lm_sidebar_under_task_auto(run_root, tiny_dir, tmp_path):
+    """Task "auto" on a causal LM fits the page: it must not claim the teacher is not a causal LM."""
+    from tests.test_pages import _arith, open_with
+
+    data = _arith(tmp_path / "arith.jsonl")
+    at = open_with(tiny_dir / "llama", "auto", "pages/priming_attention.py", data=data)
+    _no_exception(at)
+    assert not any("needs a causal language model" in i.value for i in at.info)
+    assert next(t for t in at.text_input if t.label.startswith("Teacher")).value == str(tiny_dir / "llama")
+    at = open_with(ROOT / "cached_runs" / "reference-minilm-mc-teacher" / "checkpoint", "auto",
+                   "pages/priming_attention.py", data=data)
+    info = next(i.value for i in at.info if "needs a causal language model" in i.value)
+    assert "a multiple choice model) is not a causal language model" in info
+    assert "is not in GSM8K" not in info  # the data fits: only the teacher is named
+
+
 def test_user_errors_say_what_to_do(tiny_dir, tmp_path):
     """Issue 15: the adapter mismatch names the head and the task to use; a labelled file never shows gold None;
     an untrained head is flagged."""

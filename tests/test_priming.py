@@ -92,6 +92,10 @@ def test_unparseable_generation_counts_wrong():
                      TeacherOutput("b", "none", 5, 3, -1.0, -0.3, generated="#### 4", predicted="4", correct=True)]}
     [row] = summarise(outs)
     assert row["accuracy"] == 0.5 and row["unparseable"] == 1
+    from kd_analysis.stats import wilson_interval
+
+    lo, hi = wilson_interval(0.5, 2)  # n and the interval beside the rate (1 of 2 right: wide)
+    assert row["95% CI"] == f"{lo:.0%}–{hi:.0%} (n = 2)" and lo < 0.1 and hi > 0.9
 
 
 def test_primed_teacher_rows_align_with_the_student(tiny_dir, tmp_path):

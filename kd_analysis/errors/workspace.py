@@ -45,6 +45,25 @@ def run_data(store: RunStore, run_id: str) -> str:
     return data if isinstance(data, str) and data else run_id
 
 
+def _distils(store: RunStore, run_id: str) -> bool:
+    """True when the run's loss has a term other than plain CE on the labels (a KD student)."""
+    losses = store.get(run_id).config().get("losses") or []
+    return any(isinstance(t, dict) and t.get("name") != "ce" and (t.get("weight") or 0) > 0 for t in losses)
+
+
+def default_run(store: RunStore, paired: list[str], data: str | None, preferred: str | None = None) -> str | None:
+    """The run the error page opens with: one on the sidebar's data set (its examples are the ones the user picked),
+    `preferred` when it is such a run, else the first distillation student there, else any run on that data, else
+    `preferred` or the first run at all. `paired` lists runs with teacher and student records, in store order."""
+    on_data = [r for r in paired if run_data(store, r) == data]
+    for pool in (on_data, paired):
+        if preferred in pool:
+            return preferred
+        if pool:
+            return next((r for r in pool if _distils(store, r)), pool[0])
+    return None
+
+
 def pair_frame(store: RunStore, run_id: str) -> pd.DataFrame:
     """Teacher and student of one run side by side: one row per example, with its disagreement cell."""
     frame = run_records(store, run_id)

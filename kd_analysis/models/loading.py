@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -135,7 +136,6 @@ def _guard_memory(spec: ModelSpec, config: Any) -> None:
 
 def _smollm2_config() -> Any:
     import importlib.util
-    from pathlib import Path
 
     from transformers import AutoConfig
 
@@ -148,6 +148,32 @@ def _smollm2_config() -> Any:
     if hasattr(cfg, "quantization_config"):
         del cfg.quantization_config
     return cfg
+
+
+def expected_task(spec: ModelSpec) -> str | None:
+    """The task a load of `spec` would serve, without loading weights: the one asked for, the built-in's default,
+    or (task "auto" on a local folder) the head its config.json names. None for a hub id under "auto": reading its
+    config may go to the network, and a page deciding what to show must not wait for that."""
+    if spec.task:
+        return spec.task
+    if spec.source in BUILTINS:
+        return BUILTINS[spec.source].default_task
+    if not Path(spec.source or "").is_dir():
+        return None
+    adapter = _adapter_folder(spec.source)
+    if adapter is not None:  # a LoRA adapter loads as its base model does
+        import json
+        from dataclasses import replace
+
+        try:
+            base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return expected_task(replace(spec, source=base)) if base and base != spec.source else None
+    try:
+        return infer_task(load_config(spec, resolve_config_source(spec)))
+    except KDLensError:
+        return None
 
 
 def _estimate(spec: ModelSpec, config: Any) -> MemoryEstimate:
@@ -222,7 +248,6 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
 
 
 def _adapter_folder(source: str):
-    from pathlib import Path
 
     p = Path(source).expanduser()
     if p.is_dir() and (p / "adapter_config.json").exists() and not (p / "config.json").exists():

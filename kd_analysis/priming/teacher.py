@@ -183,6 +183,13 @@ def teacher_outputs(loaded, examples: Sequence[Example], templates: dict[str, st
     return result
 
 
+def _wilson_text(k: int, n: int) -> str:
+    from kd_analysis.stats import wilson_interval
+
+    lo, hi = wilson_interval(k / n, n)
+    return f"{lo:.0%}–{hi:.0%} (n = {n})"
+
+
 def summarise(outputs: dict[str, list[TeacherOutput]]) -> list[dict]:
     """Per strategy: mean gold-answer log-probability per token, and accuracy when answers were generated."""
     rows = []
@@ -192,6 +199,7 @@ def summarise(outputs: dict[str, list[TeacherOutput]]) -> list[dict]:
         rows.append({"strategy": strategy, "examples": len(outs),
                      "gold log-prob / token": sum(lps) / len(lps) if lps else None,
                      "accuracy": sum(bool(o.correct) for o in gen) / len(gen) if gen else None,
+                     "95% CI": _wilson_text(sum(bool(o.correct) for o in gen), len(gen)) if gen else None,
                      "unparseable": sum(o.predicted is None for o in gen) if gen else None,
                      "mean prompt tokens": sum(o.prompt_tokens for o in outs) / len(outs) if outs else None})
     return rows
