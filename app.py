@@ -8,7 +8,7 @@ from app_ui import state
 from app_ui.navigation import WORKFLOW_PAGES
 from app_ui.resources import dataset, is_loaded, load_pair, show_error
 from app_ui.safe_text import md
-from app_ui.sidebar import render_sidebar, sidebar_status, write_url_selection
+from app_ui.sidebar import data_fit_warning, render_sidebar, sidebar_status, write_url_selection
 from app_ui.views import pair_overview
 
 st.set_page_config(page_title="kd-lens", page_icon=":material/biotech:", layout="wide")
@@ -56,5 +56,6 @@ def home() -> None:
 PAGES = {p.path: st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path) for p in WORKFLOW_PAGES}
 navigation = st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), *PAGES.values()])
 render_sidebar()
+data_fit_warning()  # before the page: one that stops early (st.stop) still shows it
 navigation.run()
 sidebar_status()

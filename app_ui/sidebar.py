@@ -109,3 +109,23 @@ def sidebar_status() -> None:
                                "true`), or pick a fine-tuned teacher such as the reference MC teacher.", icon=":material/warning:")
     else:
         st.sidebar.caption("Pair not loaded yet: load it on the home page or on Models & data.")
+
+
+def data_fit_warning() -> None:
+    """Warn in the sidebar, on every page, when the teacher's task cannot score the sidebar's data set."""
+    sel = state.selection()
+    from app_ui.resources import dataset
+    from kd_analysis.data.fit import task_fit
+    from kd_analysis.models.loading import expected_task
+
+    teacher = loaded_teacher(sel.teacher)
+    task = teacher.task if teacher is not None else expected_task(sel.teacher)
+    try:
+        examples = dataset(sel.data_source).examples
+    except Exception:  # noqa: BLE001 - an unreadable data set is reported by the page that reads it
+        return
+    from app_ui.safe_text import md
+
+    message = task_fit(task, examples, md(sel.data_source))
+    if message:
+        st.sidebar.warning(message, icon=":material/rule:")
