@@ -263,8 +263,60 @@ def cmd_runs_start(args: argparse.Namespace) -> None:
     from kd_analysis.runs import start_run
 
     cfg = _train_config(args)
+    if args.seeds:
+        from kd_analysis.evidence.groups import parse_seeds, start_group
+
+        ids = start_group(cfg.to_dict(), parse_seeds(args.seeds), _store(args))
+        group = _store(args).get(ids[0]).config()["group"]
+        _print({"group": group, "runs": ids}, args.json, lambda d: f"group {d['group']}: " + " ".join(d["runs"]))
+        return
     run = start_run(cfg.to_dict(), _store(args), name=cfg.name)
     _print({"run_id": run.run_id, "path": str(run.path)}, args.json, lambda d: d["run_id"])
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
+
+
+def cmd_runs_groups(args: argparse.Namespace) -> None:
+    from kd_analysis.evidence.groups import list_groups
+
+    rows = []
+    for g in list_groups(_store(args)):
+        d = g.to_dict()
+        rows.append({k: d[k] for k in ("group", "config", "seeds", "runs", "eval_examples", "mean", "interval")}
+                    | {"name": g.name, "accuracies": g.accuracies, "unfinished": g.unfinished})
+
+    def line(r: dict) -> str:
+        band = f" (95% {_pct(r['interval'][0])}–{_pct(r['interval'][1])} across seeds)" if r["interval"] else ""
+        return (f"{r['group']:<44} {r['name']} · seeds {','.join(map(str, r['seeds'])) or '-'} · "
+                f"{r['eval_examples']} examples · mean {_pct(r['mean'])}{band}")
+
+    _print(rows, args.json, lambda rs: "\n".join(line(r) for r in rs) or "no run groups (start one with "
+           "`runs start --config FILE --seeds 0,1,2`)")
+
+
+def cmd_runs_compare(args: argparse.Namespace) -> None:
+    from kd_analysis.evidence.groups import compare
+
+    _, out = compare(_store(args), args.a, args.b)
+    _print(out, args.json, lambda d: d["sentence"] + f"\n{d['test']}; interval: {d['interval_method']}")
+
+
+def cmd_runs_gap(args: argparse.Namespace) -> None:
+    from kd_analysis.evidence.groups import gap
+
+    g = gap(_store(args), args.kd, args.ce)
+
+    def text(d: dict) -> str:
+        if d["value"] is None:
+            return f"gap closed: {d['note']}"
+        lo, hi = d["interval"]
+        return (f"{args.kd} closes {d['value']:.0%} of the teacher–student gap over {args.ce} (95% interval "
+                f"{lo:.0%} to {hi:.0%}; teacher {_pct(d['teacher'])}, CE-only {_pct(d['ce'])}, KD {_pct(d['kd'])}, "
+                f"{d['n']} examples)" + (f"; {d['note']}" if d["note"] else ""))
+
+    _print(g.to_dict(), args.json, text)
 
 
 def cmd_runs_agreement(args: argparse.Namespace) -> None:
@@ -446,6 +498,17 @@ def build_parser() -> argparse.ArgumentParser:
     r_start = runs_cmd("start", cmd_runs_start, "start a training run in the background (like the page does)")
     r_start.add_argument("--config", help="a TrainConfig as .json or .yaml (with --preset: settings to override)")
     r_start.add_argument("--preset", help="start from a paper preset (see `presets list`)")
+    r_start.add_argument("--seeds", help="a run group: one run per seed, e.g. 0,1,2 (same held-out examples)")
+    runs_cmd("groups", cmd_runs_groups, "run groups (one config over several seeds): mean accuracy and its 95%% "
+             "interval across seeds")
+    r_cmp = runs_cmd("compare", cmd_runs_compare, "paired comparison of two runs or groups on the eval examples they "
+                     "share: difference, 95%% interval, p")
+    r_cmp.add_argument("a", metavar="A", help="run or group id")
+    r_cmp.add_argument("b", metavar="B", help="run or group id")
+    r_gap = runs_cmd("gap", cmd_runs_gap, "share of the teacher-student gap a KD run or group closes over its "
+                     "CE-only twin")
+    r_gap.add_argument("kd", metavar="KD", help="run or group id of the distilled student")
+    r_gap.add_argument("ce", metavar="CE", help="run or group id of the CE-only twin")
     runs_cmd("cancel", cmd_runs_cancel, "stop a queued or running run").add_argument("run_id", metavar="RUN_ID")
     runs_cmd("agreement", cmd_runs_agreement, "teacher-student attribution agreement of every finished "
              "rationales job (before / after distillation)")

@@ -97,8 +97,15 @@ class TrainConfig:
     warmup_steps: int = 0
     max_length: int = 128
     eval_every: int = 25
-    eval_size: int = 50  # examples held out for evaluation (taken after shuffling with `seed`)
+    eval_size: int = 50  # examples held out for evaluation (taken after shuffling with `split_seed`)
     train_size: int | None = None
+    # the shuffle that picks the held-out examples; None: `seed`. A run group fixes it, so that every seed of the
+    # group (and every group compared with it) is scored on the same examples, which paired statistics need
+    split_seed: int | None = None
+    # few-label regime: only the first `labels` training examples keep their gold labels; the rest form an
+    # unlabelled transfer set that only distillation terms see (CE-only training uses the labelled ones alone)
+    labels: int | None = None
+    group: str | None = None  # the run group (one config over several seeds) this run belongs to
     # language models: cache the teacher's top-k per target token (log-probabilities over its full vocabulary;
     # KD adds one tail bucket for the rest). Storage: 8·k bytes per token (512 B at 64). None: full vocabulary,
     # nothing cached, the teacher runs every step (exact; for high τ, where the top-k hold little mass).
@@ -233,6 +240,12 @@ class TrainConfig:
                 positive(f"τ of the {term.name} term", term.tau)
             if term.tau_end is not None:
                 positive(f"tau_end of the {term.name} term", term.tau_end)
+        if self.split_seed is not None and (not isinstance(self.split_seed, int) or self.split_seed < 0):
+            raise KDLensError(f"split_seed must be a whole number ≥ 0 (got {self.split_seed!r})")
+        if self.labels is not None:
+            positive("labels (the labelled training examples)", self.labels, integer=True)
+            if self.train_teacher:
+                raise KDLensError("labels (few-label regime) is for students; a teacher trains on every label")
         if self.train_teacher and any(t.name != "ce" for t in self.losses):
             raise KDLensError("fine-tuning the teacher itself uses the ce term only")
         if self.rationales:

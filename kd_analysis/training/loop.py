@@ -45,9 +45,9 @@ class TrainResult:
 
 
 def split_examples(examples: Sequence[Example], cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
-    """Deterministic shuffle by seed, then eval_size held out; train_size caps the rest."""
+    """Deterministic shuffle by split_seed (else seed), then eval_size held out; train_size caps the rest."""
     items = list(examples)
-    random.Random(cfg.seed).shuffle(items)
+    random.Random(cfg.seed if cfg.split_seed is None else cfg.split_seed).shuffle(items)
     n_eval = min(cfg.eval_size, max(len(items) // 5, 1))
     evals, train = items[:n_eval], items[n_eval:]
     if cfg.train_size:
@@ -164,10 +164,32 @@ def _token_sinkhorn_applies(params: dict, n: int, note) -> bool:
     return True
 
 
-def ce_loss(student_out: Any, examples: Sequence[Example], rows: AnswerRows | None = None) -> torch.Tensor:
+def ce_loss(student_out: Any, examples: Sequence[Example], rows: AnswerRows | None = None,
+            labelled: set[str] | None = None) -> torch.Tensor:
+    """CE on the gold labels; with `labelled` (few-label regime) only those examples count, mean over them, and a
+    batch without any is 0 (its distillation terms still train)."""
     if isinstance(student_out, LMBatch):
         return (rows or AnswerRows.of(student_out)).ce()
+    if labelled is not None:
+        keep = [i for i, ex in enumerate(examples) if ex.id in labelled]
+        if not keep:
+            return student_out.float().sum() * 0.0
+        student_out, examples = student_out[keep], [examples[i] for i in keep]
     return torch.nn.functional.cross_entropy(student_out.float(), gold_labels(examples, student_out.device))
+
+
+def few_labels(cfg: TrainConfig, train_set: list[Example], task: str) -> tuple[list[Example], set[str] | None, str]:
+    """The few-label regime's training set, the ids that keep their labels, and the log line saying so."""
+    if not cfg.labels:
+        return train_set, None, ""
+    if task not in ("classification", "multiple_choice"):
+        raise KDLensError(f"labels (few-label regime) works for classification and multiple choice, not {task}")
+    labelled = {ex.id for ex in train_set[: cfg.labels]}
+    if not cfg.kd_terms and not cfg.rationales:  # nothing learns from unlabelled inputs: train on the labels alone
+        return train_set[: cfg.labels], labelled, f"few labels: {len(labelled)} labelled examples, no transfer set " \
+            "(CE only)"
+    return train_set, labelled, (f"few labels: {len(labelled)} labelled examples + {len(train_set) - len(labelled)} "
+                                 "unlabelled ones that only the distillation terms see")
 
 
 def _paper_alignment(cfg: TrainConfig) -> bool:
@@ -334,7 +356,10 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     data = load_dataset(cfg.data)
     train_set, eval_set = split_examples(data.examples, cfg)
     _check_task(task, train_set + eval_set, cfg.data)
+    train_set, labelled, few = few_labels(cfg, train_set, task)
     say(f"data {cfg.data}: {len(train_set)} train / {len(eval_set)} eval examples, task {task}")
+    if few:
+        say(few)
     long = over_length(student.tokenizer, train_set + eval_set, cfg.max_length)
     if long:
         warnings.append(f"at least {long} of {len(train_set) + len(eval_set)} examples have a text longer than "
@@ -404,7 +429,9 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                      teacher_probs=teacher_probs, teacher_lm=teacher_lm)
     if s_records:
         save_records(s_records, live_role, 0)
-    emit({"step": 0, "held_out": len(eval_set), **{f"eval_{k}": v for k, v in first.items()}})
+    emit({"step": 0, "held_out": len(eval_set), "train_examples": len(train_set),
+          **({"labelled": len(labelled)} if labelled is not None else {}),
+          **{f"eval_{k}": v for k, v in first.items()}})
     evals = [{"step": 0, **first}]
 
     step, start, last = 0, time.monotonic(), {}
@@ -425,7 +452,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                 terms: dict[str, torch.Tensor] = {}
                 ce_w = sum(t.weight for t in cfg.losses if t.name == "ce")
                 if ce_w > 0:
-                    terms["ce"] = ce_loss(out, examples, answer_rows)
+                    terms["ce"] = ce_loss(out, examples, answer_rows, labelled)
                 if cfg.kd_terms:
                     t_rows = _teacher_rows(cfg, cache, teacher, [originals[ex.id] for ex in examples], width,
                                            s_prompt, student.tokenizer)
