@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
              "rationales job (before / after distillation)")
     runs_cmd("make-reference", cmd_runs_make_reference,
              "regenerate the demo's reference runs (~40 min on 2 CPU cores)").add_argument(
-        "--only", nargs="*", help="run ids to regenerate (default: all)")
+        "--only", nargs="*", help="run ids to regenerate, shell patterns allowed ('reference-mcl-*'; default: all)")
 
     presets = sub.add_parser("presets", help="paper presets: the papers' losses, optimisers and schedules as configs")
     psub = presets.add_subparsers(dest="action", required=True, parser_class=_Parser)

@@ -16,6 +16,23 @@ OWN = "your runs"
 store = RunStore()
 reconcile(store)
 st.title("Compare runs")
+VIEWS = {"runs": "Runs", "groups": "Groups over seeds (paired statistics)"}
+if st.session_state.get("cmp_view") is None or st.query_params.get("view") != st.session_state.get("_cmp_view_url"):
+    st.session_state["cmp_view"] = st.query_params.get("view") if st.query_params.get("view") in VIEWS else "runs"
+view = st.segmented_control("View", list(VIEWS), format_func=VIEWS.get, key="cmp_view",
+                            label_visibility="collapsed") or "runs"
+want_view = None if view == "runs" else view
+if st.query_params.get("view") != want_view:
+    if want_view:
+        st.query_params["view"] = want_view
+    else:
+        del st.query_params["view"]
+st.session_state["_cmp_view_url"] = want_view
+if view == "groups":
+    from app_ui.group_views import groups_view
+
+    groups_view(store)
+    st.stop()
 runs = store.list(kind="train")
 if not runs:
     st.info("No runs yet. Start one on the Distillation runs page, or regenerate the reference runs with "

@@ -21,6 +21,7 @@ from kd_analysis.errors.records import save_run_records
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
+from kd_analysis.training import shared_teacher
 from kd_analysis.training.batches import (AnswerRows, LMBatch, gold_labels, lm_outputs, paper_rows, position_outputs,
                                           target_lengths, task_outputs)
 from kd_analysis.training.config import TrainConfig
@@ -45,10 +46,11 @@ class TrainResult:
 
 
 def split_examples(examples: Sequence[Example], cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
-    """Deterministic shuffle by split_seed (else seed), then eval_size held out; train_size caps the rest."""
+    """Deterministic shuffle by split_seed (else seed), then eval_size held out (at most half the set);
+    train_size caps the rest."""
     items = list(examples)
     random.Random(cfg.seed if cfg.split_seed is None else cfg.split_seed).shuffle(items)
-    n_eval = min(cfg.eval_size, max(len(items) // 5, 1))
+    n_eval = min(cfg.eval_size, max(len(items) // 2, 1))  # never more than half: the rest must train
     evals, train = items[:n_eval], items[n_eval:]
     if cfg.train_size:
         train = train[: cfg.train_size]
@@ -400,6 +402,9 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
         raise KDLensError("an annealed temperature (tau_end) needs the teacher's full rows at every τ: set "
                           "teacher_topk to null for language models")
     cache = TeacherCache(topk=cfg.teacher_topk, temperatures=run_temperatures(cfg.term_tau(t) for t in cfg.kd_terms))
+    shared_key = shared_teacher.teacher_key(cfg, task)
+    if shared_teacher.shared_rows(shared_key) is not None:  # make-reference: one teacher pass for every student
+        cache.entries = shared_teacher.shared_rows(shared_key)
     note = _Once(say)
     if trackers:
         acc.init_trackers("kd-lens", config={k: str(v) for k, v in cfg.to_dict().items()})
@@ -414,9 +419,13 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
             save_run_records(out_dir, records, role=role, step=at_step, data=cfg.data, lengths=lengths)
 
     if not cfg.train_teacher:
-        t_records: list = []
-        teacher_eval = evaluate(teacher, teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher),
-                                records=t_records)
+        def teacher_pass() -> tuple[dict, list]:
+            records: list = []
+            return evaluate(teacher, teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher),
+                            records=records), records
+
+        teacher_eval, t_records = shared_teacher.shared_eval(
+            None if cfg.priming or cfg.rationales else shared_key, [ex.id for ex in teacher_eval_set], teacher_pass)
         teacher_probs = {r.example_id: r.probs for r in t_records if r.probs is not None}
         save_records(t_records, "teacher", 0)
         say(f"teacher on the eval set: {teacher_eval}")

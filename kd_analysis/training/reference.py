@@ -13,6 +13,7 @@ can be distilled from it on a fresh clone; student weights are not (later steps 
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 from pathlib import Path
@@ -199,9 +200,55 @@ def teacher_outputs_plan() -> list[tuple[str, str, dict]]:
                                                    name="Reference: SmolLM2's outputs under each strategy"))]
 
 
+# --- run groups on the large MC demo: the few-label regime beside the full-label one ------------------------------
+GROUP_DATA = "demo:mcq-large"
+GROUP_TEACHER_RUN = "reference-minilm-mcl-teacher"
+GROUP_PREFIX = "reference-mcl-"
+GROUP_SEEDS = (0, 1, 2)
+FEW_LABELS = 100
+GROUP_EVAL = dict(data=GROUP_DATA, eval_size=500, split_seed=0, device="cpu")
+GROUP_STUDENT = dict(steps=150, eval_every=150, batch_size=16, lr=1e-4, tau=2.0, save_checkpoint=False,
+                     **GROUP_EVAL)
+
+
+def group_losses() -> dict[str, tuple[str, list[LossTerm]]]:
+    """(label, loss terms) per group: CE only, three KL-family mixes, and SinKD's mix with its SST-2 α, T, β."""
+    from kd_analysis.training.presets import SINKD_TASKS, sinkd_losses
+
+    alpha, temperature = SINKD_TASKS["sst2"][:2]
+    return {"ce": ("CE only", [LossTerm("ce", 1.0)]),
+            "kl": ("0.5·CE + 0.5·KL", [LossTerm("ce", 0.5), LossTerm("kl", 0.5)]),
+            "rkl": ("0.5·CE + 0.5·reverse KL", [LossTerm("ce", 0.5), LossTerm("rkl", 0.5)]),
+            "js": ("0.5·CE + 0.5·JS", [LossTerm("ce", 0.5), LossTerm("js", 0.5)]),
+            "sinkd": ("SinKD's loss mix (their SST-2 α, T, β)", sinkd_losses(alpha, temperature))}
+
+
+def group_plan(store: RunStore) -> list[tuple[str, str, dict]]:
+    """The teacher fine-tuned on every training label of the large MC demo, then per regime (100 labels + an
+    unlabelled transfer set; every label) and per loss a group of three seeds, all scored on the same 500
+    held-out questions and trained for the same 150 steps of 16."""
+    from kd_analysis.evidence.groups import group_configs
+
+    teacher = TrainConfig(name="Reference teacher: MiniLM + LoRA fine-tuned on the large MC demo",
+                          teacher=ModelSpec("minilm", task="multiple_choice"), train_teacher=True, lr=1e-3,
+                          losses=[LossTerm("ce", 1.0)], lora=LoraSettings(r=8, alpha=16), epochs=2, eval_every=1000,
+                          batch_size=8, seed=0, **GROUP_EVAL)
+    plan = [(GROUP_TEACHER_RUN, "train", teacher.to_dict())]
+    source = ModelSpec(_local(store.root / GROUP_TEACHER_RUN / "checkpoint"), task="multiple_choice")
+    for regime, labels, words in (("few", FEW_LABELS, f"{FEW_LABELS} labels"), ("full", None, "all labels")):
+        for key, (label, losses) in group_losses().items():
+            base = TrainConfig(name=f"Reference group ({words}): {label}", teacher=source,
+                               student=StudentSpec(num_layers=2), losses=losses, labels=labels, seed=0,
+                               **GROUP_STUDENT).to_dict()
+            for cfg in group_configs(base, GROUP_SEEDS, group=f"{GROUP_PREFIX}{regime}-{key}"):
+                plan.append((f"{GROUP_PREFIX}{regime}-{key}-s{cfg['seed']}", "train", cfg))
+    return plan
+
+
 def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     return ([(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)] + sinkd_plan(store)
-            + rationale_plan(store) + teacher_heads_plan() + teacher_outputs_plan() + priming_plan(store))
+            + rationale_plan(store) + teacher_heads_plan() + teacher_outputs_plan() + priming_plan(store)
+            + group_plan(store))
 
 
 def make_reference(store: RunStore | None = None, log: Callable[[str], None] = print,
@@ -209,10 +256,17 @@ def make_reference(store: RunStore | None = None, log: Callable[[str], None] = p
     """Run every reference step in this process; each replaces its old folder only once it has finished."""
     from kd_analysis.training.worker import run_one
 
+    from kd_analysis.training.shared_teacher import shared_teacher_outputs
+
     store = store or RunStore()
+    with shared_teacher_outputs():  # the students of one frozen teacher share its logits and its evaluation
+        return _make(store, log, only, run_one)
+
+
+def _make(store: RunStore, log: Callable[[str], None], only: list[str] | None, run_one) -> list[str]:
     done = []
     for run_id, kind, config in reference_plan(store):
-        if only and run_id not in only:
+        if only and not any(fnmatch.fnmatchcase(run_id, pattern) for pattern in only):
             continue
         log(f"{run_id}: {config['name']}")
         tmp_id = f"{run_id}.new"

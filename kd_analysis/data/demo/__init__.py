@@ -10,7 +10,9 @@ from typing import Any, Callable
 
 from kd_analysis.data.demo.arithmetic import arithmetic_rows
 from kd_analysis.data.demo.mcq import mcq_rows
+from kd_analysis.data.demo.mcq_large import mcq_large_rows
 from kd_analysis.data.demo.sentiment import sentiment_rows
+from kd_analysis.data.demo.sentiment_large import sentiment_large_rows
 
 
 @dataclass(frozen=True)
@@ -30,4 +32,10 @@ DEMO_SETS: dict[str, DemoSet] = {
                           "One- and two-step word problems with worked solutions ending in `#### N`."),
     "sentiment": DemoSet("sentiment", "Short sentiment sentences", "sst2", ".tsv", sentiment_rows,
                          "Short review sentences labelled 0 (negative) or 1 (positive)."),
+    "mcq-large": DemoSet("mcq-large", "Everyday multiple choice, large", "commonsenseqa", ".jsonl", mcq_large_rows,
+                         "About 1,800 five-choice questions: the small set's facts in more wordings, new fact tables "
+                         "and ordered scales (which is the heaviest?); for run groups and paired statistics."),
+    "sentiment-large": DemoSet("sentiment-large", "Sentiment sentences, large", "sst2", ".tsv", sentiment_large_rows,
+                               "1,800 review sentences, 30% of them turning with \"but\" (the clause after it "
+                               "carries the label)."),
 }

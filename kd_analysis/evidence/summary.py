@@ -1,0 +1,55 @@
+"""One row per run group with what a reader needs beside its mean: seeds, n, the 95% band across seeds, and, for a
+distillation group, the share of the teacher–student gap it closes over its CE-only twin (with its interval)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from kd_analysis.evidence.groups import RunGroup, ce_twin, final_correct, gap, is_ce_only, list_groups, members
+from kd_analysis.runs import RunStore
+
+
+def group_rows(store: RunStore, groups: Sequence[RunGroup] | None = None) -> list[dict[str, Any]]:
+    groups = list(groups) if groups is not None else list_groups(store)
+    rows = []
+    for g in groups:
+        twin = None if is_ce_only(g.config) else ce_twin(store, g, groups)
+        closed = gap(store, g.group, twin.group) if twin and g.runs else None
+        teacher = None
+        if g.runs:
+            try:
+                teacher = float(final_correct(store, g.runs[0], role="teacher").mean())
+            except Exception:  # noqa: BLE001 - a group without teacher records simply shows none
+                teacher = None
+        rows.append({"group": g.group, "name": g.name, "data": g.data, "labels": g.config.get("labels"),
+                     "seeds": len(g.runs), "eval examples": g.eval_examples, "mean": g.mean,
+                     "low": g.interval[0] if g.interval else None, "high": g.interval[1] if g.interval else None,
+                     "accuracies": g.accuracies, "teacher": teacher, "ce twin": twin.group if twin else None,
+                     "gap closed": closed.value if closed else None,
+                     "gap low": closed.interval[0] if closed and closed.interval else None,
+                     "gap high": closed.interval[1] if closed and closed.interval else None,
+                     "gap note": closed.note if closed else ("CE only: the baseline" if is_ce_only(g.config)
+                                                             else "no CE-only twin in the store")})
+    return rows
+
+
+def group_curve(store: RunStore, group: str, metric: str = "eval_accuracy") -> dict[str, list[float]]:
+    """Mean of `metric` across the group's seeds at each step they all logged, with a 95% t band."""
+    from kd_analysis.evidence.paired import t_interval
+
+    per_run = []
+    for rid in members(store, group):
+        points = {m["step"]: m[metric] for m in store.get(rid).metrics()
+                  if isinstance(m.get(metric), (int, float)) and "step" in m}
+        per_run.append(points)
+    steps = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
+    out: dict[str, list[float]] = {"step": [], "mean": [], "low": [], "high": []}
+    for s in steps:
+        values = [p[s] for p in per_run]
+        band = t_interval(values) or (values[0], values[0])
+        out["step"].append(s)
+        out["mean"].append(float(np.mean(values)))
+        out["low"].append(band[0])
+        out["high"].append(band[1])
+    return out
