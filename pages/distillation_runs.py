@@ -11,6 +11,7 @@ from kd_analysis.models.device import describe_device
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.run_evals import eval_curves
 from kd_analysis.plots.runs import run_losses
+from kd_analysis.evidence.groups import group_configs, parse_seeds, start_group
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
 from kd_analysis.attribution.methods import METHODS
 from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
@@ -107,6 +108,15 @@ with st.form("new_run"):
                                 "keep little of the teacher (SmolLM2, τ 2: 44% of its mass is outside the top 64). "
                                 "0: nothing cached, the teacher runs every step over its full vocabulary (exact).")
     c1, c2 = st.columns(2)
+    seeds_text = c1.text_input("seeds for a run group (e.g. 0,1,2; empty: one run)", key=K + "seeds",
+                               help="one run per seed, all scored on the same held-out examples (the seed above "
+                                    "fixes the split); the Compare page shows the group as one bar with its band "
+                                    "across seeds and compares groups with paired statistics")
+    labels = c2.number_input("labelled examples (0: every label)", 0, 1_000_000, int(defaults.labels or 0),
+                             key=K + "labels",
+                             help="the few-label regime: only this many training examples keep their labels; the "
+                                  "rest are an unlabelled transfer set that only distillation terms see")
+    c1, c2 = st.columns(2)
     use_lora = c1.checkbox("LoRA", value=defaults.lora is not None, key=K + "lora")
     lora_r = c2.number_input("LoRA r", 1, 256, int(defaults.lora.r if defaults.lora else 8), key=K + "lora_r")
     if preset is None:
@@ -138,7 +148,7 @@ if submitted:
         form = {"tau": float(tau), "lr": float(lr), "epochs": float(epochs) or None, "steps": int(steps),
                 "batch_size": int(batch), "eval_every": int(eval_every), "eval_size": int(eval_size),
                 "grad_accum": int(accum), "seed": int(seed), "precision": precision, "device": device,
-                "teacher_topk": int(topk) or None}
+                "teacher_topk": int(topk) or None, "labels": int(labels) or None}
         if use_lora != (defaults.lora is not None) or (use_lora and int(lora_r) != defaults.lora.r):
             form["lora"] = ({"r": int(lora_r), "alpha": 2 * int(lora_r)} if use_lora else None)
         if models == "sidebar":
@@ -164,11 +174,19 @@ if submitted:
                 cfg.name = " + ".join(f"{t.weight:g}·{t.name}" for t in cfg.losses)
                 if cfg.rationales:
                     cfg.name += f" + rationales ({cfg.rationales.mode}, k={cfg.rationales.k})"
-        twin = None if allow_duplicate else active_twin(store, cfg.to_dict())
+        seeds = parse_seeds(seeds_text) if seeds_text.strip() else None
+        configs = group_configs(cfg.to_dict(), seeds) if seeds else [cfg.to_dict()]
+        twin = None if allow_duplicate else next(filter(None, (active_twin(store, c) for c in configs)), None)
         if twin is not None:
             st.warning(f"Not started: the identical run {md(twin)} is already queued or running (a second submit of "
                        "the same form). Change a setting, or tick *start it even if an identical run is queued or "
                        "running*.", icon=":material/content_copy:")
+        elif seeds:
+            ids = start_group(cfg.to_dict(), seeds, store)
+            st.session_state["watch_run"] = ids[0]
+            st.success(f"Started the group {md(configs[0]['group'])}: {len(ids)} runs (seeds "
+                       f"{', '.join(map(str, seeds))}), queued one after another. Compare runs › Groups shows them "
+                       "as one bar with its band.", icon=":material/play_circle:")
         else:
             run = start_run(cfg.to_dict(), store, name=cfg.name)
             st.session_state["watch_run"] = run.run_id

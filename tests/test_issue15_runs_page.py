@@ -298,3 +298,29 @@ def test_newest_rationale_job_prefers_the_same_teacher_and_never_another_data_se
     assert newest_rationale_job(store, "demo:mcq", str(copy)) == "a-mine"  # same teacher (a copy), finished
     assert newest_rationale_job(store, "demo:mcq", "smollm2-135m-instruct") in ("a-mine", "b-other")
     assert newest_rationale_job(store, "demo:arithmetic", mine) is None
+
+
+def test_run_form_starts_a_group_over_seeds_in_the_few_label_regime(run_root, monkeypatch):
+    """Issue 16: the run form starts one run per seed (a group sharing its held-out split), with labels=N."""
+    from kd_analysis import runs as runs_mod
+    from kd_analysis.runs import RunStore
+
+    monkeypatch.setattr(runs_mod, "start_run", lambda config, store=None, *, name=None, kind="train":
+                        store.create(kind, config, state="queued", name=name))
+    monkeypatch.setattr(runs_mod, "reconcile", lambda store: None)
+    at = open_page(RUNS_PAGE)
+    next(t for t in at.text_input if t.label.startswith("seeds for a run group")).input("0, 1,2")
+    next(n for n in at.number_input if n.label.startswith("labelled examples")).set_value(30)
+    next(b for b in at.button if b.label == "Start run").click().run()
+    _no_exception(at)
+    assert any("Started the group" in s.value and "3 runs" in s.value for s in at.success), \
+        [e.value for e in at.error]
+    configs = [RunStore(run_root).get(r.run_id).config() for r in RunStore(run_root).list(kind="train")]
+    assert sorted(c["seed"] for c in configs) == [0, 1, 2]
+    assert {c["group"] for c in configs}.__len__() == 1 and {c["split_seed"] for c in configs} == {0}
+    assert {c["labels"] for c in configs} == {30}
+    next(b for b in at.button if b.label == "Start run").click().run()  # the same group again: refused
+    assert any("Not started" in w.value for w in at.warning) and len(RunStore(run_root).list(kind="train")) == 3
+    next(t for t in at.text_input if t.label.startswith("seeds for a run group")).input("0,x")
+    next(b for b in at.button if b.label == "Start run").click().run()
+    assert any("seeds must be whole numbers" in e.value for e in at.error)
