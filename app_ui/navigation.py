@@ -14,6 +14,9 @@ class PageInfo:
 
 
 WORKFLOW_PAGES = [
+    PageInfo("pages/summary.py", "Summary", ":material/auto_stories:", "summary",
+             "The demo's story in five minutes: size and speed, whether distillation works (with intervals), what "
+             "the losses do, what the teacher looks at, priming."),
     PageInfo("pages/models_and_data.py", "Models & data", ":material/deployed_code:", "models",
              "Load checkpoints (built-in, folder, hub id), see their architecture and the pair check, validate data."),
     PageInfo("pages/loss_explorer.py", "Loss explorer", ":material/compare_arrows:", "losses",

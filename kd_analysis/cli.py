@@ -342,6 +342,14 @@ def cmd_runs_make_reference(args: argparse.Namespace) -> None:
     _print(done, args.json, lambda d: "\n".join(d))
 
 
+def cmd_story(args: argparse.Namespace) -> None:
+    from kd_analysis.story import write_story
+
+    out = write_story(args.out, _store(args))
+    _print(out, args.json, lambda d: f"{d['path']}: {d['bytes'] / 1e6:.1f} MB, {len(d['sections'])} sections in "
+           f"{d['seconds']} s" + (f" (not available: {', '.join(d['missing'])})" if d["missing"] else ""))
+
+
 # presets ------------------------------------------------------------------------------------------------------
 def cmd_presets_list(args: argparse.Namespace) -> None:
     from kd_analysis.training.presets import PRESETS
@@ -515,6 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs_cmd("make-reference", cmd_runs_make_reference,
              "regenerate the demo's reference runs (~40 min on 2 CPU cores)").add_argument(
         "--only", nargs="*", help="run ids to regenerate, shell patterns allowed ('reference-mcl-*'; default: all)")
+
+    story = sub.add_parser("story", help="the demo's story (the Summary page) as one self-contained HTML file")
+    story.add_argument("--out", default="story.html", help="the HTML file to write (default: story.html)")
+    story.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    story.add_argument("--json", action="store_true")
+    story.set_defaults(fn=cmd_story)
 
     presets = sub.add_parser("presets", help="paper presets: the papers' losses, optimisers and schedules as configs")
     psub = presets.add_subparsers(dest="action", required=True, parser_class=_Parser)

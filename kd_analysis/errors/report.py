@@ -8,7 +8,6 @@ text that comes from data, models or users is HTML-escaped.
 """
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -23,24 +22,13 @@ from kd_analysis.errors.frames import answer_label
 from kd_analysis.errors.slices import Slice, find_slices, slice_metrics
 from kd_analysis.errors.workspace import PairView, notes_store, pair_view, run_data
 from kd_analysis.fileio import atomic_write_text
+from kd_analysis.html_parts import document_head
+from kd_analysis.html_parts import esc as _e, figure_html as _figure, table_html as _table
 from kd_analysis.runs import RunStore
 from kd_analysis.stats import wilson_interval
 
 MAX_PINS = 200  # a report is read by people; more pins belong in the CSV export
 TOP_SLICES = 15
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;
-color:#1f2328;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:0}h2{border-bottom:1px solid #d0d7de;padding-bottom:4px;margin-top:2em}
-.muted{color:#59636e;font-size:.9em}table{border-collapse:collapse;margin:8px 0;font-size:.9em}
-th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f6f8fa}
-td.num{text-align:right;font-variant-numeric:tabular-nums}.example{border:1px solid #d0d7de;border-radius:6px;
-padding:12px 16px;margin:16px 0}.tag{display:inline-block;background:#ddf4ff;border-radius:10px;padding:0 8px;
-margin:0 4px 0 0;font-size:.85em}pre{white-space:pre-wrap;background:#f6f8fa;padding:8px;border-radius:4px}
-.note{border-left:3px solid #d0d7de;padding-left:8px;margin:6px 0}
-"""
-
 
 @dataclass
 class ReportResult:
@@ -57,32 +45,8 @@ class ReportResult:
         return asdict(self)
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
 def _pct(x: float | None) -> str:
     return "–" if x is None or pd.isna(x) else f"{x:.1%}"
-
-
-def _plotly_js() -> str:
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs()
-
-
-def _figure(fig) -> str:
-    import plotly.io as pio
-
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False,
-                       config={"displaylogo": False, "responsive": True})
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] = frozenset()) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td class="num">{_e(v)}</td>' if i in numeric else f"<td>{_e(v)}</td>"
-                                    for i, v in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _matrix_section(view: PairView) -> str:
@@ -250,10 +214,7 @@ def report_html(store: RunStore, run_id: str, *, against: str | None = None, pin
     findings_html, shown = _findings_section(view, min_n)
     explained = [p for p in pins if _pick_explanation(found, p, method, target) is not None]
     parts = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-        f"<title>{_e(title)}</title><style>{CSS}</style>",
-        f"<script type=\"text/javascript\">{_plotly_js()}</script></head><body>",
+        document_head(title),
         f"<h1>{_e(title)}</h1>",
         f"<p class=\"muted\">Run {_e(run_id)}" + (f" against {_e(against)}" if against else "")
         + f" · {_e(data)} data · {view.n} held-out examples · made by kd-lens on "

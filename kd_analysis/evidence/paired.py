@@ -171,15 +171,16 @@ def describe(c: PairedComparison, a_name: str, b_name: str) -> str:
         f"{c.seeds[0]} and {c.seeds[1]} seeds"
     scope = f"{runs} × {c.n} examples"
     lo, hi = c.interval
-    nums = f"95% interval {lo * 100:+.1f} to {hi * 100:+.1f}, p = {_p(c.p)}, {scope}"
+    nums = f"95% interval {lo * 100:+.1f} to {hi * 100:+.1f}, {p_text(c.p)}, {scope}"
     if not c.distinguishable:
         return f"{a_name} and {b_name} are not distinguishable: {c.difference * 100:+.1f} points ({nums})."
     first, second, diff = (a_name, b_name, c.difference) if c.difference > 0 else (b_name, a_name, -c.difference)
     return f"{first} beats {second} by {diff * 100:.1f} points ({nums})."
 
 
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+def p_text(p: float) -> str:
+    """"p = 0.006", or "p < 0.001" below what the number of decimals shows."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def t_interval(values: Any) -> tuple[float, float] | None:

@@ -204,6 +204,7 @@ def teacher_outputs_plan() -> list[tuple[str, str, dict]]:
 GROUP_DATA = "demo:mcq-large"
 GROUP_TEACHER_RUN = "reference-minilm-mcl-teacher"
 GROUP_PREFIX = "reference-mcl-"
+SIZE_SPEED_RUN = "reference-mcl-size-speed"
 GROUP_SEEDS = (0, 1, 2)
 FEW_LABELS = 100
 GROUP_EVAL = dict(data=GROUP_DATA, eval_size=500, split_seed=0, device="cpu")
@@ -235,6 +236,11 @@ def group_plan(store: RunStore) -> list[tuple[str, str, dict]]:
                           batch_size=8, seed=0, **GROUP_EVAL)
     plan = [(GROUP_TEACHER_RUN, "train", teacher.to_dict())]
     source = ModelSpec(_local(store.root / GROUP_TEACHER_RUN / "checkpoint"), task="multiple_choice")
+    from kd_analysis.evidence.size_speed import KIND, size_speed_config
+
+    plan.append((SIZE_SPEED_RUN, KIND, size_speed_config(
+        source.to_dict(), StudentSpec(num_layers=2).to_dict(), GROUP_DATA,
+        name="Reference: size and speed of the large-MC teacher and its 2-layer student")))
     for regime, labels, words in (("few", FEW_LABELS, f"{FEW_LABELS} labels"), ("full", None, "all labels")):
         for key, (label, losses) in group_losses().items():
             base = TrainConfig(name=f"Reference group ({words}): {label}", teacher=source,

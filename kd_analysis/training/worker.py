@@ -181,7 +181,8 @@ def run_job(run_id: str, root: str | None = None) -> int:
 BACKGROUND_JOBS = {"rationales": "kd_analysis.attribution.job:rationale_job",
                    "attention": "kd_analysis.attention.job:attention_job",
                    "teacher_outputs": "kd_analysis.priming.job:outputs_job",
-                   "explanations": "kd_analysis.errors.explain:explain_job"}
+                   "explanations": "kd_analysis.errors.explain:explain_job",
+                   "size_speed": "kd_analysis.evidence.size_speed:size_speed_job"}
 
 
 def run_one(run: Run, store: RunStore) -> int:
