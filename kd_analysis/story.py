@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import plotly.graph_objects as go
 
@@ -39,6 +39,14 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.1%}"
 
 
+def _saved(store: RunStore, run_id: str, load: Callable[[Any], Any]) -> Any:
+    """A shipped job's result, or None when it is missing or unreadable (the section then says what to run)."""
+    try:
+        return load(store.get(run_id))
+    except Exception:  # noqa: BLE001 - any failure to read it means the same to the reader: not available
+        return None
+
+
 def _loss(row: dict[str, Any]) -> str:
     """A group's loss mix from its name ("Reference group (100 labels): 0.5·CE + 0.5·KL" -> "0.5·CE + 0.5·KL")."""
     return row["name"].split(": ", 1)[-1]
@@ -49,10 +57,7 @@ def size_section(store: RunStore) -> Section:
     from kd_analysis.training.reference import SIZE_SPEED_RUN
 
     sec = Section("size", "1. Size and speed", "pages/models_and_data.py", "Models & data")
-    try:
-        result = load_size_speed(store.get(SIZE_SPEED_RUN))
-    except Exception:  # noqa: BLE001 - a missing job is said below
-        result = None
+    result = _saved(store, SIZE_SPEED_RUN, load_size_speed)
     if result is None:
         sec.missing = f"no size-and-speed job yet: `python -m kd_analysis runs make-reference --only {SIZE_SPEED_RUN}`"
         return sec
@@ -143,10 +148,7 @@ def saliency_section(store: RunStore) -> Section:
     from kd_analysis.plots.attribution import token_heatmap_html
 
     sec = Section("saliency", "4. What the teacher looks at", "pages/saliency_rationales.py", "Saliency rationales")
-    try:
-        report = load_rationale_run(store.get(RATIONALES_RUN))
-    except Exception:  # noqa: BLE001
-        report = None
+    report = _saved(store, RATIONALES_RUN, load_rationale_run)
     if report is None or not report.teacher:
         sec.missing = f"no rationales job yet: `python -m kd_analysis runs make-reference --only {RATIONALES_RUN}`"
         return sec
@@ -178,10 +180,7 @@ def priming_section(store: RunStore) -> Section:
     from kd_analysis.stats import wilson_interval
 
     sec = Section("priming", "5. Priming the teacher", "pages/priming_attention.py", "Priming & attention")
-    try:
-        outputs = load_outputs_run(store.get(OUTPUTS_RUN))
-    except Exception:  # noqa: BLE001
-        outputs = {}
+    outputs = _saved(store, OUTPUTS_RUN, load_outputs_run) or {}
     if not outputs:
         sec.missing = f"no teacher-outputs job yet: `python -m kd_analysis runs make-reference --only {OUTPUTS_RUN}`"
         return sec
@@ -203,10 +202,7 @@ def priming_section(store: RunStore) -> Section:
         f"across strategies on {n} questions; "
         + ("every 95% interval overlaps every other, so no strategy can be said to beat another at this scale."
            if overlap else "some intervals do not overlap; read the page for which."))
-    try:
-        stats = {s.label: s for s in load_attention_run(store.get(HEADS_RUN))}
-    except Exception:  # noqa: BLE001
-        stats = {}
+    stats = {s.label: s for s in _saved(store, HEADS_RUN, load_attention_run) or []}
     if "cot" in stats and "none" in stats:
         sec.figures.append(diff_heatmap(diff_map(stats["cot"], stats["none"], STAT)))
         sec.sentences.append(

@@ -23,6 +23,7 @@ SHOTS = Path(os.environ.get("KD_LENS_SCREENSHOTS", ROOT / "test-artifacts" / "sc
 # (url path, text that proves the page drew its content, element that must be visible)
 PAGES = [
     ("", "Current selection", '[data-testid="stMetric"]'),
+    ("summary", "Does distillation work?", ".js-plotly-plot"),
     ("models", "Pair check: which losses apply", '[data-testid="stDataFrame"]'),
     ("losses", "Forward KL spreads the student", ".js-plotly-plot"),
     ("runs", "New run", '[data-testid="stForm"]'),
@@ -266,6 +267,37 @@ def test_a_copied_link_reopens_the_view_in_a_fresh_browser(server, browser, link
         assert f"{key}=" in shown and value.split(",")[0] in shown, shown  # the page kept its link
     _shoot(page, "link_" + (link.split("?")[0] or "home"), 800)
     context.close()
+
+
+def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
+    """Issue 16: the story page draws its five sections from the shipped runs, and its export is one file that
+    opens with no network and draws its charts."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server}/summary", wait_until="domcontentloaded")
+    page.get_by_text("5. Priming the teacher").first.wait_for(timeout=180_000)
+    _dismiss_page_not_found(page)
+    _settled(page)
+    page.get_by_text(re.compile(r"KD \(.*\) beats CE only by")).first.wait_for(timeout=30_000)
+    _shoot(page, "summary", 1500)
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Export this story (HTML, works offline)").click()
+    out = tmp_path / "story.html"
+    download.value.save_as(out)
+    assert not errors, errors
+    page.close()
+    offline = browser.new_context()
+    offline.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:") else
+                  route.continue_())
+    story = offline.new_page(viewport={"width": 1200, "height": 1400})
+    story.on("pageerror", lambda e: errors.append(str(e)))
+    story.goto(out.as_uri())
+    story.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4",
+                            timeout=60_000)
+    assert story.locator("h2").count() == 5 and not errors, errors
+    story.screenshot(path=str(SHOTS / "summary_export.png"), full_page=True)
+    offline.close()
 
 
 def _settled(page) -> None:

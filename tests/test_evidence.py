@@ -182,3 +182,20 @@ def test_cli_groups_compare_gap_json(grouped, run_root):
     assert 0 < gap_out["value"] < 1.5 and len(gap_out["interval"]) == 2
     assert_clean_error(cli("runs", "compare", kl["group"], "nope-1", env=env), "neither a run nor a run group")
     assert_clean_error(cli("runs", "compare", kl["group"], other, env=env), "different data sets")
+
+
+def test_reference_group_plan_shares_split_and_budget_across_losses_and_regimes(tmp_path):
+    from kd_analysis.training.config import TrainConfig
+    from kd_analysis.training.reference import (FEW_LABELS, GROUP_PREFIX, GROUP_SEEDS, GROUP_TEACHER_RUN,
+                                                SIZE_SPEED_RUN, group_plan)
+
+    plan = group_plan(RunStore(tmp_path))
+    ids = [rid for rid, _, _ in plan]
+    assert ids[:2] == [GROUP_TEACHER_RUN, SIZE_SPEED_RUN]
+    students = [(rid, cfg) for rid, kind, cfg in plan if rid.startswith(GROUP_PREFIX) and kind == "train"]
+    assert len(students) == 2 * 5 * len(GROUP_SEEDS)
+    for rid, cfg in students:
+        TrainConfig.from_dict(cfg).validate()
+        assert cfg["split_seed"] == 0 and cfg["eval_size"] == 500 and cfg["steps"] == 150
+        assert cfg["group"] == rid.rsplit("-s", 1)[0] and cfg["labels"] == (FEW_LABELS if "-few-" in rid else None)
+    assert {c["seed"] for _, c in students} == set(GROUP_SEEDS)
