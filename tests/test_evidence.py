@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -54,6 +55,8 @@ def test_the_interval_widens_with_seed_noise_and_the_words_follow_it():
     assert (steady.interval[1] - steady.interval[0]) < (noisy.interval[1] - noisy.interval[0])
     sentence = describe(steady, "KL", "CE")
     assert sentence.startswith("KL beats CE by") and "3 seeds × 500 examples" in sentence and "p = " in sentence
+    flipped = describe(compare_paired(np.stack([truth_b] * 3), np.stack([truth_a] * 3)), "CE", "KL")
+    assert flipped.startswith("KL beats CE by") and re.search(r"interval \+\d+\.\d to \+\d+\.\d", flipped)
     tie = compare_paired(truth_a[None, :].astype(int), truth_a[None, :].astype(int))
     assert tie.p == 1.0 and "not distinguishable" in describe(tie, "KL", "CE")
     with pytest.raises(ValueError, match="same examples"):

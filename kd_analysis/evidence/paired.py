@@ -171,10 +171,14 @@ def describe(c: PairedComparison, a_name: str, b_name: str) -> str:
         f"{c.seeds[0]} and {c.seeds[1]} seeds"
     scope = f"{runs} × {c.n} examples"
     lo, hi = c.interval
-    nums = f"95% interval {lo * 100:+.1f} to {hi * 100:+.1f}, {p_text(c.p)}, {scope}"
     if not c.distinguishable:
+        nums = f"95% interval {lo * 100:+.1f} to {hi * 100:+.1f}, {p_text(c.p)}, {scope}"
         return f"{a_name} and {b_name} are not distinguishable: {c.difference * 100:+.1f} points ({nums})."
-    first, second, diff = (a_name, b_name, c.difference) if c.difference > 0 else (b_name, a_name, -c.difference)
+    if c.difference > 0:
+        first, second, diff = a_name, b_name, c.difference
+    else:  # B wins: say it of B, with B − A's interval
+        first, second, diff, lo, hi = b_name, a_name, -c.difference, -hi, -lo
+    nums = f"95% interval {lo * 100:+.1f} to {hi * 100:+.1f}, {p_text(c.p)}, {scope}"
     return f"{first} beats {second} by {diff * 100:.1f} points ({nums})."
 
 

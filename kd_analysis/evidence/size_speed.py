@@ -78,6 +78,16 @@ def _latency(loaded, examples, repeats: int, stop: threading.Event | None) -> tu
     return statistics.median(times), (min(times), max(times))
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def measure(teacher, student, examples: Sequence, repeats: int = 20, stop: threading.Event | None = None) -> SizeSpeed:
     import torch
 
@@ -86,7 +96,7 @@ def measure(teacher, student, examples: Sequence, repeats: int = 20, stop: threa
         median, spread = _latency(loaded, examples, repeats, stop)
         costs[role] = ModelCost(role, loaded.info().parameters, _disk_bytes(loaded.model), median, spread)
     return SizeSpeed(costs["teacher"], costs["student"], len(examples), repeats,
-                     f"{platform.machine()} · {platform.processor() or platform.system()}", torch.get_num_threads(),
+                     f"{_cpu_name()} ({platform.system()}, CPU)", torch.get_num_threads(),
                      time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 
 
