@@ -102,7 +102,7 @@ def distillation_section(store: RunStore) -> Section:
         f"questions reaches {_pct(ce['mean'])} (mean of {ce['seeds']} seeds, 95% {_pct(ce['low'])}–"
         f"{_pct(ce['high'])}); distilled from the teacher on the unlabelled rest, the best loss ({_loss(best)}) "
         f"reaches {_pct(best['mean'])} (95% {_pct(best['low'])}–{_pct(best['high'])}).")
-    result, _ = compare(store, best["group"], ce["group"])
+    result, _ = compare(store, best["group"], ce["group"], groups)
     sec.sentences.append(describe(result, f"KD ({_loss(best)})", "CE only"))
     if best["gap closed"] is not None:
         sec.sentences.append(f"It closes {best['gap closed']:.0%} of the gap between the CE-only student and the "
@@ -120,18 +120,46 @@ def distillation_section(store: RunStore) -> Section:
     full_kd = [r for r in full.values() if r["ce twin"]]
     if full_ce and full_kd:
         full_best = max(full_kd, key=lambda r: r["mean"] or 0)
-        cmp, _ = compare(store, full_best["group"], full_ce["group"])
+        cmp, _ = compare(store, full_best["group"], full_ce["group"], groups)
         sec.sentences.append("With every label, the same comparison: " + describe(
             cmp, f"KD ({_loss(full_best)})", "CE only"))
     return sec
 
 
-def losses_section() -> Section:
-    from kd_analysis.losses.toy import describe_fits, fit_behaviour, fit_toy
+TOY_FILE = "story_toy.json"  # the toy fits at the default settings, beside the runs (precomputed, shipped)
+
+
+def toy_result(store: RunStore) -> dict[str, Any]:
+    """The toy fits at the default settings: read from the store when they were fitted with these settings and
+    these losses, else fitted now (≈1 s) and saved for the next reader."""
+    import json
+    from dataclasses import asdict
+
+    from kd_analysis.fileio import atomic_write_text
+    from kd_analysis.losses.toy import ToyConfig, fit_toy
+
+    config = json.loads(json.dumps(asdict(ToyConfig())))
+    path = store.root / TOY_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("config") == config:
+            return saved["result"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    result = json.loads(json.dumps(fit_toy().to_dict()))  # as a reader of the file gets it (lists, not tuples)
+    try:
+        atomic_write_text(path, json.dumps({"config": config, "result": result}))
+    except OSError:
+        pass  # a read-only store: fitted again next time
+    return result
+
+
+def losses_section(store: RunStore) -> Section:
+    from kd_analysis.losses.toy import describe_fits, fit_behaviour
     from kd_analysis.plots.losses import toy_fits
 
     sec = Section("losses", "3. What the losses do", "pages/loss_explorer.py", "Loss explorer")
-    res = fit_toy().to_dict()
+    res = toy_result(store)
     fits = res["fits"]
     t_mass = [m["mass"] for m in res["modes"]]
     notes = {k: fit_behaviour(v["mode_mass"], t_mass, res["main"])[0] for k, v in fits.items()}
@@ -214,7 +242,7 @@ def priming_section(store: RunStore) -> Section:
 
 def build_story(store: RunStore | None = None) -> list[Section]:
     store = store or RunStore()
-    return [size_section(store), distillation_section(store), losses_section(), saliency_section(store),
+    return [size_section(store), distillation_section(store), losses_section(store), saliency_section(store),
             priming_section(store)]
 
 

@@ -73,3 +73,20 @@ def test_summary_page_draws_every_section_with_links_and_export():
     assert not at.info, [i.value for i in at.info]  # every section has its shipped runs
     text = " ".join(m.value for m in at.markdown)
     assert "faster" in text and "seeds × 500 examples" in text and "random words would" in text
+
+
+def test_the_toy_picture_is_precomputed_and_refitted_when_its_settings_change(run_root, monkeypatch):
+    import kd_analysis.losses.toy as toy
+    from kd_analysis.story import TOY_FILE, toy_result
+
+    store = RunStore(run_root)
+    run_root.mkdir(parents=True, exist_ok=True)
+    first = toy_result(store)
+    assert (run_root / TOY_FILE).exists() and first["fits"]
+    monkeypatch.setattr(toy, "fit_toy", lambda *a, **k: (_ for _ in ()).throw(AssertionError("refitted")))
+    assert toy_result(store) == first  # read back, not fitted again
+    saved = json.loads((run_root / TOY_FILE).read_text())
+    saved["config"]["tau"] = 3.0  # fitted under other settings: not reused
+    (run_root / TOY_FILE).write_text(json.dumps(saved))
+    with pytest.raises(AssertionError, match="refitted"):
+        toy_result(store)

@@ -86,16 +86,33 @@ def start_group(config: dict[str, Any], seeds: Sequence[int], store: RunStore | 
 
 # --- correctness from the records -----------------------------------------------------------------------------
 
+_CORRECT: dict[tuple, pd.Series] = {}  # (records file, its mtime and size, role) -> correctness; files change rarely
+
+
 def final_correct(store: RunStore, run_id: str, role: str = "student") -> pd.Series:
-    """Correctness (0/1) per example id at the role's last recorded evaluation."""
+    """Correctness (0/1) per example id at the role's last recorded evaluation (cached by the file's stamp)."""
+    from kd_analysis.errors.frames import PREDICTIONS
     from kd_analysis.errors.workspace import run_records
 
+    path = store.root / run_id / PREDICTIONS
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, role)
+    except OSError:
+        key = None
+    if key is not None and key in _CORRECT:
+        return _CORRECT[key]
     frame = run_records(store, run_id)  # a run without records is refused there, with what to do
     rows = frame[frame["role"] == role]
     if rows.empty:
         raise KDLensError(f"run {run_id} has no {role} records")
     rows = rows[rows["step"] == rows["step"].max()]
-    return rows.drop_duplicates("example_id", keep="last").set_index("example_id")["correct"].astype(float)
+    out = rows.drop_duplicates("example_id", keep="last").set_index("example_id")["correct"].astype(float)
+    if key is not None:
+        if len(_CORRECT) > 512:
+            _CORRECT.clear()
+        _CORRECT[key] = out
+    return out
 
 
 def list_groups(store: RunStore) -> list[RunGroup]:
@@ -125,9 +142,9 @@ def list_groups(store: RunStore) -> list[RunGroup]:
     return groups
 
 
-def members(store: RunStore, ident: str) -> list[str]:
-    """A group id → its finished runs; a run id → itself."""
-    for g in list_groups(store):
+def members(store: RunStore, ident: str, groups: Sequence[RunGroup] | None = None) -> list[str]:
+    """A group id → its finished runs; a run id → itself. `groups`: a listing already made (saves re-reading)."""
+    for g in groups if groups is not None else list_groups(store):
         if g.group == ident:
             if not g.runs:
                 raise KDLensError(f"group {ident} has no finished run yet")
@@ -151,9 +168,11 @@ def _shared_ids(store: RunStore, run_ids: Sequence[str]) -> list[str]:
     return sorted(common or [])
 
 
-def compare(store: RunStore, a: str, b: str) -> tuple[PairedComparison, dict[str, Any]]:
+def compare(store: RunStore, a: str, b: str, groups: Sequence[RunGroup] | None = None
+            ) -> tuple[PairedComparison, dict[str, Any]]:
     """A (run or group) against B on the eval examples they share; the dict is what `runs compare --json` prints."""
-    runs_a, runs_b = members(store, a), members(store, b)
+    groups = list(groups) if groups is not None else list_groups(store)
+    runs_a, runs_b = members(store, a, groups), members(store, b, groups)
     data = {store.get(r).config().get("data") for r in runs_a + runs_b}
     if len(data) > 1:
         raise KDLensError(f"{a} and {b} were evaluated on different data sets ({', '.join(sorted(map(str, data)))})")
@@ -164,12 +183,12 @@ def compare(store: RunStore, a: str, b: str) -> tuple[PairedComparison, dict[str
     out = {"a": a, "b": b, "difference": result.difference, "interval": list(result.interval), "p": result.p,
            "test": result.test, "n": result.n, "interval_method": result.interval_method, "seeds": list(result.seeds),
            "per_seed_p": result.per_seed_p, "a_mean": result.a_mean, "b_mean": result.b_mean,
-           "sentence": describe(result, display_name(store, a), display_name(store, b))}
+           "sentence": describe(result, display_name(store, a, groups), display_name(store, b, groups))}
     return result, out
 
 
-def display_name(store: RunStore, ident: str) -> str:
-    for g in list_groups(store):
+def display_name(store: RunStore, ident: str, groups: Sequence[RunGroup] | None = None) -> str:
+    for g in groups if groups is not None else list_groups(store):
         if g.group == ident:
             return g.name
     try:
@@ -178,9 +197,10 @@ def display_name(store: RunStore, ident: str) -> str:
         return ident
 
 
-def gap(store: RunStore, kd: str, ce: str) -> GapClosed:
+def gap(store: RunStore, kd: str, ce: str, groups: Sequence[RunGroup] | None = None) -> GapClosed:
     """Share of the teacher–student gap `kd` closes over its CE-only twin `ce`, teacher scored on the same examples."""
-    runs_kd, runs_ce = members(store, kd), members(store, ce)
+    groups = list(groups) if groups is not None else list_groups(store)
+    runs_kd, runs_ce = members(store, kd, groups), members(store, ce, groups)
     ids = _shared_ids(store, runs_kd + runs_ce)
     teacher = final_correct(store, runs_kd[0], role="teacher").reindex(ids)
     if teacher.isna().any():

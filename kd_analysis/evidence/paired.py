@@ -86,21 +86,24 @@ def sign_flip_p(differences: np.ndarray, scale: int) -> float:
 
 def _bootstrap(a: np.ndarray, b: np.ndarray, reps: int, rng: np.random.Generator,
                teacher: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Replicated means of A, B (and the teacher, on the same example draws), in chunks to bound memory."""
+    """Replicated means of A, B (and the teacher) on the same example draws, seeds drawn per side.
+
+    An example draw with replacement is its count vector (how often each example was drawn), so every seed's mean
+    over the drawn examples is one matrix product; the drawn seeds are then averaged. Chunked to bound memory."""
     n = a.shape[1]
     out_a, out_b, out_t = [], [], []
-    chunk = max(1, 2_000_000 // (n * max(a.shape[0], b.shape[0])))
+    chunk = max(1, 4_000_000 // n)
     done = 0
     while done < reps:
         r = min(chunk, reps - done)
-        ex = rng.integers(0, n, size=(r, n))
-        sa = rng.integers(0, a.shape[0], size=(r, a.shape[0]))
-        sb = rng.integers(0, b.shape[0], size=(r, b.shape[0]))
-        # per replicate: the mean over the drawn seeds and the drawn examples
-        out_a.append(np.take_along_axis(a[sa], ex[:, None, :], axis=2).mean(axis=(1, 2)))
-        out_b.append(np.take_along_axis(b[sb], ex[:, None, :], axis=2).mean(axis=(1, 2)))
+        draws = rng.integers(0, n, size=(r, n)) + (np.arange(r) * n)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=r * n).reshape(r, n).astype(float)  # r × n
+        for m, out in ((a, out_a), (b, out_b)):
+            per_seed = counts @ m.T / n  # r × seeds: each seed's accuracy on the drawn examples
+            drawn = rng.integers(0, m.shape[0], size=(r, m.shape[0]))
+            out.append(np.take_along_axis(per_seed, drawn, axis=1).mean(axis=1))
         if teacher is not None:
-            out_t.append(teacher[ex].mean(axis=1))
+            out_t.append(counts @ teacher / n)
         done += r
     return np.concatenate(out_a), np.concatenate(out_b), (np.concatenate(out_t) if teacher is not None else None)
 

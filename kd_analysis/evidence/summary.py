@@ -15,7 +15,7 @@ def group_rows(store: RunStore, groups: Sequence[RunGroup] | None = None) -> lis
     rows = []
     for g in groups:
         twin = None if is_ce_only(g.config) else ce_twin(store, g, groups)
-        closed = gap(store, g.group, twin.group) if twin and g.runs else None
+        closed = gap(store, g.group, twin.group, groups) if twin and g.runs else None
         teacher = None
         if g.runs:
             try:
@@ -34,12 +34,13 @@ def group_rows(store: RunStore, groups: Sequence[RunGroup] | None = None) -> lis
     return rows
 
 
-def group_curve(store: RunStore, group: str, metric: str = "eval_accuracy") -> dict[str, list[float]]:
+def group_curve(store: RunStore, group: str, metric: str = "eval_accuracy",
+                groups: Sequence[RunGroup] | None = None) -> dict[str, list[float]]:
     """Mean of `metric` across the group's seeds at each step they all logged, with a 95% t band."""
     from kd_analysis.evidence.paired import t_interval
 
     per_run = []
-    for rid in members(store, group):
+    for rid in members(store, group, groups):
         points = {m["step"]: m[metric] for m in store.get(rid).metrics()
                   if isinstance(m.get(metric), (int, float)) and "step" in m}
         per_run.append(points)
