@@ -202,3 +202,21 @@ def test_reference_group_plan_shares_split_and_budget_across_losses_and_regimes(
         assert cfg["split_seed"] == 0 and cfg["eval_size"] == 500 and cfg["steps"] == 150
         assert cfg["group"] == rid.rsplit("-s", 1)[0] and cfg["labels"] == (FEW_LABELS if "-few-" in rid else None)
     assert {c["seed"] for _, c in students} == set(GROUP_SEEDS)
+
+
+def test_every_shipped_reference_run_names_a_teacher_that_ships_too():
+    """A fresh clone must be able to rerun or explain any reference run: a teacher it names under cached_runs/ must
+    be in the repository (a .gitignore once left the large-MC teacher's adapter out)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    tracked = set(subprocess.run(["git", "ls-files", "cached_runs"], cwd=root, capture_output=True, text=True,
+                                 check=True).stdout.split())
+    configs = sorted(p for p in tracked if p.endswith("/config.json") and p.count("/") == 2)
+    assert configs
+    for path in configs:
+        teacher = (json.loads((root / path).read_text()).get("teacher") or {}).get("source") or ""
+        if teacher.startswith("cached_runs/"):
+            assert any(f"{teacher}/{name}" in tracked for name in ("adapter_config.json", "config.json")), \
+                f"{path} names {teacher}, which is not in the repository"
