@@ -8,10 +8,11 @@ import streamlit as st
 from app_ui.safe_text import md
 from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.groups import compare
-from kd_analysis.evidence.paired import INTERVAL_METHOD, TEST_NAME
+from kd_analysis.evidence.paired import INTERVAL_METHOD, TEST_NAME, describe, p_text
 from kd_analysis.evidence.summary import group_curve, group_rows
 from kd_analysis.plots.groups import group_band_curves, group_bars
 from kd_analysis.runs import RunStore
+from kd_analysis.training.progress import common_prefix
 
 
 def _stamp(store: RunStore) -> tuple:
@@ -33,8 +34,8 @@ def _rows(root: str, stamp: tuple) -> list[dict]:
 
 
 @st.cache_data(show_spinner="Comparing on the shared examples…", max_entries=64)
-def _compare(root: str, a: str, b: str, stamp: tuple) -> dict:
-    return compare(RunStore(root), a, b)[1]
+def _compare(root: str, a: str, b: str, stamp: tuple) -> tuple:
+    return compare(RunStore(root), a, b)
 
 
 def _pct(v: float | None) -> str:
@@ -50,7 +51,8 @@ def groups_view(store: RunStore) -> None:
                 "runs make-reference`.", icon=":material/info:")
         return
     by_data: dict[str, list[dict]] = {}
-    for r in rows:
+    # the few-label blocks first (where distillation shows), then by data set
+    for r in sorted(rows, key=lambda r: (r["data"], r["labels"] is None, r["labels"] or 0)):
         by_data.setdefault(f"{r['data']} · {'%d labels' % r['labels'] if r['labels'] else 'all labels'}",
                            []).append(r)
     st.caption("A group is one config over several seeds, every seed scored on the same held-out examples. Bars: "
@@ -58,17 +60,20 @@ def groups_view(store: RunStore) -> None:
     for title, members in by_data.items():
         st.markdown(f"**{md(title)}**")
         teacher = next((r["teacher"] for r in members if r["teacher"] is not None), None)
-        st.plotly_chart(group_bars(members, teacher, title), width="stretch",
+        prefix = common_prefix([r["name"] for r in members])  # names differ after it: the bars show the rest
+        short = [{**r, "name": r["name"][len(prefix):]} for r in members]
+        if prefix:
+            st.caption(f"Groups named “{md(prefix.strip())} …”")
+        st.plotly_chart(group_bars(short, teacher), width="stretch",
                         config={"toImageButtonOptions": {"format": "png", "filename": "groups"}})
         table = pd.DataFrame([{
-            "group": r["name"], "seeds": r["seeds"], "eval n": r["eval examples"], "mean": r["mean"],
+            "group": r["name"], "seeds": r["seeds"], "eval n": r["eval examples"], "mean": _pct(r["mean"]),
             "95% across seeds": f"{_pct(r['low'])}–{_pct(r['high'])}" if r["low"] is not None else "one seed",
             "gap closed": (f"{r['gap closed']:.0%} (95% {r['gap low']:.0%} to {r['gap high']:.0%})"
                            if r["gap closed"] is not None else r["gap note"]),
             "id": r["group"]} for r in members])
         st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"mean": st.column_config.NumberColumn(format="percent"),
-                                    "gap closed": st.column_config.TextColumn(
+                     column_config={"gap closed": st.column_config.TextColumn(
                                         width="large", help="(KD − CE-only) / (teacher − CE-only) on the same "
                                         "examples, with a paired bootstrap interval over examples and seeds")})
     _paired(store, rows, stamp)
@@ -81,7 +86,9 @@ def _paired(store: RunStore, rows: list[dict], stamp: tuple) -> None:
                f"p: {TEST_NAME}; with one seed each it is the exact McNemar test.")
     ids = [r["group"] for r in rows]
     names = {r["group"]: f"{r['name']} ({r['data']})" for r in rows}
-    best = max((r for r in rows if r["ce twin"]), key=lambda r: r["mean"] or 0, default=None)
+    # default: the distillation group that closes the most of its gap, against its CE-only twin
+    best = max((r for r in rows if r["ce twin"]), default=None,
+               key=lambda r: -1e9 if r["gap closed"] is None else r["gap closed"])
     default_a = best["group"] if best else ids[0]
     default_b = best["ce twin"] if best else ids[min(1, len(ids) - 1)]
     url_a, url_b = st.query_params.get("a"), st.query_params.get("b")
@@ -96,20 +103,22 @@ def _paired(store: RunStore, rows: list[dict], stamp: tuple) -> None:
         st.info("Pick two different groups.", icon=":material/info:")
         return
     try:
-        out = _compare(str(store.root), a, b, stamp)
+        result, out = _compare(str(store.root), a, b, stamp)
     except KDLensError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
         return
-    st.markdown(f"#### {md(out['sentence'])}")
+    full = [next(r["name"] for r in rows if r["group"] == g) for g in (a, b)]
+    prefix = common_prefix(full)
+    st.markdown(f"#### {md(describe(result, full[0][len(prefix):], full[1][len(prefix):]))}")
     m = st.columns(4)
     m[0].metric("A − B", f"{out['difference'] * 100:+.1f} pts", help="difference of mean accuracy")
     m[1].metric("95% interval", f"{out['interval'][0] * 100:+.1f} to {out['interval'][1] * 100:+.1f}")
     m[2].metric("p", "< 0.001" if out["p"] < 0.001 else f"{out['p']:.3f}")
-    m[3].metric("n", f"{out['seeds'][0]}×{out['seeds'][1]} seeds · {out['n']}",
-                help="seeds of A × seeds of B · shared eval examples")
+    m[3].metric("seeds · examples", f"{out['seeds'][0]}×{out['seeds'][1]} · {out['n']}",
+                help="seeds of A × seeds of B · the eval examples both share")
     if len(out["per_seed_p"]) > 1:
         st.caption("Exact McNemar p per seed pair (seed k of A against seed k of B): "
-                   + ", ".join(f"{p:.3f}" for p in out["per_seed_p"]))
+                   + ", ".join(p_text(p).removeprefix("p ").removeprefix("= ") for p in out["per_seed_p"]))
 
 
 def _curves(store: RunStore, rows: list[dict]) -> None:

@@ -94,7 +94,8 @@ def distillation_section(store: RunStore) -> Section:
         return sec
     best = max(kd, key=lambda r: r["mean"] or 0)
     teacher = best["teacher"]
-    sec.figures.append(group_bars([ce, best], teacher, f"{FEW_LABELS} labels + an unlabelled transfer set "
+    short = [{**r, "name": _loss(r)} for r in (ce, best)]  # the regime is in the title
+    sec.figures.append(group_bars(short, teacher, f"{FEW_LABELS} labels + an unlabelled transfer set "
                                                       f"({GROUP_DATA}, {best['eval examples']} held-out questions)"))
     sec.sentences.append(
         f"The teacher (MiniLM fine-tuned on every training label) answers {_pct(teacher)} of "
@@ -173,6 +174,7 @@ def losses_section(store: RunStore) -> Section:
 def saliency_section(store: RunStore) -> Section:
     from kd_analysis.attribution.job import load_rationale_run
     from kd_analysis.attribution.report import headline
+    from kd_analysis.html_parts import esc
     from kd_analysis.plots.attribution import token_heatmap_html
 
     sec = Section("saliency", "4. What the teacher looks at", "pages/saliency_rationales.py", "Saliency rationales")
@@ -183,7 +185,8 @@ def saliency_section(store: RunStore) -> Section:
     k = report.k
     head = headline(report.teacher, k, "any")
     sec.sentences.append(
-        f"Saliency (gradient norm) marks the {k} input words behind the teacher's answer. In {_pct(head['value'])} "
+        f"Saliency (gradient norm) marks the {k} input words behind the answer of the MC teacher (MiniLM fine-tuned "
+        f"on the small MC demo). In {_pct(head['value'])} "
         f"of {head['n']} questions those words include the gold answer (95% {_pct(head['low'])}–{_pct(head['high'])}); "
         f"{k} random words would in {_pct(head['chance'])}.")
     for wanted, verdict in ((True, "answered right"), (False, "answered wrong")):
@@ -191,9 +194,9 @@ def saliency_section(store: RunStore) -> Section:
         if a is None:
             continue
         heat = report.heat(a.example_id, "teacher")
-        sec.sentences.append(f"Example {a.example_id}, {verdict}: it chose “{a.predicted_label}”, the gold answer is "
-                             f"“{a.gold_label}”.")
-        sec.html.append(token_heatmap_html(heat["words"], heat["rationale"], heat["answer"]))
+        caption = (f"Example {a.example_id}, {verdict}: it chose “{a.predicted_label}”, the gold answer is "
+                   f"“{a.gold_label}”.")
+        sec.html.append(f"<p>{esc(caption)}</p>" + token_heatmap_html(heat["words"], heat["rationale"], heat["answer"]))
     sec.sentences.append("Orange supports the answer, blue works against it; boxed words are the rationale, "
                          "underlined words the gold answer.")
     return sec

@@ -287,10 +287,10 @@ def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
     download.value.save_as(out)
     assert not errors, errors
     page.close()
-    offline = browser.new_context()
+    offline = browser.new_context(viewport={"width": 1200, "height": 1400})
     offline.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:") else
                   route.continue_())
-    story = offline.new_page(viewport={"width": 1200, "height": 1400})
+    story = offline.new_page()
     story.on("pageerror", lambda e: errors.append(str(e)))
     story.goto(out.as_uri())
     story.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4",

@@ -43,6 +43,6 @@ def test_compare_page_groups_view_defaults_to_best_kd_against_its_ce_twin(run_ro
     heading = next(m.value for m in at.markdown if "beats" in m.value or "not distinguishable" in m.value)
     assert heading.startswith("#### KL beats CE only by") and "3 seeds × 120 examples" in heading
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["n"] == "3×3 seeds · 120" and metrics["A − B"].endswith("pts")
+    assert metrics["seeds · examples"] == "3×3 · 120" and metrics["A − B"].endswith("pts")
     at.selectbox(key="grp_a").select(at.selectbox(key="grp_b").value).run()
     assert any("Pick two different groups" in i.value for i in at.info)
