@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui.safe_text import md
+from kd_analysis.evidence.summary import run_gaps
 from kd_analysis.plots.runs import metric_curves
 from kd_analysis.runs import RunStore, reconcile
 from kd_analysis.training.progress import (RATE_METRICS, common_prefix, curves, final_table, metric_names,
@@ -97,6 +98,17 @@ names = {rid: labels[rid] for rid in chosen}
 
 st.subheader("Final metrics")
 table = pd.DataFrame(final_table(store, chosen, names))
+gaps = run_gaps(store, chosen)  # distillation runs with a CE-only twin (same set-up and seed) in the store
+if gaps:
+    def _gap_text(rid: str) -> str:
+        g = gaps.get(rid)
+        if g is None:
+            return ""
+        if g["value"] is None:
+            return "undefined: teacher not above CE-only"
+        return f"{g['value']:.0%} ({g['interval'][0]:.0%} to {g['interval'][1]:.0%})"
+
+    table["gap closed"] = [_gap_text(rid) for rid in table["run"]]
 rates = [c for c in table.columns if c.split(" ", 1)[-1] in RATE_METRICS]
 single_rate = sum(f"final {m}" in table.columns for m in RATE_METRICS) <= 1
 finals = [c for c in table.columns if c.startswith("final ") and c != "final loss" and not c.endswith("interval")]
@@ -104,6 +116,7 @@ finals = [c for c in table.columns if c.startswith("final ") and c != "final los
 main = ["name", "steps", "losses", "final loss"] + [c for c in finals if c in rates or single_rate]
 main += [c for c in table.columns if c.endswith("interval")]
 main += [f"teacher {m}" for m in RATE_METRICS if f"teacher {m}" in table.columns]
+main += ["gap closed"]
 main = [c for c in main if c in table.columns]
 details = ["name", "state", "set-up", "eval n"] + [c for c in table.columns if c.startswith("best ")]
 details += [c for c in table.columns if c.startswith(("final ", "teacher ")) and c not in main and c != "final loss"]
@@ -135,7 +148,10 @@ def _config(columns: list[str]) -> dict:
            "set-up": st.column_config.TextColumn("set-up", width=250),
            "state": st.column_config.TextColumn("state", width=75),
            "eval n": st.column_config.NumberColumn("eval n", width=65, help="held-out examples evaluated"),
-           "minutes": st.column_config.NumberColumn("minutes", width=70, format="%.1f")}
+           "minutes": st.column_config.NumberColumn("minutes", width=70, format="%.1f"),
+           "gap closed": st.column_config.TextColumn("gap closed", width=120, help=(
+               "(KD − CE-only) / (teacher − CE-only) against the CE-only run with the same set-up and seed, with a "
+               "paired bootstrap 95% interval over the eval examples"))}
     for c in columns:
         if c in cfg:
             continue

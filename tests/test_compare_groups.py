@@ -46,3 +46,20 @@ def test_compare_page_groups_view_defaults_to_best_kd_against_its_ce_twin(run_ro
     assert metrics["seeds · examples"] == "3×3 · 120" and metrics["A − B"].endswith("pts")
     at.selectbox(key="grp_a").select(at.selectbox(key="grp_b").value).run()
     assert any("Pick two different groups" in i.value for i in at.info)
+
+
+def test_runs_view_shows_the_gap_closed_against_the_ce_only_twin(run_root):
+    from kd_analysis.evidence.summary import run_gaps
+
+    store, made, _ = build_groups(RunStore(run_root))
+    kl, ce = made["KL"][0], made["CE only"][0]
+    gaps = run_gaps(store, [kl, ce])
+    assert set(gaps) == {kl} and gaps[kl]["twin"] == ce  # seed 0's twin is the CE-only seed 0
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    at.query_params["runs"] = f"{kl},{ce}"
+    at.switch_page("pages/compare_runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "gap closed" in d.value.columns)  # rows in the chosen order
+    lo, hi = gaps[kl]["interval"]
+    assert list(table["gap closed"]) == [f"{gaps[kl]['value']:.0%} ({lo:.0%} to {hi:.0%})", ""]

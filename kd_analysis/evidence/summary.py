@@ -54,3 +54,42 @@ def group_curve(store: RunStore, group: str, metric: str = "eval_accuracy",
         out["low"].append(band[0])
         out["high"].append(band[1])
     return out
+
+
+RUN_TWIN_KEYS = ("seed", "split_seed")  # a single run's CE-only twin also shares its seed (and so its split)
+
+
+def run_gaps(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """For each distillation run among `run_ids` whose CE-only twin is in the store (same data, pair, labels,
+    split, budget and seed): the share of the gap it closes, with its interval, and the twin's id."""
+    from kd_analysis.evidence.groups import TWIN_KEYS
+
+    def key(cfg: dict[str, Any]) -> tuple:
+        return tuple(json_key(cfg.get(k)) for k in (*TWIN_KEYS, *RUN_TWIN_KEYS))
+
+    configs = {}
+    for summary in store.list(kind="train"):
+        try:
+            configs[summary.run_id] = store.get(summary.run_id).config()
+        except Exception:  # noqa: BLE001 - a damaged run has no twin
+            continue
+    ce_runs = {key(c): rid for rid, c in configs.items() if is_ce_only(c) and not c.get("train_teacher")
+               and store.get(rid).status().get("state") == "finished"}
+    out = {}
+    for rid in run_ids:
+        cfg = configs.get(rid)
+        if not cfg or is_ce_only(cfg) or cfg.get("train_teacher") or key(cfg) not in ce_runs:
+            continue
+        twin = ce_runs[key(cfg)]
+        try:
+            closed = gap(store, rid, twin)
+        except Exception:  # noqa: BLE001 - without records on both sides there is nothing to say
+            continue
+        out[rid] = {"twin": twin, "value": closed.value, "interval": closed.interval, "note": closed.note}
+    return out
+
+
+def json_key(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
