@@ -119,7 +119,10 @@ def list_groups(store: RunStore) -> list[RunGroup]:
     """Every group in the store, newest first, with per-seed accuracy from the records of its finished runs."""
     members: dict[str, list[tuple[int, str, dict]]] = {}
     for summary in store.list(kind="train"):
-        cfg = store.get(summary.run_id).config()
+        try:
+            cfg = store.get(summary.run_id).config()
+        except Exception:  # noqa: BLE001 - a damaged run is listed as such by `runs list`; no group of it here
+            continue
         if cfg.get("group"):
             members.setdefault(cfg["group"], []).append((int(cfg.get("seed") or 0), summary.run_id, cfg))
     groups = []
@@ -163,7 +166,7 @@ def _matrix(store: RunStore, run_ids: Sequence[str], ids: list[str]) -> np.ndarr
 def _shared_ids(store: RunStore, run_ids: Sequence[str]) -> list[str]:
     common: set[str] | None = None
     for r in run_ids:
-        ids = set(final_correct(store, r).index)
+        ids = set(final_correct(store, r).dropna().index)  # an example a run could not score is left out
         common = ids if common is None else common & ids
     return sorted(common or [])
 
