@@ -8,6 +8,7 @@ from app_ui import state
 from app_ui.navigation import WORKFLOW_PAGES
 from app_ui.resources import dataset, is_loaded, load_pair, show_error
 from app_ui.safe_text import md
+from app_ui.story_cache import warm_in_background
 from app_ui.sidebar import data_fit_warning, render_sidebar, sidebar_status, write_url_selection
 from app_ui.views import pair_overview
 
@@ -57,5 +58,6 @@ PAGES = {p.path: st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path
 navigation = st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), *PAGES.values()])
 render_sidebar()
 data_fit_warning()  # before the page: one that stops early (st.stop) still shows it
+warm_in_background()  # the Summary page's story, read once per server while the user looks at another page
 navigation.run()
 sidebar_status()

@@ -1,36 +1,20 @@
-"""Summary: the demo's story in five sections, from shipped runs and jobs only (nothing is computed on open but
-the cached toy fit); "Export" writes the same story as one self-contained HTML file."""
+"""Summary: the demo's story in five sections, from shipped runs and jobs only. Nothing is computed on open: the
+story is read once per server (warmed in the background, `app_ui/story_cache.py`); "Export" writes the same story
+as one self-contained HTML file."""
 import pandas as pd
 import streamlit as st
 
 from app_ui.safe_text import md
+from app_ui.story_cache import cached_story, store_stamp
 from kd_analysis.runs import RunStore
-from kd_analysis.story import build_story, story_html
+from kd_analysis.story import story_html
 
 store = RunStore()
 st.title("Summary: what distillation does, on the demo")
 st.caption("Built from the shipped reference runs: CPU-scale runs on generated data, so no number here is "
            "comparable with the papers'. Every rate has its n and a 95% interval.")
 
-
-def _stamp() -> tuple:
-    out = []
-    for r in store.list():
-        try:
-            s = (store.root / r.run_id / "status.json").stat()
-            out.append((r.run_id, s.st_mtime_ns))
-        except OSError:
-            pass
-    return tuple(out)
-
-
-@st.cache_resource(show_spinner="Reading the shipped runs…", max_entries=4)
-def _story(root: str, stamp: tuple):
-    """Shared by every session of the server: the story changes only when a run does."""
-    return build_story(RunStore(root))
-
-
-sections = _story(str(store.root), _stamp())
+sections = cached_story(str(store.root), store_stamp(store))
 for sec in sections:
     st.header(sec.title, divider="gray")
     if sec.missing:

@@ -195,9 +195,9 @@ def t_interval(values: Any) -> tuple[float, float] | None:
     v = np.asarray(values, dtype=float)
     if v.size < 2:
         return None
-    from scipy.stats import t
+    from scipy.special import stdtrit  # Student t quantile; scipy.stats would cost a second to import on a page
 
-    half = float(t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    half = float(stdtrit(v.size - 1, 0.975) * v.std(ddof=1) / np.sqrt(v.size))
     return float(v.mean() - half), float(v.mean() + half)
 
 
