@@ -47,8 +47,10 @@ def run_data(store: RunStore, run_id: str) -> str:
 
 def _distils(store: RunStore, run_id: str) -> bool:
     """True when the run's loss has a term other than plain CE on the labels (a KD student)."""
-    losses = store.get(run_id).config().get("losses") or []
-    return any(isinstance(t, dict) and t.get("name") != "ce" and (t.get("weight") or 0) > 0 for t in losses)
+    losses = store.get(run_id).config().get("losses")
+    return isinstance(losses, list) and any(
+        isinstance(t, dict) and t.get("name") != "ce" and isinstance(t.get("weight"), (int, float)) and t["weight"] > 0
+        for t in losses)
 
 
 def default_run(store: RunStore, paired: list[str], data: str | None, preferred: str | None = None) -> str | None:

@@ -221,7 +221,12 @@ TWIN_KEYS = ("data", "teacher", "student", "labels", "split_seed", "eval_size", 
 
 
 def is_ce_only(config: dict[str, Any]) -> bool:
-    return all(t.get("name") == "ce" for t in config.get("losses") or [] if (t.get("weight") or 0) > 0)
+    """Every weighted loss term is CE. A config whose losses are not a list of terms (a damaged run) is not."""
+    losses = config.get("losses")
+    if not isinstance(losses, list) or not all(isinstance(t, dict) for t in losses):
+        return False
+    return all(t.get("name") == "ce" for t in losses
+               if isinstance(t.get("weight"), (int, float)) and t["weight"] > 0)
 
 
 def ce_twin(store: RunStore, group: RunGroup, groups: Sequence[RunGroup]) -> RunGroup | None:

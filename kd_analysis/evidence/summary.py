@@ -78,7 +78,8 @@ def run_gaps(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any
     out = {}
     for rid in run_ids:
         cfg = configs.get(rid)
-        if not cfg or is_ce_only(cfg) or cfg.get("train_teacher") or key(cfg) not in ce_runs:
+        if not cfg or is_ce_only(cfg) or cfg.get("train_teacher") or not isinstance(cfg.get("losses"), list) \
+                or key(cfg) not in ce_runs:
             continue
         twin = ce_runs[key(cfg)]
         try:
