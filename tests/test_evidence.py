@@ -220,3 +220,23 @@ def test_every_shipped_reference_run_names_a_teacher_that_ships_too():
         if teacher.startswith("cached_runs/"):
             assert any(f"{teacher}/{name}" in tracked for name in ("adapter_config.json", "config.json")), \
                 f"{path} names {teacher}, which is not in the repository"
+
+
+def test_shipped_records_name_their_own_run():
+    """make-reference trains in `<id>.new` and renames the folder; the records must carry the final id."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "cached_runs"
+    for path in root.glob("reference-*/predictions.jsonl"):
+        ids = {json.loads(line)["run_id"] for line in path.open(encoding="utf-8")}
+        assert ids == {path.parent.name}, (path, ids)
+
+
+def test_unpoint_renames_the_temporary_id_in_records(tmp_path):
+    from kd_analysis.training.reference import _unpoint
+
+    (tmp_path / "predictions.jsonl").write_text(json.dumps({"run_id": "r1.new", "step": 0}) + "\n")
+    (tmp_path / "result.json").write_text(json.dumps({"checkpoint": "runs/r1.new/checkpoint"}))
+    _unpoint(tmp_path, "r1.new", "r1")
+    assert json.loads((tmp_path / "predictions.jsonl").read_text())["run_id"] == "r1"
+    assert "r1.new" not in (tmp_path / "result.json").read_text()

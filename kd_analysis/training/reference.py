@@ -293,8 +293,9 @@ def _make(store: RunStore, log: Callable[[str], None], only: list[str] | None, r
 
 
 def _unpoint(folder, tmp_id: str, run_id: str) -> None:
-    """Artefacts that recorded the temporary folder name (a checkpoint path in result.json) name the final one."""
-    for name in ("result.json",):
+    """Artefacts that recorded the temporary folder name (a checkpoint path in result.json, the run id of every
+    per-example record) name the final one."""
+    for name in ("result.json", "predictions.jsonl"):
         path = folder / name
         if path.exists():
             path.write_text(path.read_text(encoding="utf-8").replace(tmp_id, run_id), encoding="utf-8")
