@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui.safe_text import md
+from app_ui.story_cache import store_stamp
 from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.groups import compare
 from kd_analysis.evidence.paired import INTERVAL_METHOD, TEST_NAME, describe, p_text
@@ -13,19 +14,6 @@ from kd_analysis.evidence.summary import group_curve, group_rows
 from kd_analysis.plots.groups import group_band_curves, group_bars
 from kd_analysis.runs import RunStore
 from kd_analysis.training.progress import common_prefix
-
-
-def _stamp(store: RunStore) -> tuple:
-    """Changes whenever a run's records or status change, so cached tables follow the store."""
-    out = []
-    for r in store.list(kind="train"):
-        for name in ("predictions.jsonl", "status.json"):
-            try:
-                s = (store.root / r.run_id / name).stat()
-                out.append((r.run_id, name, s.st_mtime_ns, s.st_size))
-            except OSError:
-                pass
-    return tuple(out)
 
 
 @st.cache_data(show_spinner="Reading the groups' per-example records…", max_entries=8)
@@ -43,7 +31,7 @@ def _pct(v: float | None) -> str:
 
 
 def groups_view(store: RunStore) -> None:
-    stamp = _stamp(store)
+    stamp = store_stamp(store, ("predictions.jsonl", "status.json"))
     rows = _rows(str(store.root), stamp)
     if not rows:
         st.info("No run groups yet. A group is one config trained with several seeds: `python -m kd_analysis runs "

@@ -11,14 +11,17 @@ from kd_analysis.runs import RunStore
 _started = threading.Event()
 
 
-def store_stamp(store: RunStore) -> tuple:
-    """Changes when any run's status changes (a run finished, was regenerated or removed)."""
+def store_stamp(store: RunStore, files: tuple[str, ...] = ("status.json",)) -> tuple:
+    """Changes when one of these files of any run changes (a run finished, was regenerated, backfilled or removed):
+    the key of caches that read the store."""
     out = []
     for r in store.list():
-        try:
-            out.append((r.run_id, (store.root / r.run_id / "status.json").stat().st_mtime_ns))
-        except OSError:
-            pass
+        for name in files:
+            try:
+                stat = (store.root / r.run_id / name).stat()
+                out.append((r.run_id, name, stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                pass
     return tuple(out)
 
 
