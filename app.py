@@ -8,8 +8,8 @@ from app_ui import state
 from app_ui.navigation import WORKFLOW_PAGES
 from app_ui.resources import dataset, is_loaded, load_pair, show_error
 from app_ui.safe_text import md
-from app_ui.story_cache import warm_in_background
 from app_ui.sidebar import data_fit_warning, render_sidebar, sidebar_status, write_url_selection
+from app_ui.story_cache import warm_in_background
 from app_ui.views import pair_overview
 
 st.set_page_config(page_title="kd-lens", page_icon=":material/biotech:", layout="wide")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from app_ui.shared_results import SharedResults
 
@@ -82,7 +83,7 @@ class BackgroundTasks:
                 value = work(task)
             except Cancelled:
                 task.state = CANCELLED
-            except BaseException as exc:  # noqa: BLE001 - the page shows the reason; the server lives on
+            except BaseException as exc:
                 task.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
                 task.state = FAILED
             else:

@@ -33,7 +33,7 @@ def _job_box(store: RunStore, run_id: str) -> bool:
         return False
     try:
         p = run_progress(store.get(job["id"]))
-    except Exception:  # noqa: BLE001 - the job folder was removed: forget it
+    except Exception:
         st.session_state.pop(JOB_KEY, None)
         return False
     phase = p.last.get("phase", "starting")
@@ -99,7 +99,7 @@ def explanation_panel(store: RunStore, run_id: str, example_id: str, slice_ids: 
                                 store, kind="explanations")
                 st.session_state[JOB_KEY] = {"id": job.run_id, "run": run_id, "started": time.time()}
                 st.rerun(scope="fragment")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 show_error(exc)
 
     live()
@@ -222,7 +222,7 @@ def report_panel(store: RunStore, run_id: str, against: str | None, pins: list[s
                                       slices=[Slice(n, e) for n, e in saved.items()])
                 st.session_state["ea_report"] = {"key": (run_id, against, tuple(pins)), "html": out.read_bytes(),
                                                  "result": result.to_dict()}
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             show_error(exc)
     built = st.session_state.get("ea_report")
     if built and built["key"] == (run_id, against, tuple(pins)):

@@ -41,8 +41,8 @@ def groups_view(store: RunStore) -> None:
     by_data: dict[str, list[dict]] = {}
     # the few-label blocks first (where distillation shows), then by data set
     for r in sorted(rows, key=lambda r: (r["data"], r["labels"] is None, r["labels"] or 0)):
-        by_data.setdefault(f"{r['data']} · {'%d labels' % r['labels'] if r['labels'] else 'all labels'}",
-                           []).append(r)
+        labels = f"{r['labels']} labels" if r["labels"] else "all labels"
+        by_data.setdefault(f"{r['data']} · {labels}", []).append(r)
     st.caption("A group is one config over several seeds, every seed scored on the same held-out examples. Bars: "
                "the mean over seeds with its 95% interval across seeds (Student t); dots: each seed.")
     for title, members in by_data.items():

@@ -122,7 +122,7 @@ def data_fit_warning() -> None:
     task = teacher.task if teacher is not None else expected_task(sel.teacher)
     try:
         examples = dataset(sel.data_source).examples
-    except Exception:  # noqa: BLE001 - an unreadable data set is reported by the page that reads it
+    except Exception:
         return
     from app_ui.safe_text import md
 

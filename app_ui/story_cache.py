@@ -43,7 +43,7 @@ def warm_in_background() -> None:
         try:
             store = RunStore()
             cached_story(str(store.root), store_stamp(store))
-        except Exception:  # noqa: BLE001 - the page builds it itself and shows any error there
+        except Exception:
             pass
 
     threading.Thread(target=work, name="kd-lens-story-warm", daemon=True).start()

@@ -45,7 +45,10 @@ def _child(args) -> None:
 
     lm = load_model(ModelSpec(args.model))
     exs = _examples(args.examples, args.long)
-    prompt = (lambda ex: student_prompt(lm.tokenizer, ex))
+
+    def prompt(ex):
+        return student_prompt(lm.tokenizer, ex)
+
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     if args.variant == "streamed":

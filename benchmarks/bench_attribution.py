@@ -20,11 +20,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kd_analysis.attribution import attribute_many  # noqa: E402
-from kd_analysis.data import load_demo  # noqa: E402
-from kd_analysis.models.loading import load_model  # noqa: E402
-from kd_analysis.models.specs import ModelSpec  # noqa: E402
-from timing import markdown_table  # noqa: E402
+from timing import markdown_table
+
+from kd_analysis.attribution import attribute_many
+from kd_analysis.data import load_demo
+from kd_analysis.models.loading import load_model
+from kd_analysis.models.specs import ModelSpec
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def _press(page, key: str, timeout_s: float) -> float:
         try:
             if _fits_text(page) != before and page.evaluate(IDLE):
                 return time.perf_counter() - start
-        except Exception:  # noqa: BLE001 - the table is being redrawn
+        except Exception:
             continue
     raise SystemExit(f"no new fits within {timeout_s} s after {key}")
 

@@ -23,11 +23,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kd_analysis.errors.filters import parse_filter  # noqa: E402
-from kd_analysis.errors.frames import join_roles  # noqa: E402
-from kd_analysis.errors.matrix import disagreement  # noqa: E402
-from kd_analysis.errors.slices import find_slices  # noqa: E402
-from timing import markdown_table, median_ms  # noqa: E402
+from timing import markdown_table, median_ms
+
+from kd_analysis.errors.filters import parse_filter
+from kd_analysis.errors.frames import join_roles
+from kd_analysis.errors.matrix import disagreement
+from kd_analysis.errors.slices import find_slices
 
 EXPR = "(0.2 < kl <= 3 and text_tokens > 100) or gold in (1, 2) and student_p_pred < 0.5"
 

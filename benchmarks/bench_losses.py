@@ -22,8 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kd_analysis.losses import LOSSES  # noqa: E402
-from timing import markdown_table, median_ms  # noqa: E402
+from timing import markdown_table, median_ms
+
+from kd_analysis.losses import LOSSES
 
 EPS, ITERS, TAU = 0.1, 20, 2.0
 

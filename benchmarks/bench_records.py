@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from timing import markdown_table, median_ms  # noqa: E402
+from timing import markdown_table, median_ms
 
 
 def main() -> None:

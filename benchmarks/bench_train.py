@@ -22,12 +22,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kd_analysis.models.specs import ModelSpec  # noqa: E402
-from kd_analysis.training.batches import AnswerRows, LMBatch  # noqa: E402
-from kd_analysis.training.config import LossTerm, TrainConfig  # noqa: E402
-from kd_analysis.training.loop import ce_loss, kd_loss_terms  # noqa: E402
-from kd_analysis.training.teacher_cache import TopK  # noqa: E402
-from timing import markdown_table, median_ms  # noqa: E402
+from timing import markdown_table, median_ms
+
+from kd_analysis.models.specs import ModelSpec
+from kd_analysis.training.batches import AnswerRows, LMBatch
+from kd_analysis.training.config import LossTerm, TrainConfig
+from kd_analysis.training.loop import ce_loss, kd_loss_terms
+from kd_analysis.training.teacher_cache import TopK
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 

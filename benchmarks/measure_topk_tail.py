@@ -15,11 +15,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kd_analysis.data.sources import load_dataset  # noqa: E402
-from kd_analysis.models.loading import load_model  # noqa: E402
-from kd_analysis.models.specs import ModelSpec  # noqa: E402
-from kd_analysis.priming.prompts import student_prompt  # noqa: E402
-from kd_analysis.training.batches import lm_outputs  # noqa: E402
+from kd_analysis.data.sources import load_dataset
+from kd_analysis.models.loading import load_model
+from kd_analysis.models.specs import ModelSpec
+from kd_analysis.priming.prompts import student_prompt
+from kd_analysis.training.batches import lm_outputs
 
 
 def main() -> None:

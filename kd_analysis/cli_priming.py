@@ -133,7 +133,6 @@ def cmd_attention_stats(args) -> None:
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.priming.prompts import student_prompt
     from kd_analysis.runs import RunStore
-
     from kd_analysis.truncation import check_cap
 
     if args.stat not in STATS:

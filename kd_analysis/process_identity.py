@@ -7,6 +7,7 @@ command line. Cancel signals only a process that matches all of them.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import secrets
@@ -101,7 +102,7 @@ _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 def _carries(argv: list[str], option: str, value: str) -> bool:
     """`option value` as adjacent arguments (a value elsewhere on the command line proves nothing)."""
-    return any(a == option and b == value for a, b in zip(argv, argv[1:]))
+    return any(a == option and b == value for a, b in itertools.pairwise(argv))
 
 
 def worker_command_matches(argv: list[str], token: str, run_id: str | None = None,
@@ -112,7 +113,7 @@ def worker_command_matches(argv: list[str], token: str, run_id: str | None = Non
     if run_id is not None and not _carries(argv, "--run-id", run_id):
         return False  # e.g. a copy of a live run folder: the token names the original's worker
     if root is not None:
-        given = next((b for a, b in zip(argv, argv[1:]) if a == "--root"), None)
+        given = next((b for a, b in itertools.pairwise(argv) if a == "--root"), None)
         if given is None or os.path.realpath(given) != os.path.realpath(root):
             return False
     return True

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ def default_root() -> Path:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _read_json(path: Path) -> Any:
@@ -264,7 +264,7 @@ class RunStore:
                 continue
             try:
                 summary = Run(path).summary()
-            except Exception as exc:  # noqa: BLE001 - one run's damage must never hide the others
+            except Exception as exc:
                 summary = RunSummary(run_id=path.name, kind="unknown", state=DAMAGED, created="", updated="",
                                      reason=f"{type(exc).__name__}: {exc}")
             if kind is None or summary.kind == kind:

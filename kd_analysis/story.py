@@ -7,9 +7,10 @@ and nothing here is compared with a paper's figure: these are CPU-scale runs on 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -43,7 +44,7 @@ def _saved(store: RunStore, run_id: str, load: Callable[[Any], Any]) -> Any:
     """A shipped job's result, or None when it is missing or unreadable (the section then says what to run)."""
     try:
         return load(store.get(run_id))
-    except Exception:  # noqa: BLE001 - any failure to read it means the same to the reader: not available
+    except Exception:
         return None
 
 

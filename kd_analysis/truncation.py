@@ -9,8 +9,8 @@ whether the cap or the model's maximum set the limit.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from kd_analysis.errors import KDLensError
 

@@ -8,8 +8,17 @@ from app_ui.safe_text import md
 from kd_analysis.evidence.summary import run_gaps
 from kd_analysis.plots.runs import metric_curves
 from kd_analysis.runs import RunStore, reconcile
-from kd_analysis.training.progress import (RATE_METRICS, common_prefix, curves, final_table, metric_names,
-                                           readable_config_diff, reference_groups, teacher_lines, unique_labels)
+from kd_analysis.training.progress import (
+    RATE_METRICS,
+    common_prefix,
+    curves,
+    final_table,
+    metric_names,
+    readable_config_diff,
+    reference_groups,
+    teacher_lines,
+    unique_labels,
+)
 
 RUNS_KEY, PRESET_KEY, URL_KEY = "cmp_runs", "cmp_preset", "_cmp_url"
 OWN = "your runs"

@@ -5,22 +5,22 @@ import streamlit as st
 from app_ui import state
 from app_ui.resources import show_error
 from app_ui.safe_text import code, md
+from kd_analysis.attribution.methods import METHODS
 from kd_analysis.errors import KDLensError
+from kd_analysis.evidence.groups import group_configs, parse_seeds, start_group
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.device import describe_device
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.run_evals import eval_curves
 from kd_analysis.plots.runs import run_losses
-from kd_analysis.evidence.groups import group_configs, parse_seeds, start_group
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
-from kd_analysis.attribution.methods import METHODS
 from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
-from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
-from kd_analysis.training.rationale_tasks import check_source_run
-from kd_analysis.training.teacher_cache import bytes_per_token
 from kd_analysis.training.evals import active_twin, eval_rows
+from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
 from kd_analysis.training.progress import run_progress
+from kd_analysis.training.rationale_tasks import check_source_run
 from kd_analysis.training.reference import TEACHER_RUN, teacher_source
+from kd_analysis.training.teacher_cache import bytes_per_token
 
 store = RunStore()
 reconcile(store)  # re-attach: runs whose worker died since we last looked are marked failed

@@ -44,7 +44,7 @@ def _stamp(run_id: str) -> tuple[float, int]:
 def _roles(root: str, run_id: str, stamp: tuple[float, int]) -> tuple[str, ...]:
     try:
         frame = load_records(RunStore(root).root / run_id / PREDICTIONS)
-    except Exception:  # noqa: BLE001 - a damaged file lists the run as having no records
+    except Exception:
         return ()
     return tuple(sorted(str(r) for r in frame["role"].dropna().unique()))
 
@@ -66,7 +66,7 @@ if not with_records:
 paired = [rid for rid in with_records if {"teacher", "student"} <= set(roles[rid])]
 students = [rid for rid in with_records if "student" in roles[rid]]
 # the default follows the sidebar's data set, as every page does; a link's run wins over it
-start_run = default_run(store, paired, sel.data_source, DEFAULT_RUN) or list(with_records)[0]
+start_run = default_run(store, paired, sel.data_source, DEFAULT_RUN) or next(iter(with_records))
 
 # --- the URL is the view: apply it when it changed from outside (a link, a pasted address) ------------------
 url = {k: st.query_params.get(k) for k in PARAMS}
@@ -126,7 +126,7 @@ if against is None and run_id not in paired:
 
 try:
     pv = _pair(str(store.root), run_id, against, (_stamp(run_id), _stamp(against) if against else None))
-except Exception as exc:  # noqa: BLE001 - a message, never a traceback
+except Exception as exc:
     _write_url()
     show_error(exc)
     st.stop()
@@ -139,7 +139,7 @@ try:
     ns = notes_store(store)
     tags_by_example = ns.tags(data_name)
     saved_slices = ns.slices(data_name)
-except Exception as exc:  # noqa: BLE001 - an unreadable notes file must not hide the matrix
+except Exception as exc:
     ns, tags_by_example, saved_slices = None, {}, {}
     show_error(exc)
 
@@ -201,7 +201,7 @@ if saved_slices:
 view = frame if cell == "all" else frame[frame["cell"] == cell]
 try:
     view = select_examples(view, expr)
-except Exception as exc:  # noqa: BLE001 - a bad filter is one line, never a traceback
+except Exception as exc:
     first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
     st.error(f"Filter not applied: {md(first_line)}", icon=":material/error:")
 if search.strip():
@@ -262,7 +262,7 @@ with x2.popover("Save this filter as a slice", disabled=ns is None or not expr.s
         try:
             ns.save_slice(data_name, slice_name, expr)
             st.rerun()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             show_error(exc)
 
 # --- 3. one example -----------------------------------------------------------------------------------------------
@@ -321,7 +321,7 @@ if example is not None:
         try:
             explanation_panel(store, run_id, example, ids, {"teacher": "teacher", "student": "student"
                                                             if against is None else "student A"})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             show_error(exc)
 
     # notes and tags, keyed by the data set so they follow the example into later runs
@@ -330,7 +330,7 @@ if example is not None:
             if ns is None:
                 raise RuntimeError("the notes database cannot be read (see the message above)")
             notes_panel(ns, data_name, example)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             show_error(exc)
 
 # --- 4. slice finder ----------------------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ min_n = st.number_input("Smallest slice", min_value=2, max_value=max(2, len(fram
 try:
     findings = [f.to_dict() for f in find_slices(frame, columns=list(pv.features), min_n=int(min_n),
                                                  roles=(first, second))]
-except Exception as exc:  # noqa: BLE001
+except Exception as exc:
     findings = []
     show_error(exc)
 if not findings:

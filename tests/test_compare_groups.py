@@ -20,7 +20,7 @@ def test_group_bars_show_mean_band_and_every_seed():
     fig = group_bars(rows, teacher=0.9)
     bars, dots = fig.data[0], fig.data[1]
     assert list(bars.y) == [0.5, 0.7] and bars.x[0] == "&lt;b&gt;CE&lt;/b&gt;"
-    assert list(bars.error_y.array) == [0.09999999999999998, 0] and list(bars.error_y.arrayminus)[0] > 0.09
+    assert list(bars.error_y.array) == [0.09999999999999998, 0] and next(iter(bars.error_y.arrayminus)) > 0.09
     assert list(dots.y) == [0.45, 0.5, 0.55, 0.7]
     assert any("teacher 90.0%" in (a.text or "") for a in fig.layout.annotations)
     curves = group_band_curves({"KL": {"step": [0, 150], "mean": [0.2, 0.7], "low": [0.18, 0.65],
@@ -30,7 +30,7 @@ def test_group_bars_show_mean_band_and_every_seed():
 
 
 def test_compare_page_groups_view_defaults_to_best_kd_against_its_ce_twin(run_root):
-    store, made, _ = build_groups(RunStore(run_root))
+    _store, _made, _ = build_groups(RunStore(run_root))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.run()
     at.query_params["view"] = "groups"

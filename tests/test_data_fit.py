@@ -5,9 +5,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from kd_analysis.data.sources import load_dataset
 from kd_analysis.data.example import Example
 from kd_analysis.data.fit import data_kinds, task_fit
+from kd_analysis.data.sources import load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 MC = [Example(f"m{i}", "Which is a fruit?", choices=["apple", "chair"], label=0) for i in range(3)]

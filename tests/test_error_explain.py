@@ -11,8 +11,15 @@ import pytest
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.errors.backfill import BackfillMismatch, rebuild_checkpoint
-from kd_analysis.errors.explain import (EXPLANATIONS, Explanation, NoWeights, cached, explain, explain_config,
-                                        explain_job)
+from kd_analysis.errors.explain import (
+    EXPLANATIONS,
+    Explanation,
+    NoWeights,
+    cached,
+    explain,
+    explain_config,
+    explain_job,
+)
 from kd_analysis.errors.records import PREDICTIONS
 from kd_analysis.fileio import read_jsonl
 from kd_analysis.runs import RunStore
@@ -132,7 +139,7 @@ def test_explain_job_cancelled_keeps_nothing_half_done(tiny_dir, tmp_path):
 
     state, reason, _ = explain_job(job, threading.Event(), store)
     assert (state, reason) == ("finished", None)
-    assert set(k[0] for k in cached(store, "weightless")) == set(ids)
+    assert {k[0] for k in cached(store, "weightless")} == set(ids)
     rows = job.metrics()
     assert {k: rows[-1][k] for k in ("step", "total_steps", "phase")} == {"step": 2, "total_steps": 2, "phase": "explaining"}
     with pytest.raises(KDLensError, match="no example"):

@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from kd_analysis.evidence.groups import (ce_twin, compare, gap, group_configs, list_groups, members, parse_seeds,
-                                         start_group)
-from kd_analysis.evidence.paired import compare_paired, describe, gap_closed, sign_flip_p, t_interval
 from kd_analysis.errors import KDLensError
+from kd_analysis.evidence.groups import (
+    ce_twin,
+    compare,
+    gap,
+    group_configs,
+    list_groups,
+    members,
+    parse_seeds,
+    start_group,
+)
+from kd_analysis.evidence.paired import compare_paired, describe, gap_closed, sign_flip_p, t_interval
 from kd_analysis.runs import RunStore
 from tests.test_cli import assert_clean_error, cli
 
@@ -154,7 +162,7 @@ def test_groups_list_compare_and_gap(grouped):
     assert kl.accuracies == pytest.approx(accs) and kl.mean == pytest.approx(np.mean(accs))
     assert kl.interval == pytest.approx(stats.t.interval(0.95, 2, loc=np.mean(accs), scale=stats.sem(accs)))
     assert members(store, kl.group) == kl.runs and members(store, made["KL"][0]) == [made["KL"][0]]
-    result, out = compare(store, kl.group, ce.group)
+    _result, out = compare(store, kl.group, ce.group)
     assert out["difference"] == pytest.approx(kl.mean - ce.mean) and out["n"] == N and out["seeds"] == [3, 3]
     assert out["interval"][0] < out["difference"] < out["interval"][1] and out["p"] < 0.05
     assert out["sentence"].startswith("KL beats CE only by")
@@ -168,7 +176,7 @@ def test_groups_list_compare_and_gap(grouped):
 
 
 def test_cli_groups_compare_gap_json(grouped, run_root):
-    store, made, other = grouped
+    _store, made, other = grouped
     env = {"KD_LENS_RUNS": str(run_root)}
     rows = json.loads(cli("runs", "groups", "--json", env=env).stdout)
     assert {r["name"] for r in rows} == {"KL", "CE only"}
@@ -189,8 +197,14 @@ def test_cli_groups_compare_gap_json(grouped, run_root):
 
 def test_reference_group_plan_shares_split_and_budget_across_losses_and_regimes(tmp_path):
     from kd_analysis.training.config import TrainConfig
-    from kd_analysis.training.reference import (FEW_LABELS, GROUP_PREFIX, GROUP_SEEDS, GROUP_TEACHER_RUN,
-                                                SIZE_SPEED_RUN, group_plan)
+    from kd_analysis.training.reference import (
+        FEW_LABELS,
+        GROUP_PREFIX,
+        GROUP_SEEDS,
+        GROUP_TEACHER_RUN,
+        SIZE_SPEED_RUN,
+        group_plan,
+    )
 
     plan = group_plan(RunStore(tmp_path))
     ids = [rid for rid, _, _ in plan]
@@ -233,7 +247,7 @@ def test_shipped_records_name_their_own_run():
 
 
 def test_unpoint_renames_the_temporary_id_in_records(tmp_path):
-    from kd_analysis.training.reference import _unpoint
+    from kd_analysis.training.plan_runner import unpoint as _unpoint
 
     (tmp_path / "predictions.jsonl").write_text(json.dumps({"run_id": "r1.new", "step": 0}) + "\n")
     (tmp_path / "result.json").write_text(json.dumps({"checkpoint": "runs/r1.new/checkpoint"}))

@@ -13,9 +13,19 @@ from streamlit.testing.v1 import AppTest
 
 from kd_analysis.plots.runs import metric_curves
 from kd_analysis.runs import RunStore
-from kd_analysis.training.progress import (common_prefix, curves, final_table, losses_label, plain,
-                                           readable_config_diff, run_labels, steps_label, teacher_lines,
-                                           teacher_metrics, unique_labels)
+from kd_analysis.training.progress import (
+    common_prefix,
+    curves,
+    final_table,
+    losses_label,
+    plain,
+    readable_config_diff,
+    run_labels,
+    steps_label,
+    teacher_lines,
+    teacher_metrics,
+    unique_labels,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = RunStore(ROOT / "cached_runs")

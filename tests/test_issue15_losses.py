@@ -7,8 +7,18 @@ import pytest
 import torch
 
 from kd_analysis.losses.explorer import UNIFORM_TOLERANCE, summarise_plan
-from kd_analysis.losses.toy import (COVERING, SEEKING, ToyConfig, class_sinkhorn, class_sinkhorn_rows,
-                                    describe_fits, fit_behaviour, fit_toy, newton, teacher_modes)
+from kd_analysis.losses.toy import (
+    COVERING,
+    SEEKING,
+    ToyConfig,
+    class_sinkhorn,
+    class_sinkhorn_rows,
+    describe_fits,
+    fit_behaviour,
+    fit_toy,
+    newton,
+    teacher_modes,
+)
 from kd_analysis.plots import losses as plots
 
 BIMODAL = ((6.0, 1.5, 0.6), (16.0, 2.0, 0.4))  # two modes, the second one 16 classes away

@@ -73,7 +73,7 @@ def test_explorer_multiple_choice(tiny_dir):
 
 
 def test_explorer_gradient_norm_is_the_logit_gradient(tiny_dir):
-    t, s, r = _pair(tiny_dir, "bert")
+    t, s, _r = _pair(tiny_dir, "bert")
     ex = [Example(str(i), f"the cat sat {i}", label=i % 2) for i in range(4)]
     rep = explore_pair(t, s, ex, ExplorerSettings(losses=("kl",)))
     from kd_analysis.models.scoring import class_logits

@@ -251,7 +251,7 @@ def _run_threads(targets) -> list[BaseException]:
     def guard(fn):
         try:
             fn()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=guard, args=(fn,)) for fn in targets]

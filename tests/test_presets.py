@@ -15,8 +15,17 @@ from kd_analysis.errors import KDLensError
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import LossTerm, TrainConfig
 from kd_analysis.training.loop import kd_loss_terms
-from kd_analysis.training.presets import (AS_IN_PAPER, KD_LENS, OUR_READING, PRESETS, SINKD_TASKS, changed_settings,
-                                          loss_rows, merge, preset_config)
+from kd_analysis.training.presets import (
+    AS_IN_PAPER,
+    KD_LENS,
+    OUR_READING,
+    PRESETS,
+    SINKD_TASKS,
+    changed_settings,
+    loss_rows,
+    merge,
+    preset_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # The authors' per-task (α, T) from docs/methods.md §3 / their scripts, written out again here on purpose

@@ -302,9 +302,8 @@ def test_train_failure_prints_its_reason_even_when_the_disk_is_full(tmp_path, mo
     store = RunStore(tmp_path / "runs")
     store.create("train", {"name": "x"}, run_id="full")
     cfg = tmp_path / "c.json"
-    from kd_analysis.training.config import TrainConfig
-
     from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.training.config import TrainConfig
 
     cfg.write_text(TrainConfig(teacher=ModelSpec("minilm-l6"), data="demo:mcq").to_json())
 

@@ -21,7 +21,7 @@ def story_store(run_root, monkeypatch):
     import kd_analysis.training.reference as reference
 
     monkeypatch.setattr(reference, "GROUP_PREFIX", "")  # the test's groups are named by build_groups
-    store, made, _ = build_groups(RunStore(run_root))
+    store, _made, _ = build_groups(RunStore(run_root))
     return store
 
 

@@ -5,8 +5,16 @@ import io
 
 import pytest
 
-from kd_analysis.data.uploads import (CHUNK, format_bytes, is_upload, list_uploads, remove_uploads, store_upload,
-                                      total_size, uploads_root)
+from kd_analysis.data.uploads import (
+    CHUNK,
+    format_bytes,
+    is_upload,
+    list_uploads,
+    remove_uploads,
+    store_upload,
+    total_size,
+    uploads_root,
+)
 
 CSV = b"sentence,label\ngood film,1\nbad film,0\n"
 
@@ -38,7 +46,7 @@ def test_streams_in_bounded_chunks(tmp_path):
     path = store_upload("big.csv", f, root=tmp_path)
     assert path.read_bytes() == data and path.suffix == ".csv"
     assert len(f.sizes) >= 4 and all(isinstance(s, int) and 0 < s <= CHUNK for s in f.sizes)
-    assert not [p for p in tmp_path.rglob("*.part")]  # no temp file left behind
+    assert not list(tmp_path.rglob("*.part"))  # no temp file left behind
 
 
 def test_same_content_twice_is_one_file(tmp_path):

@@ -60,10 +60,10 @@ def attention_job(run: Run, stop: threading.Event, store) -> tuple[str, str | No
         run.log(f"{entry['label']}: {len(examples)} examples")
         base = done
 
-        def tick(i, n):
+        def tick(i, n, base=base, label=entry["label"]):
             if stop.is_set():
                 raise InterruptedError
-            run.append_metrics({"step": base + i, "total_steps": total, "label": entry["label"]})
+            run.append_metrics({"step": base + i, "total_steps": total, "label": label})
 
         try:
             stats = head_stats(loaded, examples, entry_prompt(entry, loaded), label=entry["label"],

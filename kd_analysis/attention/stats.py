@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class HeadStats:
                 "truncated": self.truncated}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HeadStats":
+    def from_dict(cls, d: dict) -> HeadStats:
         """Reads saved statistics, old ones too: a renamed key (`sparsity`, the visible-keys definition) is read
         under its current name, and a statistic the file lacks is all-nan with a note saying to recompute."""
         def arr(m: dict) -> dict[str, np.ndarray]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -32,7 +32,7 @@ def _package_file(package: str, *parts: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise KDLensError(f"the offline attention view needs the PyPI package {package.split('.')[0]!r} "
                           "(it is in requirements.txt)")
-    path = Path(list(spec.submodule_search_locations)[0], *parts)
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
     if not path.exists():
         raise KDLensError(f"{path} is missing: reinstall {package.split('.')[0]}")
     return path
@@ -75,7 +75,7 @@ def attention_view(attention: Sequence[torch.Tensor], tokens: Sequence[str], *, 
     if any(not 0 <= i < n_layers for i in layers):
         raise KDLensError(f"layers must be in 0..{n_layers - 1}")
     L = len(tokens)
-    if L > max_tokens:
+    if max_tokens < L:
         notes.append(f"showing the last {max_tokens} of {L} tokens (the view grows with the square of the length)")
         tokens = tokens[-max_tokens:]
     att = []

@@ -1,8 +1,8 @@
 """Teacher vs student: do they look at the same words? Rank correlation and top-k overlap per example."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from kd_analysis.attribution.rationales import Attribution, normalise, select_rationale
 from kd_analysis.errors import KDLensError

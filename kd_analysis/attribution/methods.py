@@ -5,8 +5,8 @@ goes through captum and reports its convergence delta (completeness: attribution
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -10,8 +10,9 @@ An example whose answer text does not occur in the input is undefined: excluded,
 from __future__ import annotations
 
 import string
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -21,11 +22,7 @@ from kd_analysis.errors import KDLensError
 
 DEFINITIONS = ("any", "fraction", "f1", "iou")
 PAPER_OVERLAP = 0.68  # Ballout et al. 2024, multiple-choice data
-STOPWORDS = frozenset("""a an the of to in on at for by with from and or but if then than as is are was were be been
-being am do does did has have had it its this that these those there here which who whom what when where why how
-not no nor so too very can could would should will shall may might must i you he she we they me him her us them my
-your his our their mine yours also just only such own same other into about over under again further once more most
-some any each few all both either neither one""".split())
+STOPWORDS = frozenset(["a", "an", "the", "of", "to", "in", "on", "at", "for", "by", "with", "from", "and", "or", "but", "if", "then", "than", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "has", "have", "had", "it", "its", "this", "that", "these", "those", "there", "here", "which", "who", "whom", "what", "when", "where", "why", "how", "not", "no", "nor", "so", "too", "very", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "i", "you", "he", "she", "we", "they", "me", "him", "her", "us", "them", "my", "your", "his", "our", "their", "mine", "yours", "also", "just", "only", "such", "own", "same", "other", "into", "about", "over", "under", "again", "further", "once", "more", "most", "some", "any", "each", "few", "all", "both", "either", "neither", "one"])
 _PUNCT = set(string.punctuation) | {"’", "‘", "“", "”", "…", "–", "—"}
 
 
@@ -61,7 +58,7 @@ class Attribution:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Attribution":
+    def from_dict(cls, d: dict[str, Any]) -> Attribution:
         d = dict(d)
         d["words"] = [Word(**w) for w in d["words"]]
         d["tokens"] = [tuple(t) for t in d["tokens"]]

@@ -1,14 +1,24 @@
 """One call for the page and CLI: teacher (and student) attributions on examples, rationales, overlap, agreement."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from kd_analysis.attribution.agreement import agreement_summary
-from kd_analysis.attribution.rationales import (DEFINITIONS, PAPER_OVERLAP, Attribution, aggregate, answer_positions,
-                                                attribute_many, chance_overlap, overlap, select_rationale)
+from kd_analysis.attribution.rationales import (
+    DEFINITIONS,
+    PAPER_OVERLAP,
+    Attribution,
+    aggregate,
+    answer_positions,
+    attribute_many,
+    chance_overlap,
+    overlap,
+    select_rationale,
+)
 from kd_analysis.attribution.targets import MAX_TOKENS
-from kd_analysis.stats import proportion_interval  # noqa: F401  (re-exported for the page)
+from kd_analysis.stats import proportion_interval
 
 KS = (1, 2, 3, 5, 8, 10)
 
@@ -192,7 +202,7 @@ def headline(attrs: Sequence[Attribution], k: int, definition: str, **select_kw)
             "all equal": n > 1 and len(set(values)) == 1}
 
 
-def filtered_exports(rows: list[dict[str, Any]], report: "RationaleReport", texts: dict[str, str]
+def filtered_exports(rows: list[dict[str, Any]], report: RationaleReport, texts: dict[str, str]
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What the page exports for the rows on screen (after its filters): those rows with each example's text,
     and the attributions of those examples for every attributed model, with the text too."""

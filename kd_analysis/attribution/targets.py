@@ -10,8 +10,9 @@ The target is the gold answer or the model's prediction (`target="predicted"`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

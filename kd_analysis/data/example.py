@@ -34,5 +34,5 @@ class Example:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Example":
+    def from_dict(cls, d: dict[str, Any]) -> Example:
         return cls(**{k: d[k] for k in ("id", "text", "choices", "label", "answer", "solution", "meta") if k in d})

@@ -6,7 +6,7 @@ sidebar and the CLI ask here first and show one sentence that names the mismatch
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from kd_analysis.data.example import Example
 

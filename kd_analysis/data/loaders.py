@@ -10,9 +10,10 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from kd_analysis.data.example import Example
 from kd_analysis.data.formats import FORMATS, detect_format

@@ -21,9 +21,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.errors.records import PREDICTIONS, record_lines, with_text_tokens
@@ -43,7 +44,7 @@ LOSS_TOLERANCE = 1e-4
 class BackfillMismatch(KDLensError):
     """The rebuilt records do not reproduce the run's metric; `result` says by how much (nothing was written)."""
 
-    def __init__(self, message: str, result: "BackfillResult"):
+    def __init__(self, message: str, result: BackfillResult):
         super().__init__(message)
         self.result = result
 
@@ -103,8 +104,7 @@ def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
 
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.training.evaluate import evaluate
-    from kd_analysis.training.loop import (_check_task, split_examples, student_prompt_fn, teacher_prompt,
-                                           text_tokens)
+    from kd_analysis.training.loop import _check_task, split_examples, student_prompt_fn, teacher_prompt, text_tokens
 
     # the same device, precision and seed as train(), so every model is built and run as it was then
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
@@ -46,7 +47,7 @@ class Explanation:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "Explanation":
+    def from_dict(cls, row: dict[str, Any]) -> Explanation:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in row.items() if k in names})
 
@@ -83,7 +84,7 @@ class RunModels:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def load_run_models(store: RunStore, run_id: str, *, device: str = "cpu",
@@ -204,8 +205,8 @@ def cached(store: RunStore, run_id: str, example_id: str | None = None, *, metho
     for row in read_jsonl(path):
         if not isinstance(row, dict) or not {"example_id", "method", "target"} <= row.keys():
             continue
-        if (example_id is not None and row["example_id"] != example_id or method is not None and row["method"] !=
-                method or target is not None and row["target"] != target):
+        if ((example_id is not None and row["example_id"] != example_id) or (method is not None and row["method"] !=
+                method) or (target is not None and row["target"] != target)):
             continue
         try:
             out[(row["example_id"], row["method"], row["target"])] = Explanation.from_dict(row)

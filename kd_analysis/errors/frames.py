@@ -10,8 +10,9 @@ model and example in a run folder's `predictions.jsonl`). Nothing here imports s
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ PER_MODEL_FIELDS = ("run_id", "step", "prediction", "correct", "p_gold", "p_pred
 _NUMERIC_FIELDS = ("step", "p_gold", "p_pred", "ce", "kl", "entropy", "teacher_entropy", "text_tokens")
 BOTH_RIGHT, BOTH_WRONG = "both_right", "both_wrong"
 
-Rows = Union[pd.DataFrame, Iterable[Mapping[str, Any]], str, Path, Sequence[Union[str, Path]]]
+Rows = pd.DataFrame | Iterable[Mapping[str, Any]] | str | Path | Sequence[str | Path]
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -161,7 +162,7 @@ def join_roles(sides: Mapping[str, Rows], *, step: int | Mapping[str, int | None
     for name in names:
         if not str(name).isidentifier() or str(name).startswith("_"):
             raise KDLensError(f"'{name}' cannot name a model in a joined frame; use letters, digits and '_'")
-    steps = step if isinstance(step, Mapping) else {name: step for name in names}
+    steps = step if isinstance(step, Mapping) else dict.fromkeys(names, step)
     frames = {name: _one_per_example(_side(rows, name), steps.get(name)) for name, rows in sides.items()}
     first = frames[names[0]]
     shared_cols = [c for c in first.columns if c not in PER_MODEL_FIELDS and c != "role"]

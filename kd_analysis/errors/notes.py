@@ -14,11 +14,12 @@ import sqlite3
 import threading
 import time
 import unicodedata
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any
 
 from kd_analysis.errors import KDLensError
 
@@ -103,7 +104,7 @@ class ImportResult:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _show(value: Any, limit: int = 40) -> str:

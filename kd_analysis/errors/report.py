@@ -9,10 +9,11 @@ text that comes from data, models or users is HTML-escaped.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -23,7 +24,9 @@ from kd_analysis.errors.slices import Slice, find_slices, slice_metrics
 from kd_analysis.errors.workspace import PairView, notes_store, pair_view, run_data
 from kd_analysis.fileio import atomic_write_text
 from kd_analysis.html_parts import document_head
-from kd_analysis.html_parts import esc as _e, figure_html as _figure, table_html as _table
+from kd_analysis.html_parts import esc as _e
+from kd_analysis.html_parts import figure_html as _figure
+from kd_analysis.html_parts import table_html as _table
 from kd_analysis.runs import RunStore
 from kd_analysis.stats import wilson_interval
 
@@ -218,7 +221,7 @@ def report_html(store: RunStore, run_id: str, *, against: str | None = None, pin
         f"<h1>{_e(title)}</h1>",
         f"<p class=\"muted\">Run {_e(run_id)}" + (f" against {_e(against)}" if against else "")
         + f" · {_e(data)} data · {view.n} held-out examples · made by kd-lens on "
-        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"
         + (f" · joined: {_e('; '.join(view.sources))}" if view.sources else "") + "</p>",
         _matrix_section(view), findings_html, _slices_section(view, chosen),
     ]

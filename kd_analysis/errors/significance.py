@@ -8,7 +8,7 @@ tests many slices at once, so its p-values are adjusted for the false discovery 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -8,8 +8,9 @@ with Benjamini–Hochberg adjusted p-values because many slices are tested at on
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ class Slice:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Slice":
+    def from_dict(cls, data: Mapping[str, Any]) -> Slice:
         try:
             return cls(str(data["name"]), str(data["expr"]))
         except (KeyError, TypeError):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -126,7 +127,7 @@ def list_groups(store: RunStore) -> list[RunGroup]:
     for summary in store.list(kind="train"):
         try:
             cfg = store.get(summary.run_id).config()
-        except Exception:  # noqa: BLE001 - a damaged run is listed as such by `runs list`; no group of it here
+        except Exception:
             continue
         if cfg.get("group"):
             members.setdefault(cfg["group"], []).append((int(cfg.get("seed") or 0), summary.run_id, cfg))
@@ -159,7 +160,7 @@ def members(store: RunStore, ident: str, groups: Sequence[RunGroup] | None = Non
             return g.runs
     try:
         store.get(ident).config()
-    except Exception:  # noqa: BLE001 - the store says why in its own words; here it is simply not found
+    except Exception:
         raise KDLensError(f"{ident} is neither a run nor a run group (see `runs list` and `runs groups`)") from None
     return [ident]
 
@@ -201,7 +202,7 @@ def display_name(store: RunStore, ident: str, groups: Sequence[RunGroup] | None 
             return g.name
     try:
         return store.get(ident).config().get("name") or ident
-    except Exception:  # noqa: BLE001
+    except Exception:
         return ident
 
 
@@ -239,5 +240,16 @@ def ce_twin(store: RunStore, group: RunGroup, groups: Sequence[RunGroup]) -> Run
     return None
 
 
-__all__ = ["RunGroup", "group_configs", "start_group", "list_groups", "members", "compare", "gap", "ce_twin",
-           "final_correct", "parse_seeds", "is_ce_only"]
+__all__ = [
+    "RunGroup",
+    "ce_twin",
+    "compare",
+    "final_correct",
+    "gap",
+    "group_configs",
+    "is_ce_only",
+    "list_groups",
+    "members",
+    "parse_seeds",
+    "start_group",
+]

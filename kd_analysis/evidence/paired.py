@@ -201,4 +201,4 @@ def t_interval(values: Any) -> tuple[float, float] | None:
     return float(v.mean() - half), float(v.mean() + half)
 
 
-__all__ = ["PairedComparison", "GapClosed", "compare_paired", "gap_closed", "describe", "sign_flip_p", "t_interval"]
+__all__ = ["GapClosed", "PairedComparison", "compare_paired", "describe", "gap_closed", "sign_flip_p", "t_interval"]

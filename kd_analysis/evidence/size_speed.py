@@ -12,9 +12,10 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 RESULT_FILE = "size_speed.json"
 KIND = "size_speed"
@@ -43,7 +44,7 @@ class SizeSpeed:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SizeSpeed":
+    def from_dict(cls, d: dict[str, Any]) -> SizeSpeed:
         return cls(**{**d, "teacher": ModelCost(**d["teacher"]), "student": ModelCost(**d["student"])})
 
     @property

@@ -2,7 +2,8 @@
 distillation group, the share of the teacher–student gap it closes over its CE-only twin (with its interval)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ def group_rows(store: RunStore, groups: Sequence[RunGroup] | None = None) -> lis
         if g.runs:
             try:
                 teacher = float(final_correct(store, g.runs[0], role="teacher").mean())
-            except Exception:  # noqa: BLE001 - a group without teacher records simply shows none
+            except Exception:
                 teacher = None
         rows.append({"group": g.group, "name": g.name, "data": g.data, "labels": g.config.get("labels"),
                      "seeds": len(g.runs), "eval examples": g.eval_examples, "mean": g.mean,
@@ -71,7 +72,7 @@ def run_gaps(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any
     for summary in store.list(kind="train"):
         try:
             configs[summary.run_id] = store.get(summary.run_id).config()
-        except Exception:  # noqa: BLE001 - a damaged run has no twin
+        except Exception:
             continue
     ce_runs = {key(c): rid for rid, c in configs.items() if is_ce_only(c) and not c.get("train_teacher")
                and store.get(rid).status().get("state") == "finished"}
@@ -84,7 +85,7 @@ def run_gaps(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any
         twin = ce_runs[key(cfg)]
         try:
             closed = gap(store, rid, twin)
-        except Exception:  # noqa: BLE001 - without records on both sides there is nothing to say
+        except Exception:
             continue
         out[rid] = {"twin": twin, "value": closed.value, "interval": closed.interval, "note": closed.note}
     return out

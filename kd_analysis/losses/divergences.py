@@ -11,7 +11,7 @@ apply the very same formula to a cached top-k teacher plus a tail bucket.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

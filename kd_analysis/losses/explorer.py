@@ -6,8 +6,9 @@ batch-wise view, every position for per-token contributions).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

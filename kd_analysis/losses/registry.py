@@ -7,8 +7,9 @@ compare a cached top-k teacher with the student's full distribution.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

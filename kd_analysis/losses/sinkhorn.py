@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from kd_analysis.errors import KDLensError
-from kd_analysis.losses.checks import check_mask, check_pair_logits, upcast, check_positive
+from kd_analysis.losses.checks import check_mask, check_pair_logits, check_positive, upcast
 from kd_analysis.losses.registry import Param, register_loss
 
 CHUNK_ELEMENTS = 1 << 24  # bounded working set for the L1 cost (64 MiB of float32)

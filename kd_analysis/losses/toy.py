@@ -17,9 +17,10 @@ and reported with the loss itself.
 """
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +28,6 @@ import torch
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses.registry import LOSSES
 from kd_analysis.losses.sinkhorn import sinkhorn_iterations
-
 
 METHODS = ("newton", "adam", "gd")  # newton: the fast fit; adam: the old 200-step fit; gd: plain gradient steps
 
@@ -254,7 +254,7 @@ def teacher_modes(p: Sequence[float]) -> list[dict]:
     n = len(p)
     peaks = [k for k in range(n) if (k == 0 or p[k] > p[k - 1]) and (k == n - 1 or p[k] >= p[k + 1])]
     bounds, lo = [], 0
-    for a, b in zip(peaks, peaks[1:]):
+    for a, b in itertools.pairwise(peaks):
         valley = min(range(a, b + 1), key=lambda k: p[k])
         bounds.append((lo, valley))
         lo = valley + 1

@@ -2,8 +2,21 @@
 from kd_analysis.models.builtins import BUILTINS, cache_root
 from kd_analysis.models.specs import STUDENT_KINDS, TASKS, ModelSpec, StudentSpec
 
-__all__ = ["BUILTINS", "STUDENT_KINDS", "TASKS", "ModelSpec", "StudentSpec", "cache_root", "load_model",
-           "load_pair", "derive_student", "check_pair", "estimate_memory", "LoadedModel", "PairReport"]
+__all__ = [
+    "BUILTINS",
+    "STUDENT_KINDS",
+    "TASKS",
+    "LoadedModel",
+    "ModelSpec",
+    "PairReport",
+    "StudentSpec",
+    "cache_root",
+    "check_pair",
+    "derive_student",
+    "estimate_memory",
+    "load_model",
+    "load_pair",
+]
 
 
 def __getattr__(name):  # torch-heavy parts load on first use, so `models list` and --help stay instant

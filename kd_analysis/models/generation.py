@@ -1,7 +1,7 @@
 """Greedy generation in batches: left padding, so every row's new tokens start at the same column."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

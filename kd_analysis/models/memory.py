@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 WARN_FRACTION = 0.8  # above this share of the available memory: warn; above all of it: refuse
 
@@ -71,7 +72,7 @@ def format_mb(mb: float) -> str:
 
 
 def check_memory(estimate_mb: float, device: str,
-                 available_mb: float | None | Callable[[str], float | None] = None) -> MemoryVerdict:
+                 available_mb: float | Callable[[str], float | None] | None = None) -> MemoryVerdict:
     """ok / warn (above 80% of what is free) / refuse (above what is free) for `estimate_mb` on `device`.
 
     `available_mb`: a number, a function of the device, or None to read the machine's free memory now.
@@ -95,6 +96,6 @@ def check_memory(estimate_mb: float, device: str,
     return MemoryVerdict(status, round(float(estimate_mb), 1), round(float(available_mb), 1), str(device), text)
 
 
-def verdict_for(estimate: Any, available_mb: float | None | Callable[[str], float | None] = None) -> MemoryVerdict:
+def verdict_for(estimate: Any, available_mb: float | Callable[[str], float | None] | None = None) -> MemoryVerdict:
     """The verdict for a `MemoryEstimate`: weights plus the activation margin (its inference figure)."""
     return check_memory(estimate.inference_mb, estimate.device, available_mb)

@@ -5,7 +5,7 @@ give the log-likelihood of the choice text after the question.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -37,7 +37,7 @@ class ModelSpec:
         return json.dumps(d, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -64,7 +64,7 @@ class StudentSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StudentSpec":
+    def from_dict(cls, d: dict[str, Any]) -> StudentSpec:
         d = dict(d)
         if d.get("keep_layers") is not None:
             d["keep_layers"] = tuple(int(i) for i in d["keep_layers"])

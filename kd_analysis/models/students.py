@@ -26,7 +26,7 @@ def evenly_spaced(n_layers: int, keep: int) -> list[int]:
     """`keep` indices spread over 0..n-1, always including the first and (when keep > 1) the last layer."""
     if not 1 <= keep <= n_layers:
         raise KDLensError(f"cannot keep {keep} of {n_layers} layers; choose 1 to {n_layers}")
-    return sorted({int(round(x)) for x in np.linspace(0, n_layers - 1, keep)})
+    return sorted({round(x) for x in np.linspace(0, n_layers - 1, keep)})
 
 
 def default_keep_count(n_layers: int) -> int:

@@ -5,8 +5,9 @@ smoke runs use them without any download.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 CORPUS = [
     "the cat sat on the mat", "a dog ran in the park", "what is two plus three", "the answer is five",

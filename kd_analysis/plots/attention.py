@@ -6,7 +6,7 @@ renders a subset of HTML in hover and tick text.
 from __future__ import annotations
 
 import html
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import math
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots

@@ -3,7 +3,7 @@ come from another scale of model and data and live in their own table (`priming.
 from __future__ import annotations
 
 import html
-from typing import Sequence
+from collections.abc import Sequence
 
 import plotly.graph_objects as go
 

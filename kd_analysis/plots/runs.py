@@ -6,7 +6,6 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-
 RATES = ("accuracy", "exact_match")  # metrics that are proportions: values shown as percentages
 TEACHER_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot")  # teacher lines: greys, one dash each
 TEACHER_GREYS = ("#444444", "#888888", "#222222", "#999999", "#666666")

@@ -3,4 +3,4 @@ learns from its outputs."""
 from kd_analysis.priming.prompts import format_prompt, render_template, student_prompt
 from kd_analysis.priming.strategies import STRATEGIES, Strategy, register_strategy
 
-__all__ = ["STRATEGIES", "Strategy", "register_strategy", "render_template", "format_prompt", "student_prompt"]
+__all__ = ["STRATEGIES", "Strategy", "format_prompt", "register_strategy", "render_template", "student_prompt"]

@@ -6,12 +6,13 @@ of model and data: they are a separate reference table (`paper_reference`), neve
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 from kd_analysis.errors import KDLensError
-from kd_analysis.stats import wilson_interval  # noqa: F401  (re-exported: callers import it from here)
 from kd_analysis.priming.strategies import PAPER_ACCURACY, STRATEGIES
+from kd_analysis.stats import wilson_interval
 from kd_analysis.training.config import PrimingSettings, TrainConfig
 
 

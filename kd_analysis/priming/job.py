@@ -49,7 +49,7 @@ def outputs_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str |
             return "cancelled", f"cancelled after {k} of {len(templates)} strategies", {}
         run.log(f"{strategy}: {len(examples)} examples")
 
-        def tick(_s, i, _n, base=k * len(examples)):
+        def tick(_s, i, _n, base=k * len(examples), strategy=strategy):  # noqa: B008 - bound per strategy
             if stop.is_set():
                 raise InterruptedError
             run.append_metrics({"step": base + i, "total_steps": total, "label": strategy})

@@ -11,8 +11,8 @@ strategies, with our own wording.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 # Goyal et al.'s repository, GSM8K test accuracy of the 8B student per strategy (docs/methods.md §2)
 PAPER_ACCURACY = {"no distillation": 0.122, "fine-tune (CE only)": 0.250, "none": 0.306, "confidence": 0.340,

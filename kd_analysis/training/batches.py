@@ -5,8 +5,8 @@ prompt; prompt and padding positions are masked out of every loss.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
@@ -45,7 +45,7 @@ class AnswerRows:
     _lse: dict[float, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, batch: LMBatch) -> "AnswerRows":
+    def of(cls, batch: LMBatch) -> AnswerRows:
         flat = batch.logits.reshape(-1, batch.logits.shape[-1])
         labels = batch.labels.reshape(-1)
         pos = (labels != -100).nonzero().squeeze(1)

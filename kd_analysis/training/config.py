@@ -130,7 +130,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         d.pop("kind", None)
         unknown = set(d) - {f.name for f in fields(cls)}
@@ -174,7 +174,7 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
+    def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(cls.read_mapping(path))
 
     @staticmethod

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from kd_analysis.training.progress import EVAL_PREFIX, TEACHER_PREFIX
 

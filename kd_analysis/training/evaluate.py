@@ -1,7 +1,8 @@
 """Evaluation: accuracy for classification and multiple choice, final-number exact match for generation."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -22,8 +23,16 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
 from kd_analysis.training import shared_teacher
-from kd_analysis.training.batches import (AnswerRows, LMBatch, gold_labels, lm_outputs, paper_rows, position_outputs,
-                                          target_lengths, task_outputs)
+from kd_analysis.training.batches import (
+    AnswerRows,
+    LMBatch,
+    gold_labels,
+    lm_outputs,
+    paper_rows,
+    position_outputs,
+    target_lengths,
+    task_outputs,
+)
 from kd_analysis.training.config import TrainConfig
 from kd_analysis.training.evaluate import evaluate
 from kd_analysis.training.teacher_cache import TeacherCache, TopK, run_temperatures

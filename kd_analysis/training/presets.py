@@ -8,14 +8,14 @@ of differences says what still differs from the paper when you do.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
-from kd_analysis.training.config import (LoraSettings, LossTerm, PrimingSettings, RationaleSettings,
-                                         TrainConfig)
+from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, RationaleSettings, TrainConfig
 
 AS_IN_PAPER = "as in the paper"
 OUR_READING = "our reading of the paper"

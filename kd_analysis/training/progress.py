@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kd_analysis.stats import wilson_interval
 from kd_analysis.runs import Run, RunStore
+from kd_analysis.stats import wilson_interval
 
 EVAL_PREFIX, TEACHER_PREFIX, LOSS_PREFIX = "eval_", "teacher_", "loss"
 LOWER_IS_BETTER = ("_nll", "_loss")  # eval metrics whose best value is the smallest
@@ -69,7 +69,7 @@ def metric_names(store: RunStore, run_ids: list[str]) -> list[str]:
     for rid in run_ids:
         for m in store.get(rid).metrics():
             names.update(k for k, v in m.items() if isinstance(v, (int, float)) and
-                         (k.startswith(LOSS_PREFIX) or k.startswith(EVAL_PREFIX)))
+                         (k.startswith((LOSS_PREFIX, EVAL_PREFIX))))
     return sorted(names, key=lambda n: (not n.startswith(LOSS_PREFIX), n != "loss", n))
 
 
@@ -281,13 +281,13 @@ def final_table(store: RunStore, run_ids: list[str], labels: dict[str, str] | No
     words, final, best and teacher metrics (with a 95% interval for rates), the set-up and the minutes."""
     try:
         labels = labels or run_labels(store, run_ids)
-    except Exception:  # noqa: BLE001 - the rows below say what is wrong with each run
+    except Exception:
         labels = {rid: rid for rid in run_ids}
     rows = []
     for rid in run_ids:
         try:
             rows.append(_final_row(store, rid, labels.get(rid, rid)))
-        except Exception as exc:  # noqa: BLE001 - a run damaged in a way nobody foresaw is one row, not the page
+        except Exception as exc:
             rows.append({"run": rid, "name": labels.get(rid, rid), "state": "damaged",
                          "set-up": f"{type(exc).__name__}: {exc}"})
     return rows

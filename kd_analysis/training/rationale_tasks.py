@@ -12,9 +12,9 @@ Rationales are computed once per run and kept in the run folder (`rationales.jso
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 

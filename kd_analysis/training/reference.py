@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore
@@ -258,44 +257,13 @@ def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
 
 
 def make_reference(store: RunStore | None = None, log: Callable[[str], None] = print,
-                   only: list[str] | None = None) -> list[str]:
-    """Run every reference step in this process; each replaces its old folder only once it has finished."""
-    from kd_analysis.training.worker import run_one
-
+                   only: list[str] | None = None, jobs: int = 1) -> list[str]:
+    """Run every reference step (or those matching `only`), `jobs` at a time."""
+    from kd_analysis.training.plan_runner import run_plan
     from kd_analysis.training.shared_teacher import shared_teacher_outputs
 
     store = store or RunStore()
+    plan = [step for step in reference_plan(store)
+            if not only or any(fnmatch.fnmatchcase(step[0], pattern) for pattern in only)]
     with shared_teacher_outputs():  # the students of one frozen teacher share its logits and its evaluation
-        return _make(store, log, only, run_one)
-
-
-def _make(store: RunStore, log: Callable[[str], None], only: list[str] | None, run_one) -> list[str]:
-    done = []
-    for run_id, kind, config in reference_plan(store):
-        if only and not any(fnmatch.fnmatchcase(run_id, pattern) for pattern in only):
-            continue
-        log(f"{run_id}: {config['name']}")
-        tmp_id = f"{run_id}.new"
-        shutil.rmtree(store.root / tmp_id, ignore_errors=True)
-        run = store.create(kind, config, run_id=tmp_id, name=config["name"], reference=True)
-        code = run_one(run, store)
-        if code or run.status().get("state") != "finished":
-            raise RuntimeError(f"{run_id} did not finish: {run.status().get('reason')} (see {run.path}/log.txt)")
-        final = store.root / run_id
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(run.path, final)
-        _unpoint(store.root / run_id, tmp_id, run_id)
-        metrics = [m for m in store.get(run_id).metrics() if "eval_accuracy" in m]
-        log(f"{run_id}: eval accuracy {metrics[-1]['eval_accuracy']:.3f}" if metrics else f"{run_id}: done")
-        done.append(run_id)
-    return done
-
-
-def _unpoint(folder, tmp_id: str, run_id: str) -> None:
-    """Artefacts that recorded the temporary folder name (a checkpoint path in result.json, the run id of every
-    per-example record) name the final one."""
-    for name in ("result.json", "predictions.jsonl"):
-        path = folder / name
-        if path.exists():
-            path.write_text(path.read_text(encoding="utf-8").replace(tmp_id, run_id), encoding="utf-8")
+        return run_plan(store, plan, jobs, log)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 _SHARED: dict[str, Any] | None = None
 
@@ -20,6 +21,13 @@ def shared_teacher_outputs() -> Iterator[None]:
         yield
     finally:
         _SHARED = previous
+
+
+def share_in_this_process() -> None:
+    """Share for the rest of this process's life (a worker process of `runs make-reference --jobs N`)."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = {}
 
 
 def _weights_stamp(source: str) -> list:

@@ -10,8 +10,8 @@ k = 64 with one τ, against 4·V bytes for a full row (196 KB for SmolLM2's 49,1
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import torch
 

@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from kd_analysis import process_identity
 from kd_analysis.errors import KDLensError
@@ -36,7 +36,7 @@ class _Heartbeat(threading.Thread):
         super().__init__(daemon=True)
         self.target, self.stopped, self.stop = run, threading.Event(), stop
 
-    def run(self) -> None:  # noqa: D401 - thread body
+    def run(self) -> None:
         while not self.stopped.wait(HEARTBEAT_S):
             if self.target.cancel_requested():
                 self.stop.set()
@@ -52,6 +52,30 @@ def _device_kind(cfg) -> str:
     if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
         return "cpu"
     return "gpu"
+
+
+_QUEUE_HELD_BY_PARENT = False
+
+
+def queue_held_by_parent() -> None:
+    """Steps in this process run for a parent that holds the device locks itself (`make-reference --jobs N`)."""
+    global _QUEUE_HELD_BY_PARENT
+    _QUEUE_HELD_BY_PARENT = True
+
+
+def hold_device_queue(root: Path, kinds: tuple[str, ...] = ("cpu", "gpu"), say: Callable[[str], None] = print):
+    """Take the device locks for a whole plan (blocking: a job started from the app finishes first)."""
+    root.mkdir(parents=True, exist_ok=True)
+    held = []
+    for kind in kinds:
+        fh = open(root / f".{kind}.lock", "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for the run already using the {kind.upper()}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        held.append(fh)
+    return held
 
 
 def _wait_for_device(run: Run, root: Path, kind: str, stop: threading.Event | None = None):
@@ -106,7 +130,7 @@ def supervise(run: Run, root: Path, device_kind: str,
     beat.start()
     lock = None
     try:
-        lock = _wait_for_device(run, root, device_kind, stop)
+        lock = None if _QUEUE_HELD_BY_PARENT else _wait_for_device(run, root, device_kind, stop)
         if stop.is_set():
             run.set_status("cancelled", reason="cancelled while queued")
             return 0

@@ -5,8 +5,9 @@ through the same parsers as users' files. Generation is seeded: the same rows ev
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from kd_analysis.data.demo.arithmetic import arithmetic_rows
 from kd_analysis.data.demo.mcq import mcq_rows

@@ -6,7 +6,8 @@ measurably (docs/methods.md §6).
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 NAMES = [("Tom", "he"), ("Maria", "she"), ("Ali", "he"), ("Sofia", "she"), ("Ken", "he"), ("Lena", "she"),
          ("Omar", "he"), ("Priya", "she"), ("Jack", "he"), ("Mei", "she"), ("Lucas", "he"), ("Ada", "she")]
