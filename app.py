@@ -2,6 +2,7 @@
 
 Run with `streamlit run app.py`. The sidebar (teacher, student, data set) is drawn here once for every page.
 """
+
 import streamlit as st
 
 from app_ui import state
@@ -28,7 +29,8 @@ def home() -> None:
         "before the student is fine-tuned from them.\n"
         "- **SinKD** (Cui et al. 2024): a batch-wise Sinkhorn (optimal-transport) distance between teacher and "
         "student outputs, added to the usual KD + CE loss.\n\n"
-        "Pick the teacher, student and data set in the sidebar; every page uses them.")
+        "Pick the teacher, student and data set in the sidebar; every page uses them."
+    )
     st.subheader("Workflows")
     for page in WORKFLOW_PAGES:
         st.page_link(PAGES[page.path], label=f"**{page.title}**: {page.summary}")
@@ -42,8 +44,11 @@ def home() -> None:
         except Exception as exc:  # shown as a message, never a traceback
             show_error(exc)
     else:
-        st.info("Larger models load on request (the built-in demo pair loads by itself). Their size is shown "
-                "before loading on the Models & data page.", icon=":material/info:")
+        st.info(
+            "Larger models load on request (the built-in demo pair loads by itself). Their size is shown "
+            "before loading on the Models & data page.",
+            icon=":material/info:",
+        )
     try:
         ds = dataset(sel.data_source)
         c1, c2, c3 = st.columns(3)

@@ -7,6 +7,7 @@ Cancel button in a fragment that polls while the task runs, and reads the result
 there. One task per key for the whole server: a second tab asking for the same inputs follows the first one's
 progress instead of starting its own. Plain threading, so it is tested without Streamlit.
 """
+
 from __future__ import annotations
 
 import threading

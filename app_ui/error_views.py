@@ -1,5 +1,6 @@
 """Pieces of the Error analysis page that hold state: one example's explanation (a background job with progress
 and Cancel), its notes and tags (edit, delete), and the report builder. The page only arranges them."""
+
 from __future__ import annotations
 
 import time
@@ -38,8 +39,11 @@ def _job_box(store: RunStore, run_id: str) -> bool:
         return False
     phase = p.last.get("phase", "starting")
     if p.state in ("queued", "running"):
-        what = {"retraining": "retraining the run to rebuild its weights", "explaining": "computing attributions",
-                "starting": "loading the models"}.get(phase, phase)
+        what = {
+            "retraining": "retraining the run to rebuild its weights",
+            "explaining": "computing attributions",
+            "starting": "loading the models",
+        }.get(phase, phase)
         counted = f" · {p.step}/{p.total}" if p.total else ""
         started = job.get("started", time.time())
         st.progress(p.fraction, text=f"{md(what)}{counted} · {time.time() - started:.0f} s so far")
@@ -52,19 +56,27 @@ def _job_box(store: RunStore, run_id: str) -> bool:
     elif p.state == "cancelled":
         st.info(f"Cancelled: {md(p.reason or '')}", icon=":material/cancel:")
     else:
-        st.error(f"The explanation job {md(p.state)}: {md(p.reason or 'see its log on the Distillation runs page')}",
-                 icon=":material/error:")
+        st.error(
+            f"The explanation job {md(p.state)}: {md(p.reason or 'see its log on the Distillation runs page')}",
+            icon=":material/error:",
+        )
     return False
 
 
-def explanation_panel(store: RunStore, run_id: str, example_id: str, slice_ids: list[str],
-                      names: dict[str, str]) -> None:
+def explanation_panel(
+    store: RunStore, run_id: str, example_id: str, slice_ids: list[str], names: dict[str, str]
+) -> None:
     """Both models' attributions over the example (and the gold answer's token log-probabilities for
     generation), from the run's cache; computing them is a background job started by a button."""
     c1, c2 = st.columns(2)
     methods = list(METHODS)
-    method = c1.selectbox("Attribution method", methods, index=methods.index(DEFAULT_METHOD), key="ea_method",
-                          format_func=lambda m: METHODS[m].title)
+    method = c1.selectbox(
+        "Attribution method",
+        methods,
+        index=methods.index(DEFAULT_METHOD),
+        key="ea_method",
+        format_func=lambda m: METHODS[m].title,
+    )
     target = c2.selectbox("Explain", list(TARGETS), key="ea_target", format_func=lambda t: TARGETS[t])
     found = cached(store, run_id, method=method, target=target)
     have = found.get((example_id, method, target))
@@ -84,19 +96,30 @@ def explanation_panel(store: RunStore, run_id: str, example_id: str, slice_ids: 
         weights = (store.root / run_id / "checkpoint").is_dir()
         took = _train_seconds(store, run_id)
         if not weights:
-            st.caption("This run kept no weights. Explaining it first retrains it from its config"
-                       + (f" (it trained in {took:.0f} s)" if took else "")
-                       + " and keeps the weights only if every evaluation and loss it logged is reproduced.")
+            st.caption(
+                "This run kept no weights. Explaining it first retrains it from its config"
+                + (f" (it trained in {took:.0f} s)" if took else "")
+                + " and keeps the weights only if every evaluation and loss it logged is reproduced."
+            )
         b1, b2 = st.columns(2)
-        one = b1.button("Explain this example" if weights else "Rebuild weights and explain this example",
-                        key="ea_explain_one", type="primary")
-        many = b2.button(f"Explain the {len(missing)} examples of this slice not yet explained",
-                         key="ea_explain_slice", disabled=len(missing) < 2)
+        one = b1.button(
+            "Explain this example" if weights else "Rebuild weights and explain this example",
+            key="ea_explain_one",
+            type="primary",
+        )
+        many = b2.button(
+            f"Explain the {len(missing)} examples of this slice not yet explained",
+            key="ea_explain_slice",
+            disabled=len(missing) < 2,
+        )
         if one or many:
             ids = [example_id] if one else missing
             try:
-                job = start_run(explain_config(run_id, ids, method=method, target=target, rebuild=not weights),
-                                store, kind="explanations")
+                job = start_run(
+                    explain_config(run_id, ids, method=method, target=target, rebuild=not weights),
+                    store,
+                    kind="explanations",
+                )
                 st.session_state[JOB_KEY] = {"id": job.run_id, "run": run_id, "started": time.time()}
                 st.rerun(scope="fragment")
             except Exception as exc:
@@ -104,34 +127,47 @@ def explanation_panel(store: RunStore, run_id: str, example_id: str, slice_ids: 
 
     live()
     if have is None:
-        st.caption(f"Not computed yet for {METHODS[method].title} / {TARGETS[target]}"
-                   + (f" ({len(found)} other examples of this run are)" if found else "") + ".")
+        st.caption(
+            f"Not computed yet for {METHODS[method].title} / {TARGETS[target]}"
+            + (f" ({len(found)} other examples of this run are)" if found else "")
+            + "."
+        )
         return
     for role, attr in have.attributions.items():
         words = [(w["text"], float(w["score"])) for w in attr.get("words", [])]
         reads = have.reads.get(role)
         answer = attr.get("target_label")
         peak = max((abs(s) for _, s in words), default=0.0)
-        st.markdown(f"**{md(names.get(role, role))}** explains {md(repr(answer))}"
-                    + (f" · read {md(reads)}" if reads else "") + f" · strongest |score| {peak:.2g}",
-                    help="each row is scaled to its own strongest word; compare the strongest scores to compare "
-                         "the models (a confident model's log-probability barely moves, so its scores are small)")
+        st.markdown(
+            f"**{md(names.get(role, role))}** explains {md(repr(answer))}"
+            + (f" · read {md(reads)}" if reads else "")
+            + f" · strongest |score| {peak:.2g}",
+            help="each row is scaled to its own strongest word; compare the strongest scores to compare "
+            "the models (a confident model's log-probability barely moves, so its scores are small)",
+        )
         st.html(token_heatmap_html(words))
     gaps = have.token_gaps()
     if gaps:
         st.plotly_chart(token_gaps_figure(gaps), width="stretch", key="ea_token_gaps")
         cut = have.tokens_cut()
         if cut:
-            st.caption("Scored answer tokens differ (" + ", ".join(f"{md(r)} {k}" for r, k in cut.items())
-                       + "): a longer prompt left fewer answer tokens under the run's max_length; the chart shows "
-                         "the tokens both scored.")
+            st.caption(
+                "Scored answer tokens differ ("
+                + ", ".join(f"{md(r)} {k}" for r, k in cut.items())
+                + "): a longer prompt left fewer answer tokens under the run's max_length; the chart shows "
+                "the tokens both scored."
+            )
     elif have.token_logprobs:
-        st.caption("The two models scored different token sequences, so their log-probabilities cannot be compared "
-                   "token by token.")
+        st.caption(
+            "The two models scored different token sequences, so their log-probabilities cannot be compared "
+            "token by token."
+        )
     for note in have.notes:
         st.caption(md(note))
-    st.caption(f"Orange words support the explained answer, blue words speak against it · computed "
-               f"{md(have.created)} in {have.seconds:.1f} s")
+    st.caption(
+        f"Orange words support the explained answer, blue words speak against it · computed "
+        f"{md(have.created)} in {have.seconds:.1f} s"
+    )
 
 
 def notes_panel(ns: Any, data: str, example_id: str) -> None:
@@ -195,12 +231,30 @@ def export_buttons(view: pd.DataFrame, stem: str) -> None:
         return buf.getvalue()
 
     c1, c2, c3 = st.columns(3)
-    c1.download_button("This slice (CSV)", lambda: view.to_csv(index=False), f"{stem}.csv", "text/csv",
-                       key="ea_export", on_click="ignore")
-    c2.download_button("JSONL", lambda: view.to_json(orient="records", lines=True, force_ascii=False),
-                       f"{stem}.jsonl", "application/jsonl", key="ea_export_jsonl", on_click="ignore")
-    c3.download_button("Parquet", parquet, f"{stem}.parquet", "application/vnd.apache.parquet",
-                       key="ea_export_parquet", on_click="ignore")
+    c1.download_button(
+        "This slice (CSV)",
+        lambda: view.to_csv(index=False),
+        f"{stem}.csv",
+        "text/csv",
+        key="ea_export",
+        on_click="ignore",
+    )
+    c2.download_button(
+        "JSONL",
+        lambda: view.to_json(orient="records", lines=True, force_ascii=False),
+        f"{stem}.jsonl",
+        "application/jsonl",
+        key="ea_export_jsonl",
+        on_click="ignore",
+    )
+    c3.download_button(
+        "Parquet",
+        parquet,
+        f"{stem}.parquet",
+        "application/vnd.apache.parquet",
+        key="ea_export_parquet",
+        on_click="ignore",
+    )
 
 
 def report_panel(store: RunStore, run_id: str, against: str | None, pins: list[str], saved: dict[str, str]) -> None:
@@ -208,9 +262,11 @@ def report_panel(store: RunStore, run_id: str, against: str | None, pins: list[s
     from kd_analysis.errors.report import write_report
     from kd_analysis.errors.slices import Slice
 
-    st.caption(f"One HTML file that opens offline: the matrix, the slice finder, {len(saved)} saved slice"
-               f"{'s' * (len(saved) != 1)} and {len(pins)} pinned example{'s' * (len(pins) != 1)} with their notes, "
-               "probabilities and attributions (where computed). Pin examples from the example view.")
+    st.caption(
+        f"One HTML file that opens offline: the matrix, the slice finder, {len(saved)} saved slice"
+        f"{'s' * (len(saved) != 1)} and {len(pins)} pinned example{'s' * (len(pins) != 1)} with their notes, "
+        "probabilities and attributions (where computed). Pin examples from the example view."
+    )
     if st.button("Build the report", key="ea_build_report"):
         import tempfile
         from pathlib import Path
@@ -218,17 +274,30 @@ def report_panel(store: RunStore, run_id: str, against: str | None, pins: list[s
         try:
             with st.spinner("Building the report…"), tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "report.html"
-                result = write_report(store, run_id, out, against=against, pins=pins,
-                                      slices=[Slice(n, e) for n, e in saved.items()])
-                st.session_state["ea_report"] = {"key": (run_id, against, tuple(pins)), "html": out.read_bytes(),
-                                                 "result": result.to_dict()}
+                result = write_report(
+                    store, run_id, out, against=against, pins=pins, slices=[Slice(n, e) for n, e in saved.items()]
+                )
+                st.session_state["ea_report"] = {
+                    "key": (run_id, against, tuple(pins)),
+                    "html": out.read_bytes(),
+                    "result": result.to_dict(),
+                }
         except Exception as exc:
             show_error(exc)
     built = st.session_state.get("ea_report")
     if built and built["key"] == (run_id, against, tuple(pins)):
         r = built["result"]
-        st.download_button("Download the report (HTML)", built["html"], f"{run_id}-errors.html", "text/html",
-                           key="ea_report_download", on_click="ignore", type="primary")
-        st.caption(f"{r['bytes'] / 1e6:.1f} MB (plotly's JavaScript is inside), built in {r['seconds']:.1f} s: "
-                   f"{r['findings']} slice-finder rows, {len(r['slices'])} saved slices, {len(r['pinned'])} pinned "
-                   f"({len(r['explained'])} with attributions).")
+        st.download_button(
+            "Download the report (HTML)",
+            built["html"],
+            f"{run_id}-errors.html",
+            "text/html",
+            key="ea_report_download",
+            on_click="ignore",
+            type="primary",
+        )
+        st.caption(
+            f"{r['bytes'] / 1e6:.1f} MB (plotly's JavaScript is inside), built in {r['seconds']:.1f} s: "
+            f"{r['findings']} slice-finder rows, {len(r['slices'])} saved slices, {len(r['pinned'])} pinned "
+            f"({len(r['explained'])} with attributions)."
+        )

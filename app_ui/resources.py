@@ -3,6 +3,7 @@
 st.cache_resource holds a registry object; loading happens outside the cached call so a progress box can be
 shown while it runs (a cached function would replay it on every hit).
 """
+
 from __future__ import annotations
 
 import threading

@@ -12,6 +12,7 @@ Plain-text places need nothing: st.selectbox and st.multiselect options, st.text
 st.dataframe, st.table, st.code, st.text, st.json. HTML the app builds escapes its values with `html.escape`
 (kd_analysis/plots: token heatmaps and figure labels).
 """
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ times at once (the load benchmark's 13× slowdown). Here the first session compu
 for the same key waits for that result instead of starting its own; the oldest entries are dropped past
 `max_entries`. Plain threading, so it is tested without Streamlit.
 """
+
 from __future__ import annotations
 
 import threading
@@ -70,8 +71,8 @@ class SharedResults:
             return value
 
 
-RATIONALES = SharedResults(max_entries=8)    # saliency page: one report per (pair, data, method, target, n, cap)
+RATIONALES = SharedResults(max_entries=8)  # saliency page: one report per (pair, data, method, target, n, cap)
 PAIR_OUTPUTS = SharedResults(max_entries=2)  # loss explorer: teacher and student outputs per batch (B×L×V
-                                             # logits for an LM: a few GB each, so only the latest two)
+# logits for an LM: a few GB each, so only the latest two)
 PAIR_LOSSES = SharedResults(max_entries=32)  # loss explorer: every loss and its gradient per batch and setting
 PRIME_OUTPUTS = SharedResults(max_entries=8)  # priming page: teacher outputs per (teacher, data, n, templates, ...)

@@ -1,4 +1,5 @@
 """The sidebar drawn on every page: the teacher, student and data set that all workflows use."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -9,8 +10,11 @@ from kd_analysis.data.demo import DEMO_SETS
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS
 
-STUDENT_KIND_LABELS = {"drop_layers": "Teacher with layers dropped", "shrink": "Smaller random-init config",
-                       "model": "Another model"}
+STUDENT_KIND_LABELS = {
+    "drop_layers": "Teacher with layers dropped",
+    "shrink": "Smaller random-init config",
+    "model": "Another model",
+}
 
 
 def _label(source: str) -> str:
@@ -21,8 +25,13 @@ def _label(source: str) -> str:
 
 # sidebar field -> URL parameter; Home and Models & data write them (their main selection is the sidebar's), and
 # any page applies them when a link brings them
-URL_FIELDS = {"teacher_source": "teacher", "teacher_task": "task", "student_kind": "student",
-              "student_layers": "layers", "data_source": "data"}
+URL_FIELDS = {
+    "teacher_source": "teacher",
+    "teacher_task": "task",
+    "student_kind": "student",
+    "student_layers": "layers",
+    "data_source": "data",
+}
 
 
 def _known_sources() -> tuple[set[str], set[str]]:
@@ -37,9 +46,13 @@ def _known_sources() -> tuple[set[str], set[str]]:
 def apply_url_selection() -> list[str]:
     """Apply `?teacher=&task=&student=&layers=&data=` arriving in the URL; returns one line per value refused."""
     teachers, data = _known_sources()
-    valid = {"teacher_source": lambda v: v in teachers, "teacher_task": lambda v: v in ("auto", *TASKS),
-             "student_kind": lambda v: v in STUDENT_KIND_LABELS,
-             "student_layers": lambda v: v.isdigit() and 1 <= int(v) <= 128, "data_source": lambda v: v in data}
+    valid = {
+        "teacher_source": lambda v: v in teachers,
+        "teacher_task": lambda v: v in ("auto", *TASKS),
+        "student_kind": lambda v: v in STUDENT_KIND_LABELS,
+        "student_layers": lambda v: v.isdigit() and 1 <= int(v) <= 128,
+        "data_source": lambda v: v in data,
+    }
     refused = []
     for field, param in URL_FIELDS.items():
         value = st.query_params.get(param)
@@ -66,32 +79,71 @@ def render_sidebar() -> state.Selection:
     sb = st.sidebar
     sb.markdown("### Teacher · student · data")
     for line in apply_url_selection():
-        sb.info(f"The link's {line} is not among this session's teachers and data sets; add it on Models & data "
-                "first.", icon=":material/link_off:")
+        sb.info(
+            f"The link's {line} is not among this session's teachers and data sets; add it on Models & data first.",
+            icon=":material/link_off:",
+        )
     reference = state.reference_teacher()
-    teachers = ([reference] if reference else []) + list(BUILTINS) + \
-        [m for m in state.get("custom_models") if m not in BUILTINS]
+    teachers = (
+        ([reference] if reference else [])
+        + list(BUILTINS)
+        + [m for m in state.get("custom_models") if m not in BUILTINS]
+    )
     if state.get("teacher_source") not in teachers:
         teachers.append(state.get("teacher_source"))
-    sb.selectbox("Teacher", teachers, format_func=_label, key=state.widget_key("teacher_source"),
-                 on_change=state.save, args=("teacher_source",),
-                 help="Add local folders or hub ids on the Models & data page.")
-    sb.selectbox("Task", ["auto", *TASKS], key=state.widget_key("teacher_task"), on_change=state.save,
-                 args=("teacher_task",), help="auto: the built-in's default or the checkpoint's own head")
-    sb.selectbox("Student", list(STUDENT_KIND_LABELS), format_func=STUDENT_KIND_LABELS.get,
-                 key=state.widget_key("student_kind"), on_change=state.save, args=("student_kind",))
+    sb.selectbox(
+        "Teacher",
+        teachers,
+        format_func=_label,
+        key=state.widget_key("teacher_source"),
+        on_change=state.save,
+        args=("teacher_source",),
+        help="Add local folders or hub ids on the Models & data page.",
+    )
+    sb.selectbox(
+        "Task",
+        ["auto", *TASKS],
+        key=state.widget_key("teacher_task"),
+        on_change=state.save,
+        args=("teacher_task",),
+        help="auto: the built-in's default or the checkpoint's own head",
+    )
+    sb.selectbox(
+        "Student",
+        list(STUDENT_KIND_LABELS),
+        format_func=STUDENT_KIND_LABELS.get,
+        key=state.widget_key("student_kind"),
+        on_change=state.save,
+        args=("student_kind",),
+    )
     if state.get("student_kind") in ("drop_layers", "shrink"):
-        sb.number_input("Student layers", min_value=1, max_value=128, step=1,
-                        key=state.widget_key("student_layers"), on_change=state.save, args=("student_layers",))
+        sb.number_input(
+            "Student layers",
+            min_value=1,
+            max_value=128,
+            step=1,
+            key=state.widget_key("student_layers"),
+            on_change=state.save,
+            args=("student_layers",),
+        )
     else:
-        sb.text_input("Student model (built-in, folder or hub id)", key=state.widget_key("student_source"),
-                      on_change=state.save, args=("student_source",))
+        sb.text_input(
+            "Student model (built-in, folder or hub id)",
+            key=state.widget_key("student_source"),
+            on_change=state.save,
+            args=("student_source",),
+        )
     sources = [f"demo:{name}" for name in DEMO_SETS] + list(state.get("custom_data"))
     if state.get("data_source") not in sources:
         sources.append(state.get("data_source"))
-    sb.selectbox("Data set", sources, key=state.widget_key("data_source"), on_change=state.save,
-                 args=("data_source",),
-                 format_func=lambda s: f"{DEMO_SETS[s[5:]].title} (demo)" if s.startswith("demo:") and s[5:] in DEMO_SETS else s)
+    sb.selectbox(
+        "Data set",
+        sources,
+        key=state.widget_key("data_source"),
+        on_change=state.save,
+        args=("data_source",),
+        format_func=lambda s: f"{DEMO_SETS[s[5:]].title} (demo)" if s.startswith("demo:") and s[5:] in DEMO_SETS else s,
+    )
     return state.selection()
 
 
@@ -104,9 +156,12 @@ def sidebar_status() -> None:
         st.sidebar.success("Teacher and student loaded", icon=":material/check_circle:")
         teacher = loaded_teacher(sel.teacher)
         if teacher is not None and teacher.untrained_head:
-            st.sidebar.warning(f"The teacher's {teacher.task.replace('_', ' ')} head is untrained: its predictions "
-                               "are random until you fine-tune it (`python -m kd_analysis train` with `train_teacher: "
-                               "true`), or pick a fine-tuned teacher such as the reference MC teacher.", icon=":material/warning:")
+            st.sidebar.warning(
+                f"The teacher's {teacher.task.replace('_', ' ')} head is untrained: its predictions "
+                "are random until you fine-tune it (`python -m kd_analysis train` with `train_teacher: "
+                "true`), or pick a fine-tuned teacher such as the reference MC teacher.",
+                icon=":material/warning:",
+            )
     else:
         st.sidebar.caption("Pair not loaded yet: load it on the home page or on Models & data.")
 

@@ -3,6 +3,7 @@
 Widget keys are wiped by Streamlit when a page that does not draw them runs, so each selection lives under a
 permanent key and is copied into its widget key before the widget is drawn.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -92,12 +93,19 @@ def parse_keep(text: str) -> tuple[int, ...] | None:
 
 def selection() -> Selection:
     task = get("teacher_task")
-    teacher = ModelSpec(source=get("teacher_source"), task=None if task == "auto" else task,
-                        trust_remote_code=bool(get("trust_remote_code")))
+    teacher = ModelSpec(
+        source=get("teacher_source"),
+        task=None if task == "auto" else task,
+        trust_remote_code=bool(get("trust_remote_code")),
+    )
     kind = get("student_kind")
     if kind == "model":
-        student = StudentSpec(kind="model", model=ModelSpec(source=get("student_source"), task=teacher.task,
-                                                            trust_remote_code=teacher.trust_remote_code))
+        student = StudentSpec(
+            kind="model",
+            model=ModelSpec(
+                source=get("student_source"), task=teacher.task, trust_remote_code=teacher.trust_remote_code
+            ),
+        )
     else:
         try:
             keep = parse_keep(get("student_keep")) if kind == "drop_layers" else None

@@ -1,5 +1,6 @@
 """The Summary page's story, cached once per server and warmed in the background when the server first draws a
 page, so that opening Summary reads a finished story (reading the shipped records takes 2–3 s on 2 cores)."""
+
 from __future__ import annotations
 
 import threading

@@ -2,6 +2,7 @@
 
 Each upload is streamed once per session (keyed by Streamlit's file id), not re-hashed on every rerun.
 """
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """Small drawing helpers used by several pages (tables of library results, nothing computed here)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,34 +9,57 @@ import streamlit as st
 
 from app_ui.safe_text import md
 
-SUMMARY_FIELDS = [("family", "Family"), ("architecture", "Class"), ("task", "Task"), ("parameters", "Parameters"),
-                  ("layers", "Layers"), ("decoder_layers", "Decoder layers"), ("heads", "Heads"),
-                  ("kv_heads", "KV heads"), ("hidden_size", "Hidden size"), ("vocab_size", "Vocabulary"),
-                  ("tokenizer_size", "Tokenizer size"), ("output_size", "Output size"), ("dtype", "Precision"),
-                  ("device", "Device"), ("attn_implementation", "Attention"), ("memory_mb", "Weights (MB)")]
+SUMMARY_FIELDS = [
+    ("family", "Family"),
+    ("architecture", "Class"),
+    ("task", "Task"),
+    ("parameters", "Parameters"),
+    ("layers", "Layers"),
+    ("decoder_layers", "Decoder layers"),
+    ("heads", "Heads"),
+    ("kv_heads", "KV heads"),
+    ("hidden_size", "Hidden size"),
+    ("vocab_size", "Vocabulary"),
+    ("tokenizer_size", "Tokenizer size"),
+    ("output_size", "Output size"),
+    ("dtype", "Precision"),
+    ("device", "Device"),
+    ("attn_implementation", "Attention"),
+    ("memory_mb", "Weights (MB)"),
+]
 
 
 def summary_table(infos: dict[str, Any]) -> pd.DataFrame:
     rows = {}
     for name, info in infos.items():
         d = info.to_dict()
-        rows[name] = {label: ("—" if d.get(key) is None else
-                              f"{d[key]:,}" if isinstance(d.get(key), int) else str(d[key]))
-                      for key, label in SUMMARY_FIELDS}
+        rows[name] = {
+            label: ("—" if d.get(key) is None else f"{d[key]:,}" if isinstance(d.get(key), int) else str(d[key]))
+            for key, label in SUMMARY_FIELDS
+        }
     return pd.DataFrame(rows)
 
 
 def loss_table(report: Any) -> pd.DataFrame:
-    return pd.DataFrame([{"Loss": v["title"], "Applies": "yes" if v["applies"] else "no", "Why": v["reason"]}
-                         for v in report.losses.values()])
+    return pd.DataFrame(
+        [
+            {"Loss": v["title"], "Applies": "yes" if v["applies"] else "no", "Why": v["reason"]}
+            for v in report.losses.values()
+        ]
+    )
 
 
 def pair_overview(teacher: Any, student: Any, report: Any) -> None:
     t, s = teacher.info(), student.info()
     c1, c2, c3 = st.columns(3)
     c1.metric("Teacher parameters", f"{t.parameters / 1e6:.1f}M")
-    c2.metric("Student parameters", f"{s.parameters / 1e6:.1f}M", f"{s.parameters / t.parameters:.0%} of teacher",
-              delta_color="off", delta_arrow="off")
+    c2.metric(
+        "Student parameters",
+        f"{s.parameters / 1e6:.1f}M",
+        f"{s.parameters / t.parameters:.0%} of teacher",
+        delta_color="off",
+        delta_arrow="off",
+    )
     c3.metric("Tokenizer", "shared" if report.same_tokenizer else f"{report.vocab_overlap:.0%} overlap")
     st.dataframe(summary_table({"Teacher": t, "Student": s}), width="stretch")
     for note in t.notes + s.notes + report.notes:
@@ -51,19 +75,27 @@ def saved_job_picker(label: str, store: Any, jobs: list, open_key: str) -> Any:
     started = st.session_state.pop(open_key + "_started", None)  # set by a start button, before this widget
     if started in ids or st.session_state.get(open_key) not in ids:
         st.session_state[open_key] = started if started in ids else ids[0]
-    opened = st.selectbox(label, ids, key=open_key,  # keyed: a job changing state must not reset the choice
-                          format_func=lambda j: f"{store.get(j).config().get('name')} · {j} · "
-                                                f"{run_progress(store.get(j)).state}")
+    opened = st.selectbox(
+        label,
+        ids,
+        key=open_key,  # keyed: a job changing state must not reset the choice
+        format_func=lambda j: f"{store.get(j).config().get('name')} · {j} · {run_progress(store.get(j)).state}",
+    )
     run = store.get(opened)
     if run_progress(run).state in ("queued", "running"):
+
         @st.fragment(run_every=2)
         def follow() -> None:
             """Refreshes itself while the job works; redraws the page once it has ended."""
             p = run_progress(store.get(opened))
             if p.state not in ("queued", "running"):
                 st.rerun()
-            st.progress(p.fraction, text=f"{p.state}: {p.step}/{p.total or '?'}"
-                                         + (f" · {md(p.reason)}" if p.reason else "") + " · refreshes by itself")
+            st.progress(
+                p.fraction,
+                text=f"{p.state}: {p.step}/{p.total or '?'}"
+                + (f" · {md(p.reason)}" if p.reason else "")
+                + " · refreshes by itself",
+            )
 
         follow()
     return run
@@ -72,8 +104,9 @@ def saved_job_picker(label: str, store: Any, jobs: list, open_key: str) -> Any:
 MIN_N = 10  # below this many examples a rate is shown greyed out, with a warning, never as a headline
 
 
-def headline_metric(col: Any, label: str, value: str, n: int, detail: str = "", help: str | None = None,
-                    minimum: int = MIN_N) -> None:
+def headline_metric(
+    col: Any, label: str, value: str, n: int, detail: str = "", help: str | None = None, minimum: int = MIN_N
+) -> None:
     """A headline figure with its n beside it; from fewer than `minimum` examples it is greyed out and says why
     (a rate from 1 example reads like a finding and is not one)."""
     text = f"n = {n}" + (f" · {detail}" if detail else "")

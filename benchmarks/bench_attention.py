@@ -9,6 +9,7 @@ where holding every layer is what blows up.
 Run: python benchmarks/bench_attention.py [--model smollm2-135m-instruct] [--examples 200] [--long 2000]
      [--json benchmarks/results/attention-cpu.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,7 +58,9 @@ def _child(args) -> None:
         for ex in exs:
             ids = lm.tokenizer(prompt(ex), return_tensors="pt")["input_ids"]
             L = ids.shape[1]
-            valid = torch.tril(torch.ones(L, L, dtype=torch.bool)) if is_causal(lm) else torch.ones(L, L, dtype=torch.bool)
+            valid = (
+                torch.tril(torch.ones(L, L, dtype=torch.bool)) if is_causal(lm) else torch.ones(L, L, dtype=torch.bool)
+            )
             numbers = digit_positions(lm.tokenizer, ids[0].tolist())
             with attention_weights(lm.model), torch.no_grad():
                 atts = lm.model(input_ids=ids, output_attentions=True).attentions
@@ -71,13 +74,32 @@ def _child(args) -> None:
             del atts
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"variant": args.variant, "s": wall, "peak_rss_mb": peak / 1024,
-                      "rss_added_mb": (peak - base_rss) / 1024, "stats": len(STATS)}))
+    print(
+        json.dumps(
+            {
+                "variant": args.variant,
+                "s": wall,
+                "peak_rss_mb": peak / 1024,
+                "rss_added_mb": (peak - base_rss) / 1024,
+                "stats": len(STATS),
+            }
+        )
+    )
 
 
 def _run(variant: str, args, long: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", variant, "--model", args.model, "--examples", str(args.examples),
-           "--long", str(long)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        variant,
+        "--model",
+        args.model,
+        "--examples",
+        str(args.examples),
+        "--long",
+        str(long),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         return {"variant": variant, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
@@ -105,8 +127,13 @@ def main() -> None:
         results = {v: _run(v, args, long) for v in ("all layers held", "streamed")}
         base = results["all layers held"]
         for v, r in results.items():
-            row = {"case": case, "path": v, "s": r.get("s", float("nan")),
-                   "peak RSS added (MB)": r.get("rss_added_mb", float("nan")), "error": r.get("error", "")}
+            row = {
+                "case": case,
+                "path": v,
+                "s": r.get("s", float("nan")),
+                "peak RSS added (MB)": r.get("rss_added_mb", float("nan")),
+                "error": r.get("error", ""),
+            }
             if "s" in base and "s" in r:
                 row["× time of all-layers"] = r["s"] / base["s"]
                 row["× memory of all-layers"] = r["rss_added_mb"] / max(base["rss_added_mb"], 1e-9)

@@ -7,6 +7,7 @@ All three use a pad-token baseline and report captum's convergence delta, so spe
 Run: python benchmarks/bench_attribution.py [--examples 32] [--steps 50] [--json benchmarks/results/attribution-cpu.json]
 Targets (issue 6): >= 3x captum's batched call on a GPU, >= 1.5x on CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,15 @@ def main() -> None:
         special = torch.tensor([[t in tok.all_special_ids for t in row] for row in ids.tolist()])
         base = torch.where(special, ids, torch.full_like(ids, tok.pad_token_id))
         lig = LayerIntegratedGradients(forward, emb)
-        _, delta = lig.attribute(ids, baselines=base, target=labels, additional_forward_args=(mask,),
-                                 n_steps=args.steps, internal_batch_size=internal, return_convergence_delta=True)
+        _, delta = lig.attribute(
+            ids,
+            baselines=base,
+            target=labels,
+            additional_forward_args=(mask,),
+            n_steps=args.steps,
+            internal_batch_size=internal,
+            return_convergence_delta=True,
+        )
         return delta.abs()
 
     rows, deltas = [], {}

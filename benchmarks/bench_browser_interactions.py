@@ -7,6 +7,7 @@ press), and the time runs until the sentences computed from the fits change and 
 Run: python benchmarks/bench_browser_interactions.py [--presses 5] [--json benchmarks/results/browser-cpu.json]
 Target (issue 15): a toy slider change answers in under 2 s on 2 CPU cores, browser included.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,13 +62,21 @@ def main() -> int:
     runs = tmp / "runs"
     for ref in (ROOT / "cached_runs").glob("reference-*"):
         if ref.is_dir():
-            shutil.copytree(ref, runs / ref.name, ignore=shutil.ignore_patterns("checkpoint") if
-                            not (ref / "checkpoint" / "adapter_config.json").exists() else None)
+            shutil.copytree(
+                ref,
+                runs / ref.name,
+                ignore=shutil.ignore_patterns("checkpoint")
+                if not (ref / "checkpoint" / "adapter_config.json").exists()
+                else None,
+            )
     proc, url = start_server(runs, tmp / "server.log")
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=os.environ.get("KD_LENS_CHROMIUM", "/usr/bin/chromium"),
-                                         headless=True, args=["--no-sandbox", "--disable-gpu"])
+            browser = pw.chromium.launch(
+                executable_path=os.environ.get("KD_LENS_CHROMIUM", "/usr/bin/chromium"),
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu"],
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(f"{url}/losses", wait_until="domcontentloaded")
             page.get_by_text(TABLE).first.wait_for(timeout=args.timeout * 1e3)
@@ -83,10 +92,20 @@ def main() -> int:
         stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     base = statistics.median(cached)
-    rows = [{"change": "τ to a value computed before (cached: baseline)", "median s": base,
-             "max s": max(cached), "× cached": 1.0},
-            {"change": "τ to a new value (fits computed)", "median s": statistics.median(cold), "max s": max(cold),
-             "× cached": statistics.median(cold) / base}]
+    rows = [
+        {
+            "change": "τ to a value computed before (cached: baseline)",
+            "median s": base,
+            "max s": max(cached),
+            "× cached": 1.0,
+        },
+        {
+            "change": "τ to a new value (fits computed)",
+            "median s": statistics.median(cold),
+            "max s": max(cold),
+            "× cached": statistics.median(cold) / base,
+        },
+    ]
     print(markdown_table(rows, ["change", "median s", "max s", "× cached"]))
     ok = max(cold) < 2.0
     print("PASS" if ok else "FAIL: a slider change took 2 s or more")

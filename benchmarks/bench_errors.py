@@ -9,6 +9,7 @@ Then the self-contained HTML report of a 10,000-example run with 20 pinned examp
 Run: python benchmarks/bench_errors.py [--rows 10000] [--json benchmarks/results/errors-cpu.json]
 Target (issue 14): filtering and sorting 10,000 rows well under 1 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,13 +44,35 @@ def synthetic_rows(n: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
     kl = rng.exponential(size=n)
     teacher, student = [], []
     for i in range(n):
-        common = {"example_id": str(i), "data": "bench", "gold": int(gold[i]), "text_tokens": int(tokens[i]),
-                  "text": f"question {i} with {'12 apples' if i % 3 else 'no digits'}",
-                  "topic": ("sport", "news", "art", "science")[i % 4]}
-        teacher.append({**common, "run_id": "t", "role": "teacher", "step": 0, "correct": bool(t_ok[i]),
-                        "p_pred": float(rng.random())})
-        student.append({**common, "run_id": "s", "role": "student", "step": 100, "correct": bool(s_ok[i]),
-                        "p_pred": float(rng.random()), "kl": float(kl[i])})
+        common = {
+            "example_id": str(i),
+            "data": "bench",
+            "gold": int(gold[i]),
+            "text_tokens": int(tokens[i]),
+            "text": f"question {i} with {'12 apples' if i % 3 else 'no digits'}",
+            "topic": ("sport", "news", "art", "science")[i % 4],
+        }
+        teacher.append(
+            {
+                **common,
+                "run_id": "t",
+                "role": "teacher",
+                "step": 0,
+                "correct": bool(t_ok[i]),
+                "p_pred": float(rng.random()),
+            }
+        )
+        student.append(
+            {
+                **common,
+                "run_id": "s",
+                "role": "student",
+                "step": 100,
+                "correct": bool(s_ok[i]),
+                "p_pred": float(rng.random()),
+                "kl": float(kl[i]),
+            }
+        )
     return teacher, student
 
 
@@ -96,12 +119,15 @@ def main() -> None:
         "apply a parsed filter": median_ms(lambda: frame[parsed(frame).to_numpy()], repeats=r),
         "parse_filter + apply": median_ms(lambda: frame[parse_filter(EXPR)(frame).to_numpy()], repeats=r),
         "parse_filter + apply + sort by kl": median_ms(
-            lambda: frame[parse_filter(EXPR)(frame).to_numpy()].sort_values("kl"), repeats=r),
+            lambda: frame[parse_filter(EXPR)(frame).to_numpy()].sort_values("kl"), repeats=r
+        ),
         "join_roles (records → joined frame)": median_ms(
-            lambda: join_roles({"teacher": teacher, "student": student}), repeats=max(3, r // 4)),
+            lambda: join_roles({"teacher": teacher, "student": student}), repeats=max(3, r // 4)
+        ),
         "disagreement (from records)": median_ms(lambda: disagreement(teacher, student), repeats=max(3, r // 4)),
-        "find_slices (default features + topic)": median_ms(lambda: find_slices(frame, columns=["topic"]),
-                                                            repeats=max(3, r // 4)),
+        "find_slices (default features + topic)": median_ms(
+            lambda: find_slices(frame, columns=["topic"]), repeats=max(3, r // 4)
+        ),
     }
     report_ms, plotly_ms, size = _report_times(teacher, student, max(3, r // 5))
     times["HTML report (10k rows, 20 pins; from the run store)"] = report_ms
@@ -109,13 +135,17 @@ def main() -> None:
     base = times["pandas frame.query (baseline)"]
     rows = [{"rows": args.rows, "operation": k, "ms": v, "× query": v / base} for k, v in times.items()]
     findings = find_slices(frame, columns=["topic"])
-    print(f"cpu: {platform.processor() or platform.machine()}, pandas {pd.__version__}, numpy {np.__version__}, "
-          f"{len(frame)} joined rows, {int(ours.sum())} selected, {len(findings)} slices kept")
+    print(
+        f"cpu: {platform.processor() or platform.machine()}, pandas {pd.__version__}, numpy {np.__version__}, "
+        f"{len(frame)} joined rows, {int(ours.sum())} selected, {len(findings)} slices kept"
+    )
     print(f"filter: {EXPR}")
     print(markdown_table(rows, ["rows", "operation", "ms", "× query"]))
     print(f"report: {size / 1e6:.1f} MB, {report_ms / plotly_ms:.1f}× plotly's one-figure write_html")
-    print(f"top slice: {findings[0].name} (n={findings[0].n}, gap {findings[0].gap:.3f}, "
-          f"adjusted p {findings[0].adjusted_p:.2g})")
+    print(
+        f"top slice: {findings[0].name} (n={findings[0].n}, gap {findings[0].gap:.3f}, "
+        f"adjusted p {findings[0].adjusted_p:.2g})"
+    )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"pandas": pd.__version__, "expr": EXPR, "rows": rows}, indent=2))

@@ -9,6 +9,7 @@ page itself (Streamlit AppTest, cold cache) and the rerun is timed end to end.
 Run: python benchmarks/bench_loss_toy.py [--page] [--json benchmarks/results/loss-toy-cpu.json]
 Target (issue 15): a slider change answers in under 2 s on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,12 +73,20 @@ def main() -> None:
     print("| τ | ε | α | old: 200 Adam steps (s) | new: Newton (s) | old / new |")
     print("|---|---|---|---|---|---|")
     for r in fits:
-        print(f"| {r['tau']:g} | {r['eps']:g} | {r['alpha']:g} | {r['old_s']:.3f} | {r['new_s']:.3f} | "
-              f"{r['speedup']:.1f}× |")
-    print(f"median: old {statistics.median(r['old_s'] for r in fits):.3f} s, new "
-          f"{statistics.median(r['new_s'] for r in fits):.3f} s, worst new {max(r['new_s'] for r in fits):.3f} s")
-    out = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "fits": fits}
+        print(
+            f"| {r['tau']:g} | {r['eps']:g} | {r['alpha']:g} | {r['old_s']:.3f} | {r['new_s']:.3f} | "
+            f"{r['speedup']:.1f}× |"
+        )
+    print(
+        f"median: old {statistics.median(r['old_s'] for r in fits):.3f} s, new "
+        f"{statistics.median(r['new_s'] for r in fits):.3f} s, worst new {max(r['new_s'] for r in fits):.3f} s"
+    )
+    out = {
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "fits": fits,
+    }
     if args.page:
         page = bench_page()
         print("\n| page action | seconds |\n|---|---|")

@@ -8,6 +8,7 @@ POT's ot.sinkhorn2 (torch backend, log-domain, same cost matrix, same iterations
 Run: python benchmarks/bench_losses.py [--device cuda] [--json benchmarks/results/losses-<device>.json]
 Targets (docs/methods.md §5): Sinkhorn ≤ 3× KL at classification shapes, ≤ 2× KL at LLM shapes (GPU), faster than POT.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,13 @@ def fwd_bwd(name: str, s: torch.Tensor, t: torch.Tensor, **kw):
     def run():
         x = s.detach().requires_grad_(True)
         LOSSES[name](x, t, tau=TAU, **kw).backward()
+
     return run
 
 
 def pot_fwd_bwd(s: torch.Tensor, t: torch.Tensor, group: int | None):
     """POT on the same problem: softmax at τ, L1 cost, log-domain Sinkhorn, Σ P∘M, backward (one call per group)."""
+
     def run():
         x = s.detach().requires_grad_(True)
         p, q = torch.softmax(x / TAU, -1), torch.softmax(t / TAU, -1)
@@ -45,10 +48,11 @@ def pot_fwd_bwd(s: torch.Tensor, t: torch.Tensor, group: int | None):
         g = group or n
         total = 0
         for i in range(0, n, g):
-            M = torch.cdist(p[i:i + g], q[i:i + g], p=1)
+            M = torch.cdist(p[i : i + g], q[i : i + g], p=1)
             a = torch.full((M.shape[0],), 1.0 / M.shape[0], dtype=M.dtype, device=M.device)
             total = total + ot.sinkhorn2(a, a, M, EPS, method="sinkhorn_log", numItermax=ITERS, stopThr=0)
         (total / (n // g)).backward()
+
     return run
 
 
@@ -60,16 +64,23 @@ def bench_shape(rows: int, cols: int, device: str, llm: bool, repeats: int) -> l
     variants = [(name, name, {}) for name in ("kl", "rkl", "js", "tvd", "skew_kl")]
     if llm:
         grouped = {**sk, "group_size": 64, "topk": 64}
-        variants += [("sinkhorn (group 64, top-64, unrolled)", "sinkhorn", grouped),
-                     ("sinkhorn (group 64, top-64, envelope)", "sinkhorn", {**grouped, "gradient": "envelope"})]
+        variants += [
+            ("sinkhorn (group 64, top-64, unrolled)", "sinkhorn", grouped),
+            ("sinkhorn (group 64, top-64, envelope)", "sinkhorn", {**grouped, "gradient": "envelope"}),
+        ]
     else:
-        variants += [("sinkhorn (unrolled)", "sinkhorn", sk),
-                     ("sinkhorn (envelope)", "sinkhorn", {**sk, "gradient": "envelope"})]
-    times = {label: median_ms(fwd_bwd(name, s, t, **kw), repeats=repeats, device=device) for label, name, kw in variants}
+        variants += [
+            ("sinkhorn (unrolled)", "sinkhorn", sk),
+            ("sinkhorn (envelope)", "sinkhorn", {**sk, "gradient": "envelope"}),
+        ]
+    times = {
+        label: median_ms(fwd_bwd(name, s, t, **kw), repeats=repeats, device=device) for label, name, kw in variants
+    }
     pot_group = 64 if llm else None
     # POT on the grouped problem but over the full vocabulary (it has no top-k): report it as such
     times["POT sinkhorn2 (same batch" + (", groups of 64, full vocabulary)" if llm else ")")] = median_ms(
-        pot_fwd_bwd(s, t, pot_group), repeats=max(3, repeats // 4), device=device)
+        pot_fwd_bwd(s, t, pot_group), repeats=max(3, repeats // 4), device=device
+    )
     kl = times["kl"]
     return [{"shape": f"{rows}×{cols}", "loss": k, "ms": v, "× KL": v / kl} for k, v in times.items()]
 

@@ -3,6 +3,7 @@ against the same evaluation without, measured in the same run. Target (issue 14)
 
 Run: python benchmarks/bench_records.py [--json benchmarks/results/records-cpu.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ def main() -> None:
     from kd_analysis.training.evaluate import evaluate
 
     root = Path(__file__).resolve().parent.parent
-    teacher = load_model(ModelSpec(str(root / "cached_runs/reference-minilm-mc-teacher/checkpoint"),
-                                   task="multiple_choice"))
+    teacher = load_model(
+        ModelSpec(str(root / "cached_runs/reference-minilm-mc-teacher/checkpoint"), task="multiple_choice")
+    )
     examples = load_dataset("demo:mcq").examples[:52]
     cfg = TrainConfig(teacher=ModelSpec("minilm"), data="demo:mcq", batch_size=8)
     probs = {}
@@ -51,8 +53,10 @@ def main() -> None:
 
     base = median_ms(plain, repeats=args.repeats, warmup=1)
     rec = median_ms(with_records, repeats=args.repeats, warmup=1)
-    rows = [{"case": "eval (52 MC examples, MiniLM)", "ms": base, "ratio": 1.0},
-            {"case": "eval + records (computed, KL, written)", "ms": rec, "ratio": rec / base}]
+    rows = [
+        {"case": "eval (52 MC examples, MiniLM)", "ms": base, "ratio": 1.0},
+        {"case": "eval + records (computed, KL, written)", "ms": rec, "ratio": rec / base},
+    ]
     print(markdown_table(rows, ["case", "ms", "ratio"]))
     print(f"records cost {100 * (rec / base - 1):+.1f}% of eval time (target ≤ 5%)")
     if args.json:

@@ -21,6 +21,7 @@ Run: python benchmarks/bench_server.py [--tabs 1,5,10] [--pages loss,saliency] [
 Goal (issue 13): at 10 tabs no error box and no page slower than 3x its single-tab time. Exits 1 on any error
 box or failed load, or when a page at the largest N is slower than --limit (3) times its single-tab time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,9 @@ class PageSpec:
 
 PAGES = {
     # the pair view (models loaded, every loss on a batch): the page's heavy part, chosen by the link
-    "loss": PageSpec("losses?view=pair", "Balance loss weights by gradient norm", ".js-plotly-plot",
-                     "Per-example contributions"),
+    "loss": PageSpec(
+        "losses?view=pair", "Balance loss weights by gradient norm", ".js-plotly-plot", "Per-example contributions"
+    ),
     # before any click the page shows the newest saved job on the data set (live attributions wait for a button)
     "saliency": PageSpec("rationales", "Examples", ".js-plotly-plot", "attributions (JSONL"),
 }
@@ -80,8 +82,23 @@ def _free_port() -> int:
 def start_server(runs: Path, log: Path, app_root: Path = ROOT) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "KD_LENS_RUNS": str(runs)}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-           "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=app_root, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -177,15 +194,15 @@ class TreeSampler:
 # ---------------------------------------------------------------- browser
 
 
-async def load(context, url: str, name: str, timeout_s: float, shot: Path | None = None,
-               fail_shot: Path | None = None) -> dict:
+async def load(
+    context, url: str, name: str, timeout_s: float, shot: Path | None = None, fail_shot: Path | None = None
+) -> dict:
     """Open one page in a new tab of `context`; time until content is shown and the script has finished."""
     spec = PAGES[name]
     page = await context.new_page()
     js_errors: list[str] = []
     page.on("pageerror", lambda e: js_errors.append(str(e)[:200]))
-    out = {"page": name, "ok": False, "error_boxes": 0, "js_errors": 0, "failure": None,
-           "content_s": None, "s": None}
+    out = {"page": name, "ok": False, "error_boxes": 0, "js_errors": 0, "failure": None, "content_s": None, "s": None}
     t0 = time.perf_counter()
     try:
         await page.goto(f"{url}/{spec.url_path}", wait_until="domcontentloaded", timeout=timeout_s * 1e3)
@@ -197,7 +214,10 @@ async def load(context, url: str, name: str, timeout_s: float, shot: Path | None
         await page.wait_for_function(
             """([last, errors, running]) => !document.querySelector(running) &&
                    (document.body.textContent.includes(last) || !!document.querySelector(errors))""",
-            arg=[spec.last, ERROR_BOXES, RUNNING], timeout=left * 1e3, polling=100)
+            arg=[spec.last, ERROR_BOXES, RUNNING],
+            timeout=left * 1e3,
+            polling=100,
+        )
         out["s"] = time.perf_counter() - t0
         out["ok"] = True
     except Exception as exc:  # a timeout or a failed load: a failed navigation
@@ -231,8 +251,14 @@ async def tab(browser, url: str, index: int, order: list[str], timeout_s: float,
     try:
         k = index % len(order)
         for j, name in enumerate(order[k:] + order[:k]):  # tab i < len(order) shoots its first page
-            r = await load(context, url, name, timeout_s, shots.get(name) if index < len(order) and j == 0 else None,
-                           FAILED_SHOTS / f"server-{name}-failed-tab{index}.png" if FAILED_SHOTS else None)
+            r = await load(
+                context,
+                url,
+                name,
+                timeout_s,
+                shots.get(name) if index < len(order) and j == 0 else None,
+                FAILED_SHOTS / f"server-{name}-failed-tab{index}.png" if FAILED_SHOTS else None,
+            )
             r["tab"] = index
             results.append(r)
     finally:
@@ -253,13 +279,23 @@ def summarise(n: int, results: list[dict], single: dict[str, float], peak_mb: fl
         times = [r["s"] for r in rs if r["ok"]]
         med = statistics.median(times) if times else float("nan")
         mx = max(times) if times else float("nan")
-        rows.append({"tabs": n, "page": name, "loads": len(rs), "median s": med, "max s": mx,
-                     "max / single": mx / single[name] if name in single and times else float("nan"),
-                     "median content s": statistics.median([r["content_s"] for r in rs if r["content_s"]])
-                     if any(r["content_s"] for r in rs) else float("nan"),
-                     "error boxes": sum(r["error_boxes"] for r in rs),
-                     "failed": sum(1 for r in rs if not r["ok"]), "js errors": sum(r["js_errors"] for r in rs),
-                     "peak RSS MB": round(peak_mb)})
+        rows.append(
+            {
+                "tabs": n,
+                "page": name,
+                "loads": len(rs),
+                "median s": med,
+                "max s": mx,
+                "max / single": mx / single[name] if name in single and times else float("nan"),
+                "median content s": statistics.median([r["content_s"] for r in rs if r["content_s"]])
+                if any(r["content_s"] for r in rs)
+                else float("nan"),
+                "error boxes": sum(r["error_boxes"] for r in rs),
+                "failed": sum(1 for r in rs if not r["ok"]),
+                "js errors": sum(r["js_errors"] for r in rs),
+                "peak RSS MB": round(peak_mb),
+            }
+        )
     return rows
 
 
@@ -272,9 +308,19 @@ async def drive(args, url: str, sampler: TreeSampler, order: list[str]) -> dict:
     out: dict = {"cold": {}, "phases": []}
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-quic",
+                "--disable-dev-shm-usage",
+            ],
+        )
         # A fresh server knows the page URLs only once app.py has run (st.navigation); a deep link before that can
         # draw the home page under a "Page not found" dialog. So the home page first, then each page once: these
         # first visits import the libraries and load the models into the server ("cold").
@@ -289,8 +335,9 @@ async def drive(args, url: str, sampler: TreeSampler, order: list[str]) -> dict:
         for name in order:
             r = (await phase(browser, url, 1, [name], args.timeout, {}))[0]
             out["cold"][name] = r
-        cold = [f"{k} {v['s']:.1f} s" if v.get("s") else f"{k} failed ({v.get('failure')})"
-                for k, v in out["cold"].items()]
+        cold = [
+            f"{k} {v['s']:.1f} s" if v.get("s") else f"{k} failed ({v.get('failure')})" for k, v in out["cold"].items()
+        ]
         print("cold (first visits): " + " · ".join(cold), flush=True)
         if args.shared_context:
             global SHARED_CONTEXT
@@ -321,10 +368,29 @@ async def drive(args, url: str, sampler: TreeSampler, order: list[str]) -> dict:
 def print_table(n: int, rows: list[dict], cpu: dict) -> None:
     from timing import markdown_table
 
-    print(f"\nN = {n} tabs · wall {cpu['wall s']:.1f} s · server CPU {cpu['server cpu s']:.1f} s · "
-          f"browser CPU {cpu['browser cpu s']:.1f} s", flush=True)
-    print(markdown_table(rows, ["page", "loads", "median s", "max s", "max / single", "median content s",
-                                "error boxes", "failed", "js errors", "peak RSS MB"]), flush=True)
+    print(
+        f"\nN = {n} tabs · wall {cpu['wall s']:.1f} s · server CPU {cpu['server cpu s']:.1f} s · "
+        f"browser CPU {cpu['browser cpu s']:.1f} s",
+        flush=True,
+    )
+    print(
+        markdown_table(
+            rows,
+            [
+                "page",
+                "loads",
+                "median s",
+                "max s",
+                "max / single",
+                "median content s",
+                "error boxes",
+                "failed",
+                "js errors",
+                "peak RSS MB",
+            ],
+        ),
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -337,11 +403,17 @@ def main() -> int:
     ap.add_argument("--limit", type=float, default=3.0, help="max / single-tab time allowed at the largest N")
     ap.add_argument("--shots", default=str(RESULTS), help="folder for the screenshots of the largest N")
     ap.add_argument("--json", help="write the results here (e.g. benchmarks/results/server-cpu.json)")
-    ap.add_argument("--shared-context", action="store_true",
-                    help="all tabs in one browser context (shared HTTP cache: the app's JavaScript is fetched and "
-                         "compiled once, less client CPU); each page load is still its own Streamlit session")
-    ap.add_argument("--app-root", default=str(ROOT),
-                    help="folder whose app.py is served (default: this checkout); e.g. a copy with a change to compare")
+    ap.add_argument(
+        "--shared-context",
+        action="store_true",
+        help="all tabs in one browser context (shared HTTP cache: the app's JavaScript is fetched and "
+        "compiled once, less client CPU); each page load is still its own Streamlit session",
+    )
+    ap.add_argument(
+        "--app-root",
+        default=str(ROOT),
+        help="folder whose app.py is served (default: this checkout); e.g. a copy with a change to compare",
+    )
     args = ap.parse_args()
     order = [p.strip() for p in args.pages.split(",") if p.strip()]
     if unknown := [p for p in order if p not in PAGES]:
@@ -359,12 +431,21 @@ def main() -> int:
     import streamlit
     import torch
 
-    env = {"app root": args.app_root, "shared context": args.shared_context, "nproc": cpus,
-           "loadavg at start": [load1, load5, load15],
-           "python": platform.python_version(),
-           "streamlit": streamlit.__version__, "torch": torch.__version__, "torch threads": torch.get_num_threads()}
-    print(f"nproc {cpus} · load average at start {load1:.2f} {load5:.2f} {load15:.2f} · "
-          f"streamlit {streamlit.__version__} · torch {torch.__version__}", flush=True)
+    env = {
+        "app root": args.app_root,
+        "shared context": args.shared_context,
+        "nproc": cpus,
+        "loadavg at start": [load1, load5, load15],
+        "python": platform.python_version(),
+        "streamlit": streamlit.__version__,
+        "torch": torch.__version__,
+        "torch threads": torch.get_num_threads(),
+    }
+    print(
+        f"nproc {cpus} · load average at start {load1:.2f} {load5:.2f} {load15:.2f} · "
+        f"streamlit {streamlit.__version__} · torch {torch.__version__}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="kd-lens-bench-") as tmp:
         runs = Path(tmp) / "runs"
         runs.mkdir()
@@ -385,8 +466,11 @@ def main() -> int:
     load_end = os.getloadavg()
     env["loadavg at end"] = list(load_end)
     # the goal: no error box anywhere, no failed load, and at the largest N no page beyond limit × single-tab time
-    problems = [f"first visit of {name} failed: {r.get('failure')}" for name, r in res["cold"].items()
-                if name != "home" and not r.get("ok")]
+    problems = [
+        f"first visit of {name} failed: {r.get('failure')}"
+        for name, r in res["cold"].items()
+        if name != "home" and not r.get("ok")
+    ]
     for ph in res["phases"]:
         for r in ph["rows"]:
             if r["error boxes"] or r["failed"]:
@@ -394,17 +478,35 @@ def main() -> int:
     last = res["phases"][-1]
     for r in last["rows"]:
         if not r["max / single"] <= args.limit:
-            problems.append(f"N={last['tabs']} {r['page']}: max {r['max s']:.1f} s = {r['max / single']:.2f}× "
-                            f"single-tab {res['single'].get(r['page'], float('nan')):.1f} s (limit {args.limit}×)")
+            problems.append(
+                f"N={last['tabs']} {r['page']}: max {r['max s']:.1f} s = {r['max / single']:.2f}× "
+                f"single-tab {res['single'].get(r['page'], float('nan')):.1f} s (limit {args.limit}×)"
+            )
     print(f"\nload average at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
-    shots = sorted(str(p.relative_to(ROOT)) for p in Path(args.shots).resolve().glob(f"server-*-n{tabs[-1]}.png")
-                   if ROOT in p.parents)
+    shots = sorted(
+        str(p.relative_to(ROOT))
+        for p in Path(args.shots).resolve().glob(f"server-*-n{tabs[-1]}.png")
+        if ROOT in p.parents
+    )
     print("screenshots:", ", ".join(shots) or "none")
     print("PASS" if not problems else "FAIL\n  " + "\n  ".join(problems))
     if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "server startup s": startup, "limit": args.limit,
-                                               "pass": not problems, "problems": problems, "screenshots": shots,
-                                               **res, "server log tail": server_log}, indent=2, default=str))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "env": env,
+                    "server startup s": startup,
+                    "limit": args.limit,
+                    "pass": not problems,
+                    "problems": problems,
+                    "screenshots": shots,
+                    **res,
+                    "server log tail": server_log,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 1 if problems else 0
 
 

@@ -10,6 +10,7 @@ Run: python benchmarks/bench_train.py [--device cuda] [--json benchmarks/results
 Target: cached KD >= 0.9x of fine-tuning throughput. Measured before any project code on an H100 (SmolLM2
 shapes, bf16): online KL 0.44x, cached top-64 0.86x.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,12 +38,26 @@ def build(device: str):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if device.startswith("cuda"):
-        shape = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_attention_heads=9,
-                     num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True)
+        shape = dict(
+            vocab_size=49152,
+            hidden_size=576,
+            intermediate_size=1536,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        )
         t_layers, s_layers, batch, seq, dtype = 30, 10, 16, 512, torch.bfloat16
     else:
-        shape = dict(vocab_size=8192, hidden_size=256, intermediate_size=688, num_attention_heads=4,
-                     num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)
+        shape = dict(
+            vocab_size=8192,
+            hidden_size=256,
+            intermediate_size=688,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+        )
         t_layers, s_layers, batch, seq, dtype = 6, 2, 8, 128, torch.float32
     torch.manual_seed(0)
     teacher = LlamaForCausalLM(LlamaConfig(num_hidden_layers=t_layers, **shape)).to(device, dtype).eval()
@@ -61,8 +76,10 @@ def main() -> None:
     dev = args.device
     teacher, student, ids, labels = build(dev)
     opt = torch.optim.AdamW(student.parameters(), lr=1e-5)
-    cfgs = {tau: TrainConfig(teacher=ModelSpec("bench"), losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)], tau=tau)
-            for tau in (1.0, 2.0)}
+    cfgs = {
+        tau: TrainConfig(teacher=ModelSpec("bench"), losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)], tau=tau)
+        for tau in (1.0, 2.0)
+    }
     width = student.config.vocab_size
     with torch.no_grad():
         t_logits = teacher(input_ids=ids).logits
@@ -70,8 +87,10 @@ def main() -> None:
         rows = t_logits[mask].float()
         vals, idx = rows.topk(64, -1)
     cached = TopK(vals, idx, {tau: torch.logsumexp(rows / tau, -1) for tau in cfgs})
-    print(f"teacher cache: {idx.shape[0]} tokens × k = 64, {idx.shape[0] * (8 * 64 + 4 * len(cfgs)) / 1e6:.2f} MB "
-          f"(a full-vocabulary cache: {rows.numel() * 4 / 1e6:.1f} MB)")
+    print(
+        f"teacher cache: {idx.shape[0]} tokens × k = 64, {idx.shape[0] * (8 * 64 + 4 * len(cfgs)) / 1e6:.2f} MB "
+        f"(a full-vocabulary cache: {rows.numel() * 4 / 1e6:.1f} MB)"
+    )
 
     def step(kind: str):
         def run():
@@ -90,13 +109,18 @@ def main() -> None:
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
+
         return run
 
-    times = {k: median_ms(step(k), repeats=args.repeats, warmup=2, device=dev)
-             for k in ("finetune", "online", "cached τ2", "cached τ1")}
+    times = {
+        k: median_ms(step(k), repeats=args.repeats, warmup=2, device=dev)
+        for k in ("finetune", "online", "cached τ2", "cached τ1")
+    }
     tokens = ids.numel()
-    rows = [{"step": k, "ms": v, "tokens/s": tokens / (v / 1e3), "× fine-tune throughput": times["finetune"] / v}
-            for k, v in times.items()]
+    rows = [
+        {"step": k, "ms": v, "tokens/s": tokens / (v / 1e3), "× fine-tune throughput": times["finetune"] / v}
+        for k, v in times.items()
+    ]
     n_params = sum(p.numel() for p in student.parameters())
     if dev.startswith("cuda"):
         name = torch.cuda.get_device_name(0)

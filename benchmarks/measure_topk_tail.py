@@ -4,6 +4,7 @@ the bare question, as the training loop caches it).
 
 Run: python benchmarks/measure_topk_tail.py [--teacher smollm2-135m-instruct] [--limit 40] [--json FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,11 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     teacher = load_model(ModelSpec(args.teacher, task="causal_lm", device="cpu"))
-    examples = load_dataset(args.data).examples[:args.limit]
+    examples = load_dataset(args.data).examples[: args.limit]
     rows = []
     with torch.no_grad():
         for i in range(0, len(examples), 8):
-            out = lm_outputs(teacher, examples[i:i + 8], 256, lambda ex: student_prompt(teacher.tokenizer, ex))
+            out = lm_outputs(teacher, examples[i : i + 8], 256, lambda ex: student_prompt(teacher.tokenizer, ex))
             rows.append(out.logits[out.labels != -100].float())
     logits = torch.cat(rows)
     table = []
@@ -42,15 +43,26 @@ def main() -> None:
         p = torch.softmax(logits / tau, -1)
         for k in (64, 256, 1024):
             tail = 1 - p.topk(k, -1).values.sum(-1)
-            table.append({"tau": tau, "k": k, "positions": int(tail.numel()), "mean tail": float(tail.mean()),
-                          "median tail": float(tail.median()), "share of positions with tail > 20%":
-                          float((tail > 0.2).float().mean())})
-    print(f"{args.teacher}, {len(examples)} questions of {args.data}, {logits.shape[0]} answer positions, "
-          f"vocabulary {logits.shape[1]}")
+            table.append(
+                {
+                    "tau": tau,
+                    "k": k,
+                    "positions": int(tail.numel()),
+                    "mean tail": float(tail.mean()),
+                    "median tail": float(tail.median()),
+                    "share of positions with tail > 20%": float((tail > 0.2).float().mean()),
+                }
+            )
+    print(
+        f"{args.teacher}, {len(examples)} questions of {args.data}, {logits.shape[0]} answer positions, "
+        f"vocabulary {logits.shape[1]}"
+    )
     print("| τ | k | mean tail | median tail | positions with tail > 20% |\n| --- | --- | --- | --- | --- |")
     for r in table:
-        print(f"| {r['tau']:g} | {r['k']} | {r['mean tail']:.1%} | {r['median tail']:.1%} | "
-              f"{r['share of positions with tail > 20%']:.0%} |")
+        print(
+            f"| {r['tau']:g} | {r['k']} | {r['mean tail']:.1%} | {r['median tail']:.1%} | "
+            f"{r['share of positions with tail > 20%']:.0%} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2))
 

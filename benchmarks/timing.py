@@ -1,4 +1,5 @@
 """Shared timing helpers: medians over repeats after warm-up, synchronising CUDA when used."""
+
 from __future__ import annotations
 
 import statistics

@@ -3,6 +3,7 @@
 Imports nothing heavy at package import so the CLI's help, data inspection and the app's pages start fast;
 torch and transformers are imported by the modules that need them.
 """
+
 import os as _os
 
 # Set before transformers is imported anywhere: quiet logs, no progress bars or telemetry in the app's output.

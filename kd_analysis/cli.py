@@ -2,6 +2,7 @@
 
 Bad input exits with code 2 and one line on stderr; `--debug` shows the traceback instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,20 +28,39 @@ def _print(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
 def cmd_models_list(args: argparse.Namespace) -> None:
     from kd_analysis.models.builtins import BUILTINS
 
-    rows = [{"name": b.name, "title": b.title, "family": b.family, "task": b.default_task,
-             "installed": b.available(), "install": b.install_hint, "description": b.description}
-            for b in BUILTINS.values()]
-    _print(rows, args.json, lambda rs: "\n".join(
-        f"{r['name']:<24} {r['title']}{'' if r['installed'] else '  [not installed: ' + r['install'] + ']'}"
-        for r in rs))
+    rows = [
+        {
+            "name": b.name,
+            "title": b.title,
+            "family": b.family,
+            "task": b.default_task,
+            "installed": b.available(),
+            "install": b.install_hint,
+            "description": b.description,
+        }
+        for b in BUILTINS.values()
+    ]
+    _print(
+        rows,
+        args.json,
+        lambda rs: "\n".join(
+            f"{r['name']:<24} {r['title']}{'' if r['installed'] else '  [not installed: ' + r['install'] + ']'}"
+            for r in rs
+        ),
+    )
 
 
 def _spec(args: argparse.Namespace):
     from kd_analysis.models.specs import ModelSpec
 
-    return ModelSpec(source=args.source, task=args.task, trust_remote_code=args.trust_remote_code,
-                     device=args.device, num_labels=args.num_labels,
-                     force_memory=bool(getattr(args, "force", False)))
+    return ModelSpec(
+        source=args.source,
+        task=args.task,
+        trust_remote_code=args.trust_remote_code,
+        device=args.device,
+        num_labels=args.num_labels,
+        force_memory=bool(getattr(args, "force", False)),
+    )
 
 
 def cmd_models_inspect(args: argparse.Namespace) -> None:
@@ -51,8 +71,12 @@ def cmd_models_inspect(args: argparse.Namespace) -> None:
 
         est = estimate_memory(spec)
         verdict = verdict_for(est)
-        out = {**est.to_dict(), "available_mb": verdict.available_mb, "fits": verdict.status,
-               "verdict": verdict.message}
+        out = {
+            **est.to_dict(),
+            "available_mb": verdict.available_mb,
+            "fits": verdict.status,
+            "verdict": verdict.message,
+        }
         _print(out, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
         if verdict.refused and not spec.force_memory:
             raise KDLensError(f"{spec.source} {verdict.message} (--force to ignore)")
@@ -69,15 +93,19 @@ def _pair_specs(args: argparse.Namespace):
     force = bool(getattr(args, "force", False))
     teacher = ModelSpec(args.teacher, task=args.task, trust_remote_code=args.trust_remote_code, force_memory=force)
     if args.student:
-        student = StudentSpec(kind="model", model=ModelSpec(args.student, task=args.task, force_memory=force,
-                                                            trust_remote_code=args.trust_remote_code))
+        student = StudentSpec(
+            kind="model",
+            model=ModelSpec(args.student, task=args.task, force_memory=force, trust_remote_code=args.trust_remote_code),
+        )
     elif args.shrink:
         student = StudentSpec(kind="shrink", num_layers=args.layers)
     else:
         try:
             keep = tuple(int(x) for x in args.keep.split(",")) if args.keep else None
         except ValueError:
-            raise KDLensError(f"--keep takes layer numbers separated by commas, e.g. 0,3,5 (got {args.keep!r})") from None
+            raise KDLensError(
+                f"--keep takes layer numbers separated by commas, e.g. 0,3,5 (got {args.keep!r})"
+            ) from None
         student = StudentSpec(kind="drop_layers", keep_layers=keep, num_layers=args.layers)
     return teacher, student
 
@@ -87,11 +115,18 @@ def cmd_models_pair(args: argparse.Namespace) -> None:
 
     t, s, report = load_pair(*_pair_specs(args))
     out = {"teacher": t.info().to_dict(), "student": s.info().to_dict(), "pair": report.to_dict()}
-    _print(out, args.json, lambda d: "\n".join(
-        [f"teacher: {d['teacher']['family']} {d['teacher']['parameters']:,} params, {d['teacher']['layers']} layers",
-         f"student: {d['student']['family']} {d['student']['parameters']:,} params, {d['student']['layers']} layers"]
-        + [f"{'yes' if v['applies'] else 'no ':<4} {k:<12} {v['reason']}" for k, v in d["pair"]["losses"].items()]
-        + d["pair"]["notes"]))
+    _print(
+        out,
+        args.json,
+        lambda d: "\n".join(
+            [
+                f"teacher: {d['teacher']['family']} {d['teacher']['parameters']:,} params, {d['teacher']['layers']} layers",
+                f"student: {d['student']['family']} {d['student']['parameters']:,} params, {d['student']['layers']} layers",
+            ]
+            + [f"{'yes' if v['applies'] else 'no ':<4} {k:<12} {v['reason']}" for k, v in d["pair"]["losses"].items()]
+            + d["pair"]["notes"]
+        ),
+    )
 
 
 # losses -------------------------------------------------------------------------------------------------------
@@ -102,10 +137,17 @@ def cmd_losses_toy(args: argparse.Namespace) -> None:
     if not args.snapshots:
         for fit in res["fits"].values():
             fit.pop("snapshots")
-    _print(res, args.json, lambda d: "\n".join(
-        [f"{'loss':<10} {'mu':>6} {'sigma':>6} {'rare':>6} {'final':>8}"] +
-        [f"{k:<10} {v['mu']:6.2f} {v['sigma']:6.2f} {v['rare_mass']:6.3f} {v['final_loss']:8.4f}"
-         for k, v in d["fits"].items()]))
+    _print(
+        res,
+        args.json,
+        lambda d: "\n".join(
+            [f"{'loss':<10} {'mu':>6} {'sigma':>6} {'rare':>6} {'final':>8}"]
+            + [
+                f"{k:<10} {v['mu']:6.2f} {v['sigma']:6.2f} {v['rare_mass']:6.3f} {v['final_loss']:8.4f}"
+                for k, v in d["fits"].items()
+            ]
+        ),
+    )
 
 
 def cmd_losses_pair(args: argparse.Namespace) -> None:
@@ -118,12 +160,22 @@ def cmd_losses_pair(args: argparse.Namespace) -> None:
     if not report.comparable:
         raise KDLensError("logit losses do not apply to this pair: " + " ".join(report.notes))
     ds = load_dataset(args.data)
-    rep = explore_pair(teacher, student, ds.examples[args.start:args.start + args.batch],
-                       ExplorerSettings(tau=args.tau, eps=args.eps, iters=args.iters), report.aligned_outputs)
+    rep = explore_pair(
+        teacher,
+        student,
+        ds.examples[args.start : args.start + args.batch],
+        ExplorerSettings(tau=args.tau, eps=args.eps, iters=args.iters),
+        report.aligned_outputs,
+    )
     out = rep.to_dict()
-    _print(out, args.json, lambda d: "\n".join(
-        [f"{len(d['example_ids'])} examples ({d['kind']})"] +
-        [f"{k:<10} value {v:10.4g}   grad norm {d['grad_norms'][k]:10.4g}" for k, v in d["values"].items()]))
+    _print(
+        out,
+        args.json,
+        lambda d: "\n".join(
+            [f"{len(d['example_ids'])} examples ({d['kind']})"]
+            + [f"{k:<10} value {v:10.4g}   grad norm {d['grad_norms'][k]:10.4g}" for k, v in d["values"].items()]
+        ),
+    )
 
 
 # rationales ---------------------------------------------------------------------------------------------------
@@ -137,28 +189,37 @@ def cmd_rationales(args: argparse.Namespace) -> None:
     from kd_analysis.truncation import check_cap
 
     check_cap(args.max_tokens)
-    examples = load_dataset(args.data).examples[args.start:args.start + args.limit]
+    examples = load_dataset(args.data).examples[args.start : args.start + args.limit]
     opts = dict(task=args.task, trust_remote_code=args.trust_remote_code, force_memory=args.force)
     models = {"teacher": ModelSpec(args.teacher, **opts)}
     if args.student:
         models["student"] = ModelSpec(args.student, **opts)
     # the paper's 68% measures "any" overlap of the teacher's tokens on multiple-choice data: only there is it shown
     ref = paper_reference("any", data_kind(examples))
-    report: dict = {"method": args.method, "k": args.k, "examples": len(examples), "paper_overlap": ref.value,
-                    "paper_comparable": ref.comparable, "paper_note": ref.caption, "max_tokens": args.max_tokens,
-                    "truncated": {}, "truncation_notes": []}
+    report: dict = {
+        "method": args.method,
+        "k": args.k,
+        "examples": len(examples),
+        "paper_overlap": ref.value,
+        "paper_comparable": ref.comparable,
+        "paper_note": ref.caption,
+        "max_tokens": args.max_tokens,
+        "truncated": {},
+        "truncation_notes": [],
+    }
     lines = []
     for role, spec in models.items():
         loaded = load_model(spec)
-        attrs = attribute_many(loaded, examples, method=args.method, target=args.target, steps=args.steps,
-                               max_tokens=args.max_tokens)
+        attrs = attribute_many(
+            loaded, examples, method=args.method, target=args.target, steps=args.steps, max_tokens=args.max_tokens
+        )
         report["truncated"][role] = sum(a.truncated for a in attrs)  # inputs cut from the left of the question
-        report["truncation_notes"] += [{"role": role, "example": a.example_id, "note": "; ".join(a.notes)}
-                                       for a in attrs if a.truncated]
+        report["truncation_notes"] += [
+            {"role": role, "example": a.example_id, "note": "; ".join(a.notes)} for a in attrs if a.truncated
+        ]
         for a in attrs:
             r = select_rationale(a, args.k)
-            lines.append(json.dumps({"role": role, **a.to_dict(), "rationale": r.text,
-                                     "rationale_indices": r.indices}))
+            lines.append(json.dumps({"role": role, **a.to_dict(), "rationale": r.text, "rationale_indices": r.indices}))
         rows = with_intervals(aggregate(attrs, ks=sorted({1, 3, args.k, 10})), attrs)
         report[role] = next(r for r in rows if r["group"] == "all" and r["k"] == args.k)
         report[f"{role}_by_k"] = rows
@@ -169,19 +230,38 @@ def cmd_rationales(args: argparse.Namespace) -> None:
 
     if args.out:
         atomic_write_text(args.out, "\n".join(lines) + "\n")
-    _print(report, args.json, lambda d: "\n".join(
-        [f"{d['examples']} examples, method {d['method']}, k = {d['k']}; 95% intervals in brackets (Wilson for any, "
-         "t for the others), over the defined examples"]
-        + [f"{role}: defined (n) {d[role]['defined']}, undefined {d[role]['undefined']}; " + ", ".join(
-            f"{df} {d[role][df]:.3f}{interval(d[role], df)} (chance {d[role]['chance ' + df]:.3f})"
-            if d[role][df] is not None else f"{df} n/a" for df in DEFINITIONS)
-           for role in models]
-        + [("paper reference (teacher, any): " if ref.comparable else "no paper figure: ") + ref.caption]
-        + [f"{role}: {n} of {d['examples']} inputs cut to fit the token limit (--max-tokens {d['max_tokens']})"
-           for role, n in d["truncated"].items() if n]
-        + [f"  {t['role']}, example {t['example']}: {t['note']}" for t in d["truncation_notes"][:10]]
-        + ([f"  ... and {len(d['truncation_notes']) - 10} more cut inputs (see --json or --out)"]
-           if len(d["truncation_notes"]) > 10 else [])))
+    _print(
+        report,
+        args.json,
+        lambda d: "\n".join(
+            [
+                f"{d['examples']} examples, method {d['method']}, k = {d['k']}; 95% intervals in brackets (Wilson for any, "
+                "t for the others), over the defined examples"
+            ]
+            + [
+                f"{role}: defined (n) {d[role]['defined']}, undefined {d[role]['undefined']}; "
+                + ", ".join(
+                    f"{df} {d[role][df]:.3f}{interval(d[role], df)} (chance {d[role]['chance ' + df]:.3f})"
+                    if d[role][df] is not None
+                    else f"{df} n/a"
+                    for df in DEFINITIONS
+                )
+                for role in models
+            ]
+            + [("paper reference (teacher, any): " if ref.comparable else "no paper figure: ") + ref.caption]
+            + [
+                f"{role}: {n} of {d['examples']} inputs cut to fit the token limit (--max-tokens {d['max_tokens']})"
+                for role, n in d["truncated"].items()
+                if n
+            ]
+            + [f"  {t['role']}, example {t['example']}: {t['note']}" for t in d["truncation_notes"][:10]]
+            + (
+                [f"  ... and {len(d['truncation_notes']) - 10} more cut inputs (see --json or --out)"]
+                if len(d["truncation_notes"]) > 10
+                else []
+            )
+        ),
+    )
 
 
 # data ---------------------------------------------------------------------------------------------------------
@@ -205,9 +285,13 @@ def cmd_data_demo(args: argparse.Namespace) -> None:
     from kd_analysis.data.sources import write_demo
 
     if not args.name:
-        rows = [{"name": d.name, "title": d.title, "format": d.format, "description": d.description}
-                for d in DEMO_SETS.values()]
-        _print(rows, args.json, lambda rs: "\n".join(f"demo:{r['name']:<12} {r['format']:<14} {r['title']}" for r in rs))
+        rows = [
+            {"name": d.name, "title": d.title, "format": d.format, "description": d.description}
+            for d in DEMO_SETS.values()
+        ]
+        _print(
+            rows, args.json, lambda rs: "\n".join(f"demo:{r['name']:<12} {r['format']:<14} {r['title']}" for r in rs)
+        )
         return
     suffix = DEMO_SETS[args.name].suffix if args.name in DEMO_SETS else ".jsonl"
     print(write_demo(args.name, args.out or f"{args.name}{suffix}"))
@@ -236,10 +320,20 @@ def cmd_runs_list(args: argparse.Namespace) -> None:
 
 def cmd_runs_show(args: argparse.Namespace) -> None:
     record = _store(args).show(args.run_id)
-    _print(record, args.json, lambda d: "\n".join(
-        [f"run {d['run_id']} ({d['status'].get('state', 'damaged' if d['problems'] else 'unknown')})",
-         f"path: {d['path']}", f"config: {json.dumps(d['config'])}", f"metrics: {len(d['metrics'])} records",
-         f"artefacts: {', '.join(d['artefacts'])}"] + [f"damaged: {p}" for p in d["problems"]]))
+    _print(
+        record,
+        args.json,
+        lambda d: "\n".join(
+            [
+                f"run {d['run_id']} ({d['status'].get('state', 'damaged' if d['problems'] else 'unknown')})",
+                f"path: {d['path']}",
+                f"config: {json.dumps(d['config'])}",
+                f"metrics: {len(d['metrics'])} records",
+                f"artefacts: {', '.join(d['artefacts'])}",
+            ]
+            + [f"damaged: {p}" for p in d["problems"]]
+        ),
+    )
 
 
 def cmd_runs_cancel(args: argparse.Namespace) -> None:
@@ -286,16 +380,25 @@ def cmd_runs_groups(args: argparse.Namespace) -> None:
     rows = []
     for g in list_groups(_store(args)):
         d = g.to_dict()
-        rows.append({k: d[k] for k in ("group", "config", "seeds", "runs", "eval_examples", "mean", "interval")}
-                    | {"name": g.name, "accuracies": g.accuracies, "unfinished": g.unfinished})
+        rows.append(
+            {k: d[k] for k in ("group", "config", "seeds", "runs", "eval_examples", "mean", "interval")}
+            | {"name": g.name, "accuracies": g.accuracies, "unfinished": g.unfinished}
+        )
 
     def line(r: dict) -> str:
         band = f" (95% {_pct(r['interval'][0])}–{_pct(r['interval'][1])} across seeds)" if r["interval"] else ""
-        return (f"{r['group']:<44} {r['name']} · seeds {','.join(map(str, r['seeds'])) or '-'} · "
-                f"{r['eval_examples']} examples · mean {_pct(r['mean'])}{band}")
+        return (
+            f"{r['group']:<44} {r['name']} · seeds {','.join(map(str, r['seeds'])) or '-'} · "
+            f"{r['eval_examples']} examples · mean {_pct(r['mean'])}{band}"
+        )
 
-    _print(rows, args.json, lambda rs: "\n".join(line(r) for r in rs) or "no run groups (start one with "
-           "`runs start --config FILE --seeds 0,1,2`)")
+    _print(
+        rows,
+        args.json,
+        lambda rs: (
+            "\n".join(line(r) for r in rs) or "no run groups (start one with `runs start --config FILE --seeds 0,1,2`)"
+        ),
+    )
 
 
 def cmd_runs_compare(args: argparse.Namespace) -> None:
@@ -314,9 +417,11 @@ def cmd_runs_gap(args: argparse.Namespace) -> None:
         if d["value"] is None:
             return f"gap closed: {d['note']}"
         lo, hi = d["interval"]
-        return (f"{args.kd} closes {d['value']:.0%} of the teacher–student gap over {args.ce} (95% interval "
-                f"{lo:.0%} to {hi:.0%}; teacher {_pct(d['teacher'])}, CE-only {_pct(d['ce'])}, KD {_pct(d['kd'])}, "
-                f"{d['n']} examples)" + (f"; {d['note']}" if d["note"] else ""))
+        return (
+            f"{args.kd} closes {d['value']:.0%} of the teacher–student gap over {args.ce} (95% interval "
+            f"{lo:.0%} to {hi:.0%}; teacher {_pct(d['teacher'])}, CE-only {_pct(d['ce'])}, KD {_pct(d['kd'])}, "
+            f"{d['n']} examples)" + (f"; {d['note']}" if d["note"] else "")
+        )
 
     _print(g.to_dict(), args.json, text)
 
@@ -330,10 +435,18 @@ def cmd_runs_agreement(args: argparse.Namespace) -> None:
     def fmt(v):
         return "n/a" if v is None else f"{v:.3f}"
 
-    _print(rows, args.json, lambda d: "\n".join(
-        f"{r['job']}: {r['student']} · spearman {fmt(r['mean spearman'])} · top-{r['k']} overlap "
-        f"{fmt(r['top-k overlap'])} · student accuracy {fmt(r['student accuracy'])}" for r in d)
-        or "no finished rationales job with a student")
+    _print(
+        rows,
+        args.json,
+        lambda d: (
+            "\n".join(
+                f"{r['job']}: {r['student']} · spearman {fmt(r['mean spearman'])} · top-{r['k']} overlap "
+                f"{fmt(r['top-k overlap'])} · student accuracy {fmt(r['student accuracy'])}"
+                for r in d
+            )
+            or "no finished rationales job with a student"
+        ),
+    )
 
 
 def cmd_runs_make_reference(args: argparse.Namespace) -> None:
@@ -343,8 +456,12 @@ def cmd_runs_make_reference(args: argparse.Namespace) -> None:
 
     if args.jobs is not None and args.jobs < 1:
         raise KDLensError(f"--jobs takes a number of steps to run at a time, 1 or more (got {args.jobs})")
-    done = make_reference(RunStore(args.root), log=lambda m: print(m, file=sys.stderr, flush=True), only=args.only,
-                          jobs=args.jobs or default_jobs())
+    done = make_reference(
+        RunStore(args.root),
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+        only=args.only,
+        jobs=args.jobs or default_jobs(),
+    )
     _print(done, args.json, lambda d: "\n".join(d))
 
 
@@ -352,8 +469,14 @@ def cmd_story(args: argparse.Namespace) -> None:
     from kd_analysis.story import write_story
 
     out = write_story(args.out, _store(args))
-    _print(out, args.json, lambda d: f"{d['path']}: {d['bytes'] / 1e6:.1f} MB, {len(d['sections'])} sections in "
-           f"{d['seconds']} s" + (f" (not available: {', '.join(d['missing'])})" if d["missing"] else ""))
+    _print(
+        out,
+        args.json,
+        lambda d: (
+            f"{d['path']}: {d['bytes'] / 1e6:.1f} MB, {len(d['sections'])} sections in "
+            f"{d['seconds']} s" + (f" (not available: {', '.join(d['missing'])})" if d["missing"] else "")
+        ),
+    )
 
 
 # presets ------------------------------------------------------------------------------------------------------
@@ -421,9 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_opts(q: argparse.ArgumentParser) -> None:
         q.add_argument("--task", choices=["classification", "multiple_choice", "causal_lm", "seq2seq"])
-        q.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own code (only if trusted)")
-        q.add_argument("--force", action="store_true",
-                       help="load even when the memory estimate exceeds the memory free on the device")
+        q.add_argument(
+            "--trust-remote-code", action="store_true", help="run the checkpoint's own code (only if trusted)"
+        )
+        q.add_argument(
+            "--force",
+            action="store_true",
+            help="load even when the memory estimate exceeds the memory free on the device",
+        )
         q.add_argument("--json", action="store_true")
 
     m_inspect = msub.add_parser("inspect", help="load a model and print its architecture summary")
@@ -433,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     m_inspect.add_argument("--num-labels", type=int)
     m_inspect.add_argument("--estimate-only", action="store_true", help="memory estimate from the config, no weights")
     m_inspect.set_defaults(fn=cmd_models_inspect)
+
     def pair_opts(q: argparse.ArgumentParser) -> None:
         q.add_argument("--teacher", required=True)
         q.add_argument("--student", help="a model source; default: a layer-dropped copy of the teacher")
@@ -451,8 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     l_toy.add_argument("--tau", type=float, default=1.0)
     l_toy.add_argument("--eps", type=float, default=0.05)
     l_toy.add_argument("--alpha", type=float, default=0.1)
-    l_toy.add_argument("--steps", type=int, default=200, help="the most Newton iterations per fit (it stops earlier "
-                       "once converged)")
+    l_toy.add_argument(
+        "--steps", type=int, default=200, help="the most Newton iterations per fit (it stops earlier once converged)"
+    )
     l_toy.add_argument("--snapshots", action="store_true", help="include the student's distribution along the path")
     l_toy.add_argument("--json", action="store_true")
     l_toy.set_defaults(fn=cmd_losses_toy)
@@ -474,9 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
     rat.add_argument("--k", type=int, default=5)
     rat.add_argument("--target", default="gold", choices=["gold", "predicted"])
     rat.add_argument("--steps", type=int, default=32, help="integrated-gradients steps")
-    rat.add_argument("--max-tokens", type=int, default=512,
-                     help="cap on input tokens (the model's own maximum applies when smaller); a longer input "
-                          "loses the start of its question, never its choices or answer cue, and is reported")
+    rat.add_argument(
+        "--max-tokens",
+        type=int,
+        default=512,
+        help="cap on input tokens (the model's own maximum applies when smaller); a longer input "
+        "loses the start of its question, never its choices or answer cue, and is reported",
+    )
     rat.add_argument("--limit", type=int, default=50)
     rat.add_argument("--start", type=int, default=0)
     rat.add_argument("--out", help="write one JSON line per example and model here")
@@ -504,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list and show run records (training, attribution, priming)")
     rsub = runs.add_subparsers(dest="action", required=True, parser_class=_Parser)
+
     def runs_cmd(name: str, fn, help_text: str) -> argparse.ArgumentParser:
         q = rsub.add_parser(name, help=help_text)
         q.add_argument("--json", action="store_true")
@@ -513,30 +648,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs_cmd("list", cmd_runs_list, "every run, newest first").add_argument("--kind")
     runs_cmd("show", cmd_runs_show, "one run's config, status, metrics and artefacts").add_argument(
-        "run_id", metavar="RUN_ID")
+        "run_id", metavar="RUN_ID"
+    )
     r_start = runs_cmd("start", cmd_runs_start, "start a training run in the background (like the page does)")
     r_start.add_argument("--config", help="a TrainConfig as .json or .yaml (with --preset: settings to override)")
     r_start.add_argument("--preset", help="start from a paper preset (see `presets list`)")
     r_start.add_argument("--seeds", help="a run group: one run per seed, e.g. 0,1,2 (same held-out examples)")
-    runs_cmd("groups", cmd_runs_groups, "run groups (one config over several seeds): mean accuracy and its 95%% "
-             "interval across seeds")
-    r_cmp = runs_cmd("compare", cmd_runs_compare, "paired comparison of two runs or groups on the eval examples they "
-                     "share: difference, 95%% interval, p")
+    runs_cmd(
+        "groups",
+        cmd_runs_groups,
+        "run groups (one config over several seeds): mean accuracy and its 95%% interval across seeds",
+    )
+    r_cmp = runs_cmd(
+        "compare",
+        cmd_runs_compare,
+        "paired comparison of two runs or groups on the eval examples they share: difference, 95%% interval, p",
+    )
     r_cmp.add_argument("a", metavar="A", help="run or group id")
     r_cmp.add_argument("b", metavar="B", help="run or group id")
-    r_gap = runs_cmd("gap", cmd_runs_gap, "share of the teacher-student gap a KD run or group closes over its "
-                     "CE-only twin")
+    r_gap = runs_cmd(
+        "gap", cmd_runs_gap, "share of the teacher-student gap a KD run or group closes over its CE-only twin"
+    )
     r_gap.add_argument("kd", metavar="KD", help="run or group id of the distilled student")
     r_gap.add_argument("ce", metavar="CE", help="run or group id of the CE-only twin")
     runs_cmd("cancel", cmd_runs_cancel, "stop a queued or running run").add_argument("run_id", metavar="RUN_ID")
-    runs_cmd("agreement", cmd_runs_agreement, "teacher-student attribution agreement of every finished "
-             "rationales job (before / after distillation)")
-    make_ref = runs_cmd("make-reference", cmd_runs_make_reference,
-                        "regenerate the demo's reference runs (about an hour on 2 CPU cores)")
-    make_ref.add_argument("--only", nargs="*",
-                          help="run ids to regenerate, shell patterns allowed ('reference-mcl-*'; default: all)")
-    make_ref.add_argument("--jobs", type=int, default=None,
-                          help="steps run at a time, one process each (default: 2 on 2 or more cores)")
+    runs_cmd(
+        "agreement",
+        cmd_runs_agreement,
+        "teacher-student attribution agreement of every finished rationales job (before / after distillation)",
+    )
+    make_ref = runs_cmd(
+        "make-reference", cmd_runs_make_reference, "regenerate the demo's reference runs (about an hour on 2 CPU cores)"
+    )
+    make_ref.add_argument(
+        "--only", nargs="*", help="run ids to regenerate, shell patterns allowed ('reference-mcl-*'; default: all)"
+    )
+    make_ref.add_argument(
+        "--jobs", type=int, default=None, help="steps run at a time, one process each (default: 2 on 2 or more cores)"
+    )
 
     story = sub.add_parser("story", help="the demo's story (the Summary page) as one self-contained HTML file")
     story.add_argument("--out", default="story.html", help="the HTML file to write (default: story.html)")
@@ -554,8 +703,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_show.add_argument("--json", action="store_true", help="the TrainConfig as JSON (a valid --config file)")
     p_show.set_defaults(fn=cmd_presets_show)
 
-    tr = sub.add_parser("train", help="run one distillation in the foreground, writing a run folder "
-                                      "(works under `accelerate launch -m kd_analysis train`)")
+    tr = sub.add_parser(
+        "train",
+        help="run one distillation in the foreground, writing a run folder "
+        "(works under `accelerate launch -m kd_analysis train`)",
+    )
     tr.add_argument("--config", help="a TrainConfig as .json or .yaml (with --preset: settings to override)")
     tr.add_argument("--preset", help="start from a paper preset (see `presets list`)")
     tr.add_argument("--run-id", help="an existing queued run to execute (the page passes this)")

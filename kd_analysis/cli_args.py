@@ -3,6 +3,7 @@
 argparse's `type=int` accepts -1, and Python slicing then reads `--limit -1` as "all but the last example":
 a quiet misreading. Each option's bounds live in this table, so a new option is one line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,12 +13,25 @@ from kd_analysis.errors import KDLensError
 
 # dest -> (lowest allowed, highest allowed or None, whether the lowest is itself allowed)
 BOUNDS: dict[str, tuple[float, float | None, bool]] = {
-    "limit": (1, None, True), "start": (0, None, True), "example": (0, None, True),
-    "batch": (1, None, True), "batch_size": (1, None, True), "k": (1, None, True), "top": (1, None, True),
-    "steps": (1, None, True), "iters": (1, None, True), "layers": (1, None, True),
-    "student_layers": (1, None, True), "num_labels": (1, None, True), "max_tokens": (8, None, True),
-    "max_new_tokens": (1, None, True), "min_n": (1, None, True),
-    "tau": (0, None, False), "eps": (0, None, False), "lr": (0, None, False), "alpha": (0, 1, True),
+    "limit": (1, None, True),
+    "start": (0, None, True),
+    "example": (0, None, True),
+    "batch": (1, None, True),
+    "batch_size": (1, None, True),
+    "k": (1, None, True),
+    "top": (1, None, True),
+    "steps": (1, None, True),
+    "iters": (1, None, True),
+    "layers": (1, None, True),
+    "student_layers": (1, None, True),
+    "num_labels": (1, None, True),
+    "max_tokens": (8, None, True),
+    "max_new_tokens": (1, None, True),
+    "min_n": (1, None, True),
+    "tau": (0, None, False),
+    "eps": (0, None, False),
+    "lr": (0, None, False),
+    "alpha": (0, 1, True),
 }
 
 
@@ -33,6 +47,5 @@ def check_args(args: argparse.Namespace) -> None:
             raise KDLensError(f"{option} must be a finite number (got {value})")
         too_low = value < low if inclusive else value <= low
         if too_low or (high is not None and value > high):
-            rule = (f"between {low:g} and {high:g}" if high is not None else
-                    f"{'≥' if inclusive else '>'} {low:g}")
+            rule = f"between {low:g} and {high:g}" if high is not None else f"{'≥' if inclusive else '>'} {low:g}"
             raise KDLensError(f"{option} must be {'a whole number ' if whole else ''}{rule} (got {value:g})")

@@ -1,5 +1,6 @@
 """CLI for error analysis: `errors matrix|examples|slices|save-slice|saved-slices|note|notes|explain|report|backfill`
 (the workspace's functions)."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,11 @@ def cmd_matrix(args) -> None:
     def text(d: dict) -> str:
         if "against" in d:
             return "\n".join(f"{k}: {v}" for k, v in d.items() if not isinstance(v, list))
-        return (f"{d['examples']} examples · teacher {d['teacher_accuracy']:.1%} · student {d['student_accuracy']:.1%}\n"
-                f"both right {d['both_right']} · teacher only {d['teacher_only']} · student only "
-                f"{d['student_only']} · both wrong {d['both_wrong']}\n{d['test']}: p = {d['mcnemar_p']:.3g}")
+        return (
+            f"{d['examples']} examples · teacher {d['teacher_accuracy']:.1%} · student {d['student_accuracy']:.1%}\n"
+            f"both right {d['both_right']} · teacher only {d['teacher_only']} · student only "
+            f"{d['student_only']} · both wrong {d['both_wrong']}\n{d['test']}: p = {d['mcnemar_p']:.3g}"
+        )
 
     _print(out, args.json, text)
 
@@ -43,9 +46,17 @@ def cmd_slices(args) -> None:
     from kd_analysis.errors.workspace import slices
 
     rows = slices(_store(args), args.run_id, args.min_n)
-    _print(rows, args.json, lambda rs: "\n".join(
-        f"{r['name']:<40} n {r['n']:>4} · gap {r['gap']:+.1%} · adjusted p {r['adjusted_p']:.3g} · {r['expr']}"
-        for r in rs) or "no slice with enough examples")
+    _print(
+        rows,
+        args.json,
+        lambda rs: (
+            "\n".join(
+                f"{r['name']:<40} n {r['n']:>4} · gap {r['gap']:+.1%} · adjusted p {r['adjusted_p']:.3g} · {r['expr']}"
+                for r in rs
+            )
+            or "no slice with enough examples"
+        ),
+    )
 
 
 def cmd_note(args) -> None:
@@ -69,9 +80,17 @@ def cmd_notes(args) -> None:
     data = run_data(store, args.run_id)
     notes = notes_store(store)
     out = {"data": data, "notes": [n.__dict__ for n in notes.notes(data=data)], "tags": notes.tags(data)}
-    _print(out, args.json, lambda d: "\n".join(
-        [f"{n['example_id']}: {n['text']} ({n['author'] or 'anonymous'}, {n['created']})" for n in d["notes"]]
-        + [f"{ex}: tags {', '.join(t)}" for ex, t in d["tags"].items()]) or "no notes")
+    _print(
+        out,
+        args.json,
+        lambda d: (
+            "\n".join(
+                [f"{n['example_id']}: {n['text']} ({n['author'] or 'anonymous'}, {n['created']})" for n in d["notes"]]
+                + [f"{ex}: tags {', '.join(t)}" for ex, t in d["tags"].items()]
+            )
+            or "no notes"
+        ),
+    )
 
 
 def cmd_save_slice(args) -> None:
@@ -80,8 +99,11 @@ def cmd_save_slice(args) -> None:
     store = _store(args)
     data = run_data(store, args.run_id)
     notes_store(store).save_slice(data, args.name, args.where, author=args.author)
-    _print({"data": data, "name": args.name, "expr": args.where}, args.json,
-           lambda d: f"saved slice {d['name']!r} for {d['data']} data: {d['expr']}")
+    _print(
+        {"data": data, "name": args.name, "expr": args.where},
+        args.json,
+        lambda d: f"saved slice {d['name']!r} for {d['data']} data: {d['expr']}",
+    )
 
 
 def cmd_saved_slices(args) -> None:
@@ -102,17 +124,26 @@ def cmd_saved_slices(args) -> None:
 def cmd_explain(args) -> None:
     from kd_analysis.errors.explain import explain
 
-    found = explain(_store(args), args.run_id, args.example_ids, method=args.method, target=args.target,
-                    rebuild=args.rebuild, refresh=args.refresh,
-                    progress=None if args.json else lambda m: print(m, flush=True))
+    found = explain(
+        _store(args),
+        args.run_id,
+        args.example_ids,
+        method=args.method,
+        target=args.target,
+        rebuild=args.rebuild,
+        refresh=args.refresh,
+        progress=None if args.json else lambda m: print(m, flush=True),
+    )
 
     def text(rows: list) -> str:
         lines = []
         for e in rows:
             for role, attr in e["attributions"].items():
                 top = sorted(attr["words"], key=lambda w: -abs(w["score"]))[:5]
-                lines.append(f"{e['example_id']} {role}: answer {attr['predicted_label']!r}, strongest words "
-                             + ", ".join(f"{w['text']} ({w['score']:+.3g})" for w in top))
+                lines.append(
+                    f"{e['example_id']} {role}: answer {attr['predicted_label']!r}, strongest words "
+                    + ", ".join(f"{w['text']} ({w['score']:+.3g})" for w in top)
+                )
         return "\n".join(lines)
 
     _print([e.to_dict() for e in found], args.json, text)
@@ -130,15 +161,23 @@ def cmd_report(args) -> None:
         saved = notes_store(store).slices(run_data(store, args.run_id))
         missing = [n for n in args.slice if n not in saved]
         if missing:
-            raise KDLensError(f"no saved slice {missing[0]!r}; saved: {', '.join(saved) or 'none'} "
-                              "(save one with `errors save-slice`)")
+            raise KDLensError(
+                f"no saved slice {missing[0]!r}; saved: {', '.join(saved) or 'none'} "
+                "(save one with `errors save-slice`)"
+            )
         chosen = [Slice(n, saved[n]) for n in args.slice]
-    result = write_report(store, args.run_id, args.out, against=args.against, pins=args.pin or [], slices=chosen,
-                          min_n=args.min_n)
-    _print(result.to_dict(), args.json, lambda d: (
-        f"wrote {d['path']} ({d['bytes'] / 1e6:.1f} MB, {d['seconds']:.1f} s): {d['examples']} examples, "
-        f"{d['findings']} slice-finder rows, {len(d['slices'])} chosen slices, {len(d['pinned'])} pinned "
-        f"({len(d['explained'])} with attributions)"))
+    result = write_report(
+        store, args.run_id, args.out, against=args.against, pins=args.pin or [], slices=chosen, min_n=args.min_n
+    )
+    _print(
+        result.to_dict(),
+        args.json,
+        lambda d: (
+            f"wrote {d['path']} ({d['bytes'] / 1e6:.1f} MB, {d['seconds']:.1f} s): {d['examples']} examples, "
+            f"{d['findings']} slice-finder rows, {len(d['slices'])} chosen slices, {len(d['pinned'])} pinned "
+            f"({len(d['explained'])} with attributions)"
+        ),
+    )
 
 
 def cmd_backfill(args) -> None:
@@ -150,8 +189,9 @@ def cmd_backfill(args) -> None:
 
 
 def register(sub, parser_class) -> None:
-    err = sub.add_parser("errors", help="error analysis: where the student fails and the teacher did not, slices, "
-                                        "notes and tags")
+    err = sub.add_parser(
+        "errors", help="error analysis: where the student fails and the teacher did not, slices, notes and tags"
+    )
     esub = err.add_subparsers(dest="action", required=True, parser_class=parser_class)
 
     def command(name: str, fn, summary: str, run_id: bool = True):
@@ -164,13 +204,18 @@ def register(sub, parser_class) -> None:
         q.set_defaults(fn=fn)
         return q
 
-    q = command("matrix", cmd_matrix, "teacher/student right-wrong matrix with an exact McNemar test, or the "
-                "examples a second run fixed and broke (--against)")
+    q = command(
+        "matrix",
+        cmd_matrix,
+        "teacher/student right-wrong matrix with an exact McNemar test, or the "
+        "examples a second run fixed and broke (--against)",
+    )
     q.add_argument("--against", metavar="RUN_ID", help="compare this run's student with another run's")
     q = command("examples", cmd_examples, "the examples of one cell, filtered and sorted")
-    q.add_argument("--slice", default="all",
-                   choices=["teacher_only", "student_only", "both_right", "both_wrong", "all"])
-    q.add_argument("--where", metavar="EXPR", help="a filter such as \"kl > 0.5 and text_tokens < 40\"")
+    q.add_argument(
+        "--slice", default="all", choices=["teacher_only", "student_only", "both_right", "both_wrong", "all"]
+    )
+    q.add_argument("--where", metavar="EXPR", help='a filter such as "kl > 0.5 and text_tokens < 40"')
     q.add_argument("--sort", metavar="COLUMN")
     q.add_argument("--limit", type=int)
     q = command("slices", cmd_slices, "slice finder: slices ranked by the teacher-student gap (BH-adjusted p)")
@@ -183,32 +228,59 @@ def register(sub, parser_class) -> None:
     command("notes", cmd_notes, "the notes and tags of the run's data set")
     q = command("save-slice", cmd_save_slice, "save a filter under a name for the run's data set (reports show it)")
     q.add_argument("name", metavar="NAME")
-    q.add_argument("--where", metavar="EXPR", required=True, help="the filter, e.g. \"kl > 1.1\"")
+    q.add_argument("--where", metavar="EXPR", required=True, help='the filter, e.g. "kl > 1.1"')
     q.add_argument("--author")
     q = command("saved-slices", cmd_saved_slices, "the saved slices of the run's data set")
     q.add_argument("--delete", metavar="NAME", help="delete this saved slice first")
-    q = command("explain", cmd_explain, "both models' attributions over examples (and, for generation, the gold "
-                "answer's token log-probabilities); cached in the run folder")
+    q = command(
+        "explain",
+        cmd_explain,
+        "both models' attributions over examples (and, for generation, the gold "
+        "answer's token log-probabilities); cached in the run folder",
+    )
     q.add_argument("example_ids", metavar="EXAMPLE_ID", nargs="+")
     q.add_argument("--method", default="input_x_gradient", help="an attribution method of the registry")
-    q.add_argument("--target", default="predicted", choices=["predicted", "gold"],
-                   help="explain each model's own answer (default) or the gold answer")
-    q.add_argument("--rebuild", action="store_true",
-                   help="for a run that kept no weights: retrain it from its config first and keep the weights "
-                        "only if every logged evaluation and loss is reproduced")
+    q.add_argument(
+        "--target",
+        default="predicted",
+        choices=["predicted", "gold"],
+        help="explain each model's own answer (default) or the gold answer",
+    )
+    q.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="for a run that kept no weights: retrain it from its config first and keep the weights "
+        "only if every logged evaluation and loss is reproduced",
+    )
     q.add_argument("--refresh", action="store_true", help="recompute cached explanations")
-    q = command("report", cmd_report, "a self-contained HTML report (opens offline): matrix, slice finder, "
-                "saved slices, pinned examples with notes and attributions")
+    q = command(
+        "report",
+        cmd_report,
+        "a self-contained HTML report (opens offline): matrix, slice finder, "
+        "saved slices, pinned examples with notes and attributions",
+    )
     q.add_argument("--out", required=True, metavar="FILE")
     q.add_argument("--against", metavar="RUN_ID", help="compare this run's student with another run's")
     q.add_argument("--pin", action="append", metavar="EXAMPLE_ID", help="an example to show in full (repeat)")
-    q.add_argument("--slice", action="append", metavar="NAME",
-                   help="a saved slice to include (repeat; default: every saved slice of the data set)")
+    q.add_argument(
+        "--slice",
+        action="append",
+        metavar="NAME",
+        help="a saved slice to include (repeat; default: every saved slice of the data set)",
+    )
     q.add_argument("--min-n", type=int, default=10, help="smallest slice the slice finder considers")
-    q = command("backfill", cmd_backfill, "write per-example records for finished runs trained before records "
-                "existed (checked against each run's own final metric)", run_id=False)
+    q = command(
+        "backfill",
+        cmd_backfill,
+        "write per-example records for finished runs trained before records "
+        "existed (checked against each run's own final metric)",
+        run_id=False,
+    )
     q.add_argument("run_ids", metavar="RUN_ID", nargs="+")
     q.add_argument("--force", action="store_true", help="rewrite existing records")
-    q.add_argument("--retrain", action="store_true",
-                   help="for a run without a checkpoint: train it again from its config in a temporary folder and "
-                        "keep the records only if every logged evaluation and per-step loss is reproduced")
+    q.add_argument(
+        "--retrain",
+        action="store_true",
+        help="for a run without a checkpoint: train it again from its config in a temporary folder and "
+        "keep the records only if every logged evaluation and per-step loss is reproduced",
+    )

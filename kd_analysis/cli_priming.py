@@ -1,4 +1,5 @@
 """CLI for response priming and attention heads: `prime outputs|start|table` and `attention stats|view`."""
+
 from __future__ import annotations
 
 import sys
@@ -39,36 +40,61 @@ def cmd_prime_outputs(args) -> None:
     templates = _templates(args)
     for t in templates.values():
         check_template(t)
-    spec = ModelSpec(args.teacher, task="causal_lm", trust_remote_code=args.trust_remote_code,
-                     force_memory=args.force)
+    spec = ModelSpec(args.teacher, task="causal_lm", trust_remote_code=args.trust_remote_code, force_memory=args.force)
     if args.save:  # a saved job, as the page's "Compute in the background": it reopens on the page
         from kd_analysis.priming.job import KIND, load_outputs_run, outputs_config
         from kd_analysis.runs import RunStore
         from kd_analysis.training.worker import run_one
 
         store = RunStore(args.root)
-        run = store.create(KIND, outputs_config(spec.to_dict(), args.data, templates, limit=args.limit,
-                                                generate=args.generate, max_new_tokens=args.max_new_tokens,
-                                                batch_size=args.batch_size))
-        print(f"job {run.run_id} in {store.root} (it waits for any other run on the same device; Ctrl-C "
-              f"cancels)", file=sys.stderr)
+        run = store.create(
+            KIND,
+            outputs_config(
+                spec.to_dict(),
+                args.data,
+                templates,
+                limit=args.limit,
+                generate=args.generate,
+                max_new_tokens=args.max_new_tokens,
+                batch_size=args.batch_size,
+            ),
+        )
+        print(
+            f"job {run.run_id} in {store.root} (it waits for any other run on the same device; Ctrl-C cancels)",
+            file=sys.stderr,
+        )
         run_one(run, store)
         if run.status().get("state") != "finished":
             raise KDLensError(f"job {run.run_id} {run.status().get('state')}: {run.status().get('reason')}")
         outs = load_outputs_run(run)
     else:
         examples = load_dataset(args.data).examples[: args.limit]
-        outs = teacher_outputs(load_model(spec), examples, templates, generate=args.generate,
-                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        outs = teacher_outputs(
+            load_model(spec),
+            examples,
+            templates,
+            generate=args.generate,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+        )
     if args.out:
         from kd_analysis.fileio import atomic_write_text
 
         atomic_write_text(args.out, to_jsonl(outs))
     rows = summarise(outs)
-    _print(rows, args.json, lambda rs: "\n".join(
-        f"{r['strategy']:<12} gold log-prob/token {_fmt(r['gold log-prob / token'])}"
-        + (f" · accuracy {_fmt(r['accuracy'], True)} ({r['unparseable']} unparseable)" if r["accuracy"] is not None
-           else "") for r in rs))
+    _print(
+        rows,
+        args.json,
+        lambda rs: "\n".join(
+            f"{r['strategy']:<12} gold log-prob/token {_fmt(r['gold log-prob / token'])}"
+            + (
+                f" · accuracy {_fmt(r['accuracy'], True)} ({r['unparseable']} unparseable)"
+                if r["accuracy"] is not None
+                else ""
+            )
+            for r in rs
+        ),
+    )
 
 
 def cmd_prime_start(args) -> None:
@@ -80,13 +106,21 @@ def cmd_prime_start(args) -> None:
     if args.config:
         base = TrainConfig.load(args.config)
     else:
-        base = TrainConfig(teacher=ModelSpec(args.teacher, task="causal_lm"), data=args.data,
-                           student=StudentSpec(num_layers=args.student_layers), steps=args.steps,
-                           losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)], lora=LoraSettings(r=8, alpha=16),
-                           lr=args.lr, name=args.name or "")
+        base = TrainConfig(
+            teacher=ModelSpec(args.teacher, task="causal_lm"),
+            data=args.data,
+            student=StudentSpec(num_layers=args.student_layers),
+            steps=args.steps,
+            losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
+            lora=LoraSettings(r=8, alpha=16),
+            lr=args.lr,
+            name=args.name or "",
+        )
     store = RunStore(args.root)
-    ids = [start_run(cfg.to_dict(), store, name=cfg.name).run_id
-           for cfg in strategy_configs(base, list(_templates(args)), _templates(args), alignment=args.alignment)]
+    ids = [
+        start_run(cfg.to_dict(), store, name=cfg.name).run_id
+        for cfg in strategy_configs(base, list(_templates(args)), _templates(args), alignment=args.alignment)
+    ]
     _print(ids, args.json, lambda d: "\n".join(d))
 
 
@@ -95,23 +129,43 @@ def cmd_prime_table(args) -> None:
     from kd_analysis.runs import RunStore
 
     if args.paper:  # the paper's numbers: their own table, never mixed into ours
-        _print(paper_reference(), args.json, lambda rs: "\n".join(
-            [f"Paper reference, not comparable with our runs: {PAPER_SETUP}"]
-            + [f"{r['paper name']:<36} {_fmt(r['GSM8K accuracy'], True)} [{_fmt(r['95% low'], True)}, "
-               f"{_fmt(r['95% high'], True)}] · ours: {r['strategy'] or '-'} · {r['note']}"
-               for r in rs]))
+        _print(
+            paper_reference(),
+            args.json,
+            lambda rs: "\n".join(
+                [f"Paper reference, not comparable with our runs: {PAPER_SETUP}"]
+                + [
+                    f"{r['paper name']:<36} {_fmt(r['GSM8K accuracy'], True)} [{_fmt(r['95% low'], True)}, "
+                    f"{_fmt(r['95% high'], True)}] · ours: {r['strategy'] or '-'} · {r['note']}"
+                    for r in rs
+                ]
+            ),
+        )
         return
     store = RunStore(args.root)
     rows = accuracy_table(store, args.runs or priming_runs(store))
-    _print(rows, args.json, lambda rs: "\n".join(
-        [f"{r['strategy']:<12} student {_fmt(r['student exact match'], True)} "
-         f"[{_fmt(r['95% low'], True)}, {_fmt(r['95% high'], True)}] n = {r['eval questions'] or 'n/a'}"
-         f" (before {_fmt(r['student before'], True)})"
-         f" · answer NLL {_fmt(r['student answer NLL'])} (before {_fmt(r['NLL before'])})"
-         f" · teacher {_fmt(r['teacher exact match'], True)} · gain vs none {r['gain vs none note']} · {r['run']}"
-         for r in rs]
-        + ["(95% Wilson intervals; gain vs none only where the two intervals do not overlap. The paper's GSM8K "
-           "numbers: prime table --paper)"]) if rs else "no priming runs")
+    _print(
+        rows,
+        args.json,
+        lambda rs: (
+            "\n".join(
+                [
+                    f"{r['strategy']:<12} student {_fmt(r['student exact match'], True)} "
+                    f"[{_fmt(r['95% low'], True)}, {_fmt(r['95% high'], True)}] n = {r['eval questions'] or 'n/a'}"
+                    f" (before {_fmt(r['student before'], True)})"
+                    f" · answer NLL {_fmt(r['student answer NLL'])} (before {_fmt(r['NLL before'])})"
+                    f" · teacher {_fmt(r['teacher exact match'], True)} · gain vs none {r['gain vs none note']} · {r['run']}"
+                    for r in rs
+                ]
+                + [
+                    "(95% Wilson intervals; gain vs none only where the two intervals do not overlap. The paper's GSM8K "
+                    "numbers: prime table --paper)"
+                ]
+            )
+            if rs
+            else "no priming runs"
+        ),
+    )
 
 
 def _attention_models(args) -> list[dict]:
@@ -143,24 +197,47 @@ def cmd_attention_stats(args) -> None:
     results = []
     for entry in _attention_models(args):
         loaded = load_labelled(entry, store)
-        results.append(head_stats(loaded, examples, lambda ex, m=loaded: student_prompt(m.tokenizer, ex),
-                                  label=entry["label"], max_tokens=args.max_tokens))
-    report = {"stat": args.stat, "examples": len(examples),
-              "profiles": {s.label: [None if v != v else round(float(v), 4) for v in layer_profile(s, args.stat)]
-                           for s in results},
-              "top_heads": rank_heads(results, args.stat, args.top) if len(results) > 1 else [],
-              "max_tokens": args.max_tokens,
-              "truncated": {s.label: s.truncated for s in results},  # examples cut from the left of the question
-              "notes": {s.label: s.notes for s in results},
-              "stats": [s.to_dict() for s in results] if args.full else None}
-    _print(report, args.json, lambda d: "\n".join(
-        [f"{STATS[d['stat']]} per layer (mean over heads), {d['examples']} examples:"]
-        + [f"  {label}: " + " ".join(_fmt(v) for v in prof) for label, prof in d["profiles"].items()]
-        + (["heads that vary most across models:"] + [f"  L{h['layer']} H{h['head']}: var {h['variance']:.2e}"
-                                                       for h in d["top_heads"]] if d["top_heads"] else [])
-        + [f"{label}: {n} of {d['examples']} examples cut to fit the token limit (--max-tokens {d['max_tokens']})"
-           for label, n in d["truncated"].items() if n]
-        + [f"note ({label}): {note}" for label, notes in d["notes"].items() for note in notes]))
+        results.append(
+            head_stats(
+                loaded,
+                examples,
+                lambda ex, m=loaded: student_prompt(m.tokenizer, ex),
+                label=entry["label"],
+                max_tokens=args.max_tokens,
+            )
+        )
+    report = {
+        "stat": args.stat,
+        "examples": len(examples),
+        "profiles": {
+            s.label: [None if v != v else round(float(v), 4) for v in layer_profile(s, args.stat)] for s in results
+        },
+        "top_heads": rank_heads(results, args.stat, args.top) if len(results) > 1 else [],
+        "max_tokens": args.max_tokens,
+        "truncated": {s.label: s.truncated for s in results},  # examples cut from the left of the question
+        "notes": {s.label: s.notes for s in results},
+        "stats": [s.to_dict() for s in results] if args.full else None,
+    }
+    _print(
+        report,
+        args.json,
+        lambda d: "\n".join(
+            [f"{STATS[d['stat']]} per layer (mean over heads), {d['examples']} examples:"]
+            + [f"  {label}: " + " ".join(_fmt(v) for v in prof) for label, prof in d["profiles"].items()]
+            + (
+                ["heads that vary most across models:"]
+                + [f"  L{h['layer']} H{h['head']}: var {h['variance']:.2e}" for h in d["top_heads"]]
+                if d["top_heads"]
+                else []
+            )
+            + [
+                f"{label}: {n} of {d['examples']} examples cut to fit the token limit (--max-tokens {d['max_tokens']})"
+                for label, n in d["truncated"].items()
+                if n
+            ]
+            + [f"note ({label}): {note}" for label, notes in d["notes"].items() for note in notes]
+        ),
+    )
 
 
 def cmd_attention_view(args) -> None:
@@ -176,25 +253,35 @@ def cmd_attention_view(args) -> None:
     examples = load_dataset(args.data).examples
     if not 0 <= args.example < len(examples):
         raise KDLensError(f"--example must be in 0..{len(examples) - 1}")
-    att, tokens = example_attentions(loaded, student_prompt(loaded.tokenizer, examples[args.example]),
-                                     args.max_tokens)
+    att, tokens = example_attentions(loaded, student_prompt(loaded.tokenizer, examples[args.example]), args.max_tokens)
     html, notes = attention_view(att, tokens, kind=args.kind, max_tokens=args.max_tokens)
     atomic_write_text(args.out, f"<!doctype html><meta charset='utf-8'><body>{html}</body>")
-    _print({"out": args.out, "tokens": len(tokens), "layers": len(att), "notes": notes}, args.json,
-           lambda d: f"wrote {d['out']} ({d['layers']} layers, {d['tokens']} tokens)" + "".join(
-               f"\nnote: {n}" for n in d["notes"]))
+    _print(
+        {"out": args.out, "tokens": len(tokens), "layers": len(att), "notes": notes},
+        args.json,
+        lambda d: (
+            f"wrote {d['out']} ({d['layers']} layers, {d['tokens']} tokens)"
+            + "".join(f"\nnote: {n}" for n in d["notes"])
+        ),
+    )
 
 
 def register(sub, parser_class) -> None:
-    prime = sub.add_parser("prime", help="response priming: teacher outputs per strategy, per-strategy student "
-                                         "runs, accuracy table")
+    prime = sub.add_parser(
+        "prime", help="response priming: teacher outputs per strategy, per-strategy student runs, accuracy table"
+    )
     psub = prime.add_subparsers(dest="action", required=True, parser_class=parser_class)
 
     def strategies(q):
-        q.add_argument("--strategies", default="none,teacher,ai_to_ai,confidence,gold,cot",
-                       help="comma-separated strategy names")
-        q.add_argument("--template", action="append", metavar="NAME=TEXT",
-                       help="replace a strategy's template (needs {question}; \\n for new lines)")
+        q.add_argument(
+            "--strategies", default="none,teacher,ai_to_ai,confidence,gold,cot", help="comma-separated strategy names"
+        )
+        q.add_argument(
+            "--template",
+            action="append",
+            metavar="NAME=TEXT",
+            help="replace a strategy's template (needs {question}; \\n for new lines)",
+        )
         q.add_argument("--json", action="store_true")
 
     out = psub.add_parser("outputs", help="the teacher's gold-answer scores (and answers) per strategy, cached")
@@ -220,20 +307,28 @@ def register(sub, parser_class) -> None:
     start.add_argument("--steps", type=int, default=100)
     start.add_argument("--lr", type=float, default=2e-4)
     start.add_argument("--name")
-    start.add_argument("--alignment", choices=["answer", "paper"], default="answer",
-                       help="answer (ours): teacher forced on the gold answer after its prompt, compared on the same "
-                            "answer tokens; paper (Goyal et al.'s code): prompt + question vs question, position by "
-                            "position, cut to one length")
+    start.add_argument(
+        "--alignment",
+        choices=["answer", "paper"],
+        default="answer",
+        help="answer (ours): teacher forced on the gold answer after its prompt, compared on the same "
+        "answer tokens; paper (Goyal et al.'s code): prompt + question vs question, position by "
+        "position, cut to one length",
+    )
     start.add_argument("--root", help="run store folder")
     strategies(start)
     start.set_defaults(fn=cmd_prime_start)
 
-    table = psub.add_parser("table", help="student accuracy per strategy and gain over unprompted KD (where the "
-                                          "intervals support one)")
+    table = psub.add_parser(
+        "table", help="student accuracy per strategy and gain over unprompted KD (where the intervals support one)"
+    )
     table.add_argument("--runs", nargs="*", help="run ids (default: every priming run)")
     table.add_argument("--root")
-    table.add_argument("--paper", action="store_true",
-                       help="print the paper's GSM8K reference table instead (another scale: never beside ours)")
+    table.add_argument(
+        "--paper",
+        action="store_true",
+        help="print the paper's GSM8K reference table instead (another scale: never beside ours)",
+    )
     table.add_argument("--json", action="store_true")
     table.set_defaults(fn=cmd_prime_table)
 
@@ -247,15 +342,20 @@ def register(sub, parser_class) -> None:
         q.add_argument("--root", help="run store folder")
         q.add_argument("--json", action="store_true")
 
-    stats = asub.add_parser("stats", help="per layer x head statistics with 95%% intervals; heads ranked by "
-                                          "variance across models")
+    stats = asub.add_parser(
+        "stats", help="per layer x head statistics with 95%% intervals; heads ranked by variance across models"
+    )
     models(stats)
     stats.add_argument("--limit", type=int, default=200)
     stats.add_argument("--stat", default="entropy")
     stats.add_argument("--top", type=int, default=10)
-    stats.add_argument("--max-tokens", type=int, default=512,
-                       help="cap on input tokens (the model's own maximum applies when smaller); a longer prompt "
-                            "loses the start of its question, never its answer cue, and is reported")
+    stats.add_argument(
+        "--max-tokens",
+        type=int,
+        default=512,
+        help="cap on input tokens (the model's own maximum applies when smaller); a longer prompt "
+        "loses the start of its question, never its answer cue, and is reported",
+    )
     stats.add_argument("--full", action="store_true", help="include every head's mean and interval")
     stats.set_defaults(fn=cmd_attention_stats)
 

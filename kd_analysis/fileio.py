@@ -1,4 +1,5 @@
 """Crash-safe file writes: a reader never sees a half-written file, and a failed write leaves the old one."""
+
 from __future__ import annotations
 
 import json

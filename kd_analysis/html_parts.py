@@ -1,5 +1,6 @@
 """Pieces of self-contained HTML files (the error report, the story): one file, no network. plotly's JavaScript is
 inlined from the installed package, styles are inline, and every value from data, models or users is escaped."""
+
 from __future__ import annotations
 
 import html
@@ -31,21 +32,26 @@ def plotly_js() -> str:
 
 def document_head(title: str) -> str:
     """Everything up to and including <body>: charset, title, styles and plotly's JavaScript."""
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{esc(title)}</title><style>{CSS}</style>"
-            f"<script type=\"text/javascript\">{plotly_js()}</script></head><body>")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}</style>"
+        f'<script type="text/javascript">{plotly_js()}</script></head><body>'
+    )
 
 
 def figure_html(fig) -> str:
     import plotly.io as pio
 
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False,
-                       config={"displaylogo": False, "responsive": True})
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
 
 
 def table_html(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] = frozenset()) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td class="num">{esc(v)}</td>' if i in numeric else f"<td>{esc(v)}</td>"
-                                    for i, v in enumerate(row)) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="num">{esc(v)}</td>' if i in numeric else f"<td>{esc(v)}</td>" for i, v in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -2,6 +2,7 @@
 
 Without this, transformers waits ~23 s per file before giving up on an unreachable hub.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,9 @@ def hub_endpoint() -> str:
 
 
 def offline_forced() -> bool:
-    return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def hub_reachable(timeout: float = 1.5) -> bool:
@@ -42,6 +45,8 @@ def hub_reachable(timeout: float = 1.5) -> bool:
 
 
 def offline_message(what: str, name: str) -> str:
-    return (f"{what} '{name}' is not a local path or built-in, and this machine is offline (the Hugging Face Hub "
-            f"at {hub_endpoint()} cannot be reached), so it cannot be downloaded. Use a local folder or a built-in, "
-            f"or connect and try again.")
+    return (
+        f"{what} '{name}' is not a local path or built-in, and this machine is offline (the Hugging Face Hub "
+        f"at {hub_endpoint()} cannot be reached), so it cannot be downloaded. Use a local folder or a built-in, "
+        f"or connect and try again."
+    )

@@ -5,6 +5,7 @@ status.json it may name any process. A worker is identified by its pid *and* its
 boot, from /proc/<pid>/stat, or psutil elsewhere) *and* the boot it started in *and* a per-run token on its
 command line. Cancel signals only a process that matches all of them.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -84,7 +85,7 @@ def child_process(pid: int, token: str) -> dict[str, Any]:
 
 @dataclass
 class Verdict:
-    alive: bool     # a process with this pid, start time and boot exists (the worker, or one we cannot tell)
+    alive: bool  # a process with this pid, start time and boot exists (the worker, or one we cannot tell)
     verified: bool  # ... and it carries this run's token: safe to signal
     reason: str
 
@@ -105,8 +106,7 @@ def _carries(argv: list[str], option: str, value: str) -> bool:
     return any(a == option and b == value for a, b in itertools.pairwise(argv))
 
 
-def worker_command_matches(argv: list[str], token: str, run_id: str | None = None,
-                           root: str | None = None) -> bool:
+def worker_command_matches(argv: list[str], token: str, run_id: str | None = None, root: str | None = None) -> bool:
     """The command line `start_run` gives a worker: `... job --run-id ID --root ROOT --token TOKEN`."""
     if not _TOKEN.match(token) or not _carries(argv, "--token", token):
         return False
@@ -139,6 +139,7 @@ def check(status: dict[str, Any], run_id: str | None = None, root: str | None = 
         return Verdict(True, False, f"process {pid} carries no run token (a foreground run)")
     argv = _command_line(pid)
     if argv is None or not worker_command_matches(argv, str(token), run_id, root):
-        return Verdict(True, False, f"process {pid} is not this run's worker (its command line lacks the run's "
-                                    "id and token)")
+        return Verdict(
+            True, False, f"process {pid} is not this run's worker (its command line lacks the run's id and token)"
+        )
     return Verdict(True, True, "verified")

@@ -3,6 +3,7 @@
 The folder is the truth: workers write it, pages and the CLI read it, and a browser or app restart loses
 nothing. Every JSON file is written atomically (temp file + rename); metrics are appended one line per write.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,17 +58,31 @@ def _read_json(path: Path) -> Any:
 
 # status.json fields and the types a reader may rely on; a field of another type is dropped and reported
 _STATUS_TYPES: dict[str, tuple[type, ...]] = {
-    "state": (str,), "reason": (str, type(None)), "kind": (str,), "created": (str,), "updated": (str,),
-    "heartbeat": (int, float), "pid": (int,), "pgid": (int,), "reference": (bool,), "started": (int, float),
-    "token": (str, type(None)), "boot_id": (str, type(None)), "proc_start": (str, type(None)),
-    "warnings": (list,)}
+    "state": (str,),
+    "reason": (str, type(None)),
+    "kind": (str,),
+    "created": (str,),
+    "updated": (str,),
+    "heartbeat": (int, float),
+    "pid": (int,),
+    "pgid": (int,),
+    "reference": (bool,),
+    "started": (int, float),
+    "token": (str, type(None)),
+    "boot_id": (str, type(None)),
+    "proc_start": (str, type(None)),
+    "warnings": (list,),
+}
 _METRIC_TYPES: dict[str, tuple[type, ...]] = {"step": (int,), "time": (int, float), "total_steps": (int,)}
 
 
 def _typed(obj: dict[str, Any], types: dict[str, tuple[type, ...]]) -> tuple[dict[str, Any], list[str]]:
     """`obj` without the fields whose type is wrong (bool is not a number here), and what was dropped."""
-    bad = [k for k, allowed in types.items() if k in obj and not (
-        isinstance(obj[k], allowed) and not (isinstance(obj[k], bool) and bool not in allowed))]
+    bad = [
+        k
+        for k, allowed in types.items()
+        if k in obj and not (isinstance(obj[k], allowed) and not (isinstance(obj[k], bool) and bool not in allowed))
+    ]
     return {k: v for k, v in obj.items() if k not in bad}, [f"{k}={obj[k]!r:.40}" for k in bad]
 
 
@@ -199,8 +214,9 @@ class Run:
             return ""
 
     def artefacts(self) -> list[str]:
-        return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
-                      if p.is_file() and not p.name.startswith("."))
+        return sorted(
+            str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
 
     def summary(self, metrics: tuple[list[dict[str, Any]], list[str]] | None = None) -> RunSummary:
         """Always answers: a run whose status or config cannot be trusted is `damaged`, with the reason.
@@ -210,12 +226,19 @@ class Run:
         steps = max((m.get("step", 0) for m in metrics), default=0)
         bad = [f"{STATUS}: {p}" for p in st_bad] + [f"{CONFIG}: {p}" for p in cfg_bad]
         name = cfg.get("name")
-        return RunSummary(run_id=self.run_id, kind=str(st.get("kind", cfg.get("kind", "unknown"))),
-                          state=DAMAGED if bad else st.get("state", "unknown"), created=st.get("created", ""),
-                          updated=st.get("updated", ""), reason="; ".join(bad) if bad else st.get("reason"),
-                          name=name if isinstance(name, str) else None, steps=steps,
-                          last_metrics=metrics[-1] if metrics else {}, reference=st.get("reference", False),
-                          skipped_lines=len(skipped))
+        return RunSummary(
+            run_id=self.run_id,
+            kind=str(st.get("kind", cfg.get("kind", "unknown"))),
+            state=DAMAGED if bad else st.get("state", "unknown"),
+            created=st.get("created", ""),
+            updated=st.get("updated", ""),
+            reason="; ".join(bad) if bad else st.get("reason"),
+            name=name if isinstance(name, str) else None,
+            steps=steps,
+            last_metrics=metrics[-1] if metrics else {},
+            reference=st.get("reference", False),
+            skipped_lines=len(skipped),
+        )
 
     def _artefact(self, name: str) -> Path:
         target = (self.path / name).resolve()
@@ -228,8 +251,15 @@ class RunStore:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root else default_root()
 
-    def create(self, kind: str, config: dict[str, Any], *, run_id: str | None = None,
-               state: str = "queued", **status_extra: Any) -> Run:
+    def create(
+        self,
+        kind: str,
+        config: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        state: str = "queued",
+        **status_extra: Any,
+    ) -> Run:
         """A new run folder with its config and a first status; never reuses or overwrites an existing run."""
         run_id = run_id or f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(3)}"
         _check_id(run_id)
@@ -265,16 +295,29 @@ class RunStore:
             try:
                 summary = Run(path).summary()
             except Exception as exc:
-                summary = RunSummary(run_id=path.name, kind="unknown", state=DAMAGED, created="", updated="",
-                                     reason=f"{type(exc).__name__}: {exc}")
+                summary = RunSummary(
+                    run_id=path.name,
+                    kind="unknown",
+                    state=DAMAGED,
+                    created="",
+                    updated="",
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
             if kind is None or summary.kind == kind:
                 out.append(summary)
         return sorted(out, key=lambda s: (s.created, s.run_id), reverse=True)
 
     def show(self, run_id: str) -> dict[str, Any]:
         run = self.get(run_id)
-        return {"run_id": run_id, "path": str(run.path), "config": run.config(), "status": run.status(),
-                "metrics": run.metrics(), "artefacts": run.artefacts(), "problems": run.problems()}
+        return {
+            "run_id": run_id,
+            "path": str(run.path),
+            "config": run.config(),
+            "status": run.status(),
+            "metrics": run.metrics(),
+            "artefacts": run.artefacts(),
+            "problems": run.problems(),
+        }
 
 
 def reconcile(store: RunStore, stale_after: float = STALE_AFTER_S) -> list[str]:
@@ -302,14 +345,18 @@ def _mark_if_dead(run: Run, steps: int, stale_after: float) -> bool:
     verdict = process_identity.check(st, run.run_id, str(run.path.parent))
     if verdict.verified or (verdict.alive and (beat_age is None or beat_age <= stale_after)):
         return False  # a proven worker is alive however late its beat (cold imports can take a while)
-    run.set_status("failed", reason=f"the worker stopped without finishing (killed or crashed) after step "
-                                    f"{steps}; the metrics written so far are kept")
+    run.set_status(
+        "failed",
+        reason=f"the worker stopped without finishing (killed or crashed) after step "
+        f"{steps}; the metrics written so far are kept",
+    )
     run.log(f"marked failed: no heartbeat from the worker ({verdict.reason})")
     return True
 
 
-def start_run(config: dict[str, Any], store: RunStore | None = None, *, name: str | None = None,
-              kind: str = "train") -> Run:
+def start_run(
+    config: dict[str, Any], store: RunStore | None = None, *, name: str | None = None, kind: str = "train"
+) -> Run:
     """Create a run folder and start its worker (`python -m kd_analysis job`) in a new process group.
 
     The worker's command line carries a fresh token, recorded with its pid and start time, so that a cancel
@@ -319,10 +366,25 @@ def start_run(config: dict[str, Any], store: RunStore | None = None, *, name: st
     run = store.create(kind, config, state="queued", name=name or config.get("name"))
     token = process_identity.new_token()
     out = open(run.path / "worker.out", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "kd_analysis", "job", "--run-id", run.run_id,
-                             "--root", str(store.root), "--token", token],
-                            cwd=Path(__file__).resolve().parent.parent, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kd_analysis",
+            "job",
+            "--run-id",
+            run.run_id,
+            "--root",
+            str(store.root),
+            "--token",
+            token,
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     out.close()
     run.set_status("queued", **process_identity.child_process(proc.pid, token))
     return run
@@ -338,8 +400,7 @@ def cancel_run(store: RunStore, run_id: str, wait_s: float = 15.0) -> str:
     run = store.get(run_id)
     problems = [p for p in run.problems() if p.startswith(STATUS)]
     if problems:
-        raise RunStoreError(f"run {run_id} is damaged ({problems[0]}); fix or remove its folder, nothing was "
-                            "signalled")
+        raise RunStoreError(f"run {run_id} is damaged ({problems[0]}); fix or remove its folder, nothing was signalled")
     st = run.status()
     if st.get("state") in FINAL_STATES:
         return st["state"]

@@ -1,4 +1,5 @@
 """Intervals shared by every page and table: one implementation of each, checked against SciPy in the tests."""
+
 from __future__ import annotations
 
 import math

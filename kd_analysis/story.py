@@ -4,6 +4,7 @@ minutes. The Summary page draws it; `story_html` writes the same sections as one
 Every number comes with its n and a 95% interval, the words say "not distinguishable" where the intervals do,
 and nothing here is compared with a paper's figure: these are CPU-scale runs on generated data.
 """
+
 from __future__ import annotations
 
 import time
@@ -63,16 +64,27 @@ def size_section(store: RunStore) -> Section:
         sec.missing = f"no size-and-speed job yet: `python -m kd_analysis runs make-reference --only {SIZE_SPEED_RUN}`"
         return sec
     t, s = result.teacher, result.student
-    sec.tables.append((["model", "parameters", "weights on disk", f"latency per batch of {result.batch}",
-                        "fastest–slowest"],
-                       [[c.role, f"{c.parameters / 1e6:.1f}M", f"{c.disk_bytes / 1e6:.1f} MB",
-                         f"{c.latency_ms:.1f} ms", f"{c.latency_spread_ms[0]:.1f}–{c.latency_spread_ms[1]:.1f} ms"]
-                        for c in (t, s)]))
+    sec.tables.append(
+        (
+            ["model", "parameters", "weights on disk", f"latency per batch of {result.batch}", "fastest–slowest"],
+            [
+                [
+                    c.role,
+                    f"{c.parameters / 1e6:.1f}M",
+                    f"{c.disk_bytes / 1e6:.1f} MB",
+                    f"{c.latency_ms:.1f} ms",
+                    f"{c.latency_spread_ms[0]:.1f}–{c.latency_spread_ms[1]:.1f} ms",
+                ]
+                for c in (t, s)
+            ],
+        )
+    )
     sec.sentences.append(
         f"The student keeps {s.parameters / t.parameters:.0%} of the teacher's parameters ({s.disk_bytes / 1e6:.0f} MB "
         f"of weights instead of {t.disk_bytes / 1e6:.0f} MB) and answers a batch of {result.batch} questions "
         f"{result.speedup:.1f}× faster: median of {result.repeats} timed passes, measured {result.measured} on "
-        f"{result.machine} with {result.threads} threads.")
+        f"{result.machine} with {result.threads} threads."
+    )
     return sec
 
 
@@ -90,32 +102,50 @@ def distillation_section(store: RunStore) -> Section:
     ce = next((r for r in few.values() if r["gap note"].startswith("CE only")), None)
     kd = [r for r in few.values() if r["ce twin"]]
     if ce is None or not kd:
-        sec.missing = ("the reference groups are not in the store: `python -m kd_analysis runs make-reference --only "
-                       f"'{GROUP_PREFIX}*' reference-minilm-mcl-teacher`")
+        sec.missing = (
+            "the reference groups are not in the store: `python -m kd_analysis runs make-reference --only "
+            f"'{GROUP_PREFIX}*' reference-minilm-mcl-teacher`"
+        )
         return sec
     best = max(kd, key=lambda r: r["mean"] or 0)
     teacher = best["teacher"]
     short = [{**r, "name": _loss(r)} for r in (ce, best)]  # the regime is in the title
-    sec.figures.append(group_bars(short, teacher, f"{FEW_LABELS} labels + an unlabelled transfer set "
-                                                      f"({GROUP_DATA}, {best['eval examples']} held-out questions)"))
+    sec.figures.append(
+        group_bars(
+            short,
+            teacher,
+            f"{FEW_LABELS} labels + an unlabelled transfer set "
+            f"({GROUP_DATA}, {best['eval examples']} held-out questions)",
+        )
+    )
     sec.sentences.append(
         f"The teacher (MiniLM fine-tuned on every training label) answers {_pct(teacher)} of "
         f"{best['eval examples']} held-out questions. A 2-layer student trained on only {FEW_LABELS} labelled "
         f"questions reaches {_pct(ce['mean'])} (mean of {ce['seeds']} seeds, 95% {_pct(ce['low'])}–"
         f"{_pct(ce['high'])}); distilled from the teacher on the unlabelled rest, the best loss ({_loss(best)}) "
-        f"reaches {_pct(best['mean'])} (95% {_pct(best['low'])}–{_pct(best['high'])}).")
+        f"reaches {_pct(best['mean'])} (95% {_pct(best['low'])}–{_pct(best['high'])})."
+    )
     result, _ = compare(store, best["group"], ce["group"], groups)
     sec.sentences.append(describe(result, f"KD ({_loss(best)})", "CE only"))
     if best["gap closed"] is not None:
-        sec.sentences.append(f"It closes {best['gap closed']:.0%} of the gap between the CE-only student and the "
-                             f"teacher (95% {best['gap low']:.0%} to {best['gap high']:.0%}).")
+        sec.sentences.append(
+            f"It closes {best['gap closed']:.0%} of the gap between the CE-only student and the "
+            f"teacher (95% {best['gap low']:.0%} to {best['gap high']:.0%})."
+        )
     table = []
     for r in sorted(rows.values(), key=lambda r: (r["labels"] is None, -(r["mean"] or 0))):
-        table.append([f"{r['labels']} labels" if r["labels"] else "all labels", _loss(r),
-                      f"{r['seeds']} × {r['eval examples']}", _pct(r["mean"]),
-                      f"{_pct(r['low'])}–{_pct(r['high'])}" if r["low"] is not None else "one seed",
-                      f"{r['gap closed']:.0%} ({r['gap low']:.0%} to {r['gap high']:.0%})"
-                      if r["gap closed"] is not None else r["gap note"]])
+        table.append(
+            [
+                f"{r['labels']} labels" if r["labels"] else "all labels",
+                _loss(r),
+                f"{r['seeds']} × {r['eval examples']}",
+                _pct(r["mean"]),
+                f"{_pct(r['low'])}–{_pct(r['high'])}" if r["low"] is not None else "one seed",
+                f"{r['gap closed']:.0%} ({r['gap low']:.0%} to {r['gap high']:.0%})"
+                if r["gap closed"] is not None
+                else r["gap note"],
+            ]
+        )
     sec.tables.append((["regime", "loss", "seeds × questions", "accuracy", "95% across seeds", "gap closed"], table))
     full = {k: r for k, r in rows.items() if r["labels"] is None}
     full_ce = next((r for r in full.values() if r["gap note"].startswith("CE only")), None)
@@ -123,8 +153,9 @@ def distillation_section(store: RunStore) -> Section:
     if full_ce and full_kd:
         full_best = max(full_kd, key=lambda r: r["mean"] or 0)
         cmp, _ = compare(store, full_best["group"], full_ce["group"], groups)
-        sec.sentences.append("With every label, the same comparison: " + describe(
-            cmp, f"KD ({_loss(full_best)})", "CE only"))
+        sec.sentences.append(
+            "With every label, the same comparison: " + describe(cmp, f"KD ({_loss(full_best)})", "CE only")
+        )
     return sec
 
 
@@ -166,8 +197,10 @@ def losses_section(store: RunStore) -> Section:
     t_mass = [m["mass"] for m in res["modes"]]
     notes = {k: fit_behaviour(v["mode_mass"], t_mass, res["main"])[0] for k, v in fits.items()}
     sec.figures.append(toy_fits(res["teacher"], {k: v["probs"] for k, v in fits.items()}, notes=notes))
-    sec.sentences.append("A teacher with two modes and a rare event, and a student that can only draw one bump, "
-                         "fitted under each loss to convergence:")
+    sec.sentences.append(
+        "A teacher with two modes and a rare event, and a student that can only draw one bump, "
+        "fitted under each loss to convergence:"
+    )
     sec.sentences += describe_fits(res)
     return sec
 
@@ -189,17 +222,21 @@ def saliency_section(store: RunStore) -> Section:
         f"Saliency (gradient norm) marks the {k} input words behind the answer of the MC teacher (MiniLM fine-tuned "
         f"on the small MC demo). In {_pct(head['value'])} "
         f"of {head['n']} questions those words include the gold answer (95% {_pct(head['low'])}–{_pct(head['high'])}); "
-        f"{k} random words would in {_pct(head['chance'])}.")
+        f"{k} random words would in {_pct(head['chance'])}."
+    )
     for wanted, verdict in ((True, "answered right"), (False, "answered wrong")):
         a = next((x for x in report.teacher if x.correct is wanted), None)
         if a is None:
             continue
         heat = report.heat(a.example_id, "teacher")
-        caption = (f"Example {a.example_id}, {verdict}: it chose “{a.predicted_label}”, the gold answer is "
-                   f"“{a.gold_label}”.")
+        caption = (
+            f"Example {a.example_id}, {verdict}: it chose “{a.predicted_label}”, the gold answer is “{a.gold_label}”."
+        )
         sec.html.append(f"<p>{esc(caption)}</p>" + token_heatmap_html(heat["words"], heat["rationale"], heat["answer"]))
-    sec.sentences.append("Orange supports the answer, blue works against it; boxed words are the rationale, "
-                         "underlined words the gold answer.")
+    sec.sentences.append(
+        "Orange supports the answer, blue works against it; boxed words are the rationale, "
+        "underlined words the gold answer."
+    )
     return sec
 
 
@@ -219,54 +256,79 @@ def priming_section(store: RunStore) -> Section:
     rows = [r for r in summarise(outputs) if r["accuracy"] is not None]
     n = rows[0]["examples"] if rows else 0
     bounds = [wilson_interval(r["accuracy"], n) for r in rows]
-    fig = go.Figure(go.Bar(x=[r["strategy"] for r in rows], y=[r["accuracy"] for r in rows],
-                           error_y=dict(type="data", symmetric=False,
-                                        array=[hi - r["accuracy"] for r, (_, hi) in zip(rows, bounds)],
-                                        arrayminus=[r["accuracy"] - lo for r, (lo, _) in zip(rows, bounds)]),
-                           marker_color="#4C78A8"))
-    fig.update_layout(title=f"SmolLM2-135M's accuracy under each prompt ({n} arithmetic questions, 95% Wilson)",
-                      yaxis=dict(tickformat=".0%", title="exact answer"), height=380, margin=dict(t=50))
+    fig = go.Figure(
+        go.Bar(
+            x=[r["strategy"] for r in rows],
+            y=[r["accuracy"] for r in rows],
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[hi - r["accuracy"] for r, (_, hi) in zip(rows, bounds)],
+                arrayminus=[r["accuracy"] - lo for r, (lo, _) in zip(rows, bounds)],
+            ),
+            marker_color="#4C78A8",
+        )
+    )
+    fig.update_layout(
+        title=f"SmolLM2-135M's accuracy under each prompt ({n} arithmetic questions, 95% Wilson)",
+        yaxis=dict(tickformat=".0%", title="exact answer"),
+        height=380,
+        margin=dict(t=50),
+    )
     sec.figures.append(fig)
     lows, highs = [lo for lo, _ in bounds], [hi for _, hi in bounds]
     overlap = max(lows) <= min(highs)
     sec.sentences.append(
         f"Accuracy ranges from {_pct(min(r['accuracy'] for r in rows))} to {_pct(max(r['accuracy'] for r in rows))} "
         f"across strategies on {n} questions; "
-        + ("every 95% interval overlaps every other, so no strategy can be said to beat another at this scale."
-           if overlap else "some intervals do not overlap; read the page for which."))
+        + (
+            "every 95% interval overlaps every other, so no strategy can be said to beat another at this scale."
+            if overlap
+            else "some intervals do not overlap; read the page for which."
+        )
+    )
     stats = {s.label: s for s in _saved(store, HEADS_RUN, load_attention_run) or []}
     if "cot" in stats and "none" in stats:
         sec.figures.append(diff_heatmap(diff_map(stats["cot"], stats["none"], STAT)))
         sec.sentences.append(
             "The map shows how the distilled students' attention entropy per head differs between the chain-of-"
             "thought and the unprompted student: a description of where they attend, not evidence that one learns "
-            "better (one seed, a 135M-parameter teacher, 30 training steps).")
+            "better (one seed, a 135M-parameter teacher, 30 training steps)."
+        )
     return sec
 
 
 def build_story(store: RunStore | None = None) -> list[Section]:
     store = store or RunStore()
-    return [size_section(store), distillation_section(store), losses_section(store), saliency_section(store),
-            priming_section(store)]
+    return [
+        size_section(store),
+        distillation_section(store),
+        losses_section(store),
+        saliency_section(store),
+        priming_section(store),
+    ]
 
 
 def story_html(sections: list[Section], title: str = "kd-lens: what knowledge distillation does, on the demo") -> str:
     from kd_analysis.html_parts import document_head, esc, figure_html, table_html
 
-    parts = [document_head(title), f"<h1>{esc(title)}</h1>",
-             f"<p class=\"muted\">Built by kd-lens from its shipped reference runs on "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. CPU-scale runs on generated data: not comparable "
-             "with the papers' numbers.</p>"]
+    parts = [
+        document_head(title),
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="muted">Built by kd-lens from its shipped reference runs on '
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. CPU-scale runs on generated data: not comparable "
+        "with the papers' numbers.</p>",
+    ]
     for sec in sections:
         parts.append(f"<h2>{esc(sec.title)}</h2>")
         if sec.missing:
-            parts.append(f"<p class=\"muted\">Not available: {esc(sec.missing)}</p>")
+            parts.append(f'<p class="muted">Not available: {esc(sec.missing)}</p>')
             continue
         parts += [f"<p>{esc(s)}</p>" for s in sec.sentences]
         parts += [figure_html(f) for f in sec.figures]
         parts += [table_html(h, r) for h, r in sec.tables]
         parts += sec.html
-        parts.append(f"<p class=\"muted\">In the app: the {esc(sec.page_label)} page.</p>")
+        parts.append(f'<p class="muted">In the app: the {esc(sec.page_label)} page.</p>')
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -281,5 +343,10 @@ def write_story(out: str | Path, store: RunStore | None = None) -> dict[str, Any
     sections = build_story(store)
     text = story_html(sections)
     atomic_write_text(path, text)
-    return {"path": str(path), "bytes": len(text.encode()), "seconds": round(time.monotonic() - started, 2),
-            "sections": [s.title for s in sections], "missing": [s.title for s in sections if s.missing]}
+    return {
+        "path": str(path),
+        "bytes": len(text.encode()),
+        "seconds": round(time.monotonic() - started, 2),
+        "sections": [s.title for s in sections],
+        "missing": [s.title for s in sections if s.missing],
+    }

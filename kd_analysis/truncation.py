@@ -7,6 +7,7 @@ the prompt, where the answer choices and the answer cue ("Answer:") sit, always 
 still part of the input. Every cut is reported: `Cut.note()` says how many tokens were kept, of how many, and
 whether the cap or the model's maximum set the limit.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -41,6 +42,7 @@ def check_cap(cap) -> int:
 @dataclass(frozen=True)
 class Limit:
     """The tokens one input may hold: the cap or the model's maximum, whichever is smaller."""
+
     tokens: int
     cap: int
     model_max: int | None
@@ -68,18 +70,28 @@ def token_limit(loaded, cap: int = DEFAULT_CAP) -> Limit:
 @dataclass(frozen=True)
 class Cut:
     """One example's cut: `kept` of `total` tokens of `where` (the question), the end kept."""
+
     kept: int
     total: int
     limit: Limit
     where: str = "question"
 
     def note(self) -> str:
-        return (f"{self.where} cut from the left: kept the last {self.kept:,} of {self.total:,} tokens; "
-                f"input truncated to {self.limit.describe()}")
+        return (
+            f"{self.where} cut from the left: kept the last {self.kept:,} of {self.total:,} tokens; "
+            f"input truncated to {self.limit.describe()}"
+        )
 
     def to_dict(self) -> dict:
-        return {"where": self.where, "kept": self.kept, "total": self.total, "limit": self.limit.tokens,
-                "cap": self.limit.cap, "model_max": self.limit.model_max, "note": self.note()}
+        return {
+            "where": self.where,
+            "kept": self.kept,
+            "total": self.total,
+            "limit": self.limit.tokens,
+            "cap": self.limit.cap,
+            "model_max": self.limit.model_max,
+            "note": self.note(),
+        }
 
 
 def _offsets(tokenizer, text: str) -> list[tuple[int, int]] | None:
@@ -107,8 +119,9 @@ def _suffix(tokenizer, text: str, offsets, keep: int) -> str:
     return text[start:].strip()
 
 
-def fit_left(tokenizer, text: str, length: Callable[[str], int], limit: Limit,
-             where: str = "question") -> tuple[str, Cut | None]:
+def fit_left(
+    tokenizer, text: str, length: Callable[[str], int], limit: Limit, where: str = "question"
+) -> tuple[str, Cut | None]:
     """The longest end of `text` for which `length(kept)` (the whole input's tokens, with `kept` in place of
     `text`) fits `limit`, and the cut (None when nothing was cut). A clear error when even an empty `text`
     leaves the rest of the input over the limit."""
@@ -127,8 +140,10 @@ def fit_left(tokenizer, text: str, length: Callable[[str], int], limit: Limit,
             return kept, Cut(_count(tokenizer, kept), total, limit, where)
         keep -= max(1, m - limit.tokens)
     rest = length("")
-    raise KDLensError(f"the rest of the input without its {where} (choices, answer cue) takes {rest:,} tokens, "
-                      f"more than the limit of {limit.describe()}; raise max tokens")
+    raise KDLensError(
+        f"the rest of the input without its {where} (choices, answer cue) takes {rest:,} tokens, "
+        f"more than the limit of {limit.describe()}; raise max tokens"
+    )
 
 
 def keep_ends(ids: list[int], special_mask: list[int], limit: int) -> list[int]:
@@ -144,5 +159,5 @@ def keep_ends(ids: list[int], special_mask: list[int], limit: int) -> list[int]:
         trail += 1
     if lead + trail >= limit:
         return list(ids[-limit:])
-    body = ids[lead:len(ids) - trail]
-    return list(ids[:lead]) + list(body[len(body) - (limit - lead - trail):]) + list(ids[len(ids) - trail:])
+    body = ids[lead : len(ids) - trail]
+    return list(ids[:lead]) + list(body[len(body) - (limit - lead - trail) :]) + list(ids[len(ids) - trail :])

@@ -1,6 +1,7 @@
 """Compare runs: overlaid curves per loss term and eval metric, final metrics, config differences.
 
 The runs compared live in the URL (`?runs=id1,id2`), so a copied link reopens the same comparison."""
+
 import pandas as pd
 import streamlit as st
 
@@ -29,8 +30,10 @@ st.title("Compare runs")
 VIEWS = {"runs": "Runs", "groups": "Groups over seeds (paired statistics)"}
 if st.session_state.get("cmp_view") is None or st.query_params.get("view") != st.session_state.get("_cmp_view_url"):
     st.session_state["cmp_view"] = st.query_params.get("view") if st.query_params.get("view") in VIEWS else "runs"
-view = st.segmented_control("View", list(VIEWS), format_func=VIEWS.get, key="cmp_view",
-                            label_visibility="collapsed") or "runs"
+view = (
+    st.segmented_control("View", list(VIEWS), format_func=VIEWS.get, key="cmp_view", label_visibility="collapsed")
+    or "runs"
+)
 want_view = None if view == "runs" else view
 if st.query_params.get("view") != want_view:
     if want_view:
@@ -45,8 +48,11 @@ if view == "groups":
     st.stop()
 runs = store.list(kind="train")
 if not runs:
-    st.info("No runs yet. Start one on the Distillation runs page, or regenerate the reference runs with "
-            "`python -m kd_analysis runs make-reference`.", icon=":material/info:")
+    st.info(
+        "No runs yet. Start one on the Distillation runs page, or regenerate the reference runs with "
+        "`python -m kd_analysis runs make-reference`.",
+        icon=":material/info:",
+    )
     st.stop()
 states = {r.run_id: r.state for r in runs}
 labels = unique_labels({r.run_id: r.name for r in runs})  # names, with a short id where two are alike
@@ -87,10 +93,23 @@ def _follow_choice() -> None:
     st.session_state[PRESET_KEY] = _matching_preset(st.session_state.get(RUNS_KEY) or [])
 
 
-st.radio("Start from", list(presets) + [OWN], key=PRESET_KEY, index=None, horizontal=True, on_change=_apply_preset,
-         help="reference runs shipped with the demo, grouped by the question they answer")
-chosen = st.multiselect("Runs", list(labels), key=RUNS_KEY, format_func=lambda r: f"{labels[r]} ({states[r]})",
-                        on_change=_follow_choice, help="the link of this page keeps this choice (?runs=…)")
+st.radio(
+    "Start from",
+    list(presets) + [OWN],
+    key=PRESET_KEY,
+    index=None,
+    horizontal=True,
+    on_change=_apply_preset,
+    help="reference runs shipped with the demo, grouped by the question they answer",
+)
+chosen = st.multiselect(
+    "Runs",
+    list(labels),
+    key=RUNS_KEY,
+    format_func=lambda r: f"{labels[r]} ({states[r]})",
+    on_change=_follow_choice,
+    help="the link of this page keeps this choice (?runs=…)",
+)
 want = ",".join(chosen) or None
 if st.query_params.get("runs") != want:
     if want:
@@ -109,6 +128,7 @@ st.subheader("Final metrics")
 table = pd.DataFrame(final_table(store, chosen, names))
 gaps = run_gaps(store, chosen)  # distillation runs with a CE-only twin (same set-up and seed) in the store
 if gaps:
+
     def _gap_text(rid: str) -> str:
         g = gaps.get(rid)
         if g is None:
@@ -144,34 +164,53 @@ def _short(column: str) -> str:
 
 
 def _config(columns: list[str]) -> dict:
-    cfg = {"name": st.column_config.TextColumn("run", width=190, pinned=True,
-                                               help="the run's name (a short id is added where names are alike)"),
-           "run": st.column_config.TextColumn("id", width=max(int(max(map(len, chosen)) * 6.4) + 24, 60),
-                                              help="the run's folder in the run store"),
-           "steps": st.column_config.TextColumn("steps", width=105, help=(
-               "optimiser steps and the epochs of training data they covered; with epochs set, a run trains whole "
-               "epochs and the config's steps is not used")),
-           "losses": st.column_config.TextColumn("loss terms", width=150, help="weight·term; τ: the temperature"),
-           "final loss": st.column_config.NumberColumn("loss", width=70, format="%.3g",
-                                                       help="the training loss at the last step"),
-           "set-up": st.column_config.TextColumn("set-up", width=250),
-           "state": st.column_config.TextColumn("state", width=75),
-           "eval n": st.column_config.NumberColumn("eval n", width=65, help="held-out examples evaluated"),
-           "minutes": st.column_config.NumberColumn("minutes", width=70, format="%.1f"),
-           "gap closed": st.column_config.TextColumn("gap closed", width=120, help=(
-               "(KD − CE-only) / (teacher − CE-only) against the CE-only run with the same set-up and seed, with a "
-               "paired bootstrap 95% interval over the eval examples"))}
+    cfg = {
+        "name": st.column_config.TextColumn(
+            "run", width=190, pinned=True, help="the run's name (a short id is added where names are alike)"
+        ),
+        "run": st.column_config.TextColumn(
+            "id", width=max(int(max(map(len, chosen)) * 6.4) + 24, 60), help="the run's folder in the run store"
+        ),
+        "steps": st.column_config.TextColumn(
+            "steps",
+            width=105,
+            help=(
+                "optimiser steps and the epochs of training data they covered; with epochs set, a run trains whole "
+                "epochs and the config's steps is not used"
+            ),
+        ),
+        "losses": st.column_config.TextColumn("loss terms", width=150, help="weight·term; τ: the temperature"),
+        "final loss": st.column_config.NumberColumn(
+            "loss", width=70, format="%.3g", help="the training loss at the last step"
+        ),
+        "set-up": st.column_config.TextColumn("set-up", width=250),
+        "state": st.column_config.TextColumn("state", width=75),
+        "eval n": st.column_config.NumberColumn("eval n", width=65, help="held-out examples evaluated"),
+        "minutes": st.column_config.NumberColumn("minutes", width=70, format="%.1f"),
+        "gap closed": st.column_config.TextColumn(
+            "gap closed",
+            width=120,
+            help=(
+                "(KD − CE-only) / (teacher − CE-only) against the CE-only run with the same set-up and seed, with a "
+                "paired bootstrap 95% interval over the eval examples"
+            ),
+        ),
+    }
     for c in columns:
         if c in cfg:
             continue
         if c.endswith("interval"):
-            cfg[c] = st.column_config.TextColumn(_short(c), width=110 if single_rate else 150,
-                                                 help=f"{md(c)} (Wilson score interval)")
+            cfg[c] = st.column_config.TextColumn(
+                _short(c), width=110 if single_rate else 150, help=f"{md(c)} (Wilson score interval)"
+            )
         else:
             percent = c in rates
-            cfg[c] = st.column_config.NumberColumn(_short(c), width=max(70, 8 * len(_short(c)) + 20),
-                                                   help=md(c.replace("_", " ")),
-                                                   format="percent" if percent else "%.3g")
+            cfg[c] = st.column_config.NumberColumn(
+                _short(c),
+                width=max(70, 8 * len(_short(c)) + 20),
+                help=md(c.replace("_", " ")),
+                format="percent" if percent else "%.3g",
+            )
     return {c: cfg[c] for c in columns}
 
 
@@ -189,11 +228,18 @@ def _height(rows: int, row_height: int | None) -> int:
 
 def _show(columns: list[str]) -> None:
     config = _config(columns)
-    texts = [(str(v), config[c]["width"]) for c in columns if c in ("name", "steps", "losses", "set-up")
-             for v in table[c]]
+    texts = [
+        (str(v), config[c]["width"]) for c in columns if c in ("name", "steps", "losses", "set-up") for v in table[c]
+    ]
     rh = _row_height(texts)
-    st.dataframe(table[columns], hide_index=True, width="stretch", column_config=config, row_height=rh,
-                 height=_height(len(table), rh))
+    st.dataframe(
+        table[columns],
+        hide_index=True,
+        width="stretch",
+        column_config=config,
+        row_height=rh,
+        height=_height(len(table), rh),
+    )
 
 
 _show(main)
@@ -202,29 +248,49 @@ with st.expander("Run details: state, set-up, other metrics, best values, ids"):
 st.download_button("Final metrics (CSV)", table.to_csv(index=False), "runs_final_metrics.csv", "text/csv")
 with_records = [r for r in chosen if (store.root / r / "predictions.jsonl").is_file()]
 if len(with_records) == 1:
-    st.page_link("pages/error_analysis.py", label=f"Analyse errors of {md(names[with_records[0]])}",
-                 icon=":material/rule:", query_params={"run": with_records[0]})
+    st.page_link(
+        "pages/error_analysis.py",
+        label=f"Analyse errors of {md(names[with_records[0]])}",
+        icon=":material/rule:",
+        query_params={"run": with_records[0]},
+    )
 elif with_records:
     pick_col, link_col = st.columns([3, 1], vertical_alignment="bottom")
-    target = pick_col.selectbox("Error analysis of", with_records, format_func=names.get, key="cmp_errors_run",
-                                help="the runs compared that have per-example records (predictions.jsonl)")
-    link_col.page_link("pages/error_analysis.py", label="Analyse errors", icon=":material/rule:",
-                       query_params={"run": target})
+    target = pick_col.selectbox(
+        "Error analysis of",
+        with_records,
+        format_func=names.get,
+        key="cmp_errors_run",
+        help="the runs compared that have per-example records (predictions.jsonl)",
+    )
+    link_col.page_link(
+        "pages/error_analysis.py", label="Analyse errors", icon=":material/rule:", query_params={"run": target}
+    )
 
 metrics = metric_names(store, chosen)
-pick = st.multiselect("Curves", metrics, default=[n for n in metrics if n in ("loss", "eval_accuracy",
-                                                                               "eval_exact_match")] or metrics[:2])
+pick = st.multiselect(
+    "Curves", metrics, default=[n for n in metrics if n in ("loss", "eval_accuracy", "eval_exact_match")] or metrics[:2]
+)
 cols = st.columns(2)
 drawn = {m: curves(store, chosen, m, names) for m in pick}
 teachers = {m: teacher_lines(store, chosen, m, names) for m in pick}
 for i, metric in enumerate(pick):
-    cols[i % 2].plotly_chart(metric_curves(drawn[metric], metric, teachers[metric]), width="stretch",
-                             config={"toImageButtonOptions": {"format": "png", "filename": metric}})
+    cols[i % 2].plotly_chart(
+        metric_curves(drawn[metric], metric, teachers[metric]),
+        width="stretch",
+        config={"toImageButtonOptions": {"format": "png", "filename": metric}},
+    )
 if any(teachers.values()):
     st.caption("Dashed lines: the teacher's value of the metric on the same held-out examples, one line per teacher.")
 if pick:
-    long = pd.DataFrame([{"run": label, "metric": m, "step": x, "value": y}
-                         for m in pick for label, (xs, ys) in drawn[m].items() for x, y in zip(xs, ys)])
+    long = pd.DataFrame(
+        [
+            {"run": label, "metric": m, "step": x, "value": y}
+            for m in pick
+            for label, (xs, ys) in drawn[m].items()
+            for x, y in zip(xs, ys)
+        ]
+    )
     st.download_button("Curves (CSV)", long.to_csv(index=False), "runs_curves.csv", "text/csv")
 
 st.subheader("Config differences")
@@ -243,12 +309,20 @@ if diff:
         widths = {rid: max(100, need[rid] * room // sum(need.values())) for rid in chosen}
     diff_config = {"setting": st.column_config.TextColumn("setting", width=150, pinned=True)}
     for rid in chosen:
-        diff_config[names[rid]] = st.column_config.TextColumn(headers[rid], width=widths[rid],
-                                                              help=f"{md(names[rid])} · id {md(rid)}")
-    rh = _row_height([(k, 150) for k in frame["setting"]]
-                     + [(str(v), widths[rid]) for rid in chosen for v in frame[names[rid]]])
-    st.dataframe(frame, hide_index=True, width="stretch", column_config=diff_config, row_height=rh,
-                 height=_height(len(frame), rh))
+        diff_config[names[rid]] = st.column_config.TextColumn(
+            headers[rid], width=widths[rid], help=f"{md(names[rid])} · id {md(rid)}"
+        )
+    rh = _row_height(
+        [(k, 150) for k in frame["setting"]] + [(str(v), widths[rid]) for rid in chosen for v in frame[names[rid]]]
+    )
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        column_config=diff_config,
+        row_height=rh,
+        height=_height(len(frame), rh),
+    )
     if prefix:
         st.caption(f"Runs named “{md(prefix.strip())} …”; hover a header for the whole name and the run's id.")
     st.download_button("Differences (CSV)", frame.to_csv(index=False), "runs_config_diff.csv", "text/csv")

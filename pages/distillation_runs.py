@@ -1,4 +1,5 @@
 """Distillation runs: configure and start a run, watch it live, cancel it. The run folder is the truth."""
+
 import pandas as pd
 import streamlit as st
 
@@ -29,9 +30,11 @@ state.url_state("watch", "watch_run", valid=lambda r: (store.root / r / "status.
 
 st.title("Distillation runs")
 dev = describe_device()
-st.caption(f"Runs on **{md(dev['name'])}**" + (f" ({dev['memory_gb']} GB)" if dev["device"] == "cuda" else
-                                            f" with {dev['threads']} threads") +
-           ". Runs keep going when you close the browser; one run uses the device at a time, others queue.")
+st.caption(
+    f"Runs on **{md(dev['name'])}**"
+    + (f" ({dev['memory_gb']} GB)" if dev["device"] == "cuda" else f" with {dev['threads']} threads")
+    + ". Runs keep going when you close the browser; one run uses the device at a time, others queue."
+)
 
 reference_teacher = teacher_source(store) if (store.root / TEACHER_RUN / "checkpoint").exists() else None
 teacher_options = {"sidebar": f"Sidebar teacher: {sel.teacher.source}"}
@@ -40,10 +43,13 @@ if reference_teacher and sel.teacher.source != reference_teacher:
 
 PLAIN = "none"
 preset_name = st.selectbox(
-    "Start from", [PLAIN] + list(PRESETS), key="run_preset",
+    "Start from",
+    [PLAIN] + list(PRESETS),
+    key="run_preset",
     format_func=lambda n: "my own settings (below)" if n == PLAIN else f"{PRESETS[n].title} · {PRESETS[n].label}",
     help="Paper presets carry the losses, optimiser and schedule of a paper's code; teacher, student and data "
-         "default to the offline demo.")
+    "default to the offline demo.",
+)
 preset = PRESETS.get(preset_name)
 base = preset.config() if preset else None
 if preset:
@@ -53,25 +59,35 @@ if preset:
             for d in preset.differences:
                 st.markdown(f"- {d}")
             st.markdown("- any value you change in the form below (the run's name lists your edits)")
-defaults = base or TrainConfig(teacher=sel.teacher, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)], lr=1e-4,
-                               steps=80, eval_every=20, eval_size=52)
+defaults = base or TrainConfig(
+    teacher=sel.teacher,
+    losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)],
+    lr=1e-4,
+    steps=80,
+    eval_every=20,
+    eval_size=52,
+)
 K = f"{preset_name}_"  # per-preset widget keys: picking another preset refills the form
 
 with st.form("new_run"):
     st.subheader("New run")
     c1, c2 = st.columns([2, 1])
     if preset:
-        models = c1.radio("Teacher, student and data", ["preset", "sidebar"], key=K + "models", horizontal=True,
-                          format_func=lambda m: {"preset": f"the preset's: {md(base.teacher.source)} → "
-                                                           f"{md(base.student.describe())} on {md(base.data)}",
-                                                 "sidebar": f"the sidebar's: {md(sel.teacher.source)} on "
-                                                            f"{md(sel.data_source)}"}[m])
+        models = c1.radio(
+            "Teacher, student and data",
+            ["preset", "sidebar"],
+            key=K + "models",
+            horizontal=True,
+            format_func=lambda m: {
+                "preset": f"the preset's: {md(base.teacher.source)} → {md(base.student.describe())} on {md(base.data)}",
+                "sidebar": f"the sidebar's: {md(sel.teacher.source)} on {md(sel.data_source)}",
+            }[m],
+        )
         teacher_choice = None
     else:
         models = "sidebar"
         teacher_choice = c1.selectbox("Teacher", list(teacher_options), format_func=teacher_options.get)
-        st.caption(f"Student: {md(sel.student.describe())} · data: {md(sel.data_source)} (change them in the "
-                   "sidebar)")
+        st.caption(f"Student: {md(sel.student.describe())} · data: {md(sel.data_source)} (change them in the sidebar)")
     name = c2.text_input("Name", placeholder="e.g. KL τ=2", key=K + "name")
     if preset:
         st.markdown("**Loss terms** (the preset's; each term at its own temperature)")
@@ -85,12 +101,20 @@ with st.form("new_run"):
             weights[key] = col.number_input(key, 0.0, 10.0, 0.5 if key == "kl" else 0.0, 0.1, help=spec.description)
     c1, c2, c3, c4, c5, c6 = st.columns(6)
     own_tau = bool(preset) and bool(base.kd_terms) and all(t.tau is not None for t in base.kd_terms)
-    tau = c1.number_input("τ", 0.1, 20.0, float(defaults.tau), 0.5, key=K + "tau", disabled=own_tau,
-                          help="every term of this preset has its own τ (table above)" if own_tau else
-                          "the run's temperature; terms with their own τ keep theirs")
+    tau = c1.number_input(
+        "τ",
+        0.1,
+        20.0,
+        float(defaults.tau),
+        0.5,
+        key=K + "tau",
+        disabled=own_tau,
+        help="every term of this preset has its own τ (table above)"
+        if own_tau
+        else "the run's temperature; terms with their own τ keep theirs",
+    )
     lr = c2.number_input("learning rate", 1e-7, 1.0, float(defaults.lr), format="%.1e", key=K + "lr")
-    epochs = c3.number_input("epochs (0: use steps)", 0.0, 1000.0, float(defaults.epochs or 0), 1.0,
-                             key=K + "epochs")
+    epochs = c3.number_input("epochs (0: use steps)", 0.0, 1000.0, float(defaults.epochs or 0), 1.0, key=K + "epochs")
     steps = c4.number_input("steps", 1, 100_000, int(defaults.steps), key=K + "steps")
     batch = c5.number_input("batch", 1, 512, int(defaults.batch_size), key=K + "batch")
     eval_every = c6.number_input("eval every", 1, 100_000, int(defaults.eval_every), key=K + "eval_every")
@@ -100,73 +124,114 @@ with st.form("new_run"):
     seed = c3.number_input("seed", 0, 2**31 - 1, int(defaults.seed), key=K + "seed")
     precision = c4.selectbox("precision", ["auto", "fp32", "bf16", "fp16"], key=K + "precision")
     device = c5.selectbox("device", ["auto", "cpu", "cuda"], key=K + "device")
-    topk = c6.number_input("LM teacher top-k (0: full vocabulary)", 0, 1_000_000, int(defaults.teacher_topk or 0),
-                           key=K + "topk",
-                           help="language models: the teacher is cached as its top-k log-probabilities per answer "
-                                f"token plus one tail bucket for the rest ({bytes_per_token(64)} bytes per token at "
-                                "k = 64, 8·k in general; a full 49k-token row would be 196 KB). At τ > 1 the top-k "
-                                "keep little of the teacher (SmolLM2, τ 2: 44% of its mass is outside the top 64). "
-                                "0: nothing cached, the teacher runs every step over its full vocabulary (exact).")
+    topk = c6.number_input(
+        "LM teacher top-k (0: full vocabulary)",
+        0,
+        1_000_000,
+        int(defaults.teacher_topk or 0),
+        key=K + "topk",
+        help="language models: the teacher is cached as its top-k log-probabilities per answer "
+        f"token plus one tail bucket for the rest ({bytes_per_token(64)} bytes per token at "
+        "k = 64, 8·k in general; a full 49k-token row would be 196 KB). At τ > 1 the top-k "
+        "keep little of the teacher (SmolLM2, τ 2: 44% of its mass is outside the top 64). "
+        "0: nothing cached, the teacher runs every step over its full vocabulary (exact).",
+    )
     c1, c2 = st.columns(2)
-    seeds_text = c1.text_input("seeds for a run group (e.g. 0,1,2; empty: one run)", key=K + "seeds",
-                               help="one run per seed, all scored on the same held-out examples (the seed above "
-                                    "fixes the split); the Compare page shows the group as one bar with its band "
-                                    "across seeds and compares groups with paired statistics")
-    labels = c2.number_input("labelled examples (0: every label)", 0, 1_000_000, int(defaults.labels or 0),
-                             key=K + "labels",
-                             help="the few-label regime: only this many training examples keep their labels; the "
-                                  "rest are an unlabelled transfer set that only distillation terms see")
+    seeds_text = c1.text_input(
+        "seeds for a run group (e.g. 0,1,2; empty: one run)",
+        key=K + "seeds",
+        help="one run per seed, all scored on the same held-out examples (the seed above "
+        "fixes the split); the Compare page shows the group as one bar with its band "
+        "across seeds and compares groups with paired statistics",
+    )
+    labels = c2.number_input(
+        "labelled examples (0: every label)",
+        0,
+        1_000_000,
+        int(defaults.labels or 0),
+        key=K + "labels",
+        help="the few-label regime: only this many training examples keep their labels; the "
+        "rest are an unlabelled transfer set that only distillation terms see",
+    )
     c1, c2 = st.columns(2)
     use_lora = c1.checkbox("LoRA", value=defaults.lora is not None, key=K + "lora")
     lora_r = c2.number_input("LoRA r", 1, 256, int(defaults.lora.r if defaults.lora else 8), key=K + "lora_r")
     if preset is None:
         with st.expander("Rationales (Ballout et al. 2024): also train on the teacher's top-k salient words"):
             r1, r2, r3, r4, r5 = st.columns([1, 1, 1, 1, 2])
-            r_mode = r1.selectbox("Use rationales", ["off", "multitask", "append"],
-                                  help="multitask: a [rationale] task learns the teacher's words (decoders generate "
-                                       "them, encoders tag them), loss += λ·rationale; inference needs no teacher. "
-                                       "append: the words are appended to the input, at evaluation too (from the "
-                                       "teacher's own prediction, never the gold answer).")
+            r_mode = r1.selectbox(
+                "Use rationales",
+                ["off", "multitask", "append"],
+                help="multitask: a [rationale] task learns the teacher's words (decoders generate "
+                "them, encoders tag them), loss += λ·rationale; inference needs no teacher. "
+                "append: the words are appended to the input, at evaluation too (from the "
+                "teacher's own prediction, never the gold answer).",
+            )
             r_weight = r2.number_input("λ", 0.0, 10.0, 1.0, 0.1, help="weight of the rationale loss (multitask)")
             r_k = r3.number_input("k words", 1, 50, 5)
             r_method = r4.selectbox("Attribution", list(METHODS), format_func=lambda m: METHODS[m].title)
             jobs = [j for j in store.list(kind="rationales") if j.state == "finished"]
-            r_source = r5.selectbox("Reuse attributions from", [None] + [j.run_id for j in jobs],
-                                    format_func=lambda j: "compute them at the start of the run" if j is None else j,
-                                    help="a finished rationales job (Saliency rationales page) for the same teacher "
-                                         "and method; examples it lacks are attributed at the start")
+            r_source = r5.selectbox(
+                "Reuse attributions from",
+                [None] + [j.run_id for j in jobs],
+                format_func=lambda j: "compute them at the start of the run" if j is None else j,
+                help="a finished rationales job (Saliency rationales page) for the same teacher "
+                "and method; examples it lacks are attributed at the start",
+            )
     else:
         r_mode, r_source = "off", None
     f1, f2 = st.columns([1, 3])
     submitted = f1.form_submit_button("Start run", type="primary")
-    allow_duplicate = f2.checkbox("start it even if an identical run is queued or running", key=K + "dup",
-                                  help="pressing Enter in a field also submits the form, so a second click would "
-                                       "start the same run twice; identical active runs are refused unless ticked")
+    allow_duplicate = f2.checkbox(
+        "start it even if an identical run is queued or running",
+        key=K + "dup",
+        help="pressing Enter in a field also submits the form, so a second click would "
+        "start the same run twice; identical active runs are refused unless ticked",
+    )
 
 if submitted:
     try:
-        form = {"tau": float(tau), "lr": float(lr), "epochs": float(epochs) or None, "steps": int(steps),
-                "batch_size": int(batch), "eval_every": int(eval_every), "eval_size": int(eval_size),
-                "grad_accum": int(accum), "seed": int(seed), "precision": precision, "device": device,
-                "teacher_topk": int(topk) or None, "labels": int(labels) or None}
+        form = {
+            "tau": float(tau),
+            "lr": float(lr),
+            "epochs": float(epochs) or None,
+            "steps": int(steps),
+            "batch_size": int(batch),
+            "eval_every": int(eval_every),
+            "eval_size": int(eval_size),
+            "grad_accum": int(accum),
+            "seed": int(seed),
+            "precision": precision,
+            "device": device,
+            "teacher_topk": int(topk) or None,
+            "labels": int(labels) or None,
+        }
         if use_lora != (defaults.lora is not None) or (use_lora and int(lora_r) != defaults.lora.r):
-            form["lora"] = ({"r": int(lora_r), "alpha": 2 * int(lora_r)} if use_lora else None)
+            form["lora"] = {"r": int(lora_r), "alpha": 2 * int(lora_r)} if use_lora else None
         if models == "sidebar":
-            teacher = (ModelSpec(reference_teacher, task="multiple_choice") if teacher_choice == "reference"
-                       else sel.teacher)
+            teacher = (
+                ModelSpec(reference_teacher, task="multiple_choice") if teacher_choice == "reference" else sel.teacher
+            )
             form.update(teacher=teacher.to_dict(), student=sel.student.to_dict(), data=sel.data_source)
         if preset:
             edits = changed_settings(base, form)
             cfg = preset_config(preset.name, form)
             cfg.name = name.strip() or (base.name + (f" · edited: {', '.join(edits)}" if edits else ""))
         else:
-            cfg = TrainConfig(teacher=ModelSpec.from_dict(form.pop("teacher")), student=StudentSpec.from_dict(
-                form.pop("student")), data=form.pop("data"), name=name.strip(),
+            cfg = TrainConfig(
+                teacher=ModelSpec.from_dict(form.pop("teacher")),
+                student=StudentSpec.from_dict(form.pop("student")),
+                data=form.pop("data"),
+                name=name.strip(),
                 losses=[LossTerm(k, float(w)) for k, w in weights.items() if w > 0],
                 lora=(LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)) if use_lora else None),
-                rationales=None if r_mode == "off" else RationaleSettings(
-                    mode=r_mode, weight=float(r_weight), k=int(r_k), method=r_method, source_run=r_source),
-                **{k: v for k, v in form.items() if k != "lora"})
+                rationales=None
+                if r_mode == "off"
+                else RationaleSettings(
+                    mode=r_mode, weight=float(r_weight), k=int(r_k), method=r_method, source_run=r_source
+                ),
+                **{k: v for k, v in form.items() if k != "lora"},
+            )
             cfg.validate()
             if cfg.rationales and r_source:
                 check_source_run(r_source, cfg.teacher.source, r_method, store.root / r_source)
@@ -178,15 +243,21 @@ if submitted:
         configs = group_configs(cfg.to_dict(), seeds) if seeds else [cfg.to_dict()]
         twin = None if allow_duplicate else next(filter(None, (active_twin(store, c) for c in configs)), None)
         if twin is not None:
-            st.warning(f"Not started: the identical run {md(twin)} is already queued or running (a second submit of "
-                       "the same form). Change a setting, or tick *start it even if an identical run is queued or "
-                       "running*.", icon=":material/content_copy:")
+            st.warning(
+                f"Not started: the identical run {md(twin)} is already queued or running (a second submit of "
+                "the same form). Change a setting, or tick *start it even if an identical run is queued or "
+                "running*.",
+                icon=":material/content_copy:",
+            )
         elif seeds:
             ids = start_group(cfg.to_dict(), seeds, store)
             st.session_state["watch_run"] = ids[0]
-            st.success(f"Started the group {md(configs[0]['group'])}: {len(ids)} runs (seeds "
-                       f"{', '.join(map(str, seeds))}), queued one after another. Compare runs › Groups shows them "
-                       "as one bar with its band.", icon=":material/play_circle:")
+            st.success(
+                f"Started the group {md(configs[0]['group'])}: {len(ids)} runs (seeds "
+                f"{', '.join(map(str, seeds))}), queued one after another. Compare runs › Groups shows them "
+                "as one bar with its band.",
+                icon=":material/play_circle:",
+            )
         else:
             run = start_run(cfg.to_dict(), store, name=cfg.name)
             st.session_state["watch_run"] = run.run_id
@@ -210,8 +281,7 @@ def live_runs() -> None:
     active = [r for r in runs if r.state in ("queued", "running")]
     st.subheader(f"Your runs ({len(active)} active)")
     if not runs:
-        st.info("No runs yet: start one above. Reference runs are on the Compare runs page.",
-                icon=":material/info:")
+        st.info("No runs yet: start one above. Reference runs are on the Compare runs page.", icon=":material/info:")
         return
     watch = st.session_state.get("watch_run") or runs[0].run_id
     if watch not in {r.run_id for r in runs}:
@@ -241,19 +311,25 @@ def live_runs() -> None:
     p = run_progress(run)
     st.subheader(f"Watching {md(p.name)}")
     if (run.path / "predictions.jsonl").is_file():
-        st.page_link("pages/error_analysis.py", label="Analyse the errors of this run", icon=":material/rule:",
-                     query_params={"run": run.run_id})
+        st.page_link(
+            "pages/error_analysis.py",
+            label="Analyse the errors of this run",
+            icon=":material/rule:",
+            query_params={"run": run.run_id},
+        )
     metrics = run.metrics()
     records = [m for m in metrics if "loss" in m]
     evals = eval_rows(metrics)
     if records or evals:
         left, right = st.columns(2)
         if records:
-            left.plotly_chart(run_losses(records), width="stretch",
-                              config={"toImageButtonOptions": {"format": "png"}})
+            left.plotly_chart(run_losses(records), width="stretch", config={"toImageButtonOptions": {"format": "png"}})
         if evals:
-            right.plotly_chart(eval_curves(evals, "Evaluation (dashed: the teacher)"), width="stretch",
-                               config={"toImageButtonOptions": {"format": "png"}})
+            right.plotly_chart(
+                eval_curves(evals, "Evaluation (dashed: the teacher)"),
+                width="stretch",
+                config={"toImageButtonOptions": {"format": "png"}},
+            )
             st.dataframe(pd.DataFrame(evals), hide_index=True, width="stretch")
     with st.expander("Log", expanded=p.state == "failed"):
         st.code(run.log_tail(40) or "(empty)", language=None)

@@ -4,6 +4,7 @@ The 2×2 right/wrong matrix of one run with the exact McNemar test, the examples
 CSV), one example side by side with notes and tags, and the slice finder. The view lives in the URL (`run`,
 `against`, `cell`, `example`), so a copied link reopens it.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -28,8 +29,10 @@ DEFAULT_RUN = "reference-minilm-2l-kl"
 store = RunStore()
 sel = state.selection()
 st.title("Error analysis")
-st.caption("Which examples did distillation lose? The teacher/student right/wrong matrix of one run, the examples "
-           "behind each cell, and the slices where the student falls behind.")
+st.caption(
+    "Which examples did distillation lose? The teacher/student right/wrong matrix of one run, the examples "
+    "behind each cell, and the slices where the student falls behind."
+)
 
 
 def _stamp(run_id: str) -> tuple[float, int]:
@@ -59,9 +62,12 @@ with_records = {r.run_id: r for r in store.list() if (store.root / r.run_id / PR
 roles = {rid: _roles(str(store.root), rid, _stamp(rid)) for rid in with_records}
 with_records = {rid: r for rid, r in with_records.items() if roles[rid]}
 if not with_records:
-    st.info("No run has per-example records yet. Runs write them (`predictions.jsonl`) when they evaluate; for a "
-            "finished run from before that, `python -m kd_analysis errors backfill RUN_ID` recomputes them from its "
-            "checkpoint. Or train a run on the Distillation runs page.", icon=":material/info:")
+    st.info(
+        "No run has per-example records yet. Runs write them (`predictions.jsonl`) when they evaluate; for a "
+        "finished run from before that, `python -m kd_analysis errors backfill RUN_ID` recomputes them from its "
+        "checkpoint. Or train a run on the Distillation runs page.",
+        icon=":material/info:",
+    )
     st.stop()
 paired = [rid for rid in with_records if {"teacher", "student"} <= set(roles[rid])]
 students = [rid for rid in with_records if "student" in roles[rid]]
@@ -79,17 +85,22 @@ st.session_state.setdefault("ea_cell", "all")
 st.session_state.setdefault("ea_example", None)
 if st.session_state.get("ea_run") not in with_records:
     st.session_state["ea_run"] = start_run
-elif (st.session_state.get("_ea_sidebar_data") not in (None, sel.data_source)
-      and run_data(store, st.session_state["ea_run"]) != sel.data_source):
+elif (
+    st.session_state.get("_ea_sidebar_data") not in (None, sel.data_source)
+    and run_data(store, st.session_state["ea_run"]) != sel.data_source
+):
     # the sidebar's data set changed since this page last drew: open a run on it, from the matrix
     st.session_state.update(ea_run=start_run, ea_against="", ea_cell="all", ea_example=None)
 st.session_state["_ea_sidebar_data"] = sel.data_source
 
 
 def _write_url() -> None:
-    want = {"run": st.session_state.get("ea_run"), "against": st.session_state.get("ea_against") or None,
-            "cell": None if st.session_state.get("ea_cell") == "all" else st.session_state.get("ea_cell"),
-            "example": st.session_state.get("ea_example")}
+    want = {
+        "run": st.session_state.get("ea_run"),
+        "against": st.session_state.get("ea_against") or None,
+        "cell": None if st.session_state.get("ea_cell") == "all" else st.session_state.get("ea_cell"),
+        "example": st.session_state.get("ea_example"),
+    }
     if {k: st.query_params.get(k) for k in PARAMS} != want:
         st.query_params.from_dict({k: v for k, v in want.items() if v is not None})
     st.session_state["_ea_url"] = want
@@ -107,21 +118,36 @@ def _label(rid: str) -> str:
 
 
 c1, c2 = st.columns(2)
-run_id = c1.selectbox("Run", list(with_records), key="ea_run", format_func=_label, on_change=_reset_view,
-                      help="runs with per-example records (predictions.jsonl)")
+run_id = c1.selectbox(
+    "Run",
+    list(with_records),
+    key="ea_run",
+    format_func=_label,
+    on_change=_reset_view,
+    help="runs with per-example records (predictions.jsonl)",
+)
 NO_OTHER = ""  # a real option: a selectbox holding None shows an empty placeholder instead of its label
 # flips compare the same examples: only students evaluated on this run's data set
 against_options = [NO_OTHER] + [r for r in students if r != run_id and run_data(store, r) == run_data(store, run_id)]
 if st.session_state.get("ea_against") not in against_options:
     st.session_state["ea_against"] = NO_OTHER
-against = c2.selectbox("Compare its student with another run's (flips)", against_options, key="ea_against",
-                       format_func=lambda r: "(no: teacher × student of this run)" if r == NO_OTHER else _label(r),
-                       on_change=_reset_view) or None
+against = (
+    c2.selectbox(
+        "Compare its student with another run's (flips)",
+        against_options,
+        key="ea_against",
+        format_func=lambda r: "(no: teacher × student of this run)" if r == NO_OTHER else _label(r),
+        on_change=_reset_view,
+    )
+    or None
+)
 if against is None and run_id not in paired:
     _write_url()
-    st.info(f"Run {md(run_id)} has {md(' and '.join(roles[run_id]))} records only; the matrix needs both a teacher "
-            "and a student. Pick a distillation run, or compare its student with another run's.",
-            icon=":material/info:")
+    st.info(
+        f"Run {md(run_id)} has {md(' and '.join(roles[run_id]))} records only; the matrix needs both a teacher "
+        "and a student. Pick a distillation run, or compare its student with another run's.",
+        icon=":material/info:",
+    )
     st.stop()
 
 try:
@@ -148,15 +174,29 @@ st.subheader("Right/wrong matrix")
 m1, m2, m3 = st.columns([2, 2, 3])
 for col, name, acc in ((m1, names[0], pv.accuracies[0]), (m2, names[1], pv.accuracies[1])):
     lo, hi = wilson_interval(acc, n)
-    headline_metric(col, f"{name} accuracy", f"{acc:.1%}", n, f"95% {lo:.1%}–{hi:.1%}",
-                    help="95% Wilson interval over the n held-out examples")
+    headline_metric(
+        col,
+        f"{name} accuracy",
+        f"{acc:.1%}",
+        n,
+        f"95% {lo:.1%}–{hi:.1%}",
+        help="95% Wilson interval over the n held-out examples",
+    )
 m3.markdown(pv.sentence())
-m3.caption(md(pv.counts.get("test", "exact McNemar test")) + f" · {md(data_name)} data"
-           + (f" · joined from {md('; '.join(pv.sources))}" if pv.sources else ""))
+m3.caption(
+    md(pv.counts.get("test", "exact McNemar test"))
+    + f" · {md(data_name)} data"
+    + (f" · joined from {md('; '.join(pv.sources))}" if pv.sources else "")
+)
 fig_col, btn_col = st.columns([3, 2])
 fig_col.plotly_chart(matrix_figure(cell_counts, first, second, names=names), width="stretch", key="ea_matrix")
-CELL_WORDS = {"both_right": "both right", f"{first}_only": f"only {names[0]} right",
-              f"{second}_only": f"only {names[1]} right", "both_wrong": "both wrong", "all": "all examples"}
+CELL_WORDS = {
+    "both_right": "both right",
+    f"{first}_only": f"only {names[0]} right",
+    f"{second}_only": f"only {names[1]} right",
+    "both_wrong": "both wrong",
+    "all": "all examples",
+}
 
 
 def _pick_cell(cell: str) -> None:
@@ -168,11 +208,22 @@ btn_col.caption("Open a cell:")
 for row in matrix_cells(first, second):
     b1, b2 = btn_col.columns(2)
     for col, cell in zip((b1, b2), row):
-        col.button(f"{CELL_WORDS[cell]}: {cell_counts[cell]}", key=f"ea_cell_{cell}", on_click=_pick_cell,
-                   args=(cell,), type="primary" if st.session_state["ea_cell"] == cell else "secondary",
-                   width="stretch")
-btn_col.button(f"all examples: {len(frame)}", key="ea_cell_all", on_click=_pick_cell, args=("all",),
-               type="primary" if st.session_state["ea_cell"] == "all" else "secondary", width="stretch")
+        col.button(
+            f"{CELL_WORDS[cell]}: {cell_counts[cell]}",
+            key=f"ea_cell_{cell}",
+            on_click=_pick_cell,
+            args=(cell,),
+            type="primary" if st.session_state["ea_cell"] == cell else "secondary",
+            width="stretch",
+        )
+btn_col.button(
+    f"all examples: {len(frame)}",
+    key="ea_cell_all",
+    on_click=_pick_cell,
+    args=("all",),
+    type="primary" if st.session_state["ea_cell"] == "all" else "secondary",
+    width="stretch",
+)
 
 # --- 2. the examples of the chosen cell ---------------------------------------------------------------------------
 cell = st.session_state["ea_cell"]
@@ -186,17 +237,28 @@ def _apply_saved() -> None:
 
 
 f1, f2, f3 = st.columns([3, 2, 2])
-expr = f1.text_input("Filter", key="ea_filter", placeholder="kl > 0.5 and text_tokens < 20",
-                     help="a safe expression on the columns below: comparisons, in, and/or/not, + - * /; "
-                          f"columns: {', '.join(map(str, frame.columns))}")
+expr = f1.text_input(
+    "Filter",
+    key="ea_filter",
+    placeholder="kl > 0.5 and text_tokens < 20",
+    help="a safe expression on the columns below: comparisons, in, and/or/not, + - * /; "
+    f"columns: {', '.join(map(str, frame.columns))}",
+)
 search = f2.text_input("Search the text", key="ea_search")
 all_tags = sorted({t for ts in tags_by_example.values() for t in ts})
-tag_pick = f3.multiselect("Tagged", all_tags, key="ea_tags", placeholder="any tag" if all_tags else "no tags yet",
-                          disabled=not all_tags, help="only examples with any of these tags (tags are per data set)")
+tag_pick = f3.multiselect(
+    "Tagged",
+    all_tags,
+    key="ea_tags",
+    placeholder="any tag" if all_tags else "no tags yet",
+    disabled=not all_tags,
+    help="only examples with any of these tags (tags are per data set)",
+)
 if saved_slices:
     g1, g2 = st.columns([4, 1])
-    g1.selectbox("Saved slices", list(saved_slices), key="ea_saved_pick",
-                 format_func=lambda k: f"{k}: {saved_slices[k]}")
+    g1.selectbox(
+        "Saved slices", list(saved_slices), key="ea_saved_pick", format_func=lambda k: f"{k}: {saved_slices[k]}"
+    )
     g2.button("Use as filter", key="ea_use_saved", on_click=_apply_saved)
 view = frame if cell == "all" else frame[frame["cell"] == cell]
 try:
@@ -211,16 +273,25 @@ if search.strip():
 if tag_pick:
     wanted = set(tag_pick)
     view = view[view["example_id"].map(lambda e: bool(wanted & set(tags_by_example.get(e, [])))).to_numpy()]
-KLS = ({"KL (teacher ‖ student)": "kl"} if against is None else
-       {"KL (teacher ‖ student A)": "a_kl", "KL (teacher ‖ student B)": "b_kl"})
+KLS = (
+    {"KL (teacher ‖ student)": "kl"}
+    if against is None
+    else {"KL (teacher ‖ student A)": "a_kl", "KL (teacher ‖ student B)": "b_kl"}
+)
 KLS = {k: v for k, v in KLS.items() if v in view.columns}
-SORTS = {**KLS, f"confidence gap: p(gold) {names[0]} − {names[1]}": "confidence_gap",
-         f"{names[0]} p(gold)": f"{first}_p_gold", f"{names[1]} p(gold)": f"{second}_p_gold",
-         "text tokens": "text_tokens", "example id": "example_id"}
+SORTS = {
+    **KLS,
+    f"confidence gap: p(gold) {names[0]} − {names[1]}": "confidence_gap",
+    f"{names[0]} p(gold)": f"{first}_p_gold",
+    f"{names[1]} p(gold)": f"{second}_p_gold",
+    "text tokens": "text_tokens",
+    "example id": "example_id",
+}
 SORTS = {k: v for k, v in SORTS.items() if v in view.columns and (v == "example_id" or view[v].notna().any())}
 s1, s2 = st.columns([3, 1])
-sort_by = s1.selectbox("Sort by", list(SORTS), key="ea_sort",
-                       help="previous/next in the example view follow this order")
+sort_by = s1.selectbox(
+    "Sort by", list(SORTS), key="ea_sort", help="previous/next in the example view follow this order"
+)
 descending = s2.toggle("Largest first", value=True, key="ea_desc")
 view = view.sort_values(SORTS[sort_by], ascending=not descending, na_position="last", kind="stable")
 
@@ -230,24 +301,33 @@ def _labels(column: str) -> list[str]:
     return [answer_label(v, c) for v, c in zip(view[column], view["choices"])]
 
 
-table = pd.DataFrame({
-    "example id": view["example_id"].astype(str),
-    "cell": view["cell"].astype(str),
-    "gold": _labels("gold"),
-    f"{names[0]} answer": _labels(f"{first}_prediction"),
-    f"{names[1]} answer": _labels(f"{second}_prediction"),
-    f"{names[0]} p(gold)": view[f"{first}_p_gold"].astype(float),
-    f"{names[1]} p(gold)": view[f"{second}_p_gold"].astype(float),
-    **{label: view[col].astype(float) for label, col in KLS.items()},
-    "confidence gap": view["confidence_gap"].astype(float) if "confidence_gap" in view else float("nan"),
-    "text tokens": view["text_tokens"],
-    "tags": view["example_id"].map(lambda e: ", ".join(tags_by_example.get(e, []))),
-    "text": view["text"].map(answer_label),
-})
+table = pd.DataFrame(
+    {
+        "example id": view["example_id"].astype(str),
+        "cell": view["cell"].astype(str),
+        "gold": _labels("gold"),
+        f"{names[0]} answer": _labels(f"{first}_prediction"),
+        f"{names[1]} answer": _labels(f"{second}_prediction"),
+        f"{names[0]} p(gold)": view[f"{first}_p_gold"].astype(float),
+        f"{names[1]} p(gold)": view[f"{second}_p_gold"].astype(float),
+        **{label: view[col].astype(float) for label, col in KLS.items()},
+        "confidence gap": view["confidence_gap"].astype(float) if "confidence_gap" in view else float("nan"),
+        "text tokens": view["text_tokens"],
+        "tags": view["example_id"].map(lambda e: ", ".join(tags_by_example.get(e, []))),
+        "text": view["text"].map(answer_label),
+    }
+)
 st.caption(f"{len(table)} of {len(frame)} examples · a row opens the example")
 table_key = f"ea_table_{abs(hash((run_id, against, cell, expr, search, tuple(tag_pick), sort_by, descending)))}"
-event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                     key=table_key, column_config={"text": st.column_config.TextColumn(width="large")})
+event = st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    key=table_key,
+    column_config={"text": st.column_config.TextColumn(width="large")},
+)
 rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
 if rows and (table_key, rows) != st.session_state.get("_ea_seen"):
     st.session_state["_ea_seen"] = (table_key, rows)
@@ -287,22 +367,39 @@ if example is not None:
         else:
             pins.append(example)
 
-    pin_col.button("Unpin" if example in pins else "Pin", key="ea_pin", on_click=_toggle_pin,
-                   help="pinned examples go into the HTML report")
+    pin_col.button(
+        "Unpin" if example in pins else "Pin",
+        key="ea_pin",
+        on_click=_toggle_pin,
+        help="pinned examples go into the HTML report",
+    )
     prev_col.button("Previous", key="ea_prev", on_click=_go, args=(-1,), disabled=at is None or len(ids) < 2)
     next_col.button("Next", key="ea_next", on_click=_go, args=(1,), disabled=at is None or len(ids) < 2)
-    st.caption(f"{CELL_WORDS.get(row['cell'], md(row['cell']))} · "
-               + (f"{at + 1} of {len(ids)} in this slice, sorted by {md(sort_by)}" if at is not None
-                  else "not in the current slice"))
+    st.caption(
+        f"{CELL_WORDS.get(row['cell'], md(row['cell']))} · "
+        + (
+            f"{at + 1} of {len(ids)} in this slice, sorted by {md(sort_by)}"
+            if at is not None
+            else "not in the current slice"
+        )
+    )
     st.markdown(md(row["text"]) if isinstance(row["text"], str) else "_(no text)_")
     gold = row["gold"]
     choices = row["choices"]
     if isinstance(choices, (list, tuple)) and choices:
         gold_i = int(gold) if isinstance(gold, (int, float)) and not pd.isna(gold) else None
         tp, sp = row[f"{first}_probs"], row[f"{second}_probs"]
-        st.plotly_chart(choice_probs_figure(list(choices), tp if isinstance(tp, list) else None,
-                                            sp if isinstance(sp, list) else None, gold_i, names=names),
-                        width="stretch", key="ea_choices")
+        st.plotly_chart(
+            choice_probs_figure(
+                list(choices),
+                tp if isinstance(tp, list) else None,
+                sp if isinstance(sp, list) else None,
+                gold_i,
+                names=names,
+            ),
+            width="stretch",
+            key="ea_choices",
+        )
     else:
         st.markdown(f"**Gold answer:** {md(answer_label(gold))}")
         g1, g2 = st.columns(2)
@@ -310,17 +407,26 @@ if example is not None:
             mark = {True: "right", False: "wrong"}.get(row[f"{role}_correct"], "not scored")
             col.markdown(f"**{md(name)}** ({mark})")
             col.caption("generated")
-            col.code(answer_label(row[f"{role}_generated"]) or answer_label(row[f"{role}_prediction"]) or "(none)",
-                     language=None, wrap_lines=True)
+            col.code(
+                answer_label(row[f"{role}_generated"]) or answer_label(row[f"{role}_prediction"]) or "(none)",
+                language=None,
+                wrap_lines=True,
+            )
             col.caption(f"parsed: {md(answer_label(row[f'{role}_parsed']) or '(none)')}")
 
-    with st.expander("Why: attributions" + (" and the gold answer token by token" if not choices else ""),
-                     expanded=True):
+    with st.expander(
+        "Why: attributions" + (" and the gold answer token by token" if not choices else ""), expanded=True
+    ):
         if against is not None:
             st.caption(f"The teacher and student of run {md(run_id)} (student A).")
         try:
-            explanation_panel(store, run_id, example, ids, {"teacher": "teacher", "student": "student"
-                                                            if against is None else "student A"})
+            explanation_panel(
+                store,
+                run_id,
+                example,
+                ids,
+                {"teacher": "teacher", "student": "student" if against is None else "student A"},
+            )
         except Exception as exc:
             show_error(exc)
 
@@ -335,22 +441,39 @@ if example is not None:
 
 # --- 4. slice finder ----------------------------------------------------------------------------------------------
 st.subheader("Slice finder")
-min_n = st.number_input("Smallest slice", min_value=2, max_value=max(2, len(frame)),
-                        value=min(10, max(2, len(frame) // 4)), key="ea_min_n")
+min_n = st.number_input(
+    "Smallest slice", min_value=2, max_value=max(2, len(frame)), value=min(10, max(2, len(frame) // 4)), key="ea_min_n"
+)
 try:
-    findings = [f.to_dict() for f in find_slices(frame, columns=list(pv.features), min_n=int(min_n),
-                                                 roles=(first, second))]
+    findings = [
+        f.to_dict() for f in find_slices(frame, columns=list(pv.features), min_n=int(min_n), roles=(first, second))
+    ]
 except Exception as exc:
     findings = []
     show_error(exc)
 if not findings:
     st.caption("No slice with enough examples.")
 else:
-    st.dataframe(pd.DataFrame([{
-        "slice": f["name"], "n": f["n"], f"{names[0]} accuracy": f["teacher_accuracy"],
-        f"{names[1]} accuracy": f["student_accuracy"], "gap": f["gap"],
-        "gap 95% interval": f"{f['gap_ci'][0]:+.2f} to {f['gap_ci'][1]:+.2f}", "adjusted p": f["adjusted_p"],
-        "filter": f["expr"]} for f in findings]), hide_index=True, width="stretch", key="ea_slices")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "slice": f["name"],
+                    "n": f["n"],
+                    f"{names[0]} accuracy": f["teacher_accuracy"],
+                    f"{names[1]} accuracy": f["student_accuracy"],
+                    "gap": f["gap"],
+                    "gap 95% interval": f"{f['gap_ci'][0]:+.2f} to {f['gap_ci'][1]:+.2f}",
+                    "adjusted p": f["adjusted_p"],
+                    "filter": f["expr"],
+                }
+                for f in findings
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        key="ea_slices",
+    )
     st.plotly_chart(slice_gaps_figure(findings[:15], names=names), width="stretch", key="ea_gaps")
 
     def _use_slice() -> None:
@@ -361,12 +484,18 @@ else:
             _pick_cell("all")
 
     s1, s2 = st.columns([4, 1])
-    s1.selectbox("Slice", range(len(findings)), key="ea_slice_pick",
-                 format_func=lambda i: f"{findings[i]['name']} (n = {findings[i]['n']}, gap {findings[i]['gap']:+.2f})")
+    s1.selectbox(
+        "Slice",
+        range(len(findings)),
+        key="ea_slice_pick",
+        format_func=lambda i: f"{findings[i]['name']} (n = {findings[i]['n']}, gap {findings[i]['gap']:+.2f})",
+    )
     s2.button("Use as filter", key="ea_use_slice", on_click=_use_slice)
-    st.caption("Gap intervals are paired 95% intervals (Newcombe's method 10: the two Wilson intervals combined "
-               "with the correlation of the two models' answers on the same examples). The adjusted p is "
-               "Benjamini–Hochberg over all candidate slices.")
+    st.caption(
+        "Gap intervals are paired 95% intervals (Newcombe's method 10: the two Wilson intervals combined "
+        "with the correlation of the two models' answers on the same examples). The adjusted p is "
+        "Benjamini–Hochberg over all candidate slices."
+    )
 
 # --- 5. report ---------------------------------------------------------------------------------------------------
 st.subheader("Share: HTML report")

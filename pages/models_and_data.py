@@ -1,4 +1,5 @@
 """Models & data: load checkpoints from any source, see their architecture and the pair check, validate data."""
+
 import pandas as pd
 import streamlit as st
 
@@ -29,8 +30,10 @@ def _estimate(spec_key: str) -> dict:
 
 
 with tab_models:
-    st.markdown("Load a **built-in** (real weights shipped as Python packages, offline), a **local folder** "
-                "saved with `save_pretrained`, or a **hub id** (needs internet).")
+    st.markdown(
+        "Load a **built-in** (real weights shipped as Python packages, offline), a **local folder** "
+        "saved with `save_pretrained`, or a **hub id** (needs internet)."
+    )
     kind = st.radio("Source", ["Built-in", "Local folder", "Hub id"], horizontal=True)
     if kind == "Built-in":
         source = st.selectbox("Built-in model", list(BUILTINS), format_func=lambda b: BUILTINS[b].title)
@@ -42,8 +45,11 @@ with tab_models:
     c1, c2 = st.columns(2)
     task = c1.selectbox("Task", ["auto", *TASKS], help="auto: the checkpoint's own head, or the built-in's default")
     role = c2.radio("Use as", ["Teacher", "Student"], horizontal=True)
-    trust = st.checkbox("Trust remote code", value=False,
-                        help="Runs Python code shipped with the checkpoint. Only tick this for authors you trust.")
+    trust = st.checkbox(
+        "Trust remote code",
+        value=False,
+        help="Runs Python code shipped with the checkpoint. Only tick this for authors you trust.",
+    )
     if trust:
         st.warning("Remote code will run with your permissions on this machine.", icon=":material/warning:")
     spec = ModelSpec(source=(source or "").strip(), task=None if task == "auto" else task, trust_remote_code=trust)
@@ -53,9 +59,12 @@ with tab_models:
             from kd_analysis.models.memory import check_memory
 
             est = _estimate(spec.key())
-            st.info(f"**Before loading:** {est['parameters'] / 1e6:,.1f}M parameters · about "
-                    f"{est['weights_mb']:,.0f} MB of weights in {est['dtype']} on {est['device']} "
-                    f"(~{est['training_mb']:,.0f} MB to train with Adam).", icon=":material/straighten:")
+            st.info(
+                f"**Before loading:** {est['parameters'] / 1e6:,.1f}M parameters · about "
+                f"{est['weights_mb']:,.0f} MB of weights in {est['dtype']} on {est['device']} "
+                f"(~{est['training_mb']:,.0f} MB to train with Adam).",
+                icon=":material/straighten:",
+            )
             verdict = check_memory(est["inference_mb"], est["device"])  # free memory now, never cached
             if verdict.refused:
                 st.error(f"**Will not fit:** this model {verdict.message}.", icon=":material/memory:")
@@ -66,9 +75,11 @@ with tab_models:
                 st.caption(f"Memory: this model {verdict.message}.")
         except Exception as exc:
             show_error(exc)
-        if refused and st.checkbox("Load anyway (I know it may not fit)", value=False,
-                                   help="Loading a model larger than the free memory can make this machine swap "
-                                        "or kill the app."):
+        if refused and st.checkbox(
+            "Load anyway (I know it may not fit)",
+            value=False,
+            help="Loading a model larger than the free memory can make this machine swap or kill the app.",
+        ):
             from dataclasses import replace
 
             spec, refused = replace(spec, force_memory=True), False
@@ -91,9 +102,13 @@ with tab_models:
 with tab_pair:
     st.markdown(f"**Selection:** {md(sel.describe())}")
     if sel.student.kind == "drop_layers":
-        st.text_input("Teacher layers to keep (comma-separated; empty = evenly spaced)",
-                      key=state.widget_key("student_keep"), on_change=state.save, args=("student_keep",),
-                      placeholder="e.g. 0,3,5")
+        st.text_input(
+            "Teacher layers to keep (comma-separated; empty = evenly spaced)",
+            key=state.widget_key("student_keep"),
+            on_change=state.save,
+            args=("student_keep",),
+            placeholder="e.g. 0,3,5",
+        )
         try:
             state.parse_keep(state.get("student_keep"))
         except ValueError as exc:
@@ -110,13 +125,18 @@ with tab_pair:
             show_error(exc)
 
 with tab_data:
-    st.markdown("Recognised without mapping: **GSM8K** (`question`, `answer` with `#### N`), **CommonsenseQA** "
-                "(`question`, `choices`, `answerKey`), **SST-2** (`sentence`, `label`). Other files: map columns.")
+    st.markdown(
+        "Recognised without mapping: **GSM8K** (`question`, `answer` with `#### N`), **CommonsenseQA** "
+        "(`question`, `choices`, `answerKey`), **SST-2** (`sentence`, `label`). Other files: map columns."
+    )
     how = st.radio("Data file", ["Upload", "Path on this machine"], horizontal=True)
     path = None
     if how == "Upload":
-        up = st.file_uploader("JSONL, CSV or TSV", type=["jsonl", "json", "csv", "tsv", "txt"],
-                              key=f"data_upload_{st.session_state.get('_kd_upload_generation', 0)}")
+        up = st.file_uploader(
+            "JSONL, CSV or TSV",
+            type=["jsonl", "json", "csv", "tsv", "txt"],
+            key=f"data_upload_{st.session_state.get('_kd_upload_generation', 0)}",
+        )
         if up is not None:
             try:
                 path = str(save_upload(up))  # streamed to disk in chunks; the same content is stored once
@@ -133,7 +153,9 @@ with tab_data:
             _, columns, _ = read_rows(path, limit=5)
             with st.expander("Column mapping (for files in no known format)"):
                 opts = ["(guess)", *columns]
-                m = {f: st.selectbox(f"{f} column", opts, key=f"map_{f}") for f in ("text", "label", "choices", "answer")}
+                m = {
+                    f: st.selectbox(f"{f} column", opts, key=f"map_{f}") for f in ("text", "label", "choices", "answer")
+                }
                 chosen = {k: v for k, v in m.items() if v != "(guess)"}
                 mapping = ColumnMapping(**chosen) if chosen else None
             report = preview_data(path, mapping=mapping)
@@ -176,23 +198,30 @@ with tab_data:
     if not stored:
         st.caption("No uploaded files are stored on this server.")
     else:
-        st.caption(f"{len(stored)} uploaded file{'s' if len(stored) != 1 else ''} stored, "
-                   f"{format_bytes(total_size(stored))} in {md(str(uploads_root()))}."
-                   + (f" The current data set ({md(Path(in_use).name)}) is one of them and will be kept." if in_use
-                      else ""))
-        if st.button("Remove uploaded files", help="Deletes the stored uploads from this server's disk. The data "
-                                                   "set selected in the sidebar is kept."):
+        st.caption(
+            f"{len(stored)} uploaded file{'s' if len(stored) != 1 else ''} stored, "
+            f"{format_bytes(total_size(stored))} in {md(str(uploads_root()))}."
+            + (f" The current data set ({md(Path(in_use).name)}) is one of them and will be kept." if in_use else "")
+        )
+        if st.button(
+            "Remove uploaded files",
+            help="Deletes the stored uploads from this server's disk. The data set selected in the sidebar is kept.",
+        ):
             result = remove_uploads(keep=[in_use] if in_use else [])
             gone = [d for d in state.get("custom_data") if is_upload(d) and not Path(d).exists()]
             state.put("custom_data", [d for d in state.get("custom_data") if d not in gone])
             forget_uploads()
             st.session_state["_kd_upload_generation"] = st.session_state.get("_kd_upload_generation", 0) + 1
             names = ", ".join(sorted({u.name for u in result.removed}))
-            msg = (f"Removed {len(result.removed)} uploaded file{'s' if len(result.removed) != 1 else ''} "
-                   f"({format_bytes(result.freed_bytes)}){': ' + md(names) if names else ''}.")
+            msg = (
+                f"Removed {len(result.removed)} uploaded file{'s' if len(result.removed) != 1 else ''} "
+                f"({format_bytes(result.freed_bytes)}){': ' + md(names) if names else ''}."
+            )
             if result.kept:
-                msg += (f" Kept {md(result.kept[0].name)}: it is the current data set; choose another data set "
-                        "in the sidebar to remove it too.")
+                msg += (
+                    f" Kept {md(result.kept[0].name)}: it is the current data set; choose another data set "
+                    "in the sidebar to remove it too."
+                )
             if result.failed:
                 msg += f" Could not remove {len(result.failed)}: {md(result.failed[0])}."
             st.session_state["_kd_upload_removed"] = msg

@@ -1,5 +1,6 @@
 """Priming & attention (Goyal et al. 2024): the teacher under prompting strategies, one student per strategy,
 the accuracy table, and how the students' attention heads differ."""
+
 import json
 
 import pandas as pd
@@ -43,9 +44,12 @@ store = RunStore()
 reconcile(store)
 sel = state.selection()
 st.title("Priming & attention")
-st.caption("Goyal et al. (2024) prime the teacher with a prompt before it answers, distil a LoRA student from "
-           f"its logits, and report +{PAPER_GAIN:.0%} GSM8K accuracy for their \"Ground Truth\" prompt over "
-           "unprompted KD. Here: your teacher under each strategy, one student per strategy, and their heads.")
+st.caption(
+    "Goyal et al. (2024) prime the teacher with a prompt before it answers, distil a LoRA student from "
+    f'its logits, and report +{PAPER_GAIN:.0%} GSM8K accuracy for their "Ground Truth" prompt over '
+    "unprompted KD. Here: your teacher under each strategy, one student per strategy, and their heads."
+)
+
 
 def _sidebar_data_fits() -> bool:
     """The sidebar's data set is in GSM8K's format (a question and a gold answer to generate)."""
@@ -66,40 +70,64 @@ if not (teacher_fits and data_fits):
     if teacher_fits:
         misfit = []
     elif teacher_task:
-        misfit = [f"the sidebar's teacher ({md(sel.teacher.source)}, a {teacher_task.replace('_', ' ')} model) is "
-                  "not a causal language model"]
+        misfit = [
+            f"the sidebar's teacher ({md(sel.teacher.source)}, a {teacher_task.replace('_', ' ')} model) is "
+            "not a causal language model"
+        ]
     else:  # a hub id under task "auto": its head is known only once loaded
-        misfit = [f"the sidebar's teacher ({md(sel.teacher.source)}) has task auto, so whether it is a causal "
-                  "language model is known only once it loads (set its task to causal_lm in the sidebar if it is)"]
+        misfit = [
+            f"the sidebar's teacher ({md(sel.teacher.source)}) has task auto, so whether it is a causal "
+            "language model is known only once it loads (set its task to causal_lm in the sidebar if it is)"
+        ]
     if not data_fits:
-        misfit.append(f"{'its' if misfit else 'the sidebar’s'} data set ({md(sel.data_source)}) is not in GSM8K's "
-                      "format")
-    st.info("This page needs a causal language model (it generates answers) and GSM8K-format data (a question and "
-            "an answer ending `#### N`). " + (lambda t: t[:1].upper() + t[1:])(" and ".join(misfit))
-            + ", so the fields below use "
-            f"{md(default_teacher)} on {md(default_data)} instead. Choose a causal LM (task causal_lm) and such "
-            "data in the sidebar to use them here.", icon=":material/info:")
+        misfit.append(
+            f"{'its' if misfit else 'the sidebar’s'} data set ({md(sel.data_source)}) is not in GSM8K's format"
+        )
+    st.info(
+        "This page needs a causal language model (it generates answers) and GSM8K-format data (a question and "
+        "an answer ending `#### N`). "
+        + (lambda t: t[:1].upper() + t[1:])(" and ".join(misfit))
+        + ", so the fields below use "
+        f"{md(default_teacher)} on {md(default_data)} instead. Choose a causal LM (task causal_lm) and such "
+        "data in the sidebar to use them here.",
+        icon=":material/info:",
+    )
 c1, c2, c3 = st.columns([2, 2, 1])
-teacher_src = c1.text_input("Teacher (a causal language model)", default_teacher,
-                            key=f"prime_teacher_{default_teacher}", help="built-in name, local folder or hub id")
-data_src = c2.text_input("Data (GSM8K format: question, answer with ####)", default_data,
-                         key=f"prime_data_{default_data}")
+teacher_src = c1.text_input(
+    "Teacher (a causal language model)",
+    default_teacher,
+    key=f"prime_teacher_{default_teacher}",
+    help="built-in name, local folder or hub id",
+)
+data_src = c2.text_input(
+    "Data (GSM8K format: question, answer with ####)", default_data, key=f"prime_data_{default_data}"
+)
 if (teacher_fits and data_fits) and (teacher_src, data_src) != (sel.teacher.source, sel.data_source):
+
     def _use_sidebar() -> None:
         st.session_state[f"prime_teacher_{default_teacher}"] = sel.teacher.source
         st.session_state[f"prime_data_{default_data}"] = sel.data_source
 
-    st.button("Use the sidebar's teacher and data", on_click=_use_sidebar,
-              help=f"{sel.teacher.source} on {sel.data_source}")
+    st.button(
+        "Use the sidebar's teacher and data", on_click=_use_sidebar, help=f"{sel.teacher.source} on {sel.data_source}"
+    )
 n = c3.number_input("examples", 1, 2000, 8)
-chosen = st.multiselect("Strategies", list(STRATEGIES), default=list(STRATEGIES),
-                        format_func=lambda s: STRATEGIES[s].title)
-with st.expander("Edit the prompt templates (our wording of the paper's strategies; {question} is required; "
-                 "{answer} / {solution} show the gold truth)"):
+chosen = st.multiselect(
+    "Strategies", list(STRATEGIES), default=list(STRATEGIES), format_func=lambda s: STRATEGIES[s].title
+)
+with st.expander(
+    "Edit the prompt templates (our wording of the paper's strategies; {question} is required; "
+    "{answer} / {solution} show the gold truth)"
+):
     templates = {}
     for s in chosen:
-        templates[s] = st.text_area(f"{STRATEGIES[s].title} · {STRATEGIES[s].wording}", STRATEGIES[s].template,
-                                    key=f"tpl_{s}", height=90, help=STRATEGIES[s].description)
+        templates[s] = st.text_area(
+            f"{STRATEGIES[s].title} · {STRATEGIES[s].wording}",
+            STRATEGIES[s].template,
+            key=f"tpl_{s}",
+            height=90,
+            help=STRATEGIES[s].description,
+        )
 bad = {}
 for s, t in templates.items():
     try:
@@ -112,11 +140,16 @@ templates = {s: t for s, t in templates.items() if s not in bad}
 
 tab_out, tab_runs, tab_heads = st.tabs(["Teacher outputs", "Student runs", "Attention heads"])
 
+
 def show_outputs(outs: dict, examples: list, templates: dict, tokenizer=None, key: str = "") -> None:
     """Per-strategy summary, then one example across strategies (live results and saved jobs alike)."""
     summary = pd.DataFrame(summarise(outs))
-    st.dataframe(summary, hide_index=True, width="stretch",
-                 column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+    st.dataframe(
+        summary,
+        hide_index=True,
+        width="stretch",
+        column_config={"accuracy": st.column_config.NumberColumn(format="percent")},
+    )
     texts = {ex.id: ex for ex in examples}
     have = [{o.example_id for o in items} for items in outs.values()]
     ids = [i for i in texts if all(i in h for h in have)]
@@ -129,24 +162,34 @@ def show_outputs(outs: dict, examples: list, templates: dict, tokenizer=None, ke
     for s, items in outs.items():
         o = next(x for x in items if x.example_id == pick)
         verdict = "" if o.generated is None else ("✓" if o.correct else ("✗ no number" if o.predicted is None else "✗"))
-        rows.append({"strategy": STRATEGIES[s].title if s in STRATEGIES else s,
-                     "gold log-prob / token": o.answer_logprob_per_token, "answer": o.generated,
-                     "parsed": o.predicted, "right": verdict, "prompt tokens": o.prompt_tokens})
+        rows.append(
+            {
+                "strategy": STRATEGIES[s].title if s in STRATEGIES else s,
+                "gold log-prob / token": o.answer_logprob_per_token,
+                "answer": o.generated,
+                "parsed": o.predicted,
+                "right": verdict,
+                "prompt tokens": o.prompt_tokens,
+            }
+        )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     with st.expander("Exact prompts the teacher read" if tokenizer else "Prompts (before the chat template)"):
         for s, t in templates.items():
             st.markdown(f"**{md(STRATEGIES[s].title if s in STRATEGIES else s)}**")
             text = render_template(t, ex)
             st.code(format_prompt(tokenizer, text) if tokenizer else text, language=None)
-    st.download_button("Teacher outputs (JSONL)", to_jsonl(outs), "teacher_outputs.jsonl", "application/json",
-                       key=f"dl_{key}")
+    st.download_button(
+        "Teacher outputs (JSONL)", to_jsonl(outs), "teacher_outputs.jsonl", "application/json", key=f"dl_{key}"
+    )
 
 
 with tab_out:
-    st.caption("Per strategy: the teacher's log-probability of the gold worked answer after the primed prompt "
-               "(one forward pass; ours: the paper's teacher saved its logits over prompt + question, without the "
-               "answer) and its own greedy answer scored by the rules of the authors' README (an answer with no "
-               "number counts wrong).")
+    st.caption(
+        "Per strategy: the teacher's log-probability of the gold worked answer after the primed prompt "
+        "(one forward pass; ours: the paper's teacher saved its logits over prompt + question, without the "
+        "answer) and its own greedy answer scored by the rules of the authors' README (an answer with no "
+        "number counts wrong)."
+    )
     saved = store.list(kind=OUTPUTS_KIND)
     if saved:
         try:
@@ -156,29 +199,50 @@ with tab_out:
             outs = load_outputs_run(job)
             if outs:
                 jcfg = job.config()
-                st.caption(f"Teacher {md(jcfg['teacher']['source'])} on {md(jcfg['data'])}, first "
-                           f"{md(jcfg.get('limit'))} examples, up to {md(jcfg.get('max_new_tokens'))} new tokens.")
-                show_outputs(outs, dataset(jcfg["data"]).examples[: jcfg.get("limit") or None],
-                             {t["strategy"]: t["template"] for t in jcfg["templates"]}, key="saved")
+                st.caption(
+                    f"Teacher {md(jcfg['teacher']['source'])} on {md(jcfg['data'])}, first "
+                    f"{md(jcfg.get('limit'))} examples, up to {md(jcfg.get('max_new_tokens'))} new tokens."
+                )
+                show_outputs(
+                    outs,
+                    dataset(jcfg["data"]).examples[: jcfg.get("limit") or None],
+                    {t["strategy"]: t["template"] for t in jcfg["templates"]},
+                    key="saved",
+                )
             else:
                 st.info("No strategy finished yet in this job.", icon=":material/hourglass_top:")
             if job.status().get("state") in ("failed", "cancelled"):
-                st.warning(f"This job {job.status()['state']}: {md(job.status().get('reason'))}",
-                           icon=":material/warning:")
+                st.warning(
+                    f"This job {job.status()['state']}: {md(job.status().get('reason'))}", icon=":material/warning:"
+                )
         except Exception as exc:
             show_error(exc)
     st.subheader("Compute for the settings above")
     g1, g2, g3, g4 = st.columns([1, 1, 1, 1])
     generate = g1.checkbox("Also generate answers", value=True, help="about 1–3 s per answer on a CPU")
     max_new = g2.number_input("max new tokens", 8, 512, 96)
-    g3.caption("Computed here in the background (progress and Cancel below); cached per model, template and "
-               "example, so reruns are instant.")
-    if g4.button("Compute in the background", disabled=not templates,
-                 help="a saved job: keeps going if you close the browser, and reopens above"):
+    g3.caption(
+        "Computed here in the background (progress and Cancel below); cached per model, template and "
+        "example, so reruns are instant."
+    )
+    if g4.button(
+        "Compute in the background",
+        disabled=not templates,
+        help="a saved job: keeps going if you close the browser, and reopens above",
+    ):
         try:
-            job = start_run(outputs_config(ModelSpec(teacher_src, task="causal_lm").to_dict(), data_src, templates,
-                                           limit=int(n), generate=generate, max_new_tokens=int(max_new)),
-                            store, kind=OUTPUTS_KIND)
+            job = start_run(
+                outputs_config(
+                    ModelSpec(teacher_src, task="causal_lm").to_dict(),
+                    data_src,
+                    templates,
+                    limit=int(n),
+                    generate=generate,
+                    max_new_tokens=int(max_new),
+                ),
+                store,
+                kind=OUTPUTS_KIND,
+            )
             st.session_state["_outputs_open_started"] = job.run_id
             st.rerun()
         except Exception as exc:
@@ -189,7 +253,8 @@ with tab_out:
     def work(task: Task):
         """Load the teacher (if this server has not), then score and generate per strategy, saying which."""
         teacher = loaded_teacher(spec) or load_teacher_quietly(
-            spec, progress=lambda msg: task.progress(0, None, f"loading the teacher: {msg}"))
+            spec, progress=lambda msg: task.progress(0, None, f"loading the teacher: {msg}")
+        )
         examples = check_gold_answers(dataset(data_src).examples[: int(n)], data_src)
         units = len(templates) * (2 if generate else 1)
         state = {"unit": -1, "seen": {}}
@@ -200,38 +265,57 @@ with tab_out:
                 state["seen"][strategy] = state["seen"].get(strategy, 0) + 1
             phase = "scoring the gold answer" if state["seen"].get(strategy, 1) == 1 else "generating answers"
             position = list(templates).index(strategy) + 1 if strategy in templates else "?"
-            task.progress(max(state["unit"], 0) * 100 + int(100 * i / max(k, 1)), units * 100,
-                          f"{strategy} (strategy {position} of {len(templates)}): {phase}, {i}/{k} examples done")
+            task.progress(
+                max(state["unit"], 0) * 100 + int(100 * i / max(k, 1)),
+                units * 100,
+                f"{strategy} (strategy {position} of {len(templates)}): {phase}, {i}/{k} examples done",
+            )
 
-        return teacher_outputs(teacher, examples, templates, generate=generate, max_new_tokens=int(max_new),
-                               progress=tick), examples, teacher.tokenizer
+        return (
+            teacher_outputs(
+                teacher, examples, templates, generate=generate, max_new_tokens=int(max_new), progress=tick
+            ),
+            examples,
+            teacher.tokenizer,
+        )
 
     result = PRIME_OUTPUTS.peek(key) if templates else None
     if result is None and templates:
-        task_panel(st, TASKS["teacher_outputs"], key, work, f"Compute now ({len(templates)} strategies × {int(n)} "
-                   "examples)", "prime")
+        task_panel(
+            st,
+            TASKS["teacher_outputs"],
+            key,
+            work,
+            f"Compute now ({len(templates)} strategies × {int(n)} examples)",
+            "prime",
+        )
     elif result is not None:
         outs, examples, tokenizer = result
         if not has_chat_template(tokenizer):
-            st.info("This model has no chat template: prompts are sent as plain text ending in 'Answer:'.",
-                    icon=":material/info:")
+            st.info(
+                "This model has no chat template: prompts are sent as plain text ending in 'Answer:'.",
+                icon=":material/info:",
+            )
         show_outputs(outs, examples, templates, tokenizer, key="live")
 
 with tab_runs:
-    st.caption("One LoRA student per strategy, all else equal. The student reads the bare question. KD alignment "
-               "'answer' (ours): the teacher is forced on the gold answer after its prompt and compared with the "
-               "student on the same answer tokens. 'paper' (Goyal et al.'s code): the teacher reads prompt + "
-               "question only, and its logits, the student's and the answer tokens are cut to one length and "
-               "compared position by position. Reverse KL by default, as in the paper; the paper's loss, optimiser, "
-               "schedule and alignment are the goyal-priming preset on the Distillation runs page. Runs queue for the device and keep going if "
-               "you close the browser.")
+    st.caption(
+        "One LoRA student per strategy, all else equal. The student reads the bare question. KD alignment "
+        "'answer' (ours): the teacher is forced on the gold answer after its prompt and compared with the "
+        "student on the same answer tokens. 'paper' (Goyal et al.'s code): the teacher reads prompt + "
+        "question only, and its logits, the student's and the answer tokens are cut to one length and "
+        "compared position by position. Reverse KL by default, as in the paper; the paper's loss, optimiser, "
+        "schedule and alignment are the goyal-priming preset on the Distillation runs page. Runs queue for the device and keep going if "
+        "you close the browser."
+    )
     with st.form("prime_runs"):
         r1, r2, r3, r4, r5, r6 = st.columns(6)
         layers = r1.number_input("student layers", 1, 64, 10, help="layers kept from the teacher, evenly spaced")
         steps = r2.number_input("steps", 1, 100_000, 60)
         lr = r3.number_input("learning rate", 1e-7, 1.0, 3e-4, format="%.1e")
-        kd = r4.selectbox("KD loss", list(LOSSES), index=list(LOSSES).index("rkl"),
-                          format_func=lambda n: LOSSES[n].title)
+        kd = r4.selectbox(
+            "KD loss", list(LOSSES), index=list(LOSSES).index("rkl"), format_func=lambda n: LOSSES[n].title
+        )
         kd_w = r5.number_input("KD weight", 0.0, 10.0, 0.4, 0.05)
         tau = r6.number_input("τ", 0.1, 20.0, 2.0, 0.5)
         s1, s2, s3, s4, s5 = st.columns(5)
@@ -239,20 +323,31 @@ with tab_runs:
         lora_r = s2.number_input("LoRA r", 1, 256, 8)
         batch = s3.number_input("batch", 1, 256, 8)
         eval_size = s4.number_input("eval examples", 1, 5000, 40)
-        alignment = s5.selectbox("KD alignment", list(ALIGNMENTS),
-                                 format_func=lambda a: {"answer": "answer tokens (ours)",
-                                                        "paper": "positions (paper's code)"}[a])
+        alignment = s5.selectbox(
+            "KD alignment",
+            list(ALIGNMENTS),
+            format_func=lambda a: {"answer": "answer tokens (ours)", "paper": "positions (paper's code)"}[a],
+        )
         go = st.form_submit_button(f"Start {len(templates)} student runs", type="primary", disabled=not templates)
     if go:
         try:
-            base = TrainConfig(teacher=ModelSpec(teacher_src, task="causal_lm"), data=data_src,
-                               student=StudentSpec(num_layers=int(layers)), steps=int(steps), lr=float(lr),
-                               losses=[t for t in (LossTerm("ce", float(ce_w)), LossTerm(kd, float(kd_w)))
-                                       if t.weight > 0], tau=float(tau), batch_size=int(batch),
-                               eval_size=int(eval_size), eval_every=max(int(steps) // 2, 1),
-                               lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)))
-            ids = [start_run(c.to_dict(), store, name=c.name).run_id
-                   for c in strategy_configs(base, list(templates), templates, alignment=alignment)]
+            base = TrainConfig(
+                teacher=ModelSpec(teacher_src, task="causal_lm"),
+                data=data_src,
+                student=StudentSpec(num_layers=int(layers)),
+                steps=int(steps),
+                lr=float(lr),
+                losses=[t for t in (LossTerm("ce", float(ce_w)), LossTerm(kd, float(kd_w))) if t.weight > 0],
+                tau=float(tau),
+                batch_size=int(batch),
+                eval_size=int(eval_size),
+                eval_every=max(int(steps) // 2, 1),
+                lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)),
+            )
+            ids = [
+                start_run(c.to_dict(), store, name=c.name).run_id
+                for c in strategy_configs(base, list(templates), templates, alignment=alignment)
+            ]
             st.success(f"Started {len(ids)} runs: {md(', '.join(ids))}", icon=":material/play_circle:")
         except Exception as exc:
             show_error(exc)
@@ -261,8 +356,11 @@ with tab_runs:
     def runs_table() -> None:
         ids = priming_runs(store)
         if not ids:
-            st.info("No priming runs yet: start them above, or regenerate the reference runs with "
-                    "`python -m kd_analysis runs make-reference`.", icon=":material/info:")
+            st.info(
+                "No priming runs yet: start them above, or regenerate the reference runs with "
+                "`python -m kd_analysis runs make-reference`.",
+                icon=":material/info:",
+            )
             return
         for rid in ids[:12]:
             p = run_progress(store.get(rid))
@@ -272,42 +370,66 @@ with tab_runs:
         table = pd.DataFrame(rows)
         st.plotly_chart(accuracy_bars(rows), width="stretch")
         shown = table.drop(columns=["gain vs none"], errors="ignore").rename(
-            columns={"gain vs none note": "gain vs none"})  # the number where the intervals support it, else why not
+            columns={"gain vs none note": "gain vs none"}
+        )  # the number where the intervals support it, else why not
         first = ["strategy", "student exact match", "95% low", "95% high", "eval questions", "gain vs none"]
         shown = shown[[c for c in first if c in shown] + [c for c in shown if c not in first]]
-        st.dataframe(shown, hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="percent") for c in
-                                    ("student exact match", "95% low", "95% high", "student before",
-                                     "teacher exact match")})
-        st.caption("95% Wilson intervals over the eval questions. Gain vs none is relative to the none student and "
-                   "is given only where the two intervals do not overlap.")
+        st.dataframe(
+            shown,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                c: st.column_config.NumberColumn(format="percent")
+                for c in ("student exact match", "95% low", "95% high", "student before", "teacher exact match")
+            },
+        )
+        st.caption(
+            "95% Wilson intervals over the eval questions. Gain vs none is relative to the none student and "
+            "is given only where the two intervals do not overlap."
+        )
         st.download_button("Accuracy table (CSV)", table.to_csv(index=False), "priming_accuracy.csv", "text/csv")
 
     runs_table()
     st.subheader("Paper reference: Goyal et al. 2024 on GSM8K")
-    st.caption(f"{PAPER_SETUP}. Another teacher, student and data set than any run above: read it for the paper's "
-               "pattern across strategies, never as a target for ours or beside our numbers.")
+    st.caption(
+        f"{PAPER_SETUP}. Another teacher, student and data set than any run above: read it for the paper's "
+        "pattern across strategies, never as a target for ours or beside our numbers."
+    )
     reference = pd.DataFrame(paper_reference()).drop(columns=["source"]).fillna({"strategy": "—"})
-    st.dataframe(reference.rename(columns={"strategy": "our strategy"}), hide_index=True, width="stretch",
-                 column_config={**{c: st.column_config.NumberColumn(format="percent")
-                                   for c in ("GSM8K accuracy", "95% low", "95% high")},
-                                "correct (repo logs)": st.column_config.NumberColumn(format="%d")})
+    st.dataframe(
+        reference.rename(columns={"strategy": "our strategy"}),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            **{c: st.column_config.NumberColumn(format="percent") for c in ("GSM8K accuracy", "95% low", "95% high")},
+            "correct (repo logs)": st.column_config.NumberColumn(format="%d"),
+        },
+    )
 
 with tab_heads:
-    st.caption("Per layer × head statistics over many examples with 95% intervals, computed layer by layer (one "
-               "attention matrix in memory at a time). Students of one experiment share an architecture, so heads "
-               "line up across strategies.")
-    finished = [r for r in priming_runs(store) if store.get(r).status().get("state") == "finished"
-                and (store.get(r).path / "checkpoint").exists()]
+    st.caption(
+        "Per layer × head statistics over many examples with 95% intervals, computed layer by layer (one "
+        "attention matrix in memory at a time). Students of one experiment share an architecture, so heads "
+        "line up across strategies."
+    )
+    finished = [
+        r
+        for r in priming_runs(store)
+        if store.get(r).status().get("state") == "finished" and (store.get(r).path / "checkpoint").exists()
+    ]
     jobs = list(store.list(kind="attention"))
     h1, h2 = st.columns([3, 1])
-    pick_runs = h1.multiselect("Students (finished priming runs)", finished, default=finished[:6],
-                               format_func=lambda r: f"{(store.get(r).config().get('priming') or {}).get('strategy')}"
-                                                     f" · {r}")
+    pick_runs = h1.multiselect(
+        "Students (finished priming runs)",
+        finished,
+        default=finished[:6],
+        format_func=lambda r: f"{(store.get(r).config().get('priming') or {}).get('strategy')} · {r}",
+    )
     n_heads = h2.number_input("examples for head statistics", 2, 2000, 100)
     if st.button("Compute head statistics in the background", disabled=not pick_runs):
-        models = [{"label": (store.get(r).config().get("priming") or {}).get("strategy", r), "run": r}
-                  for r in pick_runs]
+        models = [
+            {"label": (store.get(r).config().get("priming") or {}).get("strategy", r), "run": r} for r in pick_runs
+        ]
         job = start_run(attention_config(models, data_src, limit=int(n_heads)), store, kind="attention")
         st.session_state["_attention_open_started"] = job.run_id
         st.rerun()
@@ -318,17 +440,22 @@ with tab_heads:
             state.write_url_state("heads_job", heads_job.run_id)
             stats = load_attention_run(heads_job)
             if heads_job.status().get("state") in ("failed", "cancelled"):
-                st.warning(f"This job {heads_job.status()['state']}: {md(heads_job.status().get('reason'))}",
-                           icon=":material/warning:")
+                st.warning(
+                    f"This job {heads_job.status()['state']}: {md(heads_job.status().get('reason'))}",
+                    icon=":material/warning:",
+                )
             if not stats:
                 st.info("No model finished yet in this job.", icon=":material/hourglass_top:")
             else:
                 stat = st.selectbox("Statistic", list(STATS), format_func=STATS.get)
                 cut = [f"{md(s.label)} {s.truncated} of {s.examples}" for s in stats if s.truncated]
                 if cut:
-                    st.warning("Inputs longer than the token limit were cut from the left of the question (the "
-                               "end of the prompt, with its answer cue, kept): " + ", ".join(cut) + " examples. "
-                               "The notes below say how much.", icon=":material/content_cut:")
+                    st.warning(
+                        "Inputs longer than the token limit were cut from the left of the question (the "
+                        "end of the prompt, with its answer cue, kept): " + ", ".join(cut) + " examples. "
+                        "The notes below say how much.",
+                        icon=":material/content_cut:",
+                    )
                 for s in stats:
                     for note in s.notes:
                         st.caption(f"{md(s.label)}: {md(note)}")
@@ -352,8 +479,12 @@ with tab_heads:
                     st.plotly_chart(diff_heatmap(diff_map(by[a], by[b], stat)), width="stretch")
                     st.markdown("**Heads that vary most across strategies**")
                     st.dataframe(pd.DataFrame(rank_heads(stats, stat, top=10)), hide_index=True, width="stretch")
-                st.download_button("Head statistics (JSON)", json.dumps([s.to_dict() for s in stats]),
-                                   "head_stats.json", "application/json")
+                st.download_button(
+                    "Head statistics (JSON)",
+                    json.dumps([s.to_dict() for s in stats]),
+                    "head_stats.json",
+                    "application/json",
+                )
         except Exception as exc:
             show_error(exc)
 
@@ -363,9 +494,14 @@ with tab_heads:
         try:
             e1, e2, e3, e4 = st.columns([2, 2, 1, 1])
             kind, which = e1.selectbox(
-                "Model", models, format_func=lambda m: (
+                "Model",
+                models,
+                format_func=lambda m: (
                     f"student of {(store.get(m[1]).config().get('priming') or {}).get('strategy')} · {m[1]}"
-                    if m[0] == "run" else f"teacher under {STRATEGIES[m[1]].title}"))
+                    if m[0] == "run"
+                    else f"teacher under {STRATEGIES[m[1]].title}"
+                ),
+            )
             examples = dataset(data_src).examples
             idx = e2.number_input("example index", 0, len(examples) - 1, 0)
             if kind == "run":
@@ -382,9 +518,13 @@ with tab_heads:
             with st.expander("bertviz view (offline, last 48 tokens)"):
                 view = st.radio("view", ["head", "model"], horizontal=True)
                 att, toks = example_attentions(model, text, 48)
-                html, notes = attention_view(att, toks, kind=view, max_tokens=48,
-                                             layers=None if view == "head" else list(range(max(0, len(att) - 4),
-                                                                                          len(att))))
+                html, notes = attention_view(
+                    att,
+                    toks,
+                    kind=view,
+                    max_tokens=48,
+                    layers=None if view == "head" else list(range(max(0, len(att) - 4), len(att))),
+                )
                 for note in notes:
                     st.caption(md(note))
                 st.iframe(html, height=720 if view == "model" else 560)

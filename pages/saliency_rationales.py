@@ -1,5 +1,6 @@
 """Saliency rationales (Ballout et al. 2024): which input words drive the teacher's answer, and do they overlap
 the gold answer?"""
+
 import copy
 import json
 
@@ -27,25 +28,38 @@ from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
 
 sel = state.selection()
 st.title("Saliency rationales")
-st.caption("Ballout et al. (2024) rank input tokens by the teacher's attributions and give the top ones to the "
-           "student as rationales; on multiple-choice data the extracted tokens were part of the ground truth in "
-           f"{PAPER_OVERLAP:.0%} of cases. Here: your teacher, your data, every definition of overlap; the paper's "
-           "figure is shown only where it measures the same thing (the 'any' definition on multiple-choice data).")
+st.caption(
+    "Ballout et al. (2024) rank input tokens by the teacher's attributions and give the top ones to the "
+    "student as rationales; on multiple-choice data the extracted tokens were part of the ground truth in "
+    f"{PAPER_OVERLAP:.0%} of cases. Here: your teacher, your data, every definition of overlap; the paper's "
+    "figure is shown only where it measures the same thing (the 'any' definition on multiple-choice data)."
+)
 
 c1, c2, c3, c4, c5 = st.columns(5)
 method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title)
 k = c2.slider("k (rationale words)", 1, 15, 5)
-definition = c3.selectbox("Overlap definition", DEFINITIONS,
-                          help="any: a rationale word is in the answer · fraction: share of rationale words in the "
-                               "answer · f1 / iou: against the answer's words")
+definition = c3.selectbox(
+    "Overlap definition",
+    DEFINITIONS,
+    help="any: a rationale word is in the answer · fraction: share of rationale words in the "
+    "answer · f1 / iou: against the answer's words",
+)
 target = c4.selectbox("Explain", ["gold", "predicted"], help="the gold answer, or what the model predicted")
 n = c5.number_input("examples", 2, 200, 20)
 w1, w2 = st.columns([4, 1])
 with_student = w1.checkbox("Also attribute the student (side by side, with agreement)", value=True)
-cap = int(w2.number_input("max tokens (cap)", 16, 32768, 512, step=64,
-                          help="the most tokens of one input; the model's own maximum applies when smaller (512 "
-                               "for MiniLM, 8,192 for SmolLM2). A longer input loses the start of its question, "
-                               "never its choices or answer cue, and says so. Larger is slower."))
+cap = int(
+    w2.number_input(
+        "max tokens (cap)",
+        16,
+        32768,
+        512,
+        step=64,
+        help="the most tokens of one input; the model's own maximum applies when smaller (512 "
+        "for MiniLM, 8,192 for SmolLM2). A longer input loses the start of its question, "
+        "never its choices or answer cue, and says so. Larger is slower.",
+    )
+)
 
 from kd_analysis.attribution.job import (
     agreement_table,
@@ -75,17 +89,32 @@ state.url_state("example", "rationale_example")
 opened = st.session_state.get("_rationale_open")
 if opened and _job_data(opened) != sel.data_source:
     st.session_state.pop("_rationale_open")
-    st.info(f"Closed the saved job {md(opened)}: it attributed {md(_job_data(opened) or 'another data set')}, and "
-            f"the sidebar's data set is now {md(sel.data_source)}.", icon=":material/info:")
+    st.info(
+        f"Closed the saved job {md(opened)}: it attributed {md(_job_data(opened) or 'another data set')}, and "
+        f"the sidebar's data set is now {md(sel.data_source)}.",
+        icon=":material/info:",
+    )
     opened = None
 
 with st.expander("Whole data set in the background", expanded=bool(opened)):
-    st.caption("Runs as a job that keeps going if you close the browser; results are saved in the run store and "
-               "reopen instantly.")
+    st.caption(
+        "Runs as a job that keeps going if you close the browser; results are saved in the run store and "
+        "reopen instantly."
+    )
     if st.button(f"Attribute every example of {md(sel.data_source)} with {METHODS[method].title}"):
-        job = start_run(rationale_config(sel.teacher, sel.student if with_student else None, sel.data_source,
-                                         method=method, target=target, k=k, max_tokens=cap), store,
-                           kind="rationales")
+        job = start_run(
+            rationale_config(
+                sel.teacher,
+                sel.student if with_student else None,
+                sel.data_source,
+                method=method,
+                target=target,
+                k=k,
+                max_tokens=cap,
+            ),
+            store,
+            kind="rationales",
+        )
         st.session_state["_rationale_open"] = job.run_id
         st.rerun()
     active = any(j.state in ("queued", "running") for j in store.list(kind="rationales")[:6])
@@ -98,12 +127,19 @@ with st.expander("Whole data set in the background", expanded=bool(opened)):
             p = run_progress(store.get(summary.run_id))
             c1, c2 = st.columns([5, 1])
             data = _job_data(p.run_id)
-            c1.progress(p.fraction, text=f"{md(p.name)} · {code(p.run_id)} · {p.state}"
-                        + (f" · step {p.step}/{p.total}" if p.total and p.state in ("queued", "running") else "")
-                        + (f" · {md(p.reason)}" if p.reason else ""))
+            c1.progress(
+                p.fraction,
+                text=f"{md(p.name)} · {code(p.run_id)} · {p.state}"
+                + (f" · step {p.step}/{p.total}" if p.total and p.state in ("queued", "running") else "")
+                + (f" · {md(p.reason)}" if p.reason else ""),
+            )
             other = data != sel.data_source
-            if c2.button("Open", key=f"open_{p.run_id}", disabled=p.step == 0 or other,
-                         help=f"on {data}: switch the sidebar's data set to open it" if other else None):
+            if c2.button(
+                "Open",
+                key=f"open_{p.run_id}",
+                disabled=p.step == 0 or other,
+                help=f"on {data}: switch the sidebar's data set to open it" if other else None,
+            ):
                 st.session_state["_rationale_open"] = p.run_id
                 st.rerun()
         still = any(j.state in ("queued", "running") for j in jobs[:6])
@@ -114,10 +150,21 @@ with st.expander("Whole data set in the background", expanded=bool(opened)):
     agree_rows = agreement_table(store)
     if agree_rows:
         st.markdown("**Teacher–student agreement across saved jobs** (before / after distillation)")
-        st.dataframe(pd.DataFrame(agree_rows).drop(columns=["teacher"]), hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                    ("mean spearman", "top-k overlap", "student overlap (any)",
-                                     "teacher overlap (any)", "student accuracy")})
+        st.dataframe(
+            pd.DataFrame(agree_rows).drop(columns=["teacher"]),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in (
+                    "mean spearman",
+                    "top-k overlap",
+                    "student overlap (any)",
+                    "teacher overlap (any)",
+                    "student accuracy",
+                )
+            },
+        )
     if opened and st.button("Back to the live examples"):
         st.session_state.pop("_rationale_open")
         opened = None
@@ -129,8 +176,7 @@ try:
     teacher, student, _ = load_pair(sel.teacher, sel.student)
     ds = dataset(sel.data_source)
     examples = ds.examples[: int(n)]
-    key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, method, target, int(n), with_student,
-                      cap])
+    key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, method, target, int(n), with_student, cap])
     cache = st.session_state.setdefault("_rationale_cache", {})
     if not opened and not RATIONALES.has(key):
         total = len(examples) * (2 if with_student else 1)
@@ -144,21 +190,39 @@ try:
                 task.progress(total_done, total, f"{role}: example {i}/{count} · {total_done}/{total}")
 
             task.progress(0, total, f"attributing {len(examples)} examples")
-            return analyse_rationales(teacher, examples, student=student if with_student else None, method=method,
-                                      k=k, target=target, max_tokens=cap, progress=tick)
+            return analyse_rationales(
+                teacher,
+                examples,
+                student=student if with_student else None,
+                method=method,
+                k=k,
+                target=target,
+                max_tokens=cap,
+                progress=tick,
+            )
 
         fallback = newest_rationale_job(store, sel.data_source, sel.teacher.source)
-        st.markdown(f"**Live examples:** the first {len(examples)} examples of {md(sel.data_source)} with "
-                    f"{METHODS[method].title} ({'teacher and student' if with_student else 'teacher'}).")
-        task_panel(st, TASKS["rationales"], key, work,
-                   f"Attribute {len(examples)} examples ({total} attribution{'s' * (total != 1)})", "rationale")
+        st.markdown(
+            f"**Live examples:** the first {len(examples)} examples of {md(sel.data_source)} with "
+            f"{METHODS[method].title} ({'teacher and student' if with_student else 'teacher'})."
+        )
+        task_panel(
+            st,
+            TASKS["rationales"],
+            key,
+            work,
+            f"Attribute {len(examples)} examples ({total} attribution{'s' * (total != 1)})",
+            "rationale",
+        )
         if fallback is None:
             st.stop()
         opened = fallback
         job_teacher = (store.get(fallback).config().get("teacher") or {}).get("source")
         same = same_model_source(job_teacher, sel.teacher.source)
-        st.caption(f"Until then: the saved job {md(fallback)} on the same data set is shown below"
-                   + (", with the same teacher." if same else f", made with another teacher ({md(job_teacher)})."))
+        st.caption(
+            f"Until then: the saved job {md(fallback)} on the same data set is shown below"
+            + (", with the same teacher." if same else f", made with another teacher ({md(job_teacher)}).")
+        )
     if opened:
         key = f"run:{opened}:{len(store.get(opened).metrics())}"
         if key not in cache:
@@ -167,8 +231,10 @@ try:
             cache[key] = RATIONALES.get(f"{store.root}:{key}", lambda: load_rationale_run(store.get(opened)))
         shown = len(cache[key].teacher)
         if shown == 0:
-            st.info(f"The job {md(opened)} is running: no example attributed yet. The list above refreshes by "
-                    "itself.", icon=":material/hourglass_top:")
+            st.info(
+                f"The job {md(opened)} is running: no example attributed yet. The list above refreshes by itself.",
+                icon=":material/hourglass_top:",
+            )
             st.stop()
         st.info(f"Showing the saved job {md(opened)} ({shown} examples).", icon=":material/folder_open:")
     else:
@@ -182,18 +248,24 @@ try:
     for role, cut in report.truncated().items():
         if cut["cut"]:
             first_id, first_note = next(iter(cut["notes"].items()))
-            st.warning(f"{role.capitalize()}: {cut['cut']} of {cut['examples']} inputs were longer than the token "
-                       f"limit and were cut from the left of the question (their choices and answer cue kept). "
-                       f"Example {md(first_id)}: {md(first_note)}. Raise *max tokens (cap)* to keep more.",
-                       icon=":material/content_cut:")
+            st.warning(
+                f"{role.capitalize()}: {cut['cut']} of {cut['examples']} inputs were longer than the token "
+                f"limit and were cut from the left of the question (their choices and answer cue kept). "
+                f"Example {md(first_id)}: {md(first_note)}. Raise *max tokens (cap)* to keep more.",
+                icon=":material/content_cut:",
+            )
     from kd_analysis.attribution.rationales import aggregate
 
     ks = list(range(1, 16))
-    agg = [dict(r, method=method, model="teacher") for r in with_intervals(aggregate(report.teacher, ks=ks),
-                                                                           report.teacher)]
+    agg = [
+        dict(r, method=method, model="teacher")
+        for r in with_intervals(aggregate(report.teacher, ks=ks), report.teacher)
+    ]
     if report.student:
-        agg += [dict(r, method=method, model="student") for r in with_intervals(aggregate(report.student, ks=ks),
-                                                                                report.student)]
+        agg += [
+            dict(r, method=method, model="student")
+            for r in with_intervals(aggregate(report.student, ks=ks), report.student)
+        ]
     kind = data_kind(report.teacher if opened else examples)
     ref = paper_reference(definition, kind)
     head = headline(report.teacher, k, definition)
@@ -208,45 +280,82 @@ try:
         ci = " · every example equal"  # a t-interval of zero width says nothing
     else:
         ci = f" · 95% {head['low']:.0%}–{head['high']:.0%}"
-    headline_metric(top[0], f"Teacher overlap ({definition}) at k={k}", pct(head["value"]), head["n"],
-                    ci.removeprefix(" · "),
-                    help=f"mean over the n examples whose answer text is in the input; 95% interval: "
-                         f"{'Wilson (each example is 0 or 1)' if definition == 'any' else 'Student t over examples'}")
+    headline_metric(
+        top[0],
+        f"Teacher overlap ({definition}) at k={k}",
+        pct(head["value"]),
+        head["n"],
+        ci.removeprefix(" · "),
+        help=f"mean over the n examples whose answer text is in the input; 95% interval: "
+        f"{'Wilson (each example is 0 or 1)' if definition == 'any' else 'Student t over examples'}",
+    )
     if head["chance"] is None or head["distinguishable"] is None:
         vs_chance, arrow = None, "off"
     elif head["distinguishable"]:
         vs_chance, arrow = f"{head['vs chance'] * 100:+.0f} points vs chance", "auto"
     else:
         vs_chance, arrow = f"not distinguishable at n = {head['n']}", "off"
-    top[1].metric("Random words (chance)", pct(head["chance"]), vs_chance, delta_color="off", delta_arrow=arrow,
-                  help="expected overlap of k words drawn at random from the same candidate words, on the same "
-                       "examples; with few candidates (a question and one-word choices) it is high. A difference is "
-                       "given only when the chance level lies outside our 95% interval.")
+    top[1].metric(
+        "Random words (chance)",
+        pct(head["chance"]),
+        vs_chance,
+        delta_color="off",
+        delta_arrow=arrow,
+        help="expected overlap of k words drawn at random from the same candidate words, on the same "
+        "examples; with few candidates (a question and one-word choices) it is high. A difference is "
+        "given only when the chance level lies outside our 95% interval.",
+    )
     if ref.comparable:
-        top[2].metric("Ballout et al. 2024 (reference)", pct(ref.value), "multiple choice, their ~3B teacher",
-                      delta_color="off", delta_arrow="off", help=ref.caption)
-    bottom[0].metric("Defined / undefined", f"{head['n']} / {head['undefined']}",
-                     help="undefined: the answer text is not in the input; excluded, never counted as 0")
+        top[2].metric(
+            "Ballout et al. 2024 (reference)",
+            pct(ref.value),
+            "multiple choice, their ~3B teacher",
+            delta_color="off",
+            delta_arrow="off",
+            help=ref.caption,
+        )
+    bottom[0].metric(
+        "Defined / undefined",
+        f"{head['n']} / {head['undefined']}",
+        help="undefined: the answer text is not in the input; excluded, never counted as 0",
+    )
     right = [a.correct for a in report.teacher if a.correct is not None]
     low, high = proportion_interval(sum(right), len(right))
     if right:
-        headline_metric(bottom[1], "Teacher accuracy", f"{sum(right) / len(right):.0%}", len(right),
-                        f"95% {low:.0%}–{high:.0%}", help="95% Wilson interval")
+        headline_metric(
+            bottom[1],
+            "Teacher accuracy",
+            f"{sum(right) / len(right):.0%}",
+            len(right),
+            f"95% {low:.0%}–{high:.0%}",
+            help="95% Wilson interval",
+        )
     else:
-        bottom[1].metric("Teacher accuracy", "not computed", help="generation under 'gold': the teacher's own "
-                         "answer was not computed (it scores the gold answer only)")
+        bottom[1].metric(
+            "Teacher accuracy",
+            "not computed",
+            help="generation under 'gold': the teacher's own answer was not computed (it scores the gold answer only)",
+        )
     if report.agreement and report.agreement["mean_topk_overlap"] is not None:
         spearman = report.agreement["mean_spearman"]
-        headline_metric(bottom[2], "Teacher–student top-k agreement",
-                        f"{report.agreement['mean_topk_overlap']:.0%}", int(report.agreement["examples"]),
-                        f"Spearman {spearman:.2f}" if spearman is not None else "")
+        headline_metric(
+            bottom[2],
+            "Teacher–student top-k agreement",
+            f"{report.agreement['mean_topk_overlap']:.0%}",
+            int(report.agreement["examples"]),
+            f"Spearman {spearman:.2f}" if spearman is not None else "",
+        )
     st.caption(ref.caption)
     for model in ["teacher"] + (["student"] if report.student else []):
         rows = [dict(r, method=f"{model}:") for r in agg if r["model"] == model]
         model_ref = paper_reference(definition, kind, role=model)
-        st.plotly_chart(overlap_vs_k(rows, definition, f"{model.capitalize()}: overlap ({definition}) vs k",
-                                     show_paper=model_ref.comparable),
-                        width="stretch", config={"toImageButtonOptions": {"format": "png"}})
+        st.plotly_chart(
+            overlap_vs_k(
+                rows, definition, f"{model.capitalize()}: overlap ({definition}) vs k", show_paper=model_ref.comparable
+            ),
+            width="stretch",
+            config={"toImageButtonOptions": {"format": "png"}},
+        )
         if model != "teacher" and ref.comparable:
             st.caption(model_ref.caption)  # why the teacher's plot has the paper's line and this one has not
 
@@ -271,34 +380,51 @@ try:
         choices = list(view["example"])
         if st.session_state.get("rationale_example") not in choices:
             st.session_state["rationale_example"] = choices[0]
-        pick = st.selectbox("Example to inspect", choices, key="rationale_example",
-                            format_func=lambda i: f"{i}: {texts.get(i, '')[:90]}")
+        pick = st.selectbox(
+            "Example to inspect",
+            choices,
+            key="rationale_example",
+            format_func=lambda i: f"{i}: {texts.get(i, '')[:90]}",
+        )
         state.write_url_state("example", pick)
         for role in ["teacher"] + (["student"] if report.student else []):
             heat = report.heat(pick, role)
             a = heat["attribution"]
             verdict = "" if a.correct is None else (" ✓" if a.correct else " ✗")
-            explains = ("its own answer" if a.target == "predicted" else "the gold answer") + \
-                f" *{md(a.target_label)}*"
+            explains = ("its own answer" if a.target == "predicted" else "the gold answer") + f" *{md(a.target_label)}*"
             if a.prediction_computed:
                 said = f"answered *{md(a.predicted_label)}*{verdict} · gold *{md(a.gold_label)}* · explains {explains}"
             else:  # a free-text gold answer was scored: the model chose nothing here
-                said = (f"explains log p(gold answer *{md(a.gold_label)}*) · its own answer was not computed "
-                        "(generate it on the Priming page)")
-            st.markdown(f"**{role.capitalize()}** {said}"
-                        + (f" · IG delta {a.delta:.3g}" if a.delta is not None else ""))
+                said = (
+                    f"explains log p(gold answer *{md(a.gold_label)}*) · its own answer was not computed "
+                    "(generate it on the Priming page)"
+                )
+            st.markdown(
+                f"**{role.capitalize()}** {said}" + (f" · IG delta {a.delta:.3g}" if a.delta is not None else "")
+            )
             st.html(token_heatmap_html(heat["words"], heat["rationale"], heat["answer"]))
             for note in a.notes:
                 st.caption(md(note))
-        st.caption("Orange supports the explained answer, blue works against it; boxed words are the rationale, "
-                   "underlined words are the gold answer.")
+        st.caption(
+            "Orange supports the explained answer, blue works against it; boxed words are the rationale, "
+            "underlined words are the gold answer."
+        )
     # exports follow the filters on screen and carry the example text, not only ids
     rows, lines = filtered_exports(view.to_dict("records"), report, {e.id: e.text for e in ds.examples})
     d1, d2 = st.columns(2)
-    d1.download_button(f"These {len(rows)} examples (CSV)", pd.DataFrame(rows).to_csv(index=False),
-                       "rationales.csv", "text/csv", on_click="ignore")
-    d2.download_button(f"Their attributions (JSONL, {len(lines)} lines)",
-                       "\n".join(json.dumps(line) for line in lines) + "\n",
-                       "attributions.jsonl", "application/json", on_click="ignore")
+    d1.download_button(
+        f"These {len(rows)} examples (CSV)",
+        pd.DataFrame(rows).to_csv(index=False),
+        "rationales.csv",
+        "text/csv",
+        on_click="ignore",
+    )
+    d2.download_button(
+        f"Their attributions (JSONL, {len(lines)} lines)",
+        "\n".join(json.dumps(line) for line in lines) + "\n",
+        "attributions.jsonl",
+        "application/json",
+        on_click="ignore",
+    )
 except Exception as exc:
     show_error(exc)

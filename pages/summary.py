@@ -1,6 +1,7 @@
 """Summary: the demo's story in five sections, from shipped runs and jobs only. Nothing is computed on open: the
 story is read once per server (warmed in the background, `app_ui/story_cache.py`); "Export" writes the same story
 as one self-contained HTML file."""
+
 import pandas as pd
 import streamlit as st
 
@@ -11,8 +12,10 @@ from kd_analysis.story import story_html
 
 store = RunStore()
 st.title("Summary: what distillation does, on the demo")
-st.caption("Built from the shipped reference runs: CPU-scale runs on generated data, so no number here is "
-           "comparable with the papers'. Every rate has its n and a 95% interval.")
+st.caption(
+    "Built from the shipped reference runs: CPU-scale runs on generated data, so no number here is "
+    "comparable with the papers'. Every rate has its n and a 95% interval."
+)
 
 sections = cached_story(str(store.root), store_stamp(store))
 for sec in sections:
@@ -31,7 +34,13 @@ for sec in sections:
     st.page_link(sec.page, label=f"Go deeper: {sec.page_label}", icon=":material/arrow_forward:")
 
 st.divider()
-st.download_button("Export this story (HTML, works offline)", lambda: story_html(sections), "kd-lens-story.html",
-                   "text/html", icon=":material/download:", on_click="ignore",
-                   help="one file: plotly's JavaScript inlined, no network; `python -m kd_analysis story --out "
-                        "story.html` writes the same")
+st.download_button(
+    "Export this story (HTML, works offline)",
+    lambda: story_html(sections),
+    "kd-lens-story.html",
+    "text/html",
+    icon=":material/download:",
+    on_click="ignore",
+    help="one file: plotly's JavaScript inlined, no network; `python -m kd_analysis story --out "
+    "story.html` writes the same",
+)

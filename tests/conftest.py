@@ -1,4 +1,5 @@
 """Shared fixtures: tiny random checkpoints of every family, an isolated model cache and run store."""
+
 from __future__ import annotations
 
 import os

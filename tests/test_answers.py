@@ -1,6 +1,7 @@
 """GSM8K answer extraction, written from the four rules of Goyal et al.'s scoring code (docs/methods.md §2):
 (1) first \\boxed{}; (2) the first line's numbers when there is one or all are equal; (3) the first number after
 "the [final/correct] answer is"; (4) the last number; no number = None (wrong)."""
+
 import pytest
 
 from kd_analysis.data.answers import extract_number, is_correct, normalise_number
@@ -87,8 +88,18 @@ def test_commas_between_numbers_are_not_thousands_separators():
     assert extract_number("values 12,3456") == "3456"
 
 
-@pytest.mark.parametrize("raw,canon", [("5.50", "5.5"), ("5.0", "5"), ("0.25", "0.25"), ("007", "7"),
-                                       ("-0", "0"), ("-3.10", "-3.1"), ("2,500.00", "2500")])
+@pytest.mark.parametrize(
+    "raw,canon",
+    [
+        ("5.50", "5.5"),
+        ("5.0", "5"),
+        ("0.25", "0.25"),
+        ("007", "7"),
+        ("-0", "0"),
+        ("-3.10", "-3.1"),
+        ("2,500.00", "2500"),
+    ],
+)
 def test_normalise_number(raw, canon):
     assert normalise_number(raw) == canon
 
@@ -126,7 +137,8 @@ def test_is_correct_uses_the_rule_order():
     assert not is_correct("18 dollars\nbecause 2 * 10 = 20", "20")
 
 
-@pytest.mark.parametrize("text,expected", [("The answer is .5", "0.5"), ("It costs $-.25 now.\nok", "-0.25"),
-                                           ("1.5 and .5 make 2", "2")])
+@pytest.mark.parametrize(
+    "text,expected", [("The answer is .5", "0.5"), ("It costs $-.25 now.\nok", "-0.25"), ("1.5 and .5 make 2", "2")]
+)
 def test_decimals_without_a_leading_zero(text, expected):
     assert extract_number(text) == expected

@@ -1,5 +1,6 @@
 """Attention heads: statistics against a hand computation from output_attentions, streaming, grouped-query
 models, comparisons, the offline bertviz view and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,10 @@ from kd_analysis.models.loading import attention_weights, load_model
 from kd_analysis.models.specs import ModelSpec
 from tests.test_cli import assert_clean_error, cli
 
-EXS = [Example(id=str(i), text=f"Ann has {i + 3} pens and buys {i} more." + " How many pens?" * (1 + 3 * (i % 3)))
-       for i in range(6)]
+EXS = [
+    Example(id=str(i), text=f"Ann has {i + 3} pens and buys {i} more." + " How many pens?" * (1 + 3 * (i % 3)))
+    for i in range(6)
+]
 
 
 def _manual(loaded, text):
@@ -43,7 +46,9 @@ def _manual(loaded, text):
             out["prev_similarity"].append(np.full(a.shape[0], np.nan))
         else:
             fa, fb = a.reshape(a.shape[0], -1), prev.reshape(a.shape[0], -1)
-            out["prev_similarity"].append((fa * fb).sum(-1) / (np.linalg.norm(fa, axis=-1) * np.linalg.norm(fb, axis=-1)))
+            out["prev_similarity"].append(
+                (fa * fb).sum(-1) / (np.linalg.norm(fa, axis=-1) * np.linalg.norm(fb, axis=-1))
+            )
         prev = a
     return {s: np.stack(v) for s, v in out.items()}
 
@@ -114,8 +119,9 @@ def test_round_trip_diff_and_ranking(tiny_dir):
     assert not same.clear.any()  # identical strategies never differ "clearly"
     rows = rank_heads([a, b], "entropy", top=3)
     var = np.var(np.stack([a.mean["entropy"], b.mean["entropy"]]), axis=0)
-    assert [(r["layer"], r["head"]) for r in rows] == [tuple(np.unravel_index(i, var.shape))
-                                                       for i in np.argsort(-var, axis=None)[:3]]
+    assert [(r["layer"], r["head"]) for r in rows] == [
+        tuple(np.unravel_index(i, var.shape)) for i in np.argsort(-var, axis=None)[:3]
+    ]
     with pytest.raises(KDLensError, match="at least two"):
         rank_heads([a], "entropy")
 
@@ -147,12 +153,32 @@ def test_offline_view_has_no_cdn_and_escapes_tokens(tiny_dir):
 
 def test_cli_attention_stats_view_and_prime(tiny_dir, tmp_path):
     data = tmp_path / "arith.jsonl"
-    data.write_text("".join(json.dumps({"question": f"Ann has {i} pens and buys 2 more. How many pens?",
-                                        "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}"}) + "\n"
-                            for i in range(5)))
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question": f"Ann has {i} pens and buys 2 more. How many pens?",
+                    "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}",
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
     llama = str(tiny_dir / "llama")
-    proc = cli("attention", "stats", "--model", f"a={llama}", "--model", f"b={tiny_dir / 'qwen2'}", "--data",
-               str(data), "--limit", "3", "--json")
+    proc = cli(
+        "attention",
+        "stats",
+        "--model",
+        f"a={llama}",
+        "--model",
+        f"b={tiny_dir / 'qwen2'}",
+        "--data",
+        str(data),
+        "--limit",
+        "3",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert set(report["profiles"]) == {"a", "b"} and len(report["top_heads"]) == 8
@@ -160,21 +186,61 @@ def test_cli_attention_stats_view_and_prime(tiny_dir, tmp_path):
     proc = cli("attention", "view", "--model", llama, "--data", str(data), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert out.exists() and "cdnjs" not in out.read_text()
-    proc = cli("prime", "outputs", "--teacher", llama, "--data", str(data), "--limit", "2",
-               "--strategies", "none,cot", "--json")
+    proc = cli(
+        "prime",
+        "outputs",
+        "--teacher",
+        llama,
+        "--data",
+        str(data),
+        "--limit",
+        "2",
+        "--strategies",
+        "none,cot",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert [r["strategy"] for r in json.loads(proc.stdout)] == ["none", "cot"]
-    proc = cli("prime", "outputs", "--teacher", llama, "--data", str(data), "--limit", "2", "--generate",
-               "--max-new-tokens", "3", "--strategies", "cot,none", "--save", "--root", str(tmp_path / "runs"),
-               "--json")
+    proc = cli(
+        "prime",
+        "outputs",
+        "--teacher",
+        llama,
+        "--data",
+        str(data),
+        "--limit",
+        "2",
+        "--generate",
+        "--max-new-tokens",
+        "3",
+        "--strategies",
+        "cot,none",
+        "--save",
+        "--root",
+        str(tmp_path / "runs"),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     saved = json.loads(proc.stdout)
     assert [r["strategy"] for r in saved] == ["cot", "none"] and all(r["accuracy"] is not None for r in saved)
     from kd_analysis.runs import RunStore
 
     assert [j.kind for j in RunStore(tmp_path / "runs").list()] == ["teacher_outputs"]
-    assert_clean_error(cli("prime", "outputs", "--teacher", llama, "--data", str(data), "--strategies", "none",
-                           "--template", "none=no slot here"), "no {question} slot")
+    assert_clean_error(
+        cli(
+            "prime",
+            "outputs",
+            "--teacher",
+            llama,
+            "--data",
+            str(data),
+            "--strategies",
+            "none",
+            "--template",
+            "none=no slot here",
+        ),
+        "no {question} slot",
+    )
     assert_clean_error(cli("attention", "stats", "--data", str(data)), "at least one --run")
 
 
@@ -185,11 +251,18 @@ def test_attention_job_primes_one_model_per_template(tiny_dir, tmp_path, monkeyp
     from kd_analysis.training.worker import run_one
 
     data = tmp_path / "arith.jsonl"
-    data.write_text("".join(json.dumps({"question": f"Ann has {i} pens and buys 2 more. How many pens?",
-                                        "answer": f"#### {i + 2}"}) + "\n" for i in range(4)))
+    data.write_text(
+        "".join(
+            json.dumps({"question": f"Ann has {i} pens and buys 2 more. How many pens?", "answer": f"#### {i + 2}"})
+            + "\n"
+            for i in range(4)
+        )
+    )
     spec = ModelSpec(str(tiny_dir / "llama")).to_dict()
-    models = [{"label": "none", "spec": spec, "template": "{question}"},
-              {"label": "cot", "spec": spec, "template": "{question}\nLet's think step by step, carefully."}]
+    models = [
+        {"label": "none", "spec": spec, "template": "{question}"},
+        {"label": "cot", "spec": spec, "template": "{question}\nLet's think step by step, carefully."},
+    ]
     loads = []
     original = job_mod.load_labelled
     monkeypatch.setattr(job_mod, "load_labelled", lambda e, s: loads.append(e) or original(e, s))

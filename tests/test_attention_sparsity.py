@@ -1,6 +1,7 @@
 """The two attention sparsities against hand-computed numbers: Goyal et al.'s mean(A > 0.1) over the whole
 L x L matrix (masked positions count as zeros) and our share among each query's visible keys; padding never
 counts; saved results with the old `sparsity` key (the visible-keys definition) still open."""
+
 import json
 
 import numpy as np
@@ -11,10 +12,9 @@ from kd_analysis.attention.compare import diff_map, layer_profile
 from kd_analysis.attention.stats import STATS, HeadStats, _per_head, batch_head_stats, visible_keys
 
 # A 4 x 4 causal attention matrix, one head. Weights above 0.1: 1 + 2 + 1 + 4 = 8 of 16 cells.
-CAUSAL = torch.tensor([[1.00, 0.00, 0.00, 0.00],
-                       [0.50, 0.50, 0.00, 0.00],
-                       [0.05, 0.05, 0.90, 0.00],
-                       [0.25, 0.25, 0.25, 0.25]])
+CAUSAL = torch.tensor(
+    [[1.00, 0.00, 0.00, 0.00], [0.50, 0.50, 0.00, 0.00], [0.05, 0.05, 0.90, 0.00], [0.25, 0.25, 0.25, 0.25]]
+)
 PAPER = 8 / 16  # 0.5
 VISIBLE = (1 / 1 + 2 / 2 + 1 / 3 + 4 / 4) / 4  # 5/6: each row's share among its visible keys
 
@@ -26,20 +26,19 @@ def test_stats_list_offers_both_sparsities_with_their_labels():
 
 
 def test_causal_matrix_gives_the_hand_computed_values():
-    out = _per_head(CAUSAL[None], visible_keys(torch.ones(4, dtype=torch.bool), causal=True),
-                    torch.zeros(4, dtype=torch.bool))
+    out = _per_head(
+        CAUSAL[None], visible_keys(torch.ones(4, dtype=torch.bool), causal=True), torch.zeros(4, dtype=torch.bool)
+    )
     assert out["sparsity_paper"].item() == pytest.approx(PAPER)
     assert out["sparsity_visible"].item() == pytest.approx(VISIBLE)
     assert out["sparsity_paper"].item() != pytest.approx(out["sparsity_visible"].item())
 
 
 def test_bidirectional_matrix_the_two_definitions_agree():
-    a = torch.tensor([[0.7, 0.1, 0.1, 0.1],
-                      [0.05, 0.05, 0.45, 0.45],
-                      [0.25, 0.25, 0.25, 0.25],
-                      [0.0, 0.0, 0.0, 1.0]])
-    out = _per_head(a[None], visible_keys(torch.ones(4, dtype=torch.bool), causal=False),
-                    torch.zeros(4, dtype=torch.bool))
+    a = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.05, 0.05, 0.45, 0.45], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.0, 1.0]])
+    out = _per_head(
+        a[None], visible_keys(torch.ones(4, dtype=torch.bool), causal=False), torch.zeros(4, dtype=torch.bool)
+    )
     # > 0.1 (strictly): 1 + 2 + 4 + 1 = 8 of 16; every key is visible, so both read 0.5
     assert out["sparsity_paper"].item() == pytest.approx(0.5)
     assert out["sparsity_visible"].item() == pytest.approx(0.5)
@@ -49,8 +48,9 @@ def test_masked_positions_above_threshold_do_not_count():
     """Weights in the causal upper triangle are never counted, even if a model left them non-zero."""
     a = CAUSAL.clone()
     a[0, 3] = 0.5
-    out = _per_head(a[None], visible_keys(torch.ones(4, dtype=torch.bool), causal=True),
-                    torch.zeros(4, dtype=torch.bool))
+    out = _per_head(
+        a[None], visible_keys(torch.ones(4, dtype=torch.bool), causal=True), torch.zeros(4, dtype=torch.bool)
+    )
     assert out["sparsity_paper"].item() == pytest.approx(PAPER)
     assert out["sparsity_visible"].item() == pytest.approx(VISIBLE)
 
@@ -96,8 +96,15 @@ def _old_saved(layers=2, heads=3) -> dict:
     rng = np.random.default_rng(0)
     grid = lambda: rng.uniform(0, 1, (layers, heads)).round(6).tolist()  # noqa: E731
     keys = ["entropy", "self", "sparsity", "numbers", "prev_similarity"]  # the key set saved before the split
-    return {"label": "none", "layers": layers, "heads": heads, "examples": 5,
-            "mean": {k: grid() for k in keys}, "ci": {k: grid() for k in keys}, "notes": []}
+    return {
+        "label": "none",
+        "layers": layers,
+        "heads": heads,
+        "examples": 5,
+        "mean": {k: grid() for k in keys},
+        "ci": {k: grid() for k in keys},
+        "notes": [],
+    }
 
 
 def test_old_sparsity_key_is_read_as_the_visible_definition():

@@ -1,4 +1,5 @@
 """Attribution methods against independent references, rationales, overlap definitions, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -114,8 +115,9 @@ def test_rationale_selection_order_filters_and_k():
 
 
 def test_overlap_definitions_by_hand():
-    a = _attr([("capital", 3), ("of", 0), ("France", 2), ("Paris", 5), ("Rome", 4), ("New", 1), ("York", 0.5)],
-              "New York")
+    a = _attr(
+        [("capital", 3), ("of", 0), ("France", 2), ("Paris", 5), ("Rome", 4), ("New", 1), ("York", 0.5)], "New York"
+    )
     assert answer_positions(a) == {5, 6}
     o = overlap(a, select_rationale(a, 3))  # capital, Paris, Rome
     assert o.defined and (o.any, o.fraction, o.f1, o.iou) == (0.0, 0.0, 0.0, 0.0)
@@ -160,12 +162,36 @@ def test_no_gradient_is_a_clear_message(mc_head):
 
 def test_cli_rationales(tiny_dir, tmp_path):
     data = tmp_path / "mc.jsonl"
-    data.write_text("".join(json.dumps({"question": f"what is {i} plus one", "answerKey": "A",
-                                        "choices": {"label": ["A", "B"], "text": [str(i + 1), "banana"]}}) + "\n"
-                            for i in range(4)))
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question": f"what is {i} plus one",
+                    "answerKey": "A",
+                    "choices": {"label": ["A", "B"], "text": [str(i + 1), "banana"]},
+                }
+            )
+            + "\n"
+            for i in range(4)
+        )
+    )
     out = tmp_path / "r.jsonl"
-    proc = cli("rationales", "--teacher", str(tiny_dir / "bert"), "--task", "multiple_choice", "--data", str(data),
-               "--method", "saliency", "--k", "2", "--out", str(out), "--json")
+    proc = cli(
+        "rationales",
+        "--teacher",
+        str(tiny_dir / "bert"),
+        "--task",
+        "multiple_choice",
+        "--data",
+        str(data),
+        "--method",
+        "saliency",
+        "--k",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["teacher"]["defined"] == 4 and 0 <= report["teacher"]["any"] <= 1
@@ -183,11 +209,20 @@ def test_report_rows_heatmap_and_agreement(mc_head, tiny_dir):
     from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
 
     student = derive_student(mc_head, StudentSpec(num_layers=1))
-    examples = [Example(str(i), f"what is {i} plus one", choices=["one", "two <b>x</b>"], label=i % 2,
-                        answer=["one", "two <b>x</b>"][i % 2]) for i in range(3)]
+    examples = [
+        Example(
+            str(i),
+            f"what is {i} plus one",
+            choices=["one", "two <b>x</b>"],
+            label=i % 2,
+            answer=["one", "two <b>x</b>"][i % 2],
+        )
+        for i in range(3)
+    ]
     seen = []
-    rep = analyse_rationales(mc_head, examples, student=student, method="saliency", k=2,
-                             progress=lambda role, i, n: seen.append(role))
+    rep = analyse_rationales(
+        mc_head, examples, student=student, method="saliency", k=2, progress=lambda role, i, n: seen.append(role)
+    )
     assert seen.count("teacher") == 3 and seen.count("student") == 3
     rows = rep.rows()
     assert len(rows) == 3 and {"rationale", "student rationale", "overlap any"} <= set(rows[0])
@@ -219,9 +254,20 @@ def test_background_rationale_job_saves_and_reopens(tiny_dir, tmp_path):
     from kd_analysis.runs import RunStore, start_run
 
     data = tmp_path / "mc.jsonl"
-    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"what is {i} plus one", "answerKey": "A",
-                                        "choices": {"label": ["A", "B"], "text": [str(i + 1), "banana"]}}) + "\n"
-                            for i in range(4)))
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"q{i}",
+                    "question": f"what is {i} plus one",
+                    "answerKey": "A",
+                    "choices": {"label": ["A", "B"], "text": [str(i + 1), "banana"]},
+                }
+            )
+            + "\n"
+            for i in range(4)
+        )
+    )
     store = RunStore(tmp_path / "runs")
     teacher = ModelSpec(str(tiny_dir / "bert"), task="multiple_choice")
     cfg = rationale_config(teacher, StudentSpec(num_layers=1), str(data), method="saliency", k=2)
@@ -235,8 +281,13 @@ def test_background_rationale_job_saves_and_reopens(tiny_dir, tmp_path):
     loaded = load_model(teacher)
     from kd_analysis.models.students import derive_student
 
-    fresh = analyse_rationales(loaded, load_dataset(str(data)).examples, student=derive_student(loaded, StudentSpec(num_layers=1)),
-                               method="saliency", k=2)
+    fresh = analyse_rationales(
+        loaded,
+        load_dataset(str(data)).examples,
+        student=derive_student(loaded, StudentSpec(num_layers=1)),
+        method="saliency",
+        k=2,
+    )
     assert [r["rationale"] for r in reopened.rows()] == [r["rationale"] for r in fresh.rows()]
     assert reopened.agreement["examples"] == 4
     from kd_analysis.attribution.job import agreement_table
@@ -254,8 +305,9 @@ def test_chance_overlap_is_exact_and_matches_simulation():
     from kd_analysis.attribution.rationales import Rationale, chance_overlap
     from kd_analysis.attribution.rationales import overlap as _overlap
 
-    a = _attr([("capital", 3), ("France", 2), ("Paris", 5), ("Rome", 4), ("New", 1), ("York", 0.5), ("city", 2)],
-              "New York")
+    a = _attr(
+        [("capital", 3), ("France", 2), ("Paris", 5), ("Rome", 4), ("New", 1), ("York", 0.5), ("city", 2)], "New York"
+    )
     c = chance_overlap(a, 2)
     assert c.any == pytest.approx(1 - 10 / 21)  # 1 - C(5,2)/C(7,2): at least one of the 2 answer words drawn
     assert c.fraction == pytest.approx(2 / 7)
@@ -328,7 +380,7 @@ def test_overlap_plot_draws_the_paper_line_only_when_comparable():
 
 
 def test_intervals_and_headline_against_scipy():
-    """"any" is a rate (Wilson, as SciPy computes it); the graded definitions get a t-interval of the mean; the
+    """ "any" is a rate (Wilson, as SciPy computes it); the graded definitions get a t-interval of the mean; the
     chance level is called distinguishable only when it lies outside the interval."""
     from scipy.stats import binomtest
     from scipy.stats import t as student_t

@@ -1,4 +1,5 @@
 """Background page work: runs off the script thread, reports progress, cancels, and stores its result by key."""
+
 from __future__ import annotations
 
 import threading

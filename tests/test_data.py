@@ -1,4 +1,5 @@
 """Loaders on format samples written here, the demo sets, and bad files."""
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,13 @@ def _jsonl(path, rows):
 
 
 def test_gsm8k_jsonl(tmp_path):
-    f = _jsonl(tmp_path / "g.jsonl", [
-        {"question": "Ann has 3 pens and buys 4. How many?", "answer": "3 + 4 = 7\n#### 7"},
-        {"question": "Big?", "answer": "1,000 + 234 = 1,234\n#### 1,234"},
-    ])
+    f = _jsonl(
+        tmp_path / "g.jsonl",
+        [
+            {"question": "Ann has 3 pens and buys 4. How many?", "answer": "3 + 4 = 7\n#### 7"},
+            {"question": "Big?", "answer": "1,000 + 234 = 1,234\n#### 1,234"},
+        ],
+    )
     ds = load_file(f)
     assert ds.format == "gsm8k"
     assert [e.answer for e in ds.examples] == ["7", "1234"]
@@ -40,10 +44,20 @@ def test_gsm8k_jsonl(tmp_path):
 
 
 def test_commonsenseqa_nested_and_flat(tmp_path):
-    rows = [{"id": "q1", "question": "Where is a stove?", "answerKey": "B",
-             "choices": {"label": ["A", "B", "C"], "text": ["garden", "kitchen", "car"]}},
-            {"id": "q2", "question": {"stem": "What cuts paper?"}, "answerKey": "A",
-             "choices": {"label": ["A", "B"], "text": ["scissors", "spoon"]}}]
+    rows = [
+        {
+            "id": "q1",
+            "question": "Where is a stove?",
+            "answerKey": "B",
+            "choices": {"label": ["A", "B", "C"], "text": ["garden", "kitchen", "car"]},
+        },
+        {
+            "id": "q2",
+            "question": {"stem": "What cuts paper?"},
+            "answerKey": "A",
+            "choices": {"label": ["A", "B"], "text": ["scissors", "spoon"]},
+        },
+    ]
     ds = load_file(_jsonl(tmp_path / "c.jsonl", rows))
     assert ds.format == "commonsenseqa"
     assert ds.examples[0].label == 1 and ds.examples[0].answer == "kitchen"
@@ -52,11 +66,11 @@ def test_commonsenseqa_nested_and_flat(tmp_path):
 
 def test_sst2_tsv_with_stray_quotes(tmp_path):
     f = tmp_path / "train.tsv"
-    f.write_text('sentence\tlabel\nit \'s a " charming film\t1\nflat and dull\t0\n', encoding="utf-8")
+    f.write_text("sentence\tlabel\nit 's a \" charming film\t1\nflat and dull\t0\n", encoding="utf-8")
     ds = load_file(f)
     assert ds.format == "sst2"
     assert [e.label for e in ds.examples] == [1, 0]
-    assert ds.examples[0].text == 'it \'s a " charming film'
+    assert ds.examples[0].text == "it 's a \" charming film"
 
 
 def test_generic_csv_with_mapping(tmp_path):
@@ -90,15 +104,18 @@ def test_wrong_columns_reports_found_columns(tmp_path):
 
 
 def test_bad_rows_are_reported_not_silently_dropped(tmp_path):
-    f = _jsonl(tmp_path / "g.jsonl", [{"question": "a", "answer": "2\n#### 2"},
-                                       {"question": "b", "answer": "no gold here #### ?"}])
+    f = _jsonl(
+        tmp_path / "g.jsonl",
+        [{"question": "a", "answer": "2\n#### 2"}, {"question": "b", "answer": "no gold here #### ?"}],
+    )
     ds = load_file(f)
     assert len(ds.examples) == 1 and ds.skipped == 1
     assert "row 2" in ds.problems[0]
 
 
-@pytest.mark.parametrize("content,match", [(b"", "is empty"), (b"   \n\n", "empty"),
-                                           (b"sentence,label\n", "no data rows")])
+@pytest.mark.parametrize(
+    "content,match", [(b"", "is empty"), (b"   \n\n", "empty"), (b"sentence,label\n", "no data rows")]
+)
 def test_empty_files(tmp_path, content, match):
     f = tmp_path / "e.csv"
     f.write_bytes(content)
@@ -137,8 +154,9 @@ def test_a_few_bad_jsonl_lines_are_skipped_and_reported(tmp_path):
 
 
 def test_previews_judge_bad_lines_on_the_whole_file_and_keep_u2028(tmp_path):
-    lines = ['{"text": "cut short'] + [json.dumps({"text": f"sentence {i}\u2028two", "label": i % 2},
-                                                  ensure_ascii=False) for i in range(1000)]
+    lines = ['{"text": "cut short'] + [
+        json.dumps({"text": f"sentence {i}\u2028two", "label": i % 2}, ensure_ascii=False) for i in range(1000)
+    ]
     f = tmp_path / "x.jsonl"
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert preview_data(f).skipped == 1  # 1 bad line in 1,001: a preview of the first rows must not refuse it
@@ -175,8 +193,9 @@ def test_large_csv_preview_reads_only_the_start(tmp_path, monkeypatch):
             fh.write(f"sentence number {i},{i % 2}\n")
     seen = []
     real = loaders.rows_to_examples
-    monkeypatch.setattr("kd_analysis.data.inspect.rows_to_examples",
-                        lambda rows, *a, **k: seen.append(len(rows)) or real(rows, *a, **k))
+    monkeypatch.setattr(
+        "kd_analysis.data.inspect.rows_to_examples", lambda rows, *a, **k: seen.append(len(rows)) or real(rows, *a, **k)
+    )
     report = preview_data(f)
     assert seen == [20], "the preview must convert only the first rows"
     assert report.rows == 100_000 and report.partial and report.format == "sst2"

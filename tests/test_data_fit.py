@@ -1,4 +1,5 @@
 """A model's task against a data set's kind: one sentence before anything runs, on the sidebar of every page."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +42,9 @@ def test_sidebar_warns_on_every_page_when_the_data_does_not_fit(run_root):
     at.query_params["data"] = "demo:sentiment"  # the default teacher (MiniLM, multiple choice) on sentiment
     at.run()
     assert not at.exception
-    assert any("multiple-choice model and demo\\:sentiment holds labelled texts" in w.value
-               for w in at.sidebar.warning), [w.value for w in at.sidebar.warning]
+    assert any(
+        "multiple-choice model and demo\\:sentiment holds labelled texts" in w.value for w in at.sidebar.warning
+    ), [w.value for w in at.sidebar.warning]
     at.switch_page("pages/compare_runs.py").run()
     assert any("multiple-choice model" in w.value for w in at.sidebar.warning)
     at.sidebar.selectbox[-1].select("demo:mcq").run()  # a data set with choices: the warning goes

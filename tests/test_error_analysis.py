@@ -1,4 +1,5 @@
 """Error analysis: the right/wrong matrix and its exact test, flips, safe filters, slices and the slice finder."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,12 @@ from kd_analysis.stats import wilson_interval
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
-CELLS = {"both_right": (True, True), "teacher_only": (True, False), "student_only": (False, True),
-         "both_wrong": (False, False)}
+CELLS = {
+    "both_right": (True, True),
+    "teacher_only": (True, False),
+    "student_only": (False, True),
+    "both_wrong": (False, False),
+}
 
 
 def pair_rows(counts: dict[str, int], **extra) -> tuple[list[dict], list[dict]]:
@@ -46,21 +51,51 @@ def synthetic(n: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
         t_ok = bool(rng.random() < 0.9)
         s_ok = bool(rng.random() < (0.3 if tokens > 300 else 0.9)) if t_ok else bool(rng.random() < 0.3)
         text = f"{'there are 12 apples' if digits else 'no digits here'} #{'x' * 3}"
-        common = {"example_id": str(i), "data": "demo", "gold": gold, "text": text, "text_tokens": tokens,
-                  "choices": ["a", "b", "c", "d"], "topic": ["sport", "news", "art"][i % 3], "score": float(i % 17)}
-        teacher.append({**common, "run_id": "t", "role": "teacher", "step": 0, "correct": t_ok,
-                        "prediction": gold if t_ok else (gold + 1) % 4, "p_pred": float(rng.random()),
-                        "p_gold": float(rng.random()), "entropy": float(rng.random())})
-        student.append({**common, "run_id": "s", "role": "student", "step": 100, "correct": s_ok,
-                        "prediction": gold if s_ok else (gold + 2) % 4, "p_pred": float(rng.random()),
-                        "kl": None if i % 50 == 0 else float(rng.exponential()), "teacher_entropy": 0.5})
+        common = {
+            "example_id": str(i),
+            "data": "demo",
+            "gold": gold,
+            "text": text,
+            "text_tokens": tokens,
+            "choices": ["a", "b", "c", "d"],
+            "topic": ["sport", "news", "art"][i % 3],
+            "score": float(i % 17),
+        }
+        teacher.append(
+            {
+                **common,
+                "run_id": "t",
+                "role": "teacher",
+                "step": 0,
+                "correct": t_ok,
+                "prediction": gold if t_ok else (gold + 1) % 4,
+                "p_pred": float(rng.random()),
+                "p_gold": float(rng.random()),
+                "entropy": float(rng.random()),
+            }
+        )
+        student.append(
+            {
+                **common,
+                "run_id": "s",
+                "role": "student",
+                "step": 100,
+                "correct": s_ok,
+                "prediction": gold if s_ok else (gold + 2) % 4,
+                "p_pred": float(rng.random()),
+                "kl": None if i % 50 == 0 else float(rng.exponential()),
+                "teacher_entropy": 0.5,
+            }
+        )
     return teacher, student
 
 
 # --- exact McNemar ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("b,c", [(0, 0), (0, 5), (5, 0), (7, 7), (3, 20), (20, 3), (1, 0), (10, 30), (480, 560),
-                                 (12_000, 12_500)])
+
+@pytest.mark.parametrize(
+    "b,c", [(0, 0), (0, 5), (5, 0), (7, 7), (3, 20), (20, 3), (1, 0), (10, 30), (480, 560), (12_000, 12_500)]
+)
 def test_mcnemar_matches_scipy_binomtest(b, c):
     expected = 1.0 if b + c == 0 else scipy_stats.binomtest(min(b, c), b + c, 0.5).pvalue
     assert mcnemar_exact_p(b, c) == pytest.approx(expected, rel=1e-9, abs=1e-300)
@@ -81,6 +116,7 @@ def test_mcnemar_hand_values():
 
 # --- the right/wrong matrix --------------------------------------------------------------------------------------
 
+
 def test_disagreement_counts_test_and_dict():
     counts = {"both_right": 40, "teacher_only": 20, "student_only": 3, "both_wrong": 7}
     teacher, student = pair_rows(counts)
@@ -89,8 +125,17 @@ def test_disagreement_counts_test_and_dict():
     assert d.teacher_accuracy == pytest.approx(60 / 70) and d.student_accuracy == pytest.approx(43 / 70)
     assert d.mcnemar_p == pytest.approx(scipy_stats.binomtest(3, 23, 0.5).pvalue, rel=1e-12)
     out = d.to_dict()
-    assert list(out) == ["examples", "both_right", "teacher_only", "student_only", "both_wrong",
-                         "teacher_accuracy", "student_accuracy", "mcnemar_p", "test"]
+    assert list(out) == [
+        "examples",
+        "both_right",
+        "teacher_only",
+        "student_only",
+        "both_wrong",
+        "teacher_accuracy",
+        "student_accuracy",
+        "mcnemar_p",
+        "test",
+    ]
     assert out["test"] == MCNEMAR_TEST and "McNemar" in out["test"]
     json.dumps(out)  # plain types only
 
@@ -158,17 +203,24 @@ def test_cell_of_names_each_cell():
     assert cells.iloc[0] is None
     assert cells.value_counts().to_dict() == {"both_right": 1, "teacher_only": 3, "student_only": 1, "both_wrong": 4}
     assert (joined["cell"].fillna("-") == cells.fillna("-")).all()
-    assert set(cell_of(joined.rename(columns=lambda c: c.replace("teacher_", "a_").replace("student_", "b_")),
-                       "a", "b").dropna()) == {"both_right", "a_only", "b_only", "both_wrong"}
+    assert set(
+        cell_of(
+            joined.rename(columns=lambda c: c.replace("teacher_", "a_").replace("student_", "b_")), "a", "b"
+        ).dropna()
+    ) == {"both_right", "a_only", "b_only", "both_wrong"}
     with pytest.raises(KDLensError, match="join_roles"):
         cell_of(pd.DataFrame({"x": [1]}))
 
 
 def test_flips_fixed_broke_and_steps():
-    a = [{"example_id": str(i), "role": "student", "step": 1, "correct": ok}
-         for i, ok in enumerate([True, True, False, False, False, True, None])]
-    b = [{"example_id": str(i), "role": "student", "step": 2, "correct": ok}
-         for i, ok in enumerate([True, False, True, True, False, True, True])]
+    a = [
+        {"example_id": str(i), "role": "student", "step": 1, "correct": ok}
+        for i, ok in enumerate([True, True, False, False, False, True, None])
+    ]
+    b = [
+        {"example_id": str(i), "role": "student", "step": 2, "correct": ok}
+        for i, ok in enumerate([True, False, True, True, False, True, True])
+    ]
     f = flips(a, b)
     assert (f.examples, f.fixed, f.broke, f.both_right, f.both_wrong) == (6, 2, 1, 2, 1)
     assert f.fixed_ids == ["2", "3"] and f.broke_ids == ["1"]
@@ -182,30 +234,38 @@ def test_flips_fixed_broke_and_steps():
 
 # --- safe filters -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     return join_roles({"teacher": (s := synthetic(500, seed=1))[0], "student": s[1]})
 
 
-@pytest.mark.parametrize("expr,expected", [
-    ("kl > 1", lambda f: f.kl > 1),
-    ("0.5 < kl <= 2", lambda f: (f.kl > 0.5) & (f.kl <= 2)),
-    ("gold in (0, 2)", lambda f: f.gold.isin([0, 2])),
-    ("gold not in [1, 3]", lambda f: ~f.gold.isin([1, 3])),
-    ("topic == 'art' or (text_tokens >= 300 and not student_correct)",
-     lambda f: (f.topic == "art") | ((f.text_tokens >= 300) & ~f.student_correct.astype(bool))),
-    ("-kl < -1", lambda f: f.kl > 1),
-    ("text_tokens / 2 + 1 > kl * 100 - 3", lambda f: f.text_tokens / 2 + 1 > f.kl * 100 - 3),
-    ("teacher_correct and not student_correct",
-     lambda f: f.teacher_correct.astype(bool) & ~f.student_correct.astype(bool)),
-    ("cell == 'teacher_only'", lambda f: f.cell == "teacher_only"),
-    ("kl == None", lambda f: f.kl.isna()),
-    ("kl != None and has_number == True", lambda f: f.kl.notna() & f.has_number),
-    ("'12' in text", lambda f: f.text.str.contains("12", regex=False)),
-    ("'12' not in text", lambda f: ~f.text.str.contains("12", regex=False)),
-    ("True", lambda f: pd.Series(True, index=f.index)),
-    ("1 > 2", lambda f: pd.Series(False, index=f.index)),
-])
+@pytest.mark.parametrize(
+    "expr,expected",
+    [
+        ("kl > 1", lambda f: f.kl > 1),
+        ("0.5 < kl <= 2", lambda f: (f.kl > 0.5) & (f.kl <= 2)),
+        ("gold in (0, 2)", lambda f: f.gold.isin([0, 2])),
+        ("gold not in [1, 3]", lambda f: ~f.gold.isin([1, 3])),
+        (
+            "topic == 'art' or (text_tokens >= 300 and not student_correct)",
+            lambda f: (f.topic == "art") | ((f.text_tokens >= 300) & ~f.student_correct.astype(bool)),
+        ),
+        ("-kl < -1", lambda f: f.kl > 1),
+        ("text_tokens / 2 + 1 > kl * 100 - 3", lambda f: f.text_tokens / 2 + 1 > f.kl * 100 - 3),
+        (
+            "teacher_correct and not student_correct",
+            lambda f: f.teacher_correct.astype(bool) & ~f.student_correct.astype(bool),
+        ),
+        ("cell == 'teacher_only'", lambda f: f.cell == "teacher_only"),
+        ("kl == None", lambda f: f.kl.isna()),
+        ("kl != None and has_number == True", lambda f: f.kl.notna() & f.has_number),
+        ("'12' in text", lambda f: f.text.str.contains("12", regex=False)),
+        ("'12' not in text", lambda f: ~f.text.str.contains("12", regex=False)),
+        ("True", lambda f: pd.Series(True, index=f.index)),
+        ("1 > 2", lambda f: pd.Series(False, index=f.index)),
+    ],
+)
 def test_filter_selects_what_pandas_selects(frame, expr, expected):
     got = parse_filter(expr, frame.columns)(frame)
     want = expected(frame).fillna(False).astype(bool)
@@ -223,31 +283,34 @@ def test_filter_missing_values_match_no_comparison(frame):
     assert parse_filter("kl in (None, 5)")(frame)[missing].all()
 
 
-@pytest.mark.parametrize("expr,problem", [
-    ("__import__('os').system('x')", "function call"),
-    ("().__class__", "attribute access"),
-    ("kl.real", "attribute access"),
-    ("open('f')", "function call"),
-    ("[c for c in x]", "comprehension"),
-    ("a if b else c", "if-else"),
-    ("kl[0] > 1", "indexing"),
-    ("(lambda: 1)() > 0", "function call"),
-    ("(x := 1) > 0", "assignment"),
-    ("kl ** 2 > 1", "'**'"),
-    ("kl > 1 & gold", "'&'"),
-    ("text == '__class__'", "'__'"),
-    ("__builtins__ == 1", "'__builtins__'"),
-    ("f'{kl}' == 'a'", "f-string"),
-    ("gold in kl", "after 'in'"),
-    ("gold in (1, kl)", "inside an 'in' list"),
-    ("kl > None", "ordering against None"),
-    ("kl is 1", "'is'"),
-    ("kl >", "not a valid expression"),
-    ("", "empty"),
-    ("kl > 1 " + "and kl > 1 " * 400, "longer than"),
-    ("not " * 450 + "kl", "nested too deeply"),
-    ("(" * 300 + "kl" + ")" * 300 + " > 1", "not a valid expression"),
-])
+@pytest.mark.parametrize(
+    "expr,problem",
+    [
+        ("__import__('os').system('x')", "function call"),
+        ("().__class__", "attribute access"),
+        ("kl.real", "attribute access"),
+        ("open('f')", "function call"),
+        ("[c for c in x]", "comprehension"),
+        ("a if b else c", "if-else"),
+        ("kl[0] > 1", "indexing"),
+        ("(lambda: 1)() > 0", "function call"),
+        ("(x := 1) > 0", "assignment"),
+        ("kl ** 2 > 1", "'**'"),
+        ("kl > 1 & gold", "'&'"),
+        ("text == '__class__'", "'__'"),
+        ("__builtins__ == 1", "'__builtins__'"),
+        ("f'{kl}' == 'a'", "f-string"),
+        ("gold in kl", "after 'in'"),
+        ("gold in (1, kl)", "inside an 'in' list"),
+        ("kl > None", "ordering against None"),
+        ("kl is 1", "'is'"),
+        ("kl >", "not a valid expression"),
+        ("", "empty"),
+        ("kl > 1 " + "and kl > 1 " * 400, "longer than"),
+        ("not " * 450 + "kl", "nested too deeply"),
+        ("(" * 300 + "kl" + ")" * 300 + " > 1", "not a valid expression"),
+    ],
+)
 def test_hostile_or_invalid_filters_are_refused_when_parsed(expr, problem):
     with pytest.raises(KDLensError, match=problem.replace("(", r"\(").replace("*", r"\*").replace("|", r"\|")):
         parse_filter(expr)
@@ -261,9 +324,14 @@ def test_unknown_column_names_it_and_lists_columns(frame):
 
 
 def test_filter_type_errors_are_plain(frame):
-    for expr, problem in [("kl", "not a true/false condition"), ("text * 100000 == 'a'", "arithmetic needs numbers"),
-                          ("text < 1", "cannot compare text with 1"), ("kl / 0 > 1 or 1 / 0 > 1", "divides by zero"),
-                          ("not topic", "not a true/false condition"), ("'a' in gold", "not one")]:
+    for expr, problem in [
+        ("kl", "not a true/false condition"),
+        ("text * 100000 == 'a'", "arithmetic needs numbers"),
+        ("text < 1", "cannot compare text with 1"),
+        ("kl / 0 > 1 or 1 / 0 > 1", "divides by zero"),
+        ("not topic", "not a true/false condition"),
+        ("'a' in gold", "not one"),
+    ]:
         with pytest.raises(KDLensError, match=problem):
             parse_filter(expr)(frame)
 
@@ -286,14 +354,16 @@ def test_filter_and_sort_10k_rows_well_under_a_second():
     teacher, student = synthetic(10_000, seed=2)
     big = join_roles({"teacher": teacher, "student": student})
     start = time.perf_counter()
-    out = select_examples(big, "(0.2 < kl <= 3 and text_tokens > 100) or gold in (1, 2) and not student_correct",
-                          sort_by="kl")
+    out = select_examples(
+        big, "(0.2 < kl <= 3 and text_tokens > 100) or gold in (1, 2) and not student_correct", sort_by="kl"
+    )
     elapsed = time.perf_counter() - start
     assert 0 < len(out) < len(big)
     assert elapsed < 0.5, f"filter + sort took {elapsed:.3f}s"
 
 
 # --- slices -------------------------------------------------------------------------------------------------------
+
 
 def test_slices_apply_and_round_trip_as_dicts(frame):
     s = Slice("long inputs", "text_tokens > 300")
@@ -330,6 +400,7 @@ def test_slice_metrics_accuracy_wilson_and_gap(frame):
 
 # --- Benjamini–Hochberg -------------------------------------------------------------------------------------------
 
+
 def test_benjamini_hochberg_by_hand_and_against_scipy():
     # hand: m = 4; sorted p·m/i = .04, .06, .04, .08 → monotone from the top: .04, .04, .04, .08
     assert benjamini_hochberg([0.01, 0.03, 0.02, 0.08]) == pytest.approx([0.04, 0.04, 0.04, 0.08])
@@ -337,8 +408,11 @@ def test_benjamini_hochberg_by_hand_and_against_scipy():
     rng = np.random.default_rng(0)
     for _ in range(5):
         p = np.concatenate([rng.random(30), rng.random(10) * 1e-3, [1.0, 0.0, 0.5, 0.5]])
-        expected = (scipy_stats.false_discovery_control(p, method="bh")
-                    if hasattr(scipy_stats, "false_discovery_control") else None)
+        expected = (
+            scipy_stats.false_discovery_control(p, method="bh")
+            if hasattr(scipy_stats, "false_discovery_control")
+            else None
+        )
         if expected is None:
             pytest.skip("scipy.stats.false_discovery_control is missing")
         assert benjamini_hochberg(p) == pytest.approx(expected, rel=1e-12)
@@ -347,6 +421,7 @@ def test_benjamini_hochberg_by_hand_and_against_scipy():
 
 
 # --- the slice finder ---------------------------------------------------------------------------------------------
+
 
 def test_find_slices_finds_the_planted_slice_and_each_expr_round_trips(frame):
     findings = find_slices(frame, columns=["topic", "score"], bins=4)
@@ -362,8 +437,15 @@ def test_find_slices_finds_the_planted_slice_and_each_expr_round_trips(frame):
     t_all = frame.teacher_correct.astype(bool)
     s_all = frame.student_correct.astype(bool)
     features = {f.feature for f in findings}
-    assert {"input length", "gold label", "teacher confidence", "KL", "numbers in the text", "topic",
-            "score"} <= features
+    assert {
+        "input length",
+        "gold label",
+        "teacher confidence",
+        "KL",
+        "numbers in the text",
+        "topic",
+        "score",
+    } <= features
     for f in findings:
         assert f.n >= 10
         selected = parse_filter(f.expr, frame.columns)(frame)  # the page can save it as a slice
@@ -380,9 +462,14 @@ def test_find_slices_finds_the_planted_slice_and_each_expr_round_trips(frame):
     for feature, column in [("input length", "text_tokens"), ("KL", "kl"), ("score", "score")]:
         assert sum(f.n for f in findings if f.feature == feature) == int(frame[column].notna().sum())
     assert sorted(f.expr for f in findings if f.feature == "topic") == [
-        "topic == 'art'", "topic == 'news'", "topic == 'sport'"]
+        "topic == 'art'",
+        "topic == 'news'",
+        "topic == 'sport'",
+    ]
     assert sorted(f.expr for f in findings if f.feature == "numbers in the text") == [
-        "has_number == False", "has_number == True"]
+        "has_number == False",
+        "has_number == True",
+    ]
 
 
 def test_find_slices_minimums_and_rationale_overlap():
@@ -394,7 +481,9 @@ def test_find_slices_minimums_and_rationale_overlap():
     findings = find_slices(joined, columns=["rare"], min_n=30)
     assert all(f.n >= 30 for f in findings)
     assert sorted(f.expr for f in findings if f.feature == "rationale overlap") == [
-        "rationale_overlap == 0", "rationale_overlap > 0"]
+        "rationale_overlap == 0",
+        "rationale_overlap > 0",
+    ]
     assert [f.expr for f in findings if f.feature == "rare"] == ["rare == 'common'"]
     fewer = find_slices(joined, min_n=150)
     assert all(f.n >= 150 for f in fewer) and len(fewer) < len(findings)
@@ -428,13 +517,25 @@ def test_paired_gap_interval_reduces_to_the_unpaired_one_and_covers():
     # φ = 0 (ad − bc within n/2): exactly the unpaired square-and-add of the two Wilson intervals
     a, b, c, d = 10, 10, 10, 10
     n = a + b + c + d
-    unpaired = gap_interval({"teacher_accuracy": (a + b) / n, "student_accuracy": (a + c) / n,
-                             "teacher_ci": wilson_interval((a + b) / n, n), "student_ci": wilson_interval((a + c) / n, n)})
+    unpaired = gap_interval(
+        {
+            "teacher_accuracy": (a + b) / n,
+            "student_accuracy": (a + c) / n,
+            "teacher_ci": wilson_interval((a + b) / n, n),
+            "student_ci": wilson_interval((a + c) / n, n),
+        }
+    )
     assert paired_difference_interval(a, b, c, d) == pytest.approx(unpaired)
     # answers that agree more (teacher and student right on the same examples) give a narrower interval
     lo, hi = paired_difference_interval(30, 8, 2, 20)
-    ulo, uhi = gap_interval({"teacher_accuracy": 38 / 60, "student_accuracy": 32 / 60,
-                             "teacher_ci": wilson_interval(38 / 60, 60), "student_ci": wilson_interval(32 / 60, 60)})
+    ulo, uhi = gap_interval(
+        {
+            "teacher_accuracy": 38 / 60,
+            "student_accuracy": 32 / 60,
+            "teacher_ci": wilson_interval(38 / 60, 60),
+            "student_ci": wilson_interval(32 / 60, 60),
+        }
+    )
     assert lo < 0.1 < hi and hi - lo < uhi - ulo
     assert paired_difference_interval(0, 0, 0, 0) == (-1.0, 1.0)
     low = wilson_interval(1.0, 50)[0]  # all pairs both right: no margin varies, φ = 0, symmetric about 0
@@ -465,17 +566,26 @@ def test_slice_findings_carry_the_paired_interval():
     assert findings
     for f in findings:
         both = round(f.teacher_accuracy * f.n) - f.teacher_only  # teacher right = both right + teacher only
-        assert f.gap_ci == pytest.approx(paired_difference_interval(
-            both, f.teacher_only, f.student_only, f.n - both - f.teacher_only - f.student_only))
+        assert f.gap_ci == pytest.approx(
+            paired_difference_interval(
+                both, f.teacher_only, f.student_only, f.n - both - f.teacher_only - f.student_only
+            )
+        )
         assert f.gap_ci[0] <= f.gap <= f.gap_ci[1]
 
 
 def test_joined_frame_has_the_confidence_gap():
     from kd_analysis.errors.frames import join_roles
 
-    rows = {"teacher": [{"example_id": "a", "role": "teacher", "step": 0, "correct": True, "p_gold": 0.9},
-                        {"example_id": "b", "role": "teacher", "step": 0, "correct": False, "p_gold": None}],
-            "student": [{"example_id": "a", "role": "student", "step": 5, "correct": False, "p_gold": 0.25},
-                        {"example_id": "b", "role": "student", "step": 5, "correct": True, "p_gold": 0.5}]}
+    rows = {
+        "teacher": [
+            {"example_id": "a", "role": "teacher", "step": 0, "correct": True, "p_gold": 0.9},
+            {"example_id": "b", "role": "teacher", "step": 0, "correct": False, "p_gold": None},
+        ],
+        "student": [
+            {"example_id": "a", "role": "student", "step": 5, "correct": False, "p_gold": 0.25},
+            {"example_id": "b", "role": "student", "step": 5, "correct": True, "p_gold": 0.5},
+        ],
+    }
     frame = join_roles(rows).set_index("example_id")
     assert frame.loc["a", "confidence_gap"] == pytest.approx(0.65) and pd.isna(frame.loc["b", "confidence_gap"])

@@ -1,6 +1,7 @@
 """One example explained: both models' attributions equal the attribution registry run on the run's weights loaded
 another way, the token log-probabilities agree with the run's own per-example answer NLL, results are cached, a
 weightless run gets its weights back only through a verified retrain, and the background job can be cancelled."""
+
 from __future__ import annotations
 
 import json
@@ -61,14 +62,17 @@ def test_attributions_match_the_registry_on_independently_loaded_weights(tiny_di
             got = e.attributions[role]
             assert got["target_label"] == rec["choices"][rec["prediction"]] == direct.target_label
             assert [w["text"] for w in got["words"]] == [w.text for w in direct.words]
-            assert [w["score"] for w in got["words"]] == pytest.approx([w.score for w in direct.words], rel=1e-4,
-                                                                       abs=1e-7)
+            assert [w["score"] for w in got["words"]] == pytest.approx(
+                [w.score for w in direct.words], rel=1e-4, abs=1e-7
+            )
             if got["predicted_label"] != got["target_label"]:
                 assert any(n.startswith(f"{role}: ") and repr(got["target_label"]) in n for n in e.notes)
 
     # cached: asking again loads nothing
-    monkeypatch.setattr("kd_analysis.errors.explain.load_run_models",
-                        lambda *a, **k: pytest.fail("models loaded for a cached explanation"))
+    monkeypatch.setattr(
+        "kd_analysis.errors.explain.load_run_models",
+        lambda *a, **k: pytest.fail("models loaded for a cached explanation"),
+    )
     again = explain(store, "mc", ids, method="saliency", target="predicted")
     as_json = lambda es: json.loads(json.dumps([e.to_dict() for e in es]))  # noqa: E731 - tuples read back as lists
     assert as_json(again) == as_json(found)
@@ -141,7 +145,11 @@ def test_explain_job_cancelled_keeps_nothing_half_done(tiny_dir, tmp_path):
     assert (state, reason) == ("finished", None)
     assert {k[0] for k in cached(store, "weightless")} == set(ids)
     rows = job.metrics()
-    assert {k: rows[-1][k] for k in ("step", "total_steps", "phase")} == {"step": 2, "total_steps": 2, "phase": "explaining"}
+    assert {k: rows[-1][k] for k in ("step", "total_steps", "phase")} == {
+        "step": 2,
+        "total_steps": 2,
+        "phase": "explaining",
+    }
     with pytest.raises(KDLensError, match="no example"):
         explain_config("weightless", [])
 
@@ -152,8 +160,7 @@ def test_explain_job_runs_as_a_background_kind(tiny_dir, tmp_path):
     assert BACKGROUND_JOBS["explanations"] == "kd_analysis.errors.explain:explain_job"
     store = RunStore(tmp_path / "runs")
     run = _finished_run(store, "mc", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
-    job = store.create("explanations", explain_config("mc", _student_ids(run)[:1], method="saliency"),
-                       state="queued")
+    job = store.create("explanations", explain_config("mc", _student_ids(run)[:1], method="saliency"), state="queued")
     assert run_job(job.run_id, str(store.root)) == 0
     assert job.status()["state"] == "finished" and len(cached(store, "mc")) == 1
 
@@ -175,8 +182,9 @@ def test_generation_records_carry_per_token_kl_checked_against_scipy(tiny_dir, t
     kind = "priming-lora-generation"
     run = _finished_run(store, kind, _configs(tiny_dir, tmp_path)[kind])
     students = [r for r in read_jsonl(run.path / PREDICTIONS) if r["role"] == "student"]
-    assert students and all(r["kl"] is not None and r["kl"] >= 0 and r["entropy"] > 0 and r["teacher_entropy"] > 0
-                            for r in students)
+    assert students and all(
+        r["kl"] is not None and r["kl"] >= 0 and r["entropy"] > 0 and r["teacher_entropy"] > 0 for r in students
+    )
 
     teacher = load_model(ModelSpec(str(tiny_dir / "llama"), device="cpu"))
     student = derive_student(teacher, StudentSpec(num_layers=1))

@@ -1,4 +1,5 @@
 """The Error analysis page: its three figures (pure functions) and the page through AppTest on a small run store."""
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ CHOICES = ["apple", "chair", "river", "piano"]
 
 # --- figures -------------------------------------------------------------------------------------------------------
 
+
 def test_matrix_figure_shows_the_counts_in_their_cells():
     counts = {"both_right": 5, "teacher_only": 4, "student_only": 1, "both_wrong": 2}
     fig = matrix_figure(counts)
@@ -28,8 +30,9 @@ def test_matrix_figure_shows_the_counts_in_their_cells():
     assert list(heat.y) == ["teacher right", "teacher wrong"] and list(heat.x) == ["student right", "student wrong"]
     assert heat.text[0][1].startswith("4")
     assert "n = 12" in fig.layout.title.text
-    flips = matrix_figure({"both_right": 1, "a_only": 2, "b_only": 3, "both_wrong": 4}, "a", "b",
-                          names=("<b>A</b>", "B"))
+    flips = matrix_figure(
+        {"both_right": 1, "a_only": 2, "b_only": 3, "both_wrong": 4}, "a", "b", names=("<b>A</b>", "B")
+    )
     assert [list(r) for r in flips.data[0].z] == [[1, 2], [3, 4]]
     assert flips.data[0].y[0] == "&lt;b&gt;A&lt;/b&gt; right"  # labels are escaped
 
@@ -45,10 +48,28 @@ def test_choice_probs_figure_has_one_bar_per_choice_and_model():
 
 
 def test_slice_gaps_figure_draws_each_gap_with_its_interval():
-    rows = [{"name": "gold = 1", "n": 20, "gap": 0.3, "teacher_accuracy": 0.9, "student_accuracy": 0.6,
-             "teacher_ci": (0.70, 0.97), "student_ci": (0.39, 0.78), "adjusted_p": 0.04},
-            {"name": "KL high", "n": 12, "gap": -0.1, "teacher_accuracy": 0.5, "student_accuracy": 0.6,
-             "teacher_ci": (0.25, 0.75), "student_ci": (0.35, 0.81), "adjusted_p": 0.9}]
+    rows = [
+        {
+            "name": "gold = 1",
+            "n": 20,
+            "gap": 0.3,
+            "teacher_accuracy": 0.9,
+            "student_accuracy": 0.6,
+            "teacher_ci": (0.70, 0.97),
+            "student_ci": (0.39, 0.78),
+            "adjusted_p": 0.04,
+        },
+        {
+            "name": "KL high",
+            "n": 12,
+            "gap": -0.1,
+            "teacher_accuracy": 0.5,
+            "student_accuracy": 0.6,
+            "teacher_ci": (0.25, 0.75),
+            "student_ci": (0.35, 0.81),
+            "adjusted_p": 0.9,
+        },
+    ]
     fig = slice_gaps_figure(rows)
     bar = fig.data[0]
     assert list(bar.x) == [0.3, -0.1] and list(bar.y) == ["gold = 1", "KL high"]
@@ -62,8 +83,10 @@ def test_slice_gaps_figure_draws_each_gap_with_its_interval():
 def test_token_gaps_figure_draws_both_models_and_the_gap_on_one_axis():
     from kd_analysis.plots.errors import token_gaps_figure
 
-    rows = [{"position": 0, "token": " 'Jack' <b>", "teacher": -0.1, "student": -2.3, "gap": 2.2},
-            {"position": 1, "token": "<eos>", "teacher": -0.5, "student": -0.4, "gap": -0.1}]
+    rows = [
+        {"position": 0, "token": " 'Jack' <b>", "teacher": -0.1, "student": -2.3, "gap": 2.2},
+        {"position": 1, "token": "<eos>", "teacher": -0.5, "student": -0.4, "gap": -0.1},
+    ]
     fig = token_gaps_figure(rows)
     bars, teacher, student = fig.data
     assert list(bars.y) == [2.2, -0.1] and list(teacher.y) == [-0.1, -0.5] and list(student.y) == [-2.3, -0.4]
@@ -75,6 +98,7 @@ def test_token_gaps_figure_draws_both_models_and_the_gap_on_one_axis():
 
 # --- the page ------------------------------------------------------------------------------------------------------
 
+
 def _records(run_id: str, pattern) -> list[dict]:
     rows = []
     for i, (t_ok, s_ok) in enumerate(pattern):
@@ -83,11 +107,25 @@ def _records(run_id: str, pattern) -> list[dict]:
             pred = gold if ok else (gold + 1) % 4
             probs = [0.1] * 4
             probs[pred] = 0.7
-            rows.append({"run_id": run_id, "data": "demo:mcq", "role": role, "step": step,
-                         "example_id": f"ex-{i:02d}", "gold": gold, "prediction": pred, "correct": ok,
-                         "text": f"Question {i}: which word is {'number ' + str(i) if i % 3 == 0 else 'a thing'}?",
-                         "choices": CHOICES, "probs": probs, "p_gold": probs[gold], "p_pred": 0.7,
-                         "kl": None if role == "teacher" else 0.05 * i, "text_tokens": 8 + i % 5})
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "data": "demo:mcq",
+                    "role": role,
+                    "step": step,
+                    "example_id": f"ex-{i:02d}",
+                    "gold": gold,
+                    "prediction": pred,
+                    "correct": ok,
+                    "text": f"Question {i}: which word is {'number ' + str(i) if i % 3 == 0 else 'a thing'}?",
+                    "choices": CHOICES,
+                    "probs": probs,
+                    "p_gold": probs[gold],
+                    "p_pred": 0.7,
+                    "kl": None if role == "teacher" else 0.05 * i,
+                    "text_tokens": 8 + i % 5,
+                }
+            )
     return rows
 
 
@@ -189,12 +227,22 @@ def test_default_run_follows_the_sidebar_data_set_and_flips_stay_on_it(error_sto
     distillation student, and only offers flips against students evaluated on the same examples."""
     from kd_analysis.errors.workspace import default_run
 
-    kd = error_store.create("train", {"data": "demo:sentiment", "name": "sentiment kd",
-                                      "losses": [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}]},
-                            run_id="test-sent-kd", state="finished")
-    ce = error_store.create("train", {"data": "demo:sentiment", "name": "sentiment ce",
-                                      "losses": [{"name": "ce", "weight": 1.0}]}, run_id="test-sent-ce",
-                            state="finished")
+    kd = error_store.create(
+        "train",
+        {
+            "data": "demo:sentiment",
+            "name": "sentiment kd",
+            "losses": [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}],
+        },
+        run_id="test-sent-kd",
+        state="finished",
+    )
+    ce = error_store.create(
+        "train",
+        {"data": "demo:sentiment", "name": "sentiment ce", "losses": [{"name": "ce", "weight": 1.0}]},
+        run_id="test-sent-ce",
+        state="finished",
+    )
     for run in (ce, kd):
         with open(run.path / "predictions.jsonl", "w", encoding="utf-8") as fh:
             for row in _records(run.run_id, PATTERN):
@@ -209,9 +257,10 @@ def test_default_run_follows_the_sidebar_data_set_and_flips_stay_on_it(error_sto
 
     at = _open({"data": "demo:sentiment"})
     assert at.selectbox(key="ea_run").value == "test-sent-kd"
-    assert set(at.selectbox(key="ea_against").options) == {"(no: teacher × student of this run)",
-                                                           next(o for o in at.selectbox(key="ea_against").options
-                                                                if "sentiment ce" in o)}
+    assert set(at.selectbox(key="ea_against").options) == {
+        "(no: teacher × student of this run)",
+        next(o for o in at.selectbox(key="ea_against").options if "sentiment ce" in o),
+    }
     at.selectbox(key=state_key("data_source")).select("demo:mcq").run()  # the sidebar's data set changes
     assert not at.exception
     assert at.selectbox(key="ea_run").value in (RUN, OTHER)

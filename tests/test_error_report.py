@@ -1,5 +1,6 @@
 """The HTML report (self-contained, escaped, numbers equal to the workspace's), saved slices, and the CLI commands
 `errors report|explain|save-slice|saved-slices`."""
+
 from __future__ import annotations
 
 import json
@@ -32,15 +33,31 @@ def _plotly_free(text: str) -> str:
 
 
 def _explanation(run_id: str, example_id: str) -> Explanation:
-    words = [{"text": EVIL, "score": 0.9, "segment": "question", "index": 0},
-             {"text": "apple", "score": -0.4, "segment": "choice A", "index": 1}]
-    attr = {"example_id": example_id, "method": "saliency", "target": 0, "words": words, "tokens": [],
-            "target_label": "apple", "predicted_label": "apple", "gold_label": "apple", "correct": True}
-    return Explanation(run_id=run_id, example_id=example_id, method="input_x_gradient", target="predicted",
-                       attributions={"teacher": attr, "student": {**attr, "words": words[::-1]}},
-                       token_logprobs={"teacher": [[" 3", -0.1], ["<eos>", -0.5]],
-                                       "student": [[" 3", -2.3], ["<eos>", -0.4]]},
-                       reads={"teacher": "the example as is"}, created="2026-11-30T00:00:00+00:00")
+    words = [
+        {"text": EVIL, "score": 0.9, "segment": "question", "index": 0},
+        {"text": "apple", "score": -0.4, "segment": "choice A", "index": 1},
+    ]
+    attr = {
+        "example_id": example_id,
+        "method": "saliency",
+        "target": 0,
+        "words": words,
+        "tokens": [],
+        "target_label": "apple",
+        "predicted_label": "apple",
+        "gold_label": "apple",
+        "correct": True,
+    }
+    return Explanation(
+        run_id=run_id,
+        example_id=example_id,
+        method="input_x_gradient",
+        target="predicted",
+        attributions={"teacher": attr, "student": {**attr, "words": words[::-1]}},
+        token_logprobs={"teacher": [[" 3", -0.1], ["<eos>", -0.5]], "student": [[" 3", -2.3], ["<eos>", -0.4]]},
+        reads={"teacher": "the example as is"},
+        created="2026-11-30T00:00:00+00:00",
+    )
 
 
 def test_report_is_self_contained_escaped_and_matches_the_workspace(error_store):  # noqa: F811
@@ -60,8 +77,10 @@ def test_report_is_self_contained_escaped_and_matches_the_workspace(error_store)
     assert text.count("Plotly.newPlot") >= 3  # matrix, slice gaps, choice probabilities
     # the numbers are the workspace's
     counts = matrix(store, RUN)
-    assert (f"wrong on {counts['teacher_only']} examples the teacher gets right and right on "
-            f"{counts['student_only']} it gets wrong") in body
+    assert (
+        f"wrong on {counts['teacher_only']} examples the teacher gets right and right on "
+        f"{counts['student_only']} it gets wrong"
+    ) in body
     (m,) = slice_metrics(pair_view(store, RUN).frame, [Slice("long", "text_tokens >= 11")])
     t = m.roles["teacher"]
     assert f"{t.accuracy:.1%} ({t.correct}/{t.n};" in body and result.slices == ["long"]
@@ -115,8 +134,13 @@ def test_saved_slices_are_checked_replaced_and_migrated(tmp_path):
 
 
 def _cli(*args: str, root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kd_analysis", "errors", *args, "--root", str(root)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "kd_analysis", "errors", *args, "--root", str(root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_report_slices_and_explain(error_store, tmp_path):  # noqa: F811
@@ -133,10 +157,12 @@ def test_cli_report_slices_and_explain(error_store, tmp_path):  # noqa: F811
     info = json.loads(r.stdout)
     assert info["path"] == str(out) and info["pinned"] == ["ex-01"] and info["slices"] == ["long"]
     assert out.read_text().startswith("<!DOCTYPE html>")
-    for bad, message in ((["report", RUN, "--out", str(out), "--slice", "nope"], "no saved slice 'nope'"),
-                         (["report", "no-such-run", "--out", str(out)], "no run"),
-                         (["report", "test-no-records", "--out", str(out)], "no per-example records"),
-                         (["explain", RUN, "ex-01"], "the config needs a teacher")):
+    for bad, message in (
+        (["report", RUN, "--out", str(out), "--slice", "nope"], "no saved slice 'nope'"),
+        (["report", "no-such-run", "--out", str(out)], "no run"),
+        (["report", "test-no-records", "--out", str(out)], "no per-example records"),
+        (["explain", RUN, "ex-01"], "the config needs a teacher"),
+    ):
         r = _cli(*bad, root=root)
         assert r.returncode == 2 and re.search(message, r.stderr), (bad, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
@@ -150,23 +176,47 @@ def test_rationale_and_priming_jobs_join_onto_the_frame_and_the_slice_finder(err
     from kd_analysis.errors.slices import find_slices
 
     store: RunStore = error_store
-    job = store.create("rationales", {"data": "demo:mcq", "method": "saliency", "k": 1}, run_id="rat",
-                       state="finished")
+    job = store.create("rationales", {"data": "demo:mcq", "method": "saliency", "k": 1}, run_id="rat", state="finished")
     with open(job.path / "attributions.jsonl", "w", encoding="utf-8") as fh:
         for i in range(12):
             gold = ["apple", "chair", "river", "piano"][i % 4]
             top = gold if i < 8 else "banana"  # the top word is the answer on ex-00..07, not on ex-08..11
-            words = [{"text": top, "score": 0.9, "segment": "question", "index": 0},
-                     {"text": gold if top != gold else "other", "score": 0.1, "segment": "choice A", "index": 1}]
-            fh.write(json.dumps({"role": "teacher", "example_id": f"ex-{i:02d}", "method": "saliency",
-                                 "target": "predicted", "words": words, "tokens": [], "target_label": gold,
-                                 "predicted_label": gold, "gold_label": gold, "correct": True}) + "\n")
+            words = [
+                {"text": top, "score": 0.9, "segment": "question", "index": 0},
+                {"text": gold if top != gold else "other", "score": 0.1, "segment": "choice A", "index": 1},
+            ]
+            fh.write(
+                json.dumps(
+                    {
+                        "role": "teacher",
+                        "example_id": f"ex-{i:02d}",
+                        "method": "saliency",
+                        "target": "predicted",
+                        "words": words,
+                        "tokens": [],
+                        "target_label": gold,
+                        "predicted_label": gold,
+                        "gold_label": gold,
+                        "correct": True,
+                    }
+                )
+                + "\n"
+            )
             fh.write(json.dumps({"role": "student", "example_id": f"ex-{i:02d}", "bogus": 1}) + "\n")
     outputs = store.create("teacher_outputs", {"data": "demo:mcq"}, run_id="out", state="finished")
     with open(outputs.path / "outputs.jsonl", "w", encoding="utf-8") as fh:
         for i in range(6):
-            fh.write(json.dumps({"example_id": f"ex-{i:02d}", "strategy": "chain of thought", "correct": i < 3,
-                                 "answer_logprob_per_token": -0.5 * i}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "example_id": f"ex-{i:02d}",
+                        "strategy": "chain of thought",
+                        "correct": i < 3,
+                        "answer_logprob_per_token": -0.5 * i,
+                    }
+                )
+                + "\n"
+            )
     store.create("rationales", {"data": "other:data"}, run_id="rat-other", state="finished")
 
     view = pair_view(store, RUN)

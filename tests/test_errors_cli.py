@@ -1,4 +1,5 @@
 """The error-analysis workspace through the CLI, on real runs of tiny checkpoints (records written by train())."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,7 @@ def test_examples_of_a_cell_filtered_and_sorted(store, capsys):
     m = _json(capsys, "errors", "matrix", "run-a", "--root", str(store.root))
     rows = _json(capsys, "errors", "examples", "run-a", "--slice", "teacher_only", "--root", str(store.root))
     assert len(rows) == m["teacher_only"] and all(r["cell"] == "teacher_only" for r in rows)
-    rows = _json(capsys, "errors", "examples", "run-a", "--where", "kl >= 0", "--sort", "kl", "--root",
-                 str(store.root))
+    rows = _json(capsys, "errors", "examples", "run-a", "--where", "kl >= 0", "--sort", "kl", "--root", str(store.root))
     kls = [r["kl"] for r in rows]
     assert len(rows) == 24 and kls == sorted(kls, reverse=True)
 
@@ -68,18 +68,36 @@ def test_slice_finder_rows_carry_a_reusable_filter(store, capsys):
 
 
 def test_notes_and_tags_follow_the_data_set(store, capsys):
-    _json(capsys, "errors", "note", "run-a", "q3", "--text", "distractor wins", "--tag", "hard", "--tag", "numbers",
-          "--author", "ana", "--root", str(store.root))
+    _json(
+        capsys,
+        "errors",
+        "note",
+        "run-a",
+        "q3",
+        "--text",
+        "distractor wins",
+        "--tag",
+        "hard",
+        "--tag",
+        "numbers",
+        "--author",
+        "ana",
+        "--root",
+        str(store.root),
+    )
     shown = _json(capsys, "errors", "notes", "run-b", "--root", str(store.root))  # same data, another run
     assert [n["text"] for n in shown["notes"]] == ["distractor wins"] and shown["tags"]["q3"] == ["hard", "numbers"]
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["errors", "matrix", "nope"], "no run"),
-    (["errors", "matrix", "no-records"], "no per-example records"),
-    (["errors", "examples", "run-a", "--where", "__import__('os')"], "error: "),
-    (["errors", "examples", "run-a", "--where", "nosuchcol > 1"], "unknown column"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["errors", "matrix", "nope"], "no run"),
+        (["errors", "matrix", "no-records"], "no per-example records"),
+        (["errors", "examples", "run-a", "--where", "__import__('os')"], "error: "),
+        (["errors", "examples", "run-a", "--where", "nosuchcol > 1"], "unknown column"),
+    ],
+)
 def test_bad_input_is_one_line(store, capsys, argv, words):
     assert cli.main([*argv, "--root", str(store.root)]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Run groups and paired statistics: checked against SciPy (binomtest, permutation_test, bootstrap, t)."""
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ N = 120
 
 # --- the statistics --------------------------------------------------------------------------------------------
 
+
 def test_one_seed_each_is_the_exact_mcnemar_test_and_the_scipy_paired_bootstrap():
     rng = np.random.default_rng(3)
     a, b = rng.integers(0, 2, 150), rng.integers(0, 2, 150)
@@ -38,8 +40,14 @@ def test_one_seed_each_is_the_exact_mcnemar_test_and_the_scipy_paired_bootstrap(
     assert c.p == pytest.approx(stats.binomtest(only_a, only_a + only_b).pvalue, rel=1e-9)
     assert c.per_seed_p == [pytest.approx(c.p, rel=1e-9)]
     assert c.difference == pytest.approx(a.mean() - b.mean())
-    ref = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), paired=True,
-                          method="percentile", n_resamples=10_000, random_state=0).confidence_interval
+    ref = stats.bootstrap(
+        (a, b),
+        lambda x, y, axis=-1: x.mean(axis) - y.mean(axis),
+        paired=True,
+        method="percentile",
+        n_resamples=10_000,
+        random_state=0,
+    ).confidence_interval
     assert c.interval[0] == pytest.approx(ref.low, abs=0.015) and c.interval[1] == pytest.approx(ref.high, abs=0.015)
 
 
@@ -93,13 +101,26 @@ def test_t_interval_matches_scipy():
 
 # --- groups in a run store -------------------------------------------------------------------------------------
 
+
 def _records(path, run_id, student: np.ndarray, teacher: np.ndarray, data: str) -> None:
     with open(path / "predictions.jsonl", "w", encoding="utf-8") as fh:
         for role, step, correct in (("teacher", 0, teacher), ("student", 0, 1 - student), ("student", 40, student)):
             for i, ok in enumerate(correct):
-                fh.write(json.dumps({"run_id": run_id, "data": data, "role": role, "step": step,
-                                     "example_id": f"ex-{i:03d}", "correct": bool(ok), "gold": 0,
-                                     "prediction": 0 if ok else 1}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "run_id": run_id,
+                            "data": data,
+                            "role": role,
+                            "step": step,
+                            "example_id": f"ex-{i:03d}",
+                            "correct": bool(ok),
+                            "gold": 0,
+                            "prediction": 0 if ok else 1,
+                        }
+                    )
+                    + "\n"
+                )
 
 
 @pytest.fixture
@@ -111,11 +132,22 @@ def build_groups(store: RunStore):
     """Two groups of three seeds (CE only ~55%, KL ~75%) and a teacher at ~90% on 120 shared examples."""
     rng = np.random.default_rng(11)
     teacher = (rng.random(N) < 0.9).astype(int)
-    base = {"data": "demo:mcq", "teacher": {"source": "t"}, "student": {"num_layers": 2}, "labels": 100,
-            "split_seed": 0, "eval_size": N, "steps": 40, "lr": 1e-4, "batch_size": 8}
+    base = {
+        "data": "demo:mcq",
+        "teacher": {"source": "t"},
+        "student": {"num_layers": 2},
+        "labels": 100,
+        "split_seed": 0,
+        "eval_size": N,
+        "steps": 40,
+        "lr": 1e-4,
+        "batch_size": 8,
+    }
     made = {}
-    for label, losses, p in (("CE only", [{"name": "ce", "weight": 1.0}], 0.55),
-                             ("KL", [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}], 0.75)):
+    for label, losses, p in (
+        ("CE only", [{"name": "ce", "weight": 1.0}], 0.55),
+        ("KL", [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}], 0.75),
+    ):
         for cfg in group_configs({**base, "name": label, "losses": losses, "seed": 0}, [0, 1, 2]):
             run = store.create("train", cfg, state="finished")
             _records(run.path, run.run_id, (rng.random(N) < p).astype(int), teacher, "demo:mcq")
@@ -142,8 +174,11 @@ def test_start_group_starts_one_validated_run_per_seed(run_root, monkeypatch, ti
     import kd_analysis.runs as runs_mod
 
     started = []
-    monkeypatch.setattr(runs_mod, "start_run", lambda cfg, store, name=None: started.append(cfg) or
-                        store.create("train", cfg, state="queued", name=name))
+    monkeypatch.setattr(
+        runs_mod,
+        "start_run",
+        lambda cfg, store, name=None: started.append(cfg) or store.create("train", cfg, state="queued", name=name),
+    )
     cfg = {"teacher": {"source": str(tiny_dir / "bert")}, "name": "tiny", "steps": 2}
     ids = start_group(cfg, [0, 1], RunStore(run_root))
     assert len(ids) == 2 and [c["seed"] for c in started] == [0, 1] and started[0]["group"] == started[1]["group"]
@@ -156,9 +191,18 @@ def test_groups_list_compare_and_gap(grouped):
     groups = {g.name: g for g in list_groups(store)}
     kl, ce = groups["KL"], groups["CE only"]
     assert kl.seeds == [0, 1, 2] and kl.eval_examples == N and len(kl.runs) == 3
-    accs = [float(np.mean([json.loads(line)["correct"] for line in open(store.root / r / "predictions.jsonl")
-                           if json.loads(line)["role"] == "student" and json.loads(line)["step"] == 40]))
-            for r in kl.runs]
+    accs = [
+        float(
+            np.mean(
+                [
+                    json.loads(line)["correct"]
+                    for line in open(store.root / r / "predictions.jsonl")
+                    if json.loads(line)["role"] == "student" and json.loads(line)["step"] == 40
+                ]
+            )
+        )
+        for r in kl.runs
+    ]
     assert kl.accuracies == pytest.approx(accs) and kl.mean == pytest.approx(np.mean(accs))
     assert kl.interval == pytest.approx(stats.t.interval(0.95, 2, loc=np.mean(accs), scale=stats.sem(accs)))
     assert members(store, kl.group) == kl.runs and members(store, made["KL"][0]) == [made["KL"][0]]
@@ -225,15 +269,19 @@ def test_every_shipped_reference_run_names_a_teacher_that_ships_too():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    tracked = set(subprocess.run(["git", "ls-files", "cached_runs"], cwd=root, capture_output=True, text=True,
-                                 check=True).stdout.split())
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files", "cached_runs"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     configs = sorted(p for p in tracked if p.endswith("/config.json") and p.count("/") == 2)
     assert configs
     for path in configs:
         teacher = (json.loads((root / path).read_text()).get("teacher") or {}).get("source") or ""
         if teacher.startswith("cached_runs/"):
-            assert any(f"{teacher}/{name}" in tracked for name in ("adapter_config.json", "config.json")), \
+            assert any(f"{teacher}/{name}" in tracked for name in ("adapter_config.json", "config.json")), (
                 f"{path} names {teacher}, which is not in the repository"
+            )
 
 
 def test_shipped_records_name_their_own_run():

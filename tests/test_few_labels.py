@@ -1,4 +1,5 @@
 """The few-label regime (labels=N) and the fixed held-out split of run groups (split_seed)."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,11 +16,14 @@ EXAMPLES = [Example(f"e{i}", f"text {i}", label=i % 3) for i in range(20)]
 
 def test_split_seed_fixes_the_held_out_examples_across_training_seeds(tiny_dir, tmp_path):
     cfg = _cfg(tiny_dir, tmp_path, eval_size=4)
-    held = {s: {e.id for e in split_examples(EXAMPLES, TrainConfig(**{**cfg.__dict__, "seed": s}))[1]}
-            for s in range(3)}
+    held = {
+        s: {e.id for e in split_examples(EXAMPLES, TrainConfig(**{**cfg.__dict__, "seed": s}))[1]} for s in range(3)
+    }
     assert len({frozenset(h) for h in held.values()}) > 1  # without split_seed each seed holds out others
-    fixed = [{e.id for e in split_examples(EXAMPLES, TrainConfig(**{**cfg.__dict__, "seed": s,
-                                                                     "split_seed": 7}))[1]} for s in range(3)]
+    fixed = [
+        {e.id for e in split_examples(EXAMPLES, TrainConfig(**{**cfg.__dict__, "seed": s, "split_seed": 7}))[1]}
+        for s in range(3)
+    ]
     assert fixed[0] == fixed[1] == fixed[2]
     assert fixed[0] == {e.id for e in split_examples(EXAMPLES, TrainConfig(**{**cfg.__dict__, "seed": 7}))[1]}
 
@@ -61,7 +65,10 @@ def test_a_few_label_run_logs_its_labelled_and_transfer_counts(tiny_dir, tmp_pat
     start = next(m for m in seen if m.get("step") == 0 and "held_out" in m)
     assert start["labelled"] == 6 and start["train_examples"] == 40 - 8
     ce_seen = []
-    res = train(_cfg(tiny_dir, tmp_path, labels=6, steps=4, eval_every=4, losses=[LossTerm("ce")]),
-                on_metrics=ce_seen.append, log=lambda m: None)
+    res = train(
+        _cfg(tiny_dir, tmp_path, labels=6, steps=4, eval_every=4, losses=[LossTerm("ce")]),
+        on_metrics=ce_seen.append,
+        log=lambda m: None,
+    )
     start = next(m for m in ce_seen if m.get("step") == 0 and "held_out" in m)
     assert start["labelled"] == 6 and start["train_examples"] == 6

@@ -1,6 +1,7 @@
 """Compare runs (issue 15): run names everywhere (alike names told apart), a readable and exportable config diff,
 the teacher as a line on the accuracy chart, steps and epochs shown the same way everywhere, and the compared
 runs kept in the URL."""
+
 from __future__ import annotations
 
 import io
@@ -33,8 +34,18 @@ PAGE = "pages/compare_runs.py"
 TIMEOUT = 180
 
 
-def _train(store: RunStore, run_id: str, cfg: dict, *, teacher_acc: float | None = 0.8, total: int = 4,
-           epochs_done: float | None = None, accs=(0.3, 0.5), records: bool = False, **extra):
+def _train(
+    store: RunStore,
+    run_id: str,
+    cfg: dict,
+    *,
+    teacher_acc: float | None = 0.8,
+    total: int = 4,
+    epochs_done: float | None = None,
+    accs=(0.3, 0.5),
+    records: bool = False,
+    **extra,
+):
     """A finished training run: a step-0 teacher row, training rows (with teacher_cache_hits, as real ones
     have), evaluations at step 0 and at the end."""
     run = store.create("train", cfg, run_id=run_id, state="finished", **extra)
@@ -42,8 +53,14 @@ def _train(store: RunStore, run_id: str, cfg: dict, *, teacher_acc: float | None
         run.append_metrics({"step": 0, "teacher_accuracy": teacher_acc})
     run.append_metrics({"step": 0, "held_out": 20, "eval_accuracy": accs[0]})
     for s in range(1, total + 1):
-        row = {"step": s, "total_steps": total, "loss": 1.0 / s, "loss_ce": 1.0 / s, "teacher_cache_hits": 8 * s,
-               "elapsed_s": float(s)}
+        row = {
+            "step": s,
+            "total_steps": total,
+            "loss": 1.0 / s,
+            "loss_ce": 1.0 / s,
+            "teacher_cache_hits": 8 * s,
+            "elapsed_s": float(s),
+        }
         if epochs_done is not None:
             row["epoch"] = epochs_done * s / total
         run.append_metrics(row)
@@ -55,9 +72,15 @@ def _train(store: RunStore, run_id: str, cfg: dict, *, teacher_acc: float | None
 
 # --- 1. names, told apart where they collide ------------------------------------------------------------------
 def test_names_replace_ids_and_alike_names_get_a_short_id():
-    labels = unique_labels({"20261130-101010-train-aaa111": "MiniLM student: ce + kl",
-                            "20261130-101011-train-bbb222": "MiniLM student: ce + kl",
-                            "reference-x": "Reference X", "no-name-run": None, "blank": "  "})
+    labels = unique_labels(
+        {
+            "20261130-101010-train-aaa111": "MiniLM student: ce + kl",
+            "20261130-101011-train-bbb222": "MiniLM student: ce + kl",
+            "reference-x": "Reference X",
+            "no-name-run": None,
+            "blank": "  ",
+        }
+    )
     assert labels["reference-x"] == "Reference X"
     assert labels["no-name-run"] == "no-name-run" and labels["blank"] == "blank"  # the id when there is no name
     assert labels["20261130-101010-train-aaa111"] == "MiniLM student: ce + kl · aaa111"
@@ -80,14 +103,18 @@ def test_curves_keep_both_runs_whose_names_collide(run_root):
     assert acc == {"student · aaa": ([0, 4], [0.2, 0.4]), "student · bbb": ([0, 4], [0.2, 0.6])}
     rows = final_table(store, ["r-aaa", "r-bbb"])
     assert [r["name"] for r in rows] == ["student · aaa", "student · bbb"] and [r["run"] for r in rows] == [
-        "r-aaa", "r-bbb"]
+        "r-aaa",
+        "r-bbb",
+    ]
     diff = readable_config_diff(store, ["r-aaa", "r-bbb"])  # identical configs but for nothing: no rows
     assert diff == []
 
 
 def test_common_prefix_is_a_whole_family_of_names():
-    assert common_prefix(["Reference student (2 layers): ce + kl", "Reference student (2 layers): ce + rkl"]) == \
-        "Reference student (2 layers): "
+    assert (
+        common_prefix(["Reference student (2 layers): ce + kl", "Reference student (2 layers): ce + rkl"])
+        == "Reference student (2 layers): "
+    )
     assert common_prefix(["Reference: priming cot", "Reference: priming gold"]) == "Reference: "
     assert common_prefix(["Run: a", "Run: b"]) == ""  # too short to help
     assert common_prefix(["MiniLM student - lr 1e-4", "MiniLM student - lr 1e-3"]) == "MiniLM student - "
@@ -102,8 +129,15 @@ def test_losses_in_words_with_weights_and_temperatures():
     sinkd = SHIPPED.get("reference-minilm-3l-sentiment-sinkd").config()
     assert losses_label(sinkd) == "0.1·CE + 0.9·soft CE + 0.8·Sinkhorn (τ = 2)"
     assert losses_label({"losses": [{"name": "ce", "weight": 1.0}]}) == "1·CE"  # CE has no temperature
-    mixed = {"tau": 2.0, "losses": [{"name": "ce", "weight": 0.2}, {"name": "kl", "weight": 0.8, "tau": 4.0},
-                                    {"name": "sinkhorn", "weight": 0.1}, {"name": "js", "weight": 0}]}
+    mixed = {
+        "tau": 2.0,
+        "losses": [
+            {"name": "ce", "weight": 0.2},
+            {"name": "kl", "weight": 0.8, "tau": 4.0},
+            {"name": "sinkhorn", "weight": 0.1},
+            {"name": "js", "weight": 0},
+        ],
+    }
     assert losses_label(mixed) == "0.2·CE + 0.8·KL (τ = 4) + 0.1·Sinkhorn (τ = 2)"  # js weighs nothing
     annealed = {"tau": 1.0, "losses": [{"name": "soft_ce", "weight": 1.0, "tau": 4.0, "tau_end": 1.0}]}
     assert losses_label(annealed) == "1·soft CE (τ = 4→1)"
@@ -122,23 +156,52 @@ def test_plain_values():
 def test_readable_diff_names_runs_and_explains_steps(run_root):
     store = RunStore(run_root)
     base = {"lr": 1e-4, "tau": 2.0, "steps": 100, "epochs": 4, "teacher": {"source": "minilm"}}
-    _train(store, "a", {**base, "name": "KL", "losses": [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}]},
-           total=8, epochs_done=4.0)
+    _train(
+        store,
+        "a",
+        {**base, "name": "KL", "losses": [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}]},
+        total=8,
+        epochs_done=4.0,
+    )
     # steps 50 is not used (epochs is set) and the run trained as long: not a difference
-    _train(store, "b", {**base, "name": "Sinkhorn", "steps": 50, "lr": 5e-5,
-                        "losses": [{"name": "ce", "weight": 0.5},
-                                   {"name": "sinkhorn", "weight": 0.5, "params": {"eps": 0.1, "iters": 20}}]},
-           total=8, epochs_done=4.0)
+    _train(
+        store,
+        "b",
+        {
+            **base,
+            "name": "Sinkhorn",
+            "steps": 50,
+            "lr": 5e-5,
+            "losses": [
+                {"name": "ce", "weight": 0.5},
+                {"name": "sinkhorn", "weight": 0.5, "params": {"eps": 0.1, "iters": 20}},
+            ],
+        },
+        total=8,
+        epochs_done=4.0,
+    )
     rows = {r["setting"]: r for r in readable_config_diff(store, ["a", "b"])}
     assert set(rows) == {"name", "losses", "loss settings", "lr"}
-    assert rows["losses"]["KL"] == "0.5·CE + 0.5·KL (τ = 2)" and rows["losses"]["Sinkhorn"] == "0.5·CE + 0.5·Sinkhorn (τ = 2)"
+    assert (
+        rows["losses"]["KL"] == "0.5·CE + 0.5·KL (τ = 2)"
+        and rows["losses"]["Sinkhorn"] == "0.5·CE + 0.5·Sinkhorn (τ = 2)"
+    )
     assert rows["loss settings"] == {"setting": "loss settings", "KL": "—", "Sinkhorn": "Sinkhorn: eps 0.1, iters 20"}
     assert rows["lr"]["KL"] == "0.0001" and rows["lr"]["Sinkhorn"] == "5e-05"
     assert list(readable_config_diff(store, ["a", "b"])[0]) == ["setting", "KL", "Sinkhorn"]  # names as columns
     # a longer run: one "steps" row in the same words as the final table
-    _train(store, "c", {**base, "name": "KL long", "epochs": 8,
-                        "losses": [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}]},
-           total=16, epochs_done=8.0)
+    _train(
+        store,
+        "c",
+        {
+            **base,
+            "name": "KL long",
+            "epochs": 8,
+            "losses": [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}],
+        },
+        total=16,
+        epochs_done=8.0,
+    )
     rows = {r["setting"]: r for r in readable_config_diff(store, ["a", "c"])}
     assert rows["steps"] == {"setting": "steps", "KL": "8 steps = 4 epochs", "KL long": "16 steps = 8 epochs"}
     assert "epochs" not in rows
@@ -168,7 +231,9 @@ def test_teacher_lines_one_per_distinct_teacher(run_root):
     _train(store, "p1", {"name": "P1", "teacher": "smollm2", "priming": {"strategy": "cot"}}, teacher_acc=0.1)
     _train(store, "p2", {"name": "P2", "teacher": "smollm2", "priming": {"strategy": "none"}}, teacher_acc=0.1)
     assert [t["label"] for t in teacher_lines(store, ["p1", "p2"], "eval_accuracy")] == [
-        "teacher smollm2 (primed: cot)", "teacher smollm2 (primed: none)"]
+        "teacher smollm2 (primed: cot)",
+        "teacher smollm2 (primed: none)",
+    ]
 
 
 def test_teacher_metrics_are_evaluations_not_cache_counters():
@@ -180,10 +245,14 @@ def test_teacher_metrics_are_evaluations_not_cache_counters():
 
 
 def test_accuracy_chart_draws_each_teacher_as_a_labelled_horizontal_line():
-    runs = {"Reference student (2 layers): ce + kl": ([0, 27, 108], [0.35, 0.5, 0.6]),
-            "Reference student (2 layers): ce + rkl": ([0, 27, 108], [0.35, 0.45, 0.58])}
-    teachers = [{"label": "teacher t-mc", "value": 0.7884615, "runs": list(runs)},
-                {"label": "teacher smollm2", "value": 0.73, "runs": []}]
+    runs = {
+        "Reference student (2 layers): ce + kl": ([0, 27, 108], [0.35, 0.5, 0.6]),
+        "Reference student (2 layers): ce + rkl": ([0, 27, 108], [0.35, 0.45, 0.58]),
+    }
+    teachers = [
+        {"label": "teacher t-mc", "value": 0.7884615, "runs": list(runs)},
+        {"label": "teacher smollm2", "value": 0.73, "runs": []},
+    ]
     fig = metric_curves(runs, "eval_accuracy", teachers)
     assert [t.name for t in fig.data] == ["ce + kl", "ce + rkl", "teacher t-mc: 78.8%", "teacher smollm2: 73.0%"]
     assert fig.layout.legend.title.text == "Reference student (2 layers):"  # the words every run shares
@@ -210,15 +279,21 @@ def test_steps_label_explains_config_steps_versus_epochs():
     epochs = {"steps": 100, "epochs": 4}
     done = [{"step": s, "total_steps": 108, "loss": 1.0, "epoch": s / 27} for s in (1, 107, 108)]
     assert steps_label(epochs, done) == "108 steps = 4 epochs"
-    assert steps_label(epochs, done[:1] + [{"step": 54, "total_steps": 108, "loss": 1.0, "epoch": 2.0}]) == \
-        "54 of 108 steps = 2 of 4 epochs"
+    assert (
+        steps_label(epochs, done[:1] + [{"step": 54, "total_steps": 108, "loss": 1.0, "epoch": 2.0}])
+        == "54 of 108 steps = 2 of 4 epochs"
+    )
     assert steps_label(epochs, []) == "4 epochs"  # not started: the total is known once the worker starts
-    assert steps_label({"steps": 30}, [{"step": 30, "total_steps": 30, "loss": 1.0, "epoch": 0.857}]) == \
-        "30 steps = 0.86 epochs"
+    assert (
+        steps_label({"steps": 30}, [{"step": 30, "total_steps": 30, "loss": 1.0, "epoch": 0.857}])
+        == "30 steps = 0.86 epochs"
+    )
     assert steps_label({"steps": 30}, [{"step": 30, "loss": 1.0}]) == "30 steps"
     assert steps_label({"steps": 100}, []) == "0 of 100 steps"
-    assert steps_label({"steps": 10, "epochs": 1}, [{"step": 10, "total_steps": 10, "loss": 1.0, "epoch": 1.0}]) \
+    assert (
+        steps_label({"steps": 10, "epochs": 1}, [{"step": 10, "total_steps": 10, "loss": 1.0, "epoch": 1.0}])
         == "10 steps = 1 epoch"
+    )
     # the shipped run whose config says 100 steps trained 108
     kl = SHIPPED.get("reference-minilm-2l-kl")
     assert kl.config()["steps"] == 100 and kl.metrics()[-1]["step"] == 108
@@ -230,16 +305,47 @@ def test_steps_label_explains_config_steps_versus_epochs():
 def page_store(run_root):
     store = RunStore(run_root)
     mc = {"teacher": {"source": "cached_runs/t-mc/checkpoint"}, "tau": 2.0, "steps": 100, "epochs": 2}
-    _train(store, "run-kl", {**mc, "name": "MiniLM student: ce + kl", "lr": 1e-4,
-                             "losses": [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}]},
-           epochs_done=2.0, records=True, reference=False)
-    _train(store, "run-rkl", {**mc, "name": "MiniLM student: ce + rkl", "lr": 2e-4,
-                              "losses": [{"name": "ce", "weight": 0.5}, {"name": "rkl", "weight": 0.5}]},
-           epochs_done=2.0, accs=(0.3, 0.7), records=True, reference=False)
-    _train(store, "twin-aaa", {**mc, "name": "Twin", "losses": [{"name": "ce", "weight": 1.0}]}, epochs_done=2.0,
-           reference=False)
-    _train(store, "twin-bbb", {**mc, "name": "Twin", "losses": [{"name": "ce", "weight": 1.0}], "lr": 1.0},
-           epochs_done=2.0, reference=False)
+    _train(
+        store,
+        "run-kl",
+        {
+            **mc,
+            "name": "MiniLM student: ce + kl",
+            "lr": 1e-4,
+            "losses": [{"name": "ce", "weight": 0.5}, {"name": "kl", "weight": 0.5}],
+        },
+        epochs_done=2.0,
+        records=True,
+        reference=False,
+    )
+    _train(
+        store,
+        "run-rkl",
+        {
+            **mc,
+            "name": "MiniLM student: ce + rkl",
+            "lr": 2e-4,
+            "losses": [{"name": "ce", "weight": 0.5}, {"name": "rkl", "weight": 0.5}],
+        },
+        epochs_done=2.0,
+        accs=(0.3, 0.7),
+        records=True,
+        reference=False,
+    )
+    _train(
+        store,
+        "twin-aaa",
+        {**mc, "name": "Twin", "losses": [{"name": "ce", "weight": 1.0}]},
+        epochs_done=2.0,
+        reference=False,
+    )
+    _train(
+        store,
+        "twin-bbb",
+        {**mc, "name": "Twin", "losses": [{"name": "ce", "weight": 1.0}], "lr": 1.0},
+        epochs_done=2.0,
+        reference=False,
+    )
     return store
 
 
@@ -302,7 +408,10 @@ def test_url_selects_the_runs_and_the_page_shows_their_names(page_store):
     names = [t["name"] for t in accuracy["data"]]
     assert names == ["ce + rkl", "ce + kl", "teacher t-mc: 80.0%"]
     assert [b.proto.label for b in at.get("download_button")] == [
-        "Final metrics (CSV)", "Curves (CSV)", "Differences (CSV)"]
+        "Final metrics (CSV)",
+        "Curves (CSV)",
+        "Differences (CSV)",
+    ]
     # the error-analysis link goes to /errors with the run
     links = [e.proto for e in at.get("page_link")]
     assert any(link.page == "errors" and "run=run-rkl" in link.query_string for link in links), links

@@ -1,5 +1,6 @@
 """Issue 15, loss explorer library: the fast toy fit (Newton) against a slow plain-gradient reference, words
 computed from the fits, the transport plan relative to uniform, visible student bars, what the bars show."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,7 @@ BIMODAL = ((6.0, 1.5, 0.6), (16.0, 2.0, 0.4))  # two modes, the second one 16 cl
 
 
 def _fit(loss: str, **kw):
-    return fit_toy(ToyConfig(losses=(loss,), snapshot_every=10 ** 9, **kw)).fits[loss]
+    return fit_toy(ToyConfig(losses=(loss,), snapshot_every=10**9, **kw)).fits[loss]
 
 
 # (teacher, τ, loss, learning rate, steps) of the slow reference: plain gradient descent from the same start
@@ -41,8 +42,9 @@ REFERENCE = [
 ]
 
 
-@pytest.mark.parametrize("modes, tau, loss, lr, steps", REFERENCE,
-                         ids=[f"{len(m)}modes-tau{t:g}-{n}" for m, t, n, _, _ in REFERENCE])
+@pytest.mark.parametrize(
+    "modes, tau, loss, lr, steps", REFERENCE, ids=[f"{len(m)}modes-tau{t:g}-{n}" for m, t, n, _, _ in REFERENCE]
+)
 def test_fast_fit_reaches_the_optimum_of_a_long_plain_gradient_descent(modes, tau, loss, lr, steps):
     """Tolerance: μ and σ within 0.01 class, the loss within 1e-9 (relative), from a few tens of Newton
     iterations instead of thousands of gradient steps."""
@@ -87,7 +89,7 @@ def test_the_fit_is_fast_in_work_not_just_in_seconds():
     """Every loss converges in at most 60 Newton iterations on settings across the sliders' ranges (200 Adam steps
     per loss before, not converged)."""
     for tau, eps, alpha in [(0.5, 0.05, 0.1), (1.25, 0.05, 0.1), (3.0, 0.01, 0.1), (4.5, 0.05, 0.1), (5.0, 1.0, 0.9)]:
-        res = fit_toy(ToyConfig(tau=tau, eps=eps, alpha=alpha, snapshot_every=10 ** 9))
+        res = fit_toy(ToyConfig(tau=tau, eps=eps, alpha=alpha, snapshot_every=10**9))
         for name, fit in res.fits.items():
             assert fit.converged and fit.iterations <= 80, (tau, eps, alpha, name, fit.iterations)
             assert fit.final_loss <= fit.path[0]["loss"] + 1e-12
@@ -128,6 +130,7 @@ def test_teacher_modes_split_at_the_valleys():
 
 # ---------------------------------------------------------------------------------------------------------------
 # The words under the toy are computed from the fits
+
 
 def _sentence(sentences: list[str], start: str) -> str:
     return next(s for s in sentences if s.startswith(start))
@@ -177,10 +180,11 @@ def test_sinkhorn_at_large_eps_collapses_and_the_words_say_so():
 # ---------------------------------------------------------------------------------------------------------------
 # Transport plan relative to the uniform plan
 
+
 def test_uniform_plan_with_noise_is_drawn_uniform_with_its_note():
     b = 8
     rng = np.random.default_rng(0)
-    plan = (np.full((b, b), 1 / b ** 2) * (1 + 1e-8 * rng.standard_normal((b, b)))).tolist()
+    plan = (np.full((b, b), 1 / b**2) * (1 + 1e-8 * rng.standard_normal((b, b)))).tolist()
     summary = summarise_plan(plan)
     assert summary.uniform and summary.max_deviation < 1e-6
     assert "uniform (every pair gets 1/B²" in summary.note and "does not distinguish the examples" in summary.note
@@ -207,7 +211,7 @@ def test_diagonal_plan_is_high_on_the_diagonal():
 
 def test_nearly_uniform_plan_keeps_a_range_around_1():
     b = 4
-    plan = np.full((b, b), 1 / b ** 2)
+    plan = np.full((b, b), 1 / b**2)
     plan[0, 0] *= 1.05
     plan[0, 1] *= 0.95
     summary = summarise_plan(plan.tolist())
@@ -224,6 +228,7 @@ def test_cost_matrix_figure():
 
 # ---------------------------------------------------------------------------------------------------------------
 # Teacher vs student bars
+
 
 def test_student_bars_are_drawn_beside_the_teacher_bars_and_visible():
     fig = plots.probability_bars(["a", "b", "c"], [0.7, 0.2, 0.1], [0.001, 0.5, 0.499], title="example 3")

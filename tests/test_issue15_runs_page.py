@@ -1,5 +1,6 @@
 """Distillation runs page (issue 15): the evaluation table and curve show evaluations only, and a form submitted
 twice does not start the same run twice."""
+
 from __future__ import annotations
 
 import json
@@ -124,8 +125,12 @@ def test_priming_page_follows_a_causal_lm_sidebar_under_task_auto(run_root, tiny
     _no_exception(at)
     assert not any("needs a causal language model" in i.value for i in at.info)
     assert next(t for t in at.text_input if t.label.startswith("Teacher")).value == str(tiny_dir / "llama")
-    at = open_with(ROOT / "cached_runs" / "reference-minilm-mc-teacher" / "checkpoint", "auto",
-                   "pages/priming_attention.py", data=data)
+    at = open_with(
+        ROOT / "cached_runs" / "reference-minilm-mc-teacher" / "checkpoint",
+        "auto",
+        "pages/priming_attention.py",
+        data=data,
+    )
     info = next(i.value for i in at.info if "needs a causal language model" in i.value)
     assert "a multiple choice model) is not a causal language model" in info
     assert "is not in GSM8K" not in info  # the data fits: only the teacher is named
@@ -140,12 +145,17 @@ def test_user_errors_say_what_to_do(tiny_dir, tmp_path):
     from kd_analysis.models.loading import adapter_mismatch, load_model
     from kd_analysis.models.specs import ModelSpec
 
-    with pytest.raises(KDLensError, match=r"classifier.weight has shape \[1, 384\] in the adapter and \[2, 384\] in "
-                                          r"this model: .*load it with task multiple_choice"):
+    with pytest.raises(
+        KDLensError,
+        match=r"classifier.weight has shape \[1, 384\] in the adapter and \[2, 384\] in "
+        r"this model: .*load it with task multiple_choice",
+    ):
         load_model(ModelSpec(str(ROOT / "cached_runs/reference-minilm-mc-teacher/checkpoint"), task="classification"))
-    message = ("Error(s) in loading state_dict for PeftModel:\n\tsize mismatch for base_model.model.score.weight: "
-               "copying a param with shape torch.Size([3, 64]) from checkpoint, the shape in current model is "
-               "torch.Size([2, 64]).")
+    message = (
+        "Error(s) in loading state_dict for PeftModel:\n\tsize mismatch for base_model.model.score.weight: "
+        "copying a param with shape torch.Size([3, 64]) from checkpoint, the shape in current model is "
+        "torch.Size([2, 64])."
+    )
     assert "classifier with 3 labels" in adapter_mismatch(message)
 
     data = tmp_path / "s.jsonl"
@@ -155,8 +165,9 @@ def test_user_errors_say_what_to_do(tiny_dir, tmp_path):
     ex = load_dataset(str(data)).examples[1]
     a = attribute(model, ex, method="saliency", target="gold")
     assert a.gold_label is not None and a.gold_label == a.target_label
-    teacher = load_model(ModelSpec(str(ROOT / "cached_runs/reference-minilm-mc-teacher/checkpoint"),
-                                   task="multiple_choice"))
+    teacher = load_model(
+        ModelSpec(str(ROOT / "cached_runs/reference-minilm-mc-teacher/checkpoint"), task="multiple_choice")
+    )
     assert not teacher.untrained_head  # the adapter carries its trained head
 
 
@@ -198,8 +209,10 @@ def test_load_progress_states_measured_seconds(tiny_dir):
     from kd_analysis.models.specs import ModelSpec
 
     said: list[str] = []
-    load_model(ModelSpec(str(ROOT / "cached_runs/reference-minilm-mc-teacher/checkpoint"), task="multiple_choice"),
-               progress=said.append)
+    load_model(
+        ModelSpec(str(ROOT / "cached_runs/reference-minilm-mc-teacher/checkpoint"), task="multiple_choice"),
+        progress=said.append,
+    )
     assert said and all(re.search(r" · \d+ s$", m) for m in said), said
     assert not any(re.search(r" · \d+ s · \d+ s$", m) for m in said)  # the adapter's base shares one clock
     assert any(m.startswith("Applying the LoRA adapter") for m in said) and said[-1].startswith("Ready")
@@ -290,10 +303,12 @@ def test_newest_rationale_job_prefers_the_same_teacher_and_never_another_data_se
     assert same_model_source(mine, str(copy)) and same_model_source("minilm", "minilm")
     assert not same_model_source("minilm", mine) and not same_model_source(None, "minilm")
     store.create("rationales", {"data": "demo:mcq", "teacher": {"source": mine}}, run_id="a-mine", state="finished")
-    store.create("rationales", {"data": "demo:mcq", "teacher": {"source": "minilm"}}, run_id="b-other",
-                 state="finished")
-    store.create("rationales", {"data": "demo:sentiment", "teacher": {"source": mine}}, run_id="c-sent",
-                 state="finished")
+    store.create(
+        "rationales", {"data": "demo:mcq", "teacher": {"source": "minilm"}}, run_id="b-other", state="finished"
+    )
+    store.create(
+        "rationales", {"data": "demo:sentiment", "teacher": {"source": mine}}, run_id="c-sent", state="finished"
+    )
     store.create("rationales", {"data": "demo:mcq", "teacher": {"source": mine}}, run_id="d-run", state="running")
     assert newest_rationale_job(store, "demo:mcq", str(copy)) == "a-mine"  # same teacher (a copy), finished
     assert newest_rationale_job(store, "demo:mcq", "smollm2-135m-instruct") in ("a-mine", "b-other")
@@ -305,16 +320,18 @@ def test_run_form_starts_a_group_over_seeds_in_the_few_label_regime(run_root, mo
     from kd_analysis import runs as runs_mod
     from kd_analysis.runs import RunStore
 
-    monkeypatch.setattr(runs_mod, "start_run", lambda config, store=None, *, name=None, kind="train":
-                        store.create(kind, config, state="queued", name=name))
+    monkeypatch.setattr(
+        runs_mod,
+        "start_run",
+        lambda config, store=None, *, name=None, kind="train": store.create(kind, config, state="queued", name=name),
+    )
     monkeypatch.setattr(runs_mod, "reconcile", lambda store: None)
     at = open_page(RUNS_PAGE)
     next(t for t in at.text_input if t.label.startswith("seeds for a run group")).input("0, 1,2")
     next(n for n in at.number_input if n.label.startswith("labelled examples")).set_value(30)
     next(b for b in at.button if b.label == "Start run").click().run()
     _no_exception(at)
-    assert any("Started the group" in s.value and "3 runs" in s.value for s in at.success), \
-        [e.value for e in at.error]
+    assert any("Started the group" in s.value and "3 runs" in s.value for s in at.success), [e.value for e in at.error]
     configs = [RunStore(run_root).get(r.run_id).config() for r in RunStore(run_root).list(kind="train")]
     assert sorted(c["seed"] for c in configs) == [0, 1, 2]
     assert {c["group"] for c in configs}.__len__() == 1 and {c["split_seed"] for c in configs} == {0}

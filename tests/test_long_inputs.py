@@ -1,4 +1,5 @@
 """Long inputs are cut from the left of the question, to the model's real maximum or the user's cap, and say so."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ def _question_tokens(loaded) -> int:
 
 def _assert_end_and_choices_kept(a, tgt):
     words = [w.text for w in a.words]
-    assert words[-len(CHOICES):] == CHOICES  # every choice is still input
+    assert words[-len(CHOICES) :] == CHOICES  # every choice is still input
     question = [w.text for w in a.words if w.segment == "question"]
     assert question[-6:] == ["which", "of", "these", "is", "a", "fruit"]  # the end of the question stays
     assert question[0] in {"the", "cat", "sat", "on", "mat"}  # cut at a word, not inside one
@@ -46,8 +47,10 @@ def test_multiple_choice_head_cuts_the_question_from_the_left(mc_head):
         assert tok.decode(row[-2:-1]) == choice and row[-3] == tok.sep_token_id
     assert a.truncated and len(a.notes) == 1
     kept = len(tok(tgt.segments[0].text, add_special_tokens=False)["input_ids"])
-    assert a.notes[0] == (f"question cut from the left: kept the last {kept} of {_question_tokens(mc_head):,} "
-                          "tokens; input truncated to 128 tokens (model maximum; cap 512)")
+    assert a.notes[0] == (
+        f"question cut from the left: kept the last {kept} of {_question_tokens(mc_head):,} "
+        "tokens; input truncated to 128 tokens (model maximum; cap 512)"
+    )
 
 
 def test_decoder_prompt_keeps_choices_and_answer_cue(decoder):
@@ -60,8 +63,10 @@ def test_decoder_prompt_keeps_choices_and_answer_cue(decoder):
     assert tgt.embeds.shape[1] == n_prompt
     assert n_prompt + len(decoder.tokenizer(" banana", add_special_tokens=False)["input_ids"]) <= 64
     kept = len(decoder.tokenizer(tgt.segments[0].text, add_special_tokens=False)["input_ids"])
-    assert a.notes == [f"question cut from the left: kept the last {kept} of {_question_tokens(decoder):,} tokens; "
-                       "input truncated to 64 tokens (cap; model maximum 128)"]
+    assert a.notes == [
+        f"question cut from the left: kept the last {kept} of {_question_tokens(decoder):,} tokens; "
+        "input truncated to 64 tokens (cap; model maximum 128)"
+    ]
 
 
 def test_short_input_is_not_cut(mc_head, decoder):
@@ -84,8 +89,10 @@ def test_real_maximum_and_cap():
     assert model_max_tokens(smol.model, no_limit) == 8192
     assert token_limit(smol, 512).describe() == "512 tokens (cap; model maximum 8,192)"
     assert token_limit(smol, 20000).describe() == "8,192 tokens (model maximum; cap 20,000)"
-    minilm = SimpleNamespace(model=SimpleNamespace(config=BertConfig(max_position_embeddings=512)),
-                             tokenizer=SimpleNamespace(model_max_length=512))
+    minilm = SimpleNamespace(
+        model=SimpleNamespace(config=BertConfig(max_position_embeddings=512)),
+        tokenizer=SimpleNamespace(model_max_length=512),
+    )
     assert token_limit(minilm, 4096).tokens == 512
 
 
@@ -126,8 +133,14 @@ def test_head_statistics_cut_the_question_and_keep_the_template(tiny_dir):
 
 
 def _mc_file(path, n_long=2):
-    rows = [{"question": QUESTION if i < n_long else "which of these is a fruit", "answerKey": "B",
-             "choices": {"label": ["A", "B", "C"], "text": CHOICES}} for i in range(3)]
+    rows = [
+        {
+            "question": QUESTION if i < n_long else "which of these is a fruit",
+            "answerKey": "B",
+            "choices": {"label": ["A", "B", "C"], "text": CHOICES},
+        }
+        for i in range(3)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -136,15 +149,29 @@ def test_cli_rationales_reports_cuts(tiny_dir, tmp_path, capsys):
     from kd_analysis.cli import main
 
     data = _mc_file(tmp_path / "mc.jsonl")
-    args = ["rationales", "--teacher", str(tiny_dir / "bert"), "--task", "multiple_choice", "--data", str(data),
-            "--method", "saliency", "--k", "2", "--max-tokens", "48"]
+    args = [
+        "rationales",
+        "--teacher",
+        str(tiny_dir / "bert"),
+        "--task",
+        "multiple_choice",
+        "--data",
+        str(data),
+        "--method",
+        "saliency",
+        "--k",
+        "2",
+        "--max-tokens",
+        "48",
+    ]
     assert main(args + ["--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["truncated"] == {"teacher": 2} and report["max_tokens"] == 48
     assert report["teacher"]["defined"] == 3 and report["teacher"]["truncated"] == 2
     notes = report["truncation_notes"]
-    assert len(notes) == 2 and all("kept the last" in n["note"] and "(cap; model maximum 128)" in n["note"]
-                                   for n in notes)
+    assert len(notes) == 2 and all(
+        "kept the last" in n["note"] and "(cap; model maximum 128)" in n["note"] for n in notes
+    )
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "teacher: 2 of 3 inputs cut to fit the token limit (--max-tokens 48)" in out
@@ -158,8 +185,18 @@ def test_cli_attention_stats_reports_cuts(tiny_dir, tmp_path, capsys):
     from kd_analysis.cli import main
 
     data = _mc_file(tmp_path / "mc.jsonl")
-    args = ["attention", "stats", "--model", f"tiny={tiny_dir / 'llama'}", "--data", str(data), "--max-tokens", "40",
-            "--root", str(tmp_path / "runs")]
+    args = [
+        "attention",
+        "stats",
+        "--model",
+        f"tiny={tiny_dir / 'llama'}",
+        "--data",
+        str(data),
+        "--max-tokens",
+        "40",
+        "--root",
+        str(tmp_path / "runs"),
+    ]
     assert main(args + ["--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["truncated"] == {"tiny": 2}
@@ -179,8 +216,15 @@ def test_saved_results_keep_their_cut_counts(mc_head):
     old = {k: v for k, v in a.to_dict().items() if k != "truncated"}
     old["notes"] = ["input truncated to the model's maximum"]  # written before the flag existed
     assert Attribution.from_dict(old).truncated
-    saved = {"label": "x", "layers": 1, "heads": 1, "examples": 3, "mean": {}, "ci": {},
-             "notes": ["2 example(s) longer than 64 tokens were cut to their last 64"]}
+    saved = {
+        "label": "x",
+        "layers": 1,
+        "heads": 1,
+        "examples": 3,
+        "mean": {},
+        "ci": {},
+        "notes": ["2 example(s) longer than 64 tokens were cut to their last 64"],
+    }
     assert HeadStats.from_dict(saved).truncated == 2
 
 
@@ -208,8 +252,9 @@ def test_priming_page_warns_about_cut_inputs(tiny_dir, run_root):
     from tests.test_pages import open_page
 
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
-    stats = head_stats(lm, [LONG, Example("s", "a short one")], lambda ex: ex.text + "\nAnswer:", label="none",
-                       max_tokens=40)
+    stats = head_stats(
+        lm, [LONG, Example("s", "a short one")], lambda ex: ex.text + "\nAnswer:", label="none", max_tokens=40
+    )
     job = RunStore(run_root).create("attention", attention_config([], "demo:arithmetic"), run_id="heads")
     job.write_json(STATS_FILE, [stats.to_dict()])
     job.set_status("finished")

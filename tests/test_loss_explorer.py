@@ -1,4 +1,5 @@
 """Toy and real-pair explorers, their figures, and the loss CLI."""
+
 from __future__ import annotations
 
 import json
@@ -125,15 +126,48 @@ def test_cli_losses_toy_json():
 
 def test_cli_losses_pair_json(tiny_dir, tmp_path):
     data = tmp_path / "mc.jsonl"
-    data.write_text("".join(json.dumps({"question": f"q{i}", "choices": {"label": ["A", "B"], "text": ["x", "y"]},
-                                        "answerKey": "A"}) + "\n" for i in range(8)))
-    proc = cli("losses", "pair", "--teacher", str(tiny_dir / "bert"), "--layers", "1", "--task", "multiple_choice",
-               "--data", str(data), "--batch", "4", "--json")
+    data.write_text(
+        "".join(
+            json.dumps({"question": f"q{i}", "choices": {"label": ["A", "B"], "text": ["x", "y"]}, "answerKey": "A"})
+            + "\n"
+            for i in range(8)
+        )
+    )
+    proc = cli(
+        "losses",
+        "pair",
+        "--teacher",
+        str(tiny_dir / "bert"),
+        "--layers",
+        "1",
+        "--task",
+        "multiple_choice",
+        "--data",
+        str(data),
+        "--batch",
+        "4",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert set(out["values"]) == set(LOSSES) and len(out["plan"]) == 4
-    assert_clean_error(cli("losses", "pair", "--teacher", str(tiny_dir / "bert"), "--layers", "1", "--task",
-                           "multiple_choice", "--data", str(data), "--batch", "1"), "at least 2")
+    assert_clean_error(
+        cli(
+            "losses",
+            "pair",
+            "--teacher",
+            str(tiny_dir / "bert"),
+            "--layers",
+            "1",
+            "--task",
+            "multiple_choice",
+            "--data",
+            str(data),
+            "--batch",
+            "1",
+        ),
+        "at least 2",
+    )
 
 
 def test_row_shuffle_moves_row_wise_losses_but_not_sinkhorn():

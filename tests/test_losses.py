@@ -1,4 +1,5 @@
 """Losses against independent references (SciPy, POT), properties, gradients, bad input."""
+
 from __future__ import annotations
 
 import warnings
@@ -44,11 +45,13 @@ def test_soft_cross_entropy_is_kl_plus_teacher_entropy():
 def test_divergences_match_scipy(tau):
     s, t = _logits()
     p, q = softmax(t.numpy() / tau, -1), softmax(s.numpy() / tau, -1)
-    ref = {"kl": np.mean([entropy(p[i], q[i]) for i in range(len(p))]),
-           "rkl": np.mean([entropy(q[i], p[i]) for i in range(len(p))]),
-           "js": np.mean([jensenshannon(p[i], q[i]) ** 2 for i in range(len(p))]),
-           "tvd": np.mean(0.5 * np.abs(p - q).sum(-1)),
-           "skew_kl": np.mean([entropy(p[i], 0.1 * p[i] + 0.9 * q[i]) for i in range(len(p))])}
+    ref = {
+        "kl": np.mean([entropy(p[i], q[i]) for i in range(len(p))]),
+        "rkl": np.mean([entropy(q[i], p[i]) for i in range(len(p))]),
+        "js": np.mean([jensenshannon(p[i], q[i]) ** 2 for i in range(len(p))]),
+        "tvd": np.mean(0.5 * np.abs(p - q).sum(-1)),
+        "skew_kl": np.mean([entropy(p[i], 0.1 * p[i] + 0.9 * q[i]) for i in range(len(p))]),
+    }
     for name, value in ref.items():
         assert LOSSES[name](s, t, tau=tau).item() == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
@@ -103,7 +106,8 @@ def test_token_level_shapes_with_mask():
     s, t = torch.randn(2 * 5, 50, generator=g), torch.randn(2 * 5, 50, generator=g)
     mask = torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 0, 0]]).bool()
     assert LOSSES["kl"](s, t, mask=mask).item() == pytest.approx(
-        LOSSES["kl"](s[mask.flatten()], t[mask.flatten()]).item(), rel=1e-6)
+        LOSSES["kl"](s[mask.flatten()], t[mask.flatten()]).item(), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("domain", ["scaling", "log"])
@@ -126,8 +130,9 @@ def test_sinkhorn_approaches_exact_ot_as_eps_shrinks():
     p, q = softmax(s.numpy(), -1), softmax(t.numpy(), -1)
     M = ot.dist(p, q, metric="cityblock")
     exact = ot.emd2(np.full(8, 1 / 8), np.full(8, 1 / 8), M)
-    gaps = [abs(sinkhorn_plan(s, t, tau=1.0, eps=eps, iters=4000).distance.item() - exact)
-            for eps in (0.2, 0.05, 0.005)]
+    gaps = [
+        abs(sinkhorn_plan(s, t, tau=1.0, eps=eps, iters=4000).distance.item() - exact) for eps in (0.2, 0.05, 0.005)
+    ]
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-3 * max(exact, 1e-9) + 1e-4
 
 
@@ -153,10 +158,12 @@ def test_sinkd_form_matches_the_authors_formula(rows, cols, seed):
     plain = sinkhorn_plan(s, t, tau=2.0, eps=0.1, iters=20, first="rows").distance.item()
     assert plain * rows * 0.001 == pytest.approx(ref, rel=1e-10)
     few = _sinkd_reference(s, t, iters=2)  # the update order matters before convergence
-    assert sinkhorn_plan(s, t, tau=2.0, iters=2, first="rows", mass="batch", scale=0.001).distance.item() == \
-        pytest.approx(few, rel=1e-10)
-    assert sinkhorn_plan(s, t, tau=2.0, iters=2, mass="batch", scale=0.001).distance.item() != \
-        pytest.approx(few, rel=1e-6)
+    assert sinkhorn_plan(
+        s, t, tau=2.0, iters=2, first="rows", mass="batch", scale=0.001
+    ).distance.item() == pytest.approx(few, rel=1e-10)
+    assert sinkhorn_plan(s, t, tau=2.0, iters=2, mass="batch", scale=0.001).distance.item() != pytest.approx(
+        few, rel=1e-6
+    )
     both = sinkhorn_plan(s, t, tau=2.0, eps=0.1, iters=20, first="rows", domain="log", mass="batch", scale=0.001)
     assert both.distance.item() == pytest.approx(ref, rel=1e-9)  # the log domain runs the same iterations
 
@@ -177,8 +184,9 @@ def test_envelope_gradient_matches_pot_envelope_and_unrolled_matches_pot_autodif
         M = torch.cdist(torch.softmax(x / 2, -1), q, p=1)
         with warnings.catch_warnings():  # POT warns that 25 iterations did not "converge" (stopThr 0)
             warnings.simplefilter("ignore")
-            return ot.solve(M, a, a, reg=0.1, reg_type="entropy", method="sinkhorn_log", max_iter=25, tol=0,
-                            grad="envelope").value
+            return ot.solve(
+                M, a, a, reg=0.1, reg_type="entropy", method="sinkhorn_log", max_iter=25, tol=0, grad="envelope"
+            ).value
 
     def pot_autodiff(x):
         M = torch.cdist(torch.softmax(x / 2, -1), q, p=1)
@@ -229,7 +237,7 @@ def test_blocks_use_every_row():
     got = sinkhorn_blocks(ps, pt, teacher_probs=True, student_probs=True, eps=0.1, iters=20).item()
     parts, start = [], 0
     for size in block_sizes(300):
-        parts.append(size / 300 * sinkhorn_plan(s[start:start + size], t[start:start + size]).distance.item())
+        parts.append(size / 300 * sinkhorn_plan(s[start : start + size], t[start : start + size]).distance.item())
         start += size
     assert got == pytest.approx(sum(parts), rel=1e-10)
     with pytest.raises(KDLensError, match="at least 2 rows"):
@@ -321,7 +329,7 @@ def test_topk_support_lower_bounds_and_is_exact_on_sparse_rows():
 def test_group_size_couples_blocks_only():
     s, t = _logits(rows=8, seed=10)
     grouped = sinkhorn_plan(s, t, group_size=4, eps=0.1, iters=50)
-    halves = [sinkhorn_plan(s[i:i + 4], t[i:i + 4], eps=0.1, iters=50).distance.item() for i in (0, 4)]
+    halves = [sinkhorn_plan(s[i : i + 4], t[i : i + 4], eps=0.1, iters=50).distance.item() for i in (0, 4)]
     assert grouped.plan.shape == (2, 4, 4)
     assert grouped.distance.item() == pytest.approx(np.mean(halves), rel=1e-10)
     with pytest.raises(KDLensError, match="groups of 3"):
@@ -367,13 +375,16 @@ def test_large_vocab_cost_is_chunked(monkeypatch):
     torch.testing.assert_close(gx, g_ref)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(s=torch.randn(4, 5), t=torch.randn(4, 6)), "vocabularies or label sets differ"),
-    (dict(s=torch.tensor([[float("nan"), 0.0]] * 2), t=torch.zeros(2, 2)), "NaN"),
-    (dict(s=torch.tensor([[float("inf"), 0.0]] * 2), t=torch.zeros(2, 2)), r"\+inf"),
-    (dict(s=torch.zeros(2, 2), t=torch.zeros(2, 2), tau=0.0), "τ must be > 0"),
-    (dict(s=torch.zeros(2, 2), t=torch.zeros(2, 2), tau=-1.0), "τ must be > 0"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(s=torch.randn(4, 5), t=torch.randn(4, 6)), "vocabularies or label sets differ"),
+        (dict(s=torch.tensor([[float("nan"), 0.0]] * 2), t=torch.zeros(2, 2)), "NaN"),
+        (dict(s=torch.tensor([[float("inf"), 0.0]] * 2), t=torch.zeros(2, 2)), r"\+inf"),
+        (dict(s=torch.zeros(2, 2), t=torch.zeros(2, 2), tau=0.0), "τ must be > 0"),
+        (dict(s=torch.zeros(2, 2), t=torch.zeros(2, 2), tau=-1.0), "τ must be > 0"),
+    ],
+)
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_bad_input_messages(name, bad, match):
     with pytest.raises(KDLensError, match=match):

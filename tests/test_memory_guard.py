@@ -1,4 +1,5 @@
 """The memory guard: models far larger than the free memory are refused before any weight file is read."""
+
 from __future__ import annotations
 
 import json
@@ -12,15 +13,38 @@ from kd_analysis.models.memory import MemoryVerdict, available_memory_mb, check_
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 
 # ~230B parameters: no machine this runs on has a terabyte free (takes ~3 s to count on the meta device)
-HUGE_LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 12288,
-              "num_hidden_layers": 96, "intermediate_size": 49152, "vocab_size": 50000, "num_attention_heads": 96,
-              "num_key_value_heads": 96, "max_position_embeddings": 2048}
+HUGE_LLAMA = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 12288,
+    "num_hidden_layers": 96,
+    "intermediate_size": 49152,
+    "vocab_size": 50000,
+    "num_attention_heads": 96,
+    "num_key_value_heads": 96,
+    "max_position_embeddings": 2048,
+}
 # counted instantly, ~100M parameters (bigger than MiniLM); "too big" comes from a patched amount of free memory
-SMALL_LLAMA = {**HUGE_LLAMA, "hidden_size": 256, "num_hidden_layers": 2, "intermediate_size": 512,
-               "vocab_size": 200000, "num_attention_heads": 4, "num_key_value_heads": 4}
+SMALL_LLAMA = {
+    **HUGE_LLAMA,
+    "hidden_size": 256,
+    "num_hidden_layers": 2,
+    "intermediate_size": 512,
+    "vocab_size": 200000,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+}
 FREE = 250  # MB: MiniLM (~170 MB fp32 with margins) fits, SMALL_LLAMA (~540 MB fp32, ~300 bf16) does not
-SMALL_BERT = {"architectures": ["BertForMaskedLM"], "model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2,
-              "num_attention_heads": 2, "intermediate_size": 64, "vocab_size": 500, "max_position_embeddings": 64}
+SMALL_BERT = {
+    "architectures": ["BertForMaskedLM"],
+    "model_type": "bert",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "vocab_size": 500,
+    "max_position_embeddings": 64,
+}
 
 
 def config_only(folder: Path, config: dict) -> Path:
@@ -32,8 +56,10 @@ def config_only(folder: Path, config: dict) -> Path:
 @pytest.fixture
 def free_mb(monkeypatch):
     """Set the free memory every check sees (MB, for any device)."""
+
     def set_free(value):
         monkeypatch.setattr(memory, "available_memory_mb", lambda device: value)
+
     return set_free
 
 
@@ -76,8 +102,16 @@ def test_force_flag_keeps_keys_and_old_specs():
     assert plain.key() == forced.key() and plain == forced  # same model: same cache entry
     assert "force_memory" not in plain.to_dict() and forced.to_dict()["force_memory"] is True
     assert ModelSpec.from_dict(forced.to_dict()).force_memory is True
-    old = {"source": "minilm", "task": None, "num_labels": None, "trust_remote_code": False, "revision": None,
-           "device": "auto", "dtype": "auto", "attentions": False}
+    old = {
+        "source": "minilm",
+        "task": None,
+        "num_labels": None,
+        "trust_remote_code": False,
+        "revision": None,
+        "device": "auto",
+        "dtype": "auto",
+        "attentions": False,
+    }
     assert ModelSpec.from_dict(old) == plain and json.loads(plain.key()) == old
     student = StudentSpec(kind="model", model=forced)
     assert StudentSpec.from_dict(student.to_dict()).model.force_memory is True
@@ -171,8 +205,11 @@ def test_cli_load_refused_then_forced(tmp_path, capsys, free_mb):
 
     folder = config_only(tmp_path / "big", SMALL_LLAMA)
     free_mb(FREE)
-    for args in (["models", "inspect", str(folder)], ["models", "pair", "--teacher", str(folder)],
-                 ["models", "pair", "--teacher", "minilm", "--student", str(folder)]):
+    for args in (
+        ["models", "inspect", str(folder)],
+        ["models", "pair", "--teacher", str(folder)],
+        ["models", "pair", "--teacher", "minilm", "--student", str(folder)],
+    ):
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "will not fit" in err[0] and "MB" in err[0], (args, err)

@@ -1,4 +1,5 @@
 """The one loading path: nine families, built-ins offline, students, pair check, bad checkpoints."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,13 @@ def test_every_family_scores_multiple_choice(tiny_dir, family):
     m = load_model(ModelSpec(str(tiny_dir / family), task="multiple_choice"))
     scores = forward(m, MC)
     assert scores.shape == (1, 3) and torch.isfinite(scores).all()
-    assert m.head == ("choice_head" if TINY_FAMILIES[family][0] == "classification" else
-                      "seq2seq" if family in ("t5", "bart") else "lm")
+    assert m.head == (
+        "choice_head"
+        if TINY_FAMILIES[family][0] == "classification"
+        else "seq2seq"
+        if family in ("t5", "bart")
+        else "lm"
+    )
 
 
 def test_lm_choice_score_is_the_mean_token_logprob(tiny_dir):
@@ -129,13 +135,17 @@ def test_pair_padded_vocab_is_aligned(tmp_path):
 
 def test_pair_different_tokenizers_rule_out_logit_losses(tiny_dir):
     t = load_model(ModelSpec(str(tiny_dir / "gpt2")))
-    s = load_model(ModelSpec(str(tiny_dir / "bert")), )
+    s = load_model(
+        ModelSpec(str(tiny_dir / "bert")),
+    )
     s2 = load_model(ModelSpec(str(tiny_dir / "bert"), task="classification"))
     r = check_pair(t, s2)
     assert not r.comparable and not r.losses["kl"]["applies"] and r.losses["ce"]["applies"]
     assert r.output_space == "mismatch"
-    tok_diff = check_pair(load_model(ModelSpec(str(tiny_dir / "llama"))),
-                          derive_student(load_model(ModelSpec(str(tiny_dir / "llama"))), StudentSpec(num_layers=1)))
+    tok_diff = check_pair(
+        load_model(ModelSpec(str(tiny_dir / "llama"))),
+        derive_student(load_model(ModelSpec(str(tiny_dir / "llama"))), StudentSpec(num_layers=1)),
+    )
     assert tok_diff.same_tokenizer and tok_diff.comparable
     assert s.task == "classification"
 
@@ -243,8 +253,11 @@ def test_hub_reachable_is_quick_and_false_here(monkeypatch):
 
 
 def test_remote_code_needs_the_tick(tmp_path):
-    cfg = {"model_type": "my_custom_arch", "architectures": ["MyModel"],
-           "auto_map": {"AutoConfig": "configuration_my.MyConfig", "AutoModel": "modeling_my.MyModel"}}
+    cfg = {
+        "model_type": "my_custom_arch",
+        "architectures": ["MyModel"],
+        "auto_map": {"AutoConfig": "configuration_my.MyConfig", "AutoModel": "modeling_my.MyModel"},
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     (tmp_path / "modeling_my.py").write_text("raise SystemExit('remote code ran')\n")
     with pytest.raises(ModelLoadError, match="trust remote code"):
@@ -264,8 +277,12 @@ def test_lora_adapter_folder_loads_through_the_same_path(tiny_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
 
     base = load_model(ModelSpec(str(tiny_dir / "bert")))
-    peft_model = get_peft_model(base.model, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear",
-                                                       modules_to_save=["classifier"], init_lora_weights=False))
+    peft_model = get_peft_model(
+        base.model,
+        LoraConfig(
+            r=2, lora_alpha=4, target_modules="all-linear", modules_to_save=["classifier"], init_lora_weights=False
+        ),
+    )
     peft_model.save_pretrained(tmp_path / "adapter")
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(tiny_dir / "bert")

@@ -1,5 +1,6 @@
 """Notes and tags per example (kd_analysis.errors.notes): CRUD, validation, export/import merging, and that
 concurrent writers (threads and processes) and readers never lose or half-see a write."""
+
 from __future__ import annotations
 
 import io
@@ -31,6 +32,7 @@ def _same(notes) -> list[tuple]:
 
 # --- CRUD --------------------------------------------------------------------------------------------------------
 
+
 def test_default_path_is_under_the_run_store(run_root):
     assert NotesStore.at().path == run_root / "notes.sqlite"
     assert NotesStore.at(run_root / "x").path == run_root / "x" / "notes.sqlite"
@@ -60,8 +62,10 @@ def test_note_crud(store):
 
 
 def test_tags_are_unique_per_example(store):
-    assert store.add_tags("boolq", "ex1", ["negation", "label-noise", "negation"], author="ann") == \
-        ["negation", "label-noise"]
+    assert store.add_tags("boolq", "ex1", ["negation", "label-noise", "negation"], author="ann") == [
+        "negation",
+        "label-noise",
+    ]
     assert store.add_tags("boolq", "ex1", [" negation ", "long-context"]) == ["long-context"]
     assert store.add_tags("boolq", "ex2", "negation") == ["negation"]  # one string is one tag, not letters
     store.add_tags("arc", "ex1", ["negation"])
@@ -110,21 +114,25 @@ def test_newer_or_damaged_database_is_refused_in_one_line(tmp_path):
 
 # --- validation --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call, words", [
-    (lambda s: s.add_note("boolq", "", "x"), "example id is empty"),
-    (lambda s: s.add_note("boolq", "   ", "x"), "example id is empty"),
-    (lambda s: s.add_note("", "ex", "x"), "data set name is empty"),
-    (lambda s: s.add_note("boolq", "ex", ""), "note text is empty"),
-    (lambda s: s.add_note("boolq", "ex", "x" * (MAX_TEXT + 1)), "at most 20,000"),
-    (lambda s: s.add_note("boolq", "ex", "x", author="a\nb"), "line break"),
-    (lambda s: s.add_note("boolq", None, "x"), "must be text"),
-    (lambda s: s.add_tags("boolq", "ex", ["fine", "two\nlines"]), "line break"),
-    (lambda s: s.add_tags("boolq", "ex", ["t" * (MAX_TAG + 1)]), "longer than 64"),
-    (lambda s: s.add_tags("boolq", "ex", ["  "]), "tag is empty"),
-    (lambda s: s.add_tags("boolq", "", ["x"]), "example id is empty"),
-    (lambda s: s.edit_note(1, "y" * (MAX_TEXT + 1)), "at most 20,000"),
-    (lambda s: s.edit_note("1", "y"), "whole number"),
-])
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda s: s.add_note("boolq", "", "x"), "example id is empty"),
+        (lambda s: s.add_note("boolq", "   ", "x"), "example id is empty"),
+        (lambda s: s.add_note("", "ex", "x"), "data set name is empty"),
+        (lambda s: s.add_note("boolq", "ex", ""), "note text is empty"),
+        (lambda s: s.add_note("boolq", "ex", "x" * (MAX_TEXT + 1)), "at most 20,000"),
+        (lambda s: s.add_note("boolq", "ex", "x", author="a\nb"), "line break"),
+        (lambda s: s.add_note("boolq", None, "x"), "must be text"),
+        (lambda s: s.add_tags("boolq", "ex", ["fine", "two\nlines"]), "line break"),
+        (lambda s: s.add_tags("boolq", "ex", ["t" * (MAX_TAG + 1)]), "longer than 64"),
+        (lambda s: s.add_tags("boolq", "ex", ["  "]), "tag is empty"),
+        (lambda s: s.add_tags("boolq", "", ["x"]), "example id is empty"),
+        (lambda s: s.edit_note(1, "y" * (MAX_TEXT + 1)), "at most 20,000"),
+        (lambda s: s.edit_note("1", "y"), "whole number"),
+    ],
+)
 def test_bad_input_is_one_plain_sentence(store, call, words):
     with pytest.raises(KDLensError, match=words) as err:
         call(store)
@@ -139,6 +147,7 @@ def test_limits_themselves_are_allowed(store):
 
 
 # --- export and import -------------------------------------------------------------------------------------------
+
 
 def _fill(store: NotesStore) -> None:
     store.add_note("boolq", "ex1", "negation flipped", author="ann")
@@ -183,16 +192,28 @@ def test_export_import_round_trip_and_twice_adds_nothing(store, tmp_path):
 
 def test_author_default_fills_records_without_an_author(store, tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_text(json.dumps({"kind": "note", "data": "d", "example_id": "e", "text": "t",
-                                "created": "2024-01-01T00:00:00+00:00"}) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {"kind": "note", "data": "d", "example_id": "e", "text": "t", "created": "2024-01-01T00:00:00+00:00"}
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     assert store.import_jsonl(path, author_default="dana").notes_added == 1
     assert store.notes()[0].author == "dana"
     assert store.import_jsonl(path, author_default="dana").notes_skipped == 1
 
 
 def test_bad_lines_are_counted_not_fatal(store, tmp_path):
-    good_note = {"kind": "note", "data": "d", "example_id": "e1", "author": "a", "text": "ok",
-                 "created": "2024-05-01T10:00:00+00:00", "updated": "2024-05-02T10:00:00+00:00"}
+    good_note = {
+        "kind": "note",
+        "data": "d",
+        "example_id": "e1",
+        "author": "a",
+        "text": "ok",
+        "created": "2024-05-01T10:00:00+00:00",
+        "updated": "2024-05-02T10:00:00+00:00",
+    }
     lines = [
         json.dumps({"kind": "kd-lens-notes", "schema": 1}),  # 1: header, skipped silently
         json.dumps(good_note),  # 2
@@ -230,6 +251,7 @@ def test_a_file_that_is_not_jsonl_is_refused(store, tmp_path):
 
 # --- concurrency -------------------------------------------------------------------------------------------------
 
+
 def _write_many(path: str, who: str, n: int) -> None:
     store = NotesStore(path)
     for i in range(n):
@@ -265,10 +287,16 @@ def _run_threads(targets) -> list[BaseException]:
 def test_processes_and_threads_writing_at_once_lose_nothing(tmp_path):
     path = str(tmp_path / "shared" / "notes.sqlite")  # not created yet: the writers race to create it
     # fresh interpreters (a spawn, not a fork): nothing shared with this process but the file
-    child = ("import sys; sys.path.insert(0, sys.argv[1]); from tests.test_notes_store import _writer_process; "
-             "_writer_process(sys.argv[2], sys.argv[3], 2, int(sys.argv[4]))")
-    procs = [subprocess.Popen([sys.executable, "-c", child, str(ROOT), path, f"p{k}", str(PER_WRITER)],
-                              stderr=subprocess.PIPE, text=True) for k in range(2)]
+    child = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from tests.test_notes_store import _writer_process; "
+        "_writer_process(sys.argv[2], sys.argv[3], 2, int(sys.argv[4]))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", child, str(ROOT), path, f"p{k}", str(PER_WRITER)], stderr=subprocess.PIPE, text=True
+        )
+        for k in range(2)
+    ]
     errors = _run_threads([lambda t=t: _write_many(path, f"main{t}", PER_WRITER) for t in range(2)])
     outcomes = [(p.wait(timeout=120), p.stderr.read()[-2000:]) for p in procs]
     assert errors == [] and outcomes == [(0, ""), (0, "")]
@@ -292,8 +320,15 @@ def test_a_reader_during_writes_sees_whole_writes_only(tmp_path):
         rows = []
         for e in range(per_batch):
             ex = f"b{b}e{e}"
-            rows.append({"kind": "note", "data": "r", "example_id": ex, "text": "t",
-                         "created": f"2024-01-01T00:00:{b:02d}+00:00"})
+            rows.append(
+                {
+                    "kind": "note",
+                    "data": "r",
+                    "example_id": ex,
+                    "text": "t",
+                    "created": f"2024-01-01T00:00:{b:02d}+00:00",
+                }
+            )
             rows += [{"kind": "tag", "data": "r", "example_id": ex, "tag": tag} for tag in ("x", "y")]
         files.append(tmp_path / f"batch{b}.jsonl")
         files[-1].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -319,8 +354,9 @@ def test_a_reader_during_writes_sees_whole_writes_only(tmp_path):
                 tagged.setdefault(r["example_id"], set()).add(r["tag"])
         assert len(noted) % per_batch == 0  # whole imports only
         assert all(tagged.get(ex) == {"x", "y"} for ex in noted)
-        assert all(tags == ({"a", "b", "c", "d"} if ex.startswith("solo") else {"x", "y"})
-                   for ex, tags in tagged.items())
+        assert all(
+            tags == ({"a", "b", "c", "d"} if ex.startswith("solo") else {"x", "y"}) for ex, tags in tagged.items()
+        )
         assert all(ex in noted for ex in tagged if not ex.startswith("solo"))
         assert all(len(t) == 4 for t in store.tags("r").values() if len(t) != 2)
         seen.append(len(noted))

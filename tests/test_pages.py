@@ -1,4 +1,5 @@
 """Each page through Streamlit's AppTest (no browser): renders, shows its content, handles bad input."""
+
 from __future__ import annotations
 
 import base64
@@ -129,8 +130,9 @@ def test_loss_explorer_toy_and_pair():
 
     assert set(toy["loss"]) == {spec.title for spec in LOSSES.values()}  # every registered loss, none hard-coded
     assert not any("gradient norm" in df.value.columns for df in at.dataframe)  # the pair view waits to be chosen
-    shuffle = next(df.value for df in at.dataframe if "student rows shuffled" in df.value.columns
-                   and "changed" in df.value.columns)
+    shuffle = next(
+        df.value for df in at.dataframe if "student rows shuffled" in df.value.columns and "changed" in df.value.columns
+    )
     assert shuffle.set_index("loss").loc["Sinkhorn (SinKD)", "changed"] == "no"
     assert (shuffle.set_index("loss").drop("Sinkhorn (SinKD)")["changed"] == "yes").all()
     at.segmented_control(key="loss_view").set_value("pair").run()
@@ -175,9 +177,19 @@ def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
     from kd_analysis.runs import RunStore
 
     data = tmp_path / "mc.jsonl"
-    data.write_text("".join(_json.dumps({"question": f"what is {i} plus one", "answerKey": "A",
-                                         "choices": {"label": ["A", "B"], "text": [str(i + 1), str(i + 5)]}}) + "\n"
-                            for i in range(30)))
+    data.write_text(
+        "".join(
+            _json.dumps(
+                {
+                    "question": f"what is {i} plus one",
+                    "answerKey": "A",
+                    "choices": {"label": ["A", "B"], "text": [str(i + 1), str(i + 5)]},
+                }
+            )
+            + "\n"
+            for i in range(30)
+        )
+    )
     at = open_with(tiny_dir / "gpt2", "multiple_choice", RUNS_PAGE, layers=1, data=data)
     _no_exception(at)
     assert any("No runs yet" in i.value for i in at.info)
@@ -269,8 +281,12 @@ def test_compare_page_shows_runs(run_root):
 
     store = RunStore(run_root)
     for i, (name, acc) in enumerate([("CE only", 0.4), ("KL", 0.6)]):
-        run = store.create("train", {"name": name, "losses": [{"name": "ce", "weight": 1.0}], "lr": 1e-4 * (i + 1)},
-                           run_id=f"r{i}", reference=True)
+        run = store.create(
+            "train",
+            {"name": name, "losses": [{"name": "ce", "weight": 1.0}], "lr": 1e-4 * (i + 1)},
+            run_id=f"r{i}",
+            reference=True,
+        )
         for step in range(1, 4):
             run.append_metrics({"step": step, "loss": 1.0 / step, "loss_ce": 1.0 / step, "total_steps": 3})
         run.append_metrics({"step": 3, "eval_accuracy": acc})
@@ -291,9 +307,11 @@ def attribute_live(at: AppTest, timeout: float = 180) -> AppTest:
     start = next((b for b in at.button if b.key == "rationale_start"), None)
     if start is not None:  # else: these settings were computed before (results are shared by every session)
         start.click().run()
+
     def drawn() -> bool:  # the live result, not a saved job shown meanwhile
-        return any(m.label == "Defined / undefined" for m in at.metric) and \
-            not any("Showing the saved job" in i.value for i in at.info)
+        return any(m.label == "Defined / undefined" for m in at.metric) and not any(
+            "Showing the saved job" in i.value for i in at.info
+        )
 
     deadline = time.monotonic() + timeout
     while not drawn() and time.monotonic() < deadline:
@@ -388,9 +406,18 @@ PRIMING_PAGE = "pages/priming_attention.py"
 def _arith(path, n=6):
     import json as _json
 
-    path.write_text("".join(_json.dumps({"question": f"Ann has {i} pens and buys 2 more. How many pens?",
-                                         "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}"}) + "\n"
-                            for i in range(n)))
+    path.write_text(
+        "".join(
+            _json.dumps(
+                {
+                    "question": f"Ann has {i} pens and buys 2 more. How many pens?",
+                    "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}",
+                }
+            )
+            + "\n"
+            for i in range(n)
+        )
+    )
     return path
 
 
@@ -409,8 +436,7 @@ def test_priming_page_teacher_outputs_and_bad_template(tiny_dir, tmp_path, run_r
     import time
 
     deadline = time.monotonic() + 180  # the work runs in a background thread; rerun as the page's poll would
-    while not any("gold log-prob / token" in df.value.columns for df in at.dataframe) and \
-            time.monotonic() < deadline:
+    while not any("gold log-prob / token" in df.value.columns for df in at.dataframe) and time.monotonic() < deadline:
         _no_exception(at)
         assert not at.error, [e.value for e in at.error]
         time.sleep(0.3)
@@ -436,11 +462,23 @@ def test_priming_page_shows_saved_teacher_outputs_without_a_click(run_root):
     from kd_analysis.runs import RunStore
 
     templates = {"none": "{question}", "gold": "{question}\nThe answer is {answer}."}
-    job = RunStore(run_root).create(KIND, outputs_config({"source": "smollm2-135m-instruct"}, "demo:arithmetic",
-                                                         templates, limit=2), run_id="outs")
-    rows = [TeacherOutput(example_id=f"arith-{i}", strategy=s, prompt_tokens=20, answer_tokens=9,
-                          answer_logprob_per_token=-1.5 + (s == "gold"), generated=f"It is {i}.",
-                          predicted=str(i), correct=s == "gold") for s in templates for i in range(2)]
+    job = RunStore(run_root).create(
+        KIND, outputs_config({"source": "smollm2-135m-instruct"}, "demo:arithmetic", templates, limit=2), run_id="outs"
+    )
+    rows = [
+        TeacherOutput(
+            example_id=f"arith-{i}",
+            strategy=s,
+            prompt_tokens=20,
+            answer_tokens=9,
+            answer_logprob_per_token=-1.5 + (s == "gold"),
+            generated=f"It is {i}.",
+            predicted=str(i),
+            correct=s == "gold",
+        )
+        for s in templates
+        for i in range(2)
+    ]
     job.write_text(OUTPUTS_FILE, "".join(json.dumps(o.to_dict()) + "\n" for o in rows))
     job.set_status("finished")
     at = open_page(PRIMING_PAGE)
@@ -450,8 +488,9 @@ def test_priming_page_shows_saved_teacher_outputs_without_a_click(run_root):
     assert list(summary["strategy"]) == ["none", "gold"] and list(summary["accuracy"]) == [0.0, 1.0]
     per_example = next(df.value for df in at.dataframe if "parsed" in df.value.columns)
     assert list(per_example["right"]) == ["✗", "✓"] and list(per_example["parsed"]) == ["0", "0"]
-    bad = RunStore(run_root).create(KIND, outputs_config({"source": "nowhere/model"}, "demo:arithmetic", templates),
-                                    run_id="bad")
+    bad = RunStore(run_root).create(
+        KIND, outputs_config({"source": "nowhere/model"}, "demo:arithmetic", templates), run_id="bad"
+    )
     bad.set_status("failed", reason="nowhere/model is not a local folder and the hub is unreachable")
     at.run()
     picker = next(s for s in at.selectbox if s.label == "Saved teacher outputs")
@@ -471,8 +510,10 @@ def test_priming_page_shows_saved_head_statistics(tiny_dir, run_root):
 
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
     exs = [Example(id=str(i), text=f"Ann has {i} pens.") for i in range(3)]
-    stats = [head_stats(lm, exs, lambda e, p=p: p + e.text, label=label).to_dict()
-             for label, p in (("none", ""), ("cot", "Think. "))]
+    stats = [
+        head_stats(lm, exs, lambda e, p=p: p + e.text, label=label).to_dict()
+        for label, p in (("none", ""), ("cot", "Think. "))
+    ]
     job = RunStore(run_root).create("attention", attention_config([], "demo:arithmetic"), run_id="heads")
     job.write_json(STATS_FILE, stats)
     job.set_status("finished")
@@ -516,7 +557,10 @@ def test_priming_page_keeps_the_papers_numbers_out_of_our_table(run_root):
     ours = next(df.value for df in at.dataframe if "student exact match" in df.value.columns)
     assert not [c for c in ours.columns if "paper" in c.lower() or "gsm8k" in c.lower()]
     assert dict(zip(ours["strategy"], ours["gain vs none"])) == {
-        "none": "baseline", "gold": "+900%", "cot": "not distinguishable at n = 24"}
+        "none": "baseline",
+        "gold": "+900%",
+        "cot": "not distinguishable at n = 24",
+    }
     ref = next(df.value for df in at.dataframe if "paper name" in df.value.columns)
     assert list(ref["GSM8K accuracy"]) == [0.122, 0.250, 0.306, 0.340, 0.423, 0.481]
     assert any(h.value.startswith("Paper reference") for h in at.subheader)

@@ -1,4 +1,5 @@
 """`runs make-reference --jobs N`: dependencies read from configs, steps in parallel processes, speed jobs alone."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def test_dependencies_of_the_reference_plan(tmp_path):
     needs = dependencies(plan)
     assert needs["reference-mcl-few-kl-s1"] == {"reference-minilm-mcl-teacher"}
     assert needs["reference-minilm-2l-kl"] == {"reference-minilm-mc-teacher"}
-    assert needs["reference-smollm2-priming-heads"] == {f"reference-smollm2-priming-{s}" for s in
-                                                         ("none", "teacher", "ai_to_ai", "confidence", "gold", "cot")}
+    assert needs["reference-smollm2-priming-heads"] == {
+        f"reference-smollm2-priming-{s}" for s in ("none", "teacher", "ai_to_ai", "confidence", "gold", "cot")
+    }
     assert "reference-minilm-2l-ce" in needs["reference-minilm-rationales-after-ce"]
     assert needs["reference-minilm-mcl-teacher"] == set() and needs["reference-smollm2-priming-none"] == set()
     # a step never waits for one planned after it (the serial order stays a valid order)
@@ -29,16 +31,25 @@ def test_dependencies_of_the_reference_plan(tmp_path):
 
 
 def test_an_id_that_prefixes_another_is_not_a_dependency():
-    plan = [("run-a", "train", {"name": "a"}), ("run-a-2", "train", {"teacher": {"source": "runs/run-a-2/ckpt"}}),
-            ("b", "train", {"teacher": {"source": "runs/run-a/checkpoint"}, "models": [{"run": "run-a-2"}]})]
+    plan = [
+        ("run-a", "train", {"name": "a"}),
+        ("run-a-2", "train", {"teacher": {"source": "runs/run-a-2/ckpt"}}),
+        ("b", "train", {"teacher": {"source": "runs/run-a/checkpoint"}, "models": [{"run": "run-a-2"}]}),
+    ]
     needs = dependencies(plan)
     assert needs == {"run-a": set(), "run-a-2": set(), "b": {"run-a", "run-a-2"}}
 
 
 def _mc(path: Path) -> str:
-    rows = [{"id": f"q{i}", "question": f"what is {i} plus one", "answerKey": "AB"[i % 2],
-             "choices": {"label": ["A", "B"], "text": [str(i + 1), str(i + 7)][:: 1 if i % 2 == 0 else -1]}}
-            for i in range(24)]
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": f"what is {i} plus one",
+            "answerKey": "AB"[i % 2],
+            "choices": {"label": ["A", "B"], "text": [str(i + 1), str(i + 7)][:: 1 if i % 2 == 0 else -1]},
+        }
+        for i in range(24)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
 
@@ -48,13 +59,21 @@ def test_a_teacher_and_two_students_run_in_parallel_processes(tiny_dir, tmp_path
     store = RunStore(tmp_path / "runs")
     data = _mc(tmp_path / "mc.jsonl")
     common = dict(data=data, steps=2, eval_every=2, eval_size=6, batch_size=4, lr=1e-3, device="cpu")
-    teacher = TrainConfig(name="teacher", teacher=ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"),
-                          train_teacher=True, losses=[LossTerm("ce")], save_checkpoint=True, **common)
+    teacher = TrainConfig(
+        name="teacher",
+        teacher=ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"),
+        train_teacher=True,
+        losses=[LossTerm("ce")],
+        save_checkpoint=True,
+        **common,
+    )
     source = ModelSpec(str(store.root / "t" / "checkpoint"), task="multiple_choice")
     student = dict(teacher=source, student=StudentSpec(num_layers=1), **common)
-    plan = [("t", "train", teacher.to_dict()),
-            ("s-kl", "train", TrainConfig(name="kl", losses=[LossTerm("ce"), LossTerm("kl")], **student).to_dict()),
-            ("s-ce", "train", TrainConfig(name="ce", losses=[LossTerm("ce")], **student).to_dict())]
+    plan = [
+        ("t", "train", teacher.to_dict()),
+        ("s-kl", "train", TrainConfig(name="kl", losses=[LossTerm("ce"), LossTerm("kl")], **student).to_dict()),
+        ("s-ce", "train", TrainConfig(name="ce", losses=[LossTerm("ce")], **student).to_dict()),
+    ]
     lines = []
     done = run_plan(store, plan, jobs=jobs, log=lines.append)
     assert done[0] == "t" and sorted(done[1:]) == ["s-ce", "s-kl"]  # the teacher before the students it feeds
@@ -70,8 +89,13 @@ def test_a_failed_step_stops_the_plan_and_keeps_the_old_folder(tiny_dir, tmp_pat
     store = RunStore(tmp_path / "runs")
     old = store.create("train", {"name": "old"}, run_id="bad")
     (old.path / "keep.txt").write_text("the shipped run")
-    broken = TrainConfig(name="bad", teacher=ModelSpec(str(tmp_path / "no-such-model"), task="multiple_choice"),
-                         data=_mc(tmp_path / "mc.jsonl"), steps=1, device="cpu").to_dict()
+    broken = TrainConfig(
+        name="bad",
+        teacher=ModelSpec(str(tmp_path / "no-such-model"), task="multiple_choice"),
+        data=_mc(tmp_path / "mc.jsonl"),
+        steps=1,
+        device="cpu",
+    ).to_dict()
     after = dict(broken, name="after", teacher={**broken["teacher"], "source": str(store.root / "bad" / "ckpt")})
     with pytest.raises(RuntimeError, match="bad did not finish"):
         run_plan(store, [("bad", "train", broken), ("after", "train", after)], jobs=2, log=lambda m: None)

@@ -1,4 +1,5 @@
 """Paper presets: the numbers of the papers' code, the SinKD term against the authors' formula, CLI and merging."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,15 @@ from kd_analysis.training.presets import (
 
 ROOT = Path(__file__).resolve().parent.parent
 # The authors' per-task (α, T) from docs/methods.md §3 / their scripts, written out again here on purpose
-PAPER_ALPHA_T = {"cola": (0.9, 1.0), "mnli": (0.8, 3.0), "mrpc": (1.0, 4.0), "qnli": (0.8, 3.0), "qqp": (1.0, 4.0),
-                 "rte": (0.9, 3.5), "sst2": (0.9, 2.0)}
+PAPER_ALPHA_T = {
+    "cola": (0.9, 1.0),
+    "mnli": (0.8, 3.0),
+    "mrpc": (1.0, 4.0),
+    "qnli": (0.8, 3.0),
+    "qqp": (1.0, 4.0),
+    "rte": (0.9, 3.5),
+    "sst2": (0.9, 2.0),
+}
 
 
 def test_every_glue_task_has_a_sinkd_preset_with_the_authors_numbers():
@@ -69,8 +77,10 @@ def test_sinkd_preset_loss_equals_the_authors_formula(task):
     alpha, T = PAPER_ALPHA_T[task]
     g = torch.Generator().manual_seed(0)
     classes = 3 if task == "mnli" else 2
-    s, t = torch.randn(32, classes, generator=g, dtype=torch.float64) * 2, torch.randn(32, classes, generator=g,
-                                                                                       dtype=torch.float64) * 2
+    s, t = (
+        torch.randn(32, classes, generator=g, dtype=torch.float64) * 2,
+        torch.randn(32, classes, generator=g, dtype=torch.float64) * 2,
+    )
     labels = torch.randint(0, classes, (32,), generator=g)
     terms = kd_loss_terms(cfg, s, t, None)
     terms["ce"] = torch.nn.functional.cross_entropy(s, labels)
@@ -98,8 +108,16 @@ def test_labels_say_how_faithful_each_preset_is():
 
 def test_overrides_merge_blocks_and_replace_lists(tmp_path):
     base = PRESETS["goyal-priming"].config().to_dict()
-    merged = merge(base, {"lora": {"r": 16}, "losses": [{"name": "ce"}], "teacher": "minilm", "priming": None,
-                          "student": {"num_layers": 3}})
+    merged = merge(
+        base,
+        {
+            "lora": {"r": 16},
+            "losses": [{"name": "ce"}],
+            "teacher": "minilm",
+            "priming": None,
+            "student": {"num_layers": 3},
+        },
+    )
     assert merged["lora"]["r"] == 16 and merged["lora"]["alpha"] == 8
     assert merged["student"] == {"num_layers": 3}  # replaced whole: no keep_layers left from the preset
     assert merged["losses"] == [{"name": "ce"}] and merged["teacher"] == {"source": "minilm"}
@@ -120,12 +138,17 @@ def test_form_helpers():
     assert changed_settings(base, {"lr": 1e-3, "epochs": 30.0}) == ["lr 0.001", "epochs 30"]
     assert changed_settings(base, {"data": "demo:mcq"}) == ["your teacher, student and data"]
     rows = {r["term"]: r for r in loss_rows(base)}
-    assert rows["soft_ce"]["τ"] == 2.0 and rows["sinkhorn"]["τ²"] is False and "scale 0.001" in rows["sinkhorn"]["parameters"]
+    assert (
+        rows["soft_ce"]["τ"] == 2.0
+        and rows["sinkhorn"]["τ²"] is False
+        and "scale 0.001" in rows["sinkhorn"]["parameters"]
+    )
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "kd_analysis", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kd_analysis", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_presets_list_and_show():
@@ -143,12 +166,17 @@ def test_cli_presets_list_and_show():
 
 def test_train_with_a_preset_and_overrides(tiny_dir, tmp_path):
     data = tmp_path / "s.jsonl"
-    data.write_text("".join(json.dumps({"sentence": f"good {i}" if i % 2 else f"bad {i}", "label": i % 2}) + "\n"
-                            for i in range(20)))
+    data.write_text(
+        "".join(
+            json.dumps({"sentence": f"good {i}" if i % 2 else f"bad {i}", "label": i % 2}) + "\n" for i in range(20)
+        )
+    )
     over = tmp_path / "o.yaml"
-    over.write_text(f"teacher: {{source: {tiny_dir / 'bert'}, task: classification}}\nstudent: {{num_layers: 1}}\n"
-                    f"data: {data}\nsteps: 2\nepochs: null\nbatch_size: 4\neval_size: 4\neval_every: 2\n"
-                    "save_checkpoint: false\ndevice: cpu\n")
+    over.write_text(
+        f"teacher: {{source: {tiny_dir / 'bert'}, task: classification}}\nstudent: {{num_layers: 1}}\n"
+        f"data: {data}\nsteps: 2\nepochs: null\nbatch_size: 4\neval_size: 4\neval_every: 2\n"
+        "save_checkpoint: false\ndevice: cpu\n"
+    )
     proc = _cli("train", "--preset", "sinkd-sst2", "--config", str(over), "--root", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stderr
     bad = tmp_path / "bad.yaml"
@@ -195,8 +223,17 @@ def test_plots_keep_token_labels_and_one_bar_per_run():
 
     fig = probability_bars([".", "1", "\n", "1"], [0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4])
     assert fig.layout.xaxis.type == "category" and len(set(fig.data[0].x)) == 4 and "\\n" in fig.data[0].x[2]
-    rows = [{"run": r, "strategy": "ai_to_ai", "student exact match": a, "95% low": 0.0, "95% high": 0.3,
-             "eval questions": 24} for r, a in (("r1", 0.04), ("r2", 0.08))]
+    rows = [
+        {
+            "run": r,
+            "strategy": "ai_to_ai",
+            "student exact match": a,
+            "95% low": 0.0,
+            "95% high": 0.3,
+            "eval questions": 24,
+        }
+        for r, a in (("r1", 0.04), ("r2", 0.08))
+    ]
     bars = accuracy_bars(rows)
     assert list(bars.data[0].y) == [0.04, 0.08] and len(set(bars.data[0].x)) == 2
 
@@ -257,9 +294,20 @@ def test_annealing_is_refused_on_a_top_k_language_model_cache(tiny_dir):
     from kd_analysis.training.loop import train
 
     data = Path(tiny_dir).parent / "anneal.jsonl"
-    data.write_text("".join(json.dumps({"question": f"{i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"}) + "\n"
-                            for i in range(10)))
-    cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "llama")), student=StudentSpec(num_layers=1), data=str(data),
-                      steps=1, eval_size=2, losses=[LossTerm("kl", tau=3.0, tau_end=1.0)], teacher_topk=8)
+    data.write_text(
+        "".join(
+            json.dumps({"question": f"{i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"}) + "\n"
+            for i in range(10)
+        )
+    )
+    cfg = TrainConfig(
+        teacher=ModelSpec(str(tiny_dir / "llama")),
+        student=StudentSpec(num_layers=1),
+        data=str(data),
+        steps=1,
+        eval_size=2,
+        losses=[LossTerm("kl", tau=3.0, tau_end=1.0)],
+        teacher_topk=8,
+    )
     with pytest.raises(KDLensError, match="tau_end"):
         train(cfg, log=lambda m: None)

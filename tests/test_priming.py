@@ -1,5 +1,6 @@
 """Response priming: strategy registry, template checks, chat formatting, teacher outputs and their cache,
 and primed KD whose teacher and student answer positions line up."""
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,22 @@ from kd_analysis.priming import STRATEGIES, format_prompt, render_template
 from kd_analysis.priming.prompts import check_template, student_prompt
 from kd_analysis.priming.teacher import OutputCache, summarise, teacher_outputs
 
-EX = Example(id="a1", text="Tom has 3 apples and buys 4 more. How many apples does he have?", answer="7",
-             solution="Tom has 3 + 4 = 7 apples.")
+EX = Example(
+    id="a1",
+    text="Tom has 3 apples and buys 4 more. How many apples does he have?",
+    answer="7",
+    solution="Tom has 3 + 4 = 7 apples.",
+)
 
 
 def _arith_file(path, n=24):
-    rows = [{"question": f"Ann has {i} pens and buys 2 more. How many pens does Ann have?",
-             "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}"} for i in range(n)]
+    rows = [
+        {
+            "question": f"Ann has {i} pens and buys 2 more. How many pens does Ann have?",
+            "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}",
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -88,8 +98,12 @@ def test_scores_match_a_manual_forward_and_are_cached(tiny_dir, tmp_path, monkey
 def test_unparseable_generation_counts_wrong():
     from kd_analysis.priming.teacher import TeacherOutput
 
-    outs = {"none": [TeacherOutput("a", "none", 5, 3, -1.0, -0.3, generated="no idea", predicted=None, correct=False),
-                     TeacherOutput("b", "none", 5, 3, -1.0, -0.3, generated="#### 4", predicted="4", correct=True)]}
+    outs = {
+        "none": [
+            TeacherOutput("a", "none", 5, 3, -1.0, -0.3, generated="no idea", predicted=None, correct=False),
+            TeacherOutput("b", "none", 5, 3, -1.0, -0.3, generated="#### 4", predicted="4", correct=True),
+        ]
+    }
     [row] = summarise(outs)
     assert row["accuracy"] == 0.5 and row["unparseable"] == 1
     from kd_analysis.stats import wilson_interval
@@ -134,10 +148,20 @@ def test_primed_distillation_run_with_lora(tiny_dir, tmp_path):
     from kd_analysis.training.loop import train
 
     data = _arith_file(tmp_path / "arith.jsonl")
-    cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "llama")), student=StudentSpec(num_layers=1), data=str(data),
-                      steps=4, eval_every=4, eval_size=4, batch_size=4, max_new_tokens=4, lr=1e-3,
-                      losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)], lora=LoraSettings(r=4, alpha=8),
-                      priming=PrimingSettings("teacher"))
+    cfg = TrainConfig(
+        teacher=ModelSpec(str(tiny_dir / "llama")),
+        student=StudentSpec(num_layers=1),
+        data=str(data),
+        steps=4,
+        eval_every=4,
+        eval_size=4,
+        batch_size=4,
+        max_new_tokens=4,
+        lr=1e-3,
+        losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
+        lora=LoraSettings(r=4, alpha=8),
+        priming=PrimingSettings("teacher"),
+    )
     seen = []
     result = train(cfg, out_dir=tmp_path / "run", log=lambda m: None, on_metrics=seen.append)
     assert result.state == "finished" and result.steps == 4
@@ -152,8 +176,12 @@ def test_answer_nll_matches_the_models_own_loss(tiny_dir):
     from kd_analysis.training.evaluate import answer_nll
 
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
-    other = Example(id="a2", text="Sam has 10 pens and loses 3. How many pens are left?", answer="7",
-                    solution="Sam has 10 - 3 = 7 pens.")
+    other = Example(
+        id="a2",
+        text="Sam has 10 pens and loses 3. How many pens are left?",
+        answer="7",
+        solution="Sam has 10 - 3 = 7 pens.",
+    )
     total, count, alone = 0.0, 0, []
     for ex in (EX, other):
         p, t = _prompt_and_target(lm.tokenizer, ex, lambda e: student_prompt(lm.tokenizer, e))
@@ -184,8 +212,14 @@ def test_teacher_outputs_job_saves_what_the_live_call_returns(tiny_dir, tmp_path
     saved = load_outputs_run(store.get("outs"))
     from kd_analysis.data.sources import load_dataset
 
-    live = teacher_outputs(load_model(ModelSpec.from_dict(spec)), load_dataset(str(data)).examples[:3], templates,
-                           generate=True, max_new_tokens=4, cache=OutputCache(None))
+    live = teacher_outputs(
+        load_model(ModelSpec.from_dict(spec)),
+        load_dataset(str(data)).examples[:3],
+        templates,
+        generate=True,
+        max_new_tokens=4,
+        cache=OutputCache(None),
+    )
     assert list(saved) == ["none", "gold"] and saved == live
     assert run.metrics()[-1]["step"] == run.metrics()[-1]["total_steps"] == 6
     with pytest.raises(KDLensError, match="question"):
@@ -198,8 +232,9 @@ def _priming_store(root, runs):
 
     store = RunStore(root)
     for rid, strategy, hits in runs:
-        run = store.create("train", {"data": "demo:arithmetic", "priming": {"strategy": strategy} if strategy else None},
-                           run_id=rid)
+        run = store.create(
+            "train", {"data": "demo:arithmetic", "priming": {"strategy": strategy} if strategy else None}, run_id=rid
+        )
         run.append_metrics({"step": 0, "held_out": 24, "eval_exact_match": 0.0, "eval_answer_nll": 2.0})
         run.append_metrics({"step": 0, "teacher_exact_match": 0.25})
         run.append_metrics({"step": 10, "eval_exact_match": hits / 24, "eval_answer_nll": 1.0 - hits / 100})
@@ -261,9 +296,21 @@ def test_paper_reference_table_holds_the_papers_numbers():
 
     rows = paper_reference()
     assert [(r["strategy"], r["GSM8K accuracy"]) for r in rows] == [
-        (None, 0.122), (None, 0.250), ("none", 0.306), ("confidence", 0.340), ("teacher", 0.423), ("ai_to_ai", 0.481)]
+        (None, 0.122),
+        (None, 0.250),
+        ("none", 0.306),
+        ("confidence", 0.340),
+        ("teacher", 0.423),
+        ("ai_to_ai", 0.481),
+    ]
     assert [r["paper name"].split(" (")[0] for r in rows] == [
-        "no distillation", "LoRA fine-tune", "base KD", "Confidence", "Teacher", "Ground Truth"]
+        "no distillation",
+        "LoRA fine-tune",
+        "base KD",
+        "Confidence",
+        "Teacher",
+        "Ground Truth",
+    ]
     assert [r["correct (repo logs)"] for r in rows] == [161, None, 404, None, 558, 635]
     for r in rows:
         assert r["questions"] == 1319
@@ -280,10 +327,18 @@ def test_paper_reference_table_holds_the_papers_numbers():
 def test_accuracy_bars_carry_the_interval_and_never_the_paper():
     from kd_analysis.plots.priming import accuracy_bars
 
-    rows = [{"strategy": "<b>x</b>", "student exact match": None, "teacher exact match": None},
-            {"strategy": "none", "student exact match": 0.25, "95% low": 0.1, "95% high": 0.45,
-             "teacher exact match": 0.3, "eval questions": 24,
-             "paper (GSM8K, 8B student)": 0.122}]  # an old row's paper value must not be drawn
+    rows = [
+        {"strategy": "<b>x</b>", "student exact match": None, "teacher exact match": None},
+        {
+            "strategy": "none",
+            "student exact match": 0.25,
+            "95% low": 0.1,
+            "95% high": 0.45,
+            "teacher exact match": 0.3,
+            "eval questions": 24,
+            "paper (GSM8K, 8B student)": 0.122,
+        },
+    ]  # an old row's paper value must not be drawn
     fig = accuracy_bars(rows)
     bars = fig.data[0]
     assert list(bars.error_y.array) == [pytest.approx(0.2), None]

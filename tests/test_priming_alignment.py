@@ -1,5 +1,6 @@
 """Priming KD alignments: ours (the teacher forced on the gold answer after its prompt) and the paper's (prompt +
 question vs question, position by position, cut to one length), checked against hand-built positions."""
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,25 @@ from kd_analysis.priming.strategies import STRATEGIES
 from kd_analysis.training.batches import paper_answer_ids, paper_rows, position_outputs
 from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, TrainConfig
 
-EXS = [Example(id=f"e{i}", text=f"Ann has {i} pens and buys 2 more. How many pens?", answer=str(i + 2),
-               solution=f"Ann has {i} + 2 = {i + 2} pens.") for i in range(3)]
+EXS = [
+    Example(
+        id=f"e{i}",
+        text=f"Ann has {i} pens and buys 2 more. How many pens?",
+        answer=str(i + 2),
+        solution=f"Ann has {i} + 2 = {i + 2} pens.",
+    )
+    for i in range(3)
+]
 
 
 def _arith_file(path, n=16):
-    rows = [{"question": f"Ann has {i} pens and buys 2 more. How many pens does Ann have?",
-             "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}"} for i in range(n)]
+    rows = [
+        {
+            "question": f"Ann has {i} pens and buys 2 more. How many pens does Ann have?",
+            "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}",
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -54,7 +67,7 @@ def test_position_outputs_pair_input_positions_with_answer_tokens_unshifted(tiny
         assert out.labels[b, :n].tolist() == paper_answer_ids(tok, ex)[:n]  # the answer's first n tokens, not shifted
         with torch.no_grad():
             alone = lm.model(input_ids=torch.tensor([ids])).logits[0]
-        torch.testing.assert_close(out.logits[b, :len(ids)], alone, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(out.logits[b, : len(ids)], alone, rtol=1e-4, atol=1e-4)
 
 
 def test_alignment_is_validated():
@@ -66,10 +79,21 @@ def test_alignment_is_validated():
 def test_primed_run_in_each_alignment(tiny_dir, tmp_path, alignment, topk):
     from kd_analysis.training.loop import train
 
-    cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "llama")), student=StudentSpec(num_layers=1),
-                      data=str(_arith_file(tmp_path / "a.jsonl")), steps=3, eval_every=3, eval_size=3, batch_size=4,
-                      max_new_tokens=3, lr=1e-3, teacher_topk=topk, losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
-                      lora=LoraSettings(r=2, alpha=4), priming=PrimingSettings("ai_to_ai", alignment=alignment))
+    cfg = TrainConfig(
+        teacher=ModelSpec(str(tiny_dir / "llama")),
+        student=StudentSpec(num_layers=1),
+        data=str(_arith_file(tmp_path / "a.jsonl")),
+        steps=3,
+        eval_every=3,
+        eval_size=3,
+        batch_size=4,
+        max_new_tokens=3,
+        lr=1e-3,
+        teacher_topk=topk,
+        losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
+        lora=LoraSettings(r=2, alpha=4),
+        priming=PrimingSettings("ai_to_ai", alignment=alignment),
+    )
     seen = []
     res = train(cfg, out_dir=tmp_path / f"{alignment}{topk}", log=lambda m: None, on_metrics=seen.append)
     assert res.state == "finished" and res.steps == 3
@@ -86,8 +110,14 @@ def test_paper_alignment_compares_the_right_rows(tiny_dir):
     from kd_analysis.training.teacher_cache import TeacherCache
 
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
-    cfg = TrainConfig(teacher=ModelSpec("x"), losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)], max_length=64,
-                      priming=PrimingSettings("none", alignment="paper"), teacher_topk=None, tau=1.0)
+    cfg = TrainConfig(
+        teacher=ModelSpec("x"),
+        losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)],
+        max_length=64,
+        priming=PrimingSettings("none", alignment="paper"),
+        teacher_topk=None,
+        tau=1.0,
+    )
     with torch.no_grad():
         out = student_outputs(cfg, lm, lm, EXS, None)
         rows = _teacher_rows(cfg, TeacherCache(topk=None), lm, EXS, None, None, lm.tokenizer)
@@ -95,8 +125,8 @@ def test_paper_alignment_compares_the_right_rows(tiny_dir):
         s_raw, _ = paper_prompts(cfg)
         n = paper_rows(lm.tokenizer, lm.tokenizer, EXS, 64, s_raw, s_raw)
         assert AnswerRows.of(out).n == sum(n) == rows.shape[0]
-        first = lm.model(input_ids=torch.tensor([lm.tokenizer(EXS[0].text)["input_ids"]])).logits[0, :n[0]]
-        torch.testing.assert_close(rows[:n[0]], first, rtol=1e-4, atol=1e-4)
+        first = lm.model(input_ids=torch.tensor([lm.tokenizer(EXS[0].text)["input_ids"]])).logits[0, : n[0]]
+        torch.testing.assert_close(rows[: n[0]], first, rtol=1e-4, atol=1e-4)
         primed = TrainConfig(**{**cfg.__dict__, "priming": PrimingSettings("teacher", alignment="paper")})
         rows_primed = _teacher_rows(primed, TeacherCache(topk=None), lm, EXS, None, None, lm.tokenizer)
         out_primed = student_outputs(primed, lm, lm, EXS, None)

@@ -1,4 +1,5 @@
 """Run progress and comparison data (what the pages draw)."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,9 @@ def store(run_root):
     b = store.create("train", {"name": "B", "lr": 0.2, "losses": [{"name": "ce", "weight": 1}]}, run_id="b")
     a.set_status("running")
     for s in range(1, 5):
-        a.append_metrics({"step": s, "total_steps": 8, "loss": 2.0 / s, "loss_ce": 2.0 / s, "eta_s": 8 - s,
-                          "elapsed_s": float(s)})
+        a.append_metrics(
+            {"step": s, "total_steps": 8, "loss": 2.0 / s, "loss_ce": 2.0 / s, "eta_s": 8 - s, "elapsed_s": float(s)}
+        )
     a.append_metrics({"step": 4, "eval_accuracy": 0.5})
     b.append_metrics({"step": 1, "total_steps": 1, "loss": 1.0})
     b.append_metrics({"step": 1, "eval_accuracy": 0.7})

@@ -1,4 +1,5 @@
 """Students trained with the teacher's rationales: views, tag targets, the rationale cache and end-to-end runs."""
+
 from __future__ import annotations
 
 import json
@@ -52,10 +53,16 @@ def test_rationales_are_cached_per_setting(tiny_dir, tmp_path, monkeypatch):
         rationale_tasks.teacher_rationales(teacher, [EX], settings, target="gold", cache=cache)
 
 
-@pytest.mark.parametrize("change,match", [
-    ({"rationales": {"mode": "both"}}, "rationales.mode"), ({"rationales": {"k": 0}}, "rationales.k"),
-    ({"rationales": {"method": "magic"}}, "rationales.method"), ({"rationales": {"colour": 1}}, "rationales:"),
-    ({"rationales": {}, "train_teacher": True, "losses": [{"name": "ce"}]}, None)])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"rationales": {"mode": "both"}}, "rationales.mode"),
+        ({"rationales": {"k": 0}}, "rationales.k"),
+        ({"rationales": {"method": "magic"}}, "rationales.method"),
+        ({"rationales": {"colour": 1}}, "rationales:"),
+        ({"rationales": {}, "train_teacher": True, "losses": [{"name": "ce"}]}, None),
+    ],
+)
 def test_bad_rationale_settings(tiny_dir, tmp_path, change, match):
     d = {**_cfg(tiny_dir, tmp_path).to_dict(), **change}
     if match is None:  # an empty mapping means "no rationales", so fine-tuning the teacher stays allowed
@@ -71,9 +78,16 @@ def test_multitask_student_learns_the_rationale_task(tiny_dir, tmp_path, family)
     """An encoder learns token tags, a decoder generates the words; either way the rationale loss falls."""
     out = tmp_path / "run"
     out.mkdir()
-    cfg = _cfg(tiny_dir, tmp_path, teacher=ModelSpec(str(tiny_dir / family), task="multiple_choice"),
-               losses=[LossTerm("ce")], steps=12, eval_every=12, lr=5e-3,
-               rationales=RationaleSettings(mode="multitask", weight=1.0, k=2))
+    cfg = _cfg(
+        tiny_dir,
+        tmp_path,
+        teacher=ModelSpec(str(tiny_dir / family), task="multiple_choice"),
+        losses=[LossTerm("ce")],
+        steps=12,
+        eval_every=12,
+        lr=5e-3,
+        rationales=RationaleSettings(mode="multitask", weight=1.0, k=2),
+    )
     seen = []
     result = train(cfg, out_dir=out, log=lambda m: None, on_metrics=seen.append)
     losses = [m["loss_rationale"] for m in seen if "loss_rationale" in m]
@@ -89,9 +103,16 @@ def test_multitask_student_learns_the_rationale_task(tiny_dir, tmp_path, family)
 def test_append_mode_uses_predicted_rationales_at_evaluation(tiny_dir, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    cfg = _cfg(tiny_dir, tmp_path, teacher=ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"),
-               student=StudentSpec(num_layers=1), losses=[LossTerm("ce"), LossTerm("kl")], steps=2, eval_every=2,
-               rationales=RationaleSettings(mode="append", target="gold", k=3))
+    cfg = _cfg(
+        tiny_dir,
+        tmp_path,
+        teacher=ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"),
+        student=StudentSpec(num_layers=1),
+        losses=[LossTerm("ce"), LossTerm("kl")],
+        steps=2,
+        eval_every=2,
+        rationales=RationaleSettings(mode="append", target="gold", k=3),
+    )
     result = train(cfg, out_dir=out, log=lambda m: None)
     assert result.state == "finished" and "loss_rationale" not in result.metrics
     keys = [tuple(json.loads(x)["key"]) for x in (out / "rationales.jsonl").read_text().splitlines()]
@@ -116,19 +137,33 @@ def test_rationales_reused_from_a_job_and_mismatches_refused(tiny_dir, tmp_path,
     store = RunStore(tmp_path / "runs")
     data = str(_mc_file(tmp_path / "small.jsonl", n=12))
     teacher = ModelSpec(str(tiny_dir / "bert"), task="multiple_choice")
-    job = store.create("rationales", rationale_config(teacher, None, data, method="saliency", target="predicted",
-                                                      k=2), run_id="job")
+    job = store.create(
+        "rationales", rationale_config(teacher, None, data, method="saliency", target="predicted", k=2), run_id="job"
+    )
     assert run_one(job, store) == 0 and job.status()["state"] == "finished"
-    expected = {a.example_id: select_rationale(a, 2).words
-                for a in (Attribution.from_dict({k: v for k, v in row.items() if k != "role"})
-                          for row in read_jsonl(job.path / ATTRIBUTIONS))}
+    expected = {
+        a.example_id: select_rationale(a, 2).words
+        for a in (
+            Attribution.from_dict({k: v for k, v in row.items() if k != "role"})
+            for row in read_jsonl(job.path / ATTRIBUTIONS)
+        )
+    }
 
     def boom(*a, **k):
         raise AssertionError("attributed again instead of reusing the job")
 
     monkeypatch.setattr(rationale_tasks, "attribute", boom)
-    cfg = _cfg(tiny_dir, tmp_path, teacher=teacher, data=data, steps=2, eval_every=2, eval_size=2,
-               losses=[LossTerm("ce")], rationales=RationaleSettings(mode="append", k=2, source_run="job"))
+    cfg = _cfg(
+        tiny_dir,
+        tmp_path,
+        teacher=teacher,
+        data=data,
+        steps=2,
+        eval_every=2,
+        eval_size=2,
+        losses=[LossTerm("ce")],
+        rationales=RationaleSettings(mode="append", k=2, source_run="job"),
+    )
     out = store.create("train", cfg.to_dict(), run_id="student").path
     assert train(cfg, out_dir=out, log=lambda m: None).state == "finished"
     used = {row["id"]: row["words"] for row in read_jsonl(out / rationale_tasks.CACHE_FILE)}

@@ -1,6 +1,7 @@
 """Backfilled per-example records: a run's records rebuilt from its checkpoint equal the ones training wrote,
 the backfill refuses what it cannot rebuild faithfully, and the shipped reference runs carry records that agree
 with their own metrics."""
+
 from __future__ import annotations
 
 import json
@@ -37,21 +38,54 @@ def _configs(tiny_dir: Path, tmp_path: Path) -> dict[str, TrainConfig]:
     bert = ModelSpec(str(tiny_dir / "bert"), task="multiple_choice")
     return {
         "mc-full-checkpoint": _cfg(tiny_dir, tmp_path, steps=4, eval_every=2),
-        "mc-teacher-full-checkpoint": _cfg(tiny_dir, tmp_path, train_teacher=True, losses=[LossTerm("ce")], steps=3,
-                                           eval_every=3),
-        "mc-teacher-lora": _cfg(tiny_dir, tmp_path, teacher=bert, train_teacher=True, losses=[LossTerm("ce")],
-                                lora=LoraSettings(r=2, alpha=4), steps=3, eval_every=3),
-        "mc-rationale-append": _cfg(tiny_dir, tmp_path, teacher=bert, steps=2, eval_every=2,
-                                    rationales=RationaleSettings(mode="append", target="gold", k=3)),
+        "mc-teacher-full-checkpoint": _cfg(
+            tiny_dir, tmp_path, train_teacher=True, losses=[LossTerm("ce")], steps=3, eval_every=3
+        ),
+        "mc-teacher-lora": _cfg(
+            tiny_dir,
+            tmp_path,
+            teacher=bert,
+            train_teacher=True,
+            losses=[LossTerm("ce")],
+            lora=LoraSettings(r=2, alpha=4),
+            steps=3,
+            eval_every=3,
+        ),
+        "mc-rationale-append": _cfg(
+            tiny_dir,
+            tmp_path,
+            teacher=bert,
+            steps=2,
+            eval_every=2,
+            rationales=RationaleSettings(mode="append", target="gold", k=3),
+        ),
         "priming-lora-generation": TrainConfig(
-            teacher=ModelSpec(str(tiny_dir / "llama")), student=StudentSpec(num_layers=1), data=arith, steps=3,
-            eval_every=3, eval_size=4, batch_size=4, max_new_tokens=4, lr=1e-3,
-            losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)], lora=LoraSettings(r=4, alpha=8),
-            priming=PrimingSettings("teacher"))}
+            teacher=ModelSpec(str(tiny_dir / "llama")),
+            student=StudentSpec(num_layers=1),
+            data=arith,
+            steps=3,
+            eval_every=3,
+            eval_size=4,
+            batch_size=4,
+            max_new_tokens=4,
+            lr=1e-3,
+            losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
+            lora=LoraSettings(r=4, alpha=8),
+            priming=PrimingSettings("teacher"),
+        ),
+    }
 
 
-@pytest.mark.parametrize("kind", ["mc-full-checkpoint", "mc-teacher-full-checkpoint", "mc-teacher-lora",
-                                  "mc-rationale-append", "priming-lora-generation"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "mc-full-checkpoint",
+        "mc-teacher-full-checkpoint",
+        "mc-teacher-lora",
+        "mc-rationale-append",
+        "priming-lora-generation",
+    ],
+)
 def test_backfill_rebuilds_the_records_training_wrote(tiny_dir, tmp_path, kind):
     store = RunStore(tmp_path / "runs")
     run = _finished_run(store, kind, _configs(tiny_dir, tmp_path)[kind])
@@ -73,8 +107,12 @@ def test_backfill_rebuilds_the_records_training_wrote(tiny_dir, tmp_path, kind):
     for r in rebuilt:
         o = was[key(r)]
         assert r["correct"] == o["correct"] and r["prediction"] == o["prediction"], r["example_id"]
-        assert (r["text"], r["text_tokens"], r["run_id"], r["data"]) == (o["text"], o["text_tokens"], o["run_id"],
-                                                                          o["data"])
+        assert (r["text"], r["text_tokens"], r["run_id"], r["data"]) == (
+            o["text"],
+            o["text_tokens"],
+            o["run_id"],
+            o["data"],
+        )
         assert r.get("generated") == o.get("generated")
         if o["probs"] is not None:
             assert r["probs"] == pytest.approx(o["probs"], abs=1e-5)
@@ -119,8 +157,9 @@ def test_records_that_do_not_reproduce_the_run_are_not_written(tiny_dir, tmp_pat
     last = json.loads(lines[-1])
     last["eval_accuracy"] = round(last["eval_accuracy"] + (0.25 if last["eval_accuracy"] < 0.5 else -0.25), 6)
     (run.path / "metrics.jsonl").write_text("\n".join(lines[:-1] + [json.dumps(last)]) + "\n")
-    with pytest.raises(BackfillMismatch, match=r"not reproduced: accuracy .* \(off by 0\.25\); nothing was written") \
-            as err:
+    with pytest.raises(
+        BackfillMismatch, match=r"not reproduced: accuracy .* \(off by 0\.25\); nothing was written"
+    ) as err:
         backfill_run(store, "run")
     assert not err.value.result.matches and not err.value.result.written
     assert err.value.result.difference == pytest.approx(0.25)
@@ -157,8 +196,9 @@ def test_retrain_rebuilds_the_records_of_a_run_without_checkpoint(tiny_dir, tmp_
     was = {key(r): r for r in original}
     for r in map(strip, rebuilt):
         o = was[key(r)]
-        assert {k: v for k, v in r.items() if k not in ("probs", "kl", "ce", "entropy", "p_gold")} == \
-            {k: v for k, v in o.items() if k not in ("probs", "kl", "ce", "entropy", "p_gold")}
+        assert {k: v for k, v in r.items() if k not in ("probs", "kl", "ce", "entropy", "p_gold")} == {
+            k: v for k, v in o.items() if k not in ("probs", "kl", "ce", "entropy", "p_gold")
+        }
         if o["probs"] is not None:
             assert r["probs"] == pytest.approx(o["probs"], abs=1e-5)
         for f in ("kl", "ce", "entropy", "p_gold"):
@@ -167,11 +207,19 @@ def test_retrain_rebuilds_the_records_of_a_run_without_checkpoint(tiny_dir, tmp_
     assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.name != PREDICTIONS} == others
 
 
-@pytest.mark.parametrize("step,name,change,match", [
-    (2, "eval_accuracy", lambda v: round(v + (0.25 if v < 0.5 else -0.25), 6),
-     r"eval_accuracy at step 2 is off by 0\.25"),
-    (0, "teacher_accuracy", lambda v: round(v + (0.125 if v < 0.5 else -0.125), 6), r"teacher_accuracy at step 0"),
-    (3, "loss", lambda v: v + 1e-3, r"the loss at step 3 is off by 0\.001")])
+@pytest.mark.parametrize(
+    "step,name,change,match",
+    [
+        (
+            2,
+            "eval_accuracy",
+            lambda v: round(v + (0.25 if v < 0.5 else -0.25), 6),
+            r"eval_accuracy at step 2 is off by 0\.25",
+        ),
+        (0, "teacher_accuracy", lambda v: round(v + (0.125 if v < 0.5 else -0.125), 6), r"teacher_accuracy at step 0"),
+        (3, "loss", lambda v: v + 1e-3, r"the loss at step 3 is off by 0\.001"),
+    ],
+)
 def test_retrain_refuses_a_run_it_does_not_reproduce(tiny_dir, tmp_path, step, name, change, match):
     store = RunStore(tmp_path / "runs")
     run = _finished_run(store, "run", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
@@ -193,8 +241,11 @@ NOT_REPRODUCED: dict[str, str] = {}  # shipped runs whose records could not be r
 
 def _reference_train_runs() -> list[str]:
     runs = sorted((ROOT / "cached_runs").glob("reference-*"))
-    return [p.name for p in runs if (p / "config.json").exists()
-            and json.loads((p / "config.json").read_text()).get("kind") == "train"]
+    return [
+        p.name
+        for p in runs
+        if (p / "config.json").exists() and json.loads((p / "config.json").read_text()).get("kind") == "train"
+    ]
 
 
 @pytest.mark.parametrize("run_id", _reference_train_runs())
@@ -203,8 +254,10 @@ def test_shipped_reference_runs_have_records_that_match_their_metrics(run_id):
     run = RunStore(ROOT / "cached_runs").get(run_id)
     if not (run.path / PREDICTIONS).exists():
         if run_id in NOT_REPRODUCED:
-            pytest.xfail(f"shipped without a checkpoint or records, and retraining did not reproduce it: "
-                         f"{NOT_REPRODUCED[run_id]}")
+            pytest.xfail(
+                f"shipped without a checkpoint or records, and retraining did not reproduce it: "
+                f"{NOT_REPRODUCED[run_id]}"
+            )
         how = "" if (run.path / "checkpoint").is_dir() else " with retrain=True (it has no checkpoint)"
         pytest.fail(f"{run_id} has no {PREDICTIONS}: run kd_analysis.errors.backfill on it{how}")
     cfg = run.config()
@@ -213,8 +266,11 @@ def test_shipped_reference_runs_have_records_that_match_their_metrics(run_id):
     metric = "accuracy" if any("eval_accuracy" in m for m in metrics) else "exact_match"
     final = [m for m in metrics if f"eval_{metric}" in m][-1]
     held_out = next((m["held_out"] for m in metrics if "held_out" in m), None)  # older runs did not log it
-    live = [r for r in rows if r["role"] == ("teacher" if cfg.get("train_teacher") else "student")
-            and r["step"] == final["step"]]
+    live = [
+        r
+        for r in rows
+        if r["role"] == ("teacher" if cfg.get("train_teacher") else "student") and r["step"] == final["step"]
+    ]
     assert live and len(live) == len({r["example_id"] for r in live}) == (held_out or len(live))
     assert abs(sum(bool(r["correct"]) for r in live) / len(live) - final[f"eval_{metric}"]) <= 1e-9
     if not cfg.get("train_teacher"):

@@ -1,5 +1,6 @@
 """A damaged, stale or forged run store never hurts the user: no foreign process is signalled, one bad run
 never hides the others, and the CLI sees a dead worker without a page being opened."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,16 @@ def _running_run(store: RunStore, run_id: str, **status):
     return run
 
 
-@pytest.mark.parametrize("forged", ["pid only", "start time without token", "start time and a wrong token",
-                                    "token that is one of its arguments", "copied from an earlier boot"])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "pid only",
+        "start time without token",
+        "start time and a wrong token",
+        "token that is one of its arguments",
+        "copied from an earlier boot",
+    ],
+)
 def test_cancel_never_signals_a_process_the_status_merely_names(tmp_path, foreign, forged):
     store = RunStore(tmp_path / "runs")
     ident = {"pid": foreign.pid, "pgid": foreign.pid}
@@ -82,8 +91,21 @@ def test_identity_check_accepts_the_real_worker_only(tmp_path):
 
 def _fake_worker(store: RunStore, run_id: str, token: str) -> subprocess.Popen:
     """A process with a worker's command line (`job --run-id ID --root ROOT --token T`) that only sleeps."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "job", "--run-id", run_id,
-                             "--root", str(store.root), "--token", token], start_new_session=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(120)",
+            "job",
+            "--run-id",
+            run_id,
+            "--root",
+            str(store.root),
+            "--token",
+            token,
+        ],
+        start_new_session=True,
+    )
 
 
 @pytest.fixture
@@ -177,8 +199,7 @@ def _store_with_damage(root: Path, damage: str) -> RunStore:
     good.set_status("finished")
     bad = store.create("train", {"name": "bad run", "steps": 4}, run_id="bad")
     bad.append_metrics({"step": 1, "loss": 2.0})
-    bad.set_status("running", pid=os.getpid(), pgid=os.getpgrp(),
-                   proc_start=process_identity.start_time(os.getpid()))
+    bad.set_status("running", pid=os.getpid(), pgid=os.getpgrp(), proc_start=process_identity.start_time(os.getpid()))
     metrics, status = bad.path / "metrics.jsonl", bad.path / "status.json"
     if damage == "bad byte":
         with open(metrics, "ab") as fh:
@@ -206,15 +227,26 @@ def _store_with_damage(root: Path, damage: str) -> RunStore:
     elif damage == "no step and odd config":
         with open(metrics, "a") as fh:
             fh.write('{"loss": 1.0}\n{"step": 0, "held_out": "abc", "eval_accuracy": 0.5}\n')
-        (bad.path / "config.json").write_text(json.dumps({"name": ["a", "list"], "losses": "kl", "preset": ["x"],
-                                                          "steps": "ten"}))
+        (bad.path / "config.json").write_text(
+            json.dumps({"name": ["a", "list"], "losses": "kl", "preset": ["x"], "steps": "ten"})
+        )
     elif damage == "odd loss terms":
         (bad.path / "config.json").write_text(json.dumps({"name": 42, "losses": [{"name": "kl", "weight": "x"}, 3]}))
     return store
 
 
-DAMAGES = ["bad byte", "step not a number", "heartbeat not a number", "status not an object", "status bad bytes",
-           "missing keys", "unknown state", "absurd json", "no step and odd config", "odd loss terms"]
+DAMAGES = [
+    "bad byte",
+    "step not a number",
+    "heartbeat not a number",
+    "status not an object",
+    "status bad bytes",
+    "missing keys",
+    "unknown state",
+    "absurd json",
+    "no step and odd config",
+    "odd loss terms",
+]
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
@@ -267,8 +299,9 @@ def test_cancel_refuses_a_damaged_status_without_signalling(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["bad byte", "step not a number", "status bad bytes", "no step and odd config"])
-@pytest.mark.parametrize("page", ["pages/compare_runs.py", "pages/distillation_runs.py",
-                                  "pages/saliency_rationales.py"])
+@pytest.mark.parametrize(
+    "page", ["pages/compare_runs.py", "pages/distillation_runs.py", "pages/saliency_rationales.py"]
+)
 def test_pages_survive_a_damaged_run(tmp_path, monkeypatch, damage, page):
     from streamlit.testing.v1 import AppTest
 

@@ -1,4 +1,5 @@
 """Run store: folders, atomic status, tolerant metrics, listing."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Unit tests of app_ui.safe_text, then every page through AppTest with a data file, run names, failure reasons and
 model names that carry Markdown payloads: no Markdown-rendering element may hold one unescaped.
 """
+
 from __future__ import annotations
 
 import html
@@ -33,7 +34,7 @@ def raw_needles(text: str) -> list[str]:
     found = []
     for needle in NEEDLES:
         for m in re.finditer(re.escape(needle), text):
-            backslashes = len(text[:m.start()]) - len(text[:m.start()].rstrip("\\"))
+            backslashes = len(text[: m.start()]) - len(text[: m.start()].rstrip("\\"))
             if backslashes % 2 == 0:
                 found.append(needle)
                 break
@@ -41,6 +42,7 @@ def raw_needles(text: str) -> list[str]:
 
 
 # --- the helper -------------------------------------------------------------------------------------------------
+
 
 def _render(source: str) -> str:
     """CommonMark + tables + strikethrough, as markdown-it-py (a dependency of rich, hence of streamlit) renders."""
@@ -53,17 +55,48 @@ def _text(rendered: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
 
 
-@pytest.mark.parametrize("payload", PAYLOADS + [
-    ALL, "a \\ backslash, `code`, ~~gone~~, _under_, {braces}, a|b|c, &lt;, 50% & more",
-    "# heading", "- item", "+ item", "1. item", "> quote", "text\n===", "text\n---", "| a | b |\n|---|---|",
-    "<script>alert(1)</script>", "<http://example.invalid>", "www.example.invalid", ":material/home: :smile:",
-])
+@pytest.mark.parametrize(
+    "payload",
+    PAYLOADS
+    + [
+        ALL,
+        "a \\ backslash, `code`, ~~gone~~, _under_, {braces}, a|b|c, &lt;, 50% & more",
+        "# heading",
+        "- item",
+        "+ item",
+        "1. item",
+        "> quote",
+        "text\n===",
+        "text\n---",
+        "| a | b |\n|---|---|",
+        "<script>alert(1)</script>",
+        "<http://example.invalid>",
+        "www.example.invalid",
+        ":material/home: :smile:",
+    ],
+)
 def test_md_source_has_no_live_markup_and_renders_the_text(payload):
     source = md(payload)
     assert not raw_needles(source), source
     for rendered in (_render(source), _render(f"**Label:** {source}")):  # alone (block syntax) and after ours
-        for tag in ("<a ", "<img", "<em>", "<strong>", "<code>", "<h1>", "<h2>", "<ul>", "<ol>", "<blockquote>",
-                    "<table>", "<del>", "<s>", "<script", "<hr", "<pre>"):
+        for tag in (
+            "<a ",
+            "<img",
+            "<em>",
+            "<strong>",
+            "<code>",
+            "<h1>",
+            "<h2>",
+            "<ul>",
+            "<ol>",
+            "<blockquote>",
+            "<table>",
+            "<del>",
+            "<s>",
+            "<script",
+            "<hr",
+            "<pre>",
+        ):
             assert tag not in rendered.replace("<strong>Label:</strong>", ""), (payload, rendered)
     assert _text(_render(source)) == payload
     assert _text(_render(f"**Label:** {source}")) == f"Label: {payload}"
@@ -85,6 +118,7 @@ def test_code_span_shows_the_text_literally(text):
 
 # --- every page ---------------------------------------------------------------------------------------------------
 
+
 def rendered_sources(at: AppTest) -> list[str]:
     """Every string on the page that Streamlit renders as Markdown (plain-text places left out)."""
     out = []
@@ -94,8 +128,20 @@ def rendered_sources(at: AppTest) -> list[str]:
         out += [m.label, m.value, m.delta or ""]
     for p in at.get("progress"):
         out.append(p.proto.text)
-    for group in (at.expander, at.status, at.tabs, at.button, at.radio, at.selectbox, at.multiselect,
-                  at.text_input, at.text_area, at.number_input, at.checkbox, at.toggle):
+    for group in (
+        at.expander,
+        at.status,
+        at.tabs,
+        at.button,
+        at.radio,
+        at.selectbox,
+        at.multiselect,
+        at.text_input,
+        at.text_area,
+        at.number_input,
+        at.checkbox,
+        at.toggle,
+    ):
         out += [w.label for w in group]
     for r in at.radio:
         out += list(r.options)  # radio options render Markdown; selectbox / multiselect options do not
@@ -112,10 +158,24 @@ def assert_literal(at: AppTest) -> None:
 def mc_file(tmp_path) -> Path:
     """A CommonsenseQA-style file whose name, questions and choices carry the payloads."""
     f = tmp_path / f"{LINK} mc.jsonl"
-    f.write_text("".join(json.dumps({"id": f"q{i}", "question": f"Question {i}: {ALL}", "answerKey": "A",
-                                     "choices": {"label": ["A", "B", "C"],
-                                                 "text": [f"{LINK} one", f"{IMAGE} two", f"{TAG} **bold** $x$"]}})
-                         + "\n" for i in range(4)), encoding="utf-8")
+    f.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"q{i}",
+                    "question": f"Question {i}: {ALL}",
+                    "answerKey": "A",
+                    "choices": {
+                        "label": ["A", "B", "C"],
+                        "text": [f"{LINK} one", f"{IMAGE} two", f"{TAG} **bold** $x$"],
+                    },
+                }
+            )
+            + "\n"
+            for i in range(4)
+        ),
+        encoding="utf-8",
+    )
     return f
 
 
@@ -166,8 +226,13 @@ def test_saliency_rationales_page(mc_file, tiny_dir, run_root):
     _failed_run(RunStore(run_root), "rationales", {}, "bad-job")
     from tests.test_pages import attribute_live
 
-    at = _page("pages/saliency_rationales.py", mc_file, teacher_source=str(tiny_dir / "bert"),
-               teacher_task="multiple_choice", student_layers=1)
+    at = _page(
+        "pages/saliency_rationales.py",
+        mc_file,
+        teacher_source=str(tiny_dir / "bert"),
+        teacher_task="multiple_choice",
+        student_layers=1,
+    )
     attribute_live(at)
     assert_literal(at)
     assert any("answered" in m.value and md(f"{LINK} one") in m.value for m in at.markdown)
@@ -179,15 +244,44 @@ def test_priming_attention_page(tmp_path, run_root):
     from kd_analysis.runs import RunStore
 
     data = tmp_path / "arith.jsonl"
-    data.write_text("".join(json.dumps({"id": f"a{i}", "question": f"{ALL} How many pens, {i} + 2?",
-                                        "answer": f"{LINK} {i} + 2 = {i + 2}\n#### {i + 2}"}) + "\n"
-                            for i in range(2)), encoding="utf-8")
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"a{i}",
+                    "question": f"{ALL} How many pens, {i} + 2?",
+                    "answer": f"{LINK} {i} + 2 = {i + 2}\n#### {i + 2}",
+                }
+            )
+            + "\n"
+            for i in range(2)
+        ),
+        encoding="utf-8",
+    )
     templates = {"none": "{question}", "gold": "{question}\nThe answer is {answer}."}
-    job = _failed_run(RunStore(run_root), KIND, outputs_config({"source": IMAGE}, str(data), templates, limit=2),
-                      "outs")
-    job.write_text(OUTPUTS_FILE, "".join(json.dumps(TeacherOutput(
-        example_id=f"a{i}", strategy=s, prompt_tokens=20, answer_tokens=9, answer_logprob_per_token=-1.0,
-        generated=LINK, predicted=str(i), correct=False).to_dict()) + "\n" for s in templates for i in range(2)))
+    job = _failed_run(
+        RunStore(run_root), KIND, outputs_config({"source": IMAGE}, str(data), templates, limit=2), "outs"
+    )
+    job.write_text(
+        OUTPUTS_FILE,
+        "".join(
+            json.dumps(
+                TeacherOutput(
+                    example_id=f"a{i}",
+                    strategy=s,
+                    prompt_tokens=20,
+                    answer_tokens=9,
+                    answer_logprob_per_token=-1.0,
+                    generated=LINK,
+                    predicted=str(i),
+                    correct=False,
+                ).to_dict()
+            )
+            + "\n"
+            for s in templates
+            for i in range(2)
+        ),
+    )
     at = _page("pages/priming_attention.py")
     assert_literal(at)
     assert any(m.value.startswith("**Question:** " + md(ALL)) for m in at.markdown)

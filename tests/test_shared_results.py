@@ -1,4 +1,5 @@
 """Results shared across browser sessions: concurrent requests for one key compute once."""
+
 from __future__ import annotations
 
 import threading

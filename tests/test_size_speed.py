@@ -1,4 +1,5 @@
 """Size and speed of a teacher and its student: parameters, safetensors bytes, median latency; as a job."""
+
 from __future__ import annotations
 
 import threading
@@ -36,9 +37,13 @@ def test_measure_counts_parameters_and_bytes_and_times_both(tiny_dir, tmp_path):
 
 def test_size_speed_job_writes_its_result(tiny_dir, tmp_path, run_root):
     store = RunStore(run_root)
-    cfg = size_speed_config(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice").to_dict(),
-                            StudentSpec(num_layers=1).to_dict(), str(_mc_file(tmp_path / "mc.jsonl")), batch=4,
-                            repeats=2)
+    cfg = size_speed_config(
+        ModelSpec(str(tiny_dir / "bert"), task="multiple_choice").to_dict(),
+        StudentSpec(num_layers=1).to_dict(),
+        str(_mc_file(tmp_path / "mc.jsonl")),
+        batch=4,
+        repeats=2,
+    )
     run = store.create(KIND, cfg, state="running")
     state, reason, _ = size_speed_job(run, threading.Event(), store)
     assert state == "finished" and reason is None

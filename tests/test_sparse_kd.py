@@ -1,4 +1,5 @@
 """Top-k teacher KD over the full vocabulary: k + 1 buckets against dense references and hand computations."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,10 @@ ROWWISE = [n for n, spec in LOSSES.items() if spec.rows is not None]
 
 def _pair(rows=5, vocab=40, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(rows, vocab, generator=g, dtype=torch.float64) * 2,
-            torch.randn(rows, vocab, generator=g, dtype=torch.float64) * 2)
+    return (
+        torch.randn(rows, vocab, generator=g, dtype=torch.float64) * 2,
+        torch.randn(rows, vocab, generator=g, dtype=torch.float64) * 2,
+    )
 
 
 def test_every_row_divergence_has_a_sparse_form():
@@ -57,10 +60,14 @@ def test_k_below_v_equals_divergences_of_hand_built_buckets(k):
     tau = 1.5
     P, Q = _bucket_reference(s.numpy(), t.numpy(), k, tau)
     M = (P + Q) / 2
-    ref = {"kl": (P * np.log(P / Q)).sum(-1), "rkl": (Q * np.log(Q / P)).sum(-1),
-           "js": 0.5 * (P * np.log(P / M)).sum(-1) + 0.5 * (Q * np.log(Q / M)).sum(-1),
-           "tvd": 0.5 * np.abs(P - Q).sum(-1), "soft_ce": -(P * np.log(Q)).sum(-1),
-           "skew_kl": (P * np.log(P / (0.1 * P + 0.9 * Q))).sum(-1)}
+    ref = {
+        "kl": (P * np.log(P / Q)).sum(-1),
+        "rkl": (Q * np.log(Q / P)).sum(-1),
+        "js": 0.5 * (P * np.log(P / M)).sum(-1) + 0.5 * (Q * np.log(Q / M)).sum(-1),
+        "tvd": 0.5 * np.abs(P - Q).sum(-1),
+        "soft_ce": -(P * np.log(Q)).sum(-1),
+        "skew_kl": (P * np.log(P / (0.1 * P + 0.9 * Q))).sum(-1),
+    }
     lp, idx = teacher_topk_logprobs(t, k, tau=tau)
     for name, values in ref.items():
         got = sparse_kd(name, s, lp, idx, tau=tau, reduction="none").numpy()
@@ -120,7 +127,8 @@ def test_reused_logsumexp_and_mask():
     mask = torch.tensor([1, 0, 1, 1, 0, 0], dtype=torch.bool)
     per_row = sparse_kd("js", s, lp, idx, tau=2.0, reduction="none")
     assert sparse_kd("js", s, lp, idx, tau=2.0, mask=mask, student_lse=lse).item() == pytest.approx(
-        per_row[mask].mean().item(), rel=1e-12)
+        per_row[mask].mean().item(), rel=1e-12
+    )
     assert sparse_kd("js", s, lp, idx, tau=2.0, tau_squared=True).item() == pytest.approx(4 * a.item(), rel=1e-12)
 
 
@@ -142,12 +150,15 @@ def test_width_limits_the_teacher_ids_but_not_its_normaliser():
     np.testing.assert_allclose(lp.numpy(), log_softmax(t.numpy(), -1)[:, [2, 1]])
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(lp=torch.zeros(5, 3) + 0.5), "log-probabilities"),
-    (dict(idx=torch.full((5, 3), 99)), "outside the student's vocabulary"),
-    (dict(lp=torch.zeros(4, 3) - 1, idx=torch.zeros(4, 3, dtype=torch.long)), r"\[rows, k\]"),
-    (dict(tau=0.0), "τ"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(lp=torch.zeros(5, 3) + 0.5), "log-probabilities"),
+        (dict(idx=torch.full((5, 3), 99)), "outside the student's vocabulary"),
+        (dict(lp=torch.zeros(4, 3) - 1, idx=torch.zeros(4, 3, dtype=torch.long)), r"\[rows, k\]"),
+        (dict(tau=0.0), "τ"),
+    ],
+)
 def test_bad_input(bad, match):
     s = torch.randn(5, 40)
     lp = bad.get("lp", torch.full((5, 3), -2.0))

@@ -1,4 +1,5 @@
 """The Summary page's story: sections from the run store, the self-contained HTML export, the CLI and the page."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def test_sections_say_what_the_store_holds_and_what_regenerates_the_rest(story_s
 
 def test_story_html_is_self_contained_and_escaped(story_store, tmp_path):
     sections = build_story(story_store)
-    sections.append(Section("x", "6. <script>alert(1)</script>", "pages/summary.py", "Summary",
-                            sentences=["a <b>bold</b> claim"]))
+    sections.append(
+        Section("x", "6. <script>alert(1)</script>", "pages/summary.py", "Summary", sentences=["a <b>bold</b> claim"])
+    )
     text = story_html(sections)
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "a &lt;b&gt;bold&lt;/b&gt; claim" in text
@@ -55,8 +57,9 @@ def test_story_html_is_self_contained_and_escaped(story_store, tmp_path):
 
 
 def test_cli_story_writes_the_file_and_refuses_a_folder(story_store, run_root, tmp_path):
-    out = json.loads(cli("story", "--out", str(tmp_path / "s.html"), "--json",
-                         env={"KD_LENS_RUNS": str(run_root)}).stdout)
+    out = json.loads(
+        cli("story", "--out", str(tmp_path / "s.html"), "--json", env={"KD_LENS_RUNS": str(run_root)}).stdout
+    )
     assert out["bytes"] > 1_000_000 and len(out["sections"]) == 5  # plotly's JavaScript is inside
     assert_clean_error(cli("story", "--out", str(tmp_path), env={"KD_LENS_RUNS": str(run_root)}), "is a folder")
 
@@ -67,9 +70,13 @@ def test_summary_page_draws_every_section_with_links_and_export():
     at.run()
     at.switch_page("pages/summary.py").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert [h.value for h in at.header] == ["1. Size and speed", "2. Does distillation work?",
-                                            "3. What the losses do", "4. What the teacher looks at",
-                                            "5. Priming the teacher"]
+    assert [h.value for h in at.header] == [
+        "1. Size and speed",
+        "2. Does distillation work?",
+        "3. What the losses do",
+        "4. What the teacher looks at",
+        "5. Priming the teacher",
+    ]
     assert not at.info, [i.value for i in at.info]  # every section has its shipped runs
     text = " ".join(m.value for m in at.markdown)
     assert "faster" in text and "seeds × 500 examples" in text and "random words would" in text

@@ -1,5 +1,6 @@
 """Priming prompt wording: the paper's four strategies (docs/methods.md §2) are our paraphrases, say so, and carry
 nothing their strategy does not ask for (no chain-of-thought phrasing: that is `cot`'s job)."""
+
 import re
 
 import pytest
@@ -10,11 +11,13 @@ from kd_analysis.priming.strategies import OWN_WORDING, PAPER_WORDING
 
 PAPER = ("none", "teacher", "ai_to_ai", "confidence")
 OURS = ("gold", "cot")
-EX = Example(id="q", text="Ann has 3 pens and buys 4 more. How many pens?", answer="7",
-             solution="3 + 4 = 7")
+EX = Example(id="q", text="Ann has 3 pens and buys 4 more. How many pens?", answer="7", solution="3 + 4 = 7")
 # chain-of-thought phrasings the paper's prompts do not have
-COT = re.compile(r"step[\s-]*by[\s-]*step|each step|every step|think (?:it )?through|reason(?:ing)? (?:out|through)"
-                 r"|intermediate (?:result|step)|show (?:your|all) work", re.IGNORECASE)
+COT = re.compile(
+    r"step[\s-]*by[\s-]*step|each step|every step|think (?:it )?through|reason(?:ing)? (?:out|through)"
+    r"|intermediate (?:result|step)|show (?:your|all) work",
+    re.IGNORECASE,
+)
 
 
 def test_the_paper_strategies_and_ours_are_registered():
@@ -58,7 +61,8 @@ def test_gold_uses_the_answer_and_ai_to_ai_does_not():
 def test_each_paper_prompt_says_what_its_strategy_asks():
     t = {s: STRATEGIES[s].template.lower() for s in PAPER}
     assert t["none"] == "{question}"
-    assert "teacher" in t["teacher"] and "student" in t["teacher"] and "clear" in t["teacher"] \
-        and "simple" in t["teacher"]
+    assert (
+        "teacher" in t["teacher"] and "student" in t["teacher"] and "clear" in t["teacher"] and "simple" in t["teacher"]
+    )
     assert "detail" in t["ai_to_ai"] and "smaller" in t["ai_to_ai"] and "learn" in t["ai_to_ai"]
     assert t["confidence"].startswith("{question}") and "double-check" in t["confidence"]  # appended

@@ -1,4 +1,5 @@
 """Trainer and worker: end-to-end CLI runs on tiny models, cancel, kill -9, re-attach, config round-trip."""
+
 from __future__ import annotations
 
 import json
@@ -24,34 +25,63 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _mc_file(path: Path, n: int = 40) -> Path:
-    rows = [{"id": f"q{i}", "question": f"what is {i} plus one", "answerKey": "AB"[i % 2],
-             "choices": {"label": ["A", "B"], "text": [str(i + 1), str(i + 7)] if i % 2 == 0 else [str(i + 7), str(i + 1)]}}
-            for i in range(n)]
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": f"what is {i} plus one",
+            "answerKey": "AB"[i % 2],
+            "choices": {
+                "label": ["A", "B"],
+                "text": [str(i + 1), str(i + 7)] if i % 2 == 0 else [str(i + 7), str(i + 1)],
+            },
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def _cfg(tiny_dir, tmp_path, **kw) -> TrainConfig:
-    base = dict(teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"), student=StudentSpec(num_layers=1),
-                data=str(_mc_file(tmp_path / "mc.jsonl")), steps=10, eval_every=5, eval_size=8, batch_size=4,
-                losses=[LossTerm("ce"), LossTerm("kl")], lr=1e-3)
+    base = dict(
+        teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
+        student=StudentSpec(num_layers=1),
+        data=str(_mc_file(tmp_path / "mc.jsonl")),
+        steps=10,
+        eval_every=5,
+        eval_size=8,
+        batch_size=4,
+        losses=[LossTerm("ce"), LossTerm("kl")],
+        lr=1e-3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
 
 def test_config_round_trip_json_and_yaml(tmp_path, tiny_dir):
-    cfg = _cfg(tiny_dir, tmp_path, lora=LoraSettings(r=4, alpha=8), report_to=["tensorboard"],
-               losses=[LossTerm("ce", 0.6), LossTerm("sinkhorn", 0.4, {"eps": 0.05})])
+    cfg = _cfg(
+        tiny_dir,
+        tmp_path,
+        lora=LoraSettings(r=4, alpha=8),
+        report_to=["tensorboard"],
+        losses=[LossTerm("ce", 0.6), LossTerm("sinkhorn", 0.4, {"eps": 0.05})],
+    )
     for suffix, text in ((".json", cfg.to_json()), (".yaml", cfg.to_yaml())):
         f = tmp_path / f"c{suffix}"
         f.write_text(text)
         assert TrainConfig.load(f) == cfg
 
 
-@pytest.mark.parametrize("change,match", [
-    ({"steps": "ten"}, "steps must be a positive whole number"), ({"lr": -1}, "lr must be a positive number"),
-    ({"losses": [{"name": "bogus"}]}, "unknown loss"), ({"batch_size": 0}, "batch_size"),
-    ({"optimizer": "lion"}, "optimizer"), ({"colour": "red"}, "unknown config keys")])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"steps": "ten"}, "steps must be a positive whole number"),
+        ({"lr": -1}, "lr must be a positive number"),
+        ({"losses": [{"name": "bogus"}]}, "unknown loss"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"optimizer": "lion"}, "optimizer"),
+        ({"colour": "red"}, "unknown config keys"),
+    ],
+)
 def test_bad_config_values(tmp_path, tiny_dir, change, match):
     d = {**_cfg(tiny_dir, tmp_path).to_dict(), **change}
     with pytest.raises(KDLensError, match=match):
@@ -74,11 +104,26 @@ def test_training_lowers_the_loss_and_caches_the_teacher(tiny_dir, tmp_path):
 
 def test_lm_training_with_lora_and_sinkhorn(tiny_dir, tmp_path):
     data = tmp_path / "g.jsonl"
-    data.write_text("".join(json.dumps({"question": f"Tom has {i} apples and buys 1.", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"}) + "\n"
-                            for i in range(20)))
-    cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "llama")), student=StudentSpec(num_layers=1), data=str(data),
-                      steps=4, eval_every=4, eval_size=3, batch_size=4, max_new_tokens=6, teacher_topk=16,
-                      losses=[LossTerm("ce"), LossTerm("rkl"), LossTerm("sinkhorn", 0.5)], lora=LoraSettings(r=2, alpha=4))
+    data.write_text(
+        "".join(
+            json.dumps({"question": f"Tom has {i} apples and buys 1.", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"})
+            + "\n"
+            for i in range(20)
+        )
+    )
+    cfg = TrainConfig(
+        teacher=ModelSpec(str(tiny_dir / "llama")),
+        student=StudentSpec(num_layers=1),
+        data=str(data),
+        steps=4,
+        eval_every=4,
+        eval_size=3,
+        batch_size=4,
+        max_new_tokens=6,
+        teacher_topk=16,
+        losses=[LossTerm("ce"), LossTerm("rkl"), LossTerm("sinkhorn", 0.5)],
+        lora=LoraSettings(r=2, alpha=4),
+    )
     res = train(cfg, out_dir=tmp_path / "lm", log=lambda m: None)
     assert res.state == "finished" and "eval_exact_match" in res.metrics
     assert (tmp_path / "lm" / "checkpoint" / "adapter_model.safetensors").exists()
@@ -136,35 +181,56 @@ def test_term_temperatures_and_sinkhorn_rows_are_never_dropped():
     s_logits, t_logits = torch.randn(1, L, V, generator=g), torch.randn(1, L, V, generator=g)
     labels = torch.full((1, L), 3)
     labels[0, 0] = -100  # 300 answer tokens: 4 blocks of 64 and one of 44
-    cfg = TrainConfig(teacher=ModelSpec("x"), tau=1.0, tau_squared=False, teacher_topk=V,
-                      losses=[LossTerm("kl", tau=3.0, tau_squared=False), LossTerm("sinkhorn", tau=2.0)])
+    cfg = TrainConfig(
+        teacher=ModelSpec("x"),
+        tau=1.0,
+        tau_squared=False,
+        teacher_topk=V,
+        losses=[LossTerm("kl", tau=3.0, tau_squared=False), LossTerm("sinkhorn", tau=2.0)],
+    )
     notes = []
-    terms = kd_loss_terms(cfg, LMBatch(s_logits, labels, L), _cached_teacher(t_logits, labels, V, (2.0, 3.0)), V,
-                          note=notes.append)
+    terms = kd_loss_terms(
+        cfg, LMBatch(s_logits, labels, L), _cached_teacher(t_logits, labels, V, (2.0, 3.0)), V, note=notes.append
+    )
     s_rows, t_rows = s_logits[0, 1:], t_logits[0, 1:]
     assert terms["kl"].item() == pytest.approx(LOSSES["kl"](s_rows, t_rows, tau=3.0).item(), rel=1e-5)
-    ref = sinkhorn_blocks(torch.softmax(s_rows / 2, -1), torch.softmax(t_rows / 2, -1), teacher_probs=True,
-                          student_probs=True, tau=2.0)
+    ref = sinkhorn_blocks(
+        torch.softmax(s_rows / 2, -1), torch.softmax(t_rows / 2, -1), teacher_probs=True, student_probs=True, tau=2.0
+    )
     assert terms["sinkhorn"].item() == pytest.approx(ref.item(), rel=1e-5)
     assert any("no token is dropped" in n for n in notes)
     one = torch.tensor([[-100, 3]])
     notes.clear()
-    single = kd_loss_terms(cfg, LMBatch(s_logits[:, :2], one, 2), _cached_teacher(t_logits[:, :2], one, V, (2.0, 3.0)),
-                           V, note=notes.append)
+    single = kd_loss_terms(
+        cfg,
+        LMBatch(s_logits[:, :2], one, 2),
+        _cached_teacher(t_logits[:, :2], one, V, (2.0, 3.0)),
+        V,
+        note=notes.append,
+    )
     assert single["sinkhorn"].item() == 0.0 and any("single answer token" in n for n in notes)
 
 
 def test_incompatible_pair_for_logit_losses(tiny_dir, tmp_path):
-    cfg = _cfg(tiny_dir, tmp_path, teacher=ModelSpec(str(tiny_dir / "gpt2")),
-               student=StudentSpec(kind="model", model=ModelSpec(str(tiny_dir / "llama"))))
+    cfg = _cfg(
+        tiny_dir,
+        tmp_path,
+        teacher=ModelSpec(str(tiny_dir / "gpt2")),
+        student=StudentSpec(kind="model", model=ModelSpec(str(tiny_dir / "llama"))),
+    )
     cfg.student = StudentSpec(kind="model", model=ModelSpec(str(tiny_dir / "bert"), task="causal_lm"))
     with pytest.raises(KDLensError, match="not comparable"):
         train(cfg, log=lambda m: None)
 
 
 def test_student_bigger_than_teacher_warns(tiny_dir, tmp_path):
-    cfg = _cfg(tiny_dir, tmp_path, steps=1, eval_every=1,
-               student=StudentSpec(kind="shrink", num_layers=4, hidden_size=64, num_heads=4))
+    cfg = _cfg(
+        tiny_dir,
+        tmp_path,
+        steps=1,
+        eval_every=1,
+        student=StudentSpec(kind="shrink", num_layers=4, hidden_size=64, num_heads=4),
+    )
     res = train(cfg, log=lambda m: None)
     assert res.state == "finished" and "bigger than the teacher" in res.warnings[0]
 
@@ -254,11 +320,34 @@ def test_reattach_after_restart_and_queue(tiny_dir, tmp_path):
 def test_accelerate_launch_two_cpu_processes(tiny_dir, tmp_path):
     root = tmp_path / "runs"
     cfg = _write_cfg(tmp_path, tiny_dir, steps=3, eval_every=3, device="cpu")
-    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                           "-m", "kd_analysis", "train", "--config", str(cfg), "--root", str(root)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--cpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "kd_analysis",
+            "train",
+            "--config",
+            str(cfg),
+            "--root",
+            str(root),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = RunStore(root).list()
     assert len(runs) == 1 and runs[0].state == "finished" and runs[0].steps == 3
@@ -328,12 +417,16 @@ def test_full_vocabulary_mode_equals_the_dense_losses():
     g = torch.Generator().manual_seed(2)
     s_logits, t_logits = torch.randn(2, 5, 30, generator=g), torch.randn(2, 5, 30, generator=g)
     labels = torch.tensor([[-100, 1, 2, 3, -100], [4, 5, -100, -100, -100]])
-    cfg = TrainConfig(teacher=ModelSpec("x"), teacher_topk=None, tau=2.0, tau_squared=False,
-                      losses=[LossTerm("rkl"), LossTerm("js", tau=1.0)])
+    cfg = TrainConfig(
+        teacher=ModelSpec("x"),
+        teacher_topk=None,
+        tau=2.0,
+        tau_squared=False,
+        losses=[LossTerm("rkl"), LossTerm("js", tau=1.0)],
+    )
     mask = labels != -100
     terms = kd_loss_terms(cfg, LMBatch(s_logits, labels, 10), t_logits[mask], 30)
-    assert terms["rkl"].item() == pytest.approx(LOSSES["rkl"](s_logits[mask], t_logits[mask], tau=2.0).item(),
-                                                rel=1e-5)
+    assert terms["rkl"].item() == pytest.approx(LOSSES["rkl"](s_logits[mask], t_logits[mask], tau=2.0).item(), rel=1e-5)
     assert terms["js"].item() == pytest.approx(LOSSES["js"](s_logits[mask], t_logits[mask]).item(), rel=1e-5)
 
 
@@ -347,12 +440,19 @@ def test_lm_sinkhorn_from_a_top_k_cache_never_overstates_and_refuses_batch_mass(
 
     g = torch.Generator().manual_seed(3)
     V, k = 20, 6
-    s_logits, t_logits = torch.randn(1, 9, V, generator=g, dtype=torch.float64), torch.randn(
-        1, 9, V, generator=g, dtype=torch.float64) * 2
+    s_logits, t_logits = (
+        torch.randn(1, 9, V, generator=g, dtype=torch.float64),
+        torch.randn(1, 9, V, generator=g, dtype=torch.float64) * 2,
+    )
     labels = torch.full((1, 9), 1)
     labels[0, 0] = -100
-    cfg = TrainConfig(teacher=ModelSpec("x"), tau=1.0, tau_squared=False, teacher_topk=k,
-                      losses=[LossTerm("sinkhorn", params={"eps": 0.1, "iters": 50, "domain": "log"})])
+    cfg = TrainConfig(
+        teacher=ModelSpec("x"),
+        tau=1.0,
+        tau_squared=False,
+        teacher_topk=k,
+        losses=[LossTerm("sinkhorn", params={"eps": 0.1, "iters": 50, "domain": "log"})],
+    )
     terms = kd_loss_terms(cfg, LMBatch(s_logits, labels, 9), _cached_teacher(t_logits.float(), labels, k), V)
     p = torch.softmax(s_logits[0, 1:], -1).numpy()
     q = torch.softmax(t_logits[0, 1:], -1).numpy()
@@ -366,8 +466,9 @@ def test_lm_sinkhorn_from_a_top_k_cache_never_overstates_and_refuses_batch_mass(
         warnings.simplefilter("ignore")
         ref = float((ot.sinkhorn(a, a, C, 0.1, method="sinkhorn_log", numItermax=50, stopThr=0) * C).sum())
         true_cost = ot.dist(p, q, metric="cityblock")
-        upper = float((ot.sinkhorn(a, a, true_cost, 0.1, method="sinkhorn_log", numItermax=50, stopThr=0)
-                       * true_cost).sum())
+        upper = float(
+            (ot.sinkhorn(a, a, true_cost, 0.1, method="sinkhorn_log", numItermax=50, stopThr=0) * true_cost).sum()
+        )
     assert terms["sinkhorn"].item() == pytest.approx(ref, rel=1e-4)
     assert (true_cost + 1e-9 >= C).all() and terms["sinkhorn"].item() <= upper + 1e-6
     cfg.losses[0].params["mass"] = "batch"
@@ -383,8 +484,14 @@ def test_tail_mass_is_reported_and_a_thin_cache_warns():
     labels = torch.full((1, 6), 2)
     cfg = TrainConfig(teacher=ModelSpec("x"), tau=2.0, teacher_topk=4, losses=[LossTerm("kl")])
     stats, notes = {}, []
-    kd_loss_terms(cfg, LMBatch(s_logits, labels, 6), _cached_teacher(t_logits, labels, 4, (2.0,)), 500,
-                  note=notes.append, stats=stats)
+    kd_loss_terms(
+        cfg,
+        LMBatch(s_logits, labels, 6),
+        _cached_teacher(t_logits, labels, 4, (2.0,)),
+        500,
+        note=notes.append,
+        stats=stats,
+    )
     p = torch.softmax(t_logits[0] / 2, -1)
     assert stats["teacher_tail_mass"] == pytest.approx(float((1 - p.topk(4).values.sum(-1)).mean()), rel=1e-4)
     assert 0 < stats["student_tail_mass"] < 1 and any("hold only" in n for n in notes)
@@ -392,8 +499,9 @@ def test_tail_mass_is_reported_and_a_thin_cache_warns():
 
 def test_repeated_loss_names_are_refused():
     with pytest.raises(KDLensError, match="repeated: kl"):
-        TrainConfig(teacher=ModelSpec("x"), losses=[LossTerm("ce"), LossTerm("kl", tau=1.0), LossTerm("kl", tau=4.0)]
-                    ).validate()
+        TrainConfig(
+            teacher=ModelSpec("x"), losses=[LossTerm("ce"), LossTerm("kl", tau=1.0), LossTerm("kl", tau=4.0)]
+        ).validate()
 
 
 def test_answer_rows_cross_entropy_is_torchs():
@@ -445,8 +553,11 @@ def test_every_run_writes_per_example_records(tiny_dir, tmp_path):
         assert r["ce"] == pytest.approx(-float(torch.tensor(r["p_gold"]).log()), abs=1e-4)
         assert r["teacher_entropy"] == pytest.approx(t_by_id[r["example_id"]]["entropy"], abs=1e-4)
         assert r["text_tokens"] > 0 and r["choices"] and r["prediction"] == max(range(2), key=r["probs"].__getitem__)
-    train(_cfg(tiny_dir, tmp_path, steps=4, eval_every=2, records_every_eval=True), out_dir=tmp_path / "run-b",
-          log=lambda m: None)
+    train(
+        _cfg(tiny_dir, tmp_path, steps=4, eval_every=2, records_every_eval=True),
+        out_dir=tmp_path / "run-b",
+        log=lambda m: None,
+    )
     steps = [r["step"] for r in read_jsonl(tmp_path / "run-b" / PREDICTIONS) if r["role"] == "student"]
     assert sorted(set(steps)) == [0, 2, 4] and len(steps) == 24
 

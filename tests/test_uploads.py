@@ -1,4 +1,5 @@
 """Uploaded data files: streamed in chunks, stored once per content, listed and removed (library and page)."""
+
 from __future__ import annotations
 
 import io

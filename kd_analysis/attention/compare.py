@@ -4,6 +4,7 @@ Every student of a priming experiment shares one architecture, so head (l, h) of
 same slot as head (l, h) of another's: maps subtract cell by cell. A difference counts as clear when it is
 larger than the two 95% half-widths combined (sqrt(ci_a² + ci_b²)), a conservative reading of the intervals.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -27,8 +28,10 @@ class DiffMap:
 def _check_same_shape(items: list[HeadStats]) -> None:
     shapes = {(s.layers, s.heads) for s in items}
     if len(shapes) > 1:
-        raise KDLensError("these models have different layer x head shapes, so their heads cannot be aligned: "
-                          + ", ".join(f"{s.label} {s.layers}x{s.heads}" for s in items))
+        raise KDLensError(
+            "these models have different layer x head shapes, so their heads cannot be aligned: "
+            + ", ".join(f"{s.label} {s.layers}x{s.heads}" for s in items)
+        )
 
 
 def diff_map(a: HeadStats, b: HeadStats, stat: str) -> DiffMap:
@@ -53,8 +56,14 @@ def rank_heads(stats: list[HeadStats], stat: str, top: int = 10) -> list[dict]:
     rows = []
     for flat in order:
         layer, head = np.unravel_index(flat, var.shape)
-        rows.append({"layer": int(layer), "head": int(head), "variance": float(var[layer, head]),
-                     **{s.label: float(s.mean[stat][layer, head]) for s in stats}})
+        rows.append(
+            {
+                "layer": int(layer),
+                "head": int(head),
+                "variance": float(var[layer, head]),
+                **{s.label: float(s.mean[stat][layer, head]) for s in stats},
+            }
+        )
     return rows
 
 

@@ -5,6 +5,7 @@ limit, max_tokens. Each model reads the bare question through its chat template 
 sees), or, when the entry has a "template", the question primed by that template (the teacher under each
 strategy). Artefact: stats.json, one HeadStats per entry, written after each so a partial job still shows.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,16 @@ from kd_analysis.runs import Run
 STATS_FILE = "stats.json"
 
 
-def attention_config(models: list[dict[str, Any]], data: str, *, limit: int = 200, max_tokens: int = MAX_TOKENS,
-                     name: str = "") -> dict[str, Any]:
-    return {"models": models, "data": data, "limit": limit, "max_tokens": max_tokens,
-            "name": name or f"Attention heads of {len(models)} model(s) on {data}"}
+def attention_config(
+    models: list[dict[str, Any]], data: str, *, limit: int = 200, max_tokens: int = MAX_TOKENS, name: str = ""
+) -> dict[str, Any]:
+    return {
+        "models": models,
+        "data": data,
+        "limit": limit,
+        "max_tokens": max_tokens,
+        "name": name or f"Attention heads of {len(models)} model(s) on {data}",
+    }
 
 
 def load_labelled(entry: dict[str, Any], store):
@@ -66,8 +73,14 @@ def attention_job(run: Run, stop: threading.Event, store) -> tuple[str, str | No
             run.append_metrics({"step": base + i, "total_steps": total, "label": label})
 
         try:
-            stats = head_stats(loaded, examples, entry_prompt(entry, loaded), label=entry["label"],
-                               max_tokens=cfg.get("max_tokens", MAX_TOKENS), progress=tick)
+            stats = head_stats(
+                loaded,
+                examples,
+                entry_prompt(entry, loaded),
+                label=entry["label"],
+                max_tokens=cfg.get("max_tokens", MAX_TOKENS),
+                progress=tick,
+            )
         except InterruptedError:
             return "cancelled", f"cancelled during {entry['label']}", {}
         done += len(examples)

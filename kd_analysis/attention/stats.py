@@ -16,6 +16,7 @@ Across examples: mean and a 95% confidence half-width (Student t). Saved results
 single `sparsity` key, which was the visible-keys definition: `HeadStats.from_dict` reads it as
 `sparsity_visible`.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,10 +31,14 @@ from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
 from kd_analysis.truncation import DEFAULT_CAP, Cut, Limit, fit_left, keep_ends, token_limit
 
-STATS = {"entropy": "Entropy (nats)", "self": "Self-attention",
-         "sparsity_paper": "Sparsity (paper: share of all L×L weights > 0.1)",
-         "sparsity_visible": "Sparsity (visible keys > 0.1)",
-         "numbers": "Attention to numbers", "prev_similarity": "Similarity to previous layer"}
+STATS = {
+    "entropy": "Entropy (nats)",
+    "self": "Self-attention",
+    "sparsity_paper": "Sparsity (paper: share of all L×L weights > 0.1)",
+    "sparsity_visible": "Sparsity (visible keys > 0.1)",
+    "numbers": "Attention to numbers",
+    "prev_similarity": "Similarity to previous layer",
+}
 # saved key -> current key, for results written before a statistic was renamed
 RENAMED_STATS = {"sparsity": "sparsity_visible"}
 SPARSITY_THRESHOLD = 0.1
@@ -52,15 +57,22 @@ class HeadStats:
     truncated: int = 0  # examples cut (from the left of the question) to fit the token limit; see notes
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "layers": self.layers, "heads": self.heads, "examples": self.examples,
-                "mean": {k: _nan_to_none(v) for k, v in self.mean.items()},
-                "ci": {k: _nan_to_none(v) for k, v in self.ci.items()}, "notes": self.notes,
-                "truncated": self.truncated}
+        return {
+            "label": self.label,
+            "layers": self.layers,
+            "heads": self.heads,
+            "examples": self.examples,
+            "mean": {k: _nan_to_none(v) for k, v in self.mean.items()},
+            "ci": {k: _nan_to_none(v) for k, v in self.ci.items()},
+            "notes": self.notes,
+            "truncated": self.truncated,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> HeadStats:
         """Reads saved statistics, old ones too: a renamed key (`sparsity`, the visible-keys definition) is read
         under its current name, and a statistic the file lacks is all-nan with a note saying to recompute."""
+
         def arr(m: dict) -> dict[str, np.ndarray]:
             out = {}
             for k, v in m.items():
@@ -79,8 +91,10 @@ class HeadStats:
         for s in STATS:
             ci.setdefault(s, np.full(shape, np.nan))
         if missing:
-            notes.append("saved before these statistics existed, so they are empty here (compute again to see "
-                         "them): " + ", ".join(STATS[s] for s in missing))
+            notes.append(
+                "saved before these statistics existed, so they are empty here (compute again to see "
+                "them): " + ", ".join(STATS[s] for s in missing)
+            )
         truncated = d.get("truncated")
         if truncated is None:  # saved before the count existed: "N example(s) longer than ... were cut ..."
             import re
@@ -127,11 +141,16 @@ class _Collector:
             if idx in self.seen or not isinstance(out, tuple):
                 return
             for w in out[1:]:  # (output, weights) in most families; T5 puts its position bias first
-                if (isinstance(w, torch.Tensor) and w.dim() == 4 and w.shape[-1] == w.shape[-2]
-                        and bool(torch.allclose(w[0].sum(-1).float(), torch.ones((), device=w.device), atol=1e-3))):
+                if (
+                    isinstance(w, torch.Tensor)
+                    and w.dim() == 4
+                    and w.shape[-1] == w.shape[-2]
+                    and bool(torch.allclose(w[0].sum(-1).float(), torch.ones((), device=w.device), atol=1e-3))
+                ):
                     self.seen.add(idx)
                     self.on_layer(idx, w[0].detach().float())
                     return
+
         return hook
 
     def reset(self) -> None:
@@ -150,8 +169,9 @@ def visible_keys(tokens: torch.Tensor, causal: bool) -> torch.Tensor:
     return torch.tril(valid) if causal else valid
 
 
-def _per_head(a: torch.Tensor, valid: torch.Tensor, numbers: torch.Tensor,
-              tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def _per_head(
+    a: torch.Tensor, valid: torch.Tensor, numbers: torch.Tensor, tokens: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """a [H, L, L]; valid [L, L] bool (keys each query may see); numbers [L] bool; tokens [L] bool (real
     tokens; default all). Query rows of padding are skipped and padding keys never count, so L below is the
     number of real tokens. Returns stat -> [H]."""
@@ -165,15 +185,20 @@ def _per_head(a: torch.Tensor, valid: torch.Tensor, numbers: torch.Tensor,
     big = (a > SPARSITY_THRESHOLD) & valid  # masked (causal, padding) positions count as zeros
     ent = -(a.clamp_min(1e-12).log() * a * valid).sum(-1)  # [H, L]
     digits = valid & numbers.bool()[None, :]
-    return {"entropy": per_row(ent), "self": per_row(torch.diagonal(a, dim1=-2, dim2=-1)),
-            "sparsity_paper": big.sum((-2, -1)).to(a.dtype) / (n * n),
-            "sparsity_visible": per_row(big.sum(-1) / valid.sum(-1).clamp(min=1)),
-            "numbers": per_row((a * digits).sum(-1)) if bool((numbers.bool() & tokens).any())
-            else torch.full(a.shape[:1], math.nan)}
+    return {
+        "entropy": per_row(ent),
+        "self": per_row(torch.diagonal(a, dim1=-2, dim2=-1)),
+        "sparsity_paper": big.sum((-2, -1)).to(a.dtype) / (n * n),
+        "sparsity_visible": per_row(big.sum(-1) / valid.sum(-1).clamp(min=1)),
+        "numbers": per_row((a * digits).sum(-1))
+        if bool((numbers.bool() & tokens).any())
+        else torch.full(a.shape[:1], math.nan),
+    }
 
 
-def batch_head_stats(attn: torch.Tensor, attention_mask: torch.Tensor, causal: bool,
-                     numbers: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def batch_head_stats(
+    attn: torch.Tensor, attention_mask: torch.Tensor, causal: bool, numbers: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """Per-head statistics of a padded batch: attn [B, H, L, L], attention_mask [B, L] (1 = real token, left or
     right padding), numbers [B, L] bool (default: none). Each example is measured on its own real tokens, so
     padding columns never count. Returns stat -> [B, H] (without prev_similarity, which needs two layers)."""
@@ -239,8 +264,15 @@ def _forward(loaded, ids: torch.Tensor) -> None:
             model(input_ids=x)
 
 
-def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], str], *, label: str = "",
-               max_tokens: int = MAX_TOKENS, progress: Callable[[int, int], None] | None = None) -> HeadStats:
+def head_stats(
+    loaded,
+    examples: Sequence[Example],
+    prompt: Callable[[Example], str],
+    *,
+    label: str = "",
+    max_tokens: int = MAX_TOKENS,
+    progress: Callable[[int, int], None] | None = None,
+) -> HeadStats:
     """Statistics of every head over `examples`, each read as `prompt(example)`. `max_tokens` caps the input
     (the model's own maximum applies when smaller); a longer prompt loses the start of its question, and the
     count of cut examples is in `truncated`, with a note."""
@@ -257,8 +289,9 @@ def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], 
         valid, numbers = state["valid"], state["numbers"]
         stats = _per_head(a, valid, numbers)
         prev = state.get("prev")
-        stats["prev_similarity"] = (_cosine(a, prev) if prev is not None and prev.shape == a.shape
-                                    else torch.full(a.shape[:1], math.nan))
+        stats["prev_similarity"] = (
+            _cosine(a, prev) if prev is not None and prev.shape == a.shape else torch.full(a.shape[:1], math.nan)
+        )
         state["prev"] = a
         for s, v in stats.items():
             state["row"][s][idx] = v.cpu()
@@ -273,8 +306,12 @@ def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], 
             ids, _ = encode(loaded, text, limit.tokens)
             L = len(ids)
             valid = visible_keys(torch.ones(L, dtype=torch.bool), is_causal(loaded))
-            state.update(valid=valid.to(loaded.device), numbers=digit_positions(loaded.tokenizer, ids.tolist()).to(
-                loaded.device), prev=None, row={s: [None] * n_layers for s in STATS})
+            state.update(
+                valid=valid.to(loaded.device),
+                numbers=digit_positions(loaded.tokenizer, ids.tolist()).to(loaded.device),
+                prev=None,
+                row={s: [None] * n_layers for s in STATS},
+            )
             collector.reset()
             _forward(loaded, ids)
             if len(collector.seen) == 0:
@@ -288,11 +325,16 @@ def head_stats(loaded, examples: Sequence[Example], prompt: Callable[[Example], 
         collector.close()
     if cuts:
         ex_id, longest = max(cuts, key=lambda c: c[1].total)
-        where = ("the question" if all(c.where == "question" for _, c in cuts) else
-                 "the question (of the whole prompt where the rest of it alone is over the limit)")
-        notes.append(f"{len(cuts)} of {len(examples)} example(s) were longer than {limit.describe()} and were cut "
-                     f"from the left of {where}, so the end of the prompt (the answer cue) stays; the longest, "
-                     f"example {ex_id}: {longest.note()}")
+        where = (
+            "the question"
+            if all(c.where == "question" for _, c in cuts)
+            else "the question (of the whole prompt where the rest of it alone is over the limit)"
+        )
+        notes.append(
+            f"{len(cuts)} of {len(examples)} example(s) were longer than {limit.describe()} and were cut "
+            f"from the left of {where}, so the end of the prompt (the answer cue) stays; the longest, "
+            f"example {ex_id}: {longest.note()}"
+        )
     mean, ci = {}, {}
     for s in STATS:
         arr = np.full((len(examples), n_layers, heads), np.nan)

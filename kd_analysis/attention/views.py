@@ -5,6 +5,7 @@ CDN loader, inline d3 v5 and jQuery from installed PyPI packages (`mpld3`, `xsta
 `requirejs(deps, cb)` stand-in that hands those globals to bertviz's code. The attention JSON grows ~22 bytes
 per value, so tokens, layers and heads are capped and values rounded before bertviz sees them.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,8 +31,9 @@ window.requirejs = function (deps, cb) {
 def _package_file(package: str, *parts: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise KDLensError(f"the offline attention view needs the PyPI package {package.split('.')[0]!r} "
-                          "(it is in requirements.txt)")
+        raise KDLensError(
+            f"the offline attention view needs the PyPI package {package.split('.')[0]!r} (it is in requirements.txt)"
+        )
     path = Path(next(iter(spec.submodule_search_locations)), *parts)
     if not path.exists():
         raise KDLensError(f"{path} is missing: reinstall {package.split('.')[0]}")
@@ -61,9 +63,15 @@ def make_offline(html: str) -> str:
     return offline_assets() + "\n" + html
 
 
-def attention_view(attention: Sequence[torch.Tensor], tokens: Sequence[str], *, kind: str = "head",
-                   layers: Sequence[int] | None = None, heads: Sequence[int] | None = None,
-                   max_tokens: int = MAX_VIEW_TOKENS) -> tuple[str, list[str]]:
+def attention_view(
+    attention: Sequence[torch.Tensor],
+    tokens: Sequence[str],
+    *,
+    kind: str = "head",
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    max_tokens: int = MAX_VIEW_TOKENS,
+) -> tuple[str, list[str]]:
     """Offline bertviz HTML for one example's attentions (one [1, H, L, L] tensor per layer) and any notes."""
     from bertviz import head_view, model_view
 
@@ -80,7 +88,7 @@ def attention_view(attention: Sequence[torch.Tensor], tokens: Sequence[str], *, 
         tokens = tokens[-max_tokens:]
     att = []
     for i in layers:
-        a = attention[i][:, :, -len(tokens):, -len(tokens):].float()
+        a = attention[i][:, :, -len(tokens) :, -len(tokens) :].float()
         if heads is not None:
             a = a[:, list(heads)]
         att.append(torch.round(a, decimals=3))

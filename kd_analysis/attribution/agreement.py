@@ -1,4 +1,5 @@
 """Teacher vs student: do they look at the same words? Rank correlation and top-k overlap per example."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -51,6 +52,10 @@ def agreement_summary(teacher: Sequence[Attribution], student: Sequence[Attribut
     by_id = {a.example_id: a for a in student}
     rows = [agreement(t, by_id[t.example_id], k) for t in teacher if t.example_id in by_id]
     rhos = [r.spearman for r in rows if r.spearman is not None]
-    return {"examples": len(rows), "k": k, "mean_spearman": sum(rhos) / len(rhos) if rhos else None,
-            "mean_topk_overlap": sum(r.topk_overlap for r in rows) / len(rows) if rows else None,
-            "rows": [r.to_dict() for r in rows]}
+    return {
+        "examples": len(rows),
+        "k": k,
+        "mean_spearman": sum(rhos) / len(rhos) if rhos else None,
+        "mean_topk_overlap": sum(r.topk_overlap for r in rows) / len(rows) if rows else None,
+        "rows": [r.to_dict() for r in rows],
+    }

@@ -4,6 +4,7 @@ Run config (kind "rationales"): teacher (ModelSpec), student (StudentSpec or nul
 steps, limit, max_tokens (the cap on input tokens; the model's own maximum applies when smaller). Artefacts:
 attributions.jsonl (one line per example and model) and report.json (aggregates, and the inputs that were cut).
 """
+
 from __future__ import annotations
 
 import threading
@@ -19,12 +20,31 @@ from kd_analysis.runs import Run
 ATTRIBUTIONS, REPORT = "attributions.jsonl", "report.json"
 
 
-def rationale_config(teacher, student, data: str, *, method: str = "saliency", target: str = "gold", k: int = 5,
-                     steps: int = 32, limit: int | None = None, max_tokens: int = MAX_TOKENS,
-                     name: str = "") -> dict[str, Any]:
-    return {"teacher": teacher.to_dict(), "student": student.to_dict() if student else None, "data": data,
-            "method": method, "target": target, "k": k, "steps": steps, "limit": limit, "max_tokens": max_tokens,
-            "name": name or f"Rationales ({method}) on {data}"}
+def rationale_config(
+    teacher,
+    student,
+    data: str,
+    *,
+    method: str = "saliency",
+    target: str = "gold",
+    k: int = 5,
+    steps: int = 32,
+    limit: int | None = None,
+    max_tokens: int = MAX_TOKENS,
+    name: str = "",
+) -> dict[str, Any]:
+    return {
+        "teacher": teacher.to_dict(),
+        "student": student.to_dict() if student else None,
+        "data": data,
+        "method": method,
+        "target": target,
+        "k": k,
+        "steps": steps,
+        "limit": limit,
+        "max_tokens": max_tokens,
+        "name": name or f"Rationales ({method}) on {data}",
+    }
 
 
 def rationale_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str | None, dict]:
@@ -47,19 +67,28 @@ def rationale_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str
         for ex in examples:
             if stop.is_set():
                 return "cancelled", f"cancelled after {done} of {total} attributions", {}
-            a = attribute(loaded, ex, method=cfg["method"], target=cfg.get("target", "gold"),
-                          steps=cfg.get("steps", 32), max_tokens=cfg.get("max_tokens") or MAX_TOKENS)
+            a = attribute(
+                loaded,
+                ex,
+                method=cfg["method"],
+                target=cfg.get("target", "gold"),
+                steps=cfg.get("steps", 32),
+                max_tokens=cfg.get("max_tokens") or MAX_TOKENS,
+            )
             append_jsonl(run.path / ATTRIBUTIONS, {"role": role, **a.to_dict()})
             results[role].append(a)
             done += 1
             run.append_metrics({"step": done, "total_steps": total, "role": role})
     report = _report(cfg, results)
-    run.write_json(REPORT, {"aggregate": report.aggregate, "agreement": report.agreement,
-                            "truncated": report.truncated()})
+    run.write_json(
+        REPORT, {"aggregate": report.aggregate, "agreement": report.agreement, "truncated": report.truncated()}
+    )
     for role, t in report.truncated().items():
         if t["cut"]:
-            run.log(f"{role}: {t['cut']} of {t['examples']} inputs were cut from the left of the question to fit "
-                    "the token limit (see each example's notes)")
+            run.log(
+                f"{role}: {t['cut']} of {t['examples']} inputs were cut from the left of the question to fit "
+                "the token limit (see each example's notes)"
+            )
     run.log(f"finished: {done} attributions")
     return "finished", None, {}
 
@@ -70,8 +99,14 @@ def _report(cfg: dict, results: dict[str, list[Attribution]]) -> RationaleReport
     for role, attrs in results.items():
         rows += [dict(r, method=cfg["method"], model=role) for r in aggregate(attrs, ks=sorted(set(KS) | {k}))]
     agree = agreement_summary(results["teacher"], results["student"], k) if results.get("student") else None
-    return RationaleReport(method=cfg["method"], k=k, teacher=results.get("teacher", []),
-                           student=results.get("student", []), aggregate=rows, agreement=agree)
+    return RationaleReport(
+        method=cfg["method"],
+        k=k,
+        teacher=results.get("teacher", []),
+        student=results.get("student", []),
+        aggregate=rows,
+        agreement=agree,
+    )
 
 
 def load_rationale_run(run: Run) -> RationaleReport:
@@ -99,18 +134,30 @@ def agreement_table(store) -> list[dict[str, Any]]:
         agree = report["agreement"]
         acc = {r["model"]: r for r in report["aggregate"] if r["group"] == "all" and r["k"] == agree["k"]}
         student = acc.get("student", {})
-        rows.append({"job": summary.run_id, "name": cfg.get("name", ""), "teacher": cfg["teacher"]["source"],
-                     "student": StudentSpec.from_dict(cfg["student"]).describe(), "examples": agree["examples"],
-                     "k": agree["k"], "mean spearman": agree["mean_spearman"],
-                     "top-k overlap": agree["mean_topk_overlap"],
-                     "student overlap (any)": student.get("any"), "teacher overlap (any)": acc.get("teacher", {}).get("any"),
-                     "student accuracy": _accuracy(run, "student")})
+        rows.append(
+            {
+                "job": summary.run_id,
+                "name": cfg.get("name", ""),
+                "teacher": cfg["teacher"]["source"],
+                "student": StudentSpec.from_dict(cfg["student"]).describe(),
+                "examples": agree["examples"],
+                "k": agree["k"],
+                "mean spearman": agree["mean_spearman"],
+                "top-k overlap": agree["mean_topk_overlap"],
+                "student overlap (any)": student.get("any"),
+                "teacher overlap (any)": acc.get("teacher", {}).get("any"),
+                "student accuracy": _accuracy(run, "student"),
+            }
+        )
     return rows
 
 
 def _accuracy(run: Run, role: str) -> float | None:
-    right = [line["correct"] for line in read_jsonl(run.path / ATTRIBUTIONS)
-             if line.get("role") == role and line.get("correct") is not None]
+    right = [
+        line["correct"]
+        for line in read_jsonl(run.path / ATTRIBUTIONS)
+        if line.get("role") == role and line.get("correct") is not None
+    ]
     return sum(right) / len(right) if right else None
 
 

@@ -7,6 +7,7 @@ Overlap definitions (switchable, all over word positions of the input):
 - iou: intersection over union of the same sets.
 An example whose answer text does not occur in the input is undefined: excluded, never counted as 0.
 """
+
 from __future__ import annotations
 
 import string
@@ -22,7 +23,117 @@ from kd_analysis.errors import KDLensError
 
 DEFINITIONS = ("any", "fraction", "f1", "iou")
 PAPER_OVERLAP = 0.68  # Ballout et al. 2024, multiple-choice data
-STOPWORDS = frozenset(["a", "an", "the", "of", "to", "in", "on", "at", "for", "by", "with", "from", "and", "or", "but", "if", "then", "than", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "has", "have", "had", "it", "its", "this", "that", "these", "those", "there", "here", "which", "who", "whom", "what", "when", "where", "why", "how", "not", "no", "nor", "so", "too", "very", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "i", "you", "he", "she", "we", "they", "me", "him", "her", "us", "them", "my", "your", "his", "our", "their", "mine", "yours", "also", "just", "only", "such", "own", "same", "other", "into", "about", "over", "under", "again", "further", "once", "more", "most", "some", "any", "each", "few", "all", "both", "either", "neither", "one"])
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "by",
+        "with",
+        "from",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "than",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "has",
+        "have",
+        "had",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "which",
+        "who",
+        "whom",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "not",
+        "no",
+        "nor",
+        "so",
+        "too",
+        "very",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "i",
+        "you",
+        "he",
+        "she",
+        "we",
+        "they",
+        "me",
+        "him",
+        "her",
+        "us",
+        "them",
+        "my",
+        "your",
+        "his",
+        "our",
+        "their",
+        "mine",
+        "yours",
+        "also",
+        "just",
+        "only",
+        "such",
+        "own",
+        "same",
+        "other",
+        "into",
+        "about",
+        "over",
+        "under",
+        "again",
+        "further",
+        "once",
+        "more",
+        "most",
+        "some",
+        "any",
+        "each",
+        "few",
+        "all",
+        "both",
+        "either",
+        "neither",
+        "one",
+    ]
+)
 _PUNCT = set(string.punctuation) | {"’", "‘", "“", "”", "…", "–", "—"}
 
 
@@ -91,8 +202,9 @@ def _words_from(target: Target, scores: torch.Tensor, tokenizer) -> tuple[list[W
     return words, tokens
 
 
-def attribute(loaded, example, *, method: str = "ig", target: str | int = "gold", max_tokens: int = MAX_TOKENS,
-              **params) -> Attribution:
+def attribute(
+    loaded, example, *, method: str = "ig", target: str | int = "gold", max_tokens: int = MAX_TOKENS, **params
+) -> Attribution:
     """Attributions of one example. `max_tokens` caps the input (the model's own maximum applies when smaller);
     a longer input loses the start of its question, and the cut is in `truncated` and `notes`."""
     if method not in METHODS:
@@ -100,15 +212,33 @@ def attribute(loaded, example, *, method: str = "ig", target: str | int = "gold"
     tgt = build_target(loaded, example, target=target, max_tokens=max_tokens)
     scores, delta = METHODS[method].fn(tgt, loaded=loaded, **params)
     words, tokens = _words_from(tgt, scores.detach().float().cpu(), loaded.tokenizer)
-    return Attribution(example_id=example.id, method=method, target=target, words=words, tokens=tokens,
-                       target_label=tgt.target_label, predicted_label=tgt.predicted_label,
-                       gold_label=tgt.gold_label, correct=tgt.correct, delta=delta, notes=list(tgt.notes),
-                       truncated=tgt.truncated, prediction_computed=tgt.prediction_computed)
+    return Attribution(
+        example_id=example.id,
+        method=method,
+        target=target,
+        words=words,
+        tokens=tokens,
+        target_label=tgt.target_label,
+        predicted_label=tgt.predicted_label,
+        gold_label=tgt.gold_label,
+        correct=tgt.correct,
+        delta=delta,
+        notes=list(tgt.notes),
+        truncated=tgt.truncated,
+        prediction_computed=tgt.prediction_computed,
+    )
 
 
-def attribute_many(loaded, examples: Sequence, *, method: str = "ig", target: str = "gold",
-                   max_tokens: int = MAX_TOKENS, progress: Callable[[int, int], None] | None = None,
-                   **params) -> list[Attribution]:
+def attribute_many(
+    loaded,
+    examples: Sequence,
+    *,
+    method: str = "ig",
+    target: str = "gold",
+    max_tokens: int = MAX_TOKENS,
+    progress: Callable[[int, int], None] | None = None,
+    **params,
+) -> list[Attribution]:
     out = []
     for i, ex in enumerate(examples):
         out.append(attribute(loaded, ex, method=method, target=target, max_tokens=max_tokens, **params))
@@ -130,13 +260,22 @@ class Rationale:
 
 def candidates(attr: Attribution, filter_stopwords: bool = True, filter_punct: bool = True) -> list[Word]:
     """The words a rationale may use: punctuation and stopwords left out when filtered."""
-    return [w for w in attr.words
-            if not (filter_punct and not normalise(w.text))
-            and not (filter_stopwords and normalise(w.text) in STOPWORDS)]
+    return [
+        w
+        for w in attr.words
+        if not (filter_punct and not normalise(w.text)) and not (filter_stopwords and normalise(w.text) in STOPWORDS)
+    ]
 
 
-def select_rationale(attr: Attribution, k: int | None = 5, *, fraction: float | None = None,
-                     filter_stopwords: bool = True, filter_punct: bool = True, absolute: bool = False) -> Rationale:
+def select_rationale(
+    attr: Attribution,
+    k: int | None = 5,
+    *,
+    fraction: float | None = None,
+    filter_stopwords: bool = True,
+    filter_punct: bool = True,
+    absolute: bool = False,
+) -> Rationale:
     """The top-k (or top fraction of) words by attribution, kept in their original order."""
     pool = candidates(attr, filter_stopwords, filter_punct)
     if fraction is not None:
@@ -163,7 +302,7 @@ def answer_positions(attr: Attribution) -> set[int] | None:
     words = [normalise(w.text) for w in attr.words]
     hits: set[int] = set()
     for i in range(len(words) - len(gold) + 1):
-        if words[i:i + len(gold)] == gold:
+        if words[i : i + len(gold)] == gold:
             hits.update(attr.words[j].index for j in range(i, i + len(gold)))
     return hits or None
 
@@ -220,13 +359,21 @@ def aggregate(attrs: Sequence[Attribution], ks: Sequence[int] = (1, 3, 5, 10), *
     model answered right, over defined examples only; "truncated" counts the examples whose input was cut."""
     rows = []
     for k in ks:
-        per = [(a, overlap(a, select_rationale(a, k, **select_kw)), chance_overlap(a, k, **select_kw))
-               for a in attrs]
-        for group, members in (("all", per), ("answered right", [p for p in per if p[0].correct is True]),
-                               ("answered wrong", [p for p in per if p[0].correct is False])):
+        per = [(a, overlap(a, select_rationale(a, k, **select_kw)), chance_overlap(a, k, **select_kw)) for a in attrs]
+        for group, members in (
+            ("all", per),
+            ("answered right", [p for p in per if p[0].correct is True]),
+            ("answered wrong", [p for p in per if p[0].correct is False]),
+        ):
             defined = [(o, c) for _, o, c in members if o.defined]
-            row = {"k": k, "group": group, "examples": len(members), "defined": len(defined),
-                   "undefined": len(members) - len(defined), "truncated": sum(a.truncated for a, _, _ in members)}
+            row = {
+                "k": k,
+                "group": group,
+                "examples": len(members),
+                "defined": len(defined),
+                "undefined": len(members) - len(defined),
+                "truncated": sum(a.truncated for a, _, _ in members),
+            }
             for d in DEFINITIONS:
                 row[d] = sum(o.get(d) for o, _ in defined) / len(defined) if defined else None
                 row[f"chance {d}"] = sum(c.get(d) for _, c in defined) / len(defined) if defined else None

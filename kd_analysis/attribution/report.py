@@ -1,4 +1,5 @@
 """One call for the page and CLI: teacher (and student) attributions on examples, rationales, overlap, agreement."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -39,17 +40,26 @@ class RationaleReport:
         for t in self.teacher:
             r = select_rationale(t, self.k)
             o = overlap(t, r)
-            row = {"example": t.example_id, "gold": t.gold_label,
-                   "teacher answer": t.predicted_label if t.prediction_computed else None,
-                   "teacher right": t.correct if t.prediction_computed else None, "rationale": r.text,
-                   "input cut": t.truncated,
-                   "overlap defined": o.defined,
-                   **{f"overlap {d}": o.get(d) for d in ("any", "fraction", "f1", "iou")}, "ig delta": t.delta}
+            row = {
+                "example": t.example_id,
+                "gold": t.gold_label,
+                "teacher answer": t.predicted_label if t.prediction_computed else None,
+                "teacher right": t.correct if t.prediction_computed else None,
+                "rationale": r.text,
+                "input cut": t.truncated,
+                "overlap defined": o.defined,
+                **{f"overlap {d}": o.get(d) for d in ("any", "fraction", "f1", "iou")},
+                "ig delta": t.delta,
+            }
             s = by_id.get(t.example_id)
             if s is not None:
-                row.update({"student answer": s.predicted_label if s.prediction_computed else None,
-                            "student right": s.correct if s.prediction_computed else None,
-                            "student rationale": select_rationale(s, self.k).text})
+                row.update(
+                    {
+                        "student answer": s.predicted_label if s.prediction_computed else None,
+                        "student right": s.correct if s.prediction_computed else None,
+                        "student rationale": select_rationale(s, self.k).text,
+                    }
+                )
             out.append(row)
         return out
 
@@ -60,8 +70,11 @@ class RationaleReport:
         for role, attrs in (("teacher", self.teacher), ("student", self.student)):
             if role == "teacher" or attrs:
                 cut = [a for a in attrs if a.truncated]
-                out[role] = {"examples": len(attrs), "cut": len(cut),
-                             "notes": {a.example_id: "; ".join(a.notes) for a in cut}}
+                out[role] = {
+                    "examples": len(attrs),
+                    "cut": len(cut),
+                    "notes": {a.example_id: "; ".join(a.notes) for a in cut},
+                }
         return out
 
     def heat(self, example_id: str, role: str = "teacher") -> dict[str, Any] | None:
@@ -69,22 +82,49 @@ class RationaleReport:
         a = next((x for x in attrs if x.example_id == example_id), None)
         if a is None:
             return None
-        return {"words": [(w.text, w.score) for w in a.words], "rationale": set(select_rationale(a, self.k).indices),
-                "answer": answer_positions(a) or set(), "attribution": a}
+        return {
+            "words": [(w.text, w.score) for w in a.words],
+            "rationale": set(select_rationale(a, self.k).indices),
+            "answer": answer_positions(a) or set(),
+            "attribution": a,
+        }
 
 
-def analyse_rationales(teacher, examples: Sequence, *, student=None, method: str = "ig", k: int = 5,
-                       target: str = "gold", steps: int = 32, max_tokens: int = MAX_TOKENS,
-                       progress: Callable[[str, int, int], None] | None = None) -> RationaleReport:
+def analyse_rationales(
+    teacher,
+    examples: Sequence,
+    *,
+    student=None,
+    method: str = "ig",
+    k: int = 5,
+    target: str = "gold",
+    steps: int = 32,
+    max_tokens: int = MAX_TOKENS,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> RationaleReport:
     say = progress or (lambda role, i, n: None)
-    t_attrs = attribute_many(teacher, examples, method=method, target=target, steps=steps, max_tokens=max_tokens,
-                             progress=lambda i, n: say("teacher", i, n))
+    t_attrs = attribute_many(
+        teacher,
+        examples,
+        method=method,
+        target=target,
+        steps=steps,
+        max_tokens=max_tokens,
+        progress=lambda i, n: say("teacher", i, n),
+    )
     rows = [dict(r, method=method, model="teacher") for r in aggregate(t_attrs, ks=sorted(set(KS) | {k}))]
     s_attrs: list[Attribution] = []
     agree = None
     if student is not None:
-        s_attrs = attribute_many(student, examples, method=method, target=target, steps=steps,
-                                 max_tokens=max_tokens, progress=lambda i, n: say("student", i, n))
+        s_attrs = attribute_many(
+            student,
+            examples,
+            method=method,
+            target=target,
+            steps=steps,
+            max_tokens=max_tokens,
+            progress=lambda i, n: say("student", i, n),
+        )
         rows += [dict(r, method=method, model="student") for r in aggregate(s_attrs, ks=sorted(set(KS) | {k}))]
         agree = agreement_summary(t_attrs, s_attrs, k)
     return RationaleReport(method=method, k=k, teacher=t_attrs, student=s_attrs, aggregate=rows, agreement=agree)
@@ -95,6 +135,7 @@ def analyse_rationales(teacher, examples: Sequence, *, student=None, method: str
 class PaperReference:
     """Whether Ballout et al.'s 68% may stand beside a figure of ours, and the sentence that says why (or why not).
     `value` is the paper's figure when comparable, else None, so a caller cannot draw it by mistake."""
+
     comparable: bool
     value: float | None
     caption: str
@@ -104,6 +145,7 @@ def data_kind(items: Sequence) -> str:
     """'multiple_choice' when every item offers answer choices, 'mixed' when only some do, 'no_choices' otherwise
     (also for no items). Items are Examples (their `choices`) or Attributions (an input segment named 'choice …',
     which is how a saved job remembers that its examples had choices)."""
+
     def has_choices(item) -> bool:
         if hasattr(item, "words"):
             return any(str(w.segment).startswith("choice") for w in item.words)
@@ -123,20 +165,35 @@ def paper_reference(definition: str, kind: str, role: str = "teacher") -> PaperR
         raise ValueError(f"unknown overlap definition {definition!r}; one of {', '.join(DEFINITIONS)}")
     paper = f"Ballout et al. (2024) report {PAPER_OVERLAP:.0%}"
     if role != "teacher":
-        return PaperReference(False, None, f"{paper} for the teacher's extracted tokens; no paper figure exists for "
-                                           "a student's own rationales, so none is shown.")
+        return PaperReference(
+            False,
+            None,
+            f"{paper} for the teacher's extracted tokens; no paper figure exists for "
+            "a student's own rationales, so none is shown.",
+        )
     if definition != "any":
-        return PaperReference(False, None, f"{paper} as the share of examples where an extracted token is part of "
-                                           f"the ground truth (the 'any' definition); it does not measure "
-                                           f"'{definition}' overlap, so no paper figure is shown.")
+        return PaperReference(
+            False,
+            None,
+            f"{paper} as the share of examples where an extracted token is part of "
+            f"the ground truth (the 'any' definition); it does not measure "
+            f"'{definition}' overlap, so no paper figure is shown.",
+        )
     if kind != "multiple_choice":
         what = "only some examples of this data set have" if kind == "mixed" else "this data set has no"
-        return PaperReference(False, None, f"{paper} on multiple-choice data, where the answer is one of the "
-                                           f"input's choices; {what} answer choices, so no paper figure is shown.")
-    return PaperReference(True, PAPER_OVERLAP,
-                          f"{paper} on multiple-choice data (any-token overlap, their ~3B teacher and their data "
-                          "sets): a reference, not a target. Read it beside the chance level of random words, "
-                          "which is high when the input has few candidate words.")
+        return PaperReference(
+            False,
+            None,
+            f"{paper} on multiple-choice data, where the answer is one of the "
+            f"input's choices; {what} answer choices, so no paper figure is shown.",
+        )
+    return PaperReference(
+        True,
+        PAPER_OVERLAP,
+        f"{paper} on multiple-choice data (any-token overlap, their ~3B teacher and their data "
+        "sets): a reference, not a target. Read it beside the chance level of random words, "
+        "which is high when the input has few candidate words.",
+    )
 
 
 # Intervals ---------------------------------------------------------------------------------------------------------
@@ -150,7 +207,7 @@ def mean_interval(values: Sequence[float]) -> tuple[float | None, float | None]:
 
     mean = sum(values) / n
     sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
-    half = float(t.ppf(0.975, n - 1)) * sd / n ** 0.5
+    half = float(t.ppf(0.975, n - 1)) * sd / n**0.5
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
@@ -165,8 +222,11 @@ def overlap_interval(values: Sequence[float], definition: str) -> tuple[float | 
 def with_intervals(rows: Sequence[dict[str, Any]], attrs: Sequence[Attribution], **select_kw) -> list[dict[str, Any]]:
     """Aggregate rows (from `aggregate(attrs, ...)`) with a 95% interval per definition added as
     "<definition> 95% low" / "<definition> 95% high", over the same defined examples of the same group."""
-    groups = {"all": lambda a: True, "answered right": lambda a: a.correct is True,
-              "answered wrong": lambda a: a.correct is False}
+    groups = {
+        "all": lambda a: True,
+        "answered right": lambda a: a.correct is True,
+        "answered wrong": lambda a: a.correct is False,
+    }
     per_k: dict[int, list[tuple[Attribution, Any]]] = {}
     out = []
     for row in rows:
@@ -196,19 +256,33 @@ def headline(attrs: Sequence[Attribution], k: int, definition: str, **select_kw)
     chance = sum(c.get(definition) for _, c in defined) / n if n else None
     low, high = overlap_interval(values, definition) if n else (None, None)
     apart = None if low is None or chance is None else not (low <= chance <= high)
-    return {"definition": definition, "k": k, "value": value, "n": n, "undefined": len(pairs) - n,
-            "low": low, "high": high, "interval": "Wilson" if definition == "any" else "t",
-            "chance": chance, "vs chance": (value - chance) if apart else None, "distinguishable": apart,
-            "all equal": n > 1 and len(set(values)) == 1}
+    return {
+        "definition": definition,
+        "k": k,
+        "value": value,
+        "n": n,
+        "undefined": len(pairs) - n,
+        "low": low,
+        "high": high,
+        "interval": "Wilson" if definition == "any" else "t",
+        "chance": chance,
+        "vs chance": (value - chance) if apart else None,
+        "distinguishable": apart,
+        "all equal": n > 1 and len(set(values)) == 1,
+    }
 
 
-def filtered_exports(rows: list[dict[str, Any]], report: RationaleReport, texts: dict[str, str]
-                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def filtered_exports(
+    rows: list[dict[str, Any]], report: RationaleReport, texts: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What the page exports for the rows on screen (after its filters): those rows with each example's text,
     and the attributions of those examples for every attributed model, with the text too."""
     keep = {r["example"] for r in rows}
     table = [{**r, "text": texts.get(r["example"], "")} for r in rows]
-    lines = [{"role": role, "text": texts.get(a.example_id, ""), **a.to_dict()}
-             for role, attrs in (("teacher", report.teacher), ("student", report.student or []))
-             for a in attrs if a.example_id in keep]
+    lines = [
+        {"role": role, "text": texts.get(a.example_id, ""), **a.to_dict()}
+        for role, attrs in (("teacher", report.teacher), ("student", report.student or []))
+        for a in attrs
+        if a.example_id in keep
+    ]
     return table, lines

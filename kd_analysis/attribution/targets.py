@@ -8,6 +8,7 @@ the same methods serve encoder classifiers, multiple-choice scorers and decoders
 - decoder (or seq2seq): the log-probability of the answer string after a prompt listing the choices.
 The target is the gold answer or the model's prediction (`target="predicted"`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,6 +27,7 @@ MAX_TOKENS = DEFAULT_CAP  # the default cap; the model's own maximum applies whe
 @dataclass
 class Segment:
     """A run of input tokens that belongs to one text (the question, or one choice)."""
+
     name: str
     text: str
     tokens: list[str]
@@ -132,8 +134,14 @@ def _choice_head_target(loaded, ex, target, limit: Limit) -> Target:
         raise KDLensError(f"example {ex.id} has no choices; a multiple-choice model needs them")
     tok, model, dev = loaded.tokenizer, loaded.model, loaded.device
     ex, cut = _fit(tok, ex, lambda q: max(len(tok(q, c)["input_ids"]) for c in ex.choices), limit)
-    enc = tok([ex.text] * len(ex.choices), list(ex.choices), padding=True, truncation="only_first",
-              max_length=limit.tokens, return_tensors="pt")
+    enc = tok(
+        [ex.text] * len(ex.choices),
+        list(ex.choices),
+        padding=True,
+        truncation="only_first",
+        max_length=limit.tokens,
+        return_tensors="pt",
+    )
     ids = enc["input_ids"].to(dev)
     extra = {k: v.to(dev) for k, v in enc.items() if k != "input_ids"}
     segments = [_segment_from_encoding("question", ex.text, enc, 0, 0, tok)]
@@ -155,13 +163,21 @@ def _choice_head_target(loaded, ex, target, limit: Limit) -> Target:
         out = model(inputs_embeds=embeds.reshape(n, R, *embeds.shape[1:]), **kw).logits  # [n, R]
         return torch.log_softmax(out.float(), -1)[:, tgt]
 
-    return Target(example=ex, embeds=_embed(model, ids), score=score, segments=segments,
-                  baseline=_baseline(model, tok, ids, content), content_mask=content,
-                  target_label=ex.choices[tgt], predicted_label=ex.choices[pred],
-                  gold_label=ex.answer or (ex.choices[ex.label] if ex.label is not None and 0 <= ex.label <
-                                           len(ex.choices) else None),
-                  correct=(pred == ex.label) if ex.label is not None else None,
-                  **_cut_fields(cut), extra={"forward_kwargs": extra, "input_ids": ids})
+    return Target(
+        example=ex,
+        embeds=_embed(model, ids),
+        score=score,
+        segments=segments,
+        baseline=_baseline(model, tok, ids, content),
+        content_mask=content,
+        target_label=ex.choices[tgt],
+        predicted_label=ex.choices[pred],
+        gold_label=ex.answer
+        or (ex.choices[ex.label] if ex.label is not None and 0 <= ex.label < len(ex.choices) else None),
+        correct=(pred == ex.label) if ex.label is not None else None,
+        **_cut_fields(cut),
+        extra={"forward_kwargs": extra, "input_ids": ids},
+    )
 
 
 def _class_target(loaded, ex, target, limit: Limit) -> Target:
@@ -184,12 +200,20 @@ def _class_target(loaded, ex, target, limit: Limit) -> Target:
         return torch.log_softmax(model(inputs_embeds=embeds, **kw).logits.float(), -1)[:, tgt]
 
     label_name = lambda i: ex.answer if (i == ex.label and ex.answer) else str(names.get(i, i))  # noqa: E731
-    return Target(example=ex, embeds=_embed(model, ids), score=score, segments=[seg],
-                  baseline=_baseline(model, tok, ids, content), content_mask=content, target_label=label_name(tgt),
-                  predicted_label=label_name(pred),
-                  gold_label=label_name(ex.label) if ex.label is not None else ex.answer,  # a file's labels name it
-                  correct=(pred == ex.label) if ex.label is not None else None, **_cut_fields(cut),
-                  extra={"forward_kwargs": extra})
+    return Target(
+        example=ex,
+        embeds=_embed(model, ids),
+        score=score,
+        segments=[seg],
+        baseline=_baseline(model, tok, ids, content),
+        content_mask=content,
+        target_label=label_name(tgt),
+        predicted_label=label_name(pred),
+        gold_label=label_name(ex.label) if ex.label is not None else ex.answer,  # a file's labels name it
+        correct=(pred == ex.label) if ex.label is not None else None,
+        **_cut_fields(cut),
+        extra={"forward_kwargs": extra},
+    )
 
 
 def _prompt_pieces(ex: Example) -> tuple[str, list[tuple[str, str, int]]]:
@@ -240,7 +264,12 @@ def _lm_target(loaded, ex, target, limit: Limit) -> Target:
         word_of, wids, current = {}, [], -1
         for c in cols:  # a new word starts where the token's text begins after a space
             a, _ = offsets[c]
-            if c == cols[0] or prompt[a - 1:a].isspace() or prompt[a:a + 1].isspace() or not prompt[a - 1:a].isalnum():
+            if (
+                c == cols[0]
+                or prompt[a - 1 : a].isspace()
+                or prompt[a : a + 1].isspace()
+                or not prompt[a - 1 : a].isalnum()
+            ):
                 current += 1
             word_of[c] = current
             wids.append(current)
@@ -252,12 +281,22 @@ def _lm_target(loaded, ex, target, limit: Limit) -> Target:
     def score(embeds: torch.Tensor) -> torch.Tensor:
         n = embeds.shape[0]
         x = torch.cat([embeds, answer_emb.expand(n, -1, -1)], 1)
-        logp = torch.log_softmax(model(inputs_embeds=x).logits[:, L - 1:-1].float(), -1)
+        logp = torch.log_softmax(model(inputs_embeds=x).logits[:, L - 1 : -1].float(), -1)
         return logp.gather(-1, full[:, L:].expand(n, -1).unsqueeze(-1)).squeeze(-1).sum(-1)
 
     correct = (pred == gold_idx) if ex.choices and ex.label is not None else None
-    return Target(example=ex, embeds=_embed(model, p_ids), score=score, segments=segments,
-                  baseline=_baseline(model, tok, p_ids, content), content_mask=content,
-                  target_label=candidates[tgt], predicted_label=candidates[pred], gold_label=ex.answer,
-                  correct=correct, **_cut_fields(cut), extra={"prompt": prompt},
-                  prediction_computed=len(candidates) > 1)
+    return Target(
+        example=ex,
+        embeds=_embed(model, p_ids),
+        score=score,
+        segments=segments,
+        baseline=_baseline(model, tok, p_ids, content),
+        content_mask=content,
+        target_label=candidates[tgt],
+        predicted_label=candidates[pred],
+        gold_label=ex.answer,
+        correct=correct,
+        **_cut_fields(cut),
+        extra={"prompt": prompt},
+        prediction_computed=len(candidates) > 1,
+    )

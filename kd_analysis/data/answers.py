@@ -15,6 +15,7 @@ compared: thousands separators are dropped ("1,234" = "1234"), trailing decimal 
 "5.0" = "5"), and a minus sign is kept ("-3"). A hyphen straight after a digit, letter or closing bracket is
 read as subtraction or a dash, not as a sign ("10-3" holds 10 and 3).
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """The one record every workflow reads: a question or sentence, optional choices, the gold answer."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

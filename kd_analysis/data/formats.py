@@ -2,6 +2,7 @@
 
 A registry: each format is one function from a row dict to an Example, plus the columns that identify it.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,13 @@ class Format:
 FORMATS: dict[str, Format] = {}
 
 
-def register_format(name: str, required: tuple[str, ...], description: str,
-                    check: Callable[[list[dict[str, Any]]], bool] | None = None):
+def register_format(
+    name: str, required: tuple[str, ...], description: str, check: Callable[[list[dict[str, Any]]], bool] | None = None
+):
     def deco(fn: Callable[[dict[str, Any], int], Example]):
         FORMATS[name] = Format(name, required, description, fn, check or (lambda rows: True))
         return fn
+
     return deco
 
 
@@ -53,16 +56,20 @@ def _row_id(row: dict[str, Any], index: int) -> str:
     return str(index)
 
 
-@register_format("gsm8k", ("question", "answer"),
-                 "Arithmetic word problems; `answer` is a worked solution ending in `#### N`.",
-                 check=lambda rows: any(GOLD_MARK in str(r.get("answer", "")) for r in rows))
+@register_format(
+    "gsm8k",
+    ("question", "answer"),
+    "Arithmetic word problems; `answer` is a worked solution ending in `#### N`.",
+    check=lambda rows: any(GOLD_MARK in str(r.get("answer", "")) for r in rows),
+)
 def _gsm8k(row: dict[str, Any], index: int) -> Example:
     full = str(row["answer"])
     gold = gold_number(full)
     if gold is None:
         raise DataError(f"row {index + 1}: the answer has no number after '{GOLD_MARK}'")
-    return Example(id=_row_id(row, index), text=str(row["question"]), answer=gold,
-                   solution=full.rsplit(GOLD_MARK, 1)[0].strip())
+    return Example(
+        id=_row_id(row, index), text=str(row["question"]), answer=gold, solution=full.rsplit(GOLD_MARK, 1)[0].strip()
+    )
 
 
 def _parse_choices(raw: Any, index: int) -> tuple[list[str], list[str]]:
@@ -81,8 +88,11 @@ def _parse_choices(raw: Any, index: int) -> tuple[list[str], list[str]]:
     raise DataError(f"row {index + 1}: `choices` must be {{label, text}} or a list, got {type(raw).__name__}")
 
 
-@register_format("commonsenseqa", ("question", "choices", "answerKey"),
-                 "Multiple choice; `choices` = {label: [A..E], text: [...]}, `answerKey` names the gold label.")
+@register_format(
+    "commonsenseqa",
+    ("question", "choices", "answerKey"),
+    "Multiple choice; `choices` = {label: [A..E], text: [...]}, `answerKey` names the gold label.",
+)
 def _csqa(row: dict[str, Any], index: int) -> Example:
     labels, texts = _parse_choices(row["choices"], index)
     key = str(row["answerKey"]).strip()
@@ -92,15 +102,22 @@ def _csqa(row: dict[str, Any], index: int) -> Example:
     label = labels.index(key) if key in labels else None
     if key and label is None:
         raise DataError(f"row {index + 1}: answerKey {key!r} is not one of the choice labels {labels}")
-    return Example(id=_row_id(row, index), text=str(question), choices=texts, label=label,
-                   answer=texts[label] if label is not None else None,
-                   meta={"choice_labels": labels})
+    return Example(
+        id=_row_id(row, index),
+        text=str(question),
+        choices=texts,
+        label=label,
+        answer=texts[label] if label is not None else None,
+        meta={"choice_labels": labels},
+    )
 
 
 SST2_NAMES = ("negative", "positive")
 
 
-@register_format("sst2", ("sentence", "label"), "Sentence classification (GLUE SST-2): label 0 = negative, 1 = positive.")
+@register_format(
+    "sst2", ("sentence", "label"), "Sentence classification (GLUE SST-2): label 0 = negative, 1 = positive."
+)
 def _sst2(row: dict[str, Any], index: int) -> Example:
     try:
         label = int(float(row["label"]))

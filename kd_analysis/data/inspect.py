@@ -1,4 +1,5 @@
 """Inspect and preview a data source: what format it is, how many examples, what is wrong with it."""
+
 from __future__ import annotations
 
 import os
@@ -43,13 +44,26 @@ def _preview_rows(examples) -> list[dict[str, Any]]:
 def inspect_data(source: str, *, mapping: ColumnMapping | None = None, encoding: str | None = None) -> DataReport:
     """Read every row and report; raises DataError with a clear sentence when the source is unusable."""
     ds = load_dataset(source, mapping=mapping, encoding=encoding)
-    return DataReport(source=source, format=ds.format, examples=len(ds.examples), rows=ds.rows or len(ds.examples),
-                      fields=ds.fields, tasks=sorted({e.task for e in ds.examples}), skipped=ds.skipped,
-                      problems=ds.problems, preview=_preview_rows(ds.examples))
+    return DataReport(
+        source=source,
+        format=ds.format,
+        examples=len(ds.examples),
+        rows=ds.rows or len(ds.examples),
+        fields=ds.fields,
+        tasks=sorted({e.task for e in ds.examples}),
+        skipped=ds.skipped,
+        problems=ds.problems,
+        preview=_preview_rows(ds.examples),
+    )
 
 
-def preview_data(source: str | os.PathLike, *, mapping: ColumnMapping | None = None, encoding: str | None = None,
-                 n: int = PREVIEW_ROWS) -> DataReport:
+def preview_data(
+    source: str | os.PathLike,
+    *,
+    mapping: ColumnMapping | None = None,
+    encoding: str | None = None,
+    n: int = PREVIEW_ROWS,
+) -> DataReport:
     """Like inspect_data but reads only the first `n` rows of a file, so a 100k-row file previews instantly.
 
     The row count comes from a streaming count; `examples` and `problems` describe the rows read.
@@ -60,6 +74,15 @@ def preview_data(source: str | os.PathLike, *, mapping: ColumnMapping | None = N
     read = read_rows_checked(source, limit=n, encoding=encoding)
     ds = rows_to_examples(read.rows, read.columns, name=Path(source).name, mapping=mapping, bad_lines=read.bad_lines)
     total = count_rows(source)
-    return DataReport(source=s, format=ds.format, examples=len(ds.examples), rows=total, fields=read.columns,
-                      tasks=sorted({e.task for e in ds.examples}), skipped=ds.skipped, problems=ds.problems,
-                      preview=_preview_rows(ds.examples), partial=total > len(read.rows) + len(read.bad_lines))
+    return DataReport(
+        source=s,
+        format=ds.format,
+        examples=len(ds.examples),
+        rows=total,
+        fields=read.columns,
+        tasks=sorted({e.task for e in ds.examples}),
+        skipped=ds.skipped,
+        problems=ds.problems,
+        preview=_preview_rows(ds.examples),
+        partial=total > len(read.rows) + len(read.bad_lines),
+    )

@@ -3,6 +3,7 @@
 Errors are DataError with one sentence naming the file and what is wrong; rows that fail are reported, never
 silently dropped.
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,9 +53,16 @@ class Dataset:
     rows: int = 0
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "format": self.format, "examples": len(self.examples), "rows": self.rows,
-                "fields": self.fields, "skipped": self.skipped, "problems": self.problems[:MAX_PROBLEMS],
-                "tasks": sorted({e.task for e in self.examples})}
+        return {
+            "name": self.name,
+            "format": self.format,
+            "examples": len(self.examples),
+            "rows": self.rows,
+            "fields": self.fields,
+            "skipped": self.skipped,
+            "problems": self.problems[:MAX_PROBLEMS],
+            "tasks": sorted({e.task for e in self.examples}),
+        }
 
 
 def _file_kind(path: Path, head: str) -> str:
@@ -75,9 +83,11 @@ def _decode(raw: bytes, path: Path, encoding: str | None) -> str:
     try:
         return raw.decode(encoding or "utf-8-sig")
     except UnicodeDecodeError as exc:
-        bad = raw[exc.start:exc.start + 1].hex()
-        raise DataError(f"{path.name} is not {encoding or 'UTF-8'} text (byte 0x{bad} at position {exc.start}); "
-                        f"re-save it as UTF-8 or give its encoding (e.g. --encoding latin-1)") from None
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise DataError(
+            f"{path.name} is not {encoding or 'UTF-8'} text (byte 0x{bad} at position {exc.start}); "
+            f"re-save it as UTF-8 or give its encoding (e.g. --encoding latin-1)"
+        ) from None
     except LookupError:
         raise DataError(f"unknown text encoding {encoding!r}") from None
 
@@ -122,8 +132,10 @@ def _jsonl_rows(text: str, limit: int | None) -> tuple[list[dict[str, Any]], lis
 
 def _check_bad_lines(bad: list[str], total: int, path: Path) -> None:
     if bad and (len(bad) > MAX_BAD_SHARE * total or len(bad) == total):
-        raise DataError(f"{path.name}: {len(bad)} of {total} lines are not JSON objects (more than "
-                        f"{MAX_BAD_SHARE:.0%}); first: {bad[0]}. Is this a JSONL file?")
+        raise DataError(
+            f"{path.name}: {len(bad)} of {total} lines are not JSON objects (more than "
+            f"{MAX_BAD_SHARE:.0%}); first: {bad[0]}. Is this a JSONL file?"
+        )
 
 
 _NAME_LIKE = re.compile(r"^[\w][\w .\-/()\[\]#]{0,63}$")
@@ -137,8 +149,9 @@ def describe_columns(columns: list[str]) -> str:
     return f"its first line does not look like a header of column names ({len(columns)} field(s))"
 
 
-def _rows_from_text(text: str, kind: str, path: Path,
-                    limit: int | None) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+def _rows_from_text(
+    text: str, kind: str, path: Path, limit: int | None
+) -> tuple[list[str], list[dict[str, Any]], list[str]]:
     """(columns, rows, one reason per unreadable line)."""
     bad: list[str] = []
     if not text.strip():
@@ -166,8 +179,9 @@ def _rows_from_text(text: str, kind: str, path: Path,
         return columns, rows, bad
     delimiter = "\t" if kind == "tsv" else ","
     # GLUE TSVs are unquoted and contain stray quote characters: read them as plain tab-separated fields.
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter,
-                            quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
+    reader = csv.DictReader(
+        io.StringIO(text), delimiter=delimiter, quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
+    )
     if not reader.fieldnames:
         raise DataError(f"{path.name} has no header row")
     columns = [c.strip() for c in reader.fieldnames]
@@ -189,8 +203,7 @@ class RowsRead:
     bad_lines: list[str] = field(default_factory=list)  # "line N: why" for each line that was skipped
 
 
-def read_rows_checked(path: str | os.PathLike, *, limit: int | None = None,
-                      encoding: str | None = None) -> RowsRead:
+def read_rows_checked(path: str | os.PathLike, *, limit: int | None = None, encoding: str | None = None) -> RowsRead:
     """With `limit`, reads only the start of the file, so previews of huge files are quick."""
     p = _open_checked(path)
     with open(p, "rb") as fh:
@@ -205,8 +218,9 @@ def read_rows_checked(path: str | os.PathLike, *, limit: int | None = None,
     return RowsRead(kind, columns, rows, bad)
 
 
-def read_rows(path: str | os.PathLike, *, limit: int | None = None,
-              encoding: str | None = None) -> tuple[str, list[str], list[dict[str, Any]]]:
+def read_rows(
+    path: str | os.PathLike, *, limit: int | None = None, encoding: str | None = None
+) -> tuple[str, list[str], list[dict[str, Any]]]:
     """(kind, columns, rows): the good rows only (see read_rows_checked for the skipped lines)."""
     read = read_rows_checked(path, limit=limit, encoding=encoding)
     return read.kind, read.columns, read.rows
@@ -224,8 +238,9 @@ def count_rows(path: str | os.PathLike) -> int:
                 return len(json.load(fh))
             fh.seek(0)
             return sum(1 for line in fh if line.strip())
-        reader = csv.reader(fh, delimiter="\t" if kind == "tsv" else ",",
-                            quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
+        reader = csv.reader(
+            fh, delimiter="\t" if kind == "tsv" else ",", quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
+        )
         return max(sum(1 for _ in reader) - 1, 0)
 
 
@@ -245,8 +260,10 @@ def resolve_mapping(columns: list[str], mapping: ColumnMapping | None) -> Column
             raise DataError(f"column {value!r} (mapped to {name}) is not in the file; {describe_columns(columns)}")
     m.text = m.text or _pick(columns, TEXT_COLUMNS)
     if not m.text:
-        raise DataError(f"no text column found (looked for {', '.join(TEXT_COLUMNS)}); {describe_columns(columns)}: "
-                        "map one as the text column")
+        raise DataError(
+            f"no text column found (looked for {', '.join(TEXT_COLUMNS)}); {describe_columns(columns)}: "
+            "map one as the text column"
+        )
     m.choices = m.choices or _pick(columns, CHOICE_COLUMNS)
     m.label = m.label or _pick([c for c in columns if c != m.text], LABEL_COLUMNS)
     m.answer = m.answer or _pick([c for c in columns if c not in (m.text, m.label)], ANSWER_COLUMNS)
@@ -295,8 +312,14 @@ def _generic(row: dict[str, Any], index: int, m: ColumnMapping) -> Example:
     return Example(id=rid, text=str(text), choices=choices, label=label, answer=answer, solution=solution)
 
 
-def rows_to_examples(rows: list[dict[str, Any]], columns: list[str], *, name: str,
-                     mapping: ColumnMapping | None = None, bad_lines: list[str] | None = None) -> Dataset:
+def rows_to_examples(
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    *,
+    name: str,
+    mapping: ColumnMapping | None = None,
+    bad_lines: list[str] | None = None,
+) -> Dataset:
     """Examples from rows; a row that is not an example is skipped and counted (with `bad_lines`, the lines
     that were not even rows), as long as some rows are examples."""
     fmt = "generic" if mapping and not mapping.is_empty() else detect_format(columns, rows)
@@ -313,11 +336,23 @@ def rows_to_examples(rows: list[dict[str, Any]], columns: list[str], *, name: st
     if not examples:
         first = problems[0] if problems else "no rows"
         raise DataError(f"{name}: no row could be read as an example ({len(problems)} problems; first: {first})")
-    return Dataset(name=name, format=fmt, fields=columns, examples=examples, problems=problems[:MAX_PROBLEMS],
-                   skipped=len(problems), rows=len(rows) + len(bad_lines or []))
+    return Dataset(
+        name=name,
+        format=fmt,
+        fields=columns,
+        examples=examples,
+        problems=problems[:MAX_PROBLEMS],
+        skipped=len(problems),
+        rows=len(rows) + len(bad_lines or []),
+    )
 
 
-def load_file(path: str | os.PathLike, *, mapping: ColumnMapping | None = None, limit: int | None = None,
-              encoding: str | None = None) -> Dataset:
+def load_file(
+    path: str | os.PathLike,
+    *,
+    mapping: ColumnMapping | None = None,
+    limit: int | None = None,
+    encoding: str | None = None,
+) -> Dataset:
     read = read_rows_checked(path, limit=limit, encoding=encoding)
     return rows_to_examples(read.rows, read.columns, name=Path(path).name, mapping=mapping, bad_lines=read.bad_lines)

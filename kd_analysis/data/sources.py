@@ -1,4 +1,5 @@
 """One entry point for every data source a user can name: a file, a built-in demo set, or a hub data set."""
+
 from __future__ import annotations
 
 import csv
@@ -33,8 +34,9 @@ def write_demo(name: str, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() == ".tsv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), delimiter="\t", quoting=csv.QUOTE_NONE,
-                                escapechar=None, lineterminator="\n")
+        writer = csv.DictWriter(
+            buf, fieldnames=list(rows[0]), delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
         text = buf.getvalue()
@@ -44,8 +46,14 @@ def write_demo(name: str, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_hub_dataset(name: str, *, split: str = "train", config: str | None = None,
-                     mapping: ColumnMapping | None = None, limit: int | None = None) -> Dataset:
+def load_hub_dataset(
+    name: str,
+    *,
+    split: str = "train",
+    config: str | None = None,
+    mapping: ColumnMapping | None = None,
+    limit: int | None = None,
+) -> Dataset:
     """A Hugging Face data set by name (online only; offline it fails at once with a plain message)."""
     if not hub_reachable():
         raise DataError(offline_message("data set", name))
@@ -63,17 +71,18 @@ def load_hub_dataset(name: str, *, split: str = "train", config: str | None = No
     return rows_to_examples(rows, list(ds.column_names), name=f"{HUB_PREFIX}{name}", mapping=mapping)
 
 
-def load_dataset(source: str, *, mapping: ColumnMapping | None = None, limit: int | None = None,
-                 encoding: str | None = None) -> Dataset:
+def load_dataset(
+    source: str, *, mapping: ColumnMapping | None = None, limit: int | None = None, encoding: str | None = None
+) -> Dataset:
     """`demo:NAME`, `hf:NAME[:CONFIG][@SPLIT]`, or a file path."""
     source = source.strip()
     if source.startswith(DEMO_PREFIX):
-        ds = load_demo(source[len(DEMO_PREFIX):])
+        ds = load_demo(source[len(DEMO_PREFIX) :])
         if limit:
             ds.examples = ds.examples[:limit]
         return ds
     if source.startswith(HUB_PREFIX):
-        spec = source[len(HUB_PREFIX):]
+        spec = source[len(HUB_PREFIX) :]
         spec, _, split = spec.partition("@")
         name, _, config = spec.partition(":")
         return load_hub_dataset(name, split=split or "train", config=config or None, mapping=mapping, limit=limit)

@@ -4,6 +4,7 @@ Layout: `<cache>/uploads/<sha256[:16]>/<safe original name>`. The same content i
 it is a hard link where the file system allows); a different file never overwrites another; the original suffix
 is kept so the loaders recognise the format.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -13,6 +13,7 @@ kept only when the retrained run reproduces every evaluation the original logged
 value at every step, within TOLERANCE) and every per-step loss (within LOSS_TOLERANCE). The records are then the
 retrained run's own (teacher at step 0, live model at the final step), each line also marked `"retrained": true`.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,14 @@ class BackfillResult:
         return asdict(self)
 
 
-def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
-                 progress: Callable[[str], None] | None = None, retrain: bool = False) -> BackfillResult:
+def backfill_run(
+    store: RunStore,
+    run_id: str,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    retrain: bool = False,
+) -> BackfillResult:
     """Rebuild and write `predictions.jsonl` for a finished training run that saved its checkpoint.
 
     Refuses (KDLensError, one line) when the run is not a finished training run, has no checkpoint (unless
@@ -119,8 +126,10 @@ def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
     _check_task(task, train_set + eval_set, cfg.data)
     held_out = next((m.get("held_out") for m in run.metrics() if m.get("step") == 0 and "held_out" in m), None)
     if held_out is not None and held_out != len(eval_set):
-        raise KDLensError(f"run {run_id} held out {held_out} examples but {cfg.data} now gives {len(eval_set)}: the "
-                          "data changed since the run, so its records cannot be rebuilt")
+        raise KDLensError(
+            f"run {run_id} held out {held_out} examples but {cfg.data} now gives {len(eval_set)}: the "
+            "data changed since the run, so its records cannot be rebuilt"
+        )
     teacher_eval_set = list(eval_set)  # the teacher always sees the untouched examples
     eval_set = eval_views(cfg, teacher, eval_set, run.path, say)
     lengths = text_tokens(live.tokenizer, eval_set)
@@ -139,37 +148,62 @@ def backfill_run(store: RunStore, run_id: str, *, force: bool = False,
     say(f"evaluating the saved {role} on {len(eval_set)} examples")
     model = acc.prepare(live.model)
     s_records: list = []
-    teacher_lm = (teacher, teacher_prompt(cfg, teacher)) if teacher is not None and teacher.task == "causal_lm" \
-        else None
-    s_eval = evaluate(replace(live, model=model), eval_set, cfg, unwrap=acc.unwrap_model,
-                      prompt=student_prompt_fn(cfg, live), records=s_records, teacher_probs=teacher_probs,
-                      teacher_lm=teacher_lm)
+    teacher_lm = (
+        (teacher, teacher_prompt(cfg, teacher)) if teacher is not None and teacher.task == "causal_lm" else None
+    )
+    s_eval = evaluate(
+        replace(live, model=model),
+        eval_set,
+        cfg,
+        unwrap=acc.unwrap_model,
+        prompt=student_prompt_fn(cfg, live),
+        records=s_records,
+        teacher_probs=teacher_probs,
+        teacher_lm=teacher_lm,
+    )
     lines.append(record_lines(with_text_tokens(s_records, lengths), **common, role=role, step=step))
 
     value = _share_correct(s_records)
     t_value = _share_correct(t_records) if t_records else None
     t_run = teacher_row.get(f"teacher_{metric}") if teacher_row else None
     result = BackfillResult(
-        run_id=run_id, path=str(run.path / PREDICTIONS), role=role, step=step, examples=len(s_records),
-        teacher_examples=len(t_records), metric=metric, run_value=float(final[f"eval_{metric}"]),
-        records_value=value, difference=abs(value - float(final[f"eval_{metric}"])), teacher_run_value=t_run,
-        teacher_records_value=t_value, notes=notes,
-        other_metrics=_others(final, "eval_", s_eval, metric) | _others(teacher_row or {}, "teacher_", t_eval, metric))
+        run_id=run_id,
+        path=str(run.path / PREDICTIONS),
+        role=role,
+        step=step,
+        examples=len(s_records),
+        teacher_examples=len(t_records),
+        metric=metric,
+        run_value=float(final[f"eval_{metric}"]),
+        records_value=value,
+        difference=abs(value - float(final[f"eval_{metric}"])),
+        teacher_run_value=t_run,
+        teacher_records_value=t_value,
+        notes=notes,
+        other_metrics=_others(final, "eval_", s_eval, metric) | _others(teacher_row or {}, "teacher_", t_eval, metric),
+    )
     off = {k: abs(a - b) for k, (a, b) in result.other_metrics.items() if abs(a - b) > CONTINUOUS_TOLERANCE}
-    result.matches = result.difference <= TOLERANCE and not off and (
-        t_run is None or t_value is None or abs(t_value - t_run) <= TOLERANCE)
+    result.matches = (
+        result.difference <= TOLERANCE
+        and not off
+        and (t_run is None or t_value is None or abs(t_value - t_run) <= TOLERANCE)
+    )
     result.seconds = time.monotonic() - started
     if not result.matches:
         if result.difference > TOLERANCE:
-            why = (f"{metric} {value:.6f} from the rebuilt records, {result.run_value:.6f} in the run's final "
-                   f"eval_{metric} (off by {result.difference:.3g})")
+            why = (
+                f"{metric} {value:.6f} from the rebuilt records, {result.run_value:.6f} in the run's final "
+                f"eval_{metric} (off by {result.difference:.3g})"
+            )
         elif off:
             name = max(off, key=off.get)
             run_v, new_v = result.other_metrics[name]
             why = f"{name} {new_v:.6f} rebuilt, {run_v:.6f} in the run's metrics (off by {off[name]:.3g})"
         else:
-            why = (f"teacher {metric} {t_value:.6f} from the rebuilt records, {t_run:.6f} in the run's metrics "
-                   f"(off by {abs(t_value - t_run):.3g})")
+            why = (
+                f"teacher {metric} {t_value:.6f} from the rebuilt records, {t_run:.6f} in the run's metrics "
+                f"(off by {abs(t_value - t_run):.3g})"
+            )
         raise BackfillMismatch(f"run {run_id} is not reproduced: {why}; nothing was written", result)
     atomic_write_text(run.path / PREDICTIONS, "".join(lines))
     result.written = True
@@ -190,11 +224,15 @@ def _check_run(run, force: bool, need_checkpoint: bool = True):
     if kind != "train":
         raise KDLensError(f"run {run.run_id} is a {kind} run, not a training run: only training runs have records")
     if status.get("state") != "finished":
-        raise KDLensError(f"run {run.run_id} is {status.get('state', 'in an unknown state')}, not finished: only a "
-                          "finished run's final evaluation can be rebuilt")
+        raise KDLensError(
+            f"run {run.run_id} is {status.get('state', 'in an unknown state')}, not finished: only a "
+            "finished run's final evaluation can be rebuilt"
+        )
     if need_checkpoint and not (run.path / "checkpoint").is_dir():
-        raise KDLensError(f"run {run.run_id} has no saved checkpoint (save_checkpoint was off or its weights were "
-                          "removed), so its records cannot be rebuilt; retrain it (--retrain) to rebuild them")
+        raise KDLensError(
+            f"run {run.run_id} has no saved checkpoint (save_checkpoint was off or its weights were "
+            "removed), so its records cannot be rebuilt; retrain it (--retrain) to rebuild them"
+        )
     if (run.path / PREDICTIONS).exists() and not force:
         raise KDLensError(f"run {run.run_id} already has {PREDICTIONS}; rebuild it with force (--force) to replace it")
     cfg = TrainConfig.from_dict(config)
@@ -205,16 +243,20 @@ def _check_run(run, force: bool, need_checkpoint: bool = True):
             final = sorted(finals, key=lambda m: m["step"])[-1]
             first = next((m for m in metrics if m["step"] == 0 and f"teacher_{metric}" in m), None)
             return cfg, metric, final, first
-    raise KDLensError(f"run {run.run_id} logged no final eval_accuracy or eval_exact_match, so rebuilt records "
-                      "could not be checked against it")
+    raise KDLensError(
+        f"run {run.run_id} logged no final eval_accuracy or eval_exact_match, so rebuilt records "
+        "could not be checked against it"
+    )
 
 
-def _retrain(run, cfg, metric: str, final: dict, teacher_row: dict | None, say: Callable[[str], None],
-             started: float) -> BackfillResult:
+def _retrain(
+    run, cfg, metric: str, final: dict, teacher_row: dict | None, say: Callable[[str], None], started: float
+) -> BackfillResult:
     """Train the run again from its config in a temporary folder; keep its records only if it is the same run."""
     result, t_records, s_records = _retrain_checked(run, cfg, metric, final, teacher_row, say, started)
-    lines = "".join(json.dumps({**r, "backfilled": True, "retrained": True}, allow_nan=False) + "\n"
-                    for r in t_records + s_records)
+    lines = "".join(
+        json.dumps({**r, "backfilled": True, "retrained": True}, allow_nan=False) + "\n" for r in t_records + s_records
+    )
     atomic_write_text(run.path / PREDICTIONS, lines)
     result.written = True
     result.seconds = time.monotonic() - started
@@ -222,9 +264,14 @@ def _retrain(run, cfg, metric: str, final: dict, teacher_row: dict | None, say: 
     return result
 
 
-def rebuild_checkpoint(store: RunStore, run_id: str, *, progress: Callable[[str], None] | None = None,
-                       on_metrics: Callable[[dict], None] | None = None,
-                       should_stop: Callable[[], bool] = lambda: False) -> BackfillResult:
+def rebuild_checkpoint(
+    store: RunStore,
+    run_id: str,
+    *,
+    progress: Callable[[str], None] | None = None,
+    on_metrics: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> BackfillResult:
     """Give a finished run that kept no weights its checkpoint back, so that analyses needing the weights (one
     example's attributions) can run: it is retrained from its config in a temporary folder and the weights are
     moved into the run folder only when the retrained run reproduces every evaluation and loss the run logged.
@@ -235,17 +282,36 @@ def rebuild_checkpoint(store: RunStore, run_id: str, *, progress: Callable[[str]
     if (run.path / "checkpoint").is_dir():
         raise KDLensError(f"run {run_id} already has its checkpoint; nothing to rebuild")
     cfg, metric, final, teacher_row = _check_run(run, force=True, need_checkpoint=False)
-    result, _, _ = _retrain_checked(run, cfg, metric, final, teacher_row, say, started, keep_checkpoint=True,
-                                    on_metrics=on_metrics, should_stop=should_stop)
+    result, _, _ = _retrain_checked(
+        run,
+        cfg,
+        metric,
+        final,
+        teacher_row,
+        say,
+        started,
+        keep_checkpoint=True,
+        on_metrics=on_metrics,
+        should_stop=should_stop,
+    )
     result.notes.append(f"weights kept in {run.path / 'checkpoint'}; records and metrics untouched")
     result.seconds = time.monotonic() - started
     return result
 
 
-def _retrain_checked(run, cfg, metric: str, final: dict, teacher_row: dict | None, say: Callable[[str], None],
-                     started: float, *, keep_checkpoint: bool = False,
-                     on_metrics: Callable[[dict], None] | None = None,
-                     should_stop: Callable[[], bool] = lambda: False) -> tuple[BackfillResult, list, list]:
+def _retrain_checked(
+    run,
+    cfg,
+    metric: str,
+    final: dict,
+    teacher_row: dict | None,
+    say: Callable[[str], None],
+    started: float,
+    *,
+    keep_checkpoint: bool = False,
+    on_metrics: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> tuple[BackfillResult, list, list]:
     """Retrain in a temporary folder and check it against everything the run logged: (result, teacher records,
     live-model records). `keep_checkpoint` moves the retrained weights into the run folder once they pass."""
     from kd_analysis.training import rationale_tasks
@@ -255,13 +321,20 @@ def _retrain_checked(run, cfg, metric: str, final: dict, teacher_row: dict | Non
     role = "teacher" if cfg.train_teacher else "student"
     again = replace(cfg, save_checkpoint=keep_checkpoint, report_to=[])
     if cfg.rationales and cfg.rationales.source_run:  # resolved next to the run, as train() resolved it there
-        again = replace(again, rationales=replace(cfg.rationales, source_run=str(
-            rationale_tasks._resolve_run(cfg.rationales.source_run, run.path).resolve())))
-    notes = [f"retrained from config.json (no checkpoint): {cfg.device} device, {cfg.precision} precision, seed "
-             f"{cfg.seed}"]
+        again = replace(
+            again,
+            rationales=replace(
+                cfg.rationales,
+                source_run=str(rationale_tasks._resolve_run(cfg.rationales.source_run, run.path).resolve()),
+            ),
+        )
+    notes = [
+        f"retrained from config.json (no checkpoint): {cfg.device} device, {cfg.precision} precision, seed {cfg.seed}"
+    ]
     if cfg.records_every_eval:
-        notes.append("the run kept records at every evaluation; only the teacher's and the final evaluation's are "
-                     "written")
+        notes.append(
+            "the run kept records at every evaluation; only the teacher's and the final evaluation's are written"
+        )
     rows: list[dict] = []
 
     def keep_row(m: dict) -> None:
@@ -279,8 +352,9 @@ def _retrain_checked(run, cfg, metric: str, final: dict, teacher_row: dict | Non
         records = read_jsonl(out / PREDICTIONS) if (out / PREDICTIONS).exists() else []
         if trained.state != "finished":
             raise KDLensError(f"retraining {run.run_id} ended {trained.state}, so nothing was kept")
-        result, t_records, s_records = _check_retrained(run, cfg, metric, final, teacher_row, rows, records, step,
-                                                        role, notes, started)
+        result, t_records, s_records = _check_retrained(
+            run, cfg, metric, final, teacher_row, rows, records, step, role, notes, started
+        )
         if keep_checkpoint:
             _move_into(out / "checkpoint", run.path / "checkpoint")
     return result, t_records, s_records
@@ -294,9 +368,19 @@ def _move_into(source: Path, target: Path) -> None:
     os.replace(staging, target)
 
 
-def _check_retrained(run, cfg, metric: str, final: dict, teacher_row: dict | None, rows: list[dict],
-                     records: list[dict], step: int, role: str, notes: list[str],
-                     started: float) -> tuple[BackfillResult, list, list]:
+def _check_retrained(
+    run,
+    cfg,
+    metric: str,
+    final: dict,
+    teacher_row: dict | None,
+    rows: list[dict],
+    records: list[dict],
+    step: int,
+    role: str,
+    notes: list[str],
+    started: float,
+) -> tuple[BackfillResult, list, list]:
     logged = run.metrics()
     eval_diffs, loss_diffs = _compare(logged, rows)
     t_records = [r for r in records if r["role"] == "teacher" and r["step"] == 0] if not cfg.train_teacher else []
@@ -306,10 +390,23 @@ def _check_retrained(run, cfg, metric: str, final: dict, teacher_row: dict | Non
     t_run = teacher_row.get(f"teacher_{metric}") if teacher_row else None
     run_value = float(final[f"eval_{metric}"])
     result = BackfillResult(
-        run_id=run.run_id, path=str(run.path / PREDICTIONS), role=role, step=step, examples=len(s_records),
-        teacher_examples=len(t_records), metric=metric, run_value=run_value, records_value=value,
-        difference=abs(value - run_value), teacher_run_value=t_run, teacher_records_value=t_value, notes=notes,
-        retrained=True, eval_values_compared=len(eval_diffs), losses_compared=len(loss_diffs))
+        run_id=run.run_id,
+        path=str(run.path / PREDICTIONS),
+        role=role,
+        step=step,
+        examples=len(s_records),
+        teacher_examples=len(t_records),
+        metric=metric,
+        run_value=run_value,
+        records_value=value,
+        difference=abs(value - run_value),
+        teacher_run_value=t_run,
+        teacher_records_value=t_value,
+        notes=notes,
+        retrained=True,
+        eval_values_compared=len(eval_diffs),
+        losses_compared=len(loss_diffs),
+    )
     if eval_diffs:
         at = max(eval_diffs, key=eval_diffs.get)
         result.max_eval_difference, result.max_eval_difference_at = eval_diffs[at], f"{at[0]}@{at[1]}"
@@ -323,18 +420,26 @@ def _check_retrained(run, cfg, metric: str, final: dict, teacher_row: dict | Non
         why = "the run logged no eval_* or teacher_* values to check the retrained run against"
     elif result.max_eval_difference > TOLERANCE:
         name, at_step = max(eval_diffs, key=eval_diffs.get)
-        why = (f"{name} at step {at_step} is off by {result.max_eval_difference:.3g} "
-               f"({_value(rows, name, at_step)} retrained, {_value(logged, name, at_step)} in the run's metrics)")
+        why = (
+            f"{name} at step {at_step} is off by {result.max_eval_difference:.3g} "
+            f"({_value(rows, name, at_step)} retrained, {_value(logged, name, at_step)} in the run's metrics)"
+        )
     elif loss_diffs and result.max_loss_difference > LOSS_TOLERANCE:
-        why = (f"the loss at step {result.max_loss_difference_at} is off by {result.max_loss_difference:.3g} "
-               f"({_value(rows, 'loss', result.max_loss_difference_at)} retrained, "
-               f"{_value(logged, 'loss', result.max_loss_difference_at)} in the run's metrics)")
+        why = (
+            f"the loss at step {result.max_loss_difference_at} is off by {result.max_loss_difference:.3g} "
+            f"({_value(rows, 'loss', result.max_loss_difference_at)} retrained, "
+            f"{_value(logged, 'loss', result.max_loss_difference_at)} in the run's metrics)"
+        )
     elif result.difference > TOLERANCE:
-        why = (f"{metric} {value:.6f} from the retrained records, {run_value:.6f} in the run's final eval_{metric} "
-               f"(off by {result.difference:.3g})")
+        why = (
+            f"{metric} {value:.6f} from the retrained records, {run_value:.6f} in the run's final eval_{metric} "
+            f"(off by {result.difference:.3g})"
+        )
     elif t_run is not None and t_value is not None and abs(t_value - t_run) > TOLERANCE:
-        why = (f"teacher {metric} {t_value:.6f} from the retrained records, {t_run:.6f} in the run's metrics (off by "
-               f"{abs(t_value - t_run):.3g})")
+        why = (
+            f"teacher {metric} {t_value:.6f} from the retrained records, {t_run:.6f} in the run's metrics (off by "
+            f"{abs(t_value - t_run):.3g})"
+        )
     result.matches = why is None
     result.seconds = time.monotonic() - started
     if why is not None:
@@ -389,8 +494,14 @@ def evaluated_models(cfg, folder: Path, device: str, say: Callable[[str], None])
     adapter = (folder / "adapter_config.json").exists()
     teacher = None
     if not cfg.train_teacher or adapter:
-        tspec = ModelSpec.from_dict({**cfg.teacher.to_dict(), "device": device, "task": cfg.task or cfg.teacher.task,
-                                     "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype})
+        tspec = ModelSpec.from_dict(
+            {
+                **cfg.teacher.to_dict(),
+                "device": device,
+                "task": cfg.task or cfg.teacher.task,
+                "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype,
+            }
+        )
         say(f"loading teacher {tspec.source} on {device}")
         teacher = load_model(tspec)
     if adapter:
@@ -428,15 +539,19 @@ def eval_views(cfg, teacher, eval_set: list, run_dir: Path, say: Callable[[str],
             cache = Path(tmp) / rationale_tasks.CACHE_FILE
             if (run_dir / rationale_tasks.CACHE_FILE).exists():
                 shutil.copyfile(run_dir / rationale_tasks.CACHE_FILE, cache)
-            words = rationale_tasks.teacher_rationales(teacher, eval_set, settings, target="predicted", cache=cache,
-                                                       log=say)
+            words = rationale_tasks.teacher_rationales(
+                teacher, eval_set, settings, target="predicted", cache=cache, log=say
+            )
     return [rationale_tasks.label_view(ex, settings, words.get(ex.id)) for ex in eval_set]
 
 
 def _others(row: dict, prefix: str, rebuilt: dict, metric: str) -> dict[str, list[float]]:
     """[logged, rebuilt] for each numeric metric besides `metric` that both the run's row and the rebuild have."""
-    return {prefix + k: [float(row[prefix + k]), float(v)] for k, v in rebuilt.items()
-            if k != metric and isinstance(v, (int, float)) and isinstance(row.get(prefix + k), (int, float))}
+    return {
+        prefix + k: [float(row[prefix + k]), float(v)]
+        for k, v in rebuilt.items()
+        if k != metric and isinstance(v, (int, float)) and isinstance(row.get(prefix + k), (int, float))
+    }
 
 
 def _share_correct(records: list) -> float:

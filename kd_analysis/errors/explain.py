@@ -6,6 +6,7 @@ cached in the run folder (`explanations.jsonl`, one line per example, method and
 the HTML report reuse them. A run that kept no weights can get them back with `rebuild=True` (retrained from its
 config and kept only when it reproduces every logged evaluation; see `backfill.rebuild_checkpoint`).
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,10 @@ class Explanation:
         k = min(len(a), len(b))
         if [t for t, _ in a[:k]] != [t for t, _ in b[:k]]:
             return None
-        return [{"position": i, "token": ta, first: la, second: lb, "gap": la - lb}
-                for i, ((ta, la), (_, lb)) in enumerate(zip(a[:k], b[:k]))]
+        return [
+            {"position": i, "token": ta, first: la, second: lb, "gap": la - lb}
+            for i, ((ta, la), (_, lb)) in enumerate(zip(a[:k], b[:k]))
+        ]
 
     def tokens_cut(self, first: str = "teacher", second: str = "student") -> dict[str, int]:
         """How many answer tokens each model scored, when they differ (the rest fell past max_length)."""
@@ -87,8 +90,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def load_run_models(store: RunStore, run_id: str, *, device: str = "cpu",
-                    progress: Callable[[str], None] | None = None) -> RunModels:
+def load_run_models(
+    store: RunStore, run_id: str, *, device: str = "cpu", progress: Callable[[str], None] | None = None
+) -> RunModels:
     """Load a finished training run's models as its final evaluation had them (NoWeights without a checkpoint)."""
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.errors.backfill import _check_run, eval_views, evaluated_models
@@ -99,26 +103,36 @@ def load_run_models(store: RunStore, run_id: str, *, device: str = "cpu",
     cfg, *_ = _check_run(run, force=True, need_checkpoint=False)
     folder = run.path / "checkpoint"
     if not folder.is_dir():
-        raise NoWeights(f"run {run_id} kept no weights (save_checkpoint was off), so nothing can be computed from "
-                        f"them; rebuild them first: `python -m kd_analysis errors explain {run_id} EXAMPLE_ID "
-                        "--rebuild` retrains the run from its config and keeps the weights only if it reproduces "
-                        "every evaluation the run logged")
+        raise NoWeights(
+            f"run {run_id} kept no weights (save_checkpoint was off), so nothing can be computed from "
+            f"them; rebuild them first: `python -m kd_analysis errors explain {run_id} EXAMPLE_ID "
+            "--rebuild` retrains the run from its config and keeps the weights only if it reproduces "
+            "every evaluation the run logged"
+        )
     teacher, live = evaluated_models(cfg, folder, device, say)
     _, eval_set = split_examples(load_dataset(cfg.data).examples, cfg)
     models, views, prompts, reads = {}, {}, {}, {}
     if teacher is not None:
         models["teacher"], views["teacher"] = teacher, {ex.id: ex for ex in eval_set}
         prompts["teacher"] = teacher_prompt(cfg, teacher)
-        reads["teacher"] = (f"the {cfg.priming.strategy} priming prompt" if cfg.priming else "the example as is")
+        reads["teacher"] = f"the {cfg.priming.strategy} priming prompt" if cfg.priming else "the example as is"
     role = "teacher" if cfg.train_teacher else "student"
     models[role] = live
     views[role] = {ex.id: ex for ex in eval_views(cfg, teacher, eval_set, run.path, say)}
     prompts[role] = student_prompt_fn(cfg, live)
-    reads[role] = ({"tag": "the example with its rationale tags", "append": "the example with the teacher's "
-                    "rationale words appended"}.get(cfg.rationales.mode, "the example as is") if cfg.rationales
-                   else "the student prompt" if cfg.priming else "the example as is")
-    return RunModels(run_id=run_id, cfg=cfg, models=models, views=views, prompts=prompts, reads=reads,
-                     answers=_recorded_answers(run))
+    reads[role] = (
+        {
+            "tag": "the example with its rationale tags",
+            "append": "the example with the teacher's rationale words appended",
+        }.get(cfg.rationales.mode, "the example as is")
+        if cfg.rationales
+        else "the student prompt"
+        if cfg.priming
+        else "the example as is"
+    )
+    return RunModels(
+        run_id=run_id, cfg=cfg, models=models, views=views, prompts=prompts, reads=reads, answers=_recorded_answers(run)
+    )
 
 
 def _recorded_answers(run: Run) -> dict[str, dict[str, Any]]:
@@ -153,8 +167,9 @@ def token_logprobs(loaded, example, prompt: Callable | None, max_length: int) ->
     return [[tok.decode([int(i)]), float(v)] for i, v in zip(ids.tolist(), logp.tolist())]
 
 
-def explain_example(models: RunModels, example_id: str, *, method: str = DEFAULT_METHOD,
-                    target: str = "predicted") -> Explanation:
+def explain_example(
+    models: RunModels, example_id: str, *, method: str = DEFAULT_METHOD, target: str = "predicted"
+) -> Explanation:
     """Attributions of both models over one held-out example (and, for generation, the gold answer's token
     log-probabilities), through the attribution registry."""
     from kd_analysis.attribution.methods import METHODS
@@ -167,8 +182,14 @@ def explain_example(models: RunModels, example_id: str, *, method: str = DEFAULT
     if not any(example_id in view for view in models.views.values()):
         raise KDLensError(f"example {example_id!r} is not among run {models.run_id}'s held-out examples")
     started = time.monotonic()
-    out = Explanation(run_id=models.run_id, example_id=example_id, method=method, target=target,
-                      reads=dict(models.reads), created=_now())
+    out = Explanation(
+        run_id=models.run_id,
+        example_id=example_id,
+        method=method,
+        target=target,
+        reads=dict(models.reads),
+        created=_now(),
+    )
     for role, loaded in models.models.items():
         ex = models.views[role][example_id]
         recorded = models.answers.get(role, {}).get(example_id)
@@ -177,16 +198,20 @@ def explain_example(models: RunModels, example_id: str, *, method: str = DEFAULT
             chosen = recorded  # the answer the run's evaluation recorded, whatever this prompt would pick
         attr = attribute(loaded, ex, method=method, target=chosen)
         if chosen != target and attr.predicted_label != attr.target_label:
-            out.notes.append(f"{role}: the attributions read the example through a plain 'Question … Choices … "
-                             f"Answer:' prompt, under which it would pick {attr.predicted_label!r}; they explain "
-                             f"{attr.target_label!r}, the answer the run's own evaluation recorded")
+            out.notes.append(
+                f"{role}: the attributions read the example through a plain 'Question … Choices … "
+                f"Answer:' prompt, under which it would pick {attr.predicted_label!r}; they explain "
+                f"{attr.target_label!r}, the answer the run's own evaluation recorded"
+            )
         out.attributions[role] = attr.to_dict()
         if loaded.task == "causal_lm" and not ex.choices:
             out.token_logprobs[role] = token_logprobs(loaded, ex, models.prompts[role], models.cfg.max_length)
     if out.token_logprobs:
-        out.notes.append("attributions explain log p(gold answer) after a plain 'Question: … Answer:' prompt, the "
-                         "same for both models; the token log-probabilities use the prompt each model was "
-                         "evaluated with")
+        out.notes.append(
+            "attributions explain log p(gold answer) after a plain 'Question: … Answer:' prompt, the "
+            "same for both models; the token log-probabilities use the prompt each model was "
+            "evaluated with"
+        )
         if models.cfg.priming:
             out.notes.append(f"the teacher was evaluated under the {models.cfg.priming.strategy} priming prompt")
     if any(math.isnan(v) for rows in out.token_logprobs.values() for _, v in rows):
@@ -195,8 +220,9 @@ def explain_example(models: RunModels, example_id: str, *, method: str = DEFAULT
     return out
 
 
-def cached(store: RunStore, run_id: str, example_id: str | None = None, *, method: str | None = None,
-           target: str | None = None) -> dict[tuple[str, str, str], Explanation]:
+def cached(
+    store: RunStore, run_id: str, example_id: str | None = None, *, method: str | None = None, target: str | None = None
+) -> dict[tuple[str, str, str], Explanation]:
     """The run's saved explanations, newest per (example, method, target)."""
     out: dict[tuple[str, str, str], Explanation] = {}
     path = store.get(run_id).path / EXPLANATIONS
@@ -205,8 +231,11 @@ def cached(store: RunStore, run_id: str, example_id: str | None = None, *, metho
     for row in read_jsonl(path):
         if not isinstance(row, dict) or not {"example_id", "method", "target"} <= row.keys():
             continue
-        if ((example_id is not None and row["example_id"] != example_id) or (method is not None and row["method"] !=
-                method) or (target is not None and row["target"] != target)):
+        if (
+            (example_id is not None and row["example_id"] != example_id)
+            or (method is not None and row["method"] != method)
+            or (target is not None and row["target"] != target)
+        ):
             continue
         try:
             out[(row["example_id"], row["method"], row["target"])] = Explanation.from_dict(row)
@@ -219,10 +248,20 @@ def save(store: RunStore, explanation: Explanation) -> None:
     append_jsonl(store.get(explanation.run_id).path / EXPLANATIONS, explanation.to_dict())
 
 
-def explain(store: RunStore, run_id: str, example_ids: Sequence[str], *, method: str = DEFAULT_METHOD,
-            target: str = "predicted", rebuild: bool = False, refresh: bool = False, device: str = "cpu",
-            progress: Callable[[str], None] | None = None, on_step: Callable[[str, int, int], None] | None = None,
-            should_stop: Callable[[], bool] = lambda: False) -> list[Explanation]:
+def explain(
+    store: RunStore,
+    run_id: str,
+    example_ids: Sequence[str],
+    *,
+    method: str = DEFAULT_METHOD,
+    target: str = "predicted",
+    rebuild: bool = False,
+    refresh: bool = False,
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+    on_step: Callable[[str, int, int], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[Explanation]:
     """Explanations of `example_ids` (cached ones reused unless `refresh`), saving each as it is done. Loads the
     run's models only when something is missing; `rebuild` first retrains a run that kept no weights.
     `on_step(phase, done, total)` reports progress; `should_stop` is polled between examples."""
@@ -234,9 +273,15 @@ def explain(store: RunStore, run_id: str, example_ids: Sequence[str], *, method:
         if rebuild and not (run.path / "checkpoint").is_dir():
             from kd_analysis.errors.backfill import rebuild_checkpoint
 
-            rebuild_checkpoint(store, run_id, progress=say, should_stop=should_stop,
-                               on_metrics=lambda m: on_step and on_step("retraining", int(m.get("step", 0)),
-                                                                        int(m.get("total_steps") or 0)))
+            rebuild_checkpoint(
+                store,
+                run_id,
+                progress=say,
+                should_stop=should_stop,
+                on_metrics=lambda m: (
+                    on_step and on_step("retraining", int(m.get("step", 0)), int(m.get("total_steps") or 0))
+                ),
+            )
         models = load_run_models(store, run_id, device=device, progress=say)
         for i, eid in enumerate(todo):
             if should_stop():
@@ -252,13 +297,25 @@ def explain(store: RunStore, run_id: str, example_ids: Sequence[str], *, method:
     return [have[(e, method, target)] for e in example_ids if (e, method, target) in have]
 
 
-def explain_config(run_id: str, example_ids: Sequence[str], *, method: str = DEFAULT_METHOD,
-                   target: str = "predicted", rebuild: bool = False) -> dict[str, Any]:
+def explain_config(
+    run_id: str,
+    example_ids: Sequence[str],
+    *,
+    method: str = DEFAULT_METHOD,
+    target: str = "predicted",
+    rebuild: bool = False,
+) -> dict[str, Any]:
     """A background job's config (kind "explanations"), as the page starts it."""
     if not example_ids:
         raise KDLensError("no example to explain")
-    return {"run": run_id, "examples": list(example_ids), "method": method, "target": target, "rebuild": rebuild,
-            "name": f"Explain {len(example_ids)} example{'s' * (len(example_ids) != 1)} of {run_id}"}
+    return {
+        "run": run_id,
+        "examples": list(example_ids),
+        "method": method,
+        "target": target,
+        "rebuild": rebuild,
+        "name": f"Explain {len(example_ids)} example{'s' * (len(example_ids) != 1)} of {run_id}",
+    }
 
 
 def explain_job(run: Run, stop: threading.Event, store: RunStore | None = None) -> tuple[str, str | None, dict]:
@@ -273,10 +330,18 @@ def explain_job(run: Run, stop: threading.Event, store: RunStore | None = None) 
         run.append_metrics({"step": done, "total_steps": total, "phase": phase})
 
     try:
-        found = explain(store, cfg["run"], cfg["examples"], method=cfg.get("method", DEFAULT_METHOD),
-                        target=cfg.get("target", "predicted"), rebuild=bool(cfg.get("rebuild")),
-                        device="cuda" if torch.cuda.is_available() else "cpu", progress=run.log, on_step=step,
-                        should_stop=stop.is_set)
+        found = explain(
+            store,
+            cfg["run"],
+            cfg["examples"],
+            method=cfg.get("method", DEFAULT_METHOD),
+            target=cfg.get("target", "predicted"),
+            rebuild=bool(cfg.get("rebuild")),
+            device="cuda" if torch.cuda.is_available() else "cpu",
+            progress=run.log,
+            on_step=step,
+            should_stop=stop.is_set,
+        )
     except KDLensError:
         if stop.is_set():  # a cancelled retrain ends in an error by design: nothing of it was kept
             return "cancelled", "cancelled while rebuilding the weights (nothing kept)", {}

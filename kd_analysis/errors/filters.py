@@ -4,6 +4,7 @@ Filters come from the user (typed on a page or saved as slices), so they are nev
 parsed and compiled node by node from a small subset of Python (column names, constants, comparisons, `in`,
 `and`/`or`/`not`, arithmetic on numbers), and anything else is refused before any data is touched.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,19 +19,49 @@ import pandas as pd
 from kd_analysis.errors import KDLensError
 
 MAX_FILTER_CHARS = 2_000
-_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-            ast.Gt: operator.gt, ast.GtE: operator.ge}
+_COMPARE = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
 _ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-_SYMBOLS = {ast.Pow: "'**'", ast.Mod: "'%'", ast.FloorDiv: "'//'", ast.MatMult: "'@'", ast.LShift: "'<<'",
-            ast.RShift: "'>>'", ast.BitAnd: "'&' (use 'and')", ast.BitOr: "'|' (use 'or')", ast.BitXor: "'^'",
-            ast.Invert: "'~' (use 'not')"}
-_REFUSED = {ast.Attribute: "attribute access", ast.Call: "a function call", ast.Subscript: "indexing",
-            ast.Lambda: "a lambda", ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
-            ast.DictComp: "a comprehension", ast.GeneratorExp: "a generator", ast.IfExp: "an if-else expression",
-            ast.NamedExpr: "an assignment", ast.Starred: "unpacking", ast.JoinedStr: "an f-string",
-            ast.Dict: "a dictionary", ast.Set: "a set outside 'in'", ast.List: "a list outside 'in'",
-            ast.Tuple: "a tuple outside 'in'", ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield",
-            ast.Slice: "a slice"}
+_SYMBOLS = {
+    ast.Pow: "'**'",
+    ast.Mod: "'%'",
+    ast.FloorDiv: "'//'",
+    ast.MatMult: "'@'",
+    ast.LShift: "'<<'",
+    ast.RShift: "'>>'",
+    ast.BitAnd: "'&' (use 'and')",
+    ast.BitOr: "'|' (use 'or')",
+    ast.BitXor: "'^'",
+    ast.Invert: "'~' (use 'not')",
+}
+_REFUSED = {
+    ast.Attribute: "attribute access",
+    ast.Call: "a function call",
+    ast.Subscript: "indexing",
+    ast.Lambda: "a lambda",
+    ast.ListComp: "a comprehension",
+    ast.SetComp: "a comprehension",
+    ast.DictComp: "a comprehension",
+    ast.GeneratorExp: "a generator",
+    ast.IfExp: "an if-else expression",
+    ast.NamedExpr: "an assignment",
+    ast.Starred: "unpacking",
+    ast.JoinedStr: "an f-string",
+    ast.Dict: "a dictionary",
+    ast.Set: "a set outside 'in'",
+    ast.List: "a list outside 'in'",
+    ast.Tuple: "a tuple outside 'in'",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+    ast.Slice: "a slice",
+}
 
 Value = Any  # a pandas Series (one value per row) or a Python constant
 _Fn = Callable[[pd.DataFrame], Value]
@@ -68,7 +99,7 @@ class _Compiler:
     def position(self, node: ast.AST) -> int:
         """1-based character position of a node in the expression (ast counts UTF-8 bytes per line)."""
         line, col = getattr(node, "lineno", 1), getattr(node, "col_offset", 0)
-        before = sum(len(s) + 1 for s in self.lines[:line - 1])
+        before = sum(len(s) + 1 for s in self.lines[: line - 1])
         text = self.lines[line - 1] if line - 1 < len(self.lines) else ""
         return before + len(text.encode("utf-8")[:col].decode("utf-8", errors="ignore")) + 1
 
@@ -97,6 +128,7 @@ class _Compiler:
                 for part in parts[1:]:
                     out = combine(out, part(frame))
                 return out
+
             return boolop
         if isinstance(node, ast.Compare):
             return self.compare(node)
@@ -117,8 +149,9 @@ class _Compiler:
         if name.startswith("__"):
             raise self.refuse(node, f"the name '{name}'")
         if self.columns is not None and name not in self.columns:
-            raise KDLensError(f"unknown column '{name}' at character {self.position(node)}; "
-                              f"columns are {_column_list(self.columns)}")
+            raise KDLensError(
+                f"unknown column '{name}' at character {self.position(node)}; columns are {_column_list(self.columns)}"
+            )
         self.names.setdefault(name, self.position(node))
         return lambda frame: frame[name]
 
@@ -128,6 +161,7 @@ class _Compiler:
 
         def as_condition(frame: pd.DataFrame) -> Value:
             return _as_condition(inner(frame), what)
+
         return as_condition
 
     def unary(self, node: ast.UnaryOp) -> _Fn:
@@ -137,6 +171,7 @@ class _Compiler:
             def negate(frame: pd.DataFrame) -> Value:
                 value = inner(frame)
                 return (not value) if isinstance(value, bool) else ~value
+
             return negate
         if isinstance(node.op, (ast.USub, ast.UAdd)):
             inner, what = self.compile(node.operand), self.describe(node.operand)
@@ -157,6 +192,7 @@ class _Compiler:
                 return op(a, b)
             except ZeroDivisionError:
                 raise KDLensError(f"the filter divides by zero at character {where}") from None
+
         return apply
 
     def literal_items(self, node: ast.AST) -> list:
@@ -165,9 +201,13 @@ class _Compiler:
             raise self.refuse(node, f"'{self.describe(node)}' after 'in' (give a list of values, e.g. gold in (1, 2))")
         items = []
         for element in node.elts:
-            if isinstance(element, ast.UnaryOp) and isinstance(element.op, ast.USub) \
-                    and isinstance(element.operand, ast.Constant) and not isinstance(element.operand.value, bool) \
-                    and isinstance(element.operand.value, (int, float)):
+            if (
+                isinstance(element, ast.UnaryOp)
+                and isinstance(element.op, ast.USub)
+                and isinstance(element.operand, ast.Constant)
+                and not isinstance(element.operand.value, bool)
+                and isinstance(element.operand.value, (int, float))
+            ):
                 items.append(-element.operand.value)
             elif isinstance(element, ast.Constant):
                 items.append(self.constant(element))
@@ -179,30 +219,51 @@ class _Compiler:
         steps: list[_Fn] = []
         operands = [node.left, *node.comparators]
         lists = (ast.List, ast.Tuple, ast.Set)
-        fns = [None if i > 0 and isinstance(node.ops[i - 1], (ast.In, ast.NotIn)) and isinstance(o, lists)
-               and i == len(node.ops) else self.compile(o) for i, o in enumerate(operands)]
+        fns = [
+            None
+            if i > 0
+            and isinstance(node.ops[i - 1], (ast.In, ast.NotIn))
+            and isinstance(o, lists)
+            and i == len(node.ops)
+            else self.compile(o)
+            for i, o in enumerate(operands)
+        ]
         for i, op in enumerate(node.ops):
             left_node, right_node = operands[i], operands[i + 1]
             left, right = fns[i], fns[i + 1]
             where = self.position(left_node)
             if isinstance(op, (ast.In, ast.NotIn)):
                 negate = isinstance(op, ast.NotIn)
-                if isinstance(left_node, ast.Constant) and isinstance(left_node.value, str) \
-                        and not isinstance(right_node, (ast.List, ast.Tuple, ast.Set)):
+                if (
+                    isinstance(left_node, ast.Constant)
+                    and isinstance(left_node.value, str)
+                    and not isinstance(right_node, (ast.List, ast.Tuple, ast.Set))
+                ):
                     steps.append(_substring_step(left_node.value, right, negate, self.describe(right_node)))
                 else:
                     steps.append(_isin_step(left, self.literal_items(right_node), negate))
             elif isinstance(op, (ast.Is, ast.IsNot)):
                 if not (isinstance(right_node, ast.Constant) and right_node.value is None):
                     raise self.refuse(node, "'is' with anything but None")
-                steps.append(_compare_step(operator.eq if isinstance(op, ast.Is) else operator.ne, left, right,
-                                           self.describe(left_node), self.describe(right_node), where))
+                steps.append(
+                    _compare_step(
+                        operator.eq if isinstance(op, ast.Is) else operator.ne,
+                        left,
+                        right,
+                        self.describe(left_node),
+                        self.describe(right_node),
+                        where,
+                    )
+                )
             elif type(op) in _COMPARE:
                 is_none = [isinstance(o, ast.Constant) and o.value is None for o in (left_node, right_node)]
                 if any(is_none) and not isinstance(op, (ast.Eq, ast.NotEq)):
                     raise self.refuse(node, "ordering against None (use == None or != None)")
-                steps.append(_compare_step(_COMPARE[type(op)], left, right, self.describe(left_node),
-                                           self.describe(right_node), where))
+                steps.append(
+                    _compare_step(
+                        _COMPARE[type(op)], left, right, self.describe(left_node), self.describe(right_node), where
+                    )
+                )
             else:
                 raise self.refuse(node, f"the comparison '{type(op).__name__}'")
 
@@ -211,6 +272,7 @@ class _Compiler:
             for step in steps[1:]:
                 out = out & step(frame)
             return out
+
         return chained
 
 
@@ -240,6 +302,7 @@ def _number(value: Value, what: str) -> Value:
 def _compare_step(op: Callable, left: _Fn, right: _Fn, lw: str, rw: str, where: int) -> _Fn:
     """One comparison. A missing value matches no comparison (SQL-style: `not (kl > 1)` leaves out rows without a
     KL too); `x == None` / `x != None` test for missing values."""
+
     def step(frame: pd.DataFrame) -> Value:
         a, b = left(frame), right(frame)
         if a is None or b is None:
@@ -251,13 +314,15 @@ def _compare_step(op: Callable, left: _Fn, right: _Fn, lw: str, rw: str, where: 
         try:
             result = op(a, b)
         except TypeError:
-            raise KDLensError(f"cannot compare {lw} with {rw} at character {where}: their values are of "
-                              "different kinds") from None
+            raise KDLensError(
+                f"cannot compare {lw} with {rw} at character {where}: their values are of different kinds"
+            ) from None
         if isinstance(result, pd.Series):
             na, nb = _nulls(a), _nulls(b)
             nulls = na if nb is None else (nb if na is None else na | nb)
             return _bool_series(result, nulls)
         return bool(result)
+
     return step
 
 
@@ -276,11 +341,13 @@ def _isin_step(left: _Fn, items: list, negate: bool) -> _Fn:
         else:
             mask = nulls
         return pd.Series(pd.arrays.BooleanArray(hit != negate, mask), index=a.index)
+
     return step
 
 
 def _substring_step(text: str, right: _Fn, negate: bool, what: str) -> _Fn:
     """`'x' in text`: the column's values contain the string."""
+
     def step(frame: pd.DataFrame) -> Value:
         b = right(frame)
         if isinstance(b, str):
@@ -290,12 +357,14 @@ def _substring_step(text: str, right: _Fn, negate: bool, what: str) -> _Fn:
         is_text = b.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
         found = b.where(is_text, "").astype(str).str.contains(text, regex=False).to_numpy(dtype=bool)
         return pd.Series(pd.arrays.BooleanArray(found != negate, ~is_text), index=b.index)
+
     return step
 
 
 @dataclass(frozen=True)
 class RowFilter:
     """A parsed filter: call it on a frame for a boolean Series (True = row selected)."""
+
     expr: str
     columns: tuple[str, ...]  # the column names it reads
     positions: tuple[int, ...]  # where each is first used (1-based character)
@@ -304,8 +373,9 @@ class RowFilter:
     def __call__(self, frame: pd.DataFrame) -> pd.Series:
         for name, where in zip(self.columns, self.positions):
             if name not in frame.columns:
-                raise KDLensError(f"unknown column '{name}' at character {where}; "
-                                  f"columns are {_column_list(frame.columns)}")
+                raise KDLensError(
+                    f"unknown column '{name}' at character {where}; columns are {_column_list(frame.columns)}"
+                )
         try:
             value = _as_condition(self.fn(frame), self.expr)
         except KDLensError:
@@ -363,8 +433,14 @@ def parse_filter(expr: str, columns: Iterable[str] | None = None) -> RowFilter:
     return RowFilter(text, tuple(compiler.names), tuple(compiler.names.values()), fn)
 
 
-def select_examples(frame: pd.DataFrame, expr: str | None = None, *, sort_by: str | None = None,
-                    descending: bool = True, limit: int | None = None) -> pd.DataFrame:
+def select_examples(
+    frame: pd.DataFrame,
+    expr: str | None = None,
+    *,
+    sort_by: str | None = None,
+    descending: bool = True,
+    limit: int | None = None,
+) -> pd.DataFrame:
     """The rows a filter selects, sorted by a column (missing values last), at most `limit` of them."""
     out = frame[parse_filter(expr)(frame).to_numpy()] if expr and expr.strip() else frame
     if sort_by is not None:

@@ -7,6 +7,7 @@ matrix, the filters and the slice finder all work on such a joined frame.
 Frames here are pandas DataFrames of the records that `kd_analysis.errors.records` writes (one JSON object per
 model and example in a run folder's `predictions.jsonl`). Nothing here imports streamlit or torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,44 @@ from kd_analysis.errors import DataError, KDLensError
 
 PREDICTIONS = "predictions.jsonl"  # same name as kd_analysis.errors.records.PREDICTIONS (that module imports torch)
 
-RECORD_FIELDS = ("run_id", "role", "step", "example_id", "data", "gold", "prediction", "correct", "p_gold", "p_pred",
-                 "probs", "choices", "text", "generated", "parsed", "ce", "kl", "entropy", "teacher_entropy",
-                 "text_tokens")
+RECORD_FIELDS = (
+    "run_id",
+    "role",
+    "step",
+    "example_id",
+    "data",
+    "gold",
+    "prediction",
+    "correct",
+    "p_gold",
+    "p_pred",
+    "probs",
+    "choices",
+    "text",
+    "generated",
+    "parsed",
+    "ce",
+    "kl",
+    "entropy",
+    "teacher_entropy",
+    "text_tokens",
+)
 # What each model has of its own; in a joined frame these become `<role>_<field>`. Everything else describes the
 # example (text, gold, choices, the user's extra columns) and is shared.
-PER_MODEL_FIELDS = ("run_id", "step", "prediction", "correct", "p_gold", "p_pred", "probs", "generated", "parsed",
-                    "ce", "kl", "entropy")
+PER_MODEL_FIELDS = (
+    "run_id",
+    "step",
+    "prediction",
+    "correct",
+    "p_gold",
+    "p_pred",
+    "probs",
+    "generated",
+    "parsed",
+    "ce",
+    "kl",
+    "entropy",
+)
 _NUMERIC_FIELDS = ("step", "p_gold", "p_pred", "ce", "kl", "entropy", "teacher_entropy", "text_tokens")
 BOTH_RIGHT, BOTH_WRONG = "both_right", "both_wrong"
 
@@ -110,8 +142,13 @@ def answer_label(value: Any, choices: Any = None, limit: int = 200) -> str:
     """An answer as a reader wants it: "3: sour" for a choice index, the text itself otherwise, "" when missing."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
-    if isinstance(choices, (list, tuple)) and isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and float(value).is_integer() and 0 <= int(value) < len(choices):
+    if (
+        isinstance(choices, (list, tuple))
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+        and 0 <= int(value) < len(choices)
+    ):
         return f"{int(value)}: {choices[int(value)]}"[:limit]
     return str(value)[:limit]
 
@@ -192,8 +229,9 @@ def join_roles(sides: Mapping[str, Rows], *, step: int | Mapping[str, int | None
         joined["cell"] = cell_of(joined, names[0], names[1])
         a, b = f"{names[0]}_p_gold", f"{names[1]}_p_gold"
         if a in joined.columns and b in joined.columns:  # how much surer of the gold answer the first model is
-            joined["confidence_gap"] = pd.to_numeric(joined[a], errors="coerce") - pd.to_numeric(joined[b],
-                                                                                                  errors="coerce")
+            joined["confidence_gap"] = pd.to_numeric(joined[a], errors="coerce") - pd.to_numeric(
+                joined[b], errors="coerce"
+            )
     return add_features(joined)
 
 

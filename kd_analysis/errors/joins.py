@@ -8,6 +8,7 @@
 
 The newest finished job on the run's data set is used; `Joined.sources` names it, so the page can say which.
 """
+
 from __future__ import annotations
 
 import re

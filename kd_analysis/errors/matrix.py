@@ -5,6 +5,7 @@ Counts the teacher–student 2×2 right/wrong matrix on the examples both answer
 outcomes on the same examples, so an unpaired test of two accuracies would be wrong), and compares two students
 (what B fixed and broke).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ def _counts(frame: pd.DataFrame, first: str, second: str) -> tuple[int, int, int
 @dataclass
 class Disagreement:
     """The teacher–student right/wrong matrix on the examples both answered (and scored)."""
+
     examples: int
     both_right: int
     teacher_only: int  # teacher right, student wrong: what distillation lost
@@ -53,13 +55,22 @@ def disagreement(teacher_rows: Rows, student_rows: Rows, *, step: int | None = N
     n = both_right + teacher_only + student_only + both_wrong
     if n == 0:
         raise DataError("the teacher's and the student's records share no example with a known right/wrong answer")
-    return Disagreement(n, both_right, teacher_only, student_only, both_wrong, (both_right + teacher_only) / n,
-                        (both_right + student_only) / n, mcnemar_exact_p(teacher_only, student_only))
+    return Disagreement(
+        n,
+        both_right,
+        teacher_only,
+        student_only,
+        both_wrong,
+        (both_right + teacher_only) / n,
+        (both_right + student_only) / n,
+        mcnemar_exact_p(teacher_only, student_only),
+    )
 
 
 @dataclass
 class Flips:
     """Student B against student A on the same examples: what B fixed (A wrong, B right) and broke."""
+
     examples: int
     fixed: int
     broke: int
@@ -76,8 +87,7 @@ class Flips:
         return asdict(self)
 
 
-def flips(student_a_rows: Rows, student_b_rows: Rows, *, step_a: int | None = None,
-          step_b: int | None = None) -> Flips:
+def flips(student_a_rows: Rows, student_b_rows: Rows, *, step_a: int | None = None, step_b: int | None = None) -> Flips:
     """Which examples student B fixed and broke relative to student A, with the exact McNemar test on the two
     counts. The same run at two evaluation steps works too: pass its records twice with `step_a`/`step_b`."""
     a, b = _side(student_a_rows, "student"), _side(student_b_rows, "student")
@@ -89,6 +99,15 @@ def flips(student_a_rows: Rows, student_b_rows: Rows, *, step_a: int | None = No
     both_right, broke, fixed, both_wrong = _counts(joined, "a", "b")
     n = len(joined)
     ids = joined["example_id"]
-    return Flips(n, fixed, broke, both_right, both_wrong, (both_right + broke) / n, (both_right + fixed) / n,
-                 mcnemar_exact_p(fixed, broke), fixed_ids=ids[(joined["cell"] == "b_only").to_numpy()].tolist(),
-                 broke_ids=ids[(joined["cell"] == "a_only").to_numpy()].tolist())
+    return Flips(
+        n,
+        fixed,
+        broke,
+        both_right,
+        both_wrong,
+        (both_right + broke) / n,
+        (both_right + fixed) / n,
+        mcnemar_exact_p(fixed, broke),
+        fixed_ids=ids[(joined["cell"] == "b_only").to_numpy()].tolist(),
+        broke_ids=ids[(joined["cell"] == "a_only").to_numpy()].tolist(),
+    )

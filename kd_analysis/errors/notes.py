@@ -5,6 +5,7 @@ into every later run on the same data. The file is shared by Streamlit's threads
 so: WAL mode (readers never block the writer), a busy timeout (a second writer waits instead of failing), one
 short-lived connection per operation (no connection crosses threads), and every write in one transaction.
 """
+
 from __future__ import annotations
 
 import io
@@ -97,10 +98,15 @@ class ImportResult:
 
     def summary(self) -> str:
         """One line for the CLI or a page."""
-        bad = f"; {len(self.bad_lines)} bad lines (first: line {self.bad_lines[0][0]}: {self.bad_lines[0][1]})" \
-            if self.bad_lines else ""
-        return (f"{self.notes_added} notes and {self.tags_added} tags added, {self.notes_skipped} notes and "
-                f"{self.tags_skipped} tags already present{bad}")
+        bad = (
+            f"; {len(self.bad_lines)} bad lines (first: line {self.bad_lines[0][0]}: {self.bad_lines[0][1]})"
+            if self.bad_lines
+            else ""
+        )
+        return (
+            f"{self.notes_added} notes and {self.tags_added} tags added, {self.notes_skipped} notes and "
+            f"{self.tags_skipped} tags already present{bad}"
+        )
 
 
 def _now() -> str:
@@ -235,8 +241,9 @@ class NotesStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise KDLensError(f"The folder for the notes database {self.path} cannot be created "
-                              f"({exc.strerror or exc}).") from None
+            raise KDLensError(
+                f"The folder for the notes database {self.path} cannot be created ({exc.strerror or exc})."
+            ) from None
         # isolation_level=None: no implicit transactions; every transaction below is explicit
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
@@ -259,8 +266,10 @@ class NotesStore:
                 with _one_transaction(con, write=True):
                     version = con.execute("PRAGMA user_version").fetchone()[0]
                     if version > SCHEMA_VERSION:
-                        raise KDLensError(f"The notes database {self.path} was written by a newer kd-lens "
-                                          f"(schema {version}; this one reads up to {SCHEMA_VERSION}).")
+                        raise KDLensError(
+                            f"The notes database {self.path} was written by a newer kd-lens "
+                            f"(schema {version}; this one reads up to {SCHEMA_VERSION})."
+                        )
                     for step in _MIGRATIONS[version:]:
                         for statement in step:
                             con.execute(statement)
@@ -306,12 +315,18 @@ class NotesStore:
     # --- notes -----------------------------------------------------------------------------------------------
 
     def add_note(self, data: str, example_id: str, text: str, author: str | None = None) -> Note:
-        data, example_id, text, author = _name(data, "data set name"), _name(example_id, "example id"), \
-            _text(text), _author(author)
+        data, example_id, text, author = (
+            _name(data, "data set name"),
+            _name(example_id, "example id"),
+            _text(text),
+            _author(author),
+        )
         now = _now()
         with self._transaction(write=True) as con:
-            cur = con.execute("INSERT INTO notes (data, example_id, author, text, created, updated) "
-                              "VALUES (?, ?, ?, ?, ?, ?)", (data, example_id, author, text, now, now))
+            cur = con.execute(
+                "INSERT INTO notes (data, example_id, author, text, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                (data, example_id, author, text, now, now),
+            )
             note_id = cur.lastrowid
         return Note(note_id, data, example_id, author, text, now, now)
 
@@ -359,8 +374,10 @@ class NotesStore:
         added = []
         with self._transaction(write=True) as con:
             for tag in wanted:
-                cur = con.execute("INSERT OR IGNORE INTO tags (data, example_id, tag, author, created) "
-                                  "VALUES (?, ?, ?, ?, ?)", (data, example_id, tag, author, now))
+                cur = con.execute(
+                    "INSERT OR IGNORE INTO tags (data, example_id, tag, author, created) VALUES (?, ?, ?, ?, ?)",
+                    (data, example_id, tag, author, now),
+                )
                 if cur.rowcount:
                     added.append(tag)
         return added
@@ -369,8 +386,12 @@ class NotesStore:
         """False when the example did not have the tag."""
         data, example_id, tag = _name(data, "data set name"), _name(example_id, "example id"), _tag(tag)
         with self._transaction(write=True) as con:
-            return con.execute("DELETE FROM tags WHERE data = ? AND example_id = ? AND tag = ?",
-                               (data, example_id, tag)).rowcount > 0
+            return (
+                con.execute(
+                    "DELETE FROM tags WHERE data = ? AND example_id = ? AND tag = ?", (data, example_id, tag)
+                ).rowcount
+                > 0
+            )
 
     def tags(self, data: str, example_id: str | None = None) -> dict[str, list[str]]:
         """{example id: its tags, sorted} for the examples of `data` that have any (or just `example_id`)."""
@@ -385,8 +406,9 @@ class NotesStore:
     def examples_with_tag(self, data: str, tag: str) -> list[str]:
         data, tag = _name(data, "data set name"), _tag(tag)
         with self._transaction(write=False) as con:
-            rows = con.execute("SELECT example_id FROM tags WHERE data = ? AND tag = ? ORDER BY example_id",
-                               (data, tag)).fetchall()
+            rows = con.execute(
+                "SELECT example_id FROM tags WHERE data = ? AND tag = ? ORDER BY example_id", (data, tag)
+            ).fetchall()
         return [r[0] for r in rows]
 
     # --- saved slices ----------------------------------------------------------------------------------------
@@ -400,20 +422,28 @@ class NotesStore:
         expr = _text(expr)
         parse_filter(expr)
         with self._transaction(write=True) as con:
-            con.execute("INSERT OR REPLACE INTO slices (data, name, expr, author, created) VALUES (?, ?, ?, ?, ?)",
-                        (data, name, expr, author, _now()))
+            con.execute(
+                "INSERT OR REPLACE INTO slices (data, name, expr, author, created) VALUES (?, ?, ?, ?, ?)",
+                (data, name, expr, author, _now()),
+            )
 
     def slices(self, data: str) -> dict[str, str]:
         """{name: expression} of the data set's saved slices, by name."""
         with self._transaction(write=False) as con:
-            rows = con.execute("SELECT name, expr FROM slices WHERE data = ? ORDER BY name",
-                               (_name(data, "data set name"),)).fetchall()
+            rows = con.execute(
+                "SELECT name, expr FROM slices WHERE data = ? ORDER BY name", (_name(data, "data set name"),)
+            ).fetchall()
         return dict(rows)
 
     def delete_slice(self, data: str, name: str) -> bool:
         with self._transaction(write=True) as con:
-            return con.execute("DELETE FROM slices WHERE data = ? AND name = ?",
-                               (_name(data, "data set name"), _tag(name, "slice name"))).rowcount > 0
+            return (
+                con.execute(
+                    "DELETE FROM slices WHERE data = ? AND name = ?",
+                    (_name(data, "data set name"), _tag(name, "slice name")),
+                ).rowcount
+                > 0
+            )
 
     # --- export and import -----------------------------------------------------------------------------------
 
@@ -424,16 +454,32 @@ class NotesStore:
         where, args = self._filter(data, None)
         with self._transaction(write=False) as con:
             notes = con.execute(f"SELECT {_NOTE_COLUMNS} FROM notes{where} ORDER BY created, id", args).fetchall()
-            tags = con.execute(f"SELECT data, example_id, tag, author, created FROM tags{where} "
-                               "ORDER BY data, example_id, tag", args).fetchall()
+            tags = con.execute(
+                f"SELECT data, example_id, tag, author, created FROM tags{where} ORDER BY data, example_id, tag", args
+            ).fetchall()
         lines = [json.dumps({"kind": EXPORT_KIND, "schema": SCHEMA_VERSION, "exported": _now()})]
         for n in map(_note, notes):
-            lines.append(json.dumps({"kind": "note", "data": n.data, "example_id": n.example_id, "author": n.author,
-                                     "text": n.text, "created": n.created, "updated": n.updated},
-                                    ensure_ascii=False))
+            lines.append(
+                json.dumps(
+                    {
+                        "kind": "note",
+                        "data": n.data,
+                        "example_id": n.example_id,
+                        "author": n.author,
+                        "text": n.text,
+                        "created": n.created,
+                        "updated": n.updated,
+                    },
+                    ensure_ascii=False,
+                )
+            )
         for d, ex, tag, author, created in tags:
-            lines.append(json.dumps({"kind": "tag", "data": d, "example_id": ex, "tag": tag, "author": author,
-                                     "created": created}, ensure_ascii=False))
+            lines.append(
+                json.dumps(
+                    {"kind": "tag", "data": d, "example_id": ex, "tag": tag, "author": author, "created": created},
+                    ensure_ascii=False,
+                )
+            )
         text = "\n".join(lines) + "\n"
         if isinstance(path_or_file, (str, os.PathLike)):
             from kd_analysis.fileio import atomic_write_text
@@ -441,8 +487,9 @@ class NotesStore:
             try:
                 atomic_write_text(path_or_file, text)
             except OSError as exc:
-                raise KDLensError(f"The notes export {path_or_file} cannot be written ({exc.strerror or exc}).") \
-                    from None
+                raise KDLensError(
+                    f"The notes export {path_or_file} cannot be written ({exc.strerror or exc})."
+                ) from None
         elif isinstance(path_or_file, (io.RawIOBase, io.BufferedIOBase)):
             path_or_file.write(text.encode("utf-8"))
         else:
@@ -466,8 +513,9 @@ class NotesStore:
             raise KDLensError(f"The notes file {path} cannot be read ({exc.strerror or exc}).") from None
         if read.bad and not read.rows:
             n, why = read.bad[0]
-            raise KDLensError(f"The notes file {path.name} is not JSON lines: no line is a JSON object "
-                              f"(line {n}: {why}).")
+            raise KDLensError(
+                f"The notes file {path.name} is not JSON lines: no line is a JSON object (line {n}: {why})."
+            )
         result = ImportResult(bad_lines=list(read.bad))
         with self._transaction(write=True) as con:
             for n, row in zip(read.line_numbers, read.rows):
@@ -479,8 +527,9 @@ class NotesStore:
         return result
 
     @staticmethod
-    def _import_row(con: sqlite3.Connection, row: dict[str, Any], author_default: str | None,
-                    result: ImportResult) -> None:
+    def _import_row(
+        con: sqlite3.Connection, row: dict[str, Any], author_default: str | None, result: ImportResult
+    ) -> None:
         kind = row.get("kind")
         if kind == EXPORT_KIND:
             return
@@ -491,8 +540,10 @@ class NotesStore:
         if kind == "tag":
             tag = _tag(row.get("tag"))
             created = _timestamp(row["created"], "created") if row.get("created") is not None else _now()
-            cur = con.execute("INSERT OR IGNORE INTO tags (data, example_id, tag, author, created) "
-                              "VALUES (?, ?, ?, ?, ?)", (data, example_id, tag, author, created))
+            cur = con.execute(
+                "INSERT OR IGNORE INTO tags (data, example_id, tag, author, created) VALUES (?, ?, ?, ?, ?)",
+                (data, example_id, tag, author, created),
+            )
             if cur.rowcount:
                 result.tags_added += 1
             else:
@@ -501,10 +552,15 @@ class NotesStore:
         text = _text(row.get("text"))
         created = _timestamp(row.get("created"), "created")
         updated = _timestamp(row["updated"], "updated") if row.get("updated") is not None else created
-        if con.execute("SELECT 1 FROM notes WHERE data = ? AND example_id = ? AND author IS ? AND text = ? "
-                       "AND created = ? LIMIT 1", (data, example_id, author, text, created)).fetchone():
+        if con.execute(
+            "SELECT 1 FROM notes WHERE data = ? AND example_id = ? AND author IS ? AND text = ? "
+            "AND created = ? LIMIT 1",
+            (data, example_id, author, text, created),
+        ).fetchone():
             result.notes_skipped += 1
             return
-        con.execute("INSERT INTO notes (data, example_id, author, text, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                    (data, example_id, author, text, created, updated))
+        con.execute(
+            "INSERT INTO notes (data, example_id, author, text, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+            (data, example_id, author, text, created, updated),
+        )
         result.notes_added += 1

@@ -5,6 +5,7 @@ evaluation of a run appends one JSON line per model and example to the run's `pr
 step 0, the student at its final evaluation, and at every evaluation when `records_every_eval` is set). Records
 of different runs on the same data join on `example_id`.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def choice_records(examples: Sequence, logits: torch.Tensor,
-                   teacher_probs: dict[str, list[float]] | None = None) -> list[ExampleRecord]:
+def choice_records(
+    examples: Sequence, logits: torch.Tensor, teacher_probs: dict[str, list[float]] | None = None
+) -> list[ExampleRecord]:
     """Records for classification / multiple choice from the model's scores over labels or choices [B, C].
 
     With `teacher_probs` (the teacher's `probs` by example id, same labels), each record also carries
@@ -59,8 +61,7 @@ def choice_records(examples: Sequence, logits: torch.Tensor,
     probs = logp.exp()
     n_choices = logp.shape[-1]
     pred = probs.argmax(-1)
-    gold = torch.tensor([ex.label if ex.label is not None and 0 <= ex.label < n_choices else -1
-                         for ex in examples])
+    gold = torch.tensor([ex.label if ex.label is not None and 0 <= ex.label < n_choices else -1 for ex in examples])
     safe = gold.clamp_min(0).unsqueeze(-1)
     p_gold, ce = probs.gather(-1, safe).squeeze(-1), -logp.gather(-1, safe).squeeze(-1)
     entropy = -(probs * logp).sum(-1)
@@ -74,29 +75,61 @@ def choice_records(examples: Sequence, logits: torch.Tensor,
         kl = (tp * (tlog - logp)).sum(-1).tolist()
         t_ent = (-(tp * tlog).sum(-1)).tolist()
     rounded = probs.mul(1e6).round().div(1e6).tolist()
-    pred_l, gold_l, pg, ce_l, ent, pp = (pred.tolist(), gold.tolist(), p_gold.tolist(), ce.tolist(),
-                                          entropy.tolist(), probs.max(-1).values.tolist())
+    pred_l, gold_l, pg, ce_l, ent, pp = (
+        pred.tolist(),
+        gold.tolist(),
+        p_gold.tolist(),
+        ce.tolist(),
+        entropy.tolist(),
+        probs.max(-1).values.tolist(),
+    )
     out = []
     for i, ex in enumerate(examples):
         g = ex.label
         ok = gold_l[i] >= 0
-        out.append(ExampleRecord(
-            example_id=str(ex.id), gold=g, prediction=pred_l[i], correct=(pred_l[i] == g) if g is not None else None,
-            text=ex.text, choices=list(ex.choices) if ex.choices else None, probs=rounded[i],
-            p_gold=pg[i] if ok else None, p_pred=pp[i], ce=_finite(ce_l[i]) if ok else None,
-            entropy=_finite(ent[i]), kl=_finite(kl[i]) if kl is not None and have[i] else None,
-            teacher_entropy=_finite(t_ent[i]) if t_ent is not None and have[i] else None))
+        out.append(
+            ExampleRecord(
+                example_id=str(ex.id),
+                gold=g,
+                prediction=pred_l[i],
+                correct=(pred_l[i] == g) if g is not None else None,
+                text=ex.text,
+                choices=list(ex.choices) if ex.choices else None,
+                probs=rounded[i],
+                p_gold=pg[i] if ok else None,
+                p_pred=pp[i],
+                ce=_finite(ce_l[i]) if ok else None,
+                entropy=_finite(ent[i]),
+                kl=_finite(kl[i]) if kl is not None and have[i] else None,
+                teacher_entropy=_finite(t_ent[i]) if t_ent is not None and have[i] else None,
+            )
+        )
     return out
 
 
-def generation_records(examples: Sequence, texts: Sequence[str], parsed: Sequence[str],
-                       correct: Sequence[bool], nll: Sequence[float | None] | None = None) -> list[ExampleRecord]:
+def generation_records(
+    examples: Sequence,
+    texts: Sequence[str],
+    parsed: Sequence[str],
+    correct: Sequence[bool],
+    nll: Sequence[float | None] | None = None,
+) -> list[ExampleRecord]:
     """Records for generation (GSM8K-style): the generated text, the answer parsed from it, exact match, and
     the mean NLL per token of the gold answer when it was computed."""
     nll = list(nll) if nll is not None else [None] * len(examples)
-    return [ExampleRecord(example_id=str(ex.id), gold=ex.answer, prediction=ans, correct=bool(ok), text=ex.text,
-                          generated=gen, parsed=ans, ce=n)
-            for ex, gen, ans, ok, n in zip(examples, texts, parsed, correct, nll)]
+    return [
+        ExampleRecord(
+            example_id=str(ex.id),
+            gold=ex.answer,
+            prediction=ans,
+            correct=bool(ok),
+            text=ex.text,
+            generated=gen,
+            parsed=ans,
+            ce=n,
+        )
+        for ex, gen, ans, ok, n in zip(examples, texts, parsed, correct, nll)
+    ]
 
 
 def record_lines(records: Sequence[ExampleRecord], **common: Any) -> str:
@@ -121,8 +154,15 @@ def with_text_tokens(records: Sequence[ExampleRecord], lengths: dict[str, int] |
     return records
 
 
-def save_run_records(folder: str | Path, records: Sequence[ExampleRecord], *, role: str, step: int, data: str,
-                     lengths: dict[str, int] | None = None) -> int:
+def save_run_records(
+    folder: str | Path,
+    records: Sequence[ExampleRecord],
+    *,
+    role: str,
+    step: int,
+    data: str,
+    lengths: dict[str, int] | None = None,
+) -> int:
     """Append one evaluation's records to the run folder's predictions.jsonl, as training writes them: shared
     by `train()` and the backfill so that both produce the same lines (run_id is the folder's name)."""
     folder = Path(folder)

@@ -6,6 +6,7 @@ chart, the chosen (saved) slices with each model's accuracy and Wilson interval,
 notes, tags, probabilities, and attributions and token log-probabilities where they were computed. Every piece of
 text that comes from data, models or users is HTML-escaped.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,6 +33,7 @@ from kd_analysis.stats import wilson_interval
 
 MAX_PINS = 200  # a report is read by people; more pins belong in the CSV export
 TOP_SLICES = 15
+
 
 @dataclass
 class ReportResult:
@@ -60,31 +62,60 @@ def _matrix_section(view: PairView) -> str:
         lo, hi = wilson_interval(acc, view.n)
         rows.append([name, _pct(acc), f"{_pct(lo)}–{_pct(hi)}", view.n])
     test = view.counts.get("test", "exact McNemar test (two-sided binomial on the discordant pairs)")
-    return ("<h2>Right/wrong matrix</h2>" + f"<p>{_e(view.sentence())}</p>"
-            + _table(["model", "accuracy", "95% Wilson interval", "n"], rows, {3})
-            + f'<p class="muted">{_e(test)}</p>'
-            + _figure(matrix_figure(view.cells, view.first, view.second, names=view.names)))
+    return (
+        "<h2>Right/wrong matrix</h2>"
+        + f"<p>{_e(view.sentence())}</p>"
+        + _table(["model", "accuracy", "95% Wilson interval", "n"], rows, {3})
+        + f'<p class="muted">{_e(test)}</p>'
+        + _figure(matrix_figure(view.cells, view.first, view.second, names=view.names))
+    )
 
 
 def _findings_section(view: PairView, min_n: int) -> tuple[str, int]:
     from kd_analysis.plots.errors import gap_interval, slice_gaps_figure
 
-    findings = [f.to_dict() for f in find_slices(view.frame, columns=list(view.features), min_n=min_n,
-                                                 roles=(view.first, view.second))]
-    out = [f"<h2>Slice finder</h2><p class=\"muted\">Feature-defined slices with at least {min_n} examples, ranked by "
-           f"the accuracy gap ({_e(view.names[0])} − {_e(view.names[1])}). Gap intervals are paired 95% "
-           "intervals (Newcombe's method 10: the two Wilson intervals combined with the correlation of the two "
-           "models' answers on the same examples); adjusted p is Benjamini–Hochberg over all candidate slices.</p>"]
+    findings = [
+        f.to_dict()
+        for f in find_slices(view.frame, columns=list(view.features), min_n=min_n, roles=(view.first, view.second))
+    ]
+    out = [
+        f'<h2>Slice finder</h2><p class="muted">Feature-defined slices with at least {min_n} examples, ranked by '
+        f"the accuracy gap ({_e(view.names[0])} − {_e(view.names[1])}). Gap intervals are paired 95% "
+        "intervals (Newcombe's method 10: the two Wilson intervals combined with the correlation of the two "
+        "models' answers on the same examples); adjusted p is Benjamini–Hochberg over all candidate slices.</p>"
+    ]
     if not findings:
         return out[0] + "<p>No slice with enough examples.</p>", 0
     top = findings[:TOP_SLICES]
     rows = []
     for f in top:
         lo, hi = gap_interval(f)
-        rows.append([f["name"], f["n"], _pct(f["teacher_accuracy"]), _pct(f["student_accuracy"]),
-                     f"{f['gap']:+.2f} ({lo:+.2f} to {hi:+.2f})", f"{f['adjusted_p']:.3g}", f["expr"]])
-    out.append(_table(["slice", "n", f"{view.names[0]} accuracy", f"{view.names[1]} accuracy", "gap (95%)",
-                       "adjusted p", "filter"], rows, {1, 2, 3, 5}))
+        rows.append(
+            [
+                f["name"],
+                f["n"],
+                _pct(f["teacher_accuracy"]),
+                _pct(f["student_accuracy"]),
+                f"{f['gap']:+.2f} ({lo:+.2f} to {hi:+.2f})",
+                f"{f['adjusted_p']:.3g}",
+                f["expr"],
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "slice",
+                "n",
+                f"{view.names[0]} accuracy",
+                f"{view.names[1]} accuracy",
+                "gap (95%)",
+                "adjusted p",
+                "filter",
+            ],
+            rows,
+            {1, 2, 3, 5},
+        )
+    )
     if len(findings) > len(top):
         out.append(f'<p class="muted">{len(findings) - len(top)} more slices not shown.</p>')
     out.append(_figure(slice_gaps_figure(top, names=view.names)))
@@ -102,38 +133,57 @@ def _slices_section(view: PairView, chosen: Sequence[Slice]) -> str:
             cols.append(f"{_pct(acc.accuracy)} ({acc.correct}/{acc.n}; {_pct(acc.ci_low)}–{_pct(acc.ci_high)})")
         cols += ["–" if m.gap is None else f"{m.gap:+.2f}", m.expr]
         rows.append(cols)
-    return ("<h2>Chosen slices</h2>" + _table(
-        ["slice", "n", f"{view.names[0]} accuracy (right/n; 95% Wilson)", f"{view.names[1]} accuracy", "gap",
-         "filter"], rows, {1}))
+    return "<h2>Chosen slices</h2>" + _table(
+        ["slice", "n", f"{view.names[0]} accuracy (right/n; 95% Wilson)", f"{view.names[1]} accuracy", "gap", "filter"],
+        rows,
+        {1},
+    )
 
 
 def _explanation_html(expl: Explanation, names: Mapping[str, str]) -> str:
     from kd_analysis.plots.attribution import token_heatmap_html
 
-    out = [f'<p class="muted">Attributions: {_e(expl.method)}, explaining '
-           f"{_e('each model’s own answer' if expl.target == 'predicted' else 'the gold answer')} "
-           "(orange supports it, blue speaks against it).</p>"]
+    out = [
+        f'<p class="muted">Attributions: {_e(expl.method)}, explaining '
+        f"{_e('each model’s own answer' if expl.target == 'predicted' else 'the gold answer')} "
+        "(orange supports it, blue speaks against it).</p>"
+    ]
     for role, attr in expl.attributions.items():
         words = [(w["text"], float(w["score"])) for w in attr.get("words", [])]
         reads = expl.reads.get(role)
         peak = max((abs(s) for _, s in words), default=0.0)
-        out.append(f"<p><b>{_e(names.get(role, role))}</b> explains {_e(repr(attr.get('target_label')))}"
-                   + ' <span class="muted">(' + (f"read {_e(reads)}; " if reads else "")
-                   + f"strongest |score| {peak:.2g}; each row is scaled to its own strongest word)</span></p>"
-                   + token_heatmap_html(words))
+        out.append(
+            f"<p><b>{_e(names.get(role, role))}</b> explains {_e(repr(attr.get('target_label')))}"
+            + ' <span class="muted">('
+            + (f"read {_e(reads)}; " if reads else "")
+            + f"strongest |score| {peak:.2g}; each row is scaled to its own strongest word)</span></p>"
+            + token_heatmap_html(words)
+        )
     gaps = expl.token_gaps()
     if gaps:
         worst = max(gaps, key=lambda g: g["gap"])
-        out.append(f"<p>Log-probability of each gold-answer token; the student falls furthest behind at token "
-                   f"{worst['position']} ({_e(repr(worst['token']))}, gap {worst['gap']:+.2f} nats).</p>")
-        out.append(_table(["#", "token", "teacher log p", "student log p", "gap"],
-                          [[g["position"], repr(g["token"]), f"{g['teacher']:.2f}", f"{g['student']:.2f}",
-                            f"{g['gap']:+.2f}"] for g in gaps], {0, 2, 3, 4}))
+        out.append(
+            f"<p>Log-probability of each gold-answer token; the student falls furthest behind at token "
+            f"{worst['position']} ({_e(repr(worst['token']))}, gap {worst['gap']:+.2f} nats).</p>"
+        )
+        out.append(
+            _table(
+                ["#", "token", "teacher log p", "student log p", "gap"],
+                [
+                    [g["position"], repr(g["token"]), f"{g['teacher']:.2f}", f"{g['student']:.2f}", f"{g['gap']:+.2f}"]
+                    for g in gaps
+                ],
+                {0, 2, 3, 4},
+            )
+        )
         cut = expl.tokens_cut()
         if cut:
-            out.append('<p class="muted">Scored answer tokens differ (' + ", ".join(f"{_e(r)} {k}" for r, k in
-                       cut.items()) + "): a longer prompt left fewer answer tokens; the table shows those both "
-                       "scored.</p>")
+            out.append(
+                '<p class="muted">Scored answer tokens differ ('
+                + ", ".join(f"{_e(r)} {k}" for r, k in cut.items())
+                + "): a longer prompt left fewer answer tokens; the table shows those both "
+                "scored.</p>"
+            )
     for note in expl.notes:
         out.append(f'<p class="muted">{_e(note)}</p>')
     return "".join(out)
@@ -143,27 +193,46 @@ def _answer(value: Any, choices: Any = None) -> str:
     return answer_label(value, choices, limit=10_000)
 
 
-def _example_section(view: PairView, example_id: str, data: str, store: RunStore,
-                     explanation: Explanation | None) -> str:
+def _example_section(
+    view: PairView, example_id: str, data: str, store: RunStore, explanation: Explanation | None
+) -> str:
     from kd_analysis.plots.errors import choice_probs_figure
 
     row = view.frame[view.frame["example_id"] == example_id].iloc[0]
     f, s = view.first, view.second
-    out = [f'<div class="example"><h3>Example {_e(example_id)} <span class="muted">({_e(row["cell"])})</span></h3>',
-           f"<pre>{_e(_answer(row['text']))}</pre>"]
+    out = [
+        f'<div class="example"><h3>Example {_e(example_id)} <span class="muted">({_e(row["cell"])})</span></h3>',
+        f"<pre>{_e(_answer(row['text']))}</pre>",
+    ]
     choices = row.get("choices")
-    rows = [[name, _answer(row[f"{r}_prediction"], choices)[:300],
-             {True: "right", False: "wrong"}.get(row[f"{r}_correct"], "not scored"),
-             "–" if pd.isna(row[f"{r}_p_gold"]) else f"{float(row[f'{r}_p_gold']):.3f}"]
-            for name, r in zip(view.names, (f, s))]
-    out.append(f"<p>Gold answer: <b>{_e(_answer(row['gold'], choices))}</b></p>"
-               + _table(["model", "answer", "", "p(gold)"], rows, {3}))
+    rows = [
+        [
+            name,
+            _answer(row[f"{r}_prediction"], choices)[:300],
+            {True: "right", False: "wrong"}.get(row[f"{r}_correct"], "not scored"),
+            "–" if pd.isna(row[f"{r}_p_gold"]) else f"{float(row[f'{r}_p_gold']):.3f}",
+        ]
+        for name, r in zip(view.names, (f, s))
+    ]
+    out.append(
+        f"<p>Gold answer: <b>{_e(_answer(row['gold'], choices))}</b></p>"
+        + _table(["model", "answer", "", "p(gold)"], rows, {3})
+    )
     if isinstance(choices, (list, tuple)) and choices:
         gold = row["gold"]
         gold_i = int(gold) if isinstance(gold, (int, float)) and not pd.isna(gold) else None
         tp, sp = row[f"{f}_probs"], row[f"{s}_probs"]
-        out.append(_figure(choice_probs_figure(list(choices), tp if isinstance(tp, list) else None,
-                                               sp if isinstance(sp, list) else None, gold_i, names=view.names)))
+        out.append(
+            _figure(
+                choice_probs_figure(
+                    list(choices),
+                    tp if isinstance(tp, list) else None,
+                    sp if isinstance(sp, list) else None,
+                    gold_i,
+                    names=view.names,
+                )
+            )
+        )
     else:
         for name, r in zip(view.names, (f, s)):
             generated = _answer(row.get(f"{r}_generated")) or _answer(row[f"{r}_prediction"])
@@ -173,29 +242,49 @@ def _example_section(view: PairView, example_id: str, data: str, store: RunStore
     if tags:
         out.append("<p>Tags: " + "".join(f'<span class="tag">{_e(t)}</span>' for t in tags) + "</p>")
     for note in ns.notes(data, example_id):
-        out.append(f'<div class="note"><span class="muted">{_e(note.author or "anonymous")} · {_e(note.created)}'
-                   f"</span><br>{_e(note.text)}</div>")
+        out.append(
+            f'<div class="note"><span class="muted">{_e(note.author or "anonymous")} · {_e(note.created)}'
+            f"</span><br>{_e(note.text)}</div>"
+        )
     if explanation is not None:
-        out.append(_explanation_html(explanation, {"teacher": "teacher", "student": "student"}
-                                     if view.against is None else {"teacher": "teacher", "student": "student A"}))
+        out.append(
+            _explanation_html(
+                explanation,
+                {"teacher": "teacher", "student": "student"}
+                if view.against is None
+                else {"teacher": "teacher", "student": "student A"},
+            )
+        )
     else:
-        out.append('<p class="muted">Attributions not computed for this example (compute them on the Error '
-                   f"analysis page, or with `python -m kd_analysis errors explain {_e(view.run_id)} "
-                   f"{_e(example_id)}`).</p>")
+        out.append(
+            '<p class="muted">Attributions not computed for this example (compute them on the Error '
+            f"analysis page, or with `python -m kd_analysis errors explain {_e(view.run_id)} "
+            f"{_e(example_id)}`).</p>"
+        )
     return "".join(out) + "</div>"
 
 
-def _pick_explanation(found: Mapping[tuple[str, str, str], Explanation], example_id: str, method: str,
-                      target: str) -> Explanation | None:
+def _pick_explanation(
+    found: Mapping[tuple[str, str, str], Explanation], example_id: str, method: str, target: str
+) -> Explanation | None:
     if (example_id, method, target) in found:
         return found[(example_id, method, target)]
     others = [e for (eid, _, _), e in found.items() if eid == example_id]
     return max(others, key=lambda e: e.created) if others else None
 
 
-def report_html(store: RunStore, run_id: str, *, against: str | None = None, pins: Sequence[str] = (),
-                slices: Sequence[Slice] | None = None, min_n: int = 10, method: str = DEFAULT_METHOD,
-                target: str = "predicted", title: str | None = None) -> tuple[str, ReportResult]:
+def report_html(
+    store: RunStore,
+    run_id: str,
+    *,
+    against: str | None = None,
+    pins: Sequence[str] = (),
+    slices: Sequence[Slice] | None = None,
+    min_n: int = 10,
+    method: str = DEFAULT_METHOD,
+    target: str = "predicted",
+    title: str | None = None,
+) -> tuple[str, ReportResult]:
     """The report as one HTML string. `slices` default to the data set's saved slices; `pins` are example ids
     (shown in the given order; unknown ids are refused, so a typo never yields a silently shorter report)."""
     started = time.monotonic()
@@ -203,8 +292,9 @@ def report_html(store: RunStore, run_id: str, *, against: str | None = None, pin
     data = run_data(store, run_id)
     pins = list(dict.fromkeys(pins))
     if len(pins) > MAX_PINS:
-        raise KDLensError(f"{len(pins)} pinned examples; a report holds at most {MAX_PINS} (export the slice as CSV "
-                          "for more)")
+        raise KDLensError(
+            f"{len(pins)} pinned examples; a report holds at most {MAX_PINS} (export the slice as CSV for more)"
+        )
     known = set(view.frame["example_id"])
     unknown = [p for p in pins if p not in known]
     if unknown:
@@ -219,19 +309,31 @@ def report_html(store: RunStore, run_id: str, *, against: str | None = None, pin
     parts = [
         document_head(title),
         f"<h1>{_e(title)}</h1>",
-        f"<p class=\"muted\">Run {_e(run_id)}" + (f" against {_e(against)}" if against else "")
+        f'<p class="muted">Run {_e(run_id)}'
+        + (f" against {_e(against)}" if against else "")
         + f" · {_e(data)} data · {view.n} held-out examples · made by kd-lens on "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"
-        + (f" · joined: {_e('; '.join(view.sources))}" if view.sources else "") + "</p>",
-        _matrix_section(view), findings_html, _slices_section(view, chosen),
+        + (f" · joined: {_e('; '.join(view.sources))}" if view.sources else "")
+        + "</p>",
+        _matrix_section(view),
+        findings_html,
+        _slices_section(view, chosen),
     ]
     if pins:
         parts.append(f"<h2>Pinned examples ({len(pins)})</h2>")
         parts += [_example_section(view, p, data, store, _pick_explanation(found, p, method, target)) for p in pins]
     parts.append("</body></html>")
     text = "".join(parts)
-    result = ReportResult(path="", bytes=len(text.encode()), seconds=time.monotonic() - started, examples=view.n,
-                          pinned=pins, explained=explained, slices=[s.name for s in chosen], findings=shown)
+    result = ReportResult(
+        path="",
+        bytes=len(text.encode()),
+        seconds=time.monotonic() - started,
+        examples=view.n,
+        pinned=pins,
+        explained=explained,
+        slices=[s.name for s in chosen],
+        findings=shown,
+    )
     return text, result
 
 

@@ -5,6 +5,7 @@ The teacher's and the student's (or two students') answers are paired outcomes o
 test of two accuracies would be wrong: the exact McNemar test looks at the discordant pairs only. The slice finder
 tests many slices at once, so its p-values are adjusted for the false discovery rate (Benjamini–Hochberg).
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,9 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def paired_difference_interval(both: int, first_only: int, second_only: int, neither: int,
-                               z: float = Z95) -> tuple[float, float]:
+def paired_difference_interval(
+    both: int, first_only: int, second_only: int, neither: int, z: float = Z95
+) -> tuple[float, float]:
     """95% interval of p1 − p2 for paired right/wrong outcomes (p1 = first model's accuracy, p2 = second's):
     Newcombe's (1998) method 10, the two marginal Wilson intervals combined with the pairs' correlation φ
     (continuity-corrected as he defines it: ad − bc shrunk by n/2 when positive, 0 in between). With φ = 0 it

@@ -5,6 +5,7 @@ model's accuracy with a Wilson interval and the teacher–student gap. The slice
 (input length, gold label, teacher confidence, KL, numbers in the text, ...) for the largest teacher–student gaps,
 with Benjamini–Hochberg adjusted p-values because many slices are tested at once.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ from kd_analysis.stats import wilson_interval
 @dataclass(frozen=True)
 class Slice:
     """A named, saved filter (the page stores these and shows their metrics)."""
+
     name: str
     expr: str
 
@@ -66,8 +68,15 @@ class SliceMetrics:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "expr": self.expr, "n": self.n}
         for role, acc in self.roles.items():
-            out.update({f"{role}_n": acc.n, f"{role}_correct": acc.correct, f"{role}_accuracy": acc.accuracy,
-                        f"{role}_ci_low": acc.ci_low, f"{role}_ci_high": acc.ci_high})
+            out.update(
+                {
+                    f"{role}_n": acc.n,
+                    f"{role}_correct": acc.correct,
+                    f"{role}_accuracy": acc.accuracy,
+                    f"{role}_ci_low": acc.ci_low,
+                    f"{role}_ci_high": acc.ci_high,
+                }
+            )
         out["gap"] = self.gap
         return out
 
@@ -90,8 +99,9 @@ def _accuracy(role: str, correct: pd.Series) -> RoleAccuracy:
     return RoleAccuracy(role, n, hits, hits / n, low, high)
 
 
-def slice_metrics(frame: pd.DataFrame, slices: Sequence[Slice], roles: Sequence[str] = ("teacher", "student")
-                  ) -> list[SliceMetrics]:
+def slice_metrics(
+    frame: pd.DataFrame, slices: Sequence[Slice], roles: Sequence[str] = ("teacher", "student")
+) -> list[SliceMetrics]:
     """Per slice and model: examples, accuracy with its Wilson 95% interval, and the gap between the first two
     roles (teacher − student)."""
     out = []
@@ -109,6 +119,7 @@ def slice_metrics(frame: pd.DataFrame, slices: Sequence[Slice], roles: Sequence[
 @dataclass
 class SliceFinding:
     """A candidate slice with the teacher–student gap inside it and how surprising that gap is."""
+
     feature: str
     name: str
     expr: str  # a filter that selects exactly this slice (parse_filter accepts it)
@@ -168,8 +179,10 @@ def _numeric_bins(frame: pd.DataFrame, column: str, bins: int) -> list[tuple[str
         return []
     lits, short = [_fmt(e) for e in edges], [f"{float(e):.4g}" for e in edges]
     out = [(f"{column} <= {lits[0]}", f"{column} ≤ {short[0]}")]
-    out += [(f"{lo} < {column} <= {hi}", f"{slo} < {column} ≤ {shi}")
-            for lo, hi, slo, shi in zip(lits, lits[1:], short, short[1:])]
+    out += [
+        (f"{lo} < {column} <= {hi}", f"{slo} < {column} ≤ {shi}")
+        for lo, hi, slo, shi in zip(lits, lits[1:], short, short[1:])
+    ]
     out.append((f"{column} > {lits[-1]}", f"{column} > {short[-1]}"))
     return out
 
@@ -187,8 +200,9 @@ def _category_values(frame: pd.DataFrame, column: str, min_count: int, max_value
     return exprs
 
 
-def _feature_exprs(frame: pd.DataFrame, column: str, bins: int, min_count: int, max_values: int,
-                   categorical: bool = False) -> list[tuple[str, str]]:
+def _feature_exprs(
+    frame: pd.DataFrame, column: str, bins: int, min_count: int, max_values: int, categorical: bool = False
+) -> list[tuple[str, str]]:
     """Numbers with more distinct values than bins → quantile bins (unless `categorical`: labels are names, not
     amounts); true/false → == True / == False; the rest → one slice per common value."""
     s = frame[column]
@@ -201,9 +215,16 @@ def _feature_exprs(frame: pd.DataFrame, column: str, bins: int, min_count: int, 
     return _category_values(frame, column, min_count, max_values)
 
 
-def find_slices(joined_frame: pd.DataFrame, columns: Sequence[str] | None = None, bins: int = 4, *,
-                min_n: int = 10, min_count: int = 5, max_values: int = 20,
-                roles: tuple[str, str] = ("teacher", "student")) -> list[SliceFinding]:
+def find_slices(
+    joined_frame: pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    bins: int = 4,
+    *,
+    min_n: int = 10,
+    min_count: int = 5,
+    max_values: int = 20,
+    roles: tuple[str, str] = ("teacher", "student"),
+) -> list[SliceFinding]:
     """Search candidate slices for where the student falls behind the teacher.
 
     Candidates: input length (`text_tokens` quantile bins), gold label, teacher confidence (`p_pred`, else
@@ -253,8 +274,11 @@ def find_slices(joined_frame: pd.DataFrame, columns: Sequence[str] | None = None
     kept: list[dict[str, Any]] = []
     seen: set[str] = set()
     for feature, column in features:
-        if column == "rationale_overlap" and not _is_bool_like(frame[column]) \
-                and pd.api.types.is_numeric_dtype(frame[column].dtype):
+        if (
+            column == "rationale_overlap"
+            and not _is_bool_like(frame[column])
+            and pd.api.types.is_numeric_dtype(frame[column].dtype)
+        ):
             exprs = [(f"{column} > 0", "yes"), (f"{column} == 0", "no")]
         else:
             exprs = _feature_exprs(frame, column, bins, min_count, max_values, categorical=column == "gold")
@@ -269,11 +293,23 @@ def find_slices(joined_frame: pd.DataFrame, columns: Sequence[str] | None = None
             ta, sa = int((av & mask).sum()), int((bv & mask).sum())
             t_only, s_only = int((a_only & mask).sum()), int((b_only & mask).sum())
             both = int((av & bv & mask).sum())
-            kept.append(dict(feature=feature, name=f"{feature}: {label}", expr=expr, n=n,
-                             teacher_accuracy=ta / n, student_accuracy=sa / n, gap=(ta - sa) / n,
-                             teacher_ci=wilson_interval(ta / n, n), student_ci=wilson_interval(sa / n, n),
-                             teacher_only=t_only, student_only=s_only, mcnemar_p=mcnemar_exact_p(t_only, s_only),
-                             gap_ci=paired_difference_interval(both, t_only, s_only, n - both - t_only - s_only)))
+            kept.append(
+                dict(
+                    feature=feature,
+                    name=f"{feature}: {label}",
+                    expr=expr,
+                    n=n,
+                    teacher_accuracy=ta / n,
+                    student_accuracy=sa / n,
+                    gap=(ta - sa) / n,
+                    teacher_ci=wilson_interval(ta / n, n),
+                    student_ci=wilson_interval(sa / n, n),
+                    teacher_only=t_only,
+                    student_only=s_only,
+                    mcnemar_p=mcnemar_exact_p(t_only, s_only),
+                    gap_ci=paired_difference_interval(both, t_only, s_only, n - both - t_only - s_only),
+                )
+            )
     adjusted = benjamini_hochberg([k["mcnemar_p"] for k in kept])
     findings = [SliceFinding(**k, adjusted_p=p) for k, p in zip(kept, adjusted)]
     findings.sort(key=lambda f: (-f.gap, f.adjusted_p))

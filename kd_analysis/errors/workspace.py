@@ -4,6 +4,7 @@ A run's `predictions.jsonl` holds its teacher's records (step 0) and its student
 answers "where does the student fail and the teacher did not?" on its own; a second run answers "which examples
 did distillation fix or break?". Notes and tags live beside the runs (`notes.sqlite`), keyed by data set.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ def run_records(store: RunStore, run_id: str) -> pd.DataFrame:
     """Every per-example record of one run; a run without them is refused with what to do."""
     run = store.get(run_id)
     if not (run.path / PREDICTIONS).exists():
-        raise KDLensError(f"run {run_id} has no per-example records ({PREDICTIONS}): runs write them when they "
-                          f"evaluate; for a finished run from before that: "
-                          f"`python -m kd_analysis errors backfill {run_id}`")
+        raise KDLensError(
+            f"run {run_id} has no per-example records ({PREDICTIONS}): runs write them when they "
+            f"evaluate; for a finished run from before that: "
+            f"`python -m kd_analysis errors backfill {run_id}`"
+        )
     frame = load_records(run.path / PREDICTIONS)
     if frame.empty:
         raise KDLensError(f"run {run_id}: {PREDICTIONS} holds no records")
@@ -50,7 +53,8 @@ def _distils(store: RunStore, run_id: str) -> bool:
     losses = store.get(run_id).config().get("losses")
     return isinstance(losses, list) and any(
         isinstance(t, dict) and t.get("name") != "ce" and isinstance(t.get("weight"), (int, float)) and t["weight"] > 0
-        for t in losses)
+        for t in losses
+    )
 
 
 def default_run(store: RunStore, paired: list[str], data: str | None, preferred: str | None = None) -> str | None:
@@ -122,10 +126,14 @@ class PairView:
         verdict = "a real difference at the 5% level" if p < 0.05 else "not distinguishable"
         lost, gained = self.lost, self.gained
         if self.against is None:
-            return (f"The student is wrong on {lost} example{'s' * (lost != 1)} the teacher gets right and right on "
-                    f"{gained} it gets wrong; p = {p:.2g}: {verdict}.")
-        return (f"The other run's student fixed {gained} example{'s' * (gained != 1)} this run's student gets wrong "
-                f"and broke {lost} it gets right; p = {p:.2g}: {verdict}.")
+            return (
+                f"The student is wrong on {lost} example{'s' * (lost != 1)} the teacher gets right and right on "
+                f"{gained} it gets wrong; p = {p:.2g}: {verdict}."
+            )
+        return (
+            f"The other run's student fixed {gained} example{'s' * (gained != 1)} this run's student gets wrong "
+            f"and broke {lost} it gets right; p = {p:.2g}: {verdict}."
+        )
 
 
 def pair_view(store: RunStore, run_id: str, against: str | None = None) -> PairView:
@@ -142,16 +150,37 @@ def pair_view(store: RunStore, run_id: str, against: str | None = None) -> PairV
         frame = join_roles({"a": _role(a, "student", run_id), "b": _role(b, "student", against)})
         frame = frame[frame["cell"].notna()].reset_index(drop=True)
         first, second, names = "a", "b", ("student A (this run)", "student B (the other run)")
-        cells = {"both_right": int(counts["both_right"]), "a_only": int(counts["broke"]),
-                 "b_only": int(counts["fixed"]), "both_wrong": int(counts["both_wrong"])}
+        cells = {
+            "both_right": int(counts["both_right"]),
+            "a_only": int(counts["broke"]),
+            "b_only": int(counts["fixed"]),
+            "both_wrong": int(counts["both_wrong"]),
+        }
         accuracies = (counts["a_accuracy"], counts["b_accuracy"])
     joined = join_analyses(frame, store, run_data(store, run_id))
-    return PairView(run_id, against, joined.frame, counts, first, second, names, cells, accuracies,
-                    tuple(joined.sources), tuple(joined.features))
+    return PairView(
+        run_id,
+        against,
+        joined.frame,
+        counts,
+        first,
+        second,
+        names,
+        cells,
+        accuracies,
+        tuple(joined.sources),
+        tuple(joined.features),
+    )
 
 
-def examples(store: RunStore, run_id: str, cell: str = "all", where: str | None = None,
-             sort: str | None = None, limit: int | None = None) -> pd.DataFrame:
+def examples(
+    store: RunStore,
+    run_id: str,
+    cell: str = "all",
+    where: str | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
     """The run's examples in one cell of the matrix (or all), filtered by a safe expression, sorted."""
     from kd_analysis.errors.filters import select_examples
 

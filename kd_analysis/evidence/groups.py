@@ -4,6 +4,7 @@ A group is the set of training runs whose config names the same `group`; its run
 scored on the same held-out examples (`split_seed` is fixed when the group starts). Accuracy and correctness come
 from each run's per-example records (`predictions.jsonl`), the student's final evaluation.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -145,9 +146,21 @@ def list_groups(store: RunStore) -> list[RunGroup]:
             n = max(n, len(correct))
         shared = {k: v for k, v in runs[0][2].items() if k not in PER_RUN}
         name = re.sub(r" · seed \d+$", "", runs[0][2].get("name") or gid)
-        groups.append(RunGroup(gid, name, shared, [s for s, _, _ in finished], [rid for _, rid, _ in finished], n,
-                               accs, float(np.mean(accs)) if accs else None, t_interval(accs), shared.get("data", ""),
-                               [rid for s, rid, _ in runs if (s, rid) not in {(f[0], f[1]) for f in finished}]))
+        groups.append(
+            RunGroup(
+                gid,
+                name,
+                shared,
+                [s for s, _, _ in finished],
+                [rid for _, rid, _ in finished],
+                n,
+                accs,
+                float(np.mean(accs)) if accs else None,
+                t_interval(accs),
+                shared.get("data", ""),
+                [rid for s, rid, _ in runs if (s, rid) not in {(f[0], f[1]) for f in finished}],
+            )
+        )
     return groups
 
 
@@ -177,8 +190,9 @@ def _shared_ids(store: RunStore, run_ids: Sequence[str]) -> list[str]:
     return sorted(common or [])
 
 
-def compare(store: RunStore, a: str, b: str, groups: Sequence[RunGroup] | None = None
-            ) -> tuple[PairedComparison, dict[str, Any]]:
+def compare(
+    store: RunStore, a: str, b: str, groups: Sequence[RunGroup] | None = None
+) -> tuple[PairedComparison, dict[str, Any]]:
     """A (run or group) against B on the eval examples they share; the dict is what `runs compare --json` prints."""
     groups = list(groups) if groups is not None else list_groups(store)
     runs_a, runs_b = members(store, a, groups), members(store, b, groups)
@@ -189,10 +203,21 @@ def compare(store: RunStore, a: str, b: str, groups: Sequence[RunGroup] | None =
     if not ids:
         raise KDLensError(f"{a} and {b} share no eval example: give both the same split_seed and eval_size")
     result = compare_paired(_matrix(store, runs_a, ids), _matrix(store, runs_b, ids))
-    out = {"a": a, "b": b, "difference": result.difference, "interval": list(result.interval), "p": result.p,
-           "test": result.test, "n": result.n, "interval_method": result.interval_method, "seeds": list(result.seeds),
-           "per_seed_p": result.per_seed_p, "a_mean": result.a_mean, "b_mean": result.b_mean,
-           "sentence": describe(result, display_name(store, a, groups), display_name(store, b, groups))}
+    out = {
+        "a": a,
+        "b": b,
+        "difference": result.difference,
+        "interval": list(result.interval),
+        "p": result.p,
+        "test": result.test,
+        "n": result.n,
+        "interval_method": result.interval_method,
+        "seeds": list(result.seeds),
+        "per_seed_p": result.per_seed_p,
+        "a_mean": result.a_mean,
+        "b_mean": result.b_mean,
+        "sentence": describe(result, display_name(store, a, groups), display_name(store, b, groups)),
+    }
     return result, out
 
 
@@ -217,8 +242,20 @@ def gap(store: RunStore, kd: str, ce: str, groups: Sequence[RunGroup] | None = N
     return gap_closed(teacher.to_numpy()[None, :], _matrix(store, runs_kd, ids), _matrix(store, runs_ce, ids))
 
 
-TWIN_KEYS = ("data", "teacher", "student", "labels", "split_seed", "eval_size", "train_size", "steps", "epochs",
-             "batch_size", "lr", "task")
+TWIN_KEYS = (
+    "data",
+    "teacher",
+    "student",
+    "labels",
+    "split_seed",
+    "eval_size",
+    "train_size",
+    "steps",
+    "epochs",
+    "batch_size",
+    "lr",
+    "task",
+)
 
 
 def is_ce_only(config: dict[str, Any]) -> bool:
@@ -226,16 +263,19 @@ def is_ce_only(config: dict[str, Any]) -> bool:
     losses = config.get("losses")
     if not isinstance(losses, list) or not all(isinstance(t, dict) for t in losses):
         return False
-    return all(t.get("name") == "ce" for t in losses
-               if isinstance(t.get("weight"), (int, float)) and t["weight"] > 0)
+    return all(t.get("name") == "ce" for t in losses if isinstance(t.get("weight"), (int, float)) and t["weight"] > 0)
 
 
 def ce_twin(store: RunStore, group: RunGroup, groups: Sequence[RunGroup]) -> RunGroup | None:
     """The CE-only group trained like `group` in every other respect (same data, pair, labels, split, budget)."""
     key = {k: group.config.get(k) for k in TWIN_KEYS}
     for other in groups:
-        if other.group != group.group and is_ce_only(other.config) and other.runs \
-                and {k: other.config.get(k) for k in TWIN_KEYS} == key:
+        if (
+            other.group != group.group
+            and is_ce_only(other.config)
+            and other.runs
+            and {k: other.config.get(k) for k in TWIN_KEYS} == key
+        ):
             return other
     return None
 

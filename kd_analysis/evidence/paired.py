@@ -15,6 +15,7 @@ example, the columns of both matrices being the same examples in the same order.
 
 Per seed pair (seed k of A with seed k of B) the exact McNemar p is reported too.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -84,8 +85,9 @@ def sign_flip_p(differences: np.ndarray, scale: int) -> float:
     return float(min(1.0, dist[np.abs(sums) >= abs(observed)].sum()))
 
 
-def _bootstrap(a: np.ndarray, b: np.ndarray, reps: int, rng: np.random.Generator,
-               teacher: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _bootstrap(
+    a: np.ndarray, b: np.ndarray, reps: int, rng: np.random.Generator, teacher: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Replicated means of A, B (and the teacher) on the same example draws, seeds drawn per side.
 
     An example draw with replacement is its count vector (how often each example was drawn), so every seed's mean
@@ -121,13 +123,22 @@ def compare_paired(a: Any, b: Any, *, reps: int = BOOTSTRAP_REPLICATES, seed: in
     per_seed = []
     for sa, sb in zip(a, b):
         per_seed.append(mcnemar_exact_p(int(((sa == 1) & (sb == 0)).sum()), int(((sa == 0) & (sb == 1)).sum())))
-    return PairedComparison(float(a.mean()), float(b.mean()), float(a.mean() - b.mean()), (float(lo), float(hi)),
-                            p, a.shape[1], (a.shape[0], b.shape[0]), per_seed)
+    return PairedComparison(
+        float(a.mean()),
+        float(b.mean()),
+        float(a.mean() - b.mean()),
+        (float(lo), float(hi)),
+        p,
+        a.shape[1],
+        (a.shape[0], b.shape[0]),
+        per_seed,
+    )
 
 
 @dataclass
 class GapClosed:
     """Share of the teacher–student gap a KD student closes over its CE-only twin: (KD − CE) / (teacher − CE)."""
+
     value: float | None
     interval: tuple[float, float] | None
     teacher: float
@@ -155,23 +166,38 @@ def gap_closed(teacher: Any, kd: Any, ce: Any, *, reps: int = BOOTSTRAP_REPLICAT
     t_acc, kd_acc, ce_acc = float(t.mean()), float(kd_m.mean()), float(ce_m.mean())
     gap = t_acc - ce_acc
     if gap < MIN_GAP:
-        return GapClosed(None, None, t_acc, ce_acc, kd_acc, t.size,
-                         f"undefined: the teacher is only {gap * 100:+.1f} points above CE-only, so there is no gap "
-                         "to close")
+        return GapClosed(
+            None,
+            None,
+            t_acc,
+            ce_acc,
+            kd_acc,
+            t.size,
+            f"undefined: the teacher is only {gap * 100:+.1f} points above CE-only, so there is no gap to close",
+        )
     rk, rc, rt = _bootstrap(kd_m, ce_m, reps, np.random.default_rng(seed), teacher=t)
     den = rt - rc
     ok = den > 1e-9
     ratios = (rk[ok] - rc[ok]) / den[ok]
     lo, hi = np.percentile(ratios, [2.5, 97.5]) if ratios.size else (np.nan, np.nan)
-    note = "" if ok.mean() > 0.975 else (f"the teacher was not above CE-only in {1 - ok.mean():.0%} of the "
-                                         "resamples: the interval is wide for that reason")
+    note = (
+        ""
+        if ok.mean() > 0.975
+        else (
+            f"the teacher was not above CE-only in {1 - ok.mean():.0%} of the "
+            "resamples: the interval is wide for that reason"
+        )
+    )
     return GapClosed((kd_acc - ce_acc) / gap, (float(lo), float(hi)), t_acc, ce_acc, kd_acc, t.size, note)
 
 
 def describe(c: PairedComparison, a_name: str, b_name: str) -> str:
     """The sentence beside the numbers: who wins by how much, or that they cannot be told apart."""
-    runs = f"{c.seeds[0]} seed{'s' * (c.seeds[0] != 1)}" if c.seeds[0] == c.seeds[1] else \
-        f"{c.seeds[0]} and {c.seeds[1]} seeds"
+    runs = (
+        f"{c.seeds[0]} seed{'s' * (c.seeds[0] != 1)}"
+        if c.seeds[0] == c.seeds[1]
+        else f"{c.seeds[0]} and {c.seeds[1]} seeds"
+    )
     scope = f"{runs} × {c.n} examples"
     lo, hi = c.interval
     if not c.distinguishable:
@@ -186,7 +212,7 @@ def describe(c: PairedComparison, a_name: str, b_name: str) -> str:
 
 
 def p_text(p: float) -> str:
-    """"p = 0.006", or "p < 0.001" below what the number of decimals shows."""
+    """ "p = 0.006", or "p < 0.001" below what the number of decimals shows."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 

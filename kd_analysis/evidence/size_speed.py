@@ -4,6 +4,7 @@ Summary page shows and a button re-measures.
 
 Latency: the median of `repeats` timed forward passes over the same batch (after one warm-up pass), per model,
 on the CPU threads torch uses here; the ratio is measured in the same process on the same examples."""
+
 from __future__ import annotations
 
 import json
@@ -96,15 +97,28 @@ def measure(teacher, student, examples: Sequence, repeats: int = 20, stop: threa
     for role, loaded in (("teacher", teacher), ("student", student)):
         median, spread = _latency(loaded, examples, repeats, stop)
         costs[role] = ModelCost(role, loaded.info().parameters, _disk_bytes(loaded.model), median, spread)
-    return SizeSpeed(costs["teacher"], costs["student"], len(examples), repeats,
-                     f"{_cpu_name()} ({platform.system()}, CPU)", torch.get_num_threads(),
-                     time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    return SizeSpeed(
+        costs["teacher"],
+        costs["student"],
+        len(examples),
+        repeats,
+        f"{_cpu_name()} ({platform.system()}, CPU)",
+        torch.get_num_threads(),
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    )
 
 
-def size_speed_config(teacher: dict[str, Any], student: dict[str, Any], data: str, *, batch: int = 16,
-                      repeats: int = 20, name: str = "") -> dict[str, Any]:
-    return {"teacher": teacher, "student": student, "data": data, "batch": batch, "repeats": repeats,
-            "name": name or "Size and speed: teacher vs student"}
+def size_speed_config(
+    teacher: dict[str, Any], student: dict[str, Any], data: str, *, batch: int = 16, repeats: int = 20, name: str = ""
+) -> dict[str, Any]:
+    return {
+        "teacher": teacher,
+        "student": student,
+        "data": data,
+        "batch": batch,
+        "repeats": repeats,
+        "name": name or "Size and speed: teacher vs student",
+    }
 
 
 def size_speed_job(run, stop: threading.Event, store=None) -> tuple[str, str | None, dict]:
@@ -124,8 +138,10 @@ def size_speed_job(run, stop: threading.Event, store=None) -> tuple[str, str | N
         return "cancelled", "cancelled while timing", {}
     run.write_text(RESULT_FILE, json.dumps(result.to_dict(), indent=2))
     run.append_metrics({"step": 2, "total_steps": 2})
-    run.log(f"teacher {result.teacher.latency_ms:.1f} ms, student {result.student.latency_ms:.1f} ms per batch of "
-            f"{result.batch} ({result.speedup:.1f}× faster)")
+    run.log(
+        f"teacher {result.teacher.latency_ms:.1f} ms, student {result.student.latency_ms:.1f} ms per batch of "
+        f"{result.batch} ({result.speedup:.1f}× faster)"
+    )
     return "finished", None, {}
 
 

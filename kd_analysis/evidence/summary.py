@@ -1,5 +1,6 @@
 """One row per run group with what a reader needs beside its mean: seeds, n, the 95% band across seeds, and, for a
 distillation group, the share of the teacher–student gap it closes over its CE-only twin (with its interval)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,27 +24,44 @@ def group_rows(store: RunStore, groups: Sequence[RunGroup] | None = None) -> lis
                 teacher = float(final_correct(store, g.runs[0], role="teacher").mean())
             except Exception:
                 teacher = None
-        rows.append({"group": g.group, "name": g.name, "data": g.data, "labels": g.config.get("labels"),
-                     "seeds": len(g.runs), "eval examples": g.eval_examples, "mean": g.mean,
-                     "low": g.interval[0] if g.interval else None, "high": g.interval[1] if g.interval else None,
-                     "accuracies": g.accuracies, "teacher": teacher, "ce twin": twin.group if twin else None,
-                     "gap closed": closed.value if closed else None,
-                     "gap low": closed.interval[0] if closed and closed.interval else None,
-                     "gap high": closed.interval[1] if closed and closed.interval else None,
-                     "gap note": closed.note if closed else ("CE only: the baseline" if is_ce_only(g.config)
-                                                             else "no CE-only twin in the store")})
+        rows.append(
+            {
+                "group": g.group,
+                "name": g.name,
+                "data": g.data,
+                "labels": g.config.get("labels"),
+                "seeds": len(g.runs),
+                "eval examples": g.eval_examples,
+                "mean": g.mean,
+                "low": g.interval[0] if g.interval else None,
+                "high": g.interval[1] if g.interval else None,
+                "accuracies": g.accuracies,
+                "teacher": teacher,
+                "ce twin": twin.group if twin else None,
+                "gap closed": closed.value if closed else None,
+                "gap low": closed.interval[0] if closed and closed.interval else None,
+                "gap high": closed.interval[1] if closed and closed.interval else None,
+                "gap note": closed.note
+                if closed
+                else ("CE only: the baseline" if is_ce_only(g.config) else "no CE-only twin in the store"),
+            }
+        )
     return rows
 
 
-def group_curve(store: RunStore, group: str, metric: str = "eval_accuracy",
-                groups: Sequence[RunGroup] | None = None) -> dict[str, list[float]]:
+def group_curve(
+    store: RunStore, group: str, metric: str = "eval_accuracy", groups: Sequence[RunGroup] | None = None
+) -> dict[str, list[float]]:
     """Mean of `metric` across the group's seeds at each step they all logged, with a 95% t band."""
     from kd_analysis.evidence.paired import t_interval
 
     per_run = []
     for rid in members(store, group, groups):
-        points = {m["step"]: m[metric] for m in store.get(rid).metrics()
-                  if isinstance(m.get(metric), (int, float)) and "step" in m}
+        points = {
+            m["step"]: m[metric]
+            for m in store.get(rid).metrics()
+            if isinstance(m.get(metric), (int, float)) and "step" in m
+        }
         per_run.append(points)
     steps = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
     out: dict[str, list[float]] = {"step": [], "mean": [], "low": [], "high": []}
@@ -74,13 +92,21 @@ def run_gaps(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any
             configs[summary.run_id] = store.get(summary.run_id).config()
         except Exception:
             continue
-    ce_runs = {key(c): rid for rid, c in configs.items() if is_ce_only(c) and not c.get("train_teacher")
-               and store.get(rid).status().get("state") == "finished"}
+    ce_runs = {
+        key(c): rid
+        for rid, c in configs.items()
+        if is_ce_only(c) and not c.get("train_teacher") and store.get(rid).status().get("state") == "finished"
+    }
     out = {}
     for rid in run_ids:
         cfg = configs.get(rid)
-        if not cfg or is_ce_only(cfg) or cfg.get("train_teacher") or not isinstance(cfg.get("losses"), list) \
-                or key(cfg) not in ce_runs:
+        if (
+            not cfg
+            or is_ce_only(cfg)
+            or cfg.get("train_teacher")
+            or not isinstance(cfg.get("losses"), list)
+            or key(cfg) not in ce_runs
+        ):
             continue
         twin = ce_runs[key(cfg)]
         try:

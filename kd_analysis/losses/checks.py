@@ -1,4 +1,5 @@
 """Input checks shared by every loss: each failure is one sentence the page or CLI can show as is."""
+
 from __future__ import annotations
 
 import torch
@@ -10,15 +11,20 @@ def check_pair_logits(student: torch.Tensor, teacher: torch.Tensor, *, tau: floa
     if tau is None or not tau > 0:
         raise KDLensError(f"temperature τ must be > 0 (got {tau})")
     if student.shape[-1] != teacher.shape[-1]:
-        raise KDLensError(f"student outputs have {student.shape[-1]} columns but the teacher's have "
-                          f"{teacher.shape[-1]}: the vocabularies or label sets differ; see the pair check on the "
-                          f"Models & data page (padded vocabularies are cut to the common columns there)")
+        raise KDLensError(
+            f"student outputs have {student.shape[-1]} columns but the teacher's have "
+            f"{teacher.shape[-1]}: the vocabularies or label sets differ; see the pair check on the "
+            f"Models & data page (padded vocabularies are cut to the common columns there)"
+        )
     if student.shape != teacher.shape:
-        raise KDLensError(f"student and teacher outputs have different shapes {tuple(student.shape)} vs "
-                          f"{tuple(teacher.shape)}")
+        raise KDLensError(
+            f"student and teacher outputs have different shapes {tuple(student.shape)} vs {tuple(teacher.shape)}"
+        )
     if student.dim() not in (1, 2):
-        raise KDLensError(f"logits must be [rows, classes] (got shape {tuple(student.shape)}); flatten token "
-                          f"positions into rows and pass a mask")
+        raise KDLensError(
+            f"logits must be [rows, classes] (got shape {tuple(student.shape)}); flatten token "
+            f"positions into rows and pass a mask"
+        )
     if bool((torch.isfinite(student) & torch.isfinite(teacher)).all()):
         return  # the common case costs one check; the diagnosis below runs only when something is off
     for name, t in (("student", student), ("teacher", teacher)):
@@ -28,8 +34,10 @@ def check_pair_logits(student: torch.Tensor, teacher: torch.Tensor, *, tau: floa
             raise KDLensError(f"{name} logits contain +inf: check the model's precision or the inputs")
     s_masked, t_masked = torch.isneginf(student), torch.isneginf(teacher)
     if (s_masked != t_masked).any():
-        raise KDLensError("logits are -inf in one model but not the other at the same place; -inf may only mark "
-                          "columns absent in both (e.g. padding choices)")
+        raise KDLensError(
+            "logits are -inf in one model but not the other at the same place; -inf may only mark "
+            "columns absent in both (e.g. padding choices)"
+        )
 
 
 def check_mask(mask: torch.Tensor | None, rows: int) -> torch.Tensor | None:

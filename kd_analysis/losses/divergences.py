@@ -8,6 +8,7 @@ Each divergence is written once, on log-probability rows (teacher first); `regis
 loss on logits (softmax at τ, mask, reduction, τ²) and keeps the row function on the spec, so `sparse_kd` can
 apply the very same formula to a cached top-k teacher plus a tail bucket.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,11 @@ def reduce_rows(values: torch.Tensor, mask: torch.Tensor | None, reduction: str)
 def _prepare(student, teacher, tau, mask):
     check_pair_logits(student, teacher, tau=tau)
     s, t = student.reshape(-1, student.shape[-1]), teacher.reshape(-1, teacher.shape[-1])
-    return (torch.log_softmax(upcast(s) / tau, -1), torch.log_softmax(upcast(t) / tau, -1),
-            check_mask(mask, s.shape[0]))
+    return (
+        torch.log_softmax(upcast(s) / tau, -1),
+        torch.log_softmax(upcast(t) / tau, -1),
+        check_mask(mask, s.shape[0]),
+    )
 
 
 def finish(rows: torch.Tensor, mask, reduction: str, tau: float, tau_squared: bool) -> torch.Tensor:
@@ -49,55 +53,89 @@ def finish(rows: torch.Tensor, mask, reduction: str, tau: float, tau_squared: bo
     return out * tau**2 if tau_squared else out
 
 
-def register_divergence(name: str, *, title: str, description: str, symmetric: bool, params: tuple[Param, ...] = (),
-                        zero_at_match: bool = True) -> Callable[[RowFn], RowFn]:
+def register_divergence(
+    name: str,
+    *,
+    title: str,
+    description: str,
+    symmetric: bool,
+    params: tuple[Param, ...] = (),
+    zero_at_match: bool = True,
+) -> Callable[[RowFn], RowFn]:
     """Register a row function `(teacher_logp, student_logp, **params) -> [N]` as a loss on logits."""
+
     def deco(rows: RowFn) -> RowFn:
         def loss(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", tau_squared=False, **kw):
             ls, lt, m = _prepare(student_logits, teacher_logits, tau, mask)
             return finish(rows(lt, ls, **kw), m, reduction, tau, tau_squared)
 
         loss.__name__, loss.__qualname__, loss.__doc__ = f"{name}_loss", f"{name}_loss", rows.__doc__
-        register_loss(name, title=title, description=description, symmetric=symmetric, params=params, rows=rows,
-                      zero_at_match=zero_at_match)(loss)
+        register_loss(
+            name,
+            title=title,
+            description=description,
+            symmetric=symmetric,
+            params=params,
+            rows=rows,
+            zero_at_match=zero_at_match,
+        )(loss)
         return rows
+
     return deco
 
 
-@register_divergence("kl", title="KL (forward)", symmetric=False,
-                     description="KL(teacher‖student): covers every teacher mode, spreading the student "
-                                 "(mode-averaging).")
+@register_divergence(
+    "kl",
+    title="KL (forward)",
+    symmetric=False,
+    description="KL(teacher‖student): covers every teacher mode, spreading the student (mode-averaging).",
+)
 def kl_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
     """KL(p_t‖p_s) per row."""
     return _kl_rows(lt, ls)
 
 
-@register_divergence("rkl", title="Reverse KL", symmetric=False,
-                     description="KL(student‖teacher): the student may drop teacher modes and sit on one "
-                                 "(mode-seeking).")
+@register_divergence(
+    "rkl",
+    title="Reverse KL",
+    symmetric=False,
+    description="KL(student‖teacher): the student may drop teacher modes and sit on one (mode-seeking).",
+)
 def rkl_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
     """KL(p_s‖p_t) per row."""
     return _kl_rows(ls, lt)
 
 
-@register_divergence("js", title="Jensen-Shannon", symmetric=True,
-                     description="Symmetric and bounded by log 2; small probabilities (rare events) weigh little.")
+@register_divergence(
+    "js",
+    title="Jensen-Shannon",
+    symmetric=True,
+    description="Symmetric and bounded by log 2; small probabilities (rare events) weigh little.",
+)
 def js_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
     """½KL(p_t‖m) + ½KL(p_s‖m) with m the mixture, per row."""
     lm = torch.logaddexp(ls, lt) - math.log(2.0)
     return 0.5 * _kl_rows(lt, lm) + 0.5 * _kl_rows(ls, lm)
 
 
-@register_divergence("tvd", title="Total variation", symmetric=True,
-                     description="½Σ|p_t − p_s|: bounded in [0, 1], gradients do not blow up on tiny probabilities.")
+@register_divergence(
+    "tvd",
+    title="Total variation",
+    symmetric=True,
+    description="½Σ|p_t − p_s|: bounded in [0, 1], gradients do not blow up on tiny probabilities.",
+)
 def tvd_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
     """½Σ|p_t − p_s| per row."""
     return 0.5 * (lt.exp() - ls.exp()).abs().sum(-1)
 
 
-@register_divergence("skew_kl", title="Skew KL", symmetric=False,
-                     params=(Param("alpha", 0.1, 0.0, 0.99, "mix α of the teacher into the student side"),),
-                     description="KL(p_t ‖ α p_t + (1−α) p_s): forward KL made finite and smoother by mixing.")
+@register_divergence(
+    "skew_kl",
+    title="Skew KL",
+    symmetric=False,
+    params=(Param("alpha", 0.1, 0.0, 0.99, "mix α of the teacher into the student side"),),
+    description="KL(p_t ‖ α p_t + (1−α) p_s): forward KL made finite and smoother by mixing.",
+)
 def skew_kl_rows(lt: torch.Tensor, ls: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
     """KL(p_t ‖ α p_t + (1−α) p_s) per row."""
     if not 0 <= alpha < 1:
@@ -106,9 +144,14 @@ def skew_kl_rows(lt: torch.Tensor, ls: torch.Tensor, alpha: float = 0.1) -> torc
     return _kl_rows(lt, mix)
 
 
-@register_divergence("soft_ce", title="Soft cross-entropy (Hinton)", symmetric=False, zero_at_match=False,
-                     description="−Σ p_t log p_s = KL + the teacher's entropy: KL's gradient, a value offset by "
-                                 "H(p_t). SinKD's KD term (without τ²).")
+@register_divergence(
+    "soft_ce",
+    title="Soft cross-entropy (Hinton)",
+    symmetric=False,
+    zero_at_match=False,
+    description="−Σ p_t log p_s = KL + the teacher's entropy: KL's gradient, a value offset by "
+    "H(p_t). SinKD's KD term (without τ²).",
+)
 def soft_ce_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
     """H(p_t, p_s) = −Σ p_t log p_s per row (terms with p_t = 0 are 0)."""
     p = lt.exp()
@@ -116,4 +159,5 @@ def soft_ce_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
 
 
 kl_loss, rkl_loss, js_loss, tvd_loss, skew_kl_loss, soft_ce_loss = (
-    LOSSES[n].fn for n in ("kl", "rkl", "js", "tvd", "skew_kl", "soft_ce"))
+    LOSSES[n].fn for n in ("kl", "rkl", "js", "tvd", "skew_kl", "soft_ce")
+)

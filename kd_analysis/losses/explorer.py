@@ -4,6 +4,7 @@ What gets compared depends on the task: choice distributions (multiple choice), 
 (classification), or next-token distributions (language models: each example's last position for the
 batch-wise view, every position for per-token contributions).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -95,8 +96,10 @@ def _check_batch(teacher, student, examples) -> None:
     if len(examples) < 2:
         raise KDLensError("pick at least 2 examples: the Sinkhorn loss couples the rows of a batch")
     if teacher.task != student.task:
-        raise KDLensError(f"teacher ({teacher.task}) and student ({student.task}) solve different tasks; their "
-                          f"outputs cannot be compared (see the pair check)")
+        raise KDLensError(
+            f"teacher ({teacher.task}) and student ({student.task}) solve different tasks; their "
+            f"outputs cannot be compared (see the pair check)"
+        )
     if teacher.task == "multiple_choice" and any(not ex.choices for ex in examples):
         raise KDLensError("multiple-choice models need a data set with choices (e.g. the mcq demo)")
 
@@ -126,15 +129,20 @@ def _outputs(teacher, student, examples: Sequence[Example], aligned: int | None)
     return "tokens", t, s, None, (t_all, s_all, mask, enc["input_ids"])
 
 
-def explore_pair(teacher, student, examples: Sequence[Example], settings: ExplorerSettings | None = None,
-                 aligned_outputs: int | None = None, outputs=None) -> PairLossReport:
+def explore_pair(
+    teacher,
+    student,
+    examples: Sequence[Example],
+    settings: ExplorerSettings | None = None,
+    aligned_outputs: int | None = None,
+    outputs=None,
+) -> PairLossReport:
     """All losses, per-example contributions, gradient norms and the Sinkhorn plan on one batch. `outputs` from
     `pair_outputs` skips the models' forward passes."""
     st = settings or ExplorerSettings()
     examples = list(examples)[:MAX_BATCH]
     _check_batch(teacher, student, examples)
-    kind, t, s, cols, tokens = outputs if outputs is not None else _outputs(teacher, student, examples,
-                                                                             aligned_outputs)
+    kind, t, s, cols, tokens = outputs if outputs is not None else _outputs(teacher, student, examples, aligned_outputs)
     t, s = t.detach().float().cpu(), s.detach().float().cpu()
     values, grads, per_example = {}, {}, {}
     for name in st.losses:
@@ -150,8 +158,9 @@ def explore_pair(teacher, student, examples: Sequence[Example], settings: Explor
     topk_values, t_tail, s_tail = {}, [], []
     if kind == "tokens":  # every token position of the batch, as a run compares its answer tokens
         t_all, s_all, mask, _ = tokens
-        topk_values, t_tail, s_tail = cached_topk_view(s_all[mask].detach().float().cpu(),
-                                                       t_all[mask].detach().float().cpu(), st)
+        topk_values, t_tail, s_tail = cached_topk_view(
+            s_all[mask].detach().float().cpu(), t_all[mask].detach().float().cpu(), st
+        )
     res = sinkhorn_plan(s, t, tau=st.tau, eps=st.eps, iters=st.iters, topk=st.topk if kind == "tokens" else None)
     p_t, p_s = torch.softmax(t / st.tau, -1), torch.softmax(s / st.tau, -1)
     if kind == "tokens":
@@ -162,13 +171,28 @@ def explore_pair(teacher, student, examples: Sequence[Example], settings: Explor
         t_show, s_show = p_t, p_s
     per_token = _per_token_kl(teacher, examples, tokens, st.tau) if tokens is not None else {}
     return PairLossReport(
-        kind=kind, example_ids=[ex.id for ex in examples], example_texts=[ex.text for ex in examples],
-        values=values, grad_norms=grads, per_example=per_example, plan=res.plan[0].tolist(),
-        cost=res.cost[0].tolist(), columns=cols, teacher_probs=t_show.tolist(), student_probs=s_show.tolist(),
-        gold=[ex.label for ex in examples], per_token=per_token, settings=asdict(st), shuffled=shuffled,
-        topk_values=topk_values, teacher_tail=t_tail, student_tail=s_tail,
+        kind=kind,
+        example_ids=[ex.id for ex in examples],
+        example_texts=[ex.text for ex in examples],
+        values=values,
+        grad_norms=grads,
+        per_example=per_example,
+        plan=res.plan[0].tolist(),
+        cost=res.cost[0].tolist(),
+        columns=cols,
+        teacher_probs=t_show.tolist(),
+        student_probs=s_show.tolist(),
+        gold=[ex.label for ex in examples],
+        per_token=per_token,
+        settings=asdict(st),
+        shuffled=shuffled,
+        topk_values=topk_values,
+        teacher_tail=t_tail,
+        student_tail=s_tail,
         shown=_shown(kind, teacher, examples, tokens, len(cols[0]) if cols else 0),
-        shown_teacher_mass=t_show.sum(-1).tolist(), shown_student_mass=s_show.sum(-1).tolist())
+        shown_teacher_mass=t_show.sum(-1).tolist(),
+        shown_student_mass=s_show.sum(-1).tolist(),
+    )
 
 
 def _shown(kind: str, teacher, examples: Sequence[Example], tokens, width: int) -> list[str]:
@@ -180,14 +204,17 @@ def _shown(kind: str, teacher, examples: Sequence[Example], tokens, width: int) 
         return [f"example {ex.id}: its {width} classes" for ex in examples]
     _, _, mask, ids = tokens
     if getattr(teacher, "head", None) == "seq2seq" or mask.shape[1] != ids.shape[1]:
-        return [f"example {ex.id}: the first token the decoder answers (teacher's top {width} tokens)"
-                for ex in examples]
+        return [
+            f"example {ex.id}: the first token the decoder answers (teacher's top {width} tokens)" for ex in examples
+        ]
     out = []
     for b, ex in enumerate(examples):
         last = int(mask[b].long().sum()) - 1
         token = teacher.tokenizer.decode([int(ids[b, last])])
-        out.append(f"example {ex.id}: the next token after position {last} (the example's last token, "
-                   f"{token!r}), over the teacher's top {width} tokens")
+        out.append(
+            f"example {ex.id}: the next token after position {last} (the example's last token, "
+            f"{token!r}), over the teacher's top {width} tokens"
+        )
     return out
 
 
@@ -219,18 +246,24 @@ def summarise_plan(plan: Sequence[Sequence[float]], tolerance: float = UNIFORM_T
     matched = sum(1 for i, r in enumerate(rows) if r[i] >= max(r) and not (max(r) - min(r) <= tolerance * max(r)))
     uniform = dev <= tolerance
     if uniform:
-        note = (f"This plan is uniform (every pair gets 1/B² = 1/{b * b}, within {tolerance:.1%}): the cost does "
-                "not distinguish the examples, so the plan cannot match them.")
+        note = (
+            f"This plan is uniform (every pair gets 1/B² = 1/{b * b}, within {tolerance:.1%}): the cost does "
+            "not distinguish the examples, so the plan cannot match them."
+        )
     else:
-        note = (f"{diag:.0%} of the plan's mass is on the diagonal (uniform: {1 / b:.0%}, every example matched to "
-                f"its own: 100%); {matched} of {b} student examples send most of their mass to their own teacher "
-                "example.")
-    return PlanSummary(batch=b, uniform=uniform, max_deviation=dev, diagonal_mass=diag, matched=matched,
-                       tolerance=tolerance, note=note)
+        note = (
+            f"{diag:.0%} of the plan's mass is on the diagonal (uniform: {1 / b:.0%}, every example matched to "
+            f"its own: 100%); {matched} of {b} student examples send most of their mass to their own teacher "
+            "example."
+        )
+    return PlanSummary(
+        batch=b, uniform=uniform, max_deviation=dev, diagonal_mass=diag, matched=matched, tolerance=tolerance, note=note
+    )
 
 
-def row_shuffle_effect(student: torch.Tensor, teacher: torch.Tensor, settings: ExplorerSettings,
-                       seed: int = 0) -> dict[str, float]:
+def row_shuffle_effect(
+    student: torch.Tensor, teacher: torch.Tensor, settings: ExplorerSettings, seed: int = 0
+) -> dict[str, float]:
     """Every loss after a fixed permutation of the student's rows (a cyclic shift: no row keeps its place).
     Row-wise divergences change; batch-wise Sinkhorn with uniform marginals does not, since it never asks which
     student row belongs to which example."""
@@ -243,8 +276,9 @@ def row_shuffle_effect(student: torch.Tensor, teacher: torch.Tensor, settings: E
     return out
 
 
-def cached_topk_view(student: torch.Tensor, teacher: torch.Tensor, settings: ExplorerSettings
-                     ) -> tuple[dict[str, float], list[float], list[float]]:
+def cached_topk_view(
+    student: torch.Tensor, teacher: torch.Tensor, settings: ExplorerSettings
+) -> tuple[dict[str, float], list[float], list[float]]:
     """What a training run computes from a top-k teacher cache on these rows: each row-wise loss over the k
     tokens plus a tail bucket, and the tail mass of teacher and student per row."""
     lp, idx = teacher_topk_logprobs(teacher, settings.cache_k, tau=settings.tau)

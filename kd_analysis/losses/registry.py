@@ -5,6 +5,7 @@ returns a scalar that back-propagates (or per-row values with reduction="none").
 carry `rows`, the same divergence on log-probability rows (teacher first), which is what lets `sparse_kd`
 compare a cached top-k teacher with the student's full distribution.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -48,10 +49,19 @@ class LossSpec:
 LOSSES: dict[str, LossSpec] = {}
 
 
-def register_loss(name: str, *, title: str, description: str, symmetric: bool, batchwise: bool = False,
-                  params: tuple[Param, ...] = (), rows: RowFn | None = None,
-                  zero_at_match: bool = True) -> Callable[[LossFn], LossFn]:
+def register_loss(
+    name: str,
+    *,
+    title: str,
+    description: str,
+    symmetric: bool,
+    batchwise: bool = False,
+    params: tuple[Param, ...] = (),
+    rows: RowFn | None = None,
+    zero_at_match: bool = True,
+) -> Callable[[LossFn], LossFn]:
     def deco(fn: LossFn) -> LossFn:
         LOSSES[name] = LossSpec(name, title, fn, description, symmetric, batchwise, params, rows, zero_at_match)
         return fn
+
     return deco

@@ -18,6 +18,7 @@ Uniform marginals make the distance blind to which student row belongs to which 
 student's rows permutes the plan and leaves the value unchanged. That is why SinKD adds it to KD + CE rather
 than replacing them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class _L1Cost(torch.autograd.Function):
         out = x.new_empty(G, n, m)
         step = max(1, CHUNK_ELEMENTS // max(G * m * d, 1))
         for s in range(0, n, step):  # torch.cdist's p=1 kernel needs no [c, m, d] buffer in the forward pass
-            out[:, s:s + step] = torch.cdist(x[:, s:s + step], y, p=1)
+            out[:, s : s + step] = torch.cdist(x[:, s : s + step], y, p=1)
         return out
 
     @staticmethod
@@ -55,10 +56,10 @@ class _L1Cost(torch.autograd.Function):
         gy = torch.zeros_like(y) if ctx.needs_input_grad[1] else None
         step = max(1, CHUNK_ELEMENTS // max(G * m * d, 1))
         for s in range(0, n, step):
-            sign = torch.sign(x[:, s:s + step, None, :] - y[:, None, :, :])  # [G, c, m, d]
-            weighted = sign * grad[:, s:s + step, :, None]
+            sign = torch.sign(x[:, s : s + step, None, :] - y[:, None, :, :])  # [G, c, m, d]
+            weighted = sign * grad[:, s : s + step, :, None]
             if gx is not None:
-                gx[:, s:s + step] = weighted.sum(2)
+                gx[:, s : s + step] = weighted.sum(2)
             if gy is not None:
                 gy -= weighted.sum(1)
         return gx, gy
@@ -92,9 +93,15 @@ def coarsen_topk(p: torch.Tensor, q: torch.Tensor, k: int) -> tuple[torch.Tensor
 ORDERS = ("columns", "rows")
 
 
-def sinkhorn_iterations(C: torch.Tensor, eps: float, iters: int, domain: str = "auto",
-                        a: torch.Tensor | None = None, b: torch.Tensor | None = None,
-                        first: str = "columns") -> torch.Tensor:
+def sinkhorn_iterations(
+    C: torch.Tensor,
+    eps: float,
+    iters: int,
+    domain: str = "auto",
+    a: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    first: str = "columns",
+) -> torch.Tensor:
     """Plan P [G, n, m] with marginals a [G, n] and b [G, m] (uniform when None); differentiable (unrolled).
 
     One iteration scales the columns, then the rows (POT's order; the rows are exact at the end); with
@@ -158,19 +165,35 @@ def _groups(x: torch.Tensor, size: int | None) -> torch.Tensor:
     n = x.shape[0]
     size = n if not size or size >= n else size
     if n % size:
-        raise KDLensError(f"{n} rows do not split into groups of {size}; pick a group size that divides the "
-                          f"number of rows (or none for the whole batch)")
+        raise KDLensError(
+            f"{n} rows do not split into groups of {size}; pick a group size that divides the "
+            f"number of rows (or none for the whole batch)"
+        )
     return x.reshape(n // size, size, *x.shape[1:])
 
 
 MASSES = ("one", "batch")
 
 
-def sinkhorn_plan(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tau: float = 1.0,
-                  eps: float = 0.1, iters: int = 20, cost: str = "l1", topk: int | None = None,
-                  group_size: int | None = None, mask: torch.Tensor | None = None, teacher_probs: bool = False,
-                  gradient: str = "unrolled", domain: str = "auto", first: str = "columns", mass: str = "one",
-                  scale: float = 1.0, student_probs: bool = False) -> SinkhornResult:
+def sinkhorn_plan(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    tau: float = 1.0,
+    eps: float = 0.1,
+    iters: int = 20,
+    cost: str = "l1",
+    topk: int | None = None,
+    group_size: int | None = None,
+    mask: torch.Tensor | None = None,
+    teacher_probs: bool = False,
+    gradient: str = "unrolled",
+    domain: str = "auto",
+    first: str = "columns",
+    mass: str = "one",
+    scale: float = 1.0,
+    student_probs: bool = False,
+) -> SinkhornResult:
     """Distance and transport plan between the rows of a student and a teacher batch.
 
     One output column (regression) uses the paper's cost |y_s,i − y_t,j| on raw outputs, since the softmax of one
@@ -190,16 +213,20 @@ def sinkhorn_plan(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
     if not (teacher_probs or student_probs):
         check_pair_logits(student_logits, teacher_logits, tau=tau)
     elif student_logits.shape != teacher_logits.shape:
-        raise KDLensError(f"student outputs {tuple(student_logits.shape)} and teacher probabilities "
-                          f"{tuple(teacher_logits.shape)} differ in shape")
+        raise KDLensError(
+            f"student outputs {tuple(student_logits.shape)} and teacher probabilities "
+            f"{tuple(teacher_logits.shape)} differ in shape"
+        )
     s = student_logits.reshape(-1, student_logits.shape[-1])
     t = teacher_logits.reshape(-1, teacher_logits.shape[-1])
     m = check_mask(mask, s.shape[0])
     if m is not None:
         s, t = s[m], t[m]
     if s.shape[0] < 2:
-        raise KDLensError("batch-wise Sinkhorn needs at least 2 rows: with one row the plan is trivial and the loss "
-                          "is just the distance between two distributions (use a batch of 2 or more, or TVD)")
+        raise KDLensError(
+            "batch-wise Sinkhorn needs at least 2 rows: with one row the plan is trivial and the loss "
+            "is just the distance between two distributions (use a batch of 2 or more, or TVD)"
+        )
     if s.shape[-1] == 1:  # regression
         x, y = upcast(s), upcast(t)
         cost = "l1"
@@ -217,18 +244,54 @@ def sinkhorn_plan(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
     return SinkhornResult(distance=row.sum(-1).mean(), plan=P, cost=C, row_cost=row.reshape(-1), support=support)
 
 
-@register_loss("sinkhorn", title="Sinkhorn (SinKD)", symmetric=False, batchwise=True,
-               params=(Param("eps", 0.1, 0.001, 2.0, "entropic regularisation ε (smaller: closer to exact OT)"),
-                       Param("iters", 20, 1, 500, "Sinkhorn iterations (SinKD uses 20)")),
-               description="Batch-wise optimal transport between student and teacher rows (L1 cost between "
-                           "distributions): compares the batch's geometry, but not which row is which example, so "
-                           "SinKD adds it to KD + CE rather than replacing them.")
-def sinkhorn_loss(student_logits, teacher_logits, *, tau=1.0, mask=None, reduction="mean", tau_squared=False,
-                  eps=0.1, iters=20, cost="l1", topk=None, group_size=None, gradient="unrolled", domain="auto",
-                  first="columns", mass="one", scale=1.0):
-    res = sinkhorn_plan(student_logits, teacher_logits, tau=tau, eps=eps, iters=int(iters), cost=cost, topk=topk,
-                        group_size=group_size, mask=mask, gradient=gradient, domain=domain, first=first, mass=mass,
-                        scale=scale)
+@register_loss(
+    "sinkhorn",
+    title="Sinkhorn (SinKD)",
+    symmetric=False,
+    batchwise=True,
+    params=(
+        Param("eps", 0.1, 0.001, 2.0, "entropic regularisation ε (smaller: closer to exact OT)"),
+        Param("iters", 20, 1, 500, "Sinkhorn iterations (SinKD uses 20)"),
+    ),
+    description="Batch-wise optimal transport between student and teacher rows (L1 cost between "
+    "distributions): compares the batch's geometry, but not which row is which example, so "
+    "SinKD adds it to KD + CE rather than replacing them.",
+)
+def sinkhorn_loss(
+    student_logits,
+    teacher_logits,
+    *,
+    tau=1.0,
+    mask=None,
+    reduction="mean",
+    tau_squared=False,
+    eps=0.1,
+    iters=20,
+    cost="l1",
+    topk=None,
+    group_size=None,
+    gradient="unrolled",
+    domain="auto",
+    first="columns",
+    mass="one",
+    scale=1.0,
+):
+    res = sinkhorn_plan(
+        student_logits,
+        teacher_logits,
+        tau=tau,
+        eps=eps,
+        iters=int(iters),
+        cost=cost,
+        topk=topk,
+        group_size=group_size,
+        mask=mask,
+        gradient=gradient,
+        domain=domain,
+        first=first,
+        mass=mass,
+        scale=scale,
+    )
     out = res.row_cost if reduction == "none" else res.distance * (res.plan.shape[0] if reduction == "sum" else 1)
     return out * tau**2 if tau_squared else out
 
@@ -252,8 +315,9 @@ def _blocks(n: int, block: int, whole_below: int):
         start += size
 
 
-def sinkhorn_blocks(student: torch.Tensor, teacher: torch.Tensor, *, block: int = 64, whole_below: int = 256,
-                    **kw) -> torch.Tensor:
+def sinkhorn_blocks(
+    student: torch.Tensor, teacher: torch.Tensor, *, block: int = 64, whole_below: int = 256, **kw
+) -> torch.Tensor:
     """Batch-wise Sinkhorn over many rows (e.g. the answer tokens of a batch) in blocks of consecutive rows;
     the row-weighted mean of the block distances. Needs at least 2 rows."""
     n = student.shape[0]
@@ -265,8 +329,7 @@ def sinkhorn_blocks(student: torch.Tensor, teacher: torch.Tensor, *, block: int 
     return total
 
 
-def topk_l1_cost(student_probs: torch.Tensor, teacher_probs_k: torch.Tensor,
-                 teacher_idx: torch.Tensor) -> torch.Tensor:
+def topk_l1_cost(student_probs: torch.Tensor, teacher_probs_k: torch.Tensor, teacher_idx: torch.Tensor) -> torch.Tensor:
     """[n, n] L1 cost between student rows (full vocabulary) and teacher rows known only at their top-k tokens.
 
     Each pair is compared on the teacher row's own support plus one rest bucket:
@@ -281,10 +344,20 @@ def topk_l1_cost(student_probs: torch.Tensor, teacher_probs_k: torch.Tensor,
     return kept + (p_rest - q_rest).abs()
 
 
-def sinkhorn_topk_teacher(student_probs: torch.Tensor, teacher_probs_k: torch.Tensor, teacher_idx: torch.Tensor,
-                          *, eps: float = 0.1, iters: int = 20, first: str = "columns", scale: float = 1.0,
-                          gradient: str = "unrolled", domain: str = "auto", block: int = 64,
-                          whole_below: int = 256) -> torch.Tensor:
+def sinkhorn_topk_teacher(
+    student_probs: torch.Tensor,
+    teacher_probs_k: torch.Tensor,
+    teacher_idx: torch.Tensor,
+    *,
+    eps: float = 0.1,
+    iters: int = 20,
+    first: str = "columns",
+    scale: float = 1.0,
+    gradient: str = "unrolled",
+    domain: str = "auto",
+    block: int = 64,
+    whole_below: int = 256,
+) -> torch.Tensor:
     """Batch-wise Sinkhorn between student rows and a cached top-k teacher, in blocks of consecutive rows (as
     `sinkhorn_blocks`), with the `topk_l1_cost` ground cost; the row-weighted mean of the block distances."""
     n = student_probs.shape[0]

@@ -10,6 +10,7 @@ k = V they are the dense distributions and the value equals the dense loss.
 Merging the tail is a coarsening, so by the data-processing inequality the bucketed KL / RKL / JS / TVD never
 exceed the dense ones; they are exact when the student's tail follows the teacher's tail shape.
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,8 +48,9 @@ def logsumexp_at(z: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     return _LogSumExpAt.apply(z, float(tau))
 
 
-def teacher_topk_logprobs(teacher_logits: torch.Tensor, k: int, *, tau: float = 1.0,
-                          width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_topk_logprobs(
+    teacher_logits: torch.Tensor, k: int, *, tau: float = 1.0, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """What the teacher cache keeps per token: log-softmax at τ over the teacher's whole vocabulary, at its
     top-k tokens among the first `width` columns (the columns both models share). Returns (logprobs, ids)."""
     check_positive("temperature τ", tau)
@@ -64,21 +66,33 @@ def log_tail(logp_k: torch.Tensor) -> torch.Tensor:
     return torch.log((-torch.expm1(head)).clamp_min(TAIL_FLOOR))
 
 
-def bucket_logprobs(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor, teacher_indices: torch.Tensor,
-                    *, tau: float = 1.0, student_lse: torch.Tensor | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def bucket_logprobs(
+    student_logits: torch.Tensor,
+    teacher_logprobs: torch.Tensor,
+    teacher_indices: torch.Tensor,
+    *,
+    tau: float = 1.0,
+    student_lse: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(teacher, student) log-probabilities over k + 1 buckets: the teacher's top-k tokens, then the tail.
 
     `student_lse` is logsumexp(student_logits / τ) over the whole vocabulary when the caller has it already
     (at τ = 1 it is the one cross-entropy needs); otherwise it is computed here."""
     z = upcast(student_logits)
     lse = logsumexp_at(z, tau) if student_lse is None else student_lse
-    return buckets_from_topk(z.gather(-1, teacher_indices), lse, teacher_logprobs, tau=tau,
-                             full=teacher_indices.shape[-1] >= z.shape[-1])
+    return buckets_from_topk(
+        z.gather(-1, teacher_indices), lse, teacher_logprobs, tau=tau, full=teacher_indices.shape[-1] >= z.shape[-1]
+    )
 
 
-def buckets_from_topk(student_topk_logits: torch.Tensor, student_lse: torch.Tensor, teacher_logprobs: torch.Tensor,
-                      *, tau: float, full: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def buckets_from_topk(
+    student_topk_logits: torch.Tensor,
+    student_lse: torch.Tensor,
+    teacher_logprobs: torch.Tensor,
+    *,
+    tau: float,
+    full: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same buckets from the student's raw logits at the teacher's k tokens [N, k] and its logsumexp of
     logits/τ over the whole vocabulary [N]: what the training loop has without copying [N, V] rows.
     `full`: k is the whole vocabulary, so there is no tail bucket."""
@@ -89,8 +103,9 @@ def buckets_from_topk(student_topk_logits: torch.Tensor, student_lse: torch.Tens
     return (torch.cat([t_k, log_tail(t_k)[:, None]], -1), torch.cat([s_k, log_tail(s_k)[:, None]], -1))
 
 
-def tail_mass(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor, teacher_indices: torch.Tensor, *,
-              tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def tail_mass(
+    student_logits: torch.Tensor, teacher_logprobs: torch.Tensor, teacher_indices: torch.Tensor, *, tau: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mass outside the teacher's top-k, per row, for (teacher, student): how much of the distributions the
     cache leaves to the tail bucket."""
     with torch.no_grad():
@@ -102,27 +117,45 @@ def tail_mass(student_logits: torch.Tensor, teacher_logprobs: torch.Tensor, teac
 
 def _check(student_logits, teacher_logprobs, teacher_indices):
     if student_logits.dim() != 2:
-        raise KDLensError(f"student logits must be [rows, vocabulary] (got {tuple(student_logits.shape)}); "
-                          "flatten token positions into rows and pass a mask")
+        raise KDLensError(
+            f"student logits must be [rows, vocabulary] (got {tuple(student_logits.shape)}); "
+            "flatten token positions into rows and pass a mask"
+        )
     if teacher_logprobs.shape != teacher_indices.shape or teacher_logprobs.shape[0] != student_logits.shape[0]:
-        raise KDLensError(f"teacher top-k log-probabilities {tuple(teacher_logprobs.shape)} and ids "
-                          f"{tuple(teacher_indices.shape)} must both be [rows, k] with the student's "
-                          f"{student_logits.shape[0]} rows")
+        raise KDLensError(
+            f"teacher top-k log-probabilities {tuple(teacher_logprobs.shape)} and ids "
+            f"{tuple(teacher_indices.shape)} must both be [rows, k] with the student's "
+            f"{student_logits.shape[0]} rows"
+        )
     if teacher_indices.shape[-1] > student_logits.shape[-1]:
-        raise KDLensError(f"k = {teacher_indices.shape[-1]} exceeds the student's vocabulary "
-                          f"({student_logits.shape[-1]})")
+        raise KDLensError(
+            f"k = {teacher_indices.shape[-1]} exceeds the student's vocabulary ({student_logits.shape[-1]})"
+        )
     if teacher_indices.numel() and int(teacher_indices.max()) >= student_logits.shape[-1]:
-        raise KDLensError(f"teacher token id {int(teacher_indices.max())} is outside the student's vocabulary "
-                          f"({student_logits.shape[-1]}): the tokenizers differ")
+        raise KDLensError(
+            f"teacher token id {int(teacher_indices.max())} is outside the student's vocabulary "
+            f"({student_logits.shape[-1]}): the tokenizers differ"
+        )
     if bool((teacher_logprobs > 1e-6).any()):
-        raise KDLensError("teacher values must be log-probabilities (≤ 0), not raw logits: cache "
-                          "log_softmax(logits / τ) over the full vocabulary (teacher_topk_logprobs)")
+        raise KDLensError(
+            "teacher values must be log-probabilities (≤ 0), not raw logits: cache "
+            "log_softmax(logits / τ) over the full vocabulary (teacher_topk_logprobs)"
+        )
 
 
-def sparse_kd(name: str, student_logits: torch.Tensor, teacher_logprobs: torch.Tensor,
-              teacher_indices: torch.Tensor, *, tau: float = 1.0, mask: torch.Tensor | None = None,
-              reduction: str = "mean", tau_squared: bool = False, student_lse: torch.Tensor | None = None,
-              **params) -> torch.Tensor:
+def sparse_kd(
+    name: str,
+    student_logits: torch.Tensor,
+    teacher_logprobs: torch.Tensor,
+    teacher_indices: torch.Tensor,
+    *,
+    tau: float = 1.0,
+    mask: torch.Tensor | None = None,
+    reduction: str = "mean",
+    tau_squared: bool = False,
+    student_lse: torch.Tensor | None = None,
+    **params,
+) -> torch.Tensor:
     """`LOSSES[name]` between the teacher and the student over the teacher's top-k tokens plus a tail bucket.
 
     student_logits [N, V] raw; teacher_logprobs [N, k] = log-softmax of the teacher at τ over its full
@@ -144,6 +177,8 @@ def row_divergence(name: str):
     if spec is None:
         raise KDLensError(f"unknown loss {name!r}; one of {', '.join(LOSSES)}")
     if spec.rows is None:
-        raise KDLensError(f"{spec.title} is not a row-wise divergence, so it has no top-k form; it couples the "
-                          "rows of a batch (use it on dense rows)")
+        raise KDLensError(
+            f"{spec.title} is not a row-wise divergence, so it has no top-k form; it couples the "
+            "rows of a batch (use it on dense rows)"
+        )
     return spec.rows

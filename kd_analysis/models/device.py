@@ -1,4 +1,5 @@
 """Where and in what precision models run: CUDA in bf16 when present, else CPU in fp32."""
+
 from __future__ import annotations
 
 import torch
@@ -38,6 +39,10 @@ def describe_device() -> dict:
     """What the app can run on, for display: GPU name and memory when present."""
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        return {"device": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
-                "count": torch.cuda.device_count()}
+        return {
+            "device": "cuda",
+            "name": props.name,
+            "memory_gb": round(props.total_memory / 2**30, 1),
+            "count": torch.cuda.device_count(),
+        }
     return {"device": "cpu", "name": "CPU", "threads": torch.get_num_threads()}

@@ -1,4 +1,5 @@
 """Greedy generation in batches: left padding, so every row's new tokens start at the same column."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -6,8 +7,14 @@ from collections.abc import Callable, Sequence
 import torch
 
 
-def generate_texts(loaded, prompts: Sequence[str], max_new_tokens: int = 64, batch_size: int = 8,
-                   model=None, progress: Callable[[int, int], None] | None = None) -> list[str]:
+def generate_texts(
+    loaded,
+    prompts: Sequence[str],
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    model=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[str]:
     """The decoded continuation of each prompt (special tokens dropped); `model` overrides loaded.model (an
     unwrapped training model)."""
     model = model if model is not None else loaded.model
@@ -20,12 +27,16 @@ def generate_texts(loaded, prompts: Sequence[str], max_new_tokens: int = 64, bat
     model.eval()
     try:
         for i in range(0, len(prompts), batch_size):
-            chunk = list(prompts[i:i + batch_size])
+            chunk = list(prompts[i : i + batch_size])
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True).to(device)
             with torch.no_grad():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-            new = gen if model.config.is_encoder_decoder else gen[:, enc["input_ids"].shape[1]:]
+                gen = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                )
+            new = gen if model.config.is_encoder_decoder else gen[:, enc["input_ids"].shape[1] :]
             out += tok.batch_decode(new, skip_special_tokens=True)
             if progress:
                 progress(len(out), len(prompts))

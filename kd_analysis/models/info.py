@@ -1,4 +1,5 @@
 """Architecture summaries and memory estimates, from a config alone (no weights needed)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -47,7 +48,9 @@ def config_shape(config: Any) -> dict[str, Any]:
     enc_dec = bool(getattr(config, "is_encoder_decoder", False))
     return {
         "layers": int(_get(config, "num_hidden_layers", "encoder_layers", "n_layer", "num_layers", default=0)),
-        "decoder_layers": int(_get(config, "num_decoder_layers", "decoder_layers", default=0)) or None if enc_dec else None,
+        "decoder_layers": int(_get(config, "num_decoder_layers", "decoder_layers", default=0)) or None
+        if enc_dec
+        else None,
         "heads": int(heads),
         "kv_heads": int(_get(config, "num_key_value_heads", default=heads)),
         "hidden_size": int(_get(config, "hidden_size", "d_model", "n_embd", "dim", default=0)),
@@ -89,6 +92,11 @@ def estimate_from_config(config: Any, head_class: Any, dtype: torch.dtype, devic
     n = count_parameters(model)
     size = torch.finfo(dtype).bits // 8
     weights = n * size / 2**20
-    return MemoryEstimate(parameters=n, dtype=str(dtype).replace("torch.", ""), device=device,
-                          weights_mb=round(weights, 1), inference_mb=round(weights * 1.2 + 64, 1),
-                          training_mb=round(n * (4 * 4) / 2**20 + weights, 1))
+    return MemoryEstimate(
+        parameters=n,
+        dtype=str(dtype).replace("torch.", ""),
+        device=device,
+        weights_mb=round(weights, 1),
+        inference_mb=round(weights * 1.2 + 64, 1),
+        training_mb=round(n * (4 * 4) / 2**20 + weights, 1),
+    )

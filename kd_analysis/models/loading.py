@@ -1,4 +1,5 @@
 """The one loading path for every model source: built-in, local folder, hub id, or a derived student."""
+
 from __future__ import annotations
 
 import contextlib
@@ -59,11 +60,20 @@ class LoadedModel:
         n = count_parameters(self.model)
         p = next(self.model.parameters())
         return ModelInfo(
-            family=self.family, task=self.task, architecture=type(self.model).__name__, parameters=n,
-            tokenizer_size=len(self.tokenizer), output_size=self.output_size(), dtype=dtype_name(p.dtype),
-            device=str(p.device), attn_implementation=getattr(self.model.config, "_attn_implementation", None),
-            memory_mb=round(n * p.element_size() / 2**20, 1), source=self.spec.source, notes=list(self.notes),
-            **shape)
+            family=self.family,
+            task=self.task,
+            architecture=type(self.model).__name__,
+            parameters=n,
+            tokenizer_size=len(self.tokenizer),
+            output_size=self.output_size(),
+            dtype=dtype_name(p.dtype),
+            device=str(p.device),
+            attn_implementation=getattr(self.model.config, "_attn_implementation", None),
+            memory_mb=round(n * p.element_size() / 2**20, 1),
+            source=self.spec.source,
+            notes=list(self.notes),
+            **shape,
+        )
 
 
 def _quiet_transformers() -> None:
@@ -82,13 +92,19 @@ def load_config(spec: ModelSpec, resolved: ResolvedSource) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(resolved.location, trust_remote_code=bool(spec.trust_remote_code),
-                                          revision=spec.revision, local_files_only=resolved.local_only)
+        return AutoConfig.from_pretrained(
+            resolved.location,
+            trust_remote_code=bool(spec.trust_remote_code),
+            revision=spec.revision,
+            local_files_only=resolved.local_only,
+        )
     except ValueError as exc:
         msg = _first_line(exc)
         if "trust_remote_code" in msg or "does not recognize this architecture" in msg:
-            raise ModelLoadError(f"{spec.source}: this model type is unknown to transformers and needs its own "
-                                 f"code; tick 'trust remote code' only if you trust its author ({msg})") from None
+            raise ModelLoadError(
+                f"{spec.source}: this model type is unknown to transformers and needs its own "
+                f"code; tick 'trust remote code' only if you trust its author ({msg})"
+            ) from None
         raise ModelLoadError(f"{spec.source}: config.json is not usable ({msg})") from None
     except OSError as exc:
         raise ModelLoadError(f"{spec.source}: {_first_line(exc)}") from None
@@ -131,8 +147,10 @@ def _guard_memory(spec: ModelSpec, config: Any) -> None:
         return
     verdict = verdict_for(estimate)
     if verdict.refused:
-        raise ModelLoadError(f"{spec.source} {verdict.message}; not loaded. To try anyway, pass --force "
-                             f"(command line), tick 'Load anyway' (Models page) or set force_memory: true")
+        raise ModelLoadError(
+            f"{spec.source} {verdict.message}; not loaded. To try anyway, pass --force "
+            f"(command line), tick 'Load anyway' (Models page) or set force_memory: true"
+        )
 
 
 def _smollm2_config() -> Any:
@@ -207,8 +225,13 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     head = head_for(task, config)
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
-    kwargs: dict[str, Any] = dict(trust_remote_code=bool(spec.trust_remote_code), revision=spec.revision,
-                                  local_files_only=resolved.local_only, dtype=dtype, weights_only=True)
+    kwargs: dict[str, Any] = dict(
+        trust_remote_code=bool(spec.trust_remote_code),
+        revision=spec.revision,
+        local_files_only=resolved.local_only,
+        dtype=dtype,
+        weights_only=True,
+    )
     if spec.attentions:
         kwargs["attn_implementation"] = "eager"
     if task != infer_task(config) and head in ("class_head", "choice_head"):
@@ -229,23 +252,35 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     except Exception as exc:  # transformers/torch raise many types for a bad checkpoint; the user needs why
         msg = _first_line(exc)
         if "Weights only load failed" in str(exc) or "UnpicklingError" in type(exc).__name__:
-            raise ModelLoadError(f"{spec.source}: the pickle checkpoint holds more than plain tensors, and loading "
-                                 f"it would run code; refused (weights_only=True). Convert it to safetensors "
-                                 f"if you trust it.") from None
+            raise ModelLoadError(
+                f"{spec.source}: the pickle checkpoint holds more than plain tensors, and loading "
+                f"it would run code; refused (weights_only=True). Convert it to safetensors "
+                f"if you trust it."
+            ) from None
         raise ModelLoadError(f"{spec.source}: could not load the weights ({msg})") from None
     notes = list(resolved.notes)
     new = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
     new += [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])]
     if new:
-        notes.append(f"{len(new)} weights were not in the checkpoint and start random (e.g. {new[0]}): the "
-                     f"{task} head is new, so fine-tune it before trusting its outputs.")
+        notes.append(
+            f"{len(new)} weights were not in the checkpoint and start random (e.g. {new[0]}): the "
+            f"{task} head is new, so fine-tune it before trusting its outputs."
+        )
     _fix_padding(tokenizer, model, notes)
     model.to(device)
     model.eval()
     say("Ready")
-    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, task=task, head=head,
-                       source_kind=resolved.kind, location=resolved.location, notes=notes,
-                       untrained_head=bool(new) and head in ("choice_head", "class_head"))
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        task=task,
+        head=head,
+        source_kind=resolved.kind,
+        location=resolved.location,
+        notes=notes,
+        untrained_head=bool(new) and head in ("choice_head", "class_head"),
+    )
 
 
 def _adapter_folder(source: str):
@@ -276,8 +311,11 @@ def adapter_mismatch(message: str) -> str:
     "Error(s) in loading state_dict for PeftModel:", says nothing)."""
     import re
 
-    found = re.findall(r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([\d, ]*)\]\) from "
-                       r"checkpoint, the shape in current model is torch\.Size\(\[([\d, ]*)\]\)", message)
+    found = re.findall(
+        r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([\d, ]*)\]\) from "
+        r"checkpoint, the shape in current model is torch\.Size\(\[([\d, ]*)\]\)",
+        message,
+    )
     if not found:
         return _first_line(Exception(message)) or "its weights do not match this model"
     name, saved, here = found[0]
@@ -288,13 +326,19 @@ def adapter_mismatch(message: str) -> str:
     if "classifier" in module or "score" in module:
         outputs = saved_dims[0] if saved_dims else None
         if outputs == 1:
-            return (f"{what}: a head with one output scores one choice at a time, i.e. it was trained for multiple "
-                    "choice; load it with task multiple_choice")
+            return (
+                f"{what}: a head with one output scores one choice at a time, i.e. it was trained for multiple "
+                "choice; load it with task multiple_choice"
+            )
         if outputs:
-            return (f"{what}: it was trained as a classifier with {outputs} labels; load it with task classification "
-                    f"and {outputs} labels (or the task it was trained for)")
-    return f"{what}: it was trained on a model of another size or task; load it with the base model and task it " \
-           "was trained for"
+            return (
+                f"{what}: it was trained as a classifier with {outputs} labels; load it with task classification "
+                f"and {outputs} labels (or the task it was trained for)"
+            )
+    return (
+        f"{what}: it was trained on a model of another size or task; load it with the base model and task it "
+        "was trained for"
+    )
 
 
 def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
@@ -311,29 +355,42 @@ def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
     base = load_model(replace(spec, source=base_source), say)
     missing_heads = [m for m in (cfg.get("modules_to_save") or []) if not hasattr(base.model, m)]
     if missing_heads:
-        raise ModelLoadError(f"{folder}: the adapter was trained with a {', '.join(missing_heads)} head, which a "
-                             f"{base.task} model does not have; load it with the task it was trained for")
+        raise ModelLoadError(
+            f"{folder}: the adapter was trained with a {', '.join(missing_heads)} head, which a "
+            f"{base.task} model does not have; load it with the task it was trained for"
+        )
     say(f"Applying the LoRA adapter from {folder}")
     try:
         merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
     except Exception as exc:
-        raise ModelLoadError(f"{folder}: the adapter does not fit {base_source} as a {base.task} model: "
-                             f"{adapter_mismatch(str(exc))}") from None
+        raise ModelLoadError(
+            f"{folder}: the adapter does not fit {base_source} as a {base.task} model: {adapter_mismatch(str(exc))}"
+        ) from None
     merged.eval()
     say("Ready")
     note = f"LoRA adapter from {folder} merged into {base_source}."
     trained_head = bool(cfg.get("modules_to_save"))  # the adapter carries the head it trained
-    return replace(base, spec=spec, model=merged, source_kind="adapter", location=str(folder),
-                   notes=[n for n in base.notes if "start random" not in n and "untrained" not in n] + [note],
-                   untrained_head=base.untrained_head and not trained_head)
+    return replace(
+        base,
+        spec=spec,
+        model=merged,
+        source_kind="adapter",
+        location=str(folder),
+        notes=[n for n in base.notes if "start random" not in n and "untrained" not in n] + [note],
+        untrained_head=base.untrained_head and not trained_head,
+    )
 
 
 def load_tokenizer(location: str, spec: ModelSpec, *, local_only: bool = True) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(location, trust_remote_code=bool(spec.trust_remote_code),
-                                             revision=spec.revision, local_files_only=local_only)
+        return AutoTokenizer.from_pretrained(
+            location,
+            trust_remote_code=bool(spec.trust_remote_code),
+            revision=spec.revision,
+            local_files_only=local_only,
+        )
     except Exception as exc:
         raise ModelLoadError(f"{spec.source}: the tokenizer could not be loaded ({_first_line(exc)})") from None
 
@@ -363,4 +420,3 @@ def attention_weights(model: Any) -> Iterator[Any]:
     finally:
         if before:
             model.set_attn_implementation(before)
-

@@ -2,6 +2,7 @@
 
 `available_memory_mb` is looked up at call time, so tests (and callers) can monkeypatch it or pass `available_mb`.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,8 +72,9 @@ def format_mb(mb: float) -> str:
     return f"{mb:,.0f} MB ({mb / 1024:,.1f} GB)" if mb >= 1024 else f"{mb:,.0f} MB"
 
 
-def check_memory(estimate_mb: float, device: str,
-                 available_mb: float | Callable[[str], float | None] | None = None) -> MemoryVerdict:
+def check_memory(
+    estimate_mb: float, device: str, available_mb: float | Callable[[str], float | None] | None = None
+) -> MemoryVerdict:
     """ok / warn (above 80% of what is free) / refuse (above what is free) for `estimate_mb` on `device`.
 
     `available_mb`: a number, a function of the device, or None to read the machine's free memory now.
@@ -84,8 +86,9 @@ def check_memory(estimate_mb: float, device: str,
     where = "GPU memory free" if str(device).startswith("cuda") else "RAM available"
     need = f"needs about {format_mb(estimate_mb)} on {device}"
     if available_mb is None:
-        return MemoryVerdict("unknown", estimate_mb, None, str(device),
-                             f"{need}; the {where} could not be read, so this was not checked")
+        return MemoryVerdict(
+            "unknown", estimate_mb, None, str(device), f"{need}; the {where} could not be read, so this was not checked"
+        )
     have = f"{format_mb(available_mb)} of {where}"
     if estimate_mb > available_mb:
         status, text = "refuse", f"{need} but only {have}: it will not fit"

@@ -1,4 +1,5 @@
 """Can this student learn from this teacher, and with which losses? Said plainly, before any run starts."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -9,9 +10,11 @@ from kd_analysis.models.loading import LoadedModel
 # What each loss needs from a pair. Every registered logit loss (kd_analysis.losses.LOSSES) compares output
 # distributions row by row, so both models must produce the same output space; text-level targets (CE on labels,
 # rationales, teacher generations) need nothing more.
-TEXT_TARGETS = {"ce": ("labels", "cross-entropy on gold labels"),
-                "rationale": ("text", "rationale targets (text)"),
-                "sequence_kd": ("text", "teacher outputs as text targets")}
+TEXT_TARGETS = {
+    "ce": ("labels", "cross-entropy on gold labels"),
+    "rationale": ("text", "rationale targets (text)"),
+    "sequence_kd": ("text", "teacher outputs as text targets"),
+}
 
 
 def loss_needs() -> dict[str, tuple[str, str]]:
@@ -52,8 +55,10 @@ def _vocab_overlap(t_tok: Any, s_tok: Any) -> tuple[bool, float]:
         return True, 1.0
     tv, sv = t_tok.get_vocab(), s_tok.get_vocab()
     same_ids = sum(1 for tok, i in sv.items() if tv.get(tok) == i)
-    specials_same = all(getattr(t_tok, a, None) == getattr(s_tok, a, None)
-                        for a in ("pad_token_id", "eos_token_id", "bos_token_id", "unk_token_id"))
+    specials_same = all(
+        getattr(t_tok, a, None) == getattr(s_tok, a, None)
+        for a in ("pad_token_id", "eos_token_id", "bos_token_id", "unk_token_id")
+    )
     overlap = same_ids / max(len(sv), 1)
     return (tv == sv and specials_same), overlap
 
@@ -65,8 +70,9 @@ def check_pair(teacher: LoadedModel, student: LoadedModel) -> PairReport:
     aligned: int | None = None
     if teacher.task != student.task:
         space = "mismatch"
-        notes.append(f"Tasks differ (teacher {teacher.task}, student {student.task}): output distributions are "
-                     f"not comparable.")
+        notes.append(
+            f"Tasks differ (teacher {teacher.task}, student {student.task}): output distributions are not comparable."
+        )
     elif teacher.task == "multiple_choice":
         space = "choices"  # one score per choice: distributions over the same choices, whatever the tokenizers
         notes.append("Both score the same choices, so choice distributions compare directly (any tokenizers).")
@@ -80,33 +86,50 @@ def check_pair(teacher: LoadedModel, student: LoadedModel) -> PairReport:
         space = "vocabulary"
         tok_len = max(len(teacher.tokenizer), len(student.tokenizer))
         if not same_tok:
-            notes.append(f"Tokenizers differ ({overlap:.0%} of the student's tokens have the same id in the "
-                         f"teacher's vocabulary): token-level logit losses do not apply; use text-level targets.")
+            notes.append(
+                f"Tokenizers differ ({overlap:.0%} of the student's tokens have the same id in the "
+                f"teacher's vocabulary): token-level logit losses do not apply; use text-level targets."
+            )
         elif t_out == s_out:
             aligned = t_out
         elif min(t_out, s_out) >= tok_len:
             aligned = min(t_out, s_out)
-            notes.append(f"Same tokenizer ({tok_len} tokens) but padded output sizes {t_out} vs {s_out}: logits are "
-                         f"compared over the first {aligned} columns; the cut columns are padding, no real token "
-                         f"is lost.")
+            notes.append(
+                f"Same tokenizer ({tok_len} tokens) but padded output sizes {t_out} vs {s_out}: logits are "
+                f"compared over the first {aligned} columns; the cut columns are padding, no real token "
+                f"is lost."
+            )
         else:
-            notes.append(f"Output sizes {t_out} vs {s_out} and the tokenizer has {tok_len} tokens: some real "
-                         f"tokens have no logit in one model, so logit losses do not apply.")
+            notes.append(
+                f"Output sizes {t_out} vs {s_out} and the tokenizer has {tok_len} tokens: some real "
+                f"tokens have no logit in one model, so logit losses do not apply."
+            )
     comparable = space == "choices" or aligned is not None
     losses: dict[str, dict[str, Any]] = {}
     for name, (need, title) in loss_needs().items():
         if need == "same_outputs":
             ok = comparable
-            why = ("same output space" + (f" ({space})" if ok else "")) if ok else \
-                "needs teacher and student outputs over the same classes/vocabulary"
+            why = (
+                ("same output space" + (f" ({space})" if ok else ""))
+                if ok
+                else "needs teacher and student outputs over the same classes/vocabulary"
+            )
         elif need == "text":
-            ok = teacher.head in ("lm", "seq2seq") or student.head in ("lm", "seq2seq") or \
-                teacher.task == student.task
+            ok = teacher.head in ("lm", "seq2seq") or student.head in ("lm", "seq2seq") or teacher.task == student.task
             why = "works across tokenizers (targets are text)" if ok else "needs a generative model"
         else:
             ok, why = True, "needs only gold labels"
         losses[name] = {"applies": bool(ok), "reason": why, "title": title}
-    return PairReport(same_tokenizer=same_tok, vocab_overlap=round(overlap, 4), teacher_outputs=t_out,
-                      student_outputs=s_out, teacher_tokenizer_size=len(teacher.tokenizer),
-                      student_tokenizer_size=len(student.tokenizer), output_space=space, comparable=comparable, aligned_outputs=aligned,
-                      losses=losses, notes=notes)
+    return PairReport(
+        same_tokenizer=same_tok,
+        vocab_overlap=round(overlap, 4),
+        teacher_outputs=t_out,
+        student_outputs=s_out,
+        teacher_tokenizer_size=len(teacher.tokenizer),
+        student_tokenizer_size=len(student.tokenizer),
+        output_space=space,
+        comparable=comparable,
+        aligned_outputs=aligned,
+        losses=losses,
+        notes=notes,
+    )

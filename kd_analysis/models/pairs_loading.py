@@ -1,4 +1,5 @@
 """Load a teacher and its student in one call, with the pair check."""
+
 from __future__ import annotations
 
 from kd_analysis.models.loading import LoadedModel, load_model

@@ -3,6 +3,7 @@
 Multiple choice is scored per choice: a choice head gives one logit per (question, choice); language models
 give the log-likelihood of the choice text after the question.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,10 +34,12 @@ def _texts(examples: Sequence[Example | str]) -> list[str]:
     return [e.text if isinstance(e, Example) else str(e) for e in examples]
 
 
-def class_logits(loaded: LoadedModel, examples: Sequence[Example | str], max_length: int = MAX_LENGTH,
-                 grad: bool = False) -> torch.Tensor:
-    enc = loaded.tokenizer(_texts(examples), padding=True, truncation=True, max_length=max_length,
-                           return_tensors="pt").to(loaded.device)
+def class_logits(
+    loaded: LoadedModel, examples: Sequence[Example | str], max_length: int = MAX_LENGTH, grad: bool = False
+) -> torch.Tensor:
+    enc = loaded.tokenizer(
+        _texts(examples), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    ).to(loaded.device)
     with torch.set_grad_enabled(grad):
         return loaded.model(**enc).logits.float()
 
@@ -47,8 +50,9 @@ def _choice_grid(examples: Sequence[Example]) -> int:
     return max(len(ex.choices) for ex in examples)
 
 
-def choice_scores(loaded: LoadedModel, examples: Sequence[Example], max_length: int = MAX_LENGTH,
-                  grad: bool = False) -> torch.Tensor:
+def choice_scores(
+    loaded: LoadedModel, examples: Sequence[Example], max_length: int = MAX_LENGTH, grad: bool = False
+) -> torch.Tensor:
     """[B, C] scores, one per choice (padding choices get -inf); softmax over C gives the choice distribution."""
     with torch.set_grad_enabled(grad):
         return _choice_scores(loaded, examples, max_length)
@@ -63,14 +67,19 @@ def _choice_scores(loaded: LoadedModel, examples: Sequence[Example], max_length:
                 firsts.append(ex.text)
                 seconds.append(choice)
                 where.append((i, j))
-        enc = loaded.tokenizer(firsts, seconds, padding=True, truncation=True, max_length=max_length,
-                               return_tensors="pt")
+        enc = loaded.tokenizer(
+            firsts, seconds, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
         # The multiple-choice head expects [B, C, L]; here each "example" is one (question, choice) pair.
         enc = {k: v.unsqueeze(1).to(loaded.device) for k, v in enc.items()}
         flat = loaded.model(**enc).logits.float().reshape(-1)
     else:
-        flat = torch.cat([_continuation_logprobs(loaded, mc_prompt(ex), [f" {c}" for c in ex.choices], max_length)
-                          for ex in examples])
+        flat = torch.cat(
+            [
+                _continuation_logprobs(loaded, mc_prompt(ex), [f" {c}" for c in ex.choices], max_length)
+                for ex in examples
+            ]
+        )
         where = [(i, j) for i, ex in enumerate(examples) for j in range(len(ex.choices))]
     rows = torch.tensor([i for i, _ in where], device=flat.device)
     cols = torch.tensor([j for _, j in where], device=flat.device)
@@ -79,19 +88,22 @@ def _choice_scores(loaded: LoadedModel, examples: Sequence[Example], max_length:
 
 
 @torch.no_grad()
-def continuation_logprobs(loaded: LoadedModel, prompt: str, continuations: Sequence[str],
-                          max_length: int = MAX_LENGTH) -> torch.Tensor:
+def continuation_logprobs(
+    loaded: LoadedModel, prompt: str, continuations: Sequence[str], max_length: int = MAX_LENGTH
+) -> torch.Tensor:
     return _continuation_logprobs(loaded, prompt, continuations, max_length).cpu()
 
 
-def _continuation_logprobs(loaded: LoadedModel, prompt: str, continuations: Sequence[str],
-                          max_length: int = MAX_LENGTH) -> torch.Tensor:
+def _continuation_logprobs(
+    loaded: LoadedModel, prompt: str, continuations: Sequence[str], max_length: int = MAX_LENGTH
+) -> torch.Tensor:
     """Mean log-probability per token of each continuation after `prompt` (length-normalised)."""
     tok = loaded.tokenizer
     if loaded.head == "seq2seq":
         enc = tok([prompt] * len(continuations), return_tensors="pt", truncation=True, max_length=max_length)
-        labels = tok(list(continuations), return_tensors="pt", padding=True, truncation=True,
-                     max_length=max_length)["input_ids"]
+        labels = tok(list(continuations), return_tensors="pt", padding=True, truncation=True, max_length=max_length)[
+            "input_ids"
+        ]
         labels[labels == tok.pad_token_id] = -100
         out = loaded.model(**{k: v.to(loaded.device) for k, v in enc.items()}, labels=labels.to(loaded.device))
         logp = torch.log_softmax(out.logits.float(), -1)
@@ -112,7 +124,7 @@ def _continuation_logprobs(loaded: LoadedModel, prompt: str, continuations: Sequ
     scores = []
     for b, (s, e) in enumerate(spans):
         target = input_ids[b, s:e]
-        scores.append(logp[b, s - 1:e - 1].gather(-1, target.unsqueeze(-1)).mean())
+        scores.append(logp[b, s - 1 : e - 1].gather(-1, target.unsqueeze(-1)).mean())
     return torch.stack(scores)
 
 
@@ -123,8 +135,9 @@ def lm_logits(loaded: LoadedModel, examples: Sequence[Example | str], max_length
 
 
 def _lm_logits(loaded: LoadedModel, examples: Sequence[Example | str], max_length: int) -> torch.Tensor:
-    enc = loaded.tokenizer(_texts(examples), padding=True, truncation=True, max_length=max_length,
-                           return_tensors="pt").to(loaded.device)
+    enc = loaded.tokenizer(
+        _texts(examples), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    ).to(loaded.device)
     if loaded.head == "seq2seq":
         start = loaded.model.config.decoder_start_token_id
         if start is None:

@@ -2,6 +2,7 @@
 
 Each check turns a confusing library error (or a 23 s hub time-out) into one plain sentence.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,12 @@ from kd_analysis.hub import hub_reachable, looks_like_hub_id, offline_message
 from kd_analysis.models.builtins import BUILTINS, Progress
 from kd_analysis.models.specs import ModelSpec
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass
@@ -44,18 +49,23 @@ def check_safetensors(path: Path) -> None:
             header = json.loads(fh.read(n))
         end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
     except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"{path.name} in {path.parent} is corrupt (not a safetensors file: {exc}); "
-                             f"re-save or re-download it") from None
+        raise ModelLoadError(
+            f"{path.name} in {path.parent} is corrupt (not a safetensors file: {exc}); re-save or re-download it"
+        ) from None
     if 8 + n + end != size:
-        raise ModelLoadError(f"{path.name} in {path.parent} is truncated or corrupt ({size} bytes, header "
-                             f"expects {8 + n + end}); re-save or re-download it")
+        raise ModelLoadError(
+            f"{path.name} in {path.parent} is truncated or corrupt ({size} bytes, header "
+            f"expects {8 + n + end}); re-save or re-download it"
+        )
 
 
 def check_config(folder: Path, spec: ModelSpec) -> None:
     """config.json is there, is JSON, and needs no remote code the user has not allowed (weights not looked at)."""
     if not (folder / "config.json").exists():
-        raise ModelLoadError(f"{folder} has no config.json, so it is not a Hugging Face model folder "
-                             f"(expected config.json, model.safetensors and tokenizer files)")
+        raise ModelLoadError(
+            f"{folder} has no config.json, so it is not a Hugging Face model folder "
+            f"(expected config.json, model.safetensors and tokenizer files)"
+        )
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -72,8 +82,10 @@ def check_folder(folder: Path, spec: ModelSpec) -> list[str]:
         check_safetensors(f)
     if not safes:
         if list(folder.glob("pytorch_model*.bin")):
-            notes.append("Weights are a pickle checkpoint (pytorch_model.bin): loaded with weights_only=True, "
-                         "which refuses anything but tensors. Prefer safetensors.")
+            notes.append(
+                "Weights are a pickle checkpoint (pytorch_model.bin): loaded with weights_only=True, "
+                "which refuses anything but tensors. Prefer safetensors."
+            )
         elif not list(folder.glob("*.gguf")):
             raise ModelLoadError(f"{folder} has config.json but no weights (looked for {', '.join(WEIGHT_FILES)})")
     return notes
@@ -86,8 +98,10 @@ def _check_remote_code(config: dict, name: str, spec: ModelSpec) -> None:
 
     if config.get("model_type") not in CONFIG_MAPPING_NAMES:
         code = sorted({v if isinstance(v, str) else v[0] for v in config["auto_map"].values()})
-        raise ModelLoadError(f"{name} needs its own Python code ({', '.join(code)}), which is not run unless you "
-                             f"tick 'trust remote code'; only do so if you trust its author")
+        raise ModelLoadError(
+            f"{name} needs its own Python code ({', '.join(code)}), which is not run unless you "
+            f"tick 'trust remote code'; only do so if you trust its author"
+        )
 
 
 def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> ResolvedSource:
@@ -106,8 +120,9 @@ def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> Resolve
             raise ModelLoadError(f"{path} is a file; give the folder that holds config.json and the weights")
         return ResolvedSource("local", str(path.resolve()), check_folder(path, spec))
     if not looks_like_hub_id(source):
-        raise ModelLoadError(f"{source!r} is not a built-in ({', '.join(BUILTINS)}), an existing folder, "
-                             f"or a hub id like 'org/name'")
+        raise ModelLoadError(
+            f"{source!r} is not a built-in ({', '.join(BUILTINS)}), an existing folder, or a hub id like 'org/name'"
+        )
     if hub_reachable():
         return ResolvedSource("hub", source)
     cached = _hub_cache_folder(source, spec.revision)

@@ -1,4 +1,5 @@
 """What a user asks for: a model source and how to load it, and how to derive a student from a teacher."""
+
 from __future__ import annotations
 
 import json

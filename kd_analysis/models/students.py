@@ -3,6 +3,7 @@
 Works for every family by finding the model's layer lists from the config's layer count, so a new
 architecture needs no code here.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,8 +19,15 @@ from kd_analysis.models.loading import LoadedModel, load_model
 from kd_analysis.models.specs import StudentSpec
 
 LAYER_LIST_NAMES = ("layer", "layers", "h", "block", "blocks")
-INTERMEDIATE_ATTRS = ("intermediate_size", "n_inner", "hidden_dim", "d_ff", "encoder_ffn_dim", "decoder_ffn_dim",
-                      "ffn_dim")
+INTERMEDIATE_ATTRS = (
+    "intermediate_size",
+    "n_inner",
+    "hidden_dim",
+    "d_ff",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "ffn_dim",
+)
 
 
 def evenly_spaced(n_layers: int, keep: int) -> list[int]:
@@ -40,9 +48,11 @@ def _layer_counts(config: Any) -> tuple[int, int | None]:
 
 def layer_lists(model: torch.nn.Module, counts: set[int]) -> list[str]:
     """Dotted names of the top-level ModuleLists that hold the transformer blocks."""
-    found = [name for name, mod in model.named_modules()
-             if isinstance(mod, torch.nn.ModuleList) and len(mod) in counts
-             and name.rsplit(".", 1)[-1] in LAYER_LIST_NAMES]
+    found = [
+        name
+        for name, mod in model.named_modules()
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) in counts and name.rsplit(".", 1)[-1] in LAYER_LIST_NAMES
+    ]
     return [n for n in found if not any(n != o and n.startswith(o + ".") for o in found)]
 
 
@@ -105,8 +115,15 @@ def drop_layers(teacher: LoadedModel, keep: list[int] | None = None, num_layers:
             copied += 1
     student.load_state_dict(new_state, strict=False)
     student.to(device=teacher.device, dtype=next(teacher.model.parameters()).dtype)
-    report = {"kept_layers": keep, "kept_decoder_layers": keep_dec, "of_layers": n_enc, "layer_lists": lists,
-              "copied_tensors": copied, "total_tensors": len(student.state_dict()), "fallback_tensors": fallback}
+    report = {
+        "kept_layers": keep,
+        "kept_decoder_layers": keep_dec,
+        "of_layers": n_enc,
+        "layer_lists": lists,
+        "copied_tensors": copied,
+        "total_tensors": len(student.state_dict()),
+        "fallback_tensors": fallback,
+    }
     return student.eval(), report
 
 
@@ -156,14 +173,26 @@ def derive_student(teacher: LoadedModel, spec: StudentSpec, progress=None) -> Lo
         return load_model(spec.model, progress)
     if spec.kind == "drop_layers":
         model, report = drop_layers(teacher, list(spec.keep_layers) if spec.keep_layers else None, spec.num_layers)
-        note = (f"Layer-dropped copy of the teacher: kept layers {report['kept_layers']} of {report['of_layers']} "
-                f"({report['copied_tensors']}/{report['total_tensors']} tensors copied from the teacher).")
+        note = (
+            f"Layer-dropped copy of the teacher: kept layers {report['kept_layers']} of {report['of_layers']} "
+            f"({report['copied_tensors']}/{report['total_tensors']} tensors copied from the teacher)."
+        )
     elif spec.kind == "shrink":
         model, report = shrink(teacher, spec)
-        note = (f"Random-init student: {report['layers']} layers, hidden {report['hidden_size']}, "
-                f"{report['heads']} heads; shares the teacher's tokenizer.")
+        note = (
+            f"Random-init student: {report['layers']} layers, hidden {report['hidden_size']}, "
+            f"{report['heads']} heads; shares the teacher's tokenizer."
+        )
     else:
         raise KDLensError(f"unknown student kind {spec.kind!r}; one of drop_layers, shrink, model")
-    return LoadedModel(spec=teacher.spec, model=model, tokenizer=teacher.tokenizer, task=teacher.task,
-                       head=teacher.head, source_kind="derived", location=f"derived from {teacher.spec.source}",
-                       notes=[note], derivation={"kind": spec.kind, **report})
+    return LoadedModel(
+        spec=teacher.spec,
+        model=model,
+        tokenizer=teacher.tokenizer,
+        task=teacher.task,
+        head=teacher.head,
+        source_kind="derived",
+        location=f"derived from {teacher.spec.source}",
+        notes=[note],
+        derivation={"kind": spec.kind, **report},
+    )

@@ -1,4 +1,5 @@
 """Which model class serves a task for a given checkpoint, and which task a checkpoint was made for."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -56,13 +57,18 @@ def head_for(task: str, config: Any) -> str:
             raise ModelLoadError(f"{mt} is not an encoder-decoder model; use task causal_lm or classification")
         return "seq2seq"
     if mt not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        raise ModelLoadError(f"{mt} models cannot generate text (no causal-LM head); use classification or "
-                             f"multiple_choice")
+        raise ModelLoadError(
+            f"{mt} models cannot generate text (no causal-LM head); use classification or multiple_choice"
+        )
     return "lm"
 
 
 def auto_class(head: str):
     import transformers as tf
 
-    return {"choice_head": tf.AutoModelForMultipleChoice, "class_head": tf.AutoModelForSequenceClassification,
-            "lm": tf.AutoModelForCausalLM, "seq2seq": tf.AutoModelForSeq2SeqLM}[head]
+    return {
+        "choice_head": tf.AutoModelForMultipleChoice,
+        "class_head": tf.AutoModelForSequenceClassification,
+        "lm": tf.AutoModelForCausalLM,
+        "seq2seq": tf.AutoModelForSeq2SeqLM,
+    }[head]

@@ -1,4 +1,5 @@
 """Figures for training runs: one metric across runs, or several metrics of one run."""
+
 from __future__ import annotations
 
 import html
@@ -18,12 +19,13 @@ def _value_text(metric: str, value: float) -> str:
 def _legend_name(label: str, prefix: str, limit: int = 60) -> str:
     """The label without the prefix every run shares, shortened in the middle (its end, where a short id that
     tells colliding names apart sits, stays)."""
-    text = label[len(prefix):] if prefix and label.startswith(prefix) else label
-    return text if len(text) <= limit else text[:limit - 22] + "…" + text[-21:]
+    text = label[len(prefix) :] if prefix and label.startswith(prefix) else label
+    return text if len(text) <= limit else text[: limit - 22] + "…" + text[-21:]
 
 
-def metric_curves(curves: dict[str, tuple[list[int], list[float]]], metric: str,
-                  teachers: list[dict[str, Any]] | None = None) -> go.Figure:
+def metric_curves(
+    curves: dict[str, tuple[list[int], list[float]]], metric: str, teachers: list[dict[str, Any]] | None = None
+) -> go.Figure:
     """One metric across runs: a line per run (named by its label), and each teacher's value of the metric as a
     dashed horizontal line across the steps ({"label", "value"} dicts, `teacher_lines`), its value in the legend.
 
@@ -38,23 +40,40 @@ def metric_curves(curves: dict[str, tuple[list[int], list[float]]], metric: str,
         names = {lb: lb for lb in labels}
     fig = go.Figure()
     for label, (x, y) in curves.items():
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) < 30 else "lines",
-                                 name=html.escape(names[label]),
-                                 hovertemplate=f"{html.escape(label)}<br>step %{{x}}: %{{y:.4g}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines+markers" if len(x) < 30 else "lines",
+                name=html.escape(names[label]),
+                hovertemplate=f"{html.escape(label)}<br>step %{{x}}: %{{y:.4g}}<extra></extra>",
+            )
+        )
     xs = [v for x, _ in curves.values() for v in x]
     span = [min(xs), max(xs)] if xs else [0, 1]
     for i, line in enumerate(teachers or []):
         text = f"{line['label']}: {_value_text(metric, line['value'])}"
-        fig.add_trace(go.Scatter(x=span, y=[line["value"]] * 2, mode="lines",
-                                 name=html.escape(_legend_name(text, "", 80)),
-                                 line=dict(dash=TEACHER_DASHES[i % len(TEACHER_DASHES)], width=2,
-                                           color=TEACHER_GREYS[i % len(TEACHER_GREYS)]),
-                                 hovertemplate=f"{html.escape(text)}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=span,
+                y=[line["value"]] * 2,
+                mode="lines",
+                name=html.escape(_legend_name(text, "", 80)),
+                line=dict(
+                    dash=TEACHER_DASHES[i % len(TEACHER_DASHES)], width=2, color=TEACHER_GREYS[i % len(TEACHER_GREYS)]
+                ),
+                hovertemplate=f"{html.escape(text)}<extra></extra>",
+            )
+        )
     entries = len(fig.data)  # the legend sits below the plot: room for it, one line an entry past the fourth
-    fig.update_layout(title=html.escape(metric), xaxis_title="step", yaxis_title=html.escape(metric),
-                      height=380 + 20 * max(0, entries - 4),
-                      margin=dict(t=50),
-                      legend=dict(orientation="h", y=-0.25, title_text=html.escape(prefix.strip()) or None))
+    fig.update_layout(
+        title=html.escape(metric),
+        xaxis_title="step",
+        yaxis_title=html.escape(metric),
+        height=380 + 20 * max(0, entries - 4),
+        margin=dict(t=50),
+        legend=dict(orientation="h", y=-0.25, title_text=html.escape(prefix.strip()) or None),
+    )
     return fig
 
 

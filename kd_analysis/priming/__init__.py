@@ -1,5 +1,6 @@
 """Response-priming prompts (Goyal et al. 2024): the teacher answers under a prompting strategy, a student
 learns from its outputs."""
+
 from kd_analysis.priming.prompts import format_prompt, render_template, student_prompt
 from kd_analysis.priming.strategies import STRATEGIES, Strategy, register_strategy
 

@@ -4,6 +4,7 @@ Relative gain is against the `none` strategy's student (distillation without pri
 given only when the two 95% Wilson intervals do not overlap. The paper's own GSM8K numbers come from another scale
 of model and data: they are a separate reference table (`paper_reference`), never a column of ours.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,8 +17,9 @@ from kd_analysis.stats import wilson_interval
 from kd_analysis.training.config import PrimingSettings, TrainConfig
 
 
-def strategy_configs(base: TrainConfig, strategies: Sequence[str], templates: dict[str, str] | None = None,
-                     alignment: str = "answer") -> list[TrainConfig]:
+def strategy_configs(
+    base: TrainConfig, strategies: Sequence[str], templates: dict[str, str] | None = None, alignment: str = "answer"
+) -> list[TrainConfig]:
     """One config per strategy, identical but for the priming settings (and the name)."""
     if not strategies:
         raise KDLensError("choose at least one strategy")
@@ -28,8 +30,11 @@ def strategy_configs(base: TrainConfig, strategies: Sequence[str], templates: di
             raise KDLensError(f"unknown strategy {s!r}; one of {', '.join(STRATEGIES)}")
         edited = templates.get(s)
         custom = edited if edited and edited != STRATEGIES[s].template else None
-        cfg = replace(base, priming=PrimingSettings(strategy=s, template=custom, alignment=alignment),
-                      name=f"{base.name + ': ' if base.name else ''}priming {s}{' (edited)' if custom else ''}")
+        cfg = replace(
+            base,
+            priming=PrimingSettings(strategy=s, template=custom, alignment=alignment),
+            name=f"{base.name + ': ' if base.name else ''}priming {s}{' (edited)' if custom else ''}",
+        )
         cfg.validate()
         out.append(cfg)
     return out
@@ -82,13 +87,22 @@ def accuracy_table(store, run_ids: Sequence[str]) -> list[dict[str, Any]]:
         acc = _final(metrics, "eval_exact_match")
         n = _at_start(metrics, "held_out") or 0
         low, high = wilson_interval(acc, n) if acc is not None and n else (None, None)
-        rows.append({"run": rid, "strategy": priming.get("strategy"), "edited template": bool(priming.get("template")),
-                     "state": run.status().get("state"), "student exact match": acc,
-                     "95% low": low, "95% high": high, "eval questions": n or None,
-                     "student before": _at_start(metrics, "eval_exact_match"),
-                     "student answer NLL": _final(metrics, "eval_answer_nll"),
-                     "NLL before": _at_start(metrics, "eval_answer_nll"),
-                     "teacher exact match": _final(metrics, "teacher_exact_match")})
+        rows.append(
+            {
+                "run": rid,
+                "strategy": priming.get("strategy"),
+                "edited template": bool(priming.get("template")),
+                "state": run.status().get("state"),
+                "student exact match": acc,
+                "95% low": low,
+                "95% high": high,
+                "eval questions": n or None,
+                "student before": _at_start(metrics, "eval_exact_match"),
+                "student answer NLL": _final(metrics, "eval_answer_nll"),
+                "NLL before": _at_start(metrics, "eval_answer_nll"),
+                "teacher exact match": _final(metrics, "teacher_exact_match"),
+            }
+        )
     base = next((r for r in rows if r["strategy"] == "none" and r["student exact match"] is not None), None)
     for r in rows:
         r["gain vs none"], r["gain vs none note"] = gain_vs_none(r, base)
@@ -96,13 +110,20 @@ def accuracy_table(store, run_ids: Sequence[str]) -> list[dict[str, Any]]:
 
 
 # Goyal et al.'s GSM8K test results (docs/methods.md §2): which of our strategies each matches, and where the number is from
-PAPER_SETUP = ("Goyal et al. 2024, Llama-3.1-405B-Instruct teacher → Llama-3.1-8B-Instruct student (LoRA), GSM8K "
-               "test, 1319 questions")
+PAPER_SETUP = (
+    "Goyal et al. 2024, Llama-3.1-405B-Instruct teacher → Llama-3.1-8B-Instruct student (LoRA), GSM8K "
+    "test, 1319 questions"
+)
 PAPER_QUESTIONS = 1319
 _PAPER_ROWS = (  # (key in PAPER_ACCURACY, our strategy or None, the paper's name, correct in the repo's logs, note)
     ("no distillation", None, "no distillation (8B student as is)", 161, "repo logs: 161 / 1319"),
-    ("fine-tune (CE only)", None, "LoRA fine-tune (CE only)", None,
-     "paper text; the repo's fine-tune log has 303 / 1319 = 23.0%"),
+    (
+        "fine-tune (CE only)",
+        None,
+        "LoRA fine-tune (CE only)",
+        None,
+        "paper text; the repo's fine-tune log has 303 / 1319 = 23.0%",
+    ),
     ("none", "none", "base KD (no prompt)", 404, "repo logs: 404 / 1319"),
     ("confidence", "confidence", "Confidence", None, "paper text (not in the repo's logs)"),
     ("teacher", "teacher", "Teacher", 558, "repo logs: 558 / 1319"),
@@ -119,9 +140,19 @@ def paper_reference() -> list[dict[str, Any]]:
     for key, strategy, name, correct, note in _PAPER_ROWS:
         acc = PAPER_ACCURACY[key]
         low, high = wilson_interval(correct / PAPER_QUESTIONS if correct is not None else acc, PAPER_QUESTIONS)
-        rows.append({"strategy": strategy, "paper name": name, "GSM8K accuracy": acc, "95% low": low,
-                     "95% high": high, "questions": PAPER_QUESTIONS, "correct (repo logs)": correct,
-                     "note": note, "source": f"{PAPER_SETUP}; {note}"})
+        rows.append(
+            {
+                "strategy": strategy,
+                "paper name": name,
+                "GSM8K accuracy": acc,
+                "95% low": low,
+                "95% high": high,
+                "questions": PAPER_QUESTIONS,
+                "correct (repo logs)": correct,
+                "note": note,
+                "source": f"{PAPER_SETUP}; {note}",
+            }
+        )
     return rows
 
 

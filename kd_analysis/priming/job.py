@@ -6,6 +6,7 @@ the store writes JSON with sorted keys, and the user's order is kept), limit, ge
 batch_size. Artefact: outputs.jsonl, one TeacherOutput per (strategy, example), rewritten after
 each strategy so a cancelled job keeps what it finished.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,17 +20,31 @@ OUTPUTS_FILE = "outputs.jsonl"
 KIND = "teacher_outputs"
 
 
-def outputs_config(teacher: dict[str, Any], data: str, templates: dict[str, str], *, limit: int = 40,
-                   generate: bool = True, max_new_tokens: int = 96, batch_size: int = 8,
-                   name: str = "") -> dict[str, Any]:
+def outputs_config(
+    teacher: dict[str, Any],
+    data: str,
+    templates: dict[str, str],
+    *,
+    limit: int = 40,
+    generate: bool = True,
+    max_new_tokens: int = 96,
+    batch_size: int = 8,
+    name: str = "",
+) -> dict[str, Any]:
     from kd_analysis.priming.prompts import check_template
 
     for template in templates.values():
         check_template(template)
-    return {"teacher": teacher, "data": data,
-            "templates": [{"strategy": s, "template": t} for s, t in templates.items()], "limit": limit,
-            "generate": generate, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
-            "name": name or f"Teacher outputs of {teacher.get('source')} under {len(templates)} strategies"}
+    return {
+        "teacher": teacher,
+        "data": data,
+        "templates": [{"strategy": s, "template": t} for s, t in templates.items()],
+        "limit": limit,
+        "generate": generate,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "name": name or f"Teacher outputs of {teacher.get('source')} under {len(templates)} strategies",
+    }
 
 
 def outputs_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str | None, dict]:
@@ -55,9 +70,17 @@ def outputs_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str |
             run.append_metrics({"step": base + i, "total_steps": total, "label": strategy})
 
         try:
-            results.update(teacher_outputs(teacher, examples, {strategy: template}, generate=cfg.get("generate", True),
-                                           max_new_tokens=cfg.get("max_new_tokens", 96),
-                                           batch_size=cfg.get("batch_size", 8), progress=tick))
+            results.update(
+                teacher_outputs(
+                    teacher,
+                    examples,
+                    {strategy: template},
+                    generate=cfg.get("generate", True),
+                    max_new_tokens=cfg.get("max_new_tokens", 96),
+                    batch_size=cfg.get("batch_size", 8),
+                    progress=tick,
+                )
+            )
         except InterruptedError:
             return "cancelled", f"cancelled during {strategy}", {}
         run.append_metrics({"step": (k + 1) * len(examples), "total_steps": total, "label": strategy})

@@ -4,6 +4,7 @@ Rendering checks the slots: `{question}` is required, `{answer}` / `{solution}` 
 a typo the user should hear about. Formatting applies the model's chat template when it has one (as a single
 user turn, with the assistant turn opened), otherwise a plain `... \\nAnswer:` prompt.
 """
+
 from __future__ import annotations
 
 import string
@@ -19,12 +20,15 @@ def check_template(template: str) -> list[str]:
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
-        raise KDLensError(f"the template has unbalanced braces ({exc}); write a literal brace as {{{{ or }}}}") \
-            from None
+        raise KDLensError(
+            f"the template has unbalanced braces ({exc}); write a literal brace as {{{{ or }}}}"
+        ) from None
     unknown = sorted({f for f in fields if f not in SLOTS})
     if unknown:
-        raise KDLensError(f"unknown slot(s) {', '.join('{' + u + '}' for u in unknown)} in the template; use "
-                          f"{', '.join('{' + s + '}' for s in SLOTS)}")
+        raise KDLensError(
+            f"unknown slot(s) {', '.join('{' + u + '}' for u in unknown)} in the template; use "
+            f"{', '.join('{' + s + '}' for s in SLOTS)}"
+        )
     if "question" not in fields:
         raise KDLensError("the template has no {question} slot, so the model would never see the question")
     return fields
@@ -44,8 +48,9 @@ def has_chat_template(tokenizer) -> bool:
 def format_prompt(tokenizer, text: str) -> str:
     """The model-ready prompt: the chat template when the tokenizer has one, else `text` + `\\nAnswer:`."""
     if has_chat_template(tokenizer):
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
     return f"{text}\nAnswer:"
 
 

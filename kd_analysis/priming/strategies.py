@@ -9,14 +9,21 @@ strategy records this in `wording`, which its description repeats. Despite its n
 Truth" prompt does not show the answer, so `gold` is ours: it really does. `gold` and `cot` are our own
 strategies, with our own wording.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
 # Goyal et al.'s repository, GSM8K test accuracy of the 8B student per strategy (docs/methods.md §2)
-PAPER_ACCURACY = {"no distillation": 0.122, "fine-tune (CE only)": 0.250, "none": 0.306, "confidence": 0.340,
-                  "teacher": 0.423, "ai_to_ai": 0.481}
+PAPER_ACCURACY = {
+    "no distillation": 0.122,
+    "fine-tune (CE only)": 0.250,
+    "none": 0.306,
+    "confidence": 0.340,
+    "teacher": 0.423,
+    "ai_to_ai": 0.481,
+}
 PAPER_GAIN = 0.55  # the abstract: "Ground Truth" prompting, relative to distillation without a prompt
 
 
@@ -44,39 +51,56 @@ def register_strategy(name: str, title: str, description: str, *, paper: bool = 
 
     def deco(fn: Callable[[], str]):
         template = fn()
-        STRATEGIES[name] = Strategy(name, title, template, full, paper,
-                                    uses_gold="{answer}" in template or "{solution}" in template, wording=wording)
+        STRATEGIES[name] = Strategy(
+            name,
+            title,
+            template,
+            full,
+            paper,
+            uses_gold="{answer}" in template or "{solution}" in template,
+            wording=wording,
+        )
         return fn
+
     return deco
 
 
-@register_strategy("none", "None (base KD)", "The question alone, no prompt: distillation without priming.",
-                   paper=True)
+@register_strategy("none", "None (base KD)", "The question alone, no prompt: distillation without priming.", paper=True)
 def _none() -> str:
     return "{question}"
 
 
-@register_strategy("teacher", "Teacher", "The model acts as a teacher guiding a student with a clear, simple "
-                   "explanation.", paper=True)
+@register_strategy(
+    "teacher", "Teacher", "The model acts as a teacher guiding a student with a clear, simple explanation.", paper=True
+)
 def _teacher() -> str:
-    return ("Act as a teacher guiding a student through the problem below. Give a clear, simple explanation."
-            "\n\n{question}")
+    return (
+        "Act as a teacher guiding a student through the problem below. Give a clear, simple explanation.\n\n{question}"
+    )
 
 
-@register_strategy("ai_to_ai", 'AI-to-AI ("Ground Truth" in the paper)', "Asks for a detailed answer that smaller "
-                   "models can learn from; shows no answer, despite the paper's name.", paper=True)
+@register_strategy(
+    "ai_to_ai",
+    'AI-to-AI ("Ground Truth" in the paper)',
+    "Asks for a detailed answer that smaller models can learn from; shows no answer, despite the paper's name.",
+    paper=True,
+)
 def _ai_to_ai() -> str:
     return "Answer the question below in detail. Smaller AI models will learn from your answer.\n\n{question}"
 
 
-@register_strategy("confidence", "Confidence", "Appended: asks the model to double-check its answer at the end.",
-                   paper=True)
+@register_strategy(
+    "confidence", "Confidence", "Appended: asks the model to double-check its answer at the end.", paper=True
+)
 def _confidence() -> str:
     return "{question}\n\nAt the end, double-check your answer."
 
 
-@register_strategy("gold", "True ground truth (ours)", "The teacher is shown the gold final answer and asked to "
-                   "explain how to reach it.")
+@register_strategy(
+    "gold",
+    "True ground truth (ours)",
+    "The teacher is shown the gold final answer and asked to explain how to reach it.",
+)
 def _gold() -> str:
     return "{question}\n\nThe correct final answer is {answer}. Explain step by step how to reach it."
 

@@ -9,6 +9,7 @@ question, without the answer, and generated no text):
   number after "the answer is"; the last number), and whether it is right. An answer with no parseable number
   counts as wrong and says so.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -92,8 +93,14 @@ def _prompts(loaded, examples: Sequence[Example], template: str) -> list[str]:
     return [format_prompt(loaded.tokenizer, render_template(template, ex)) for ex in examples]
 
 
-def score_answers(loaded, examples: Sequence[Example], template: str, strategy: str,
-                  batch_size: int = 8, progress: Callable[[int, int], None] | None = None) -> list[TeacherOutput]:
+def score_answers(
+    loaded,
+    examples: Sequence[Example],
+    template: str,
+    strategy: str,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[TeacherOutput]:
     """Log-probability of each gold answer (worked solution and `#### N`) after the primed prompt."""
     from kd_analysis.models.scoring import pad_right
     from kd_analysis.training.batches import lm_target
@@ -101,7 +108,7 @@ def score_answers(loaded, examples: Sequence[Example], template: str, strategy: 
     tok = loaded.tokenizer
     out = []
     for i in range(0, len(examples), batch_size):
-        chunk = list(examples[i:i + batch_size])
+        chunk = list(examples[i : i + batch_size])
         rows, meta = [], []
         for ex, prompt in zip(chunk, _prompts(loaded, chunk, template)):
             p = tok(prompt, add_special_tokens=True)["input_ids"]
@@ -114,16 +121,23 @@ def score_answers(loaded, examples: Sequence[Example], template: str, strategy: 
         with torch.no_grad():
             logp = torch.log_softmax(loaded.model(input_ids=ids, attention_mask=mask).logits.float(), -1)
         for b, (ex, (n_p, n_t, truncated)) in enumerate(zip(chunk, meta)):
-            tgt = ids[b, n_p:n_p + n_t]
-            lp = logp[b, n_p - 1:n_p + n_t - 1].gather(-1, tgt.unsqueeze(-1)).sum().item() if n_t else None
+            tgt = ids[b, n_p : n_p + n_t]
+            lp = logp[b, n_p - 1 : n_p + n_t - 1].gather(-1, tgt.unsqueeze(-1)).sum().item() if n_t else None
             out.append(TeacherOutput(ex.id, strategy, n_p, n_t, lp, lp / n_t if n_t else None, truncated=truncated))
         if progress:
             progress(len(out), len(examples))
     return out
 
 
-def generate_answers(loaded, examples: Sequence[Example], template: str, strategy: str, max_new_tokens: int = 96,
-                     batch_size: int = 8, progress: Callable[[int, int], None] | None = None) -> list[TeacherOutput]:
+def generate_answers(
+    loaded,
+    examples: Sequence[Example],
+    template: str,
+    strategy: str,
+    max_new_tokens: int = 96,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[TeacherOutput]:
     from kd_analysis.models.generation import generate_texts
 
     prompts = _prompts(loaded, examples, template)
@@ -131,8 +145,17 @@ def generate_answers(loaded, examples: Sequence[Example], template: str, strateg
     out = []
     for ex, prompt, text in zip(examples, prompts, texts):
         n_p = len(loaded.tokenizer(prompt)["input_ids"])
-        out.append(TeacherOutput(ex.id, strategy, n_p, 0, generated=text, predicted=extract_number(text),
-                                 correct=is_correct(text, ex.answer) if ex.answer is not None else None))
+        out.append(
+            TeacherOutput(
+                ex.id,
+                strategy,
+                n_p,
+                0,
+                generated=text,
+                predicted=extract_number(text),
+                correct=is_correct(text, ex.answer) if ex.answer is not None else None,
+            )
+        )
     return out
 
 
@@ -143,9 +166,17 @@ def check_gold_answers(examples: Sequence[Example], source: str) -> list[Example
     return list(examples)
 
 
-def teacher_outputs(loaded, examples: Sequence[Example], templates: dict[str, str], *, generate: bool = False,
-                    max_new_tokens: int = 96, cache: OutputCache | None = None, batch_size: int = 8,
-                    progress: Callable[[str, int, int], None] | None = None) -> dict[str, list[TeacherOutput]]:
+def teacher_outputs(
+    loaded,
+    examples: Sequence[Example],
+    templates: dict[str, str],
+    *,
+    generate: bool = False,
+    max_new_tokens: int = 96,
+    cache: OutputCache | None = None,
+    batch_size: int = 8,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, list[TeacherOutput]]:
     """Strategy -> one output per example (scores, plus generations when asked); cached work is not redone."""
     cache = cache if cache is not None else default_cache()
     say = progress or (lambda s, i, n: None)
@@ -160,11 +191,19 @@ def teacher_outputs(loaded, examples: Sequence[Example], templates: dict[str, st
             if todo:
                 say(strategy, 0, len(todo))
                 if kind == "score":
-                    new = score_answers(loaded, todo, template, strategy, batch_size,
-                                        progress=lambda i, n, s=strategy: say(s, i, n))
+                    new = score_answers(
+                        loaded, todo, template, strategy, batch_size, progress=lambda i, n, s=strategy: say(s, i, n)
+                    )
                 else:
-                    new = generate_answers(loaded, todo, template, strategy, max_new_tokens, batch_size,
-                                           progress=lambda i, n, s=strategy: say(s, i, n))
+                    new = generate_answers(
+                        loaded,
+                        todo,
+                        template,
+                        strategy,
+                        max_new_tokens,
+                        batch_size,
+                        progress=lambda i, n, s=strategy: say(s, i, n),
+                    )
                 rows = [o.to_dict() for o in new]
                 cache.save(loaded, template, kind, rows)
                 found.update({r["example_id"]: r for r in rows})
@@ -196,12 +235,17 @@ def summarise(outputs: dict[str, list[TeacherOutput]]) -> list[dict]:
     for strategy, outs in outputs.items():
         lps = [o.answer_logprob_per_token for o in outs if o.answer_logprob_per_token is not None]
         gen = [o for o in outs if o.generated is not None]
-        rows.append({"strategy": strategy, "examples": len(outs),
-                     "gold log-prob / token": sum(lps) / len(lps) if lps else None,
-                     "accuracy": sum(bool(o.correct) for o in gen) / len(gen) if gen else None,
-                     "95% CI": _wilson_text(sum(bool(o.correct) for o in gen), len(gen)) if gen else None,
-                     "unparseable": sum(o.predicted is None for o in gen) if gen else None,
-                     "mean prompt tokens": sum(o.prompt_tokens for o in outs) / len(outs) if outs else None})
+        rows.append(
+            {
+                "strategy": strategy,
+                "examples": len(outs),
+                "gold log-prob / token": sum(lps) / len(lps) if lps else None,
+                "accuracy": sum(bool(o.correct) for o in gen) / len(gen) if gen else None,
+                "95% CI": _wilson_text(sum(bool(o.correct) for o in gen), len(gen)) if gen else None,
+                "unparseable": sum(o.predicted is None for o in gen) if gen else None,
+                "mean prompt tokens": sum(o.prompt_tokens for o in outs) / len(outs) if outs else None,
+            }
+        )
     return rows
 
 

@@ -3,6 +3,7 @@
 Language-model targets are the answer (worked solution and `#### N` when there is one) after the question
 prompt; prompt and padding positions are masked out of every loss.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -100,8 +101,13 @@ def target_lengths(tok, examples: Sequence[Example], max_length: int, prompt: Pr
     return out
 
 
-def lm_outputs(loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn | None = None,
-               keep_targets: Sequence[int] | None = None) -> LMBatch:
+def lm_outputs(
+    loaded,
+    examples: Sequence[Example],
+    max_length: int,
+    prompt: PromptFn | None = None,
+    keep_targets: Sequence[int] | None = None,
+) -> LMBatch:
     """Teacher-forced logits for prompt + target; labels shifted so logits[t] predicts labels[t].
 
     `keep_targets` fixes each example's number of answer tokens (the prompt is then never cut)."""
@@ -112,7 +118,7 @@ def lm_outputs(loaded, examples: Sequence[Example], max_length: int, prompt: Pro
     for i, ex in enumerate(examples):
         p, t = _prompt_and_target(tok, ex, prompt or mc_prompt)
         if keep_targets is not None:
-            t = t[:keep_targets[i]]
+            t = t[: keep_targets[i]]
             ids, labels = p + t, [-100] * len(p) + t
         else:
             ids = (p + t)[:max_length]
@@ -132,8 +138,14 @@ def paper_answer_ids(tok, ex: Example) -> list[int]:
     return tok(text)["input_ids"]
 
 
-def paper_rows(student_tok, teacher_tok, examples: Sequence[Example], max_length: int, student_prompt: PromptFn,
-               teacher_prompt: PromptFn) -> list[int]:
+def paper_rows(
+    student_tok,
+    teacher_tok,
+    examples: Sequence[Example],
+    max_length: int,
+    student_prompt: PromptFn,
+    teacher_prompt: PromptFn,
+) -> list[int]:
     """Goyal et al.'s alignment: how many positions each example contributes, the shortest of the student's
     input, the teacher's (primed) input and the answer, each cut at `max_length`. Their prompts are raw text (no
     chat template): the student reads the question, the teacher prompt + question."""
@@ -145,8 +157,9 @@ def paper_rows(student_tok, teacher_tok, examples: Sequence[Example], max_length
     return out
 
 
-def position_outputs(loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn,
-                     rows: Sequence[int]) -> LMBatch:
+def position_outputs(
+    loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn, rows: Sequence[int]
+) -> LMBatch:
     """The model reads only its prompt (cut at `max_length`); its logits at positions 0..rows[b]−1 are paired
     with the answer's tokens 0..rows[b]−1, unshifted, as in Goyal et al.'s code (a crude alignment, offered to
     reproduce the paper's set-up)."""
@@ -165,10 +178,16 @@ def position_outputs(loaded, examples: Sequence[Example], max_length: int, promp
 
 def _seq2seq_outputs(loaded, examples: Sequence[Example], max_length: int) -> LMBatch:
     tok = loaded.tokenizer
-    enc = tok([mc_prompt(ex) for ex in examples], padding=True, truncation=True, max_length=max_length,
-              return_tensors="pt").to(loaded.device)
-    lab = tok([lm_target(ex).strip() for ex in examples], padding=True, truncation=True, max_length=max_length,
-              return_tensors="pt")["input_ids"].to(loaded.device)
+    enc = tok(
+        [mc_prompt(ex) for ex in examples], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    ).to(loaded.device)
+    lab = tok(
+        [lm_target(ex).strip() for ex in examples],
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    )["input_ids"].to(loaded.device)
     lab[lab == tok.pad_token_id] = -100
     logits = loaded.model(**enc, labels=lab).logits
     return LMBatch(logits=logits, labels=lab, tokens=int(enc["attention_mask"].sum() + (lab != -100).sum()))

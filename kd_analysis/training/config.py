@@ -1,4 +1,5 @@
 """A run is one config: TrainConfig round-trips through JSON and YAML, and says what is wrong in plain words."""
+
 from __future__ import annotations
 
 import json
@@ -192,8 +193,10 @@ class TrainConfig:
             else:
                 data = json.loads(text)
         except Exception as exc:  # yaml and json raise different types; the user needs the position
-            raise KDLensError(f"{p.name} is not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}: "
-                              f"{str(exc).splitlines()[0]}") from None
+            raise KDLensError(
+                f"{p.name} is not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
         if not isinstance(data, dict):
             raise KDLensError(f"{p.name} must hold a mapping of settings")
         return data
@@ -229,8 +232,10 @@ class TrainConfig:
         names = [t.name for t in self.losses]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise KDLensError(f"each loss may appear once (repeated: {', '.join(repeated)}); merge the weights, or "
-                              "use two runs to compare temperatures")
+            raise KDLensError(
+                f"each loss may appear once (repeated: {', '.join(repeated)}); merge the weights, or "
+                "use two runs to compare temperatures"
+            )
         for term in self.losses:
             if term.name != "ce" and term.name not in LOSSES:
                 raise KDLensError(f"unknown loss {term.name!r}; use ce or one of {', '.join(LOSSES)}")
@@ -263,8 +268,10 @@ class TrainConfig:
         if p.alignment not in ALIGNMENTS:
             raise KDLensError(f"priming.alignment must be one of {', '.join(ALIGNMENTS)} (got {p.alignment!r})")
         if self.train_teacher or self.rationales:
-            raise KDLensError("priming distils a student from a prompted teacher; it cannot be combined with "
-                              "fine-tuning the teacher or with rationales")
+            raise KDLensError(
+                "priming distils a student from a prompted teacher; it cannot be combined with "
+                "fine-tuning the teacher or with rationales"
+            )
 
     @property
     def priming_template(self) -> str:

@@ -4,6 +4,7 @@ metrics.jsonl mixes training steps (loss terms, throughput, `teacher_cache_hits`
 (`eval_*`, and the teacher's own score at step 0: `teacher_accuracy`, `teacher_exact_match`, ...). Prefix tests alone
 let every training row in (`teacher_cache_hits` starts with "teacher_"), so the table listed every step.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,9 +24,13 @@ def eval_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         step = m.get("step")
         if not isinstance(step, int) or isinstance(step, bool):
             continue
-        values = {k: v for k, v in m.items()
-                  if (k.startswith(EVAL_PREFIX) or (k.startswith(TEACHER_PREFIX) and "loss" not in m))
-                  and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        values = {
+            k: v
+            for k, v in m.items()
+            if (k.startswith(EVAL_PREFIX) or (k.startswith(TEACHER_PREFIX) and "loss" not in m))
+            and isinstance(v, (int, float))
+            and not isinstance(v, bool)
+        }
         if values:
             rows.setdefault(step, {"step": step}).update(values)
     return [rows[s] for s in sorted(rows)]

@@ -1,4 +1,5 @@
 """Evaluation: accuracy for classification and multiple choice, final-number exact match for generation."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -11,10 +12,16 @@ from kd_analysis.data.example import Example
 from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt
 
 
-def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None = None,
-             prompt: Callable[[Example], str] | None = None, records: list | None = None,
-             teacher_probs: dict[str, list[float]] | None = None,
-             teacher_lm: tuple[Any, Callable | None] | None = None) -> dict[str, Any]:
+def evaluate(
+    loaded,
+    examples: Sequence[Example],
+    cfg,
+    unwrap: Callable | None = None,
+    prompt: Callable[[Example], str] | None = None,
+    records: list | None = None,
+    teacher_probs: dict[str, list[float]] | None = None,
+    teacher_lm: tuple[Any, Callable | None] | None = None,
+) -> dict[str, Any]:
     """Aggregate metrics; with `records` (a list), also one `ExampleRecord` per example appended to it
     (`teacher_probs` by example id adds KL(teacher ‖ model) to classification and multiple-choice records;
     `teacher_lm` = (teacher, its prompt) adds it to generation records, per gold-answer token)."""
@@ -29,10 +36,13 @@ def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None =
         if loaded.task in ("classification", "multiple_choice"):
             correct = 0
             for i in range(0, len(examples), cfg.batch_size):
-                chunk = list(examples[i:i + cfg.batch_size])
+                chunk = list(examples[i : i + cfg.batch_size])
                 with torch.no_grad():
-                    out = (choice_scores(loaded, chunk, cfg.max_length) if loaded.task == "multiple_choice"
-                           else class_logits(loaded, chunk, cfg.max_length))
+                    out = (
+                        choice_scores(loaded, chunk, cfg.max_length)
+                        if loaded.task == "multiple_choice"
+                        else class_logits(loaded, chunk, cfg.max_length)
+                    )
                 pred = out.argmax(-1).cpu()
                 correct += int((pred == torch.tensor([ex.label for ex in chunk])).sum())
                 if records is not None:
@@ -44,12 +54,19 @@ def evaluate(loaded, examples: Sequence[Example], cfg, unwrap: Callable | None =
         if loaded.head != "seq2seq":
             out["answer_nll"] = answer_nll(loaded, examples, cfg.max_length, cfg.batch_size, prompt, per_example)
             if records is not None:
-                for rec, nll in zip(records[-len(examples):], per_example):
+                for rec, nll in zip(records[-len(examples) :], per_example):
                     rec.ce = nll
                 if teacher_lm is not None and teacher_lm[0].head != "seq2seq":
-                    stats = answer_kl(loaded, teacher_lm[0], examples, cfg.max_length, cfg.batch_size, prompt,
-                                      teacher_lm[1] or mc_prompt)
-                    for rec, got in zip(records[-len(examples):], stats):
+                    stats = answer_kl(
+                        loaded,
+                        teacher_lm[0],
+                        examples,
+                        cfg.max_length,
+                        cfg.batch_size,
+                        prompt,
+                        teacher_lm[1] or mc_prompt,
+                    )
+                    for rec, got in zip(records[-len(examples) :], stats):
                         if got is not None:
                             rec.kl, rec.entropy, rec.teacher_entropy = got
         return out
@@ -71,8 +88,14 @@ def _generation_exact_match(loaded, examples, cfg, unwrap, prompt, records: list
     return sum(correct) / len(examples)
 
 
-def answer_nll(loaded, examples: Sequence[Example], max_length: int, batch_size: int,
-               prompt: Callable[[Example], str], per_example: list | None = None) -> float | None:
+def answer_nll(
+    loaded,
+    examples: Sequence[Example],
+    max_length: int,
+    batch_size: int,
+    prompt: Callable[[Example], str],
+    per_example: list | None = None,
+) -> float | None:
     """Mean negative log-likelihood per token of the gold target (worked solution, `#### N`, end of text),
     teacher-forced after the prompt; None when truncation left no target token. Exact match on a few dozen
     questions moves in steps of several points; this moves with every step of training, so short runs can
@@ -83,7 +106,7 @@ def answer_nll(loaded, examples: Sequence[Example], max_length: int, batch_size:
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
         with torch.no_grad():
-            out = lm_outputs(loaded, list(examples[i:i + batch_size]), max_length, prompt)
+            out = lm_outputs(loaded, list(examples[i : i + batch_size]), max_length, prompt)
         mask = out.labels != -100
         logits = out.logits[mask].float()  # only target positions: [T, V], not [B, L, V]
         logp = torch.log_softmax(logits, -1).gather(-1, out.labels[mask].unsqueeze(-1)).squeeze(-1)
@@ -97,9 +120,15 @@ def answer_nll(loaded, examples: Sequence[Example], max_length: int, batch_size:
     return total / count if count else None
 
 
-def answer_kl(student, teacher, examples: Sequence[Example], max_length: int, batch_size: int,
-              prompt: Callable[[Example], str], teacher_prompt: Callable[[Example], str]
-              ) -> list[tuple[float, float, float] | None]:
+def answer_kl(
+    student,
+    teacher,
+    examples: Sequence[Example],
+    max_length: int,
+    batch_size: int,
+    prompt: Callable[[Example], str],
+    teacher_prompt: Callable[[Example], str],
+) -> list[tuple[float, float, float] | None]:
     """Per example: (KL(teacher ‖ student), student entropy, teacher entropy), each the mean over the gold-answer
     tokens both models score, teacher-forced after each model's own prompt (a primed teacher's longer prompt keeps
     the same answer tokens as the student, as in training). None where the two do not score the same token ids
@@ -108,7 +137,7 @@ def answer_kl(student, teacher, examples: Sequence[Example], max_length: int, ba
 
     out: list[tuple[float, float, float] | None] = []
     for i in range(0, len(examples), batch_size):
-        chunk = list(examples[i:i + batch_size])
+        chunk = list(examples[i : i + batch_size])
         keep, same = [], []
         for ex in chunk:
             sp, st = _prompt_and_target(student.tokenizer, ex, prompt)

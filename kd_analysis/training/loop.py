@@ -4,6 +4,7 @@ One step: student outputs (grad) -> CE on gold labels + weighted KD terms agains
 accelerate's backward / accumulate / step. Metrics go to a callback (the worker writes them to the run folder)
 and to accelerate's trackers when `report_to` names installed ones.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,10 +93,18 @@ class _Once:
 TAIL_WARNING = 0.2  # warn once when the teacher's top-k cache leaves more than this share of its mass to the tail
 
 
-def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: int | None, *,
-                  rows: AnswerRows | None = None, note: Callable[[str], None] | None = None,
-                  stats: dict[str, float] | None = None, epoch: int = 0,
-                  epochs: int = 1) -> dict[str, torch.Tensor]:
+def kd_loss_terms(
+    cfg: TrainConfig,
+    student_out: Any,
+    teacher_rows: Any,
+    width: int | None,
+    *,
+    rows: AnswerRows | None = None,
+    note: Callable[[str], None] | None = None,
+    stats: dict[str, float] | None = None,
+    epoch: int = 0,
+    epochs: int = 1,
+) -> dict[str, torch.Tensor]:
     """Distillation terms (unweighted, each at its own τ with its τ² factor).
 
     Language-model rows compare the student's full-vocabulary distribution with the teacher: a cached top-k
@@ -115,8 +124,10 @@ def kd_loss_terms(cfg: TrainConfig, student_out: Any, teacher_rows: Any, width: 
         elif lm:
             value = _lm_dense_term(term.name, rows, teacher_rows, tau, width, params, note)
         elif spec.batchwise and student_out.shape[0] < 2:
-            note(f"{spec.title}: a batch of one example has no batch-wise term; it counts 0 for that step (use a "
-                 f"batch size that leaves no single example at the end of an epoch)")
+            note(
+                f"{spec.title}: a batch of one example has no batch-wise term; it counts 0 for that step (use a "
+                f"batch size that leaves no single example at the end of an epoch)"
+            )
             value = student_out.sum() * 0.0
         else:
             s = student_out if student_out.dtype == torch.float64 else student_out.float()
@@ -133,31 +144,41 @@ def _lm_topk_term(name: str, rows: AnswerRows, top: TopK, tau: float, params: di
             stats["teacher_tail_mass"] = float(t_b[:, -1].exp().mean())
             stats["student_tail_mass"] = float(s_b[:, -1].exp().mean())
         if stats["teacher_tail_mass"] > TAIL_WARNING:
-            note(f"warning: at τ = {tau:g} the teacher's top-{top.indices.shape[-1]} tokens hold only "
-                 f"{1 - stats['teacher_tail_mass']:.0%} of its probability mass; the rest is one tail bucket, so "
-                 "KD sees little of the teacher's distribution. Raise teacher_topk, lower τ, or set teacher_topk "
-                 "to null (full vocabulary, the teacher runs every step).")
+            note(
+                f"warning: at τ = {tau:g} the teacher's top-{top.indices.shape[-1]} tokens hold only "
+                f"{1 - stats['teacher_tail_mass']:.0%} of its probability mass; the rest is one tail bucket, so "
+                "KD sees little of the teacher's distribution. Raise teacher_topk, lower τ, or set teacher_topk "
+                "to null (full vocabulary, the teacher runs every step)."
+            )
     if LOSSES[name].batchwise:
         if not _token_sinkhorn_applies(params, rows.n, note):
             return rows.flat.sum() * 0.0
         student = torch.exp(rows.rows() / tau - rows.lse(tau)[:, None])
         params.pop("topk", None)
         return sinkhorn_topk_teacher(student, t_lp.exp(), top.indices, **params)
-    t, s = buckets_from_topk(rows.at(top.indices), rows.lse(tau), t_lp, tau=tau,
-                             full=top.indices.shape[-1] >= rows.vocab)
+    t, s = buckets_from_topk(
+        rows.at(top.indices), rows.lse(tau), t_lp, tau=tau, full=top.indices.shape[-1] >= rows.vocab
+    )
     return row_divergence(name)(t, s, **params).mean()
 
 
-def _lm_dense_term(name: str, rows: AnswerRows, teacher: torch.Tensor, tau: float, width: int | None,
-                   params: dict, note) -> torch.Tensor:
+def _lm_dense_term(
+    name: str, rows: AnswerRows, teacher: torch.Tensor, tau: float, width: int | None, params: dict, note
+) -> torch.Tensor:
     """Full-vocabulary teacher rows [N, V_t]: the dense loss over the columns both models share."""
     width = width or min(rows.vocab, teacher.shape[-1])
     student = rows.rows()[:, :width]
     if LOSSES[name].batchwise:
         if not _token_sinkhorn_applies(params, rows.n, note):
             return rows.flat.sum() * 0.0
-        return sinkhorn_blocks(torch.softmax(student / tau, -1), torch.softmax(teacher[:, :width].float() / tau, -1),
-                               teacher_probs=True, student_probs=True, tau=tau, **params)
+        return sinkhorn_blocks(
+            torch.softmax(student / tau, -1),
+            torch.softmax(teacher[:, :width].float() / tau, -1),
+            teacher_probs=True,
+            student_probs=True,
+            tau=tau,
+            **params,
+        )
     return LOSSES[name](student, teacher[:, :width].float(), tau=tau, **params)
 
 
@@ -167,16 +188,21 @@ def _token_sinkhorn_applies(params: dict, n: int, note) -> bool:
         note("Sinkhorn: a batch with a single answer token has no batch-wise term; it counts 0 for that step")
         return False
     if params.get("mass") == "batch":
-        raise KDLensError("Sinkhorn with mass: batch (SinKD's form) is defined on a batch of examples; on "
-                          "language-model tokens it would scale with the block size: use mass: one")
+        raise KDLensError(
+            "Sinkhorn with mass: batch (SinKD's form) is defined on a batch of examples; on "
+            "language-model tokens it would scale with the block size: use mass: one"
+        )
     if n > 256:
-        note("Sinkhorn on language-model rows couples answer tokens in blocks of 64 positions; a batch's leftover "
-             "positions form one smaller block (a single leftover joins the last block), so no token is dropped")
+        note(
+            "Sinkhorn on language-model rows couples answer tokens in blocks of 64 positions; a batch's leftover "
+            "positions form one smaller block (a single leftover joins the last block), so no token is dropped"
+        )
     return True
 
 
-def ce_loss(student_out: Any, examples: Sequence[Example], rows: AnswerRows | None = None,
-            labelled: set[str] | None = None) -> torch.Tensor:
+def ce_loss(
+    student_out: Any, examples: Sequence[Example], rows: AnswerRows | None = None, labelled: set[str] | None = None
+) -> torch.Tensor:
     """CE on the gold labels; with `labelled` (few-label regime) only those examples count, mean over them, and a
     batch without any is 0 (its distillation terms still train)."""
     if isinstance(student_out, LMBatch):
@@ -197,10 +223,19 @@ def few_labels(cfg: TrainConfig, train_set: list[Example], task: str) -> tuple[l
         raise KDLensError(f"labels (few-label regime) works for classification and multiple choice, not {task}")
     labelled = {ex.id for ex in train_set[: cfg.labels]}
     if not cfg.kd_terms and not cfg.rationales:  # nothing learns from unlabelled inputs: train on the labels alone
-        return train_set[: cfg.labels], labelled, f"few labels: {len(labelled)} labelled examples, no transfer set " \
-            "(CE only)"
-    return train_set, labelled, (f"few labels: {len(labelled)} labelled examples + {len(train_set) - len(labelled)} "
-                                 "unlabelled ones that only the distillation terms see")
+        return (
+            train_set[: cfg.labels],
+            labelled,
+            f"few labels: {len(labelled)} labelled examples, no transfer set (CE only)",
+        )
+    return (
+        train_set,
+        labelled,
+        (
+            f"few labels: {len(labelled)} labelled examples + {len(train_set) - len(labelled)} "
+            "unlabelled ones that only the distillation terms see"
+        ),
+    )
 
 
 def _paper_alignment(cfg: TrainConfig) -> bool:
@@ -270,11 +305,13 @@ def student_prompt_fn(cfg: TrainConfig, student) -> Callable[[Example], str] | N
 
 def lr_factor(cfg: TrainConfig, per_epoch: int, total: int) -> Callable[[int], float]:
     """The learning-rate multiplier at step s: linear warm-up, then the configured schedule."""
+
     def factor(s: int) -> float:
         warm = min(1.0, (s + 1) / max(cfg.warmup_steps, 1))
         if cfg.schedule == "cosine_epoch":  # CosineAnnealingLR's closed form, T_max = one epoch, eta_min = 0
             return warm * 0.5 * (1 + math.cos(math.pi * s / per_epoch))
         return warm * max(0.0, 1 - s / max(total, 1))
+
     return factor
 
 
@@ -288,8 +325,13 @@ def _apply_lora(cfg: TrainConfig, model):
     from peft import LoraConfig, get_peft_model
 
     heads = [n for n in ("classifier", "score") if hasattr(model, n)]
-    lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target_modules, modules_to_save=heads or None)
+    lcfg = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        modules_to_save=heads or None,
+    )
     return get_peft_model(model, lcfg)
 
 
@@ -308,9 +350,15 @@ def over_length(tokenizer, examples, max_length: int) -> int:
     return sum(n > max_length for n in text_tokens(tokenizer, examples).values())
 
 
-def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Callback | None = None,
-          should_stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = print,
-          models: tuple | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    on_metrics: Callback | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    log: Callable[[str], None] = print,
+    models: tuple | None = None,
+) -> TrainResult:
     """Run one distillation (or teacher fine-tuning) as configured; returns what it reached."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -327,8 +375,13 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     mixed = "no" if cpu or cfg.precision == "fp32" else ("fp16" if cfg.precision == "fp16" else "bf16")
     trackers = [t for t in cfg.report_to if _tracker_installed(t)]
-    acc = Accelerator(cpu=cpu, mixed_precision=mixed, gradient_accumulation_steps=cfg.grad_accum,
-                      log_with=trackers or None, project_dir=str(out_dir) if out_dir else None)
+    acc = Accelerator(
+        cpu=cpu,
+        mixed_precision=mixed,
+        gradient_accumulation_steps=cfg.grad_accum,
+        log_with=trackers or None,
+        project_dir=str(out_dir) if out_dir else None,
+    )
     set_seed(cfg.seed)
     say = log if acc.is_main_process else (lambda m: None)
     emit = on_metrics if (on_metrics and acc.is_main_process) else (lambda m: None)
@@ -338,8 +391,14 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     if models is not None:
         teacher, student = models
     else:
-        tspec = ModelSpec.from_dict({**cfg.teacher.to_dict(), "device": device, "task": cfg.task or cfg.teacher.task,
-                                     "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype})
+        tspec = ModelSpec.from_dict(
+            {
+                **cfg.teacher.to_dict(),
+                "device": device,
+                "task": cfg.task or cfg.teacher.task,
+                "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype,
+            }
+        )
         say(f"loading teacher {tspec.source} on {device}")
         teacher = load_model(tspec)
         if cfg.train_teacher:
@@ -352,9 +411,12 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     if not cfg.train_teacher:
         report = check_pair(teacher, student)
         if cfg.kd_terms and not report.comparable:
-            raise KDLensError("these teacher and student outputs are not comparable, so "
-                              f"{', '.join(t.name for t in cfg.kd_terms)} cannot be used: " + " ".join(report.notes)
-                              + " Use ce only, or a student with the teacher's tokenizer/labels.")
+            raise KDLensError(
+                "these teacher and student outputs are not comparable, so "
+                f"{', '.join(t.name for t in cfg.kd_terms)} cannot be used: "
+                + " ".join(report.notes)
+                + " Use ce only, or a student with the teacher's tokenizer/labels."
+            )
         width = report.aligned_outputs
         t_n, s_n = teacher.info().parameters, student.info().parameters
         if s_n > t_n:
@@ -373,9 +435,11 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
         say(few)
     long = over_length(student.tokenizer, train_set + eval_set, cfg.max_length)
     if long:
-        warnings.append(f"at least {long} of {len(train_set) + len(eval_set)} examples have a text longer than "
-                        f"max_length ({cfg.max_length} tokens) and are cut on the right; raise max_length to keep "
-                        "their ends (choices, answer cue)")
+        warnings.append(
+            f"at least {long} of {len(train_set) + len(eval_set)} examples have a text longer than "
+            f"max_length ({cfg.max_length} tokens) and are cut on the right; raise max_length to keep "
+            "their ends (choices, answer cue)"
+        )
         say("warning: " + warnings[-1])
     originals = {ex.id: ex for ex in train_set + eval_set}  # the teacher always sees the untouched example
     teacher_eval_set = list(eval_set)
@@ -385,8 +449,14 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
 
         try:
             rationales, train_set, eval_set = rationale_tasks.prepare(
-                teacher, train_set, eval_set, cfg.rationales, log=say, should_stop=should_stop,
-                cache=Path(out_dir) / rationale_tasks.CACHE_FILE if out_dir else None)
+                teacher,
+                train_set,
+                eval_set,
+                cfg.rationales,
+                log=say,
+                should_stop=should_stop,
+                cache=Path(out_dir) / rationale_tasks.CACHE_FILE if out_dir else None,
+            )
         except InterruptedError:
             return TrainResult(state="cancelled", steps=0, warnings=warnings)
         if cfg.rationales.mode == "multitask" and cfg.rationales.weight > 0:
@@ -399,8 +469,13 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     teacher.model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _optimizer(cfg, params + (list(objective.parameters()) if objective is not None else []))
-    loader = torch.utils.data.DataLoader(list(range(len(train_set))), batch_size=cfg.batch_size, shuffle=True,
-                                         collate_fn=list, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = torch.utils.data.DataLoader(
+        list(range(len(train_set))),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        collate_fn=list,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, per_epoch, total))
@@ -408,8 +483,10 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     model, optimizer, loader, sched = acc.prepare(model, optimizer, loader, sched)
     live = replace(student, model=model)
     if cfg.teacher_topk is not None and task in ("causal_lm", "seq2seq") and any(t.tau_end for t in cfg.kd_terms):
-        raise KDLensError("an annealed temperature (tau_end) needs the teacher's full rows at every τ: set "
-                          "teacher_topk to null for language models")
+        raise KDLensError(
+            "an annealed temperature (tau_end) needs the teacher's full rows at every τ: set "
+            "teacher_topk to null for language models"
+        )
     cache = TeacherCache(topk=cfg.teacher_topk, temperatures=run_temperatures(cfg.term_tau(t) for t in cfg.kd_terms))
     shared_key = shared_teacher.teacher_key(cfg, task)
     if shared_teacher.shared_rows(shared_key) is not None:  # make-reference: one teacher pass for every student
@@ -428,28 +505,46 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
             save_run_records(out_dir, records, role=role, step=at_step, data=cfg.data, lengths=lengths)
 
     if not cfg.train_teacher:
+
         def teacher_pass() -> tuple[dict, list]:
             records: list = []
-            return evaluate(teacher, teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher),
-                            records=records), records
+            return evaluate(
+                teacher, teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher), records=records
+            ), records
 
         teacher_eval, t_records = shared_teacher.shared_eval(
-            None if cfg.priming or cfg.rationales else shared_key, [ex.id for ex in teacher_eval_set], teacher_pass)
+            None if cfg.priming or cfg.rationales else shared_key, [ex.id for ex in teacher_eval_set], teacher_pass
+        )
         teacher_probs = {r.example_id: r.probs for r in t_records if r.probs is not None}
         save_records(t_records, "teacher", 0)
         say(f"teacher on the eval set: {teacher_eval}")
         emit({"step": 0, **{f"teacher_{k}": v for k, v in teacher_eval.items()}})
     s_records: list | None = [] if cfg.records_every_eval else None
     # generation records carry KL(teacher ‖ student) per answer token: the teacher is scored again at record evals
-    teacher_lm = (teacher, teacher_prompt(cfg, teacher)) if not cfg.train_teacher and teacher.task == "causal_lm" \
-        else None
-    first = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt, records=s_records,
-                     teacher_probs=teacher_probs, teacher_lm=teacher_lm)
+    teacher_lm = (
+        (teacher, teacher_prompt(cfg, teacher)) if not cfg.train_teacher and teacher.task == "causal_lm" else None
+    )
+    first = evaluate(
+        live,
+        eval_set,
+        cfg,
+        unwrap=acc.unwrap_model,
+        prompt=s_prompt,
+        records=s_records,
+        teacher_probs=teacher_probs,
+        teacher_lm=teacher_lm,
+    )
     if s_records:
         save_records(s_records, live_role, 0)
-    emit({"step": 0, "held_out": len(eval_set), "train_examples": len(train_set),
-          **({"labelled": len(labelled)} if labelled is not None else {}),
-          **{f"eval_{k}": v for k, v in first.items()}})
+    emit(
+        {
+            "step": 0,
+            "held_out": len(eval_set),
+            "train_examples": len(train_set),
+            **({"labelled": len(labelled)} if labelled is not None else {}),
+            **{f"eval_{k}": v for k, v in first.items()},
+        }
+    )
     evals = [{"step": 0, **first}]
 
     step, start, last = 0, time.monotonic(), {}
@@ -472,19 +567,33 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
                 if ce_w > 0:
                     terms["ce"] = ce_loss(out, examples, answer_rows, labelled)
                 if cfg.kd_terms:
-                    t_rows = _teacher_rows(cfg, cache, teacher, [originals[ex.id] for ex in examples], width,
-                                           s_prompt, student.tokenizer)
-                    terms.update(kd_loss_terms(cfg, out, t_rows, width, rows=answer_rows, note=note,
-                                               stats=tail_stats, epoch=step // per_epoch, epochs=n_epochs))
+                    t_rows = _teacher_rows(
+                        cfg, cache, teacher, [originals[ex.id] for ex in examples], width, s_prompt, student.tokenizer
+                    )
+                    terms.update(
+                        kd_loss_terms(
+                            cfg,
+                            out,
+                            t_rows,
+                            width,
+                            rows=answer_rows,
+                            note=note,
+                            stats=tail_stats,
+                            epoch=step // per_epoch,
+                            epochs=n_epochs,
+                        )
+                    )
                 weights = {t.name: t.weight for t in cfg.losses}
                 if objective is not None:
-                    terms["rationale"] = objective(live, [originals[ex.id] for ex in examples], rationales,
-                                                   cfg.max_length)
+                    terms["rationale"] = objective(
+                        live, [originals[ex.id] for ex in examples], rationales, cfg.max_length
+                    )
                     weights["rationale"] = cfg.rationales.weight
                 loss = sum(weights[k] * v for k, v in terms.items())
                 if not torch.isfinite(loss):
-                    raise KDLensError(f"the loss became {float(loss)} at step {step + 1}: lower the learning rate "
-                                      f"or the loss weights")
+                    raise KDLensError(
+                        f"the loss became {float(loss)} at step {step + 1}: lower the learning rate or the loss weights"
+                    )
                 acc.backward(loss)
                 if cfg.max_grad_norm and acc.sync_gradients:
                     acc.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -497,16 +606,32 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
             dt = time.monotonic() - t0
             elapsed = time.monotonic() - start
             tokens = out.tokens if isinstance(out, LMBatch) else None
-            last = {"step": step, "total_steps": total, "loss": float(loss.detach()),
-                    **{f"loss_{k}": float(v.detach()) for k, v in terms.items()},
-                    "lr": sched.get_last_lr()[0], "examples_per_s": len(examples) / max(dt, 1e-9),
-                    "tokens_per_s": (tokens / max(dt, 1e-9)) if tokens else None, "elapsed_s": elapsed,
-                    "eta_s": elapsed / step * (total - step), "epoch": step / per_epoch,
-                    "teacher_cache_hits": cache.hits, **tail_stats}
+            last = {
+                "step": step,
+                "total_steps": total,
+                "loss": float(loss.detach()),
+                **{f"loss_{k}": float(v.detach()) for k, v in terms.items()},
+                "lr": sched.get_last_lr()[0],
+                "examples_per_s": len(examples) / max(dt, 1e-9),
+                "tokens_per_s": (tokens / max(dt, 1e-9)) if tokens else None,
+                "elapsed_s": elapsed,
+                "eta_s": elapsed / step * (total - step),
+                "epoch": step / per_epoch,
+                "teacher_cache_hits": cache.hits,
+                **tail_stats,
+            }
             if step % cfg.eval_every == 0 or step == total:
                 s_records = [] if (cfg.records_every_eval or step == total) else None
-                ev = evaluate(live, eval_set, cfg, unwrap=acc.unwrap_model, prompt=s_prompt, records=s_records,
-                              teacher_probs=teacher_probs, teacher_lm=teacher_lm if s_records is not None else None)
+                ev = evaluate(
+                    live,
+                    eval_set,
+                    cfg,
+                    unwrap=acc.unwrap_model,
+                    prompt=s_prompt,
+                    records=s_records,
+                    teacher_probs=teacher_probs,
+                    teacher_lm=teacher_lm if s_records is not None else None,
+                )
                 if s_records:
                     save_records(s_records, live_role, step)
                 last.update({f"eval_{k}": v for k, v in ev.items()})
@@ -532,8 +657,15 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, on_metrics: Ca
     acc.wait_for_everyone()
     if trackers:
         acc.end_training()
-    return TrainResult(state=state, steps=step, metrics=last, evals=evals, teacher_eval=teacher_eval,
-                       checkpoint=checkpoint, warnings=warnings)
+    return TrainResult(
+        state=state,
+        steps=step,
+        metrics=last,
+        evals=evals,
+        teacher_eval=teacher_eval,
+        checkpoint=checkpoint,
+        warnings=warnings,
+    )
 
 
 def _point_adapter_at(folder: Path, base_source: str) -> None:

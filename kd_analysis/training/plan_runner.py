@@ -6,6 +6,7 @@ the steps whose run folders its config names (a teacher checkpoint, a student to
 speed run last and alone, with every core, so that their timings are not shared with another job.
 Every step trains in `<id>.new` and replaces its old folder only once it has finished.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as futures
@@ -31,8 +32,9 @@ def dependencies(plan: list[Step]) -> dict[str, set[str]]:
     out = {}
     for run_id, _, config in plan:
         text = json.dumps(config)
-        out[run_id] = {other for other in ids if other != run_id
-                       and re.search(rf"(?<![\w.-]){re.escape(other)}(?![\w.-])", text)}
+        out[run_id] = {
+            other for other in ids if other != run_id and re.search(rf"(?<![\w.-]){re.escape(other)}(?![\w.-])", text)
+        }
     return out
 
 
@@ -71,8 +73,10 @@ def _parallel(store: RunStore, plan: list[Step], jobs: int, log: Callable[[str],
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
     locks = hold_device_queue(store.root, say=log)  # the workers skip the queue: this plan holds it for them
-    with locks_closed(locks), futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                     initargs=(threads,)) as pool:
+    with (
+        locks_closed(locks),
+        futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool,
+    ):
         while pending or running:
             unfinished = {run_id for run_id, _, _ in pending} | {step[0] for step, _ in running.values()}
             for step in list(pending):

@@ -6,6 +6,7 @@ own fast CPU settings. Teacher, student and data default to the offline demo, so
 them at your own checkpoint and data (run form, or `train --preset NAME --config overrides.yaml`), and the list
 of differences says what still differs from the paper when you do.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,8 +43,13 @@ class Preset:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "label": self.label, "source": self.source,
-                "differences": list(self.differences)}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "label": self.label,
+            "source": self.source,
+            "differences": list(self.differences),
+        }
 
 
 PRESETS: dict[str, Preset] = {}
@@ -53,6 +59,7 @@ def register_preset(name: str, *, title: str, label: str, source: str, differenc
     def deco(build: Callable[[], TrainConfig]) -> Callable[[], TrainConfig]:
         PRESETS[name] = Preset(name, title, label, source, build, differences)
         return build
+
     return deco
 
 
@@ -77,8 +84,10 @@ def sinkd_losses(alpha: float, temperature: float, anneal: bool = False) -> list
     """(1−α)·CE + α·KD_T + β·Sinkhorn, KD_T = soft cross-entropy at T without T² (their DistillKL; with `anneal`,
     T falls linearly to 1 over the epochs, their DistillKL_anneal)."""
     terms = [LossTerm("ce", round(1 - alpha, 6))] if alpha < 1 else []
-    return terms + [LossTerm("soft_ce", alpha, tau=temperature, tau_squared=False, tau_end=1.0 if anneal else None),
-                    LossTerm("sinkhorn", SINKD_BETA, params=dict(SINKD_SINKHORN), tau=2.0, tau_squared=False)]
+    return terms + [
+        LossTerm("soft_ce", alpha, tau=temperature, tau_squared=False, tau_end=1.0 if anneal else None),
+        LossTerm("sinkhorn", SINKD_BETA, params=dict(SINKD_SINKHORN), tau=2.0, tau_squared=False),
+    ]
 
 
 def _sinkd(task: str) -> Callable[[], TrainConfig]:
@@ -89,18 +98,32 @@ def _sinkd(task: str) -> Callable[[], TrainConfig]:
             name=f"SinKD preset ({task}): {1 - alpha:g}·CE + {alpha:g}·KD(T={temperature:g}) + 0.8·Sinkhorn",
             teacher=ModelSpec(SENTIMENT_TEACHER, task="classification"),
             student=StudentSpec(kind="drop_layers", keep_layers=(0, 1, 2)),  # the demo teacher's first half
-            data="demo:sentiment", losses=sinkd_losses(alpha, temperature, anneal), tau=temperature,
+            data="demo:sentiment",
+            losses=sinkd_losses(alpha, temperature, anneal),
+            tau=temperature,
             tau_squared=False,
-            optimizer="adamw", lr=lr, weight_decay=0.0, max_grad_norm=1.0, batch_size=batch, epochs=float(epochs),
-            warmup_steps=0, max_length=128, eval_every=20, seed=0)
+            optimizer="adamw",
+            lr=lr,
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            batch_size=batch,
+            epochs=float(epochs),
+            warmup_steps=0,
+            max_length=128,
+            eval_every=20,
+            seed=0,
+        )
+
     return build
 
 
 for _task in SINKD_TASKS:
     register_preset(
-        f"sinkd-{_task}", title=f"SinKD on {_task.upper()}", label=AS_IN_PAPER,
+        f"sinkd-{_task}",
+        title=f"SinKD on {_task.upper()}",
+        label=AS_IN_PAPER,
         source=f"Cui et al. 2024 (arXiv 2402.17110), github.com/2018cx/SinKD script/student/"
-               f"{'sst-2' if _task == 'sst2' else _task}.sh and loss.py",
+        f"{'sst-2' if _task == 'sst2' else _task}.sh and loss.py",
         differences=(
             "defaults run on the demo sentiment set (ours, not SST-2) with MiniLM (6 layers, 384 wide) as the teacher "
             "and its first 3 layers as the student; the paper distils BERT-base (12 layers) into a separately "
@@ -110,7 +133,8 @@ for _task in SINKD_TASKS:
             "their released scripts do not run as shipped (the Sinkhorn term is created under one loss name and added "
             "under another); the preset follows the formula of their loss.py at its latest version (scale 0.001; an "
             "earlier version used 0.0008·20/8 = 0.002)",
-        ))(_sinkd(_task))
+        ),
+    )(_sinkd(_task))
 
 
 # --- Response priming (Goyal et al. 2024), from alonso130r/knowledge-distillation ai-KD/distill.ipynb -------------
@@ -119,7 +143,9 @@ GOYAL_TAU = 5.942267335064758
 
 
 @register_preset(
-    "goyal-priming", title="Response priming (Goyal et al.): AI-to-AI prompt, reverse KL, LoRA", label=AS_IN_PAPER,
+    "goyal-priming",
+    title="Response priming (Goyal et al.): AI-to-AI prompt, reverse KL, LoRA",
+    label=AS_IN_PAPER,
     source="Goyal et al. 2024 (arXiv 2412.17846), github.com/alonso130r/knowledge-distillation ai-KD/distill.ipynb",
     differences=(
         "defaults: SmolLM2-135M-Instruct teaches a 28-layer copy of itself on the demo arithmetic set; the paper's "
@@ -132,48 +158,83 @@ GOYAL_TAU = 5.942267335064758
         "data set's worked solution and '#### N'; their teacher's tokenizer was ExLlamaV2's (whether it added a BOS "
         "is not checked here)",
         "answers their parser could not read were extracted by hand in their logs; kd-lens counts them wrong",
-        "the prompt text is our wording of their AI-to-AI (\"Ground Truth\") strategy",
+        'the prompt text is our wording of their AI-to-AI ("Ground Truth") strategy',
         "weight decay 0.01 applies to every trainable parameter; theirs to the LoRA matrices (the only trainable "
         "ones under LoRA, so the same here)",
-    ))
+    ),
+)
 def _goyal() -> TrainConfig:
     return TrainConfig(
         name="Goyal et al. preset: 0.609·CE + 0.391·τ²·reverse KL (τ 5.94), AI-to-AI prompt, LoRA r 4",
         teacher=ModelSpec("smollm2-135m-instruct", task="causal_lm"),
         student=StudentSpec(kind="drop_layers", keep_layers=tuple(i for i in range(30) if i not in (20, 21))),
-        data="demo:arithmetic", losses=[LossTerm("ce", GOYAL_ALPHA), LossTerm("rkl", 1 - GOYAL_ALPHA)],
-        tau=GOYAL_TAU, tau_squared=True, optimizer="sgd", lr=5e-6, weight_decay=0.01, epochs=2.0,
+        data="demo:arithmetic",
+        losses=[LossTerm("ce", GOYAL_ALPHA), LossTerm("rkl", 1 - GOYAL_ALPHA)],
+        tau=GOYAL_TAU,
+        tau_squared=True,
+        optimizer="sgd",
+        lr=5e-6,
+        weight_decay=0.01,
+        epochs=2.0,
         schedule="cosine_epoch",
-        batch_size=1, max_length=256, teacher_topk=None,
+        batch_size=1,
+        max_length=256,
+        teacher_topk=None,
         lora=LoraSettings(r=4, alpha=8, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
-        priming=PrimingSettings(strategy="ai_to_ai", alignment="paper"), eval_every=500, eval_size=50,
-        max_new_tokens=128, seed=0)
+        priming=PrimingSettings(strategy="ai_to_ai", alignment="paper"),
+        eval_every=500,
+        eval_size=50,
+        max_new_tokens=128,
+        seed=0,
+    )
 
 
 # --- Saliency rationales (Ballout et al. 2024): no public code ------------------------------------------------------
 @register_preset(
-    "ballout-rationales", title="Saliency rationales (Ballout et al.): multitask, top-5 words", label=OUR_READING,
+    "ballout-rationales",
+    title="Saliency rationales (Ballout et al.): multitask, top-5 words",
+    label=OUR_READING,
     source="Ballout et al. 2024 (arXiv 2409.12586); no public code: the set-up follows Distilling step-by-step "
-           "(Hsieh et al. 2023) as the paper describes it",
+    "(Hsieh et al. 2023) as the paper describes it",
     differences=(
         "the loss weight λ = 1, gradient saliency and k = 5 are our reading of the paper's text; the paper's teacher "
         "(~3B, probably FLAN-T5) and data sets are replaced by the demo's MiniLM teacher and multiple-choice set",
         "an encoder student tags the rationale words of its input instead of generating them (it has no decoder)",
-    ))
+    ),
+)
 def _ballout() -> TrainConfig:
     return TrainConfig(
         name="Ballout et al. preset (our reading): CE + rationale task (multitask, k 5, saliency)",
-        teacher=ModelSpec(MC_TEACHER, task="multiple_choice"), student=StudentSpec(num_layers=2),
-        data="demo:mcq", losses=[LossTerm("ce", 1.0)], lr=1e-4, epochs=4.0, batch_size=8, seed=0,
-        rationales=RationaleSettings(mode="multitask", weight=1.0, k=5, method="saliency", target="predicted"))
+        teacher=ModelSpec(MC_TEACHER, task="multiple_choice"),
+        student=StudentSpec(num_layers=2),
+        data="demo:mcq",
+        losses=[LossTerm("ce", 1.0)],
+        lr=1e-4,
+        epochs=4.0,
+        batch_size=8,
+        seed=0,
+        rationales=RationaleSettings(mode="multitask", weight=1.0, k=5, method="saliency", target="predicted"),
+    )
 
 
-@register_preset("kd-lens-default", title="kd-lens default: 0.5·CE + 0.5·KL (τ 2, τ²), fast on CPU", label=KD_LENS,
-                 source="kd-lens: short runs that finish in minutes on a CPU; not a paper's set-up")
+@register_preset(
+    "kd-lens-default",
+    title="kd-lens default: 0.5·CE + 0.5·KL (τ 2, τ²), fast on CPU",
+    label=KD_LENS,
+    source="kd-lens: short runs that finish in minutes on a CPU; not a paper's set-up",
+)
 def _default() -> TrainConfig:
-    return TrainConfig(name="kd-lens default: 0.5·CE + 0.5·KL", teacher=ModelSpec(MC_TEACHER, task="multiple_choice"),
-                       student=StudentSpec(num_layers=2), data="demo:mcq",
-                       losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)], tau=2.0, lr=1e-4, steps=80, batch_size=8)
+    return TrainConfig(
+        name="kd-lens default: 0.5·CE + 0.5·KL",
+        teacher=ModelSpec(MC_TEACHER, task="multiple_choice"),
+        student=StudentSpec(num_layers=2),
+        data="demo:mcq",
+        losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)],
+        tau=2.0,
+        lr=1e-4,
+        steps=80,
+        batch_size=8,
+    )
 
 
 # --- resolving a preset with a user's overrides ------------------------------------------------------------------
@@ -215,16 +276,29 @@ def preset_config(name: str, overrides: dict[str, Any] | str | Path | None = Non
 
 def loss_rows(cfg: TrainConfig) -> list[dict[str, Any]]:
     """One row per loss term as it will run: weight, temperature, τ² factor and parameters."""
-    rows = [{"term": t.name, "weight": t.weight,
-             "τ": None if t.name == "ce" else cfg.term_tau(t),
-             "τ at the last epoch (annealed)": t.tau_end,
-             "τ²": None if t.name == "ce" else cfg.term_tau_squared(t),
-             "parameters": ", ".join(f"{k} {v}" for k, v in t.params.items()) or "—"} for t in cfg.losses]
+    rows = [
+        {
+            "term": t.name,
+            "weight": t.weight,
+            "τ": None if t.name == "ce" else cfg.term_tau(t),
+            "τ at the last epoch (annealed)": t.tau_end,
+            "τ²": None if t.name == "ce" else cfg.term_tau_squared(t),
+            "parameters": ", ".join(f"{k} {v}" for k, v in t.params.items()) or "—",
+        }
+        for t in cfg.losses
+    ]
     r = cfg.rationales
     if r and r.mode == "multitask":
-        rows.append({"term": "rationale", "weight": r.weight, "τ": None, "τ at the last epoch (annealed)": None,
-                     "τ²": None,
-                     "parameters": f"top-{r.k} {r.method} words of the teacher's {r.target} answer"})
+        rows.append(
+            {
+                "term": "rationale",
+                "weight": r.weight,
+                "τ": None,
+                "τ at the last epoch (annealed)": None,
+                "τ²": None,
+                "parameters": f"top-{r.k} {r.method} words of the teacher's {r.target} answer",
+            }
+        )
     return rows
 
 
@@ -239,8 +313,11 @@ def changed_settings(base: TrainConfig, overrides: dict[str, Any]) -> list[str]:
             if value != before.get("lora"):
                 edits.append("LoRA " + (f"r {value['r']}" if value else "off"))
             continue
-        if before.get(key) != value and not (isinstance(value, float) and before.get(key) is not None
-                                            and abs(float(before[key]) - value) <= 1e-12 * max(1.0, abs(value))):
+        if before.get(key) != value and not (
+            isinstance(value, float)
+            and before.get(key) is not None
+            and abs(float(before[key]) - value) <= 1e-12 * max(1.0, abs(value))
+        ):
             edits.append(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}")
     if any(k in overrides and overrides[k] != before.get(k) for k in ("teacher", "student", "data")):
         edits.append("your teacher, student and data")

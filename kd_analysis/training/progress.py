@@ -1,4 +1,5 @@
 """What the pages show about runs: progress with ETA, and comparisons across runs (pure data, no UI)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,7 @@ def _latest(records: list[dict], prefix: str) -> dict[str, float]:
     for r in records:
         for k, v in r.items():
             if k.startswith(prefix) and isinstance(v, (int, float)):
-                out[k[len(prefix):]] = v
+                out[k[len(prefix) :]] = v
     return out
 
 
@@ -55,12 +56,21 @@ def run_progress(run: Run) -> RunProgress:
     fraction = 1.0 if state == "finished" else (min(step / total, 1.0) if total else 0.0)
     name = cfg.get("name") if isinstance(cfg.get("name"), str) else None
     eta, elapsed = last.get("eta_s"), last.get("elapsed_s")
-    return RunProgress(run_id=run.run_id, name=name or run.run_id, state=state, reason=reason,
-                       step=step, total=total, fraction=fraction,
-                       eta_s=eta if state == "running" and isinstance(eta, (int, float)) else None,
-                       elapsed_s=elapsed if isinstance(elapsed, (int, float)) else None, last=last,
-                       evals=_latest(metrics, EVAL_PREFIX), teacher=teacher_metrics(metrics),
-                       skipped_lines=summary.skipped_lines)
+    return RunProgress(
+        run_id=run.run_id,
+        name=name or run.run_id,
+        state=state,
+        reason=reason,
+        step=step,
+        total=total,
+        fraction=fraction,
+        eta_s=eta if state == "running" and isinstance(eta, (int, float)) else None,
+        elapsed_s=elapsed if isinstance(elapsed, (int, float)) else None,
+        last=last,
+        evals=_latest(metrics, EVAL_PREFIX),
+        teacher=teacher_metrics(metrics),
+        skipped_lines=summary.skipped_lines,
+    )
 
 
 def metric_names(store: RunStore, run_ids: list[str]) -> list[str]:
@@ -68,13 +78,22 @@ def metric_names(store: RunStore, run_ids: list[str]) -> list[str]:
     names: set[str] = set()
     for rid in run_ids:
         for m in store.get(rid).metrics():
-            names.update(k for k, v in m.items() if isinstance(v, (int, float)) and
-                         (k.startswith((LOSS_PREFIX, EVAL_PREFIX))))
+            names.update(
+                k for k, v in m.items() if isinstance(v, (int, float)) and (k.startswith((LOSS_PREFIX, EVAL_PREFIX)))
+            )
     return sorted(names, key=lambda n: (not n.startswith(LOSS_PREFIX), n != "loss", n))
 
 
-LOSS_NAMES = {"ce": "CE", "kl": "KL", "rkl": "RKL", "js": "JS", "tvd": "TVD", "skew_kl": "skew KL",
-              "soft_ce": "soft CE", "sinkhorn": "Sinkhorn"}  # short names for labels; others shown as written
+LOSS_NAMES = {
+    "ce": "CE",
+    "kl": "KL",
+    "rkl": "RKL",
+    "js": "JS",
+    "tvd": "TVD",
+    "skew_kl": "skew KL",
+    "soft_ce": "soft CE",
+    "sinkhorn": "Sinkhorn",
+}  # short names for labels; others shown as written
 
 
 def _number(v: Any) -> bool:
@@ -214,13 +233,14 @@ def common_prefix(labels: list[str], min_chars: int = 10) -> str:
         n += 1
     cut = max((first.rfind(end, 0, n) + len(end) for end in PREFIX_ENDS if end in first[:n]), default=0)
     prefix = first[:cut]
-    if len(prefix) < min_chars or any(not lb[len(prefix):].strip() for lb in labels):
+    if len(prefix) < min_chars or any(not lb[len(prefix) :].strip() for lb in labels):
         return ""
     return prefix
 
 
-def curves(store: RunStore, run_ids: list[str], metric: str,
-           labels: dict[str, str] | None = None) -> dict[str, tuple[list[int], list[float]]]:
+def curves(
+    store: RunStore, run_ids: list[str], metric: str, labels: dict[str, str] | None = None
+) -> dict[str, tuple[list[int], list[float]]]:
     """Label -> (steps, values) of one metric; labels are `run_labels` (distinct even when names collide)."""
     labels = labels or run_labels(store, run_ids)
     out = {}
@@ -252,8 +272,9 @@ def _teacher_name(cfg: dict[str, Any]) -> str:
     return name
 
 
-def teacher_lines(store: RunStore, run_ids: list[str], metric: str,
-                  labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def teacher_lines(
+    store: RunStore, run_ids: list[str], metric: str, labels: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """The teachers' values of an eval metric ('eval_accuracy' -> each run's teacher_accuracy), one line per
     distinct teacher: [{"label": "teacher reference-minilm-mc-teacher", "value": 0.79, "runs": [labels]}].
 
@@ -262,7 +283,7 @@ def teacher_lines(store: RunStore, run_ids: list[str], metric: str,
     if not metric.startswith(EVAL_PREFIX):
         return []
     labels = labels or run_labels(store, run_ids)
-    key = metric[len(EVAL_PREFIX):]
+    key = metric[len(EVAL_PREFIX) :]
     groups: dict[tuple[str, float], list[str]] = {}
     for rid in run_ids:
         run = store.get(rid)
@@ -272,8 +293,14 @@ def teacher_lines(store: RunStore, run_ids: list[str], metric: str,
     values_of: dict[str, int] = {}
     for name, _ in groups:
         values_of[name] = values_of.get(name, 0) + 1
-    return [{"label": f"teacher {name}" + (f" · for {', '.join(runs)}" if values_of[name] > 1 else ""),
-             "value": value, "runs": runs} for (name, value), runs in groups.items()]
+    return [
+        {
+            "label": f"teacher {name}" + (f" · for {', '.join(runs)}" if values_of[name] > 1 else ""),
+            "value": value,
+            "runs": runs,
+        }
+        for (name, value), runs in groups.items()
+    ]
 
 
 def final_table(store: RunStore, run_ids: list[str], labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -288,8 +315,9 @@ def final_table(store: RunStore, run_ids: list[str], labels: dict[str, str] | No
         try:
             rows.append(_final_row(store, rid, labels.get(rid, rid)))
         except Exception as exc:
-            rows.append({"run": rid, "name": labels.get(rid, rid), "state": "damaged",
-                         "set-up": f"{type(exc).__name__}: {exc}"})
+            rows.append(
+                {"run": rid, "name": labels.get(rid, rid), "state": "damaged", "set-up": f"{type(exc).__name__}: {exc}"}
+            )
     return rows
 
 
@@ -313,8 +341,14 @@ def _final_row(store: RunStore, rid: str, label: str) -> dict[str, Any]:
     p = run_progress(store.get(rid))
     cfg = store.get(rid).config()
     metrics = store.get(rid).metrics()
-    row = {"run": rid, "name": label, "state": p.state, "steps": steps_label(cfg, metrics),
-           "losses": losses_label(cfg), "final loss": p.last.get("loss")}
+    row = {
+        "run": rid,
+        "name": label,
+        "state": p.state,
+        "steps": steps_label(cfg, metrics),
+        "losses": losses_label(cfg),
+        "final loss": p.last.get("loss"),
+    }
     row["set-up"] = _setup_label(cfg)
     row.update({f"final {k}": v for k, v in p.evals.items()})
     n = next((m["held_out"] for m in metrics if m.get("step") == 0 and "held_out" in m), None)
@@ -328,7 +362,7 @@ def _final_row(store: RunStore, rid: str, label: str) -> dict[str, Any]:
     for key in {k for m in evals for k in m if k.startswith(EVAL_PREFIX)}:
         best = min if key.endswith(LOWER_IS_BETTER) else max
         values = [m[key] for m in evals if isinstance(m.get(key), (int, float))]
-        row[f"best {key[len(EVAL_PREFIX):]}"] = best(values) if values else None
+        row[f"best {key[len(EVAL_PREFIX) :]}"] = best(values) if values else None
     row.update({f"teacher {k}": v for k, v in teacher_metrics(metrics).items()})
     row["minutes"] = round((p.elapsed_s or 0) / 60, 2)
     return row
@@ -338,8 +372,22 @@ RATE_METRICS = ("accuracy", "exact_match")  # proportions of the held-out exampl
 
 
 # Settings that say where a run runs or what it is called, not what method it runs
-NOT_METHOD = ("teacher", "student", "data", "name", "preset", "device", "precision", "save_checkpoint", "report_to",
-              "eval_every", "eval_size", "max_new_tokens", "train_size", "records_every_eval")
+NOT_METHOD = (
+    "teacher",
+    "student",
+    "data",
+    "name",
+    "preset",
+    "device",
+    "precision",
+    "save_checkpoint",
+    "report_to",
+    "eval_every",
+    "eval_size",
+    "max_new_tokens",
+    "train_size",
+    "records_every_eval",
+)
 
 
 def _setup_label(cfg: dict[str, Any]) -> str:
@@ -352,7 +400,8 @@ def _setup_label(cfg: dict[str, Any]) -> str:
     base = preset.config().to_dict()
     edits = sorted(k for k in base if k not in NOT_METHOD and k in cfg and cfg[k] != base[k])
     scope = {AS_IN_PAPER: "loss and optimiser as in the paper", OUR_READING: "our reading of the paper"}.get(
-        preset.label, preset.label)
+        preset.label, preset.label
+    )
     return f"{preset.name} preset: {scope}" + (f"; edited: {', '.join(edits)}" if edits else "")
 
 
@@ -375,8 +424,9 @@ def config_diff(store: RunStore, run_ids: list[str]) -> list[dict[str, Any]]:
     for key in keys:
         values = [flat[rid].get(key) for rid in run_ids]
         if len({repr(v) for v in values}) > 1:
-            rows.append({"setting": key, **{rid: repr(v) if not isinstance(v, str) else v
-                                            for rid, v in zip(run_ids, values)}})
+            rows.append(
+                {"setting": key, **{rid: repr(v) if not isinstance(v, str) else v for rid, v in zip(run_ids, values)}}
+            )
     return rows
 
 
@@ -428,8 +478,9 @@ def _loss_settings(cfg: dict[str, Any]) -> str:
 FIRST_SETTINGS = ("name", "losses", "loss settings", "steps")
 
 
-def readable_config_diff(store: RunStore, run_ids: list[str],
-                         labels: dict[str, str] | None = None) -> list[dict[str, str]]:
+def readable_config_diff(
+    store: RunStore, run_ids: list[str], labels: dict[str, str] | None = None
+) -> list[dict[str, str]]:
     """The settings whose values differ, as a person reads them: one row per setting ("setting"), one column per
     run named by its label (`run_labels`).
 
@@ -445,8 +496,13 @@ def readable_config_diff(store: RunStore, run_ids: list[str],
         cfg = run.config()
         flat = _flatten({k: v for k, v in cfg.items() if k not in ("losses", "steps", "epochs")})
         values = {k: plain(v) for k, v in flat.items()}
-        values.update({"losses": losses_label(cfg) or "—", "loss settings": _loss_settings(cfg) or "—",
-                       "steps": steps_label(cfg, run.metrics())})
+        values.update(
+            {
+                "losses": losses_label(cfg) or "—",
+                "loss settings": _loss_settings(cfg) or "—",
+                "steps": steps_label(cfg, run.metrics()),
+            }
+        )
         table[labels.get(rid, rid)] = values
     keys = set().union(*[set(v) for v in table.values()]) if table else set()
     order = sorted(keys, key=lambda k: (FIRST_SETTINGS.index(k) if k in FIRST_SETTINGS else len(FIRST_SETTINGS), k))
@@ -471,8 +527,11 @@ def reference_groups(run_ids: list[str]) -> dict[str, list[str]]:
     """The shipped reference runs grouped by the question they answer (empty groups left out)."""
     out = {}
     for title, (prefix, without) in REFERENCE_GROUPS.items():
-        members = [r for r in sorted(run_ids) if r.startswith(prefix)
-                   and not any(r.removeprefix(prefix).startswith(w) for w in without)]
+        members = [
+            r
+            for r in sorted(run_ids)
+            if r.startswith(prefix) and not any(r.removeprefix(prefix).startswith(w) for w in without)
+        ]
         if members:
             out[title] = members
     return out

@@ -9,6 +9,7 @@ Two ways to use them, chosen by `RationaleSettings.mode`:
   teacher's attribution of its own predicted answer, never the gold one).
 Rationales are computed once per run and kept in the run folder (`rationales.jsonl`), so a rerun reuses them.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,16 @@ def _key(settings: RationaleSettings, target: str) -> tuple:
     return (settings.method, settings.k, target, settings.filter_stopwords)
 
 
-def teacher_rationales(teacher, examples: Sequence[Example], settings: RationaleSettings, *, target: str,
-                       cache: Path | None = None, log: Callable[[str], None] = lambda m: None,
-                       should_stop: Callable[[], bool] = lambda: False) -> dict[str, list[str]]:
+def teacher_rationales(
+    teacher,
+    examples: Sequence[Example],
+    settings: RationaleSettings,
+    *,
+    target: str,
+    cache: Path | None = None,
+    log: Callable[[str], None] = lambda m: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, list[str]]:
     """Example id -> the teacher's top-k words (original order), read from `cache` when it has them."""
     key = _key(settings, target)
     found: dict[str, list[str]] = {}
@@ -90,24 +98,28 @@ def check_source_run(source: str, teacher_source: str, method: str, run_dir: Pat
     if job.get("kind") != "rationales":
         raise KDLensError(f"rationales.source_run: {folder.name} is a {job.get('kind')} run, not a rationales job")
     if not _same_source(str(job.get("teacher", {}).get("source")), teacher_source):
-        raise KDLensError(f"rationales.source_run: {folder.name} attributed {job.get('teacher', {}).get('source')}, "
-                          f"not this run's teacher {teacher_source}")
+        raise KDLensError(
+            f"rationales.source_run: {folder.name} attributed {job.get('teacher', {}).get('source')}, "
+            f"not this run's teacher {teacher_source}"
+        )
     if job.get("method") != method:
-        raise KDLensError(f"rationales.source_run: {folder.name} used {job.get('method')}, this run asks for "
-                          f"{method}")
+        raise KDLensError(f"rationales.source_run: {folder.name} used {job.get('method')}, this run asks for {method}")
     return folder, job
 
 
-def _from_job(settings: RationaleSettings, teacher_source: str, target: str, run_dir: Path | None,
-              log: Callable[[str], None]) -> dict[str, list[str]]:
+def _from_job(
+    settings: RationaleSettings, teacher_source: str, target: str, run_dir: Path | None, log: Callable[[str], None]
+) -> dict[str, list[str]]:
     """Rationales from a rationales job's saved teacher attributions, when its method and target match."""
     from kd_analysis.attribution.job import ATTRIBUTIONS
     from kd_analysis.attribution.rationales import Attribution
 
     folder, job = check_source_run(settings.source_run, teacher_source, settings.method, run_dir)
     if job.get("target", "gold") != target:
-        log(f"{folder.name} attributed the {job.get('target', 'gold')} answer; {target}-answer rationales are "
-            "computed here")
+        log(
+            f"{folder.name} attributed the {job.get('target', 'gold')} answer; {target}-answer rationales are "
+            "computed here"
+        )
         return {}
     out = {}
     for row in read_jsonl(folder / ATTRIBUTIONS):
@@ -141,8 +153,9 @@ def tag_targets(tok, examples: Sequence[Example], rationales: dict[str, list[str
     """Encoded rationale-task inputs, a 0/1 target per token (its word is a rationale word) and the mask of
     tokens that count (word tokens; not the tag, special tokens or padding)."""
     words = [rationale_input_words(ex) for ex in examples]
-    enc = tok(words, is_split_into_words=True, padding=True, truncation=True, max_length=max_length,
-              return_tensors="pt")
+    enc = tok(
+        words, is_split_into_words=True, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
     targets = torch.zeros(enc["input_ids"].shape)
     mask = torch.zeros(enc["input_ids"].shape, dtype=torch.bool)
     for row, ex in enumerate(examples):
@@ -167,17 +180,23 @@ class RationaleObjective(torch.nn.Module):
                 raise KDLensError("the student's config names no hidden size, so it cannot learn rationale tags")
             self.tagger = torch.nn.Linear(int(hidden), 1)
 
-    def forward(self, live, examples: Sequence[Example], rationales: dict[str, list[str]],
-                max_length: int) -> torch.Tensor:
+    def forward(
+        self, live, examples: Sequence[Example], rationales: dict[str, list[str]], max_length: int
+    ) -> torch.Tensor:
         if self.generates:
             from kd_analysis.training.batches import lm_outputs
 
-            views = [Example(id=ex.id, text=" ".join(rationale_input_words(ex)),
-                             answer=rationale_text(rationales.get(ex.id, []))) for ex in examples]
+            views = [
+                Example(
+                    id=ex.id, text=" ".join(rationale_input_words(ex)), answer=rationale_text(rationales.get(ex.id, []))
+                )
+                for ex in examples
+            ]
             out = lm_outputs(live, views, max_length)
             logits = out.logits.float()
-            return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), out.labels.reshape(-1),
-                                                     ignore_index=-100)
+            return torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), out.labels.reshape(-1), ignore_index=-100
+            )
         return self._tag_loss(live, examples, rationales, max_length)
 
     def _tag_loss(self, live, examples, rationales, max_length) -> torch.Tensor:
@@ -191,13 +210,27 @@ class RationaleObjective(torch.nn.Module):
         return torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], targets[mask])
 
 
-def prepare(teacher, train_set: list[Example], eval_set: list[Example], settings: RationaleSettings, *,
-            cache: Path | None, log: Callable[[str], None], should_stop: Callable[[], bool]):
+def prepare(
+    teacher,
+    train_set: list[Example],
+    eval_set: list[Example],
+    settings: RationaleSettings,
+    *,
+    cache: Path | None,
+    log: Callable[[str], None],
+    should_stop: Callable[[], bool],
+):
     """Rationales for both splits, and the label-task views the student trains and is evaluated on."""
-    train_r = teacher_rationales(teacher, train_set, settings, target=settings.target, cache=cache, log=log,
-                                 should_stop=should_stop)
-    eval_r = (teacher_rationales(teacher, eval_set, settings, target="predicted", cache=cache, log=log,
-                                 should_stop=should_stop) if settings.mode == "append" else {})
+    train_r = teacher_rationales(
+        teacher, train_set, settings, target=settings.target, cache=cache, log=log, should_stop=should_stop
+    )
+    eval_r = (
+        teacher_rationales(
+            teacher, eval_set, settings, target="predicted", cache=cache, log=log, should_stop=should_stop
+        )
+        if settings.mode == "append"
+        else {}
+    )
     train_views = [label_view(ex, settings, train_r.get(ex.id)) for ex in train_set]
     eval_views = [label_view(ex, settings, eval_r.get(ex.id)) for ex in eval_set]
     return train_r, train_views, eval_views

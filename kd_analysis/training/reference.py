@@ -11,6 +11,7 @@ Regenerate with `python -m kd_analysis runs make-reference` (about 40 minutes on
 SmolLM2's attributions; `--only ID ...` for a part). The teacher's LoRA adapter (~1.4 MB) is kept so students
 can be distilled from it on a fresh clone; student weights are not (later steps that need them run first).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -23,11 +24,13 @@ from kd_analysis.runs import RunStore
 from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
 
 TEACHER_RUN = "reference-minilm-mc-teacher"
-STUDENT_LOSSES = {"ce": [LossTerm("ce", 1.0)],
-                  "kl": [LossTerm("ce", 0.5), LossTerm("kl", 0.5)],
-                  "rkl": [LossTerm("ce", 0.5), LossTerm("rkl", 0.5)],
-                  "js": [LossTerm("ce", 0.5), LossTerm("js", 0.5)],
-                  "sinkhorn": [LossTerm("ce", 0.5), LossTerm("sinkhorn", 0.5)]}
+STUDENT_LOSSES = {
+    "ce": [LossTerm("ce", 1.0)],
+    "kl": [LossTerm("ce", 0.5), LossTerm("kl", 0.5)],
+    "rkl": [LossTerm("ce", 0.5), LossTerm("rkl", 0.5)],
+    "js": [LossTerm("ce", 0.5), LossTerm("js", 0.5)],
+    "sinkhorn": [LossTerm("ce", 0.5), LossTerm("sinkhorn", 0.5)],
+}
 COMMON = dict(data="demo:mcq", epochs=4, eval_every=27, eval_size=52, batch_size=8, seed=0, device="cpu")
 
 
@@ -46,15 +49,32 @@ def teacher_source(store: RunStore) -> str:
 
 
 def reference_configs(store: RunStore) -> list[tuple[str, TrainConfig]]:
-    teacher = TrainConfig(name="Reference teacher: MiniLM + LoRA fine-tuned on the MC demo",
-                          teacher=ModelSpec("minilm", task="multiple_choice"), train_teacher=True, lr=1e-3,
-                          losses=[LossTerm("ce", 1.0)], lora=LoraSettings(r=8, alpha=16), **COMMON)
+    teacher = TrainConfig(
+        name="Reference teacher: MiniLM + LoRA fine-tuned on the MC demo",
+        teacher=ModelSpec("minilm", task="multiple_choice"),
+        train_teacher=True,
+        lr=1e-3,
+        losses=[LossTerm("ce", 1.0)],
+        lora=LoraSettings(r=8, alpha=16),
+        **COMMON,
+    )
     out = [(TEACHER_RUN, teacher)]
     for name, losses in STUDENT_LOSSES.items():
-        out.append((f"reference-minilm-2l-{name}", TrainConfig(
-            name=f"Reference student (2 layers): {' + '.join(t.name for t in losses)}",
-            teacher=ModelSpec(teacher_source(store), task="multiple_choice"), student=StudentSpec(num_layers=2),
-            losses=losses, tau=2.0, lr=1e-4, save_checkpoint=name == "ce", **COMMON)))
+        out.append(
+            (
+                f"reference-minilm-2l-{name}",
+                TrainConfig(
+                    name=f"Reference student (2 layers): {' + '.join(t.name for t in losses)}",
+                    teacher=ModelSpec(teacher_source(store), task="multiple_choice"),
+                    student=StudentSpec(num_layers=2),
+                    losses=losses,
+                    tau=2.0,
+                    lr=1e-4,
+                    save_checkpoint=name == "ce",
+                    **COMMON,
+                ),
+            )
+        )
     return out
 
 
@@ -69,26 +89,53 @@ def sinkd_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     same KD without its Sinkhorn term, and CE only. The teacher is MiniLM fine-tuned on the set (LoRA)."""
     from kd_analysis.training.presets import SINKD_TASKS, preset_config, sinkd_losses
 
-    teacher = TrainConfig(name="Reference teacher: MiniLM + LoRA fine-tuned on the sentiment demo",
-                          teacher=ModelSpec("minilm", task="classification"), train_teacher=True, lr=1e-3,
-                          losses=[LossTerm("ce", 1.0)], lora=LoraSettings(r=8, alpha=16), data="demo:sentiment",
-                          epochs=4, eval_every=30, batch_size=8, seed=0, device="cpu")
+    teacher = TrainConfig(
+        name="Reference teacher: MiniLM + LoRA fine-tuned on the sentiment demo",
+        teacher=ModelSpec("minilm", task="classification"),
+        train_teacher=True,
+        lr=1e-3,
+        losses=[LossTerm("ce", 1.0)],
+        lora=LoraSettings(r=8, alpha=16),
+        data="demo:sentiment",
+        epochs=4,
+        eval_every=30,
+        batch_size=8,
+        seed=0,
+        device="cpu",
+    )
     source = {"source": _local(store.root / SENTIMENT_TEACHER_RUN / "checkpoint"), "task": "classification"}
     alpha, temperature = SINKD_TASKS["sst2"][:2]
     # The preset's 2 epochs are 4,200 steps on SST-2's 67,349 sentences but 16 on the demo's 250: 30 epochs give
     # 240 steps at the paper's learning rate and batch. The one override, stated wherever the run is shown.
     common = {"teacher": source, "device": "cpu", "save_checkpoint": False, "epochs": SINKD_DEMO_EPOCHS}
-    sinkd = preset_config("sinkd-sst2", {**common, "name": "Reference student (3 layers): SinKD preset sinkd-sst2 "
-                                                           f"({SINKD_DEMO_EPOCHS} epochs)"})
+    sinkd = preset_config(
+        "sinkd-sst2",
+        {**common, "name": f"Reference student (3 layers): SinKD preset sinkd-sst2 ({SINKD_DEMO_EPOCHS} epochs)"},
+    )
     without = [t.__dict__ for t in sinkd_losses(alpha, temperature) if t.name != "sinkhorn"]
-    kd_only = preset_config("sinkd-sst2", {**common, "losses": without,
-                                           "name": "Reference student (3 layers): sinkd-sst2 without its Sinkhorn "
-                                                   "term (0.1·CE + 0.9·KD)"})
-    ce_only = preset_config("sinkd-sst2", {**common, "losses": [{"name": "ce", "weight": 1.0}],
-                                           "name": "Reference student (3 layers): CE only, sinkd-sst2 optimiser"})
+    kd_only = preset_config(
+        "sinkd-sst2",
+        {
+            **common,
+            "losses": without,
+            "name": "Reference student (3 layers): sinkd-sst2 without its Sinkhorn term (0.1·CE + 0.9·KD)",
+        },
+    )
+    ce_only = preset_config(
+        "sinkd-sst2",
+        {
+            **common,
+            "losses": [{"name": "ce", "weight": 1.0}],
+            "name": "Reference student (3 layers): CE only, sinkd-sst2 optimiser",
+        },
+    )
     kd_only.preset = ce_only.preset = None  # twins, not the preset itself
-    return [(SENTIMENT_TEACHER_RUN, "train", teacher.to_dict()), (SINKD_PREFIX + "sinkd", "train", sinkd.to_dict()),
-            (SINKD_PREFIX + "kd", "train", kd_only.to_dict()), (SINKD_PREFIX + "ce", "train", ce_only.to_dict())]
+    return [
+        (SENTIMENT_TEACHER_RUN, "train", teacher.to_dict()),
+        (SINKD_PREFIX + "sinkd", "train", sinkd.to_dict()),
+        (SINKD_PREFIX + "kd", "train", kd_only.to_dict()),
+        (SINKD_PREFIX + "ce", "train", ce_only.to_dict()),
+    ]
 
 
 MINILM_RATIONALES = "reference-minilm-rationales-before"
@@ -106,42 +153,99 @@ def rationale_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     two = StudentSpec(num_layers=2)
 
     def student(run_id, label, tspec, sspec, mode, source, **kw):
-        cfg = TrainConfig(name=label, teacher=tspec, student=sspec, losses=[LossTerm("ce", 1.0)], lr=1e-4,
-                          rationales=RationaleSettings(mode=mode, weight=1.0, source_run=source, **RATIONALE)
-                          if mode else None, **{**COMMON, **kw})
+        cfg = TrainConfig(
+            name=label,
+            teacher=tspec,
+            student=sspec,
+            losses=[LossTerm("ce", 1.0)],
+            lr=1e-4,
+            rationales=RationaleSettings(mode=mode, weight=1.0, source_run=source, **RATIONALE) if mode else None,
+            **{**COMMON, **kw},
+        )
         return (run_id, "train", cfg.to_dict())
 
     def checkpoint(run_id):
-        return StudentSpec(kind="model", model=ModelSpec(_local(store.root / run_id / "checkpoint"),
-                                                         task="multiple_choice"))
+        return StudentSpec(
+            kind="model", model=ModelSpec(_local(store.root / run_id / "checkpoint"), task="multiple_choice")
+        )
 
     def job(run_id, label, tspec, sspec):
         return (run_id, "rationales", rationale_config(tspec, sspec, "demo:mcq", name=label, **RATIONALE))
 
     return [
-        job(MINILM_RATIONALES, "Reference rationales: MiniLM teacher vs 2-layer student before distillation",
-            teacher, two),
-        student("reference-minilm-2l-rationale-multitask", "Reference student (2 layers): ce + rationale task "
-                "(multitask)", teacher, two, "multitask", MINILM_RATIONALES, save_checkpoint=True),
-        student("reference-minilm-2l-rationale-append", "Reference student (2 layers): ce, rationale appended",
-                teacher, two, "append", MINILM_RATIONALES),
-        job("reference-minilm-rationales-after-multitask", "Reference rationales: MiniLM teacher vs the multitask "
-            "rationale student", teacher, checkpoint("reference-minilm-2l-rationale-multitask")),
-        job("reference-minilm-rationales-after-ce", "Reference rationales: MiniLM teacher vs the CE-only student",
-            teacher, checkpoint("reference-minilm-2l-ce")),
+        job(
+            MINILM_RATIONALES,
+            "Reference rationales: MiniLM teacher vs 2-layer student before distillation",
+            teacher,
+            two,
+        ),
+        student(
+            "reference-minilm-2l-rationale-multitask",
+            "Reference student (2 layers): ce + rationale task (multitask)",
+            teacher,
+            two,
+            "multitask",
+            MINILM_RATIONALES,
+            save_checkpoint=True,
+        ),
+        student(
+            "reference-minilm-2l-rationale-append",
+            "Reference student (2 layers): ce, rationale appended",
+            teacher,
+            two,
+            "append",
+            MINILM_RATIONALES,
+        ),
+        job(
+            "reference-minilm-rationales-after-multitask",
+            "Reference rationales: MiniLM teacher vs the multitask rationale student",
+            teacher,
+            checkpoint("reference-minilm-2l-rationale-multitask"),
+        ),
+        job(
+            "reference-minilm-rationales-after-ce",
+            "Reference rationales: MiniLM teacher vs the CE-only student",
+            teacher,
+            checkpoint("reference-minilm-2l-ce"),
+        ),
         job(SMOL_RATIONALES, "Reference rationales: SmolLM2-135M (decoder) teacher", smol, None),
-        student("reference-smollm2-minilm-ce", "Reference: MiniLM student of SmolLM2, ce only", smol, minilm6,
-                None, None, save_checkpoint=False),
-        student("reference-smollm2-minilm-rationale-multitask", "Reference: MiniLM student of SmolLM2, ce + "
-                "rationale task (multitask)", smol, minilm6, "multitask", SMOL_RATIONALES, save_checkpoint=False),
+        student(
+            "reference-smollm2-minilm-ce",
+            "Reference: MiniLM student of SmolLM2, ce only",
+            smol,
+            minilm6,
+            None,
+            None,
+            save_checkpoint=False,
+        ),
+        student(
+            "reference-smollm2-minilm-rationale-multitask",
+            "Reference: MiniLM student of SmolLM2, ce + rationale task (multitask)",
+            smol,
+            minilm6,
+            "multitask",
+            SMOL_RATIONALES,
+            save_checkpoint=False,
+        ),
     ]
 
 
 PRIMING_PREFIX = "reference-smollm2-priming-"
 # CPU scale: ~10 minutes per strategy on 2 cores. Enough to show the workflow end to end and move the students'
 # answer NLL; far too little to rank strategies by exact match (a GPU run: `prime start --steps 1000 ...`).
-PRIMING = dict(steps=30, batch_size=8, lr=1e-3, max_length=160, eval_size=24, eval_every=30, max_new_tokens=48,
-               seed=0, device="cpu", tau=2.0, teacher_topk=None)  # full vocabulary: 30 steps see each question once
+PRIMING = dict(
+    steps=30,
+    batch_size=8,
+    lr=1e-3,
+    max_length=160,
+    eval_size=24,
+    eval_every=30,
+    max_new_tokens=48,
+    seed=0,
+    device="cpu",
+    tau=2.0,
+    teacher_topk=None,
+)  # full vocabulary: 30 steps see each question once
 # 28 of 30 layers: dropping 4 left a student at 0% that 20 CPU steps could not lift; without 20-21 it starts at 4%
 PRIMING_STUDENT_KEEP = tuple(i for i in range(30) if i not in (20, 21))
 
@@ -154,19 +258,30 @@ def priming_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     from kd_analysis.priming.experiment import strategy_configs
     from kd_analysis.priming.strategies import STRATEGIES
 
-    base = TrainConfig(name="Reference", teacher=ModelSpec("smollm2-135m-instruct", task="causal_lm"),
-                       student=StudentSpec(keep_layers=PRIMING_STUDENT_KEEP), data="demo:arithmetic",
-                       losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
-                       lora=LoraSettings(r=8, alpha=16, dropout=0.1,
-                                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]), **PRIMING)
-    plan = [(PRIMING_PREFIX + cfg.priming.strategy, "train", cfg.to_dict())
-            for cfg in strategy_configs(base, list(STRATEGIES))]
+    base = TrainConfig(
+        name="Reference",
+        teacher=ModelSpec("smollm2-135m-instruct", task="causal_lm"),
+        student=StudentSpec(keep_layers=PRIMING_STUDENT_KEEP),
+        data="demo:arithmetic",
+        losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
+        lora=LoraSettings(r=8, alpha=16, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+        **PRIMING,
+    )
+    plan = [
+        (PRIMING_PREFIX + cfg.priming.strategy, "train", cfg.to_dict())
+        for cfg in strategy_configs(base, list(STRATEGIES))
+    ]
     models = [{"label": rid.removeprefix(PRIMING_PREFIX), "run": rid} for rid, _, _ in plan]
-    plan.append(("reference-smollm2-priming-heads", "attention",
-                 attention_config(models, "demo:arithmetic", limit=40,
-                                  name="Reference: attention heads of the per-strategy students")))
+    plan.append(
+        (
+            "reference-smollm2-priming-heads",
+            "attention",
+            attention_config(
+                models, "demo:arithmetic", limit=40, name="Reference: attention heads of the per-strategy students"
+            ),
+        )
+    )
     return plan
-
 
 
 TEACHER_HEADS = "reference-smollm2-teacher-heads"
@@ -180,8 +295,15 @@ def teacher_heads_plan() -> list[tuple[str, str, dict]]:
 
     spec = ModelSpec("smollm2-135m-instruct", task="causal_lm").to_dict()
     models = [{"label": name, "spec": spec, "template": s.template} for name, s in STRATEGIES.items()]
-    return [(TEACHER_HEADS, "attention", attention_config(models, "demo:arithmetic", limit=40,
-                                                          name="Reference: SmolLM2's heads under each strategy"))]
+    return [
+        (
+            TEACHER_HEADS,
+            "attention",
+            attention_config(
+                models, "demo:arithmetic", limit=40, name="Reference: SmolLM2's heads under each strategy"
+            ),
+        )
+    ]
 
 
 TEACHER_OUTPUTS = "reference-smollm2-teacher-outputs"
@@ -195,8 +317,20 @@ def teacher_outputs_plan() -> list[tuple[str, str, dict]]:
 
     spec = ModelSpec("smollm2-135m-instruct", task="causal_lm").to_dict()
     templates = {name: s.template for name, s in STRATEGIES.items()}
-    return [(TEACHER_OUTPUTS, KIND, outputs_config(spec, "demo:arithmetic", templates, limit=40, max_new_tokens=96,
-                                                   name="Reference: SmolLM2's outputs under each strategy"))]
+    return [
+        (
+            TEACHER_OUTPUTS,
+            KIND,
+            outputs_config(
+                spec,
+                "demo:arithmetic",
+                templates,
+                limit=40,
+                max_new_tokens=96,
+                name="Reference: SmolLM2's outputs under each strategy",
+            ),
+        )
+    ]
 
 
 # --- run groups on the large MC demo: the few-label regime beside the full-label one ------------------------------
@@ -207,8 +341,7 @@ SIZE_SPEED_RUN = "reference-mcl-size-speed"
 GROUP_SEEDS = (0, 1, 2)
 FEW_LABELS = 100
 GROUP_EVAL = dict(data=GROUP_DATA, eval_size=500, split_seed=0, device="cpu")
-GROUP_STUDENT = dict(steps=150, eval_every=150, batch_size=16, lr=1e-4, tau=2.0, save_checkpoint=False,
-                     **GROUP_EVAL)
+GROUP_STUDENT = dict(steps=150, eval_every=150, batch_size=16, lr=1e-4, tau=2.0, save_checkpoint=False, **GROUP_EVAL)
 
 
 def group_losses() -> dict[str, tuple[str, list[LossTerm]]]:
@@ -216,11 +349,13 @@ def group_losses() -> dict[str, tuple[str, list[LossTerm]]]:
     from kd_analysis.training.presets import SINKD_TASKS, sinkd_losses
 
     alpha, temperature = SINKD_TASKS["sst2"][:2]
-    return {"ce": ("CE only", [LossTerm("ce", 1.0)]),
-            "kl": ("0.5·CE + 0.5·KL", [LossTerm("ce", 0.5), LossTerm("kl", 0.5)]),
-            "rkl": ("0.5·CE + 0.5·reverse KL", [LossTerm("ce", 0.5), LossTerm("rkl", 0.5)]),
-            "js": ("0.5·CE + 0.5·JS", [LossTerm("ce", 0.5), LossTerm("js", 0.5)]),
-            "sinkd": ("SinKD's loss mix (their SST-2 α, T, β)", sinkd_losses(alpha, temperature))}
+    return {
+        "ce": ("CE only", [LossTerm("ce", 1.0)]),
+        "kl": ("0.5·CE + 0.5·KL", [LossTerm("ce", 0.5), LossTerm("kl", 0.5)]),
+        "rkl": ("0.5·CE + 0.5·reverse KL", [LossTerm("ce", 0.5), LossTerm("rkl", 0.5)]),
+        "js": ("0.5·CE + 0.5·JS", [LossTerm("ce", 0.5), LossTerm("js", 0.5)]),
+        "sinkd": ("SinKD's loss mix (their SST-2 α, T, β)", sinkd_losses(alpha, temperature)),
+    }
 
 
 def group_plan(store: RunStore) -> list[tuple[str, str, dict]]:
@@ -229,41 +364,75 @@ def group_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     held-out questions and trained for the same 150 steps of 16."""
     from kd_analysis.evidence.groups import group_configs
 
-    teacher = TrainConfig(name="Reference teacher: MiniLM + LoRA fine-tuned on the large MC demo",
-                          teacher=ModelSpec("minilm", task="multiple_choice"), train_teacher=True, lr=1e-3,
-                          losses=[LossTerm("ce", 1.0)], lora=LoraSettings(r=8, alpha=16), epochs=2, eval_every=1000,
-                          batch_size=8, seed=0, **GROUP_EVAL)
+    teacher = TrainConfig(
+        name="Reference teacher: MiniLM + LoRA fine-tuned on the large MC demo",
+        teacher=ModelSpec("minilm", task="multiple_choice"),
+        train_teacher=True,
+        lr=1e-3,
+        losses=[LossTerm("ce", 1.0)],
+        lora=LoraSettings(r=8, alpha=16),
+        epochs=2,
+        eval_every=1000,
+        batch_size=8,
+        seed=0,
+        **GROUP_EVAL,
+    )
     plan = [(GROUP_TEACHER_RUN, "train", teacher.to_dict())]
     source = ModelSpec(_local(store.root / GROUP_TEACHER_RUN / "checkpoint"), task="multiple_choice")
     from kd_analysis.evidence.size_speed import KIND, size_speed_config
 
-    plan.append((SIZE_SPEED_RUN, KIND, size_speed_config(
-        source.to_dict(), StudentSpec(num_layers=2).to_dict(), GROUP_DATA,
-        name="Reference: size and speed of the large-MC teacher and its 2-layer student")))
+    plan.append(
+        (
+            SIZE_SPEED_RUN,
+            KIND,
+            size_speed_config(
+                source.to_dict(),
+                StudentSpec(num_layers=2).to_dict(),
+                GROUP_DATA,
+                name="Reference: size and speed of the large-MC teacher and its 2-layer student",
+            ),
+        )
+    )
     for regime, labels, words in (("few", FEW_LABELS, f"{FEW_LABELS} labels"), ("full", None, "all labels")):
         for key, (label, losses) in group_losses().items():
-            base = TrainConfig(name=f"Reference group ({words}): {label}", teacher=source,
-                               student=StudentSpec(num_layers=2), losses=losses, labels=labels, seed=0,
-                               **GROUP_STUDENT).to_dict()
+            base = TrainConfig(
+                name=f"Reference group ({words}): {label}",
+                teacher=source,
+                student=StudentSpec(num_layers=2),
+                losses=losses,
+                labels=labels,
+                seed=0,
+                **GROUP_STUDENT,
+            ).to_dict()
             for cfg in group_configs(base, GROUP_SEEDS, group=f"{GROUP_PREFIX}{regime}-{key}"):
                 plan.append((f"{GROUP_PREFIX}{regime}-{key}-s{cfg['seed']}", "train", cfg))
     return plan
 
 
 def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
-    return ([(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)] + sinkd_plan(store)
-            + rationale_plan(store) + teacher_heads_plan() + teacher_outputs_plan() + priming_plan(store)
-            + group_plan(store))
+    return (
+        [(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)]
+        + sinkd_plan(store)
+        + rationale_plan(store)
+        + teacher_heads_plan()
+        + teacher_outputs_plan()
+        + priming_plan(store)
+        + group_plan(store)
+    )
 
 
-def make_reference(store: RunStore | None = None, log: Callable[[str], None] = print,
-                   only: list[str] | None = None, jobs: int = 1) -> list[str]:
+def make_reference(
+    store: RunStore | None = None, log: Callable[[str], None] = print, only: list[str] | None = None, jobs: int = 1
+) -> list[str]:
     """Run every reference step (or those matching `only`), `jobs` at a time."""
     from kd_analysis.training.plan_runner import run_plan
     from kd_analysis.training.shared_teacher import shared_teacher_outputs
 
     store = store or RunStore()
-    plan = [step for step in reference_plan(store)
-            if not only or any(fnmatch.fnmatchcase(step[0], pattern) for pattern in only)]
+    plan = [
+        step
+        for step in reference_plan(store)
+        if not only or any(fnmatch.fnmatchcase(step[0], pattern) for pattern in only)
+    ]
     with shared_teacher_outputs():  # the students of one frozen teacher share its logits and its evaluation
         return run_plan(store, plan, jobs, log)

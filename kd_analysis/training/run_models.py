@@ -1,4 +1,5 @@
 """Reload the student a finished run produced: a full checkpoint, or a LoRA adapter on the derived student."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,10 @@ def load_run_student(run: Run, device: str = "auto"):
     cfg = TrainConfig.from_dict(run.config())
     folder = Path(run.path) / "checkpoint"
     if run.status().get("state") != "finished" or not folder.exists():
-        raise KDLensError(f"run {run.run_id} has no saved student (it is {run.status().get('state')}; runs save one "
-                          "when they finish with save_checkpoint on)")
+        raise KDLensError(
+            f"run {run.run_id} has no saved student (it is {run.status().get('state')}; runs save one "
+            "when they finish with save_checkpoint on)"
+        )
     if not (folder / "adapter_config.json").exists():
         return load_model(ModelSpec(str(folder), task=cfg.task or cfg.teacher.task, device=device))
     from peft import PeftModel

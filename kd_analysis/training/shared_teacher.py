@@ -2,6 +2,7 @@
 on one data set need its logits on the same examples thirty times. Off unless a caller opens
 `shared_teacher_outputs()`; only classification and multiple-choice rows (raw logits, before any temperature)
 and the teacher's step-0 evaluation are shared, keyed by everything that determines them."""
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,11 @@ def _weights_stamp(source: str) -> list:
 def teacher_key(cfg: Any, task: str) -> str | None:
     if _SHARED is None or task not in ("classification", "multiple_choice") or cfg.train_teacher:
         return None
-    return json.dumps([cfg.teacher.to_dict(), _weights_stamp(cfg.teacher.source), task, cfg.data, cfg.max_length],
-                      sort_keys=True, default=str)
+    return json.dumps(
+        [cfg.teacher.to_dict(), _weights_stamp(cfg.teacher.source), task, cfg.data, cfg.max_length],
+        sort_keys=True,
+        default=str,
+    )
 
 
 def shared_rows(key: str | None) -> dict | None:

@@ -8,6 +8,7 @@ so KD can charge the student for the mass it puts outside the teacher's top-k (`
 Storage per target token: k × 8 bytes (a float32 value and an int32 id) + 4 bytes per temperature, i.e. 516 B at
 k = 64 with one τ, against 4·V bytes for a full row (196 KB for SmolLM2's 49,152 tokens).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -52,8 +53,9 @@ class TeacherCache:
         for ex, row in zip(examples, logits.detach().float().cpu()):
             self.entries[ex.id] = row
 
-    def put_lm(self, examples: Sequence[Example], logits: torch.Tensor, labels: torch.Tensor,
-               width: int | None) -> None:
+    def put_lm(
+        self, examples: Sequence[Example], logits: torch.Tensor, labels: torch.Tensor, width: int | None
+    ) -> None:
         """Keep each example's target positions: top-k among the first `width` (shared) columns, normalised over
         the teacher's full vocabulary at every run temperature."""
         width = width or logits.shape[-1]
@@ -72,9 +74,11 @@ class TeacherCache:
     def lm(self, examples: Sequence[Example], device) -> TopK:
         self.hits += len(examples)
         items = [self.entries[ex.id] for ex in examples]
-        return TopK(torch.cat([i.logits for i in items]).to(device),
-                    torch.cat([i.indices for i in items]).to(device).long(),
-                    {t: torch.cat([i.lse[t] for i in items]).to(device) for t in self.temperatures})
+        return TopK(
+            torch.cat([i.logits for i in items]).to(device),
+            torch.cat([i.indices for i in items]).to(device).long(),
+            {t: torch.cat([i.lse[t] for i in items]).to(device) for t in self.temperatures},
+        )
 
 
 def run_temperatures(taus: Iterable[float]) -> tuple[float, ...]:

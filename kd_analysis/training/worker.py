@@ -4,6 +4,7 @@ It owns its run folder: status.json (with a heartbeat every few seconds), metric
 marks the run failed with the traceback in the log and one line in the status; SIGTERM cancels it cleanly.
 Runs on the same device kind wait for each other through a lock file that the OS releases even after kill -9.
 """
+
 from __future__ import annotations
 
 import errno
@@ -106,16 +107,19 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, KDLensError):
         return str(exc)
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        return ("out of GPU memory: lower batch_size (use grad_accum to keep the effective batch), shorten "
-                "max_length, or use precision bf16")
+        return (
+            "out of GPU memory: lower batch_size (use grad_accum to keep the effective batch), shorten "
+            "max_length, or use precision bf16"
+        )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return "the disk is full: free space and start the run again (metrics written so far are intact)"
     first = (str(exc).strip().splitlines() or [""])[0][:200]
     return f"{type(exc).__name__}: {first} (traceback in the log)"
 
 
-def supervise(run: Run, root: Path, device_kind: str,
-              body: Callable[[threading.Event], tuple[str, str | None, dict]]) -> int:
+def supervise(
+    run: Run, root: Path, device_kind: str, body: Callable[[threading.Event], tuple[str, str | None, dict]]
+) -> int:
     """Run `body` as this run's job: heartbeat, device queue, SIGTERM -> stop flag, any failure -> a reason.
 
     `body(stop)` returns (final state, reason, extra status fields). Shared by every background job kind.
@@ -152,8 +156,9 @@ def supervise(run: Run, root: Path, device_kind: str,
             lock.close()
 
 
-def run_worker(config_path: str | os.PathLike | None, run_id: str | None = None, root: str | None = None,
-               config=None) -> int:
+def run_worker(
+    config_path: str | os.PathLike | None, run_id: str | None = None, root: str | None = None, config=None
+) -> int:
     """Train one config in this process. `config` (a TrainConfig, e.g. a resolved preset) replaces the file."""
     from kd_analysis.training.config import TrainConfig
     from kd_analysis.training.loop import train
@@ -202,11 +207,13 @@ def run_job(run_id: str, root: str | None = None) -> int:
 
 # Job kind -> "module:function(run, stop, store)" returning (state, reason, extra status); imported on use so a
 # training worker never loads the attribution or attention code. Adding a kind is one function and one line.
-BACKGROUND_JOBS = {"rationales": "kd_analysis.attribution.job:rationale_job",
-                   "attention": "kd_analysis.attention.job:attention_job",
-                   "teacher_outputs": "kd_analysis.priming.job:outputs_job",
-                   "explanations": "kd_analysis.errors.explain:explain_job",
-                   "size_speed": "kd_analysis.evidence.size_speed:size_speed_job"}
+BACKGROUND_JOBS = {
+    "rationales": "kd_analysis.attribution.job:rationale_job",
+    "attention": "kd_analysis.attention.job:attention_job",
+    "teacher_outputs": "kd_analysis.priming.job:outputs_job",
+    "explanations": "kd_analysis.errors.explain:explain_job",
+    "size_speed": "kd_analysis.evidence.size_speed:size_speed_job",
+}
 
 
 def run_one(run: Run, store: RunStore) -> int:

@@ -3,6 +3,7 @@
 Each generator returns raw rows in a known public format (CommonsenseQA, GSM8K, SST-2), so the demo goes
 through the same parsers as users' files. Generation is seeded: the same rows every time.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,16 +28,45 @@ class DemoSet:
 
 
 DEMO_SETS: dict[str, DemoSet] = {
-    "mcq": DemoSet("mcq", "Everyday multiple choice", "commonsenseqa", ".jsonl", mcq_rows,
-                   "Five-choice questions about everyday things; the answer text is always among the choices."),
-    "arithmetic": DemoSet("arithmetic", "Arithmetic word problems", "gsm8k", ".jsonl", arithmetic_rows,
-                          "One- and two-step word problems with worked solutions ending in `#### N`."),
-    "sentiment": DemoSet("sentiment", "Short sentiment sentences", "sst2", ".tsv", sentiment_rows,
-                         "Short review sentences labelled 0 (negative) or 1 (positive)."),
-    "mcq-large": DemoSet("mcq-large", "Everyday multiple choice, large", "commonsenseqa", ".jsonl", mcq_large_rows,
-                         "About 1,800 five-choice questions: the small set's facts in more wordings, new fact tables "
-                         "and ordered scales (which is the heaviest?); for run groups and paired statistics."),
-    "sentiment-large": DemoSet("sentiment-large", "Sentiment sentences, large", "sst2", ".tsv", sentiment_large_rows,
-                               "1,800 review sentences, 30% of them turning with \"but\" (the clause after it "
-                               "carries the label)."),
+    "mcq": DemoSet(
+        "mcq",
+        "Everyday multiple choice",
+        "commonsenseqa",
+        ".jsonl",
+        mcq_rows,
+        "Five-choice questions about everyday things; the answer text is always among the choices.",
+    ),
+    "arithmetic": DemoSet(
+        "arithmetic",
+        "Arithmetic word problems",
+        "gsm8k",
+        ".jsonl",
+        arithmetic_rows,
+        "One- and two-step word problems with worked solutions ending in `#### N`.",
+    ),
+    "sentiment": DemoSet(
+        "sentiment",
+        "Short sentiment sentences",
+        "sst2",
+        ".tsv",
+        sentiment_rows,
+        "Short review sentences labelled 0 (negative) or 1 (positive).",
+    ),
+    "mcq-large": DemoSet(
+        "mcq-large",
+        "Everyday multiple choice, large",
+        "commonsenseqa",
+        ".jsonl",
+        mcq_large_rows,
+        "About 1,800 five-choice questions: the small set's facts in more wordings, new fact tables "
+        "and ordered scales (which is the heaviest?); for run groups and paired statistics.",
+    ),
+    "sentiment-large": DemoSet(
+        "sentiment-large",
+        "Sentiment sentences, large",
+        "sst2",
+        ".tsv",
+        sentiment_large_rows,
+        '1,800 review sentences, 30% of them turning with "but" (the clause after it carries the label).',
+    ),
 }

@@ -3,16 +3,41 @@
 Small numbers on purpose: a 135M teacher solves about half of one-step problems, so prompt strategies differ
 measurably (docs/methods.md §6).
 """
+
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
 from typing import Any
 
-NAMES = [("Tom", "he"), ("Maria", "she"), ("Ali", "he"), ("Sofia", "she"), ("Ken", "he"), ("Lena", "she"),
-         ("Omar", "he"), ("Priya", "she"), ("Jack", "he"), ("Mei", "she"), ("Lucas", "he"), ("Ada", "she")]
-ITEMS = ["apples", "stickers", "marbles", "pencils", "cookies", "books", "stamps", "shells", "balloons",
-         "cards", "eggs", "flowers"]
+NAMES = [
+    ("Tom", "he"),
+    ("Maria", "she"),
+    ("Ali", "he"),
+    ("Sofia", "she"),
+    ("Ken", "he"),
+    ("Lena", "she"),
+    ("Omar", "he"),
+    ("Priya", "she"),
+    ("Jack", "he"),
+    ("Mei", "she"),
+    ("Lucas", "he"),
+    ("Ada", "she"),
+]
+ITEMS = [
+    "apples",
+    "stickers",
+    "marbles",
+    "pencils",
+    "cookies",
+    "books",
+    "stamps",
+    "shells",
+    "balloons",
+    "cards",
+    "eggs",
+    "flowers",
+]
 
 
 def _add(rng: random.Random, name: str, pron: str, friend: str, item: str) -> tuple[str, str, int]:
@@ -31,8 +56,10 @@ def _sub(rng: random.Random, name: str, pron: str, friend: str, item: str) -> tu
 def _add_sub(rng: random.Random, name: str, pron: str, friend: str, item: str) -> tuple[str, str, int]:
     a, b = rng.randint(5, 30), rng.randint(2, 20)
     c = rng.randint(1, a + b - 1)
-    q = (f"{name} has {a} {item}. {pron.capitalize()} buys {b} more, then gives {c} to {friend}. "
-         f"How many {item} does {name} have now?")
+    q = (
+        f"{name} has {a} {item}. {pron.capitalize()} buys {b} more, then gives {c} to {friend}. "
+        f"How many {item} does {name} have now?"
+    )
     s = f"After buying, {name} has {a} + {b} = {a + b} {item}.\nAfter giving some away, {name} has {a + b} - {c} = {a + b - c} {item}."
     return q, s, a + b - c
 
@@ -45,8 +72,10 @@ def _mul(rng: random.Random, name: str, pron: str, friend: str, item: str) -> tu
 
 def _mul_add(rng: random.Random, name: str, pron: str, friend: str, item: str) -> tuple[str, str, int]:
     a, b, c = rng.randint(2, 6), rng.randint(2, 9), rng.randint(1, 15)
-    q = (f"{name} has {a} boxes with {b} {item} in each box, and {c} loose {item}. "
-         f"How many {item} does {name} have in total?")
+    q = (
+        f"{name} has {a} boxes with {b} {item} in each box, and {c} loose {item}. "
+        f"How many {item} does {name} have in total?"
+    )
     s = f"The boxes hold {a} * {b} = {a * b} {item}.\nIn total {name} has {a * b} + {c} = {a * b + c} {item}."
     return q, s, a * b + c
 
@@ -59,7 +88,13 @@ def _share(rng: random.Random, name: str, pron: str, friend: str, item: str) -> 
 
 
 TEMPLATES: list[tuple[Callable[..., tuple[str, str, int]], int]] = [
-    (_add, 3), (_sub, 3), (_add_sub, 3), (_mul, 2), (_mul_add, 2), (_share, 1)]
+    (_add, 3),
+    (_sub, 3),
+    (_add_sub, 3),
+    (_mul, 2),
+    (_mul_add, 2),
+    (_share, 1),
+]
 
 
 def arithmetic_rows(n: int = 300, seed: int = 7) -> list[dict[str, Any]]:

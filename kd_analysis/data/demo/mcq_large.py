@@ -6,6 +6,7 @@ and with its own distractors, and ordered scales ("which is the heaviest?") give
 few lines, so held-out questions often re-ask, in other words, a fact seen in training: the demo measures how
 well a student takes over what the teacher knows, not open-world knowledge.
 """
+
 from __future__ import annotations
 
 import random
@@ -30,51 +31,190 @@ MORE_CATEGORIES: dict[str, list[str]] = {
 }
 
 MORE_PAIRS = [
-    ("colour", "What colour is a ripe {cue} usually?", [
-        ("banana", "yellow"), ("tomato", "red"), ("lime", "green"), ("blueberry", "blue"), ("plum", "purple"),
-        ("coconut", "brown"), ("orange", "orange"), ("snowball", "white"), ("lump of coal", "black"),
-        ("flamingo", "pink")]),
-    ("sound", "Which sound does a {cue} make?", [
-        ("cow", "moo"), ("dog", "woof"), ("cat", "meow"), ("duck", "quack"), ("sheep", "baa"), ("snake", "hiss"),
-        ("lion", "roar"), ("bee", "buzz"), ("owl", "hoot"), ("horse", "neigh"), ("pig", "oink"),
-        ("mouse", "squeak"), ("frog", "croak"), ("rooster", "crow")]),
-    ("made", "What is {a} {cue} mostly made of?", [
-        ("window", "glass"), ("candle", "wax"), ("loaf of bread", "flour"), ("tyre", "rubber"),
-        ("sweater", "wool"), ("coin", "metal"), ("book", "paper"), ("brick", "clay"), ("table", "wood"),
-        ("snowman", "snow"), ("ice cube", "water"), ("omelette", "eggs"), ("pair of jeans", "cotton")]),
-    ("who", "Who {cue}?", [
-        ("fixes teeth", "dentist"), ("flies a plane", "pilot"), ("bakes bread", "baker"),
-        ("fixes leaking pipes", "plumber"), ("cuts hair", "hairdresser"), ("delivers letters", "postman"),
-        ("puts out fires", "firefighter"), ("grows crops", "farmer"), ("treats sick animals", "vet"),
-        ("writes news stories", "journalist"), ("designs buildings", "architect"), ("cooks in a restaurant", "chef"),
-        ("teaches children at school", "teacher"), ("catches criminals", "police officer")]),
-    ("home", "Where does {a} {cue} usually live?", [
-        ("bee", "hive"), ("bird", "nest"), ("fish", "water"), ("rabbit", "burrow"), ("horse", "stable"),
-        ("pig", "sty"), ("spider", "web"), ("bat", "cave"), ("dog", "kennel"), ("fox", "den"),
-        ("polar bear", "arctic"), ("camel", "desert"), ("monkey", "jungle")]),
+    (
+        "colour",
+        "What colour is a ripe {cue} usually?",
+        [
+            ("banana", "yellow"),
+            ("tomato", "red"),
+            ("lime", "green"),
+            ("blueberry", "blue"),
+            ("plum", "purple"),
+            ("coconut", "brown"),
+            ("orange", "orange"),
+            ("snowball", "white"),
+            ("lump of coal", "black"),
+            ("flamingo", "pink"),
+        ],
+    ),
+    (
+        "sound",
+        "Which sound does a {cue} make?",
+        [
+            ("cow", "moo"),
+            ("dog", "woof"),
+            ("cat", "meow"),
+            ("duck", "quack"),
+            ("sheep", "baa"),
+            ("snake", "hiss"),
+            ("lion", "roar"),
+            ("bee", "buzz"),
+            ("owl", "hoot"),
+            ("horse", "neigh"),
+            ("pig", "oink"),
+            ("mouse", "squeak"),
+            ("frog", "croak"),
+            ("rooster", "crow"),
+        ],
+    ),
+    (
+        "made",
+        "What is {a} {cue} mostly made of?",
+        [
+            ("window", "glass"),
+            ("candle", "wax"),
+            ("loaf of bread", "flour"),
+            ("tyre", "rubber"),
+            ("sweater", "wool"),
+            ("coin", "metal"),
+            ("book", "paper"),
+            ("brick", "clay"),
+            ("table", "wood"),
+            ("snowman", "snow"),
+            ("ice cube", "water"),
+            ("omelette", "eggs"),
+            ("pair of jeans", "cotton"),
+        ],
+    ),
+    (
+        "who",
+        "Who {cue}?",
+        [
+            ("fixes teeth", "dentist"),
+            ("flies a plane", "pilot"),
+            ("bakes bread", "baker"),
+            ("fixes leaking pipes", "plumber"),
+            ("cuts hair", "hairdresser"),
+            ("delivers letters", "postman"),
+            ("puts out fires", "firefighter"),
+            ("grows crops", "farmer"),
+            ("treats sick animals", "vet"),
+            ("writes news stories", "journalist"),
+            ("designs buildings", "architect"),
+            ("cooks in a restaurant", "chef"),
+            ("teaches children at school", "teacher"),
+            ("catches criminals", "police officer"),
+        ],
+    ),
+    (
+        "home",
+        "Where does {a} {cue} usually live?",
+        [
+            ("bee", "hive"),
+            ("bird", "nest"),
+            ("fish", "water"),
+            ("rabbit", "burrow"),
+            ("horse", "stable"),
+            ("pig", "sty"),
+            ("spider", "web"),
+            ("bat", "cave"),
+            ("dog", "kennel"),
+            ("fox", "den"),
+            ("polar bear", "arctic"),
+            ("camel", "desert"),
+            ("monkey", "jungle"),
+        ],
+    ),
 ]
 
 # ordered from least to most: (id prefix, question for the most, question for the least, items)
 SCALES = [
-    ("size", "Which of these animals is the biggest?", "Which of these animals is the smallest?",
-     ["ant", "bee", "mouse", "frog", "rabbit", "cat", "fox", "sheep", "pig", "horse", "bear", "giraffe",
-      "elephant", "whale"]),
-    ("time", "Which is the longest amount of time?", "Which is the shortest amount of time?",
-     ["second", "minute", "hour", "day", "week", "month", "year", "decade", "century", "millennium"]),
-    ("speed", "Which of these is usually the fastest?", "Which of these is usually the slowest?",
-     ["snail", "tortoise", "person walking", "person running", "bicycle", "horse galloping", "car on a motorway",
-      "high-speed train", "jet plane", "rocket"]),
-    ("heat", "Which of these is the hottest?", "Which of these is the coldest?",
-     ["ice cube", "snow", "cold tap water", "room air", "warm bath", "cup of hot tea", "boiling water",
-      "oven", "lava", "surface of the sun"]),
-    ("weight", "Which of these is the heaviest?", "Which of these is the lightest?",
-     ["feather", "paper clip", "coin", "apple", "book", "chair", "bicycle", "grown man", "car", "lorry",
-      "ship"]),
-    ("length", "Which is the longest distance?", "Which is the shortest distance?",
-     ["millimetre", "centimetre", "inch", "foot", "metre", "kilometre", "mile", "marathon",
-      "width of a country", "distance to the moon"]),
+    (
+        "size",
+        "Which of these animals is the biggest?",
+        "Which of these animals is the smallest?",
+        [
+            "ant",
+            "bee",
+            "mouse",
+            "frog",
+            "rabbit",
+            "cat",
+            "fox",
+            "sheep",
+            "pig",
+            "horse",
+            "bear",
+            "giraffe",
+            "elephant",
+            "whale",
+        ],
+    ),
+    (
+        "time",
+        "Which is the longest amount of time?",
+        "Which is the shortest amount of time?",
+        ["second", "minute", "hour", "day", "week", "month", "year", "decade", "century", "millennium"],
+    ),
+    (
+        "speed",
+        "Which of these is usually the fastest?",
+        "Which of these is usually the slowest?",
+        [
+            "snail",
+            "tortoise",
+            "person walking",
+            "person running",
+            "bicycle",
+            "horse galloping",
+            "car on a motorway",
+            "high-speed train",
+            "jet plane",
+            "rocket",
+        ],
+    ),
+    (
+        "heat",
+        "Which of these is the hottest?",
+        "Which of these is the coldest?",
+        [
+            "ice cube",
+            "snow",
+            "cold tap water",
+            "room air",
+            "warm bath",
+            "cup of hot tea",
+            "boiling water",
+            "oven",
+            "lava",
+            "surface of the sun",
+        ],
+    ),
+    (
+        "weight",
+        "Which of these is the heaviest?",
+        "Which of these is the lightest?",
+        ["feather", "paper clip", "coin", "apple", "book", "chair", "bicycle", "grown man", "car", "lorry", "ship"],
+    ),
+    (
+        "length",
+        "Which is the longest distance?",
+        "Which is the shortest distance?",
+        [
+            "millimetre",
+            "centimetre",
+            "inch",
+            "foot",
+            "metre",
+            "kilometre",
+            "mile",
+            "marathon",
+            "width of a country",
+            "distance to the moon",
+        ],
+    ),
 ]
-SYNONYM_PHRASES = ["What is the opposite of \"{w}\"?", "Which word means the reverse of \"{w}\"?"]
+SYNONYM_PHRASES = ['What is the opposite of "{w}"?', 'Which word means the reverse of "{w}"?']
 CATEGORY_WORDINGS = 2  # each member asked this many ways, each with its own distractors
 SCALE_QUESTIONS = 70  # per scale and direction
 
@@ -89,9 +229,15 @@ def _scale_rows(rng: random.Random, start: int) -> list[dict[str, Any]]:
                 choices = [items[i] for i in chosen]
                 rng.shuffle(choices)
                 labels = ["A", "B", "C", "D", "E"]
-                rows.append({"id": f"{prefix}-{start + len(rows)}", "question": question, "question_concept": prefix,
-                             "choices": {"label": labels, "text": choices},
-                             "answerKey": labels[choices.index(answer)]})
+                rows.append(
+                    {
+                        "id": f"{prefix}-{start + len(rows)}",
+                        "question": question,
+                        "question_concept": prefix,
+                        "choices": {"label": labels, "text": choices},
+                        "answerKey": labels[choices.index(answer)],
+                    }
+                )
     return rows
 
 
