@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 # One de-quantised SmolLM2 per test session, outside the user's own cache.
 _SESSION_CACHE = Path(os.environ.get("KD_LENS_TEST_CACHE", ROOT / ".pytest_cache" / "kd-lens-cache"))

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# One server per module: under xdist (--dist loadgroup) every browser test runs on the same worker.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("KD_LENS_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("KD_LENS_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
