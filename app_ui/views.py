@@ -116,3 +116,30 @@ def headline_metric(
     col.markdown(md(label), help=help)
     col.markdown(f"### :gray[{md(value)}]")
     col.caption(f"{md(text)} · too few examples to read a rate (fewer than {minimum})")
+
+
+def loss_param_inputs(losses: dict[str, Any], key_prefix: str) -> dict[str, dict[str, float]]:
+    """One input per registered loss parameter (its range and help from the registry); returns, per loss, the
+    values that differ from the defaults, so a config names only what the user changed."""
+    out: dict[str, dict[str, float]] = {}
+    for name, spec in losses.items():
+        if not spec.params:
+            continue
+        cols = st.columns(len(spec.params) + 1)
+        cols[0].markdown(f"**{md(spec.title)}**")
+        for col, p in zip(cols[1:], spec.params):
+            whole = isinstance(p.default, int)
+            cast = int if whole else float
+            value = col.number_input(
+                p.name,
+                cast(p.low),
+                cast(p.high),
+                cast(p.default),
+                1 if whole else None,
+                key=f"{key_prefix}{name}_{p.name}",
+                help=p.help,
+                format=None if whole else "%g",
+            )
+            if value != p.default:
+                out.setdefault(name, {})[p.name] = value
+    return out

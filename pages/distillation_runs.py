@@ -6,6 +6,7 @@ import streamlit as st
 from app_ui import state
 from app_ui.resources import show_error
 from app_ui.safe_text import code, md
+from app_ui.views import loss_param_inputs
 from kd_analysis.attribution.methods import METHODS
 from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.groups import group_configs, parse_seeds, start_group
@@ -99,6 +100,8 @@ with st.form("new_run"):
         weights = {"ce": cols[0].number_input("ce", 0.0, 10.0, 0.5, 0.1)}
         for col, (key, spec) in zip(cols[1:], LOSSES.items()):
             weights[key] = col.number_input(key, 0.0, 10.0, 0.5 if key == "kl" else 0.0, 0.1, help=spec.description)
+        with st.expander("Loss parameters (used by the terms with a weight)"):
+            loss_params = loss_param_inputs(LOSSES, key_prefix=K + "param_")
     c1, c2, c3, c4, c5, c6 = st.columns(6)
     own_tau = bool(preset) and bool(base.kd_terms) and all(t.tau is not None for t in base.kd_terms)
     tau = c1.number_input(
@@ -223,7 +226,7 @@ if submitted:
                 student=StudentSpec.from_dict(form.pop("student")),
                 data=form.pop("data"),
                 name=name.strip(),
-                losses=[LossTerm(k, float(w)) for k, w in weights.items() if w > 0],
+                losses=[LossTerm(k, float(w), loss_params.get(k, {})) for k, w in weights.items() if w > 0],
                 lora=(LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)) if use_lora else None),
                 rationales=None
                 if r_mode == "off"

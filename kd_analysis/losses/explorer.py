@@ -31,7 +31,12 @@ class ExplorerSettings:
     alpha: float = 0.1
     topk: int = 256  # vocabulary support for Sinkhorn on language models
     cache_k: int = 64  # language models: the k a training run caches per token (TrainConfig.teacher_topk)
-    losses: tuple[str, ...] = tuple(LOSSES)
+    losses: tuple[str, ...] = field(default_factory=lambda: tuple(LOSSES))  # every loss registered by now
+    params: dict[str, float] = field(default_factory=dict)  # any other loss parameter, by name
+
+    def param_values(self) -> dict[str, float]:
+        """Values for the registry's loss parameters (`LossSpec.resolve` takes those it names)."""
+        return {"eps": self.eps, "iters": self.iters, "alpha": self.alpha, **self.params}
 
 
 @dataclass
@@ -76,12 +81,7 @@ class PairLossReport:
 
 
 def _loss_kwargs(name: str, s: ExplorerSettings) -> dict[str, Any]:
-    kw: dict[str, Any] = {"tau": s.tau}
-    if name == "skew_kl":
-        kw["alpha"] = s.alpha
-    if name == "sinkhorn":
-        kw.update(eps=s.eps, iters=s.iters)
-    return kw
+    return {"tau": s.tau, **LOSSES[name].resolve(s.param_values())}
 
 
 def pair_outputs(teacher, student, examples: Sequence[Example], aligned_outputs: int | None = None):

@@ -8,7 +8,7 @@ compare a cached top-k teacher with the student's full distribution.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 
 LossFn = Callable[..., torch.Tensor]
 RowFn = Callable[..., torch.Tensor]  # (teacher_logp [N, d], student_logp [N, d], **params) -> [N]
+PairFn = Callable[..., torch.Tensor]  # (student_probs [G, n], teacher_probs [G, n], **params) -> [G]
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,18 @@ class LossSpec:
     params: tuple[Param, ...] = field(default_factory=tuple)
     rows: RowFn | None = None  # the divergence on normalised log-probability rows (None: batch-wise losses)
     zero_at_match: bool = True  # 0 when student == teacher (false for soft cross-entropy: the teacher's entropy)
+    one_pair: PairFn | None = None  # a batch-wise loss between single distributions (what the toy fits)
 
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, **kw: Any) -> torch.Tensor:
         return self.fn(student_logits, teacher_logits, **kw)
 
     def defaults(self) -> dict[str, float]:
         return {p.name: p.default for p in self.params}
+
+    def resolve(self, values: Mapping[str, float]) -> dict[str, float]:
+        """This loss's parameters: the given value where one is named like a parameter, else its default (an
+        integer parameter stays an integer). Callers pass every value they hold; each loss takes its own."""
+        return {p.name: type(p.default)(values.get(p.name, p.default)) for p in self.params}
 
 
 LOSSES: dict[str, LossSpec] = {}
@@ -59,9 +66,12 @@ def register_loss(
     params: tuple[Param, ...] = (),
     rows: RowFn | None = None,
     zero_at_match: bool = True,
+    one_pair: PairFn | None = None,
 ) -> Callable[[LossFn], LossFn]:
     def deco(fn: LossFn) -> LossFn:
-        LOSSES[name] = LossSpec(name, title, fn, description, symmetric, batchwise, params, rows, zero_at_match)
+        LOSSES[name] = LossSpec(
+            name, title, fn, description, symmetric, batchwise, params, rows, zero_at_match, one_pair
+        )
         return fn
 
     return deco

@@ -28,7 +28,7 @@ import torch
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses.registry import LOSSES
-from kd_analysis.losses.sinkhorn import sinkhorn_iterations
+from kd_analysis.losses.sinkhorn import class_sinkhorn, class_sinkhorn_rows  # noqa: F401 - the toy's Sinkhorn
 
 METHODS = ("newton", "adam", "gd")  # newton: the fast fit; adam: the old 200-step fit; gd: plain gradient steps
 
@@ -40,6 +40,8 @@ class ToyConfig:
     tau: float = 1.0
     eps: float = 0.05
     alpha: float = 0.1
+    iters: int = 50  # iterations of the class-level Sinkhorn (SinKD's batch-wise loss uses 20)
+    params: dict[str, float] = field(default_factory=dict)  # any other loss parameter, by name
     steps: int = 200  # most iterations per loss (Newton stops on convergence, usually after 5–40)
     lr: float = 0.1  # step size of "adam" and "gd"; Newton chooses its own steps
     start_mu: float = 8.0
@@ -50,6 +52,10 @@ class ToyConfig:
     gtol: float = 1e-9  # Newton: converged when ‖∇loss‖ ≤ gtol …
     ftol: float = 1e-11  # … or when the loss fell by less than ftol·|loss| over the last 5 iterations
     max_step: float = 0.5  # Newton: longest step in (μ, log σ), so that it follows the descent from the start
+
+    def param_values(self) -> dict[str, float]:
+        """Values for the registry's loss parameters (`LossSpec.resolve` takes those it names)."""
+        return {"eps": self.eps, "alpha": self.alpha, "iters": self.iters, **self.params}
 
 
 @dataclass
@@ -96,39 +102,18 @@ def _student_logits(mu: torch.Tensor, log_sigma: torch.Tensor, classes: int) -> 
     return -0.5 * ((k - mu) / log_sigma.exp()) ** 2
 
 
-def _ordered_cost(n: int, dtype=torch.float64) -> torch.Tensor:
-    k = torch.arange(n, dtype=dtype)
-    return (k[:, None] - k[None, :]).abs() / (n - 1)
-
-
-def class_sinkhorn_rows(
-    student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float, iters: int = 50
-) -> torch.Tensor:
-    """`class_sinkhorn` for G pairs of rows at once ([G, n] each): G independent plans, one value per pair."""
-    g, n = student_probs.shape
-    C = _ordered_cost(n, student_probs.dtype).expand(g, n, n)
-    P = sinkhorn_iterations(C, eps, iters, a=teacher_probs, b=student_probs)
-    return (P * C).sum((-1, -2))
-
-
-def class_sinkhorn(
-    student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float, iters: int = 50
-) -> torch.Tensor:
-    """Entropic OT between two distributions over ordered classes, ground cost |k − l| / (classes − 1)."""
-    return class_sinkhorn_rows(student_probs.reshape(1, -1), teacher_probs.reshape(1, -1), eps, iters).sum()
-
-
 def _objective_rows(name: str, cfg: ToyConfig, s_logits: torch.Tensor, t_logp: torch.Tensor) -> torch.Tensor:
     """The loss between each student row of s_logits [G, classes] and the teacher: [G]."""
     t = t_logp.expand_as(s_logits)
-    if name == "sinkhorn":
-        return class_sinkhorn_rows(torch.softmax(s_logits / cfg.tau, -1), torch.softmax(t / cfg.tau, -1), cfg.eps)
     if name not in LOSSES:
         raise KDLensError(f"unknown loss {name!r}; one of {', '.join(LOSSES)}")
-    if LOSSES[name].batchwise:
-        raise KDLensError(f"{LOSSES[name].title} couples the rows of a batch; the toy fits one distribution")
-    params = {"alpha": cfg.alpha} if name == "skew_kl" else {}
-    return LOSSES[name](s_logits, t, tau=cfg.tau, reduction="none", **params)
+    spec = LOSSES[name]
+    params = spec.resolve(cfg.param_values())
+    if spec.batchwise:
+        if spec.one_pair is None:
+            raise KDLensError(f"{spec.title} couples the rows of a batch; the toy fits one distribution")
+        return spec.one_pair(torch.softmax(s_logits / cfg.tau, -1), torch.softmax(t / cfg.tau, -1), **params)
+    return spec(s_logits, t, tau=cfg.tau, reduction="none", **params)
 
 
 def _objective(name: str, cfg: ToyConfig, s_logits: torch.Tensor, t_logp: torch.Tensor) -> torch.Tensor:
