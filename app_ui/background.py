@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app_ui.shared_results import SharedResults
+from kd_analysis.errors import user_message
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 
@@ -85,7 +86,7 @@ class BackgroundTasks:
             except Cancelled:
                 task.state = CANCELLED
             except BaseException as exc:
-                task.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                task.error = user_message(exc)
                 task.state = FAILED
             else:
                 self.results.put(key, value)

@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 
 from app_ui.safe_text import md
-from kd_analysis.errors import KDLensError
+from kd_analysis.errors import KDLensError, user_message
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 
 
@@ -96,8 +96,7 @@ def show_error(exc: BaseException) -> None:
         import logging
 
         logging.getLogger("kd-lens").exception("unexpected error")
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        st.error(f"Something went wrong: {type(exc).__name__}: {md(first)}", icon=":material/error:")
+        st.error(f"Something went wrong: {md(user_message(exc, kind=True))}", icon=":material/error:")
 
 
 def load_run_model(store: Any, run_id: str) -> Any:

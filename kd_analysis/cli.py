@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.errors import KDLensError, user_message
 
 
 class _Parser(argparse.ArgumentParser):
@@ -748,7 +748,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: still one line, with a way to see more
         if args.debug:
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {user_message(exc, kind=True)} (rerun with --debug for the traceback)", file=sys.stderr)
         return 2
     return 0

@@ -15,6 +15,7 @@ from app_ui.error_views import explanation_panel, export_buttons, notes_panel, r
 from app_ui.resources import show_error
 from app_ui.safe_text import md
 from app_ui.views import headline_metric
+from kd_analysis.errors import user_message
 from kd_analysis.errors.filters import select_examples
 from kd_analysis.errors.frames import PREDICTIONS, answer_label, load_records
 from kd_analysis.errors.slices import find_slices
@@ -264,8 +265,7 @@ view = frame if cell == "all" else frame[frame["cell"] == cell]
 try:
     view = select_examples(view, expr)
 except Exception as exc:
-    first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-    st.error(f"Filter not applied: {md(first_line)}", icon=":material/error:")
+    st.error(f"Filter not applied: {md(user_message(exc))}", icon=":material/error:")
 if search.strip():
     needle = search.strip().lower()
     hay = view["text"].fillna("").astype(str).str.lower() + " " + view["example_id"].str.lower()

@@ -149,3 +149,12 @@ def test_help_through_subprocess(command):
     proc = cli(*command, "--help")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "usage:" in proc.stdout
+
+
+def test_user_message_is_one_line_of_the_exception():
+    from kd_analysis.errors import user_message
+
+    assert user_message(ValueError("first line\nsecond line")) == "first line"
+    assert user_message(ValueError("bad thing"), kind=True) == "ValueError: bad thing"
+    assert user_message(KeyError()) == "KeyError" and user_message(RuntimeError("  "), kind=True) == "RuntimeError"
+    assert user_message(ValueError("x" * 500), limit=10) == "x" * 10

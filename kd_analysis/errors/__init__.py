@@ -18,3 +18,15 @@ class DataError(KDLensError):
 
 class RunStoreError(KDLensError):
     """A run folder is missing or unreadable."""
+
+
+def user_message(exc: BaseException, *, limit: int = 300, kind: bool = False) -> str:
+    """The one line a page, the CLI or a run's status shows for an exception: its first line of text (the class
+    name when it has none), cut at `limit`. `kind` names the class first, for failures that are bugs rather than
+    bad input, where the class is part of what a user reports."""
+    lines = str(exc).strip().splitlines()
+    name = type(exc).__name__
+    if not lines:
+        return name
+    first = lines[0][:limit]
+    return f"{name}: {first}" if kind else first

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from kd_analysis.errors import KDLensError, ModelLoadError
+from kd_analysis.errors import KDLensError, ModelLoadError, user_message
 from kd_analysis.models.builtins import BUILTINS, Progress
 from kd_analysis.models.device import dtype_name, pick_device, pick_dtype
 from kd_analysis.models.info import MemoryEstimate, ModelInfo, config_shape, count_parameters, estimate_from_config
@@ -83,11 +83,6 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
 def load_config(spec: ModelSpec, resolved: ResolvedSource) -> Any:
     from transformers import AutoConfig
 
@@ -99,7 +94,7 @@ def load_config(spec: ModelSpec, resolved: ResolvedSource) -> Any:
             local_files_only=resolved.local_only,
         )
     except ValueError as exc:
-        msg = _first_line(exc)
+        msg = user_message(exc)
         if "trust_remote_code" in msg or "does not recognize this architecture" in msg:
             raise ModelLoadError(
                 f"{spec.source}: this model type is unknown to transformers and needs its own "
@@ -107,7 +102,7 @@ def load_config(spec: ModelSpec, resolved: ResolvedSource) -> Any:
             ) from None
         raise ModelLoadError(f"{spec.source}: config.json is not usable ({msg})") from None
     except OSError as exc:
-        raise ModelLoadError(f"{spec.source}: {_first_line(exc)}") from None
+        raise ModelLoadError(f"{spec.source}: {user_message(exc)}") from None
 
 
 def estimate_memory(spec: ModelSpec) -> MemoryEstimate:
@@ -250,7 +245,7 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     except KDLensError:
         raise
     except Exception as exc:  # transformers/torch raise many types for a bad checkpoint; the user needs why
-        msg = _first_line(exc)
+        msg = user_message(exc)
         if "Weights only load failed" in str(exc) or "UnpicklingError" in type(exc).__name__:
             raise ModelLoadError(
                 f"{spec.source}: the pickle checkpoint holds more than plain tensors, and loading "
@@ -317,7 +312,7 @@ def adapter_mismatch(message: str) -> str:
         message,
     )
     if not found:
-        return _first_line(Exception(message)) or "its weights do not match this model"
+        return user_message(Exception(message)) or "its weights do not match this model"
     name, saved, here = found[0]
     saved_dims = [int(x) for x in saved.split(",") if x.strip()]
     here_dims = [int(x) for x in here.split(",") if x.strip()]
@@ -392,7 +387,7 @@ def load_tokenizer(location: str, spec: ModelSpec, *, local_only: bool = True) -
             local_files_only=local_only,
         )
     except Exception as exc:
-        raise ModelLoadError(f"{spec.source}: the tokenizer could not be loaded ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{spec.source}: the tokenizer could not be loaded ({user_message(exc)})") from None
 
 
 def _fix_padding(tokenizer: Any, model: Any, notes: list[str]) -> None:

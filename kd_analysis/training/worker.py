@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kd_analysis import process_identity
-from kd_analysis.errors import KDLensError
+from kd_analysis.errors import KDLensError, user_message
 from kd_analysis.runs import Run, RunStore
 
 HEARTBEAT_S = 2.0
@@ -113,8 +113,7 @@ def failure_reason(exc: BaseException) -> str:
         )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return "the disk is full: free space and start the run again (metrics written so far are intact)"
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
-    return f"{type(exc).__name__}: {first} (traceback in the log)"
+    return f"{user_message(exc, limit=200, kind=True)} (traceback in the log)"
 
 
 def supervise(
