@@ -450,18 +450,15 @@ def cmd_runs_agreement(args: argparse.Namespace) -> None:
 
 
 def cmd_runs_make_reference(args: argparse.Namespace) -> None:
+    from kd_analysis.logs import to_stderr
     from kd_analysis.runs import RunStore
     from kd_analysis.training.plan_runner import default_jobs
     from kd_analysis.training.reference import make_reference
 
     if args.jobs is not None and args.jobs < 1:
         raise KDLensError(f"--jobs takes a number of steps to run at a time, 1 or more (got {args.jobs})")
-    done = make_reference(
-        RunStore(args.root),
-        log=lambda m: print(m, file=sys.stderr, flush=True),
-        only=args.only,
-        jobs=args.jobs or default_jobs(),
-    )
+    with to_stderr():  # one line per step as it starts and ends
+        done = make_reference(RunStore(args.root), only=args.only, jobs=args.jobs or default_jobs())
     _print(done, args.json, lambda d: "\n".join(d))
 
 

@@ -40,7 +40,7 @@ def test_train_on_cuda_distils_a_decoder_and_evaluates(tiny_dir, tmp_path, topk)
     )
     torch.cuda.reset_peak_memory_stats()
     seen: list[dict] = []
-    result = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append, log=lambda m: None)
+    result = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append)
     assert result.state == "finished" and result.steps == 4 and "eval_exact_match" in result.metrics
     assert all(math.isfinite(m["loss"]) for m in seen if "loss" in m) and any("loss" in m for m in seen)
     assert torch.cuda.max_memory_allocated() > 0  # the work ran on the GPU, not silently on the CPU

@@ -21,7 +21,7 @@ def store(tiny_dir, tmp_path_factory):
     for rid, lr in (("run-a", 1e-3), ("run-b", 1e-2)):  # same split (seed), different students
         cfg = _cfg(tiny_dir, tmp, steps=4, eval_every=4, eval_size=24, data=data, lr=lr)
         run = store.create("train", cfg.to_dict(), run_id=rid)
-        res = train(cfg, out_dir=run.path, on_metrics=run.append_metrics, log=lambda m: None)
+        res = train(cfg, out_dir=run.path, on_metrics=run.append_metrics)
         run.set_status("finished")
         run.write_json("result.json", res.to_dict())
     no_records = store.create("train", {"name": "old"}, run_id="no-records")

@@ -60,7 +60,7 @@ def test_few_labels_keeps_the_transfer_set_only_for_distillation(tiny_dir, tmp_p
 def test_a_few_label_run_logs_its_labelled_and_transfer_counts(tiny_dir, tmp_path):
     seen = []
     cfg = _cfg(tiny_dir, tmp_path, labels=6, steps=4, eval_every=4, split_seed=3, seed=1)
-    res = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append, log=lambda m: None)
+    res = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append)
     assert res.state == "finished"
     start = next(m for m in seen if m.get("step") == 0 and "held_out" in m)
     assert start["labelled"] == 6 and start["train_examples"] == 40 - 8
@@ -68,7 +68,6 @@ def test_a_few_label_run_logs_its_labelled_and_transfer_counts(tiny_dir, tmp_pat
     res = train(
         _cfg(tiny_dir, tmp_path, labels=6, steps=4, eval_every=4, losses=[LossTerm("ce")]),
         on_metrics=ce_seen.append,
-        log=lambda m: None,
     )
     start = next(m for m in ce_seen if m.get("step") == 0 and "held_out" in m)
     assert start["labelled"] == 6 and start["train_examples"] == 6

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kd_analysis.logs import lines_to
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore
 from kd_analysis.training.config import LossTerm, TrainConfig
@@ -75,7 +76,8 @@ def test_a_teacher_and_two_students_run_in_parallel_processes(tiny_dir, tmp_path
         ("s-ce", "train", TrainConfig(name="ce", losses=[LossTerm("ce")], **student).to_dict()),
     ]
     lines = []
-    done = run_plan(store, plan, jobs=jobs, log=lines.append)
+    with lines_to(lines.append):
+        done = run_plan(store, plan, jobs=jobs)
     assert done[0] == "t" and sorted(done[1:]) == ["s-ce", "s-kl"]  # the teacher before the students it feeds
     for run_id in done:
         assert store.get(run_id).status()["state"] == "finished"
@@ -98,7 +100,7 @@ def test_a_failed_step_stops_the_plan_and_keeps_the_old_folder(tiny_dir, tmp_pat
     ).to_dict()
     after = dict(broken, name="after", teacher={**broken["teacher"], "source": str(store.root / "bad" / "ckpt")})
     with pytest.raises(RuntimeError, match="bad did not finish"):
-        run_plan(store, [("bad", "train", broken), ("after", "train", after)], jobs=2, log=lambda m: None)
+        run_plan(store, [("bad", "train", broken), ("after", "train", after)], jobs=2)
     assert (store.root / "bad" / "keep.txt").read_text() == "the shipped run"
     assert not (store.root / "after").exists() and not (store.root / "after.new").exists()
 
@@ -109,11 +111,11 @@ def test_speed_measurements_run_last_and_alone(tmp_path, monkeypatch):
 
     events = []
 
-    def pool(store, plan, jobs, log):
+    def pool(store, plan, jobs):
         events.append(("pool", [step[0] for step in plan]))
         return [step[0] for step in plan]
 
-    def alone(store, plan, log):
+    def alone(store, plan):
         events.extend(("alone", step[0]) for step in plan)
         return [step[0] for step in plan]
 
@@ -121,5 +123,5 @@ def test_speed_measurements_run_last_and_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "_serial", alone)
     kind = next(iter(EXCLUSIVE_KINDS))
     plan = [("t", "train", {}), ("speed", kind, {}), ("a", "train", {}), ("b", "train", {})]
-    assert run_plan(RunStore(tmp_path), plan, jobs=2, log=lambda m: None) == ["t", "a", "b", "speed"]
+    assert run_plan(RunStore(tmp_path), plan, jobs=2) == ["t", "a", "b", "speed"]
     assert events == [("pool", ["t", "a", "b"]), ("alone", "speed")]

@@ -246,7 +246,7 @@ def test_cuda_without_a_gpu_is_refused(tiny_dir, tmp_path):
         pytest.skip("this machine has a GPU")
     cfg = TrainConfig(teacher=ModelSpec(str(tiny_dir / "bert")), student=StudentSpec(num_layers=1), device="cuda")
     with pytest.raises(KDLensError, match="no CUDA GPU"):
-        train(cfg, log=lambda m: None)
+        train(cfg)
 
 
 def test_annealed_kd_temperature_follows_the_authors_schedule():
@@ -310,4 +310,4 @@ def test_annealing_is_refused_on_a_top_k_language_model_cache(tiny_dir):
         teacher_topk=8,
     )
     with pytest.raises(KDLensError, match="tau_end"):
-        train(cfg, log=lambda m: None)
+        train(cfg)

@@ -163,7 +163,7 @@ def test_primed_distillation_run_with_lora(tiny_dir, tmp_path):
         priming=PrimingSettings("teacher"),
     )
     seen = []
-    result = train(cfg, out_dir=tmp_path / "run", log=lambda m: None, on_metrics=seen.append)
+    result = train(cfg, out_dir=tmp_path / "run", on_metrics=seen.append)
     assert result.state == "finished" and result.steps == 4
     assert all(torch.isfinite(torch.tensor(m["loss_rkl"])) for m in seen if "loss_rkl" in m)
     assert "exact_match" in result.evals[-1] and result.teacher_eval is not None

@@ -95,7 +95,7 @@ def test_primed_run_in_each_alignment(tiny_dir, tmp_path, alignment, topk):
         priming=PrimingSettings("ai_to_ai", alignment=alignment),
     )
     seen = []
-    res = train(cfg, out_dir=tmp_path / f"{alignment}{topk}", log=lambda m: None, on_metrics=seen.append)
+    res = train(cfg, out_dir=tmp_path / f"{alignment}{topk}", on_metrics=seen.append)
     assert res.state == "finished" and res.steps == 3
     values = [m["loss_rkl"] for m in seen if "loss_rkl" in m]
     assert values and all(torch.isfinite(torch.tensor(v)) and v > 0 for v in values)

@@ -89,7 +89,7 @@ def test_multitask_student_learns_the_rationale_task(tiny_dir, tmp_path, family)
         rationales=RationaleSettings(mode="multitask", weight=1.0, k=2),
     )
     seen = []
-    result = train(cfg, out_dir=out, log=lambda m: None, on_metrics=seen.append)
+    result = train(cfg, out_dir=out, on_metrics=seen.append)
     losses = [m["loss_rationale"] for m in seen if "loss_rationale" in m]
     assert result.state == "finished" and len(losses) == 12
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
@@ -113,7 +113,7 @@ def test_append_mode_uses_predicted_rationales_at_evaluation(tiny_dir, tmp_path)
         eval_every=2,
         rationales=RationaleSettings(mode="append", target="gold", k=3),
     )
-    result = train(cfg, out_dir=out, log=lambda m: None)
+    result = train(cfg, out_dir=out)
     assert result.state == "finished" and "loss_rationale" not in result.metrics
     keys = [tuple(json.loads(x)["key"]) for x in (out / "rationales.jsonl").read_text().splitlines()]
     assert keys.count(("saliency", 3, "gold", True)) == 32  # training examples: the gold answer, as asked
@@ -122,7 +122,7 @@ def test_append_mode_uses_predicted_rationales_at_evaluation(tiny_dir, tmp_path)
 
 def test_cancel_while_computing_rationales(tiny_dir, tmp_path):
     cfg = _cfg(tiny_dir, tmp_path, rationales=RationaleSettings())
-    result = train(cfg, out_dir=tmp_path, log=lambda m: None, should_stop=lambda: True)
+    result = train(cfg, out_dir=tmp_path, should_stop=lambda: True)
     assert result.state == "cancelled" and result.steps == 0
 
 
@@ -165,7 +165,7 @@ def test_rationales_reused_from_a_job_and_mismatches_refused(tiny_dir, tmp_path,
         rationales=RationaleSettings(mode="append", k=2, source_run="job"),
     )
     out = store.create("train", cfg.to_dict(), run_id="student").path
-    assert train(cfg, out_dir=out, log=lambda m: None).state == "finished"
+    assert train(cfg, out_dir=out).state == "finished"
     used = {row["id"]: row["words"] for row in read_jsonl(out / rationale_tasks.CACHE_FILE)}
     assert used == expected and len(used) == 12
     with pytest.raises(KDLensError, match="used saliency"):

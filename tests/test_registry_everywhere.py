@@ -106,6 +106,6 @@ def test_a_registered_loss_trains_in_the_loop_with_its_parameter(extra_loss, tin
     )
     cfg.validate()
     seen: list[dict] = []
-    result = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append, log=lambda m: None)
+    result = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append)
     assert result.state == "finished"
     assert all(m[f"loss_{NAME}"] >= 0 for m in seen if "loss" in m) and any(f"loss_{NAME}" in m for m in seen)

@@ -91,7 +91,7 @@ def test_bad_config_values(tmp_path, tiny_dir, change, match):
 def test_training_lowers_the_loss_and_caches_the_teacher(tiny_dir, tmp_path):
     cfg = _cfg(tiny_dir, tmp_path, steps=30, eval_every=30, epochs=None)
     seen = []
-    res = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append, log=lambda m: None)
+    res = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append)
     steps = [m for m in seen if "loss" in m]
     assert res.state == "finished" and res.steps == 30 and len(steps) == 30
     first, last = sum(m["loss"] for m in steps[:5]) / 5, sum(m["loss"] for m in steps[-5:]) / 5
@@ -124,7 +124,7 @@ def test_lm_training_with_lora_and_sinkhorn(tiny_dir, tmp_path):
         losses=[LossTerm("ce"), LossTerm("rkl"), LossTerm("sinkhorn", 0.5)],
         lora=LoraSettings(r=2, alpha=4),
     )
-    res = train(cfg, out_dir=tmp_path / "lm", log=lambda m: None)
+    res = train(cfg, out_dir=tmp_path / "lm")
     assert res.state == "finished" and "eval_exact_match" in res.metrics
     assert (tmp_path / "lm" / "checkpoint" / "adapter_model.safetensors").exists()
     from kd_analysis.fileio import read_jsonl
@@ -220,7 +220,7 @@ def test_incompatible_pair_for_logit_losses(tiny_dir, tmp_path):
     )
     cfg.student = StudentSpec(kind="model", model=ModelSpec(str(tiny_dir / "bert"), task="causal_lm"))
     with pytest.raises(KDLensError, match="not comparable"):
-        train(cfg, log=lambda m: None)
+        train(cfg)
 
 
 def test_student_bigger_than_teacher_warns(tiny_dir, tmp_path):
@@ -231,7 +231,7 @@ def test_student_bigger_than_teacher_warns(tiny_dir, tmp_path):
         eval_every=1,
         student=StudentSpec(kind="shrink", num_layers=4, hidden_size=64, num_heads=4),
     )
-    res = train(cfg, log=lambda m: None)
+    res = train(cfg)
     assert res.state == "finished" and "bigger than the teacher" in res.warnings[0]
 
 
@@ -523,9 +523,9 @@ def test_inputs_longer_than_max_length_are_reported_not_cut_silently(tiny_dir, t
     tok = load_model(ModelSpec(str(tiny_dir / "gpt2"))).tokenizer
     examples = [Example("a", "one two"), Example("b", " ".join(["word"] * 50))]
     assert over_length(tok, examples, 10) == 1 and over_length(tok, examples, 10_000) == 0
-    res = train(_cfg(tiny_dir, tmp_path, steps=1, eval_every=1, max_length=4), log=lambda m: None)
+    res = train(_cfg(tiny_dir, tmp_path, steps=1, eval_every=1, max_length=4))
     assert any("longer than max_length (4 tokens)" in w for w in res.warnings)
-    res = train(_cfg(tiny_dir, tmp_path, steps=1, eval_every=1), log=lambda m: None)
+    res = train(_cfg(tiny_dir, tmp_path, steps=1, eval_every=1))
     assert not any("max_length" in w for w in res.warnings)
 
 
@@ -537,7 +537,7 @@ def test_every_run_writes_per_example_records(tiny_dir, tmp_path):
 
     out = tmp_path / "run-a"
     out.mkdir()
-    res = train(_cfg(tiny_dir, tmp_path, steps=4, eval_every=2), out_dir=out, log=lambda m: None)
+    res = train(_cfg(tiny_dir, tmp_path, steps=4, eval_every=2), out_dir=out)
     rows = read_jsonl(out / PREDICTIONS)
     teacher = [r for r in rows if r["role"] == "teacher"]
     student = [r for r in rows if r["role"] == "student"]
@@ -556,7 +556,6 @@ def test_every_run_writes_per_example_records(tiny_dir, tmp_path):
     train(
         _cfg(tiny_dir, tmp_path, steps=4, eval_every=2, records_every_eval=True),
         out_dir=tmp_path / "run-b",
-        log=lambda m: None,
     )
     steps = [r["step"] for r in read_jsonl(tmp_path / "run-b" / PREDICTIONS) if r["role"] == "student"]
     assert sorted(set(steps)) == [0, 2, 4] and len(steps) == 24

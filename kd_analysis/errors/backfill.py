@@ -30,6 +30,7 @@ from typing import Any
 from kd_analysis.errors import KDLensError
 from kd_analysis.errors.records import PREDICTIONS, record_lines, with_text_tokens
 from kd_analysis.fileio import atomic_write_text, read_jsonl
+from kd_analysis.logs import lines_to
 from kd_analysis.runs import RunStore
 
 TOLERANCE = 1e-9  # accuracies are counts over the same examples: anything above rounding is a different run
@@ -348,7 +349,8 @@ def _retrain_checked(
         if (run.path / rationale_tasks.CACHE_FILE).exists():  # the rationales the run trained with, read from a copy
             shutil.copyfile(run.path / rationale_tasks.CACHE_FILE, out / rationale_tasks.CACHE_FILE)
         say(f"retraining {run.run_id} from its config in {out}")
-        trained = train(again, out_dir=out, on_metrics=keep_row, should_stop=should_stop, log=say)
+        with lines_to(say):
+            trained = train(again, out_dir=out, on_metrics=keep_row, should_stop=should_stop)
         records = read_jsonl(out / PREDICTIONS) if (out / PREDICTIONS).exists() else []
         if trained.state != "finished":
             raise KDLensError(f"retraining {run.run_id} ended {trained.state}, so nothing was kept")
@@ -539,9 +541,8 @@ def eval_views(cfg, teacher, eval_set: list, run_dir: Path, say: Callable[[str],
             cache = Path(tmp) / rationale_tasks.CACHE_FILE
             if (run_dir / rationale_tasks.CACHE_FILE).exists():
                 shutil.copyfile(run_dir / rationale_tasks.CACHE_FILE, cache)
-            words = rationale_tasks.teacher_rationales(
-                teacher, eval_set, settings, target="predicted", cache=cache, log=say
-            )
+            with lines_to(say):
+                words = rationale_tasks.teacher_rationales(teacher, eval_set, settings, target="predicted", cache=cache)
     return [rationale_tasks.label_view(ex, settings, words.get(ex.id)) for ex in eval_set]
 
 

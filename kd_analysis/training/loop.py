@@ -7,6 +7,7 @@ and to accelerate's trackers when `report_to` names installed ones.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -39,6 +40,7 @@ from kd_analysis.training.evaluate import evaluate
 from kd_analysis.training.teacher_cache import TeacherCache, TopK, run_temperatures
 
 Callback = Callable[[dict[str, Any]], None]
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -350,63 +352,145 @@ def over_length(tokenizer, examples, max_length: int) -> int:
     return sum(n > max_length for n in text_tokens(tokenizer, examples).values())
 
 
+@dataclass
+class _Session:
+    """What `train` sets up once and every step, evaluation and the checkpoint use."""
+
+    cfg: TrainConfig
+    acc: Any
+    teacher: Any
+    student: Any
+    live: Any  # the student as accelerate wrapped it
+    model: Any
+    optimizer: Any
+    sched: Any
+    loader: Any
+    params: list
+    task: str
+    width: int | None
+    train_set: list
+    eval_set: list
+    teacher_eval_set: list
+    originals: dict
+    labelled: set | None
+    rationales: dict
+    objective: Any
+    s_prompt: Any
+    cache: TeacherCache
+    shared_key: str | None
+    note: Callable[[str], None]
+    emit: Callback
+    say: Callable[[str], None]
+    out_dir: str | Path | None
+    trackers: list[str]
+    total: int
+    per_epoch: int
+    n_epochs: int
+    warnings: list[str]
+    lengths: dict[str, int] = field(default_factory=dict)
+    teacher_probs: dict | None = None
+    teacher_lm: tuple | None = None
+
+    @property
+    def live_role(self) -> str:
+        return "teacher" if self.cfg.train_teacher else "student"
+
+    def save_records(self, records: list, role: str, at_step: int) -> None:
+        if self.out_dir and self.acc.is_main_process:
+            save_run_records(self.out_dir, records, role=role, step=at_step, data=self.cfg.data, lengths=self.lengths)
+
+
 def train(
     cfg: TrainConfig,
     *,
     out_dir: str | Path | None = None,
     on_metrics: Callback | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-    log: Callable[[str], None] = print,
     models: tuple | None = None,
 ) -> TrainResult:
-    """Run one distillation (or teacher fine-tuning) as configured; returns what it reached."""
+    """Run one distillation (or teacher fine-tuning) as configured; returns what it reached. Progress lines go
+    to this module's logger (`kd_analysis.logs.lines_to` picks where)."""
+    session = _set_up(cfg, out_dir, on_metrics, should_stop, models)
+    if isinstance(session, TrainResult):  # cancelled while the teacher's rationales were computed
+        return session
+    teacher_eval = _evaluate_teacher(session)
+    evals = [{"step": 0, **_evaluate_student(session, 0, first=True)}]
+    state, step, last = _optimise(session, should_stop, evals)
+    checkpoint = _save_checkpoint(session) if state == "finished" else None
+    session.acc.wait_for_everyone()
+    if session.trackers:
+        session.acc.end_training()
+    return TrainResult(
+        state=state,
+        steps=step,
+        metrics=last,
+        evals=evals,
+        teacher_eval=teacher_eval,
+        checkpoint=checkpoint,
+        warnings=session.warnings,
+    )
+
+
+def _accelerator(cfg: TrainConfig, out_dir: str | Path | None, trackers: list[str]):
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
 
-    from kd_analysis.data.sources import load_dataset
-    from kd_analysis.models.loading import load_model
-    from kd_analysis.models.pair import check_pair
-    from kd_analysis.models.specs import ModelSpec
-    from kd_analysis.models.students import derive_student
-
-    cfg.validate()
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise KDLensError(f"device {cfg.device} was asked for, but this machine has no CUDA GPU: use auto or cpu")
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     mixed = "no" if cpu or cfg.precision == "fp32" else ("fp16" if cfg.precision == "fp16" else "bf16")
-    trackers = [t for t in cfg.report_to if _tracker_installed(t)]
-    acc = Accelerator(
+    return Accelerator(
         cpu=cpu,
         mixed_precision=mixed,
         gradient_accumulation_steps=cfg.grad_accum,
         log_with=trackers or None,
         project_dir=str(out_dir) if out_dir else None,
     )
-    set_seed(cfg.seed)
-    say = log if acc.is_main_process else (lambda m: None)
-    emit = on_metrics if (on_metrics and acc.is_main_process) else (lambda m: None)
-    warnings: list[str] = []
-    device = str(acc.device)
 
-    if models is not None:
-        teacher, student = models
-    else:
-        tspec = ModelSpec.from_dict(
-            {
-                **cfg.teacher.to_dict(),
-                "device": device,
-                "task": cfg.task or cfg.teacher.task,
-                "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype,
-            }
-        )
-        say(f"loading teacher {tspec.source} on {device}")
-        teacher = load_model(tspec)
-        if cfg.train_teacher:
-            student = teacher
-        else:
-            say(f"building student: {cfg.student.describe()}")
-            student = derive_student(teacher, cfg.student)
-            student.model.float()
+
+def _load_models(cfg: TrainConfig, device: str, say: Callable[[str], None]):
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.models.students import derive_student
+
+    tspec = ModelSpec.from_dict(
+        {
+            **cfg.teacher.to_dict(),
+            "device": device,
+            "task": cfg.task or cfg.teacher.task,
+            "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype,
+        }
+    )
+    say(f"loading teacher {tspec.source} on {device}")
+    teacher = load_model(tspec)
+    if cfg.train_teacher:
+        return teacher, teacher
+    say(f"building student: {cfg.student.describe()}")
+    student = derive_student(teacher, cfg.student)
+    student.model.float()
+    return teacher, student
+
+
+def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainResult:
+    """Models, data, optimiser, teacher cache: everything before the first evaluation."""
+    from accelerate.utils import set_seed
+
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.models.pair import check_pair
+
+    cfg.validate()
+    trackers = [t for t in cfg.report_to if _tracker_installed(t)]
+    acc = _accelerator(cfg, out_dir, trackers)
+    set_seed(cfg.seed)
+    say = logger.info if acc.is_main_process else (lambda m: None)
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if acc.is_main_process:
+            logger.warning(message)
+
+    device = str(acc.device)
+    teacher, student = models if models is not None else _load_models(cfg, device, say)
     width = None
     if not cfg.train_teacher:
         report = check_pair(teacher, student)
@@ -420,14 +504,12 @@ def train(
         width = report.aligned_outputs
         t_n, s_n = teacher.info().parameters, student.info().parameters
         if s_n > t_n:
-            warnings.append(f"the student ({s_n:,} parameters) is bigger than the teacher ({t_n:,})")
-            say("warning: " + warnings[-1])
+            warn(f"the student ({s_n:,} parameters) is bigger than the teacher ({t_n:,})")
     task = teacher.task
     if cfg.priming and task != "causal_lm":
         raise KDLensError(f"priming needs a causal language-model teacher (this one is {task})")
     s_prompt = student_prompt_fn(cfg, student)
-    data = load_dataset(cfg.data)
-    train_set, eval_set = split_examples(data.examples, cfg)
+    train_set, eval_set = split_examples(load_dataset(cfg.data).examples, cfg)
     _check_task(task, train_set + eval_set, cfg.data)
     train_set, labelled, few = few_labels(cfg, train_set, task)
     say(f"data {cfg.data}: {len(train_set)} train / {len(eval_set)} eval examples, task {task}")
@@ -435,12 +517,11 @@ def train(
         say(few)
     long = over_length(student.tokenizer, train_set + eval_set, cfg.max_length)
     if long:
-        warnings.append(
+        warn(
             f"at least {long} of {len(train_set) + len(eval_set)} examples have a text longer than "
             f"max_length ({cfg.max_length} tokens) and are cut on the right; raise max_length to keep "
             "their ends (choices, answer cue)"
         )
-        say("warning: " + warnings[-1])
     originals = {ex.id: ex for ex in train_set + eval_set}  # the teacher always sees the untouched example
     teacher_eval_set = list(eval_set)
     rationales, objective = {}, None
@@ -453,7 +534,6 @@ def train(
                 train_set,
                 eval_set,
                 cfg.rationales,
-                log=say,
                 should_stop=should_stop,
                 cache=Path(out_dir) / rationale_tasks.CACHE_FILE if out_dir else None,
             )
@@ -462,9 +542,7 @@ def train(
         if cfg.rationales.mode == "multitask" and cfg.rationales.weight > 0:
             objective = rationale_tasks.RationaleObjective(student).to(device)
 
-    model = student.model
-    if cfg.lora:
-        model = _apply_lora(cfg, model)
+    model = _apply_lora(cfg, student.model) if cfg.lora else student.model
     model.train()
     teacher.model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -479,9 +557,7 @@ def train(
     per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, per_epoch, total))
-    n_epochs = max(1, math.ceil(total / per_epoch))  # for per-epoch temperature annealing
     model, optimizer, loader, sched = acc.prepare(model, optimizer, loader, sched)
-    live = replace(student, model=model)
     if cfg.teacher_topk is not None and task in ("causal_lm", "seq2seq") and any(t.tau_end for t in cfg.kd_terms):
         raise KDLensError(
             "an annealed temperature (tau_end) needs the teacher's full rows at every τ: set "
@@ -491,115 +567,154 @@ def train(
     shared_key = shared_teacher.teacher_key(cfg, task)
     if shared_teacher.shared_rows(shared_key) is not None:  # make-reference: one teacher pass for every student
         cache.entries = shared_teacher.shared_rows(shared_key)
-    note = _Once(say)
     if trackers:
         acc.init_trackers("kd-lens", config={k: str(v) for k, v in cfg.to_dict().items()})
+    return _Session(
+        cfg=cfg,
+        acc=acc,
+        teacher=teacher,
+        student=student,
+        live=replace(student, model=model),
+        model=model,
+        optimizer=optimizer,
+        sched=sched,
+        loader=loader,
+        params=params,
+        task=task,
+        width=width,
+        train_set=train_set,
+        eval_set=eval_set,
+        teacher_eval_set=teacher_eval_set,
+        originals=originals,
+        labelled=labelled,
+        rationales=rationales,
+        objective=objective,
+        s_prompt=s_prompt,
+        cache=cache,
+        shared_key=shared_key,
+        note=_Once(say),
+        emit=on_metrics if (on_metrics and acc.is_main_process) else (lambda m: None),
+        say=say,
+        out_dir=out_dir,
+        trackers=trackers,
+        total=total,
+        per_epoch=per_epoch,
+        n_epochs=max(1, math.ceil(total / per_epoch)),  # for per-epoch temperature annealing
+        warnings=warnings,
+        lengths=text_tokens(student.tokenizer, eval_set),
+        # generation records carry KL(teacher ‖ student) per answer token: the teacher is scored again then
+        teacher_lm=(
+            (teacher, teacher_prompt(cfg, teacher)) if not cfg.train_teacher and teacher.task == "causal_lm" else None
+        ),
+    )
 
-    teacher_eval, teacher_probs = None, None
-    lengths = text_tokens(student.tokenizer, eval_set)
-    keep_records = bool(out_dir) and acc.is_main_process
-    live_role = "teacher" if cfg.train_teacher else "student"
 
-    def save_records(records: list, role: str, at_step: int) -> None:
-        if keep_records:
-            save_run_records(out_dir, records, role=role, step=at_step, data=cfg.data, lengths=lengths)
+def _evaluate_teacher(s: _Session) -> dict | None:
+    """The frozen teacher on the eval set at step 0 (shared between make-reference students of one teacher)."""
+    if s.cfg.train_teacher:
+        return None
+    cfg, teacher = s.cfg, s.teacher
 
-    if not cfg.train_teacher:
+    def teacher_pass() -> tuple[dict, list]:
+        records: list = []
+        return evaluate(teacher, s.teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher), records=records), records
 
-        def teacher_pass() -> tuple[dict, list]:
-            records: list = []
-            return evaluate(
-                teacher, teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher), records=records
-            ), records
+    key = None if cfg.priming or cfg.rationales else s.shared_key
+    teacher_eval, t_records = shared_teacher.shared_eval(key, [ex.id for ex in s.teacher_eval_set], teacher_pass)
+    s.teacher_probs = {r.example_id: r.probs for r in t_records if r.probs is not None}
+    s.save_records(t_records, "teacher", 0)
+    s.say(f"teacher on the eval set: {teacher_eval}")
+    s.emit({"step": 0, **{f"teacher_{k}": v for k, v in teacher_eval.items()}})
+    return teacher_eval
 
-        teacher_eval, t_records = shared_teacher.shared_eval(
-            None if cfg.priming or cfg.rationales else shared_key, [ex.id for ex in teacher_eval_set], teacher_pass
+
+def _evaluate_student(s: _Session, step: int, first: bool = False) -> dict:
+    """The live model on the eval set; per-example records at the last step (every evaluation when asked)."""
+    keep = s.cfg.records_every_eval or (step == s.total and not first)
+    records: list | None = [] if keep else None
+    ev = evaluate(
+        s.live,
+        s.eval_set,
+        s.cfg,
+        unwrap=s.acc.unwrap_model,
+        prompt=s.s_prompt,
+        records=records,
+        teacher_probs=s.teacher_probs,
+        teacher_lm=s.teacher_lm if (records is not None or first) else None,
+    )
+    if records:
+        s.save_records(records, s.live_role, step)
+    if first:
+        s.emit(
+            {
+                "step": 0,
+                "held_out": len(s.eval_set),
+                "train_examples": len(s.train_set),
+                **({"labelled": len(s.labelled)} if s.labelled is not None else {}),
+                **{f"eval_{k}": v for k, v in ev.items()},
+            }
         )
-        teacher_probs = {r.example_id: r.probs for r in t_records if r.probs is not None}
-        save_records(t_records, "teacher", 0)
-        say(f"teacher on the eval set: {teacher_eval}")
-        emit({"step": 0, **{f"teacher_{k}": v for k, v in teacher_eval.items()}})
-    s_records: list | None = [] if cfg.records_every_eval else None
-    # generation records carry KL(teacher ‖ student) per answer token: the teacher is scored again at record evals
-    teacher_lm = (
-        (teacher, teacher_prompt(cfg, teacher)) if not cfg.train_teacher and teacher.task == "causal_lm" else None
-    )
-    first = evaluate(
-        live,
-        eval_set,
-        cfg,
-        unwrap=acc.unwrap_model,
-        prompt=s_prompt,
-        records=s_records,
-        teacher_probs=teacher_probs,
-        teacher_lm=teacher_lm,
-    )
-    if s_records:
-        save_records(s_records, live_role, 0)
-    emit(
-        {
-            "step": 0,
-            "held_out": len(eval_set),
-            "train_examples": len(train_set),
-            **({"labelled": len(labelled)} if labelled is not None else {}),
-            **{f"eval_{k}": v for k, v in first.items()},
-        }
-    )
-    evals = [{"step": 0, **first}]
+    return ev
 
+
+def _loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict, Any]:
+    """One batch's weighted loss: CE on gold labels, the KD terms against the teacher, the rationale task."""
+    cfg = s.cfg
+    out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt)
+    tail_stats: dict[str, float] = {}
+    answer_rows = AnswerRows.of(out) if isinstance(out, LMBatch) else None
+    terms: dict[str, torch.Tensor] = {}
+    if sum(t.weight for t in cfg.losses if t.name == "ce") > 0:
+        terms["ce"] = ce_loss(out, examples, answer_rows, s.labelled)
+    if cfg.kd_terms:
+        originals = [s.originals[ex.id] for ex in examples]
+        t_rows = _teacher_rows(cfg, s.cache, s.teacher, originals, s.width, s.s_prompt, s.student.tokenizer)
+        terms.update(
+            kd_loss_terms(
+                cfg,
+                out,
+                t_rows,
+                s.width,
+                rows=answer_rows,
+                note=s.note,
+                stats=tail_stats,
+                epoch=step // s.per_epoch,
+                epochs=s.n_epochs,
+            )
+        )
+    weights = {t.name: t.weight for t in cfg.losses}
+    if s.objective is not None:
+        originals = [s.originals[ex.id] for ex in examples]
+        terms["rationale"] = s.objective(s.live, originals, s.rationales, cfg.max_length)
+        weights["rationale"] = cfg.rationales.weight
+    loss = sum(weights[k] * v for k, v in terms.items())
+    if not torch.isfinite(loss):
+        raise KDLensError(
+            f"the loss became {float(loss)} at step {step + 1}: lower the learning rate or the loss weights"
+        )
+    return loss, terms, tail_stats, out
+
+
+def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tuple[str, int, dict]:
+    """Steps until `total` (or a stop); returns (state, steps taken, the last step's metrics)."""
+    acc, cfg = s.acc, s.cfg
     step, start, last = 0, time.monotonic(), {}
-    state = "finished"
-    while step < total:
-        for idx in loader:
+    while step < s.total:
+        for idx in s.loader:
             if should_stop():
                 acc.set_trigger()  # every rank stops at the same step (`accelerate launch`), not just this one
             if acc.check_trigger():
-                state = "cancelled"
-                break
-            examples = [train_set[i] for i in idx]
+                return "cancelled", step, last
+            examples = [s.train_set[i] for i in idx]
             t0 = time.monotonic()
-            with acc.accumulate(model):
-                out = student_outputs(cfg, live, teacher, examples, s_prompt)
-                tail_stats: dict[str, float] = {}
-                answer_rows = AnswerRows.of(out) if isinstance(out, LMBatch) else None
-                terms: dict[str, torch.Tensor] = {}
-                ce_w = sum(t.weight for t in cfg.losses if t.name == "ce")
-                if ce_w > 0:
-                    terms["ce"] = ce_loss(out, examples, answer_rows, labelled)
-                if cfg.kd_terms:
-                    t_rows = _teacher_rows(
-                        cfg, cache, teacher, [originals[ex.id] for ex in examples], width, s_prompt, student.tokenizer
-                    )
-                    terms.update(
-                        kd_loss_terms(
-                            cfg,
-                            out,
-                            t_rows,
-                            width,
-                            rows=answer_rows,
-                            note=note,
-                            stats=tail_stats,
-                            epoch=step // per_epoch,
-                            epochs=n_epochs,
-                        )
-                    )
-                weights = {t.name: t.weight for t in cfg.losses}
-                if objective is not None:
-                    terms["rationale"] = objective(
-                        live, [originals[ex.id] for ex in examples], rationales, cfg.max_length
-                    )
-                    weights["rationale"] = cfg.rationales.weight
-                loss = sum(weights[k] * v for k, v in terms.items())
-                if not torch.isfinite(loss):
-                    raise KDLensError(
-                        f"the loss became {float(loss)} at step {step + 1}: lower the learning rate or the loss weights"
-                    )
+            with acc.accumulate(s.model):
+                loss, terms, tail_stats, out = _loss(s, examples, step)
                 acc.backward(loss)
                 if cfg.max_grad_norm and acc.sync_gradients:
-                    acc.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                sched.step()
-                optimizer.zero_grad()
+                    acc.clip_grad_norm_(s.params, cfg.max_grad_norm)
+                s.optimizer.step()
+                s.sched.step()
+                s.optimizer.zero_grad()
             if not acc.sync_gradients:
                 continue
             step += 1
@@ -608,64 +723,43 @@ def train(
             tokens = out.tokens if isinstance(out, LMBatch) else None
             last = {
                 "step": step,
-                "total_steps": total,
+                "total_steps": s.total,
                 "loss": float(loss.detach()),
                 **{f"loss_{k}": float(v.detach()) for k, v in terms.items()},
-                "lr": sched.get_last_lr()[0],
+                "lr": s.sched.get_last_lr()[0],
                 "examples_per_s": len(examples) / max(dt, 1e-9),
                 "tokens_per_s": (tokens / max(dt, 1e-9)) if tokens else None,
                 "elapsed_s": elapsed,
-                "eta_s": elapsed / step * (total - step),
-                "epoch": step / per_epoch,
-                "teacher_cache_hits": cache.hits,
+                "eta_s": elapsed / step * (s.total - step),
+                "epoch": step / s.per_epoch,
+                "teacher_cache_hits": s.cache.hits,
                 **tail_stats,
             }
-            if step % cfg.eval_every == 0 or step == total:
-                s_records = [] if (cfg.records_every_eval or step == total) else None
-                ev = evaluate(
-                    live,
-                    eval_set,
-                    cfg,
-                    unwrap=acc.unwrap_model,
-                    prompt=s_prompt,
-                    records=s_records,
-                    teacher_probs=teacher_probs,
-                    teacher_lm=teacher_lm if s_records is not None else None,
-                )
-                if s_records:
-                    save_records(s_records, live_role, step)
+            if step % cfg.eval_every == 0 or step == s.total:
+                ev = _evaluate_student(s, step)
                 last.update({f"eval_{k}": v for k, v in ev.items()})
                 evals.append({"step": step, **ev})
-                say(f"step {step}/{total}: loss {last['loss']:.4f}, eval {ev}")
-            emit(last)
-            if trackers:
+                s.say(f"step {step}/{s.total}: loss {last['loss']:.4f}, eval {ev}")
+            s.emit(last)
+            if s.trackers:
                 acc.log({k: v for k, v in last.items() if isinstance(v, (int, float))}, step=step)
-            if step >= total:
-                break
-        if state == "cancelled":
-            break
-    checkpoint = None
-    if cfg.save_checkpoint and out_dir and acc.is_main_process and state == "finished":
-        checkpoint = str(Path(out_dir) / "checkpoint")
-        unwrapped = acc.unwrap_model(model)
-        unwrapped.save_pretrained(checkpoint)  # safetensors; a peft model saves only its adapter
-        if not cfg.lora:
-            student.tokenizer.save_pretrained(checkpoint)
-        if cfg.lora and cfg.train_teacher:
-            _point_adapter_at(Path(checkpoint), cfg.teacher.source)
-        say(f"saved {'LoRA adapter' if cfg.lora else 'student'} to {checkpoint}")
-    acc.wait_for_everyone()
-    if trackers:
-        acc.end_training()
-    return TrainResult(
-        state=state,
-        steps=step,
-        metrics=last,
-        evals=evals,
-        teacher_eval=teacher_eval,
-        checkpoint=checkpoint,
-        warnings=warnings,
-    )
+            if step >= s.total:
+                return "finished", step, last
+    return "finished", step, last
+
+
+def _save_checkpoint(s: _Session) -> str | None:
+    cfg = s.cfg
+    if not (cfg.save_checkpoint and s.out_dir and s.acc.is_main_process):
+        return None
+    checkpoint = str(Path(s.out_dir) / "checkpoint")
+    s.acc.unwrap_model(s.model).save_pretrained(checkpoint)  # safetensors; a peft model saves only its adapter
+    if not cfg.lora:
+        s.student.tokenizer.save_pretrained(checkpoint)
+    if cfg.lora and cfg.train_teacher:
+        _point_adapter_at(Path(checkpoint), cfg.teacher.source)
+    s.say(f"saved {'LoRA adapter' if cfg.lora else 'student'} to {checkpoint}")
+    return checkpoint
 
 
 def _point_adapter_at(folder: Path, base_source: str) -> None:

@@ -12,17 +12,18 @@ from __future__ import annotations
 import concurrent.futures as futures
 import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable
 
 from kd_analysis.runs import RunStore
 from kd_analysis.training.worker import hold_device_queue
 
 Step = tuple[str, str, dict]  # run id, job kind, config
+logger = logging.getLogger(__name__)
 EXCLUSIVE_KINDS = frozenset({"size_speed"})
 
 
@@ -42,37 +43,37 @@ def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-def run_plan(store: RunStore, plan: list[Step], jobs: int = 1, log: Callable[[str], None] = print) -> list[str]:
+def run_plan(store: RunStore, plan: list[Step], jobs: int = 1) -> list[str]:
     """Run every step; returns the run ids finished, in the order they finished. Raises on the first failure
     (after the steps already running have ended: no folder is left half-renamed)."""
     started = time.perf_counter()
     exclusive = [step for step in plan if step[1] in EXCLUSIVE_KINDS]
     rest = [step for step in plan if step[1] not in EXCLUSIVE_KINDS]
-    done = _serial(store, rest, log) if jobs <= 1 or len(rest) <= 1 else _parallel(store, rest, jobs, log)
-    done += _serial(store, exclusive, log)
-    log(f"{len(done)} steps in {_minutes(time.perf_counter() - started)} ({jobs} at a time)")
+    done = _serial(store, rest) if jobs <= 1 or len(rest) <= 1 else _parallel(store, rest, jobs)
+    done += _serial(store, exclusive)
+    logger.info(f"{len(done)} steps in {_minutes(time.perf_counter() - started)} ({jobs} at a time)")
     return done
 
 
-def _serial(store: RunStore, plan: list[Step], log: Callable[[str], None]) -> list[str]:
+def _serial(store: RunStore, plan: list[Step]) -> list[str]:
     from kd_analysis.training.worker import run_one
 
     done = []
     for run_id, kind, config in plan:
         clock = time.perf_counter()
-        tmp_id = _prepare(store, run_id, kind, config, log)
+        tmp_id = _prepare(store, run_id, kind, config)
         run_one(store.get(tmp_id), store)
-        _finish(store, run_id, tmp_id, log, time.perf_counter() - clock)
+        _finish(store, run_id, tmp_id, time.perf_counter() - clock)
         done.append(run_id)
     return done
 
 
-def _parallel(store: RunStore, plan: list[Step], jobs: int, log: Callable[[str], None]) -> list[str]:
+def _parallel(store: RunStore, plan: list[Step], jobs: int) -> list[str]:
     needs = dependencies(plan)
     pending, running, done, failed = list(plan), {}, [], []
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
-    locks = hold_device_queue(store.root, say=log)  # the workers skip the queue: this plan holds it for them
+    locks = hold_device_queue(store.root)  # the workers skip the queue: this plan holds it for them
     with (
         locks_closed(locks),
         futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool,
@@ -85,7 +86,7 @@ def _parallel(store: RunStore, plan: list[Step], jobs: int, log: Callable[[str],
                 if needs[step[0]] & unfinished:
                     continue
                 pending.remove(step)
-                tmp_id = _prepare(store, *step, log)
+                tmp_id = _prepare(store, *step)
                 running[pool.submit(_execute, str(store.root), tmp_id)] = (step, (tmp_id, time.perf_counter()))
             if not running:
                 break
@@ -94,7 +95,7 @@ def _parallel(store: RunStore, plan: list[Step], jobs: int, log: Callable[[str],
                 (run_id, _, _), (tmp_id, clock) = running.pop(future)
                 try:
                     future.result()
-                    _finish(store, run_id, tmp_id, log, time.perf_counter() - clock)
+                    _finish(store, run_id, tmp_id, time.perf_counter() - clock)
                     done.append(run_id)
                 except Exception as exc:
                     failed.append(exc)
@@ -130,15 +131,15 @@ def _execute(root: str, tmp_id: str) -> None:
     run_one(store.get(tmp_id), store)
 
 
-def _prepare(store: RunStore, run_id: str, kind: str, config: dict, log: Callable[[str], None]) -> str:
-    log(f"{run_id}: {config['name']}")
+def _prepare(store: RunStore, run_id: str, kind: str, config: dict) -> str:
+    logger.info(f"{run_id}: {config['name']}")
     tmp_id = f"{run_id}.new"
     shutil.rmtree(store.root / tmp_id, ignore_errors=True)
     store.create(kind, config, run_id=tmp_id, name=config["name"], reference=True)
     return tmp_id
 
 
-def _finish(store: RunStore, run_id: str, tmp_id: str, log: Callable[[str], None], seconds: float) -> None:
+def _finish(store: RunStore, run_id: str, tmp_id: str, seconds: float) -> None:
     status = store.get(tmp_id).status()
     if status.get("state") != "finished":
         raise RuntimeError(f"{run_id} did not finish: {status.get('reason')} (see {store.root / tmp_id}/log.txt)")
@@ -149,7 +150,7 @@ def _finish(store: RunStore, run_id: str, tmp_id: str, log: Callable[[str], None
     unpoint(final, tmp_id, run_id)
     metrics = [m for m in store.get(run_id).metrics() if "eval_accuracy" in m]
     result = f"eval accuracy {metrics[-1]['eval_accuracy']:.3f}" if metrics else "done"
-    log(f"{run_id}: {result} in {_minutes(seconds)}")
+    logger.info(f"{run_id}: {result} in {_minutes(seconds)}")
 
 
 def unpoint(folder, tmp_id: str, run_id: str) -> None:

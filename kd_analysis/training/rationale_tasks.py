@@ -13,6 +13,7 @@ Rationales are computed once per run and kept in the run folder (`rationales.jso
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,8 @@ from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.training.config import RationaleSettings
+
+logger = logging.getLogger(__name__)
 
 LABEL_TAG, RATIONALE_TAG = "[label]", "[rationale]"
 CACHE_FILE = "rationales.jsonl"
@@ -40,7 +43,6 @@ def teacher_rationales(
     *,
     target: str,
     cache: Path | None = None,
-    log: Callable[[str], None] = lambda m: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, list[str]]:
     """Example id -> the teacher's top-k words (original order), read from `cache` when it has them."""
@@ -52,7 +54,7 @@ def teacher_rationales(
                 found[row["id"]] = row["words"]
     if settings.source_run:
         wanted = {ex.id for ex in examples} - set(found)
-        reused = _from_job(settings, teacher.spec.source, target, cache.parent if cache is not None else None, log)
+        reused = _from_job(settings, teacher.spec.source, target, cache.parent if cache is not None else None)
         for ex_id, words in reused.items():
             if ex_id in wanted:
                 found[ex_id] = words
@@ -60,7 +62,7 @@ def teacher_rationales(
                     append_jsonl(cache, {"key": list(key), "id": ex_id, "words": words, "from": settings.source_run})
     todo = [ex for ex in examples if ex.id not in found]
     if todo:
-        log(f"attributing {len(todo)} examples with {settings.method} ({target} answer) for rationales")
+        logger.info(f"attributing {len(todo)} examples with {settings.method} ({target} answer) for rationales")
     for i, ex in enumerate(todo, 1):
         if should_stop():
             raise InterruptedError("cancelled while computing rationales")
@@ -70,7 +72,7 @@ def teacher_rationales(
         if cache is not None:
             append_jsonl(cache, {"key": list(key), "id": ex.id, "words": words, "teacher_right": attr.correct})
         if i % 50 == 0 or i == len(todo):
-            log(f"rationales: {i}/{len(todo)}")
+            logger.info(f"rationales: {i}/{len(todo)}")
     return {ex.id: found[ex.id] for ex in examples}
 
 
@@ -108,7 +110,7 @@ def check_source_run(source: str, teacher_source: str, method: str, run_dir: Pat
 
 
 def _from_job(
-    settings: RationaleSettings, teacher_source: str, target: str, run_dir: Path | None, log: Callable[[str], None]
+    settings: RationaleSettings, teacher_source: str, target: str, run_dir: Path | None
 ) -> dict[str, list[str]]:
     """Rationales from a rationales job's saved teacher attributions, when its method and target match."""
     from kd_analysis.attribution.job import ATTRIBUTIONS
@@ -116,7 +118,7 @@ def _from_job(
 
     folder, job = check_source_run(settings.source_run, teacher_source, settings.method, run_dir)
     if job.get("target", "gold") != target:
-        log(
+        logger.info(
             f"{folder.name} attributed the {job.get('target', 'gold')} answer; {target}-answer rationales are "
             "computed here"
         )
@@ -126,7 +128,7 @@ def _from_job(
         if row.pop("role", "teacher") == "teacher":
             attr = Attribution.from_dict(row)
             out[attr.example_id] = select_rationale(attr, settings.k, filter_stopwords=settings.filter_stopwords).words
-    log(f"rationales for {len(out)} examples reused from {folder.name}")
+    logger.info(f"rationales for {len(out)} examples reused from {folder.name}")
     return out
 
 
@@ -217,17 +219,14 @@ def prepare(
     settings: RationaleSettings,
     *,
     cache: Path | None,
-    log: Callable[[str], None],
     should_stop: Callable[[], bool],
 ):
     """Rationales for both splits, and the label-task views the student trains and is evaluated on."""
     train_r = teacher_rationales(
-        teacher, train_set, settings, target=settings.target, cache=cache, log=log, should_stop=should_stop
+        teacher, train_set, settings, target=settings.target, cache=cache, should_stop=should_stop
     )
     eval_r = (
-        teacher_rationales(
-            teacher, eval_set, settings, target="predicted", cache=cache, log=log, should_stop=should_stop
-        )
+        teacher_rationales(teacher, eval_set, settings, target="predicted", cache=cache, should_stop=should_stop)
         if settings.mode == "append"
         else {}
     )

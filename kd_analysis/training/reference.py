@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from kd_analysis.models.specs import ModelSpec, StudentSpec
@@ -421,9 +420,7 @@ def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     )
 
 
-def make_reference(
-    store: RunStore | None = None, log: Callable[[str], None] = print, only: list[str] | None = None, jobs: int = 1
-) -> list[str]:
+def make_reference(store: RunStore | None = None, only: list[str] | None = None, jobs: int = 1) -> list[str]:
     """Run every reference step (or those matching `only`), `jobs` at a time."""
     from kd_analysis.training.plan_runner import run_plan
     from kd_analysis.training.shared_teacher import shared_teacher_outputs
@@ -435,4 +432,4 @@ def make_reference(
         if not only or any(fnmatch.fnmatchcase(step[0], pattern) for pattern in only)
     ]
     with shared_teacher_outputs():  # the students of one frozen teacher share its logits and its evaluation
-        return run_plan(store, plan, jobs, log)
+        return run_plan(store, plan, jobs)

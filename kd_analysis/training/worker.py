@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -21,7 +22,10 @@ from pathlib import Path
 
 from kd_analysis import process_identity
 from kd_analysis.errors import KDLensError, user_message
+from kd_analysis.logs import lines_to
 from kd_analysis.runs import Run, RunStore
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
 
@@ -64,7 +68,7 @@ def queue_held_by_parent() -> None:
     _QUEUE_HELD_BY_PARENT = True
 
 
-def hold_device_queue(root: Path, kinds: tuple[str, ...] = ("cpu", "gpu"), say: Callable[[str], None] = print):
+def hold_device_queue(root: Path, kinds: tuple[str, ...] = ("cpu", "gpu")):
     """Take the device locks for a whole plan (blocking: a job started from the app finishes first)."""
     root.mkdir(parents=True, exist_ok=True)
     held = []
@@ -73,7 +77,7 @@ def hold_device_queue(root: Path, kinds: tuple[str, ...] = ("cpu", "gpu"), say: 
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            say(f"waiting for the run already using the {kind.upper()}")
+            logger.info(f"waiting for the run already using the {kind.upper()}")
             fcntl.flock(fh, fcntl.LOCK_EX)
         held.append(fh)
     return held
@@ -171,7 +175,7 @@ def run_worker(
             run.set_status("failed", reason=str(exc))
         raise
     if not _is_main_rank():  # extra ranks under `accelerate launch` train but write nothing
-        train(cfg, out_dir=None, log=lambda m: None)
+        train(cfg, out_dir=None)
         return 0
     if run is None:
         run = store.create("train", cfg.to_dict(), state="queued", name=cfg.name)
@@ -179,7 +183,8 @@ def run_worker(
 
     def body(stop: threading.Event) -> tuple[str, str | None, dict]:
         run.log(f"started: {cfg.name or run.run_id}")
-        result = train(cfg, out_dir=run.path, on_metrics=run.append_metrics, should_stop=stop.is_set, log=run.log)
+        with lines_to(run.log):  # the library's log lines go to the run's log.txt
+            result = train(cfg, out_dir=run.path, on_metrics=run.append_metrics, should_stop=stop.is_set)
         run.write_json("result.json", result.to_dict())
         run.log(f"{result.state} after {result.steps} steps")
         if result.state == "cancelled":
