@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from kd_analysis import cli
-from kd_analysis.cli_args import BOUNDS
+from kd_analysis.cli.args import BOUNDS
 
 
 def _numeric_options(parser: argparse.ArgumentParser, path=()):
@@ -25,7 +25,7 @@ def test_every_numeric_option_has_bounds():
         for path, action in _numeric_options(cli.build_parser())
         if action.dest not in BOUNDS
     ]
-    assert not missing, f"add these options to kd_analysis.cli_args.BOUNDS: {missing}"
+    assert not missing, f"add these options to kd_analysis.cli.args.BOUNDS: {missing}"
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import threading
 from typing import Any
 
 from kd_analysis.attribution.agreement import agreement_summary
-from kd_analysis.attribution.rationales import Attribution, aggregate, attribute
-from kd_analysis.attribution.report import KS, RationaleReport
+from kd_analysis.attribution.rationales import Attribution, aggregate
+from kd_analysis.attribution.report import KS, RationaleReport, analyse_rationales
 from kd_analysis.attribution.targets import MAX_TOKENS
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.runs import Run
@@ -59,27 +59,29 @@ def rationale_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str
     if cfg.get("student"):
         models["student"] = derive_student(teacher, StudentSpec.from_dict(cfg["student"]))
     examples = load_dataset(cfg["data"]).examples[: cfg.get("limit") or None]
-    total = len(examples) * len(models)
-    run.log(f"attributing {len(examples)} examples with {cfg['method']} ({', '.join(models)})")
-    done = 0
-    results: dict[str, list[Attribution]] = {role: [] for role in models}
-    for role, loaded in models.items():
-        for ex in examples:
-            if stop.is_set():
-                return "cancelled", f"cancelled after {done} of {total} attributions", {}
-            a = attribute(
-                loaded,
-                ex,
-                method=cfg["method"],
-                target=cfg.get("target", "gold"),
-                steps=cfg.get("steps", 32),
-                max_tokens=cfg.get("max_tokens") or MAX_TOKENS,
-            )
-            append_jsonl(run.path / ATTRIBUTIONS, {"role": role, **a.to_dict()})
-            results[role].append(a)
-            done += 1
-            run.append_metrics({"step": done, "total_steps": total, "role": role})
-    report = _report(cfg, results)
+    n = len(examples)
+    total = n * len(models)
+    run.log(f"attributing {n} examples with {cfg['method']} ({', '.join(models)})")
+    roles = list(models)
+    try:
+        report = analyse_rationales(
+            teacher,
+            examples,
+            student=models.get("student"),
+            method=cfg["method"],
+            k=int(cfg.get("k", 5)),
+            target=cfg.get("target", "gold"),
+            steps=cfg.get("steps", 32),
+            max_tokens=cfg.get("max_tokens") or MAX_TOKENS,
+            progress=lambda role, i, _n: run.append_metrics(
+                {"step": roles.index(role) * n + i, "total_steps": total, "role": role}
+            ),
+            on_attribution=lambda role, a: append_jsonl(run.path / ATTRIBUTIONS, {"role": role, **a.to_dict()}),
+            should_stop=stop.is_set,
+        )
+    except InterruptedError:
+        done = len(read_jsonl(run.path / ATTRIBUTIONS)) if (run.path / ATTRIBUTIONS).exists() else 0
+        return "cancelled", f"cancelled after {done} of {total} attributions", {}
     run.write_json(
         REPORT, {"aggregate": report.aggregate, "agreement": report.agreement, "truncated": report.truncated()}
     )
@@ -89,7 +91,7 @@ def rationale_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str
                 f"{role}: {t['cut']} of {t['examples']} inputs were cut from the left of the question to fit "
                 "the token limit (see each example's notes)"
             )
-    run.log(f"finished: {done} attributions")
+    run.log(f"finished: {total} attributions")
     return "finished", None, {}
 
 

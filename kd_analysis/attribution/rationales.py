@@ -237,11 +237,19 @@ def attribute_many(
     target: str = "gold",
     max_tokens: int = MAX_TOKENS,
     progress: Callable[[int, int], None] | None = None,
+    on_each: Callable[[Attribution], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     **params,
 ) -> list[Attribution]:
+    """`attribute` for each example; `on_each` sees every attribution as it is made (a job saves it at once),
+    and `should_stop` ends the loop between examples with InterruptedError."""
     out = []
     for i, ex in enumerate(examples):
+        if should_stop and should_stop():
+            raise InterruptedError(f"cancelled after {i} of {len(examples)} examples")
         out.append(attribute(loaded, ex, method=method, target=target, max_tokens=max_tokens, **params))
+        if on_each:
+            on_each(out[-1])
         if progress:
             progress(i + 1, len(examples))
     return out

@@ -101,33 +101,34 @@ def analyse_rationales(
     steps: int = 32,
     max_tokens: int = MAX_TOKENS,
     progress: Callable[[str, int, int], None] | None = None,
+    on_attribution: Callable[[str, Attribution], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RationaleReport:
+    """The teacher's (and the student's) attributions, overlap aggregates and their agreement: what the page, the
+    rationales job and `kd-lens rationales` all compute. `on_attribution(role, attribution)` sees each one as it
+    is made; `should_stop` ends the work between examples (InterruptedError)."""
     say = progress or (lambda role, i, n: None)
-    t_attrs = attribute_many(
-        teacher,
-        examples,
-        method=method,
-        target=target,
-        steps=steps,
-        max_tokens=max_tokens,
-        progress=lambda i, n: say("teacher", i, n),
-    )
-    rows = [dict(r, method=method, model="teacher") for r in aggregate(t_attrs, ks=sorted(set(KS) | {k}))]
-    s_attrs: list[Attribution] = []
-    agree = None
-    if student is not None:
-        s_attrs = attribute_many(
-            student,
+    models = {"teacher": teacher, **({"student": student} if student is not None else {})}
+    attrs: dict[str, list[Attribution]] = {}
+    rows = []
+    for role, loaded in models.items():
+        attrs[role] = attribute_many(
+            loaded,
             examples,
             method=method,
             target=target,
             steps=steps,
             max_tokens=max_tokens,
-            progress=lambda i, n: say("student", i, n),
+            progress=lambda i, n, role=role: say(role, i, n),
+            on_each=(lambda a, role=role: on_attribution(role, a)) if on_attribution else None,
+            should_stop=should_stop,
         )
-        rows += [dict(r, method=method, model="student") for r in aggregate(s_attrs, ks=sorted(set(KS) | {k}))]
-        agree = agreement_summary(t_attrs, s_attrs, k)
-    return RationaleReport(method=method, k=k, teacher=t_attrs, student=s_attrs, aggregate=rows, agreement=agree)
+        rows += [dict(r, method=method, model=role) for r in aggregate(attrs[role], ks=sorted(set(KS) | {k}))]
+    s_attrs = attrs.get("student", [])
+    agree = agreement_summary(attrs["teacher"], s_attrs, k) if s_attrs else None
+    return RationaleReport(
+        method=method, k=k, teacher=attrs["teacher"], student=s_attrs, aggregate=rows, agreement=agree
+    )
 
 
 # The paper's figure and when it may be shown -------------------------------------------------------------------

@@ -18,6 +18,7 @@ BOUNDS: dict[str, tuple[float, float | None, bool]] = {
     "example": (0, None, True),
     "batch": (1, None, True),
     "batch_size": (1, None, True),
+    "jobs": (1, None, True),
     "k": (1, None, True),
     "top": (1, None, True),
     "steps": (1, None, True),

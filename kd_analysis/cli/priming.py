@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from kd_analysis.cli import _print
+from kd_analysis.cli.common import Parser, print_result
 from kd_analysis.errors import KDLensError
 
 
@@ -82,7 +82,7 @@ def cmd_prime_outputs(args) -> None:
 
         atomic_write_text(args.out, to_jsonl(outs))
     rows = summarise(outs)
-    _print(
+    print_result(
         rows,
         args.json,
         lambda rs: "\n".join(
@@ -121,7 +121,7 @@ def cmd_prime_start(args) -> None:
         start_run(cfg.to_dict(), store, name=cfg.name).run_id
         for cfg in strategy_configs(base, list(_templates(args)), _templates(args), alignment=args.alignment)
     ]
-    _print(ids, args.json, lambda d: "\n".join(d))
+    print_result(ids, args.json, lambda d: "\n".join(d))
 
 
 def cmd_prime_table(args) -> None:
@@ -129,7 +129,7 @@ def cmd_prime_table(args) -> None:
     from kd_analysis.runs import RunStore
 
     if args.paper:  # the paper's numbers: their own table, never mixed into ours
-        _print(
+        print_result(
             paper_reference(),
             args.json,
             lambda rs: "\n".join(
@@ -144,7 +144,7 @@ def cmd_prime_table(args) -> None:
         return
     store = RunStore(args.root)
     rows = accuracy_table(store, args.runs or priming_runs(store))
-    _print(
+    print_result(
         rows,
         args.json,
         lambda rs: (
@@ -218,7 +218,7 @@ def cmd_attention_stats(args) -> None:
         "notes": {s.label: s.notes for s in results},
         "stats": [s.to_dict() for s in results] if args.full else None,
     }
-    _print(
+    print_result(
         report,
         args.json,
         lambda d: "\n".join(
@@ -256,7 +256,7 @@ def cmd_attention_view(args) -> None:
     att, tokens = example_attentions(loaded, student_prompt(loaded.tokenizer, examples[args.example]), args.max_tokens)
     html, notes = attention_view(att, tokens, kind=args.kind, max_tokens=args.max_tokens)
     atomic_write_text(args.out, f"<!doctype html><meta charset='utf-8'><body>{html}</body>")
-    _print(
+    print_result(
         {"out": args.out, "tokens": len(tokens), "layers": len(att), "notes": notes},
         args.json,
         lambda d: (
@@ -266,11 +266,11 @@ def cmd_attention_view(args) -> None:
     )
 
 
-def register(sub, parser_class) -> None:
+def add_priming(sub) -> None:
     prime = sub.add_parser(
         "prime", help="response priming: teacher outputs per strategy, per-strategy student runs, accuracy table"
     )
-    psub = prime.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    psub = prime.add_subparsers(dest="action", required=True, parser_class=Parser)
 
     def strategies(q):
         q.add_argument(
@@ -333,7 +333,7 @@ def register(sub, parser_class) -> None:
     table.set_defaults(fn=cmd_prime_table)
 
     att = sub.add_parser("attention", help="attention-head statistics per model / strategy, offline bertviz views")
-    asub = att.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    asub = att.add_subparsers(dest="action", required=True, parser_class=Parser)
 
     def models(q):
         q.add_argument("--run", action="append", help="a finished run whose student to read (repeat per strategy)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from kd_analysis.cli import _print
+from kd_analysis.cli.common import Parser, print_result
 
 
 def _store(args):
@@ -28,7 +28,7 @@ def cmd_matrix(args) -> None:
             f"{d['student_only']} · both wrong {d['both_wrong']}\n{d['test']}: p = {d['mcnemar_p']:.3g}"
         )
 
-    _print(out, args.json, text)
+    print_result(out, args.json, text)
 
 
 def cmd_examples(args) -> None:
@@ -46,7 +46,7 @@ def cmd_slices(args) -> None:
     from kd_analysis.errors.workspace import slices
 
     rows = slices(_store(args), args.run_id, args.min_n)
-    _print(
+    print_result(
         rows,
         args.json,
         lambda rs: (
@@ -70,7 +70,7 @@ def cmd_note(args) -> None:
         out["note"] = notes.add_note(data, args.example_id, args.text, author=args.author).__dict__
     if args.tag:
         out["tags_added"] = notes.add_tags(data, args.example_id, args.tag, author=args.author)
-    _print(out, args.json, lambda d: json.dumps(d, default=str))
+    print_result(out, args.json, lambda d: json.dumps(d, default=str))
 
 
 def cmd_notes(args) -> None:
@@ -80,7 +80,7 @@ def cmd_notes(args) -> None:
     data = run_data(store, args.run_id)
     notes = notes_store(store)
     out = {"data": data, "notes": [n.__dict__ for n in notes.notes(data=data)], "tags": notes.tags(data)}
-    _print(
+    print_result(
         out,
         args.json,
         lambda d: (
@@ -99,7 +99,7 @@ def cmd_save_slice(args) -> None:
     store = _store(args)
     data = run_data(store, args.run_id)
     notes_store(store).save_slice(data, args.name, args.where, author=args.author)
-    _print(
+    print_result(
         {"data": data, "name": args.name, "expr": args.where},
         args.json,
         lambda d: f"saved slice {d['name']!r} for {d['data']} data: {d['expr']}",
@@ -118,7 +118,7 @@ def cmd_saved_slices(args) -> None:
         if not notes.delete_slice(data, args.delete):
             raise KDLensError(f"no saved slice {args.delete!r} for {data} data")
     out = {"data": data, "slices": notes.slices(data)}
-    _print(out, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d["slices"].items()) or "no saved slices")
+    print_result(out, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d["slices"].items()) or "no saved slices")
 
 
 def cmd_explain(args) -> None:
@@ -146,7 +146,7 @@ def cmd_explain(args) -> None:
                 )
         return "\n".join(lines)
 
-    _print([e.to_dict() for e in found], args.json, text)
+    print_result([e.to_dict() for e in found], args.json, text)
 
 
 def cmd_report(args) -> None:
@@ -169,7 +169,7 @@ def cmd_report(args) -> None:
     result = write_report(
         store, args.run_id, args.out, against=args.against, pins=args.pin or [], slices=chosen, min_n=args.min_n
     )
-    _print(
+    print_result(
         result.to_dict(),
         args.json,
         lambda d: (
@@ -185,14 +185,14 @@ def cmd_backfill(args) -> None:
 
     store = _store(args)
     done = [backfill_run(store, rid, force=args.force, retrain=args.retrain).to_dict() for rid in args.run_ids]
-    _print(done, args.json, lambda rs: "\n".join(json.dumps(r, default=str) for r in rs))
+    print_result(done, args.json, lambda rs: "\n".join(json.dumps(r, default=str) for r in rs))
 
 
-def register(sub, parser_class) -> None:
+def add_errors(sub) -> None:
     err = sub.add_parser(
         "errors", help="error analysis: where the student fails and the teacher did not, slices, notes and tags"
     )
-    esub = err.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    esub = err.add_subparsers(dest="action", required=True, parser_class=Parser)
 
     def command(name: str, fn, summary: str, run_id: bool = True):
         """One `errors` subcommand: its function, `--json`, `--root`, and the RUN_ID most of them take."""

@@ -1,0 +1,68 @@
+"""Command line: the same library functions the pages call, for scripts, CI and clusters. One module per command
+area, each with its commands and an `add_*` that declares them.
+
+Bad input exits with code 2 and one line on stderr; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from kd_analysis.cli.common import Parser
+from kd_analysis.errors import KDLensError, user_message
+
+
+def _prog() -> str:
+    """`kd-lens` when started by the console script, else the module form users typed."""
+    return "kd-lens" if os.path.basename(sys.argv[0]) == "kd-lens" else "python -m kd_analysis"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kd_analysis.cli import data, errors, losses, models, presets, priming, rationales, runs
+
+    p = Parser(prog=_prog(), description="kd-lens: analyse and run knowledge distillation.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    for add in (
+        models.add_models,
+        losses.add_losses,
+        rationales.add_rationales,
+        data.add_data,
+        runs.add_runs,
+        presets.add_story,
+        presets.add_presets,
+        runs.add_train,
+        priming.add_priming,
+        errors.add_errors,
+        runs.add_job,
+    ):
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kd_analysis.cli.args import check_args
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_args(args)
+        args.fn(args)
+    except KDLensError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line, with a way to see more
+        if args.debug:
+            raise
+        print(f"error: {user_message(exc, kind=True)} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,81 @@
+"""`losses toy|pair`: the toy fit of every loss, and every loss on a real batch of a teacher/student pair."""
+
+from __future__ import annotations
+
+import argparse
+
+from kd_analysis.cli.common import Parser, print_result
+from kd_analysis.cli.models import _pair_specs, pair_opts
+from kd_analysis.errors import KDLensError
+
+
+def cmd_losses_toy(args: argparse.Namespace) -> None:
+    from kd_analysis.losses.toy import ToyConfig, fit_toy
+
+    res = fit_toy(ToyConfig(tau=args.tau, eps=args.eps, alpha=args.alpha, steps=args.steps)).to_dict()
+    if not args.snapshots:
+        for fit in res["fits"].values():
+            fit.pop("snapshots")
+    print_result(
+        res,
+        args.json,
+        lambda d: "\n".join(
+            [f"{'loss':<10} {'mu':>6} {'sigma':>6} {'rare':>6} {'final':>8}"]
+            + [
+                f"{k:<10} {v['mu']:6.2f} {v['sigma']:6.2f} {v['rare_mass']:6.3f} {v['final_loss']:8.4f}"
+                for k, v in d["fits"].items()
+            ]
+        ),
+    )
+
+
+def cmd_losses_pair(args: argparse.Namespace) -> None:
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.losses.explorer import ExplorerSettings, explore_pair
+    from kd_analysis.models.pairs_loading import load_pair
+
+    teacher_spec, student_spec = _pair_specs(args)
+    teacher, student, report = load_pair(teacher_spec, student_spec)
+    if not report.comparable:
+        raise KDLensError("logit losses do not apply to this pair: " + " ".join(report.notes))
+    ds = load_dataset(args.data)
+    rep = explore_pair(
+        teacher,
+        student,
+        ds.examples[args.start : args.start + args.batch],
+        ExplorerSettings(tau=args.tau, eps=args.eps, iters=args.iters),
+        report.aligned_outputs,
+    )
+    out = rep.to_dict()
+    print_result(
+        out,
+        args.json,
+        lambda d: "\n".join(
+            [f"{len(d['example_ids'])} examples ({d['kind']})"]
+            + [f"{k:<10} value {v:10.4g}   grad norm {d['grad_norms'][k]:10.4g}" for k, v in d["values"].items()]
+        ),
+    )
+
+
+def add_losses(sub) -> None:
+    losses = sub.add_parser("losses", help="compare KL, RKL, JS, TVD, skew KL and Sinkhorn (SinKD)")
+    lsub = losses.add_subparsers(dest="action", required=True, parser_class=Parser)
+    l_toy = lsub.add_parser("toy", help="fit a one-bump student to a multimodal teacher under each loss")
+    l_toy.add_argument("--tau", type=float, default=1.0)
+    l_toy.add_argument("--eps", type=float, default=0.05)
+    l_toy.add_argument("--alpha", type=float, default=0.1)
+    l_toy.add_argument(
+        "--steps", type=int, default=200, help="the most Newton iterations per fit (it stops earlier once converged)"
+    )
+    l_toy.add_argument("--snapshots", action="store_true", help="include the student's distribution along the path")
+    l_toy.add_argument("--json", action="store_true")
+    l_toy.set_defaults(fn=cmd_losses_toy)
+    l_pair = lsub.add_parser("pair", help="every loss, gradient norms and the transport plan on a real batch")
+    pair_opts(l_pair)
+    l_pair.add_argument("--data", required=True, help="a data file, demo:NAME or hf:NAME")
+    l_pair.add_argument("--batch", type=int, default=16)
+    l_pair.add_argument("--start", type=int, default=0, help="index of the first example")
+    l_pair.add_argument("--tau", type=float, default=2.0)
+    l_pair.add_argument("--eps", type=float, default=0.1)
+    l_pair.add_argument("--iters", type=int, default=20)
+    l_pair.set_defaults(fn=cmd_losses_pair)
