@@ -24,7 +24,14 @@ from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.attention import diff_heatmap, head_grid, head_matrix_plot, profile_lines
 from kd_analysis.plots.priming import accuracy_bars
 from kd_analysis.priming import STRATEGIES
-from kd_analysis.priming.experiment import PAPER_SETUP, accuracy_table, paper_reference, priming_runs, strategy_configs
+from kd_analysis.priming.experiment import (
+    PAPER_SETUP,
+    accuracy_table,
+    paper_reference,
+    priming_base_config,
+    priming_runs,
+    strategy_configs,
+)
 from kd_analysis.priming.job import KIND as OUTPUTS_KIND
 from kd_analysis.priming.job import load_outputs_run, outputs_config
 from kd_analysis.priming.prompts import (
@@ -37,7 +44,7 @@ from kd_analysis.priming.prompts import (
 from kd_analysis.priming.strategies import PAPER_GAIN
 from kd_analysis.priming.teacher import check_gold_answers, summarise, teacher_outputs, to_jsonl
 from kd_analysis.runs import RunStore, reconcile, start_run
-from kd_analysis.training.config import ALIGNMENTS, LoraSettings, LossTerm, TrainConfig
+from kd_analysis.training.config import ALIGNMENTS, LoraSettings
 from kd_analysis.training.progress import run_progress
 
 store = RunStore()
@@ -331,18 +338,20 @@ with tab_runs:
         go = st.form_submit_button(f"Start {len(templates)} student runs", type="primary", disabled=not templates)
     if go:
         try:
-            base = TrainConfig(
-                teacher=ModelSpec(teacher_src, task="causal_lm"),
-                data=data_src,
-                student=StudentSpec(num_layers=int(layers)),
+            base = priming_base_config(
+                teacher_src,
+                data_src,
+                StudentSpec(num_layers=int(layers)),
+                ce_weight=float(ce_w),
+                kd_loss=kd,
+                kd_weight=float(kd_w),
+                lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)),
                 steps=int(steps),
                 lr=float(lr),
-                losses=[t for t in (LossTerm("ce", float(ce_w)), LossTerm(kd, float(kd_w))) if t.weight > 0],
                 tau=float(tau),
                 batch_size=int(batch),
                 eval_size=int(eval_size),
                 eval_every=max(int(steps) // 2, 1),
-                lora=LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)),
             )
             ids = [
                 start_run(c.to_dict(), store, name=c.name).run_id

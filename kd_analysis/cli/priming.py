@@ -98,21 +98,19 @@ def cmd_prime_outputs(args) -> None:
 
 
 def cmd_prime_start(args) -> None:
-    from kd_analysis.models.specs import ModelSpec, StudentSpec
-    from kd_analysis.priming.experiment import strategy_configs
+    from kd_analysis.models.specs import StudentSpec
+    from kd_analysis.priming.experiment import priming_base_config, strategy_configs
     from kd_analysis.runs import RunStore, start_run
-    from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
+    from kd_analysis.training.config import TrainConfig
 
     if args.config:
         base = TrainConfig.load(args.config)
     else:
-        base = TrainConfig(
-            teacher=ModelSpec(args.teacher, task="causal_lm"),
-            data=args.data,
-            student=StudentSpec(num_layers=args.student_layers),
+        base = priming_base_config(
+            args.teacher,
+            args.data,
+            StudentSpec(num_layers=args.student_layers),
             steps=args.steps,
-            losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
-            lora=LoraSettings(r=8, alpha=16),
             lr=args.lr,
             name=args.name or "",
         )

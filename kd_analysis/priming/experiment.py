@@ -12,9 +12,35 @@ from dataclasses import replace
 from typing import Any
 
 from kd_analysis.errors import KDLensError
+from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.priming.strategies import PAPER_ACCURACY, STRATEGIES
 from kd_analysis.stats import wilson_interval
-from kd_analysis.training.config import PrimingSettings, TrainConfig
+from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, TrainConfig
+
+
+def priming_base_config(
+    teacher: str,
+    data: str,
+    student: StudentSpec,
+    *,
+    ce_weight: float = 0.6,
+    kd_loss: str = "rkl",
+    kd_weight: float = 0.4,
+    lora: LoraSettings | None = None,
+    **settings: Any,
+) -> TrainConfig:
+    """The config every strategy's student starts from (the page, `prime start` and the reference runs): a causal
+    LM teacher, the paper's loss mix (0.6·CE + 0.4·reverse KL by default; weight 0 drops a term) and a LoRA
+    student (r 8, α 16 unless `lora` says otherwise). `settings` are any other TrainConfig fields."""
+    losses = [t for t in (LossTerm("ce", ce_weight), LossTerm(kd_loss, kd_weight)) if t.weight > 0]
+    return TrainConfig(
+        teacher=ModelSpec(teacher, task="causal_lm"),
+        data=data,
+        student=student,
+        losses=losses,
+        lora=lora or LoraSettings(r=8, alpha=16),
+        **settings,
+    )
 
 
 def strategy_configs(

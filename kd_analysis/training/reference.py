@@ -254,16 +254,15 @@ def priming_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     authors' code, but r 8 where theirs is 4: ours), on the arithmetic demo; then the students' attention heads
     over 40 questions."""
     from kd_analysis.attention.job import attention_config
-    from kd_analysis.priming.experiment import strategy_configs
+    from kd_analysis.priming.experiment import priming_base_config, strategy_configs
     from kd_analysis.priming.strategies import STRATEGIES
 
-    base = TrainConfig(
-        name="Reference",
-        teacher=ModelSpec("smollm2-135m-instruct", task="causal_lm"),
-        student=StudentSpec(keep_layers=PRIMING_STUDENT_KEEP),
-        data="demo:arithmetic",
-        losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
+    base = priming_base_config(
+        "smollm2-135m-instruct",
+        "demo:arithmetic",
+        StudentSpec(keep_layers=PRIMING_STUDENT_KEEP),
         lora=LoraSettings(r=8, alpha=16, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+        name="Reference",
         **PRIMING,
     )
     plan = [
