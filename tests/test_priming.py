@@ -377,3 +377,39 @@ def test_outputs_job_refuses_data_without_gold_answers(tmp_path):
     run = store.create(KIND, outputs_config({"source": "never-loaded"}, str(data), {"none": "{question}"}))
     assert run_one(run, store) == 2
     assert run.status()["state"] == "failed" and "without a gold answer" in run.status()["reason"]
+
+
+@pytest.mark.slow
+def test_strategies_share_the_students_first_evaluation_only_when_it_is_the_same(tiny_dir, tmp_path, monkeypatch):
+    """make-reference: the six priming students are one model at step 0; their first evaluation runs once, and
+    equals the unshared one. A setting that changes the evaluation (max_new_tokens) is not shared."""
+    import kd_analysis.training.loop as loop
+    from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, TrainConfig
+    from kd_analysis.training.loop import train
+    from kd_analysis.training.shared_teacher import shared_teacher_outputs
+
+    data = _arith_file(tmp_path / "a.jsonl")
+    base = dict(
+        teacher=ModelSpec(str(tiny_dir / "llama")),
+        student=StudentSpec(num_layers=1),
+        data=str(data),
+        steps=1,
+        eval_every=1,
+        eval_size=4,
+        batch_size=4,
+        max_new_tokens=4,
+        losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
+        lora=LoraSettings(r=4, alpha=8),
+    )
+    alone = train(TrainConfig(**base, priming=PrimingSettings("teacher"))).evals[0]
+    calls = []
+    real = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda loaded, *a, **k: calls.append(loaded) or real(loaded, *a, **k))
+    with shared_teacher_outputs():
+        first = [
+            train(TrainConfig(**{**base, **change}, priming=PrimingSettings(strategy))).evals[0]
+            for strategy, change in (("teacher", {}), ("gold", {}), ("cot", {"max_new_tokens": 5}))
+        ]
+    # teacher (primed: not shared) + student at steps 0 and 1 per run, but "gold" reuses "teacher"'s step 0
+    assert len(calls) == 3 + 2 + 3
+    assert first[0] == first[1] == alone

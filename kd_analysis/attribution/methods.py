@@ -6,8 +6,8 @@ goes through captum and reports its convergence delta (completeness: attribution
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
@@ -15,11 +15,18 @@ from kd_analysis.attribution.targets import Target
 from kd_analysis.errors import KDLensError
 
 
+class MethodFn(Protocol):
+    """Per-token scores [T] for one target, and the method's convergence delta where it has one (integrated
+    gradients) else None. Settings (steps, batch, the loaded model) arrive as keyword arguments."""
+
+    def __call__(self, target: Target, /, **params: Any) -> tuple[torch.Tensor, float | None]: ...
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
     title: str
-    fn: Callable[..., tuple[torch.Tensor, float | None]]
+    fn: MethodFn
     description: str
 
 
@@ -51,7 +58,7 @@ def _grad(target: Target) -> tuple[torch.Tensor, torch.Tensor]:
     "saliency", "Saliency (gradient norm)", "‖∂score/∂embedding‖ per token: how sensitive the answer is to each token."
 )
 def saliency(target: Target, **_) -> tuple[torch.Tensor, None]:
-    _, g = _grad(target)
+    _embeds, g = _grad(target)
     return g.norm(dim=-1), None
 
 
@@ -157,9 +164,8 @@ def attention_rollout(target: Target, *, loaded=None, **_) -> tuple[torch.Tensor
     atts = _attentions(target, loaded)
     L = atts[0].shape[-1]
     eye = torch.eye(L, device=atts[0].device)
-    roll = None
+    roll = eye
     for a in atts:
         a = 0.5 * a.mean(1).float() + 0.5 * eye
-        a = a / a.sum(-1, keepdim=True)
-        roll = a if roll is None else a @ roll
+        roll = (a / a.sum(-1, keepdim=True)) @ roll
     return roll[:, _query_row(target, loaded), :], None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 from kd_analysis.cli.common import Parser, print_result
 from kd_analysis.errors import KDLensError
@@ -199,7 +200,7 @@ def cmd_attention_stats(args) -> None:
             head_stats(
                 loaded,
                 examples,
-                lambda ex, m=loaded: student_prompt(m.tokenizer, ex),
+                partial(student_prompt, loaded.tokenizer),
                 label=entry["label"],
                 max_tokens=args.max_tokens,
             )

@@ -74,7 +74,7 @@ class PairLossReport:
         """One row per example: every loss's contribution, for CSV export."""
         rows = []
         for i, ex_id in enumerate(self.example_ids):
-            row = {"example": ex_id, "text": self.example_texts[i]}
+            row: dict[str, Any] = {"example": ex_id, "text": self.example_texts[i]}
             row.update({name: vals[i] for name, vals in self.per_example.items()})
             rows.append(row)
         return rows
@@ -109,7 +109,7 @@ def _outputs(teacher, student, examples: Sequence[Example], aligned: int | None)
 
     if teacher.task == "multiple_choice":
         t, s = choice_scores(teacher, examples), choice_scores(student, examples)
-        cols = [list(ex.choices) + [""] * (t.shape[1] - len(ex.choices)) for ex in examples]
+        cols = [list(ex.choices or []) + [""] * (t.shape[1] - len(ex.choices or [])) for ex in examples]
         return "choices", t, s, cols, None
     if teacher.task == "classification":
         t, s = class_logits(teacher, examples), class_logits(student, examples)
@@ -155,7 +155,9 @@ def explore_pair(
         with torch.no_grad():
             per_example[name] = spec(s, t, reduction="none", **_loss_kwargs(name, st)).tolist()
     shuffled = row_shuffle_effect(s, t, st)
-    topk_values, t_tail, s_tail = {}, [], []
+    topk_values: dict[str, float] = {}
+    t_tail: list[float] = []
+    s_tail: list[float] = []
     if kind == "tokens":  # every token position of the batch, as a run compares its answer tokens
         t_all, s_all, mask, _ = tokens
         topk_values, t_tail, s_tail = cached_topk_view(
@@ -199,7 +201,7 @@ def _shown(kind: str, teacher, examples: Sequence[Example], tokens, width: int) 
     """Per example, what its probability bars compare: the answer choices, the classes, or (language models) the
     teacher's top tokens for the next token after the example's last token."""
     if kind == "choices":
-        return [f"example {ex.id}: its {len(ex.choices)} answer choices" for ex in examples]
+        return [f"example {ex.id}: its {len(ex.choices or [])} answer choices" for ex in examples]
     if kind == "labels":
         return [f"example {ex.id}: its {width} classes" for ex in examples]
     _, _, mask, ids = tokens

@@ -10,13 +10,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-LossFn = Callable[..., torch.Tensor]
-RowFn = Callable[..., torch.Tensor]  # (teacher_logp [N, d], student_logp [N, d], **params) -> [N]
-PairFn = Callable[..., torch.Tensor]  # (student_probs [G, n], teacher_probs [G, n], **params) -> [G]
+
+class LossFn(Protocol):
+    """A loss on logits: a scalar that back-propagates (per-row values with reduction="none"). Loss parameters
+    (`Param`s) arrive as further keyword arguments."""
+
+    def __call__(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        *,
+        tau: float = 1.0,
+        mask: torch.Tensor | None = None,
+        reduction: str = "mean",
+    ) -> torch.Tensor: ...
+
+
+class RowFn(Protocol):
+    """A divergence on log-probability rows, teacher first: [N, d] and [N, d] -> [N]."""
+
+    def __call__(self, teacher_logp: torch.Tensor, student_logp: torch.Tensor, /) -> torch.Tensor: ...
+
+
+class PairFn(Protocol):
+    """A batch-wise loss between single distributions: probability rows [G, n] and [G, n] -> [G]."""
+
+    def __call__(self, student_probs: torch.Tensor, teacher_probs: torch.Tensor, /) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)

@@ -251,7 +251,7 @@ def ordered_cost(n: int, dtype=torch.float64) -> torch.Tensor:
 
 
 def class_sinkhorn_rows(
-    student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float, iters: int = 50
+    student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float = 0.05, iters: int = 50
 ) -> torch.Tensor:
     """`class_sinkhorn` for G pairs of rows at once ([G, n] each): G independent plans, one value per pair."""
     g, n = student_probs.shape
@@ -261,7 +261,7 @@ def class_sinkhorn_rows(
 
 
 def class_sinkhorn(
-    student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float, iters: int = 50
+    student_probs: torch.Tensor, teacher_probs: torch.Tensor, eps: float = 0.05, iters: int = 50
 ) -> torch.Tensor:
     """Entropic OT between two distributions over ordered classes, ground cost |k − l| / (classes − 1)."""
     return class_sinkhorn_rows(student_probs.reshape(1, -1), teacher_probs.reshape(1, -1), eps, iters).sum()

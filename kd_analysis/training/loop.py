@@ -632,16 +632,22 @@ def _evaluate_student(s: _Session, step: int, first: bool = False) -> dict:
     """The live model on the eval set; per-example records at the last step (every evaluation when asked)."""
     keep = s.cfg.records_every_eval or (step == s.total and not first)
     records: list | None = [] if keep else None
-    ev = evaluate(
-        s.live,
-        s.eval_set,
-        s.cfg,
-        unwrap=s.acc.unwrap_model,
-        prompt=s.s_prompt,
-        records=records,
-        teacher_probs=s.teacher_probs,
-        teacher_lm=s.teacher_lm if (records is not None or first) else None,
-    )
+
+    def student_pass() -> tuple[dict, list]:
+        return evaluate(
+            s.live,
+            s.eval_set,
+            s.cfg,
+            unwrap=s.acc.unwrap_model,
+            prompt=s.s_prompt,
+            records=records,
+            teacher_probs=s.teacher_probs,
+            teacher_lm=s.teacher_lm if (records is not None or first) else None,
+        ), []
+
+    shared = first and records is None  # make-reference: students identical at step 0 share their first evaluation
+    key = shared_teacher.student_start_key(s.cfg) if shared else None
+    ev = dict(shared_teacher.shared_eval(key, [ex.id for ex in s.eval_set], student_pass)[0])
     if records:
         s.save_records(records, s.live_role, step)
     if first:

@@ -70,7 +70,9 @@ def _serial(store: RunStore, plan: list[Step]) -> list[str]:
 
 def _parallel(store: RunStore, plan: list[Step], jobs: int) -> list[str]:
     needs = dependencies(plan)
-    pending, running, done, failed = list(plan), {}, [], []
+    pending, done = list(plan), []
+    running: dict[futures.Future, tuple[Step, tuple[str, float]]] = {}
+    failed: list[BaseException] = []
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")  # fork after torch has started threads can hang
     locks = hold_device_queue(store.root)  # the workers skip the queue: this plan holds it for them

@@ -64,3 +64,44 @@ def shared_eval(key: str | None, eval_ids: list[str], compute: Callable[[], tupl
     if slot not in _SHARED:
         _SHARED[slot] = compute()
     return _SHARED[slot]
+
+
+# Settings that shape only training, not the student before its first step nor how it is evaluated.
+_TRAINING_ONLY = frozenset(
+    {
+        "name",
+        "group",
+        "preset",
+        "losses",
+        "steps",
+        "epochs",
+        "lr",
+        "tau",
+        "tau_squared",
+        "eval_every",
+        "teacher_topk",
+        "save_checkpoint",
+        "report_to",
+        "warmup_steps",
+        "schedule",
+        "weight_decay",
+        "optimizer",
+        "max_grad_norm",
+        "grad_accum",
+        "labels",
+        "train_size",
+        "records_every_eval",
+    }
+)
+
+
+def student_start_key(cfg: Any) -> str | None:
+    """Runs whose students are the same model at step 0 and are evaluated the same way (the six priming
+    strategies differ only in the teacher's prompt) share that first evaluation. Priming counts only as on or
+    off here: it changes the student's prompt format, not with the strategy. Never for rationale runs (their eval
+    texts may carry rationales) or a teacher being fine-tuned."""
+    if _SHARED is None or cfg.rationales or cfg.train_teacher:
+        return None
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _TRAINING_ONLY}
+    settings["priming"] = bool(cfg.priming)
+    return "student:" + json.dumps([settings, _weights_stamp(cfg.teacher.source)], sort_keys=True, default=str)
