@@ -125,3 +125,10 @@ def test_speed_measurements_run_last_and_alone(tmp_path, monkeypatch):
     plan = [("t", "train", {}), ("speed", kind, {}), ("a", "train", {}), ("b", "train", {})]
     assert run_plan(RunStore(tmp_path), plan, jobs=2) == ["t", "a", "b", "speed"]
     assert events == [("pool", ["t", "a", "b"]), ("alone", "speed")]
+
+
+def test_steps_that_wait_for_each_other_are_refused_not_skipped(tmp_path):
+    plan = [("a", "train", {"teacher": {"source": "runs/b/checkpoint"}}), ("b", "train", {"student": {"run": "a"}})]
+    with pytest.raises(RuntimeError, match="wait for each other: a, b"):
+        run_plan(RunStore(tmp_path / "runs"), plan, jobs=2)
+    assert not (tmp_path / "runs" / "a.new").exists()

@@ -91,6 +91,8 @@ def _parallel(store: RunStore, plan: list[Step], jobs: int) -> list[str]:
                 tmp_id = _prepare(store, *step)
                 running[pool.submit(_execute, str(store.root), tmp_id)] = (step, (tmp_id, time.perf_counter()))
             if not running:
+                if pending and not failed:  # nothing runs and nothing may start: the configs name each other
+                    raise RuntimeError(f"these steps wait for each other: {', '.join(s[0] for s in pending)}")
                 break
             finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
             for future in finished:
