@@ -191,3 +191,33 @@ def test_fast_logsumexp_matches_torch_and_gradcheck(tau):
     torch.testing.assert_close(logsumexp_at(z, tau), torch.logsumexp(z / tau, -1))
     x = torch.randn(4, 9, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: logsumexp_at(v, tau), (x,))
+
+
+def test_a_top_k_that_covers_the_vocabulary_keeps_rows_unsorted_and_within_budget():
+    """k ≥ V stores the rows as they are (no sort) and gives the same loss; past the byte budget examples are
+    returned for this step but not kept, and the cache says so."""
+    from kd_analysis.data.example import Example
+    from kd_analysis.training.teacher_cache import TeacherCache
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 12, generator=g)
+    labels = torch.tensor([[-100, 1, 2, 3, -100], [4, 5, -100, -100, -100], [6, 7, 8, 9, 10]])
+    examples = [Example(str(i), f"q{i}") for i in range(3)]
+    full = TeacherCache(topk=64, temperatures=(1.0, 2.0))
+    sorted_k = TeacherCache(topk=12, temperatures=(1.0, 2.0))
+    made = full.put_lm(examples, logits, labels, None)
+    sorted_k.put_lm(examples, logits, labels, None)
+    a, b = full.lm(examples, "cpu"), sorted_k.lm(examples, "cpu")
+    assert torch.equal(a.indices[0], torch.arange(12, dtype=a.indices.dtype))  # kept in column order
+    student = torch.randn(a.logits.shape[0], 12, generator=g)
+    for tau in (1.0, 2.0):
+        assert torch.allclose(
+            sparse_kd("kl", student, a.logprobs(tau), a.indices.long(), tau=tau),
+            sparse_kd("kl", student, b.logprobs(tau), b.indices.long(), tau=tau),
+            atol=1e-6,
+        )
+    one_example = 8 * 3 * 12 + 4 * 3 * 2  # values and ids of 3 positions, one normaliser per position and τ
+    small = TeacherCache(topk=64, temperatures=(1.0, 2.0), budget_bytes=one_example)
+    fresh = small.put_lm(examples, logits, labels, None)
+    assert set(small.entries) == {"0"} and small.over_budget and set(fresh) == {"0", "1", "2"}
+    assert torch.equal(small.lm(examples, "cpu", fresh).logits, a.logits) and set(made) == set(fresh)

@@ -247,6 +247,7 @@ def _paper_alignment(cfg: TrainConfig) -> bool:
 def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_prompt=None, student_tok=None):
     lm = teacher.task in ("causal_lm", "seq2seq")
     missing = list(examples) if lm and cache.topk is None else cache.missing(examples)
+    fresh: dict = {}
     if missing:
         cache.misses += len(missing)
         with torch.no_grad():
@@ -262,11 +263,11 @@ def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_pr
         if isinstance(out, LMBatch):
             if cache.topk is None:  # full vocabulary: nothing is cached, the teacher runs every step
                 return out.logits[out.labels != -100]
-            cache.put_lm(missing, out.logits, out.labels, width)
+            fresh = cache.put_lm(missing, out.logits, out.labels, width)
         else:
             cache.put_rows(missing, out)
     device = next(teacher.model.parameters()).device
-    return cache.lm(examples, device) if lm else cache.rows(examples, device)
+    return cache.lm(examples, device, fresh) if lm else cache.rows(examples, device)
 
 
 def student_outputs(cfg: TrainConfig, live, teacher, examples: Sequence[Example], s_prompt):
@@ -675,6 +676,12 @@ def _loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[st
     if cfg.kd_terms:
         originals = [s.originals[ex.id] for ex in examples]
         t_rows = _teacher_rows(cfg, s.cache, s.teacher, originals, s.width, s.s_prompt, s.student.tokenizer)
+        if s.cache.over_budget:
+            s.note(
+                f"warning: the teacher cache reached its budget ({s.cache.budget_bytes / 2**20:.0f} MB); the "
+                "examples it could not keep run the teacher again each time. A smaller teacher_topk keeps more; "
+                "teacher_topk null runs the teacher every step and keeps nothing."
+            )
         terms.update(
             kd_loss_terms(
                 cfg,

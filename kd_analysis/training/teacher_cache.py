@@ -38,6 +38,9 @@ class TopK:
         return self.logits / tau - self.lse[tau][:, None]
 
 
+BUDGET_MB = 2048  # the most a run's language-model teacher cache may hold; past it the teacher runs again
+
+
 @dataclass
 class TeacherCache:
     topk: int | None = 64  # None: language models keep nothing (the loop runs the teacher every step)
@@ -45,6 +48,9 @@ class TeacherCache:
     entries: dict[str, torch.Tensor | TopK] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
+    budget_bytes: int = BUDGET_MB * 2**20
+    held_bytes: int = 0
+    over_budget: bool = False  # some examples were not kept: their teacher outputs are computed again
 
     def missing(self, examples: Sequence[Example]) -> list[Example]:
         return [ex for ex in examples if ex.id not in self.entries]
@@ -55,25 +61,40 @@ class TeacherCache:
 
     def put_lm(
         self, examples: Sequence[Example], logits: torch.Tensor, labels: torch.Tensor, width: int | None
-    ) -> None:
-        """Keep each example's target positions: top-k among the first `width` (shared) columns, normalised over
-        the teacher's full vocabulary at every run temperature."""
+    ) -> dict[str, TopK]:
+        """Each example's target positions: top-k among the first `width` (shared) columns, normalised over the
+        teacher's full vocabulary at every run temperature. Kept while the cache is within its budget; returned
+        either way. A k that covers every column keeps the rows as they are (no sort)."""
+        assert self.topk is not None
         width = width or logits.shape[-1]
         k = min(self.topk, width)
+        made = {}
         for b, ex in enumerate(examples):
             pos = (labels[b] != -100).nonzero().flatten()
             rows = logits[b, pos].detach().float()
-            vals, idx = rows[:, :width].topk(k, dim=-1)
+            if k == width:  # every column: nothing to choose, so no sort
+                vals, idx = rows[:, :width], torch.arange(width, device=rows.device).expand(len(pos), width)
+            else:
+                vals, idx = rows[:, :width].topk(k, dim=-1)
             lse = {t: torch.logsumexp(rows / t, -1).cpu() for t in self.temperatures}
-            self.entries[ex.id] = TopK(vals.cpu(), idx.to(torch.int32).cpu(), lse)
+            made[ex.id] = entry = TopK(vals.cpu(), idx.to(torch.int32).cpu(), lse)
+            size = 8 * vals.numel() + 4 * len(pos) * len(lse)
+            if self.held_bytes + size <= self.budget_bytes:
+                self.entries[ex.id] = entry
+                self.held_bytes += size
+            else:
+                self.over_budget = True
+        return made
 
     def rows(self, examples: Sequence[Example], device) -> torch.Tensor:
         self.hits += len(examples)
         return torch.stack([self.entries[ex.id] for ex in examples]).to(device)
 
-    def lm(self, examples: Sequence[Example], device) -> TopK:
-        self.hits += len(examples)
-        items = [self.entries[ex.id] for ex in examples]
+    def lm(self, examples: Sequence[Example], device, fresh: dict[str, TopK] | None = None) -> TopK:
+        """The batch's cached rows; `fresh` supplies those just computed and not kept (over the budget)."""
+        fresh = fresh or {}
+        self.hits += len(examples)  # counted as `rows` counts them: every row served through the cache
+        items = [fresh[ex.id] if ex.id in fresh else self.entries[ex.id] for ex in examples]
         return TopK(
             torch.cat([i.logits for i in items]).to(device),
             torch.cat([i.indices for i in items]).to(device).long(),
