@@ -13,6 +13,17 @@ ROOT = Path(__file__).resolve().parent.parent
 _SESSION_CACHE = Path(os.environ.get("KD_LENS_TEST_CACHE", ROOT / ".pytest_cache" / "kd-lens-cache"))
 os.environ["KD_LENS_CACHE"] = str(_SESSION_CACHE)
 
+# Under pytest-xdist every worker is its own process: share the cores between workers instead of letting each
+# start one thread per core (n workers x n threads oversubscribes the machine and every worker slows down).
+# Subprocesses (the CLI, the Streamlit server of the browser tests) inherit the same limit.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _threads)
+    import torch
+
+    torch.set_num_threads(int(_threads))
+
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:

@@ -151,6 +151,7 @@ def test_offline_view_has_no_cdn_and_escapes_tokens(tiny_dir):
         attention_view([torch.softmax(torch.randn(1, 64, 64, 64), -1)] * 40, [str(i) for i in range(64)])
 
 
+@pytest.mark.slow
 def test_cli_attention_stats_view_and_prime(tiny_dir, tmp_path):
     data = tmp_path / "arith.jsonl"
     data.write_text(

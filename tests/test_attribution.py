@@ -160,6 +160,7 @@ def test_no_gradient_is_a_clear_message(mc_head):
         METHODS["saliency"].fn(tgt)
 
 
+@pytest.mark.slow
 def test_cli_rationales(tiny_dir, tmp_path):
     data = tmp_path / "mc.jsonl"
     data.write_text(
@@ -244,6 +245,7 @@ def test_agreement_is_one_for_identical_attributions(mc_head):
     assert ag.topk_overlap == 1.0 and ag.spearman == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_background_rationale_job_saves_and_reopens(tiny_dir, tmp_path):
     import time as _time
 

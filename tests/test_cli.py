@@ -49,6 +49,7 @@ def test_models_list():
 
 
 @pytest.mark.parametrize("family", ["bert", "llama", "t5"])
+@pytest.mark.slow
 def test_models_inspect_json(tiny_dir, family):
     proc = cli("models", "inspect", str(tiny_dir / family), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -58,6 +59,7 @@ def test_models_inspect_json(tiny_dir, family):
     assert info["family"] == family and info["layers"] == 2 and info["heads"] == 4
 
 
+@pytest.mark.slow
 def test_models_inspect_builtin_offline():
     proc = cli("models", "inspect", "minilm", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -65,6 +67,7 @@ def test_models_inspect_builtin_offline():
     assert info["family"] == "bert" and info["parameters"] > 22_000_000
 
 
+@pytest.mark.slow
 def test_models_pair_json(tiny_dir):
     proc = cli("models", "pair", "--teacher", str(tiny_dir / "llama"), "--layers", "1", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -143,6 +143,7 @@ def _cli(*args: str, root: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_report_slices_and_explain(error_store, tmp_path):  # noqa: F811
     root = error_store.root
     out = tmp_path / "report.html"

@@ -219,6 +219,7 @@ def test_groups_list_compare_and_gap(grouped):
         members(store, "nope-123")
 
 
+@pytest.mark.slow
 def test_cli_groups_compare_gap_json(grouped, run_root):
     _store, made, other = grouped
     env = {"KD_LENS_RUNS": str(run_root)}

@@ -219,6 +219,7 @@ def test_load_progress_states_measured_seconds(tiny_dir):
     assert not any("about" in m for m in said)
 
 
+@pytest.mark.slow
 def test_saliency_job_and_example_live_in_the_url():
     from streamlit.testing.v1 import AppTest
 

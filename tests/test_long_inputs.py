@@ -228,6 +228,7 @@ def test_saved_results_keep_their_cut_counts(mc_head):
     assert HeadStats.from_dict(saved).truncated == 2
 
 
+@pytest.mark.slow
 def test_saliency_page_warns_about_cut_inputs(tiny_dir, tmp_path):
     from tests.test_pages import attribute_live, open_with
 

@@ -124,6 +124,7 @@ def test_cli_losses_toy_json():
     assert set(out["fits"]) == set(LOSSES) and len(out["teacher"]) == 24
 
 
+@pytest.mark.slow
 def test_cli_losses_pair_json(tiny_dir, tmp_path):
     data = tmp_path / "mc.jsonl"
     data.write_text(

@@ -170,6 +170,7 @@ RUNS_PAGE = "pages/distillation_runs.py"
 COMPARE_PAGE = "pages/compare_runs.py"
 
 
+@pytest.mark.slow
 def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
     import json as _json
     import time as _time
@@ -366,6 +367,7 @@ def test_saliency_computes_only_on_its_button_shows_progress_and_cancels(tiny_di
     assert any(b.key == "rationale_start" for b in at.button)  # it can be started again
 
 
+@pytest.mark.slow
 def test_saliency_rationales_page(tiny_dir):
     at = _saliency_page(tiny_dir)
     assert not at.error, [e.value for e in at.error]

@@ -56,6 +56,7 @@ def _mc(path: Path) -> str:
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.slow
 def test_a_teacher_and_two_students_run_in_parallel_processes(tiny_dir, tmp_path, jobs):
     store = RunStore(tmp_path / "runs")
     data = _mc(tmp_path / "mc.jsonl")

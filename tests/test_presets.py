@@ -164,6 +164,7 @@ def test_cli_presets_list_and_show():
     assert bad.returncode == 2 and "unknown preset" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_train_with_a_preset_and_overrides(tiny_dir, tmp_path):
     data = tmp_path / "s.jsonl"
     data.write_text(

@@ -251,6 +251,7 @@ def _write_cfg(tmp_path, tiny_dir, **kw) -> Path:
     return f
 
 
+@pytest.mark.slow
 def test_ten_step_run_through_the_cli(tiny_dir, tmp_path):
     root = tmp_path / "runs"
     proc = cli("train", "--config", str(_write_cfg(tmp_path, tiny_dir)), "--root", str(root))
@@ -281,6 +282,7 @@ def test_background_run_cancel(tiny_dir, tmp_path):
     assert st["state"] == "cancelled" and "cancelled at step" in st["reason"]
 
 
+@pytest.mark.slow
 def test_kill_9_is_detected_and_metrics_kept(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
     run = start_run(_cfg(tiny_dir, tmp_path, steps=100000, eval_every=100000).to_dict(), store)
@@ -297,6 +299,7 @@ def test_kill_9_is_detected_and_metrics_kept(tiny_dir, tmp_path):
     assert len(run.metrics()) >= kept >= 3
 
 
+@pytest.mark.slow
 def test_reattach_after_restart_and_queue(tiny_dir, tmp_path):
     """Two runs at once: one waits for the device; a fresh store (an app restart) still follows both."""
     store = RunStore(tmp_path / "runs")
@@ -317,6 +320,7 @@ def test_reattach_after_restart_and_queue(tiny_dir, tmp_path):
     assert "queued" in logs  # one of them waited for the other
 
 
+@pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(tiny_dir, tmp_path):
     root = tmp_path / "runs"
     cfg = _write_cfg(tmp_path, tiny_dir, steps=3, eval_every=3, device="cpu")

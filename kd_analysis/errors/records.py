@@ -72,7 +72,9 @@ def choice_records(
         tp = torch.tensor([t if ok else [1.0 / n_choices] * n_choices for t, ok in zip(t_rows, have)])
         tp = tp.clamp_min(0) / tp.clamp_min(0).sum(-1, keepdim=True)
         tlog = torch.where(tp > 0, tp.log(), torch.zeros_like(tp))
-        kl = (tp * (tlog - logp)).sum(-1).tolist()
+        # ≥ 0 in exact arithmetic; the teacher's probabilities are saved rounded, so a student that matches its
+        # teacher can come out a hair below 0 (−1e-8), which a `kl >= 0` filter would then drop
+        kl = (tp * (tlog - logp)).sum(-1).clamp_min(0).tolist()
         t_ent = (-(tp * tlog).sum(-1)).tolist()
     rounded = probs.mul(1e6).round().div(1e6).tolist()
     pred_l, gold_l, pg, ce_l, ent, pp = (

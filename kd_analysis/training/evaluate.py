@@ -159,7 +159,7 @@ def answer_kl(
             s_logp = torch.log_softmax(s_out.logits[b][s_mask].float(), -1)
             t_logp = torch.log_softmax(t_out.logits[b][t_mask].float(), -1)
             t_p = t_logp.exp()
-            kl = (t_p * (t_logp - s_logp)).sum(-1).mean()
+            kl = (t_p * (t_logp - s_logp)).sum(-1).clamp_min(0).mean()  # rounding can dip a hair below 0
             s_ent = -(s_logp.exp() * s_logp).sum(-1).mean()
             t_ent = -(t_p * t_logp).sum(-1).mean()
             out.append((float(kl), float(s_ent), float(t_ent)))
