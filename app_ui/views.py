@@ -125,7 +125,7 @@ def loss_param_inputs(losses: dict[str, Any], key_prefix: str) -> dict[str, dict
     for name, spec in losses.items():
         if not spec.params:
             continue
-        cols = st.columns(len(spec.params) + 1)
+        cols = st.columns(max(4, len(spec.params) + 1))  # one grid for every loss: its inputs line up
         cols[0].markdown(f"**{md(spec.title)}**")
         for col, p in zip(cols[1:], spec.params):
             whole = isinstance(p.default, int)

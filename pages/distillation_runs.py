@@ -239,7 +239,11 @@ if submitted:
             if cfg.rationales and r_source:
                 check_source_run(r_source, cfg.teacher.source, r_method, store.root / r_source)
             if not cfg.name:
-                cfg.name = " + ".join(f"{t.weight:g}·{t.name}" for t in cfg.losses)
+                cfg.name = " + ".join(
+                    f"{t.weight:g}·{t.name}"
+                    + (f"({', '.join(f'{k} {v:g}' for k, v in t.params.items())})" if t.params else "")
+                    for t in cfg.losses
+                )
                 if cfg.rationales:
                     cfg.name += f" + rationales ({cfg.rationales.mode}, k={cfg.rationales.k})"
         seeds = parse_seeds(seeds_text) if seeds_text.strip() else None

@@ -7,8 +7,8 @@
   and appended) against the CE-only student, and teacher-student agreement before and after; SmolLM2-135M as a
   decoder teacher on the same questions, with MiniLM students trained on its rationales or without them.
 
-Regenerate with `python -m kd_analysis runs make-reference` (about 40 minutes on 2 CPU cores, most of it
-SmolLM2's attributions; `--only ID ...` for a part). The teacher's LoRA adapter (~1.4 MB) is kept so students
+Regenerate with `python -m kd_analysis runs make-reference` (52 minutes on 2 CPU cores with the default
+`--jobs 2`; `--only ID ...` for a part). The teacher's LoRA adapter (~1.4 MB) is kept so students
 can be distilled from it on a fresh clone; student weights are not (later steps that need them run first).
 """
 
