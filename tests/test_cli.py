@@ -1,4 +1,6 @@
-"""The CLI contract through subprocess, exactly as scripts call it."""
+"""The CLI contract: exit codes, one-line errors, JSON output. Most tests call `main()` in this process (a new
+interpreter costs seconds of imports per call); the process itself, as scripts call it, is checked by
+`cli_process` for help, bad input and the entry point."""
 
 from __future__ import annotations
 
@@ -14,6 +16,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`kd-lens ARGS` run by `main()` in this process: its exit code and what it printed, as a finished process."""
+    import contextlib
+    import io
+
+    from kd_analysis.cli import main
+
+    saved = {name: os.environ.get(name) for name in (env or {})}
+    os.environ.update(env or {})
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's --help and usage errors
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return subprocess.CompletedProcess(["kd-lens", *args], code, out.getvalue(), err.getvalue())
+
+
+def cli_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m kd_analysis ARGS` in a new process, exactly as scripts call it."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "kd_analysis", *args],
@@ -35,7 +63,7 @@ def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
 
 
 def test_help_lists_every_subcommand():
-    proc = cli("--help")
+    proc = cli_process("--help")
     assert proc.returncode == 0
     for sub in ("models", "data", "runs"):
         assert sub in proc.stdout
@@ -115,7 +143,7 @@ def test_runs_list_and_show(run_root):
     ],
 )
 def test_bad_input_exit_2_one_line(args, words):
-    assert_clean_error(cli(*args), *words)
+    assert_clean_error(cli_process(*args), *words)
 
 
 def test_bad_data_file(tmp_path):
@@ -149,7 +177,7 @@ def test_help_of_every_subcommand_formats():
 
 @pytest.mark.parametrize("command", [("attention",), ("attention", "stats"), ("prime", "table"), ("train",)])
 def test_help_through_subprocess(command):
-    proc = cli(*command, "--help")
+    proc = cli_process(*command, "--help")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "usage:" in proc.stdout
 
