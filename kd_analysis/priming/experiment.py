@@ -30,8 +30,10 @@ def priming_base_config(
     **settings: Any,
 ) -> TrainConfig:
     """The config every strategy's student starts from (the page, `prime start` and the reference runs): a causal
-    LM teacher, the paper's loss mix (0.6·CE + 0.4·reverse KL by default; weight 0 drops a term) and a LoRA
-    student (r 8, α 16 unless `lora` says otherwise). `settings` are any other TrainConfig fields."""
+    LM teacher, a loss mix near the paper's (ours: 0.6·CE + 0.4·reverse KL at the run's τ by default, where the
+    authors' code has 0.6093·CE + 0.3907·T²·reverse KL at T 5.9423 — the `goyal-priming` preset; weight 0 drops a
+    term) and a LoRA student (r 8, α 16 unless `lora` says otherwise; theirs r 4, α 8). `settings` are any other
+    TrainConfig fields."""
     losses = [t for t in (LossTerm("ce", ce_weight), LossTerm(kd_loss, kd_weight)) if t.weight > 0]
     return TrainConfig(
         teacher=ModelSpec(teacher, task="causal_lm"),

@@ -673,8 +673,8 @@ def _loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[st
     terms: dict[str, torch.Tensor] = {}
     if sum(t.weight for t in cfg.losses if t.name == "ce") > 0:
         terms["ce"] = ce_loss(out, examples, answer_rows, s.labelled)
+    originals = [s.originals[ex.id] for ex in examples]  # the teacher and the rationale task read the untouched text
     if cfg.kd_terms:
-        originals = [s.originals[ex.id] for ex in examples]
         t_rows = _teacher_rows(cfg, s.cache, s.teacher, originals, s.width, s.s_prompt, s.student.tokenizer)
         if s.cache.over_budget:
             s.note(
@@ -697,7 +697,6 @@ def _loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[st
         )
     weights = {t.name: t.weight for t in cfg.losses}
     if s.objective is not None:
-        originals = [s.originals[ex.id] for ex in examples]
         terms["rationale"] = s.objective(s.live, originals, s.rationales, cfg.max_length)
         weights["rationale"] = cfg.rationales.weight
     loss = sum(weights[k] * v for k, v in terms.items())
