@@ -128,7 +128,7 @@ with st.form("new_run"):
     precision = c4.selectbox("precision", ["auto", "fp32", "bf16", "fp16"], key=K + "precision")
     device = c5.selectbox("device", ["auto", "cpu", "cuda"], key=K + "device")
     topk = c6.number_input(
-        "LM teacher top-k (0: full vocabulary)",
+        "LM teacher top-k (0: exact online mode)",
         0,
         1_000_000,
         int(defaults.teacher_topk or 0),
@@ -137,7 +137,8 @@ with st.form("new_run"):
         f"token plus one tail bucket for the rest ({bytes_per_token(64)} bytes per token at "
         "k = 64, 8·k in general; a full 49k-token row would be 196 KB). At τ > 1 the top-k "
         "keep little of the teacher (SmolLM2, τ 2: 44% of its mass is outside the top 64). "
-        "0: nothing cached, the teacher runs every step over its full vocabulary (exact).",
+        "0: the exact online mode (teacher_cache none): nothing cached, the teacher runs every step and every "
+        "loss sees both full distributions, computed a block of answer positions at a time.",
     )
     c1, c2 = st.columns(2)
     seeds_text = c1.text_input(
@@ -207,6 +208,7 @@ if submitted:
             "precision": precision,
             "device": device,
             "teacher_topk": int(topk) or None,
+            "teacher_cache": "topk" if int(topk) else "none",
             "labels": int(labels) or None,
         }
         if use_lora != (defaults.lora is not None) or (use_lora and int(lora_r) != defaults.lora.r):

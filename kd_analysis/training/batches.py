@@ -25,9 +25,50 @@ def lm_target(ex: Example) -> str:
 
 @dataclass
 class LMBatch:
-    logits: torch.Tensor  # [B, L, V]
+    logits: torch.Tensor | None  # [B, L, V]; None when only the final hidden states were asked for
     labels: torch.Tensor  # [B, L] next-token targets aligned with logits, -100 where masked
     tokens: int
+    hidden: torch.Tensor | None = None  # [B, L, H] before the output layer (`hidden=True` forwards)
+
+    def target_hidden(self) -> torch.Tensor:
+        """[N, H] hidden states at the target positions, row-major (the order of `AnswerRows`)."""
+        assert self.hidden is not None
+        return self.hidden[self.labels != -100]
+
+
+def head_parts(model) -> tuple[torch.nn.Module, torch.nn.Linear] | None:
+    """(decoder body, output layer) of a causal LM, through a peft wrapper; None when the model has no such split
+    or its output layer is not a plain linear map (e.g. LoRA on lm_head). Whether body → layer reproduces the
+    model's logits (no soft-capping or scaling after the layer) is checked by `head_split_matches`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_decoder, get_head = getattr(base, "get_decoder", None), getattr(base, "get_output_embeddings", None)
+    if get_decoder is None or get_head is None:
+        return None
+    try:
+        body, head = get_decoder(), get_head()
+    except (AttributeError, NotImplementedError):
+        return None
+    if body is None or body is base or type(head) is not torch.nn.Linear:
+        return None
+    return body, head
+
+
+def head_split_matches(loaded, text: str = "The answer is 42.") -> bool:
+    """Whether the body's last hidden state through the output layer gives the model's own logits on `text`."""
+    parts = head_parts(loaded.model)
+    if parts is None or loaded.head != "lm":
+        return False
+    body, head = parts
+    ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"].to(loaded.device)
+    was_training = loaded.model.training
+    loaded.model.eval()
+    try:
+        with torch.no_grad():
+            want = loaded.model(input_ids=ids).logits.float()
+            got = head(body(input_ids=ids).last_hidden_state).float()
+    finally:
+        loaded.model.train(was_training)
+    return got.shape == want.shape and bool(torch.allclose(got, want, rtol=1e-3, atol=1e-3 * (1 + want.abs().max())))
 
 
 PromptFn = Callable[[Example], str]
@@ -47,6 +88,7 @@ class AnswerRows:
 
     @classmethod
     def of(cls, batch: LMBatch) -> AnswerRows:
+        assert batch.logits is not None, "a hidden-state batch has no logits rows"
         flat = batch.logits.reshape(-1, batch.logits.shape[-1])
         labels = batch.labels.reshape(-1)
         pos = (labels != -100).nonzero().squeeze(1)
@@ -107,10 +149,12 @@ def lm_outputs(
     max_length: int,
     prompt: PromptFn | None = None,
     keep_targets: Sequence[int] | None = None,
+    hidden: bool = False,
 ) -> LMBatch:
     """Teacher-forced logits for prompt + target; labels shifted so logits[t] predicts labels[t].
 
-    `keep_targets` fixes each example's number of answer tokens (the prompt is then never cut)."""
+    `keep_targets` fixes each example's number of answer tokens (the prompt is then never cut). `hidden`: the
+    final hidden states instead of logits (the caller applies the output layer where it needs it)."""
     tok = loaded.tokenizer
     if loaded.head == "seq2seq":
         return _seq2seq_outputs(loaded, examples, max_length)
@@ -127,8 +171,18 @@ def lm_outputs(
         label_rows.append(labels[1:] + [-100])  # shift: position i predicts token i+1
     input_ids, attention = pad_right(rows, tok.pad_token_id, loaded.device)
     labels, _ = pad_right(label_rows, None, loaded.device, fill=-100)
+    return _forward(loaded, input_ids, attention, labels, hidden)
+
+
+def _forward(loaded, input_ids, attention, labels, hidden: bool) -> LMBatch:
+    tokens = int(attention.sum())
+    if hidden:
+        parts = head_parts(loaded.model)
+        assert parts is not None, "hidden states were asked of a model without a body/output-layer split"
+        states = parts[0](input_ids=input_ids, attention_mask=attention).last_hidden_state
+        return LMBatch(logits=None, labels=labels, tokens=tokens, hidden=states)
     logits = loaded.model(input_ids=input_ids, attention_mask=attention).logits
-    return LMBatch(logits=logits, labels=labels, tokens=int(attention.sum()))
+    return LMBatch(logits=logits, labels=labels, tokens=tokens)
 
 
 def paper_answer_ids(tok, ex: Example) -> list[int]:
@@ -158,7 +212,7 @@ def paper_rows(
 
 
 def position_outputs(
-    loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn, rows: Sequence[int]
+    loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn, rows: Sequence[int], hidden: bool = False
 ) -> LMBatch:
     """The model reads only its prompt (cut at `max_length`); its logits at positions 0..rows[b]−1 are paired
     with the answer's tokens 0..rows[b]−1, unshifted, as in Goyal et al.'s code (a crude alignment, offered to
@@ -172,8 +226,7 @@ def position_outputs(
         label_rows.append(answer + [-100] * (len(ids) - len(answer)))
     input_ids, attention = pad_right(ids_rows, tok.pad_token_id, loaded.device)
     labels, _ = pad_right(label_rows, None, loaded.device, fill=-100)
-    logits = loaded.model(input_ids=input_ids, attention_mask=attention).logits
-    return LMBatch(logits=logits, labels=labels, tokens=int(attention.sum()))
+    return _forward(loaded, input_ids, attention, labels, hidden)
 
 
 def _seq2seq_outputs(loaded, examples: Sequence[Example], max_length: int) -> LMBatch:
@@ -193,13 +246,15 @@ def _seq2seq_outputs(loaded, examples: Sequence[Example], max_length: int) -> LM
     return LMBatch(logits=logits, labels=lab, tokens=int(enc["attention_mask"].sum() + (lab != -100).sum()))
 
 
-def task_outputs(loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn | None = None):
+def task_outputs(
+    loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn | None = None, hidden: bool = False
+):
     """[B, C] choice scores or [B, K] class logits (grad-enabled), or an LMBatch for generation tasks."""
     if loaded.task == "multiple_choice":
         return choice_scores(loaded, examples, max_length, grad=True)
     if loaded.task == "classification":
         return class_logits(loaded, examples, max_length, grad=True)
-    return lm_outputs(loaded, examples, max_length, prompt)
+    return lm_outputs(loaded, examples, max_length, prompt, hidden=hidden)
 
 
 def gold_labels(examples: Sequence[Example], device) -> torch.Tensor:

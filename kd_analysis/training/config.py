@@ -16,6 +16,7 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("linear", "cosine_epoch")
 ALIGNMENTS = ("answer", "paper")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TEACHER_CACHES = ("topk", "none")  # language models: top-k + tail cached per example, or the teacher every step
 
 
 @dataclass
@@ -108,9 +109,14 @@ class TrainConfig:
     labels: int | None = None
     group: str | None = None  # the run group (one config over several seeds) this run belongs to
     # language models: cache the teacher's top-k per target token (log-probabilities over its full vocabulary;
-    # KD adds one tail bucket for the rest). Storage: 8·k bytes per token (512 B at 64). None: full vocabulary,
-    # nothing cached, the teacher runs every step (exact; for high τ, where the top-k hold little mass).
+    # KD adds one tail bucket for the rest). Storage: 8·k bytes per token (512 B at 64). None: the same as
+    # teacher_cache "none" (the older spelling).
     teacher_topk: int | None = 64
+    # language models: "topk" (the cache above) or "none", the exact online mode: the teacher runs every step,
+    # nothing is stored, and every loss sees both full-vocabulary distributions (exact; for high τ, where the top-k
+    # hold little mass). Row-wise terms are then computed from both models' final hidden states a block of
+    # positions at a time, so the [positions, vocabulary] logits are never all held at once.
+    teacher_cache: str = "topk"
     train_teacher: bool = False  # fine-tune the teacher itself (CE only): how reference teachers are made
     lora: LoraSettings | None = None
     rationales: RationaleSettings | None = None
@@ -215,6 +221,8 @@ class TrainConfig:
             positive(name, getattr(self, name), integer=True)
         if self.teacher_topk is not None:
             positive("teacher_topk (or null for the full vocabulary)", self.teacher_topk, integer=True)
+        if self.teacher_cache not in TEACHER_CACHES:
+            raise KDLensError(f"teacher_cache must be one of {', '.join(TEACHER_CACHES)} (got {self.teacher_cache!r})")
         for name in ("lr", "tau"):
             positive(name, getattr(self, name))
         if self.epochs is not None:
@@ -295,6 +303,11 @@ class TrainConfig:
         positive("rationales.k", r.k, integer=True)
         if not isinstance(r.weight, (int, float)) or r.weight < 0:
             raise KDLensError(f"rationales.weight must be a number ≥ 0 (got {r.weight!r})")
+
+    @property
+    def online(self) -> bool:
+        """The exact online mode: a language-model teacher runs every step over its full vocabulary."""
+        return self.teacher_cache == "none" or self.teacher_topk is None
 
     @property
     def kd_terms(self) -> list[LossTerm]:

@@ -22,6 +22,7 @@ from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
 from kd_analysis.errors.records import save_run_records
 from kd_analysis.losses import LOSSES
+from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
 from kd_analysis.training import shared_teacher
@@ -29,6 +30,8 @@ from kd_analysis.training.batches import (
     AnswerRows,
     LMBatch,
     gold_labels,
+    head_parts,
+    head_split_matches,
     lm_outputs,
     paper_rows,
     position_outputs,
@@ -244,23 +247,30 @@ def _paper_alignment(cfg: TrainConfig) -> bool:
     return bool(cfg.priming) and cfg.priming.alignment == "paper"
 
 
+def _teacher_forward(cfg, teacher, examples, student_prompt=None, student_tok=None, hidden: bool = False):
+    """The teacher's outputs (no grad) as a run reads them: primed prompt or paper alignment when priming."""
+    with torch.no_grad():
+        if _paper_alignment(cfg):  # prompt + question only, compared position by position (Goyal et al.)
+            s_raw, t_raw = paper_prompts(cfg)
+            n = paper_rows(student_tok, teacher.tokenizer, examples, cfg.max_length, s_raw, t_raw)
+            return position_outputs(teacher, examples, cfg.max_length, t_raw, n, hidden=hidden)
+        if cfg.priming:  # the primed prompt, and exactly as many answer tokens as the student keeps
+            keep = target_lengths(student_tok, examples, cfg.max_length, student_prompt)
+            return lm_outputs(
+                teacher, examples, cfg.max_length, teacher_prompt(cfg, teacher), keep_targets=keep, hidden=hidden
+            )
+        return task_outputs(teacher, examples, cfg.max_length, hidden=hidden)
+
+
 def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_prompt=None, student_tok=None):
     lm = teacher.task in ("causal_lm", "seq2seq")
     missing = list(examples) if lm and cache.topk is None else cache.missing(examples)
     fresh: dict = {}
     if missing:
         cache.misses += len(missing)
-        with torch.no_grad():
-            if _paper_alignment(cfg):  # prompt + question only, compared position by position (Goyal et al.)
-                s_raw, t_raw = paper_prompts(cfg)
-                n = paper_rows(student_tok, teacher.tokenizer, missing, cfg.max_length, s_raw, t_raw)
-                out = position_outputs(teacher, missing, cfg.max_length, t_raw, n)
-            elif cfg.priming:  # the primed prompt, and exactly as many answer tokens as the student keeps
-                keep = target_lengths(student_tok, missing, cfg.max_length, student_prompt)
-                out = lm_outputs(teacher, missing, cfg.max_length, teacher_prompt(cfg, teacher), keep_targets=keep)
-            else:
-                out = task_outputs(teacher, missing, cfg.max_length)
+        out = _teacher_forward(cfg, teacher, missing, student_prompt, student_tok)
         if isinstance(out, LMBatch):
+            assert out.logits is not None
             if cache.topk is None:  # full vocabulary: nothing is cached, the teacher runs every step
                 return out.logits[out.labels != -100]
             fresh = cache.put_lm(missing, out.logits, out.labels, width)
@@ -270,13 +280,13 @@ def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_pr
     return cache.lm(examples, device, fresh) if lm else cache.rows(examples, device)
 
 
-def student_outputs(cfg: TrainConfig, live, teacher, examples: Sequence[Example], s_prompt):
+def student_outputs(cfg: TrainConfig, live, teacher, examples: Sequence[Example], s_prompt, hidden: bool = False):
     """The student's grad-enabled outputs for one batch (position-aligned with the teacher under `paper`)."""
     if _paper_alignment(cfg):
         s_raw, t_raw = paper_prompts(cfg)
         n = paper_rows(live.tokenizer, teacher.tokenizer, examples, cfg.max_length, s_raw, t_raw)
-        return position_outputs(live, examples, cfg.max_length, s_raw, n)
-    return task_outputs(live, examples, cfg.max_length, s_prompt)
+        return position_outputs(live, examples, cfg.max_length, s_raw, n, hidden=hidden)
+    return task_outputs(live, examples, cfg.max_length, s_prompt, hidden=hidden)
 
 
 def paper_prompts(cfg: TrainConfig) -> tuple[Callable[[Example], str], Callable[[Example], str]]:
@@ -389,6 +399,7 @@ class _Session:
     n_epochs: int
     warnings: list[str]
     lengths: dict[str, int] = field(default_factory=dict)
+    fused: bool = False  # exact online mode computed block by block from hidden states (`chunked_head_loss`)
     teacher_probs: dict | None = None
     teacher_lm: tuple | None = None
 
@@ -543,6 +554,7 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
         if cfg.rationales.mode == "multitask" and cfg.rationales.weight > 0:
             objective = rationale_tasks.RationaleObjective(student).to(device)
 
+    fused = _blockwise(cfg, teacher, student, acc.num_processes, say)
     model = _apply_lora(cfg, student.model) if cfg.lora else student.model
     model.train()
     teacher.model.eval()
@@ -559,12 +571,15 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, per_epoch, total))
     model, optimizer, loader, sched = acc.prepare(model, optimizer, loader, sched)
-    if cfg.teacher_topk is not None and task in ("causal_lm", "seq2seq") and any(t.tau_end for t in cfg.kd_terms):
+    if not cfg.online and task in ("causal_lm", "seq2seq") and any(t.tau_end for t in cfg.kd_terms):
         raise KDLensError(
             "an annealed temperature (tau_end) needs the teacher's full rows at every τ: set "
-            "teacher_topk to null for language models"
+            "teacher_cache to none for language models"
         )
-    cache = TeacherCache(topk=cfg.teacher_topk, temperatures=run_temperatures(cfg.term_tau(t) for t in cfg.kd_terms))
+    cache = TeacherCache(
+        topk=None if cfg.online else cfg.teacher_topk,
+        temperatures=run_temperatures(cfg.term_tau(t) for t in cfg.kd_terms),
+    )
     shared_key = shared_teacher.teacher_key(cfg, task)
     if shared_teacher.shared_rows(shared_key) is not None:  # make-reference: one teacher pass for every student
         cache.entries = shared_teacher.shared_rows(shared_key)
@@ -603,6 +618,7 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
         n_epochs=max(1, math.ceil(total / per_epoch)),  # for per-epoch temperature annealing
         warnings=warnings,
         lengths=text_tokens(student.tokenizer, eval_set),
+        fused=fused,
         # generation records carry KL(teacher ‖ student) per answer token: the teacher is scored again then
         teacher_lm=(
             (teacher, teacher_prompt(cfg, teacher)) if not cfg.train_teacher and teacher.task == "causal_lm" else None
@@ -664,9 +680,58 @@ def _evaluate_student(s: _Session, step: int, first: bool = False) -> dict:
     return ev
 
 
+def _blockwise(cfg: TrainConfig, teacher, student, processes: int, say: Callable[[str], None]) -> bool:
+    """Whether the exact online mode computes its terms block by block from hidden states; says why not."""
+    if not (cfg.online and teacher.task == "causal_lm" and cfg.kd_terms and not cfg.train_teacher):
+        return False
+    batchwise = [LOSSES[t.name].title for t in cfg.kd_terms if LOSSES[t.name].batchwise]
+    if batchwise:
+        why = f"{', '.join(batchwise)} couples positions, so it needs every row at once"
+    elif processes > 1:
+        why = "several processes train together (the blocks would bypass the wrapper that syncs gradients)"
+    elif not (head_split_matches(teacher) and head_split_matches(student)):
+        why = "a model's output layer does not reproduce its logits (e.g. soft-capped or scaled logits)"
+    else:
+        say("exact online mode: every term computed from both models' hidden states, a block of positions at a time")
+        return True
+    say(f"exact online mode on full [positions, vocabulary] logits: {why}")
+    return False
+
+
+def _blockwise_loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+    """The exact online mode's loss: CE and every KD term from the two models' final hidden states."""
+    cfg = s.cfg
+    with s.acc.autocast():  # calling the body directly skips the autocast accelerate put on the model's forward
+        out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt, hidden=True)
+    originals = [s.originals[ex.id] for ex in examples]
+    t_out = _teacher_forward(cfg, s.teacher, originals, s.s_prompt, s.student.tokenizer, hidden=True)
+    s.cache.misses += len(examples)
+    epoch = step // s.per_epoch
+    ce_weight = sum(t.weight for t in cfg.losses if t.name == "ce")
+    terms = [Term("ce", ce_weight)] if ce_weight > 0 else []
+    for t in cfg.kd_terms:
+        tau = cfg.term_tau(t, epoch, s.n_epochs)
+        scale = tau**2 if cfg.term_tau_squared(t) else 1.0
+        terms.append(Term(t.name, t.weight, tau, scale, dict(t.params)))
+    s_layer = head_parts(s.live.model)[1]  # type: ignore[index]
+    t_layer = head_parts(s.teacher.model)[1]  # type: ignore[index]
+    width = s.width or min(s_layer.weight.shape[0], t_layer.weight.shape[0])
+    loss, values = chunked_head_loss(
+        Head(out.target_hidden(), s_layer.weight, s_layer.bias),
+        Head(t_out.target_hidden(), t_layer.weight, t_layer.bias),
+        out.labels[out.labels != -100],
+        terms,
+        width=width,
+    )
+    return loss, {k: torch.tensor(v) for k, v in values.items()}, out
+
+
 def _loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict, Any]:
     """One batch's weighted loss: CE on gold labels, the KD terms against the teacher, the rationale task."""
     cfg = s.cfg
+    if s.fused:
+        loss, values, out = _blockwise_loss(s, examples, step)
+        return _finite(loss, step), values, {}, out
     out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt)
     tail_stats: dict[str, float] = {}
     answer_rows = AnswerRows.of(out) if isinstance(out, LMBatch) else None
@@ -700,11 +765,15 @@ def _loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[st
         terms["rationale"] = s.objective(s.live, originals, s.rationales, cfg.max_length)
         weights["rationale"] = cfg.rationales.weight
     loss = sum(weights[k] * v for k, v in terms.items())
+    return _finite(loss, step), terms, tail_stats, out
+
+
+def _finite(loss: torch.Tensor, step: int) -> torch.Tensor:
     if not torch.isfinite(loss):
         raise KDLensError(
             f"the loss became {float(loss)} at step {step + 1}: lower the learning rate or the loss weights"
         )
-    return loss, terms, tail_stats, out
+    return loss
 
 
 def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tuple[str, int, dict]:

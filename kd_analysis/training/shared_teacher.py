@@ -80,6 +80,7 @@ _TRAINING_ONLY = frozenset(
         "tau_squared",
         "eval_every",
         "teacher_topk",
+        "teacher_cache",
         "save_checkpoint",
         "report_to",
         "warmup_steps",

@@ -1,0 +1,163 @@
+"""Cross-entropy and distillation terms straight from final hidden states and the output layers, a block of
+positions at a time.
+
+When the teacher runs every step over the full vocabulary, the plain way makes [N, V] logits for both models
+and keeps the student's (and its softmax temporaries) for the backward pass: several [N, V] tensors at once,
+which is what dominates a language-model KD step's memory. Here each block of target positions goes through
+both output layers, its loss and the loss's gradient with respect to the student's logits are computed
+together, and that gradient is carried at once to the student's hidden states and head weights; the block's
+logits are then dropped. Extra memory is a few [block, V] tensors. Values and gradients equal the plain dense
+losses (tests compare them on models whose tokens differ, with a block smaller than N).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from kd_analysis.errors import KDLensError
+from kd_analysis.losses.registry import LOSSES
+
+BLOCK_BYTES = 32 * 2**20  # one [block, V] float32 tensor; a block is ~5 of them at a time
+
+
+@dataclass
+class Head:
+    """A model's final hidden states at the target positions and its output layer."""
+
+    hidden: torch.Tensor  # [N, H]
+    weight: torch.Tensor  # [V, H]
+    bias: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Term:
+    """One loss term: `ce` on the labels (full student vocabulary) or a registered row-wise divergence on the
+    first `width` columns at temperature `tau`. `scale` is its τ² factor (or 1); `weight` the user's weight."""
+
+    name: str
+    weight: float = 1.0
+    tau: float = 1.0
+    scale: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def block_rows(vocab: int, budget: int = BLOCK_BYTES) -> int:
+    """Positions per block so that one [block, V] float32 tensor stays within `budget` bytes."""
+    return max(1, budget // (4 * max(vocab, 1)))
+
+
+def _check(student: Head, teacher: Head | None, labels: torch.Tensor, terms: Sequence[Term]) -> None:
+    n = student.hidden.shape[0]
+    if labels.shape != (n,):
+        raise KDLensError(f"labels must be [N] with the student's {n} positions (got {tuple(labels.shape)})")
+    for t in terms:
+        if t.name == "ce":
+            continue
+        spec = LOSSES.get(t.name)
+        if spec is None or spec.rows is None:
+            raise KDLensError(f"{t.name} has no row-wise form, so it cannot be computed block by block")
+        if teacher is None:
+            raise KDLensError(f"the {t.name} term needs the teacher's hidden states and output layer")
+    if teacher is not None and teacher.hidden.shape[0] != n:
+        raise KDLensError(f"teacher and student positions differ ({teacher.hidden.shape[0]} vs {n})")
+
+
+def _logits(head: Head, rows: slice, width: int | None = None) -> torch.Tensor:
+    w = head.weight if width is None else head.weight[:width]
+    z = head.hidden[rows] @ w.T
+    if head.bias is not None:
+        z = z + (head.bias if width is None else head.bias[:width])
+    return z if z.dtype == torch.float64 else z.float()
+
+
+class _ChunkedHeadLoss(torch.autograd.Function):
+    """Forward computes the weighted total and, block by block, its gradient; backward only scales it."""
+
+    @staticmethod
+    def forward(ctx, hs, ws, bs, ht, wt, bt, labels, terms, width, block):  # type: ignore[override]
+        n = hs.shape[0]
+        student = Head(hs, ws, bs)
+        teacher = Head(ht, wt, bt) if ht is not None else None
+        exact = torch.float64 if hs.dtype == torch.float64 else torch.float32  # bf16 weights: float32 sums
+        grad_h = torch.zeros_like(hs, dtype=exact)
+        grad_w = torch.zeros_like(ws, dtype=exact) if ctx.needs_input_grad[1] else None
+        grad_b = torch.zeros_like(bs, dtype=exact) if bs is not None and ctx.needs_input_grad[2] else None
+        values = torch.zeros(len(terms), dtype=torch.float64, device=hs.device)
+        total = torch.zeros((), dtype=torch.float64, device=hs.device)
+        for start in range(0, n, block):
+            rows = slice(start, min(start + block, n))
+            z = _logits(student, rows).requires_grad_(True)
+            with torch.no_grad():
+                zt = _logits(teacher, rows, width) if teacher is not None else None
+            with torch.enable_grad():
+                parts = [_term_sum(t, z, zt, labels[rows], width) / n for t in terms]
+                weighted = sum(t.weight * t.scale * p for t, p in zip(terms, parts))
+                (g,) = torch.autograd.grad(weighted, z)
+            with torch.no_grad():
+                values += torch.stack([p.detach().double() for p in parts])
+                total += weighted.detach().double()
+                grad_h[rows] = g @ ws.to(exact)
+                if grad_w is not None:
+                    grad_w += g.T @ hs[rows].to(exact)
+                if grad_b is not None:
+                    grad_b += g.sum(0)
+        ctx.save_for_backward(
+            grad_h.to(hs.dtype),
+            grad_w.to(ws.dtype) if grad_w is not None else None,
+            grad_b.to(bs.dtype) if grad_b is not None else None,
+        )
+        ctx.mark_non_differentiable(values)
+        return total.to(exact), values
+
+    @staticmethod
+    def backward(ctx, grad_total, _grad_values):  # type: ignore[override]
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        scale = grad_total.to(grad_h.dtype)
+        return (
+            grad_h * scale,
+            grad_w * scale if grad_w is not None else None,
+            grad_b * scale if grad_b is not None else None,
+            *([None] * 7),
+        )
+
+
+def _term_sum(term: Term, z: torch.Tensor, zt: torch.Tensor | None, labels: torch.Tensor, width: int | None):
+    if term.name == "ce":
+        return torch.nn.functional.cross_entropy(z, labels, reduction="sum")
+    assert zt is not None
+    rows = LOSSES[term.name].rows
+    assert rows is not None
+    s = z if width is None else z[:, :width]
+    lt = torch.log_softmax(zt / term.tau, -1)
+    ls = torch.log_softmax(s / term.tau, -1)
+    return rows(lt, ls, **term.params).sum()
+
+
+def chunked_head_loss(
+    student: Head,
+    teacher: Head | None,
+    labels: torch.Tensor,
+    terms: Sequence[Term],
+    *,
+    width: int | None = None,
+    block: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Σ weight·scale·term over the N target positions (each term a mean over them), and each term's
+    scale·value for the logs. Gradients reach the student's hidden states and, when they require it, its head
+    weight and bias; the teacher is read without gradient. `width`: the columns both vocabularies share (the
+    KD terms compare those; CE uses the student's whole vocabulary)."""
+    terms = list(terms)
+    _check(student, teacher, labels, terms)
+    if student.hidden.shape[0] == 0 or not terms:
+        return student.hidden.sum() * 0.0, {t.name: 0.0 for t in terms}
+    vocab = student.weight.shape[0]
+    block = block or block_rows(vocab)
+    t = teacher or Head(None, None, None)  # type: ignore[arg-type]
+    total, values = _ChunkedHeadLoss.apply(
+        student.hidden, student.weight, student.bias, t.hidden, t.weight, t.bias, labels, terms, width, int(block)
+    )
+    return total, {term.name: float(v) * term.scale for term, v in zip(terms, values)}
