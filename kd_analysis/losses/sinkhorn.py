@@ -22,7 +22,9 @@ than replacing them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
 from kd_analysis.errors import KDLensError
@@ -93,6 +95,89 @@ def coarsen_topk(p: torch.Tensor, q: torch.Tensor, k: int) -> tuple[torch.Tensor
 ORDERS = ("columns", "rows")
 
 
+def _scaling_steps(K, iters: int):
+    """Columns-first scaling iterations with uniform marginals on a NumPy array or a torch tensor K [G, n, m]:
+    the row scalings u_0..u_T as [G, 1, n] and the column scalings v_1..v_T as [G, m, 1]."""
+    n, m = K.shape[-2], K.shape[-1]
+    u = K[..., :1].swapaxes(-1, -2) * 0 + 1  # ones [G, 1, n], same array kind, dtype and device as K
+    us, vs = [u], []
+    for _ in range(iters):
+        v = (1.0 / m) / (u @ K).swapaxes(-1, -2)  # b / Kᵀu
+        u = (1.0 / n) / (K @ v).swapaxes(-1, -2)  # a / Kv
+        vs.append(v)
+        us.append(u)
+    return us, vs
+
+
+def _scaling_backward(g, K, us, vs, eps: float):
+    """d⟨g, P⟩/dC for P = diag(u_T) K diag(v_T), back through every iteration of `_scaling_steps`. The loop
+    carries only vectors; K's gradient from every iteration is one product of the stacked vectors at the end."""
+    n, m = K.shape[-2], K.shape[-1]
+    u, v = us[-1], vs[-1]
+    gk = g * (u.swapaxes(-1, -2) * v.swapaxes(-1, -2))  # P's direct dependence on K
+    gpk = g * K
+    gu = gpk @ v  # [G, n, 1]
+    gv = u @ gpk  # [G, 1, m]
+    gs_all, gr_all = [], []
+    for t in range(len(vs) - 1, -1, -1):
+        gs = gu.swapaxes(-1, -2) * (us[t + 1] * us[t + 1]) * -n  # u = a / s, s = K v: du/ds = −u² / a
+        gv = gv + gs @ K
+        gr = gv * (vs[t] * vs[t]).swapaxes(-1, -2) * -m  # v = b / r, r = Kᵀ u_prev
+        gu = K @ gr.swapaxes(-1, -2)
+        gv = 0  # v_{t-1} reaches the loss only through u_t
+        gs_all.append(gs)
+        gr_all.append(gr)
+    order = range(len(vs) - 1, -1, -1)
+    s_rows, r_rows = _cat(gs_all, -2), _cat(gr_all, -2)  # [G, T, n], [G, T, m]
+    v_rows = _cat([vs[t] for t in order], -1).swapaxes(-1, -2)  # [G, T, m]
+    u_rows = _cat([us[t] for t in order], -2)  # [G, T, n]: u_{t} before iteration t + 1
+    gk = gk + s_rows.swapaxes(-1, -2) @ v_rows + u_rows.swapaxes(-1, -2) @ r_rows
+    return gk * K * (-1.0 / eps)
+
+
+def _cat(xs, axis: int):
+    return np.concatenate(xs, axis=axis) if isinstance(xs[0], np.ndarray) else torch.cat(xs, dim=axis)
+
+
+class _UnrolledScaling(torch.autograd.Function):
+    """Scaling-domain Sinkhorn with uniform marginals (columns first), differentiated through every iteration by
+    a written-out backward pass: the same gradient as autograd through the loop (tested to 1e-15 in float64)
+    without recording ~100 graph nodes. On CPU both passes run in NumPy, where a 64×64 matrix-vector product
+    costs ~1 µs against several µs for a torch call; on a GPU they run as torch batched products."""
+
+    @staticmethod
+    def forward(ctx, C: torch.Tensor, eps: float, iters: int) -> torch.Tensor:  # type: ignore[override]
+        c = C.detach()
+        arr = c.numpy() if c.device.type == "cpu" else c
+        K = _exp(arr * (-1.0 / eps))
+        us, vs = _scaling_steps(K, iters)
+        P = us[-1].swapaxes(-1, -2) * K * vs[-1].swapaxes(-1, -2)
+        ctx.state = (K, us, vs, eps)
+        return _tensor(P, C)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        K, us, vs, eps = ctx.state
+        up: Any = grad.detach().numpy() if isinstance(K, np.ndarray) else grad.detach()
+        return _tensor(_scaling_backward(up, K, us, vs, eps), grad), None, None
+
+
+def _exp(x):
+    return np.exp(x) if isinstance(x, np.ndarray) else torch.exp(x)
+
+
+def _tensor(x, like: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).to(like.dtype) if isinstance(x, np.ndarray) else x
+
+
+def unrolled_plan(C: torch.Tensor, eps: float, iters: int, first: str = "columns") -> torch.Tensor:
+    """The scaling-domain plan with uniform marginals and its unrolled gradient (`_UnrolledScaling`); rows-first
+    is the columns-first plan of Cᵀ, transposed."""
+    if first == "rows":
+        return _UnrolledScaling.apply(C.transpose(1, 2).contiguous(), eps, iters).transpose(1, 2)
+    return _UnrolledScaling.apply(C.contiguous(), eps, iters)
+
+
 def sinkhorn_iterations(
     C: torch.Tensor,
     eps: float,
@@ -101,8 +186,11 @@ def sinkhorn_iterations(
     a: torch.Tensor | None = None,
     b: torch.Tensor | None = None,
     first: str = "columns",
+    autograd: bool = False,
 ) -> torch.Tensor:
     """Plan P [G, n, m] with marginals a [G, n] and b [G, m] (uniform when None); differentiable (unrolled).
+    Uniform marginals in the scaling domain take the written-out gradient (`unrolled_plan`) unless `autograd`
+    asks for the plain loop (the reference the tests compare it with).
 
     One iteration scales the columns, then the rows (POT's order; the rows are exact at the end); with
     `first="rows"` it scales rows, then columns (SinKD's code; the teacher-side columns are exact at the end)."""
@@ -112,10 +200,13 @@ def sinkhorn_iterations(
     if first not in ORDERS:
         raise KDLensError(f"unknown Sinkhorn order {first!r}; first must be one of {', '.join(ORDERS)}")
     G, n, m = C.shape
+    uniform = a is None and b is None
     a = C.new_full((G, n), 1.0 / n) if a is None else a
     b = C.new_full((G, m), 1.0 / m) if b is None else b
     if domain == "auto":
         domain = "scaling" if float(C.detach().max()) / eps < SCALING_DOMAIN_LIMIT else "log"
+    if domain == "scaling" and uniform and not autograd:
+        return unrolled_plan(C, eps, iters, first)
     if domain == "scaling":
         K = torch.exp(-C / eps)
         u, v = C.new_ones(G, n), C.new_ones(G, m)
