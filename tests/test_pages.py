@@ -258,7 +258,7 @@ def test_every_preset_fills_the_run_form(run_root, name):
     cfg = PRESETS[name].config()
     numbers = {n.label: n for n in at.number_input}
     assert numbers["learning rate"].value == pytest.approx(cfg.lr)
-    assert numbers["LM teacher top-k (0: full vocabulary)"].value == (cfg.teacher_topk or 0)
+    assert numbers["LM teacher top-k (0: exact online mode)"].value == (cfg.teacher_topk or 0)
     terms = next(df.value for df in at.dataframe if "term" in df.value.columns)
     assert ("rationale" in set(terms["term"])) == (name == "ballout-rationales")
 

@@ -92,6 +92,10 @@ def register_loss(
     one_pair: PairFn | None = None,
 ) -> Callable[[LossFn], LossFn]:
     def deco(fn: LossFn) -> LossFn:
+        taken = {p.name: other.name for other in LOSSES.values() if other.name != name for p in other.params}
+        clash = [p.name for p in params if p.name in taken]
+        if clash:  # callers pass one mapping of values to every loss (`resolve`): a shared name would be shared
+            raise ValueError(f"loss {name!r}: parameter {clash[0]!r} is already {taken[clash[0]]!r}'s; name it apart")
         LOSSES[name] = LossSpec(
             name, title, fn, description, symmetric, batchwise, params, rows, zero_at_match, one_pair
         )

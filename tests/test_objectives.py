@@ -1,0 +1,142 @@
+"""AKL, the α-β divergence and generalised JSD against direct formulas written here in NumPy, their limits, and
+gradchecks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kd_analysis.losses import LOSSES
+from kd_analysis.losses.objectives import akl_weights
+
+
+def _pair(rows=5, cols=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    zs = torch.randn(rows, cols, generator=g, dtype=torch.float64) * 2
+    zt = torch.randn(rows, cols, generator=g, dtype=torch.float64) * 2
+    return zs, zt
+
+
+def _probs(z, tau):
+    e = np.exp(z.numpy() / tau - (z.numpy() / tau).max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _kl(p, q):
+    return (p * (np.log(p) - np.log(q))).sum(-1)
+
+
+def test_akl_equals_a_loop_over_the_teachers_ranked_tokens():
+    zs, zt = _pair()
+    tau, mu = 1.5, 0.5
+    p, q = _probs(zt, tau), _probs(zs, tau)
+    want = []
+    for pr, qr in zip(p, q):
+        g_head = g_tail = 0.0
+        mass = 0.0
+        for rank, j in enumerate(np.argsort(-pr)):
+            mass += pr[j]
+            if rank == 0 or mass <= mu:
+                g_head += abs(pr[j] - qr[j])
+            else:
+                g_tail += abs(pr[j] - qr[j])
+        w = g_head / (g_head + g_tail)
+        want.append(w * _kl(pr, qr) + (1 - w) * _kl(qr, pr))
+    got = LOSSES["akl"](zs, zt, tau=tau, mu=mu, reduction="none")
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+    assert LOSSES["akl"](zt, zt).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_akl_gradient_holds_its_weights_constant():
+    """As in the authors' code the head/tail weights carry no gradient: AKL's gradient is that of
+    w_head·KL + w_tail·RKL with the weights of the current point; gradcheck on that frozen form."""
+    zs, zt = _pair(rows=4, cols=6, seed=3)
+    lt = torch.log_softmax(zt, -1)
+    w_head, w_tail = akl_weights(lt, torch.log_softmax(zs, -1))
+    assert ((w_head > 0.05) & (w_tail > 0.05)).any()  # both parts matter somewhere
+
+    def frozen(x):
+        ls = torch.log_softmax(x, -1)
+        return (w_head * LOSSES["kl"].rows(lt, ls) + w_tail * LOSSES["rkl"].rows(lt, ls)).mean()
+
+    x = zs.clone().requires_grad_(True)
+    (got,) = torch.autograd.grad(LOSSES["akl"](x, zt), x)
+    x2 = zs.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(frozen(x2), x2)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(frozen, (zs.clone().requires_grad_(True),))
+
+
+def _ab_direct(p, q, a, b):
+    s = a + b
+    return -((p**a * q**b) - a / s * p**s - b / s * q**s).sum(-1) / (a * b)
+
+
+def test_alpha_beta_general_points_and_its_named_limits():
+    zs, zt = _pair(seed=1)
+    p, q = _probs(zt, 2.0), _probs(zs, 2.0)
+
+    def ab(a, b):
+        return LOSSES["alpha_beta"](zs, zt, tau=2.0, ab_alpha=a, ab_beta=b, reduction="none").numpy()
+
+    for a, b in ((0.3, 0.6), (1.2, 0.4), (0.5, 1.5)):
+        np.testing.assert_allclose(ab(a, b), _ab_direct(p, q, a, b), rtol=1e-10)
+    np.testing.assert_allclose(ab(1.0, 0.0), _kl(p, q), rtol=1e-12)  # forward KL
+    np.testing.assert_allclose(ab(0.0, 1.0), _kl(q, p), rtol=1e-12)  # reverse KL
+    np.testing.assert_allclose(ab(0.5, 0.5), 4 * (1 - np.sqrt(p * q).sum(-1)), rtol=1e-10)  # 4 × squared Hellinger
+    np.testing.assert_allclose(ab(0.0, 0.0), 0.5 * ((np.log(p) - np.log(q)) ** 2).sum(-1), rtol=1e-12)
+    # the special lines are the limits of the general formula (continuity of the parametrisation)
+    np.testing.assert_allclose(_ab_direct(p, q, 0.7, 1e-6), ab(0.7, 0.0), rtol=1e-4)
+    np.testing.assert_allclose(_ab_direct(p, q, 1e-6, 0.7), ab(0.0, 0.7), rtol=1e-4)
+    np.testing.assert_allclose(_ab_direct(p, q, 1e-4, 1e-4), ab(0.0, 0.0), rtol=1e-3)
+    assert (ab(0.3, 0.6) > 0).all()
+    np.testing.assert_allclose(LOSSES["alpha_beta"](zt, zt, ab_alpha=0.3, ab_beta=0.6, reduction="none"), 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("point", [(1.0, 0.0), (0.0, 1.0), (0.0, 0.0), (0.4, 0.9)])
+def test_alpha_beta_gradcheck_on_and_off_the_special_lines(point):
+    zs, zt = _pair(rows=3, cols=5, seed=4)
+    a, b = point
+    assert torch.autograd.gradcheck(
+        lambda x: LOSSES["alpha_beta"](x, zt, ab_alpha=a, ab_beta=b), (zs.clone().requires_grad_(True),)
+    )
+
+
+def test_generalised_jsd_is_js_at_one_half_and_tends_to_both_kls():
+    zs, zt = _pair(seed=2)
+    p, q = _probs(zt, 1.0), _probs(zs, 1.0)
+
+    def gjsd(beta):
+        return LOSSES["gjsd"](zs, zt, jsd_beta=beta, reduction="none").numpy()
+
+    for beta in (0.2, 0.5, 0.9):
+        m = beta * p + (1 - beta) * q
+        np.testing.assert_allclose(gjsd(beta), beta * _kl(p, m) + (1 - beta) * _kl(q, m), rtol=1e-10)
+    np.testing.assert_allclose(gjsd(0.5), LOSSES["js"](zs, zt, reduction="none").numpy(), rtol=1e-10)
+    small = 1e-5
+    np.testing.assert_allclose(gjsd(small) / small, _kl(p, q), rtol=1e-3)  # β → 0: forward KL(teacher‖student)
+    np.testing.assert_allclose(gjsd(1 - small) / small, _kl(q, p), rtol=1e-3)  # β → 1: reverse KL
+    assert np.all(gjsd(0.0) == 0) and np.all(gjsd(1.0) == 0)
+
+
+def test_the_new_objectives_serve_the_top_k_teacher_path():
+    """With k = V the bucketed value equals the dense one (no tail bucket), for each new objective."""
+    from kd_analysis.losses import sparse_kd, teacher_topk_logprobs
+
+    zs, zt = _pair(rows=4, cols=12, seed=5)
+    lp, idx = teacher_topk_logprobs(zt, 12, tau=2.0)
+    for name, kw in (
+        ("akl", {"mu": 0.4}),
+        ("alpha_beta", {"ab_alpha": 0.3, "ab_beta": 0.8}),
+        ("gjsd", {"jsd_beta": 0.3}),
+    ):
+        dense = LOSSES[name](zs, zt, tau=2.0, **kw)
+        assert sparse_kd(name, zs, lp, idx, tau=2.0, **kw).item() == pytest.approx(dense.item(), rel=1e-10)
+
+
+def test_loss_parameter_names_are_unique_across_the_registry():
+    """The toy and the explorer hand every loss one mapping of parameter values (`LossSpec.resolve`), so two losses
+    with a parameter of the same name would silently share it."""
+    names = [p.name for spec in LOSSES.values() for p in spec.params]
+    assert len(names) == len(set(names)), names
