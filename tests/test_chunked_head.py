@@ -80,7 +80,7 @@ def test_blocks_refuse_what_they_cannot_compute():
         chunked_head_loss(Head(hs, ws), Head(ht[:-1], wt), labels, [Term("kl")])
     with pytest.raises(KDLensError, match="hidden states"):
         chunked_head_loss(Head(hs, ws), None, labels, [Term("kl")])
-    assert block_rows(8192) == 1024 and block_rows(10**9) == 1
+    assert block_rows(8192) == 128 and block_rows(10**9) == 32 and block_rows(8192, budget=2**25) == 1024
 
 
 def test_teacher_cache_setting():

@@ -265,6 +265,7 @@ def _teacher_forward(cfg, teacher, examples, student_prompt=None, student_tok=No
 def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_prompt=None, student_tok=None):
     lm = teacher.task in ("causal_lm", "seq2seq")
     missing = list(examples) if lm and cache.topk is None else cache.missing(examples)
+    cache.hits += len(examples) - len(missing)
     fresh: dict = {}
     if missing:
         cache.misses += len(missing)

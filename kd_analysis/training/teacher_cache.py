@@ -46,8 +46,8 @@ class TeacherCache:
     topk: int | None = 64  # None: language models keep nothing (the loop runs the teacher every step)
     temperatures: tuple[float, ...] = (1.0,)
     entries: dict[str, torch.Tensor | TopK] = field(default_factory=dict)
-    hits: int = 0
-    misses: int = 0
+    hits: int = 0  # examples whose teacher outputs were read from the cache (not computed in that step)
+    misses: int = 0  # examples the teacher ran on
     budget_bytes: int = BUDGET_MB * 2**20
     held_bytes: int = 0
     over_budget: bool = False  # some examples were not kept: their teacher outputs are computed again
@@ -87,13 +87,11 @@ class TeacherCache:
         return made
 
     def rows(self, examples: Sequence[Example], device) -> torch.Tensor:
-        self.hits += len(examples)
         return torch.stack([self.entries[ex.id] for ex in examples]).to(device)
 
     def lm(self, examples: Sequence[Example], device, fresh: dict[str, TopK] | None = None) -> TopK:
         """The batch's cached rows; `fresh` supplies those just computed and not kept (over the budget)."""
         fresh = fresh or {}
-        self.hits += len(examples)  # counted as `rows` counts them: every row served through the cache
         items = [fresh[ex.id] if ex.id in fresh else self.entries[ex.id] for ex in examples]
         return TopK(
             torch.cat([i.logits for i in items]).to(device),
