@@ -48,6 +48,24 @@ def test_akl_equals_a_loop_over_the_teachers_ranked_tokens():
     assert LOSSES["akl"](zt, zt).item() == pytest.approx(0.0, abs=1e-12)
 
 
+def test_akl_head_search_equals_the_full_sort_where_the_head_is_wide():
+    """The top-64 search against sorting every row, on rows whose head fits in the top 64 (peaked teachers) and on
+    rows where it does not (flat teachers over 500 tokens: the sorted fallback), in one batch."""
+    from kd_analysis.losses import objectives
+
+    g = torch.Generator().manual_seed(8)
+    peaked = torch.randn(6, 500, generator=g, dtype=torch.float64) * 4
+    flat = torch.randn(6, 500, generator=g, dtype=torch.float64) * 0.1
+    lt = torch.log_softmax(torch.cat([peaked, flat]), -1)
+    ls = torch.log_softmax(torch.randn(12, 500, generator=g, dtype=torch.float64), -1)
+    top_mass = lt.exp().topk(objectives.HEAD_SEARCH, -1).values.sum(-1)
+    assert (top_mass[:6] > 0.5).all() and (top_mass[6:] <= 0.5).all()  # both paths are taken
+    w_head, _ = akl_weights(lt, ls, 0.5)
+    gap = (lt.exp() - ls.exp()).abs().sum(-1)
+    want = objectives._head_gap_sorted(lt.exp(), ls.exp(), 0.5) / gap
+    torch.testing.assert_close(w_head, want, rtol=1e-12, atol=1e-15)
+
+
 def test_akl_gradient_holds_its_weights_constant():
     """As in the authors' code the head/tail weights carry no gradient: AKL's gradient is that of
     w_head·KL + w_tail·RKL with the weights of the current point; gradcheck on that frozen form."""
