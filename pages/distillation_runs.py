@@ -14,8 +14,9 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.models.device import describe_device
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.run_evals import eval_curves
-from kd_analysis.plots.runs import run_losses
+from kd_analysis.plots.runs import balance_curves, run_losses
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
+from kd_analysis.training.balance import balance_report
 from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
 from kd_analysis.training.evals import active_twin, eval_rows
 from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
@@ -340,6 +341,18 @@ def live_runs() -> None:
                 config={"toImageButtonOptions": {"format": "png"}},
             )
             st.dataframe(pd.DataFrame(evals), hide_index=True, width="stretch")
+    if records:
+        balance = balance_report(records, run.config())
+        if balance["monitored_steps"]:
+            if balance["imbalance"]:
+                st.warning(f"{md(balance['imbalance']['message'])} (step {balance['imbalance']['step']})")
+            st.plotly_chart(
+                balance_curves(balance["series"], balance["weights"]),
+                width="stretch",
+                config={"toImageButtonOptions": {"format": "png"}},
+            )
+        else:
+            st.caption("No loss-balance data: this run was made before the monitor existed, or with balance_every 0.")
     with st.expander("Log", expanded=p.state == "failed"):
         st.code(run.log_tail(40) or "(empty)", language=None)
 

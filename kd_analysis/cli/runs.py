@@ -39,6 +39,26 @@ def cmd_runs_show(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_runs_balance(args: argparse.Namespace) -> None:
+    from kd_analysis.training.balance import balance_report
+
+    run = reconciled_store(args).get(args.run_id)
+    report = balance_report(run.metrics(), run.config())
+
+    def text(d: dict) -> str:
+        if not d["monitored_steps"]:
+            return f"{args.run_id}: no loss-balance data (made before the monitor, or with balance_every 0)"
+        last = d["last"]
+        lines = [f"{args.run_id}: {d['monitored_steps']} monitored steps; at step {last['step']}:"]
+        for term, norm in sorted(last["grad_norms"].items()):
+            w = d["weights"].get(term, 1.0)
+            lines.append(f"  {term:<12} weight {w:<6g} ‖∂term/∂output‖ {norm:.3g}   weighted {w * norm:.3g}")
+        lines.append(d["imbalance"]["message"] if d["imbalance"] else "balanced: no weighted term over 100x another")
+        return "\n".join(lines)
+
+    print_result(report, args.json, text)
+
+
 def cmd_runs_cancel(args: argparse.Namespace) -> None:
     from kd_analysis.runs import RunStore, cancel_run
 
@@ -221,6 +241,11 @@ def add_runs(sub) -> None:
     r_gap.add_argument("kd", metavar="KD", help="run or group id of the distilled student")
     r_gap.add_argument("ce", metavar="CE", help="run or group id of the CE-only twin")
     runs_cmd("cancel", cmd_runs_cancel, "stop a queued or running run").add_argument("run_id", metavar="RUN_ID")
+    runs_cmd(
+        "balance",
+        cmd_runs_balance,
+        "the loss-balance monitor of a run: each term's gradient norm at the student's output, and a suggested weight",
+    ).add_argument("run_id", metavar="RUN_ID")
     runs_cmd(
         "agreement",
         cmd_runs_agreement,

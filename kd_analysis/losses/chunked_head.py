@@ -82,7 +82,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
     """Forward computes the weighted total and, block by block, its gradient; backward only scales it."""
 
     @staticmethod
-    def forward(ctx, hs, ws, bs, ht, wt, bt, labels, terms, width, block):  # type: ignore[override]
+    def forward(ctx, hs, ws, bs, ht, wt, bt, labels, terms, width, block, norms):  # type: ignore[override]
         n = hs.shape[0]
         student = Head(hs, ws, bs)
         teacher = Head(ht, wt, bt) if ht is not None else None
@@ -91,6 +91,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         grad_w = torch.zeros_like(ws, dtype=exact) if ctx.needs_input_grad[1] else None
         grad_b = torch.zeros_like(bs, dtype=exact) if bs is not None and ctx.needs_input_grad[2] else None
         values = torch.zeros(len(terms), dtype=torch.float64, device=hs.device)
+        squares = torch.zeros(len(terms), dtype=torch.float64, device=hs.device)  # ‖∂term/∂logits‖², when asked
         total = torch.zeros((), dtype=torch.float64, device=hs.device)
         for start in range(0, n, block):
             rows = slice(start, min(start + block, n))
@@ -100,6 +101,10 @@ class _ChunkedHeadLoss(torch.autograd.Function):
             with torch.enable_grad():
                 parts = [_term_sum(t, z, zt, labels[rows], width) / n for t in terms]
                 weighted = sum(t.weight * t.scale * p for t, p in zip(terms, parts))
+                if norms:
+                    for i, (t, p) in enumerate(zip(terms, parts)):
+                        (gi,) = torch.autograd.grad(p * t.scale, z, retain_graph=True)
+                        squares[i] += gi.double().square().sum()
                 (g,) = torch.autograd.grad(weighted, z)
             with torch.no_grad():
                 values += torch.stack([p.detach().double() for p in parts])
@@ -114,18 +119,19 @@ class _ChunkedHeadLoss(torch.autograd.Function):
             grad_w.to(ws.dtype) if grad_w is not None else None,
             grad_b.to(bs.dtype) if grad_b is not None else None,
         )
-        ctx.mark_non_differentiable(values)
-        return total.to(exact), values
+        grad_norms = squares.sqrt()
+        ctx.mark_non_differentiable(values, grad_norms)
+        return total.to(exact), values, grad_norms
 
     @staticmethod
-    def backward(ctx, grad_total, _grad_values):  # type: ignore[override]
+    def backward(ctx, grad_total, _grad_values, _grad_norms):  # type: ignore[override]
         grad_h, grad_w, grad_b = ctx.saved_tensors
         scale = grad_total.to(grad_h.dtype)
         return (
             grad_h * scale,
             grad_w * scale if grad_w is not None else None,
             grad_b * scale if grad_b is not None else None,
-            *([None] * 7),
+            *([None] * 8),
         )
 
 
@@ -149,19 +155,35 @@ def chunked_head_loss(
     *,
     width: int | None = None,
     block: int | None = None,
+    norms: dict[str, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Σ weight·scale·term over the N target positions (each term a mean over them), and each term's
-    scale·value for the logs. Gradients reach the student's hidden states and, when they require it, its head
+    scale·value for the logs. `norms`, when given, receives each term's ‖∂(scale·term)/∂student logits‖ (the loss-
+    balance monitor; one more local backward per term and block). Gradients reach the student's hidden states and, when they require it, its head
     weight and bias; the teacher is read without gradient. `width`: the columns both vocabularies share (the
     KD terms compare those; CE uses the student's whole vocabulary)."""
     terms = list(terms)
     _check(student, teacher, labels, terms)
     if student.hidden.shape[0] == 0 or not terms:
+        if norms is not None:
+            norms.update({t.name: 0.0 for t in terms})
         return student.hidden.sum() * 0.0, {t.name: 0.0 for t in terms}
     vocab = student.weight.shape[0]
     block = block or block_rows(vocab)
     t = teacher or Head(None, None, None)  # type: ignore[arg-type]
-    total, values = _ChunkedHeadLoss.apply(
-        student.hidden, student.weight, student.bias, t.hidden, t.weight, t.bias, labels, terms, width, int(block)
+    total, values, grad_norms = _ChunkedHeadLoss.apply(
+        student.hidden,
+        student.weight,
+        student.bias,
+        t.hidden,
+        t.weight,
+        t.bias,
+        labels,
+        terms,
+        width,
+        int(block),
+        norms is not None,
     )
+    if norms is not None:
+        norms.update({term.name: float(v) for term, v in zip(terms, grad_norms)})
     return total, {term.name: float(v) * term.scale for term, v in zip(terms, values)}

@@ -25,7 +25,6 @@ from kd_analysis.errors import KDLensError
 from kd_analysis.losses.divergences import _kl_rows, register_divergence
 from kd_analysis.losses.registry import Param
 
-
 HEAD_SEARCH = 64  # AKL looks for the head among the teacher's top tokens first; rows whose head is wider are sorted
 
 

@@ -85,3 +85,42 @@ def run_losses(records: list[dict], title: str = "Loss terms") -> go.Figure:
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines", name=html.escape(k)))
     fig.update_layout(title=title, xaxis_title="step", height=340, margin=dict(t=50))
     return fig
+
+
+def balance_curves(
+    series: dict[str, dict[str, list[tuple[int, float]]]], weights: dict[str, float], title: str = "Loss balance"
+) -> go.Figure:
+    """The loss-balance monitor of one run (`training.balance.balance_series`): each term's value (left) and its
+    weighted gradient norm at the student's output (right), log scales, one colour per term in both panels."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("term value (unweighted)", "weight × ‖∂term/∂student output‖"),
+        horizontal_spacing=0.12,
+    )
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+    for i, term in enumerate(sorted(series.get("grad", {}))):
+        colour = palette[i % len(palette)]
+        name = html.escape(term)
+        w = weights.get(term, 1.0)
+        for col, pts, scale in ((1, series.get("value", {}).get(term, []), 1.0), (2, series["grad"][term], w)):
+            pts = [(s, v * scale) for s, v in pts if v * scale > 0]
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in pts],
+                    y=[p[1] for p in pts],
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                    line=dict(color=colour),
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_yaxes(type="log")
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(title=title, height=340, margin=dict(t=70), legend=dict(orientation="h", y=-0.25))
+    return fig

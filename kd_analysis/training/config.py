@@ -128,6 +128,9 @@ class TrainConfig:
     save_checkpoint: bool = True
     records_every_eval: bool = False  # per-example records (predictions.jsonl) at every eval, not just the last
     max_new_tokens: int = 48  # generation eval (GSM8K-style)
+    # the loss-balance monitor: every N optimiser steps (and the first), each term's gradient norm at the student's
+    # output is logged as grad_norm_<term>, and the log warns when one weighted term's is over 100x another's; 0: off
+    balance_every: int = 10
 
     # --- serialisation ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -221,6 +224,8 @@ class TrainConfig:
             positive(name, getattr(self, name), integer=True)
         if self.teacher_topk is not None:
             positive("teacher_topk (or null for the full vocabulary)", self.teacher_topk, integer=True)
+        if not isinstance(self.balance_every, int) or isinstance(self.balance_every, bool) or self.balance_every < 0:
+            raise KDLensError(f"balance_every must be a whole number ≥ 0 (got {self.balance_every!r}; 0: off)")
         if self.teacher_cache not in TEACHER_CACHES:
             raise KDLensError(f"teacher_cache must be one of {', '.join(TEACHER_CACHES)} (got {self.teacher_cache!r})")
         for name in ("lr", "tau"):

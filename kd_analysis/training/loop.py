@@ -26,6 +26,7 @@ from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
 from kd_analysis.training import shared_teacher
+from kd_analysis.training.balance import imbalance, term_grad_norms
 from kd_analysis.training.batches import (
     AnswerRows,
     LMBatch,
@@ -401,6 +402,7 @@ class _Session:
     warnings: list[str]
     lengths: dict[str, int] = field(default_factory=dict)
     fused: bool = False  # exact online mode computed block by block from hidden states (`chunked_head_loss`)
+    balance_warned: set = field(default_factory=set)  # (strong, weak) pairs the balance monitor has warned about
     teacher_probs: dict | None = None
     teacher_lm: tuple | None = None
 
@@ -699,7 +701,9 @@ def _blockwise(cfg: TrainConfig, teacher, student, processes: int, say: Callable
     return False
 
 
-def _blockwise_loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+def _blockwise_loss(
+    s: _Session, examples: list, step: int, norms: dict[str, float] | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
     """The exact online mode's loss: CE and every KD term from the two models' final hidden states."""
     cfg = s.cfg
     with s.acc.autocast():  # calling the body directly skips the autocast accelerate put on the model's forward
@@ -723,16 +727,21 @@ def _blockwise_loss(s: _Session, examples: list, step: int) -> tuple[torch.Tenso
         out.labels[out.labels != -100],
         terms,
         width=width,
+        norms=norms,
     )
     return loss, {k: torch.tensor(v) for k, v in values.items()}, out
 
 
-def _loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict, Any]:
-    """One batch's weighted loss: CE on gold labels, the KD terms against the teacher, the rationale task."""
+def _loss(
+    s: _Session, examples: list, step: int, monitor: bool = False
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict, Any]:
+    """One batch's weighted loss: CE on gold labels, the KD terms against the teacher, the rationale task. The
+    third item holds per-step statistics: tail masses, and with `monitor` each term's `grad_norm_<term>`."""
     cfg = s.cfg
     if s.fused:
-        loss, values, out = _blockwise_loss(s, examples, step)
-        return _finite(loss, step), values, {}, out
+        norms: dict[str, float] | None = {} if monitor else None
+        loss, values, out = _blockwise_loss(s, examples, step, norms)
+        return _finite(loss, step), values, {f"grad_norm_{k}": v for k, v in (norms or {}).items()}, out
     out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt)
     tail_stats: dict[str, float] = {}
     answer_rows = AnswerRows.of(out) if isinstance(out, LMBatch) else None
@@ -762,6 +771,9 @@ def _loss(s: _Session, examples: list, step: int) -> tuple[torch.Tensor, dict[st
             )
         )
     weights = {t.name: t.weight for t in cfg.losses}
+    if monitor:  # before the rationale head joins: its gradient does not pass through the student's output
+        logits = out.logits if isinstance(out, LMBatch) else out
+        tail_stats.update({f"grad_norm_{k}": v for k, v in term_grad_norms(terms, logits).items()})
     if s.objective is not None:
         terms["rationale"] = s.objective(s.live, originals, s.rationales, cfg.max_length)
         weights["rationale"] = cfg.rationales.weight
@@ -789,8 +801,9 @@ def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tupl
                 return "cancelled", step, last
             examples = [s.train_set[i] for i in idx]
             t0 = time.monotonic()
+            monitor = bool(cfg.balance_every) and (step == 0 or (step + 1) % cfg.balance_every == 0)
             with acc.accumulate(s.model):
-                loss, terms, tail_stats, out = _loss(s, examples, step)
+                loss, terms, tail_stats, out = _loss(s, examples, step, monitor)
                 acc.backward(loss)
                 if cfg.max_grad_norm and acc.sync_gradients:
                     acc.clip_grad_norm_(s.params, cfg.max_grad_norm)
@@ -817,6 +830,7 @@ def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tupl
                 "teacher_cache_hits": s.cache.hits,
                 **tail_stats,
             }
+            _check_balance(s, tail_stats)
             if step % cfg.eval_every == 0 or step == s.total:
                 ev = _evaluate_student(s, step)
                 last.update({f"eval_{k}": v for k, v in ev.items()})
@@ -828,6 +842,18 @@ def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tupl
             if step >= s.total:
                 return "finished", step, last
     return "finished", step, last
+
+
+def _check_balance(s: _Session, stats: dict) -> None:
+    """Warn once per pair of terms when one pulls on the student over 100x harder than another."""
+    norms = {k[len("grad_norm_") :]: v for k, v in stats.items() if k.startswith("grad_norm_")}
+    found = imbalance(norms, {t.name: t.weight for t in s.cfg.losses}) if norms else None
+    if found and (found.strong, found.weak) not in s.balance_warned:
+        s.balance_warned.add((found.strong, found.weak))
+        message = found.message({t.name: t.weight for t in s.cfg.losses})
+        s.warnings.append(message)
+        if s.acc.is_main_process:
+            logger.warning(message)
 
 
 def _save_checkpoint(s: _Session) -> str | None:

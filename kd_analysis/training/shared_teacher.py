@@ -81,6 +81,7 @@ _TRAINING_ONLY = frozenset(
         "eval_every",
         "teacher_topk",
         "teacher_cache",
+        "balance_every",
         "save_checkpoint",
         "report_to",
         "warmup_steps",
