@@ -27,7 +27,7 @@ def toy_fits(
     names = list(fits)
     rows = math.ceil(len(names) / cols)
     notes = notes or {}
-    titles = [f"{_title(n)} · {notes[n]}" if notes.get(n) else _title(n) for n in names]
+    titles = [f"{_title(n)}<br>{notes[n]}" if notes.get(n) else _title(n) for n in names]  # two lines: no overlap
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=True, vertical_spacing=0.12)
     x = list(range(len(teacher)))
     for i, name in enumerate(names):

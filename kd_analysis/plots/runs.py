@@ -122,5 +122,5 @@ def balance_curves(
             )
     fig.update_yaxes(type="log")
     fig.update_xaxes(title_text="step")
-    fig.update_layout(title=title, height=340, margin=dict(t=70), legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(title=title, height=340, margin=dict(t=70, l=60), legend=dict(orientation="h", y=-0.25))
     return fig
