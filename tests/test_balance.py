@@ -3,7 +3,6 @@ advice, and the monitor in train(), the CLI and the run page."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.balance import balance_report, balance_series, imbalance, term_grad_norms
 from kd_analysis.training.config import LossTerm, StudentSpec, TrainConfig
+from tests.test_chunked_head import _arith
 from tests.test_training import _mc_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,12 +90,7 @@ def test_the_block_mode_reports_the_same_norms_as_full_logits(tiny_dir, tmp_path
     norms taken on the full logits."""
     from kd_analysis.training import loop
 
-    data = tmp_path / "a.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"question": f"What is {i} plus {i + 1}?", "answer": str(2 * i + 1)}) + "\n" for i in range(12)
-        )
-    )
+    data = _arith(tmp_path / "a.jsonl")
     cfg = TrainConfig(
         teacher=ModelSpec(str(tiny_dir / "llama")),
         student=StudentSpec(num_layers=1),
