@@ -61,7 +61,7 @@ def bench_shape(rows: int, cols: int, device: str, llm: bool, repeats: int) -> l
     s = (torch.randn(rows, cols, generator=g) * 3).to(device)
     t = (torch.randn(rows, cols, generator=g) * 3).to(device)
     sk = {"eps": EPS, "iters": ITERS}
-    variants = [(name, name, {}) for name in ("kl", "rkl", "js", "tvd", "skew_kl", "akl", "alpha_beta", "gjsd")]
+    variants = [(name, name, {}) for name in ("kl", "rkl", "js", "tvd", "skew_kl", "akl", "alpha_beta", "gjsd", "taid")]
     if llm:
         grouped = {**sk, "group_size": 64, "topk": 64}
         variants += [

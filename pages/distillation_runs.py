@@ -14,7 +14,7 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.models.device import describe_device
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.run_evals import eval_curves
-from kd_analysis.plots.runs import balance_curves, run_losses
+from kd_analysis.plots.runs import balance_curves, run_losses, taid_curve
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
 from kd_analysis.training.balance import balance_report
 from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
@@ -353,6 +353,8 @@ def live_runs() -> None:
             )
         else:
             st.caption("No loss-balance data: this run was made before the monitor existed, or with balance_every 0.")
+        if any("taid_t" in r for r in records):
+            st.plotly_chart(taid_curve(records), width="stretch", config={"toImageButtonOptions": {"format": "png"}})
     with st.expander("Log", expanded=p.state == "failed"):
         st.code(run.log_tail(40) or "(empty)", language=None)
 

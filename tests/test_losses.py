@@ -16,7 +16,7 @@ from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES, sinkhorn_plan, sinkhorn_to_labels
 from kd_analysis.losses.sinkhorn import cost_matrix
 
-ROWWISE = ["kl", "rkl", "js", "tvd", "skew_kl", "soft_ce", "akl", "alpha_beta", "gjsd"]
+ROWWISE = ["kl", "rkl", "js", "tvd", "skew_kl", "soft_ce", "akl", "alpha_beta", "gjsd", "taid"]
 
 
 def _logits(rows=6, cols=7, seed=0, dtype=torch.float64):
@@ -25,7 +25,19 @@ def _logits(rows=6, cols=7, seed=0, dtype=torch.float64):
 
 
 def test_registry_lists_every_loss():
-    assert set(LOSSES) == {"kl", "rkl", "js", "tvd", "skew_kl", "soft_ce", "akl", "alpha_beta", "gjsd", "sinkhorn"}
+    assert set(LOSSES) == {
+        "kl",
+        "rkl",
+        "js",
+        "tvd",
+        "skew_kl",
+        "soft_ce",
+        "akl",
+        "alpha_beta",
+        "gjsd",
+        "taid",
+        "sinkhorn",
+    }
     assert LOSSES["sinkhorn"].batchwise and LOSSES["js"].symmetric and not LOSSES["kl"].symmetric
     assert LOSSES["sinkhorn"].rows is None and all(LOSSES[n].rows is not None for n in ROWWISE)
 
@@ -251,7 +263,7 @@ def test_small_eps_is_stable_in_log_domain():
     assert res.plan.sum().item() == pytest.approx(1.0, abs=1e-3)  # float32 at C/ε ≈ 2e4
 
 
-@pytest.mark.parametrize("name", [n for n in LOSSES if n != "akl"])  # AKL's weights are constants: test_objectives
+@pytest.mark.parametrize("name", [n for n in LOSSES if n not in ("akl", "taid")])  # constants in their gradients
 def test_gradcheck_float64(name):
     s, t = _logits(rows=4, cols=5, seed=6)
     s.requires_grad_(True)

@@ -3,12 +3,15 @@ gradchecks."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.objectives import akl_weights
+from kd_analysis.models.specs import ModelSpec
 
 
 def _pair(rows=5, cols=9, seed=0):
@@ -158,3 +161,85 @@ def test_loss_parameter_names_are_unique_across_the_registry():
     with a parameter of the same name would silently share it."""
     names = [p.name for spec in LOSSES.values() for p in spec.params]
     assert len(names) == len(set(names)), names
+
+
+def test_taid_is_cross_entropy_to_the_interpolated_target_and_soft_ce_at_t_one():
+    zs, zt = _pair(seed=9)
+    tau, t = 1.5, 0.3
+    p, q = _probs(zt, tau), _probs(zs, tau)
+    mix = np.exp((1 - t) * np.log(q) + t * np.log(p))
+    target = mix / mix.sum(-1, keepdims=True)
+    want = -(target * np.log(q)).sum(-1)
+    got = LOSSES["taid"](zs, zt, tau=tau, taid_t=t, reduction="none").numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(
+        LOSSES["taid"](zs, zt, taid_t=1.0, reduction="none"), LOSSES["soft_ce"](zs, zt, reduction="none"), rtol=1e-12
+    )
+    # without a t from the schedule the term uses t_start
+    assert LOSSES["taid"](zs, zt, taid_t_start=0.3).item() == pytest.approx(LOSSES["taid"](zs, zt, taid_t=0.3).item())
+
+
+def test_taid_gradient_treats_the_target_as_a_constant():
+    zs, zt = _pair(rows=3, cols=5, seed=10)
+    t = 0.6
+    x = zs.clone().requires_grad_(True)
+    (got,) = torch.autograd.grad(LOSSES["taid"](x, zt, taid_t=t), x)
+    lt = torch.log_softmax(zt, -1)
+    target = torch.softmax((1 - t) * torch.log_softmax(zs, -1) + t * lt, -1)
+
+    def frozen(z):
+        return -(target * torch.log_softmax(z, -1)).sum(-1).mean()
+
+    x2 = zs.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(frozen(x2), x2)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(frozen, (zs.clone().requires_grad_(True),))
+
+
+def test_taid_schedule_follows_the_authors_update():
+    """t: max(linear ramp, t + α σ(m) (1 − t)), m the momentum of the loss's relative change, capped at t_end; the
+    first step only records the loss. Recomputed here step by step from that rule."""
+    from kd_analysis.training.taid import TaidSchedule
+
+    s = TaidSchedule(t_start=0.4, t_end=0.9, alpha=0.2, beta=0.5)
+    losses = [2.0, 1.0, 0.5, 0.45, 0.44, 0.44]
+    t, m, prev = 0.4, 0.0, None
+    for k, loss in enumerate(losses):
+        got = s.update(loss, k, 10)
+        if prev is not None:
+            m = 0.5 * m + 0.5 * (prev - loss) / (prev + 1e-15)
+            t = min(0.9, max(0.4 + 0.5 * k / 10, t + 0.2 / (1 + math.exp(-m)) * (1 - t)))
+        prev = loss
+        assert got == pytest.approx(t, abs=1e-15)
+    assert s.t > 0.4 + 0.5 * 5 / 10  # a falling loss ran t ahead of the linear ramp
+    late = TaidSchedule(t_start=0.4, t_end=0.9, alpha=0.0)
+    for k in range(12):
+        late.update(1.0, k, 10)
+    assert late.t == 0.9  # the linear ramp reaches t_end and stays there
+
+
+def test_training_with_taid_logs_t_and_refuses_a_bad_schedule(tiny_dir, tmp_path):
+    from kd_analysis.errors import KDLensError
+    from kd_analysis.training.config import LossTerm, StudentSpec, TrainConfig
+    from kd_analysis.training.loop import train
+    from tests.test_training import _mc_file
+
+    base = dict(
+        teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
+        student=StudentSpec(num_layers=1),
+        data=str(_mc_file(tmp_path / "mc.jsonl")),
+        steps=5,
+        eval_every=5,
+        eval_size=8,
+        batch_size=4,
+        lr=1e-3,
+        save_checkpoint=False,
+    )
+    seen: list = []
+    cfg = TrainConfig(**base, losses=[LossTerm("ce", 0.5), LossTerm("taid", 0.5, {"taid_t_start": 0.2})])
+    assert train(cfg, on_metrics=seen.append).state == "finished"
+    ts = [m["taid_t"] for m in seen if "loss" in m]
+    assert len(ts) == 5 and ts[0] == 0.2 and ts == sorted(ts) and ts[-1] >= 0.2 + 0.8 * 3 / 5
+    bad = TrainConfig(**base, losses=[LossTerm("taid", 1.0, {"taid_t_start": 0.9, "taid_t_end": 0.5})])
+    with pytest.raises(KDLensError, match="taid_t_start < taid_t_end"):
+        train(bad)

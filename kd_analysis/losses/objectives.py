@@ -137,3 +137,38 @@ def gjsd_rows(lt: torch.Tensor, ls: torch.Tensor, jsd_beta: float = 0.5) -> torc
         return torch.where(torch.isfinite(lt), lt, 0.0).sum(-1) * 0.0
     lm = torch.logaddexp(lt + math.log(b), ls + math.log(1 - b))
     return b * _kl_rows(lt, lm) + (1 - b) * _kl_rows(ls, lm)
+
+
+@register_divergence(
+    "taid",
+    title="TAID (interpolated target)",
+    symmetric=False,
+    zero_at_match=False,
+    params=(
+        Param("taid_t_start", 0.4, 0.0, 0.99, "t at the first step: the target's share of the teacher"),
+        Param("taid_t_end", 1.0, 0.01, 1.0, "t at the end (1: the target is the teacher)"),
+        Param("taid_alpha", 5e-4, 0.0, 0.1, "how fast t moves past its linear schedule while the loss falls"),
+        Param("taid_beta", 0.99, 0.0, 0.999, "momentum of the loss's relative change"),
+    ),
+    description="Cross-entropy to a target that moves from the (detached) student toward the teacher during "
+    "training, t from t_start to t_end, faster while the loss falls. Shing et al. 2025 (TAID).",
+)
+def taid_rows(
+    lt: torch.Tensor,
+    ls: torch.Tensor,
+    taid_t_start: float = 0.4,
+    taid_t_end: float = 1.0,
+    taid_alpha: float = 5e-4,
+    taid_beta: float = 0.99,
+    taid_t: float | None = None,
+) -> torch.Tensor:
+    """−Σ p_t log p_s per row, p_t = softmax((1−t)·log p_s (detached) + t·log p_t): the authors' cross-entropy form.
+    `taid_t` is the current interpolation weight (the training loop's schedule sets it every step, see
+    `kd_analysis.training.taid`); without it t = t_start. The schedule's other settings only travel with the
+    term. Its stationary point is the teacher whatever t: the gradient vanishes where p_s = p_t."""
+    t = float(taid_t_start if taid_t is None else taid_t)
+    if not 0 <= t <= 1:
+        raise KDLensError(f"TAID's t must be in [0, 1] (got {t})")
+    target = torch.log_softmax((1 - t) * ls.detach() + t * lt, -1)
+    p = target.exp()
+    return -torch.where(p > 0, p * ls, 0.0).sum(-1)

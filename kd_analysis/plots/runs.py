@@ -124,3 +124,17 @@ def balance_curves(
     fig.update_xaxes(title_text="step")
     fig.update_layout(title=title, height=340, margin=dict(t=70, l=60), legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def taid_curve(records: list[dict]) -> go.Figure:
+    """TAID's interpolation weight t over steps (the share of the teacher in the training target)."""
+    pts = [(r["step"], r["taid_t"]) for r in records if isinstance(r.get("taid_t"), (int, float))]
+    fig = go.Figure(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name="t"))
+    fig.update_layout(
+        title="TAID: the target's share of the teacher, t",
+        xaxis_title="step",
+        yaxis=dict(range=[0, 1.02], title="t"),
+        height=300,
+        margin=dict(t=50),
+    )
+    return fig

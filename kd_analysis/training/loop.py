@@ -41,6 +41,7 @@ from kd_analysis.training.batches import (
 )
 from kd_analysis.training.config import TrainConfig
 from kd_analysis.training.evaluate import evaluate
+from kd_analysis.training.taid import TaidSchedule
 from kd_analysis.training.teacher_cache import TeacherCache, TopK, run_temperatures
 
 Callback = Callable[[dict[str, Any]], None]
@@ -110,8 +111,10 @@ def kd_loss_terms(
     stats: dict[str, float] | None = None,
     epoch: int = 0,
     epochs: int = 1,
+    overrides: dict[str, dict] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Distillation terms (unweighted, each at its own τ with its τ² factor).
+    """Distillation terms (unweighted, each at its own τ with its τ² factor). `overrides` sets parameters that
+    change during training, per term (TAID's current t).
 
     Language-model rows compare the student's full-vocabulary distribution with the teacher: a cached top-k
     teacher (`TopK`) through k + 1 buckets (`sparse_kd`), or a full-vocabulary teacher (dense [N, V] rows, when
@@ -124,7 +127,7 @@ def kd_loss_terms(
     for term in cfg.kd_terms:
         spec = LOSSES[term.name]
         tau = cfg.term_tau(term, epoch, epochs)
-        params = dict(term.params)
+        params = {**term.params, **(overrides or {}).get(term.name, {})}
         if lm and isinstance(teacher_rows, TopK):
             value = _lm_topk_term(term.name, rows, teacher_rows, tau, params, note, stats)
         elif lm:
@@ -403,6 +406,12 @@ class _Session:
     lengths: dict[str, int] = field(default_factory=dict)
     fused: bool = False  # exact online mode computed block by block from hidden states (`chunked_head_loss`)
     balance_warned: set = field(default_factory=set)  # (strong, weak) pairs the balance monitor has warned about
+    taid: TaidSchedule | None = None  # TAID's interpolation weight, moved after every step
+
+    def overrides(self) -> dict[str, dict]:
+        """Loss parameters that change during training: TAID's current t."""
+        return {"taid": {"taid_t": self.taid.t}} if self.taid is not None else {}
+
     teacher_probs: dict | None = None
     teacher_lm: tuple | None = None
 
@@ -622,6 +631,7 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
         warnings=warnings,
         lengths=text_tokens(student.tokenizer, eval_set),
         fused=fused,
+        taid=_taid_schedule(cfg),
         # generation records carry KL(teacher ‖ student) per answer token: the teacher is scored again then
         teacher_lm=(
             (teacher, teacher_prompt(cfg, teacher)) if not cfg.train_teacher and teacher.task == "causal_lm" else None
@@ -683,6 +693,16 @@ def _evaluate_student(s: _Session, step: int, first: bool = False) -> dict:
     return ev
 
 
+def _taid_schedule(cfg: TrainConfig) -> TaidSchedule | None:
+    term = next((t for t in cfg.kd_terms if t.name == "taid"), None)
+    if term is None:
+        return None
+    schedule = TaidSchedule.from_params(LOSSES["taid"].resolve(term.params))
+    if not 0 <= schedule.t_start < schedule.t_end <= 1:
+        raise KDLensError(f"TAID needs 0 ≤ taid_t_start < taid_t_end ≤ 1 (got {schedule.t_start} and {schedule.t_end})")
+    return schedule
+
+
 def _blockwise(cfg: TrainConfig, teacher, student, processes: int, say: Callable[[str], None]) -> bool:
     """Whether the exact online mode computes its terms block by block from hidden states; says why not."""
     if not (cfg.online and teacher.task == "causal_lm" and cfg.kd_terms and not cfg.train_teacher):
@@ -717,7 +737,7 @@ def _blockwise_loss(
     for t in cfg.kd_terms:
         tau = cfg.term_tau(t, epoch, s.n_epochs)
         scale = tau**2 if cfg.term_tau_squared(t) else 1.0
-        terms.append(Term(t.name, t.weight, tau, scale, dict(t.params)))
+        terms.append(Term(t.name, t.weight, tau, scale, {**t.params, **s.overrides().get(t.name, {})}))
     s_layer = head_parts(s.live.model)[1]  # type: ignore[index]
     t_layer = head_parts(s.teacher.model)[1]  # type: ignore[index]
     width = s.width or min(s_layer.weight.shape[0], t_layer.weight.shape[0])
@@ -768,6 +788,7 @@ def _loss(
                 stats=tail_stats,
                 epoch=step // s.per_epoch,
                 epochs=s.n_epochs,
+                overrides=s.overrides(),
             )
         )
     weights = {t.name: t.weight for t in cfg.losses}
@@ -813,6 +834,10 @@ def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tupl
             if not acc.sync_gradients:
                 continue
             step += 1
+            taid_t = None
+            if s.taid is not None:  # the t this step used; the schedule then moves it for the next step
+                taid_t = s.taid.t
+                s.taid.update(float(terms["taid"].detach()), step - 1, s.total)
             dt = time.monotonic() - t0
             elapsed = time.monotonic() - start
             tokens = out.tokens if isinstance(out, LMBatch) else None
@@ -828,6 +853,7 @@ def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tupl
                 "eta_s": elapsed / step * (s.total - step),
                 "epoch": step / s.per_epoch,
                 "teacher_cache_hits": s.cache.hits,
+                **({"taid_t": taid_t} if taid_t is not None else {}),
                 **tail_stats,
             }
             _check_balance(s, tail_stats)
