@@ -1,4 +1,5 @@
-"""Greedy generation in batches: left padding, so every row's new tokens start at the same column."""
+"""Generation in batches (greedy unless sampling settings are given): left padding, so every row's new tokens start
+at the same column."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ def generate_texts(
     batch_size: int = 8,
     model=None,
     progress: Callable[[int, int], None] | None = None,
+    sample: dict | None = None,
 ) -> list[str]:
     """The decoded continuation of each prompt (special tokens dropped); `model` overrides loaded.model (an
-    unwrapped training model)."""
+    unwrapped training model). `sample` ({"temperature": …, "top_p": …}) samples instead of greedy decoding, with
+    torch's global random generator (seeded by the run)."""
     model = model if model is not None else loaded.model
     tok = loaded.tokenizer
     device = next(model.parameters()).device
@@ -33,7 +36,12 @@ def generate_texts(
                 gen = model.generate(
                     **enc,
                     max_new_tokens=max_new_tokens,
-                    do_sample=False,
+                    do_sample=bool(sample),
+                    **(
+                        {"temperature": sample.get("temperature", 1.0), "top_p": sample.get("top_p", 1.0)}
+                        if sample
+                        else {}
+                    ),
                     pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
                 )
             new = gen if model.config.is_encoder_decoder else gen[:, enc["input_ids"].shape[1] :]

@@ -77,6 +77,19 @@ class PrimingSettings:
 
 
 @dataclass
+class OnPolicySettings:
+    """On-policy distillation (GKD, Agarwal et al. 2024, their Algorithm 1): each batch is, with probability
+    `fraction` (their λ), replaced by answers the student samples to the same prompts, which the teacher then
+    scores at every generated token; CE is skipped on such batches (their labels are the student's own).
+    λ = 0 is off-policy training on the data set's answers."""
+
+    fraction: float = 0.5
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 32
+
+
+@dataclass
 class TrainConfig:
     teacher: ModelSpec
     student: StudentSpec = field(default_factory=StudentSpec)
@@ -121,6 +134,7 @@ class TrainConfig:
     lora: LoraSettings | None = None
     rationales: RationaleSettings | None = None
     priming: PrimingSettings | None = None
+    on_policy: OnPolicySettings | None = None  # language models: batches of student-generated answers (GKD)
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -157,12 +171,16 @@ class TrainConfig:
                 d["losses"] = [LossTerm(**t) if isinstance(t, dict) else LossTerm(str(t)) for t in d["losses"]]
             except TypeError as exc:
                 raise KDLensError(f"losses: {exc}") from None
-        for key in ("lora", "rationales", "priming"):  # an empty mapping means "off"
+        for key in ("lora", "rationales", "priming", "on_policy"):  # an empty mapping means "off"
             if key in d and not d[key]:
                 d[key] = None
         if d.get("lora"):
             d["lora"] = LoraSettings(**d["lora"])
-        for key, kind in (("rationales", RationaleSettings), ("priming", PrimingSettings)):
+        for key, kind in (
+            ("rationales", RationaleSettings),
+            ("priming", PrimingSettings),
+            ("on_policy", OnPolicySettings),
+        ):
             if d.get(key):
                 try:
                     d[key] = kind(**d[key])
@@ -270,6 +288,23 @@ class TrainConfig:
             self._validate_rationales(self.rationales, positive)
         if self.priming:
             self._validate_priming(self.priming)
+        if self.on_policy:
+            self._validate_on_policy(self.on_policy, positive)
+
+    def _validate_on_policy(self, o: OnPolicySettings, positive) -> None:
+        if not isinstance(o.fraction, (int, float)) or not 0 <= o.fraction <= 1:
+            raise KDLensError(f"on_policy.fraction (GKD's λ) must be in [0, 1] (got {o.fraction!r})")
+        positive("on_policy.temperature", o.temperature)
+        positive("on_policy.max_new_tokens", o.max_new_tokens, integer=True)
+        if not isinstance(o.top_p, (int, float)) or not 0 < o.top_p <= 1:
+            raise KDLensError(f"on_policy.top_p must be in (0, 1] (got {o.top_p!r})")
+        if self.priming or self.rationales or self.train_teacher:
+            raise KDLensError(
+                "on-policy distillation samples the student's own answers to the plain prompt; it cannot be "
+                "combined with priming, rationales or fine-tuning the teacher"
+            )
+        if not self.kd_terms:
+            raise KDLensError("on-policy batches train only through distillation terms: add one (e.g. kl or gjsd)")
 
     def _validate_priming(self, p: PrimingSettings) -> None:
         from kd_analysis.priming.prompts import check_template

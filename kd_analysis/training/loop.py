@@ -407,6 +407,7 @@ class _Session:
     fused: bool = False  # exact online mode computed block by block from hidden states (`chunked_head_loss`)
     balance_warned: set = field(default_factory=set)  # (strong, weak) pairs the balance monitor has warned about
     taid: TaidSchedule | None = None  # TAID's interpolation weight, moved after every step
+    policy_rng: random.Random | None = None  # on-policy runs: draws which batches the student answers itself
 
     def overrides(self) -> dict[str, dict]:
         """Loss parameters that change during training: TAID's current t."""
@@ -632,6 +633,7 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
         lengths=text_tokens(student.tokenizer, eval_set),
         fused=fused,
         taid=_taid_schedule(cfg),
+        policy_rng=_policy_rng(cfg, task),
         # generation records carry KL(teacher ‖ student) per answer token: the teacher is scored again then
         teacher_lm=(
             (teacher, teacher_prompt(cfg, teacher)) if not cfg.train_teacher and teacher.task == "causal_lm" else None
@@ -693,6 +695,14 @@ def _evaluate_student(s: _Session, step: int, first: bool = False) -> dict:
     return ev
 
 
+def _policy_rng(cfg: TrainConfig, task: str) -> random.Random | None:
+    if not cfg.on_policy or cfg.on_policy.fraction <= 0:
+        return None
+    if task != "causal_lm":
+        raise KDLensError(f"on-policy distillation needs a causal language-model teacher (this one is {task})")
+    return random.Random(cfg.seed * 7919 + 17)  # its own stream: the data order does not move with λ
+
+
 def _taid_schedule(cfg: TrainConfig) -> TaidSchedule | None:
     term = next((t for t in cfg.kd_terms if t.name == "taid"), None)
     if term is None:
@@ -721,18 +731,43 @@ def _blockwise(cfg: TrainConfig, teacher, student, processes: int, say: Callable
     return False
 
 
+def student_answers(s: _Session, examples: list) -> list:
+    """The batch with each answer replaced by one the student samples to the same prompt (GKD's on-policy data)."""
+    from kd_analysis.models.generation import generate_texts
+    from kd_analysis.models.scoring import mc_prompt
+
+    settings = s.cfg.on_policy
+    assert settings is not None
+    prompt = s.s_prompt or mc_prompt
+    texts = generate_texts(
+        s.live,
+        [prompt(ex) for ex in examples],
+        settings.max_new_tokens,
+        len(examples),
+        model=s.acc.unwrap_model(s.model),
+        sample={"temperature": settings.temperature, "top_p": settings.top_p},
+    )
+    return [
+        replace(ex, solution=None, choices=None, label=None, answer=text.strip()) for ex, text in zip(examples, texts)
+    ]
+
+
 def _blockwise_loss(
-    s: _Session, examples: list, step: int, norms: dict[str, float] | None = None
+    s: _Session,
+    examples: list,
+    teacher_examples: list,
+    step: int,
+    norms: dict[str, float] | None = None,
+    with_ce: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
     """The exact online mode's loss: CE and every KD term from the two models' final hidden states."""
     cfg = s.cfg
     with s.acc.autocast():  # calling the body directly skips the autocast accelerate put on the model's forward
         out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt, hidden=True)
-    originals = [s.originals[ex.id] for ex in examples]
-    t_out = _teacher_forward(cfg, s.teacher, originals, s.s_prompt, s.student.tokenizer, hidden=True)
+    t_out = _teacher_forward(cfg, s.teacher, teacher_examples, s.s_prompt, s.student.tokenizer, hidden=True)
     s.cache.misses += len(examples)
     epoch = step // s.per_epoch
-    ce_weight = sum(t.weight for t in cfg.losses if t.name == "ce")
+    ce_weight = sum(t.weight for t in cfg.losses if t.name == "ce") if with_ce else 0.0
     terms = [Term("ce", ce_weight)] if ce_weight > 0 else []
     for t in cfg.kd_terms:
         tau = cfg.term_tau(t, epoch, s.n_epochs)
@@ -758,19 +793,27 @@ def _loss(
     """One batch's weighted loss: CE on gold labels, the KD terms against the teacher, the rationale task. The
     third item holds per-step statistics: tail masses, and with `monitor` each term's `grad_norm_<term>`."""
     cfg = s.cfg
+    on_policy = s.policy_rng is not None and s.policy_rng.random() < cfg.on_policy.fraction  # type: ignore[union-attr]
+    # the teacher and the rationale task read the untouched text; an on-policy batch, the student's own answers
+    originals = [s.originals[ex.id] for ex in examples]
+    if on_policy:
+        examples = originals = student_answers(s, originals)
+    stats: dict[str, float] = {"on_policy_batch": float(on_policy)} if s.policy_rng is not None else {}
     if s.fused:
         norms: dict[str, float] | None = {} if monitor else None
-        loss, values, out = _blockwise_loss(s, examples, step, norms)
-        return _finite(loss, step), values, {f"grad_norm_{k}": v for k, v in (norms or {}).items()}, out
+        loss, values, out = _blockwise_loss(s, examples, originals, step, norms, with_ce=not on_policy)
+        stats.update({f"grad_norm_{k}": v for k, v in (norms or {}).items()})
+        return _finite(loss, step), values, stats, out
     out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt)
-    tail_stats: dict[str, float] = {}
+    tail_stats: dict[str, float] = stats
     answer_rows = AnswerRows.of(out) if isinstance(out, LMBatch) else None
     terms: dict[str, torch.Tensor] = {}
-    if sum(t.weight for t in cfg.losses if t.name == "ce") > 0:
+    if sum(t.weight for t in cfg.losses if t.name == "ce") > 0 and not on_policy:
         terms["ce"] = ce_loss(out, examples, answer_rows, s.labelled)
-    originals = [s.originals[ex.id] for ex in examples]  # the teacher and the rationale task read the untouched text
     if cfg.kd_terms:
-        t_rows = _teacher_rows(cfg, s.cache, s.teacher, originals, s.width, s.s_prompt, s.student.tokenizer)
+        # sampled answers are new every time: scored by the teacher once, never kept under the example's id
+        cache = TeacherCache(s.cache.topk, s.cache.temperatures, budget_bytes=0) if on_policy else s.cache
+        t_rows = _teacher_rows(cfg, cache, s.teacher, originals, s.width, s.s_prompt, s.student.tokenizer)
         if s.cache.over_budget:
             s.note(
                 f"warning: the teacher cache reached its budget ({s.cache.budget_bytes / 2**20:.0f} MB); the "

@@ -138,8 +138,13 @@ def losses_label(cfg: dict[str, Any]) -> str:
         parts.append([f"{weight:g}·rationale" if _number(weight) else "?·rationale", ""])
     taus = {tau for _, tau in parts if tau}
     if len(taus) == 1:
-        return " + ".join(text for text, _ in parts) + f" (τ = {taus.pop()})"
-    return " + ".join(text + (f" (τ = {tau})" if tau else "") for text, tau in parts)
+        text = " + ".join(text for text, _ in parts) + f" (τ = {taus.pop()})"
+    else:
+        text = " + ".join(text + (f" (τ = {tau})" if tau else "") for text, tau in parts)
+    on_policy = cfg.get("on_policy") if isinstance(cfg.get("on_policy"), dict) else {}
+    if _number(on_policy.get("fraction")) and on_policy["fraction"] > 0:
+        text += f", on-policy λ = {on_policy['fraction']:g}"
+    return text
 
 
 def _count(x: float) -> str:

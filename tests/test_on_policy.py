@@ -1,0 +1,123 @@
+"""On-policy distillation (GKD): batches of student-sampled answers scored by the teacher, CE skipped on them."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from kd_analysis.errors import KDLensError
+from kd_analysis.models.specs import ModelSpec
+from kd_analysis.training.config import LossTerm, OnPolicySettings, StudentSpec, TrainConfig
+from kd_analysis.training.progress import losses_label
+from tests.test_chunked_head import _arith
+
+
+def _cfg(tiny_dir, tmp_path, **kw) -> TrainConfig:
+    base = dict(
+        teacher=ModelSpec(str(tiny_dir / "llama")),
+        student=StudentSpec(num_layers=1),
+        data=str(_arith(tmp_path / "a.jsonl")),
+        steps=4,
+        eval_every=4,
+        eval_size=2,
+        batch_size=4,
+        max_new_tokens=2,
+        lr=1e-3,
+        tau=1.0,
+        losses=[LossTerm("ce", 0.5), LossTerm("gjsd", 1.0)],
+        save_checkpoint=False,
+        on_policy=OnPolicySettings(fraction=1.0, max_new_tokens=6),
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("cache", ["topk", "none"])
+def test_every_batch_on_policy_trains_on_what_the_student_sampled(tiny_dir, tmp_path, monkeypatch, cache):
+    """λ = 1: each step the student samples answers, the teacher scores exactly those texts (and the top-k cache
+    keeps none of them), and no CE is computed."""
+    from kd_analysis.training import loop
+
+    sampled, scored = [], []
+    real_answers, real_forward = loop.student_answers, loop._teacher_forward
+
+    def answers(s, examples):
+        out = real_answers(s, examples)
+        sampled.append([ex.answer for ex in out])
+        return out
+
+    def forward(cfg, teacher, examples, *a, **k):
+        scored.append([ex.answer for ex in examples])
+        return real_forward(cfg, teacher, examples, *a, **k)
+
+    monkeypatch.setattr(loop, "student_answers", answers)
+    monkeypatch.setattr(loop, "_teacher_forward", forward)
+    seen: list = []
+    cfg = _cfg(tiny_dir, tmp_path, teacher_cache=cache)
+    res = loop.train(cfg, on_metrics=seen.append)
+    steps = [m for m in seen if "loss" in m]
+    assert res.state == "finished" and len(steps) == 4
+    assert all(m["on_policy_batch"] == 1.0 and "loss_ce" not in m and m["loss_gjsd"] > 0 for m in steps)
+    assert len(sampled) == 4 and scored[-4:] == sampled  # the teacher read the student's samples, each step
+    assert any(a != "" for batch in sampled for a in batch)
+
+
+def test_a_fraction_of_batches_is_on_policy_as_drawn(tiny_dir, tmp_path):
+    from kd_analysis.training.loop import train
+
+    seen: list = []
+    cfg = _cfg(tiny_dir, tmp_path, steps=8, eval_every=8, on_policy=OnPolicySettings(fraction=0.5, max_new_tokens=4))
+    train(cfg, on_metrics=seen.append)
+    flags = [m["on_policy_batch"] for m in seen if "loss" in m]
+    rng = random.Random(cfg.seed * 7919 + 17)
+    assert flags == [float(rng.random() < 0.5) for _ in range(8)]
+    assert 0 < sum(flags) < 8  # both kinds in one run
+    assert all(("loss_ce" in m) == (m["on_policy_batch"] == 0.0) for m in seen if "loss" in m)
+
+
+def test_on_policy_settings_are_checked_and_named(tiny_dir, tmp_path):
+    with pytest.raises(KDLensError, match="fraction"):
+        TrainConfig.from_dict({"teacher": "x", "on_policy": {"fraction": 1.5}})
+    with pytest.raises(KDLensError, match="cannot be combined with priming"):
+        TrainConfig.from_dict({"teacher": "x", "on_policy": {"fraction": 0.5}, "priming": {"strategy": "teacher"}})
+    with pytest.raises(KDLensError, match="add one"):
+        TrainConfig.from_dict({"teacher": "x", "losses": ["ce"], "on_policy": {"fraction": 0.5}})
+    cfg = _cfg(tiny_dir, tmp_path)
+    assert TrainConfig.from_dict(cfg.to_dict()).on_policy == cfg.on_policy
+    assert losses_label(cfg.to_dict()).endswith(", on-policy λ = 1")
+    assert "on-policy" not in losses_label(_cfg(tiny_dir, tmp_path, on_policy=None).to_dict())
+
+
+def test_a_classification_teacher_is_refused(tiny_dir, tmp_path):
+    from kd_analysis.training.loop import train
+    from tests.test_training import _mc_file
+
+    cfg = _cfg(
+        tiny_dir,
+        tmp_path,
+        teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
+        data=str(_mc_file(tmp_path / "mc.jsonl")),
+    )
+    with pytest.raises(KDLensError, match="needs a causal language-model teacher"):
+        train(cfg)
+
+
+def test_sampling_settings_reach_generate(tiny_dir):
+    from kd_analysis.models.generation import generate_texts
+    from kd_analysis.models.loading import load_model
+
+    lm = load_model(ModelSpec(str(tiny_dir / "llama")))
+    seen = {}
+    real = lm.model.generate
+
+    def spy(**kw):
+        seen.update(kw)
+        return real(**kw)
+
+    lm.model.generate = spy
+    generate_texts(lm, ["What is 1 plus 2?"], 3, sample={"temperature": 0.7, "top_p": 0.9})
+    assert seen["do_sample"] is True and seen["temperature"] == 0.7 and seen["top_p"] == 0.9
+    seen.clear()
+    generate_texts(lm, ["What is 1 plus 2?"], 3)
+    assert seen["do_sample"] is False and "temperature" not in seen and "top_p" not in seen
