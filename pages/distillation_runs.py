@@ -17,7 +17,7 @@ from kd_analysis.plots.run_evals import eval_curves
 from kd_analysis.plots.runs import balance_curves, run_losses, taid_curve
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
 from kd_analysis.training.balance import balance_report
-from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
+from kd_analysis.training.config import LoraSettings, LossTerm, OnPolicySettings, RationaleSettings, TrainConfig
 from kd_analysis.training.evals import active_twin, eval_rows
 from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
 from kd_analysis.training.progress import run_progress
@@ -185,6 +185,23 @@ with st.form("new_run"):
             )
     else:
         r_mode, r_source = "off", None
+    with st.expander(
+        "On-policy (GKD, Agarwal et al. 2024): language models, the student answers and the teacher scores"
+    ):
+        o1, o2, o3 = st.columns(3)
+        on_policy = o1.number_input(
+            "λ: share of on-policy batches",
+            0.0,
+            1.0,
+            float(defaults.on_policy.fraction if defaults.on_policy else 0.0),
+            0.1,
+            key=K + "on_policy",
+            help="each batch is, with this probability, replaced by answers the student samples to the same "
+            "prompts; the teacher scores every generated token and CE is skipped on it. 0: off-policy (the data "
+            "set's answers). Pair it with a divergence such as gjsd (GKD's) or rkl.",
+        )
+        on_temp = o2.number_input("sampling temperature", 0.05, 5.0, 1.0, 0.05, key=K + "on_temp")
+        on_tokens = o3.number_input("answer tokens sampled", 1, 512, 32, key=K + "on_tokens")
     f1, f2 = st.columns([1, 3])
     submitted = f1.form_submit_button("Start run", type="primary")
     allow_duplicate = f2.checkbox(
@@ -210,6 +227,11 @@ if submitted:
             "device": device,
             "teacher_topk": int(topk) or None,
             "teacher_cache": "topk" if int(topk) else "none",
+            "on_policy": (
+                {"fraction": float(on_policy), "temperature": float(on_temp), "max_new_tokens": int(on_tokens)}
+                if on_policy > 0
+                else None
+            ),
             "labels": int(labels) or None,
         }
         if use_lora != (defaults.lora is not None) or (use_lora and int(lora_r) != defaults.lora.r):
@@ -236,7 +258,8 @@ if submitted:
                 else RationaleSettings(
                     mode=r_mode, weight=float(r_weight), k=int(r_k), method=r_method, source_run=r_source
                 ),
-                **{k: v for k, v in form.items() if k != "lora"},
+                on_policy=OnPolicySettings(**form["on_policy"]) if form.get("on_policy") else None,
+                **{k: v for k, v in form.items() if k not in ("lora", "on_policy")},
             )
             cfg.validate()
             if cfg.rationales and r_source:
@@ -249,6 +272,8 @@ if submitted:
                 )
                 if cfg.rationales:
                     cfg.name += f" + rationales ({cfg.rationales.mode}, k={cfg.rationales.k})"
+                if cfg.on_policy:
+                    cfg.name += f", on-policy λ {cfg.on_policy.fraction:g}"
         seeds = parse_seeds(seeds_text) if seeds_text.strip() else None
         configs = group_configs(cfg.to_dict(), seeds) if seeds else [cfg.to_dict()]
         twin = None if allow_duplicate else next(filter(None, (active_twin(store, c) for c in configs)), None)

@@ -121,3 +121,23 @@ def test_sampling_settings_reach_generate(tiny_dir):
     seen.clear()
     generate_texts(lm, ["What is 1 plus 2?"], 3)
     assert seen["do_sample"] is False and "temperature" not in seen and "top_p" not in seen
+
+
+def test_the_run_form_starts_an_on_policy_run(tiny_dir, tmp_path, run_root):
+    """The form's λ reaches the run's config (and its label); the run is then cancelled, not waited for."""
+    from kd_analysis.runs import RunStore, cancel_run
+    from tests.test_pages import RUNS_PAGE, open_with
+
+    at = open_with(tiny_dir / "llama", "causal_lm", RUNS_PAGE, layers=1, data=_arith(tmp_path / "a.jsonl"))
+    assert not at.exception, [e.value for e in at.exception]
+    numbers = {n.label: n for n in at.number_input}
+    numbers["λ: share of on-policy batches"].set_value(0.5)
+    numbers["answer tokens sampled"].set_value(8)
+    numbers["steps"].set_value(2)
+    next(b for b in at.button if b.label == "Start run").click().run()
+    assert not at.exception and any("Started" in s.value for s in at.success), [e.value for e in at.error]
+    [run] = RunStore(run_root).list()
+    config = RunStore(run_root).get(run.run_id).config()
+    assert config["on_policy"] == {"fraction": 0.5, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8}
+    assert "on-policy λ = 0.5" in losses_label(config) and config["name"].endswith("on-policy λ 0.5")
+    cancel_run(RunStore(run_root), run.run_id, wait_s=10)
