@@ -61,6 +61,7 @@ def register_divergence(
     symmetric: bool,
     params: tuple[Param, ...] = (),
     zero_at_match: bool = True,
+    cross_vocab: bool = False,
 ) -> Callable[[RowFn], RowFn]:
     """Register a row function `(teacher_logp, student_logp, **params) -> [N]` as a loss on logits."""
 
@@ -78,6 +79,7 @@ def register_divergence(
             params=params,
             rows=rows,
             zero_at_match=zero_at_match,
+            cross_vocab=cross_vocab,
         )(loss)
         return rows
 

@@ -8,6 +8,10 @@
 - `alpha_beta`: the AB-divergence of Cichocki, Cruces and Amari (2011) that ABKD (Wang et al. 2025) distils with,
   D(α, β) = −1/(αβ) Σ (p_t^α p_s^β − α/(α+β) p_t^(α+β) − β/(α+β) p_s^(α+β)), with its continuous limits where α,
   β or α + β is 0: (1, 0) is KL(p_t‖p_s), (0, 1) is KL(p_s‖p_t), (½, ½) is 4 × the squared Hellinger distance.
+- `uld`: universal logit distillation (Boizard et al. 2024): the Wasserstein-1 distance between the two
+  distributions with their tokens ranked by probability, Σ_i |p_t,(i) − p_s,(i)| over the sorted probabilities
+  (the shorter vocabulary padded with zeros). It needs no shared tokenizer, so it is what a cross-tokenizer pair
+  can distil with; answer positions are then aligned by index (the training loop).
 - `gjsd`: the generalised Jensen-Shannon divergence of GKD (Agarwal et al. 2024),
   JSD(β) = β KL(p_t‖m) + (1−β) KL(p_s‖m), m = β p_t + (1−β) p_s. It vanishes at β = 0 and 1; divided by β it
   tends to KL(p_t‖p_s) as β → 0, and divided by 1 − β to KL(p_s‖p_t) as β → 1 (tested). β = ½ is JS.
@@ -172,3 +176,24 @@ def taid_rows(
     target = torch.log_softmax((1 - t) * ls.detach() + t * lt, -1)
     p = target.exp()
     return -torch.where(p > 0, p * ls, 0.0).sum(-1)
+
+
+def uld_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+    """Σ_i |sorted p_t − sorted p_s| per row, both sorted in decreasing order; rows of different widths (two
+    vocabularies) are compared after padding the narrower with zero probabilities."""
+    pt = lt.exp().sort(-1, descending=True).values
+    ps = ls.exp().sort(-1, descending=True).values
+    width = max(pt.shape[-1], ps.shape[-1])
+    pt = torch.nn.functional.pad(pt, (0, width - pt.shape[-1]))
+    ps = torch.nn.functional.pad(ps, (0, width - ps.shape[-1]))
+    return (pt - ps).abs().sum(-1)
+
+
+register_divergence(
+    "uld",
+    title="ULD (sorted probabilities)",
+    symmetric=True,
+    cross_vocab=True,
+    description="Wasserstein-1 between teacher and student with tokens ranked by probability: blind to which "
+    "token is which, so it works across tokenizers (cross-tokenizer pairs distil with it). Boizard et al. 2024.",
+)(uld_rows)

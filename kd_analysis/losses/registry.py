@@ -63,6 +63,7 @@ class LossSpec:
     rows: RowFn | None = None  # the divergence on normalised log-probability rows (None: batch-wise losses)
     zero_at_match: bool = True  # 0 when student == teacher (false for soft cross-entropy: the teacher's entropy)
     one_pair: PairFn | None = None  # a batch-wise loss between single distributions (what the toy fits)
+    cross_vocab: bool = False  # compares rows of different vocabularies (ULD): usable across tokenizers
 
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, **kw: Any) -> torch.Tensor:
         return self.fn(student_logits, teacher_logits, **kw)
@@ -90,6 +91,7 @@ def register_loss(
     rows: RowFn | None = None,
     zero_at_match: bool = True,
     one_pair: PairFn | None = None,
+    cross_vocab: bool = False,
 ) -> Callable[[LossFn], LossFn]:
     def deco(fn: LossFn) -> LossFn:
         taken = {p.name: other.name for other in LOSSES.values() if other.name != name for p in other.params}
@@ -97,7 +99,7 @@ def register_loss(
         if clash:  # callers pass one mapping of values to every loss (`resolve`): a shared name would be shared
             raise ValueError(f"loss {name!r}: parameter {clash[0]!r} is already {taken[clash[0]]!r}'s; name it apart")
         LOSSES[name] = LossSpec(
-            name, title, fn, description, symmetric, batchwise, params, rows, zero_at_match, one_pair
+            name, title, fn, description, symmetric, batchwise, params, rows, zero_at_match, one_pair, cross_vocab
         )
         return fn
 

@@ -127,8 +127,15 @@ def _smooth_tvd(cfg: ToyConfig, s_logits: torch.Tensor, t_logp: torch.Tensor, de
     return 0.5 * (torch.sqrt((p_s - p_t) ** 2 + delta**2) - delta).sum(-1)
 
 
+def _smooth_uld(cfg: ToyConfig, s_logits: torch.Tensor, t_logp: torch.Tensor, delta: float) -> torch.Tensor:
+    """Σ (√((sorted p_s − sorted p_t)² + δ²) − δ) per row: ULD with its kinks rounded off over δ."""
+    p_s = torch.softmax(s_logits / cfg.tau, -1).sort(-1, descending=True).values
+    p_t = torch.softmax(t_logp / cfg.tau, -1).sort(-1, descending=True).values
+    return (torch.sqrt((p_s - p_t) ** 2 + delta**2) - delta).sum(-1)
+
+
 # losses with kinks, minimised through smooth surrogates with a shrinking δ (each stage starts where the last ended)
-SURROGATES = {"tvd": (_smooth_tvd, (1e-4, 1e-6, 1e-8))}
+SURROGATES = {"tvd": (_smooth_tvd, (1e-4, 1e-6, 1e-8)), "uld": (_smooth_uld, (1e-4, 1e-6, 1e-8))}
 
 
 @dataclass

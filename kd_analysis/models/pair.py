@@ -22,7 +22,9 @@ def loss_needs() -> dict[str, tuple[str, str]]:
     from kd_analysis.losses import LOSSES
 
     needs = {"ce": TEXT_TARGETS["ce"]}
-    needs.update({name: ("same_outputs", spec.title) for name, spec in LOSSES.items()})
+    needs.update(
+        {name: ("any_vocabulary" if spec.cross_vocab else "same_outputs", spec.title) for name, spec in LOSSES.items()}
+    )
     needs.update({k: v for k, v in TEXT_TARGETS.items() if k != "ce"})
     return needs
 
@@ -88,7 +90,8 @@ def check_pair(teacher: LoadedModel, student: LoadedModel) -> PairReport:
         if not same_tok:
             notes.append(
                 f"Tokenizers differ ({overlap:.0%} of the student's tokens have the same id in the "
-                f"teacher's vocabulary): token-level logit losses do not apply; use text-level targets."
+                f"teacher's vocabulary): token-level logit losses do not apply; ULD (sorted probabilities) "
+                f"does, or text-level targets."
             )
         elif t_out == s_out:
             aligned = t_out
@@ -113,6 +116,13 @@ def check_pair(teacher: LoadedModel, student: LoadedModel) -> PairReport:
                 ("same output space" + (f" ({space})" if ok else ""))
                 if ok
                 else "needs teacher and student outputs over the same classes/vocabulary"
+            )
+        elif need == "any_vocabulary":  # ULD: same outputs, or two language models with their own tokenizers
+            ok = comparable or (space == "vocabulary" and teacher.head == "lm" and student.head == "lm")
+            why = (
+                "compares sorted probabilities: works across tokenizers, answer positions aligned by index"
+                if ok and not comparable
+                else ("same output space" if ok else "needs two language models or the same output space")
             )
         elif need == "text":
             ok = teacher.head in ("lm", "seq2seq") or student.head in ("lm", "seq2seq") or teacher.task == student.task

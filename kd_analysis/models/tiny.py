@@ -204,9 +204,16 @@ TINY_FAMILIES: dict[str, tuple[str, str, Callable[[Any, int], tuple[Any, Any]]]]
 
 
 def build_tiny(
-    family: str, folder: str | Path, *, vocab_size: int | None = None, seed: int = 0, num_labels: int | None = None
+    family: str,
+    folder: str | Path,
+    *,
+    vocab_size: int | None = None,
+    seed: int = 0,
+    num_labels: int | None = None,
+    bpe_tokens: int = 320,
 ) -> Path:
-    """Write a random tiny checkpoint of `family` (with a tokenizer) into `folder`; `vocab_size` may pad."""
+    """Write a random tiny checkpoint of `family` (with a tokenizer) into `folder`; `vocab_size` may pad.
+    `bpe_tokens` other than 320 trains a different BPE tokenizer (fewer merges): a cross-tokenizer pair."""
     import torch
 
     if family not in TINY_FAMILIES:
@@ -214,7 +221,7 @@ def build_tiny(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _, tok_kind, make = TINY_FAMILIES[family]
-    tok = _wordpiece_tokenizer(folder) if tok_kind == "wordpiece" else _bpe_tokenizer()
+    tok = _wordpiece_tokenizer(folder) if tok_kind == "wordpiece" else _bpe_tokenizer(bpe_tokens)
     cls, cfg = make(tok, max(vocab_size or 0, len(tok)))
     if num_labels:
         cfg.num_labels = num_labels

@@ -408,6 +408,7 @@ class _Session:
     balance_warned: set = field(default_factory=set)  # (strong, weak) pairs the balance monitor has warned about
     taid: TaidSchedule | None = None  # TAID's interpolation weight, moved after every step
     policy_rng: random.Random | None = None  # on-policy runs: draws which batches the student answers itself
+    cross_vocab: bool = False  # teacher and student tokenize apart: ULD on answer positions aligned by index
 
     def overrides(self) -> dict[str, dict]:
         """Loss parameters that change during training: TAID's current t."""
@@ -517,14 +518,23 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
     device = str(acc.device)
     teacher, student = models if models is not None else _load_models(cfg, device, say)
     width = None
+    cross_vocab = False
     if not cfg.train_teacher:
         report = check_pair(teacher, student)
-        if cfg.kd_terms and not report.comparable:
+        cross_vocab = (
+            bool(cfg.kd_terms)
+            and not report.comparable
+            and all(LOSSES[t.name].cross_vocab and report.losses.get(t.name, {}).get("applies") for t in cfg.kd_terms)
+        )
+        if cross_vocab:
+            _check_cross_vocab(cfg, say)
+        elif cfg.kd_terms and not report.comparable:
             raise KDLensError(
                 "these teacher and student outputs are not comparable, so "
                 f"{', '.join(t.name for t in cfg.kd_terms)} cannot be used: "
                 + " ".join(report.notes)
-                + " Use ce only, or a student with the teacher's tokenizer/labels."
+                + " Use ce only, a cross-tokenizer loss (uld) for two language models, or a student with the "
+                "teacher's tokenizer/labels."
             )
         width = report.aligned_outputs
         t_n, s_n = teacher.info().parameters, student.info().parameters
@@ -567,7 +577,7 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
         if cfg.rationales.mode == "multitask" and cfg.rationales.weight > 0:
             objective = rationale_tasks.RationaleObjective(student).to(device)
 
-    fused = _blockwise(cfg, teacher, student, acc.num_processes, say)
+    fused = not cross_vocab and _blockwise(cfg, teacher, student, acc.num_processes, say)
     model = _apply_lora(cfg, student.model) if cfg.lora else student.model
     model.train()
     teacher.model.eval()
@@ -636,8 +646,11 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
         policy_rng=_policy_rng(cfg, task),
         # generation records carry KL(teacher ‖ student) per answer token: the teacher is scored again then
         teacher_lm=(
-            (teacher, teacher_prompt(cfg, teacher)) if not cfg.train_teacher and teacher.task == "causal_lm" else None
+            (teacher, teacher_prompt(cfg, teacher))
+            if not cfg.train_teacher and teacher.task == "causal_lm" and not cross_vocab
+            else None
         ),
+        cross_vocab=cross_vocab,
     )
 
 
@@ -731,6 +744,53 @@ def _blockwise(cfg: TrainConfig, teacher, student, processes: int, say: Callable
     return False
 
 
+def _check_cross_vocab(cfg: TrainConfig, say: Callable[[str], None]) -> None:
+    if cfg.priming:
+        raise KDLensError(
+            "priming aligns the teacher's answer tokens with the student's one to one, which needs one tokenizer; "
+            "this pair tokenizes apart"
+        )
+    say(
+        "cross-tokenizer pair: the teacher runs every step on its own tokenization of the same texts, and "
+        f"{', '.join(t.name for t in cfg.kd_terms)} compares the i-th answer token of each (the shorter answer "
+        "sets how many)"
+    )
+
+
+def aligned_answer_rows(student: LMBatch, teacher: LMBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each example's answer positions of both models, paired by index and cut to the shorter answer (ULD's
+    alignment of two tokenizations): ([M, V_student], [M, V_teacher]) logits."""
+    assert student.logits is not None and teacher.logits is not None
+    s_rows, t_rows = [], []
+    for b in range(student.labels.shape[0]):
+        s_pos = (student.labels[b] != -100).nonzero().flatten()
+        t_pos = (teacher.labels[b] != -100).nonzero().flatten()
+        m = min(len(s_pos), len(t_pos))
+        s_rows.append(student.logits[b, s_pos[:m]])
+        t_rows.append(teacher.logits[b, t_pos[:m]].to(student.logits.device))
+    return torch.cat(s_rows).float(), torch.cat(t_rows).float()
+
+
+def cross_vocab_terms(
+    cfg: TrainConfig, student: LMBatch, teacher: LMBatch, epoch: int, epochs: int, overrides: dict
+) -> dict[str, torch.Tensor]:
+    """The distillation terms of a cross-tokenizer pair (each a cross-vocabulary row divergence, ULD), at each
+    term's τ with its τ² factor, mean over the aligned answer positions."""
+    s_rows, t_rows = aligned_answer_rows(student, teacher)
+    terms = {}
+    for term in cfg.kd_terms:
+        tau = cfg.term_tau(term, epoch, epochs)
+        rows = LOSSES[term.name].rows
+        assert rows is not None
+        params = {**term.params, **overrides.get(term.name, {})}
+        if s_rows.shape[0] == 0:
+            value = student.logits.sum() * 0.0  # type: ignore[union-attr]
+        else:
+            value = rows(torch.log_softmax(t_rows / tau, -1), torch.log_softmax(s_rows / tau, -1), **params).mean()
+        terms[term.name] = value * tau**2 if cfg.term_tau_squared(term) else value
+    return terms
+
+
 def student_answers(s: _Session, examples: list) -> list:
     """The batch with each answer replaced by one the student samples to the same prompt (GKD's on-policy data)."""
     from kd_analysis.models.generation import generate_texts
@@ -810,7 +870,11 @@ def _loss(
     terms: dict[str, torch.Tensor] = {}
     if sum(t.weight for t in cfg.losses if t.name == "ce") > 0 and not on_policy:
         terms["ce"] = ce_loss(out, examples, answer_rows, s.labelled)
-    if cfg.kd_terms:
+    if cfg.kd_terms and s.cross_vocab:
+        t_out = _teacher_forward(cfg, s.teacher, originals, s.s_prompt, s.student.tokenizer)
+        s.cache.misses += len(examples)
+        terms.update(cross_vocab_terms(cfg, out, t_out, step // s.per_epoch, s.n_epochs, s.overrides()))
+    elif cfg.kd_terms:
         # sampled answers are new every time: scored by the teacher once, never kept under the example's id
         cache = TeacherCache(s.cache.topk, s.cache.temperatures, budget_bytes=0) if on_policy else s.cache
         t_rows = _teacher_rows(cfg, cache, s.teacher, originals, s.width, s.s_prompt, s.student.tokenizer)
