@@ -35,8 +35,8 @@ WORKFLOW_PAGES = [
         "Loss explorer",
         ":material/compare_arrows:",
         "losses",
-        "KL, reverse KL, JS, TVD, skew KL, AKL, α-β, generalised JSD and SinKD's Sinkhorn: a toy, your own pair, "
-        "transport plans.",
+        "KL, reverse KL, JS, TVD, skew KL, AKL, α-β, generalised JSD, TAID, ULD and SinKD's Sinkhorn: a toy, your "
+        "own pair, transport plans.",
     ),
     PageInfo(
         "pages/saliency_rationales.py",

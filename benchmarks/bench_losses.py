@@ -61,7 +61,9 @@ def bench_shape(rows: int, cols: int, device: str, llm: bool, repeats: int) -> l
     s = (torch.randn(rows, cols, generator=g) * 3).to(device)
     t = (torch.randn(rows, cols, generator=g) * 3).to(device)
     sk = {"eps": EPS, "iters": ITERS}
-    variants = [(name, name, {}) for name in ("kl", "rkl", "js", "tvd", "skew_kl", "akl", "alpha_beta", "gjsd", "taid")]
+    variants = [
+        (name, name, {}) for name in ("kl", "rkl", "js", "tvd", "skew_kl", "akl", "alpha_beta", "gjsd", "taid", "uld")
+    ]
     if llm:
         grouped = {**sk, "group_size": 64, "topk": 64}
         variants += [

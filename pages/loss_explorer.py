@@ -1,5 +1,5 @@
-"""Loss explorer: how each registered loss (KL, reverse KL, JS, TVD, skew KL, AKL, α-β, generalised JSD, Sinkhorn)
-pulls a student.
+"""Loss explorer: how each registered loss (KL, reverse KL, JS, TVD, skew KL, AKL, α-β, generalised JSD, TAID, ULD,
+Sinkhorn) pulls a student.
 
 Two views, and only the chosen one runs (st.tabs would run both on every rerun, loading the models and running
 the batch even for a user who only moves the toy's sliders). Results are kept by their inputs: the toy's fits in
