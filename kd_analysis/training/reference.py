@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore
-from kd_analysis.training.config import LoraSettings, LossTerm, RationaleSettings, TrainConfig
+from kd_analysis.training.config import LoraSettings, LossTerm, OnPolicySettings, RationaleSettings, TrainConfig
 
 TEACHER_RUN = "reference-minilm-mc-teacher"
 STUDENT_LOSSES = {
@@ -407,6 +408,41 @@ def group_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     return plan
 
 
+GKD_PREFIX = "reference-smollm2-gkd-"
+
+
+def gkd_plan() -> list[tuple[str, str, dict]]:
+    """An off-policy / on-policy pair (GKD, Agarwal et al. 2024) on the arithmetic demo: SmolLM2-135M-Instruct
+    teaches the priming runs' 28-layer LoRA student with 0.5·CE + 0.5·generalised JSD (β ½) at τ 1 in the exact
+    online mode; the twin samples half of its batches (λ 0.5). CPU scale: 12 steps each, a workflow demo."""
+    base = TrainConfig(
+        teacher=ModelSpec("smollm2-135m-instruct"),
+        student=StudentSpec(keep_layers=PRIMING_STUDENT_KEEP),
+        data="demo:arithmetic",
+        losses=[LossTerm("ce", 0.5), LossTerm("gjsd", 0.5)],
+        lora=LoraSettings(r=8, alpha=16, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+        teacher_cache="none",
+        steps=12,
+        eval_every=12,
+        batch_size=8,
+        lr=1e-3,
+        max_length=160,
+        eval_size=24,
+        max_new_tokens=48,
+        seed=0,
+        device="cpu",
+        tau=1.0,
+        save_checkpoint=False,
+    )
+    off = replace(base, name="Reference GKD: off-policy (λ 0), 0.5·CE + 0.5·GJSD")
+    on = replace(
+        base,
+        name="Reference GKD: on-policy λ 0.5, 0.5·CE + 0.5·GJSD",
+        on_policy=OnPolicySettings(fraction=0.5, temperature=1.0, max_new_tokens=48),
+    )
+    return [(GKD_PREFIX + "off", "train", off.to_dict()), (GKD_PREFIX + "on", "train", on.to_dict())]
+
+
 def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     return (
         [(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)]
@@ -415,6 +451,7 @@ def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
         + teacher_heads_plan()
         + teacher_outputs_plan()
         + priming_plan(store)
+        + gkd_plan()
         + group_plan(store)
     )
 
