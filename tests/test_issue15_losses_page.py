@@ -54,7 +54,7 @@ def test_page_opens_on_the_toy_and_runs_nothing_of_the_pair(monkeypatch):
     assert any("mass on the rare mode" in df.value.columns for df in at.dataframe)
     assert not any("gradient norm" in df.value.columns for df in at.dataframe)
     assert "- Forward KL spreads the student over the modes" in _fit_words(at)
-    assert len(at.get("plotly_chart")) == 2
+    assert len(at.get("plotly_chart")) == 4  # the fits, their paths, the α-β plane and the fit at its point
     # a slider of the toy still runs nothing of the pair
     next(s for s in at.slider if s.label == "Temperature τ").set_value(2.0).run()
     assert calls == {}

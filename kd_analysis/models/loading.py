@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -118,13 +118,13 @@ def load_config(spec: ModelSpec, resolved: ResolvedSource) -> Any:
 def estimate_memory(spec: ModelSpec) -> MemoryEstimate:
     """Parameters and memory before loading: needs only config.json (or the built-in's cached config)."""
     _quiet_transformers()
-    if spec.source == "smollm2-135m-instruct":
+    if spec.source in _GGUF_CONFIGS:  # built-ins de-quantised on first load: an estimate must not start that
         from kd_analysis.models.builtins import cache_root
 
-        cached = cache_root() / "models" / "smollm2-135m-instruct"
+        cached = cache_root() / "models" / spec.source
         resolved = ResolvedSource("builtin", str(cached)) if (cached / "config.json").exists() else None
         if resolved is None:
-            config = _smollm2_config()
+            config = _GGUF_CONFIGS[spec.source]()
             return _estimate(spec, config)
     else:
         resolved = resolve_config_source(spec)  # config.json only: a folder without weights can be estimated
@@ -174,6 +174,25 @@ def _smollm2_config() -> Any:
     if hasattr(cfg, "quantization_config"):
         del cfg.quantization_config
     return cfg
+
+
+def _gemma3_config() -> Any:
+    """Gemma-3-270M's config from its GGUF's header (the GGUF is joined from its chunks for this, then removed)."""
+    from transformers import AutoConfig
+
+    from kd_analysis.models.builtins import gemma3_gguf
+
+    with gemma3_gguf() as (folder, filename):
+        cfg = AutoConfig.from_pretrained(folder, gguf_file=filename)
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    return cfg
+
+
+_GGUF_CONFIGS: dict[str, Callable[[], Any]] = {
+    "smollm2-135m-instruct": _smollm2_config,
+    "gemma3-270m": _gemma3_config,
+}
 
 
 def expected_task(spec: ModelSpec) -> str | None:
