@@ -243,3 +243,10 @@ def test_training_with_taid_logs_t_and_refuses_a_bad_schedule(tiny_dir, tmp_path
     bad = TrainConfig(**base, losses=[LossTerm("taid", 1.0, {"taid_t_start": 0.9, "taid_t_end": 0.5})])
     with pytest.raises(KDLensError, match="taid_t_start < taid_t_end"):
         train(bad)
+
+
+def test_the_taid_chart_draws_t_over_steps():
+    from kd_analysis.plots.runs import taid_curve
+
+    fig = taid_curve([{"step": 1, "taid_t": 0.4, "loss": 1.0}, {"step": 2, "loss": 0.9}, {"step": 3, "taid_t": 0.52}])
+    assert list(fig.data[0].x) == [1, 3] and list(fig.data[0].y) == [0.4, 0.52]
