@@ -141,3 +141,21 @@ def test_the_run_form_starts_an_on_policy_run(tiny_dir, tmp_path, run_root):
     assert config["on_policy"] == {"fraction": 0.5, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8}
     assert "on-policy λ = 0.5" in losses_label(config) and config["name"].endswith("on-policy λ 0.5")
     cancel_run(RunStore(run_root), run.run_id, wait_s=10)
+
+
+def test_the_shipped_gkd_and_cross_tokenizer_pairs_are_compare_page_groups():
+    from pathlib import Path
+
+    from kd_analysis.training.progress import reference_groups
+
+    shipped = [p.name for p in (Path(__file__).resolve().parent.parent / "cached_runs").iterdir() if p.is_dir()]
+    groups = reference_groups(shipped)
+    assert groups["on-policy (GKD): off- vs on-policy, SmolLM2"] == [
+        "reference-smollm2-gkd-off",
+        "reference-smollm2-gkd-on",
+    ]
+    assert groups["cross-tokenizer: Gemma-3 → SmolLM2, ULD vs CE"] == [
+        "reference-gemma3-smollm2-ce",
+        "reference-gemma3-smollm2-uld",
+    ]
+    assert not any("gkd" in r for r in groups["rationales: SmolLM2 teacher"])

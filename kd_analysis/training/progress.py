@@ -523,8 +523,10 @@ REFERENCE_GROUPS = {
     "SinKD: the sinkd-sst2 preset and its twins (sentiment)": ("reference-minilm-3l-sentiment-", ()),
     "losses: KL family vs Sinkhorn in place of KD (MC)": ("reference-minilm-2l-", ("rationale",)),
     "rationales: MiniLM teacher": ("reference-minilm-2l-", ("kl", "rkl", "js", "sinkhorn")),
-    "rationales: SmolLM2 teacher": ("reference-smollm2-", ("priming",)),
+    "rationales: SmolLM2 teacher": ("reference-smollm2-", ("priming", "gkd")),
     "priming: one student per strategy": ("reference-smollm2-priming-", ()),
+    "on-policy (GKD): off- vs on-policy, SmolLM2": ("reference-smollm2-gkd-", ()),
+    "cross-tokenizer: Gemma-3 → SmolLM2, ULD vs CE": ("reference-gemma3-smollm2-", ()),
 }
 
 
