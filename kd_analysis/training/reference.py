@@ -411,17 +411,11 @@ def group_plan(store: RunStore) -> list[tuple[str, str, dict]]:
 GKD_PREFIX = "reference-smollm2-gkd-"
 
 
-def gkd_plan() -> list[tuple[str, str, dict]]:
-    """An off-policy / on-policy pair (GKD, Agarwal et al. 2024) on the arithmetic demo: SmolLM2-135M-Instruct
-    teaches the priming runs' 28-layer LoRA student with 0.5·CE + 0.5·generalised JSD (β ½) at τ 1 in the exact
-    online mode; the twin samples half of its batches (λ 0.5). CPU scale: 12 steps each, a workflow demo."""
-    base = TrainConfig(
-        teacher=ModelSpec("smollm2-135m-instruct"),
-        student=StudentSpec(keep_layers=PRIMING_STUDENT_KEEP),
+def _short_arithmetic_run(**kw) -> TrainConfig:
+    """The short LoRA runs on the arithmetic demo (12 steps of 8 questions, τ 1, 24 held out): a workflow demo."""
+    settings = dict(
         data="demo:arithmetic",
-        losses=[LossTerm("ce", 0.5), LossTerm("gjsd", 0.5)],
         lora=LoraSettings(r=8, alpha=16, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
-        teacher_cache="none",
         steps=12,
         eval_every=12,
         batch_size=8,
@@ -433,6 +427,19 @@ def gkd_plan() -> list[tuple[str, str, dict]]:
         device="cpu",
         tau=1.0,
         save_checkpoint=False,
+    )
+    return TrainConfig(**{**settings, **kw})
+
+
+def gkd_plan() -> list[tuple[str, str, dict]]:
+    """An off-policy / on-policy pair (GKD, Agarwal et al. 2024) on the arithmetic demo: SmolLM2-135M-Instruct
+    teaches the priming runs' 28-layer LoRA student with 0.5·CE + 0.5·generalised JSD (β ½) at τ 1 in the exact
+    online mode; the twin samples half of its batches (λ 0.5). CPU scale: 12 steps each, a workflow demo."""
+    base = _short_arithmetic_run(
+        teacher=ModelSpec("smollm2-135m-instruct"),
+        student=StudentSpec(keep_layers=PRIMING_STUDENT_KEEP),
+        losses=[LossTerm("ce", 0.5), LossTerm("gjsd", 0.5)],
+        teacher_cache="none",
     )
     off = replace(base, name="Reference GKD: off-policy (λ 0), 0.5·CE + 0.5·GJSD")
     on = replace(
@@ -455,23 +462,10 @@ def cross_tokenizer_plan() -> list[tuple[str, str, dict]]:
 
     if importlib.util.find_spec(GEMMA_PACKAGE) is None:
         return []
-    base = TrainConfig(
+    base = _short_arithmetic_run(
         teacher=ModelSpec("gemma3-270m"),
         student=StudentSpec(kind="model", model=ModelSpec("smollm2-135m-instruct")),
-        data="demo:arithmetic",
         losses=[LossTerm("ce", 0.5), LossTerm("uld", 0.5)],
-        lora=LoraSettings(r=8, alpha=16, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
-        steps=12,
-        eval_every=12,
-        batch_size=8,
-        lr=1e-3,
-        max_length=160,
-        eval_size=24,
-        max_new_tokens=48,
-        seed=0,
-        device="cpu",
-        tau=1.0,
-        save_checkpoint=False,
     )
     uld = replace(base, name="Reference cross-tokenizer: Gemma-3-270M → SmolLM2, 0.5·CE + 0.5·ULD")
     ce = replace(
