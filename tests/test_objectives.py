@@ -70,7 +70,7 @@ def test_akl_head_search_equals_the_full_sort_where_the_head_is_wide():
 
 
 def test_akl_gradient_holds_its_weights_constant():
-    """As in the authors' code the head/tail weights carry no gradient: AKL's gradient is that of
+    """As in the public AKL code the head/tail weights carry no gradient: AKL's gradient is that of
     w_head·KL + w_tail·RKL with the weights of the current point; gradcheck on that frozen form."""
     zs, zt = _pair(rows=4, cols=6, seed=3)
     lt = torch.log_softmax(zt, -1)
@@ -196,7 +196,7 @@ def test_taid_gradient_treats_the_target_as_a_constant():
     assert torch.autograd.gradcheck(frozen, (zs.clone().requires_grad_(True),))
 
 
-def test_taid_schedule_follows_the_authors_update():
+def test_taid_schedule_follows_the_published_update():
     """t: max(linear ramp, t + α σ(m) (1 − t)), m the momentum of the loss's relative change, capped at t_end; the
     first step only records the loss. Recomputed here step by step from that rule."""
     from kd_analysis.training.taid import TaidSchedule

@@ -4,7 +4,7 @@
   Large Language Models"). Per row, forward and reverse KL are weighted by the teacher–student gap on the
   teacher's head (its most probable tokens, up to cumulative mass μ; the top token always) and on the tail:
   AKL = g_head / (g_head + g_tail) · KL(p_t‖p_s) + g_tail / (g_head + g_tail) · KL(p_s‖p_t), with
-  g = Σ |p_t − p_s| over each part, held constant in the gradient (as in the authors' code).
+  g = Σ |p_t − p_s| over each part, held constant in the gradient (as in the public AKL code in ABKD's repository).
 - `alpha_beta`: the AB-divergence of Cichocki, Cruces and Amari (2011) that ABKD (Wang et al. 2025) distils with,
   D(α, β) = −1/(αβ) Σ (p_t^α p_s^β − α/(α+β) p_t^(α+β) − β/(α+β) p_s^(α+β)), with its continuous limits where α,
   β or α + β is 0: (1, 0) is KL(p_t‖p_s), (0, 1) is KL(p_s‖p_t), (½, ½) is 4 × the squared Hellinger distance.
@@ -56,7 +56,7 @@ def akl_weights(lt: torch.Tensor, ls: torch.Tensor, mu: float = 0.5) -> tuple[to
 
 
 def _head_gap_sorted(pt: torch.Tensor, ps: torch.Tensor, mu: float) -> torch.Tensor:
-    """Σ |p_t − p_s| over the teacher's head, from a full sort of each row (as the authors' code does)."""
+    """Σ |p_t − p_s| over the teacher's head, from a full sort of each row (as the public AKL code does)."""
     ranked, order = pt.sort(-1, descending=True)
     head = ranked.cumsum(-1) <= mu
     head[..., 0] = True
@@ -166,7 +166,7 @@ def taid_rows(
     taid_beta: float = 0.99,
     taid_t: float | None = None,
 ) -> torch.Tensor:
-    """−Σ p_t log p_s per row, p_t = softmax((1−t)·log p_s (detached) + t·log p_t): the authors' cross-entropy form.
+    """−Σ p_t log p_s per row, p_t = softmax((1−t)·log p_s (detached) + t·log p_t): the cross-entropy form of the public TAID code.
     `taid_t` is the current interpolation weight (the training loop's schedule sets it every step, see
     `kd_analysis.training.taid`); without it t = t_start. The schedule's other settings only travel with the
     term. Its stationary point is the teacher whatever t: the gradient vanishes where p_s = p_t."""

@@ -1,4 +1,4 @@
-"""TAID's adaptive schedule for the interpolation weight t (Shing et al. 2025), as in the authors' code.
+"""TAID's adaptive schedule for the interpolation weight t (Shing et al. 2025), as in the public TAID code we read (Rumia-Channel/TAID).
 
 After each optimiser step, with the TAID term's value L: the relative change r = (L_prev − L) / L_prev feeds a
 momentum m ← β m + (1 − β) r; t moves to max(linear schedule, t + α σ(m) (1 − t)), capped at t_end. So t never
@@ -36,7 +36,7 @@ class TaidSchedule:
         )
 
     def update(self, loss: float, step: int, total: int) -> float:
-        """Advance t with the TAID term's value at the step of 0-based index `step` of `total` (the authors' global
+        """Advance t with the TAID term's value at the step of 0-based index `step` of `total` (that code's global
         step when that loss was computed); the new t serves the next step. Returns it."""
         if self.prev_loss is None or not math.isfinite(self.prev_loss):
             self.prev_loss = loss
