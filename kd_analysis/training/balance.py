@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+PREFIX = "grad_norm_"  # a metrics record's key for a term's gradient norm: grad_norm_<term>
 RATIO = 100.0  # warn when one weighted term's gradient is more than this many times another's
 
 
@@ -71,22 +72,26 @@ def balance_series(records: Sequence[Mapping]) -> dict[str, dict[str, list[tuple
         for key, v in r.items():
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 continue
-            if key.startswith("grad_norm_"):
-                out["grad"].setdefault(key[len("grad_norm_") :], []).append((int(r["step"]), float(v)))
+            if key.startswith(PREFIX):
+                out["grad"].setdefault(key[len(PREFIX) :], []).append((int(r["step"]), float(v)))
         for term in out["grad"]:
             v = r.get(f"loss_{term}")
-            if isinstance(v, (int, float)) and f"grad_norm_{term}" in r:
+            if isinstance(v, (int, float)) and f"{PREFIX}{term}" in r:
                 out["value"].setdefault(term, []).append((int(r["step"]), float(v)))
     return out
 
 
-def latest_imbalance(records: Sequence[Mapping], weights: Mapping[str, float]) -> tuple[int, Imbalance] | None:
-    """The imbalance at the last monitored step of a run's records, with that step."""
+def record_norms(record: Mapping) -> dict[str, float]:
+    """The gradient norms one metrics record holds, by term (empty for an unmonitored step)."""
+    return {k[len(PREFIX) :]: float(v) for k, v in record.items() if k.startswith(PREFIX)}
+
+
+def last_monitored(records: Sequence[Mapping]) -> tuple[int, dict[str, float]] | None:
+    """(step, norms) of the last monitored step of a run's records."""
     for r in reversed(records):
-        norms = {k[len("grad_norm_") :]: float(v) for k, v in r.items() if k.startswith("grad_norm_")}
+        norms = record_norms(r)
         if norms:
-            found = imbalance(norms, weights)
-            return (int(r.get("step", 0)), found) if found else None
+            return int(r.get("step", 0)), norms
     return None
 
 
@@ -104,17 +109,12 @@ def balance_report(records: Sequence[Mapping], config: Mapping) -> dict:
     monitored step (None when balanced or not monitored)."""
     weights = config_weights(config)
     series = balance_series(records)
-    latest = latest_imbalance(records, weights)
-    last = None
-    for r in reversed(records):
-        norms = {k[len("grad_norm_") :]: float(v) for k, v in r.items() if k.startswith("grad_norm_")}
-        if norms:
-            last = {"step": int(r.get("step", 0)), "grad_norms": norms}
-            break
+    monitored = last_monitored(records)
+    found = imbalance(monitored[1], weights) if monitored else None
     return {
         "monitored_steps": len({s for pts in series["grad"].values() for s, _ in pts}),
         "weights": weights,
-        "last": last,
-        "imbalance": None if latest is None else {"step": latest[0], "message": latest[1].message(weights)},
+        "last": {"step": monitored[0], "grad_norms": monitored[1]} if monitored else None,
+        "imbalance": {"step": monitored[0], "message": found.message(weights)} if monitored and found else None,
         "series": series,
     }

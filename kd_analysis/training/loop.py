@@ -26,7 +26,7 @@ from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
 from kd_analysis.training import shared_teacher
-from kd_analysis.training.balance import imbalance, term_grad_norms
+from kd_analysis.training.balance import imbalance, record_norms, term_grad_norms
 from kd_analysis.training.batches import (
     AnswerRows,
     LMBatch,
@@ -979,7 +979,7 @@ def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tupl
 
 def _check_balance(s: _Session, stats: dict) -> None:
     """Warn once per pair of terms when one pulls on the student over 100x harder than another."""
-    norms = {k[len("grad_norm_") :]: v for k, v in stats.items() if k.startswith("grad_norm_")}
+    norms = record_norms(stats)
     found = imbalance(norms, {t.name: t.weight for t in s.cfg.losses}) if norms else None
     if found and (found.strong, found.weak) not in s.balance_warned:
         s.balance_warned.add((found.strong, found.weak))
