@@ -13,7 +13,7 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.balance import balance_report, balance_series, imbalance, term_grad_norms
 from kd_analysis.training.config import LossTerm, StudentSpec, TrainConfig
-from tests.test_chunked_head import _arith
+from tests.lm_runs import arith_file, tiny_lm_config
 from tests.test_training import _mc_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,20 +90,13 @@ def test_the_block_mode_reports_the_same_norms_as_full_logits(tiny_dir, tmp_path
     norms taken on the full logits."""
     from kd_analysis.training import loop
 
-    data = _arith(tmp_path / "a.jsonl")
-    cfg = TrainConfig(
-        teacher=ModelSpec(str(tiny_dir / "llama")),
-        student=StudentSpec(num_layers=1),
-        data=str(data),
+    cfg = tiny_lm_config(
+        tiny_dir / "llama",
+        arith_file(tmp_path / "a.jsonl"),
         steps=1,
-        eval_every=1,
-        eval_size=2,
-        batch_size=4,
-        max_new_tokens=2,
         teacher_cache="none",
         tau=2.0,
         losses=[LossTerm("ce", 0.5), LossTerm("kl", 1.0), LossTerm("gjsd", 0.3)],
-        save_checkpoint=False,
     )
     runs = []
     for blocks in (True, False):

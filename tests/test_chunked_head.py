@@ -3,7 +3,6 @@ with it against train() on full logits."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
@@ -14,6 +13,7 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.losses.chunked_head import Head, Term, block_rows, chunked_head_loss
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import LossTerm, PrimingSettings, StudentSpec, TrainConfig
+from tests.lm_runs import arith_file, tiny_lm_config
 
 ROW_WISE = [name for name, spec in LOSSES.items() if spec.rows is not None]
 
@@ -91,32 +91,17 @@ def test_teacher_cache_setting():
         TrainConfig.from_dict({"teacher": "x", "teacher_cache": "full"})
 
 
-def _arith(path):
-    with open(path, "w", encoding="utf-8") as f:
-        for i in range(12):
-            f.write(json.dumps({"question": f"What is {i} plus {i + 1}?", "answer": str(2 * i + 1)}) + "\n")
-    return path
-
-
 def _losses(tiny_dir, tmp_path, family, blocks: bool, monkeypatch, **kw):
     from kd_analysis.training import loop
 
     if not blocks:
         monkeypatch.setattr(loop, "_blockwise", lambda *a, **k: False)
-    cfg = TrainConfig(
-        teacher=ModelSpec(str(tiny_dir / family)),
-        student=StudentSpec(num_layers=1),
-        data=str(_arith(tmp_path / "a.jsonl")),
-        steps=3,
-        eval_every=3,
-        eval_size=2,
-        batch_size=4,
-        max_new_tokens=2,
-        lr=1e-3,
+    cfg = tiny_lm_config(
+        tiny_dir / family,
+        arith_file(tmp_path / "a.jsonl"),
         teacher_cache="none",
         tau=2.0,
         losses=[LossTerm("ce", 0.5), LossTerm("kl", 1.0), LossTerm("js", 0.3, tau=1.0)],
-        save_checkpoint=False,
         **kw,
     )
     seen: list = []
@@ -163,7 +148,7 @@ def test_a_model_whose_output_layer_is_not_its_logits_trains_on_full_logits(tiny
     assert not head_split_matches(teacher)
     cfg = TrainConfig(
         teacher=ModelSpec(str(tiny_dir / "llama")),
-        data=str(_arith(tmp_path / "a.jsonl")),
+        data=str(arith_file(tmp_path / "a.jsonl")),
         steps=1,
         eval_every=1,
         eval_size=2,

@@ -9,8 +9,8 @@ import torch
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.specs import ModelSpec, StudentSpec
-from kd_analysis.training.config import LossTerm, OnPolicySettings, PrimingSettings, TrainConfig
-from tests.test_chunked_head import _arith
+from kd_analysis.training.config import LossTerm, OnPolicySettings, PrimingSettings
+from tests.lm_runs import arith_file, tiny_lm_config
 
 
 @pytest.fixture(scope="module")
@@ -62,22 +62,13 @@ def _train(cross_pair, tmp_path, **kw):
     teacher = load_model(ModelSpec(str(cross_pair / "teacher")))
     student = load_model(ModelSpec(str(cross_pair / "student")))
     student.model.float()
-    base = dict(
-        teacher=ModelSpec(str(cross_pair / "teacher")),
+    settings = dict(
         student=StudentSpec(kind="model", model=ModelSpec(str(cross_pair / "student"))),
-        data=str(_arith(tmp_path / "a.jsonl")),
-        steps=3,
-        eval_every=3,
-        eval_size=2,
-        batch_size=4,
-        max_new_tokens=2,
-        lr=1e-3,
         losses=[LossTerm("ce", 0.5), LossTerm("uld", 1.0)],
-        save_checkpoint=False,
     )
-    base.update(kw)
+    cfg = tiny_lm_config(cross_pair / "teacher", arith_file(tmp_path / "a.jsonl"), **{**settings, **kw})
     seen: list = []
-    res = train(TrainConfig(**base), models=(teacher, student), on_metrics=seen.append)
+    res = train(cfg, models=(teacher, student), on_metrics=seen.append)
     return res, [m for m in seen if "loss" in m]
 
 

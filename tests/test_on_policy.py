@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.models.specs import ModelSpec
-from kd_analysis.training.config import LossTerm, OnPolicySettings, StudentSpec, TrainConfig
+from kd_analysis.training.config import LossTerm, OnPolicySettings, TrainConfig
 from kd_analysis.training.progress import losses_label
-from tests.test_chunked_head import _arith
+from tests.lm_runs import arith_file, tiny_lm_config
 
 
 def _cfg(tiny_dir, tmp_path, **kw) -> TrainConfig:
-    base = dict(
-        teacher=ModelSpec(str(tiny_dir / "llama")),
-        student=StudentSpec(num_layers=1),
-        data=str(_arith(tmp_path / "a.jsonl")),
+    settings = dict(
         steps=4,
-        eval_every=4,
-        eval_size=2,
-        batch_size=4,
-        max_new_tokens=2,
-        lr=1e-3,
         tau=1.0,
         losses=[LossTerm("ce", 0.5), LossTerm("gjsd", 1.0)],
-        save_checkpoint=False,
         on_policy=OnPolicySettings(fraction=1.0, max_new_tokens=6),
     )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_lm_config(tiny_dir / "llama", arith_file(tmp_path / "a.jsonl"), **{**settings, **kw})
 
 
 @pytest.mark.parametrize("cache", ["topk", "none"])
@@ -93,9 +84,8 @@ def test_a_classification_teacher_is_refused(tiny_dir, tmp_path):
     from kd_analysis.training.loop import train
     from tests.test_training import _mc_file
 
-    cfg = _cfg(
-        tiny_dir,
-        tmp_path,
+    cfg = replace(
+        _cfg(tiny_dir, tmp_path),
         teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
         data=str(_mc_file(tmp_path / "mc.jsonl")),
     )
@@ -128,7 +118,7 @@ def test_the_run_form_starts_an_on_policy_run(tiny_dir, tmp_path, run_root):
     from kd_analysis.runs import RunStore, cancel_run
     from tests.test_pages import RUNS_PAGE, open_with
 
-    at = open_with(tiny_dir / "llama", "causal_lm", RUNS_PAGE, layers=1, data=_arith(tmp_path / "a.jsonl"))
+    at = open_with(tiny_dir / "llama", "causal_lm", RUNS_PAGE, layers=1, data=arith_file(tmp_path / "a.jsonl"))
     assert not at.exception, [e.value for e in at.exception]
     numbers = {n.label: n for n in at.number_input}
     numbers["λ: share of on-policy batches"].set_value(0.5)
