@@ -6,6 +6,7 @@ import random
 from dataclasses import replace
 
 import pytest
+import torch
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.models.specs import ModelSpec
@@ -149,3 +150,17 @@ def test_the_shipped_gkd_and_cross_tokenizer_pairs_are_compare_page_groups():
         "reference-gemma3-smollm2-uld",
     ]
     assert not any("gkd" in r for r in groups["rationales: SmolLM2 teacher"])
+
+
+def test_a_scratch_cache_returns_fresh_rows_and_keeps_none():
+    from kd_analysis.data.example import Example
+    from kd_analysis.training.teacher_cache import TeacherCache
+
+    logits = torch.randn(2, 5, 30)
+    labels = torch.full((2, 5), -100)
+    labels[:, 2:] = 1
+    exs = [Example(id="a", text="x", answer="1"), Example(id="b", text="y", answer="2")]
+    scratch = TeacherCache(topk=4, keep=False)
+    fresh = scratch.put_lm(exs, logits, labels, None)
+    assert scratch.entries == {} and not scratch.over_budget and set(fresh) == {"a", "b"}
+    assert scratch.lm(exs, "cpu", fresh).indices.shape == (6, 4)

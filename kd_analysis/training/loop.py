@@ -876,7 +876,7 @@ def _loss(
         terms.update(cross_vocab_terms(cfg, out, t_out, step // s.per_epoch, s.n_epochs, s.overrides()))
     elif cfg.kd_terms:
         # sampled answers are new every time: scored by the teacher once, never kept under the example's id
-        cache = TeacherCache(s.cache.topk, s.cache.temperatures, budget_bytes=0) if on_policy else s.cache
+        cache = TeacherCache(s.cache.topk, s.cache.temperatures, keep=False) if on_policy else s.cache
         t_rows = _teacher_rows(cfg, cache, s.teacher, originals, s.width, s.s_prompt, s.student.tokenizer)
         if s.cache.over_budget:
             s.note(

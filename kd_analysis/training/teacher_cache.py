@@ -51,6 +51,7 @@ class TeacherCache:
     budget_bytes: int = BUDGET_MB * 2**20
     held_bytes: int = 0
     over_budget: bool = False  # some examples were not kept: their teacher outputs are computed again
+    keep: bool = True  # False: language-model rows for texts never seen twice (on-policy samples) are not kept
 
     def missing(self, examples: Sequence[Example]) -> list[Example]:
         return [ex for ex in examples if ex.id not in self.entries]
@@ -79,6 +80,8 @@ class TeacherCache:
             lse = {t: torch.logsumexp(rows / t, -1).cpu() for t in self.temperatures}
             made[ex.id] = entry = TopK(vals.cpu(), idx.to(torch.int32).cpu(), lse)
             size = 8 * vals.numel() + 4 * len(pos) * len(lse)
+            if not self.keep:
+                continue
             if self.held_bytes + size <= self.budget_bytes:
                 self.entries[ex.id] = entry
                 self.held_bytes += size
