@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from kd_analysis.data.example import Example
+from kd_analysis.losses.checks import upcast
 from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt, pad_right
 
 
@@ -107,18 +108,19 @@ class AnswerRows:
         if tau not in self._lse:
             from kd_analysis.losses.sparse import logsumexp_at
 
-            self._lse[tau] = logsumexp_at(self.flat.float(), tau)[self.pos]
+            self._lse[tau] = logsumexp_at(upcast(self.flat), tau)[self.pos]
         return self._lse[tau]
 
     def at(self, idx: torch.Tensor) -> torch.Tensor:
         """[N, k] raw logits at per-row token ids, gathered without copying [N, V] rows."""
         full = torch.zeros(self.flat.shape[0], idx.shape[-1], dtype=torch.long, device=idx.device)
         full[self.pos] = idx.long()
-        return self.flat.gather(-1, full)[self.pos].float()
+        return upcast(self.flat.gather(-1, full)[self.pos])
 
     def rows(self) -> torch.Tensor:
-        """[N, V] float copy of the target rows, for losses that need whole distributions."""
-        return self.flat.index_select(0, self.pos).float()
+        """[N, V] copy of the target rows (half precision upcast to float32; float64 stays), for losses that need
+        whole distributions."""
+        return upcast(self.flat.index_select(0, self.pos))
 
     def ce(self) -> torch.Tensor:
         """Mean token cross-entropy on the gold labels (equals F.cross_entropy with ignore_index=-100)."""

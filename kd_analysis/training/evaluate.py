@@ -156,8 +156,10 @@ def answer_kl(
             if not same[b] or not keep[b] or int(s_mask.sum()) != int(t_mask.sum()):
                 out.append(None)
                 continue
-            s_logp = torch.log_softmax(s_out.logits[b][s_mask].float(), -1)
-            t_logp = torch.log_softmax(t_out.logits[b][t_mask].float(), -1)
+            # float64: a KL near 0 is the difference of two cross-entropies near log V, which float32 would round to
+            # ~1e-6 (a tenth of a small KL); the [answer tokens, V] rows are few
+            s_logp = torch.log_softmax(s_out.logits[b][s_mask].double(), -1)
+            t_logp = torch.log_softmax(t_out.logits[b][t_mask].double(), -1)
             t_p = t_logp.exp()
             kl = (t_p * (t_logp - s_logp)).sum(-1).clamp_min(0).mean()  # rounding can dip a hair below 0
             s_ent = -(s_logp.exp() * s_logp).sum(-1).mean()

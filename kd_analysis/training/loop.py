@@ -22,6 +22,7 @@ from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
 from kd_analysis.errors.records import save_run_records
 from kd_analysis.losses import LOSSES
+from kd_analysis.losses.checks import upcast
 from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
@@ -182,13 +183,13 @@ def _lm_dense_term(
             return rows.flat.sum() * 0.0
         return sinkhorn_blocks(
             torch.softmax(student / tau, -1),
-            torch.softmax(teacher[:, :width].float() / tau, -1),
+            torch.softmax(teacher[:, :width].to(student.dtype) / tau, -1),
             teacher_probs=True,
             student_probs=True,
             tau=tau,
             **params,
         )
-    return LOSSES[name](student, teacher[:, :width].float(), tau=tau, **params)
+    return LOSSES[name](student, teacher[:, :width].to(student.dtype), tau=tau, **params)
 
 
 def _token_sinkhorn_applies(params: dict, n: int, note) -> bool:
@@ -219,9 +220,9 @@ def ce_loss(
     if labelled is not None:
         keep = [i for i, ex in enumerate(examples) if ex.id in labelled]
         if not keep:
-            return student_out.float().sum() * 0.0
+            return upcast(student_out).sum() * 0.0
         student_out, examples = student_out[keep], [examples[i] for i in keep]
-    return torch.nn.functional.cross_entropy(student_out.float(), gold_labels(examples, student_out.device))
+    return torch.nn.functional.cross_entropy(upcast(student_out), gold_labels(examples, student_out.device))
 
 
 def few_labels(cfg: TrainConfig, train_set: list[Example], task: str) -> tuple[list[Example], set[str] | None, str]:
@@ -768,7 +769,8 @@ def aligned_answer_rows(student: LMBatch, teacher: LMBatch) -> tuple[torch.Tenso
         m = min(len(s_pos), len(t_pos))
         s_rows.append(student.logits[b, s_pos[:m]])
         t_rows.append(teacher.logits[b, t_pos[:m]].to(student.logits.device))
-    return torch.cat(s_rows).float(), torch.cat(t_rows).float()
+    s, t = upcast(torch.cat(s_rows)), torch.cat(t_rows)
+    return s, t.to(s.dtype)
 
 
 def cross_vocab_terms(
@@ -844,7 +846,8 @@ def _blockwise_loss(
         width=width,
         norms=norms,
     )
-    return loss, {k: torch.tensor(v) for k, v in values.items()}, out
+    # float64: torch.tensor(float) would round each logged value to float32 (2e-7 at a CE of 5)
+    return loss, {k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}, out
 
 
 def _loss(
