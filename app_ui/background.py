@@ -18,6 +18,7 @@ from typing import Any
 
 from app_ui.shared_results import SharedResults
 from kd_analysis.errors import user_message
+from kd_analysis.threads import start_thread
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 
@@ -94,7 +95,7 @@ class BackgroundTasks:
             finally:
                 task.ended = time.monotonic()
 
-        threading.Thread(target=body, name=f"kd-lens task {label}", daemon=True).start()
+        start_thread(body, f"kd-lens task {label}", stop=task.cancel)  # exit cancels it and waits for the stop
         return task
 
     def cancel(self, key: str) -> None:

@@ -8,6 +8,7 @@ import threading
 import streamlit as st
 
 from kd_analysis.runs import RunStore
+from kd_analysis.threads import start_thread
 
 _started = threading.Event()
 
@@ -35,7 +36,8 @@ def cached_story(root: str, stamp: tuple):
 
 
 def warm_in_background() -> None:
-    """Build the story once per server process in a daemon thread (a failure there only means a cold first open)."""
+    """Build the story once per server process in a background thread (a failure there only means a cold first
+    open)."""
     if _started.is_set():
         return
     _started.set()
@@ -47,4 +49,4 @@ def warm_in_background() -> None:
         except Exception:
             pass
 
-    threading.Thread(target=work, name="kd-lens-story-warm", daemon=True).start()
+    start_thread(work, "kd-lens-story-warm")  # joined at exit: it may be inside torch (the toy fit)
