@@ -58,3 +58,12 @@ def decoder(tiny_dir):
     from kd_analysis.models.specs import ModelSpec
 
     return load_model(ModelSpec(str(tiny_dir / "llama"), task="multiple_choice"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item (rep_setup, rep_call, rep_teardown), for fixtures that act on failure
+    (the browser tests' screenshot of the page as it was)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -11,6 +11,8 @@ import torch
 from kd_analysis.attention.compare import diff_map, layer_profile
 from kd_analysis.attention.stats import STATS, HeadStats, _per_head, batch_head_stats, visible_keys
 
+pytestmark = pytest.mark.numeric  # floats compared across computation orders: rerun on other kernels
+
 # A 4 x 4 causal attention matrix, one head. Weights above 0.1: 1 + 2 + 1 + 4 = 8 of 16 cells.
 CAUSAL = torch.tensor(
     [[1.00, 0.00, 0.00, 0.00], [0.50, 0.50, 0.00, 0.00], [0.05, 0.05, 0.90, 0.00], [0.25, 0.25, 0.25, 0.25]]

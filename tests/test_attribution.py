@@ -16,6 +16,8 @@ from kd_analysis.models import ModelSpec
 from kd_analysis.models.loading import load_model
 from tests.test_cli import cli
 
+pytestmark = pytest.mark.numeric  # floats compared across computation orders: rerun on other kernels
+
 MC = Example("q1", "what is two plus three", choices=["five", "six", "seven"], label=0, answer="five")
 
 

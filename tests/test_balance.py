@@ -19,6 +19,7 @@ from tests.test_training import _mc_file
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.numeric
 def test_gradient_norms_at_the_output_match_their_closed_forms():
     """Mean CE over B rows: (softmax − one-hot)/B; KL at τ with τ²: τ (q − p)/B."""
     g = torch.Generator().manual_seed(0)
@@ -85,6 +86,7 @@ def test_training_logs_the_monitor_every_n_steps_and_warns_once(tiny_dir, tmp_pa
         TrainConfig.from_dict({"teacher": "x", "balance_every": -1})
 
 
+@pytest.mark.numeric
 def test_the_block_mode_reports_the_same_norms_as_full_logits(tiny_dir, tmp_path, monkeypatch):
     """First step (same weights in both runs): the exact online mode's per-term norms from its blocks equal the
     norms taken on the full logits."""

@@ -37,6 +37,12 @@ PAGES = [
     ("errors", "Right/wrong matrix", ".js-plotly-plot"),
 ]
 
+# Every wait is keyed to what the page shows, never to time alone. Its limit is one generous default, set on
+# every page: the suite runs this module beside other workers on a 2-core machine, with Streamlit and Chromium
+# sharing the cores, where a rerun that takes 2 s alone can take 30 s and more. A wait that runs out names its
+# element (Playwright's "waiting for get_by_role(...)") and leaves a screenshot: failed-<test>-<n>.png.
+WAIT_MS = int(float(os.environ.get("KD_LENS_BROWSER_WAIT_S", "240")) * 1000)
+
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):
         raise RuntimeError(f"CI needs Debian chromium at {CHROMIUM} (apt-get install chromium)")
@@ -102,8 +108,30 @@ def server(tmp_path_factory):
         proc.kill()
 
 
+class _Browser:
+    """The browser with every page it opens on the suite's limit (WAIT_MS) and remembered for a failure shot."""
+
+    def __init__(self, browser):
+        self._browser = browser
+        self.pages: list = []
+
+    def _track(self, page):
+        page.set_default_timeout(WAIT_MS)
+        self.pages.append(page)
+        return page
+
+    def new_page(self, **kw):
+        return self._track(self._browser.new_page(**kw))
+
+    def new_context(self, **kw):
+        context = self._browser.new_context(**kw)
+        context.set_default_timeout(WAIT_MS)
+        context.on("page", lambda page: self.pages.append(page))
+        return context
+
+
 @pytest.fixture(scope="module")
-def browser():
+def _chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -124,6 +152,21 @@ def browser():
         b.close()
 
 
+@pytest.fixture
+def browser(_chromium, request):
+    """Per test: pages on the suite's wait limit; when the test fails, a screenshot of each page still open."""
+    wrapped = _Browser(_chromium)
+    yield wrapped
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for i, page in enumerate(p for p in wrapped.pages if not p.is_closed()):
+            try:
+                page.screenshot(path=str(SHOTS / f"failed-{request.node.name}-{i}.png"), full_page=True)
+            except Exception:  # a crashed page: the failure itself says more
+                pass
+
+
 @pytest.mark.parametrize("path,marker,element", PAGES)
 def test_page_in_browser(server, browser, path, marker, element):
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -131,9 +174,9 @@ def test_page_in_browser(server, browser, path, marker, element):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{server}/{path}", wait_until="domcontentloaded")
-    page.get_by_text(marker, exact=False).first.wait_for(timeout=120_000)
-    page.locator(element).first.wait_for(state="visible", timeout=120_000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.get_by_text(marker, exact=False).first.wait_for()
+    page.locator(element).first.wait_for(state="visible")
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
     page.wait_for_timeout(1000)
     name = path or "home"
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -143,7 +186,9 @@ def test_page_in_browser(server, browser, path, marker, element):
 
 
 def _shoot(page, name: str, pause_ms: int = 1000) -> None:
-    """Let the page settle, save a screenshot for a person to look at, and fail on any exception box."""
+    """Let the page settle (no rerun running, then a pause for charts to paint), save a screenshot for a person to
+    look at, and fail on any exception box."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
     page.wait_for_timeout(pause_ms)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0, f"an exception box is shown on {name}"
@@ -155,12 +200,12 @@ def _dismiss_page_not_found(page) -> None:
     dialog = page.get_by_role("dialog").filter(has_text="Page not found")
     if dialog.count():
         page.keyboard.press("Escape")
-        dialog.wait_for(state="hidden", timeout=10_000)
+        dialog.wait_for(state="hidden")
 
 
 def _open_tab(page, tab: str, marker: str) -> None:
     page.get_by_role("tab", name=tab).click()
-    page.get_by_text(marker).first.wait_for(timeout=120_000)
+    page.get_by_text(marker).first.wait_for()
 
 
 def test_models_page_tabs_in_browser(server, browser):
@@ -173,11 +218,11 @@ def test_models_page_tabs_in_browser(server, browser):
     page.close()
 
 
-def _open(browser, url: str, marker: str, height: int = 1300, timeout_ms: int = 120_000):
+def _open(browser, url: str, marker: str, height: int = 1300):
     """A new tab on `url`, once `marker` is drawn (and Streamlit's stray "Page not found" dialog closed)."""
     page = browser.new_page(viewport={"width": 1400, "height": height})
     page.goto(url, wait_until="domcontentloaded")
-    page.get_by_text(marker).first.wait_for(timeout=timeout_ms)
+    page.get_by_text(marker).first.wait_for()
     _dismiss_page_not_found(page)
     return page
 
@@ -187,15 +232,15 @@ PAIR = "Your teacher and student"
 
 def _open_view(page, label: str, marker: str) -> None:
     page.get_by_role("radio", name=label, exact=True).click()  # a segmented control: radio buttons
-    page.get_by_text(marker).first.wait_for(timeout=120_000)
+    page.get_by_text(marker).first.wait_for()
 
 
 def test_loss_explorer_views_in_browser(server, browser):
     page = _open(browser, f"{server}/losses", "Forward KL spreads the student", 1100)
     assert page.get_by_text("Balance loss weights by gradient norm").count() == 0  # the pair has not run
     _open_view(page, PAIR, "Balance loss weights by gradient norm")
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
-    page.get_by_text("A good plan puts its mass on the diagonal").first.wait_for(timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4")
+    page.get_by_text("A good plan puts its mass on the diagonal").first.wait_for()
     assert "view=pair" in page.url
     _shoot(page, "issue15_losses_pair", 1500)
     _open_view(page, "Toy: one bump vs a multimodal teacher", "What each fit did")
@@ -215,14 +260,14 @@ def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
     page.get_by_label("steps", exact=True).fill("12")
     page.get_by_label("eval every", exact=True).fill("6")
     page.get_by_role("button", name="Start run").click()
-    page.get_by_text("Started", exact=False).first.wait_for(timeout=60_000)
-    page.get_by_text(re.compile(r"· running|· queued")).first.wait_for(timeout=60_000)
+    page.get_by_text("Started", exact=False).first.wait_for()
+    page.get_by_text(re.compile(r"· running|· queued")).first.wait_for()
     _shoot(page, "runs_live", 3000)
-    page.get_by_text(re.compile(r"· finished")).first.wait_for(timeout=300_000)
+    page.get_by_text(re.compile(r"· finished")).first.wait_for(timeout=max(300_000, WAIT_MS))
     _shoot(page, "runs_finished", 2500)
     page.goto(f"{server}/compare", wait_until="domcontentloaded")
-    page.get_by_text("Config differences").wait_for(timeout=120_000)
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=120_000)
+    page.get_by_text("Config differences").wait_for()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2")
     _shoot(page, "compare", 1500)
     page.close()
 
@@ -231,15 +276,15 @@ def test_saved_rationale_jobs_reopen_in_browser(server, browser):
     """The shipped SmolLM2 rationale job opens from the page without recomputing; agreement table shown."""
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
     page.goto(f"{server}/rationales", wait_until="domcontentloaded")
-    page.get_by_text("Examples").first.wait_for(timeout=180_000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    page.get_by_text("Examples").first.wait_for()
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
     _dismiss_page_not_found(page)
     page.locator("summary", has_text="Whole data set in the background").click()
-    page.get_by_text("Teacher–student agreement across saved jobs").wait_for(timeout=60_000)
+    page.get_by_text("Teacher–student agreement across saved jobs").wait_for()
     row = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="reference-smollm2-rationales")
     row.get_by_role("button", name="Open").click()
-    page.get_by_text("Showing the saved job reference-smollm2-rationales").wait_for(timeout=120_000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.get_by_text("Showing the saved job reference-smollm2-rationales").wait_for()
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
     _shoot(page, "rationales_smollm2_job", 2000)
     page.close()
 
@@ -249,28 +294,26 @@ def test_saliency_live_attributions_start_show_progress_cancel_and_follow_the_da
     switching the data set drops the saved job of the old one."""
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.goto(f"{server}/rationales", wait_until="domcontentloaded")
-    page.get_by_text("Showing the saved job").first.wait_for(timeout=180_000)  # shown at once, nothing computed
+    page.get_by_text("Showing the saved job").first.wait_for()  # shown at once, nothing computed
     _dismiss_page_not_found(page)
     examples = page.get_by_label("examples", exact=True)
     examples.fill("200")
     examples.press("Enter")
     start = page.get_by_role("button", name="Attribute 200 examples (400 attributions)")
-    start.wait_for(timeout=60_000)
+    start.wait_for()
     start.click()
-    page.get_by_text(re.compile(r"example \d+/200 · \d+/400 · \d+ s so far")).first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"example \d+/200 · \d+/400 · \d+ s so far")).first.wait_for()
     _shoot(page, "rationales_live_progress", 500)
     page.get_by_role("button", name="Cancel").click()
-    page.get_by_text(re.compile(r"Cancelled after \d+ s \(.*example \d+/200")).wait_for(timeout=60_000)
-    page.get_by_role("button", name="Attribute 200 examples (400 attributions)").wait_for(timeout=30_000)
+    page.get_by_text(re.compile(r"Cancelled after \d+ s \(.*example \d+/200")).wait_for()
+    page.get_by_role("button", name="Attribute 200 examples (400 attributions)").wait_for()
     _shoot(page, "rationales_cancelled", 500)
     page.get_by_label("Data set").click()  # the sidebar's data set: the saved MC job must go
     page.get_by_role("option", name="Short sentiment sentences (demo)").click()
-    page.get_by_text("Live examples: the first 200 examples of demo:sentiment").wait_for(timeout=120_000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.get_by_text("Live examples: the first 200 examples of demo:sentiment").wait_for()
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
     # the old run's elements stay on screen (stale) until the new run ends: wait for them to go, never forever
-    page.get_by_text("reference-minilm-rationales-after-multitask (262 examples)").wait_for(
-        state="detached", timeout=60_000
-    )
+    page.get_by_text("reference-minilm-rationales-after-multitask (262 examples)").wait_for(state="detached")
     assert page.get_by_text("Showing the saved job").count() == 0
     _shoot(page, "rationales_other_data", 500)
     page.close()
@@ -293,9 +336,9 @@ def test_a_copied_link_reopens_the_view_in_a_fresh_browser(server, browser, link
     context = browser.new_context(viewport={"width": 1400, "height": 1300})
     page = context.new_page()
     page.goto(f"{server}/{link}", wait_until="domcontentloaded")
-    page.get_by_text(marker, exact=False).first.wait_for(timeout=180_000)
+    page.get_by_text(marker, exact=False).first.wait_for()
     _dismiss_page_not_found(page)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
     for key, value in (pair.split("=") for pair in link.split("?", 1)[1].split("&")):
         shown = urllib.parse.unquote(page.url)
         assert f"{key}=" in shown and value.split(",")[0] in shown, shown  # the page kept its link
@@ -310,12 +353,12 @@ def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{server}/summary", wait_until="domcontentloaded")
-    page.get_by_text("5. Priming the teacher").first.wait_for(timeout=180_000)
+    page.get_by_text("5. Priming the teacher").first.wait_for()
     _dismiss_page_not_found(page)
     _settled(page)
-    page.get_by_text(re.compile(r"KD \(.*\) beats CE only by")).first.wait_for(timeout=30_000)
+    page.get_by_text(re.compile(r"KD \(.*\) beats CE only by")).first.wait_for()
     _shoot(page, "summary", 1500)
-    with page.expect_download(timeout=120_000) as download:
+    with page.expect_download() as download:
         page.get_by_role("button", name="Export this story (HTML, works offline)").click()
     out = tmp_path / "story.html"
     download.value.save_as(out)
@@ -328,7 +371,7 @@ def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
     story = offline.new_page()
     story.on("pageerror", lambda e: errors.append(str(e)))
     story.goto(out.as_uri())
-    story.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=60_000)
+    story.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4")
     assert story.locator("h2").count() == 5 and not errors, errors
     story.screenshot(path=str(SHOTS / "summary_export.png"), full_page=True)
     offline.close()
@@ -336,7 +379,7 @@ def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
 
 def _settled(page) -> None:
     page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
 
 
 def test_journey_every_page_follows_a_non_default_selection(server, browser):
@@ -347,24 +390,24 @@ def test_journey_every_page_follows_a_non_default_selection(server, browser):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server, wait_until="domcontentloaded")
-    page.get_by_text("Current selection").first.wait_for(timeout=180_000)
+    page.get_by_text("Current selection").first.wait_for()
     _settled(page)
     page.get_by_label("Data set").click()
     page.get_by_role("option", name="Short sentiment sentences (demo)").click()
-    page.get_by_text("on demo:sentiment").first.wait_for(timeout=120_000)
+    page.get_by_text("on demo:sentiment").first.wait_for()
     _settled(page)
     assert "data=demo%3Asentiment" in page.url or "data=demo:sentiment" in page.url
     # the MC teacher cannot score sentiment sentences: the sidebar says so on every page, with what to change
-    page.get_by_text("multiple-choice model and demo:sentiment holds labelled texts").first.wait_for(timeout=30_000)
+    page.get_by_text("multiple-choice model and demo:sentiment holds labelled texts").first.wait_for()
     _shoot(page, "journey_home", 500)
 
     def visit(title: str, marker: str) -> None:
         page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-        page.get_by_text(marker, exact=False).first.wait_for(timeout=180_000)
+        page.get_by_text(marker, exact=False).first.wait_for()
         _settled(page)
 
     visit("Models & data", "Pair check: which losses apply")
-    page.get_by_text("on demo:sentiment").first.wait_for(timeout=60_000)  # the selection line
+    page.get_by_text("on demo:sentiment").first.wait_for()  # the selection line
     _shoot(page, "journey_models", 500)
     visit("Loss explorer", "Forward KL spreads the student")
     # the pair view runs the sidebar's pair on the sidebar's data: the MC teacher cannot score sentiment sentences,
@@ -382,16 +425,12 @@ def test_journey_every_page_follows_a_non_default_selection(server, browser):
     _shoot(page, "journey_runs", 500)
     visit("Compare runs", "Final metrics")
     page.get_by_text("priming: one student per strategy").click()
-    page.wait_for_function(
-        "() => decodeURIComponent(location.search).includes('reference-smollm2-priming-')", timeout=120_000
-    )
+    page.wait_for_function("() => decodeURIComponent(location.search).includes('reference-smollm2-priming-')")
     _settled(page)
     _shoot(page, "journey_compare", 500)
     visit("Error analysis", "Right/wrong matrix")
-    page.get_by_text("· demo:sentiment").first.wait_for(timeout=60_000)  # a run on the sidebar's data set
-    page.wait_for_function(
-        "() => decodeURIComponent(location.search).includes('run=reference-minilm-3l-sentiment')", timeout=60_000
-    )
+    page.get_by_text("· demo:sentiment").first.wait_for()  # a run on the sidebar's data set
+    page.wait_for_function("() => decodeURIComponent(location.search).includes('run=reference-minilm-3l-sentiment')")
     _shoot(page, "journey_errors", 500)
     assert not errors, errors
     page.close()
@@ -399,17 +438,16 @@ def test_journey_every_page_follows_a_non_default_selection(server, browser):
 
 def _visible_plots(page, n: int) -> None:
     page.wait_for_function(
-        f"() => [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent !== null).length >= {n}",
-        timeout=180_000,
+        f"() => [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent !== null).length >= {n}"
     )
 
 
 def test_priming_journey_in_browser(server, browser):
     """What a fresh clone shows without a click: SmolLM2's outputs under each strategy, the students' accuracy
     per strategy, head maps; then one head of the teacher under chain-of-thought."""
-    page = _open(browser, f"{server}/priming", "Saved teacher outputs", 1400, 180_000)
-    page.get_by_text("Question:").first.wait_for(timeout=120_000)  # an example across strategies
-    page.locator('[data-testid="stDataFrame"]').nth(1).wait_for(state="visible", timeout=60_000)  # summary, example
+    page = _open(browser, f"{server}/priming", "Saved teacher outputs", 1400)
+    page.get_by_text("Question:").first.wait_for()  # an example across strategies
+    page.locator('[data-testid="stDataFrame"]').nth(1).wait_for(state="visible")  # summary, example
     _shoot(page, "priming_outputs", 1500)
     _open_tab(page, "Student runs", "One LoRA student per strategy")
     _visible_plots(page, 1)
@@ -420,8 +458,8 @@ def test_priming_journey_in_browser(server, browser):
     _visible_plots(page, 3)  # layer profile, head grid, difference map
     _shoot(page, "priming_heads", 1500)
     page.get_by_text("Drill into one head").click()
-    page.get_by_text("bertviz view").first.wait_for(timeout=180_000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    page.get_by_text("bertviz view").first.wait_for()
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
     heatmap = page.locator(".js-plotly-plot", has_text="head 0").last
     heatmap.scroll_into_view_if_needed()
     _shoot(page, "priming_drill", 1500)
@@ -442,7 +480,7 @@ def test_offline_bertviz_view_draws_without_network(browser, tmp_path, tiny_dir)
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(f.as_uri())
-    page.locator("svg text").first.wait_for(timeout=30_000)
+    page.locator("svg text").first.wait_for()
     assert page.locator("svg text").count() >= len(tokens)  # both token columns drawn
     assert [r for r in requests if not r.startswith("file:")] == []
     page.screenshot(path=str(SHOTS / "bertviz_offline.png"))
@@ -487,9 +525,7 @@ def test_error_report_opens_offline_without_console_errors(browser, tmp_path):
         result = write_report(store, run_id, out, pins=pins)
         assert result.explained == pins  # the shipped explanations are in the report
         page, requests, errors = _open_offline(browser, out)
-        page.wait_for_function(
-            "() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3", timeout=60_000
-        )
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3")
         page.wait_for_timeout(500)
         assert [r for r in requests if not r.startswith("file:")] == [], requests
         assert errors == [], errors
@@ -503,18 +539,18 @@ def test_error_analysis_journey_in_browser(server, browser, tmp_path):
     and download it."""
     page = browser.new_page(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
     page.goto(f"{server}/errors", wait_until="domcontentloaded")
-    page.get_by_text("Right/wrong matrix").first.wait_for(timeout=180_000)
+    page.get_by_text("Right/wrong matrix").first.wait_for()
     _dismiss_page_not_found(page)
     page.get_by_role("button", name=re.compile(r"only teacher right: 12")).click()
-    page.get_by_text("12 of 52 examples").wait_for(timeout=60_000)
-    page.get_by_text(re.compile(r"explains '")).first.wait_for(timeout=60_000)  # shipped attributions, no job
+    page.get_by_text("12 of 52 examples").wait_for()
+    page.get_by_text(re.compile(r"explains '")).first.wait_for()  # shipped attributions, no job
     _shoot(page, "errors_teacher_only", 1500)
     page.get_by_role("button", name="Pin", exact=True).click()
-    page.get_by_role("button", name="Unpin").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Unpin").wait_for()
     page.get_by_role("button", name="Build the report").click()
     link = page.get_by_role("button", name="Download the report (HTML)")
-    link.wait_for(timeout=120_000)
-    page.get_by_text("1 pinned (1 with attributions)").wait_for(timeout=30_000)
+    link.wait_for()
+    page.get_by_text("1 pinned (1 with attributions)").wait_for()
     with page.expect_download() as info:
         link.click()
     saved = tmp_path / "downloaded.html"

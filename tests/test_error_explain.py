@@ -166,6 +166,7 @@ def test_explain_job_runs_as_a_background_kind(tiny_dir, tmp_path):
     assert job.status()["state"] == "finished" and len(cached(store, "mc")) == 1
 
 
+@pytest.mark.numeric
 def test_generation_records_carry_per_token_kl_checked_against_scipy(tiny_dir, tmp_path):
     import torch
     from scipy.stats import entropy

@@ -17,6 +17,8 @@ from kd_analysis.priming.strategies import STRATEGIES
 from kd_analysis.training.batches import paper_answer_ids, paper_rows, position_outputs
 from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, TrainConfig
 
+pytestmark = pytest.mark.numeric  # floats compared across computation orders: rerun on other kernels
+
 EXS = [
     Example(
         id=f"e{i}",
