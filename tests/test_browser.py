@@ -176,7 +176,7 @@ def test_page_in_browser(server, browser, path, marker, element):
     page.goto(f"{server}/{path}", wait_until="domcontentloaded")
     page.get_by_text(marker, exact=False).first.wait_for()
     page.locator(element).first.wait_for(state="visible")
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    _idle(page)
     page.wait_for_timeout(1000)
     name = path or "home"
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -185,10 +185,25 @@ def test_page_in_browser(server, browser, path, marker, element):
     page.close()
 
 
+# Streamlit marks the app root with the script's state; a click sent while a script run draws the page can be
+# dropped when that run redraws the widget, so every click waits for "notRunning" first.
+_IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'"
+
+
+def _idle(page) -> None:
+    """Wait until no script run is in progress (what the page shows, not a pause)."""
+    page.wait_for_function(_IDLE)
+
+
+def _click(page, locator) -> None:
+    _idle(page)
+    locator.click()
+
+
 def _shoot(page, name: str, pause_ms: int = 1000) -> None:
     """Let the page settle (no rerun running, then a pause for charts to paint), save a screenshot for a person to
     look at, and fail on any exception box."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    _idle(page)
     page.wait_for_timeout(pause_ms)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     assert page.locator('[data-testid="stException"]').count() == 0, f"an exception box is shown on {name}"
@@ -204,7 +219,7 @@ def _dismiss_page_not_found(page) -> None:
 
 
 def _open_tab(page, tab: str, marker: str) -> None:
-    page.get_by_role("tab", name=tab).click()
+    _click(page, page.get_by_role("tab", name=tab))
     page.get_by_text(marker).first.wait_for()
 
 
@@ -231,7 +246,7 @@ PAIR = "Your teacher and student"
 
 
 def _open_view(page, label: str, marker: str) -> None:
-    page.get_by_role("radio", name=label, exact=True).click()  # a segmented control: radio buttons
+    _click(page, page.get_by_role("radio", name=label, exact=True))  # a segmented control: radio buttons
     page.get_by_text(marker).first.wait_for()
 
 
@@ -259,7 +274,7 @@ def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
     page = _open(browser, f"{server}/runs", "New run", 1300)
     page.get_by_label("steps", exact=True).fill("12")
     page.get_by_label("eval every", exact=True).fill("6")
-    page.get_by_role("button", name="Start run").click()
+    _click(page, page.get_by_role("button", name="Start run"))
     page.get_by_text("Started", exact=False).first.wait_for()
     page.get_by_text(re.compile(r"· running|· queued")).first.wait_for()
     _shoot(page, "runs_live", 3000)
@@ -277,14 +292,14 @@ def test_saved_rationale_jobs_reopen_in_browser(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
     page.goto(f"{server}/rationales", wait_until="domcontentloaded")
     page.get_by_text("Examples").first.wait_for()
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    _idle(page)
     _dismiss_page_not_found(page)
-    page.locator("summary", has_text="Whole data set in the background").click()
+    _click(page, page.locator("summary", has_text="Whole data set in the background"))
     page.get_by_text("Teacher–student agreement across saved jobs").wait_for()
     row = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="reference-smollm2-rationales")
-    row.get_by_role("button", name="Open").click()
+    _click(page, row.get_by_role("button", name="Open"))
     page.get_by_text("Showing the saved job reference-smollm2-rationales").wait_for()
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    _idle(page)
     _shoot(page, "rationales_smollm2_job", 2000)
     page.close()
 
@@ -301,17 +316,17 @@ def test_saliency_live_attributions_start_show_progress_cancel_and_follow_the_da
     examples.press("Enter")
     start = page.get_by_role("button", name="Attribute 200 examples (400 attributions)")
     start.wait_for()
-    start.click()
+    _click(page, start)
     page.get_by_text(re.compile(r"example \d+/200 · \d+/400 · \d+ s so far")).first.wait_for()
     _shoot(page, "rationales_live_progress", 500)
-    page.get_by_role("button", name="Cancel").click()
+    _click(page, page.get_by_role("button", name="Cancel"))
     page.get_by_text(re.compile(r"Cancelled after \d+ s \(.*example \d+/200")).wait_for()
     page.get_by_role("button", name="Attribute 200 examples (400 attributions)").wait_for()
     _shoot(page, "rationales_cancelled", 500)
-    page.get_by_label("Data set").click()  # the sidebar's data set: the saved MC job must go
-    page.get_by_role("option", name="Short sentiment sentences (demo)").click()
+    _click(page, page.get_by_label("Data set"))  # the sidebar's data set: the saved MC job must go
+    _click(page, page.get_by_role("option", name="Short sentiment sentences (demo)"))
     page.get_by_text("Live examples: the first 200 examples of demo:sentiment").wait_for()
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    _idle(page)
     # the old run's elements stay on screen (stale) until the new run ends: wait for them to go, never forever
     page.get_by_text("reference-minilm-rationales-after-multitask (262 examples)").wait_for(state="detached")
     assert page.get_by_text("Showing the saved job").count() == 0
@@ -338,7 +353,7 @@ def test_a_copied_link_reopens_the_view_in_a_fresh_browser(server, browser, link
     page.goto(f"{server}/{link}", wait_until="domcontentloaded")
     page.get_by_text(marker, exact=False).first.wait_for()
     _dismiss_page_not_found(page)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    _idle(page)
     for key, value in (pair.split("=") for pair in link.split("?", 1)[1].split("&")):
         shown = urllib.parse.unquote(page.url)
         assert f"{key}=" in shown and value.split(",")[0] in shown, shown  # the page kept its link
@@ -359,7 +374,7 @@ def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
     page.get_by_text(re.compile(r"KD \(.*\) beats CE only by")).first.wait_for()
     _shoot(page, "summary", 1500)
     with page.expect_download() as download:
-        page.get_by_role("button", name="Export this story (HTML, works offline)").click()
+        _click(page, page.get_by_role("button", name="Export this story (HTML, works offline)"))
     out = tmp_path / "story.html"
     download.value.save_as(out)
     assert not errors, errors
@@ -378,8 +393,7 @@ def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
 
 
 def _settled(page) -> None:
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    _idle(page)
 
 
 def test_journey_every_page_follows_a_non_default_selection(server, browser):
@@ -392,8 +406,8 @@ def test_journey_every_page_follows_a_non_default_selection(server, browser):
     page.goto(server, wait_until="domcontentloaded")
     page.get_by_text("Current selection").first.wait_for()
     _settled(page)
-    page.get_by_label("Data set").click()
-    page.get_by_role("option", name="Short sentiment sentences (demo)").click()
+    _click(page, page.get_by_label("Data set"))
+    _click(page, page.get_by_role("option", name="Short sentiment sentences (demo)"))
     page.get_by_text("on demo:sentiment").first.wait_for()
     _settled(page)
     assert "data=demo%3Asentiment" in page.url or "data=demo:sentiment" in page.url
@@ -402,7 +416,7 @@ def test_journey_every_page_follows_a_non_default_selection(server, browser):
     _shoot(page, "journey_home", 500)
 
     def visit(title: str, marker: str) -> None:
-        page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+        _click(page, page.locator('[data-testid="stSidebarNav"] a', has_text=title).first)
         page.get_by_text(marker, exact=False).first.wait_for()
         _settled(page)
 
@@ -424,7 +438,7 @@ def test_journey_every_page_follows_a_non_default_selection(server, browser):
     visit("Distillation runs", "data: demo:sentiment (change them in the sidebar)")
     _shoot(page, "journey_runs", 500)
     visit("Compare runs", "Final metrics")
-    page.get_by_text("priming: one student per strategy").click()
+    _click(page, page.get_by_text("priming: one student per strategy"))
     page.wait_for_function("() => decodeURIComponent(location.search).includes('reference-smollm2-priming-')")
     _settled(page)
     _shoot(page, "journey_compare", 500)
@@ -457,9 +471,9 @@ def test_priming_journey_in_browser(server, browser):
     _open_tab(page, "Attention heads", "Per layer × head statistics")
     _visible_plots(page, 3)  # layer profile, head grid, difference map
     _shoot(page, "priming_heads", 1500)
-    page.get_by_text("Drill into one head").click()
+    _click(page, page.get_by_text("Drill into one head"))
     page.get_by_text("bertviz view").first.wait_for()
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    _idle(page)
     heatmap = page.locator(".js-plotly-plot", has_text="head 0").last
     heatmap.scroll_into_view_if_needed()
     _shoot(page, "priming_drill", 1500)
@@ -541,18 +555,18 @@ def test_error_analysis_journey_in_browser(server, browser, tmp_path):
     page.goto(f"{server}/errors", wait_until="domcontentloaded")
     page.get_by_text("Right/wrong matrix").first.wait_for()
     _dismiss_page_not_found(page)
-    page.get_by_role("button", name=re.compile(r"only teacher right: 12")).click()
+    _click(page, page.get_by_role("button", name=re.compile(r"only teacher right: 12")))
     page.get_by_text("12 of 52 examples").wait_for()
     page.get_by_text(re.compile(r"explains '")).first.wait_for()  # shipped attributions, no job
     _shoot(page, "errors_teacher_only", 1500)
-    page.get_by_role("button", name="Pin", exact=True).click()
+    _click(page, page.get_by_role("button", name="Pin", exact=True))
     page.get_by_role("button", name="Unpin").wait_for()
-    page.get_by_role("button", name="Build the report").click()
+    _click(page, page.get_by_role("button", name="Build the report"))
     link = page.get_by_role("button", name="Download the report (HTML)")
     link.wait_for()
     page.get_by_text("1 pinned (1 with attributions)").wait_for()
     with page.expect_download() as info:
-        link.click()
+        _click(page, link)
     saved = tmp_path / "downloaded.html"
     info.value.save_as(saved)
     assert saved.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
