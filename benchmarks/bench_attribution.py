@@ -5,7 +5,7 @@ own best batched call: one LayerIntegratedGradients.attribute on the padded batc
 All three use a pad-token baseline and report captum's convergence delta, so speed is compared at equal delta.
 
 Run: python benchmarks/bench_attribution.py [--examples 32] [--steps 50] [--json benchmarks/results/attribution-cpu.json]
-Targets (issue 6): >= 3x captum's batched call on a GPU, >= 1.5x on CPU.
+Targets: >= 3x captum's batched call on a GPU, >= 1.5x on CPU.
 """
 
 from __future__ import annotations

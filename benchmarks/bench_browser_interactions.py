@@ -5,7 +5,7 @@ The server runs on a copy of the shipped reference runs; the τ slider is moved 
 press), and the time runs until the sentences computed from the fits change and the app is idle again.
 
 Run: python benchmarks/bench_browser_interactions.py [--presses 5] [--json benchmarks/results/browser-cpu.json]
-Target (issue 15): a toy slider change answers in under 2 s on 2 CPU cores, browser included.
+Target: a toy slider change answers in under 2 s on 2 CPU cores, browser included.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Times the first open, filter changes, a sort change and "Next", against a rerun 
 baseline, measured in the same session). The browser's drawing is not included (see bench_server.py for that).
 
 Run: python benchmarks/bench_error_page.py [--rows 10000] [--json benchmarks/results/error-page-cpu.json]
-Target (issue 14): a 10,000-row table filters and sorts without lag (under 1 s).
+Target: a 10,000-row table filters and sorts without lag (under 1 s).
 """
 
 from __future__ import annotations

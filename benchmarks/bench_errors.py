@@ -7,7 +7,7 @@ Then the self-contained HTML report of a 10,000-example run with 20 pinned examp
 `write_html` of one figure with its JavaScript inlined (the least a self-contained plotly file costs).
 
 Run: python benchmarks/bench_errors.py [--rows 10000] [--json benchmarks/results/errors-cpu.json]
-Target (issue 14): filtering and sorting 10,000 rows well under 1 s.
+Target: filtering and sorting 10,000 rows well under 1 s.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ every time, nothing cached), then the ratio old / new. With --page, the same fiv
 page itself (Streamlit AppTest, cold cache) and the rerun is timed end to end.
 
 Run: python benchmarks/bench_loss_toy.py [--page] [--json benchmarks/results/loss-toy-cpu.json]
-Target (issue 15): a slider change answers in under 2 s on 2 CPU cores.
+Target: a slider change answers in under 2 s on 2 CPU cores.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Cost of per-example records: an evaluation with records (computed and written to predictions.jsonl)
-against the same evaluation without, measured in the same run. Target (issue 14): at most 5% of eval time.
+against the same evaluation without, measured in the same run. Target: at most 5% of eval time.
 
 Run: python benchmarks/bench_records.py [--json benchmarks/results/records-cpu.json]
 """

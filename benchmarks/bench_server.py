@@ -18,7 +18,7 @@ to benchmarks/results/ (a failed page's screenshot too).
 
 Run: python benchmarks/bench_server.py [--tabs 1,5,10] [--pages loss,saliency] [--shared-context]
      [--json benchmarks/results/server-cpu.json]
-Goal (issue 13): at 10 tabs no error box and no page slower than 3x its single-tab time. Exits 1 on any error
+Goal: at 10 tabs no error box and no page slower than 3x its single-tab time. Exits 1 on any error
 box or failed load, or when a page at the largest N is slower than --limit (3) times its single-tab time.
 """
 

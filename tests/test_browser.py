@@ -257,9 +257,9 @@ def test_loss_explorer_views_in_browser(server, browser):
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4")
     page.get_by_text("A good plan puts its mass on the diagonal").first.wait_for()
     assert "view=pair" in page.url
-    _shoot(page, "issue15_losses_pair", 1500)
+    _shoot(page, "losses_pair", 1500)
     _open_view(page, "Toy: one bump vs a multimodal teacher", "What each fit did")
-    _shoot(page, "issue15_losses_toy", 1500)
+    _shoot(page, "losses_toy", 1500)
     page.close()
 
 
@@ -305,7 +305,7 @@ def test_saved_rationale_jobs_reopen_in_browser(server, browser):
 
 
 def test_saliency_live_attributions_start_show_progress_cancel_and_follow_the_data(server, browser):
-    """Issue 15: nothing recomputes by itself; the button starts the work with real progress; Cancel stops it;
+    """Nothing recomputes by itself; the button starts the work with real progress; Cancel stops it;
     switching the data set drops the saved job of the old one."""
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.goto(f"{server}/rationales", wait_until="domcontentloaded")
@@ -346,7 +346,7 @@ DEEP_LINKS = [  # (url, text proving the linked view, not the default one, was o
 
 @pytest.mark.parametrize("link,marker", DEEP_LINKS)
 def test_a_copied_link_reopens_the_view_in_a_fresh_browser(server, browser, link, marker):
-    """Issue 15: every page keeps its main selection in the URL; a fresh browser context (no session, no cookies)
+    """Every page keeps its main selection in the URL; a fresh browser context (no session, no cookies)
     opening the link sees the same view."""
     context = browser.new_context(viewport={"width": 1400, "height": 1300})
     page = context.new_page()
@@ -362,7 +362,7 @@ def test_a_copied_link_reopens_the_view_in_a_fresh_browser(server, browser, link
 
 
 def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
-    """Issue 16: the story page draws its five sections from the shipped runs, and its export is one file that
+    """The story page draws its five sections from the shipped runs, and its export is one file that
     opens with no network and draws its charts."""
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     errors: list[str] = []
@@ -397,7 +397,7 @@ def _settled(page) -> None:
 
 
 def test_journey_every_page_follows_a_non_default_selection(server, browser):
-    """Issue 15: one session walks every page through the menu after picking the sentiment demo in the sidebar
+    """One session walks every page through the menu after picking the sentiment demo in the sidebar
     (not the default MC set); each page shows that it uses it, or says why it cannot, and one non-default choice
     per page takes effect. No exception box, no script error."""
     page = browser.new_page(viewport={"width": 1400, "height": 1200})

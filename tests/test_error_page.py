@@ -223,7 +223,7 @@ def test_adding_a_note_and_tags_stores_them(error_store):
 
 
 def test_default_run_follows_the_sidebar_data_set_and_flips_stay_on_it(error_store):
-    """Issue 15: every page uses the sidebar; the error page opens a run on the sidebar's data set, preferring a
+    """Every page uses the sidebar; the error page opens a run on the sidebar's data set, preferring a
     distillation student, and only offers flips against students evaluated on the same examples."""
     from kd_analysis.errors.workspace import default_run
 

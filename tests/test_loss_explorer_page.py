@@ -1,4 +1,4 @@
-"""Issue 15, loss explorer page (AppTest): only the chosen view runs, the toy answers its sliders from the fast fit
+"""Loss explorer page (AppTest): only the chosen view runs, the toy answers its sliders from the fast fit
 with words computed from it, the pair view explains its plan and its bars, and results are kept by inputs."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Distillation runs page (issue 15): the evaluation table and curve show evaluations only, and a form submitted
+"""Distillation runs page: the evaluation table and curve show evaluations only, and a form submitted
 twice does not start the same run twice."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_submitting_the_form_twice_starts_one_run(run_root, monkeypatch):
 
 
 def test_priming_page_says_why_it_does_not_follow_the_sidebar(run_root, tiny_dir, tmp_path):
-    """Issue 15: Home says every page uses the sidebar; the priming page needs a causal LM and GSM8K-format data,
+    """Home says every page uses the sidebar; the priming page needs a causal LM and GSM8K-format data,
     so with the MC demo it must say so, and with a fitting sidebar it follows it."""
     from tests.test_pages import _arith, open_with
 
@@ -137,7 +137,7 @@ def test_priming_page_follows_a_causal_lm_sidebar_under_task_auto(run_root, tiny
 
 
 def test_user_errors_say_what_to_do(tiny_dir, tmp_path):
-    """Issue 15: the adapter mismatch names the head and the task to use; a labelled file never shows gold None;
+    """The adapter mismatch names the head and the task to use; a labelled file never shows gold None;
     an untrained head is flagged."""
     from kd_analysis.attribution.rationales import attribute
     from kd_analysis.data.sources import load_dataset
@@ -202,7 +202,7 @@ def test_rationale_exports_follow_the_filter_and_carry_the_text():
 
 
 def test_load_progress_states_measured_seconds(tiny_dir):
-    """Issue 15: "about 20 s" took 69 s; every message now carries the seconds measured since the load began."""
+    """ "About 20 s" took 69 s; every message now carries the seconds measured since the load began."""
     import re
 
     from kd_analysis.models.loading import load_model
@@ -317,7 +317,7 @@ def test_newest_rationale_job_prefers_the_same_teacher_and_never_another_data_se
 
 
 def test_run_form_starts_a_group_over_seeds_in_the_few_label_regime(run_root, monkeypatch):
-    """Issue 16: the run form starts one run per seed (a group sharing its held-out split), with labels=N."""
+    """The run form starts one run per seed (a group sharing its held-out split), with labels=N."""
     from kd_analysis import runs as runs_mod
     from kd_analysis.runs import RunStore
 

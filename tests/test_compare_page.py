@@ -1,4 +1,4 @@
-"""Compare runs (issue 15): run names everywhere (alike names told apart), a readable and exportable config diff,
+"""Compare runs: run names everywhere (alike names told apart), a readable and exportable config diff,
 the teacher as a line on the accuracy chart, steps and epochs shown the same way everywhere, and the compared
 runs kept in the URL."""
 

@@ -1,4 +1,4 @@
-"""Issue 15, loss explorer library: the fast toy fit (Newton) against a slow plain-gradient reference, words
+"""Loss explorer library: the fast toy fit (Newton) against a slow plain-gradient reference, words
 computed from the fits, the transport plan relative to uniform, visible student bars, what the bars show."""
 
 from __future__ import annotations
