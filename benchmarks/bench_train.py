@@ -3,7 +3,8 @@
 Step kinds on identical batches: fine-tune (CE only), KD with the teacher run online every step (CE +
 full-vocabulary KL) on full logits and as the exact online mode computes it (from hidden states in blocks), and KD from the cached teacher (what the trainer does after the first epoch): its top-64
 log-probabilities over the full vocabulary plus a tail bucket (`sparse_kd`), at τ = 2 (one extra logsumexp pass
-over the student's vocabulary) and at τ = 1 (the logsumexp that CE computes is reused). CPU uses small random-init Llama shapes; a GPU uses SmolLM2 shapes (135M teacher, 30 layers -> 10-layer
+over the student's vocabulary) and at τ = 1 (the logsumexp that CE computes is reused); either way one more pass
+sums the student's tail over its own tokens (exact however small). CPU uses small random-init Llama shapes; a GPU uses SmolLM2 shapes (135M teacher, 30 layers -> 10-layer
 student, 16x512 tokens) in bf16 and also reports MFU (6·N·tokens per step against the GPU's bf16 peak).
 
 Run: python benchmarks/bench_train.py [--device cuda] [--json benchmarks/results/train-<device>.json]
@@ -26,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import markdown_table, median_ms
 
 from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
+from kd_analysis.losses.sparse import rest_logsumexp
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.batches import AnswerRows, LMBatch, head_parts
 from kd_analysis.training.config import LossTerm, TrainConfig
 from kd_analysis.training.loop import ce_loss, kd_loss_terms
-from kd_analysis.training.teacher_cache import TopK
+from kd_analysis.training.teacher_cache import TopK, bytes_per_token
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -87,9 +89,14 @@ def main() -> None:
         mask = labels != -100
         rows = t_logits[mask].float()
         vals, idx = rows.topk(64, -1)
-    cached = TopK(vals, idx, {tau: torch.logsumexp(rows / tau, -1) for tau in cfgs})
+    cached = TopK(
+        vals,
+        idx,
+        {tau: torch.logsumexp(rows / tau, -1) for tau in cfgs},
+        {tau: rest_logsumexp(rows, idx, tau) for tau in cfgs},
+    )
     print(
-        f"teacher cache: {idx.shape[0]} tokens × k = 64, {idx.shape[0] * (8 * 64 + 4 * len(cfgs)) / 1e6:.2f} MB "
+        f"teacher cache: {idx.shape[0]} tokens × k = 64, {idx.shape[0] * bytes_per_token(64, len(cfgs)) / 1e6:.2f} MB "
         f"(a full-vocabulary cache: {rows.numel() * 4 / 1e6:.1f} MB)"
     )
 

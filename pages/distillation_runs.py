@@ -202,6 +202,23 @@ with st.form("new_run"):
         )
         on_temp = o2.number_input("sampling temperature", 0.05, 5.0, 1.0, 0.05, key=K + "on_temp")
         on_tokens = o3.number_input("answer tokens sampled", 1, 512, 32, key=K + "on_tokens")
+        o4, o5, _ = st.columns(3)
+        on_top_p = o4.number_input(
+            "top-p (1: off)", 0.01, 1.0, 1.0, 0.05, key=K + "on_top_p", help="nucleus sampling; 1 samples everything"
+        )
+        on_top_k = o5.number_input(
+            "top-k (0: off)",
+            0,
+            100_000,
+            0,
+            key=K + "on_top_k",
+            help="0 samples the student's whole distribution, as GKD and TRL do (transformers would otherwise cut "
+            "to its top 50)",
+        )
+        st.caption(
+            "The student samples softmax(logits / temperature) with exactly these settings: no repetition penalty, "
+            "and none of the checkpoint's own generation settings. It then trains on the token ids it sampled."
+        )
     f1, f2 = st.columns([1, 3])
     submitted = f1.form_submit_button("Start run", type="primary")
     allow_duplicate = f2.checkbox(
@@ -228,7 +245,13 @@ if submitted:
             "teacher_topk": int(topk) or None,
             "teacher_cache": "topk" if int(topk) else "none",
             "on_policy": (
-                {"fraction": float(on_policy), "temperature": float(on_temp), "max_new_tokens": int(on_tokens)}
+                {
+                    "fraction": float(on_policy),
+                    "temperature": float(on_temp),
+                    "top_p": float(on_top_p),
+                    "top_k": int(on_top_k),
+                    "max_new_tokens": int(on_tokens),
+                }
                 if on_policy > 0
                 else None
             ),

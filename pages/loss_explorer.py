@@ -22,6 +22,7 @@ from app_ui.shared_results import PAIR_LOSSES, PAIR_OUTPUTS
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.ab_plane import NAMED_POINTS, fit_at, plane_grid
 from kd_analysis.losses.explorer import MAX_BATCH, ExplorerSettings, explore_pair, pair_outputs, summarise_plan
+from kd_analysis.losses.registry import BUCKETED_SHORT
 from kd_analysis.losses.toy import ToyConfig, describe_fits, fit_behaviour, fit_toy, shuffle_demo
 from kd_analysis.plots import losses as plots
 
@@ -376,8 +377,14 @@ def pair_view() -> None:
             st.dataframe(
                 pd.DataFrame(
                     [
-                        {"loss": LOSSES[n].title, "full vocabulary": rep.values[n], f"top-{k} + tail bucket": v}
-                        for n, v in rep.topk_values.items()
+                        {
+                            "loss": LOSSES[n].title,
+                            "full vocabulary": rep.values[n],
+                            f"top-{k} + tail bucket": rep.topk_values.get(n),
+                            "on the buckets": BUCKETED_SHORT[LOSSES[n].bucketed],
+                        }
+                        for n in rep.values
+                        if LOSSES[n].rows is not None
                     ]
                 ),
                 hide_index=True,
@@ -392,9 +399,12 @@ def pair_view() -> None:
                 f"A run caches the teacher's top {k} tokens per position (8·k = {8 * k:,} bytes per "
                 f"token) and merges the rest of the vocabulary into one tail bucket on both sides. Over "
                 f"the {len(rep.teacher_tail)} token positions of this batch the tail holds {t_tail:.1%} of "
-                f"the teacher's mass and {s_tail:.1%} of the student's (at τ = {settings.tau:g}); merging "
-                "can only lower a divergence, and it is exact when the tail is empty. When the teacher's "
-                "tail is large, train with a larger k or with teacher_topk 0 (full vocabulary)."
+                f"the teacher's mass and {s_tail:.1%} of the student's (at τ = {settings.tau:g}). Merging "
+                "can only lower an f-divergence (KL, reverse KL, JS, TVD, skew KL, generalised JSD) and soft "
+                "CE, and is exact when the tail is empty; AKL, α-β and TAID are not f-divergences, so their "
+                "bucketed values may be above or below the full ones; ULD ranks every token and has no bucketed "
+                "form (a run refuses it with a cache). When the teacher's tail is large, train with a larger k "
+                "or with teacher_cache none (full vocabulary)."
             )
         if "sinkhorn" in rep.values and rep.values.get("kl"):
             st.caption(

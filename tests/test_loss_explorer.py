@@ -189,7 +189,9 @@ def test_lm_view_reports_the_cached_top_k_and_tail_mass(tiny_dir):
     values, t_tail, s_tail = cached_topk_view(s, t, ExplorerSettings(tau=2.0, cache_k=5))
     lp, idx = teacher_topk_logprobs(t, 5, tau=2.0)
     assert values["kl"] == pytest.approx(sparse_kd("kl", s, lp, idx, tau=2.0).item(), rel=1e-6)
-    assert "sinkhorn" not in values and set(values) == {n for n in LOSSES if LOSSES[n].rows is not None}
+    # every row-wise loss with a bucketed form; ULD ranks tokens, so it has none and is left out
+    assert "sinkhorn" not in values and "uld" not in values
+    assert set(values) == {n for n in LOSSES if LOSSES[n].rows is not None and LOSSES[n].bucketed != "none"}
     p_t = torch.softmax(t / 2, -1)
     assert t_tail == pytest.approx((1 - p_t.gather(-1, idx).sum(-1)).tolist(), rel=1e-5)
     assert all(0 < v < 1 for v in s_tail)

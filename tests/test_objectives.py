@@ -140,7 +140,9 @@ def test_generalised_jsd_is_js_at_one_half_and_tends_to_both_kls():
     small = 1e-5
     np.testing.assert_allclose(gjsd(small) / small, _kl(p, q), rtol=1e-3)  # β → 0: forward KL(teacher‖student)
     np.testing.assert_allclose(gjsd(1 - small) / small, _kl(q, p), rtol=1e-3)  # β → 1: reverse KL
-    assert np.all(gjsd(0.0) == 0) and np.all(gjsd(1.0) == 0)
+    # the endpoints, where the mixture formula is 0, are TRL's: β = 0 forward KL(teacher‖student), β = 1 reverse KL
+    np.testing.assert_allclose(gjsd(0.0), _kl(p, q), rtol=1e-10)
+    np.testing.assert_allclose(gjsd(1.0), _kl(q, p), rtol=1e-10)
 
 
 def test_the_new_objectives_serve_the_top_k_teacher_path():
@@ -252,3 +254,36 @@ def test_the_taid_chart_draws_t_over_steps():
 
     fig = taid_curve([{"step": 1, "taid_t": 0.4, "loss": 1.0}, {"step": 2, "loss": 0.9}, {"step": 3, "taid_t": 0.52}])
     assert list(fig.data[0].x) == [1, 3] and list(fig.data[0].y) == [0.4, 0.52]
+
+
+def test_generalised_jsd_endpoints_from_a_yaml_config_train_and_strings_are_refused(tiny_dir, tmp_path):
+    """β = 0 written in a YAML config trains forward KL (a positive term, not the formula's identical 0); a β
+    written as a string, or outside [0, 1], is refused in one sentence before anything loads."""
+    import yaml
+
+    from kd_analysis.errors import KDLensError
+    from kd_analysis.training.config import TrainConfig
+    from kd_analysis.training.loop import train
+    from tests.lm_runs import arith_file
+
+    data = arith_file(tmp_path / "a.jsonl")
+    text = f"""
+teacher: {tiny_dir / "llama"}
+student: {{num_layers: 1}}
+data: {data}
+steps: 1
+eval_every: 1
+eval_size: 2
+batch_size: 4
+max_new_tokens: 2
+save_checkpoint: false
+tau: 1.0
+losses:
+  - {{name: gjsd, params: {{jsd_beta: 0}}}}
+"""
+    seen: list = []
+    assert train(TrainConfig.from_dict(yaml.safe_load(text)), on_metrics=seen.append).state == "finished"
+    assert [m["loss_gjsd"] for m in seen if "loss" in m][0] > 1e-6  # the formula at β = 0 is exactly 0
+    for bad in ('"0"', "1.5", "true"):
+        with pytest.raises(KDLensError, match="jsd_beta must be a number in"):
+            TrainConfig.from_dict(yaml.safe_load(text.replace("jsd_beta: 0", f"jsd_beta: {bad}"))).validate()

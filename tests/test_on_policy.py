@@ -36,7 +36,7 @@ def test_every_batch_on_policy_trains_on_what_the_student_sampled(tiny_dir, tmp_
 
     def answers(s, examples):
         out = real_answers(s, examples)
-        sampled.append([ex.answer for ex in out])
+        sampled.append([ex.answer for ex in out[0]])
         return out
 
     def forward(cfg, teacher, examples, *a, **k):
@@ -94,8 +94,30 @@ def test_a_classification_teacher_is_refused(tiny_dir, tmp_path):
         train(cfg)
 
 
-def test_sampling_settings_reach_generate(tiny_dir):
-    from kd_analysis.models.generation import generate_texts
+def test_sampling_draws_from_the_whole_distribution_whatever_the_checkpoint_says(tiny_dir):
+    """400 one-token samples from a random-init model over 320 tokens (a nearly flat distribution): with
+    transformers' default top_k of 50 they would hold at most 50 distinct tokens. They hold far more, also when
+    the checkpoint's own generation_config asks for top_k 5 and a repetition penalty."""
+    from transformers import GenerationConfig
+
+    from kd_analysis.models.generation import Sampling, generate_ids
+    from kd_analysis.models.loading import load_model
+
+    lm = load_model(ModelSpec(str(tiny_dir / "llama")))
+    torch.manual_seed(0)
+    ids = generate_ids(lm, ["What is 1 plus 2?"] * 400, 1, batch_size=400, sample=Sampling())
+    assert len({row[0] for row in ids}) > 150
+    lm.model.generation_config = GenerationConfig(
+        top_k=5, repetition_penalty=3.0, bos_token_id=2, eos_token_id=1, pad_token_id=0
+    )
+    ids = generate_ids(lm, ["What is 1 plus 2?"] * 400, 1, batch_size=400, sample=Sampling())
+    assert len({row[0] for row in ids}) > 150
+    assert lm.model.generation_config.top_k == 5  # the checkpoint's settings are back after sampling
+    assert len({row[0] for row in generate_ids(lm, ["x"] * 50, 1, batch_size=50, sample=Sampling(top_k=3))}) <= 3
+
+
+def test_sampling_settings_reach_generate_in_full(tiny_dir):
+    from kd_analysis.models.generation import Sampling, generate_texts
     from kd_analysis.models.loading import load_model
 
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
@@ -107,11 +129,47 @@ def test_sampling_settings_reach_generate(tiny_dir):
         return real(**kw)
 
     lm.model.generate = spy
-    generate_texts(lm, ["What is 1 plus 2?"], 3, sample={"temperature": 0.7, "top_p": 0.9})
+    generate_texts(lm, ["What is 1 plus 2?"], 3, sample=Sampling(temperature=0.7, top_p=0.9))
     assert seen["do_sample"] is True and seen["temperature"] == 0.7 and seen["top_p"] == 0.9
+    assert seen["top_k"] == 0 and seen["repetition_penalty"] == 1.0 and seen["num_beams"] == 1
     seen.clear()
     generate_texts(lm, ["What is 1 plus 2?"], 3)
     assert seen["do_sample"] is False and "temperature" not in seen and "top_p" not in seen
+
+
+def test_the_student_trains_on_the_token_ids_it_sampled(tiny_dir, tmp_path, monkeypatch):
+    """Sampled ids that decoding and re-tokenizing would change ('Ġ', 'p', 'l' decodes to ' pl', which the
+    tokenizer reads back as the single token 'Ġpl'): the student's and the teacher's targets are those ids, and
+    the example keeps the decoded text for records."""
+    from kd_analysis.models import generation
+    from kd_analysis.training import batches, loop
+
+    cfg = _cfg(tiny_dir, tmp_path, steps=1, teacher_cache="none")
+    from kd_analysis.models.loading import load_model
+
+    tok = load_model(ModelSpec(str(tiny_dir / "llama"))).tokenizer
+    sampled = tok.convert_tokens_to_ids(["Ġ", "p", "l"]) + [tok.eos_token_id]
+    assert tok(tok.decode(sampled[:3]), add_special_tokens=False)["input_ids"] != sampled[:3]
+    monkeypatch.setattr(generation, "generate_ids", lambda loaded, prompts, *a, **k: [list(sampled)] * len(prompts))
+    targets, texts = [], []
+    real_outputs, real_answers = batches.lm_outputs, loop.student_answers
+
+    def outputs(*a, **k):
+        out = real_outputs(*a, **k)
+        if k.get("answer_ids"):  # the training step's batches (evaluation scores the gold answers)
+            targets.extend(row[row != -100].tolist() for row in out.labels)
+        return out
+
+    def answers(s, examples):
+        got = real_answers(s, examples)
+        texts.extend(ex.answer for ex in got[0])
+        return got
+
+    monkeypatch.setattr(batches, "lm_outputs", outputs)
+    monkeypatch.setattr(loop, "student_answers", answers)
+    assert loop.train(cfg).state == "finished"
+    assert len(targets) == 2 * cfg.batch_size and all(t == sampled for t in targets)  # student's, then teacher's
+    assert texts and all(t == "pl" for t in texts)
 
 
 def test_the_run_form_starts_an_on_policy_run(tiny_dir, tmp_path, run_root):
@@ -129,7 +187,8 @@ def test_the_run_form_starts_an_on_policy_run(tiny_dir, tmp_path, run_root):
     assert not at.exception and any("Started" in s.value for s in at.success), [e.value for e in at.error]
     [run] = RunStore(run_root).list()
     config = RunStore(run_root).get(run.run_id).config()
-    assert config["on_policy"] == {"fraction": 0.5, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8}
+    assert config["on_policy"] == {"fraction": 0.5, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8, "top_k": 0}
+    assert {n.label for n in at.number_input} >= {"top-p (1: off)", "top-k (0: off)"}
     assert "on-policy λ = 0.5" in losses_label(config) and config["name"].endswith("on-policy λ 0.5")
     cancel_run(RunStore(run_root), run.run_id, wait_s=10)
 

@@ -62,6 +62,8 @@ def register_divergence(
     params: tuple[Param, ...] = (),
     zero_at_match: bool = True,
     cross_vocab: bool = False,
+    bucketed: str = "coarsening",
+    bucket_aware: bool = False,
 ) -> Callable[[RowFn], RowFn]:
     """Register a row function `(teacher_logp, student_logp, **params) -> [N]` as a loss on logits."""
 
@@ -80,6 +82,8 @@ def register_divergence(
             rows=rows,
             zero_at_match=zero_at_match,
             cross_vocab=cross_vocab,
+            bucketed=bucketed,
+            bucket_aware=bucket_aware,
         )(loss)
         return rows
 

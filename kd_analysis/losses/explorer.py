@@ -17,7 +17,7 @@ from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses.registry import LOSSES
 from kd_analysis.losses.sinkhorn import sinkhorn_plan
-from kd_analysis.losses.sparse import sparse_kd, tail_mass, teacher_topk_logprobs
+from kd_analysis.losses.sparse import sparse_kd, tail_mass, teacher_topk
 
 MAX_BATCH = 64
 TOP_TOKENS = 10
@@ -281,16 +281,16 @@ def row_shuffle_effect(
 def cached_topk_view(
     student: torch.Tensor, teacher: torch.Tensor, settings: ExplorerSettings
 ) -> tuple[dict[str, float], list[float], list[float]]:
-    """What a training run computes from a top-k teacher cache on these rows: each row-wise loss over the k
-    tokens plus a tail bucket, and the tail mass of teacher and student per row."""
-    lp, idx = teacher_topk_logprobs(teacher, settings.cache_k, tau=settings.tau)
+    """What a training run computes from a top-k teacher cache on these rows: each row-wise loss that has a form
+    on the buckets over the k tokens plus a tail bucket, and the tail mass of teacher and student per row."""
+    lp, idx, rest = teacher_topk(teacher, settings.cache_k, tau=settings.tau)
     values = {}
     with torch.no_grad():
         for name in settings.losses:
-            if LOSSES[name].rows is not None:
+            if LOSSES[name].rows is not None and LOSSES[name].bucketed != "none":
                 kw = {k: v for k, v in _loss_kwargs(name, settings).items() if k != "tau"}
-                values[name] = float(sparse_kd(name, student, lp, idx, tau=settings.tau, **kw))
-    t_tail, s_tail = tail_mass(student, lp, idx, tau=settings.tau)
+                values[name] = float(sparse_kd(name, student, lp, idx, tau=settings.tau, teacher_rest=rest, **kw))
+    t_tail, s_tail = tail_mass(student, lp, idx, tau=settings.tau, teacher_rest=rest)
     return values, t_tail.tolist(), s_tail.tolist()
 
 

@@ -13,8 +13,9 @@
   (the shorter vocabulary padded with zeros). It needs no shared tokenizer, so it is what a cross-tokenizer pair
   can distil with; answer positions are then aligned by index (the training loop).
 - `gjsd`: the generalised Jensen-Shannon divergence of GKD (Agarwal et al. 2024),
-  JSD(β) = β KL(p_t‖m) + (1−β) KL(p_s‖m), m = β p_t + (1−β) p_s. It vanishes at β = 0 and 1; divided by β it
-  tends to KL(p_t‖p_s) as β → 0, and divided by 1 − β to KL(p_s‖p_t) as β → 1 (tested). β = ½ is JS.
+  JSD(β) = β KL(p_t‖m) + (1−β) KL(p_s‖m), m = β p_t + (1−β) p_s, for 0 < β < 1. The formula vanishes at β = 0
+  and 1 (divided by β it tends to KL(p_t‖p_s) as β → 0, divided by 1 − β to KL(p_s‖p_t) as β → 1, tested), so
+  the endpoints follow TRL's GKD trainer: β = 0 is forward KL(p_t‖p_s), β = 1 reverse KL(p_s‖p_t). β = ½ is JS.
 
 All are written with differentiable operations only, so the toy's Newton fits get exact second derivatives.
 """
@@ -32,17 +33,22 @@ from kd_analysis.losses.registry import Param
 HEAD_SEARCH = 64  # AKL looks for the head among the teacher's top tokens first; rows whose head is wider are sorted
 
 
-def akl_weights(lt: torch.Tensor, ls: torch.Tensor, mu: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def akl_weights(
+    lt: torch.Tensor, ls: torch.Tensor, mu: float = 0.5, tail_bucket: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(head weight, tail weight) per row: the shares of the teacher–student L1 gap on the teacher's head and
     tail. The head is the teacher's tokens by decreasing probability while the cumulative mass stays ≤ μ, and
     always the top token. Both 0.5 where the rows are equal (the loss is 0 there anyway).
 
     The head usually lies within the teacher's top few tokens, so rows are first searched among the top
     `HEAD_SEARCH`; only rows whose top tokens hold no more than μ are sorted whole (`_head_gap_sorted`, the
-    reference the tests compare this with)."""
+    reference the tests compare this with). `tail_bucket`: the last column is a top-k cache's merged tail, not a
+    token, so it is never ranked into the head; its gap counts in the tail's."""
     with torch.no_grad():
         pt, ps = lt.exp(), ls.exp()
         total = (pt - ps).abs().sum(-1)
+        if tail_bucket:
+            pt, ps = pt[..., :-1], ps[..., :-1]
         k = min(HEAD_SEARCH, pt.shape[-1])
         top, idx = pt.topk(k, dim=-1)
         head = top.cumsum(-1) <= mu
@@ -67,15 +73,17 @@ def _head_gap_sorted(pt: torch.Tensor, ps: torch.Tensor, mu: float) -> torch.Ten
     "akl",
     title="Adaptive KL (AKL)",
     symmetric=False,
+    bucketed="approximate",
+    bucket_aware=True,
     params=(Param("mu", 0.5, 0.05, 0.95, "μ: the teacher's head is its top tokens up to this cumulative mass"),),
     description="Forward and reverse KL weighted per row by where the student misses the teacher: on its head "
     "(forward KL's strength) or on its tail (reverse KL's). Wu et al. 2024.",
 )
-def akl_rows(lt: torch.Tensor, ls: torch.Tensor, mu: float = 0.5) -> torch.Tensor:
-    """AKL per row; the weights are constants in the gradient."""
+def akl_rows(lt: torch.Tensor, ls: torch.Tensor, mu: float = 0.5, tail_bucket: bool = False) -> torch.Tensor:
+    """AKL per row; the weights are constants in the gradient. `tail_bucket`: see `akl_weights`."""
     if not 0 < mu < 1:
         raise KDLensError(f"AKL's μ must be in (0, 1) (got {mu})")
-    w_head, w_tail = akl_weights(lt, ls, mu)
+    w_head, w_tail = akl_weights(lt, ls, mu, tail_bucket)
     return w_head * _kl_rows(lt, ls) + w_tail * _kl_rows(ls, lt)
 
 
@@ -94,6 +102,7 @@ def _plogp_ratio(la: torch.Tensor, lb: torch.Tensor, a: float) -> torch.Tensor:
     "alpha_beta",
     title="α-β divergence (ABKD)",
     symmetric=False,
+    bucketed="approximate",  # an f-divergence only on α + β = 1
     params=(
         Param("ab_alpha", 0.5, 0.0, 2.0, "α: weight on the teacher's side ((1, 0) is forward KL)"),
         Param("ab_beta", 0.5, 0.0, 2.0, "β: weight on the student's side ((0, 1) is reverse KL)"),
@@ -126,19 +135,26 @@ def alpha_beta_rows(lt: torch.Tensor, ls: torch.Tensor, ab_alpha: float = 0.5, a
     symmetric=False,
     params=(
         Param(
-            "jsd_beta", 0.5, 0.01, 0.99, "β: the teacher's share of the mixture (½: JS; → 0 forward, → 1 reverse KL)"
+            "jsd_beta",
+            0.5,
+            0.0,
+            1.0,
+            "β: the teacher's share of the mixture (½: JS); 0 is forward KL and 1 reverse KL, as in TRL's GKD",
         ),
     ),
     description="β·KL(teacher‖m) + (1−β)·KL(student‖m) with m = β·teacher + (1−β)·student: bounded, and between "
     "forward KL (small β) and reverse KL (β near 1). Agarwal et al. 2024 (GKD).",
 )
 def gjsd_rows(lt: torch.Tensor, ls: torch.Tensor, jsd_beta: float = 0.5) -> torch.Tensor:
-    """JSD(β) per row (0 at β = 0 and β = 1, where the mixture is one of the two)."""
+    """JSD(β) per row; at β = 0 forward KL(p_t‖p_s) and at β = 1 reverse KL(p_s‖p_t), TRL's endpoints (the
+    mixture formula is identically 0 there, so a run configured with them would train nothing)."""
     b = float(jsd_beta)
     if not 0 <= b <= 1:
         raise KDLensError(f"generalised JSD's β must be in [0, 1] (got {b})")
-    if b in (0.0, 1.0):
-        return torch.where(torch.isfinite(lt), lt, 0.0).sum(-1) * 0.0
+    if b == 0.0:
+        return _kl_rows(lt, ls)
+    if b == 1.0:
+        return _kl_rows(ls, lt)
     lm = torch.logaddexp(lt + math.log(b), ls + math.log(1 - b))
     return b * _kl_rows(lt, lm) + (1 - b) * _kl_rows(ls, lm)
 
@@ -147,6 +163,7 @@ def gjsd_rows(lt: torch.Tensor, ls: torch.Tensor, jsd_beta: float = 0.5) -> torc
     "taid",
     title="TAID (interpolated target)",
     symmetric=False,
+    bucketed="approximate",  # the target interpolates logits, and a merged tail's logit is not a token's
     zero_at_match=False,
     params=(
         Param("taid_t_start", 0.4, 0.0, 0.99, "t at the first step: the target's share of the teacher"),
@@ -194,6 +211,7 @@ register_divergence(
     title="ULD (sorted probabilities)",
     symmetric=True,
     cross_vocab=True,
+    bucketed="none",  # it ranks every token by probability: a merged tail is not a token
     description="Wasserstein-1 between teacher and student with tokens ranked by probability: blind to which "
     "token is which, so it works across tokenizers (cross-tokenizer pairs distil with it). Boizard et al. 2024.",
 )(uld_rows)

@@ -64,6 +64,9 @@ class LossSpec:
     zero_at_match: bool = True  # 0 when student == teacher (false for soft cross-entropy: the teacher's entropy)
     one_pair: PairFn | None = None  # a batch-wise loss between single distributions (what the toy fits)
     cross_vocab: bool = False  # compares rows of different vocabularies (ULD): usable across tokenizers
+    # how the row divergence behaves on a top-k teacher cache's k + 1 buckets (`sparse_kd`), one of BUCKETED
+    bucketed: str = "coarsening"
+    bucket_aware: bool = False  # the row function takes `tail_bucket=True` to treat its last column as the tail
 
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, **kw: Any) -> torch.Tensor:
         return self.fn(student_logits, teacher_logits, **kw)
@@ -79,6 +82,14 @@ class LossSpec:
 
 LOSSES: dict[str, LossSpec] = {}
 
+BUCKETED = {
+    "coarsening": "merging the tail can only lower it (data processing for an f-divergence, or one plus the "
+    "teacher's entropy; the triangle inequality for a transport cost)",
+    "approximate": "not an f-divergence: on the k + 1 buckets it may be above or below its dense value",
+    "none": "no form on the buckets: it needs every token of both distributions",
+}
+BUCKETED_SHORT = {"coarsening": "at most the full value", "approximate": "approximation", "none": "no form"}
+
 
 def register_loss(
     name: str,
@@ -92,14 +103,31 @@ def register_loss(
     zero_at_match: bool = True,
     one_pair: PairFn | None = None,
     cross_vocab: bool = False,
+    bucketed: str = "coarsening",
+    bucket_aware: bool = False,
 ) -> Callable[[LossFn], LossFn]:
+    if bucketed not in BUCKETED:
+        raise ValueError(f"loss {name!r}: bucketed must be one of {', '.join(BUCKETED)}")
+
     def deco(fn: LossFn) -> LossFn:
         taken = {p.name: other.name for other in LOSSES.values() if other.name != name for p in other.params}
         clash = [p.name for p in params if p.name in taken]
         if clash:  # callers pass one mapping of values to every loss (`resolve`): a shared name would be shared
             raise ValueError(f"loss {name!r}: parameter {clash[0]!r} is already {taken[clash[0]]!r}'s; name it apart")
         LOSSES[name] = LossSpec(
-            name, title, fn, description, symmetric, batchwise, params, rows, zero_at_match, one_pair, cross_vocab
+            name,
+            title,
+            fn,
+            description,
+            symmetric,
+            batchwise,
+            params,
+            rows,
+            zero_at_match,
+            one_pair,
+            cross_vocab,
+            bucketed,
+            bucket_aware,
         )
         return fn
 

@@ -80,7 +80,8 @@ class AnswerRows:
     """The student's logits at its target positions, without copying them out of the batch: `flat` is the
     [B·L, V] view of the logits and `pos` the N target rows. The logsumexp over the whole vocabulary is computed
     once per temperature: cross-entropy needs it at τ = 1 and every top-k KD term reuses it at its own τ (a term at
-    τ = 1 costs no extra pass over the vocabulary)."""
+    τ = 1 costs no extra pass over the vocabulary). Only a value that carries the gradient is kept: one computed
+    under `torch.no_grad()` (a statistic) is returned and forgotten, so a loss never reuses a detached normaliser."""
 
     flat: torch.Tensor  # [B·L, V]
     pos: torch.Tensor  # [N] rows of `flat` that have a target
@@ -105,11 +106,22 @@ class AnswerRows:
 
     def lse(self, tau: float = 1.0) -> torch.Tensor:
         """[N] logsumexp(logits / τ) over the whole vocabulary (computed on all rows: no [N, V] copy)."""
-        if tau not in self._lse:
-            from kd_analysis.losses.sparse import logsumexp_at
+        kept = self._lse.get(tau)
+        if kept is not None:
+            return kept if torch.is_grad_enabled() else kept.detach()
+        from kd_analysis.losses.sparse import logsumexp_at
 
-            self._lse[tau] = logsumexp_at(upcast(self.flat), tau)[self.pos]
-        return self._lse[tau]
+        value = logsumexp_at(upcast(self.flat), tau)[self.pos]
+        if value.requires_grad or not self.flat.requires_grad:
+            self._lse[tau] = value
+        return value
+
+    def rest(self, idx: torch.Tensor, tau: float) -> torch.Tensor:
+        """[N] log-probability at τ of the tokens outside idx [N, k] together: the student's tail bucket, summed
+        over the tail's own tokens (exact however small), with the gradient it carries."""
+        from kd_analysis.losses.sparse import rest_logsumexp
+
+        return rest_logsumexp(self.flat, idx, tau, pos=self.pos) - self.lse(tau)
 
     def at(self, idx: torch.Tensor) -> torch.Tensor:
         """[N, k] raw logits at per-row token ids, gathered without copying [N, V] rows."""
@@ -127,8 +139,17 @@ class AnswerRows:
         return (self.lse(1.0) - self.at(self.labels[:, None]).squeeze(1)).mean()
 
 
-def _prompt_and_target(tok, ex: Example, prompt: PromptFn) -> tuple[list[int], list[int]]:
+AnswerIds = dict[str, list[int]]  # example id -> the answer's token ids as a model sampled them (on-policy)
+
+
+def _prompt_and_target(
+    tok, ex: Example, prompt: PromptFn, answer_ids: AnswerIds | None = None
+) -> tuple[list[int], list[int]]:
+    """The prompt's ids and the target's: sampled ids as they are (never decoded and re-tokenized, which can
+    merge or split tokens), else the gold answer tokenized with an end-of-sequence token."""
     p = tok(prompt(ex), add_special_tokens=True)["input_ids"]
+    if answer_ids is not None and ex.id in answer_ids:
+        return p, list(answer_ids[ex.id])
     t = tok(lm_target(ex), add_special_tokens=False)["input_ids"]
     if tok.eos_token_id is not None:
         t = t + [tok.eos_token_id]
@@ -152,17 +173,19 @@ def lm_outputs(
     prompt: PromptFn | None = None,
     keep_targets: Sequence[int] | None = None,
     hidden: bool = False,
+    answer_ids: AnswerIds | None = None,
 ) -> LMBatch:
     """Teacher-forced logits for prompt + target; labels shifted so logits[t] predicts labels[t].
 
     `keep_targets` fixes each example's number of answer tokens (the prompt is then never cut). `hidden`: the
-    final hidden states instead of logits (the caller applies the output layer where it needs it)."""
+    final hidden states instead of logits (the caller applies the output layer where it needs it). `answer_ids`:
+    targets given as token ids (a student's samples), by example id."""
     tok = loaded.tokenizer
     if loaded.head == "seq2seq":
         return _seq2seq_outputs(loaded, examples, max_length)
     rows, label_rows = [], []
     for i, ex in enumerate(examples):
-        p, t = _prompt_and_target(tok, ex, prompt or mc_prompt)
+        p, t = _prompt_and_target(tok, ex, prompt or mc_prompt, answer_ids)
         if keep_targets is not None:
             t = t[: keep_targets[i]]
             ids, labels = p + t, [-100] * len(p) + t
@@ -249,14 +272,19 @@ def _seq2seq_outputs(loaded, examples: Sequence[Example], max_length: int) -> LM
 
 
 def task_outputs(
-    loaded, examples: Sequence[Example], max_length: int, prompt: PromptFn | None = None, hidden: bool = False
+    loaded,
+    examples: Sequence[Example],
+    max_length: int,
+    prompt: PromptFn | None = None,
+    hidden: bool = False,
+    answer_ids: AnswerIds | None = None,
 ):
     """[B, C] choice scores or [B, K] class logits (grad-enabled), or an LMBatch for generation tasks."""
     if loaded.task == "multiple_choice":
         return choice_scores(loaded, examples, max_length, grad=True)
     if loaded.task == "classification":
         return class_logits(loaded, examples, max_length, grad=True)
-    return lm_outputs(loaded, examples, max_length, prompt, hidden=hidden)
+    return lm_outputs(loaded, examples, max_length, prompt, hidden=hidden, answer_ids=answer_ids)
 
 
 def gold_labels(examples: Sequence[Example], device) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,16 @@ class OnPolicySettings:
     """On-policy distillation (GKD, Agarwal et al. 2024, their Algorithm 1): each batch is, with probability
     `fraction` (their λ), replaced by answers the student samples to the same prompts, which the teacher then
     scores at every generated token; CE is skipped on such batches (their labels are the student's own).
-    λ = 0 is off-policy training on the data set's answers."""
+    λ = 0 is off-policy training on the data set's answers. Sampling is set in full: softmax(logits /
+    temperature) over the whole vocabulary (top_k 0, top_p 1, no repetition penalty), as GKD's Algorithm 1 and TRL
+    sample; the checkpoint's own generation settings never apply. The student trains on the token ids it sampled.
+    """
 
     fraction: float = 0.5
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 32
+    top_k: int = 0  # 0: no top-k cut (the whole distribution)
 
 
 @dataclass
@@ -276,6 +281,8 @@ class TrainConfig:
                 positive(f"τ of the {term.name} term", term.tau)
             if term.tau_end is not None:
                 positive(f"tau_end of the {term.name} term", term.tau_end)
+            if term.name in LOSSES:
+                _check_params(term.name, term.params)
         if self.split_seed is not None and (not isinstance(self.split_seed, int) or self.split_seed < 0):
             raise KDLensError(f"split_seed must be a whole number ≥ 0 (got {self.split_seed!r})")
         if self.labels is not None:
@@ -296,8 +303,12 @@ class TrainConfig:
             raise KDLensError(f"on_policy.fraction (GKD's λ) must be in [0, 1] (got {o.fraction!r})")
         positive("on_policy.temperature", o.temperature)
         positive("on_policy.max_new_tokens", o.max_new_tokens, integer=True)
-        if not isinstance(o.top_p, (int, float)) or not 0 < o.top_p <= 1:
+        if not isinstance(o.top_p, (int, float)) or isinstance(o.top_p, bool) or not 0 < o.top_p <= 1:
             raise KDLensError(f"on_policy.top_p must be in (0, 1] (got {o.top_p!r})")
+        if not isinstance(o.top_k, int) or isinstance(o.top_k, bool) or o.top_k < 0:
+            raise KDLensError(
+                f"on_policy.top_k must be a whole number ≥ 0, 0 for the whole vocabulary (got {o.top_k!r})"
+            )
         if self.priming or self.rationales or self.train_teacher:
             raise KDLensError(
                 "on-policy distillation samples the student's own answers to the plain prompt; it cannot be "
@@ -362,3 +373,18 @@ class TrainConfig:
 
     def term_tau_squared(self, term: LossTerm) -> bool:
         return bool(term.tau_squared) if term.tau_squared is not None else bool(self.tau_squared)
+
+
+def _check_params(name: str, params: dict[str, Any]) -> None:
+    """A loss's numeric parameters as a config, the form and the CLI all take them: a number (never a string or a
+    bool) within the range the registry declares, so a value the form would refuse is refused here too."""
+    from kd_analysis.losses import LOSSES
+
+    for p in LOSSES[name].params:
+        if p.name not in params:
+            continue
+        v = params[p.name]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not p.low <= v <= p.high or (isinstance(p.default, int) and int(v) != v):
+            kind = "a whole number" if isinstance(p.default, int) else "a number"
+            raise KDLensError(f"{name}'s {p.name} must be {kind} in [{p.low:g}, {p.high:g}] (got {v!r}): {p.help}")

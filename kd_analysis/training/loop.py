@@ -25,7 +25,7 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.losses.checks import upcast
 from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
-from kd_analysis.losses.sparse import buckets_from_topk, row_divergence
+from kd_analysis.losses.sparse import bucket_rows, buckets_from_topk
 from kd_analysis.training import shared_teacher
 from kd_analysis.training.balance import imbalance, record_norms, term_grad_norms
 from kd_analysis.training.batches import (
@@ -147,29 +147,59 @@ def kd_loss_terms(
 
 
 def _lm_topk_term(name: str, rows: AnswerRows, top: TopK, tau: float, params: dict, note, stats) -> torch.Tensor:
+    """One KD term from the cached top-k teacher over k + 1 buckets (the tails each summed over their own tokens);
+    the tail-mass statistics are read off the same buckets, detached, so they never touch the loss's graph."""
     t_lp = top.logprobs(tau)
-    if stats is not None and "teacher_tail_mass" not in stats:
-        with torch.no_grad():
-            t_b, s_b = buckets_from_topk(rows.at(top.indices), rows.lse(tau), t_lp, tau=tau)
-            stats["teacher_tail_mass"] = float(t_b[:, -1].exp().mean())
-            stats["student_tail_mass"] = float(s_b[:, -1].exp().mean())
-        if stats["teacher_tail_mass"] > TAIL_WARNING:
-            note(
-                f"warning: at τ = {tau:g} the teacher's top-{top.indices.shape[-1]} tokens hold only "
-                f"{1 - stats['teacher_tail_mass']:.0%} of its probability mass; the rest is one tail bucket, so "
-                "KD sees little of the teacher's distribution. Raise teacher_topk, lower τ, or set teacher_topk "
-                "to null (full vocabulary, the teacher runs every step)."
-            )
+    k = top.indices.shape[-1]
+    full = k >= rows.vocab
     if LOSSES[name].batchwise:
-        if not _token_sinkhorn_applies(params, rows.n, note):
-            return rows.flat.sum() * 0.0
-        student = torch.exp(rows.rows() / tau - rows.lse(tau)[:, None])
-        params.pop("topk", None)
-        return sinkhorn_topk_teacher(student, t_lp.exp(), top.indices, **params)
+        value = _topk_sinkhorn(rows, top, tau, params, note)
+        if stats is not None and "teacher_tail_mass" not in stats and not full:
+            with torch.no_grad():
+                _tail_stats(stats, top.rest_logprob(tau), rows.rest(top.indices, tau), tau, k, note)
+        return value
+    rest = None if full else rows.rest(top.indices, tau)
     t, s = buckets_from_topk(
-        rows.at(top.indices), rows.lse(tau), t_lp, tau=tau, full=top.indices.shape[-1] >= rows.vocab
+        rows.at(top.indices),
+        rows.lse(tau),
+        t_lp,
+        tau=tau,
+        full=full,
+        student_rest=rest,
+        teacher_rest=None if full else top.rest_logprob(tau),
     )
-    return row_divergence(name)(t, s, **params).mean()
+    if stats is not None and "teacher_tail_mass" not in stats:
+        if full:
+            stats.update(teacher_tail_mass=0.0, student_tail_mass=0.0)
+        else:
+            _tail_stats(stats, t[:, -1].detach(), s[:, -1].detach(), tau, k, note)
+    if not full and LOSSES[name].bucketed == "approximate":
+        note(
+            f"note: {LOSSES[name].title} is not an f-divergence, so on the cache's k + 1 buckets it is an "
+            "approximation of its full-vocabulary value (above or below it); teacher_cache: none computes it exactly"
+        )
+    return bucket_rows(name, full)(t, s, **params).mean()
+
+
+def _tail_stats(stats: dict, t_tail: torch.Tensor, s_tail: torch.Tensor, tau: float, k: int, note) -> None:
+    """Mean tail mass of teacher and student (log-probabilities in), and the warning when the teacher's is large."""
+    stats["teacher_tail_mass"] = float(t_tail.exp().mean())
+    stats["student_tail_mass"] = float(s_tail.exp().mean())
+    if stats["teacher_tail_mass"] > TAIL_WARNING:
+        note(
+            f"warning: at τ = {tau:g} the teacher's top-{k} tokens hold only "
+            f"{1 - stats['teacher_tail_mass']:.0%} of its probability mass; the rest is one tail bucket, so "
+            "KD sees little of the teacher's distribution. Raise teacher_topk, lower τ, or set teacher_topk "
+            "to null (full vocabulary, the teacher runs every step)."
+        )
+
+
+def _topk_sinkhorn(rows: AnswerRows, top: TopK, tau: float, params: dict, note) -> torch.Tensor:
+    if not _token_sinkhorn_applies(params, rows.n, note):
+        return rows.flat.sum() * 0.0
+    student = torch.exp(rows.rows() / tau - rows.lse(tau)[:, None])
+    params.pop("topk", None)
+    return sinkhorn_topk_teacher(student, top.logprobs(tau).exp(), top.indices, **params)
 
 
 def _lm_dense_term(
@@ -252,8 +282,11 @@ def _paper_alignment(cfg: TrainConfig) -> bool:
     return bool(cfg.priming) and cfg.priming.alignment == "paper"
 
 
-def _teacher_forward(cfg, teacher, examples, student_prompt=None, student_tok=None, hidden: bool = False):
-    """The teacher's outputs (no grad) as a run reads them: primed prompt or paper alignment when priming."""
+def _teacher_forward(
+    cfg, teacher, examples, student_prompt=None, student_tok=None, hidden: bool = False, answer_ids=None
+):
+    """The teacher's outputs (no grad) as a run reads them: primed prompt or paper alignment when priming;
+    `answer_ids` (on-policy samples, by example id) are read as the same token ids the student trains on."""
     with torch.no_grad():
         if _paper_alignment(cfg):  # prompt + question only, compared position by position (Goyal et al.)
             s_raw, t_raw = paper_prompts(cfg)
@@ -264,17 +297,19 @@ def _teacher_forward(cfg, teacher, examples, student_prompt=None, student_tok=No
             return lm_outputs(
                 teacher, examples, cfg.max_length, teacher_prompt(cfg, teacher), keep_targets=keep, hidden=hidden
             )
-        return task_outputs(teacher, examples, cfg.max_length, hidden=hidden)
+        return task_outputs(teacher, examples, cfg.max_length, hidden=hidden, answer_ids=answer_ids)
 
 
-def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_prompt=None, student_tok=None):
+def _teacher_rows(
+    cfg, cache: TeacherCache, teacher, examples, width, student_prompt=None, student_tok=None, answer_ids=None
+):
     lm = teacher.task in ("causal_lm", "seq2seq")
     missing = list(examples) if lm and cache.topk is None else cache.missing(examples)
     cache.hits += len(examples) - len(missing)
     fresh: dict = {}
     if missing:
         cache.misses += len(missing)
-        out = _teacher_forward(cfg, teacher, missing, student_prompt, student_tok)
+        out = _teacher_forward(cfg, teacher, missing, student_prompt, student_tok, answer_ids=answer_ids)
         if isinstance(out, LMBatch):
             assert out.logits is not None
             if cache.topk is None:  # full vocabulary: nothing is cached, the teacher runs every step
@@ -286,13 +321,15 @@ def _teacher_rows(cfg, cache: TeacherCache, teacher, examples, width, student_pr
     return cache.lm(examples, device, fresh) if lm else cache.rows(examples, device)
 
 
-def student_outputs(cfg: TrainConfig, live, teacher, examples: Sequence[Example], s_prompt, hidden: bool = False):
+def student_outputs(
+    cfg: TrainConfig, live, teacher, examples: Sequence[Example], s_prompt, hidden: bool = False, answer_ids=None
+):
     """The student's grad-enabled outputs for one batch (position-aligned with the teacher under `paper`)."""
     if _paper_alignment(cfg):
         s_raw, t_raw = paper_prompts(cfg)
         n = paper_rows(live.tokenizer, teacher.tokenizer, examples, cfg.max_length, s_raw, t_raw)
         return position_outputs(live, examples, cfg.max_length, s_raw, n, hidden=hidden)
-    return task_outputs(live, examples, cfg.max_length, s_prompt, hidden=hidden)
+    return task_outputs(live, examples, cfg.max_length, s_prompt, hidden=hidden, answer_ids=answer_ids)
 
 
 def paper_prompts(cfg: TrainConfig) -> tuple[Callable[[Example], str], Callable[[Example], str]]:
@@ -600,6 +637,8 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
             "an annealed temperature (tau_end) needs the teacher's full rows at every τ: set "
             "teacher_cache to none for language models"
         )
+    if not cfg.online and task in ("causal_lm", "seq2seq") and not cross_vocab:
+        _check_bucketed(cfg, width)
     cache = TeacherCache(
         topk=None if cfg.online else cfg.teacher_topk,
         temperatures=run_temperatures(cfg.term_tau(t) for t in cfg.kd_terms),
@@ -717,6 +756,21 @@ def _policy_rng(cfg: TrainConfig, task: str) -> random.Random | None:
     return random.Random(cfg.seed * 7919 + 17)  # its own stream: the data order does not move with λ
 
 
+def _check_bucketed(cfg: TrainConfig, width: int | None) -> None:
+    """A term without a form on the top-k cache's k + 1 buckets (ULD) is refused before training, unless k covers
+    every shared column (then there is no bucket and the value is the dense one)."""
+    if width and cfg.teacher_topk and cfg.teacher_topk >= width:
+        return
+    for t in cfg.kd_terms:
+        spec = LOSSES[t.name]
+        if spec.bucketed == "none":
+            raise KDLensError(
+                f"{spec.title} has no form on the top-{cfg.teacher_topk} teacher cache (it ranks every token of "
+                "both distributions, and the cache merges the teacher's tail into one bucket): set "
+                "teacher_cache: none"
+            )
+
+
 def _taid_schedule(cfg: TrainConfig) -> TaidSchedule | None:
     term = next((t for t in cfg.kd_terms if t.name == "taid"), None)
     if term is None:
@@ -793,25 +847,29 @@ def cross_vocab_terms(
     return terms
 
 
-def student_answers(s: _Session, examples: list) -> list:
-    """The batch with each answer replaced by one the student samples to the same prompt (GKD's on-policy data)."""
-    from kd_analysis.models.generation import generate_texts
+def student_answers(s: _Session, examples: list) -> tuple[list, dict[str, list[int]]]:
+    """The batch with each answer replaced by one the student samples to the same prompt (GKD's on-policy data):
+    the examples with the decoded text (for logs and records) and, by example id, the sampled token ids the
+    student and a same-tokenizer teacher then read."""
+    from kd_analysis.models.generation import Sampling, generate_ids
     from kd_analysis.models.scoring import mc_prompt
 
     settings = s.cfg.on_policy
     assert settings is not None
     prompt = s.s_prompt or mc_prompt
-    texts = generate_texts(
+    ids = generate_ids(
         s.live,
         [prompt(ex) for ex in examples],
         settings.max_new_tokens,
         len(examples),
         model=s.acc.unwrap_model(s.model),
-        sample={"temperature": settings.temperature, "top_p": settings.top_p},
+        sample=Sampling(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k),
     )
-    return [
+    texts = s.live.tokenizer.batch_decode(ids, skip_special_tokens=True)
+    sampled = [
         replace(ex, solution=None, choices=None, label=None, answer=text.strip()) for ex, text in zip(examples, texts)
     ]
+    return sampled, {ex.id: row for ex, row in zip(examples, ids)}
 
 
 def _blockwise_loss(
@@ -821,12 +879,15 @@ def _blockwise_loss(
     step: int,
     norms: dict[str, float] | None = None,
     with_ce: bool = True,
+    answer_ids: dict[str, list[int]] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
     """The exact online mode's loss: CE and every KD term from the two models' final hidden states."""
     cfg = s.cfg
     with s.acc.autocast():  # calling the body directly skips the autocast accelerate put on the model's forward
-        out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt, hidden=True)
-    t_out = _teacher_forward(cfg, s.teacher, teacher_examples, s.s_prompt, s.student.tokenizer, hidden=True)
+        out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt, hidden=True, answer_ids=answer_ids)
+    t_out = _teacher_forward(
+        cfg, s.teacher, teacher_examples, s.s_prompt, s.student.tokenizer, hidden=True, answer_ids=answer_ids
+    )
     s.cache.misses += len(examples)
     epoch = step // s.per_epoch
     ce_weight = sum(t.weight for t in cfg.losses if t.name == "ce") if with_ce else 0.0
@@ -859,28 +920,36 @@ def _loss(
     on_policy = s.policy_rng is not None and s.policy_rng.random() < cfg.on_policy.fraction  # type: ignore[union-attr]
     # the teacher and the rationale task read the untouched text; an on-policy batch, the student's own answers
     originals = [s.originals[ex.id] for ex in examples]
+    answer_ids: dict[str, list[int]] | None = None
     if on_policy:
-        examples = originals = student_answers(s, originals)
+        examples, answer_ids = student_answers(s, originals)
+        originals = examples
     stats: dict[str, float] = {"on_policy_batch": float(on_policy)} if s.policy_rng is not None else {}
     if s.fused:
         norms: dict[str, float] | None = {} if monitor else None
-        loss, values, out = _blockwise_loss(s, examples, originals, step, norms, with_ce=not on_policy)
+        loss, values, out = _blockwise_loss(s, examples, originals, step, norms, not on_policy, answer_ids)
         stats.update({f"grad_norm_{k}": v for k, v in (norms or {}).items()})
         return _finite(loss, step), values, stats, out
-    out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt)
+    out = student_outputs(cfg, s.live, s.teacher, examples, s.s_prompt, answer_ids=answer_ids)
     tail_stats: dict[str, float] = stats
     answer_rows = AnswerRows.of(out) if isinstance(out, LMBatch) else None
     terms: dict[str, torch.Tensor] = {}
     if sum(t.weight for t in cfg.losses if t.name == "ce") > 0 and not on_policy:
         terms["ce"] = ce_loss(out, examples, answer_rows, s.labelled)
     if cfg.kd_terms and s.cross_vocab:
+        if on_policy:
+            s.note(
+                "on-policy with a cross-tokenizer teacher: the student trains on the token ids it sampled, and the "
+                "teacher reads the same answers as text, tokenized by its own tokenizer (the one place where text "
+                "is the interface between the two)"
+            )
         t_out = _teacher_forward(cfg, s.teacher, originals, s.s_prompt, s.student.tokenizer)
         s.cache.misses += len(examples)
         terms.update(cross_vocab_terms(cfg, out, t_out, step // s.per_epoch, s.n_epochs, s.overrides()))
     elif cfg.kd_terms:
         # sampled answers are new every time: scored by the teacher once, never kept under the example's id
         cache = TeacherCache(s.cache.topk, s.cache.temperatures, keep=False) if on_policy else s.cache
-        t_rows = _teacher_rows(cfg, cache, s.teacher, originals, s.width, s.s_prompt, s.student.tokenizer)
+        t_rows = _teacher_rows(cfg, cache, s.teacher, originals, s.width, s.s_prompt, s.student.tokenizer, answer_ids)
         if s.cache.over_budget:
             s.note(
                 f"warning: the teacher cache reached its budget ({s.cache.budget_bytes / 2**20:.0f} MB); the "

@@ -1,11 +1,12 @@
 """Teacher outputs cached per example, so epochs after the first skip the teacher's forward pass.
 
 Classification and multiple choice keep the full (small) logit vector. Language models keep, at each target
-position, the teacher's top-k logits with their token ids and the logsumexp of the whole row at every
-temperature the run uses: that is what turns the k values into log-probabilities over the *full* vocabulary,
-so KD can charge the student for the mass it puts outside the teacher's top-k (`kd_analysis.losses.sparse_kd`).
+position, the teacher's top-k logits with their token ids, and at every temperature the run uses the logsumexp
+of the whole row and of the tokens outside the k: that turns the k values into log-probabilities over the *full*
+vocabulary and gives the tail bucket its exact mass, so KD can charge the student for the mass it puts outside
+the teacher's top-k (`kd_analysis.losses.sparse_kd`), however small the teacher's tail.
 
-Storage per target token: k × 8 bytes (a float32 value and an int32 id) + 4 bytes per temperature, i.e. 516 B at
+Storage per target token: k × 8 bytes (a float32 value and an int32 id) + 8 bytes per temperature, i.e. 520 B at
 k = 64 with one τ, against 4·V bytes for a full row (196 KB for SmolLM2's 49,152 tokens).
 """
 
@@ -18,11 +19,13 @@ import torch
 
 from kd_analysis.data.example import Example
 from kd_analysis.errors import KDLensError
+from kd_analysis.losses.checks import upcast
+from kd_analysis.losses.sparse import rest_logsumexp
 
 
 def bytes_per_token(k: int, temperatures: int = 1) -> int:
-    """What the cache holds per target token for top-k (float32 values, int32 ids, one float per τ)."""
-    return 8 * k + 4 * temperatures
+    """What the cache holds per target token for top-k (float32 values, int32 ids, two floats per τ)."""
+    return 8 * k + 8 * temperatures
 
 
 @dataclass
@@ -30,12 +33,20 @@ class TopK:
     logits: torch.Tensor  # [T, k] the teacher's raw logits at its top-k tokens, per target position
     indices: torch.Tensor  # [T, k] their token ids
     lse: dict[float, torch.Tensor]  # τ -> [T] logsumexp(logits_full / τ) over the teacher's whole vocabulary
+    rest: dict[float, torch.Tensor]  # τ -> [T] the same over the tokens outside the k (−inf when none are left)
 
     def logprobs(self, tau: float) -> torch.Tensor:
         """log softmax(z / τ) of the full row, at the kept tokens."""
+        return self.logits / tau - self._lse(tau)[:, None]
+
+    def rest_logprob(self, tau: float) -> torch.Tensor:
+        """[T] log of the probability at τ of every token outside the k together (the tail bucket)."""
+        return self.rest[tau] - self._lse(tau)
+
+    def _lse(self, tau: float) -> torch.Tensor:
         if tau not in self.lse:
             raise KDLensError(f"the teacher cache has no normaliser for τ = {tau} (it holds {sorted(self.lse)})")
-        return self.logits / tau - self.lse[tau][:, None]
+        return self.lse[tau]
 
 
 BUDGET_MB = 2048  # the most a run's language-model teacher cache may hold; past it the teacher runs again
@@ -72,14 +83,15 @@ class TeacherCache:
         made = {}
         for b, ex in enumerate(examples):
             pos = (labels[b] != -100).nonzero().flatten()
-            rows = logits[b, pos].detach().float()
+            rows = upcast(logits[b, pos].detach())  # float32, or float64 for a float64 teacher
             if k == width:  # every column: nothing to choose, so no sort
                 vals, idx = rows[:, :width], torch.arange(width, device=rows.device).expand(len(pos), width)
             else:
                 vals, idx = rows[:, :width].topk(k, dim=-1)
             lse = {t: torch.logsumexp(rows / t, -1).cpu() for t in self.temperatures}
-            made[ex.id] = entry = TopK(vals.cpu(), idx.to(torch.int32).cpu(), lse)
-            size = 8 * vals.numel() + 4 * len(pos) * len(lse)
+            rest = {t: rest_logsumexp(rows, idx, t).cpu() for t in self.temperatures}
+            made[ex.id] = entry = TopK(vals.cpu(), idx.to(torch.int32).cpu(), lse, rest)
+            size = 8 * vals.numel() + 8 * len(pos) * len(lse)
             if not self.keep:
                 continue
             if self.held_bytes + size <= self.budget_bytes:
@@ -100,6 +112,7 @@ class TeacherCache:
             torch.cat([i.logits for i in items]).to(device),
             torch.cat([i.indices for i in items]).to(device).long(),
             {t: torch.cat([i.lse[t] for i in items]).to(device) for t in self.temperatures},
+            {t: torch.cat([i.rest[t] for i in items]).to(device) for t in self.temperatures},
         )
 
 
