@@ -283,7 +283,7 @@ losses:
 """
     seen: list = []
     assert train(TrainConfig.from_dict(yaml.safe_load(text)), on_metrics=seen.append).state == "finished"
-    assert [m["loss_gjsd"] for m in seen if "loss" in m][0] > 1e-6  # the formula at β = 0 is exactly 0
+    assert next(m["loss_gjsd"] for m in seen if "loss" in m) > 1e-6  # the formula at β = 0 is exactly 0
     for bad in ('"0"', "1.5", "true"):
         with pytest.raises(KDLensError, match="jsd_beta must be a number in"):
             TrainConfig.from_dict(yaml.safe_load(text.replace("jsd_beta: 0", f"jsd_beta: {bad}"))).validate()
