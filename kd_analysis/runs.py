@@ -126,6 +126,8 @@ class Run:
     def beat(self) -> None:
         """Record that the worker is alive, without touching anything else in the status."""
         with _status_lock:
+            if not self.path.is_dir():  # moved or deleted after the job ended: a beat must not recreate it
+                return
             status = self.status()
             status["heartbeat"] = time.time()
             atomic_write_json(self.path / STATUS, status)

@@ -105,3 +105,19 @@ def test_toy_sliders_survive_a_visit_to_the_pair(monkeypatch):
     _view(at, "pair")
     _view(at, "toy")
     assert next(s for s in at.slider if s.label == "Sinkhorn ε").value == pytest.approx(0.5)
+
+
+def test_a_language_model_pair_shows_what_the_top_k_cache_computes_per_loss(tiny_dir):
+    """A causal LM pair: the table of full-vocabulary vs top-k + tail values says how each loss behaves on the
+    buckets, and ULD, which has no bucketed form, has no bucketed value."""
+    from tests.test_pages import open_with
+
+    at = open_with(tiny_dir / "llama", "causal_lm", LOSS_PAGE, layers=1)
+    at = _view(at, "pair")
+    table = next(df.value for df in at.dataframe if "on the buckets" in df.value.columns).set_index("loss")
+    assert table.loc["Reverse KL", "on the buckets"] == "at most the full value"
+    assert table.loc["Adaptive KL (AKL)", "on the buckets"] == "approximation"
+    assert table.loc["ULD (sorted probabilities)", "on the buckets"] == "no form"
+    bucket_col = next(c for c in table.columns if c.endswith("+ tail bucket"))
+    assert table[bucket_col].isna()["ULD (sorted probabilities)"] and table[bucket_col].notna()["Reverse KL"]
+    assert any("can only lower an f-divergence" in c.value for c in at.caption)

@@ -355,3 +355,25 @@ def test_train_failure_prints_its_reason_even_when_the_disk_is_full(tmp_path, mo
     assert run_worker(cfg, run_id="full", root=str(store.root)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: the disk is full") and err.count("\n") == 1
+
+
+def test_a_finished_job_leaves_no_heartbeat_that_could_recreate_a_moved_folder(tmp_path, monkeypatch):
+    """A reference build renames `<id>.new` as soon as the job returns: no beat may land after that."""
+    import threading
+
+    import kd_analysis.training.worker as worker
+
+    monkeypatch.setattr(worker, "HEARTBEAT_S", 0.001)  # beats all the time, so one is always under way
+    monkeypatch.setattr(worker, "_QUEUE_HELD_BY_PARENT", True)
+    store = RunStore(tmp_path / "runs")
+    run = store.create("attention", {"name": "hb"}, run_id="hb.new")
+
+    def body(stop):
+        time.sleep(0.05)
+        return "finished", None, {}
+
+    assert worker.supervise(run, store.root, "cpu", body) == 0
+    assert not [t for t in threading.enumerate() if isinstance(t, worker._Heartbeat)]
+    os.replace(run.path, store.root / "hb")
+    time.sleep(0.05)
+    assert not run.path.exists() and store.get("hb").status()["state"] == "finished"

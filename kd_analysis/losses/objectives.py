@@ -4,7 +4,7 @@
   Large Language Models"). Per row, forward and reverse KL are weighted by the teacher–student gap on the
   teacher's head (its most probable tokens, up to cumulative mass μ; the top token always) and on the tail:
   AKL = g_head / (g_head + g_tail) · KL(p_t‖p_s) + g_tail / (g_head + g_tail) · KL(p_s‖p_t), with
-  g = Σ |p_t − p_s| over each part, held constant in the gradient (as in the public AKL code in ABKD's repository).
+  g = Σ |p_t − p_s| over each part, held constant in the gradient (as in the authors' AKL.py, wutaiqiang/LLM_KD_AKL).
 - `alpha_beta`: the AB-divergence of Cichocki, Cruces and Amari (2011) that ABKD (Wang et al. 2025) distils with,
   D(α, β) = −1/(αβ) Σ (p_t^α p_s^β − α/(α+β) p_t^(α+β) − β/(α+β) p_s^(α+β)), with its continuous limits where α,
   β or α + β is 0: (1, 0) is KL(p_t‖p_s), (0, 1) is KL(p_s‖p_t), (½, ½) is 4 × the squared Hellinger distance.

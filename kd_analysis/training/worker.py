@@ -155,6 +155,7 @@ def supervise(
         return 1 if not isinstance(exc, KDLensError) else 2
     finally:
         beat.stopped.set()
+        beat.join()  # a beat already under way must land before the caller may move or delete the folder
         if lock:
             lock.close()
 
