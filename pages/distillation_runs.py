@@ -103,6 +103,14 @@ with st.form("new_run"):
             weights[key] = col.number_input(key, 0.0, 10.0, 0.5 if key == "kl" else 0.0, 0.1, help=spec.description)
         with st.expander("Loss parameters (used by the terms with a weight)"):
             loss_params = loss_param_inputs(LOSSES, key_prefix=K + "param_")
+            own_reference = [k for k, spec in LOSSES.items() if spec.reference_tau is not None]
+            every_term_at_tau = st.checkbox(
+                f"{', '.join(own_reference)} at the run's τ and τ² too",
+                key=K + "every_term_at_tau",
+                help="off: these objectives train at the temperature their authors' code uses (τ 1, no τ² factor); "
+                "on: every distillation term shares the run's τ and Hinton's τ², to compare objectives at one "
+                "temperature",
+            )
     c1, c2, c3, c4, c5, c6 = st.columns(6)
     own_tau = bool(preset) and bool(base.kd_terms) and all(t.tau is not None for t in base.kd_terms)
     tau = c1.number_input(
@@ -115,7 +123,8 @@ with st.form("new_run"):
         disabled=own_tau,
         help="every term of this preset has its own τ (table above)"
         if own_tau
-        else "the run's temperature; terms with their own τ keep theirs",
+        else "the run's temperature, with Hinton's τ² factor; terms with their own τ keep theirs, and so do the "
+        "objectives that train at their reference's τ (see Loss parameters)",
     )
     lr = c2.number_input("learning rate", 1e-7, 1.0, float(defaults.lr), format="%.1e", key=K + "lr")
     epochs = c3.number_input("epochs (0: use steps)", 0.0, 1000.0, float(defaults.epochs or 0), 1.0, key=K + "epochs")
@@ -274,7 +283,13 @@ if submitted:
                 student=StudentSpec.from_dict(form.pop("student")),
                 data=form.pop("data"),
                 name=name.strip(),
-                losses=[LossTerm(k, float(w), loss_params.get(k, {})) for k, w in weights.items() if w > 0],
+                losses=[
+                    LossTerm(k, float(w), loss_params.get(k, {}))
+                    if not (every_term_at_tau and k in own_reference)
+                    else LossTerm(k, float(w), loss_params.get(k, {}), tau=float(tau), tau_squared=True)
+                    for k, w in weights.items()
+                    if w > 0
+                ],
                 lora=(LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)) if use_lora else None),
                 rationales=None
                 if r_mode == "off"

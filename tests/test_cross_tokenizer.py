@@ -79,13 +79,13 @@ def test_a_cross_tokenizer_pair_trains_with_uld_on_aligned_positions(cross_pair,
     real = loop.aligned_answer_rows
 
     def spy(student, teacher):
-        s_rows, t_rows = real(student, teacher)
+        s_rows, t_rows, seq = real(student, teacher)
         counts = [
             (int((student.labels[b] != -100).sum()), int((teacher.labels[b] != -100).sum()))
             for b in range(student.labels.shape[0])
         ]
         pairs.append((s_rows.shape, t_rows.shape, counts))
-        return s_rows, t_rows
+        return s_rows, t_rows, seq
 
     monkeypatch.setattr(loop, "aligned_answer_rows", spy)
     res, steps = _train(cross_pair, tmp_path)

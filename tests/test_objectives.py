@@ -249,6 +249,64 @@ def test_training_with_taid_logs_t_and_refuses_a_bad_schedule(tiny_dir, tmp_path
         train(bad)
 
 
+def _taid_reference_ts(losses: list[float], accum: int, total: int, t_start: float, alpha: float, beta: float):
+    """The t each micro-batch trains with under TAID's code (SakanaAI/TAID `update_t`, called after every forward):
+    the first call records the loss; each later one moves the momentum of the relative change and sets
+    t = min(t_end = 1, max(linear ramp at the global step, t + α σ(m) (1 − t))). The global step is the optimiser
+    steps already taken, micro-batch i // accum."""
+    ts, t, m, prev = [], t_start, 0.0, math.inf
+    for i, loss in enumerate(losses):
+        ts.append(t)
+        if math.isinf(prev):
+            prev = loss
+            continue
+        m = beta * m + (1 - beta) * (prev - loss) / (prev + 1e-15)
+        ramp = t_start + (1.0 - t_start) * (i // accum) / total
+        t = min(1.0, max(ramp, t + alpha / (1 + math.exp(-m)) * (1 - t)))
+        prev = loss
+    return ts
+
+
+def test_taid_moves_t_on_every_micro_batch_under_gradient_accumulation(tiny_dir, tmp_path, monkeypatch):
+    """Three optimiser steps of two micro-batches each: the t every micro-batch's TAID term used, against the
+    reference schedule fed with every micro-batch's TAID value (a schedule fed once per step keeps t_start for
+    the first four micro-batches)."""
+    import dataclasses
+
+    from kd_analysis.training.config import LossTerm, StudentSpec, TrainConfig
+    from kd_analysis.training.loop import train
+    from tests.test_training import _mc_file
+
+    calls: list[tuple[float, float]] = []
+    spec = LOSSES["taid"]
+
+    def spy(student_logits, teacher_logits, **kw):
+        value = spec.fn(student_logits, teacher_logits, **kw)
+        calls.append((kw["taid_t"], float(value.detach())))
+        return value
+
+    monkeypatch.setitem(LOSSES, "taid", dataclasses.replace(spec, fn=spy))
+    params = {"taid_t_start": 0.2, "taid_alpha": 0.3, "taid_beta": 0.5}
+    cfg = TrainConfig(
+        teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
+        student=StudentSpec(num_layers=1),
+        data=str(_mc_file(tmp_path / "mc.jsonl")),
+        losses=[LossTerm("taid", 1.0, params)],
+        steps=3,
+        grad_accum=2,
+        eval_every=3,
+        eval_size=8,
+        batch_size=2,
+        lr=1e-3,
+        save_checkpoint=False,
+    )
+    assert train(cfg).state == "finished"
+    assert len(calls) == 6
+    want = _taid_reference_ts([v for _, v in calls], 2, 3, 0.2, 0.3, 0.5)
+    assert [t for t, _ in calls] == pytest.approx(want, rel=0, abs=1e-15)
+    assert calls[2][0] > 0.2  # t already moved within the first optimiser step
+
+
 def test_the_taid_chart_draws_t_over_steps():
     from kd_analysis.plots.runs import taid_curve
 
@@ -287,3 +345,36 @@ losses:
     for bad in ('"0"', "1.5", "true"):
         with pytest.raises(KDLensError, match="jsd_beta must be a number in"):
             TrainConfig.from_dict(yaml.safe_load(text.replace("jsd_beta: 0", f"jsd_beta: {bad}"))).validate()
+
+
+def test_objectives_train_at_their_references_temperature_unless_the_term_sets_its_own():
+    """A YAML config with the run at τ 2 (Hinton's τ²): forward KL trains at τ 2 × 4, generalised JSD at β = 0
+    (forward KL, TRL's endpoint) at its reference's τ 1 without τ², unless the term names its own τ or τ²; both
+    checked against KL written out in NumPy. The run form's loss label and table say the same."""
+    import yaml
+
+    from kd_analysis.training.config import TrainConfig
+    from kd_analysis.training.loop import kd_loss_terms
+    from kd_analysis.training.presets import loss_rows
+    from kd_analysis.training.progress import losses_label
+
+    def kl(zs, zt, tau):
+        return float(_kl(_probs(zt, tau), _probs(zs, tau)).mean())
+
+    zs, zt = _pair(seed=21)
+    text = """
+teacher: x
+tau: 2
+losses:
+  - {name: kl}
+  - {name: gjsd, params: {jsd_beta: 0}}
+"""
+    for edit, tau, squared in [("", 1.0, False), ("tau: 2, ", 2.0, False), ("tau: 2, tau_squared: true, ", 2.0, True)]:
+        cfg = TrainConfig.from_dict(yaml.safe_load(text.replace("{name: gjsd, ", "{name: gjsd, " + edit)))
+        cfg.validate()
+        terms = kd_loss_terms(cfg, zs, zt, None)
+        assert terms["kl"].item() == pytest.approx(kl(zs, zt, 2.0) * 4, rel=1e-12)
+        assert terms["gjsd"].item() == pytest.approx(kl(zs, zt, tau) * (tau**2 if squared else 1), rel=1e-12)
+        row = next(r for r in loss_rows(cfg) if r["term"] == "gjsd")
+        assert (row["τ"], row["τ²"]) == (tau, squared)
+    assert losses_label(yaml.safe_load(text)) == "1·KL (τ = 2) + 1·gjsd (τ = 1)"

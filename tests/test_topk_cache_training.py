@@ -45,9 +45,8 @@ def _cached(teacher: torch.Tensor, labels: torch.Tensor, k: int, taus) -> object
 def _loop_gradient(name, student, teacher, labels, k, tau, with_ce, stats=True):
     """∂(KD term)/∂(student logits) as the loop computes it: CE first (when the run has it), then the term from
     the cache with the tail-mass statistics switched on."""
-    cfg = TrainConfig(
-        teacher=ModelSpec("x"), losses=[LossTerm(name, params=LOSSES[name].defaults())], tau=tau, teacher_topk=k
-    )
+    term = LossTerm(name, params=LOSSES[name].defaults(), tau=tau, tau_squared=True)  # not the reference's τ 1
+    cfg = TrainConfig(teacher=ModelSpec("x"), losses=[term], tau=tau, teacher_topk=k)
     out = LMBatch(student, labels, int((labels != -100).sum()))
     rows = AnswerRows.of(out)
     if with_ce:
@@ -167,10 +166,10 @@ def test_a_loss_without_a_bucketed_form_is_refused_with_a_cache(tiny_dir, tmp_pa
         train(cfg)
 
 
-def _run(tiny_dir, tmp_path, cached: bool):
-    """Three float64 AdamW steps of forward KL at τ 2 without CE (the case a detached normaliser broke), the
-    balance monitor on at every step; the cache keeps every column, so it must train exactly like the exact
-    online mode."""
+def _run(tiny_dir, tmp_path, cached: bool, name: str = "kl"):
+    """Four float64 AdamW steps of one KD term at τ 2 with τ² and without CE (for forward KL, the case a detached
+    normaliser broke), the balance monitor on at every step; the cache keeps every column, so it must train
+    exactly like the exact online mode."""
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.students import derive_student
     from kd_analysis.training import loop
@@ -180,7 +179,7 @@ def _run(tiny_dir, tmp_path, cached: bool):
         tiny_dir / "llama",
         arith_file(tmp_path / "a.jsonl"),
         tau=2.0,
-        losses=[LossTerm("kl", 1.0)],
+        losses=[LossTerm(name, 1.0, tau=2.0, tau_squared=True)],
         balance_every=1,
         steps=4,
         lr=3e-4,
@@ -194,12 +193,14 @@ def _run(tiny_dir, tmp_path, cached: bool):
     return [m for m in seen if "loss" in m]
 
 
-def test_a_cache_covering_the_vocabulary_trains_step_by_step_like_the_exact_mode(tiny_dir, tmp_path):
-    cached, exact = _run(tiny_dir, tmp_path, True), _run(tiny_dir, tmp_path, False)
+@pytest.mark.parametrize("name", ["kl", "uld"])  # ULD: reduced per sequence on both paths
+def test_a_cache_covering_the_vocabulary_trains_step_by_step_like_the_exact_mode(tiny_dir, tmp_path, name):
+    cached, exact = _run(tiny_dir, tmp_path, True, name), _run(tiny_dir, tmp_path, False, name)
     assert len(cached) == len(exact) == 4
-    assert exact[-1]["loss_kl"] < exact[0]["loss_kl"]  # the student learns, so later steps test the gradients
+    key = f"loss_{name}"
+    assert exact[-1][key] < exact[0][key]  # the student learns, so later steps test the gradients
     for step, (a, b) in enumerate(zip(cached, exact), 1):
         # one computation in real arithmetic: the terms differ by float64 rounding of log-probabilities of size
         # ≈ log V (cross-entropies ≈ 6), × τ²; observed ≤ 1e-14, 64 u64 × 6 × 4 allowed
-        assert a["loss_kl"] == pytest.approx(b["loss_kl"], rel=0, abs=64 * U64 * 6 * 4), f"step {step}"
-        assert a["grad_norm_kl"] == pytest.approx(b["grad_norm_kl"], rel=1e-10), f"step {step}"
+        assert a[key] == pytest.approx(b[key], rel=0, abs=64 * U64 * 6 * 4), f"step {step}"
+        assert a[f"grad_norm_{name}"] == pytest.approx(b[f"grad_norm_{name}"], rel=1e-10), f"step {step}"

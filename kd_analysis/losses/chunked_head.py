@@ -47,6 +47,8 @@ class Term:
     tau: float = 1.0
     scale: float = 1.0
     params: dict[str, Any] = field(default_factory=dict)
+    # [N] row weights summing to 1 that reduce the term (`reduction_weights`: a per-sequence mean); None: 1/N each
+    weights: torch.Tensor | None = None
 
 
 def block_rows(vocab: int, budget: int | None = None) -> int:
@@ -99,7 +101,7 @@ class _ChunkedHeadLoss(torch.autograd.Function):
             with torch.no_grad():
                 zt = _logits(teacher, rows, width) if teacher is not None else None
             with torch.enable_grad():
-                parts = [_term_sum(t, z, zt, labels[rows], width) / n for t in terms]
+                parts = [_term_mean(t, z, zt, labels[rows], width, rows, n) for t in terms]
                 weighted = sum(t.weight * t.scale * p for t, p in zip(terms, parts))
                 if norms:
                     for i, (t, p) in enumerate(zip(terms, parts)):
@@ -135,16 +137,22 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         )
 
 
-def _term_sum(term: Term, z: torch.Tensor, zt: torch.Tensor | None, labels: torch.Tensor, width: int | None):
+def _term_mean(
+    term: Term, z: torch.Tensor, zt: torch.Tensor | None, labels: torch.Tensor, width: int | None, block: slice, n: int
+) -> torch.Tensor:
+    """This block's share of the term's mean over all N positions (weighted by `term.weights` when set)."""
     if term.name == "ce":
-        return torch.nn.functional.cross_entropy(z, labels, reduction="sum")
+        return torch.nn.functional.cross_entropy(z, labels, reduction="sum") / n
     assert zt is not None
     rows = LOSSES[term.name].rows
     assert rows is not None
     s = z if width is None else z[:, :width]
     lt = torch.log_softmax(zt / term.tau, -1)
     ls = torch.log_softmax(s / term.tau, -1)
-    return rows(lt, ls, **term.params).sum()
+    values = rows(lt, ls, **term.params)
+    if term.weights is None:
+        return values.sum() / n
+    return (values * term.weights[block].to(values.dtype)).sum()
 
 
 def chunked_head_loss(

@@ -64,6 +64,8 @@ def register_divergence(
     cross_vocab: bool = False,
     bucketed: str = "coarsening",
     bucket_aware: bool = False,
+    reference_tau: tuple[float, bool] | None = None,
+    reduce: str = "token",
 ) -> Callable[[RowFn], RowFn]:
     """Register a row function `(teacher_logp, student_logp, **params) -> [N]` as a loss on logits."""
 
@@ -84,6 +86,8 @@ def register_divergence(
             cross_vocab=cross_vocab,
             bucketed=bucketed,
             bucket_aware=bucket_aware,
+            reference_tau=reference_tau,
+            reduce=reduce,
         )(loss)
         return rows
 

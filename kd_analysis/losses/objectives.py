@@ -30,6 +30,9 @@ from kd_analysis.errors import KDLensError
 from kd_analysis.losses.divergences import _kl_rows, register_divergence
 from kd_analysis.losses.registry import Param
 
+# τ 1 without Hinton's τ²: what the authors' code of AKL, ABKD and TAID, TRL's GKD and Boizard et al.'s ULD train
+# with; a term of these objectives without its own τ takes it rather than the run's (README lists the sources)
+REFERENCE_TAU = (1.0, False)
 HEAD_SEARCH = 64  # AKL looks for the head among the teacher's top tokens first; rows whose head is wider are sorted
 
 
@@ -75,6 +78,7 @@ def _head_gap_sorted(pt: torch.Tensor, ps: torch.Tensor, mu: float) -> torch.Ten
     symmetric=False,
     bucketed="approximate",
     bucket_aware=True,
+    reference_tau=REFERENCE_TAU,
     params=(Param("mu", 0.5, 0.05, 0.95, "μ: the teacher's head is its top tokens up to this cumulative mass"),),
     description="Forward and reverse KL weighted per row by where the student misses the teacher: on its head "
     "(forward KL's strength) or on its tail (reverse KL's). Wu et al. 2024.",
@@ -103,6 +107,7 @@ def _plogp_ratio(la: torch.Tensor, lb: torch.Tensor, a: float) -> torch.Tensor:
     title="α-β divergence (ABKD)",
     symmetric=False,
     bucketed="approximate",  # an f-divergence only on α + β = 1
+    reference_tau=REFERENCE_TAU,
     params=(
         Param("ab_alpha", 0.5, 0.0, 2.0, "α: weight on the teacher's side ((1, 0) is forward KL)"),
         Param("ab_beta", 0.5, 0.0, 2.0, "β: weight on the student's side ((0, 1) is reverse KL)"),
@@ -133,6 +138,7 @@ def alpha_beta_rows(lt: torch.Tensor, ls: torch.Tensor, ab_alpha: float = 0.5, a
     "gjsd",
     title="Generalised JSD (GKD)",
     symmetric=False,
+    reference_tau=REFERENCE_TAU,
     params=(
         Param(
             "jsd_beta",
@@ -165,10 +171,11 @@ def gjsd_rows(lt: torch.Tensor, ls: torch.Tensor, jsd_beta: float = 0.5) -> torc
     symmetric=False,
     bucketed="approximate",  # the target interpolates logits, and a merged tail's logit is not a token's
     zero_at_match=False,
+    reference_tau=REFERENCE_TAU,
     params=(
         Param("taid_t_start", 0.4, 0.0, 0.99, "t at the first step: the target's share of the teacher"),
         Param("taid_t_end", 1.0, 0.01, 1.0, "t at the end (1: the target is the teacher)"),
-        Param("taid_alpha", 5e-4, 0.0, 0.1, "how fast t moves past its linear schedule while the loss falls"),
+        Param("taid_alpha", 5e-4, 0.0, 1.0, "how fast t moves past its linear schedule while the loss falls"),
         Param("taid_beta", 0.99, 0.0, 0.999, "momentum of the loss's relative change"),
     ),
     description="Cross-entropy to a target that moves from the (detached) student toward the teacher during "
@@ -212,6 +219,8 @@ register_divergence(
     symmetric=True,
     cross_vocab=True,
     bucketed="none",  # it ranks every token by probability: a merged tail is not a token
+    reference_tau=REFERENCE_TAU,
+    reduce="sequence",  # Boizard et al.'s code and TRL's GOLD: each sequence's mean, then the batch's
     description="Wasserstein-1 between teacher and student with tokens ranked by probability: blind to which "
     "token is which, so it works across tokenizers (cross-tokenizer pairs distil with it). Boizard et al. 2024.",
 )(uld_rows)

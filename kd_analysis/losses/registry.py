@@ -67,6 +67,12 @@ class LossSpec:
     # how the row divergence behaves on a top-k teacher cache's k + 1 buckets (`sparse_kd`), one of BUCKETED
     bucketed: str = "coarsening"
     bucket_aware: bool = False  # the row function takes `tail_bucket=True` to treat its last column as the tail
+    # (τ, τ² factor) the objective's reference trains with; a term that sets no τ of its own takes these instead of
+    # the run's (None: the run's τ and τ² setting, Hinton's convention for the classic divergences)
+    reference_tau: tuple[float, bool] | None = None
+    # how a language-model batch's rows reduce to the term: "token" (the mean over every answer token of the
+    # batch) or "sequence" (the mean over each sequence's answer tokens, then over the sequences), one of REDUCTIONS
+    reduce: str = "token"
 
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, **kw: Any) -> torch.Tensor:
         return self.fn(student_logits, teacher_logits, **kw)
@@ -88,6 +94,23 @@ BUCKETED = {
     "approximate": "not an f-divergence: on the k + 1 buckets it may be above or below its dense value",
     "none": "no form on the buckets: it needs every token of both distributions",
 }
+REDUCTIONS = {
+    "token": "the mean over every answer token of the batch",
+    "sequence": "the mean over each sequence's answer tokens, then the mean over the batch's sequences",
+}
+
+
+def reduction_weights(reduce: str, seq: torch.Tensor) -> torch.Tensor:
+    """[N] weights, summing to 1, that reduce a term's per-row values as `reduce` says (REDUCTIONS); `seq` [N] is
+    each row's sequence in the batch. "sequence" gives a row 1 / (its sequence's rows × the sequences with rows),
+    so a long answer counts as much as a short one (a sequence without answer rows is not counted)."""
+    n = seq.shape[0]
+    if n == 0 or reduce == "token":
+        return torch.full((n,), 1.0 / max(n, 1), dtype=torch.float64, device=seq.device)
+    _, inverse, counts = torch.unique(seq, return_inverse=True, return_counts=True)
+    return 1.0 / (counts[inverse].double() * counts.shape[0])
+
+
 BUCKETED_SHORT = {"coarsening": "at most the full value", "approximate": "approximation", "none": "no form"}
 
 
@@ -105,9 +128,13 @@ def register_loss(
     cross_vocab: bool = False,
     bucketed: str = "coarsening",
     bucket_aware: bool = False,
+    reference_tau: tuple[float, bool] | None = None,
+    reduce: str = "token",
 ) -> Callable[[LossFn], LossFn]:
     if bucketed not in BUCKETED:
         raise ValueError(f"loss {name!r}: bucketed must be one of {', '.join(BUCKETED)}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"loss {name!r}: reduce must be one of {', '.join(REDUCTIONS)}")
 
     def deco(fn: LossFn) -> LossFn:
         taken = {p.name: other.name for other in LOSSES.values() if other.name != name for p in other.params}
@@ -128,6 +155,8 @@ def register_loss(
             cross_vocab,
             bucketed,
             bucket_aware,
+            reference_tau,
+            reduce,
         )
         return fn
 

@@ -13,6 +13,7 @@ import torch
 
 from kd_analysis.data.example import Example
 from kd_analysis.losses.checks import upcast
+from kd_analysis.losses.registry import LOSSES, reduction_weights
 from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt, pad_right
 
 
@@ -86,6 +87,7 @@ class AnswerRows:
     flat: torch.Tensor  # [B·L, V]
     pos: torch.Tensor  # [N] rows of `flat` that have a target
     labels: torch.Tensor  # [N]
+    seq: torch.Tensor  # [N] the sequence of the batch each row belongs to (per-sequence reductions)
     _lse: dict[float, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -94,7 +96,13 @@ class AnswerRows:
         flat = batch.logits.reshape(-1, batch.logits.shape[-1])
         labels = batch.labels.reshape(-1)
         pos = (labels != -100).nonzero().squeeze(1)
-        return cls(flat, pos, labels[pos])
+        return cls(flat, pos, labels[pos], pos // batch.labels.shape[-1])
+
+    def reduce(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        """A term's per-row values [N] reduced as its registry entry says (`LossSpec.reduce`)."""
+        if LOSSES[name].reduce == "token":
+            return values.mean()
+        return (values * reduction_weights(LOSSES[name].reduce, self.seq).to(values.dtype)).sum()
 
     @property
     def n(self) -> int:

@@ -365,14 +365,31 @@ class TrainConfig:
         return [t for t in self.losses if t.name != "ce" and t.weight > 0]
 
     def term_tau(self, term: LossTerm, epoch: int = 0, epochs: int = 1) -> float:
-        """The term's temperature in epoch `epoch` (0-based) of `epochs` (annealed when tau_end is set)."""
-        start = float(term.tau) if term.tau is not None else float(self.tau)
+        """The term's temperature in epoch `epoch` (0-based) of `epochs` (annealed when tau_end is set): its own
+        τ, else its objective's reference τ (`LossSpec.reference_tau`), else the run's."""
+        start = float(term.tau) if term.tau is not None else _reference_tau(term.name, (self.tau, self.tau_squared))[0]
         if term.tau_end is None or epochs <= 1:
             return start
         return start + (float(term.tau_end) - start) * min(epoch, epochs - 1) / (epochs - 1)
 
     def term_tau_squared(self, term: LossTerm) -> bool:
-        return bool(term.tau_squared) if term.tau_squared is not None else bool(self.tau_squared)
+        """Whether the term carries Hinton's τ² factor: its own setting, else its objective's reference, else
+        the run's."""
+        if term.tau_squared is not None:
+            return bool(term.tau_squared)
+        return _reference_tau(term.name, (self.tau, self.tau_squared))[1]
+
+
+def _reference_tau(name: str, run: tuple[float, bool]) -> tuple[float, bool]:
+    """(τ, τ² factor) for a term of loss `name` that sets neither: its objective's reference values where the
+    registry declares them (AKL, α-β, generalised JSD, TAID and ULD train at τ 1 without τ² in their authors' code),
+    else the run's."""
+    from kd_analysis.losses import LOSSES
+
+    spec = LOSSES.get(name)
+    own = spec.reference_tau if spec is not None else None
+    tau, squared = own if own is not None else run
+    return float(tau), bool(squared)
 
 
 def _check_params(name: str, params: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from kd_analysis.errors.records import save_run_records
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.checks import upcast
 from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
+from kd_analysis.losses.registry import reduction_weights
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import bucket_rows, buckets_from_topk
 from kd_analysis.training import shared_teacher
@@ -178,7 +179,7 @@ def _lm_topk_term(name: str, rows: AnswerRows, top: TopK, tau: float, params: di
             f"note: {LOSSES[name].title} is not an f-divergence, so on the cache's k + 1 buckets it is an "
             "approximation of its full-vocabulary value (above or below it); teacher_cache: none computes it exactly"
         )
-    return bucket_rows(name, full)(t, s, **params).mean()
+    return rows.reduce(name, bucket_rows(name, full)(t, s, **params))
 
 
 def _tail_stats(stats: dict, t_tail: torch.Tensor, s_tail: torch.Tensor, tau: float, k: int, note) -> None:
@@ -219,7 +220,9 @@ def _lm_dense_term(
             tau=tau,
             **params,
         )
-    return LOSSES[name](student, teacher[:, :width].to(student.dtype), tau=tau, **params)
+    return rows.reduce(
+        name, LOSSES[name](student, teacher[:, :width].to(student.dtype), tau=tau, reduction="none", **params)
+    )
 
 
 def _token_sinkhorn_applies(params: dict, n: int, note) -> bool:
@@ -444,7 +447,7 @@ class _Session:
     lengths: dict[str, int] = field(default_factory=dict)
     fused: bool = False  # exact online mode computed block by block from hidden states (`chunked_head_loss`)
     balance_warned: set = field(default_factory=set)  # (strong, weak) pairs the balance monitor has warned about
-    taid: TaidSchedule | None = None  # TAID's interpolation weight, moved after every step
+    taid: TaidSchedule | None = None  # TAID's interpolation weight, moved after every micro-batch
     policy_rng: random.Random | None = None  # on-policy runs: draws which batches the student answers itself
     cross_vocab: bool = False  # teacher and student tokenize apart: ULD on answer positions aligned by index
 
@@ -812,27 +815,29 @@ def _check_cross_vocab(cfg: TrainConfig, say: Callable[[str], None]) -> None:
     )
 
 
-def aligned_answer_rows(student: LMBatch, teacher: LMBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def aligned_answer_rows(student: LMBatch, teacher: LMBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each example's answer positions of both models, paired by index and cut to the shorter answer (ULD's
-    alignment of two tokenizations): ([M, V_student], [M, V_teacher]) logits."""
+    alignment of two tokenizations): ([M, V_student], [M, V_teacher]) logits and [M] each row's example."""
     assert student.logits is not None and teacher.logits is not None
-    s_rows, t_rows = [], []
+    s_rows, t_rows, seq = [], [], []
     for b in range(student.labels.shape[0]):
         s_pos = (student.labels[b] != -100).nonzero().flatten()
         t_pos = (teacher.labels[b] != -100).nonzero().flatten()
         m = min(len(s_pos), len(t_pos))
         s_rows.append(student.logits[b, s_pos[:m]])
         t_rows.append(teacher.logits[b, t_pos[:m]].to(student.logits.device))
+        seq.append(torch.full((m,), b, dtype=torch.long, device=student.logits.device))
     s, t = upcast(torch.cat(s_rows)), torch.cat(t_rows)
-    return s, t.to(s.dtype)
+    return s, t.to(s.dtype), torch.cat(seq)
 
 
 def cross_vocab_terms(
     cfg: TrainConfig, student: LMBatch, teacher: LMBatch, epoch: int, epochs: int, overrides: dict
 ) -> dict[str, torch.Tensor]:
     """The distillation terms of a cross-tokenizer pair (each a cross-vocabulary row divergence, ULD), at each
-    term's τ with its τ² factor, mean over the aligned answer positions."""
-    s_rows, t_rows = aligned_answer_rows(student, teacher)
+    term's τ with its τ² factor, reduced over the aligned answer positions as the term's entry says (ULD: each
+    example's mean over its aligned positions, then the mean over the examples, as Boizard et al. and TRL's GOLD)."""
+    s_rows, t_rows, seq = aligned_answer_rows(student, teacher)
     terms = {}
     for term in cfg.kd_terms:
         tau = cfg.term_tau(term, epoch, epochs)
@@ -842,7 +847,8 @@ def cross_vocab_terms(
         if s_rows.shape[0] == 0:
             value = student.logits.sum() * 0.0  # type: ignore[union-attr]
         else:
-            value = rows(torch.log_softmax(t_rows / tau, -1), torch.log_softmax(s_rows / tau, -1), **params).mean()
+            per_row = rows(torch.log_softmax(t_rows / tau, -1), torch.log_softmax(s_rows / tau, -1), **params)
+            value = (per_row * reduction_weights(LOSSES[term.name].reduce, seq).to(per_row.dtype)).sum()
         terms[term.name] = value * tau**2 if cfg.term_tau_squared(term) else value
     return terms
 
@@ -892,10 +898,13 @@ def _blockwise_loss(
     epoch = step // s.per_epoch
     ce_weight = sum(t.weight for t in cfg.losses if t.name == "ce") if with_ce else 0.0
     terms = [Term("ce", ce_weight)] if ce_weight > 0 else []
+    seq = (out.labels != -100).nonzero()[:, 0]  # each target row's sequence, in the rows' order
     for t in cfg.kd_terms:
         tau = cfg.term_tau(t, epoch, s.n_epochs)
         scale = tau**2 if cfg.term_tau_squared(t) else 1.0
-        terms.append(Term(t.name, t.weight, tau, scale, {**t.params, **s.overrides().get(t.name, {})}))
+        reduce = LOSSES[t.name].reduce
+        weights = None if reduce == "token" else reduction_weights(reduce, seq)
+        terms.append(Term(t.name, t.weight, tau, scale, {**t.params, **s.overrides().get(t.name, {})}, weights))
     s_layer = head_parts(s.live.model)[1]  # type: ignore[index]
     t_layer = head_parts(s.teacher.model)[1]  # type: ignore[index]
     width = s.width or min(s_layer.weight.shape[0], t_layer.weight.shape[0])
@@ -1010,13 +1019,13 @@ def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tupl
                 s.optimizer.step()
                 s.sched.step()
                 s.optimizer.zero_grad()
+            taid_t = None
+            if s.taid is not None:  # every micro-batch moves t for the next one, as TAID's code does on every forward
+                taid_t = s.taid.t
+                s.taid.update(float(terms["taid"].detach()), step, s.total)
             if not acc.sync_gradients:
                 continue
             step += 1
-            taid_t = None
-            if s.taid is not None:  # the t this step used; the schedule then moves it for the next step
-                taid_t = s.taid.t
-                s.taid.update(float(terms["taid"].detach()), step - 1, s.total)
             dt = time.monotonic() - t0
             elapsed = time.monotonic() - start
             tokens = out.tokens if isinstance(out, LMBatch) else None

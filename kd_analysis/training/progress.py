@@ -110,9 +110,9 @@ def losses_label(cfg: dict[str, Any]) -> str:
     """The training loss in words: '0.5·CE + 0.5·KL (τ = 2)'.
 
     Weights and short names of the terms with a non-zero weight; the temperature of the distillation terms (a
-    term's own τ, else the run's; 'τ = 2→1' when annealed), once at the end when they share it, else after each
-    term; the rationale task of a multitask rationale run as its own term. Terms a hand-edited config got wrong
-    are shown as '?', never fatal; a config without losses gives ''.
+    term's own τ, else its objective's reference τ (AKL's 1), else the run's; 'τ = 2→1' when annealed), once at
+    the end when they share it, else after each term; the rationale task of a multitask rationale run as its own
+    term. Terms a hand-edited config got wrong are shown as '?', never fatal; a config without losses gives ''.
     """
     terms = cfg.get("losses")
     rationales = cfg.get("rationales") if isinstance(cfg.get("rationales"), dict) else {}
@@ -131,7 +131,9 @@ def losses_label(cfg: dict[str, Any]) -> str:
             continue
         tau = None
         if name != "ce":
-            tau = _tau_text(t.get("tau") if _number(t.get("tau")) else cfg.get("tau"), t.get("tau_end"))
+            tau = _tau_text(
+                t.get("tau") if _number(t.get("tau")) else _default_tau(name, cfg.get("tau")), t.get("tau_end")
+            )
         parts.append([f"{weight:g}·{LOSS_NAMES.get(name, name)}", tau or ""])
     if rationales.get("mode") == "multitask":
         weight = rationales.get("weight", 1.0)
@@ -145,6 +147,14 @@ def losses_label(cfg: dict[str, Any]) -> str:
     if _number(on_policy.get("fraction")) and on_policy["fraction"] > 0:
         text += f", on-policy λ = {on_policy['fraction']:g}"
     return text
+
+
+def _default_tau(name: str, run_tau: Any) -> Any:
+    """A term without its own τ: its objective's reference τ where the registry declares one, else the run's."""
+    from kd_analysis.losses import LOSSES
+
+    spec = LOSSES.get(name)
+    return spec.reference_tau[0] if spec is not None and spec.reference_tau is not None else run_tau
 
 
 def _count(x: float) -> str:

@@ -1,9 +1,12 @@
-"""TAID's adaptive schedule for the interpolation weight t (Shing et al. 2025), as in the public TAID code we read (Rumia-Channel/TAID).
+"""TAID's adaptive schedule for the interpolation weight t (Shing et al. 2025), as in the authors' code
+(SakanaAI/TAID, `src/distil_losses/taid.py`, unchanged from its first commit 12c7833 to a062892 of 2025-10-07).
 
-After each optimiser step, with the TAID term's value L: the relative change r = (L_prev − L) / L_prev feeds a
-momentum m ← β m + (1 − β) r; t moves to max(linear schedule, t + α σ(m) (1 − t)), capped at t_end. So t never
-falls behind a linear ramp from t_start to t_end and runs ahead while the loss keeps falling. The first step only
-records L.
+After every forward of a training micro-batch, with the TAID term's value L on it: the relative change
+r = (L_prev − L) / L_prev feeds a momentum m ← β m + (1 − β) r; t moves to max(linear schedule, t + α σ(m) (1 − t)),
+capped at t_end, where the linear schedule reads the optimiser steps taken so far (Lightning's global step). So t
+never falls behind a linear ramp from t_start to t_end and runs ahead while the loss keeps falling; under gradient
+accumulation it moves once per micro-batch, as there. The first call only records L. (Their validation steps call
+the same loss and so move t too; kd-lens moves it on training batches only.)
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ class TaidSchedule:
         )
 
     def update(self, loss: float, step: int, total: int) -> float:
-        """Advance t with the TAID term's value at the step of 0-based index `step` of `total` (that code's global
-        step when that loss was computed); the new t serves the next step. Returns it."""
+        """Advance t with the TAID term's value on one micro-batch of the optimiser step of 0-based index `step` of
+        `total` (that code's global step when that loss was computed); the new t serves the next micro-batch.
+        Returns it."""
         if self.prev_loss is None or not math.isfinite(self.prev_loss):
             self.prev_loss = loss
             return self.t
