@@ -111,6 +111,14 @@ def reduction_weights(reduce: str, seq: torch.Tensor) -> torch.Tensor:
     return 1.0 / (counts[inverse].double() * counts.shape[0])
 
 
+def reduce_rows(values: torch.Tensor, reduce: str, seq: torch.Tensor) -> torch.Tensor:
+    """A term's per-row values [N] as one number, reduced as `reduce` says (`reduction_weights`); the token mean
+    is `values.mean()` itself, so token-reduced terms round exactly as before."""
+    if reduce == "token":
+        return values.mean()
+    return (values * reduction_weights(reduce, seq).to(values.dtype)).sum()
+
+
 BUCKETED_SHORT = {"coarsening": "at most the full value", "approximate": "approximation", "none": "no form"}
 
 

@@ -13,7 +13,7 @@ import torch
 
 from kd_analysis.data.example import Example
 from kd_analysis.losses.checks import upcast
-from kd_analysis.losses.registry import LOSSES, reduction_weights
+from kd_analysis.losses.registry import LOSSES, reduce_rows
 from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt, pad_right
 
 
@@ -100,9 +100,7 @@ class AnswerRows:
 
     def reduce(self, name: str, values: torch.Tensor) -> torch.Tensor:
         """A term's per-row values [N] reduced as its registry entry says (`LossSpec.reduce`)."""
-        if LOSSES[name].reduce == "token":
-            return values.mean()
-        return (values * reduction_weights(LOSSES[name].reduce, self.seq).to(values.dtype)).sum()
+        return reduce_rows(values, LOSSES[name].reduce, self.seq)
 
     @property
     def n(self) -> int:
@@ -130,6 +128,26 @@ class AnswerRows:
         from kd_analysis.losses.sparse import rest_logsumexp
 
         return rest_logsumexp(self.flat, idx, tau, pos=self.pos) - self.lse(tau)
+
+    def lse_and_rest(
+        self, idx: torch.Tensor, tau: float, at: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """([N] normaliser at τ, [N] log-probability of the tokens outside idx [N, k]) in one pass over the
+        vocabulary where `rest` would make a second: the rest's logsumexp joined with the k logits' (`at`, the
+        logits at idx when the caller has them) is the whole row's. A normaliser already kept (CE's at τ = 1) is
+        reused instead; one made here is kept under the same rule as `lse`."""
+        from kd_analysis.losses.sparse import rest_logsumexp
+
+        rest = rest_logsumexp(self.flat, idx, tau, pos=self.pos)
+        kept = self._lse.get(tau)
+        if kept is not None:
+            lse = kept if torch.is_grad_enabled() else kept.detach()
+        else:
+            top = torch.logsumexp((self.at(idx) if at is None else at) / tau, -1)
+            lse = torch.logaddexp(rest, top.to(rest.dtype))
+            if lse.requires_grad or not self.flat.requires_grad:
+                self._lse[tau] = lse
+        return lse, rest - lse
 
     def at(self, idx: torch.Tensor) -> torch.Tensor:
         """[N, k] raw logits at per-row token ids, gathered without copying [N, V] rows."""

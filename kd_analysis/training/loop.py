@@ -24,7 +24,7 @@ from kd_analysis.errors.records import save_run_records
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.checks import upcast
 from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
-from kd_analysis.losses.registry import reduction_weights
+from kd_analysis.losses.registry import reduce_rows, reduction_weights
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import bucket_rows, buckets_from_topk
 from kd_analysis.training import shared_teacher
@@ -159,10 +159,11 @@ def _lm_topk_term(name: str, rows: AnswerRows, top: TopK, tau: float, params: di
             with torch.no_grad():
                 _tail_stats(stats, top.rest_logprob(tau), rows.rest(top.indices, tau), tau, k, note)
         return value
-    rest = None if full else rows.rest(top.indices, tau)
+    at = rows.at(top.indices)
+    lse, rest = (rows.lse(tau), None) if full else rows.lse_and_rest(top.indices, tau, at)
     t, s = buckets_from_topk(
-        rows.at(top.indices),
-        rows.lse(tau),
+        at,
+        lse,
         t_lp,
         tau=tau,
         full=full,
@@ -848,7 +849,7 @@ def cross_vocab_terms(
             value = student.logits.sum() * 0.0  # type: ignore[union-attr]
         else:
             per_row = rows(torch.log_softmax(t_rows / tau, -1), torch.log_softmax(s_rows / tau, -1), **params)
-            value = (per_row * reduction_weights(LOSSES[term.name].reduce, seq).to(per_row.dtype)).sum()
+            value = reduce_rows(per_row, LOSSES[term.name].reduce, seq)
         terms[term.name] = value * tau**2 if cfg.term_tau_squared(term) else value
     return terms
 
