@@ -145,7 +145,7 @@ with st.form("new_run"):
         key=K + "topk",
         help="language models: the teacher is cached as its top-k log-probabilities per answer "
         f"token plus one tail bucket for the rest ({bytes_per_token(64)} bytes per token at "
-        "k = 64, 8·k in general; a full 49k-token row would be 196 KB). At τ > 1 the top-k "
+        "k = 64, 8·k + 8 per temperature in general; a full 49k-token row would be 196 KB). At τ > 1 the top-k "
         "keep little of the teacher (SmolLM2, τ 2: 44% of its mass is outside the top 64). "
         "0: the exact online mode (teacher_cache none): nothing cached, the teacher runs every step and every "
         "loss sees both full distributions, computed a block of answer positions at a time.",

@@ -25,6 +25,7 @@ from kd_analysis.losses.explorer import MAX_BATCH, ExplorerSettings, explore_pai
 from kd_analysis.losses.registry import BUCKETED_SHORT
 from kd_analysis.losses.toy import ToyConfig, describe_fits, fit_behaviour, fit_toy, shuffle_demo
 from kd_analysis.plots import losses as plots
+from kd_analysis.training.teacher_cache import bytes_per_token
 
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
 VIEWS = {"toy": "Toy: one bump vs a multimodal teacher", "pair": "Your teacher and student"}
@@ -396,8 +397,8 @@ def pair_view() -> None:
             )
             t_tail, s_tail = np.mean(rep.teacher_tail), np.mean(rep.student_tail)
             st.caption(
-                f"A run caches the teacher's top {k} tokens per position (8·k = {8 * k:,} bytes per "
-                f"token) and merges the rest of the vocabulary into one tail bucket on both sides. Over "
+                f"A run caches the teacher's top {k} tokens per position ({bytes_per_token(k):,} bytes per "
+                f"token: 8·k, and 8 for the tail at each τ) and merges the rest of the vocabulary into one tail bucket on both sides. Over "
                 f"the {len(rep.teacher_tail)} token positions of this batch the tail holds {t_tail:.1%} of "
                 f"the teacher's mass and {s_tail:.1%} of the student's (at τ = {settings.tau:g}). Merging "
                 "can only lower an f-divergence (KL, reverse KL, JS, TVD, skew KL, generalised JSD) and soft "

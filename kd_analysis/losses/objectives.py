@@ -190,10 +190,10 @@ def taid_rows(
     taid_beta: float = 0.99,
     taid_t: float | None = None,
 ) -> torch.Tensor:
-    """−Σ p_t log p_s per row, p_t = softmax((1−t)·log p_s (detached) + t·log p_t): the cross-entropy form of the public TAID code.
-    `taid_t` is the current interpolation weight (the training loop's schedule sets it every step, see
-    `kd_analysis.training.taid`); without it t = t_start. The schedule's other settings only travel with the
-    term. Its stationary point is the teacher whatever t: the gradient vanishes where p_s = p_t."""
+    """−Σ p_t log p_s per row, p_t = softmax((1−t)·log p_s (detached) + t·log p_t): the cross-entropy form of the
+    authors' TAID code (SakanaAI/TAID). `taid_t` is the current interpolation weight (the training loop's
+    schedule sets it every micro-batch, see `kd_analysis.training.taid`); without it t = t_start. The schedule's
+    other settings only travel with the term. Its stationary point is the teacher whatever t: the gradient vanishes where p_s = p_t."""
     t = float(taid_t_start if taid_t is None else taid_t)
     if not 0 <= t <= 1:
         raise KDLensError(f"TAID's t must be in [0, 1] (got {t})")

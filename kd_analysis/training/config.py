@@ -127,7 +127,7 @@ class TrainConfig:
     labels: int | None = None
     group: str | None = None  # the run group (one config over several seeds) this run belongs to
     # language models: cache the teacher's top-k per target token (log-probabilities over its full vocabulary;
-    # KD adds one tail bucket for the rest). Storage: 8·k bytes per token (512 B at 64). None: the same as
+    # KD adds one tail bucket for the rest). Storage: 8·k bytes per token plus 8 per τ (520 B at 64). None: the same as
     # teacher_cache "none" (the older spelling).
     teacher_topk: int | None = 64
     # language models: "topk" (the cache above) or "none", the exact online mode: the teacher runs every step,
