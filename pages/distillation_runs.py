@@ -105,7 +105,7 @@ with st.form("new_run"):
             loss_params = loss_param_inputs(LOSSES, key_prefix=K + "param_")
             own_reference = [k for k, spec in LOSSES.items() if spec.reference_tau is not None]
             every_term_at_tau = st.checkbox(
-                f"{', '.join(own_reference)} at the run's τ and τ² too",
+                f"Train {', '.join(own_reference)} at the run's τ and τ² too (off: at their reference's τ 1, no τ²)",
                 key=K + "every_term_at_tau",
                 help="off: these objectives train at the temperature their authors' code uses (τ 1, no τ² factor); "
                 "on: every distillation term shares the run's τ and Hinton's τ², to compare objectives at one "
@@ -306,6 +306,7 @@ if submitted:
                 cfg.name = " + ".join(
                     f"{t.weight:g}·{t.name}"
                     + (f"({', '.join(f'{k} {v:g}' for k, v in t.params.items())})" if t.params else "")
+                    + (f" τ {cfg.term_tau(t):g}" if t.name != "ce" and cfg.term_tau(t) != cfg.tau else "")
                     for t in cfg.losses
                 )
                 if cfg.rationales:

@@ -109,3 +109,23 @@ def test_a_registered_loss_trains_in_the_loop_with_its_parameter(extra_loss, tin
     result = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append)
     assert result.state == "finished"
     assert all(m[f"loss_{NAME}"] >= 0 for m in seen if "loss" in m) and any(f"loss_{NAME}" in m for m in seen)
+
+
+def test_the_registry_keeps_one_order_whichever_module_registered_first():
+    """The app imports modules from two threads; a Sinkhorn registered before the objectives must not move the
+    run form's columns: divergences, objectives, Sinkhorn, each module's losses in their registration order."""
+    from kd_analysis.losses import LOSSES, canonical_order
+
+    want, original = list(LOSSES), dict(LOSSES)
+    scrambled = ["sinkhorn", *reversed(want[:-1])]  # Sinkhorn first, every module's losses reversed
+    try:
+        LOSSES.clear()
+        LOSSES.update({name: original[name] for name in scrambled})
+        canonical_order()
+        got = list(LOSSES)
+        assert got[-1] == "sinkhorn" and got.index("akl") > got.index("soft_ce")
+        assert got[:6] == want[:6][::-1]  # the sort groups modules and keeps the order within each
+    finally:
+        LOSSES.clear()
+        LOSSES.update(original)
+    assert list(LOSSES) == want
