@@ -148,7 +148,7 @@ def test_overrides_merge_blocks_and_replace_lists(tmp_path):
     assert cfg.lr == 0.001 and cfg.preset == "sinkd-sst2" and cfg.epochs == 2.0
     with pytest.raises(KDLensError, match="unknown preset"):
         preset_config("sinkd-nope")
-    with pytest.raises(KDLensError, match="unknown config keys"):
+    with pytest.raises(KDLensError, match="config.learning_rate is not a known setting"):
         preset_config("sinkd-sst2", {"learning_rate": 1})
 
 

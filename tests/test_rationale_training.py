@@ -59,7 +59,7 @@ def test_rationales_are_cached_per_setting(tiny_dir, tmp_path, monkeypatch):
         ({"rationales": {"mode": "both"}}, "rationales.mode"),
         ({"rationales": {"k": 0}}, "rationales.k"),
         ({"rationales": {"method": "magic"}}, "rationales.method"),
-        ({"rationales": {"colour": 1}}, "rationales:"),
+        ({"rationales": {"colour": 1}}, "rationales.colour is not a known setting"),
         ({"rationales": {}, "train_teacher": True, "losses": [{"name": "ce"}]}, None),
     ],
 )

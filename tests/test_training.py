@@ -74,12 +74,12 @@ def test_config_round_trip_json_and_yaml(tmp_path, tiny_dir):
 @pytest.mark.parametrize(
     "change,match",
     [
-        ({"steps": "ten"}, "steps must be a positive whole number"),
+        ({"steps": "ten"}, "config.steps must be a whole number \\(got 'ten'\\)"),
         ({"lr": -1}, "lr must be a positive number"),
         ({"losses": [{"name": "bogus"}]}, "unknown loss"),
         ({"batch_size": 0}, "batch_size"),
         ({"optimizer": "lion"}, "optimizer"),
-        ({"colour": "red"}, "unknown config keys"),
+        ({"colour": "red"}, "config.colour is not a known setting"),
     ],
 )
 def test_bad_config_values(tmp_path, tiny_dir, change, match):

@@ -99,7 +99,7 @@ def load_config(spec: ModelSpec, resolved: ResolvedSource) -> Any:
     try:
         return AutoConfig.from_pretrained(
             resolved.location,
-            trust_remote_code=bool(spec.trust_remote_code),
+            trust_remote_code=spec.trust_remote_code is True,
             revision=spec.revision,
             local_files_only=resolved.local_only,
         )
@@ -252,7 +252,7 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
     kwargs: dict[str, Any] = dict(
-        trust_remote_code=bool(spec.trust_remote_code),
+        trust_remote_code=spec.trust_remote_code is True,
         revision=spec.revision,
         local_files_only=resolved.local_only,
         dtype=dtype,
@@ -413,7 +413,7 @@ def load_tokenizer(location: str, spec: ModelSpec, *, local_only: bool = True) -
     try:
         return AutoTokenizer.from_pretrained(
             location,
-            trust_remote_code=bool(spec.trust_remote_code),
+            trust_remote_code=spec.trust_remote_code is True,
             revision=spec.revision,
             local_files_only=local_only,
         )

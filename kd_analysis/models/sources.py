@@ -92,7 +92,7 @@ def check_folder(folder: Path, spec: ModelSpec) -> list[str]:
 
 
 def _check_remote_code(config: dict, name: str, spec: ModelSpec) -> None:
-    if spec.trust_remote_code or not config.get("auto_map"):
+    if spec.trust_remote_code is True or not config.get("auto_map"):
         return
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 

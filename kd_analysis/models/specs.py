@@ -6,10 +6,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kd_analysis.schema import parse, strict_schema
+
 TASKS = ("classification", "multiple_choice", "causal_lm", "seq2seq")
 STUDENT_KINDS = ("drop_layers", "shrink", "model")
 
 
+@strict_schema
 @dataclass(frozen=True)
 class ModelSpec:
     """A model to load: a built-in name, a local folder, or a hub id. Hashable, so caches can key on it."""
@@ -38,10 +41,12 @@ class ModelSpec:
         return json.dumps(d, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+    def from_dict(cls, d: Any, what: str = "model") -> ModelSpec:
+        """Strictly typed (`kd_analysis.schema`): `trust_remote_code: "false"` is refused, never read as true."""
+        return parse(cls, d, what)
 
 
+@strict_schema
 @dataclass(frozen=True)
 class StudentSpec:
     """How to get a student: drop teacher layers, shrink the teacher's config (random init), or load a model."""
@@ -65,13 +70,8 @@ class StudentSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StudentSpec:
-        d = dict(d)
-        if d.get("keep_layers") is not None:
-            d["keep_layers"] = tuple(int(i) for i in d["keep_layers"])
-        if isinstance(d.get("model"), dict):
-            d["model"] = ModelSpec.from_dict(d["model"])
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+    def from_dict(cls, d: Any, what: str = "student") -> StudentSpec:
+        return parse(cls, d, what)
 
     def describe(self) -> str:
         if self.kind == "drop_layers":

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
+from kd_analysis.schema import load_yaml, parse, strict_schema
 
 OPTIMIZERS = ("adamw", "sgd")
 # linear: warm-up, then linear decay to 0 over the run. cosine_epoch: PyTorch's CosineAnnealingLR with T_max = one
@@ -20,6 +21,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TEACHER_CACHES = ("topk", "none")  # language models: top-k + tail cached per example, or the teacher every step
 
 
+@strict_schema
 @dataclass
 class LossTerm:
     """One weighted term of the training loss: `ce` on gold labels, or any `LOSSES` entry against the teacher."""
@@ -34,6 +36,7 @@ class LossTerm:
     tau_end: float | None = None
 
 
+@strict_schema
 @dataclass
 class LoraSettings:
     r: int = 8
@@ -45,6 +48,7 @@ class LoraSettings:
 RATIONALE_MODES = ("multitask", "append")
 
 
+@strict_schema
 @dataclass
 class RationaleSettings:
     """Train with the teacher's saliency rationales (Ballout et al. 2024).
@@ -64,6 +68,7 @@ class RationaleSettings:
     source_run: str | None = None  # a finished rationales job (run id or folder) whose attributions to reuse
 
 
+@strict_schema
 @dataclass
 class PrimingSettings:
     """Response priming (Goyal et al. 2024): the teacher reads the question under a strategy's prompt; the
@@ -77,6 +82,7 @@ class PrimingSettings:
     alignment: str = "answer"
 
 
+@strict_schema
 @dataclass
 class OnPolicySettings:
     """On-policy distillation (GKD, Agarwal et al. 2024, their Algorithm 1): each batch is, with probability
@@ -94,6 +100,7 @@ class OnPolicySettings:
     top_k: int = 0  # 0: no top-k cut (the whole distribution)
 
 
+@strict_schema
 @dataclass
 class TrainConfig:
     teacher: ModelSpec
@@ -159,42 +166,27 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, d: Any) -> TrainConfig:
+        """A config as a user writes it (JSON / YAML mapping), parsed by one strict schema (`kd_analysis.schema`):
+        unknown keys, a string where a bool or number belongs, NaN or infinity are refused in one sentence naming
+        the field. Shorthands: `teacher: NAME` for `{source: NAME}`, a loss term as its name, an empty mapping
+        (or null) for an optional section that is off."""
+        if not isinstance(d, dict):
+            raise KDLensError(f"a config must be a mapping of settings (got {type(d).__name__})")
         d = dict(d)
         d.pop("kind", None)
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise KDLensError(f"unknown config keys: {', '.join(sorted(unknown))}")
         if "teacher" not in d:
             raise KDLensError("the config needs a teacher (e.g. teacher: {source: minilm})")
-        teacher = d["teacher"]
-        d["teacher"] = ModelSpec.from_dict({"source": teacher} if isinstance(teacher, str) else teacher)
-        if "student" in d:
-            d["student"] = StudentSpec.from_dict(d["student"] or {})
-        if "losses" in d:
-            try:
-                d["losses"] = [LossTerm(**t) if isinstance(t, dict) else LossTerm(str(t)) for t in d["losses"]]
-            except TypeError as exc:
-                raise KDLensError(f"losses: {exc}") from None
+        if isinstance(d["teacher"], str):
+            d["teacher"] = {"source": d["teacher"]}
+        if "student" in d and d["student"] is None:
+            d["student"] = {}
+        if isinstance(d.get("losses"), list):
+            d["losses"] = [{"name": t} if isinstance(t, str) else t for t in d["losses"]]
         for key in ("lora", "rationales", "priming", "on_policy"):  # an empty mapping means "off"
-            if key in d and not d[key]:
+            if key in d and d[key] in ({}, None):
                 d[key] = None
-        if d.get("lora"):
-            d["lora"] = LoraSettings(**d["lora"])
-        for key, kind in (
-            ("rationales", RationaleSettings),
-            ("priming", PrimingSettings),
-            ("on_policy", OnPolicySettings),
-        ):
-            if d.get(key):
-                try:
-                    d[key] = kind(**d[key])
-                except TypeError as exc:
-                    raise KDLensError(f"{key}: {exc}") from None
-        try:
-            cfg = cls(**d)
-        except TypeError as exc:
-            raise KDLensError(f"config: {exc}") from None
+        cfg = parse(cls, d, "config")
         cfg.validate()
         return cfg
 
@@ -216,14 +208,19 @@ class TrainConfig:
         p = Path(path)
         if not p.exists():
             raise KDLensError(f"config file not found: {p}")
-        text = p.read_text(encoding="utf-8")
+        if not p.is_file():
+            raise KDLensError(f"{p} is not a file: point at a .yaml or .json config")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise KDLensError(f"{p.name} is not UTF-8 text: a config is a .yaml or .json text file") from None
         try:
             if p.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
+                data = load_yaml(text, p.name)
             else:
                 data = json.loads(text)
+        except KDLensError:
+            raise
         except Exception as exc:  # yaml and json raise different types; the user needs the position
             raise KDLensError(
                 f"{p.name} is not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}: "
@@ -265,6 +262,11 @@ class TrainConfig:
             raise KDLensError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not self.losses:
             raise KDLensError("add at least one loss term (e.g. ce)")
+        if not any(t.weight > 0 for t in self.losses):
+            raise KDLensError("every loss weight is 0, so nothing would train: give at least one term a weight > 0")
+        if self.train_size is not None:
+            positive("train_size (training examples; null for all)", self.train_size, integer=True)
+        self._validate_student(positive)
         names = [t.name for t in self.losses]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -297,6 +299,20 @@ class TrainConfig:
             self._validate_priming(self.priming)
         if self.on_policy:
             self._validate_on_policy(self.on_policy, positive)
+
+    def _validate_student(self, positive) -> None:
+        from kd_analysis.models.specs import STUDENT_KINDS
+
+        st = self.student
+        if st.kind not in STUDENT_KINDS:
+            raise KDLensError(f"student.kind must be one of {', '.join(STUDENT_KINDS)} (got {st.kind!r})")
+        for name in ("num_layers", "hidden_size", "num_heads"):
+            if getattr(st, name) is not None:
+                positive(f"student.{name} (null for the default)", getattr(st, name), integer=True)
+        if st.keep_layers is not None and (not st.keep_layers or min(st.keep_layers) < 0):
+            raise KDLensError(f"student.keep_layers must list layer indices ≥ 0 (got {list(st.keep_layers)})")
+        if st.kind == "model" and st.model is None:
+            raise KDLensError("student.kind model needs student.model (e.g. model: {source: smollm2-135m-instruct})")
 
     def _validate_on_policy(self, o: OnPolicySettings, positive) -> None:
         if not isinstance(o.fraction, (int, float)) or not 0 <= o.fraction <= 1:

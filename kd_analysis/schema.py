@@ -1,0 +1,135 @@
+"""Strict parsing of what crosses a trust boundary (run configs, model specs, stored records): one typed schema.
+
+The configs stay plain dataclasses; `strict_schema` marks one (and, through its field types, everything nested in
+it) for pydantic v2, and `parse` builds it from JSON-like data or says in one sentence which field is wrong. Why
+pydantic: it validates the dataclasses we already have (no second model to keep in step), its strict JSON mode
+is exactly the rule we need (a bool is only true or false, an int is never 1.5 or "1", a list may fill a tuple),
+unknown keys are refused with `extra="forbid"`, and non-finite numbers with `allow_inf_nan=False`. Data is
+validated in JSON mode: it is serialised first (NaN and infinity as JSON's extensions, so they are seen and
+refused), which also means a Python object that JSON cannot express is refused rather than smuggled in.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+
+from kd_analysis.errors import KDLensError
+
+T = TypeVar("T")
+
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+# pydantic's error types, as the end of a sentence that starts with the field's name
+_WORDS = {
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "string_type": "must be text",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "dict_type": "must be a mapping of settings",
+    "dataclass_type": "must be a mapping of settings",
+    "model_type": "must be a mapping of settings",
+    "missing": "is required",
+    "missing_argument": "is required",
+    "unexpected_keyword_argument": "is not a known setting",
+    "missing_keyword_only_argument": "is required",
+    "extra_forbidden": "is not a known setting",
+    "none_required": "must be empty (null)",
+}
+
+
+def strict_schema(cls: type[T]) -> type[T]:
+    """Class decorator: this dataclass is parsed strictly (STRICT) wherever it appears in a schema."""
+    return with_config(STRICT)(cls)
+
+
+@functools.cache
+def _adapter(kind: Any) -> TypeAdapter:
+    return TypeAdapter(kind)
+
+
+def parse(kind: type[T], data: Any, what: str) -> T:
+    """`data` (JSON-like: mappings, lists, text, numbers, true/false, null) as a `kind`, or a KDLensError whose one
+    sentence names the first wrong field under `what` (e.g. 'config.teacher.trust_remote_code must be true or
+    false (got 'false')')."""
+    try:
+        text = json.dumps(data, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise KDLensError(f"{what} holds something that is not plain data ({exc})") from None
+    try:
+        return _adapter(kind).validate_json(text)
+    except ValidationError as exc:
+        raise KDLensError(describe(exc, what)) from None
+
+
+def describe(exc: ValidationError, what: str) -> str:
+    """The first error as one sentence (and how many more there are)."""
+    errors = exc.errors(include_url=False)
+    fields: dict[str, Any] = {}
+    for error in errors:  # a union reports one error per branch it tried: keep the first per field
+        fields.setdefault(_where(error, what), error)
+    where, first = next(iter(fields.items()))
+    words = _WORDS.get(first["type"], first["msg"][:1].lower() + first["msg"][1:])
+    got = "" if first["type"].startswith("missing") else f" (got {_short(first.get('input'))})"
+    n = len(fields) - 1
+    more = f"; {n} more field{'s' if n > 1 else ''} wrong after it" if n else ""
+    return f"{where} {words}{got}{more}"
+
+
+def _where(error: Any, what: str) -> str:
+    return ".".join([what, *(str(p) for p in error["loc"] if not _is_union_branch(p))])
+
+
+def _is_union_branch(part: Any) -> bool:
+    """pydantic names the branch of a union it tried (e.g. 'list[str]', 'function-after[...]'): not a field."""
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+MAX_YAML_NODES = 100_000  # a run config has a few hundred; an alias bomb has billions once expanded
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """`yaml.safe_load`, refusing a document whose aliases would expand it past MAX_YAML_NODES values (the
+    "billion laughs": a few lines of anchors that any later walk over the data, e.g. a copy or JSON, would expand
+    until memory runs out). The expanded size is counted on the composed node graph, once per node."""
+    import yaml
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None and _expanded_size(root, {}, 0) > MAX_YAML_NODES:
+        raise KDLensError(
+            f"{what} expands to more than {MAX_YAML_NODES:,} values through its YAML aliases (&anchor / *alias); "
+            "write the settings out"
+        )
+    return yaml.safe_load(text)
+
+
+def _expanded_size(node: Any, seen: dict[int, int], depth: int) -> int:
+    import yaml
+
+    if id(node) in seen:
+        return seen[id(node)]
+    if depth > 200:
+        raise KDLensError("the YAML is nested more than 200 levels deep")
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, seen, depth + 1) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, seen, depth + 1) + _expanded_size(v, seen, depth + 1) for k, v in node.value)
+    else:
+        size = 1
+    seen[id(node)] = min(size, MAX_YAML_NODES + 1)  # capped: the sums stay small however deep the bomb
+    return seen[id(node)]
