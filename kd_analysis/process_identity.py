@@ -90,12 +90,15 @@ class Verdict:
     reason: str
 
 
+PID_MAX = 2**22  # Linux's PID_MAX_LIMIT: no process has a larger pid, and os.kill overflows past 2³¹ − 1
+
+
 def _as_int(value: Any) -> int | None:
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
+    """A pid from a status file that anyone could have edited: a whole number in (0, PID_MAX], else None (so
+    a forged 2³¹ or "12" or true names no process, and no signal call ever sees it)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= PID_MAX:
         return None
-    return out if out > 0 else None
+    return value
 
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")

@@ -230,6 +230,9 @@ def _store_with_damage(root: Path, damage: str) -> RunStore:
         (bad.path / "config.json").write_text(
             json.dumps({"name": ["a", "list"], "losses": "kl", "preset": ["x"], "steps": "ten"})
         )
+    elif damage == "pid too large":  # os.kill overflows on it; no process has it
+        st = json.loads(status.read_text())
+        status.write_text(json.dumps({**st, "pid": 2**31, "pgid": 2**31}))
     elif damage == "odd loss terms":
         (bad.path / "config.json").write_text(json.dumps({"name": 42, "losses": [{"name": "kl", "weight": "x"}, 3]}))
     return store
@@ -246,6 +249,7 @@ DAMAGES = [
     "absurd json",
     "no step and odd config",
     "odd loss terms",
+    "pid too large",
 ]
 
 
@@ -291,6 +295,12 @@ def test_one_damaged_run_never_takes_down_the_store(tmp_path, damage, capsys):
     run_losses([m for m in store.get("bad").metrics() if "loss" in m])
 
 
+def test_a_forged_pid_past_any_process_is_never_signalled(tmp_path):
+    store = _store_with_damage(tmp_path / "runs", "pid too large")
+    assert cancel_run(store, "bad") == "cancelled"  # no OverflowError from os.kill, and nothing signalled
+    assert "killed" not in store.get("bad").status()["reason"]
+
+
 def test_cancel_refuses_a_damaged_status_without_signalling(tmp_path):
     store = _store_with_damage(tmp_path / "runs", "status not an object")
     with pytest.raises(RunStoreError, match="damaged"):
@@ -298,7 +308,9 @@ def test_cancel_refuses_a_damaged_status_without_signalling(tmp_path):
     assert (store.root / "bad" / "status.json").read_text() == "[1, 2, 3]"  # nothing overwritten
 
 
-@pytest.mark.parametrize("damage", ["bad byte", "step not a number", "status bad bytes", "no step and odd config"])
+@pytest.mark.parametrize(
+    "damage", ["bad byte", "step not a number", "status bad bytes", "no step and odd config", "pid too large"]
+)
 @pytest.mark.parametrize(
     "page", ["pages/compare_runs.py", "pages/distillation_runs.py", "pages/saliency_rationales.py"]
 )
