@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from app_ui import state
@@ -50,7 +52,8 @@ def apply_url_selection() -> list[str]:
         "teacher_source": lambda v: v in teachers,
         "teacher_task": lambda v: v in ("auto", *TASKS),
         "student_kind": lambda v: v in STUDENT_KIND_LABELS,
-        "student_layers": lambda v: v.isdigit() and 1 <= int(v) <= 128,
+        # ASCII digits only: str.isdigit() also accepts '²' or '٣', which int() then refuses
+        "student_layers": lambda v: re.fullmatch(r"[0-9]{1,3}", v) is not None and 1 <= int(v) <= 128,
         "data_source": lambda v: v in data,
     }
     refused = []

@@ -568,3 +568,14 @@ def test_priming_page_keeps_the_papers_numbers_out_of_our_table(run_root):
     assert any(h.value.startswith("Paper reference") for h in at.subheader)
     bars = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Exact match per priming" in c.proto.spec)
     assert [t["name"] for t in bars["data"]] == ["student (ours, 95% interval)", "teacher under this prompt"]
+
+
+@pytest.mark.parametrize("layers", ["²", "٣", "-1", "999", "1e3", "", " 2", "2.0"])
+def test_a_link_with_an_odd_layer_count_is_refused_in_a_sentence(layers):
+    """`?layers=` as a hostile or mistyped link writes it: never a traceback, one line saying it was not used."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["layers"] = layers
+    at.query_params["student"] = "drop_layers"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"layers = {layers}" in i.value for i in at.sidebar.info)
