@@ -94,3 +94,16 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return str(obj)
+
+
+def writable_target(path: str | os.PathLike, force: bool) -> Path:
+    """The file a command may write to: refused in one sentence when something is already there, unless `force`
+    (`--force`), and always when it is a folder. Checked before any work, so a refusal costs nothing."""
+    from kd_analysis.errors import KDLensError
+
+    target = Path(path)
+    if target.is_dir():
+        raise KDLensError(f"{target} is a folder: name the file to write")
+    if target.exists() and not force:
+        raise KDLensError(f"{target} already exists: pass --force to overwrite it, or name another file")
+    return target

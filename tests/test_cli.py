@@ -189,3 +189,34 @@ def test_user_message_is_one_line_of_the_exception():
     assert user_message(ValueError("bad thing"), kind=True) == "ValueError: bad thing"
     assert user_message(KeyError()) == "KeyError" and user_message(RuntimeError("  "), kind=True) == "RuntimeError"
     assert user_message(ValueError("x" * 500), limit=10) == "x" * 10
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "demo", "mcq"],
+        ["story"],
+        ["errors", "report", "any-run"],
+        ["rationales", "--teacher", "minilm", "--data", "demo:mcq"],
+        ["prime", "outputs", "--teacher", "smollm2-135m-instruct", "--data", "demo:arithmetic"],
+        ["attention", "view", "--model", "smollm2-135m-instruct", "--data", "demo:arithmetic"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_no_command_overwrites_a_file_without_force(tmp_path, args):
+    """An --out that exists (say, the notes database) is refused before any work, and left as it was; a folder
+    is refused too."""
+    kept = tmp_path / "notes.sqlite"
+    kept.write_text("every note")
+    res = cli(*args, "--out", str(kept))
+    assert res.returncode == 2 and "already exists: pass --force to overwrite it" in res.stderr
+    assert kept.read_text() == "every note" and "Traceback" not in res.stderr
+    res = cli(*args, "--out", str(tmp_path))
+    assert res.returncode == 2 and "is a folder" in res.stderr
+
+
+def test_force_overwrites_the_out_file(tmp_path):
+    out = tmp_path / "mcq.jsonl"
+    out.write_text("old")
+    assert cli("data", "demo", "mcq", "--out", str(out), "--force").returncode == 0
+    assert out.read_text().startswith("{")

@@ -159,9 +159,10 @@ def test_cli_report_slices_and_explain(error_store, tmp_path):  # noqa: F811
     assert info["path"] == str(out) and info["pinned"] == ["ex-01"] and info["slices"] == ["long"]
     assert out.read_text().startswith("<!DOCTYPE html>")
     for bad, message in (
-        (["report", RUN, "--out", str(out), "--slice", "nope"], "no saved slice 'nope'"),
-        (["report", "no-such-run", "--out", str(out)], "no run"),
-        (["report", "test-no-records", "--out", str(out)], "no per-example records"),
+        (["report", RUN, "--out", str(out)], "already exists: pass --force"),
+        (["report", RUN, "--out", str(out), "--force", "--slice", "nope"], "no saved slice 'nope'"),
+        (["report", "no-such-run", "--out", str(out), "--force"], "no run"),
+        (["report", "test-no-records", "--out", str(out), "--force"], "no per-example records"),
         (["explain", RUN, "ex-01"], "the config needs a teacher"),
     ):
         r = _cli(*bad, root=root)

@@ -35,8 +35,10 @@ def cmd_data_demo(args: argparse.Namespace) -> None:
             rows, args.json, lambda rs: "\n".join(f"demo:{r['name']:<12} {r['format']:<14} {r['title']}" for r in rs)
         )
         return
+    from kd_analysis.fileio import writable_target
+
     suffix = DEMO_SETS[args.name].suffix if args.name in DEMO_SETS else ".jsonl"
-    print(write_demo(args.name, args.out or f"{args.name}{suffix}"))
+    print(write_demo(args.name, writable_target(args.out or f"{args.name}{suffix}", args.force)))
 
 
 def add_data(sub) -> None:
@@ -53,5 +55,6 @@ def add_data(sub) -> None:
     d_demo = dsub.add_parser("demo", help="list the demo sets, or write one to a file")
     d_demo.add_argument("name", nargs="?")
     d_demo.add_argument("--out")
+    d_demo.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     d_demo.add_argument("--json", action="store_true")
     d_demo.set_defaults(fn=cmd_data_demo)

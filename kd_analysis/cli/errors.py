@@ -154,7 +154,9 @@ def cmd_report(args) -> None:
     from kd_analysis.errors.report import write_report
     from kd_analysis.errors.slices import Slice
     from kd_analysis.errors.workspace import notes_store, run_data
+    from kd_analysis.fileio import writable_target
 
+    writable_target(args.out, args.force)
     store = _store(args)
     chosen = None
     if args.slice:
@@ -260,6 +262,7 @@ def add_errors(sub) -> None:
         "saved slices, pinned examples with notes and attributions",
     )
     q.add_argument("--out", required=True, metavar="FILE")
+    q.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     q.add_argument("--against", metavar="RUN_ID", help="compare this run's student with another run's")
     q.add_argument("--pin", action="append", metavar="EXAMPLE_ID", help="an example to show in full (repeat)")
     q.add_argument(

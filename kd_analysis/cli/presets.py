@@ -9,9 +9,10 @@ from kd_analysis.cli.common import Parser, print_result, reconciled_store
 
 
 def cmd_story(args: argparse.Namespace) -> None:
+    from kd_analysis.fileio import writable_target
     from kd_analysis.story import write_story
 
-    out = write_story(args.out, reconciled_store(args))
+    out = write_story(writable_target(args.out, args.force), reconciled_store(args))
     print_result(
         out,
         args.json,
@@ -48,6 +49,7 @@ def cmd_presets_show(args: argparse.Namespace) -> None:
 def add_story(sub) -> None:
     story = sub.add_parser("story", help="the demo's story (the Summary page) as one self-contained HTML file")
     story.add_argument("--out", default="story.html", help="the HTML file to write (default: story.html)")
+    story.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     story.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
     story.add_argument("--json", action="store_true")
     story.set_defaults(fn=cmd_story)

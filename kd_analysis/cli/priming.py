@@ -33,10 +33,14 @@ def _templates(args) -> dict[str, str]:
 
 def cmd_prime_outputs(args) -> None:
     from kd_analysis.data.sources import load_dataset
+    from kd_analysis.fileio import writable_target
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec
     from kd_analysis.priming.prompts import check_template
     from kd_analysis.priming.teacher import summarise, teacher_outputs, to_jsonl
+
+    if args.out:
+        writable_target(args.out, args.force)
 
     templates = _templates(args)
     for t in templates.values():
@@ -243,10 +247,11 @@ def cmd_attention_view(args) -> None:
     from kd_analysis.attention.job import load_labelled
     from kd_analysis.attention.views import attention_view, example_attentions
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.fileio import atomic_write_text
+    from kd_analysis.fileio import atomic_write_text, writable_target
     from kd_analysis.priming.prompts import student_prompt
     from kd_analysis.runs import RunStore
 
+    writable_target(args.out, args.force)
     [entry] = _attention_models(args)[:1]
     loaded = load_labelled(entry, RunStore(args.root))
     examples = load_dataset(args.data).examples
@@ -292,7 +297,9 @@ def add_priming(sub) -> None:
     out.add_argument("--batch-size", type=int, default=8)
     out.add_argument("--out", help="write one JSON line per example and strategy")
     out.add_argument("--trust-remote-code", action="store_true")
-    out.add_argument("--force", action="store_true", help="load even when the memory estimate exceeds free memory")
+    out.add_argument(
+        "--force", action="store_true", help="overwrite --out; load even when the memory estimate exceeds free memory"
+    )
     out.add_argument("--save", action="store_true", help="save as a job in the run store (reopens on the page)")
     out.add_argument("--root", help="run store folder (with --save)")
     strategies(out)
@@ -364,4 +371,5 @@ def add_priming(sub) -> None:
     view.add_argument("--kind", choices=["head", "model"], default="head")
     view.add_argument("--max-tokens", type=int, default=64)
     view.add_argument("--out", required=True)
+    view.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     view.set_defaults(fn=cmd_attention_view)

@@ -18,6 +18,10 @@ def cmd_rationales(args: argparse.Namespace) -> None:
     from kd_analysis.truncation import check_cap
 
     check_cap(args.max_tokens)
+    if args.out:
+        from kd_analysis.fileio import writable_target
+
+        writable_target(args.out, args.force)
     examples = load_dataset(args.data).examples[args.start : args.start + args.limit]
     opts = dict(task=args.task, trust_remote_code=args.trust_remote_code, force_memory=args.force)
     models = {"teacher": ModelSpec(args.teacher, **opts)}
@@ -122,6 +126,8 @@ def add_rationales(sub) -> None:
     rat.add_argument("--out", help="write one JSON line per example and model here")
     rat.add_argument("--task", choices=["classification", "multiple_choice", "causal_lm", "seq2seq"])
     rat.add_argument("--trust-remote-code", action="store_true")
-    rat.add_argument("--force", action="store_true", help="load even when the memory estimate exceeds free memory")
+    rat.add_argument(
+        "--force", action="store_true", help="overwrite --out; load even when the memory estimate exceeds free memory"
+    )
     rat.add_argument("--json", action="store_true")
     rat.set_defaults(fn=cmd_rationales)
