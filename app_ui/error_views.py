@@ -12,6 +12,7 @@ import streamlit as st
 from app_ui.resources import show_error
 from app_ui.safe_text import md
 from kd_analysis.attribution.methods import METHODS
+from kd_analysis.csv_export import csv_text
 from kd_analysis.errors.explain import DEFAULT_METHOD, TARGETS, cached, explain_config
 from kd_analysis.plots.attribution import token_heatmap_html
 from kd_analysis.plots.errors import token_gaps_figure
@@ -233,7 +234,7 @@ def export_buttons(view: pd.DataFrame, stem: str) -> None:
     c1, c2, c3 = st.columns(3)
     c1.download_button(
         "This slice (CSV)",
-        lambda: view.to_csv(index=False),
+        lambda: csv_text(view),
         f"{stem}.csv",
         "text/csv",
         key="ea_export",

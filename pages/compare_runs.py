@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui.safe_text import md
+from kd_analysis.csv_export import csv_text
 from kd_analysis.evidence.summary import run_gaps
 from kd_analysis.plots.runs import metric_curves
 from kd_analysis.runs import RunStore, reconcile
@@ -245,7 +246,7 @@ def _show(columns: list[str]) -> None:
 _show(main)
 with st.expander("Run details: state, set-up, other metrics, best values, ids"):
     _show(details)
-st.download_button("Final metrics (CSV)", table.to_csv(index=False), "runs_final_metrics.csv", "text/csv")
+st.download_button("Final metrics (CSV)", csv_text(table), "runs_final_metrics.csv", "text/csv")
 with_records = [r for r in chosen if (store.root / r / "predictions.jsonl").is_file()]
 if len(with_records) == 1:
     st.page_link(
@@ -291,7 +292,7 @@ if pick:
             for x, y in zip(xs, ys)
         ]
     )
-    st.download_button("Curves (CSV)", long.to_csv(index=False), "runs_curves.csv", "text/csv")
+    st.download_button("Curves (CSV)", csv_text(long), "runs_curves.csv", "text/csv")
 
 st.subheader("Config differences")
 diff = readable_config_diff(store, chosen, names)
@@ -325,6 +326,6 @@ if diff:
     )
     if prefix:
         st.caption(f"Runs named “{md(prefix.strip())} …”; hover a header for the whole name and the run's id.")
-    st.download_button("Differences (CSV)", frame.to_csv(index=False), "runs_config_diff.csv", "text/csv")
+    st.download_button("Differences (CSV)", csv_text(frame), "runs_config_diff.csv", "text/csv")
 else:
     st.caption("The chosen runs share every setting.")

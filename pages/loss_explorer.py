@@ -19,6 +19,7 @@ from app_ui import state
 from app_ui.resources import dataset, is_loaded, load_pair, show_error
 from app_ui.safe_text import md
 from app_ui.shared_results import PAIR_LOSSES, PAIR_OUTPUTS
+from kd_analysis.csv_export import csv_text
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.ab_plane import NAMED_POINTS, fit_at, plane_grid
 from kd_analysis.losses.explorer import MAX_BATCH, ExplorerSettings, explore_pair, pair_outputs, summarise_plan
@@ -425,9 +426,7 @@ def pair_view() -> None:
         st.subheader("Per-example contributions")
         st.dataframe(per_example, hide_index=True, width="stretch")
         d1, d2 = st.columns(2)
-        d1.download_button(
-            "Per-example values (CSV)", per_example.to_csv(index=False), "loss_contributions.csv", "text/csv"
-        )
+        d1.download_button("Per-example values (CSV)", csv_text(per_example), "loss_contributions.csv", "text/csv")
         d2.download_button(
             "Everything (JSON)", json.dumps(rep.to_dict(), default=str), "loss_report.json", "application/json"
         )

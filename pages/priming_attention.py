@@ -17,6 +17,7 @@ from kd_analysis.attention.compare import diff_map, rank_heads
 from kd_analysis.attention.job import attention_config, load_attention_run
 from kd_analysis.attention.stats import head_matrix
 from kd_analysis.attention.views import attention_view, example_attentions
+from kd_analysis.csv_export import csv_text
 from kd_analysis.errors import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.loading import expected_task
@@ -396,7 +397,7 @@ with tab_runs:
             "95% Wilson intervals over the eval questions. Gain vs none is relative to the none student and "
             "is given only where the two intervals do not overlap."
         )
-        st.download_button("Accuracy table (CSV)", table.to_csv(index=False), "priming_accuracy.csv", "text/csv")
+        st.download_button("Accuracy table (CSV)", csv_text(table), "priming_accuracy.csv", "text/csv")
 
     runs_table()
     st.subheader("Paper reference: Goyal et al. 2024 on GSM8K")

@@ -68,6 +68,7 @@ from kd_analysis.attribution.job import (
     rationale_config,
     same_model_source,
 )
+from kd_analysis.csv_export import csv_text
 from kd_analysis.runs import RunStore, reconcile, start_run
 from kd_analysis.training.progress import run_progress
 
@@ -414,7 +415,7 @@ try:
     d1, d2 = st.columns(2)
     d1.download_button(
         f"These {len(rows)} examples (CSV)",
-        pd.DataFrame(rows).to_csv(index=False),
+        csv_text(pd.DataFrame(rows)),
         "rationales.csv",
         "text/csv",
         on_click="ignore",
