@@ -450,3 +450,29 @@ def _signal(status: dict[str, Any], sig: int) -> None:
 def _check_id(run_id: str) -> None:
     if not RUN_ID.match(run_id or ""):
         raise RunStoreError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
+
+
+def uploads_used_by_runs(store: RunStore) -> dict[str, str]:
+    """Uploaded files that some run's config names (its data set, a model folder), each with one run using it:
+    removing uploads keeps these, so a run can still be evaluated, explained or re-run from what it trained on."""
+    from kd_analysis.data.uploads import is_upload
+
+    found: dict[str, str] = {}
+
+    def walk(value: Any, run_id: str) -> None:
+        if isinstance(value, str):
+            if value not in found and is_upload(value):
+                found[value] = run_id
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v, run_id)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, run_id)
+
+    for summary in store.list():
+        try:
+            walk(store.get(summary.run_id).config(), summary.run_id)
+        except Exception:  # a damaged config names nothing; the store's listing already says why
+            continue
+    return found

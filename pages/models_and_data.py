@@ -7,11 +7,12 @@ from app_ui import state
 from app_ui.resources import load_pair, load_teacher, show_error
 from app_ui.safe_text import md
 from app_ui.sidebar import write_url_selection
-from app_ui.uploads import forget_uploads, save_upload
+from app_ui.uploads import forget_uploads, save_upload, session_owner
 from app_ui.views import loss_table, pair_overview
 from kd_analysis.data.loaders import ColumnMapping
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS, ModelSpec
+from kd_analysis.runs import RunStore, uploads_used_by_runs
 
 sel = state.selection()
 write_url_selection()  # this page's view is the sidebar's selection: a copied link reopens it
@@ -193,21 +194,24 @@ with tab_data:
 
     if st.session_state.get("_kd_upload_removed"):
         st.success(st.session_state.pop("_kd_upload_removed"), icon=":material/delete:")
-    stored = list_uploads()
+    owner = session_owner()
+    stored = list_uploads(owner=owner)
     in_use = sel.data_source if is_upload(sel.data_source) else None
+    used_by_runs = uploads_used_by_runs(RunStore())
     if not stored:
-        st.caption("No uploaded files are stored on this server.")
+        st.caption("This session has stored no uploaded files.")
     else:
         st.caption(
-            f"{len(stored)} uploaded file{'s' if len(stored) != 1 else ''} stored, "
+            f"{len(stored)} file{'s' if len(stored) != 1 else ''} uploaded in this session, "
             f"{format_bytes(total_size(stored))} in {md(str(uploads_root()))}."
             + (f" The current data set ({md(Path(in_use).name)}) is one of them and will be kept." if in_use else "")
         )
         if st.button(
-            "Remove uploaded files",
-            help="Deletes the stored uploads from this server's disk. The data set selected in the sidebar is kept.",
+            "Remove this session's uploaded files",
+            help="Deletes the files uploaded in this browser session from this server's disk. Kept: the data set "
+            "selected in the sidebar, and any file a run trained on. Other sessions' uploads are never touched.",
         ):
-            result = remove_uploads(keep=[in_use] if in_use else [])
+            result = remove_uploads(keep=[*([in_use] if in_use else []), *used_by_runs], owner=owner)
             gone = [d for d in state.get("custom_data") if is_upload(d) and not Path(d).exists()]
             state.put("custom_data", [d for d in state.get("custom_data") if d not in gone])
             forget_uploads()
@@ -217,10 +221,13 @@ with tab_data:
                 f"Removed {len(result.removed)} uploaded file{'s' if len(result.removed) != 1 else ''} "
                 f"({format_bytes(result.freed_bytes)}){': ' + md(names) if names else ''}."
             )
-            if result.kept:
+            for u in result.kept:
+                run = used_by_runs.get(str(u.path))
                 msg += (
-                    f" Kept {md(result.kept[0].name)}: it is the current data set; choose another data set "
-                    "in the sidebar to remove it too."
+                    f" Kept {md(u.name)}: run {md(run)} trained on it."
+                    if run
+                    else f" Kept {md(u.name)}: it is the current data set; choose another data set in the sidebar "
+                    "to remove it too."
                 )
             if result.failed:
                 msg += f" Could not remove {len(result.failed)}: {md(result.failed[0])}."

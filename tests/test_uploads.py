@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from kd_analysis.data.uploads import (
     CHUNK,
@@ -16,6 +17,7 @@ from kd_analysis.data.uploads import (
     total_size,
     uploads_root,
 )
+from kd_analysis.errors import DataError
 
 CSV = b"sentence,label\ngood film,1\nbad film,0\n"
 
@@ -117,40 +119,81 @@ def upload_cache(tmp_path, monkeypatch):
 
 
 def _removal_caption(at):
-    return next((c.value for c in at.caption if "uploaded file" in c.value), None)
+    return next((c.value for c in at.caption if "uploaded in this session" in c.value), None)
 
 
-def test_page_removes_uploaded_files(upload_cache):
-    from tests.test_pages import MODELS, open_page
+MINE, THEIRS = "a" * 16, "b" * 16  # two browser sessions' upload owners
 
-    store_upload("a.csv", io.BytesIO(CSV))
-    store_upload("b.csv", io.BytesIO(CSV + b"ok film,1\n"))
-    at = open_page(MODELS)
+
+def _open_as(owner: str, path: str) -> AppTest:
+    """The page as the browser session whose upload owner is `owner`."""
+    from tests.test_pages import HOME, TIMEOUT
+
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.session_state["_kd_upload_owner"] = owner
+    at.run()
+    at.switch_page(path).run()
+    return at
+
+
+REMOVE = "Remove this session's uploaded files"
+
+
+def test_page_removes_this_sessions_uploads_and_never_another_sessions(upload_cache):
+    from tests.test_pages import MODELS
+
+    store_upload("a.csv", io.BytesIO(CSV), owner=MINE)
+    store_upload("b.csv", io.BytesIO(CSV + b"ok film,1\n"), owner=MINE)
+    theirs = store_upload("a.csv", io.BytesIO(CSV), owner=THEIRS)  # the same file, uploaded by someone else
+    at = _open_as(MINE, MODELS)
     assert not at.exception
-    assert _removal_caption(at).startswith("2 uploaded files stored")
-    next(b for b in at.button if b.label == "Remove uploaded files").click().run()
+    assert _removal_caption(at).startswith("2 files uploaded in this session")
+    next(b for b in at.button if b.label == REMOVE).click().run()
     assert not at.exception
     assert any(s.value.startswith("Removed 2 uploaded files") for s in at.success)
-    assert list_uploads() == []
-    assert not any(b.label == "Remove uploaded files" for b in at.button)
-    assert any("No uploaded files" in c.value for c in at.caption)
+    assert list_uploads(owner=MINE) == [] and theirs.exists() and theirs.read_bytes() == CSV
+    assert not any(b.label == REMOVE for b in at.button)
+    assert any("This session has stored no uploaded files" in c.value for c in at.caption)
 
 
 def test_page_keeps_the_upload_in_use(upload_cache):
-    from tests.test_pages import MODELS, open_page
+    from tests.test_pages import MODELS
 
-    in_use = store_upload("reviews.csv", io.BytesIO(CSV))
-    other = store_upload("other.csv", io.BytesIO(CSV + b"ok film,1\n"))
-    at = open_page(MODELS)
+    in_use = store_upload("reviews.csv", io.BytesIO(CSV), owner=MINE)
+    other = store_upload("other.csv", io.BytesIO(CSV + b"ok film,1\n"), owner=MINE)
+    at = _open_as(MINE, MODELS)
     at.radio[2].set_value("Path on this machine").run()
     next(t for t in at.text_input if t.label == "File path").set_value(str(in_use)).run()
     next(b for b in at.button if b.label == "Use this data set").click().run()
     assert at.sidebar.selectbox(key="w_data_source").value == str(in_use)
     assert "will be kept" in _removal_caption(at)
-    next(b for b in at.button if b.label == "Remove uploaded files").click().run()
+    next(b for b in at.button if b.label == REMOVE).click().run()
     assert not at.exception
     message = next(s.value for s in at.success if s.value.startswith("Removed 1 uploaded file"))
     assert "Kept reviews" in message and "current data set" in message
     assert in_use.exists() and not other.exists()
     assert at.sidebar.selectbox(key="w_data_source").value == str(in_use)
     assert not at.error  # the data set in use still loads
+
+
+def test_page_keeps_an_upload_a_run_trained_on(upload_cache, tmp_path, monkeypatch):
+    from kd_analysis.runs import RunStore, uploads_used_by_runs
+    from tests.test_pages import MODELS
+
+    trained_on = store_upload("train.csv", io.BytesIO(CSV), owner=MINE)
+    spare = store_upload("spare.csv", io.BytesIO(CSV + b"ok film,1\n"), owner=MINE)
+    store = RunStore(tmp_path / "runs")
+    store.create("train", {"name": "on my upload", "data": str(trained_on)}, run_id="r1")
+    monkeypatch.setenv("KD_LENS_RUNS", str(store.root))
+    assert uploads_used_by_runs(store) == {str(trained_on): "r1"}
+    at = _open_as(MINE, MODELS)
+    next(b for b in at.button if b.label == REMOVE).click().run()
+    assert not at.exception
+    message = next(s.value for s in at.success if s.value.startswith("Removed 1 uploaded file"))
+    assert "run r1 trained on it" in message and "Kept train" in message
+    assert trained_on.exists() and not spare.exists()
+
+
+def test_an_upload_owner_is_a_token_never_a_path(tmp_path):
+    with pytest.raises(DataError, match="hex token"):
+        store_upload("x.csv", io.BytesIO(CSV), root=tmp_path, owner="../../etc")

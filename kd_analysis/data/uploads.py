@@ -1,8 +1,10 @@
 """Uploaded data files on disk: streamed in chunks, content-addressed, listable and removable.
 
-Layout: `<cache>/uploads/<sha256[:16]>/<safe original name>`. The same content is stored once (a second name for
-it is a hard link where the file system allows); a different file never overwrites another; the original suffix
-is kept so the loaders recognise the format.
+Layout: `<cache>/uploads/<owner>/<sha256[:16]>/<safe original name>`, the owner being the browser session that
+uploaded it (the CLI and tests may store without one). Within an owner the same content is stored once (a second
+name for it is a hard link where the file system allows); a different file never overwrites another; the original
+suffix is kept so the loaders recognise the format. Removing uploads only ever touches one owner's folder, and
+keeps what the caller names (the data set in use, the files runs trained on).
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ def uploads_root() -> Path:
     return cache_root() / "uploads"
 
 
+_OWNER = re.compile(r"^[0-9a-f]{16,64}$")
+
+
+def owner_folder(root: Path, owner: str | None) -> Path:
+    """Where `owner`'s uploads live (the store itself without an owner); an owner is a hex token, never a path."""
+    if owner is None:
+        return root
+    if not _OWNER.match(owner):
+        raise DataError("an upload owner is a hex token")
+    return root / owner
+
+
 def safe_name(name: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(str(name).replace("\\", "/")).name).lstrip(".")
     return safe or "upload.csv"
@@ -43,9 +57,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def store_upload(name: str, stream: BinaryIO, root: Path | None = None) -> Path:
-    """Copy `stream` (read in 1 MiB chunks while hashing) into the upload store; return the stored path."""
-    folder = Path(root) if root is not None else uploads_root()
+def store_upload(name: str, stream: BinaryIO, root: Path | None = None, owner: str | None = None) -> Path:
+    """Copy `stream` (read in 1 MiB chunks while hashing) into `owner`'s part of the upload store; return the
+    stored path."""
+    folder = owner_folder(Path(root) if root is not None else uploads_root(), owner)
     safe = safe_name(name)
     if hasattr(stream, "seek"):
         try:
@@ -108,9 +123,10 @@ class StoredUpload:
         return self.path.name
 
 
-def list_uploads(root: Path | None = None) -> list[StoredUpload]:
-    """Every stored upload (newest first), including files left over from failed uploads."""
-    folder = Path(root) if root is not None else uploads_root()
+def list_uploads(root: Path | None = None, owner: str | None = None) -> list[StoredUpload]:
+    """Every stored upload of `owner` (all of them without one), newest first, including files left over from
+    failed uploads."""
+    folder = owner_folder(Path(root) if root is not None else uploads_root(), owner)
     if not folder.is_dir():
         return []
     now, found = time.time(), []
@@ -163,9 +179,10 @@ def is_upload(path: str | Path, root: Path | None = None) -> bool:
     return bool(folder and p and p != folder and folder in p.parents)
 
 
-def remove_uploads(keep: Iterable[str | Path] = (), root: Path | None = None) -> Removal:
-    """Delete every stored upload except those in `keep` (e.g. the data set in use); empty folders go too."""
-    folder = Path(root) if root is not None else uploads_root()
+def remove_uploads(keep: Iterable[str | Path] = (), root: Path | None = None, owner: str | None = None) -> Removal:
+    """Delete `owner`'s stored uploads (every one without an owner) except those in `keep` (the data set in use,
+    files runs trained on); empty folders go too."""
+    folder = owner_folder(Path(root) if root is not None else uploads_root(), owner)
     keep_set = {k for k in (_resolved(k) for k in keep if k) if k is not None}
     removed, kept, failed = [], [], []
     for u in list_uploads(folder):
@@ -180,9 +197,9 @@ def remove_uploads(keep: Iterable[str | Path] = (), root: Path | None = None) ->
         except OSError as exc:
             failed.append(f"{u.path} ({exc.strerror or exc})")
     if folder.is_dir():
-        for d in sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True):
+        for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
             try:
-                d.rmdir()  # only when empty
+                d.rmdir()  # only when empty, deepest first
             except OSError:
                 pass
     return Removal(removed, kept, failed)
