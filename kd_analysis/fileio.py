@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -34,12 +35,36 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
-    """Append one JSON line in a single write; readers skip a torn last line (see read_jsonl)."""
-    line = json.dumps(record, default=_json_default, allow_nan=True) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
+    """Append one JSON line in a single write; readers skip a torn last line (see read_jsonl). A file that does
+    not end in a newline (a line torn by a full disk or a crash) gets one first, so this line is never glued to
+    the torn one and lost with it."""
+    line = (json.dumps(record, default=_json_default, allow_nan=True) + "\n").encode("utf-8")
+    with open(path, "a+b") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end:
+            fh.seek(end - 1)
+            if fh.read(1) != b"\n":
+                line = b"\n" + line
+        fh.write(line)  # append mode: always at the end, wherever the reads left the position
         fh.flush()
         os.fsync(fh.fileno())
+
+
+class NotARegularFile(OSError):
+    """A run-folder file that is a FIFO, a device (/dev/zero) or a folder: reading it would block or never end."""
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """`path` opened for binary reading, only if it is a regular file (a symlink to one is fine). Opened
+    non-blocking and checked on the open descriptor, so a FIFO planted in a run folder cannot hang a reader."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile(f"{Path(path).name} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 @dataclass
@@ -55,8 +80,11 @@ def read_jsonl_checked(path: str | os.PathLike) -> JsonlRead:
     Decodes line by line, so one bad byte costs one line, not the file. A missing file reads as empty."""
     out = JsonlRead()
     try:
-        fh = open(path, "rb")
+        fh = open_regular(path)
     except FileNotFoundError:
+        return out
+    except OSError as exc:  # a FIFO, a device, a folder, no permission: one reason, not a hang or a crash
+        out.bad.append((0, str(exc) if isinstance(exc, NotARegularFile) else f"cannot be read ({exc.strerror})"))
         return out
     with fh:
         for n, raw in enumerate(fh, start=1):

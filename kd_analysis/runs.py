@@ -46,8 +46,11 @@ def _now() -> str:
 def _read_json(path: Path) -> Any:
     import json
 
+    from kd_analysis.fileio import open_regular
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path) as fh:
+            return json.loads(fh.read().decode("utf-8"))
     except FileNotFoundError:
         return None
     except (ValueError, RecursionError) as exc:  # bad JSON or bytes; absurd numbers or nesting
@@ -210,10 +213,16 @@ class Run:
         return _read_json(self._artefact(name))
 
     def log_tail(self, lines: int = 50) -> str:
+        from kd_analysis.fileio import open_regular
+
         try:
-            return "\n".join((self.path / LOG).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+            with open_regular(self.path / LOG) as fh:
+                text = fh.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
+        except OSError as exc:
+            return f"(the log cannot be read: {exc})"
+        return "\n".join(text.splitlines()[-lines:])
 
     def artefacts(self) -> list[str]:
         return sorted(

@@ -24,7 +24,7 @@ def test_text_cells_that_start_a_formula_are_quoted_and_numbers_stay_numbers():
     rows = list(csv.reader(io.StringIO(csv_text(frame), newline="")))
     assert rows[0] == ["example", "loss", "'=name"]
     assert [r[0] for r in rows[1:]] == [
-        "'=HYPERLINK(\"http://x\",\"y\")",
+        '\'=HYPERLINK("http://x","y")',
         "'+1+1",
         "'-2+3",
         "'@SUM(A1)",

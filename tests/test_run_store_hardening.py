@@ -389,3 +389,48 @@ def test_a_finished_job_leaves_no_heartbeat_that_could_recreate_a_moved_folder(t
     os.replace(run.path, store.root / "hb")
     time.sleep(0.05)
     assert not run.path.exists() and store.get("hb").status()["state"] == "finished"
+
+
+@pytest.mark.parametrize("planted", ["fifo status", "metrics to /dev/zero", "log is a fifo"])
+def test_files_that_would_block_or_never_end_are_reported_not_read(tmp_path, planted, capsys):
+    """A FIFO status.json, a metrics.jsonl linked to /dev/zero, a FIFO log: `runs list` and `runs show` answer
+    at once (before, the first two hung), the run is listed with its reason."""
+    import threading
+
+    store = RunStore(tmp_path / "runs")
+    run = store.create("train", {"name": "planted", "steps": 1}, run_id="planted")
+    run.set_status("finished")
+    if planted == "fifo status":
+        (run.path / "status.json").unlink()
+        os.mkfifo(run.path / "status.json")
+    elif planted == "metrics to /dev/zero":
+        os.symlink("/dev/zero", run.path / "metrics.jsonl")
+    else:
+        os.mkfifo(run.path / "log.txt")
+    done: list[int] = []
+    worker = threading.Thread(
+        target=lambda: done.extend(
+            [
+                cli.main(["runs", "list", "--json", "--root", str(store.root)]),
+                cli.main(["runs", "show", "planted", "--json", "--root", str(store.root)]),
+            ]
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(60)
+    assert done == [0, 0], "runs list / show did not return"
+    assert "not a regular file" in capsys.readouterr().out or planted == "log is a fifo"
+
+
+def test_a_line_after_a_torn_one_is_kept(tmp_path):
+    """A full disk tore the last metrics line (no newline); the next append starts a line of its own."""
+    store = RunStore(tmp_path / "runs")
+    run = store.create("train", {"name": "torn"}, run_id="torn")
+    run.append_metrics({"step": 1, "loss": 1.0})
+    with open(run.path / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 2, "lo')
+    run.append_metrics({"step": 3, "loss": 0.5})
+    rows, problems = run.metrics_checked()
+    assert [r["step"] for r in rows] == [1, 3]
+    assert len(problems) == 1 and problems[0].startswith("line 2: not JSON")
