@@ -301,3 +301,39 @@ def test_new_task_heads_are_reproducible(tiny_dir):
     b = load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
     assert torch.equal(a.model.classifier.weight, b.model.classifier.weight)
     assert torch.initial_seed() == 1234  # the caller's random state is left alone
+
+
+class _NotATensor:
+    """Pickled into an adapter's weights: a global that weights_only loading refuses."""
+
+
+def test_a_pickled_adapter_is_refused_in_our_words_not_torchs(tiny_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(ModelSpec(str(tiny_dir / "bert")))
+    peft_model = get_peft_model(base.model, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear"))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    folder = tmp_path / "adapter"
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tiny_dir / "bert")
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    (folder / "adapter_model.safetensors").unlink()
+    torch.save({"weight": _NotATensor()}, folder / "adapter_model.bin")
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(ModelSpec(str(folder)))
+    assert "refused (weights_only=True)" in str(caught.value) and "weights_only=False" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "config,words",
+    [
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"model_type": "x", "auto_map": ["a.B"]}', "auto_map or model_type is malformed"),
+        ('{"model_type": ["x"], "auto_map": {"AutoConfig": "a.B"}}', "auto_map or model_type is malformed"),
+        ('{"model_type": "x", "auto_map": {"AutoConfig": 5}}', "needs its own Python code"),
+    ],
+)
+def test_a_malformed_model_config_is_a_sentence(tmp_path, config, words):
+    (tmp_path / "config.json").write_text(config)
+    with pytest.raises(ModelLoadError, match=words):
+        load_model(ModelSpec(str(tmp_path)))

@@ -374,12 +374,17 @@ def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
 
     from peft import PeftModel
 
-    cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    try:
+        cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ModelLoadError(f"{folder}/adapter_config.json is not valid JSON ({str(exc)[:120]})") from None
+    if not isinstance(cfg, dict):
+        raise ModelLoadError(f"{folder}/adapter_config.json must hold a JSON object")
     base_source = cfg.get("base_model_name_or_path")
-    if not base_source:
+    if not isinstance(base_source, str) or not base_source:
         raise ModelLoadError(f"{folder}/adapter_config.json does not name its base model")
     base = load_model(replace(spec, source=base_source), say)
-    missing_heads = [m for m in (cfg.get("modules_to_save") or []) if not hasattr(base.model, m)]
+    missing_heads = [m for m in (cfg.get("modules_to_save") or []) if isinstance(m, str) and not hasattr(base.model, m)]
     if missing_heads:
         raise ModelLoadError(
             f"{folder}: the adapter was trained with a {', '.join(missing_heads)} head, which a "
@@ -389,6 +394,12 @@ def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
     try:
         merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
     except Exception as exc:
+        if "Weights only load failed" in str(exc) or "Unpickling" in type(exc).__name__:
+            raise ModelLoadError(
+                f"{folder}: the adapter's weights are a pickle (adapter_model.bin) holding more than plain tensors; "
+                "loading it would run code, so it is refused (weights_only=True). Convert it to "
+                "adapter_model.safetensors if you trust its author."
+            ) from None
         raise ModelLoadError(
             f"{folder}: the adapter does not fit {base_source} as a {base.task} model: {adapter_mismatch(str(exc))}"
         ) from None

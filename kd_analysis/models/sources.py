@@ -70,6 +70,10 @@ def check_config(folder: Path, spec: ModelSpec) -> None:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"config.json in {folder} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ModelLoadError(f"config.json in {folder} is nested too deeply to be a model config") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"config.json in {folder} must hold a JSON object (it holds a {type(config).__name__})")
     _check_remote_code(config, str(folder), spec)
 
 
@@ -96,8 +100,11 @@ def _check_remote_code(config: dict, name: str, spec: ModelSpec) -> None:
         return
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    if config.get("model_type") not in CONFIG_MAPPING_NAMES:
-        code = sorted({v if isinstance(v, str) else v[0] for v in config["auto_map"].values()})
+    auto_map, model_type = config["auto_map"], config.get("model_type")
+    if not isinstance(auto_map, dict) or not isinstance(model_type, (str, type(None))):
+        raise ModelLoadError(f"{name}: config.json's auto_map or model_type is malformed, so it is not loaded")
+    if model_type not in CONFIG_MAPPING_NAMES:
+        code = sorted({str(v[0] if isinstance(v, list) and v else v) for v in auto_map.values()})
         raise ModelLoadError(
             f"{name} needs its own Python code ({', '.join(code)}), which is not run unless you "
             f"tick 'trust remote code'; only do so if you trust its author"
