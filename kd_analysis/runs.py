@@ -261,6 +261,8 @@ class Run:
 class RunStore:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root else default_root()
+        if self.root.exists() and not self.root.is_dir():
+            raise RunStoreError(f"{self.root} is a file, not a run store folder (--root / $KD_LENS_RUNS)")
 
     def create(
         self,

@@ -220,3 +220,41 @@ def test_force_overwrites_the_out_file(tmp_path):
     out.write_text("old")
     assert cli("data", "demo", "mcq", "--out", str(out), "--force").returncode == 0
     assert out.read_text().startswith("{")
+
+
+def test_runs_list_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`runs list | head -1`: the reader closes the pipe early; no BrokenPipeError, no traceback."""
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    for i in range(300):
+        store.create("train", {"name": f"run {i}"}, run_id=f"r{i:03d}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kd_analysis", "runs", "list", "--root", str(store.root)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.wait(timeout=120) == 0 and "BrokenPipe" not in err and "Traceback" not in err
+
+
+def test_a_root_that_is_a_file_is_a_sentence(tmp_path):
+    not_a_folder = tmp_path / "runs.txt"
+    not_a_folder.write_text("x")
+    res = cli("runs", "list", "--root", str(not_a_folder))
+    assert res.returncode == 2 and "is a file, not a run store folder" in res.stderr
+
+
+def test_terminal_output_shows_control_characters_instead_of_obeying_them():
+    from kd_analysis.cli.common import terminal_safe
+
+    assert terminal_safe("ok\x1b[2J\u202egnp.exe\tend\n") == "ok\\x1b[2J\\u202egnp.exe\tend\n"
+
+
+def test_a_note_with_neither_text_nor_tag_is_refused(tmp_path):
+    res = cli("errors", "note", "any-run", "ex-1", "--root", str(tmp_path))
+    assert res.returncode == 2 and "give the note's text, a --tag, or both" in res.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from kd_analysis.cli.common import Parser
 from kd_analysis.errors import KDLensError, user_message
@@ -42,14 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _silence_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout redirected to a StringIO (in-process callers)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     from kd_analysis.cli.args import check_args
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:  # libraries' deprecation notices would come before our one line; --debug shows them
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         check_args(args)
         args.fn(args)
+    except BrokenPipeError:  # `runs list | head` closed the pipe: the reader has what it wanted
+        _silence_stdout()
+        return 0
     except KDLensError as exc:
         if args.debug:
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -13,8 +14,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+# what a terminal would act on rather than show: C0/C1 controls (ANSI escapes start with ESC) and the bidi
+# controls that reorder what follows (a note could make "rm x" display as "x mr")
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text for a terminal: every control character but newline and tab shown as its escape (\\x1b, \\u202e)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def print_result(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
-    print(json.dumps(obj, indent=2, default=str) if as_json else text(obj))
+    """JSON (which escapes controls itself) or the human-readable text, made safe for a terminal: notes, example
+    texts and run names are user data."""
+    print(json.dumps(obj, indent=2, default=str) if as_json else terminal_safe(text(obj)))
 
 
 def reconciled_store(args: argparse.Namespace):

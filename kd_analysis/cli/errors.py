@@ -60,8 +60,11 @@ def cmd_slices(args) -> None:
 
 
 def cmd_note(args) -> None:
+    from kd_analysis.errors import KDLensError
     from kd_analysis.errors.workspace import notes_store, run_data
 
+    if not args.text and not args.tag:
+        raise KDLensError("give the note's text, a --tag, or both (nothing was saved)")
     store = _store(args)
     data = run_data(store, args.run_id)
     notes = notes_store(store)
