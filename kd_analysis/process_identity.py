@@ -15,6 +15,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from kd_analysis.schema import PID_MAX
+
 
 def new_token() -> str:
     return secrets.token_hex(16)
@@ -88,9 +90,6 @@ class Verdict:
     alive: bool  # a process with this pid, start time and boot exists (the worker, or one we cannot tell)
     verified: bool  # ... and it carries this run's token: safe to signal
     reason: str
-
-
-PID_MAX = 2**22  # Linux's PID_MAX_LIMIT: no process has a larger pid, and os.kill overflows past 2³¹ − 1
 
 
 def _as_int(value: Any) -> int | None:

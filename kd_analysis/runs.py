@@ -22,6 +22,7 @@ from typing import Any
 from kd_analysis import process_identity
 from kd_analysis.errors import RunStoreError
 from kd_analysis.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl_checked
+from kd_analysis.schema import MetricRow, StatusRecord, check_fields
 
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 FINAL_STATES = ("finished", "failed", "cancelled")
@@ -57,36 +58,6 @@ def _read_json(path: Path) -> Any:
         raise RunStoreError(f"{path.name} is unreadable ({type(exc).__name__}: {str(exc)[:120]})") from None
     except OSError as exc:
         raise RunStoreError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
-
-
-# status.json fields and the types a reader may rely on; a field of another type is dropped and reported
-_STATUS_TYPES: dict[str, tuple[type, ...]] = {
-    "state": (str,),
-    "reason": (str, type(None)),
-    "kind": (str,),
-    "created": (str,),
-    "updated": (str,),
-    "heartbeat": (int, float),
-    "pid": (int,),
-    "pgid": (int,),
-    "reference": (bool,),
-    "started": (int, float),
-    "token": (str, type(None)),
-    "boot_id": (str, type(None)),
-    "proc_start": (str, type(None)),
-    "warnings": (list,),
-}
-_METRIC_TYPES: dict[str, tuple[type, ...]] = {"step": (int,), "time": (int, float), "total_steps": (int,)}
-
-
-def _typed(obj: dict[str, Any], types: dict[str, tuple[type, ...]]) -> tuple[dict[str, Any], list[str]]:
-    """`obj` without the fields whose type is wrong (bool is not a number here), and what was dropped."""
-    bad = [
-        k
-        for k, allowed in types.items()
-        if k in obj and not (isinstance(obj[k], allowed) and not (isinstance(obj[k], bool) and bool not in allowed))
-    ]
-    return {k: v for k, v in obj.items() if k not in bad}, [f"{k}={obj[k]!r:.40}" for k in bad]
 
 
 @dataclass
@@ -190,7 +161,7 @@ class Run:
             return {}, [f"holds a {type(obj).__name__}, not an object"]
         if name != STATUS:
             return obj, []
-        clean, dropped = _typed(obj, _STATUS_TYPES)
+        clean, dropped = check_fields(obj, StatusRecord)
         if "state" in clean and clean["state"] not in STATES:
             dropped.append(f"state={clean.pop('state')!r:.40}")
         return clean, [f"wrong type or value: {', '.join(dropped)}"] if dropped else []
@@ -200,7 +171,7 @@ class Run:
         read = read_jsonl_checked(self.path / METRICS)
         rows, skipped = [], list(read.bad)
         for n, row in zip(read.line_numbers, read.rows):
-            clean, dropped = _typed(row, _METRIC_TYPES)
+            clean, dropped = check_fields(row, MetricRow)
             if dropped:
                 skipped.append((n, f"wrong type {', '.join(dropped)}"))
             elif "step" not in clean:  # every worker writes one; plots and tables index by it

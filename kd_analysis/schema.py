@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from kd_analysis.errors import KDLensError
 
@@ -133,3 +134,49 @@ def _expanded_size(node: Any, seen: dict[int, int], depth: int) -> int:
         size = 1
     seen[id(node)] = min(size, MAX_YAML_NODES + 1)  # capped: the sums stay small however deep the bomb
     return seen[id(node)]
+
+
+# --- stored records: read leniently, field by field ------------------------------------------------------------
+# A run folder's status.json and metrics.jsonl rows are read by every page; one wrong field must not hide the run.
+# They are checked against these schemas (strict types, finite numbers, bounded pids; other fields allowed), and
+# a field that fails is dropped and reported rather than the record refused.
+
+PID_MAX = 2**22  # Linux's PID_MAX_LIMIT: no process has a larger pid, and os.kill overflows past 2³¹ − 1
+_Pid = Annotated[int, Field(gt=0, le=PID_MAX)]
+_RECORD = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+
+
+@with_config(_RECORD)
+class StatusRecord(TypedDict, total=False):
+    state: str
+    reason: str | None
+    kind: str
+    created: str
+    updated: str
+    heartbeat: float
+    pid: _Pid
+    pgid: _Pid
+    reference: bool
+    started: float
+    token: str | None
+    boot_id: str | None
+    proc_start: str | None
+    warnings: list
+
+
+@with_config(_RECORD)
+class MetricRow(TypedDict, total=False):
+    step: Annotated[int, Field(ge=0)]
+    time: float
+    total_steps: Annotated[int, Field(ge=0)]
+
+
+def check_fields(record: dict[str, Any], kind: Any) -> tuple[dict[str, Any], list[str]]:
+    """`record` without the fields that fail `kind` (a StatusRecord or MetricRow schema), and what was dropped
+    ("pid=2147483648"). Never raises for a field: the caller reports what was dropped."""
+    try:
+        _adapter(kind).validate_python(record)
+        return record, []
+    except ValidationError as exc:
+        bad = sorted({str(e["loc"][0]) for e in exc.errors(include_url=False) if e["loc"]})
+    return {k: v for k, v in record.items() if k not in bad}, [f"{k}={record[k]!r:.40}" for k in bad if k in record]

@@ -296,9 +296,15 @@ def test_one_damaged_run_never_takes_down_the_store(tmp_path, damage, capsys):
 
 
 def test_a_forged_pid_past_any_process_is_never_signalled(tmp_path):
+    """status.json's schema bounds a pid by Linux's limit: 2³¹ is a damaged field (reported), never handed to
+    os.kill (which raised OverflowError on it), and cancel refuses the damaged status without signalling."""
     store = _store_with_damage(tmp_path / "runs", "pid too large")
-    assert cancel_run(store, "bad") == "cancelled"  # no OverflowError from os.kill, and nothing signalled
-    assert "killed" not in store.get("bad").status()["reason"]
+    assert "pid=2147483648" in " ".join(store.get("bad").problems())
+    with pytest.raises(RunStoreError, match="damaged"):
+        cancel_run(store, "bad")
+    from kd_analysis import process_identity as pi
+
+    assert pi.check({"pid": 2**31, "proc_start": "1"}, "bad", str(store.root)).verified is False
 
 
 def test_cancel_refuses_a_damaged_status_without_signalling(tmp_path):
