@@ -96,6 +96,8 @@ def test_notes_and_tags_follow_the_data_set(store, capsys):
         (["errors", "matrix", "no-records"], "no per-example records"),
         (["errors", "examples", "run-a", "--where", "__import__('os')"], "error: "),
         (["errors", "examples", "run-a", "--where", "nosuchcol > 1"], "unknown column"),
+        (["errors", "note", "run-a", "no-such-example", "--text", "x"], "run run-a has no example 'no-such-example'"),
+        (["errors", "note", "run-a", "q3"], "give the note's text, a --tag, or both"),
     ],
 )
 def test_bad_input_is_one_line(store, capsys, argv, words):

@@ -145,7 +145,8 @@ def test_overrides_merge_blocks_and_replace_lists(tmp_path):
     f = tmp_path / "o.yaml"
     f.write_text("lr: 0.001\nsteps: 7\n")
     cfg = preset_config("sinkd-sst2", f)
-    assert cfg.lr == 0.001 and cfg.preset == "sinkd-sst2" and cfg.epochs == 2.0
+    assert cfg.lr == 0.001 and cfg.preset == "sinkd-sst2" and cfg.epochs is None and cfg.steps == 7
+    assert preset_config("sinkd-sst2", {"lr": 0.001}).epochs == 2.0  # the preset's epochs unless steps are set
     with pytest.raises(KDLensError, match="unknown preset"):
         preset_config("sinkd-nope")
     with pytest.raises(KDLensError, match="config.learning_rate is not a known setting"):

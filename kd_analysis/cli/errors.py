@@ -61,12 +61,18 @@ def cmd_slices(args) -> None:
 
 def cmd_note(args) -> None:
     from kd_analysis.errors import KDLensError
-    from kd_analysis.errors.workspace import notes_store, run_data
+    from kd_analysis.errors.workspace import notes_store, run_data, run_records
 
     if not args.text and not args.tag:
         raise KDLensError("give the note's text, a --tag, or both (nothing was saved)")
     store = _store(args)
     data = run_data(store, args.run_id)
+    known = set(run_records(store, args.run_id)["example_id"].astype(str))
+    if args.example_id not in known:  # a typo would file a note nobody ever sees next to an example
+        raise KDLensError(
+            f"run {args.run_id} has no example {args.example_id!r} (its records hold {len(known)}; "
+            "`errors examples` lists them); nothing was saved"
+        )
     notes = notes_store(store)
     out: dict = {"data": data, "example_id": args.example_id}
     if args.text:

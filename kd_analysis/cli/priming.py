@@ -124,7 +124,14 @@ def cmd_prime_start(args) -> None:
         start_run(cfg.to_dict(), store, name=cfg.name).run_id
         for cfg in strategy_configs(base, list(_templates(args)), _templates(args), alignment=args.alignment)
     ]
-    print_result(ids, args.json, lambda d: "\n".join(d))
+    print_result(
+        ids,
+        args.json,
+        lambda d: (
+            f"started {len(d)} runs, one student per strategy (--strategies picks fewer); each runs in the "
+            "background and they take the device one at a time (`runs list` shows them):\n" + "\n".join(d)
+        ),
+    )
 
 
 def cmd_prime_table(args) -> None:
@@ -278,7 +285,9 @@ def add_priming(sub) -> None:
 
     def strategies(q):
         q.add_argument(
-            "--strategies", default="none,teacher,ai_to_ai,confidence,gold,cot", help="comma-separated strategy names"
+            "--strategies",
+            default="none,teacher,ai_to_ai,confidence,gold,cot",
+            help="comma-separated strategy names (default: all six; `prime start` starts one run per strategy)",
         )
         q.add_argument(
             "--template",

@@ -266,12 +266,15 @@ def get_preset(name: str) -> Preset:
 
 
 def preset_config(name: str, overrides: dict[str, Any] | str | Path | None = None) -> TrainConfig:
-    """The preset's full config, with `overrides` (a mapping, or a YAML/JSON file) applied on top."""
+    """The preset's full config, with `overrides` (a mapping, or a YAML/JSON file) applied on top. An override
+    that sets `steps` without `epochs` runs that many steps (a preset's epochs would otherwise win over it)."""
     base = get_preset(name).config().to_dict()
     if overrides is None:
         return TrainConfig.from_dict(base)
     if not isinstance(overrides, dict):
         overrides = TrainConfig.read_mapping(overrides)
+    if "steps" in overrides and "epochs" not in overrides:  # the user asked for steps: the preset's epochs yield
+        overrides = {**overrides, "epochs": None}
     cfg = TrainConfig.from_dict(merge(base, {k: v for k, v in overrides.items() if k != "preset"}))
     cfg.preset = name
     return cfg
