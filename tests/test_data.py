@@ -257,3 +257,25 @@ def test_sources_dispatch_and_hub_offline(monkeypatch):
         load_dataset("hf:gsm8k:main@test")
     with pytest.raises(DataError, match="hf:org/data"):
         load_dataset("org/data")
+
+
+def test_a_first_row_over_a_megabyte_previews_as_a_row(tmp_path):
+    """The preview reads 1 MiB, and more while the header and first row are longer (a 2 MB document in one cell
+    previewed as "a header but no data rows"); csv's 128 KB cell limit no longer stops the read either."""
+    from kd_analysis.data.loaders import read_rows_checked
+
+    path = tmp_path / "long.csv"
+    path.write_text("text,label\n" + '"' + "x" * (2 << 20) + '",1\nshort,0\n')
+    preview = read_rows_checked(path, limit=5)
+    assert [len(r["text"]) for r in preview.rows] == [2 << 20, 5]
+    assert len(read_rows_checked(path).rows) == 2
+
+
+def test_advice_for_a_non_utf8_file_fits_the_page_too(tmp_path):
+    from kd_analysis.data.loaders import read_rows_checked
+    from kd_analysis.errors import DataError
+
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,label\ncaf\xe9,1\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"re-save it as UTF-8 \(the CLI also reads other encodings"):
+        read_rows_checked(path)

@@ -86,7 +86,7 @@ def _decode(raw: bytes, path: Path, encoding: str | None) -> str:
         bad = raw[exc.start : exc.start + 1].hex()
         raise DataError(
             f"{path.name} is not {encoding or 'UTF-8'} text (byte 0x{bad} at position {exc.start}); "
-            f"re-save it as UTF-8 or give its encoding (e.g. --encoding latin-1)"
+            f"re-save it as UTF-8 (the CLI also reads other encodings: --encoding latin-1)"
         ) from None
     except LookupError:
         raise DataError(f"unknown text encoding {encoding!r}") from None
@@ -178,20 +178,29 @@ def _rows_from_text(
             columns.extend(k for k in r if k not in columns)
         return columns, rows, bad
     delimiter = "\t" if kind == "tsv" else ","
+    if csv.field_size_limit() < PREVIEW_MAX_BYTES:  # the default 128 KB refuses a long document in one cell
+        csv.field_size_limit(PREVIEW_MAX_BYTES)
     # GLUE TSVs are unquoted and contain stray quote characters: read them as plain tab-separated fields.
     reader = csv.DictReader(
         io.StringIO(text), delimiter=delimiter, quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
     )
-    if not reader.fieldnames:
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise DataError(f"{path.name}: the header row cannot be read as {kind.upper()} ({exc})") from None
+    if not fieldnames:
         raise DataError(f"{path.name} has no header row")
-    columns = [c.strip() for c in reader.fieldnames]
+    columns = [c.strip() for c in fieldnames]
     if len(set(columns)) != len(columns):
         raise DataError(f"{path.name} has repeated column names ({describe_columns(columns)})")
     rows = []
-    for row in reader:
-        rows.append({k.strip() if isinstance(k, str) else "_extra": v for k, v in row.items()})
-        if limit and len(rows) >= limit:
-            break
+    try:
+        for row in reader:
+            rows.append({k.strip() if isinstance(k, str) else "_extra": v for k, v in row.items()})
+            if limit and len(rows) >= limit:
+                break
+    except csv.Error as exc:  # e.g. a cell over the size limit, a NUL byte
+        raise DataError(f"{path.name}: line {reader.line_num} cannot be read as {kind.upper()} ({exc})") from None
     return columns, rows, bad
 
 
@@ -203,13 +212,30 @@ class RowsRead:
     bad_lines: list[str] = field(default_factory=list)  # "line N: why" for each line that was skipped
 
 
+PREVIEW_BYTES = 1 << 20  # a preview reads this much, more only when its first rows are longer
+PREVIEW_MAX_BYTES = 64 << 20
+
+
+def _preview_bytes(fh, p: Path) -> bytes:
+    """The start of the file in whole lines, at least the header and one row: 1 MiB, or more while the first two
+    lines are longer (a first row over 1 MB once previewed as "a header but no data rows"), up to 64 MiB."""
+    raw = fh.read(PREVIEW_BYTES)
+    while raw.count(b"\n") < 2 and len(raw) < PREVIEW_MAX_BYTES:
+        more = fh.read(PREVIEW_BYTES)
+        if not more:
+            return raw  # the whole file
+        raw += more
+    if raw.count(b"\n") < 2 and fh.read(1):
+        raise DataError(f"{p.name}'s first rows are over {PREVIEW_MAX_BYTES >> 20} MB long: too long to preview")
+    rest = fh.read(1)
+    return raw if not rest else raw[: raw.rfind(b"\n") + 1]  # whole lines only
+
+
 def read_rows_checked(path: str | os.PathLike, *, limit: int | None = None, encoding: str | None = None) -> RowsRead:
     """With `limit`, reads only the start of the file, so previews of huge files are quick."""
     p = _open_checked(path)
     with open(p, "rb") as fh:
-        raw = fh.read(1 << 20) if limit else fh.read()
-        if limit and len(raw) == 1 << 20:
-            raw = raw[: raw.rfind(b"\n") + 1] or raw  # whole lines only
+        raw = fh.read() if not limit else _preview_bytes(fh, p)
     text = _decode(raw, p, encoding)
     kind = _file_kind(p, text[:4096])
     columns, rows, bad = _rows_from_text(text, kind, p, limit)
