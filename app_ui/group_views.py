@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_ui import state
 from app_ui.safe_text import md
 from app_ui.story_cache import store_stamp
 from kd_analysis.errors import KDLensError
@@ -113,7 +114,7 @@ def _paired(store: RunStore, rows: list[dict], stamp: tuple) -> None:
     )
     default_a = best["group"] if best else ids[0]
     default_b = best["ce twin"] if best else ids[min(1, len(ids) - 1)]
-    url_a, url_b = st.query_params.get("a"), st.query_params.get("b")
+    url_a, url_b = state.url_param("a"), state.url_param("b")
     c1, c2 = st.columns(2)
     a = c1.selectbox(
         "A", ids, index=ids.index(url_a if url_a in ids else default_a), format_func=names.get, key="grp_a"

@@ -62,7 +62,7 @@ def apply_url_selection() -> list[str]:
         if value is None or value == st.session_state.get(f"_url_seen_{param}"):
             continue
         st.session_state[f"_url_seen_{param}"] = value
-        if valid[field](value):
+        if state.url_param(param) is not None and valid[field](value):
             state.put(field, int(value) if field == "student_layers" else value)
         else:
             refused.append(f"{param} = {value}")

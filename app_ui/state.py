@@ -115,10 +115,18 @@ def selection() -> Selection:
     return Selection(teacher=teacher, student=student, data_source=get("data_source"))
 
 
+def url_param(name: str) -> str | None:
+    """URL parameter `name` as the one URL schema allows it (`kd_analysis.schema.UrlParams`); None when absent or
+    of another shape, so no page ever reads a hostile value raw."""
+    from kd_analysis.schema import url_param as checked
+
+    return checked(name, st.query_params.get(name))
+
+
 def url_state(param: str, session_key: str, valid=lambda value: True) -> None:
     """Keep `session_key` in the URL as `?param=`: a value arriving in the URL (a pasted link) is applied once,
     and `write_url_state` puts the current value back, so a copied link reopens the same view."""
-    value = st.query_params.get(param)
+    value = url_param(param)
     seen = st.session_state.get(f"_url_seen_{param}")
     if value != seen:  # changed from outside (a link, the back button), not by this page's last write
         st.session_state[f"_url_seen_{param}"] = value

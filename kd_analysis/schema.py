@@ -15,7 +15,7 @@ import functools
 import json
 from typing import Annotated, Any, TypeVar
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from kd_analysis.errors import KDLensError
@@ -180,3 +180,47 @@ def check_fields(record: dict[str, Any], kind: Any) -> tuple[dict[str, Any], lis
     except ValidationError as exc:
         bad = sorted({str(e["loc"][0]) for e in exc.errors(include_url=False) if e["loc"]})
     return {k: v for k, v in record.items() if k not in bad}, [f"{k}={record[k]!r:.40}" for k in bad if k in record]
+
+
+# --- URL parameters: what a shared link may carry --------------------------------------------------------------
+# A link is typed by whoever sends it. Each parameter a page reads has a shape here; a value of another shape is
+# dropped before any page sees it (pages then check membership: a run that exists, a teacher this session knows).
+# text without control characters or the bidi controls that reorder what a page shows after them
+_TEXT = Annotated[
+    str, StringConstraints(min_length=1, max_length=1000, pattern=r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]*$")
+]
+_WORD = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")]
+_RUN = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+@with_config(_RECORD)
+class UrlParams(TypedDict, total=False):
+    teacher: _TEXT
+    data: _TEXT
+    task: _WORD
+    student: _WORD
+    layers: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")]  # ASCII digits: '²' passes str.isdigit()
+    view: _WORD
+    cell: _WORD
+    runs: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(,[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,49}$")
+    ]
+    run: _RUN
+    against: _RUN
+    watch: _RUN
+    job: _RUN
+    outputs_job: _RUN
+    heads_job: _RUN
+    a: _TEXT
+    b: _TEXT
+    example: _TEXT
+
+
+def url_param(name: str, raw: str | None) -> str | None:
+    """The value of URL parameter `name` if it has the shape UrlParams gives it, else None (as if absent)."""
+    if raw is None:
+        return None
+    if name not in UrlParams.__annotations__:
+        return None  # a parameter no page reads
+    clean, _ = check_fields({name: raw}, UrlParams)
+    return clean.get(name)

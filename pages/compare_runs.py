@@ -5,6 +5,7 @@ The runs compared live in the URL (`?runs=id1,id2`), so a copied link reopens th
 import pandas as pd
 import streamlit as st
 
+from app_ui import state
 from app_ui.safe_text import md
 from kd_analysis.csv_export import csv_text
 from kd_analysis.evidence.summary import run_gaps
@@ -30,7 +31,7 @@ reconcile(store)
 st.title("Compare runs")
 VIEWS = {"runs": "Runs", "groups": "Groups over seeds (paired statistics)"}
 if st.session_state.get("cmp_view") is None or st.query_params.get("view") != st.session_state.get("_cmp_view_url"):
-    st.session_state["cmp_view"] = st.query_params.get("view") if st.query_params.get("view") in VIEWS else "runs"
+    st.session_state["cmp_view"] = state.url_param("view") if state.url_param("view") in VIEWS else "runs"
 view = (
     st.segmented_control("View", list(VIEWS), format_func=VIEWS.get, key="cmp_view", label_visibility="collapsed")
     or "runs"
@@ -70,7 +71,7 @@ def _matching_preset(chosen: list[str]) -> str | None:
 
 
 # --- the URL is the selection: apply it when it changed from outside (a link, a pasted address) -----------------
-url = st.query_params.get("runs")
+url = state.url_param("runs")
 missing: list[str] = []
 if url != st.session_state.get(URL_KEY) or RUNS_KEY not in st.session_state:
     if url is not None:

@@ -76,7 +76,7 @@ students = [rid for rid in with_records if "student" in roles[rid]]
 start_run = default_run(store, paired, sel.data_source, DEFAULT_RUN) or next(iter(with_records))
 
 # --- the URL is the view: apply it when it changed from outside (a link, a pasted address) ------------------
-url = {k: st.query_params.get(k) for k in PARAMS}
+url = {k: state.url_param(k) for k in PARAMS}
 if url != st.session_state.get("_ea_url"):
     st.session_state["ea_run"] = url["run"] if url["run"] in with_records else start_run
     st.session_state["ea_against"] = url["against"] if url["against"] in students else ""

@@ -55,7 +55,7 @@ st.caption(
 )
 
 if VIEW_KEY not in st.session_state:  # a link (?view=pair) or the view this session had last
-    asked = st.query_params.get("view")
+    asked = state.url_param("view")
     st.session_state[VIEW_KEY] = asked if asked in VIEWS else st.session_state.get(f"_kd_{VIEW_KEY}", "toy")
 view = (
     st.segmented_control(

@@ -579,3 +579,50 @@ def test_a_link_with_an_odd_layer_count_is_refused_in_a_sentence(layers):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(f"layers = {layers}" in i.value for i in at.sidebar.info)
+
+
+HOSTILE_LINK = {
+    "teacher": "../../etc/passwd",
+    "task": "<script>",
+    "student": "DROP TABLE",
+    "layers": "²",
+    "data": "\x1b[2J",
+    "view": "<img src=x>",
+    "cell": "'; --",
+    "runs": "../a,b/../c",
+    "run": "x/../y",
+    "against": "..",
+    "watch": "../../tmp",
+    "job": "a" * 5000,
+    "a": "\u202e",
+    "b": "",
+    "example": "\x00",
+}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        MODELS,
+        LOSS_PAGE,
+        RUNS_PAGE,
+        COMPARE_PAGE,
+        PRIMING_PAGE,
+        "pages/saliency_rationales.py",
+        "pages/error_analysis.py",
+        "pages/summary.py",
+    ],
+)
+def test_every_page_survives_a_link_of_hostile_values(page):
+    """Every URL parameter a page reads, at once, with values of the wrong shape: the URL schema drops them
+    (`kd_analysis.schema.UrlParams`), and no page shows a traceback."""
+    from kd_analysis.schema import url_param
+
+    # all of another shape but the teacher, which has a path's shape: the sidebar then refuses a path it does not know
+    assert [k for k, v in HOSTILE_LINK.items() if url_param(k, v) is not None] == ["teacher"]
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    for k, v in HOSTILE_LINK.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
