@@ -162,6 +162,7 @@ class StatusRecord(TypedDict, total=False):
     boot_id: str | None
     proc_start: str | None
     warnings: list
+    data_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 @with_config(_RECORD)

@@ -259,6 +259,10 @@ def test_ten_step_run_through_the_cli(tiny_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     shown = json.loads(cli("runs", "show", proc.stdout.strip(), "--json", "--root", str(root)).stdout)
     assert shown["status"]["state"] == "finished"
+    import hashlib
+
+    data = shown["config"]["data"]  # the run keeps the sha256 of the file it trained on
+    assert shown["status"]["data_sha256"] == hashlib.sha256(Path(data).read_bytes()).hexdigest()
     steps = [m for m in shown["metrics"] if "loss" in m]
     assert [m["step"] for m in steps] == list(range(1, 11))
     assert {"loss_ce", "loss_kl", "lr", "examples_per_s", "eta_s"} <= set(steps[-1])

@@ -184,6 +184,10 @@ def run_worker(
 
     def body(stop: threading.Event) -> tuple[str, str | None, dict]:
         run.log(f"started: {cfg.name or run.run_id}")
+        digest = data_digest(cfg.data)
+        if digest:  # what the run trained on, even if the file (an upload, say) later changes or goes
+            run.set_status("running", data_sha256=digest)
+            run.log(f"data {cfg.data}: sha256 {digest}")
         with lines_to(run.log):  # the library's log lines go to the run's log.txt
             result = train(cfg, out_dir=run.path, on_metrics=run.append_metrics, should_stop=stop.is_set)
         run.write_json("result.json", result.to_dict())
@@ -196,6 +200,21 @@ def run_worker(
     if code:
         print_failure(run)
     return code
+
+
+def data_digest(data: str) -> str | None:
+    """sha256 of a data file (None for a demo or hub data set): recorded with the run, so a later reader can tell
+    whether the file it finds is the one the run trained on."""
+    import hashlib
+
+    path = Path(data).expanduser()
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def print_failure(run: Run) -> None:
