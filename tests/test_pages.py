@@ -570,9 +570,13 @@ def test_priming_page_keeps_the_papers_numbers_out_of_our_table(run_root):
     assert [t["name"] for t in bars["data"]] == ["student (ours, 95% interval)", "teacher under this prompt"]
 
 
-@pytest.mark.parametrize("layers", ["²", "٣", "-1", "999", "1e3", "", " 2", "2.0"])
+@pytest.mark.parametrize("layers", ["²", "999", "2.0"])
 def test_a_link_with_an_odd_layer_count_is_refused_in_a_sentence(layers):
-    """`?layers=` as a hostile or mistyped link writes it: never a traceback, one line saying it was not used."""
+    """`?layers=` as a hostile or mistyped link writes it: never a traceback, one line saying it was not used
+    (these three on the page; the schema's shape refuses the rest of the odd values below, quickly)."""
+    from kd_analysis.schema import url_param
+
+    assert [v for v in ["²", "٣", "-1", "1e3", "", " 2", "2.0", "1234"] if url_param("layers", v)] == []
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.query_params["layers"] = layers
     at.query_params["student"] = "drop_layers"
