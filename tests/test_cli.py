@@ -258,3 +258,17 @@ def test_terminal_output_shows_control_characters_instead_of_obeying_them():
 def test_a_note_with_neither_text_nor_tag_is_refused(tmp_path):
     res = cli("errors", "note", "any-run", "ex-1", "--root", str(tmp_path))
     assert res.returncode == 2 and "give the note's text, a --tag, or both" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "param,words",
+    [
+        ("iters=100000000", "sinkhorn's iters must be a whole number in [1, 500]"),  # once a hang
+        ("iters=0.5", "sinkhorn's iters must be a whole number"),
+        ("ab_alpha=nan", "alpha_beta's ab_alpha must be a number in [0, 2]"),
+        ("eps=1e-300", "sinkhorn's eps must be a number in [0.001, 2]"),
+    ],
+)
+def test_toy_loss_parameters_keep_the_registrys_ranges(param, words):
+    res = cli("losses", "toy", "--param", param, "--only", "sinkhorn")
+    assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr

@@ -440,3 +440,17 @@ def test_a_line_after_a_torn_one_is_kept(tmp_path):
     rows, problems = run.metrics_checked()
     assert [r["step"] for r in rows] == [1, 3]
     assert len(problems) == 1 and problems[0].startswith("line 2: not JSON")
+
+
+@pytest.mark.parametrize("state", ["finished", "failed", "cancelled", "running"])
+def test_a_run_executes_once(tmp_path, state, capsys):
+    """`job --run-id` on a run that already ran would train it again over its metrics and result: refused in one
+    sentence, and the run's files and status stay as they were."""
+    store = RunStore(tmp_path / "runs")
+    run = store.create("train", {"name": "done", "teacher": {"source": "minilm"}, "steps": 1}, run_id="done")
+    run.append_metrics({"step": 1, "loss": 1.0})
+    run.set_status(state)
+    before = (run.path / "metrics.jsonl").read_text(), run.status()["state"]
+    assert cli.main(["job", "--run-id", "done", "--root", str(store.root)]) == 2
+    assert "a run executes once" in capsys.readouterr().err
+    assert ((run.path / "metrics.jsonl").read_text(), run.status()["state"]) == before

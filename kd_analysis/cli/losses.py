@@ -24,6 +24,13 @@ def cmd_losses_toy(args: argparse.Namespace) -> None:
     unknown = sorted(set(params) - known)
     if unknown:
         raise KDLensError(f"unknown loss parameter {unknown[0]!r}; one of {', '.join(sorted(known))}")
+    from kd_analysis.training.config import check_loss_params
+
+    for name, spec in LOSSES.items():  # the ranges a config and the form keep to (iters 1e8 hung the toy)
+        mine = {p.name: params[p.name] for p in spec.params if p.name in params}
+        check_loss_params(
+            name, {k: int(v) if isinstance(spec.defaults()[k], int) and v == int(v) else v for k, v in mine.items()}
+        )
     losses = tuple(args.only) if args.only else tuple(LOSSES)
     bad = [n for n in losses if n not in LOSSES]
     if bad:

@@ -284,7 +284,7 @@ class TrainConfig:
             if term.tau_end is not None:
                 positive(f"tau_end of the {term.name} term", term.tau_end)
             if term.name in LOSSES:
-                _check_params(term.name, term.params)
+                check_loss_params(term.name, term.params)
         if self.split_seed is not None and (not isinstance(self.split_seed, int) or self.split_seed < 0):
             raise KDLensError(f"split_seed must be a whole number ≥ 0 (got {self.split_seed!r})")
         if self.labels is not None:
@@ -408,7 +408,7 @@ def _reference_tau(name: str, run: tuple[float, bool]) -> tuple[float, bool]:
     return float(tau), bool(squared)
 
 
-def _check_params(name: str, params: dict[str, Any]) -> None:
+def check_loss_params(name: str, params: dict[str, Any]) -> None:
     """A loss's numeric parameters as a config, the form and the CLI all take them: a number (never a string or a
     bool) within the range the registry declares, so a value the form would refuse is refused here too."""
     from kd_analysis.losses import LOSSES

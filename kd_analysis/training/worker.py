@@ -169,6 +169,8 @@ def run_worker(
 
     store = RunStore(root)
     run = store.get(run_id) if run_id else None
+    if run is not None and _is_main_rank():
+        executes_once(run)
     try:
         cfg = config if config is not None else TrainConfig.load(config_path)
     except KDLensError as exc:
@@ -240,7 +242,18 @@ BACKGROUND_JOBS = {
 }
 
 
+def executes_once(run: Run) -> None:
+    """A run folder is executed once, from `queued`: `job --run-id` on a finished (or running) run would train
+    it again over the files it wrote. Refused without touching its status."""
+    state = run.status().get("state")
+    if state not in (None, "queued"):
+        raise KDLensError(
+            f"run {run.run_id} is {state}: a run executes once, and its folder keeps what it wrote; start a new run"
+        )
+
+
 def run_one(run: Run, store: RunStore) -> int:
+    executes_once(run)
     kind = run.config().get("kind")
     if kind == "train":
         return run_worker(run.path / "config.json", run_id=run.run_id, root=str(store.root))
