@@ -105,7 +105,8 @@ MAX_YAML_NODES = 100_000  # a run config has a few hundred; an alias bomb has bi
 
 
 def load_yaml(text: str, what: str) -> Any:
-    """`yaml.safe_load`, refusing a document whose aliases would expand it past MAX_YAML_NODES values (the
+    """`yaml.safe_load`, refusing a key named twice in one mapping, and a document whose aliases would expand it
+    past MAX_YAML_NODES values (the
     "billion laughs": a few lines of anchors that any later walk over the data, e.g. a copy or JSON, would expand
     until memory runs out). The expanded size is counted on the composed node graph, once per node."""
     import yaml
@@ -129,6 +130,10 @@ def _expanded_size(node: Any, seen: dict[int, int], depth: int) -> int:
     if isinstance(node, yaml.SequenceNode):
         size = 1 + sum(_expanded_size(child, seen, depth + 1) for child in node.value)
     elif isinstance(node, yaml.MappingNode):
+        keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.value != "<<"]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:  # PyYAML keeps the last silently: `steps: 2` then `steps: 3` would train 3
+            raise KDLensError(f"the YAML names {repeated[0]!r} twice in one mapping (line {node.start_mark.line + 1})")
         size = 1 + sum(_expanded_size(k, seen, depth + 1) + _expanded_size(v, seen, depth + 1) for k, v in node.value)
     else:
         size = 1

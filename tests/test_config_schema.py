@@ -5,6 +5,7 @@ the field, on the CLI too (exit 2, no traceback)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -65,6 +66,22 @@ def test_a_string_false_never_runs_a_model_folders_code(tmp_path):
         ("train_size: -1", "train_size (training examples; null for all) must be a positive whole number"),
         ("colour: red", "config.colour is not a known setting"),
         ("on_policy: {fraction: 0.5, top_k: '0'}", "config.on_policy.top_k must be a whole number (got '0')"),
+        # values beyond their types, as a hostile-input sweep found them accepted (two crashed a run mid-way)
+        ("lora: {r: -1}", "lora.r must be a positive whole number"),
+        ("lora: {dropout: 5.0}", "lora.dropout must be in [0, 1)"),
+        ("lora: {target_modules: []}", "lora.target_modules must name modules"),
+        ("seed: 1000000000000000000000000000000", "seed must be between 0 and 2³² − 1"),
+        ("student: {seed: -1}", "student.seed must be between 0 and 2³² − 1"),
+        ("device: banana", "device must be auto, cpu, cuda or cuda:N (got 'banana')"),
+        ("data: ''", "data is empty"),
+        ("weight_decay: -5", "weight_decay must be ≥ 0"),
+        ("warmup_steps: -10", "warmup_steps must be a whole number ≥ 0"),
+        ("max_new_tokens: -1", "max_new_tokens must be a positive whole number"),
+        ("steps: 1000000000000", "steps must be at most 1,000,000,000"),
+        ("report_to: [wandb-evil]", "report_to names 'wandb-evil'"),
+        ("losses: [{name: sinkhorn, params: {bogus: 1}}]", "sinkhorn has no parameter 'bogus'"),
+        ("losses: [{name: kl, params: {tail_bucket: true}}]", "kl has no parameter 'tail_bucket'"),
+        ("kind: rationales", "this is a 'rationales' run's config, not a training config"),
     ],
 )
 def test_bad_settings_are_one_sentence_naming_the_field(text, words):
@@ -75,7 +92,14 @@ def test_bad_settings_are_one_sentence_naming_the_field(text, words):
 
 @pytest.mark.parametrize(
     "teacher,words",
-    [("5", "config.teacher must be a mapping of settings (got 5)"), ("null", "config.teacher must be a mapping")],
+    [
+        ("5", "config.teacher must be a mapping of settings (got 5)"),
+        ("null", "config.teacher must be a mapping"),
+        ("{source: minilm, dtype: float7}", "teacher.dtype must be one of auto, float32, bfloat16, float16"),
+        ("{source: minilm, task: poetry}", "teacher.task must be one of"),
+        ("{source: minilm, device: banana}", "teacher.device must be auto, cpu, cuda or cuda:N"),
+        ("{source: ''}", "teacher.source is empty"),
+    ],
 )
 def test_a_teacher_that_is_not_a_model_is_refused(teacher, words):
     with pytest.raises(KDLensError, match=words.replace("(", r"\(").replace(")", r"\)")):
@@ -130,3 +154,18 @@ def test_every_shipped_run_config_still_parses():
     assert len(trains) >= 10
     for c in trains:
         TrainConfig.from_dict(c)
+
+
+@pytest.mark.parametrize(
+    "name,text,words",
+    [
+        ("dup.yaml", "teacher: minilm\nsteps: 2\nsteps: 3\n", "the YAML names 'steps' twice in one mapping"),
+        ("dup.json", '{"teacher": "minilm", "steps": 9, "steps": 2}', "the JSON names 'steps' twice in one object"),
+        ("bad.YAML", "teacher: [unclosed\n", "bad.YAML is not valid YAML"),
+    ],
+)
+def test_a_key_named_twice_is_refused_not_last_one_wins(tmp_path, name, text, words):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(KDLensError, match=re.escape(words)):
+        TrainConfig.load(path)

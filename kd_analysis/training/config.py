@@ -18,6 +18,44 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("linear", "cosine_epoch")
 ALIGNMENTS = ("answer", "paper")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
+MAX_COUNT = 10**9  # steps, batch, lengths: far past any run, and a bound a typo of 10**30 does not pass
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects without a key named twice (json keeps the last silently)."""
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise KDLensError(f"the JSON names {repeated[0]!r} twice in one object")
+    return dict(pairs)
+
+
+def check_device(name: str, device: Any) -> None:
+    """auto | cpu | cuda | cuda:N, as a sentence naming the field otherwise."""
+    import re
+
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,2})?", device):
+        raise KDLensError(f"{name} must be auto, cpu, cuda or cuda:N (got {device!r})")
+
+
+def check_model_spec(name: str, spec: ModelSpec) -> None:
+    """A model spec's values, beyond their types (the schema): a source, a known task, device and dtype."""
+    from kd_analysis.models.specs import TASKS
+
+    if not spec.source.strip():
+        raise KDLensError(f"{name}.source is empty: name a built-in, a local folder or a hub id")
+    if spec.task is not None and spec.task not in TASKS:
+        raise KDLensError(f"{name}.task must be one of {', '.join(TASKS)} or null (got {spec.task!r})")
+    if spec.num_labels is not None and not 1 <= spec.num_labels <= 100_000:
+        raise KDLensError(f"{name}.num_labels must be between 1 and 100,000 (got {spec.num_labels})")
+    check_device(f"{name}.device", spec.device)
+    if spec.dtype not in MODEL_DTYPES:
+        raise KDLensError(f"{name}.dtype must be one of {', '.join(MODEL_DTYPES)} (got {spec.dtype!r})")
+
+
 TEACHER_CACHES = ("topk", "none")  # language models: top-k + tail cached per example, or the teacher every step
 
 
@@ -174,7 +212,9 @@ class TrainConfig:
         if not isinstance(d, dict):
             raise KDLensError(f"a config must be a mapping of settings (got {type(d).__name__})")
         d = dict(d)
-        d.pop("kind", None)
+        kind = d.pop("kind", "train")
+        if kind != "train":
+            raise KDLensError(f"this is a {kind!r} run's config, not a training config (kind: train)")
         if "teacher" not in d:
             raise KDLensError("the config needs a teacher (e.g. teacher: {source: minilm})")
         if isinstance(d["teacher"], str):
@@ -218,12 +258,12 @@ class TrainConfig:
             if p.suffix.lower() in (".yaml", ".yml"):
                 data = load_yaml(text, p.name)
             else:
-                data = json.loads(text)
+                data = json.loads(text, object_pairs_hook=_no_repeated_keys)
         except KDLensError:
             raise
         except Exception as exc:  # yaml and json raise different types; the user needs the position
             raise KDLensError(
-                f"{p.name} is not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}: "
+                f"{p.name} is not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
         if not isinstance(data, dict):
@@ -240,8 +280,44 @@ class TrainConfig:
                 kind = "a positive whole number" if integer else "a positive number"
                 raise KDLensError(f"{name} must be {kind} (got {value!r})")
 
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "max_length", "eval_size"):
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "max_length", "eval_size", "max_new_tokens"):
             positive(name, getattr(self, name), integer=True)
+        for name in (
+            "steps",
+            "batch_size",
+            "grad_accum",
+            "eval_every",
+            "max_length",
+            "eval_size",
+            "max_new_tokens",
+            "warmup_steps",
+            "balance_every",
+            "teacher_topk",
+            "train_size",
+            "labels",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, int) and value > MAX_COUNT:
+                raise KDLensError(f"{name} must be at most {MAX_COUNT:,} (got {value})")
+        for name in ("warmup_steps",):
+            if getattr(self, name) < 0:
+                raise KDLensError(f"{name} must be a whole number ≥ 0 (got {getattr(self, name)})")
+        if self.weight_decay < 0:
+            raise KDLensError(f"weight_decay must be ≥ 0 (got {self.weight_decay})")
+        for name, seed in (("seed", self.seed), ("split_seed", self.split_seed), ("student.seed", self.student.seed)):
+            if seed is not None and not 0 <= seed <= MAX_SEED:
+                raise KDLensError(f"{name} must be between 0 and 2³² − 1 (got {seed})")
+        check_model_spec("teacher", self.teacher)
+        if self.student.model is not None:
+            check_model_spec("student.model", self.student.model)
+        check_device("device", self.device)
+        if not self.data.strip():
+            raise KDLensError("data is empty: name a demo set (demo:mcq), a file or a hub data set")
+        unknown = [t for t in self.report_to if t not in TRACKERS]
+        if unknown:
+            raise KDLensError(f"report_to names {unknown[0]!r}; the trackers are {', '.join(TRACKERS)}")
+        if self.lora is not None:
+            self._validate_lora(self.lora, positive)
         if self.teacher_topk is not None:
             positive("teacher_topk (or null for the full vocabulary)", self.teacher_topk, integer=True)
         if not isinstance(self.balance_every, int) or isinstance(self.balance_every, bool) or self.balance_every < 0:
@@ -299,6 +375,14 @@ class TrainConfig:
             self._validate_priming(self.priming)
         if self.on_policy:
             self._validate_on_policy(self.on_policy, positive)
+
+    def _validate_lora(self, lo: LoraSettings, positive) -> None:
+        positive("lora.r", lo.r, integer=True)
+        positive("lora.alpha", lo.alpha, integer=True)
+        if not 0 <= lo.dropout < 1:
+            raise KDLensError(f"lora.dropout must be in [0, 1) (got {lo.dropout})")
+        if not lo.target_modules or (isinstance(lo.target_modules, list) and not all(lo.target_modules)):
+            raise KDLensError("lora.target_modules must name modules (e.g. all-linear, or [q_proj, v_proj])")
 
     def _validate_student(self, positive) -> None:
         from kd_analysis.models.specs import STUDENT_KINDS
@@ -411,9 +495,18 @@ def _reference_tau(name: str, run: tuple[float, bool]) -> tuple[float, bool]:
 def check_loss_params(name: str, params: dict[str, Any]) -> None:
     """A loss's numeric parameters as a config, the form and the CLI all take them: a number (never a string or a
     bool) within the range the registry declares, so a value the form would refuse is refused here too."""
+    import inspect
+
     from kd_analysis.losses import LOSSES
 
-    for p in LOSSES[name].params:
+    spec = LOSSES[name]
+    # a row function takes (teacher, student) first and a loss (student, teacher): the rest are its parameters
+    taken = {p.name for p in spec.params} | set(list(inspect.signature(spec.rows or spec.fn).parameters)[2:])
+    taken -= {"tau", "mask", "reduction", "tau_squared", "tail_bucket", "taid_t", "kw"}  # set by kd-lens itself
+    unknown = sorted(set(params) - taken)
+    if unknown:
+        raise KDLensError(f"{name} has no parameter {unknown[0]!r}; it takes {', '.join(sorted(taken)) or 'none'}")
+    for p in spec.params:
         if p.name not in params:
             continue
         v = params[p.name]
