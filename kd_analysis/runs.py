@@ -54,8 +54,15 @@ def _read_json(path: Path) -> Any:
             return json.loads(fh.read().decode("utf-8"))
     except FileNotFoundError:
         return None
-    except (ValueError, RecursionError) as exc:  # bad JSON or bytes; absurd numbers or nesting
-        raise RunStoreError(f"{path.name} is unreadable ({type(exc).__name__}: {str(exc)[:120]})") from None
+    except UnicodeDecodeError as exc:
+        raise RunStoreError(
+            f"{path.name} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})"
+        ) from None
+    except json.JSONDecodeError as exc:
+        why = "it is empty" if not exc.doc.strip() else f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+        raise RunStoreError(f"{path.name} is not valid JSON ({why})") from None
+    except (ValueError, RecursionError):  # a 5,000-digit number, nesting 100,000 deep
+        raise RunStoreError(f"{path.name} is not usable JSON (a number too long or nesting too deep)") from None
     except OSError as exc:
         raise RunStoreError(f"{path.name} cannot be read ({exc.strerror or exc})") from None
 
@@ -155,8 +162,8 @@ class Run:
             obj = _read_json(self.path / name)
         except RunStoreError as exc:
             return {}, [str(exc).removeprefix(f"{name} ")]
-        if obj is None:
-            return {}, []
+        if obj is None:  # every run folder is created with its config: one without it was damaged since
+            return {}, (["is missing"] if name == CONFIG else [])
         if not isinstance(obj, dict):
             return {}, [f"holds a {type(obj).__name__}, not an object"]
         if name != STATUS:

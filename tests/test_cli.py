@@ -272,3 +272,18 @@ def test_a_note_with_neither_text_nor_tag_is_refused(tmp_path):
 def test_toy_loss_parameters_keep_the_registrys_ranges(param, words):
     res = cli("losses", "toy", "--param", param, "--only", "sinkhorn")
     assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["data", "demo", "mcq", "--out", "/nonexistent-dir/sub/x.jsonl"], "No such file or directory"),
+        (["data", "demo", "mcq", "--out", ""], "--out is empty"),
+        (["runs", "list", "--root", ""], "--root is empty"),
+        (["models", "inspect", "minilm", "--estimate-only", "--device", "banana"], "--device must be auto, cpu"),
+    ],
+)
+def test_file_and_device_mistakes_are_a_sentence_without_a_class_name(args, words):
+    res = cli(*args)
+    assert res.returncode == 2 and words in res.stderr
+    assert "Error" not in res.stderr.split(":", 1)[1][:25]  # "error: FileNotFoundError: ..." no more

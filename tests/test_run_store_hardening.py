@@ -454,3 +454,12 @@ def test_a_run_executes_once(tmp_path, state, capsys):
     assert cli.main(["job", "--run-id", "done", "--root", str(store.root)]) == 2
     assert "a run executes once" in capsys.readouterr().err
     assert ((run.path / "metrics.jsonl").read_text(), run.status()["state"]) == before
+
+
+def test_a_run_folder_without_its_config_is_damaged(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    run = store.create("train", {"name": "x"}, run_id="noconfig")
+    run.set_status("finished")
+    (run.path / "config.json").unlink()
+    assert store.get("noconfig").problems() == ["config.json: is missing"]
+    assert next(r for r in store.list() if r.run_id == "noconfig").state == "damaged"

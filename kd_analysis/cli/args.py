@@ -38,6 +38,13 @@ BOUNDS: dict[str, tuple[float, float | None, bool]] = {
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse any out-of-range value with one line naming the option, the rule and the value given."""
+    if isinstance(getattr(args, "device", None), str):
+        from kd_analysis.training.config import check_device
+
+        check_device("--device", args.device)
+    for name in ("out", "root"):  # an empty path would quietly mean "here" or the default store
+        if getattr(args, name, None) == "":
+            raise KDLensError(f"--{name} is empty: name a path")
     for dest, (low, high, inclusive) in BOUNDS.items():
         value = getattr(args, dest, None)
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
