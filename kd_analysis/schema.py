@@ -148,6 +148,9 @@ def _expanded_size(node: Any, seen: dict[int, int], depth: int) -> int:
 
 PID_MAX = 2**22  # Linux's PID_MAX_LIMIT: no process has a larger pid, and os.kill overflows past 2³¹ − 1
 _Pid = Annotated[int, Field(gt=0, le=PID_MAX)]
+# a time in seconds since 1970, before 2100: a heartbeat of 1e18 would keep a dead run "running" for ever
+_Epoch = Annotated[float, Field(ge=0, le=4_102_444_800)]
+_Count = Annotated[int, Field(ge=0, le=10**9)]
 _RECORD = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 
 
@@ -158,11 +161,11 @@ class StatusRecord(TypedDict, total=False):
     kind: str
     created: str
     updated: str
-    heartbeat: float
+    heartbeat: _Epoch
     pid: _Pid
     pgid: _Pid
     reference: bool
-    started: float
+    started: _Epoch
     token: str | None
     boot_id: str | None
     proc_start: str | None
@@ -172,9 +175,9 @@ class StatusRecord(TypedDict, total=False):
 
 @with_config(_RECORD)
 class MetricRow(TypedDict, total=False):
-    step: Annotated[int, Field(ge=0)]
-    time: float
-    total_steps: Annotated[int, Field(ge=0)]
+    step: _Count
+    time: _Epoch
+    total_steps: _Count
 
 
 def check_fields(record: dict[str, Any], kind: Any) -> tuple[dict[str, Any], list[str]]:

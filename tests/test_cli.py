@@ -287,3 +287,8 @@ def test_file_and_device_mistakes_are_a_sentence_without_a_class_name(args, word
     res = cli(*args)
     assert res.returncode == 2 and words in res.stderr
     assert "Error" not in res.stderr.split(":", 1)[1][:25]  # "error: FileNotFoundError: ..." no more
+
+
+def test_compare_refuses_a_run_against_itself(tmp_path):
+    res = cli("runs", "compare", "x", "x", "--root", str(tmp_path))
+    assert res.returncode == 2 and "compare two different runs or groups" in res.stderr

@@ -149,6 +149,8 @@ def test_cli_report_slices_and_explain(error_store, tmp_path):  # noqa: F811
     out = tmp_path / "report.html"
     r = _cli("save-slice", RUN, "long", "--where", "text_tokens >= 11", root=root)
     assert r.returncode == 0 and "saved slice 'long'" in r.stdout
+    r = _cli("save-slice", RUN, "long", "--where", "text_tokens >= 3", root=root)
+    assert r.returncode == 2 and "pass --force to replace it" in r.stderr  # the saved one is kept
     r = _cli("save-slice", RUN, "bad", "--where", "kl >> 1", root=root)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
     r = _cli("saved-slices", RUN, "--json", root=root)

@@ -166,6 +166,14 @@ def test_group_configs_share_the_split_and_differ_by_seed():
     assert parse_seeds("0, 1,2") == [0, 1, 2]
     with pytest.raises(KDLensError, match="whole numbers"):
         parse_seeds("0,a")
+    for bad, words in [
+        ("", "whole numbers"),
+        ("١,٢", "whole numbers"),
+        ("0,0", "each seed once"),
+        ("9999999999", "at most"),
+    ]:
+        with pytest.raises(KDLensError, match=words):
+            parse_seeds(bad)
     with pytest.raises(KDLensError, match="at least one seed"):
         group_configs({"name": "x"}, [])
 

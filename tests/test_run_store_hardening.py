@@ -463,3 +463,19 @@ def test_a_run_folder_without_its_config_is_damaged(tmp_path):
     (run.path / "config.json").unlink()
     assert store.get("noconfig").problems() == ["config.json: is missing"]
     assert next(r for r in store.list() if r.run_id == "noconfig").state == "damaged"
+
+
+def test_json_output_is_strict_and_absurd_record_values_are_damage(tmp_path, capsys):
+    """A metrics line with Infinity and a step of 1e25, a heartbeat in the year 33658: `--json` stays strict JSON
+    (null for non-finite), the absurd step is a skipped line, the future heartbeat a damaged status field."""
+    store = RunStore(tmp_path / "runs")
+    run = store.create("train", {"name": "odd"}, run_id="odd")
+    run.set_status("finished")
+    with open(run.path / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 1, "eval_accuracy": Infinity}\n{"step": 10000000000000000000000000}\n')
+    assert cli.main(["runs", "show", "odd", "--json", "--root", str(store.root)]) == 0
+    shown = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert shown["metrics"][0]["eval_accuracy"] is None and len(shown["metrics"]) == 1
+    st = json.loads((run.path / "status.json").read_text())
+    (run.path / "status.json").write_text(json.dumps({**st, "heartbeat": 1e18}))
+    assert any("heartbeat=1e+18" in p for p in store.get("odd").problems())

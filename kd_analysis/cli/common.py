@@ -27,7 +27,18 @@ def terminal_safe(text: str) -> str:
 def print_result(obj: Any, as_json: bool, text: Callable[[Any], str]) -> None:
     """JSON (which escapes controls itself) or the human-readable text, made safe for a terminal: notes, example
     texts and run names are user data."""
-    print(json.dumps(obj, indent=2, default=str) if as_json else terminal_safe(text(obj)))
+    print(json.dumps(_finite(obj), indent=2, default=str, allow_nan=False) if as_json else terminal_safe(text(obj)))
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinity as null: `--json` output is strict JSON, which has neither (a damaged metrics line may)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def reconciled_store(args: argparse.Namespace):

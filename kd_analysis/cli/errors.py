@@ -103,10 +103,16 @@ def cmd_notes(args) -> None:
 
 
 def cmd_save_slice(args) -> None:
+    from kd_analysis.errors import KDLensError
     from kd_analysis.errors.workspace import notes_store, run_data
 
     store = _store(args)
     data = run_data(store, args.run_id)
+    saved = notes_store(store).slices(data)
+    if args.name in saved and not args.force:
+        raise KDLensError(
+            f"a slice {args.name!r} is already saved for {data} ({saved[args.name]}): pass --force to replace it"
+        )
     notes_store(store).save_slice(data, args.name, args.where, author=args.author)
     print_result(
         {"data": data, "name": args.name, "expr": args.where},
@@ -241,6 +247,7 @@ def add_errors(sub) -> None:
     q.add_argument("name", metavar="NAME")
     q.add_argument("--where", metavar="EXPR", required=True, help='the filter, e.g. "kl > 1.1"')
     q.add_argument("--author")
+    q.add_argument("--force", action="store_true", help="replace a saved slice of the same name")
     q = command("saved-slices", cmd_saved_slices, "the saved slices of the run's data set")
     q.add_argument("--delete", metavar="NAME", help="delete this saved slice first")
     q = command(

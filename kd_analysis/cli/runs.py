@@ -82,7 +82,7 @@ def cmd_runs_start(args: argparse.Namespace) -> None:
     from kd_analysis.runs import start_run
 
     cfg = _train_config(args)
-    if args.seeds:
+    if args.seeds is not None:
         from kd_analysis.evidence.groups import parse_seeds, start_group
 
         ids = start_group(cfg.to_dict(), parse_seeds(args.seeds), reconciled_store(args))
@@ -127,6 +127,8 @@ def cmd_runs_groups(args: argparse.Namespace) -> None:
 def cmd_runs_compare(args: argparse.Namespace) -> None:
     from kd_analysis.evidence.groups import compare
 
+    if args.a == args.b:
+        raise KDLensError(f"compare two different runs or groups (got {args.a} twice)")
     _, out = compare(reconciled_store(args), args.a, args.b)
     print_result(out, args.json, lambda d: d["sentence"] + f"\n{d['test']}; interval: {d['interval_method']}")
 

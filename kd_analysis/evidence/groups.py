@@ -67,10 +67,19 @@ def group_configs(config: dict[str, Any], seeds: Sequence[int], group: str | Non
 
 
 def parse_seeds(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.replace(" ", "").split(",") if s != ""]
-    except ValueError:
-        raise KDLensError(f"seeds must be whole numbers separated by commas (got {text!r})") from None
+    """Seeds as the form and `--seeds` take them: ASCII whole numbers in [0, 2³² − 1], comma-separated, at least
+    one, none twice (a repeated seed would be one run under two names)."""
+    import re
+
+    parts = [s for s in text.replace(" ", "").split(",") if s != ""]
+    if not parts or not all(re.fullmatch(r"[0-9]{1,10}", s) for s in parts):
+        raise KDLensError(f"seeds must be whole numbers separated by commas, e.g. 0,1,2 (got {text!r})")
+    seeds = [int(s) for s in parts]
+    if max(seeds) > 2**32 - 1:
+        raise KDLensError(f"a seed must be at most 2³² − 1 (got {max(seeds)})")
+    if len(set(seeds)) != len(seeds):
+        raise KDLensError(f"each seed once (got {text!r})")
+    return seeds
 
 
 def start_group(config: dict[str, Any], seeds: Sequence[int], store: RunStore | None = None) -> list[str]:
