@@ -292,3 +292,13 @@ def test_file_and_device_mistakes_are_a_sentence_without_a_class_name(args, word
 def test_compare_refuses_a_run_against_itself(tmp_path):
     res = cli("runs", "compare", "x", "x", "--root", str(tmp_path))
     assert res.returncode == 2 and "compare two different runs or groups" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["errors", "examples", "x", "--limit", "١٠"], ["losses", "toy", "--tau", "١"], ["losses", "toy", "--steps", "٥"]],
+)
+def test_numbers_on_the_command_line_are_ascii(args):
+    """int() and float() also read other scripts' digits; an option takes what a config file takes."""
+    res = cli(*args)
+    assert res.returncode == 2 and "written in ASCII digits" in res.stderr

@@ -36,6 +36,26 @@ BOUNDS: dict[str, tuple[float, float | None, bool]] = {
 }
 
 
+def whole_number(text: str) -> int:
+    """argparse's type for counts: ASCII digits only (int() also takes other scripts' digits, e.g. '١٠')."""
+    if not text.strip().isascii():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number written in ASCII digits")
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def number(text: str) -> float:
+    """argparse's type for numbers: ASCII only (float() also takes Unicode digits)."""
+    if not text.strip().isascii():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number written in ASCII digits")
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Refuse any out-of-range value with one line naming the option, the rule and the value given."""
     if isinstance(getattr(args, "device", None), str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from kd_analysis.cli.args import whole_number
 from kd_analysis.cli.common import Parser, print_result
 
 
@@ -234,9 +235,9 @@ def add_errors(sub) -> None:
     )
     q.add_argument("--where", metavar="EXPR", help='a filter such as "kl > 0.5 and text_tokens < 40"')
     q.add_argument("--sort", metavar="COLUMN")
-    q.add_argument("--limit", type=int)
+    q.add_argument("--limit", type=whole_number)
     q = command("slices", cmd_slices, "slice finder: slices ranked by the teacher-student gap (BH-adjusted p)")
-    q.add_argument("--min-n", type=int, default=10, help="smallest slice to consider")
+    q.add_argument("--min-n", type=whole_number, default=10, help="smallest slice to consider")
     q = command("note", cmd_note, "add a note and/or tags to an example (kept per data set, across runs)")
     q.add_argument("example_id", metavar="EXAMPLE_ID")
     q.add_argument("--text")
@@ -287,7 +288,7 @@ def add_errors(sub) -> None:
         metavar="NAME",
         help="a saved slice to include (repeat; default: every saved slice of the data set)",
     )
-    q.add_argument("--min-n", type=int, default=10, help="smallest slice the slice finder considers")
+    q.add_argument("--min-n", type=whole_number, default=10, help="smallest slice the slice finder considers")
     q = command(
         "backfill",
         cmd_backfill,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kd_analysis.cli.args import number, whole_number
 from kd_analysis.cli.common import Parser, print_result
 from kd_analysis.cli.models import _pair_specs, pair_opts
 from kd_analysis.errors import KDLensError
@@ -85,11 +86,14 @@ def add_losses(sub) -> None:
     losses = sub.add_parser("losses", help="compare KL, RKL, JS, TVD, skew KL and Sinkhorn (SinKD)")
     lsub = losses.add_subparsers(dest="action", required=True, parser_class=Parser)
     l_toy = lsub.add_parser("toy", help="fit a one-bump student to a multimodal teacher under each loss")
-    l_toy.add_argument("--tau", type=float, default=1.0)
-    l_toy.add_argument("--eps", type=float, default=0.05)
-    l_toy.add_argument("--alpha", type=float, default=0.1)
+    l_toy.add_argument("--tau", type=number, default=1.0)
+    l_toy.add_argument("--eps", type=number, default=0.05)
+    l_toy.add_argument("--alpha", type=number, default=0.1)
     l_toy.add_argument(
-        "--steps", type=int, default=200, help="the most Newton iterations per fit (it stops earlier once converged)"
+        "--steps",
+        type=whole_number,
+        default=200,
+        help="the most Newton iterations per fit (it stops earlier once converged)",
     )
     l_toy.add_argument("--snapshots", action="store_true", help="include the student's distribution along the path")
     l_toy.add_argument(
@@ -101,9 +105,9 @@ def add_losses(sub) -> None:
     l_pair = lsub.add_parser("pair", help="every loss, gradient norms and the transport plan on a real batch")
     pair_opts(l_pair)
     l_pair.add_argument("--data", required=True, help="a data file, demo:NAME or hf:NAME")
-    l_pair.add_argument("--batch", type=int, default=16)
-    l_pair.add_argument("--start", type=int, default=0, help="index of the first example")
-    l_pair.add_argument("--tau", type=float, default=2.0)
-    l_pair.add_argument("--eps", type=float, default=0.1)
-    l_pair.add_argument("--iters", type=int, default=20)
+    l_pair.add_argument("--batch", type=whole_number, default=16)
+    l_pair.add_argument("--start", type=whole_number, default=0, help="index of the first example")
+    l_pair.add_argument("--tau", type=number, default=2.0)
+    l_pair.add_argument("--eps", type=number, default=0.1)
+    l_pair.add_argument("--iters", type=whole_number, default=20)
     l_pair.set_defaults(fn=cmd_losses_pair)

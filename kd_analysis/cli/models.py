@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from kd_analysis.cli.args import whole_number
 from kd_analysis.cli.common import Parser, print_result
 from kd_analysis.errors import KDLensError
 
@@ -126,7 +127,7 @@ def model_opts(q: argparse.ArgumentParser) -> None:
 def pair_opts(q: argparse.ArgumentParser) -> None:
     q.add_argument("--teacher", required=True)
     q.add_argument("--student", help="a model source; default: a layer-dropped copy of the teacher")
-    q.add_argument("--layers", type=int, help="student layers (drop or shrink)")
+    q.add_argument("--layers", type=whole_number, help="student layers (drop or shrink)")
     q.add_argument("--keep", help="comma-separated teacher layers to keep, e.g. 0,3,5")
     q.add_argument("--shrink", action="store_true", help="random-init smaller config instead of dropping layers")
     model_opts(q)
@@ -143,7 +144,7 @@ def add_models(sub) -> None:
     m_inspect.add_argument("source", metavar="PATH_OR_ID", help="built-in name, local folder or hub id")
     model_opts(m_inspect)
     m_inspect.add_argument("--device", default="auto")
-    m_inspect.add_argument("--num-labels", type=int)
+    m_inspect.add_argument("--num-labels", type=whole_number)
     m_inspect.add_argument("--estimate-only", action="store_true", help="memory estimate from the config, no weights")
     m_inspect.set_defaults(fn=cmd_models_inspect)
 

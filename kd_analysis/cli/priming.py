@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from functools import partial
 
+from kd_analysis.cli.args import number, whole_number
 from kd_analysis.cli.common import Parser, print_result
 from kd_analysis.errors import KDLensError
 
@@ -300,10 +301,10 @@ def add_priming(sub) -> None:
     out = psub.add_parser("outputs", help="the teacher's gold-answer scores (and answers) per strategy, cached")
     out.add_argument("--teacher", required=True)
     out.add_argument("--data", required=True)
-    out.add_argument("--limit", type=int, default=50)
+    out.add_argument("--limit", type=whole_number, default=50)
     out.add_argument("--generate", action="store_true", help="also generate answers and score them")
-    out.add_argument("--max-new-tokens", type=int, default=96)
-    out.add_argument("--batch-size", type=int, default=8)
+    out.add_argument("--max-new-tokens", type=whole_number, default=96)
+    out.add_argument("--batch-size", type=whole_number, default=8)
     out.add_argument("--out", help="write one JSON line per example and strategy")
     out.add_argument("--trust-remote-code", action="store_true")
     out.add_argument(
@@ -318,9 +319,9 @@ def add_priming(sub) -> None:
     start.add_argument("--config", help="a base TrainConfig (.json/.yaml); else the options below")
     start.add_argument("--teacher", default="smollm2-135m-instruct")
     start.add_argument("--data", default="demo:arithmetic")
-    start.add_argument("--student-layers", type=int, default=10)
-    start.add_argument("--steps", type=int, default=100)
-    start.add_argument("--lr", type=float, default=2e-4)
+    start.add_argument("--student-layers", type=whole_number, default=10)
+    start.add_argument("--steps", type=whole_number, default=100)
+    start.add_argument("--lr", type=number, default=2e-4)
     start.add_argument("--name")
     start.add_argument(
         "--alignment",
@@ -361,12 +362,12 @@ def add_priming(sub) -> None:
         "stats", help="per layer x head statistics with 95%% intervals; heads ranked by variance across models"
     )
     models(stats)
-    stats.add_argument("--limit", type=int, default=200)
+    stats.add_argument("--limit", type=whole_number, default=200)
     stats.add_argument("--stat", default="entropy")
-    stats.add_argument("--top", type=int, default=10)
+    stats.add_argument("--top", type=whole_number, default=10)
     stats.add_argument(
         "--max-tokens",
-        type=int,
+        type=whole_number,
         default=512,
         help="cap on input tokens (the model's own maximum applies when smaller); a longer prompt "
         "loses the start of its question, never its answer cue, and is reported",
@@ -376,9 +377,9 @@ def add_priming(sub) -> None:
 
     view = asub.add_parser("view", help="write an offline bertviz head or model view as one HTML file")
     models(view)
-    view.add_argument("--example", type=int, default=0)
+    view.add_argument("--example", type=whole_number, default=0)
     view.add_argument("--kind", choices=["head", "model"], default="head")
-    view.add_argument("--max-tokens", type=int, default=64)
+    view.add_argument("--max-tokens", type=whole_number, default=64)
     view.add_argument("--out", required=True)
     view.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     view.set_defaults(fn=cmd_attention_view)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from kd_analysis.cli.args import whole_number
 from kd_analysis.cli.common import print_result
 
 
@@ -111,18 +112,18 @@ def add_rationales(sub) -> None:
     rat.add_argument("--student", help="also attribute this model on the same examples")
     rat.add_argument("--data", required=True, help="a data file, demo:NAME or hf:NAME")
     rat.add_argument("--method", default="ig", help="ig, saliency, input_x_gradient, occlusion, attention, rollout")
-    rat.add_argument("--k", type=int, default=5)
+    rat.add_argument("--k", type=whole_number, default=5)
     rat.add_argument("--target", default="gold", choices=["gold", "predicted"])
-    rat.add_argument("--steps", type=int, default=32, help="integrated-gradients steps")
+    rat.add_argument("--steps", type=whole_number, default=32, help="integrated-gradients steps")
     rat.add_argument(
         "--max-tokens",
-        type=int,
+        type=whole_number,
         default=512,
         help="cap on input tokens (the model's own maximum applies when smaller); a longer input "
         "loses the start of its question, never its choices or answer cue, and is reported",
     )
-    rat.add_argument("--limit", type=int, default=50)
-    rat.add_argument("--start", type=int, default=0)
+    rat.add_argument("--limit", type=whole_number, default=50)
+    rat.add_argument("--start", type=whole_number, default=0)
     rat.add_argument("--out", help="write one JSON line per example and model here")
     rat.add_argument("--task", choices=["classification", "multiple_choice", "causal_lm", "seq2seq"])
     rat.add_argument("--trust-remote-code", action="store_true")

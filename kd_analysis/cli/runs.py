@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from kd_analysis.cli.args import whole_number
 from kd_analysis.cli.common import Parser, print_result, reconciled_store
 from kd_analysis.errors import KDLensError
 
@@ -260,7 +261,10 @@ def add_runs(sub) -> None:
         "--only", nargs="*", help="run ids to regenerate, shell patterns allowed ('reference-mcl-*'; default: all)"
     )
     make_ref.add_argument(
-        "--jobs", type=int, default=None, help="steps run at a time, one process each (default: 2 on 2 or more cores)"
+        "--jobs",
+        type=whole_number,
+        default=None,
+        help="steps run at a time, one process each (default: 2 on 2 or more cores)",
     )
 
 
