@@ -82,6 +82,10 @@ def test_a_string_false_never_runs_a_model_folders_code(tmp_path):
         ("losses: [{name: sinkhorn, params: {bogus: 1}}]", "sinkhorn has no parameter 'bogus'"),
         ("losses: [{name: kl, params: {tail_bucket: true}}]", "kl has no parameter 'tail_bucket'"),
         ("kind: rationales", "this is a 'rationales' run's config, not a training config"),
+        ("lr: 1.0e+308", "lr must be at most 10 (got 1e+308)"),
+        ("tau: 1.0e+300", "tau must be at most 1000"),
+        ("losses: [{name: kl, weight: 1.0e+300}]", "the kl term's weight must be at most 1e6"),
+        ("group: ../../evil", "group must be an id of letters, digits"),
     ],
 )
 def test_bad_settings_are_one_sentence_naming_the_field(text, words):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,6 +308,20 @@ class TrainConfig:
         for name, seed in (("seed", self.seed), ("split_seed", self.split_seed), ("student.seed", self.student.seed)):
             if seed is not None and not 0 <= seed <= MAX_SEED:
                 raise KDLensError(f"{name} must be between 0 and 2³² − 1 (got {seed})")
+        for name, value, high in (
+            ("lr", self.lr, 10.0),
+            ("tau", self.tau, 1000.0),
+            ("epochs", self.epochs, 1e6),
+            ("max_grad_norm", self.max_grad_norm, 1e6),
+            ("weight_decay", self.weight_decay, 1e3),
+        ):  # finite but absurd (1e308) would overflow inside the optimiser or the softmax, far from the config
+            if value is not None and value > high:
+                raise KDLensError(f"{name} must be at most {high:g} (got {value:g})")
+        for term in self.losses:
+            if term.weight > 1e6 or (term.tau is not None and term.tau > 1000) or (term.tau_end or 0) > 1000:
+                raise KDLensError(f"the {term.name} term's weight must be at most 1e6 and its τ at most 1000")
+        if self.group is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.group):
+            raise KDLensError(f"group must be an id of letters, digits, '.', '_' and '-' (got {self.group!r})")
         check_model_spec("teacher", self.teacher)
         if self.student.model is not None:
             check_model_spec("student.model", self.student.model)
