@@ -36,24 +36,23 @@ BOUNDS: dict[str, tuple[float, float | None, bool]] = {
 }
 
 
-def whole_number(text: str) -> int:
-    """argparse's type for counts: ASCII digits only (int() also takes other scripts' digits, e.g. '١٠')."""
-    if not text.strip().isascii():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number written in ASCII digits")
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+def _ascii(kind, words: str):
+    """An argparse type that reads `kind` from ASCII text only: int() and float() also read other scripts'
+    digits (e.g. '١٠'), which a config file refuses."""
+
+    def read(text: str):
+        if not text.strip().isascii():
+            raise argparse.ArgumentTypeError(f"{text!r} is not {words} written in ASCII digits")
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {words}") from None
+
+    return read
 
 
-def number(text: str) -> float:
-    """argparse's type for numbers: ASCII only (float() also takes Unicode digits)."""
-    if not text.strip().isascii():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number written in ASCII digits")
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+whole_number = _ascii(int, "a whole number")  # argparse's type for counts
+number = _ascii(float, "a number")  # argparse's type for numbers
 
 
 def check_args(args: argparse.Namespace) -> None:
