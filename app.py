@@ -11,6 +11,7 @@ from app_ui.resources import dataset, is_loaded, load_pair, show_error
 from app_ui.safe_text import md
 from app_ui.sidebar import data_fit_warning, render_sidebar, sidebar_status, write_url_selection
 from app_ui.story_cache import warm_in_background
+from app_ui.uploads import keep_session_alive, prune_ended_sessions_daily
 from app_ui.views import pair_overview
 
 st.set_page_config(page_title="kd-lens", page_icon=":material/biotech:", layout="wide")
@@ -64,5 +65,7 @@ navigation = st.navigation([st.Page(home, title="Home", icon=":material/home:", 
 render_sidebar()
 data_fit_warning()  # before the page: one that stops early (st.stop) still shows it
 warm_in_background()  # the Summary page's story, read once per server while the user looks at another page
+keep_session_alive()  # this session's uploads are in use
+prune_ended_sessions_daily()  # other sessions' uploads, a week after their last page view
 navigation.run()
 sidebar_status()

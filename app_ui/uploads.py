@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import io
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from kd_analysis.data.uploads import store_upload
+from kd_analysis.data.uploads import store_upload, touch_owner
+from kd_analysis.threads import start_thread
 
 _SEEN = "_kd_upload_paths"
 _OWNER = "_kd_upload_owner"
@@ -22,6 +25,38 @@ _OWNER = "_kd_upload_owner"
 def session_owner() -> str:
     """This browser session's upload owner: a random token made once per session."""
     return st.session_state.setdefault(_OWNER, secrets.token_hex(8))
+
+
+def keep_session_alive() -> None:
+    """Every page view: this session's uploads are in use, so the daily pruning of ended sessions keeps them."""
+    if _OWNER in st.session_state:  # a session that never uploaded has no folder to keep
+        touch_owner(st.session_state[_OWNER])
+
+
+_PRUNE_EVERY_S = 24 * 3600
+_pruned_at = [0.0]  # per server process: when the last pruning started
+_prune_lock = threading.Lock()
+
+
+def prune_ended_sessions_daily() -> None:
+    """At most once a day per server, in a background thread (it reads every run's config): remove the uploads of
+    browser sessions idle for a week (a reload starts a new session, so nobody can list them any more), keeping
+    every file a run trained on."""
+    with _prune_lock:
+        if time.time() - _pruned_at[0] < _PRUNE_EVERY_S:
+            return
+        _pruned_at[0] = time.time()
+
+    def work() -> None:
+        from kd_analysis.data.uploads import prune_ended_sessions
+        from kd_analysis.runs import RunStore, uploads_used_by_runs
+
+        try:
+            prune_ended_sessions(keep=uploads_used_by_runs(RunStore()))
+        except Exception:  # housekeeping must never break a page; tomorrow tries again
+            pass
+
+    start_thread(work, "kd-lens-upload-prune")
 
 
 def save_upload(upload: Any, data: bytes | None = None) -> Path:

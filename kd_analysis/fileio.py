@@ -132,6 +132,6 @@ def writable_target(path: str | os.PathLike, force: bool) -> Path:
     target = Path(path)
     if target.is_dir():
         raise KDLensError(f"{target} is a folder: name the file to write")
-    if target.exists() and not force:
+    if os.path.lexists(target) and not force:  # lexists: a dangling symlink would be written through
         raise KDLensError(f"{target} already exists: pass --force to overwrite it, or name another file")
     return target

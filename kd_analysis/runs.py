@@ -139,10 +139,10 @@ class Run:
     # reading: a damaged file is this run's problem, never its reader's. The lenient readers below return
     # what can be trusted ({} or the good lines); `problems()` says what was wrong.
     def config(self) -> dict[str, Any]:
-        return self._object(CONFIG)[0]
+        return self.checked_object(CONFIG)[0]
 
     def status(self) -> dict[str, Any]:
-        return self._object(STATUS)[0]
+        return self.checked_object(STATUS)[0]
 
     def metrics(self) -> list[dict[str, Any]]:
         return self.metrics_checked()[0]
@@ -151,13 +151,14 @@ class Run:
         """Why this run is damaged (empty when every file reads as written)."""
         out = []
         for name in (CONFIG, STATUS):
-            out += [f"{name}: {p}" for p in self._object(name)[1]]
+            out += [f"{name}: {p}" for p in self.checked_object(name)[1]]
         skipped = self.metrics_checked()[1]
         if skipped:
             out.append(f"{METRICS}: {skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""))
         return out
 
-    def _object(self, name: str) -> tuple[dict[str, Any], list[str]]:
+    def checked_object(self, name: str) -> tuple[dict[str, Any], list[str]]:
+        """config.json or status.json as far as it can be trusted, and what was wrong with it (empty: nothing)."""
         try:
             obj = _read_json(self.path / name)
         except RunStoreError as exc:
@@ -210,7 +211,7 @@ class Run:
     def summary(self, metrics: tuple[list[dict[str, Any]], list[str]] | None = None) -> RunSummary:
         """Always answers: a run whose status or config cannot be trusted is `damaged`, with the reason.
         `metrics`: what `metrics_checked()` returned, when the caller has already read it."""
-        (st, st_bad), (cfg, cfg_bad) = self._object(STATUS), self._object(CONFIG)
+        (st, st_bad), (cfg, cfg_bad) = self.checked_object(STATUS), self.checked_object(CONFIG)
         metrics, skipped = metrics if metrics is not None else self.metrics_checked()
         steps = max((m.get("step", 0) for m in metrics), default=0)
         bad = [f"{STATUS}: {p}" for p in st_bad] + [f"{CONFIG}: {p}" for p in cfg_bad]
@@ -264,9 +265,16 @@ class RunStore:
         run.set_status(state, kind=kind, created=_now(), **status_extra)
         return run
 
+    def outside(self, path: Path) -> bool:
+        """A run folder that is a symbolic link out of the store: its cancel requests, notes and artefacts would be
+        written wherever the link points, so it is listed as damaged and never opened."""
+        return path.is_symlink() and self.root.resolve() not in path.resolve().parents
+
     def get(self, run_id: str) -> Run:
         _check_id(run_id)
         path = self.root / run_id
+        if self.outside(path):
+            raise RunStoreError(f"run {run_id!r} is a link to a folder outside {self.root}; it is not opened")
         if not (path / STATUS).exists() and not (path / CONFIG).exists():
             raise RunStoreError(f"no run {run_id!r} in {self.root}")
         return Run(path)
@@ -284,6 +292,8 @@ class RunStore:
             if not (path / STATUS).exists() and not (path / CONFIG).exists():
                 continue
             try:
+                if self.outside(path):
+                    raise RunStoreError("the folder is a link to outside the store; it is not opened")
                 summary = Run(path).summary()
             except Exception as exc:
                 summary = RunSummary(
@@ -292,7 +302,7 @@ class RunStore:
                     state=DAMAGED,
                     created="",
                     updated="",
-                    reason=f"{type(exc).__name__}: {exc}",
+                    reason=str(exc) if isinstance(exc, RunStoreError) else f"{type(exc).__name__}: {exc}",
                 )
             if kind is None or summary.kind == kind:
                 out.append(summary)

@@ -15,7 +15,7 @@ import functools
 import json
 from typing import Annotated, Any, TypeVar
 
-from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
 from kd_analysis.errors import KDLensError
@@ -105,19 +105,90 @@ MAX_YAML_NODES = 100_000  # a run config has a few hundred; an alias bomb has bi
 
 
 def load_yaml(text: str, what: str) -> Any:
-    """`yaml.safe_load`, refusing a key named twice in one mapping, and a document whose aliases would expand it
-    past MAX_YAML_NODES values (the
-    "billion laughs": a few lines of anchors that any later walk over the data, e.g. a copy or JSON, would expand
-    until memory runs out). The expanded size is counted on the composed node graph, once per node."""
+    """The YAML as data, read with YAML 1.2's core schema (`_Yaml12Loader`), refusing a key named twice in one
+    mapping, and a document whose aliases would expand it past MAX_YAML_NODES values (the "billion laughs": a few
+    lines of anchors that any later walk over the data, e.g. a copy or JSON, would expand until memory runs out).
+    The expanded size is counted on the composed node graph, once per node."""
     import yaml
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    loader = _yaml12_loader()
+    root = yaml.compose(text, Loader=loader)
     if root is not None and _expanded_size(root, {}, 0) > MAX_YAML_NODES:
         raise KDLensError(
             f"{what} expands to more than {MAX_YAML_NODES:,} values through its YAML aliases (&anchor / *alias); "
             "write the settings out"
         )
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=loader)
+
+
+# YAML 1.2's core schema, in place of PyYAML's YAML 1.1 rules, which read `name: no` as false, `time: 1:30` as 90
+# (base 60), `seed: 010` as 8 (octal), `date: 2026-01-01` as a date, and `lr: 1e-5` as a string. Under 1.2 these
+# are the string "no", the string "1:30", 10, a string and 0.00001; true/false are the only booleans.
+_CORE_TAGS = {
+    "tag:yaml.org,2002:bool": r"true|True|TRUE|false|False|FALSE",
+    "tag:yaml.org,2002:int": r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+",
+    "tag:yaml.org,2002:float": (
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN"
+    ),
+    "tag:yaml.org,2002:null": r"~|null|Null|NULL|",
+}
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML that `load_yaml` reads back as `data`: `yaml.safe_dump` quotes a string only when YAML 1.1 would read
+    it as something else, so a string that is a number or a bool only under 1.2 ("0o17", "1e5") is quoted too."""
+    import re
+
+    import yaml
+
+    core = re.compile("|".join(f"(?:{p})" for p in _CORE_TAGS.values()))
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'" if core.fullmatch(value) else None)
+
+    _Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+@functools.cache
+def _yaml12_loader() -> type:
+    import re
+
+    import yaml
+
+    class _Yaml12Loader(yaml.SafeLoader):
+        pass
+
+    # keep only the resolvers 1.2 shares with 1.1 (merge `<<`, `=`), then add the core schema's own
+    dropped = set(_CORE_TAGS) | {"tag:yaml.org,2002:timestamp"}
+    _Yaml12Loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in dropped]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for tag, pattern in _CORE_TAGS.items():
+        firsts = list("-+0123456789.~ntfTFN") + [""]  # every first character a core scalar can start with
+        _Yaml12Loader.add_implicit_resolver(tag, re.compile(f"^(?:{pattern})$"), firsts)
+
+    def to_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
+        return loader.construct_scalar(node).lower() == "true"
+
+    def to_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+        text = loader.construct_scalar(node)
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text, 10)  # "010" is ten, as in JSON and YAML 1.2
+
+    def to_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+        text = loader.construct_scalar(node).lower()
+        return float(text.replace(".inf", "inf").replace(".nan", "nan"))  # a NaN is refused later, by the schema
+
+    _Yaml12Loader.add_constructor("tag:yaml.org,2002:bool", to_bool)
+    _Yaml12Loader.add_constructor("tag:yaml.org,2002:int", to_int)
+    _Yaml12Loader.add_constructor("tag:yaml.org,2002:float", to_float)
+    return _Yaml12Loader
 
 
 def _expanded_size(node: Any, seen: dict[int, int], depth: int) -> int:
@@ -151,6 +222,21 @@ _Pid = Annotated[int, Field(gt=0, le=PID_MAX)]
 # a time in seconds since 1970, before 2100: a heartbeat of 1e18 would keep a dead run "running" for ever
 _Epoch = Annotated[float, Field(ge=0, le=4_102_444_800)]
 _Count = Annotated[int, Field(ge=0, le=10**9)]
+
+
+def _utc_time(text: str) -> str:
+    from datetime import datetime
+
+    when = datetime.fromisoformat(text)  # ValueError (a wrong field) for anything but an ISO 8601 time
+    if when.tzinfo is None or not 1970 <= when.year < 2100:
+        raise ValueError("not a time with its zone, between 1970 and 2100")
+    return text
+
+
+# an ISO 8601 time with its zone, as the store writes it: runs sort by `created`, and a "9999" would pin one on top
+_Stamp = Annotated[str, StringConstraints(max_length=40), AfterValidator(_utc_time)]
+# a job kind is a registry name ("train", "rationales"): short, lower case, never a path or markup
+_JobKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _RECORD = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 
 
@@ -158,9 +244,9 @@ _RECORD = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 class StatusRecord(TypedDict, total=False):
     state: str
     reason: str | None
-    kind: str
-    created: str
-    updated: str
+    kind: _JobKind
+    created: _Stamp
+    updated: _Stamp
     heartbeat: _Epoch
     pid: _Pid
     pgid: _Pid

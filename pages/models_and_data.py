@@ -197,7 +197,6 @@ with tab_data:
     owner = session_owner()
     stored = list_uploads(owner=owner)
     in_use = sel.data_source if is_upload(sel.data_source) else None
-    used_by_runs = uploads_used_by_runs(RunStore())
     if not stored:
         st.caption("This session has stored no uploaded files.")
     else:
@@ -211,6 +210,7 @@ with tab_data:
             help="Deletes the files uploaded in this browser session from this server's disk. Kept: the data set "
             "selected in the sidebar, and any file a run trained on. Other sessions' uploads are never touched.",
         ):
+            used_by_runs = uploads_used_by_runs(RunStore())  # reads every run's config: only when asked
             result = remove_uploads(keep=[*([in_use] if in_use else []), *used_by_runs], owner=owner)
             gone = [d for d in state.get("custom_data") if is_upload(d) and not Path(d).exists()]
             state.put("custom_data", [d for d in state.get("custom_data") if d not in gone])

@@ -215,6 +215,18 @@ def test_no_command_overwrites_a_file_without_force(tmp_path, args):
     assert res.returncode == 2 and "is a folder" in res.stderr
 
 
+def test_an_out_file_that_is_a_dangling_link_is_refused(tmp_path):
+    """A link to a file not there yet would be written through, wherever it points."""
+    from kd_analysis.errors import KDLensError
+    from kd_analysis.fileio import writable_target
+
+    link = tmp_path / "report.html"
+    link.symlink_to(tmp_path / "elsewhere" / "planted.html")
+    with pytest.raises(KDLensError, match="already exists: pass --force"):
+        writable_target(link, force=False)
+    assert writable_target(link, force=True) == link
+
+
 def test_force_overwrites_the_out_file(tmp_path):
     out = tmp_path / "mcq.jsonl"
     out.write_text("old")

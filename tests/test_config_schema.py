@@ -86,6 +86,16 @@ def test_a_string_false_never_runs_a_model_folders_code(tmp_path):
         ("tau: 1.0e+300", "tau must be at most 1000"),
         ("losses: [{name: kl, weight: 1.0e+300}]", "the kl term's weight must be at most 1e6"),
         ("group: ../../evil", "group must be an id of letters, digits"),
+        # the sinkhorn term's settings beyond ε and iterations, checked when read, not at the first step
+        ("losses: [{name: sinkhorn, params: {first: diagonal}}]", "sinkhorn's first must be one of columns, rows"),
+        ("losses: [{name: sinkhorn, params: {mass: all}}]", "sinkhorn's mass must be one of one, batch"),
+        ("losses: [{name: sinkhorn, params: {cost: l7}}]", "sinkhorn's cost must be one of l1, l2"),
+        ("losses: [{name: sinkhorn, params: {gradient: 1}}]", "sinkhorn's gradient must be one of unrolled"),
+        ("losses: [{name: sinkhorn, params: {domain: exp}}]", "sinkhorn's domain must be one of auto, log"),
+        ("losses: [{name: sinkhorn, params: {topk: 0}}]", "sinkhorn's topk must be a whole number from 1"),
+        ("losses: [{name: sinkhorn, params: {group_size: '8'}}]", "sinkhorn's group_size must be a whole number"),
+        ("losses: [{name: sinkhorn, params: {scale: -1}}]", "sinkhorn's scale must be a number in (0, 1e6]"),
+        ("losses: [{name: sinkhorn, params: {scale: true}}]", "sinkhorn's scale must be a number in (0, 1e6]"),
     ],
 )
 def test_bad_settings_are_one_sentence_naming_the_field(text, words):
@@ -173,3 +183,38 @@ def test_a_key_named_twice_is_refused_not_last_one_wins(tmp_path, name, text, wo
     path.write_text(text)
     with pytest.raises(KDLensError, match=re.escape(words)):
         TrainConfig.load(path)
+
+
+@pytest.mark.parametrize(
+    "line,field,value",
+    [
+        # YAML 1.1, which PyYAML's safe_load follows, reads each of these as something else
+        ("name: no", "name", "no"),  # 1.1: false (then refused as a name that is not text)
+        ("name: 1:30", "name", "1:30"),  # 1.1: 90, in base 60
+        ("name: 2026-01-01", "name", "2026-01-01"),  # 1.1: a date
+        ("lr: 1e-5", "lr", 1e-5),  # 1.1: the string "1e-5" (no dot), refused as not a number
+        ("seed: 010", "seed", 10),  # 1.1: 8, in octal
+        ("seed: 0x10", "seed", 16),
+        ("tau_squared: false", "tau_squared", False),
+        ("tau_squared: True", "tau_squared", True),
+    ],
+)
+def test_config_files_are_read_as_yaml_1_2(tmp_path, line, field, value):
+    path = tmp_path / "run.yaml"
+    path.write_text(BASE + line + "\n")
+    assert getattr(TrainConfig.load(path), field) == value
+
+
+@pytest.mark.parametrize("word", ["yes", "on", "y", "off"])
+def test_yaml_1_1_booleans_are_text_so_a_bool_setting_refuses_them(tmp_path, word):
+    path = tmp_path / "run.yaml"
+    path.write_text(BASE + f"tau_squared: {word}\n")
+    with pytest.raises(KDLensError, match=f"config.tau_squared must be true or false \\(got '{word}'\\)"):
+        TrainConfig.load(path)
+
+
+def test_the_sinkd_settings_still_parse():
+    from kd_analysis.training.presets import SINKD_SINKHORN
+
+    cfg = TrainConfig.from_dict(yaml.safe_load(BASE) | {"losses": [{"name": "sinkhorn", "params": SINKD_SINKHORN}]})
+    assert cfg.losses[0].params["first"] == "rows"

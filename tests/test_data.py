@@ -248,6 +248,18 @@ def test_demo_round_trips_through_its_file_format(tmp_path, name):
     assert report.examples == len(load_demo(name).examples)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".txt"])
+def test_a_demo_is_written_in_the_format_its_file_name_says(tmp_path, suffix):
+    """`data demo sentiment --out x.csv` once wrote JSONL into x.csv, which the loaders then read as CSV."""
+    path = write_demo("sentiment", tmp_path / f"s{suffix}")
+    assert path.read_text().startswith({".csv": "sentence,label", ".tsv": "sentence\tlabel"}.get(suffix, "{"))
+    loaded = [(e.text, e.label) for e in load_dataset(str(path)).examples]
+    assert loaded == [(e.text, e.label) for e in load_demo("sentiment").examples]
+    with pytest.raises(DataError, match="demo:mcq has nested fields \\(choices\\) that a .csv file cannot hold"):
+        write_demo("mcq", tmp_path / "m.csv")
+    assert not (tmp_path / "m.csv").exists()
+
+
 def test_sources_dispatch_and_hub_offline(monkeypatch):
     assert load_dataset("demo:sentiment", limit=5).examples.__len__() == 5
     with pytest.raises(DataError, match="unknown demo set"):

@@ -57,6 +57,20 @@ def test_few_labels_keeps_the_transfer_set_only_for_distillation(tiny_dir, tmp_p
         TrainConfig.from_dict({**kd.to_dict(), "split_seed": -1})
 
 
+def test_more_labels_than_training_examples_is_refused_not_capped(tiny_dir, tmp_path):
+    """Taking the first `labels` of fewer examples would label all of them while the config says a few."""
+    too_many = _cfg(tiny_dir, tmp_path, labels=len(EXAMPLES) + 1)
+    with pytest.raises(KDLensError, match=f"labels is {len(EXAMPLES) + 1} but the training set has {len(EXAMPLES)}"):
+        few_labels(too_many, EXAMPLES, "classification")
+    assert few_labels(_cfg(tiny_dir, tmp_path, labels=len(EXAMPLES)), EXAMPLES, "classification")[1] is not None
+    with pytest.raises(KDLensError, match=r"labels \(30\) is more than train_size \(20\)"):
+        TrainConfig.from_dict({**kd_dict(tiny_dir, tmp_path), "labels": 30, "train_size": 20})
+
+
+def kd_dict(tiny_dir, tmp_path) -> dict:
+    return _cfg(tiny_dir, tmp_path).to_dict()
+
+
 def test_a_few_label_run_logs_its_labelled_and_transfer_counts(tiny_dir, tmp_path):
     seen = []
     cfg = _cfg(tiny_dir, tmp_path, labels=6, steps=4, eval_every=4, split_seed=3, seed=1)

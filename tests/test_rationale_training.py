@@ -176,3 +176,8 @@ def test_rationales_reused_from_a_job_and_mismatches_refused(tiny_dir, tmp_path,
         rationale_tasks.check_source_run("student", teacher.source, "saliency", out)
     with pytest.raises(KDLensError, match="no run 'nope'"):
         rationale_tasks.check_source_run("nope", teacher.source, "saliency", out)
+    planted = tmp_path / "planted"  # a folder outside the store is only read, and a bad config is a sentence
+    planted.mkdir()
+    (planted / "config.json").write_text('{"kind": "rationales", ')
+    with pytest.raises(KDLensError, match="planted's config.json is not valid JSON"):
+        rationale_tasks.check_source_run(str(planted), teacher.source, "saliency", out)

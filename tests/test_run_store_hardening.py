@@ -233,6 +233,9 @@ def _store_with_damage(root: Path, damage: str) -> RunStore:
     elif damage == "pid too large":  # os.kill overflows on it; no process has it
         st = json.loads(status.read_text())
         status.write_text(json.dumps({**st, "pid": 2**31, "pgid": 2**31}))
+    elif damage == "odd created and kind":  # a far-future `created` would pin the run on top of every list
+        st = json.loads(status.read_text())
+        status.write_text(json.dumps({**st, "created": "9999", "kind": "../../x", "updated": "yesterday"}))
     elif damage == "odd loss terms":
         (bad.path / "config.json").write_text(json.dumps({"name": 42, "losses": [{"name": "kl", "weight": "x"}, 3]}))
     return store
@@ -250,6 +253,7 @@ DAMAGES = [
     "no step and odd config",
     "odd loss terms",
     "pid too large",
+    "odd created and kind",
 ]
 
 
@@ -265,6 +269,9 @@ def test_one_damaged_run_never_takes_down_the_store(tmp_path, damage, capsys):
         assert bad.skipped_lines == (1 if damage == "bad byte" else 2) and bad.state == "running"
         assert store.get("bad").metrics()[0]["loss"] == 2.0  # good lines are kept
         assert "line 2" in store.get("bad").problems()[0]
+    elif damage == "odd created and kind":
+        assert bad.state == "damaged" and "created='9999'" in bad.reason and bad.created == ""
+        assert [r.run_id for r in store.list()] == ["good", "bad"]  # no longer first
     elif damage in ("status not an object", "status bad bytes", "heartbeat not a number", "unknown state"):
         assert bad.state == "damaged" and bad.reason.startswith("status.json")
     elif damage == "absurd json":
@@ -479,3 +486,31 @@ def test_json_output_is_strict_and_absurd_record_values_are_damage(tmp_path, cap
     st = json.loads((run.path / "status.json").read_text())
     (run.path / "status.json").write_text(json.dumps({**st, "heartbeat": 1e18}))
     assert any("heartbeat=1e+18" in p for p in store.get("odd").problems())
+
+
+def test_a_run_folder_linked_from_outside_the_store_is_never_opened(tmp_path, capsys):
+    """A link would send cancel requests, notes and artefacts wherever it points."""
+    elsewhere = RunStore(tmp_path / "elsewhere").create("train", {"name": "not ours"}, run_id="theirs")
+    store = RunStore(tmp_path / "runs")
+    store.create("train", {"name": "ours"}, run_id="ours")
+    (store.root / "linked").symlink_to(elsewhere.path)
+    (store.root / "alias").symlink_to(store.root / "ours")  # a link inside the store is only another name
+    listed = {r.run_id: r for r in store.list()}
+    assert listed["linked"].state == "damaged" and "outside the store" in listed["linked"].reason
+    assert listed["alias"].state == "queued"
+    with pytest.raises(RunStoreError, match="is a link to a folder outside"):
+        store.get("linked")
+    assert cli.main(["runs", "cancel", "linked", "--root", str(store.root)]) == 2
+    assert "outside" in capsys.readouterr().err and not (elsewhere.path / "cancel.request").exists()
+
+
+def test_a_root_that_does_not_exist_is_refused_except_by_commands_that_start_runs(tmp_path, capsys):
+    missing = str(tmp_path / "typo")
+    for args in (["runs", "list"], ["runs", "groups"], ["errors", "notes", "x"], ["story"]):
+        assert cli.main([*args, "--root", missing]) == 2, args
+        assert "does not exist: there is no run store there to read" in capsys.readouterr().err
+    from kd_analysis.cli.priming import cmd_prime_start
+    from kd_analysis.cli.runs import cmd_runs_make_reference, cmd_runs_start, cmd_train
+
+    for fn in (cmd_prime_start, cmd_runs_start, cmd_train, cmd_runs_make_reference):
+        assert getattr(fn, "creates_runs", False), fn.__name__

@@ -64,6 +64,8 @@ def test_config_round_trip_json_and_yaml(tmp_path, tiny_dir):
         lora=LoraSettings(r=4, alpha=8),
         report_to=["tensorboard"],
         losses=[LossTerm("ce", 0.6), LossTerm("sinkhorn", 0.4, {"eps": 0.05})],
+        name="0o17",  # a string only YAML 1.2 reads as a number: written quoted, read back as text
+        lr=1e-5,
     )
     for suffix, text in ((".json", cfg.to_json()), (".yaml", cfg.to_yaml())):
         f = tmp_path / f"c{suffix}"

@@ -197,3 +197,28 @@ def test_page_keeps_an_upload_a_run_trained_on(upload_cache, tmp_path, monkeypat
 def test_an_upload_owner_is_a_token_never_a_path(tmp_path):
     with pytest.raises(DataError, match="hex token"):
         store_upload("x.csv", io.BytesIO(CSV), root=tmp_path, owner="../../etc")
+
+
+def test_uploads_of_ended_sessions_are_pruned_but_live_sessions_and_runs_data_stay(tmp_path):
+    """A reload starts a new browser session, so an old session's uploads can no longer be listed or removed from
+    the page: a week after that session's last page view they go, except the files runs trained on."""
+    import os
+    import time
+
+    from kd_analysis.data.uploads import ENDED_AFTER_S, prune_ended_sessions, touch_owner
+
+    ended, live, runs_data = "c" * 16, "d" * 16, "e" * 16
+    gone = store_upload("old.csv", io.BytesIO(CSV), root=tmp_path, owner=ended)
+    alive = store_upload("old.csv", io.BytesIO(CSV), root=tmp_path, owner=live)
+    trained_on = store_upload("train.csv", io.BytesIO(CSV + b"ok film,1\n"), root=tmp_path, owner=runs_data)
+    ownerless = store_upload("cli.csv", io.BytesIO(b"text,label\nx,1\n"), root=tmp_path)
+    week_ago = time.time() - ENDED_AFTER_S - 60
+    for p in tmp_path.rglob("*"):
+        os.utime(p, (week_ago, week_ago))
+    touch_owner(live, root=tmp_path)  # that session viewed a page just now
+    result = prune_ended_sessions(keep=[str(trained_on)], root=tmp_path)
+    assert {u.path for u in result.removed} == {gone} and [u.path for u in result.kept] == [trained_on]
+    assert not gone.exists() and not gone.parent.parent.exists()  # the ended session's folder is gone too
+    assert alive.exists() and trained_on.exists() and ownerless.exists()
+    again = prune_ended_sessions(keep=[str(trained_on)], root=tmp_path, now=time.time() + ENDED_AFTER_S / 2)
+    assert again.removed == [] and alive.exists()  # the live session has a week from its last page view

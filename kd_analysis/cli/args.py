@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from kd_analysis.errors import KDLensError
 
@@ -64,6 +65,9 @@ def check_args(args: argparse.Namespace) -> None:
     for name in ("out", "root"):  # an empty path would quietly mean "here" or the default store
         if getattr(args, name, None) == "":
             raise KDLensError(f"--{name} is empty: name a path")
+    root = getattr(args, "root", None)
+    if root and not os.path.exists(root) and not getattr(getattr(args, "fn", None), "creates_runs", False):
+        raise KDLensError(f"--root {root} does not exist: there is no run store there to read")
     for dest, (low, high, inclusive) in BOUNDS.items():
         value = getattr(args, dest, None)
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):

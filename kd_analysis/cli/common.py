@@ -6,7 +6,9 @@ import argparse
 import json
 import re
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Parser(argparse.ArgumentParser):
@@ -48,6 +50,13 @@ def reconciled_store(args: argparse.Namespace):
     store = RunStore(args.root)
     reconcile(store)
     return store
+
+
+def creates_runs(fn: F) -> F:
+    """Marks a command that may start runs: its `--root` may name a folder that does not exist yet (it is made).
+    Every other command refuses such a root, which would otherwise read as an empty store."""
+    fn.creates_runs = True  # type: ignore[attr-defined]
+    return fn
 
 
 def add_root(q: argparse.ArgumentParser) -> None:

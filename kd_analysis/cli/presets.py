@@ -38,12 +38,12 @@ def cmd_presets_show(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(cfg, indent=2, default=str))
         return
-    import yaml
+    from kd_analysis.schema import dump_yaml
 
     print(f"# {preset.title} [{preset.label}]\n# source: {preset.source}")
     for d in preset.differences:
         print(f"# differs: {d}")
-    print(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), end="")
+    print(dump_yaml(cfg), end="")  # `presets show X > my.yaml` is read back as written
 
 
 def add_story(sub) -> None:

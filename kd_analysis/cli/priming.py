@@ -6,7 +6,7 @@ import sys
 from functools import partial
 
 from kd_analysis.cli.args import number, whole_number
-from kd_analysis.cli.common import Parser, print_result
+from kd_analysis.cli.common import Parser, creates_runs, print_result
 from kd_analysis.errors import KDLensError
 
 
@@ -32,6 +32,7 @@ def _templates(args) -> dict[str, str]:
     return templates
 
 
+@creates_runs
 def cmd_prime_outputs(args) -> None:
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.fileio import writable_target
@@ -103,6 +104,7 @@ def cmd_prime_outputs(args) -> None:
     )
 
 
+@creates_runs
 def cmd_prime_start(args) -> None:
     from kd_analysis.models.specs import StudentSpec
     from kd_analysis.priming.experiment import priming_base_config, strategy_configs

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from kd_analysis.cli.args import whole_number
-from kd_analysis.cli.common import Parser, print_result, reconciled_store
+from kd_analysis.cli.common import Parser, creates_runs, print_result, reconciled_store
 from kd_analysis.errors import KDLensError
 
 
@@ -79,6 +79,7 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig.load(args.config)
 
 
+@creates_runs
 def cmd_runs_start(args: argparse.Namespace) -> None:
     from kd_analysis.runs import start_run
 
@@ -175,6 +176,7 @@ def cmd_runs_agreement(args: argparse.Namespace) -> None:
     )
 
 
+@creates_runs
 def cmd_runs_make_reference(args: argparse.Namespace) -> None:
     from kd_analysis.logs import to_stderr
     from kd_analysis.runs import RunStore
@@ -186,6 +188,7 @@ def cmd_runs_make_reference(args: argparse.Namespace) -> None:
     print_result(done, args.json, lambda d: "\n".join(d))
 
 
+@creates_runs
 def cmd_train(args: argparse.Namespace) -> None:
     from kd_analysis.training.worker import run_worker
 

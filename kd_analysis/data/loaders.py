@@ -65,7 +65,7 @@ class Dataset:
         }
 
 
-def _file_kind(path: Path, head: str) -> str:
+def file_kind(path: Path, head: str) -> str:
     ext = path.suffix.lower()
     if ext in (".jsonl", ".ndjson", ".json"):
         return "json"
@@ -237,7 +237,7 @@ def read_rows_checked(path: str | os.PathLike, *, limit: int | None = None, enco
     with open(p, "rb") as fh:
         raw = fh.read() if not limit else _preview_bytes(fh, p)
     text = _decode(raw, p, encoding)
-    kind = _file_kind(p, text[:4096])
+    kind = file_kind(p, text[:4096])
     columns, rows, bad = _rows_from_text(text, kind, p, limit)
     if not rows:
         raise DataError(f"{p.name} has a header but no data rows" if columns else f"{p.name} has no rows")
@@ -255,7 +255,7 @@ def read_rows(
 def count_rows(path: str | os.PathLike) -> int:
     """Data rows in the file without building them (streams; quick even for 100k-row files)."""
     p = _open_checked(path)
-    kind = _file_kind(p, p.open("rb").read(4096).decode("utf-8", "replace"))
+    kind = file_kind(p, p.open("rb").read(4096).decode("utf-8", "replace"))
     with open(p, encoding="utf-8-sig", errors="replace", newline="") as fh:
         if kind == "json":
             first = fh.read(1)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from kd_analysis.data.demo import DEMO_SETS
-from kd_analysis.data.loaders import ColumnMapping, Dataset, load_file, rows_to_examples
+from kd_analysis.data.loaders import ColumnMapping, Dataset, file_kind, load_file, rows_to_examples
 from kd_analysis.errors import DataError
 from kd_analysis.hub import hub_reachable, looks_like_hub_id, offline_message
 
@@ -29,19 +29,26 @@ def load_demo(name: str) -> Dataset:
 
 
 def write_demo(name: str, path: str | os.PathLike) -> Path:
-    """Write a demo set in its native format (JSONL or TSV) so it can be inspected, edited and loaded back."""
+    """Write a demo set in the format the file's suffix names, so the loaders read it back as written: .csv or
+    .tsv (.tab) for flat sets, JSONL otherwise. A set with nested fields (multiple choice) fits only JSONL."""
     rows = demo_rows(name)
     path = Path(path)
-    if path.suffix.lower() == ".tsv":
+    kind = file_kind(path, "{")  # the suffix decides; any other suffix is sniffed as JSON, which this writes
+    if kind == "json":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    elif any(isinstance(v, (dict, list)) for r in rows for v in r.values()):
+        raise DataError(
+            f"demo:{name} has nested fields ({', '.join(k for k, v in rows[0].items() if isinstance(v, (dict, list)))})"
+            f" that a {path.suffix} file cannot hold; name a .jsonl file"
+        )
+    else:
         buf = io.StringIO()
         writer = csv.DictWriter(
-            buf, fieldnames=list(rows[0]), delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, lineterminator="\n"
+            buf, fieldnames=list(rows[0]), delimiter="\t" if kind == "tsv" else ",", lineterminator="\n"
         )
         writer.writeheader()
         writer.writerows(rows)
         text = buf.getvalue()
-    else:
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     path.write_text(text, encoding="utf-8")
     return path
 

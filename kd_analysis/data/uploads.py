@@ -1,7 +1,7 @@
 """Uploaded data files on disk: streamed in chunks, content-addressed, listable and removable.
 
-Layout: `<cache>/uploads/<owner>/<sha256[:16]>/<safe original name>`, the owner being the browser session that
-uploaded it (the CLI and tests may store without one). Within an owner the same content is stored once (a second
+Layout: `<cache>/uploads/session-<owner>/<sha256[:16]>/<safe original name>`, the owner being the browser session
+that uploaded it (the library and tests may store without one, directly under `<cache>/uploads/`). Within an owner the same content is stored once (a second
 name for it is a hard link where the file system allows); a different file never overwrites another; the original
 suffix is kept so the loaders recognise the format. Removing uploads only ever touches one owner's folder, and
 keeps what the caller names (the data set in use, the files runs trained on).
@@ -33,6 +33,7 @@ def uploads_root() -> Path:
 
 
 _OWNER = re.compile(r"^[0-9a-f]{16,64}$")
+_SESSION = "session-"
 
 
 def owner_folder(root: Path, owner: str | None) -> Path:
@@ -41,7 +42,7 @@ def owner_folder(root: Path, owner: str | None) -> Path:
         return root
     if not _OWNER.match(owner):
         raise DataError("an upload owner is a hex token")
-    return root / owner
+    return root / f"{_SESSION}{owner}"  # prefixed: an owner's folder never looks like a content folder
 
 
 def safe_name(name: str) -> str:
@@ -203,6 +204,65 @@ def remove_uploads(keep: Iterable[str | Path] = (), root: Path | None = None, ow
             except OSError:
                 pass
     return Removal(removed, kept, failed)
+
+
+ENDED_AFTER_S = 7 * 24 * 3600  # an upload owner untouched this long belongs to a browser session that has ended
+
+
+def touch_owner(owner: str, root: Path | None = None) -> None:
+    """Mark `owner`'s uploads as belonging to a live session (each page view of that session does this), so
+    `prune_ended_sessions` never takes them however old the files are."""
+    folder = owner_folder(Path(root) if root is not None else uploads_root(), owner)
+    try:
+        os.utime(folder)
+    except OSError:
+        pass  # nothing uploaded yet (no folder), or a read-only store: nothing to keep alive
+
+
+def _last_touched(folder: Path) -> float:
+    times = [folder.stat().st_mtime]
+    for p in folder.rglob("*"):
+        try:
+            times.append(p.stat().st_mtime)
+        except OSError:
+            continue
+    return max(times)
+
+
+def prune_ended_sessions(
+    keep: Iterable[str | Path] = (),
+    root: Path | None = None,
+    ended_after_s: float = ENDED_AFTER_S,
+    now: float | None = None,
+) -> Removal:
+    """Remove the uploads of browser sessions that have ended: owner folders that no page view has touched for
+    `ended_after_s` (a reload starts a new session, so nobody can list or remove them any more). Files in `keep`
+    (those runs trained on) stay, as in `remove_uploads`; uploads stored without an owner (the CLI's) are never
+    touched."""
+    store = Path(root) if root is not None else uploads_root()
+    now = time.time() if now is None else now
+    keep = list(keep)
+    total = Removal([], [], [])
+    if not store.is_dir():
+        return total
+    for folder in sorted(store.iterdir()):
+        owner = folder.name.removeprefix(_SESSION)
+        if not (folder.name.startswith(_SESSION) and _OWNER.match(owner) and folder.is_dir()) or folder.is_symlink():
+            continue
+        try:
+            if now - _last_touched(folder) < ended_after_s:
+                continue
+        except OSError:
+            continue
+        done = remove_uploads(keep=keep, root=store, owner=owner)
+        total.removed += done.removed
+        total.kept += done.kept
+        total.failed += done.failed
+        try:
+            folder.rmdir()  # only when nothing was kept
+        except OSError:
+            pass
+    return total
 
 
 def format_bytes(n: int) -> str:

@@ -73,6 +73,9 @@ class LossSpec:
     # how a language-model batch's rows reduce to the term: "token" (the mean over every answer token of the
     # batch) or "sequence" (the mean over each sequence's answer tokens, then over the sequences), one of REDUCTIONS
     reduce: str = "token"
+    # checks the loss's other keyword settings (a choice among names, an optional size) as a config names them,
+    # raising KDLensError in one sentence; None: the loss takes no settings beyond `params`
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
 
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, **kw: Any) -> torch.Tensor:
         return self.fn(student_logits, teacher_logits, **kw)
@@ -138,6 +141,7 @@ def register_loss(
     bucket_aware: bool = False,
     reference_tau: tuple[float, bool] | None = None,
     reduce: str = "token",
+    check_options: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Callable[[LossFn], LossFn]:
     if bucketed not in BUCKETED:
         raise ValueError(f"loss {name!r}: bucketed must be one of {', '.join(BUCKETED)}")
@@ -165,6 +169,7 @@ def register_loss(
             bucket_aware,
             reference_tau,
             reduce,
+            check_options,
         )
         return fn
 

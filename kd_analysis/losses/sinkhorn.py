@@ -21,6 +21,7 @@ than replacing them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ from kd_analysis.losses.registry import Param, register_loss
 
 CHUNK_ELEMENTS = 1 << 24  # bounded working set for the L1 cost (64 MiB of float32)
 SCALING_DOMAIN_LIMIT = 50.0  # max C/ε for which exp(−C/ε) stays far from underflow
+COSTS = ("l1", "l2")
+GRADIENTS = ("unrolled", "envelope")
+DOMAINS = ("auto", "log", "scaling")
 
 
 class _L1Cost(torch.autograd.Function):
@@ -76,7 +80,7 @@ def cost_matrix(x: torch.Tensor, y: torch.Tensor, cost: str = "l1") -> torch.Ten
     if cost == "l2":  # squared Euclidean through a matmul: no [n, m, d] intermediate
         sq = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :] - 2 * x @ y.transpose(1, 2)
         return sq.clamp_min(0)
-    raise KDLensError(f"unknown cost {cost!r}; use 'l1' or 'l2'")
+    raise KDLensError(f"unknown cost {cost!r}; use one of {', '.join(COSTS)}")
 
 
 def coarsen_topk(p: torch.Tensor, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -219,7 +223,7 @@ def sinkhorn_iterations(
                 v = b / (u.unsqueeze(1) @ K).squeeze(1)
         return u[:, :, None] * K * v[:, None, :]
     if domain != "log":
-        raise KDLensError(f"unknown Sinkhorn domain {domain!r}; use auto, log or scaling")
+        raise KDLensError(f"unknown Sinkhorn domain {domain!r}; use one of {', '.join(DOMAINS)}")
     Mr = -C / eps
     log_a, log_b = torch.log(a), torch.log(b)
     u, v = C.new_zeros(G, n), C.new_zeros(G, m)
@@ -240,7 +244,7 @@ def transport_plan(C: torch.Tensor, eps: float, iters: int, domain: str, first: 
             return sinkhorn_iterations(C.detach(), eps, iters, domain, first=first)
     if gradient == "unrolled":
         return sinkhorn_iterations(C, eps, iters, domain, first=first)
-    raise KDLensError(f"unknown gradient mode {gradient!r}; use unrolled or envelope")
+    raise KDLensError(f"unknown gradient mode {gradient!r}; use one of {', '.join(GRADIENTS)}")
 
 
 @dataclass
@@ -358,6 +362,23 @@ def class_sinkhorn(
     return class_sinkhorn_rows(student_probs.reshape(1, -1), teacher_probs.reshape(1, -1), eps, iters).sum()
 
 
+def check_sinkhorn_options(options: Mapping[str, Any]) -> None:
+    """The settings a config may give the sinkhorn term besides ε and iterations (the `sinkd-*` presets set
+    first, mass and scale), checked when the config is read rather than at the first training step."""
+    choices = {"cost": COSTS, "gradient": GRADIENTS, "domain": DOMAINS, "first": ORDERS, "mass": MASSES}
+    for key, allowed in choices.items():
+        if key in options and options[key] not in allowed:
+            raise KDLensError(f"sinkhorn's {key} must be one of {', '.join(allowed)} (got {options[key]!r})")
+    for key in ("topk", "group_size"):
+        v = options.get(key)
+        if v is not None and (type(v) is not int or not 1 <= v <= 1_000_000):
+            raise KDLensError(f"sinkhorn's {key} must be a whole number from 1 to 1,000,000, or null (got {v!r})")
+    if "scale" in options:
+        v = options["scale"]
+        if type(v) not in (int, float) or not 0 < v <= 1e6:  # NaN fails the comparison too
+            raise KDLensError(f"sinkhorn's scale must be a number in (0, 1e6] (got {v!r})")
+
+
 @register_loss(
     "sinkhorn",
     title="Sinkhorn (SinKD)",
@@ -368,6 +389,7 @@ def class_sinkhorn(
         Param("eps", 0.1, 0.001, 2.0, "entropic regularisation ε (smaller: closer to exact OT)"),
         Param("iters", 20, 1, 500, "Sinkhorn iterations (SinKD uses 20)"),
     ),
+    check_options=check_sinkhorn_options,
     description="Batch-wise optimal transport between student and teacher rows (L1 cost between "
     "distributions): compares the batch's geometry, but not which row is which example, so "
     "SinKD adds it to KD + CE rather than replacing them.",

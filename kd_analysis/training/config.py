@@ -11,7 +11,7 @@ from typing import Any
 
 from kd_analysis.errors import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
-from kd_analysis.schema import load_yaml, parse, strict_schema
+from kd_analysis.schema import dump_yaml, load_yaml, parse, strict_schema
 
 OPTIMIZERS = ("adamw", "sgd")
 # linear: warm-up, then linear decay to 0 over the run. cosine_epoch: PyTorch's CosineAnnealingLR with T_max = one
@@ -235,9 +235,7 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     def to_yaml(self) -> str:
-        import yaml
-
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return dump_yaml(self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -382,6 +380,11 @@ class TrainConfig:
             positive("labels (the labelled training examples)", self.labels, integer=True)
             if self.train_teacher:
                 raise KDLensError("labels (few-label regime) is for students; a teacher trains on every label")
+            if self.train_size and self.labels > self.train_size:
+                raise KDLensError(
+                    f"labels ({self.labels}) is more than train_size ({self.train_size}): "
+                    "the labelled examples are taken from the training set"
+                )
         if self.train_teacher and any(t.name != "ce" for t in self.losses):
             raise KDLensError("fine-tuning the teacher itself uses the ce term only")
         if self.rationales:
@@ -529,3 +532,5 @@ def check_loss_params(name: str, params: dict[str, Any]) -> None:
         if not ok or not p.low <= v <= p.high or (isinstance(p.default, int) and int(v) != v):
             kind = "a whole number" if isinstance(p.default, int) else "a number"
             raise KDLensError(f"{name}'s {p.name} must be {kind} in [{p.low:g}, {p.high:g}] (got {v!r}): {p.help}")
+    if spec.check_options is not None:
+        spec.check_options({k: v for k, v in params.items() if k not in {p.name for p in spec.params}})

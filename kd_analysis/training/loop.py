@@ -265,6 +265,11 @@ def few_labels(cfg: TrainConfig, train_set: list[Example], task: str) -> tuple[l
         return train_set, None, ""
     if task not in ("classification", "multiple_choice"):
         raise KDLensError(f"labels (few-label regime) works for classification and multiple choice, not {task}")
+    if cfg.labels > len(train_set):  # taking the first `labels` would silently keep fewer than the user asked
+        raise KDLensError(
+            f"labels is {cfg.labels} but the training set has {len(train_set)} examples; "
+            "name at most that many labelled examples"
+        )
     labelled = {ex.id for ex in train_set[: cfg.labels]}
     if not cfg.kd_terms and not cfg.rationales:  # nothing learns from unlabelled inputs: train on the labels alone
         return (

@@ -12,7 +12,6 @@ Rationales are computed once per run and kept in the run folder (`rationales.jso
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -94,9 +93,15 @@ def _same_source(a: str, b: str) -> bool:
 
 
 def check_source_run(source: str, teacher_source: str, method: str, run_dir: Path | None = None):
-    """The folder and config of a rationales job whose attributions a run may reuse; why not, otherwise."""
+    """The folder and config of a rationales job whose attributions a run may reuse; why not, otherwise. The
+    source may be a folder outside the store (a config names data files anywhere too); it is only read, through
+    the store's own reader, so a damaged or planted config.json is a sentence, not a crash or a hang."""
+    from kd_analysis.runs import CONFIG, Run
+
     folder = _resolve_run(source, run_dir)
-    job = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    job, bad = Run(folder).checked_object(CONFIG)
+    if bad:
+        raise KDLensError(f"rationales.source_run: {folder.name}'s {CONFIG} {bad[0]}")
     if job.get("kind") != "rationales":
         raise KDLensError(f"rationales.source_run: {folder.name} is a {job.get('kind')} run, not a rationales job")
     if not _same_source(str(job.get("teacher", {}).get("source")), teacher_source):
