@@ -185,6 +185,7 @@ def test_cli_attention_stats_reports_cuts(tiny_dir, tmp_path, capsys):
     from kd_analysis.cli import main
 
     data = _mc_file(tmp_path / "mc.jsonl")
+    (tmp_path / "runs").mkdir()  # a --root that does not exist is refused by commands that only read it
     args = [
         "attention",
         "stats",
