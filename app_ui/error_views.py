@@ -122,7 +122,9 @@ def explanation_panel(
                     kind="explanations",
                 )
                 st.session_state[JOB_KEY] = {"id": job.run_id, "run": run_id, "started": time.time()}
-                st.rerun(scope="fragment")
+                # the whole page: this fragment was declared without polling (no job yet); a fragment rerun
+                # keeps that, so the box would sit at "0 s so far" until some unrelated click
+                st.rerun()
             except Exception as exc:
                 show_error(exc)
 

@@ -126,12 +126,21 @@ def _json_default(obj: Any) -> Any:
 
 def writable_target(path: str | os.PathLike, force: bool) -> Path:
     """The file a command may write to: refused in one sentence when something is already there, unless `force`
-    (`--force`), and always when it is a folder. Checked before any work, so a refusal costs nothing."""
+    (`--force`), and always when it is a folder. A symbolic link is refused too; with `force` the link itself is
+    replaced, never the file it points to. Checked before any work, so a refusal costs nothing."""
     from kd_analysis.errors import KDLensError
 
     target = Path(path)
+    if target.is_symlink():  # even to nothing yet: writing would go wherever it points
+        if not force:
+            raise KDLensError(
+                f"{target} is a symbolic link (to {os.readlink(target)}): pass --force to replace the link itself, "
+                "or name another file"
+            )
+        target.unlink()  # the link only, never what it points to
+        return target
     if target.is_dir():
         raise KDLensError(f"{target} is a folder: name the file to write")
-    if os.path.lexists(target) and not force:  # lexists: a dangling symlink would be written through
+    if target.exists() and not force:
         raise KDLensError(f"{target} already exists: pass --force to overwrite it, or name another file")
     return target

@@ -40,10 +40,19 @@ def document_head(title: str) -> str:
     )
 
 
+EXPORT_TEMPLATE = "plotly"  # what a figure exported from the CLI draws with
+
+
 def figure_html(fig) -> str:
+    """The figure as a <div> that draws itself offline with its own colours. Inside the app, importing streamlit
+    makes its template the default, whose colours are placeholders (#000001, …) only Streamlit's frontend
+    replaces: exported as they are, every chart draws black. So an exported copy always carries plotly's own
+    template, as a figure built outside the app does."""
+    import plotly.graph_objects as go
     import plotly.io as pio
 
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+    own = go.Figure(fig).update_layout(template=pio.templates[EXPORT_TEMPLATE])
+    return pio.to_html(own, full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
 
 
 def table_html(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] = frozenset()) -> str:

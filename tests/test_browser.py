@@ -388,6 +388,7 @@ def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
     story.goto(out.as_uri())
     story.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4")
     assert story.locator("h2").count() == 5 and not errors, errors
+    _charts_draw_in_colour(story)
     story.screenshot(path=str(SHOTS / "summary_export.png"), full_page=True)
     offline.close()
 
@@ -521,6 +522,24 @@ def _open_offline(browser, path: Path):
     return page, requests, errors
 
 
+def _charts_draw_in_colour(page) -> None:
+    """Every chart on the page, as pixels: mostly not black, and with some colour. A figure exported with
+    Streamlit's template (placeholder colours #000001…) draws solid black, which tags alone do not show."""
+    import io
+
+    from PIL import Image
+
+    charts = page.locator(".js-plotly-plot")
+    assert charts.count() > 0
+    for i in range(charts.count()):
+        chart = charts.nth(i)
+        chart.scroll_into_view_if_needed()
+        pixels = list(Image.open(io.BytesIO(chart.screenshot())).convert("RGB").getdata())
+        dark = sum(max(p) < 60 for p in pixels) / len(pixels)
+        coloured = sum(max(p) - min(p) > 60 for p in pixels) / len(pixels)
+        assert dark < 0.2 and coloured > 0.002, f"chart {i}: {dark:.0%} black, {coloured:.2%} coloured"
+
+
 def test_error_report_opens_offline_without_console_errors(browser, tmp_path):
     """The report of the demo's default run, with pinned examples (attributions shipped for them), opens with the
     network cut off: every figure draws, nothing is fetched, no console error."""
@@ -570,6 +589,12 @@ def test_error_analysis_journey_in_browser(server, browser, tmp_path):
     saved = tmp_path / "downloaded.html"
     info.value.save_as(saved)
     assert saved.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    report, requests, errors = _open_offline(browser, saved)  # the file the page built, as its reader opens it
+    report.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2")
+    _charts_draw_in_colour(report)
+    report.screenshot(path=str(SHOTS / "errors_report_from_page.png"), full_page=True)
+    assert errors == [] and [r for r in requests if not r.startswith("file:")] == [], (errors, requests)
+    report.close()
     assert "run=reference-minilm-2l-kl" in page.url and "cell=teacher_only" in page.url  # a copied link reopens it
     _shoot(page, "errors_report_built", 1000)
     page.close()

@@ -222,9 +222,13 @@ def test_an_out_file_that_is_a_dangling_link_is_refused(tmp_path):
 
     link = tmp_path / "report.html"
     link.symlink_to(tmp_path / "elsewhere" / "planted.html")
-    with pytest.raises(KDLensError, match="already exists: pass --force"):
+    with pytest.raises(KDLensError, match="is a symbolic link .* pass --force to replace the link itself"):
         writable_target(link, force=False)
-    assert writable_target(link, force=True) == link
+    kept = tmp_path / "notes.sqlite"
+    kept.write_text("every note")
+    (tmp_path / "out.html").symlink_to(kept)
+    assert writable_target(tmp_path / "out.html", force=True) == tmp_path / "out.html"
+    assert not (tmp_path / "out.html").exists() and kept.read_text() == "every note"  # the link went, not its file
 
 
 def test_force_overwrites_the_out_file(tmp_path):

@@ -302,7 +302,10 @@ def test_cached_explanation_is_shown_and_explain_starts_a_background_job(error_s
     button = next(b for b in at.button if b.key == "ea_explain_one")
     assert button.label == "Rebuild weights and explain this example"  # the synthetic run kept no weights
     button.click().run()
-    assert not at.exception
+    assert not at.exception and not at.error
+    # the box polls from the click on: the page was redrawn with the job's progress, not left at the button
+    assert any(p.proto.text.startswith("loading the models") for p in at.get("progress"))
+    assert not any(b.key == "ea_explain_one" for b in at.button)
     jobs = error_store.list(kind="explanations")
     assert len(jobs) == 1 and error_store.get(jobs[0].run_id).config()["examples"] == ["ex-06"]
     deadline = time.monotonic() + 120
