@@ -59,10 +59,13 @@ class PageSpec:
 PAGES = {
     # the pair view (models loaded, every loss on a batch): the page's heavy part, chosen by the link
     "loss": PageSpec(
-        "losses?view=pair", "Balance loss weights by gradient norm", ".js-plotly-plot", "Per-example contributions"
+        "loss_explorer?view=pair",
+        "Balance loss weights by gradient norm",
+        ".js-plotly-plot",
+        "Per-example contributions",
     ),
     # before any click the page shows the newest saved job on the data set (live attributions wait for a button)
-    "saliency": PageSpec("rationales", "Examples", ".js-plotly-plot", "attributions (JSONL"),
+    "saliency": PageSpec("saliency_rationales", "Examples", ".js-plotly-plot", "attributions (JSONL"),
 }
 ERROR_BOXES = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 RUNNING = '[data-testid="stStatusWidget"]'

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
+from app_ui.navigation import run_under_app
 from app_ui.safe_text import md
 from kd_analysis.csv_export import csv_text
 from kd_analysis.evidence.summary import run_gaps
@@ -22,6 +23,8 @@ from kd_analysis.training.progress import (
     teacher_lines,
     unique_labels,
 )
+
+run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
 RUNS_KEY, PRESET_KEY, URL_KEY = "cmp_runs", "cmp_preset", "_cmp_url"
 OWN = "your runs"

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
+from app_ui.navigation import run_under_app
 from app_ui.resources import show_error
 from app_ui.safe_text import code, md
 from app_ui.views import loss_param_inputs
@@ -24,6 +25,8 @@ from kd_analysis.training.progress import run_progress
 from kd_analysis.training.rationale_tasks import check_source_run
 from kd_analysis.training.reference import TEACHER_RUN, teacher_source
 from kd_analysis.training.teacher_cache import bytes_per_token
+
+run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
 store = RunStore()
 reconcile(store)  # re-attach: runs whose worker died since we last looked are marked failed

@@ -12,6 +12,7 @@ import streamlit as st
 
 from app_ui import state
 from app_ui.error_views import explanation_panel, export_buttons, notes_panel, report_panel
+from app_ui.navigation import run_under_app
 from app_ui.resources import show_error
 from app_ui.safe_text import md
 from app_ui.views import headline_metric
@@ -23,6 +24,8 @@ from kd_analysis.errors.workspace import PairView, default_run, notes_store, pai
 from kd_analysis.plots.errors import choice_probs_figure, matrix_cells, matrix_figure, slice_gaps_figure
 from kd_analysis.runs import RunStore
 from kd_analysis.stats import wilson_interval
+
+run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
 PARAMS = ("run", "against", "cell", "example")
 DEFAULT_RUN = "reference-minilm-2l-kl"

@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
+from app_ui.navigation import run_under_app
 from app_ui.resources import dataset, is_loaded, load_pair, show_error
 from app_ui.safe_text import md
 from app_ui.shared_results import PAIR_LOSSES, PAIR_OUTPUTS
@@ -27,6 +28,8 @@ from kd_analysis.losses.registry import BUCKETED_SHORT
 from kd_analysis.losses.toy import ToyConfig, describe_fits, fit_behaviour, fit_toy, shuffle_demo
 from kd_analysis.plots import losses as plots
 from kd_analysis.training.teacher_cache import bytes_per_token
+
+run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
 VIEWS = {"toy": "Toy: one bump vs a multimodal teacher", "pair": "Your teacher and student"}

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
+from app_ui.navigation import run_under_app
 from app_ui.resources import load_pair, load_teacher, show_error
 from app_ui.safe_text import md
 from app_ui.sidebar import write_url_selection
@@ -13,6 +14,8 @@ from kd_analysis.data.loaders import ColumnMapping
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS, ModelSpec
 from kd_analysis.runs import RunStore, uploads_used_by_runs
+
+run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
 sel = state.selection()
 write_url_selection()  # this page's view is the sidebar's selection: a copied link reopens it

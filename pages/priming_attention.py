@@ -8,6 +8,7 @@ import streamlit as st
 
 from app_ui import state
 from app_ui.background import TASKS, Task, task_panel
+from app_ui.navigation import run_under_app
 from app_ui.resources import dataset, load_run_model, load_teacher, load_teacher_quietly, loaded_teacher, show_error
 from app_ui.safe_text import md
 from app_ui.shared_results import PRIME_OUTPUTS
@@ -47,6 +48,8 @@ from kd_analysis.priming.teacher import check_gold_answers, summarise, teacher_o
 from kd_analysis.runs import RunStore, reconcile, start_run
 from kd_analysis.training.config import ALIGNMENTS, LoraSettings
 from kd_analysis.training.progress import run_progress
+
+run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
 store = RunStore()
 reconcile(store)

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app_ui import state
 from app_ui.background import TASKS, Task, task_panel
+from app_ui.navigation import run_under_app
 from app_ui.resources import dataset, load_pair, show_error
 from app_ui.safe_text import code, md
 from app_ui.shared_results import RATIONALES
@@ -25,6 +26,8 @@ from kd_analysis.attribution.report import (
     with_intervals,
 )
 from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
+
+run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
 sel = state.selection()
 st.title("Saliency rationales")

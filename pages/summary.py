@@ -5,10 +5,13 @@ as one self-contained HTML file."""
 import pandas as pd
 import streamlit as st
 
+from app_ui.navigation import run_under_app
 from app_ui.safe_text import md
 from app_ui.story_cache import cached_story, store_stamp
 from kd_analysis.runs import RunStore
 from kd_analysis.story import story_html
+
+run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
 store = RunStore()
 st.title("Summary: what distillation does, on the demo")

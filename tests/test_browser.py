@@ -25,16 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("KD_LENS_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("KD_LENS_SCREENSHOTS", ROOT / "test-artifacts" / "screenshots"))
 # (url path, text that proves the page drew its content, element that must be visible)
-PAGES = [
+PAGES = [  # the first is a deep link: the module's first page load after its server started
+    ("error_analysis", "Right/wrong matrix", ".js-plotly-plot"),
     ("", "Current selection", '[data-testid="stMetric"]'),
     ("summary", "Does distillation work?", ".js-plotly-plot"),
-    ("models", "Pair check: which losses apply", '[data-testid="stDataFrame"]'),
-    ("losses", "Forward KL spreads the student", ".js-plotly-plot"),
-    ("runs", "New run", '[data-testid="stForm"]'),
-    ("rationales", "Examples", ".js-plotly-plot"),
-    ("compare", "Final metrics", '[data-testid="stDataFrame"]'),
-    ("priming", "Teacher outputs", '[role="tablist"]'),
-    ("errors", "Right/wrong matrix", ".js-plotly-plot"),
+    ("models_and_data", "Pair check: which losses apply", '[data-testid="stDataFrame"]'),
+    ("loss_explorer", "Forward KL spreads the student", ".js-plotly-plot"),
+    ("distillation_runs", "New run", '[data-testid="stForm"]'),
+    ("saliency_rationales", "Examples", ".js-plotly-plot"),
+    ("compare_runs", "Final metrics", '[data-testid="stDataFrame"]'),
+    ("priming_attention", "Teacher outputs", '[role="tablist"]'),
 ]
 
 # Every wait is keyed to what the page shows, never to time alone. Its limit is one generous default, set on
@@ -177,6 +177,7 @@ def test_page_in_browser(server, browser, path, marker, element):
     page.get_by_text(marker, exact=False).first.wait_for()
     page.locator(element).first.wait_for(state="visible")
     _idle(page)
+    _no_page_not_found(page)
     page.wait_for_timeout(1000)
     name = path or "home"
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -209,13 +210,10 @@ def _shoot(page, name: str, pause_ms: int = 1000) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, f"an exception box is shown on {name}"
 
 
-def _dismiss_page_not_found(page) -> None:
-    """Streamlit's router shows a "Page not found" dialog when a fresh server's first request is a deep link,
-    though it then draws the right page; close it (a Streamlit quirk, not ours)."""
-    dialog = page.get_by_role("dialog").filter(has_text="Page not found")
-    if dialog.count():
-        page.keyboard.press("Escape")
-        dialog.wait_for(state="hidden")
+def _no_page_not_found(page) -> None:
+    """Streamlit knows the files of pages/ by name before app.py has run; a page whose path was not its file's
+    name showed a "Page not found" dialog over itself when a fresh server's first request was a deep link."""
+    assert page.get_by_role("dialog").filter(has_text="Page not found").count() == 0, "Page not found shown"
 
 
 def _open_tab(page, tab: str, marker: str) -> None:
@@ -225,7 +223,7 @@ def _open_tab(page, tab: str, marker: str) -> None:
 
 def test_models_page_tabs_in_browser(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(f"{server}/models", wait_until="domcontentloaded")
+    page.goto(f"{server}/models_and_data", wait_until="domcontentloaded")
     _open_tab(page, "Load a model", "Before loading")
     _shoot(page, "models_load")
     _open_tab(page, "Data", "Current data set")
@@ -238,7 +236,7 @@ def _open(browser, url: str, marker: str, height: int = 1300):
     page = browser.new_page(viewport={"width": 1400, "height": height})
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_text(marker).first.wait_for()
-    _dismiss_page_not_found(page)
+    _no_page_not_found(page)
     return page
 
 
@@ -251,7 +249,7 @@ def _open_view(page, label: str, marker: str) -> None:
 
 
 def test_loss_explorer_views_in_browser(server, browser):
-    page = _open(browser, f"{server}/losses", "Forward KL spreads the student", 1100)
+    page = _open(browser, f"{server}/loss_explorer", "Forward KL spreads the student", 1100)
     assert page.get_by_text("Balance loss weights by gradient norm").count() == 0  # the pair has not run
     _open_view(page, PAIR, "Balance loss weights by gradient norm")
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4")
@@ -264,14 +262,14 @@ def test_loss_explorer_views_in_browser(server, browser):
 
 
 def test_a_link_opens_the_pair_view(server, browser):
-    page = _open(browser, f"{server}/losses?view=pair", "Balance loss weights by gradient norm", 1100)
+    page = _open(browser, f"{server}/loss_explorer?view=pair", "Balance loss weights by gradient norm", 1100)
     assert page.get_by_role("radio", name=PAIR, exact=True).get_attribute("aria-checked") == "true"
     page.close()
 
 
 def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
     """The user journey of the training issue, in the browser, on the shipped reference teacher."""
-    page = _open(browser, f"{server}/runs", "New run", 1300)
+    page = _open(browser, f"{server}/distillation_runs", "New run", 1300)
     page.get_by_label("steps", exact=True).fill("12")
     page.get_by_label("eval every", exact=True).fill("6")
     _click(page, page.get_by_role("button", name="Start run"))
@@ -280,7 +278,7 @@ def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
     _shoot(page, "runs_live", 3000)
     page.get_by_text(re.compile(r"· finished")).first.wait_for(timeout=max(300_000, WAIT_MS))
     _shoot(page, "runs_finished", 2500)
-    page.goto(f"{server}/compare", wait_until="domcontentloaded")
+    page.goto(f"{server}/compare_runs", wait_until="domcontentloaded")
     page.get_by_text("Config differences").wait_for()
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2")
     _shoot(page, "compare", 1500)
@@ -290,10 +288,10 @@ def test_start_a_demo_run_watch_it_finish_and_compare(server, browser):
 def test_saved_rationale_jobs_reopen_in_browser(server, browser):
     """The shipped SmolLM2 rationale job opens from the page without recomputing; agreement table shown."""
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
-    page.goto(f"{server}/rationales", wait_until="domcontentloaded")
+    page.goto(f"{server}/saliency_rationales", wait_until="domcontentloaded")
     page.get_by_text("Examples").first.wait_for()
     _idle(page)
-    _dismiss_page_not_found(page)
+    _no_page_not_found(page)
     _click(page, page.locator("summary", has_text="Whole data set in the background"))
     page.get_by_text("Teacher–student agreement across saved jobs").wait_for()
     row = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="reference-smollm2-rationales")
@@ -308,9 +306,9 @@ def test_saliency_live_attributions_start_show_progress_cancel_and_follow_the_da
     """Nothing recomputes by itself; the button starts the work with real progress; Cancel stops it;
     switching the data set drops the saved job of the old one."""
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.goto(f"{server}/rationales", wait_until="domcontentloaded")
+    page.goto(f"{server}/saliency_rationales", wait_until="domcontentloaded")
     page.get_by_text("Showing the saved job").first.wait_for()  # shown at once, nothing computed
-    _dismiss_page_not_found(page)
+    _no_page_not_found(page)
     examples = page.get_by_label("examples", exact=True)
     examples.fill("200")
     examples.press("Enter")
@@ -335,11 +333,14 @@ def test_saliency_live_attributions_start_show_progress_cancel_and_follow_the_da
 
 
 DEEP_LINKS = [  # (url, text proving the linked view, not the default one, was opened)
-    ("compare?runs=reference-minilm-2l-rkl,reference-minilm-2l-js", "ce + rkl"),
-    ("rationales?job=reference-minilm-rationales-before&example=use-175", "reference-minilm-rationales-before (262"),
-    ("errors?run=reference-minilm-2l-kl&cell=teacher_only&example=cat-66", "Example cat-66"),
-    ("priming?outputs_job=reference-smollm2-teacher-outputs", "Saved teacher outputs"),
-    ("losses?view=pair", "Balance loss weights by gradient norm"),
+    ("compare_runs?runs=reference-minilm-2l-rkl,reference-minilm-2l-js", "ce + rkl"),
+    (
+        "saliency_rationales?job=reference-minilm-rationales-before&example=use-175",
+        "reference-minilm-rationales-before (262",
+    ),
+    ("error_analysis?run=reference-minilm-2l-kl&cell=teacher_only&example=cat-66", "Example cat-66"),
+    ("priming_attention?outputs_job=reference-smollm2-teacher-outputs", "Saved teacher outputs"),
+    ("loss_explorer?view=pair", "Balance loss weights by gradient norm"),
     ("?data=demo:arithmetic&layers=3", "teacher with 3 layers kept"),  # Home: the sidebar's selection
 ]
 
@@ -352,7 +353,7 @@ def test_a_copied_link_reopens_the_view_in_a_fresh_browser(server, browser, link
     page = context.new_page()
     page.goto(f"{server}/{link}", wait_until="domcontentloaded")
     page.get_by_text(marker, exact=False).first.wait_for()
-    _dismiss_page_not_found(page)
+    _no_page_not_found(page)
     _idle(page)
     for key, value in (pair.split("=") for pair in link.split("?", 1)[1].split("&")):
         shown = urllib.parse.unquote(page.url)
@@ -369,7 +370,7 @@ def test_summary_page_and_its_export_open_offline(server, browser, tmp_path):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{server}/summary", wait_until="domcontentloaded")
     page.get_by_text("5. Priming the teacher").first.wait_for()
-    _dismiss_page_not_found(page)
+    _no_page_not_found(page)
     _settled(page)
     page.get_by_text(re.compile(r"KD \(.*\) beats CE only by")).first.wait_for()
     _shoot(page, "summary", 1500)
@@ -460,7 +461,7 @@ def _visible_plots(page, n: int) -> None:
 def test_priming_journey_in_browser(server, browser):
     """What a fresh clone shows without a click: SmolLM2's outputs under each strategy, the students' accuracy
     per strategy, head maps; then one head of the teacher under chain-of-thought."""
-    page = _open(browser, f"{server}/priming", "Saved teacher outputs", 1400)
+    page = _open(browser, f"{server}/priming_attention", "Saved teacher outputs", 1400)
     page.get_by_text("Question:").first.wait_for()  # an example across strategies
     page.locator('[data-testid="stDataFrame"]').nth(1).wait_for(state="visible")  # summary, example
     _shoot(page, "priming_outputs", 1500)
@@ -571,9 +572,9 @@ def test_error_analysis_journey_in_browser(server, browser, tmp_path):
     """Open the teacher-only cell of the demo's KL student, read a shipped explanation, pin it, build the report
     and download it."""
     page = browser.new_page(viewport={"width": 1400, "height": 1400}, accept_downloads=True)
-    page.goto(f"{server}/errors", wait_until="domcontentloaded")
+    page.goto(f"{server}/error_analysis", wait_until="domcontentloaded")
     page.get_by_text("Right/wrong matrix").first.wait_for()
-    _dismiss_page_not_found(page)
+    _no_page_not_found(page)
     _click(page, page.get_by_role("button", name=re.compile(r"only teacher right: 12")))
     page.get_by_text("12 of 52 examples").wait_for()
     page.get_by_text(re.compile(r"explains '")).first.wait_for()  # shipped attributions, no job

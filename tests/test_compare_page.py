@@ -412,12 +412,12 @@ def test_url_selects_the_runs_and_the_page_shows_their_names(page_store):
         "Curves (CSV)",
         "Differences (CSV)",
     ]
-    # the error-analysis link goes to /errors with the run
+    # the error-analysis link goes to /error_analysis with the run
     links = [e.proto for e in at.get("page_link")]
-    assert any(link.page == "errors" and "run=run-rkl" in link.query_string for link in links), links
+    assert any(link.page == "error_analysis" and "run=run-rkl" in link.query_string for link in links), links
     at.selectbox(key="cmp_errors_run").set_value("run-kl").run()
     links = [e.proto for e in at.get("page_link")]
-    assert any(link.page == "errors" and link.query_string == "run=run-kl" for link in links)
+    assert any(link.page == "error_analysis" and link.query_string == "run=run-kl" for link in links)
 
 
 def test_changing_the_selection_writes_the_url_and_alike_names_are_told_apart(page_store):

@@ -630,3 +630,14 @@ def test_every_page_survives_a_link_of_hostile_values(page):
     at.run()
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
+
+
+def test_every_page_path_is_its_file_name():
+    """Streamlit knows the files of pages/ by name before app.py first runs st.navigation; a path that is not the
+    file's name showed "Page not found" over the page when a fresh server's first request was a deep link."""
+    from pathlib import Path
+
+    from app_ui.navigation import WORKFLOW_PAGES
+
+    files = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "pages").glob("*.py"))
+    assert sorted(p.url_path for p in WORKFLOW_PAGES) == files
