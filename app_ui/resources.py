@@ -77,10 +77,11 @@ def load_pair(teacher_spec: ModelSpec, student_spec: StudentSpec) -> tuple[Any, 
 
 
 def dataset(source: str) -> Any:
+    from kd_analysis.data.refs import data_ref
     from kd_analysis.data.sources import load_dataset
 
     reg = _datasets()
-    path = Path(source)
+    path = Path(data_ref(source).source)
     stamp = f"{path.stat().st_mtime_ns}" if path.exists() else ""
     key = f"{source}@{stamp}"
     if key not in reg.items:

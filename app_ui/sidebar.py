@@ -9,6 +9,7 @@ import streamlit as st
 from app_ui import state
 from app_ui.resources import is_loaded, loaded_teacher
 from kd_analysis.data.demo import DEMO_SETS
+from kd_analysis.errors import KDLensError
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS
 
@@ -145,9 +146,21 @@ def render_sidebar() -> state.Selection:
         key=state.widget_key("data_source"),
         on_change=state.save,
         args=("data_source",),
-        format_func=lambda s: f"{DEMO_SETS[s[5:]].title} (demo)" if s.startswith("demo:") and s[5:] in DEMO_SETS else s,
+        format_func=_data_label,
     )
     return state.selection()
+
+
+def _data_label(key: str) -> str:
+    """A demo set's title; a file with its column mapping, `reviews.csv (text: review, label: sentiment)`."""
+    from kd_analysis.data.refs import data_ref
+
+    if key.startswith("demo:") and key[5:] in DEMO_SETS:
+        return f"{DEMO_SETS[key[5:]].title} (demo)"
+    try:
+        return data_ref(key).describe()
+    except KDLensError:
+        return key
 
 
 def sidebar_status() -> None:

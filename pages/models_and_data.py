@@ -11,6 +11,7 @@ from app_ui.sidebar import write_url_selection
 from app_ui.uploads import forget_uploads, save_upload, session_owner
 from app_ui.views import loss_table, pair_overview
 from kd_analysis.data.loaders import ColumnMapping
+from kd_analysis.data.refs import data_ref, with_columns
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS, ModelSpec
 from kd_analysis.runs import RunStore, uploads_used_by_runs
@@ -174,12 +175,13 @@ with tab_data:
                 st.caption(f"Preview of the first {len(report.preview)} rows of {report.rows:,}.")
             st.dataframe(pd.DataFrame(report.preview), width="stretch", hide_index=True)
             if st.button("Use this data set", type="primary"):
-                state.add_choice("custom_data", path)
-                state.put("data_source", path)
+                chosen_key = with_columns(path, mapping)  # the mapping travels with the name: jobs, runs, links
+                state.add_choice("custom_data", chosen_key)
+                state.put("data_source", chosen_key)
                 st.rerun()
         except Exception as exc:
             show_error(exc)
-    st.subheader(f"Current data set: {md(sel.data_source)}")
+    st.subheader(f"Current data set: {md(data_ref(sel.data_source).describe())}")
     try:
         from app_ui.resources import dataset
 
@@ -215,7 +217,7 @@ with tab_data:
         ):
             used_by_runs = uploads_used_by_runs(RunStore())  # reads every run's config: only when asked
             result = remove_uploads(keep=[*([in_use] if in_use else []), *used_by_runs], owner=owner)
-            gone = [d for d in state.get("custom_data") if is_upload(d) and not Path(d).exists()]
+            gone = [d for d in state.get("custom_data") if is_upload(d) and not Path(data_ref(d).source).exists()]
             state.put("custom_data", [d for d in state.get("custom_data") if d not in gone])
             forget_uploads()
             st.session_state["_kd_upload_generation"] = st.session_state.get("_kd_upload_generation", 0) + 1

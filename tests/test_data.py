@@ -291,3 +291,76 @@ def test_advice_for_a_non_utf8_file_fits_the_page_too(tmp_path):
     path.write_bytes("text,label\ncaf\xe9,1\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"re-save it as UTF-8 \(the CLI also reads other encodings"):
         read_rows_checked(path)
+
+
+REVIEWS = "review,sentiment\n" + "".join(f"review number {i},{i % 2}\n" for i in range(30))
+
+
+def test_a_data_set_carries_its_column_mapping_in_every_form(tmp_path):
+    """YAML `data: {path, columns}`, the key string a page or a link holds, and the CLI's --columns all name the
+    same data set, read the same way."""
+    from kd_analysis.cli import build_parser
+    from kd_analysis.cli.args import check_args
+    from kd_analysis.data.refs import data_key, data_ref
+    from kd_analysis.training.config import TrainConfig
+
+    f = tmp_path / "reviews.csv"
+    f.write_text(REVIEWS, encoding="utf-8")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"teacher: minilm\ndata: {{path: {f}, columns: {{text: review, label: sentiment}}}}\n")
+    key = TrainConfig.load(config).data
+    assert key == data_key({"path": str(f), "columns": {"label": "sentiment", "text": "review"}})
+    assert data_ref(key).describe() == f"{f} (label: sentiment, text: review)"
+    assert [e.label for e in load_dataset(key).examples[:2]] == [0, 1]
+    args = build_parser().parse_args(
+        ["rationales", "--teacher", "minilm", "--data", str(f), "--columns", "text=review,label=sentiment"]
+    )
+    check_args(args)
+    assert args.data == key
+    with pytest.raises(DataError, match="no text column found"):  # without the mapping, as before
+        load_dataset(str(f))
+
+
+@pytest.mark.parametrize(
+    "value,words",
+    [
+        ({"path": "x.csv", "columns": {"txt": "review"}}, "names the role 'txt'; the roles are text, label"),
+        ({"path": "x.csv", "columns": {"text": ""}}, "data.columns.text must be a column name"),
+        ({"path": "x.csv", "cols": {}}, "data has no setting 'cols'; it takes path and columns"),
+        ({"columns": {"text": "a"}}, "data.path must name a data file"),
+        ('x.csv {"colour": "red"}', "names the role 'colour'"),
+    ],
+)
+def test_a_malformed_column_mapping_is_one_sentence(value, words):
+    from kd_analysis.data.refs import data_ref
+
+    with pytest.raises(DataError, match=re.escape(words)):
+        data_ref(value)
+
+
+def test_a_file_whose_name_looks_like_a_key_is_still_that_file(tmp_path):
+    from kd_analysis.data.refs import data_ref
+
+    odd = tmp_path / 'odd {"text": "x"}'
+    odd.write_text("x")
+    assert data_ref(str(odd)).source == str(odd) and data_ref(str(odd)).columns == ()
+
+
+def test_cli_columns_mistakes_are_one_sentence():
+    from kd_analysis.cli import main
+
+    for spec in ("text", "txt=review", "text=a,text=b", ""):
+        assert main(["rationales", "--teacher", "minilm", "--data", "x.csv", "--columns", spec]) == 2
+
+
+def test_an_upload_in_use_under_a_mapped_key_is_kept(tmp_path):
+    import io
+
+    from kd_analysis.data.loaders import ColumnMapping
+    from kd_analysis.data.refs import with_columns
+    from kd_analysis.data.uploads import is_upload, remove_uploads, store_upload
+
+    stored = store_upload("reviews.csv", io.BytesIO(REVIEWS.encode()), root=tmp_path)
+    key = with_columns(str(stored), ColumnMapping(text="review"))
+    assert is_upload(key, root=tmp_path)
+    assert remove_uploads(keep=[key], root=tmp_path).removed == [] and stored.exists()

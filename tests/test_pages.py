@@ -108,6 +108,28 @@ def test_models_page_previews_a_data_file(tmp_path):
     assert at.sidebar.selectbox(key="w_data_source").value == str(f)
 
 
+def test_a_column_mapping_travels_with_the_data_set(tmp_path):
+    """A file in no known format maps in the preview, and "Use this data set" keeps the mapping: the sidebar's
+    data set, what the page loads and what jobs receive all carry it (it once failed with "no text column")."""
+    from kd_analysis.data.refs import data_ref
+    from kd_analysis.data.sources import load_dataset
+
+    f = tmp_path / "reviews.csv"
+    f.write_text("review,sentiment\n" + "".join(f"review number {i},{i % 2}\n" for i in range(40)), encoding="utf-8")
+    at = open_page(MODELS)
+    at.radio[2].set_value("Path on this machine").run()
+    next(t for t in at.text_input if t.label == "File path").set_value(str(f)).run()
+    at.selectbox(key="map_text").set_value("review").run()
+    at.selectbox(key="map_label").set_value("sentiment").run()
+    next(b for b in at.button if b.label == "Use this data set").click().run()
+    _no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    chosen = at.sidebar.selectbox(key="w_data_source").value
+    assert data_ref(chosen).mapping.text == "review" and data_ref(chosen).source == str(f)
+    assert any("40 examples" in c.value for c in at.caption)
+    assert load_dataset(chosen).examples[1].label == 1  # what a job given this data set reads
+
+
 def test_models_page_bad_data_file(tmp_path):
     f = tmp_path / "bad.csv"
     f.write_bytes(b"a,b\n\xff\xfe\n")

@@ -56,6 +56,23 @@ whole_number = _ascii(int, "a whole number")  # argparse's type for counts
 number = _ascii(float, "a number")  # argparse's type for numbers
 
 
+def _with_columns(data: str, spec: str) -> str:
+    from kd_analysis.data.loaders import ColumnMapping
+    from kd_analysis.data.refs import ROLES, with_columns
+
+    pairs = [p.partition("=") for p in spec.split(",") if p.strip()]
+    bad = [role for role, eq, col in pairs if not eq or role.strip() not in ROLES or not col.strip()]
+    if not pairs or bad:
+        raise KDLensError(
+            f"--columns takes ROLE=COLUMN pairs, the roles being {', '.join(ROLES)} (got {spec!r:.80}), "
+            "e.g. text=review,label=sentiment"
+        )
+    chosen = {role.strip(): col.strip() for role, _, col in pairs}
+    if len(chosen) != len(pairs):
+        raise KDLensError(f"--columns names a role twice (got {spec!r:.80})")
+    return with_columns(data, ColumnMapping(**chosen))
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Refuse any out-of-range value with one line naming the option, the rule and the value given."""
     if isinstance(getattr(args, "device", None), str):
@@ -65,6 +82,8 @@ def check_args(args: argparse.Namespace) -> None:
     for name in ("out", "root"):  # an empty path would quietly mean "here" or the default store
         if getattr(args, name, None) == "":
             raise KDLensError(f"--{name} is empty: name a path")
+    if getattr(args, "columns", None) is not None:  # --columns text=review,label=sentiment: into the data's key
+        args.data = _with_columns(args.data, args.columns)
     root = getattr(args, "root", None)
     if root and not os.path.exists(root) and not getattr(getattr(args, "fn", None), "creates_runs", False):
         raise KDLensError(f"--root {root} does not exist: there is no run store there to read")

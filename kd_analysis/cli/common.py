@@ -59,5 +59,16 @@ def creates_runs(fn: F) -> F:
     return fn
 
 
+def add_data(q: argparse.ArgumentParser, **kw: Any) -> None:
+    """`--data` and `--columns`: a data set and, for a file in no known format, which columns hold what."""
+    q.add_argument("--data", help=kw.pop("help", "a data file, demo:NAME or hf:NAME"), **kw)
+    q.add_argument(
+        "--columns",
+        metavar="ROLE=COLUMN,...",
+        help="the data file's columns by role (text, label, choices, answer, solution, id), e.g. "
+        "text=review,label=sentiment; kept with the data set in every record and config",
+    )
+
+
 def add_root(q: argparse.ArgumentParser) -> None:
     q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kd_analysis.cli.args import number, whole_number
-from kd_analysis.cli.common import Parser, print_result
+from kd_analysis.cli.common import Parser, add_data, print_result
 from kd_analysis.cli.models import _pair_specs, pair_opts
 from kd_analysis.errors import KDLensError
 
@@ -104,7 +104,7 @@ def add_losses(sub) -> None:
     l_toy.set_defaults(fn=cmd_losses_toy)
     l_pair = lsub.add_parser("pair", help="every loss, gradient norms and the transport plan on a real batch")
     pair_opts(l_pair)
-    l_pair.add_argument("--data", required=True, help="a data file, demo:NAME or hf:NAME")
+    add_data(l_pair, required=True)
     l_pair.add_argument("--batch", type=whole_number, default=16)
     l_pair.add_argument("--start", type=whole_number, default=0, help="index of the first example")
     l_pair.add_argument("--tau", type=number, default=2.0)

@@ -6,7 +6,7 @@ import sys
 from functools import partial
 
 from kd_analysis.cli.args import number, whole_number
-from kd_analysis.cli.common import Parser, creates_runs, print_result
+from kd_analysis.cli.common import Parser, add_data, creates_runs, print_result
 from kd_analysis.errors import KDLensError
 
 
@@ -302,7 +302,7 @@ def add_priming(sub) -> None:
 
     out = psub.add_parser("outputs", help="the teacher's gold-answer scores (and answers) per strategy, cached")
     out.add_argument("--teacher", required=True)
-    out.add_argument("--data", required=True)
+    add_data(out, required=True)
     out.add_argument("--limit", type=whole_number, default=50)
     out.add_argument("--generate", action="store_true", help="also generate answers and score them")
     out.add_argument("--max-new-tokens", type=whole_number, default=96)
@@ -320,7 +320,7 @@ def add_priming(sub) -> None:
     start = psub.add_parser("start", help="start one LoRA student run per strategy in the background")
     start.add_argument("--config", help="a base TrainConfig (.json/.yaml); else the options below")
     start.add_argument("--teacher", default="smollm2-135m-instruct")
-    start.add_argument("--data", default="demo:arithmetic")
+    add_data(start, default="demo:arithmetic")
     start.add_argument("--student-layers", type=whole_number, default=10)
     start.add_argument("--steps", type=whole_number, default=100)
     start.add_argument("--lr", type=number, default=2e-4)
@@ -356,7 +356,7 @@ def add_priming(sub) -> None:
     def models(q):
         q.add_argument("--run", action="append", help="a finished run whose student to read (repeat per strategy)")
         q.add_argument("--model", action="append", metavar="[LABEL=]SOURCE", help="a model to read")
-        q.add_argument("--data", required=True)
+        add_data(q, required=True)
         q.add_argument("--root", help="run store folder")
         q.add_argument("--json", action="store_true")
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from kd_analysis.cli.args import whole_number
-from kd_analysis.cli.common import print_result
+from kd_analysis.cli.common import add_data, print_result
 
 
 def cmd_rationales(args: argparse.Namespace) -> None:
@@ -110,7 +110,7 @@ def add_rationales(sub) -> None:
     rat = sub.add_parser("rationales", help="teacher attributions, top-k rationales and gold-answer overlap")
     rat.add_argument("--teacher", required=True)
     rat.add_argument("--student", help="also attribute this model on the same examples")
-    rat.add_argument("--data", required=True, help="a data file, demo:NAME or hf:NAME")
+    add_data(rat, required=True)
     rat.add_argument("--method", default="ig", help="ig, saliency, input_x_gradient, occlusion, attention, rollout")
     rat.add_argument("--k", type=whole_number, default=5)
     rat.add_argument("--target", default="gold", choices=["gold", "predicted"])

@@ -7,6 +7,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from kd_analysis.data.demo import DEMO_SETS
 from kd_analysis.data.loaders import ColumnMapping, Dataset, file_kind, load_file, rows_to_examples
@@ -79,10 +80,14 @@ def load_hub_dataset(
 
 
 def load_dataset(
-    source: str, *, mapping: ColumnMapping | None = None, limit: int | None = None, encoding: str | None = None
+    source: Any, *, mapping: ColumnMapping | None = None, limit: int | None = None, encoding: str | None = None
 ) -> Dataset:
-    """`demo:NAME`, `hf:NAME[:CONFIG][@SPLIT]`, or a file path."""
-    source = source.strip()
+    """`demo:NAME`, `hf:NAME[:CONFIG][@SPLIT]`, or a file path; with its column mapping when the name carries one
+    (a data key or `{path, columns}`, see `kd_analysis.data.refs`). An explicit `mapping` wins."""
+    from kd_analysis.data.refs import data_ref
+
+    ref = data_ref(source)
+    source, mapping = ref.source, mapping or ref.mapping
     if source.startswith(DEMO_PREFIX):
         ds = load_demo(source[len(DEMO_PREFIX) :])
         if limit:

@@ -167,9 +167,14 @@ class Removal:
 
 
 def _resolved(p: str | Path) -> Path | None:
+    """The file `p` names: a data key's source (a key may carry a column mapping, `kd_analysis.data.refs`)."""
+    from kd_analysis.data.refs import data_ref
+
     try:
+        if isinstance(p, str):
+            p = data_ref(p).source
         return Path(p).expanduser().resolve()
-    except (OSError, RuntimeError, ValueError):
+    except (OSError, RuntimeError, ValueError, DataError):  # DataError: a key whose mapping is malformed
         return None
 
 

@@ -144,6 +144,8 @@ class OnPolicySettings:
 class TrainConfig:
     teacher: ModelSpec
     student: StudentSpec = field(default_factory=StudentSpec)
+    # the data set: its key, which carries a column mapping when it has one (`kd_analysis.data.refs`); a config
+    # may write that out as {path, columns}
     data: str = "demo:mcq"
     name: str = ""
     preset: str | None = None  # the paper preset this run started from (kd_analysis.training.presets)
@@ -227,6 +229,10 @@ class TrainConfig:
         for key in ("lora", "rationales", "priming", "on_policy"):  # an empty mapping means "off"
             if key in d and d[key] in ({}, None):
                 d[key] = None
+        if isinstance(d.get("data"), dict):  # {path, columns}: kept as the data key, which carries the columns
+            from kd_analysis.data.refs import data_key
+
+            d["data"] = data_key(d["data"], "config.data")
         cfg = parse(cls, d, "config")
         cfg.validate()
         return cfg
@@ -326,6 +332,9 @@ class TrainConfig:
         check_device("device", self.device)
         if not self.data.strip():
             raise KDLensError("data is empty: name a demo set (demo:mcq), a file or a hub data set")
+        from kd_analysis.data.refs import data_ref
+
+        data_ref(self.data)  # a key whose column mapping names unknown roles is refused here, not at load
         unknown = [t for t in self.report_to if t not in TRACKERS]
         if unknown:
             raise KDLensError(f"report_to names {unknown[0]!r}; the trackers are {', '.join(TRACKERS)}")

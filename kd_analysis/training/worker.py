@@ -209,7 +209,9 @@ def data_digest(data: str) -> str | None:
     whether the file it finds is the one the run trained on."""
     import hashlib
 
-    path = Path(data).expanduser()
+    from kd_analysis.data.refs import data_ref
+
+    path = Path(data_ref(data).source).expanduser()  # the file; its column mapping is in the config beside it
     if not path.is_file():
         return None
     h = hashlib.sha256()
