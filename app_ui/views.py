@@ -94,11 +94,17 @@ def saved_job_picker(label: str, store: Any, jobs: list, open_key: str) -> Any:
                 p.fraction,
                 text=f"{p.state}: {p.step}/{p.total or '?'}"
                 + (f" · {md(p.reason)}" if p.reason else "")
+                + phase_text(p)
                 + " · refreshes by itself",
             )
 
         follow()
     return run
+
+
+def phase_text(p) -> str:
+    """· what a running job does right now (an evaluation, a generation, token by token), when it said."""
+    return f" · {md(p.phase)}" if getattr(p, "phase", None) else ""
 
 
 MIN_N = 10  # below this many examples a rate is shown greyed out, with a warning, never as a headline

@@ -113,6 +113,16 @@ class Run:
             status["heartbeat"] = time.time()
             atomic_write_json(self.path / STATUS, status)
 
+    def set_phase(self, text: str | None) -> None:
+        """What a running job does right now, in words ("evaluating the teacher at step 0: 3/24 examples"),
+        beside its status; the pages show it while no step has been logged (`phase_at` says when it was said)."""
+        with _status_lock:
+            if not self.path.is_dir():
+                return
+            status = self.status()
+            status.update({"phase": None if text is None else text[:300], "phase_at": time.time()})
+            atomic_write_json(self.path / STATUS, status)
+
     def append_metrics(self, record: dict[str, Any]) -> None:
         append_jsonl(self.path / METRICS, {"time": time.time(), **record})
 
@@ -235,6 +245,20 @@ class Run:
         if self.path.resolve() not in target.parents:
             raise RunStoreError(f"artefact name {name!r} leaves the run folder")
         return target
+
+
+class PhaseReporter:
+    """`say(text)` for a worker's inner loops: writes the run's phase at most once per `every_s` (a token hook
+    calls it hundreds of times a second), and always the first time."""
+
+    def __init__(self, run: Run, every_s: float = 1.0):
+        self.run, self.every_s, self._last = run, every_s, float("-inf")
+
+    def say(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self.run.set_phase(text)
 
 
 class RunStore:

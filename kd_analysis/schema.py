@@ -257,6 +257,8 @@ class StatusRecord(TypedDict, total=False):
     proc_start: str | None
     warnings: list
     data_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    phase: Annotated[str, StringConstraints(max_length=300)] | None
+    phase_at: _Epoch
 
 
 @with_config(_RECORD)

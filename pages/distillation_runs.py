@@ -7,7 +7,7 @@ from app_ui import state
 from app_ui.navigation import run_under_app
 from app_ui.resources import show_error
 from app_ui.safe_text import code, md
-from app_ui.views import loss_param_inputs
+from app_ui.views import loss_param_inputs, phase_text
 from kd_analysis.attribution.methods import METHODS
 from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.groups import group_configs, parse_seeds, start_group
@@ -368,9 +368,9 @@ def live_runs() -> None:
         c1, c2, c3 = st.columns([5, 2, 1])
         label = f"**{md(p.name)}** · {code(p.run_id)} · {p.state}"
         if p.state == "running" and p.total:
-            c1.progress(p.fraction, text=f"{label} · step {p.step}/{p.total}{_fmt_eta(p.eta_s)}")
+            c1.progress(p.fraction, text=f"{label} · step {p.step}/{p.total}{_fmt_eta(p.eta_s)}{phase_text(p)}")
         else:
-            c1.markdown(label + (f" · step {p.step}" if p.step else ""))
+            c1.markdown(label + (f" · step {p.step}" if p.step else "") + phase_text(p))
             if p.reason:
                 c1.caption(md(p.reason))
         if p.skipped_lines:

@@ -12,7 +12,7 @@ from app_ui.navigation import run_under_app
 from app_ui.resources import dataset, load_run_model, load_teacher, load_teacher_quietly, loaded_teacher, show_error
 from app_ui.safe_text import md
 from app_ui.shared_results import PRIME_OUTPUTS
-from app_ui.views import saved_job_picker
+from app_ui.views import phase_text, saved_job_picker
 from kd_analysis.attention import STATS
 from kd_analysis.attention.compare import diff_map, rank_heads
 from kd_analysis.attention.job import attention_config, load_attention_run
@@ -51,6 +51,7 @@ from kd_analysis.training.progress import run_progress
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
+PAGE_BATCH = 8  # examples generated together by "Compute now"
 store = RunStore()
 reconcile(store)
 sel = state.selection()
@@ -282,9 +283,26 @@ with tab_out:
                 f"{strategy} (strategy {position} of {len(templates)}): {phase}, {i}/{k} examples done",
             )
 
+        def token(strategy: str, i: int, k: int, tokens: int, budget: int) -> None:
+            """Within a batch: where generation is, token by token (Cancel takes effect at the next token)."""
+            position = list(templates).index(strategy) + 1 if strategy in templates else "?"
+            task.progress(
+                max(state["unit"], 0) * 100 + int(100 * (i + tokens / budget * min(PAGE_BATCH, k - i)) / max(k, 1)),
+                units * 100,
+                f"{strategy} (strategy {position} of {len(templates)}): generating answers, {i}/{k} examples done, "
+                f"examples {i + 1}–{min(i + PAGE_BATCH, k)} at token {tokens} of at most {budget}",
+            )
+
         return (
             teacher_outputs(
-                teacher, examples, templates, generate=generate, max_new_tokens=int(max_new), progress=tick
+                teacher,
+                examples,
+                templates,
+                generate=generate,
+                max_new_tokens=int(max_new),
+                batch_size=PAGE_BATCH,
+                progress=tick,
+                on_token=token,
             ),
             examples,
             teacher.tokenizer,
@@ -378,7 +396,9 @@ with tab_runs:
         for rid in ids[:12]:
             p = run_progress(store.get(rid))
             if p.state in ("queued", "running"):
-                st.progress(p.fraction, text=f"{md(p.name)} · {p.state} · step {p.step}/{p.total or '?'}")
+                st.progress(
+                    p.fraction, text=f"{md(p.name)} · {p.state} · step {p.step}/{p.total or '?'}{phase_text(p)}"
+                )
         rows = accuracy_table(store, ids)
         table = pd.DataFrame(rows)
         st.plotly_chart(accuracy_bars(rows), width="stretch")

@@ -60,6 +60,27 @@ def _bare_generation_config(model) -> Iterator[None]:
             model.generation_config = saved
 
 
+# (rows finished, rows in all, new tokens so far in the current batch, its budget max_new_tokens): called at every
+# generated token, so a page or a job can say where a long batch is and stop it within one token step (a hook that
+# raises ends the generation with its exception)
+TokenHook = Callable[[int, int, int, int], None]
+
+
+def _every_token(hook: TokenHook, done: int, total: int, budget: int):
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class EveryToken(StoppingCriteria):
+        def __init__(self) -> None:
+            self.tokens = 0
+
+        def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+            self.tokens += 1
+            hook(done, total, self.tokens, budget)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)  # never stops a row
+
+    return StoppingCriteriaList([EveryToken()])
+
+
 def _stop_at_eos(row: list[int], eos: set[int]) -> list[int]:
     """The new tokens up to and including the first end-of-sequence token (padding after it dropped)."""
     for i, t in enumerate(row):
@@ -76,10 +97,12 @@ def generate_ids(
     model=None,
     progress: Callable[[int, int], None] | None = None,
     sample: Sampling | None = None,
+    on_token: TokenHook | None = None,
 ) -> list[list[int]]:
     """The new token ids of each prompt's continuation, up to and including the end-of-sequence token when one was
     produced. `model` overrides loaded.model (an unwrapped training model). `sample` samples instead of greedy
-    decoding, with torch's global random generator (seeded by the run)."""
+    decoding, with torch's global random generator (seeded by the run). `progress` hears after each batch,
+    `on_token` at every token (see `TokenHook`)."""
     model = model if model is not None else loaded.model
     tok = loaded.tokenizer
     device = next(model.parameters()).device
@@ -96,13 +119,24 @@ def generate_ids(
         for i in range(0, len(prompts), batch_size):
             chunk = list(prompts[i : i + batch_size])
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=True).to(device)
+            hooks = (
+                {}
+                if on_token is None
+                else {"stopping_criteria": _every_token(on_token, i, len(prompts), max_new_tokens)}
+            )
             with torch.no_grad():
                 if sample is None:
-                    gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+                    gen = model.generate(
+                        **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, **hooks
+                    )
                 else:
                     with _bare_generation_config(model):
                         gen = model.generate(
-                            **enc, max_new_tokens=max_new_tokens, pad_token_id=pad, **sample.generation_kwargs()
+                            **enc,
+                            max_new_tokens=max_new_tokens,
+                            pad_token_id=pad,
+                            **sample.generation_kwargs(),
+                            **hooks,
                         )
             # an encoder-decoder's output starts with its decoder-start token (BART's is its end-of-sequence id)
             new = gen[:, 1:] if model.config.is_encoder_decoder else gen[:, enc["input_ids"].shape[1] :]
@@ -124,7 +158,8 @@ def generate_texts(
     model=None,
     progress: Callable[[int, int], None] | None = None,
     sample: Sampling | None = None,
+    on_token: TokenHook | None = None,
 ) -> list[str]:
     """The decoded continuation of each prompt (special tokens dropped); see `generate_ids`."""
-    ids = generate_ids(loaded, prompts, max_new_tokens, batch_size, model, progress, sample)
+    ids = generate_ids(loaded, prompts, max_new_tokens, batch_size, model, progress, sample, on_token)
     return loaded.tokenizer.batch_decode(ids, skip_special_tokens=True)

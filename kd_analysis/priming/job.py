@@ -52,12 +52,14 @@ def outputs_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str |
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec
     from kd_analysis.priming.teacher import check_gold_answers
+    from kd_analysis.runs import PhaseReporter
 
     cfg = run.config()
     examples = check_gold_answers(load_dataset(cfg["data"]).examples[: cfg.get("limit") or None], cfg["data"])
     teacher = load_model(ModelSpec.from_dict(cfg["teacher"]))
     templates = {t["strategy"]: t["template"] for t in cfg["templates"]}
     total = len(examples) * len(templates)
+    phases = PhaseReporter(run)
     results: dict[str, list[TeacherOutput]] = {}
     for k, (strategy, template) in enumerate(templates.items()):
         if stop.is_set():
@@ -69,6 +71,11 @@ def outputs_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str |
                 raise InterruptedError
             run.append_metrics({"step": base + i, "total_steps": total, "label": strategy})
 
+        def token(_s, i, n, tokens, budget, strategy=strategy):  # every token: stop within one, say where
+            if stop.is_set():
+                raise InterruptedError
+            phases.say(f"{strategy}: generating, {i}/{n} examples done, batch at token {tokens} of at most {budget}")
+
         try:
             results.update(
                 teacher_outputs(
@@ -79,6 +86,7 @@ def outputs_job(run: Run, stop: threading.Event, store=None) -> tuple[str, str |
                     max_new_tokens=cfg.get("max_new_tokens", 96),
                     batch_size=cfg.get("batch_size", 8),
                     progress=tick,
+                    on_token=token,
                 )
             )
         except InterruptedError:

@@ -137,11 +137,12 @@ def generate_answers(
     max_new_tokens: int = 96,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    on_token: Callable[[int, int, int, int], None] | None = None,
 ) -> list[TeacherOutput]:
     from kd_analysis.models.generation import generate_texts
 
     prompts = _prompts(loaded, examples, template)
-    texts = generate_texts(loaded, prompts, max_new_tokens, batch_size, progress=progress)
+    texts = generate_texts(loaded, prompts, max_new_tokens, batch_size, progress=progress, on_token=on_token)
     out = []
     for ex, prompt, text in zip(examples, prompts, texts):
         n_p = len(loaded.tokenizer(prompt)["input_ids"])
@@ -176,8 +177,11 @@ def teacher_outputs(
     cache: OutputCache | None = None,
     batch_size: int = 8,
     progress: Callable[[str, int, int], None] | None = None,
+    on_token: Callable[[str, int, int, int, int], None] | None = None,
 ) -> dict[str, list[TeacherOutput]]:
-    """Strategy -> one output per example (scores, plus generations when asked); cached work is not redone."""
+    """Strategy -> one output per example (scores, plus generations when asked); cached work is not redone.
+    `progress(strategy, done, total)` after each batch; `on_token(strategy, done, total, tokens, budget)` at every
+    generated token (a long batch says where it is, and a hook that raises stops it there)."""
     cache = cache if cache is not None else default_cache()
     say = progress or (lambda s, i, n: None)
     result: dict[str, list[TeacherOutput]] = {}
@@ -203,6 +207,7 @@ def teacher_outputs(
                         max_new_tokens,
                         batch_size,
                         progress=lambda i, n, s=strategy: say(s, i, n),
+                        on_token=None if on_token is None else (lambda i, n, t, b, s=strategy: on_token(s, i, n, t, b)),
                     )
                 rows = [o.to_dict() for o in new]
                 cache.save(loaded, template, kind, rows)

@@ -21,10 +21,12 @@ def evaluate(
     records: list | None = None,
     teacher_probs: dict[str, list[float]] | None = None,
     teacher_lm: tuple[Any, Callable | None] | None = None,
+    on_token: Callable[[int, int, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Aggregate metrics; with `records` (a list), also one `ExampleRecord` per example appended to it
     (`teacher_probs` by example id adds KL(teacher ‖ model) to classification and multiple-choice records;
-    `teacher_lm` = (teacher, its prompt) adds it to generation records, per gold-answer token)."""
+    `teacher_lm` = (teacher, its prompt) adds it to generation records, per gold-answer token). `on_token` hears
+    every generated token of a generation task (`kd_analysis.models.generation.TokenHook`)."""
     from kd_analysis.errors.records import choice_records
 
     if not examples:
@@ -50,7 +52,7 @@ def evaluate(
             return {"accuracy": correct / len(examples)}
         prompt = prompt or mc_prompt
         per_example: list[float | None] | None = [] if records is not None else None
-        out = {"exact_match": _generation_exact_match(loaded, examples, cfg, unwrap, prompt, records)}
+        out = {"exact_match": _generation_exact_match(loaded, examples, cfg, unwrap, prompt, records, on_token)}
         if loaded.head != "seq2seq":
             out["answer_nll"] = answer_nll(loaded, examples, cfg.max_length, cfg.batch_size, prompt, per_example)
             if records is not None:
@@ -75,12 +77,16 @@ def evaluate(
             model.train()
 
 
-def _generation_exact_match(loaded, examples, cfg, unwrap, prompt, records: list | None = None) -> float:
+def _generation_exact_match(
+    loaded, examples, cfg, unwrap, prompt, records: list | None = None, on_token: Callable | None = None
+) -> float:
     from kd_analysis.errors.records import generation_records
     from kd_analysis.models.generation import generate_texts
 
     model = unwrap(loaded.model) if unwrap else loaded.model
-    texts = generate_texts(loaded, [prompt(ex) for ex in examples], cfg.max_new_tokens, cfg.batch_size, model=model)
+    texts = generate_texts(
+        loaded, [prompt(ex) for ex in examples], cfg.max_new_tokens, cfg.batch_size, model=model, on_token=on_token
+    )
     parsed = [final_answer_text(t) for t in texts]
     correct = [is_correct(a, ex.answer) for a, ex in zip(parsed, examples)]
     if records is not None:

@@ -456,6 +456,20 @@ class _Session:
     taid: TaidSchedule | None = None  # TAID's interpolation weight, moved after every micro-batch
     policy_rng: random.Random | None = None  # on-policy runs: draws which batches the student answers itself
     cross_vocab: bool = False  # teacher and student tokenize apart: ULD on answer positions aligned by index
+    phase: Callable[[str], None] = lambda text: None  # what the run does between logged steps, in words
+    should_stop: Callable[[], bool] = lambda: False
+    step: int = 0  # optimiser steps taken so far (what a cancel during an evaluation reports)
+
+    def generation_hook(self, label: str) -> Callable[[int, int, int, int], None]:
+        """A token hook for an evaluation that generates: says where it is, and stops it within one token when
+        the run is cancelled (one process only; several stop together at the next step, `_optimise`)."""
+
+        def hook(done: int, total: int, tokens: int, budget: int) -> None:
+            if self.acc.num_processes == 1 and self.should_stop():
+                raise _Stopped(label)
+            self.phase(f"{label}: {done}/{total} examples done, generating token {tokens} of at most {budget}")
+
+        return hook
 
     def overrides(self) -> dict[str, dict]:
         """Loss parameters that change during training: TAID's current t."""
@@ -473,6 +487,10 @@ class _Session:
             save_run_records(self.out_dir, records, role=role, step=at_step, data=self.cfg.data, lengths=self.lengths)
 
 
+class _Stopped(Exception):
+    """Cancel pressed during an evaluation: `train` ends the run cancelled, where it was."""
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -480,15 +498,27 @@ def train(
     on_metrics: Callback | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     models: tuple | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Run one distillation (or teacher fine-tuning) as configured; returns what it reached. Progress lines go
-    to this module's logger (`kd_analysis.logs.lines_to` picks where)."""
+    to this module's logger (`kd_analysis.logs.lines_to` picks where); `on_phase` hears what the run does between
+    logged steps (an evaluation that generates, token by token)."""
     session = _set_up(cfg, out_dir, on_metrics, should_stop, models)
     if isinstance(session, TrainResult):  # cancelled while the teacher's rationales were computed
         return session
-    teacher_eval = _evaluate_teacher(session)
-    evals = [{"step": 0, **_evaluate_student(session, 0, first=True)}]
-    state, step, last = _optimise(session, should_stop, evals)
+    session.should_stop = should_stop
+    if on_phase is not None:
+        session.phase = on_phase
+    evals: list = []
+    try:
+        session.phase("evaluating the teacher at step 0")
+        teacher_eval = _evaluate_teacher(session)
+        session.phase("evaluating the student at step 0")
+        evals.append({"step": 0, **_evaluate_student(session, 0, first=True)})
+        state, step, last = _optimise(session, should_stop, evals)
+    except _Stopped as stopped:
+        session.say(f"cancelled while {stopped}")
+        return TrainResult(state="cancelled", steps=session.step, evals=evals, warnings=session.warnings)
     checkpoint = _save_checkpoint(session) if state == "finished" else None
     session.acc.wait_for_everyone()
     if session.trackers:
@@ -711,7 +741,14 @@ def _evaluate_teacher(s: _Session) -> dict | None:
 
     def teacher_pass() -> tuple[dict, list]:
         records: list = []
-        return evaluate(teacher, s.teacher_eval_set, cfg, prompt=teacher_prompt(cfg, teacher), records=records), records
+        return evaluate(
+            teacher,
+            s.teacher_eval_set,
+            cfg,
+            prompt=teacher_prompt(cfg, teacher),
+            records=records,
+            on_token=s.generation_hook("evaluating the teacher at step 0"),
+        ), records
 
     key = None if cfg.priming or cfg.rationales else s.shared_key
     teacher_eval, t_records = shared_teacher.shared_eval(key, [ex.id for ex in s.teacher_eval_set], teacher_pass)
@@ -737,6 +774,7 @@ def _evaluate_student(s: _Session, step: int, first: bool = False) -> dict:
             records=records,
             teacher_probs=s.teacher_probs,
             teacher_lm=s.teacher_lm if (records is not None or first) else None,
+            on_token=s.generation_hook(f"evaluating the student at step {step}"),
         ), []
 
     shared = first and records is None  # make-reference: students identical at step 0 share their first evaluation
@@ -1032,6 +1070,7 @@ def _optimise(s: _Session, should_stop: Callable[[], bool], evals: list) -> tupl
             if not acc.sync_gradients:
                 continue
             step += 1
+            s.step = step
             dt = time.monotonic() - t0
             elapsed = time.monotonic() - start
             tokens = out.tokens if isinstance(out, LMBatch) else None

@@ -27,6 +27,7 @@ class RunProgress:
     evals: dict[str, float] = field(default_factory=dict)
     teacher: dict[str, float] = field(default_factory=dict)
     skipped_lines: int = 0  # unreadable metrics lines (the run's own damage, never the page's)
+    phase: str | None = None  # what a running job does right now (an evaluation, generation), in words
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +71,18 @@ def run_progress(run: Run) -> RunProgress:
         evals=_latest(metrics, EVAL_PREFIX),
         teacher=teacher_metrics(metrics),
         skipped_lines=summary.skipped_lines,
+        phase=_phase(run, metrics) if state in ("queued", "running") else None,
     )
+
+
+def _phase(run: Run, metrics: list[dict]) -> str | None:
+    """The phase the worker said last, if it said one after its last logged step (else the step says more)."""
+    status = run.status()
+    phase, at = status.get("phase"), status.get("phase_at")
+    if not isinstance(phase, str) or not isinstance(at, (int, float)):
+        return None
+    steps = [m.get("time") for m in metrics if "loss" in m and isinstance(m.get("time"), (int, float))]
+    return phase if not steps or at >= steps[-1] else None
 
 
 def metric_names(store: RunStore, run_ids: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from kd_analysis import process_identity
 from kd_analysis.errors import KDLensError, user_message
 from kd_analysis.logs import lines_to
-from kd_analysis.runs import Run, RunStore
+from kd_analysis.runs import PhaseReporter, Run, RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,13 @@ def run_worker(
             run.set_status("running", data_sha256=digest)
             run.log(f"data {cfg.data}: sha256 {digest}")
         with lines_to(run.log):  # the library's log lines go to the run's log.txt
-            result = train(cfg, out_dir=run.path, on_metrics=run.append_metrics, should_stop=stop.is_set)
+            result = train(
+                cfg,
+                out_dir=run.path,
+                on_metrics=run.append_metrics,
+                should_stop=stop.is_set,
+                on_phase=PhaseReporter(run).say,
+            )
         run.write_json("result.json", result.to_dict())
         run.log(f"{result.state} after {result.steps} steps")
         if result.state == "cancelled":
