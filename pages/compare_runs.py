@@ -148,11 +148,13 @@ single_rate = sum(f"final {m}" in table.columns for m in RATE_METRICS) <= 1
 finals = [c for c in table.columns if c.startswith("final ") and c != "final loss" and not c.endswith("interval")]
 # the main table fits 1400 px: rates (with their interval and the teacher's); other metrics there only when one rate
 main = ["name", "steps", "losses", "final loss"] + [c for c in finals if c in rates or single_rate]
+unfinished = "state" in table.columns and bool((table["state"] != "finished").any())
+main += ["evaluated at"] if unfinished else []  # a cancelled run's numbers may be from before training
 main += [c for c in table.columns if c.endswith("interval")]
 main += [f"teacher {m}" for m in RATE_METRICS if f"teacher {m}" in table.columns]
 main += ["gap closed"]
 main = [c for c in main if c in table.columns]
-details = ["name", "state", "set-up", "eval n"] + [c for c in table.columns if c.startswith("best ")]
+details = ["name", "state", "set-up", "eval n", "evaluated at"] + [c for c in table.columns if c.startswith("best ")]
 details += [c for c in table.columns if c.startswith(("final ", "teacher ")) and c not in main and c != "final loss"]
 details += ["minutes", "run"]
 details = [c for c in details if c in table.columns]
@@ -190,6 +192,12 @@ def _config(columns: list[str]) -> dict:
         ),
         "set-up": st.column_config.TextColumn("set-up", width=250),
         "state": st.column_config.TextColumn("state", width=75),
+        "evaluated at": st.column_config.TextColumn(
+            "evaluated at",
+            width=120,
+            help="the step of the evaluation these numbers come from: the last one, which for a cancelled or failed "
+            "run may be its step-0 evaluation, before any training",
+        ),
         "eval n": st.column_config.NumberColumn("eval n", width=65, help="held-out examples evaluated"),
         "minutes": st.column_config.NumberColumn("minutes", width=70, format="%.1f"),
         "gap closed": st.column_config.TextColumn(

@@ -25,6 +25,7 @@ from kd_analysis.attribution.report import (
     proportion_interval,
     with_intervals,
 )
+from kd_analysis.errors.explain import TARGETS
 from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
@@ -47,7 +48,13 @@ definition = c3.selectbox(
     help="any: a rationale word is in the answer · fraction: share of rationale words in the "
     "answer · f1 / iou: against the answer's words",
 )
-target = c4.selectbox("Explain", ["gold", "predicted"], help="the gold answer, or what the model predicted")
+target = c4.selectbox(
+    "Explain",
+    list(TARGETS),  # its own answer first: what the paper attributed, so its 68% compares with this overlap
+    format_func=TARGETS.get,
+    help="its own answer (what Ballout et al. attribute: the teacher's answer, compared with the ground truth), "
+    "or the gold answer (its tokens are then in the ground truth by construction, so overlap runs high)",
+)
 n = c5.number_input("examples", 2, 200, 20)
 w1, w2 = st.columns([4, 1])
 with_student = w1.checkbox("Also attribute the student (side by side, with agreement)", value=True)
@@ -240,7 +247,14 @@ try:
                 icon=":material/hourglass_top:",
             )
             st.stop()
-        st.info(f"Showing the saved job {md(opened)} ({shown} examples).", icon=":material/folder_open:")
+        job_cfg = store.get(opened).config()
+        method = job_cfg.get("method") if job_cfg.get("method") in METHODS else method
+        target = job_cfg.get("target") if job_cfg.get("target") in TARGETS else "gold"
+        st.info(
+            f"Showing the saved job {md(opened)} ({shown} examples): {md(METHODS[method].title)}, explaining "
+            f"{TARGETS[target]}. The Method and Explain boxes above apply to new attributions.",
+            icon=":material/folder_open:",
+        )
     else:
         cache.clear()
         cache[key] = RATIONALES.peek(key)
@@ -271,7 +285,7 @@ try:
             for r in with_intervals(aggregate(report.student, ks=ks), report.student)
         ]
     kind = data_kind(report.teacher if opened else examples)
-    ref = paper_reference(definition, kind)
+    ref = paper_reference(definition, kind, target=target)
     head = headline(report.teacher, k, definition)
     top, bottom = st.columns(3), st.columns(3)
 
@@ -352,7 +366,7 @@ try:
     st.caption(ref.caption)
     for model in ["teacher"] + (["student"] if report.student else []):
         rows = [dict(r, method=f"{model}:") for r in agg if r["model"] == model]
-        model_ref = paper_reference(definition, kind, role=model)
+        model_ref = paper_reference(definition, kind, role=model, target=target)
         st.plotly_chart(
             overlap_vs_k(
                 rows, definition, f"{model.capitalize()}: overlap ({definition}) vs k", show_paper=model_ref.comparable

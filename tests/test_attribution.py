@@ -360,6 +360,8 @@ def test_paper_figure_is_comparable_only_for_any_on_multiple_choice(definition, 
     else:
         assert "multiple-choice" in ref.caption and "no paper figure" in ref.caption
     assert not paper_reference(definition, kind, role="student").comparable  # the paper measured the teacher's
+    gold = paper_reference(definition, kind, target="gold")  # the answer's tokens are in the truth by construction
+    assert not gold.comparable and "own answer" in gold.caption
     with pytest.raises(ValueError, match="unknown overlap definition"):
         paper_reference("jaccard", kind)
 

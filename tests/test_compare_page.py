@@ -507,3 +507,14 @@ def test_runs_without_held_out_still_get_n_and_an_interval_from_their_records():
     low, high = wilson_interval(row["final accuracy"], 52)
     assert row["final accuracy 95% interval"] == f"{low:.1%}–{high:.1%}"
     assert "final exact_match 95% interval" in gen
+
+
+def test_a_cancelled_runs_numbers_say_they_are_from_before_training(run_root):
+    """A run cancelled before its first evaluation has only its step-0 numbers: the table says so."""
+    store = RunStore(run_root)
+    _train(store, "done", {"name": "trained"}, accs=(0.2, 0.6))
+    cancelled = store.create("train", {"name": "stopped", "steps": 4}, run_id="stopped", state="cancelled")
+    cancelled.append_metrics({"step": 0, "held_out": 20, "eval_accuracy": 0.2})
+    rows = {r["run"]: r for r in final_table(store, ["done", "stopped"])}
+    assert rows["done"]["evaluated at"] == "step 4" and rows["done"]["final accuracy"] == 0.6
+    assert rows["stopped"]["evaluated at"] == "step 0 (before training)"

@@ -235,6 +235,21 @@ def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
     assert any("finished" in m.value for m in at.markdown)
 
 
+@pytest.mark.parametrize("preset", ["goyal-priming", "sinkd-sst2", "ballout-rationales"])
+def test_an_unedited_preset_run_is_not_called_edited(preset, run_root, monkeypatch):
+    """The form's own spelling of a setting (teacher_cache none for a null top-k) is not an edit of the preset."""
+    from kd_analysis import runs as runs_mod
+    from kd_analysis.runs import RunStore
+
+    monkeypatch.setattr(runs_mod.subprocess, "Popen", lambda *a, **k: _FakeProc())
+    at = open_page(RUNS_PAGE)
+    at.selectbox(key="run_preset").set_value(preset).run()
+    next(b for b in at.button if b.label == "Start run").click().run()
+    _no_exception(at)
+    [run] = RunStore(run_root).list()
+    assert "edited" not in RunStore(run_root).get(run.run_id).config()["name"]
+
+
 def test_distillation_run_from_a_paper_preset(tiny_dir, run_root, tmp_path, monkeypatch):
     """Picking a preset fills the form with the paper's numbers, shows its source and differences, and the run
     records the preset, its loss terms at their own temperatures, and the user's edits in its name."""
@@ -422,6 +437,18 @@ def test_saliency_page_shows_the_paper_figure_only_where_comparable(tiny_dir):
         assert "Ballout et al. 2024 (reference)" not in labels
         assert _charts_mentioning(at, "Ballout et al. 2024") == 0
         assert any("no paper figure is shown" in c.value for c in at.caption)
+
+
+def test_saliency_explains_its_own_answer_by_default_as_the_paper_did(tiny_dir):
+    """The paper's 68% is about attributions of the teacher's own answer; explaining the gold answer puts its tokens
+    in the ground truth by construction (it read 100% beside 68%), so the default is the comparable one."""
+    at = _saliency_page(tiny_dir)
+    explain = next(s for s in at.selectbox if s.label == "Explain")
+    assert explain.value == "predicted" and explain.format_func("predicted") == "its own answer"
+    explain.set_value("gold").run()
+    attribute_live(at)
+    assert "Ballout et al. 2024 (reference)" not in [m.label for m in at.metric]
+    assert any("explaining the gold answer" in c.value for c in at.caption)
 
 
 PRIMING_PAGE = "pages/priming_attention.py"

@@ -158,13 +158,22 @@ def data_kind(items: Sequence) -> str:
     return "mixed" if any(flags) else "no_choices"
 
 
-def paper_reference(definition: str, kind: str, role: str = "teacher") -> PaperReference:
+def paper_reference(definition: str, kind: str, role: str = "teacher", target: str = "predicted") -> PaperReference:
     """Is the paper's 68% comparable with our overlap under `definition` on data of `kind` for the `role`'s
-    rationales? Only for the "any" definition (their measure: at least one extracted token is part of the ground
-    truth), on multiple-choice data (where they report it), for the teacher's rationales (what they extracted)."""
+    rationales of `target`? Only for the "any" definition (their measure: at least one extracted token is part of
+    the ground truth), on multiple-choice data (where they report it), for the teacher's rationales of its own
+    answer (what they extracted: attributions of the answer the teacher gave, then compared with the truth)."""
     if definition not in DEFINITIONS:
         raise ValueError(f"unknown overlap definition {definition!r}; one of {', '.join(DEFINITIONS)}")
     paper = f"Ballout et al. (2024) report {PAPER_OVERLAP:.0%}"
+    if target != "predicted":
+        return PaperReference(
+            False,
+            None,
+            f"{paper} for attributions of the teacher's own answer; explaining the gold answer puts the answer's "
+            "own tokens among the candidates by construction, so overlap runs higher and no paper figure is shown "
+            "(choose Explain: its own answer to compare).",
+        )
     if role != "teacher":
         return PaperReference(
             False,

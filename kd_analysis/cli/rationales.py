@@ -113,7 +113,12 @@ def add_rationales(sub) -> None:
     add_data(rat, required=True)
     rat.add_argument("--method", default="ig", help="ig, saliency, input_x_gradient, occlusion, attention, rollout")
     rat.add_argument("--k", type=whole_number, default=5)
-    rat.add_argument("--target", default="gold", choices=["gold", "predicted"])
+    rat.add_argument(
+        "--target",
+        default="predicted",
+        choices=["predicted", "gold"],
+        help="explain the model's own answer (what the paper attributes; default) or the gold answer",
+    )
     rat.add_argument("--steps", type=whole_number, default=32, help="integrated-gradients steps")
     rat.add_argument(
         "--max-tokens",

@@ -183,6 +183,7 @@ def _goyal() -> TrainConfig:
         batch_size=1,
         max_length=256,
         teacher_topk=None,
+        teacher_cache="none",  # the same mode, said the way the run form says it (so an unedited run is unedited)
         lora=LoraSettings(r=4, alpha=8, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
         priming=PrimingSettings(strategy="ai_to_ai", alignment="paper"),
         eval_every=500,

@@ -378,6 +378,14 @@ def _final_row(store: RunStore, rid: str, label: str) -> dict[str, Any]:
     }
     row["set-up"] = _setup_label(cfg)
     row.update({f"final {k}": v for k, v in p.evals.items()})
+    # the step those numbers were measured at: a run cancelled before its first evaluation shows step 0, its
+    # teacher-only start, which must not read as what training reached
+    eval_steps = [
+        m["step"] for m in metrics if any(k.startswith(EVAL_PREFIX) for k in m) and isinstance(m.get("step"), int)
+    ]
+    row["evaluated at"] = (
+        None if not eval_steps else f"step {max(eval_steps)}" + (" (before training)" if max(eval_steps) == 0 else "")
+    )
     n = next((m["held_out"] for m in metrics if m.get("step") == 0 and "held_out" in m), None)
     n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else _records_n(store.get(rid))
     row["eval n"] = n
