@@ -411,6 +411,9 @@ def start_run(
         start_new_session=True,
     )
     out.close()
+    # the worker is this process's child: wait for it in the background, or every finished run would stay a
+    # zombie under the server until the server exits (a plain daemon thread: exiting never waits for a worker)
+    threading.Thread(target=proc.wait, name=f"kd-lens-reap-{run.run_id}", daemon=True).start()
     run.set_status("queued", **process_identity.child_process(proc.pid, token))
     return run
 

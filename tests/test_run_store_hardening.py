@@ -514,3 +514,20 @@ def test_a_root_that_does_not_exist_is_refused_except_by_commands_that_start_run
 
     for fn in (cmd_prime_start, cmd_runs_start, cmd_train, cmd_runs_make_reference):
         assert getattr(fn, "creates_runs", False), fn.__name__
+
+
+def test_a_finished_worker_is_reaped_not_left_a_zombie(tmp_path):
+    """The server starts workers as its children; one that ended must not linger as a zombie under it."""
+    from kd_analysis.runs import start_run
+
+    store = RunStore(tmp_path / "runs")
+    run = start_run({"teacher": {"source": "minilm"}, "steps": "not a number"}, store)  # fails at once
+    pid = run.status()["pid"]
+    deadline = time.monotonic() + 120
+    while run.status().get("state") in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run.status()["state"] == "failed"
+    stat, deadline = Path(f"/proc/{pid}/stat"), time.monotonic() + 30
+    while stat.exists() and time.monotonic() < deadline:  # gone once reaped; a zombie stays ("Z" in its stat)
+        time.sleep(0.2)
+    assert not stat.exists(), f"the finished worker is still there: {stat.read_text()[:80]}"
