@@ -20,6 +20,7 @@ from kd_analysis.training.progress import (
     metric_names,
     readable_config_diff,
     reference_groups,
+    runs_worth_comparing,
     teacher_lines,
     unique_labels,
 )
@@ -62,11 +63,11 @@ if not runs:
 states = {r.run_id: r.state for r in runs}
 labels = unique_labels({r.run_id: r.name for r in runs})  # names, with a short id where two are alike
 presets = reference_groups([r.run_id for r in runs if r.reference])
-own = [r.run_id for r in runs if not r.reference]
+own = runs_worth_comparing([r for r in runs if not r.reference])
 
 
 def _preset_runs(preset: str | None) -> list[str]:
-    return presets.get(preset) or own[:4] or [r.run_id for r in runs[:3]]
+    return presets.get(preset) or own or [r.run_id for r in runs[:3]]
 
 
 def _matching_preset(chosen: list[str]) -> str | None:

@@ -518,3 +518,22 @@ def test_a_cancelled_runs_numbers_say_they_are_from_before_training(run_root):
     rows = {r["run"]: r for r in final_table(store, ["done", "stopped"])}
     assert rows["done"]["evaluated at"] == "step 4" and rows["done"]["final accuracy"] == 0.6
     assert rows["stopped"]["evaluated at"] == "step 0 (before training)"
+
+
+def test_your_runs_open_with_finished_ones_not_the_newest_whatever_their_state():
+    from kd_analysis.runs import RunSummary
+    from kd_analysis.training.progress import runs_worth_comparing
+
+    def run(rid, state, steps):
+        return RunSummary(rid, "train", state, "", "", steps=steps)
+
+    newest_first = [
+        run("c1", "cancelled", 0),
+        run("c2", "cancelled", 3),
+        run("r0", "running", 0),
+        run("f1", "finished", 40),
+        run("r1", "running", 12),
+        run("f2", "finished", 40),
+    ]
+    assert runs_worth_comparing(newest_first) == ["f1", "f2", "r1"]
+    assert runs_worth_comparing([run("c1", "cancelled", 0)]) == ["c1"]  # nothing better: still something to show

@@ -572,3 +572,13 @@ def reference_groups(run_ids: list[str]) -> dict[str, list[str]]:
         if members:
             out[title] = members
     return out
+
+
+def runs_worth_comparing(runs: list, n: int = 4) -> list[str]:
+    """The user's runs a comparison opens with: the newest finished ones first, then the newest running ones;
+    cancelled, failed or damaged runs (often at step 0) only when nothing else is there. `runs` newest first, as
+    `RunStore.list` gives them."""
+    order = {"finished": 0, "running": 1, "queued": 2}
+    ranked = sorted(runs, key=lambda r: (order.get(r.state, 3), runs.index(r)))
+    useful = [r.run_id for r in ranked if r.state in ("finished", "running") and r.steps > 0]
+    return (useful or [r.run_id for r in ranked])[:n]
