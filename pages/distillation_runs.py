@@ -306,16 +306,7 @@ if submitted:
             if cfg.rationales and r_source:
                 check_source_run(r_source, cfg.teacher.source, r_method, store.root / r_source)
             if not cfg.name:
-                cfg.name = " + ".join(
-                    f"{t.weight:g}·{t.name}"
-                    + (f"({', '.join(f'{k} {v:g}' for k, v in t.params.items())})" if t.params else "")
-                    + (f" τ {cfg.term_tau(t):g}" if t.name != "ce" and cfg.term_tau(t) != cfg.tau else "")
-                    for t in cfg.losses
-                )
-                if cfg.rationales:
-                    cfg.name += f" + rationales ({cfg.rationales.mode}, k={cfg.rationales.k})"
-                if cfg.on_policy:
-                    cfg.name += f", on-policy λ {cfg.on_policy.fraction:g}"
+                cfg.name = cfg.auto_name(with_seed=not seeds_text.strip())
         seeds = parse_seeds(seeds_text) if seeds_text.strip() else None
         configs = group_configs(cfg.to_dict(), seeds) if seeds else [cfg.to_dict()]
         twin = None if allow_duplicate else next(filter(None, (active_twin(store, c) for c in configs)), None)

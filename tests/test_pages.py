@@ -301,7 +301,12 @@ def test_every_preset_fills_the_run_form(run_root, name):
 
 
 class _FakeProc:
+    """A worker that was never started (the page's Popen replaced): nothing to wait for."""
+
     pid = 999_999
+
+    def wait(self) -> int:
+        return 0
 
 
 def test_distillation_page_rejects_a_config_with_no_loss(run_root):

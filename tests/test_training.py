@@ -590,3 +590,10 @@ def test_answer_nll_per_example_agrees_with_the_aggregate(tiny_dir):
     total = answer_nll(lm, [short, long], 128, 2, mc_prompt, both)
     assert both == pytest.approx(singles, rel=1e-4)  # each example's own value, whatever it is batched with
     assert min(both) - 1e-6 <= total <= max(both) + 1e-6 and both[0] != both[1]
+
+
+def test_an_unnamed_run_is_named_by_its_terms_and_its_seed(tiny_dir, tmp_path):
+    base = _cfg(tiny_dir, tmp_path, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5, tau=4.0)])
+    assert base.auto_name() == "0.5·ce + 0.5·kl τ 4"
+    other = _cfg(tiny_dir, tmp_path, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5, tau=4.0)], seed=3)
+    assert other.auto_name() == "0.5·ce + 0.5·kl τ 4 · seed 3"  # runs that differ only by seed differ by name

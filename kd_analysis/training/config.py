@@ -240,6 +240,21 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
+    def auto_name(self, with_seed: bool = True) -> str:
+        """A name for a run its user did not name: its weighted terms (with parameters and a term's own τ), its
+        rationales and on-policy share, and its seed when not 0, so two runs that differ only by seed differ."""
+        name = " + ".join(
+            f"{t.weight:g}·{t.name}"
+            + (f"({', '.join(f'{k} {v:g}' for k, v in t.params.items())})" if t.params else "")
+            + (f" τ {self.term_tau(t):g}" if t.name != "ce" and self.term_tau(t) != self.tau else "")
+            for t in self.losses
+        )
+        if self.rationales:
+            name += f" + rationales ({self.rationales.mode}, k={self.rationales.k})"
+        if self.on_policy:
+            name += f", on-policy λ {self.on_policy.fraction:g}"
+        return name + (f" · seed {self.seed}" if self.seed and with_seed else "")  # a group names each seed itself
+
     def to_yaml(self) -> str:
         return dump_yaml(self.to_dict())
 
