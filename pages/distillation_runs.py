@@ -388,6 +388,9 @@ def live_runs() -> None:
     metrics = run.metrics()
     records = [m for m in metrics if "loss" in m]
     evals = eval_rows(metrics)
+    said = run.status().get("warnings")
+    for w in said if isinstance(said, list) else []:  # what the run decided for you (a smaller held-out set, ...)
+        st.warning(md(str(w)), icon=":material/warning:")
     if records or evals:
         left, right = st.columns(2)
         if records:

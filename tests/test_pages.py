@@ -219,7 +219,7 @@ def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
     numbers = {n.label: n for n in at.number_input}
     numbers["steps"].set_value(10)
     numbers["eval every"].set_value(5)
-    numbers["eval examples"].set_value(6)
+    numbers["eval examples"].set_value(20)  # more than half of 30: 15 are held out, and the page says so
     numbers["learning rate"].set_value(1e-3)
     next(b for b in at.button if b.label == "Start run").click().run()
     _no_exception(at)
@@ -233,6 +233,9 @@ def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
     at.run()
     _no_exception(at)
     assert any("finished" in m.value for m in at.markdown)
+    assert any("eval\\_size is 20" in w.value and "15 were held out" in w.value for w in at.warning), [
+        w.value for w in at.warning
+    ]
 
 
 @pytest.mark.parametrize("preset", ["goyal-priming", "sinkd-sst2", "ballout-rationales"])

@@ -621,10 +621,16 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
     if cfg.priming and task != "causal_lm":
         raise KDLensError(f"priming needs a causal language-model teacher (this one is {task})")
     s_prompt = student_prompt_fn(cfg, student)
-    train_set, eval_set = split_examples(load_dataset(cfg.data).examples, cfg)
+    everything = load_dataset(cfg.data).examples
+    train_set, eval_set = split_examples(everything, cfg)
     _check_task(task, train_set + eval_set, cfg.data)
     train_set, labelled, few = few_labels(cfg, train_set, task)
     say(f"data {cfg.data}: {len(train_set)} train / {len(eval_set)} eval examples, task {task}")
+    if len(eval_set) < cfg.eval_size:  # at most half the set is held out: say so where the run's warnings go
+        warn(
+            f"eval_size is {cfg.eval_size} but {cfg.data} has {len(everything)} examples, so "
+            f"{len(eval_set)} were held out (at most half the set, the rest trains)"
+        )
     if few:
         say(few)
     long = over_length(student.tokenizer, train_set + eval_set, cfg.max_length)
