@@ -21,8 +21,9 @@ STUDENT_KIND_LABELS = {
 
 
 def _label(source: str) -> str:
-    if source == state.reference_teacher():
-        return "MiniLM fine-tuned on the MC demo (reference teacher)"
+    shipped = state.shipped_teachers()
+    if source in shipped:
+        return shipped[source]
     return BUILTINS[source].title if source in BUILTINS else source
 
 
@@ -40,8 +41,7 @@ URL_FIELDS = {
 def _known_sources() -> tuple[set[str], set[str]]:
     """Teachers and data sets a link may select: built-ins, demo sets and what this session added itself. A link
     never makes the server open a path or hub id the user did not add (a shared link is not a file browser)."""
-    reference = state.reference_teacher()
-    teachers = set(BUILTINS) | set(state.get("custom_models")) | ({reference} if reference else set())
+    teachers = set(BUILTINS) | set(state.get("custom_models")) | set(state.shipped_teachers())
     data = {f"demo:{name}" for name in DEMO_SETS} | set(state.get("custom_data"))
     return teachers, data
 
@@ -87,9 +87,8 @@ def render_sidebar() -> state.Selection:
             f"The link's {line} is not among this session's teachers and data sets; add it on Models & data first.",
             icon=":material/link_off:",
         )
-    reference = state.reference_teacher()
     teachers = (
-        ([reference] if reference else [])
+        list(state.shipped_teachers())
         + list(BUILTINS)
         + [m for m in state.get("custom_models") if m not in BUILTINS]
     )

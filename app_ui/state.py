@@ -36,6 +36,24 @@ def reference_teacher() -> str | None:
     return teacher_source(store) if (store.root / TEACHER_RUN / "checkpoint" / "adapter_config.json").exists() else None
 
 
+def shipped_teachers() -> dict[str, str]:
+    """The reference teachers present in the run store (MiniLM + LoRA fine-tuned on a demo set): their folders and
+    titles, for the sidebar's list, so none needs its path typed."""
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.reference import SENTIMENT_TEACHER_RUN, TEACHER_RUN, local_source
+
+    root = RunStore().root
+    titles = {
+        TEACHER_RUN: "MiniLM fine-tuned on the MC demo (reference teacher)",
+        SENTIMENT_TEACHER_RUN: "MiniLM fine-tuned on the sentiment demo (reference teacher)",
+    }
+    return {
+        local_source(root / run / "checkpoint"): title
+        for run, title in titles.items()
+        if (root / run / "checkpoint" / "adapter_config.json").exists()
+    }
+
+
 def default_teacher() -> str:
     return reference_teacher() or "minilm"
 

@@ -698,3 +698,12 @@ def test_every_page_path_is_its_file_name():
 
     files = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "pages").glob("*.py"))
     assert sorted(p.url_path for p in WORKFLOW_PAGES) == files
+
+
+def test_the_shipped_sentiment_teacher_is_in_the_sidebar():
+    """Both reference teachers are listed by name; neither needs its folder typed."""
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
+    teacher = at.sidebar.selectbox(key="w_teacher_source")
+    titles = [teacher.format_func(o) for o in teacher.options]
+    assert "MiniLM fine-tuned on the sentiment demo (reference teacher)" in titles
+    assert "MiniLM fine-tuned on the MC demo (reference teacher)" in titles

@@ -43,6 +43,11 @@ def _local(path: Path) -> str:
         return str(path)
 
 
+def local_source(path: Path) -> str:
+    """A run-store folder as a model source: relative to here when it is below, as the shipped configs name it."""
+    return _local(path)
+
+
 def teacher_source(store: RunStore) -> str:
     """The reference teacher's adapter folder."""
     return _local(store.root / TEACHER_RUN / "checkpoint")
