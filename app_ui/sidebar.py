@@ -88,9 +88,7 @@ def render_sidebar() -> state.Selection:
             icon=":material/link_off:",
         )
     teachers = (
-        list(state.shipped_teachers())
-        + list(BUILTINS)
-        + [m for m in state.get("custom_models") if m not in BUILTINS]
+        list(state.shipped_teachers()) + list(BUILTINS) + [m for m in state.get("custom_models") if m not in BUILTINS]
     )
     if state.get("teacher_source") not in teachers:
         teachers.append(state.get("teacher_source"))

@@ -232,3 +232,28 @@ def test_rationale_and_priming_jobs_join_onto_the_frame_and_the_slice_finder(err
     assert len(view.frame) == 12 and view.features == ("primed_chain_of_thought_correct",)
     names = {f.name for f in find_slices(view.frame, columns=list(view.features), min_n=3)}
     assert "rationale overlap: yes" in names and any(n.startswith("primed_") for n in names)
+
+
+def test_a_pinned_example_shows_choice_text_not_indices(tmp_path):
+    """A frame hands out numpy integers: the report showed "Gold answer: 3" instead of "3: sour"."""
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+
+    from kd_analysis.errors.frames import answer_label
+    from kd_analysis.errors.report import write_report
+    from kd_analysis.runs import RunStore
+
+    assert answer_label(np.int64(3), ["a", "b", "c", "sour"]) == "3: sour"
+    assert answer_label(np.bool_(True), ["a", "b"]) == "True"  # a bool is never a choice index
+
+    root = Path(__file__).resolve().parent.parent / "cached_runs"
+    shutil.copytree(
+        root / "reference-minilm-2l-kl",
+        tmp_path / "reference-minilm-2l-kl",
+        ignore=shutil.ignore_patterns("checkpoint"),
+    )
+    out = tmp_path / "r.html"
+    write_report(RunStore(tmp_path), "reference-minilm-2l-kl", out, pins=["ant-112"])
+    assert "Gold answer: <b>3: sour</b>" in out.read_text(encoding="utf-8")

@@ -11,6 +11,7 @@ model and example in a run folder's `predictions.jsonl`). Nothing here imports s
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,8 @@ def answer_label(value: Any, choices: Any = None, limit: int = 200) -> str:
         return ""
     if (
         isinstance(choices, (list, tuple))
-        and isinstance(value, (int, float))
-        and not isinstance(value, bool)
+        and isinstance(value, numbers.Real)  # numpy's integers too: a frame's column hands out np.int64
+        and not isinstance(value, (bool, np.bool_))
         and float(value).is_integer()
         and 0 <= int(value) < len(choices)
     ):
