@@ -141,15 +141,18 @@ def url_param(name: str) -> str | None:
     return checked(name, st.query_params.get(name))
 
 
-def url_state(param: str, session_key: str, valid=lambda value: True) -> None:
+def url_state(param: str, session_key: str, valid=lambda value: True) -> bool:
     """Keep `session_key` in the URL as `?param=`: a value arriving in the URL (a pasted link) is applied once,
-    and `write_url_state` puts the current value back, so a copied link reopens the same view."""
+    and `write_url_state` puts the current value back, so a copied link reopens the same view. True when this
+    call applied a value from the URL."""
     value = url_param(param)
     seen = st.session_state.get(f"_url_seen_{param}")
     if value != seen:  # changed from outside (a link, the back button), not by this page's last write
         st.session_state[f"_url_seen_{param}"] = value
         if value is not None and valid(value):
             st.session_state[session_key] = value
+            return True
+    return False
 
 
 def write_url_state(param: str, value: Any) -> None:

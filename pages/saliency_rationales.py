@@ -94,8 +94,15 @@ def _job_data(job_id: str) -> str | None:
 
 
 # the opened job and the inspected example live in the URL (?job=, ?example=): a copied link reopens them
-state.url_state("job", "_rationale_open", valid=lambda j: _job_data(j) is not None)
+linked = state.url_state("job", "_rationale_open", valid=lambda j: _job_data(j) is not None)
 state.url_state("example", "rationale_example")
+if linked and _job_data(st.session_state["_rationale_open"]) != sel.data_source:
+    # a link to a saved job opens it on its own data set: the run store's record names that data set (never
+    # the link), so it joins this session's data sets, as one the user added, and the sidebar follows it
+    job_data = str(_job_data(st.session_state["_rationale_open"]))
+    state.add_choice("custom_data", job_data)
+    state.put("data_source", job_data)
+    st.rerun()  # the sidebar, drawn before this page, shows the job's data set too
 # a saved job of another data set is closed when the sidebar's data set changes (it would describe other examples)
 opened = st.session_state.get("_rationale_open")
 if opened and _job_data(opened) != sel.data_source:

@@ -707,3 +707,26 @@ def test_the_shipped_sentiment_teacher_is_in_the_sidebar():
     titles = [teacher.format_func(o) for o in teacher.options]
     assert "MiniLM fine-tuned on the sentiment demo (reference teacher)" in titles
     assert "MiniLM fine-tuned on the MC demo (reference teacher)" in titles
+
+
+def test_a_link_to_a_saved_job_on_an_uploaded_file_reopens_it_in_a_fresh_session(run_root, tmp_path):
+    """The job's data set comes from the run store's record (never from the link), so a fresh browser opening the
+    link sees the job, with the sidebar on its data set, instead of the job being closed for another data set."""
+    import json as _json
+    import shutil
+    from pathlib import Path
+
+    from kd_analysis.data.sources import write_demo
+
+    uploaded = write_demo("mcq", tmp_path / "my_questions.jsonl")
+    job = run_root / "uploadjob"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "cached_runs" / "reference-minilm-rationales-before", job)
+    config = _json.loads((job / "config.json").read_text())
+    (job / "config.json").write_text(_json.dumps({**config, "data": str(uploaded)}))
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.query_params["job"] = "uploadjob"
+    at.run()
+    at.switch_page("pages/saliency_rationales.py").run()
+    _no_exception(at)
+    assert at.sidebar.selectbox(key="w_data_source").value == str(uploaded)
+    assert any("Showing the saved job uploadjob" in i.value for i in at.info), [i.value for i in at.info]
