@@ -19,7 +19,7 @@ from kd_analysis.plots.runs import balance_curves, run_losses, taid_curve
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
 from kd_analysis.training.balance import balance_report
 from kd_analysis.training.config import LoraSettings, LossTerm, OnPolicySettings, RationaleSettings, TrainConfig
-from kd_analysis.training.evals import active_twin, eval_rows
+from kd_analysis.training.evals import active_twin, eval_rows, eval_table
 from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
 from kd_analysis.training.progress import run_progress
 from kd_analysis.training.rationale_tasks import check_source_run
@@ -401,7 +401,7 @@ def live_runs() -> None:
                 width="stretch",
                 config={"toImageButtonOptions": {"format": "png"}},
             )
-            st.dataframe(pd.DataFrame(evals), hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame(eval_table(evals, metrics)), hide_index=True, width="stretch")
     if records:
         balance = balance_report(records, run.config())
         if balance["monitored_steps"]:

@@ -597,3 +597,25 @@ def test_an_unnamed_run_is_named_by_its_terms_and_its_seed(tiny_dir, tmp_path):
     assert base.auto_name() == "0.5·ce + 0.5·kl τ 4"
     other = _cfg(tiny_dir, tmp_path, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5, tau=4.0)], seed=3)
     assert other.auto_name() == "0.5·ce + 0.5·kl τ 4 · seed 3"  # runs that differ only by seed differ by name
+
+
+def test_the_eval_table_shows_each_rate_with_its_n_and_interval():
+    from kd_analysis.stats import wilson_interval
+    from kd_analysis.training.evals import eval_rows, eval_table
+
+    metrics = [
+        {"step": 0, "teacher_accuracy": 0.8},
+        {"step": 0, "held_out": 20, "eval_accuracy": 0.5},
+        {"step": 4, "loss": 1.0},
+        {"step": 4, "eval_accuracy": 0.75, "eval_nll": 0.3},
+    ]
+    table = eval_table(eval_rows(metrics), metrics)
+    low, high = wilson_interval(0.75, 20)
+    assert table[1] == {
+        "step": 4,
+        "eval_accuracy": 0.75,
+        "eval_nll": 0.3,
+        "eval_accuracy 95%": f"{low:.1%}–{high:.1%}",
+        "n": 20,
+    }
+    assert "teacher_accuracy 95%" in table[0] and "eval_nll 95%" not in table[1]

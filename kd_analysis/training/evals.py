@@ -36,6 +36,31 @@ def eval_rows(metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rows[s] for s in sorted(rows)]
 
 
+RATES = ("accuracy", "exact_match")  # shares of the held-out examples
+
+
+def eval_table(rows: list[dict[str, Any]], metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`eval_rows` as a table for people: each rate with its n (the held-out examples of the run's step-0 row)
+    and a 95% Wilson interval beside it, as every rate in kd-lens is shown."""
+    from kd_analysis.stats import wilson_interval
+
+    n = next(
+        (m["held_out"] for m in metrics if isinstance(m.get("held_out"), int) and not isinstance(m["held_out"], bool)),
+        None,
+    )
+    out = []
+    for row in rows:
+        shown = dict(row)
+        for key, value in row.items():
+            if key.split("_", 1)[-1] in RATES and isinstance(value, (int, float)) and n:
+                low, high = wilson_interval(value, n)
+                shown[f"{key} 95%"] = f"{low:.1%}–{high:.1%}"
+        if n:
+            shown["n"] = n
+        out.append(shown)
+    return out
+
+
 def config_fingerprint(config: dict[str, Any]) -> str:
     """A stable digest of a run config (key order ignored): two submissions of the same form share it."""
     text = json.dumps(config, sort_keys=True, default=str)
