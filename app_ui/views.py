@@ -102,6 +102,20 @@ def saved_job_picker(label: str, store: Any, jobs: list, open_key: str) -> Any:
     return run
 
 
+def shown_cells(rows: list[dict], empty: str = "—") -> list[dict]:
+    """A read-only table's cells as text: a missing value reads `empty` (never "None"), a bool yes or no, a number
+    as written (%g), so a column mixing them is one type for the table."""
+
+    def text(v):
+        if v is None or (isinstance(v, float) and v != v):
+            return empty
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+    return [{k: text(v) for k, v in row.items()} for row in rows]
+
+
 def phase_text(p) -> str:
     """· what a running job does right now (an evaluation, a generation, token by token), when it said."""
     return f" · {md(p.phase)}" if getattr(p, "phase", None) else ""

@@ -7,7 +7,7 @@ from app_ui import state
 from app_ui.navigation import run_under_app
 from app_ui.resources import show_error
 from app_ui.safe_text import code, md
-from app_ui.views import loss_param_inputs, phase_text
+from app_ui.views import loss_param_inputs, phase_text, shown_cells
 from kd_analysis.attribution.methods import METHODS
 from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.groups import group_configs, parse_seeds, start_group
@@ -96,7 +96,7 @@ with st.form("new_run"):
     name = c2.text_input("Name", placeholder="e.g. KL τ=2", key=K + "name")
     if preset:
         st.markdown("**Loss terms** (the preset's; each term at its own temperature)")
-        st.dataframe(pd.DataFrame(loss_rows(base)), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(shown_cells(loss_rows(base))), hide_index=True, width="stretch")
         weights = None
     else:
         st.markdown("**Loss terms** (weight 0 = off)")

@@ -270,7 +270,8 @@ def test_distillation_run_from_a_paper_preset(tiny_dir, run_root, tmp_path, monk
     _no_exception(at)
     assert any("2018cx/SinKD" in c.value for c in at.caption)
     terms = next(df.value for df in at.dataframe if "term" in df.value.columns).set_index("term")
-    assert terms.loc["soft_ce", "τ"] == 2.0 and terms.loc["sinkhorn", "weight"] == 0.8
+    assert terms.loc["soft_ce", "τ"] == "2" and terms.loc["sinkhorn", "weight"] == "0.8"
+    assert terms.loc["ce", "τ"] == "—" and "None" not in terms.to_string()  # no raw None cells
     numbers = {n.label: n for n in at.number_input}
     assert numbers["learning rate"].value == 4e-5 and numbers["batch"].value == 32
     numbers["epochs (0: use steps)"].set_value(3.0)
