@@ -194,6 +194,6 @@ def data_fit_warning() -> None:
         return
     from app_ui.safe_text import md
 
-    message = task_fit(task, examples, md(sel.data_source))
+    message = task_fit(task, examples, md(_data_label(sel.data_source)))
     if message:
         st.sidebar.warning(message, icon=":material/rule:")

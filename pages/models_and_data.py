@@ -173,7 +173,8 @@ with tab_data:
                 st.warning(md(p))  # problems quote rows of the file
             if report.partial:
                 st.caption(f"Preview of the first {len(report.preview)} rows of {report.rows:,}.")
-            st.dataframe(pd.DataFrame(report.preview), width="stretch", hide_index=True)
+            preview = pd.DataFrame(report.preview).dropna(axis="columns", how="all")  # no columns of bare "None"
+            st.dataframe(preview, width="stretch", hide_index=True)
             if st.button("Use this data set", type="primary"):
                 chosen_key = with_columns(path, mapping)  # the mapping travels with the name: jobs, runs, links
                 state.add_choice("custom_data", chosen_key)

@@ -121,6 +121,8 @@ def test_a_column_mapping_travels_with_the_data_set(tmp_path):
     next(t for t in at.text_input if t.label == "File path").set_value(str(f)).run()
     at.selectbox(key="map_text").set_value("review").run()
     at.selectbox(key="map_label").set_value("sentiment").run()
+    preview = next(df.value for df in at.dataframe if "text" in df.value.columns)
+    assert not preview.isna().all().any()  # no column of bare "None" cells (choices, answer of a labelled file)
     next(b for b in at.button if b.label == "Use this data set").click().run()
     _no_exception(at)
     assert not at.error, [e.value for e in at.error]
