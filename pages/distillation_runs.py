@@ -100,7 +100,9 @@ with st.form("new_run"):
         weights = None
     else:
         st.markdown("**Loss terms** (weight 0 = off)")
-        cols = st.columns(len(LOSSES) + 1)
+        per_row = 6  # wide enough for a name such as "skew_kl" on one line (13 in one row broke them mid-word)
+        names = ["ce", *LOSSES]
+        cols = [c for i in range(0, len(names), per_row) for c in st.columns(per_row)][: len(names)]
         weights = {"ce": cols[0].number_input("ce", 0.0, 10.0, 0.5, 0.1)}
         for col, (key, spec) in zip(cols[1:], LOSSES.items()):
             weights[key] = col.number_input(key, 0.0, 10.0, 0.5 if key == "kl" else 0.0, 0.1, help=spec.description)
