@@ -9,6 +9,7 @@ import streamlit as st
 from app_ui import state
 from app_ui.safe_text import md
 from app_ui.story_cache import store_stamp
+from kd_analysis.csv_export import csv_text
 from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.groups import compare
 from kd_analysis.evidence.paired import INTERVAL_METHOD, TEST_NAME, describe, p_text
@@ -93,6 +94,14 @@ def groups_view(store: RunStore) -> None:
                     "examples, with a paired bootstrap interval over examples and seeds",
                 )
             },
+        )
+        st.download_button(
+            "Groups (CSV)",
+            csv_text(table),
+            "run_groups.csv",
+            "text/csv",
+            key=f"grp_csv_{title}",
+            on_click="ignore",
         )
     _paired(store, rows, stamp)
     _curves(store, rows)

@@ -50,6 +50,7 @@ def test_compare_page_groups_view_defaults_to_best_kd_against_its_ce_twin(run_ro
     assert set(table["group"]) == {"KL", "CE only"} and set(table["seeds"]) == {3}
     kl = table.set_index("group").loc["KL"]
     assert "(95%" in kl["gap closed"] and table.set_index("group").loc["CE only", "gap closed"].startswith("CE only")
+    assert "Groups (CSV)" in [b.proto.label for b in at.get("download_button")]  # the table can be taken away
     heading = next(m.value for m in at.markdown if "beats" in m.value or "not distinguishable" in m.value)
     assert heading.startswith("#### KL beats CE only by") and "3 seeds × 120 examples" in heading
     metrics = {m.label: m.value for m in at.metric}
