@@ -148,16 +148,21 @@ def render_sidebar() -> state.Selection:
     return state.selection()
 
 
-def _data_label(key: str) -> str:
-    """A demo set's title; a file with its column mapping, `reviews.csv (text: review, label: sentiment)`."""
+def _data_name(key: str) -> str:
+    """A data set as sentences name it: its source (`demo:sentiment`), with a file's column mapping in words."""
     from kd_analysis.data.refs import data_ref
 
-    if key.startswith("demo:") and key[5:] in DEMO_SETS:
-        return f"{DEMO_SETS[key[5:]].title} (demo)"
     try:
         return data_ref(key).describe()
     except KDLensError:
         return key
+
+
+def _data_label(key: str) -> str:
+    """A demo set's title; a file with its column mapping, `reviews.csv (text: review, label: sentiment)`."""
+    if key.startswith("demo:") and key[5:] in DEMO_SETS:
+        return f"{DEMO_SETS[key[5:]].title} (demo)"
+    return _data_name(key)
 
 
 def sidebar_status() -> None:
@@ -194,6 +199,6 @@ def data_fit_warning() -> None:
         return
     from app_ui.safe_text import md
 
-    message = task_fit(task, examples, md(_data_label(sel.data_source)))
+    message = task_fit(task, examples, md(_data_name(sel.data_source)))
     if message:
         st.sidebar.warning(message, icon=":material/rule:")
