@@ -115,6 +115,13 @@ def _paired(store: RunStore, rows: list[dict], stamp: tuple) -> None:
     )
     ids = [r["group"] for r in rows]
     names = {r["group"]: f"{r['name']} ({r['data']})" for r in rows}
+    short = {r["group"]: r["name"] for r in rows}
+    # single runs too (a seed of a group, or a run of no group): the same paired statistics, one seed each
+    for run in store.list(kind="train"):
+        if run.state == "finished" and run.run_id not in names:
+            ids.append(run.run_id)
+            names[run.run_id] = f"run: {run.name or run.run_id} · {run.run_id}"
+            short[run.run_id] = run.name or run.run_id
     # default: the distillation group that closes the most of its gap, against its CE-only twin
     best = max(
         (r for r in rows if r["ce twin"]),
@@ -134,14 +141,14 @@ def _paired(store: RunStore, rows: list[dict], stamp: tuple) -> None:
     if (st.query_params.get("a"), st.query_params.get("b")) != (a, b):
         st.query_params["a"], st.query_params["b"] = a, b
     if a == b:
-        st.info("Pick two different groups.", icon=":material/info:")
+        st.info("Pick two different groups or runs.", icon=":material/info:")
         return
     try:
         result, out = _compare(str(store.root), a, b, stamp)
     except KDLensError as exc:
         st.error(md(exc), icon=":material/error:")
         return
-    full = [next(r["name"] for r in rows if r["group"] == g) for g in (a, b)]
+    full = [short[g] for g in (a, b)]
     prefix = common_prefix(full)
     st.markdown(f"#### {md(describe(result, full[0][len(prefix) :], full[1][len(prefix) :]))}")
     m = st.columns(4)

@@ -56,7 +56,12 @@ def test_compare_page_groups_view_defaults_to_best_kd_against_its_ce_twin(run_ro
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["seeds · examples"] == "3×3 · 120" and metrics["A − B"].endswith("pts")
     at.selectbox(key="grp_a").select(at.selectbox(key="grp_b").value).run()
-    assert any("Pick two different groups" in i.value for i in at.info)
+    assert any("Pick two different groups or runs" in i.value for i in at.info)
+    # one seed against one seed: single runs are in the pickers too, with the same paired statistics
+    at.selectbox(key="grp_a").select(_made["KL"][0]).run()
+    at.selectbox(key="grp_b").select(_made["CE only"][0]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert {m.label: m.value for m in at.metric}["seeds · examples"] == "1×1 · 120"
 
 
 def test_runs_view_shows_the_gap_closed_against_the_ce_only_twin(run_root):
