@@ -12,6 +12,7 @@ from kd_analysis.attribution.methods import METHODS
 from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.groups import group_configs, parse_seeds, start_group
 from kd_analysis.losses import LOSSES
+from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.device import describe_device
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.run_evals import eval_curves
@@ -44,7 +45,13 @@ st.caption(
 reference_teacher = teacher_source(store) if (store.root / TEACHER_RUN / "checkpoint").exists() else None
 teacher_options = {"sidebar": f"Sidebar teacher: {sel.teacher.source}"}
 if reference_teacher and sel.teacher.source != reference_teacher:
-    teacher_options = {"reference": "Reference teacher: MiniLM fine-tuned on the MC demo", **teacher_options}
+    reference_option = {"reference": "Reference teacher: MiniLM fine-tuned on the MC demo"}
+    # offered first only in place of a built-in (whose task head is untrained): a teacher the user picked, such as
+    # the sentiment reference teacher, stays the default
+    first_reference = sel.teacher.source in BUILTINS
+    teacher_options = (
+        {**reference_option, **teacher_options} if first_reference else {**teacher_options, **reference_option}
+    )
 
 PLAIN = "none"
 preset_name = st.selectbox(

@@ -337,3 +337,18 @@ def test_a_malformed_model_config_is_a_sentence(tmp_path, config, words):
     (tmp_path / "config.json").write_text(config)
     with pytest.raises(ModelLoadError, match=words):
         load_model(ModelSpec(str(tmp_path)))
+
+
+def test_a_shipped_adapter_loads_for_the_task_its_run_trained():
+    """A LoRA adapter on MiniLM may be a sentiment classifier or a multiple-choice model: its run's config says
+    which (task "auto" took the base's default, multiple choice, for the sentiment teacher too)."""
+    from pathlib import Path
+
+    from kd_analysis.models.loading import adapter_task, expected_task
+
+    runs = Path(__file__).resolve().parent.parent / "cached_runs"
+    sentiment = runs / "reference-minilm-sentiment-teacher" / "checkpoint"
+    assert adapter_task(sentiment) == "classification"
+    assert expected_task(ModelSpec(str(sentiment))) == "classification"
+    assert expected_task(ModelSpec(str(runs / "reference-minilm-mc-teacher" / "checkpoint"))) == "multiple_choice"
+    assert adapter_task(runs) is None  # not an adapter saved by a run

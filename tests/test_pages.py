@@ -733,3 +733,19 @@ def test_a_link_to_a_saved_job_on_an_uploaded_file_reopens_it_in_a_fresh_session
     _no_exception(at)
     assert at.sidebar.selectbox(key="w_data_source").value == str(uploaded)
     assert any("Showing the saved job uploadjob" in i.value for i in at.info), [i.value for i in at.info]
+
+
+def test_the_run_form_keeps_a_picked_teacher_as_its_default(run_root):
+    """With the sentiment reference teacher in the sidebar, the form's teacher is that one, not the MC reference
+    teacher (offered first only in place of a built-in, whose head is untrained)."""
+    import shutil
+
+    for name in ("reference-minilm-sentiment-teacher", "reference-minilm-mc-teacher"):
+        shutil.copytree(ROOT / "cached_runs" / name, run_root / name)
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    at.run()
+    with_sentiment = next(o for o in at.sidebar.selectbox(key="w_teacher_source").options if "sentiment" in o)
+    at.sidebar.selectbox(key="w_teacher_source").select(with_sentiment).run()
+    at.switch_page(RUNS_PAGE).run()
+    _no_exception(at)
+    assert next(s for s in at.selectbox if s.label == "Teacher").value == "sidebar"

@@ -15,7 +15,7 @@ from kd_analysis.models.builtins import BUILTINS, Progress
 from kd_analysis.models.device import dtype_name, pick_device, pick_dtype
 from kd_analysis.models.info import MemoryEstimate, ModelInfo, config_shape, count_parameters, estimate_from_config
 from kd_analysis.models.sources import ResolvedSource, resolve_config_source, resolve_source
-from kd_analysis.models.specs import ModelSpec
+from kd_analysis.models.specs import TASKS, ModelSpec
 from kd_analysis.models.tasks import auto_class, head_for, infer_task
 
 if TYPE_CHECKING:
@@ -206,6 +206,8 @@ def expected_task(spec: ModelSpec) -> str | None:
     if not Path(spec.source or "").is_dir():
         return None
     adapter = _adapter_folder(spec.source)
+    if adapter is not None and adapter_task(adapter):  # what the run that saved it trained it for
+        return adapter_task(adapter)
     if adapter is not None:  # a LoRA adapter loads as its base model does
         import json
         from dataclasses import replace
@@ -367,6 +369,23 @@ def adapter_mismatch(message: str) -> str:
     )
 
 
+def adapter_task(folder: Path) -> str | None:
+    """The task an adapter saved by a kd-lens run was trained for, from the run's config.json beside its
+    checkpoint folder (a LoRA adapter on MiniLM may be a sentiment classifier or a multiple-choice model, and the
+    base's own default would pick the wrong head). None for an adapter saved anywhere else."""
+    import json
+
+    try:
+        cfg = json.loads((Path(folder).parent / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(cfg, dict) or cfg.get("kind", "train") != "train" or Path(folder).name != "checkpoint":
+        return None
+    teacher = cfg.get("teacher")
+    task = cfg.get("task") or (teacher.get("task") if isinstance(teacher, dict) else None)
+    return task if task in TASKS else None
+
+
 def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
     """A LoRA adapter folder (peft): load its base through this same path, apply the adapter, merge it."""
     import json
@@ -383,7 +402,7 @@ def _load_adapter(spec: ModelSpec, folder, say) -> LoadedModel:
     base_source = cfg.get("base_model_name_or_path")
     if not isinstance(base_source, str) or not base_source:
         raise ModelLoadError(f"{folder}/adapter_config.json does not name its base model")
-    base = load_model(replace(spec, source=base_source), say)
+    base = load_model(replace(spec, source=base_source, task=spec.task or adapter_task(folder)), say)
     missing_heads = [m for m in (cfg.get("modules_to_save") or []) if isinstance(m, str) and not hasattr(base.model, m)]
     if missing_heads:
         raise ModelLoadError(
