@@ -271,26 +271,30 @@ with tab_out:
         units = len(templates) * (2 if generate else 1)
         state = {"unit": -1, "seen": {}}
 
+        def say(strategy: str, done: float, k: int, what: str) -> None:
+            """One progress line: this unit of work's share `done / k`, and where it is, in words."""
+            position = list(templates).index(strategy) + 1 if strategy in templates else "?"
+            task.progress(
+                max(state["unit"], 0) * 100 + int(100 * done / max(k, 1)),
+                units * 100,
+                f"{strategy} (strategy {position} of {len(templates)}): {what}",
+            )
+
         def tick(strategy: str, i: int, k: int) -> None:
             if i == 0:  # a new phase of work begins (teacher_outputs announces each with 0 done)
                 state["unit"] += 1
                 state["seen"][strategy] = state["seen"].get(strategy, 0) + 1
             phase = "scoring the gold answer" if state["seen"].get(strategy, 1) == 1 else "generating answers"
-            position = list(templates).index(strategy) + 1 if strategy in templates else "?"
-            task.progress(
-                max(state["unit"], 0) * 100 + int(100 * i / max(k, 1)),
-                units * 100,
-                f"{strategy} (strategy {position} of {len(templates)}): {phase}, {i}/{k} examples done",
-            )
+            say(strategy, i, k, f"{phase}, {i}/{k} examples done")
 
         def token(strategy: str, i: int, k: int, tokens: int, budget: int) -> None:
             """Within a batch: where generation is, token by token (Cancel takes effect at the next token)."""
-            position = list(templates).index(strategy) + 1 if strategy in templates else "?"
-            task.progress(
-                max(state["unit"], 0) * 100 + int(100 * (i + tokens / budget * min(PAGE_BATCH, k - i)) / max(k, 1)),
-                units * 100,
-                f"{strategy} (strategy {position} of {len(templates)}): generating answers, {i}/{k} examples done, "
-                f"examples {i + 1}–{min(i + PAGE_BATCH, k)} at token {tokens} of at most {budget}",
+            say(
+                strategy,
+                i + tokens / budget * min(PAGE_BATCH, k - i),
+                k,
+                f"generating answers, {i}/{k} examples done, examples {i + 1}–{min(i + PAGE_BATCH, k)} at token "
+                f"{tokens} of at most {budget}",
             )
 
         return (

@@ -170,7 +170,8 @@ def paper_reference(definition: str, kind: str, role: str = "teacher", target: s
         return PaperReference(
             False,
             None,
-            f"{paper} for attributions of the teacher's own answer; explaining the gold answer puts the answer's "
+            f"{paper} for attributions with respect to the teacher's output (its own answer); explaining the gold "
+            "answer puts the answer's "
             "own tokens among the candidates by construction, so overlap runs higher and no paper figure is shown "
             "(choose Explain: its own answer to compare).",
         )
