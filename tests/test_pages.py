@@ -385,6 +385,7 @@ def test_saliency_computes_only_on_its_button_shows_progress_and_cancels(tiny_di
     stops it (the slow analysis is a stand-in that reports progress like the real one)."""
     import time
 
+    import kd_analysis.attribution.job as job_module  # imported before the patch, so it binds the real function
     import kd_analysis.attribution.report as report_module
 
     def slow(teacher, examples, *, progress=None, **_):
@@ -393,7 +394,10 @@ def test_saliency_computes_only_on_its_button_shows_progress_and_cancels(tiny_di
             time.sleep(0.05)
         raise AssertionError("not cancelled")
 
+    # Patched in both modules that hold it, so teardown restores both: a module first imported while only the
+    # report was patched would keep the stand-in for every later test in this worker.
     monkeypatch.setattr(report_module, "analyse_rationales", slow)
+    monkeypatch.setattr(job_module, "analyse_rationales", slow)
     at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1)
     next(n for n in at.number_input if n.label == "examples").set_value(17).run()  # settings nobody computed
     _no_exception(at)
