@@ -28,30 +28,20 @@ DEFAULTS: dict[str, Any] = {
 
 
 def reference_teacher() -> str | None:
-    """The shipped reference teacher (MiniLM + LoRA fine-tuned on the MC demo), when its adapter is present."""
+    """The shipped MC reference teacher (MiniLM + LoRA fine-tuned on the MC demo), when its adapter is present."""
     from kd_analysis.runs import RunStore
-    from kd_analysis.training.reference import TEACHER_RUN, teacher_source
+    from kd_analysis.training.reference import teacher_source
 
     store = RunStore()
-    return teacher_source(store) if (store.root / TEACHER_RUN / "checkpoint" / "adapter_config.json").exists() else None
+    return teacher_source(store) if teacher_source(store) in shipped_teachers() else None
 
 
 def shipped_teachers() -> dict[str, str]:
-    """The reference teachers present in the run store (MiniLM + LoRA fine-tuned on a demo set): their folders and
-    titles, for the sidebar's list, so none needs its path typed."""
+    """The reference teachers present in the run store: their sources and titles, for the sidebar's list."""
     from kd_analysis.runs import RunStore
-    from kd_analysis.training.reference import SENTIMENT_TEACHER_RUN, TEACHER_RUN, local_source
+    from kd_analysis.training import reference
 
-    root = RunStore().root
-    titles = {
-        TEACHER_RUN: "MiniLM fine-tuned on the MC demo (reference teacher)",
-        SENTIMENT_TEACHER_RUN: "MiniLM fine-tuned on the sentiment demo (reference teacher)",
-    }
-    return {
-        local_source(root / run / "checkpoint"): title
-        for run, title in titles.items()
-        if (root / run / "checkpoint" / "adapter_config.json").exists()
-    }
+    return reference.shipped_teachers(RunStore())
 
 
 def default_teacher() -> str:

@@ -24,7 +24,6 @@ from kd_analysis.training.evals import active_twin, eval_rows, eval_table
 from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
 from kd_analysis.training.progress import run_progress
 from kd_analysis.training.rationale_tasks import check_source_run
-from kd_analysis.training.reference import TEACHER_RUN, teacher_source
 from kd_analysis.training.teacher_cache import bytes_per_token
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
@@ -42,7 +41,7 @@ st.caption(
     + ". Runs keep going when you close the browser; one run uses the device at a time, others queue."
 )
 
-reference_teacher = teacher_source(store) if (store.root / TEACHER_RUN / "checkpoint").exists() else None
+reference_teacher = state.reference_teacher()
 teacher_options = {"sidebar": f"Sidebar teacher: {sel.teacher.source}"}
 if reference_teacher and sel.teacher.source != reference_teacher:
     reference_option = {"reference": "Reference teacher: MiniLM fine-tuned on the MC demo"}

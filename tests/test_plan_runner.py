@@ -133,3 +133,16 @@ def test_steps_that_wait_for_each_other_are_refused_not_skipped(tmp_path):
     with pytest.raises(RuntimeError, match="wait for each other: a, b"):
         run_plan(RunStore(tmp_path / "runs"), plan, jobs=2)
     assert not (tmp_path / "runs" / "a.new").exists()
+
+
+def test_shipped_teachers_lists_only_adapters_present_in_the_store(tmp_path):
+    """A reference teacher whose adapter is missing (a run that failed, a half-copied store) is not offered."""
+    from kd_analysis.training.reference import SENTIMENT_TEACHER_RUN, TEACHER_RUN, shipped_teachers, teacher_source
+
+    store = RunStore(tmp_path)
+    assert shipped_teachers(store) == {}
+    (tmp_path / TEACHER_RUN / "checkpoint").mkdir(parents=True)
+    (tmp_path / SENTIMENT_TEACHER_RUN / "checkpoint").mkdir(parents=True)
+    assert shipped_teachers(store) == {}  # folders alone are not adapters
+    (tmp_path / TEACHER_RUN / "checkpoint" / "adapter_config.json").write_text("{}")
+    assert list(shipped_teachers(store)) == [teacher_source(store)]

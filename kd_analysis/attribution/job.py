@@ -26,7 +26,7 @@ def rationale_config(
     data: str,
     *,
     method: str = "saliency",
-    target: str = "gold",
+    target: str = "predicted",  # the teacher's own answer, as the paper's overlap is measured
     k: int = 5,
     steps: int = 32,
     limit: int | None = None,

@@ -84,6 +84,22 @@ def reference_configs(store: RunStore) -> list[tuple[str, TrainConfig]]:
 
 
 SENTIMENT_TEACHER_RUN = "reference-minilm-sentiment-teacher"
+TEACHER_TITLES = {
+    TEACHER_RUN: "MiniLM fine-tuned on the MC demo (reference teacher)",
+    SENTIMENT_TEACHER_RUN: "MiniLM fine-tuned on the sentiment demo (reference teacher)",
+}
+
+
+def shipped_teachers(store: RunStore) -> dict[str, str]:
+    """The reference teachers whose adapters are in the store (model source → title), so none needs its path
+    typed; one whose adapter is missing is left out rather than offered and failing on load."""
+    return {
+        local_source(store.root / run / "checkpoint"): title
+        for run, title in TEACHER_TITLES.items()
+        if (store.root / run / "checkpoint" / "adapter_config.json").exists()
+    }
+
+
 SINKD_PREFIX = "reference-minilm-3l-sentiment-"
 SINKD_DEMO_EPOCHS = 30
 
