@@ -64,6 +64,30 @@ def test_commonsenseqa_nested_and_flat(tmp_path):
     assert ds.examples[1].text == "What cuts paper?" and ds.examples[1].answer == "scissors"
 
 
+def test_commonsenseqa_original_release_nests_its_choices_in_the_question(tmp_path):
+    """The original release's rows: {answerKey, id, question: {question_concept, choices: [{label, text}], stem}}."""
+    rows = [
+        {
+            "answerKey": "C",
+            "id": "q1",
+            "question": {
+                "question_concept": "stove",
+                "choices": [
+                    {"label": "A", "text": "garden"},
+                    {"label": "B", "text": "car"},
+                    {"label": "C", "text": "kitchen"},
+                ],
+                "stem": "Where is a stove?",
+            },
+        }
+    ]
+    ds = load_file(_jsonl(tmp_path / "c.jsonl", rows))
+    assert ds.format == "commonsenseqa" and ds.skipped == 0
+    [ex] = ds.examples
+    assert ex.text == "Where is a stove?" and ex.choices == ["garden", "car", "kitchen"]
+    assert ex.label == 2 and ex.answer == "kitchen" and ex.meta["choice_labels"] == ["A", "B", "C"]
+
+
 def test_sst2_tsv_with_stray_quotes(tmp_path):
     f = tmp_path / "train.tsv"
     f.write_text("sentence\tlabel\nit 's a \" charming film\t1\nflat and dull\t0\n", encoding="utf-8")

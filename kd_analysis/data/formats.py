@@ -82,19 +82,36 @@ def _parse_choices(raw: Any, index: int) -> tuple[list[str], list[str]]:
         texts = [str(t) for t in raw["text"]]
         labels = [str(lab) for lab in raw.get("label", [chr(65 + i) for i in range(len(texts))])]
         return labels, texts
+    if isinstance(raw, list) and raw and all(isinstance(c, dict) and "text" in c for c in raw):
+        texts = [str(c["text"]) for c in raw]  # the original CommonsenseQA release: [{label, text}, ...]
+        return [str(c.get("label", chr(65 + i))) for i, c in enumerate(raw)], texts
     if isinstance(raw, list):
         texts = [str(t) for t in raw]
         return [chr(65 + i) for i in range(len(texts))], texts
     raise DataError(f"row {index + 1}: `choices` must be {{label, text}} or a list, got {type(raw).__name__}")
 
 
+def _csqa_choices(row: dict[str, Any]) -> Any:
+    """The choices at the top level (the Hugging Face copy) or inside `question` (the original release, whose
+    `question` is {stem, choices: [{label, text}], question_concept})."""
+    question = row.get("question")
+    if "choices" not in row and isinstance(question, dict):
+        return question.get("choices")
+    return row.get("choices")
+
+
 @register_format(
     "commonsenseqa",
-    ("question", "choices", "answerKey"),
-    "Multiple choice; `choices` = {label: [A..E], text: [...]}, `answerKey` names the gold label.",
+    ("question", "answerKey"),
+    "Multiple choice; `choices` = {label: [A..E], text: [...]} (or the original release's `question` = {stem, "
+    "choices: [{label, text}]}), `answerKey` names the gold label.",
+    check=lambda rows: any(_csqa_choices(r) is not None for r in rows),
 )
 def _csqa(row: dict[str, Any], index: int) -> Example:
-    labels, texts = _parse_choices(row["choices"], index)
+    choices = _csqa_choices(row)
+    if choices is None:
+        raise DataError(f"row {index + 1}: no choices (neither `choices` nor `question.choices`)")
+    labels, texts = _parse_choices(choices, index)
     key = str(row["answerKey"]).strip()
     question = row["question"]
     if isinstance(question, dict):  # the original CommonsenseQA JSONL nests the stem
