@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app_ui.shared_results import SharedResults
-from kd_analysis.errors import user_message
+from kd_analysis.exceptions import user_message
 from kd_analysis.threads import start_thread
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"

@@ -13,7 +13,7 @@ from app_ui.resources import show_error
 from app_ui.safe_text import md
 from kd_analysis.attribution.methods import METHODS
 from kd_analysis.csv_export import csv_text
-from kd_analysis.errors.explain import DEFAULT_METHOD, TARGETS, cached, explain_config
+from kd_analysis.error_analysis.explain import DEFAULT_METHOD, TARGETS, cached, explain_config
 from kd_analysis.plots.attribution import token_heatmap_html
 from kd_analysis.plots.errors import token_gaps_figure
 from kd_analysis.runs import RunStore, cancel_run, start_run
@@ -262,8 +262,8 @@ def export_buttons(view: pd.DataFrame, stem: str) -> None:
 
 def report_panel(store: RunStore, run_id: str, against: str | None, pins: list[str], saved: dict[str, str]) -> None:
     """Build the self-contained HTML report on a button, then offer it for download."""
-    from kd_analysis.errors.report import write_report
-    from kd_analysis.errors.slices import Slice
+    from kd_analysis.error_analysis.report import write_report
+    from kd_analysis.error_analysis.slices import Slice
 
     st.caption(
         f"One HTML file that opens offline: the matrix, the slice finder, {len(saved)} saved slice"

@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 
 from app_ui.safe_text import md
-from kd_analysis.errors import KDLensError, user_message
+from kd_analysis.exceptions import KDLensError, user_message
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 
 

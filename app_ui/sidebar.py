@@ -9,7 +9,7 @@ import streamlit as st
 from app_ui import state
 from app_ui.resources import is_loaded, loaded_teacher
 from kd_analysis.data.demo import DEMO_SETS
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS
 

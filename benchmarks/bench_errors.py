@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import markdown_table, median_ms
 
-from kd_analysis.errors.filters import parse_filter
-from kd_analysis.errors.frames import join_roles
-from kd_analysis.errors.matrix import disagreement
-from kd_analysis.errors.slices import find_slices
+from kd_analysis.error_analysis.filters import parse_filter
+from kd_analysis.error_analysis.frames import join_roles
+from kd_analysis.error_analysis.matrix import disagreement
+from kd_analysis.error_analysis.slices import find_slices
 
 EXPR = "(0.2 < kl <= 3 and text_tokens > 100) or gold in (1, 2) and student_p_pred < 0.5"
 
@@ -80,7 +80,7 @@ def _report_times(teacher: list[dict], student: list[dict], repeats: int) -> tup
     """(report ms, plotly one-figure write_html ms, report bytes) on a temporary run store holding the rows."""
     import tempfile
 
-    from kd_analysis.errors.report import write_report
+    from kd_analysis.error_analysis.report import write_report
     from kd_analysis.plots.errors import matrix_figure
     from kd_analysis.runs import RunStore
 

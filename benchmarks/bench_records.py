@@ -25,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.errors.records import write_records
+    from kd_analysis.error_analysis.records import write_records
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec
     from kd_analysis.training.config import TrainConfig

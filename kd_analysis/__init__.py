@@ -15,7 +15,7 @@ for _k, _v in {
 }.items():
     _os.environ.setdefault(_k, _v)
 
-from kd_analysis.errors import KDLensError  # noqa: E402
+from kd_analysis.exceptions import KDLensError  # noqa: E402
 
 __all__ = ["KDLensError"]
 __version__ = "0.1.0"

@@ -128,7 +128,7 @@ def writable_target(path: str | os.PathLike, force: bool) -> Path:
     """The file a command may write to: refused in one sentence when something is already there, unless `force`
     (`--force`), and always when it is a folder. A symbolic link is refused too; with `force` the link itself is
     replaced, never the file it points to. Checked before any work, so a refusal costs nothing."""
-    from kd_analysis.errors import KDLensError
+    from kd_analysis.exceptions import KDLensError
 
     target = Path(path)
     if target.is_symlink():  # even to nothing yet: writing would go wherever it points

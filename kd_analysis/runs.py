@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kd_analysis import process_identity
-from kd_analysis.errors import RunStoreError
+from kd_analysis.exceptions import RunStoreError
 from kd_analysis.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl_checked
 from kd_analysis.schema import MetricRow, StatusRecord, check_fields
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic reads typing's TypedDict only from Python 3.12
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 T = TypeVar("T")
 

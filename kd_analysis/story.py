@@ -15,7 +15,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.runs import RunStore
 
 HEADS_RUN = "reference-smollm2-priming-heads"

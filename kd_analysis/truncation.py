@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 DEFAULT_CAP = 512
 _SANE = 10**6  # tokenizers without a limit report 1e30; configs never hold more than this many positions

@@ -9,8 +9,8 @@ from app_ui.resources import show_error
 from app_ui.safe_text import code, md
 from app_ui.views import loss_param_inputs, phase_text, shown_cells
 from kd_analysis.attribution.methods import METHODS
-from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.groups import group_configs, parse_seeds, start_group
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.device import describe_device

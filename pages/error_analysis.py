@@ -16,11 +16,11 @@ from app_ui.navigation import run_under_app
 from app_ui.resources import show_error
 from app_ui.safe_text import md
 from app_ui.views import headline_metric
-from kd_analysis.errors import user_message
-from kd_analysis.errors.filters import select_examples
-from kd_analysis.errors.frames import PREDICTIONS, answer_label, load_records
-from kd_analysis.errors.slices import find_slices
-from kd_analysis.errors.workspace import PairView, default_run, notes_store, pair_view, run_data
+from kd_analysis.error_analysis.filters import select_examples
+from kd_analysis.error_analysis.frames import PREDICTIONS, answer_label, load_records
+from kd_analysis.error_analysis.slices import find_slices
+from kd_analysis.error_analysis.workspace import PairView, default_run, notes_store, pair_view, run_data
+from kd_analysis.exceptions import user_message
 from kd_analysis.plots.errors import choice_probs_figure, matrix_cells, matrix_figure, slice_gaps_figure
 from kd_analysis.runs import RunStore
 from kd_analysis.stats import wilson_interval

@@ -19,7 +19,7 @@ from kd_analysis.attention.job import attention_config, load_attention_run
 from kd_analysis.attention.stats import head_matrix
 from kd_analysis.attention.views import attention_view, example_attentions
 from kd_analysis.csv_export import csv_text
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.loading import expected_task
 from kd_analysis.models.specs import ModelSpec, StudentSpec

@@ -25,7 +25,7 @@ from kd_analysis.attribution.report import (
     proportion_interval,
     with_intervals,
 )
-from kd_analysis.errors.explain import TARGETS
+from kd_analysis.error_analysis.explain import TARGETS
 from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py

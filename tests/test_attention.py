@@ -13,7 +13,7 @@ from kd_analysis.attention.compare import diff_map, rank_heads
 from kd_analysis.attention.stats import STATS, HeadStats, head_matrix, head_stats
 from kd_analysis.attention.views import attention_view, example_attentions, safe_tokens
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.loading import attention_weights, load_model
 from kd_analysis.models.specs import ModelSpec
 from tests.test_cli import assert_clean_error, cli

@@ -11,7 +11,7 @@ from kd_analysis.attribution import METHODS, Attribution, aggregate, attribute, 
 from kd_analysis.attribution.rationales import Word, answer_positions
 from kd_analysis.attribution.targets import build_target
 from kd_analysis.data import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models import ModelSpec
 from kd_analysis.models.loading import load_model
 from tests.test_cli import cli

@@ -544,7 +544,7 @@ def _charts_draw_in_colour(page) -> None:
 def test_error_report_opens_offline_without_console_errors(browser, tmp_path):
     """The report of the demo's default run, with pinned examples (attributions shipped for them), opens with the
     network cut off: every figure draws, nothing is fetched, no console error."""
-    from kd_analysis.errors.report import write_report
+    from kd_analysis.error_analysis.report import write_report
     from kd_analysis.runs import RunStore
 
     runs = tmp_path / "runs"

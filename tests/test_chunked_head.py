@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.chunked_head import Head, Term, block_rows, chunked_head_loss
 from kd_analysis.models.specs import ModelSpec

@@ -183,7 +183,7 @@ def test_help_through_subprocess(command):
 
 
 def test_user_message_is_one_line_of_the_exception():
-    from kd_analysis.errors import user_message
+    from kd_analysis.exceptions import user_message
 
     assert user_message(ValueError("first line\nsecond line")) == "first line"
     assert user_message(ValueError("bad thing"), kind=True) == "ValueError: bad thing"
@@ -217,7 +217,7 @@ def test_no_command_overwrites_a_file_without_force(tmp_path, args):
 
 def test_an_out_file_that_is_a_dangling_link_is_refused(tmp_path):
     """A link to a file not there yet would be written through, wherever it points."""
-    from kd_analysis.errors import KDLensError
+    from kd_analysis.exceptions import KDLensError
     from kd_analysis.fileio import writable_target
 
     link = tmp_path / "report.html"

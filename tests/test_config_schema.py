@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import TrainConfig
 from tests.test_cli import cli

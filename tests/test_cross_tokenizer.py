@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.training.config import LossTerm, OnPolicySettings, PrimingSettings

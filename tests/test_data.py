@@ -20,7 +20,7 @@ from kd_analysis.data import (
     preview_data,
     write_demo,
 )
-from kd_analysis.errors import DataError
+from kd_analysis.exceptions import DataError
 
 
 def _jsonl(path, rows):
@@ -309,7 +309,7 @@ def test_a_first_row_over_a_megabyte_previews_as_a_row(tmp_path):
 
 def test_advice_for_a_non_utf8_file_fits_the_page_too(tmp_path):
     from kd_analysis.data.loaders import read_rows_checked
-    from kd_analysis.errors import DataError
+    from kd_analysis.exceptions import DataError
 
     path = tmp_path / "latin.csv"
     path.write_bytes("text,label\ncaf\xe9,1\n".encode("latin-1"))

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kd_analysis.errors import DataError, KDLensError
-from kd_analysis.errors.filters import parse_filter, select_examples
-from kd_analysis.errors.frames import cell_of, join_roles, load_records, records_frame
-from kd_analysis.errors.matrix import disagreement, flips
-from kd_analysis.errors.significance import MCNEMAR_TEST, benjamini_hochberg, mcnemar_exact_p
-from kd_analysis.errors.slices import Slice, apply_slice, find_slices, slice_metrics
+from kd_analysis.error_analysis.filters import parse_filter, select_examples
+from kd_analysis.error_analysis.frames import cell_of, join_roles, load_records, records_frame
+from kd_analysis.error_analysis.matrix import disagreement, flips
+from kd_analysis.error_analysis.significance import MCNEMAR_TEST, benjamini_hochberg, mcnemar_exact_p
+from kd_analysis.error_analysis.slices import Slice, apply_slice, find_slices, slice_metrics
+from kd_analysis.exceptions import DataError, KDLensError
 from kd_analysis.stats import wilson_interval
 
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -510,7 +510,7 @@ def test_find_slices_10k_rows_is_fast():
 def test_paired_gap_interval_reduces_to_the_unpaired_one_and_covers():
     import numpy as np
 
-    from kd_analysis.errors.significance import paired_difference_interval
+    from kd_analysis.error_analysis.significance import paired_difference_interval
     from kd_analysis.plots.errors import gap_interval
     from kd_analysis.stats import wilson_interval
 
@@ -552,9 +552,9 @@ def test_paired_gap_interval_reduces_to_the_unpaired_one_and_covers():
 
 
 def test_slice_findings_carry_the_paired_interval():
-    from kd_analysis.errors.frames import join_roles
-    from kd_analysis.errors.significance import paired_difference_interval
-    from kd_analysis.errors.slices import find_slices
+    from kd_analysis.error_analysis.frames import join_roles
+    from kd_analysis.error_analysis.significance import paired_difference_interval
+    from kd_analysis.error_analysis.slices import find_slices
 
     rows_t, rows_s = [], []
     for i in range(40):
@@ -575,7 +575,7 @@ def test_slice_findings_carry_the_paired_interval():
 
 
 def test_joined_frame_has_the_confidence_gap():
-    from kd_analysis.errors.frames import join_roles
+    from kd_analysis.error_analysis.frames import join_roles
 
     rows = {
         "teacher": [

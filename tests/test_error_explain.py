@@ -10,9 +10,8 @@ import threading
 
 import pytest
 
-from kd_analysis.errors import KDLensError
-from kd_analysis.errors.backfill import BackfillMismatch, rebuild_checkpoint
-from kd_analysis.errors.explain import (
+from kd_analysis.error_analysis.backfill import BackfillMismatch, rebuild_checkpoint
+from kd_analysis.error_analysis.explain import (
     EXPLANATIONS,
     Explanation,
     NoWeights,
@@ -21,7 +20,8 @@ from kd_analysis.errors.explain import (
     explain_config,
     explain_job,
 )
-from kd_analysis.errors.records import PREDICTIONS
+from kd_analysis.error_analysis.records import PREDICTIONS
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import read_jsonl
 from kd_analysis.runs import RunStore
 from tests.rounding import U64
@@ -71,7 +71,7 @@ def test_attributions_match_the_registry_on_independently_loaded_weights(tiny_di
 
     # cached: asking again loads nothing
     monkeypatch.setattr(
-        "kd_analysis.errors.explain.load_run_models",
+        "kd_analysis.error_analysis.explain.load_run_models",
         lambda *a, **k: pytest.fail("models loaded for a cached explanation"),
     )
     again = explain(store, "mc", ids, method="saliency", target="predicted")
@@ -158,7 +158,7 @@ def test_explain_job_cancelled_keeps_nothing_half_done(tiny_dir, tmp_path):
 def test_explain_job_runs_as_a_background_kind(tiny_dir, tmp_path):
     from kd_analysis.training.worker import BACKGROUND_JOBS, run_job
 
-    assert BACKGROUND_JOBS["explanations"] == "kd_analysis.errors.explain:explain_job"
+    assert BACKGROUND_JOBS["explanations"] == "kd_analysis.error_analysis.explain:explain_job"
     store = RunStore(tmp_path / "runs")
     run = _finished_run(store, "mc", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
     job = store.create("explanations", explain_config("mc", _student_ids(run)[:1], method="saliency"), state="queued")

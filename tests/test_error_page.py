@@ -205,7 +205,7 @@ def _note_form_save(at):
 
 
 def test_adding_a_note_and_tags_stores_them(error_store):
-    from kd_analysis.errors.notes import NotesStore
+    from kd_analysis.error_analysis.notes import NotesStore
 
     at = _open({"run": RUN, "example": "ex-03"})
     at.text_area(key="ea_note_text").input("student confuses the *number* words")
@@ -225,7 +225,7 @@ def test_adding_a_note_and_tags_stores_them(error_store):
 def test_default_run_follows_the_sidebar_data_set_and_flips_stay_on_it(error_store):
     """Every page uses the sidebar; the error page opens a run on the sidebar's data set, preferring a
     distillation student, and only offers flips against students evaluated on the same examples."""
-    from kd_analysis.errors.workspace import default_run
+    from kd_analysis.error_analysis.workspace import default_run
 
     kd = error_store.create(
         "train",
@@ -289,7 +289,7 @@ def test_against_shows_flips_and_no_records_is_explained(error_store, run_root):
 def test_cached_explanation_is_shown_and_explain_starts_a_background_job(error_store):
     import time
 
-    from kd_analysis.errors.explain import EXPLANATIONS
+    from kd_analysis.error_analysis.explain import EXPLANATIONS
     from kd_analysis.fileio import append_jsonl
     from tests.test_error_report import _explanation
 
@@ -316,7 +316,7 @@ def test_cached_explanation_is_shown_and_explain_starts_a_background_job(error_s
 
 
 def test_sort_tags_saved_slices_and_prev_next_follow_the_table(error_store):
-    from kd_analysis.errors.notes import NotesStore
+    from kd_analysis.error_analysis.notes import NotesStore
 
     notes = NotesStore.at(error_store.root)
     notes.add_tags("demo:mcq", "ex-02", ["hard"])
@@ -341,7 +341,7 @@ def test_sort_tags_saved_slices_and_prev_next_follow_the_table(error_store):
 
 
 def test_pin_build_report_edit_and_delete_a_note(error_store):
-    from kd_analysis.errors.notes import NotesStore
+    from kd_analysis.error_analysis.notes import NotesStore
 
     notes = NotesStore.at(error_store.root)
     note = notes.add_note("demo:mcq", "ex-03", "first thought", author="ada")

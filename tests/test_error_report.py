@@ -13,12 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kd_analysis.errors import KDLensError
-from kd_analysis.errors.explain import EXPLANATIONS, Explanation
-from kd_analysis.errors.notes import NotesStore
-from kd_analysis.errors.report import MAX_PINS, report_html, write_report
-from kd_analysis.errors.slices import Slice, slice_metrics
-from kd_analysis.errors.workspace import matrix, pair_view
+from kd_analysis.error_analysis.explain import EXPLANATIONS, Explanation
+from kd_analysis.error_analysis.notes import NotesStore
+from kd_analysis.error_analysis.report import MAX_PINS, report_html, write_report
+from kd_analysis.error_analysis.slices import Slice, slice_metrics
+from kd_analysis.error_analysis.workspace import matrix, pair_view
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import append_jsonl
 from kd_analysis.runs import RunStore
 from tests.test_error_page import OTHER, RUN, error_store  # noqa: F401 - the fixture
@@ -177,7 +177,7 @@ def test_cli_report_slices_and_explain(error_store, tmp_path):  # noqa: F811
 
 
 def test_rationale_and_priming_jobs_join_onto_the_frame_and_the_slice_finder(error_store):  # noqa: F811
-    from kd_analysis.errors.slices import find_slices
+    from kd_analysis.error_analysis.slices import find_slices
 
     store: RunStore = error_store
     job = store.create("rationales", {"data": "demo:mcq", "method": "saliency", "k": 1}, run_id="rat", state="finished")
@@ -241,8 +241,8 @@ def test_a_pinned_example_shows_choice_text_not_indices(tmp_path):
 
     import numpy as np
 
-    from kd_analysis.errors.frames import answer_label
-    from kd_analysis.errors.report import write_report
+    from kd_analysis.error_analysis.frames import answer_label
+    from kd_analysis.error_analysis.report import write_report
     from kd_analysis.runs import RunStore
 
     assert answer_label(np.int64(3), ["a", "b", "c", "sour"]) == "3: sour"

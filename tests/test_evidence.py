@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.groups import (
     ce_twin,
     compare,
@@ -21,6 +20,7 @@ from kd_analysis.evidence.groups import (
     start_group,
 )
 from kd_analysis.evidence.paired import compare_paired, describe, gap_closed, sign_flip_p, t_interval
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.runs import RunStore
 from tests.test_cli import assert_clean_error, cli
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.training.config import LossTerm, TrainConfig
 from kd_analysis.training.loop import ce_loss, few_labels, split_examples, train
 from tests.test_training import _cfg

@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-from kd_analysis.errors import ModelLoadError
+from kd_analysis.exceptions import ModelLoadError
 from kd_analysis.models import builtins as builtins_mod
 from kd_analysis.models.loading import estimate_memory, load_model
 from kd_analysis.models.specs import ModelSpec

@@ -97,14 +97,14 @@ def test_real_maximum_and_cap():
 
 
 def test_bad_cap_is_one_clear_error(mc_head):
-    from kd_analysis.errors import KDLensError
+    from kd_analysis.exceptions import KDLensError
 
     with pytest.raises(KDLensError, match="max tokens must be a positive whole number"):
         attribute(mc_head, LONG, method="saliency", max_tokens=0)
 
 
 def test_choices_alone_over_the_limit_is_one_clear_error(mc_head):
-    from kd_analysis.errors import KDLensError
+    from kd_analysis.exceptions import KDLensError
 
     wide = Example("wide", "a question", choices=[" ".join(["banana"] * 40), "seven"], label=0)
     with pytest.raises(KDLensError, match="example wide: .* more than the limit of 16 tokens"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kd_analysis.data import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.explorer import ExplorerSettings, explore_pair
 from kd_analysis.losses.toy import ToyConfig, class_sinkhorn, fit_toy

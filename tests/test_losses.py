@@ -12,7 +12,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import softmax
 from scipy.stats import entropy
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES, sinkhorn_plan, sinkhorn_to_labels
 from kd_analysis.losses.sinkhorn import cost_matrix
 

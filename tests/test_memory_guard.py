@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kd_analysis.errors import ModelLoadError
+from kd_analysis.exceptions import ModelLoadError
 from kd_analysis.models import memory
 from kd_analysis.models.memory import MemoryVerdict, available_memory_mb, check_memory
 from kd_analysis.models.specs import ModelSpec, StudentSpec

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kd_analysis.data import Example
-from kd_analysis.errors import KDLensError, ModelLoadError
+from kd_analysis.exceptions import KDLensError, ModelLoadError
 from kd_analysis.models import ModelSpec, StudentSpec
 from kd_analysis.models.loading import attention_weights, estimate_memory, load_model
 from kd_analysis.models.pair import check_pair

@@ -1,4 +1,4 @@
-"""Notes and tags per example (kd_analysis.errors.notes): CRUD, validation, export/import merging, and that
+"""Notes and tags per example (kd_analysis.error_analysis.notes): CRUD, validation, export/import merging, and that
 concurrent writers (threads and processes) and readers never lose or half-see a write."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from kd_analysis.errors import KDLensError
-from kd_analysis.errors.notes import MAX_TAG, MAX_TEXT, SCHEMA_VERSION, NotesStore
+from kd_analysis.error_analysis.notes import MAX_TAG, MAX_TEXT, SCHEMA_VERSION, NotesStore
+from kd_analysis.exceptions import KDLensError
 
 PER_WRITER = 200
 ROOT = Path(__file__).resolve().parent.parent

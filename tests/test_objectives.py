@@ -223,7 +223,7 @@ def test_taid_schedule_follows_the_published_update():
 
 
 def test_training_with_taid_logs_t_and_refuses_a_bad_schedule(tiny_dir, tmp_path):
-    from kd_analysis.errors import KDLensError
+    from kd_analysis.exceptions import KDLensError
     from kd_analysis.training.config import LossTerm, StudentSpec, TrainConfig
     from kd_analysis.training.loop import train
     from tests.test_training import _mc_file
@@ -319,7 +319,7 @@ def test_generalised_jsd_endpoints_from_a_yaml_config_train_and_strings_are_refu
     written as a string, or outside [0, 1], is refused in one sentence before anything loads."""
     import yaml
 
-    from kd_analysis.errors import KDLensError
+    from kd_analysis.exceptions import KDLensError
     from kd_analysis.training.config import TrainConfig
     from kd_analysis.training.loop import train
     from tests.lm_runs import arith_file

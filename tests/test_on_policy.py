@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import LossTerm, OnPolicySettings, TrainConfig
 from kd_analysis.training.progress import losses_label

@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.special import log_softmax, softmax
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import LossTerm, TrainConfig
 from kd_analysis.training.loop import kd_loss_terms

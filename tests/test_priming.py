@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.loading import load_model
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.priming import STRATEGIES, format_prompt, render_template

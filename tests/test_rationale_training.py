@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.loading import load_model
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.training import rationale_tasks

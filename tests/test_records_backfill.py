@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kd_analysis.errors import KDLensError
-from kd_analysis.errors.backfill import BackfillMismatch, backfill_run
-from kd_analysis.errors.records import PREDICTIONS
+from kd_analysis.error_analysis.backfill import BackfillMismatch, backfill_run
+from kd_analysis.error_analysis.records import PREDICTIONS
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import read_jsonl
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore
@@ -259,7 +259,7 @@ def test_shipped_reference_runs_have_records_that_match_their_metrics(run_id):
                 f"{NOT_REPRODUCED[run_id]}"
             )
         how = "" if (run.path / "checkpoint").is_dir() else " with retrain=True (it has no checkpoint)"
-        pytest.fail(f"{run_id} has no {PREDICTIONS}: run kd_analysis.errors.backfill on it{how}")
+        pytest.fail(f"{run_id} has no {PREDICTIONS}: run kd_analysis.error_analysis.backfill on it{how}")
     cfg = run.config()
     rows = read_jsonl(run.path / PREDICTIONS)
     metrics = run.metrics()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kd_analysis import cli, process_identity
-from kd_analysis.errors import RunStoreError
+from kd_analysis.exceptions import RunStoreError
 from kd_analysis.runs import RunStore, cancel_run, reconcile
 
 ROOT = Path(__file__).resolve().parent.parent

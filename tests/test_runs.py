@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from kd_analysis.errors import RunStoreError
+from kd_analysis.exceptions import RunStoreError
 from kd_analysis.fileio import atomic_write_json
 from kd_analysis.runs import RunStore
 

@@ -141,7 +141,7 @@ def test_user_errors_say_what_to_do(tiny_dir, tmp_path):
     an untrained head is flagged."""
     from kd_analysis.attribution.rationales import attribute
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.errors import KDLensError
+    from kd_analysis.exceptions import KDLensError
     from kd_analysis.models.loading import adapter_mismatch, load_model
     from kd_analysis.models.specs import ModelSpec
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.special import log_softmax
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES, bucket_logprobs, sparse_kd, tail_mass, teacher_topk_logprobs
 from tests.rounding import U32, U64
 

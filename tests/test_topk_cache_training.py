@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.batches import AnswerRows, LMBatch

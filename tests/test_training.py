@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
 from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
@@ -543,7 +543,7 @@ def test_inputs_longer_than_max_length_are_reported_not_cut_silently(tiny_dir, t
 def test_every_run_writes_per_example_records(tiny_dir, tmp_path):
     """predictions.jsonl: the teacher at step 0 and the student at its final eval, one line per example, whose
     correctness agrees with the run's own accuracies; KL(teacher ‖ student) matches a direct formula."""
-    from kd_analysis.errors.records import PREDICTIONS
+    from kd_analysis.error_analysis.records import PREDICTIONS
     from kd_analysis.fileio import read_jsonl
 
     out = tmp_path / "run-a"

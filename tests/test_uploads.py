@@ -17,7 +17,7 @@ from kd_analysis.data.uploads import (
     total_size,
     uploads_root,
 )
-from kd_analysis.errors import DataError
+from kd_analysis.exceptions import DataError
 
 CSV = b"sentence,label\ngood film,1\nbad film,0\n"
 

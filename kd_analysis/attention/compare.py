@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kd_analysis.attention.stats import HeadStats
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 
 @dataclass

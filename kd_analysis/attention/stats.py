@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.truncation import DEFAULT_CAP, Cut, Limit, fit_left, keep_ends, token_limit
 
 STATS = {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 MAX_VIEW_TOKENS = 64
 MAX_VIEW_BYTES = 8_000_000

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from kd_analysis.attribution.rationales import Attribution, normalise, select_rationale
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 
 @dataclass

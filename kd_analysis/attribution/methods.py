@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import torch
 
 from kd_analysis.attribution.targets import Target
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 
 class MethodFn(Protocol):

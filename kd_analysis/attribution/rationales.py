@@ -19,7 +19,7 @@ import torch
 
 from kd_analysis.attribution.methods import METHODS
 from kd_analysis.attribution.targets import MAX_TOKENS, Target, build_target
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 DEFINITIONS = ("any", "fraction", "f1", "iou")
 PAPER_OVERLAP = 0.68  # Ballout et al. 2024, multiple-choice data

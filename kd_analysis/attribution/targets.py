@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.truncation import DEFAULT_CAP, Cut, Limit, fit_left, token_limit
 
 MAX_TOKENS = DEFAULT_CAP  # the default cap; the model's own maximum applies when it is smaller

@@ -12,7 +12,7 @@ import sys
 import warnings
 
 from kd_analysis.cli.common import Parser
-from kd_analysis.errors import KDLensError, user_message
+from kd_analysis.exceptions import KDLensError, user_message
 
 
 def _prog() -> str:

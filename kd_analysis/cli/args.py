@@ -10,7 +10,7 @@ import argparse
 import math
 import os
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 # dest -> (lowest allowed, highest allowed or None, whether the lowest is itself allowed)
 BOUNDS: dict[str, tuple[float, float | None, bool]] = {

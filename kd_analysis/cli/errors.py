@@ -16,7 +16,7 @@ def _store(args):
 
 
 def cmd_matrix(args) -> None:
-    from kd_analysis.errors.workspace import matrix
+    from kd_analysis.error_analysis.workspace import matrix
 
     out = matrix(_store(args), args.run_id, args.against)
 
@@ -33,7 +33,7 @@ def cmd_matrix(args) -> None:
 
 
 def cmd_examples(args) -> None:
-    from kd_analysis.errors.workspace import examples
+    from kd_analysis.error_analysis.workspace import examples
 
     frame = examples(_store(args), args.run_id, args.slice, args.where, args.sort, args.limit)
     if args.json:
@@ -44,7 +44,7 @@ def cmd_examples(args) -> None:
 
 
 def cmd_slices(args) -> None:
-    from kd_analysis.errors.workspace import slices
+    from kd_analysis.error_analysis.workspace import slices
 
     rows = slices(_store(args), args.run_id, args.min_n)
     print_result(
@@ -61,8 +61,8 @@ def cmd_slices(args) -> None:
 
 
 def cmd_note(args) -> None:
-    from kd_analysis.errors import KDLensError
-    from kd_analysis.errors.workspace import notes_store, run_data, run_records
+    from kd_analysis.error_analysis.workspace import notes_store, run_data, run_records
+    from kd_analysis.exceptions import KDLensError
 
     if not args.text and not args.tag:
         raise KDLensError("give the note's text, a --tag, or both (nothing was saved)")
@@ -84,7 +84,7 @@ def cmd_note(args) -> None:
 
 
 def cmd_notes(args) -> None:
-    from kd_analysis.errors.workspace import notes_store, run_data
+    from kd_analysis.error_analysis.workspace import notes_store, run_data
 
     store = _store(args)
     data = run_data(store, args.run_id)
@@ -104,8 +104,8 @@ def cmd_notes(args) -> None:
 
 
 def cmd_save_slice(args) -> None:
-    from kd_analysis.errors import KDLensError
-    from kd_analysis.errors.workspace import notes_store, run_data
+    from kd_analysis.error_analysis.workspace import notes_store, run_data
+    from kd_analysis.exceptions import KDLensError
 
     store = _store(args)
     data = run_data(store, args.run_id)
@@ -123,13 +123,13 @@ def cmd_save_slice(args) -> None:
 
 
 def cmd_saved_slices(args) -> None:
-    from kd_analysis.errors.workspace import notes_store, run_data
+    from kd_analysis.error_analysis.workspace import notes_store, run_data
 
     store = _store(args)
     data = run_data(store, args.run_id)
     notes = notes_store(store)
     if args.delete:
-        from kd_analysis.errors import KDLensError
+        from kd_analysis.exceptions import KDLensError
 
         if not notes.delete_slice(data, args.delete):
             raise KDLensError(f"no saved slice {args.delete!r} for {data} data")
@@ -138,7 +138,7 @@ def cmd_saved_slices(args) -> None:
 
 
 def cmd_explain(args) -> None:
-    from kd_analysis.errors.explain import explain
+    from kd_analysis.error_analysis.explain import explain
 
     found = explain(
         _store(args),
@@ -166,10 +166,10 @@ def cmd_explain(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from kd_analysis.errors import KDLensError
-    from kd_analysis.errors.report import write_report
-    from kd_analysis.errors.slices import Slice
-    from kd_analysis.errors.workspace import notes_store, run_data
+    from kd_analysis.error_analysis.report import write_report
+    from kd_analysis.error_analysis.slices import Slice
+    from kd_analysis.error_analysis.workspace import notes_store, run_data
+    from kd_analysis.exceptions import KDLensError
     from kd_analysis.fileio import writable_target
 
     writable_target(args.out, args.force)
@@ -199,7 +199,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_backfill(args) -> None:
-    from kd_analysis.errors.backfill import backfill_run
+    from kd_analysis.error_analysis.backfill import backfill_run
 
     store = _store(args)
     done = [backfill_run(store, rid, force=args.force, retrain=args.retrain).to_dict() for rid in args.run_ids]

@@ -7,7 +7,7 @@ import argparse
 from kd_analysis.cli.args import number, whole_number
 from kd_analysis.cli.common import Parser, add_data, print_result
 from kd_analysis.cli.models import _pair_specs, pair_opts
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 
 def cmd_losses_toy(args: argparse.Namespace) -> None:

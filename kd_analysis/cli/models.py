@@ -6,7 +6,7 @@ import argparse
 
 from kd_analysis.cli.args import whole_number
 from kd_analysis.cli.common import Parser, print_result
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 
 def cmd_models_list(args: argparse.Namespace) -> None:

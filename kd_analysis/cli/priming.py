@@ -7,7 +7,7 @@ from functools import partial
 
 from kd_analysis.cli.args import number, whole_number
 from kd_analysis.cli.common import Parser, add_data, creates_runs, print_result
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 
 def _fmt(v, pct: bool = False) -> str:

@@ -8,7 +8,7 @@ import json
 
 from kd_analysis.cli.args import whole_number
 from kd_analysis.cli.common import Parser, creates_runs, print_result, reconciled_store
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 
 def cmd_runs_list(args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import DataError
+from kd_analysis.exceptions import DataError
 
 GOLD_MARK = "####"
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")

@@ -18,7 +18,7 @@ from typing import Any
 
 from kd_analysis.data.example import Example
 from kd_analysis.data.formats import FORMATS, detect_format
-from kd_analysis.errors import DataError
+from kd_analysis.exceptions import DataError
 
 TEXT_COLUMNS = ("text", "sentence", "question", "input", "prompt", "premise", "content")
 LABEL_COLUMNS = ("label", "labels", "answerKey", "answer_key", "class")

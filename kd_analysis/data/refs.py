@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from kd_analysis.data.loaders import ColumnMapping
-from kd_analysis.errors import DataError
+from kd_analysis.exceptions import DataError
 
 ROLES = tuple(f.name for f in fields(ColumnMapping))  # text, label, choices, answer, solution, id
 _KEYED = re.compile(r"^(?P<source>.+?) (?P<columns>\{.*\})$", re.DOTALL)

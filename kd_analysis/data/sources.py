@@ -11,7 +11,7 @@ from typing import Any
 
 from kd_analysis.data.demo import DEMO_SETS
 from kd_analysis.data.loaders import ColumnMapping, Dataset, file_kind, load_file, rows_to_examples
-from kd_analysis.errors import DataError
+from kd_analysis.exceptions import DataError
 from kd_analysis.hub import hub_reachable, looks_like_hub_id, offline_message
 
 DEMO_PREFIX = "demo:"

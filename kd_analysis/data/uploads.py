@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from kd_analysis.errors import DataError
+from kd_analysis.exceptions import DataError
 
 CHUNK = 1 << 20  # 1 MiB: never the whole upload in one read
 _TMP_PREFIX = ".upload-"

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kd_analysis.errors import KDLensError
 from kd_analysis.evidence.paired import GapClosed, PairedComparison, compare_paired, describe, gap_closed, t_interval
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.runs import RunStore
 
 PER_RUN = ("seed", "name", "group")  # what differs between the runs of one group
@@ -102,8 +102,8 @@ _CORRECT: dict[tuple, pd.Series] = {}  # (records file, its mtime and size, role
 
 def final_correct(store: RunStore, run_id: str, role: str = "student") -> pd.Series:
     """Correctness (0/1) per example id at the role's last recorded evaluation (cached by the file's stamp)."""
-    from kd_analysis.errors.frames import PREDICTIONS
-    from kd_analysis.errors.workspace import run_records
+    from kd_analysis.error_analysis.frames import PREDICTIONS
+    from kd_analysis.error_analysis.workspace import run_records
     from kd_analysis.fileio import read_jsonl
 
     path = store.root / run_id / PREDICTIONS

@@ -32,7 +32,7 @@ def plane_grid(step: float = 0.1, high: float = LIMIT) -> list[tuple[float, floa
 
 def fit_at(alpha: float, beta: float, cfg: ToyConfig | None = None) -> PlaneFit:
     """The toy student under the α-β divergence at (α, β), beside forward and reverse KL (the plane's corners)."""
-    from kd_analysis.errors import KDLensError
+    from kd_analysis.exceptions import KDLensError
 
     if not (0 <= alpha <= LIMIT and 0 <= beta <= LIMIT):
         raise KDLensError(f"α and β must be in [0, {LIMIT:g}] (got {alpha:g}, {beta:g})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 
 def check_pair_logits(student: torch.Tensor, teacher: torch.Tensor, *, tau: float) -> None:

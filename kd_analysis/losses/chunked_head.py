@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses.registry import LOSSES
 
 # one [block, V] float32 tensor; a block holds ~6 of them at a time. In the TRL comparison (8,192 tokens, 768

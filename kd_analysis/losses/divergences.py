@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses.checks import check_mask, check_pair_logits, upcast
 from kd_analysis.losses.registry import LOSSES, Param, RowFn, register_loss
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses.registry import LOSSES
 from kd_analysis.losses.sinkhorn import sinkhorn_plan
 from kd_analysis.losses.sparse import sparse_kd, tail_mass, teacher_topk

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses.divergences import _kl_rows, register_divergence
 from kd_analysis.losses.registry import Param
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses.checks import check_mask, check_pair_logits, check_positive, upcast
 from kd_analysis.losses.registry import Param, register_loss
 

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses.checks import check_mask, check_positive, upcast
 from kd_analysis.losses.divergences import finish
 from kd_analysis.losses.registry import LOSSES

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses.registry import LOSSES
 from kd_analysis.losses.sinkhorn import class_sinkhorn, class_sinkhorn_rows  # noqa: F401 - the toy's Sinkhorn
 

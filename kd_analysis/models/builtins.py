@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kd_analysis.errors import ModelLoadError
+from kd_analysis.exceptions import ModelLoadError
 
 Progress = Callable[[str], None]
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

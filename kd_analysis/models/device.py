@@ -13,7 +13,7 @@ def pick_device(requested: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(requested)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from kd_analysis.errors import KDLensError
+        from kd_analysis.exceptions import KDLensError
 
         raise KDLensError(f"device {requested!r} asked for, but this machine has no CUDA GPU; use 'auto' or 'cpu'")
     return dev
@@ -25,7 +25,7 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     if requested not in DTYPES:
-        from kd_analysis.errors import KDLensError
+        from kd_analysis.exceptions import KDLensError
 
         raise KDLensError(f"unknown dtype {requested!r}; one of auto, {', '.join(DTYPES)}")
     return DTYPES[requested]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 
-from kd_analysis.errors import KDLensError, ModelLoadError, user_message
+from kd_analysis.exceptions import KDLensError, ModelLoadError, user_message
 from kd_analysis.models.builtins import BUILTINS, Progress
 from kd_analysis.models.device import dtype_name, pick_device, pick_dtype
 from kd_analysis.models.info import MemoryEstimate, ModelInfo, config_shape, count_parameters, estimate_from_config

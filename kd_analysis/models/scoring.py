@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.loading import LoadedModel
 
 MAX_LENGTH = 256

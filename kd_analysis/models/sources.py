@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kd_analysis.errors import ModelLoadError
+from kd_analysis.exceptions import ModelLoadError
 from kd_analysis.hub import hub_reachable, looks_like_hub_id, offline_message
 from kd_analysis.models.builtins import BUILTINS, Progress
 from kd_analysis.models.specs import ModelSpec

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.info import config_shape
 from kd_analysis.models.loading import LoadedModel, load_model
 from kd_analysis.models.specs import StudentSpec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kd_analysis.errors import ModelLoadError
+from kd_analysis.exceptions import ModelLoadError
 from kd_analysis.models.specs import TASKS
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.priming.strategies import PAPER_ACCURACY, STRATEGIES
 from kd_analysis.stats import wilson_interval

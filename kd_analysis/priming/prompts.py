@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 SLOTS = ("question", "answer", "solution")
 

@@ -22,7 +22,7 @@ import torch
 
 from kd_analysis.data.answers import extract_number, is_correct
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.priming.prompts import format_prompt, render_template
 

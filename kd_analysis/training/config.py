@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.schema import dump_yaml, load_yaml, parse, strict_schema
 

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
-from kd_analysis.errors.records import save_run_records
+from kd_analysis.error_analysis.records import save_run_records
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.checks import upcast
 from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss

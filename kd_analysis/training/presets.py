@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, RationaleSettings, TrainConfig
 

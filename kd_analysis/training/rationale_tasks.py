@@ -21,7 +21,7 @@ import torch
 
 from kd_analysis.attribution.rationales import attribute, normalise, select_rationale
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.training.config import RationaleSettings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.runs import Run
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses.checks import upcast
 from kd_analysis.losses.sparse import rest_logsumexp
 

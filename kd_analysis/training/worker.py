@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kd_analysis import process_identity
-from kd_analysis.errors import KDLensError, user_message
+from kd_analysis.exceptions import KDLensError, user_message
 from kd_analysis.logs import lines_to
 from kd_analysis.runs import PhaseReporter, Run, RunStore
 
@@ -245,7 +245,7 @@ BACKGROUND_JOBS = {
     "rationales": "kd_analysis.attribution.job:rationale_job",
     "attention": "kd_analysis.attention.job:attention_job",
     "teacher_outputs": "kd_analysis.priming.job:outputs_job",
-    "explanations": "kd_analysis.errors.explain:explain_job",
+    "explanations": "kd_analysis.error_analysis.explain:explain_job",
     "size_speed": "kd_analysis.evidence.size_speed:size_speed_job",
 }
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from kd_analysis.errors import DataError
-from kd_analysis.errors.frames import Rows, _side, join_roles
-from kd_analysis.errors.significance import MCNEMAR_TEST, mcnemar_exact_p
+from kd_analysis.error_analysis.frames import Rows, _side, join_roles
+from kd_analysis.error_analysis.significance import MCNEMAR_TEST, mcnemar_exact_p
+from kd_analysis.exceptions import DataError
 
 
 def _counts(frame: pd.DataFrame, first: str, second: str) -> tuple[int, int, int, int]:

@@ -1,7 +1,5 @@
-"""Errors, both kinds: the exceptions kd-lens raises for the user (one clear sentence that the CLI prints as one
-line and pages show in a box), and, in submodules, the analysis of where a student's answers go wrong
-(`.records` written at evaluation, `.frames`, `.matrix`, `.significance`, `.filters`, `.slices`, `.notes`,
-`.workspace` for the run store)."""
+"""The exceptions kd-lens raises for the user: one clear sentence that the CLI prints as one line and pages
+show in a box. The lowest layer: every unit may raise them, and they import nothing of kd-lens."""
 
 
 class KDLensError(Exception):

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kd_analysis.errors import KDLensError
-from kd_analysis.errors.filters import _column_list, parse_filter
-from kd_analysis.errors.frames import add_features
-from kd_analysis.errors.significance import benjamini_hochberg, mcnemar_exact_p, paired_difference_interval
+from kd_analysis.error_analysis.filters import _column_list, parse_filter
+from kd_analysis.error_analysis.frames import add_features
+from kd_analysis.error_analysis.significance import benjamini_hochberg, mcnemar_exact_p, paired_difference_interval
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.stats import wilson_interval
 
 

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kd_analysis.errors import KDLensError
-from kd_analysis.errors.records import PREDICTIONS, record_lines, with_text_tokens
+from kd_analysis.error_analysis.records import PREDICTIONS, record_lines, with_text_tokens
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import atomic_write_text, read_jsonl
 from kd_analysis.logs import lines_to
 from kd_analysis.runs import RunStore

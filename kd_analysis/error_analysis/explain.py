@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.runs import Run, RunStore
 
@@ -95,7 +95,7 @@ def load_run_models(
 ) -> RunModels:
     """Load a finished training run's models as its final evaluation had them (NoWeights without a checkpoint)."""
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.errors.backfill import _check_run, eval_views, evaluated_models
+    from kd_analysis.error_analysis.backfill import _check_run, eval_views, evaluated_models
     from kd_analysis.training.loop import split_examples, student_prompt_fn, teacher_prompt
 
     say = progress or (lambda m: None)
@@ -137,7 +137,7 @@ def load_run_models(
 
 def _recorded_answers(run: Run) -> dict[str, dict[str, Any]]:
     """Each role's answer at its last recorded evaluation (teacher: step 0; live model: the final step)."""
-    from kd_analysis.errors.records import PREDICTIONS
+    from kd_analysis.error_analysis.records import PREDICTIONS
 
     latest: dict[tuple[str, str], tuple[int, Any]] = {}
     path = run.path / PREDICTIONS
@@ -271,7 +271,7 @@ def explain(
     if todo:
         run = store.get(run_id)
         if rebuild and not (run.path / "checkpoint").is_dir():
-            from kd_analysis.errors.backfill import rebuild_checkpoint
+            from kd_analysis.error_analysis.backfill import rebuild_checkpoint
 
             rebuild_checkpoint(
                 store,

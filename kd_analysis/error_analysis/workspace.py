@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from kd_analysis.errors import KDLensError
-from kd_analysis.errors.frames import PREDICTIONS, join_roles, load_records
+from kd_analysis.error_analysis.frames import PREDICTIONS, join_roles, load_records
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.runs import RunStore
 
 CELLS = ("both_right", "teacher_only", "student_only", "both_wrong")
@@ -79,7 +79,7 @@ def pair_frame(store: RunStore, run_id: str) -> pd.DataFrame:
 def matrix(store: RunStore, run_id: str, against: str | None = None) -> dict[str, Any]:
     """The 2×2 teacher/student matrix of one run with its exact McNemar test, or with `against`, which
     examples the second run's student fixed and broke relative to the first's."""
-    from kd_analysis.errors.matrix import disagreement, flips
+    from kd_analysis.error_analysis.matrix import disagreement, flips
 
     frame = run_records(store, run_id)
     if against is None:
@@ -137,7 +137,7 @@ class PairView:
 
 
 def pair_view(store: RunStore, run_id: str, against: str | None = None) -> PairView:
-    from kd_analysis.errors.joins import join_analyses
+    from kd_analysis.error_analysis.joins import join_analyses
 
     counts = matrix(store, run_id, against)
     if against is None:
@@ -182,7 +182,7 @@ def examples(
     limit: int | None = None,
 ) -> pd.DataFrame:
     """The run's examples in one cell of the matrix (or all), filtered by a safe expression, sorted."""
-    from kd_analysis.errors.filters import select_examples
+    from kd_analysis.error_analysis.filters import select_examples
 
     if cell not in (*CELLS, "all"):
         raise KDLensError(f"unknown cell {cell!r}; one of {', '.join(CELLS)}, all")
@@ -194,13 +194,13 @@ def examples(
 
 def slices(store: RunStore, run_id: str, min_n: int = 10) -> list[dict[str, Any]]:
     """Feature-defined slices ranked by the teacher–student accuracy gap (slice finder)."""
-    from kd_analysis.errors.slices import find_slices
+    from kd_analysis.error_analysis.slices import find_slices
 
     view = pair_view(store, run_id)
     return [f.to_dict() for f in find_slices(view.frame, columns=list(view.features), min_n=min_n)]
 
 
 def notes_store(store: RunStore):
-    from kd_analysis.errors.notes import NotesStore
+    from kd_analysis.error_analysis.notes import NotesStore
 
     return NotesStore.at(Path(store.root))

@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from kd_analysis.errors import KDLensError
-from kd_analysis.errors.explain import DEFAULT_METHOD, Explanation, cached
-from kd_analysis.errors.frames import answer_label
-from kd_analysis.errors.slices import Slice, find_slices, slice_metrics
-from kd_analysis.errors.workspace import PairView, notes_store, pair_view, run_data
+from kd_analysis.error_analysis.explain import DEFAULT_METHOD, Explanation, cached
+from kd_analysis.error_analysis.frames import answer_label
+from kd_analysis.error_analysis.slices import Slice, find_slices, slice_metrics
+from kd_analysis.error_analysis.workspace import PairView, notes_store, pair_view, run_data
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import atomic_write_text
 from kd_analysis.html_parts import document_head
 from kd_analysis.html_parts import esc as _e

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 MAX_FILTER_CHARS = 2_000
 _COMPARE = {

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from kd_analysis.errors import KDLensError
+from kd_analysis.exceptions import KDLensError
 
 NOTES_FILE = "notes.sqlite"
 SCHEMA_VERSION = 2
@@ -416,7 +416,7 @@ class NotesStore:
     def save_slice(self, data: str, name: str, expr: str, author: str | None = None) -> None:
         """Save (or replace) a named filter for a data set. The expression is checked first: a slice that cannot
         be parsed is never saved."""
-        from kd_analysis.errors.filters import parse_filter
+        from kd_analysis.error_analysis.filters import parse_filter
 
         data, name, author = _name(data, "data set name"), _tag(name, "slice name"), _author(author)
         expr = _text(expr)
