@@ -29,8 +29,8 @@ DEFAULTS: dict[str, Any] = {
 
 def reference_teacher() -> str | None:
     """The shipped MC reference teacher (MiniLM + LoRA fine-tuned on the MC demo), when its adapter is present."""
+    from kd_analysis.demo.reference import teacher_source
     from kd_analysis.runs import RunStore
-    from kd_analysis.training.reference import teacher_source
 
     store = RunStore()
     return teacher_source(store) if teacher_source(store) in shipped_teachers() else None
@@ -38,8 +38,8 @@ def reference_teacher() -> str | None:
 
 def shipped_teachers() -> dict[str, str]:
     """The reference teachers present in the run store: their sources and titles, for the sidebar's list."""
+    from kd_analysis.demo import reference
     from kd_analysis.runs import RunStore
-    from kd_analysis.training import reference
 
     return reference.shipped_teachers(RunStore())
 

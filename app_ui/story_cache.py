@@ -30,7 +30,7 @@ def store_stamp(store: RunStore, files: tuple[str, ...] = ("status.json",)) -> t
 @st.cache_resource(show_spinner="Reading the shipped runs…", max_entries=4)
 def cached_story(root: str, stamp: tuple):
     """Shared by every session of the server: the story changes only when a run does."""
-    from kd_analysis.story import build_story
+    from kd_analysis.demo.story import build_story
 
     return build_story(RunStore(root))
 

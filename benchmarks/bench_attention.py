@@ -42,7 +42,7 @@ def _child(args) -> None:
     from kd_analysis.attention.stats import STATS, _cosine, _per_head, digit_positions, head_stats, is_causal
     from kd_analysis.models.loading import attention_weights, load_model
     from kd_analysis.models.specs import ModelSpec
-    from kd_analysis.priming.prompts import student_prompt
+    from kd_analysis.prompting.prompts import student_prompt
 
     lm = load_model(ModelSpec(args.model))
     exs = _examples(args.examples, args.long)

@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kd_analysis.losses.toy import ToyConfig, fit_toy  # noqa: E402
+from kd_analysis.loss_explorer.toy import ToyConfig, fit_toy  # noqa: E402
 
 SETTINGS = [(0.5, 0.05, 0.1), (1.25, 0.05, 0.1), (2.0, 0.2, 0.3), (3.0, 0.01, 0.1), (5.0, 1.0, 0.9)]  # τ, ε, α
 

@@ -25,9 +25,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.error_analysis.records import write_records
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec
+    from kd_analysis.runs.records import write_records
     from kd_analysis.training.config import TrainConfig
     from kd_analysis.training.evaluate import evaluate
 

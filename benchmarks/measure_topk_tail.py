@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kd_analysis.data.sources import load_dataset
 from kd_analysis.models.loading import load_model
 from kd_analysis.models.specs import ModelSpec
-from kd_analysis.priming.prompts import student_prompt
+from kd_analysis.prompting.prompts import student_prompt
 from kd_analysis.training.batches import lm_outputs
 
 

@@ -21,11 +21,12 @@ from app_ui.resources import dataset, is_loaded, load_pair, show_error
 from app_ui.safe_text import md
 from app_ui.shared_results import PAIR_LOSSES, PAIR_OUTPUTS
 from kd_analysis.csv_export import csv_text
+from kd_analysis.loss_explorer.ab_plane import NAMED_POINTS, fit_at, plane_grid
+from kd_analysis.loss_explorer.real_pair import MAX_BATCH, ExplorerSettings, explore_pair, pair_outputs
+from kd_analysis.loss_explorer.toy import ToyConfig, describe_fits, fit_behaviour, fit_toy, shuffle_demo
 from kd_analysis.losses import LOSSES
-from kd_analysis.losses.ab_plane import NAMED_POINTS, fit_at, plane_grid
-from kd_analysis.losses.explorer import MAX_BATCH, ExplorerSettings, explore_pair, pair_outputs, summarise_plan
 from kd_analysis.losses.registry import BUCKETED_SHORT
-from kd_analysis.losses.toy import ToyConfig, describe_fits, fit_behaviour, fit_toy, shuffle_demo
+from kd_analysis.losses.transport_plans import summarise_plan
 from kd_analysis.plots import losses as plots
 from kd_analysis.training.teacher_cache import bytes_per_token
 

@@ -36,15 +36,15 @@ from kd_analysis.priming.experiment import (
 )
 from kd_analysis.priming.job import KIND as OUTPUTS_KIND
 from kd_analysis.priming.job import load_outputs_run, outputs_config
-from kd_analysis.priming.prompts import (
+from kd_analysis.priming.teacher import check_gold_answers, summarise, teacher_outputs, to_jsonl
+from kd_analysis.prompting.prompts import (
     check_template,
     format_prompt,
     has_chat_template,
     render_template,
     student_prompt,
 )
-from kd_analysis.priming.strategies import PAPER_GAIN
-from kd_analysis.priming.teacher import check_gold_answers, summarise, teacher_outputs, to_jsonl
+from kd_analysis.prompting.strategies import PAPER_GAIN
 from kd_analysis.runs import RunStore, reconcile, start_run
 from kd_analysis.training.config import ALIGNMENTS, LoraSettings
 from kd_analysis.training.progress import run_progress

@@ -8,8 +8,8 @@ import streamlit as st
 from app_ui.navigation import run_under_app
 from app_ui.safe_text import md
 from app_ui.story_cache import cached_story, store_stamp
+from kd_analysis.demo.story import story_html
 from kd_analysis.runs import RunStore
-from kd_analysis.story import story_html
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 

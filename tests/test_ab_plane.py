@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kd_analysis.exceptions import KDLensError
-from kd_analysis.losses.ab_plane import NAMED_POINTS, fit_at, plane_grid
+from kd_analysis.loss_explorer.ab_plane import NAMED_POINTS, fit_at, plane_grid
 from kd_analysis.plots.losses import ab_plane
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,10 +20,10 @@ from kd_analysis.error_analysis.explain import (
     explain_config,
     explain_job,
 )
-from kd_analysis.error_analysis.records import PREDICTIONS
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import read_jsonl
 from kd_analysis.runs import RunStore
+from kd_analysis.runs.records import PREDICTIONS
 from tests.rounding import U64
 from tests.test_records_backfill import _configs, _finished_run, _tamper
 from tests.test_training import _cfg

@@ -249,8 +249,7 @@ def test_cli_groups_compare_gap_json(grouped, run_root):
 
 
 def test_reference_group_plan_shares_split_and_budget_across_losses_and_regimes(tmp_path):
-    from kd_analysis.training.config import TrainConfig
-    from kd_analysis.training.reference import (
+    from kd_analysis.demo.reference import (
         FEW_LABELS,
         GROUP_PREFIX,
         GROUP_SEEDS,
@@ -258,6 +257,7 @@ def test_reference_group_plan_shares_split_and_budget_across_losses_and_regimes(
         SIZE_SPEED_RUN,
         group_plan,
     )
+    from kd_analysis.training.config import TrainConfig
 
     plan = group_plan(RunStore(tmp_path))
     ids = [rid for rid, _, _ in plan]

@@ -10,9 +10,9 @@ import torch
 
 from kd_analysis.data import Example
 from kd_analysis.exceptions import KDLensError
+from kd_analysis.loss_explorer.real_pair import ExplorerSettings, explore_pair
+from kd_analysis.loss_explorer.toy import ToyConfig, class_sinkhorn, fit_toy
 from kd_analysis.losses import LOSSES
-from kd_analysis.losses.explorer import ExplorerSettings, explore_pair
-from kd_analysis.losses.toy import ToyConfig, class_sinkhorn, fit_toy
 from kd_analysis.models import ModelSpec, StudentSpec
 from kd_analysis.models.loading import load_model
 from kd_analysis.models.pair import check_pair
@@ -172,7 +172,7 @@ def test_cli_losses_pair_json(tiny_dir, tmp_path):
 
 
 def test_row_shuffle_moves_row_wise_losses_but_not_sinkhorn():
-    from kd_analysis.losses.toy import shuffle_demo
+    from kd_analysis.loss_explorer.toy import shuffle_demo
 
     demo = shuffle_demo(rows=6, classes=5, seed=3)
     assert demo.shuffled["sinkhorn"] == pytest.approx(demo.aligned["sinkhorn"], rel=1e-9)
@@ -181,8 +181,8 @@ def test_row_shuffle_moves_row_wise_losses_but_not_sinkhorn():
 
 
 def test_lm_view_reports_the_cached_top_k_and_tail_mass(tiny_dir):
+    from kd_analysis.loss_explorer.real_pair import cached_topk_view
     from kd_analysis.losses import LOSSES, sparse_kd, teacher_topk_logprobs
-    from kd_analysis.losses.explorer import cached_topk_view
 
     g = torch.Generator().manual_seed(0)
     s, t = torch.randn(4, 30, generator=g), torch.randn(4, 30, generator=g)

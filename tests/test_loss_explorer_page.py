@@ -16,7 +16,7 @@ def _open(monkeypatch, calls: dict) -> AppTest:
     "<name> result") and the server's shared pair results emptied."""
     import app_ui.resources
     import app_ui.shared_results as shared
-    import kd_analysis.losses.explorer as explorer
+    import kd_analysis.loss_explorer.real_pair as explorer
 
     monkeypatch.setattr(shared, "PAIR_OUTPUTS", shared.SharedResults(max_entries=2))
     monkeypatch.setattr(shared, "PAIR_LOSSES", shared.SharedResults(max_entries=32))
@@ -79,7 +79,7 @@ def test_pair_view_runs_on_selection_explains_plan_and_bars_and_keeps_results(mo
     assert any("Balance loss weights by gradient norm" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) >= 4  # losses/gradients, plan, cost, probability bars
     assert any("A good plan puts its mass on the diagonal" in m.value for m in at.markdown)
-    from kd_analysis.losses.explorer import summarise_plan
+    from kd_analysis.losses.transport_plans import summarise_plan
 
     note = summarise_plan(calls["explore_pair result"].plan).note  # the page's words come from the plan it drew
     assert any(c.value.startswith(note) for c in at.caption)

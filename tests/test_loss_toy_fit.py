@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from kd_analysis.losses.explorer import UNIFORM_TOLERANCE, summarise_plan
-from kd_analysis.losses.toy import (
+from kd_analysis.loss_explorer.toy import (
     COVERING,
     SEEKING,
     ToyConfig,
@@ -20,6 +19,7 @@ from kd_analysis.losses.toy import (
     newton,
     teacher_modes,
 )
+from kd_analysis.losses.transport_plans import UNIFORM_TOLERANCE, summarise_plan
 from kd_analysis.plots import losses as plots
 
 pytestmark = pytest.mark.numeric  # floats compared across computation orders: rerun on other kernels
@@ -245,7 +245,7 @@ def test_student_bars_are_drawn_beside_the_teacher_bars_and_visible():
 
 def test_pair_report_says_what_the_bars_show(tiny_dir):
     from kd_analysis.data import Example
-    from kd_analysis.losses.explorer import ExplorerSettings, explore_pair
+    from kd_analysis.loss_explorer.real_pair import ExplorerSettings, explore_pair
     from kd_analysis.models import ModelSpec, StudentSpec
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.pair import check_pair

@@ -15,7 +15,7 @@ from kd_analysis.training.plan_runner import EXCLUSIVE_KINDS, dependencies, run_
 
 
 def test_dependencies_of_the_reference_plan(tmp_path):
-    from kd_analysis.training.reference import reference_plan
+    from kd_analysis.demo.reference import reference_plan
 
     plan = reference_plan(RunStore(tmp_path))
     needs = dependencies(plan)
@@ -137,7 +137,7 @@ def test_steps_that_wait_for_each_other_are_refused_not_skipped(tmp_path):
 
 def test_shipped_teachers_lists_only_adapters_present_in_the_store(tmp_path):
     """A reference teacher whose adapter is missing (a run that failed, a half-copied store) is not offered."""
-    from kd_analysis.training.reference import SENTIMENT_TEACHER_RUN, TEACHER_RUN, shipped_teachers, teacher_source
+    from kd_analysis.demo.reference import SENTIMENT_TEACHER_RUN, TEACHER_RUN, shipped_teachers, teacher_source
 
     store = RunStore(tmp_path)
     assert shipped_teachers(store) == {}

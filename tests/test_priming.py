@@ -13,8 +13,8 @@ from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.loading import load_model
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.priming import STRATEGIES, format_prompt, render_template
-from kd_analysis.priming.prompts import check_template, student_prompt
 from kd_analysis.priming.teacher import OutputCache, summarise, teacher_outputs
+from kd_analysis.prompting.prompts import check_template, student_prompt
 
 EX = Example(
     id="a1",

@@ -12,8 +12,8 @@ from kd_analysis.data.example import Example
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.loading import load_model
 from kd_analysis.models.specs import ModelSpec, StudentSpec
-from kd_analysis.priming.prompts import format_prompt, render_template, student_prompt
-from kd_analysis.priming.strategies import STRATEGIES
+from kd_analysis.prompting.prompts import format_prompt, render_template, student_prompt
+from kd_analysis.prompting.strategies import STRATEGIES
 from kd_analysis.training.batches import paper_answer_ids, paper_rows, position_outputs
 from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, TrainConfig
 

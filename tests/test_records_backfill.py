@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from kd_analysis.error_analysis.backfill import BackfillMismatch, backfill_run
-from kd_analysis.error_analysis.records import PREDICTIONS
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import read_jsonl
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore
+from kd_analysis.runs.records import PREDICTIONS
 from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, RationaleSettings, TrainConfig
 from tests.test_priming import _arith_file
 from tests.test_training import _cfg

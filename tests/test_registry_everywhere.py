@@ -37,7 +37,7 @@ def extra_loss():
 
 
 def test_a_registered_loss_is_fitted_by_the_toy_with_its_parameter(extra_loss):
-    from kd_analysis.losses.toy import ToyConfig, fit_toy, teacher_distribution
+    from kd_analysis.loss_explorer.toy import ToyConfig, fit_toy, teacher_distribution
 
     assert NAME in ToyConfig().losses  # every loss registered by now, without naming it
     cfg = ToyConfig(losses=(NAME,), params={"power": 3})
@@ -51,7 +51,7 @@ def test_a_registered_loss_is_fitted_by_the_toy_with_its_parameter(extra_loss):
 
 
 def test_a_registered_loss_appears_in_the_pair_explorer(extra_loss, tiny_dir):
-    from kd_analysis.losses.explorer import ExplorerSettings, explore_pair
+    from kd_analysis.loss_explorer.real_pair import ExplorerSettings, explore_pair
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.scoring import class_logits
     from kd_analysis.models.specs import ModelSpec, StudentSpec

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from kd_analysis.demo.story import Section, build_story, story_html, write_story
 from kd_analysis.runs import RunStore
-from kd_analysis.story import Section, build_story, story_html, write_story
 from tests.test_cli import assert_clean_error, cli
 from tests.test_evidence import build_groups
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def story_store(run_root, monkeypatch):
-    import kd_analysis.training.reference as reference
+    import kd_analysis.demo.reference as reference
 
     monkeypatch.setattr(reference, "GROUP_PREFIX", "")  # the test's groups are named by build_groups
     store, _made, _ = build_groups(RunStore(run_root))
@@ -83,8 +83,8 @@ def test_summary_page_draws_every_section_with_links_and_export():
 
 
 def test_the_toy_picture_is_precomputed_and_refitted_when_its_settings_change(run_root, monkeypatch):
-    import kd_analysis.losses.toy as toy
-    from kd_analysis.story import TOY_FILE, toy_result
+    import kd_analysis.loss_explorer.toy as toy
+    from kd_analysis.demo.story import TOY_FILE, toy_result
 
     store = RunStore(run_root)
     run_root.mkdir(parents=True, exist_ok=True)

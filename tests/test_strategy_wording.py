@@ -7,7 +7,7 @@ import pytest
 
 from kd_analysis.data.example import Example
 from kd_analysis.priming import STRATEGIES, render_template
-from kd_analysis.priming.strategies import OWN_WORDING, PAPER_WORDING
+from kd_analysis.prompting.strategies import OWN_WORDING, PAPER_WORDING
 
 PAPER = ("none", "teacher", "ai_to_ai", "confidence")
 OURS = ("gold", "cot")

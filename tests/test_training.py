@@ -543,8 +543,8 @@ def test_inputs_longer_than_max_length_are_reported_not_cut_silently(tiny_dir, t
 def test_every_run_writes_per_example_records(tiny_dir, tmp_path):
     """predictions.jsonl: the teacher at step 0 and the student at its final eval, one line per example, whose
     correctness agrees with the run's own accuracies; KL(teacher ‖ student) matches a direct formula."""
-    from kd_analysis.error_analysis.records import PREDICTIONS
     from kd_analysis.fileio import read_jsonl
+    from kd_analysis.runs.records import PREDICTIONS
 
     out = tmp_path / "run-a"
     out.mkdir()

@@ -42,7 +42,7 @@ def load_labelled(entry: dict[str, Any], store):
 
 def entry_prompt(entry: dict[str, Any], loaded):
     """How an entry's model reads an example: primed by its template, or the bare question."""
-    from kd_analysis.priming.prompts import format_prompt, render_template, student_prompt
+    from kd_analysis.prompting.prompts import format_prompt, render_template, student_prompt
 
     if entry.get("template"):
         template = entry["template"]

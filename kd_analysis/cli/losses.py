@@ -11,8 +11,8 @@ from kd_analysis.exceptions import KDLensError
 
 
 def cmd_losses_toy(args: argparse.Namespace) -> None:
+    from kd_analysis.loss_explorer.toy import ToyConfig, fit_toy
     from kd_analysis.losses import LOSSES
-    from kd_analysis.losses.toy import ToyConfig, fit_toy
 
     params = {}
     for item in args.param or []:
@@ -56,7 +56,7 @@ def cmd_losses_toy(args: argparse.Namespace) -> None:
 
 def cmd_losses_pair(args: argparse.Namespace) -> None:
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.losses.explorer import ExplorerSettings, explore_pair
+    from kd_analysis.loss_explorer.real_pair import ExplorerSettings, explore_pair
     from kd_analysis.models.pairs_loading import load_pair
 
     teacher_spec, student_spec = _pair_specs(args)

@@ -9,8 +9,8 @@ from kd_analysis.cli.common import Parser, print_result, reconciled_store
 
 
 def cmd_story(args: argparse.Namespace) -> None:
+    from kd_analysis.demo.story import write_story
     from kd_analysis.fileio import writable_target
-    from kd_analysis.story import write_story
 
     out = write_story(writable_target(args.out, args.force), reconciled_store(args))
     print_result(

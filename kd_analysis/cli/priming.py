@@ -17,7 +17,7 @@ def _fmt(v, pct: bool = False) -> str:
 
 
 def _templates(args) -> dict[str, str]:
-    from kd_analysis.priming.strategies import STRATEGIES
+    from kd_analysis.prompting.strategies import STRATEGIES
 
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = [s for s in names if s not in STRATEGIES]
@@ -38,8 +38,8 @@ def cmd_prime_outputs(args) -> None:
     from kd_analysis.fileio import writable_target
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec
-    from kd_analysis.priming.prompts import check_template
     from kd_analysis.priming.teacher import summarise, teacher_outputs, to_jsonl
+    from kd_analysis.prompting.prompts import check_template
 
     if args.out:
         writable_target(args.out, args.force)
@@ -198,7 +198,7 @@ def cmd_attention_stats(args) -> None:
     from kd_analysis.attention.job import load_labelled
     from kd_analysis.attention.stats import STATS, head_stats
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.priming.prompts import student_prompt
+    from kd_analysis.prompting.prompts import student_prompt
     from kd_analysis.runs import RunStore
     from kd_analysis.truncation import check_cap
 
@@ -258,7 +258,7 @@ def cmd_attention_view(args) -> None:
     from kd_analysis.attention.views import attention_view, example_attentions
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.fileio import atomic_write_text, writable_target
-    from kd_analysis.priming.prompts import student_prompt
+    from kd_analysis.prompting.prompts import student_prompt
     from kd_analysis.runs import RunStore
 
     writable_target(args.out, args.force)

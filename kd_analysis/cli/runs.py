@@ -178,10 +178,10 @@ def cmd_runs_agreement(args: argparse.Namespace) -> None:
 
 @creates_runs
 def cmd_runs_make_reference(args: argparse.Namespace) -> None:
+    from kd_analysis.demo.reference import make_reference
     from kd_analysis.logs import to_stderr
     from kd_analysis.runs import RunStore
     from kd_analysis.training.plan_runner import default_jobs
-    from kd_analysis.training.reference import make_reference
 
     with to_stderr():  # one line per step as it starts and ends
         done = make_reference(RunStore(args.root), only=args.only, jobs=args.jobs or default_jobs())

@@ -27,7 +27,7 @@ _STALE_S = 3600  # a temp file this old is left over from a failed upload
 
 
 def uploads_root() -> Path:
-    from kd_analysis.models.builtins import cache_root
+    from kd_analysis.locations import cache_root
 
     return cache_root() / "uploads"
 

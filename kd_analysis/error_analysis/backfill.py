@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kd_analysis.error_analysis.records import PREDICTIONS, record_lines, with_text_tokens
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import atomic_write_text, read_jsonl
 from kd_analysis.logs import lines_to
 from kd_analysis.runs import RunStore
+from kd_analysis.runs.records import PREDICTIONS, record_lines, with_text_tokens
 
 TOLERANCE = 1e-9  # accuracies are counts over the same examples: anything above rounding is a different run
 # Continuous metrics (answer NLL) fingerprint the weights far better than exact match on a few dozen questions;

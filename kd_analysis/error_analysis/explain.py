@@ -137,7 +137,7 @@ def load_run_models(
 
 def _recorded_answers(run: Run) -> dict[str, dict[str, Any]]:
     """Each role's answer at its last recorded evaluation (teacher: step 0; live model: the final step)."""
-    from kd_analysis.error_analysis.records import PREDICTIONS
+    from kd_analysis.runs.records import PREDICTIONS
 
     latest: dict[tuple[str, str], tuple[int, Any]] = {}
     path = run.path / PREDICTIONS

@@ -4,7 +4,7 @@ Aggregate accuracy hides *which* examples distillation lost. To see them, the te
 joined on `example_id`, one row per example, and each example gets its cell of the 2×2 right/wrong matrix; the
 matrix, the filters and the slice finder all work on such a joined frame.
 
-Frames here are pandas DataFrames of the records that `kd_analysis.error_analysis.records` writes (one JSON object per
+Frames here are pandas DataFrames of the records that `kd_analysis.runs.records` writes (one JSON object per
 model and example in a run folder's `predictions.jsonl`). Nothing here imports streamlit or torch.
 """
 
@@ -21,9 +21,7 @@ import pandas as pd
 
 from kd_analysis.exceptions import DataError, KDLensError
 
-PREDICTIONS = (
-    "predictions.jsonl"  # same name as kd_analysis.error_analysis.records.PREDICTIONS (that module imports torch)
-)
+PREDICTIONS = "predictions.jsonl"  # same name as kd_analysis.runs.records.PREDICTIONS (that module imports torch)
 
 RECORD_FIELDS = (
     "run_id",

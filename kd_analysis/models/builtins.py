@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kd_analysis.exceptions import ModelLoadError
+from kd_analysis.locations import cache_root
 
 Progress = Callable[[str], None]
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -51,10 +52,6 @@ def register_builtin(name: str, **kw):
         return fn
 
     return deco
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("KD_LENS_CACHE", Path.home() / ".cache" / "kd-lens"))
 
 
 def _package_dir(package: str, hint: str) -> Path:

@@ -119,7 +119,7 @@ def estimate_memory(spec: ModelSpec) -> MemoryEstimate:
     """Parameters and memory before loading: needs only config.json (or the built-in's cached config)."""
     _quiet_transformers()
     if spec.source in _GGUF_CONFIGS:  # built-ins de-quantised on first load: an estimate must not start that
-        from kd_analysis.models.builtins import cache_root
+        from kd_analysis.locations import cache_root
 
         cached = cache_root() / "models" / spec.source
         resolved = ResolvedSource("builtin", str(cached)) if (cached / "config.json").exists() else None

@@ -145,7 +145,7 @@ def transport_plan(
     is every student example matched to its own teacher example. Rows are student examples, columns teacher
     examples. A plan uniform within `tolerance` is drawn as uniform on a fixed range around 1, with a note, so
     that 1e-8 noise is never stretched over the whole colour scale."""
-    from kd_analysis.losses.explorer import UNIFORM_TOLERANCE, summarise_plan
+    from kd_analysis.losses.transport_plans import UNIFORM_TOLERANCE, summarise_plan
 
     summary = summarise_plan(plan, UNIFORM_TOLERANCE if tolerance is None else tolerance)
     b = summary.batch

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from kd_analysis.priming.strategies import STRATEGIES
+from kd_analysis.prompting.strategies import STRATEGIES
 
 
 def accuracy_bars(rows: Sequence[dict]) -> go.Figure:

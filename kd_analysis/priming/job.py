@@ -31,7 +31,7 @@ def outputs_config(
     batch_size: int = 8,
     name: str = "",
 ) -> dict[str, Any]:
-    from kd_analysis.priming.prompts import check_template
+    from kd_analysis.prompting.prompts import check_template
 
     for template in templates.values():
         check_template(template)

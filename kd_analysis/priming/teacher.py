@@ -24,7 +24,7 @@ from kd_analysis.data.answers import extract_number, is_correct
 from kd_analysis.data.example import Example
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
-from kd_analysis.priming.prompts import format_prompt, render_template
+from kd_analysis.prompting.prompts import format_prompt, render_template
 
 MAX_PROMPT_TOKENS = 1024
 
@@ -84,7 +84,7 @@ class OutputCache:
 
 
 def default_cache() -> OutputCache:
-    from kd_analysis.models.builtins import cache_root
+    from kd_analysis.locations import cache_root
 
     return OutputCache(cache_root() / "priming")
 

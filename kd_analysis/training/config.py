@@ -460,8 +460,8 @@ class TrainConfig:
             raise KDLensError("on-policy batches train only through distillation terms: add one (e.g. kl or gjsd)")
 
     def _validate_priming(self, p: PrimingSettings) -> None:
-        from kd_analysis.priming.prompts import check_template
-        from kd_analysis.priming.strategies import STRATEGIES
+        from kd_analysis.prompting.prompts import check_template
+        from kd_analysis.prompting.strategies import STRATEGIES
 
         if p.strategy not in STRATEGIES:
             raise KDLensError(f"priming.strategy must be one of {', '.join(STRATEGIES)} (got {p.strategy!r})")
@@ -476,7 +476,7 @@ class TrainConfig:
 
     @property
     def priming_template(self) -> str:
-        from kd_analysis.priming.strategies import STRATEGIES
+        from kd_analysis.prompting.strategies import STRATEGIES
 
         if not self.priming:
             return "{question}"

@@ -27,7 +27,7 @@ def evaluate(
     (`teacher_probs` by example id adds KL(teacher ‖ model) to classification and multiple-choice records;
     `teacher_lm` = (teacher, its prompt) adds it to generation records, per gold-answer token). `on_token` hears
     every generated token of a generation task (`kd_analysis.models.generation.TokenHook`)."""
-    from kd_analysis.error_analysis.records import choice_records
+    from kd_analysis.runs.records import choice_records
 
     if not examples:
         return {}
@@ -80,8 +80,8 @@ def evaluate(
 def _generation_exact_match(
     loaded, examples, cfg, unwrap, prompt, records: list | None = None, on_token: Callable | None = None
 ) -> float:
-    from kd_analysis.error_analysis.records import generation_records
     from kd_analysis.models.generation import generate_texts
+    from kd_analysis.runs.records import generation_records
 
     model = unwrap(loaded.model) if unwrap else loaded.model
     texts = generate_texts(

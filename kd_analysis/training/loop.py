@@ -19,7 +19,6 @@ from typing import Any
 import torch
 
 from kd_analysis.data.example import Example
-from kd_analysis.error_analysis.records import save_run_records
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.losses.checks import upcast
@@ -27,6 +26,7 @@ from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
 from kd_analysis.losses.registry import reduce_rows, reduction_weights
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import bucket_rows, buckets_from_topk
+from kd_analysis.runs.records import save_run_records
 from kd_analysis.training import shared_teacher
 from kd_analysis.training.balance import imbalance, record_norms, term_grad_norms
 from kd_analysis.training.batches import (
@@ -344,7 +344,7 @@ def student_outputs(
 def paper_prompts(cfg: TrainConfig) -> tuple[Callable[[Example], str], Callable[[Example], str]]:
     """Training inputs under Goyal et al.'s alignment, raw text as in their code: (student: the question,
     teacher: the rendered template). Evaluation keeps the chat-formatted prompts."""
-    from kd_analysis.priming.prompts import render_template
+    from kd_analysis.prompting.prompts import render_template
 
     template = cfg.priming_template
     return (lambda ex: ex.text), (lambda ex: render_template(template, ex))
@@ -354,7 +354,7 @@ def teacher_prompt(cfg: TrainConfig, teacher) -> Callable[[Example], str] | None
     """How the teacher reads an example in a priming run (None: the standard prompt)."""
     if not cfg.priming:
         return None
-    from kd_analysis.priming.prompts import format_prompt, render_template
+    from kd_analysis.prompting.prompts import format_prompt, render_template
 
     template = cfg.priming_template
     return lambda ex: format_prompt(teacher.tokenizer, render_template(template, ex))
@@ -363,7 +363,7 @@ def teacher_prompt(cfg: TrainConfig, teacher) -> Callable[[Example], str] | None
 def student_prompt_fn(cfg: TrainConfig, student) -> Callable[[Example], str] | None:
     if not cfg.priming:
         return None
-    from kd_analysis.priming.prompts import student_prompt
+    from kd_analysis.prompting.prompts import student_prompt
 
     return lambda ex: student_prompt(student.tokenizer, ex)
 

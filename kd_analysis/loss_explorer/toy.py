@@ -529,7 +529,7 @@ class ShuffleDemo:
 def shuffle_demo(rows: int = 6, classes: int = 5, seed: int = 0, tau: float = 1.0, eps: float = 0.1) -> ShuffleDemo:
     """Why SinKD keeps its KL term: batch-wise Sinkhorn with uniform marginals cannot tell a student that answers
     every example like the teacher from one that gives the same answers to the wrong examples."""
-    from kd_analysis.losses.explorer import ExplorerSettings, row_shuffle_effect
+    from kd_analysis.loss_explorer.real_pair import ExplorerSettings, row_shuffle_effect
 
     if rows < 2:
         raise KDLensError("the batch needs at least 2 rows")

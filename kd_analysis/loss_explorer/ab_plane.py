@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from kd_analysis.losses.toy import ToyConfig, ToyResult, fit_toy
+from kd_analysis.loss_explorer.toy import ToyConfig, ToyResult, fit_toy
 
 # points of the plane that are losses of their own (Cichocki et al. 2011): exact, tested in tests/test_objectives.py
 NAMED_POINTS: dict[str, tuple[float, float]] = {

@@ -277,7 +277,7 @@ def priming_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     over 40 questions."""
     from kd_analysis.attention.job import attention_config
     from kd_analysis.priming.experiment import priming_base_config, strategy_configs
-    from kd_analysis.priming.strategies import STRATEGIES
+    from kd_analysis.prompting.strategies import STRATEGIES
 
     base = priming_base_config(
         "smollm2-135m-instruct",
@@ -311,7 +311,7 @@ def teacher_heads_plan() -> list[tuple[str, str, dict]]:
     """SmolLM2's own heads while it reads each strategy's prompt (40 arithmetic questions): no training needed,
     so the demo has head maps per strategy on any machine."""
     from kd_analysis.attention.job import attention_config
-    from kd_analysis.priming.strategies import STRATEGIES
+    from kd_analysis.prompting.strategies import STRATEGIES
 
     spec = ModelSpec("smollm2-135m-instruct", task="causal_lm").to_dict()
     models = [{"label": name, "spec": spec, "template": s.template} for name, s in STRATEGIES.items()]
@@ -333,7 +333,7 @@ def teacher_outputs_plan() -> list[tuple[str, str, dict]]:
     """SmolLM2's gold-answer scores and greedy answers under each strategy (first 40 arithmetic questions), so
     the page shows per-strategy teacher outputs before anyone computes anything."""
     from kd_analysis.priming.job import KIND, outputs_config
-    from kd_analysis.priming.strategies import STRATEGIES
+    from kd_analysis.prompting.strategies import STRATEGIES
 
     spec = ModelSpec("smollm2-135m-instruct", task="causal_lm").to_dict()
     templates = {name: s.template for name, s in STRATEGIES.items()}

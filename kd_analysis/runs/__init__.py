@@ -34,10 +34,13 @@ STALE_AFTER_S = 20.0  # a live worker beats every 2 s; this long without a beat 
 _status_lock = threading.Lock()  # the worker's heartbeat thread and main thread both write status.json
 
 
+_REPOSITORY = Path(__file__).resolve().parents[2]  # the checkout: kd_analysis/runs/ is two levels down
+
+
 def default_root() -> Path:
     """`$KD_LENS_RUNS`, else `cached_runs/` next to the app (the repository root)."""
     env = os.environ.get("KD_LENS_RUNS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "cached_runs"
+    return Path(env) if env else _REPOSITORY / "cached_runs"
 
 
 def _now() -> str:
@@ -404,7 +407,7 @@ def start_run(
             "--token",
             token,
         ],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=_REPOSITORY,
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -55,8 +55,8 @@ def _loss(row: dict[str, Any]) -> str:
 
 
 def size_section(store: RunStore) -> Section:
+    from kd_analysis.demo.reference import SIZE_SPEED_RUN
     from kd_analysis.evidence.size_speed import load_size_speed
-    from kd_analysis.training.reference import SIZE_SPEED_RUN
 
     sec = Section("size", "1. Size and speed", "pages/models_and_data.py", "Models & data")
     result = _saved(store, SIZE_SPEED_RUN, load_size_speed)
@@ -89,11 +89,11 @@ def size_section(store: RunStore) -> Section:
 
 
 def distillation_section(store: RunStore) -> Section:
+    from kd_analysis.demo.reference import FEW_LABELS, GROUP_DATA, GROUP_PREFIX
     from kd_analysis.evidence.groups import compare, list_groups
     from kd_analysis.evidence.paired import describe
     from kd_analysis.evidence.summary import group_rows
     from kd_analysis.plots.groups import group_bars
-    from kd_analysis.training.reference import FEW_LABELS, GROUP_DATA, GROUP_PREFIX
 
     sec = Section("kd", "2. Does distillation work?", "pages/compare_runs.py", "Compare runs › Groups")
     groups = [g for g in list_groups(store) if g.group.startswith(GROUP_PREFIX) and g.runs]
@@ -169,7 +169,7 @@ def toy_result(store: RunStore) -> dict[str, Any]:
     from dataclasses import asdict
 
     from kd_analysis.fileio import atomic_write_text
-    from kd_analysis.losses.toy import ToyConfig, fit_toy
+    from kd_analysis.loss_explorer.toy import ToyConfig, fit_toy
 
     config = json.loads(json.dumps(asdict(ToyConfig())))
     path = store.root / TOY_FILE
@@ -188,7 +188,7 @@ def toy_result(store: RunStore) -> dict[str, Any]:
 
 
 def losses_section(store: RunStore) -> Section:
-    from kd_analysis.losses.toy import describe_fits, fit_behaviour
+    from kd_analysis.loss_explorer.toy import describe_fits, fit_behaviour
     from kd_analysis.plots.losses import toy_fits
 
     sec = Section("losses", "3. What the losses do", "pages/loss_explorer.py", "Loss explorer")

@@ -1,0 +1,1 @@
+"""Prompting: the response-priming strategies (Goyal et al. 2024) and the prompts written from them, for the teacher and the student. Below training, which builds its prompts here, and below the priming experiment that compares strategies."""
