@@ -172,7 +172,7 @@ def test_primed_distillation_run_with_lora(tiny_dir, tmp_path):
 
 def test_answer_nll_matches_the_models_own_loss(tiny_dir):
     """Per gold-answer token, batched with padding: equal to transformers' loss on each example alone."""
-    from kd_analysis.training.batches import _prompt_and_target
+    from kd_analysis.training.batches import prompt_and_target
     from kd_analysis.training.evaluate import answer_nll
 
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
@@ -184,7 +184,7 @@ def test_answer_nll_matches_the_models_own_loss(tiny_dir):
     )
     total, count, alone = 0.0, 0, []
     for ex in (EX, other):
-        p, t = _prompt_and_target(lm.tokenizer, ex, lambda e: student_prompt(lm.tokenizer, e))
+        p, t = prompt_and_target(lm.tokenizer, ex, lambda e: student_prompt(lm.tokenizer, e))
         with torch.no_grad():
             loss = lm.model(input_ids=torch.tensor([p + t]), labels=torch.tensor([[-100] * len(p) + t])).loss
         total, count = total + float(loss) * len(t), count + len(t)

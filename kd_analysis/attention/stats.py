@@ -124,7 +124,7 @@ def _blocks(model) -> list[tuple[str, torch.nn.Module]]:
     return [(f"{name}.{i}", block) for name in names for i, block in enumerate(modules[name])]
 
 
-class _Collector:
+class HeadCollector:
     """Hooks that turn each block's first attention-weights output into per-head statistics."""
 
     def __init__(self, model, on_layer: Callable[[int, torch.Tensor], None], only: set[int] | None = None):
@@ -250,7 +250,7 @@ def fit_prompt(loaded, ex: Example, prompt: Callable[[Example], str], limit: Lim
         return text, Cut(limit.tokens, n, limit, where="prompt")
 
 
-def _forward(loaded, ids: torch.Tensor) -> None:
+def forward_with_attentions(loaded, ids: torch.Tensor) -> None:
     from kd_analysis.models.loading import attention_weights
 
     model = loaded.model
@@ -296,7 +296,7 @@ def head_stats(
         for s, v in stats.items():
             state["row"][s][idx] = v.cpu()
 
-    collector = _Collector(loaded.model, on_layer)
+    collector = HeadCollector(loaded.model, on_layer)
     heads = None
     try:
         for n, ex in enumerate(examples, 1):
@@ -313,7 +313,7 @@ def head_stats(
                 row={s: [None] * n_layers for s in STATS},
             )
             collector.reset()
-            _forward(loaded, ids)
+            forward_with_attentions(loaded, ids)
             if len(collector.seen) == 0:
                 raise KDLensError("this model returned no attention weights (it may not support eager attention)")
             for s in STATS:
@@ -366,9 +366,9 @@ def head_matrix(loaded, text: str, layer: int, head: int, max_tokens: int = 128)
     n_layers = len(_blocks(loaded.model))
     if not 0 <= layer < n_layers:
         raise KDLensError(f"layer must be in 0..{n_layers - 1} (got {layer})")
-    collector = _Collector(loaded.model, lambda i, a: got.setdefault("a", a), only={layer})
+    collector = HeadCollector(loaded.model, lambda i, a: got.setdefault("a", a), only={layer})
     try:
-        _forward(loaded, ids)
+        forward_with_attentions(loaded, ids)
     finally:
         collector.close()
     if "a" not in got:

@@ -102,13 +102,13 @@ def attention_view(
 
 def example_attentions(loaded, text: str, max_tokens: int = MAX_VIEW_TOKENS) -> tuple[list[torch.Tensor], list[str]]:
     """Every layer's attention on one short input, for the views (bounded by `max_tokens`)."""
-    from kd_analysis.attention.stats import _Collector, _forward, encode
+    from kd_analysis.attention.stats import HeadCollector, encode, forward_with_attentions
 
     ids, _ = encode(loaded, text, max_tokens)
     layers: dict[int, torch.Tensor] = {}
-    collector = _Collector(loaded.model, lambda i, a: layers.setdefault(i, a.unsqueeze(0).cpu()))
+    collector = HeadCollector(loaded.model, lambda i, a: layers.setdefault(i, a.unsqueeze(0).cpu()))
     try:
-        _forward(loaded, ids)
+        forward_with_attentions(loaded, ids)
     finally:
         collector.close()
     if not layers:

@@ -6,7 +6,7 @@ import argparse
 
 from kd_analysis.cli.args import number, whole_number
 from kd_analysis.cli.common import Parser, add_data, print_result
-from kd_analysis.cli.models import _pair_specs, pair_opts
+from kd_analysis.cli.models import pair_opts, pair_specs
 from kd_analysis.exceptions import KDLensError
 
 
@@ -59,7 +59,7 @@ def cmd_losses_pair(args: argparse.Namespace) -> None:
     from kd_analysis.loss_explorer.real_pair import ExplorerSettings, explore_pair
     from kd_analysis.models.pairs_loading import load_pair
 
-    teacher_spec, student_spec = _pair_specs(args)
+    teacher_spec, student_spec = pair_specs(args)
     teacher, student, report = load_pair(teacher_spec, student_spec)
     if not report.comparable:
         raise KDLensError("logit losses do not apply to this pair: " + " ".join(report.notes))

@@ -71,7 +71,7 @@ def cmd_models_inspect(args: argparse.Namespace) -> None:
     print_result(info, args.json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items() if v not in (None, [])))
 
 
-def _pair_specs(args: argparse.Namespace):
+def pair_specs(args: argparse.Namespace):
     from kd_analysis.models.specs import ModelSpec, StudentSpec
 
     force = bool(getattr(args, "force", False))
@@ -97,7 +97,7 @@ def _pair_specs(args: argparse.Namespace):
 def cmd_models_pair(args: argparse.Namespace) -> None:
     from kd_analysis.models.pairs_loading import load_pair
 
-    t, s, report = load_pair(*_pair_specs(args))
+    t, s, report = load_pair(*pair_specs(args))
     out = {"teacher": t.info().to_dict(), "student": s.info().to_dict(), "pair": report.to_dict()}
     print_result(
         out,

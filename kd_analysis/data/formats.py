@@ -72,7 +72,7 @@ def _gsm8k(row: dict[str, Any], index: int) -> Example:
     )
 
 
-def _parse_choices(raw: Any, index: int) -> tuple[list[str], list[str]]:
+def parse_choices(raw: Any, index: int) -> tuple[list[str], list[str]]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -111,7 +111,7 @@ def _csqa(row: dict[str, Any], index: int) -> Example:
     choices = _csqa_choices(row)
     if choices is None:
         raise DataError(f"row {index + 1}: no choices (neither `choices` nor `question.choices`)")
-    labels, texts = _parse_choices(choices, index)
+    labels, texts = parse_choices(choices, index)
     key = str(row["answerKey"]).strip()
     question = row["question"]
     if isinstance(question, dict):  # the original CommonsenseQA JSONL nests the stem

@@ -298,14 +298,14 @@ def resolve_mapping(columns: list[str], mapping: ColumnMapping | None) -> Column
 
 
 def _generic(row: dict[str, Any], index: int, m: ColumnMapping) -> Example:
-    from kd_analysis.data.formats import _parse_choices, gold_number
+    from kd_analysis.data.formats import gold_number, parse_choices
 
     text = row.get(m.text)
     if text in (None, ""):
         raise DataError(f"row {index + 1}: empty {m.text!r}")
     choices = labels = None
     if m.choices and row.get(m.choices) not in (None, ""):
-        labels, choices = _parse_choices(row[m.choices], index)
+        labels, choices = parse_choices(row[m.choices], index)
     label: int | None = None
     answer: str | None = None
     solution: str | None = None

@@ -101,7 +101,7 @@ def backfill_run(
     say = progress or (lambda m: None)
     started = time.monotonic()
     run = store.get(run_id)
-    cfg, metric, final, teacher_row = _check_run(run, force, need_checkpoint=not retrain)
+    cfg, metric, final, teacher_row = check_run(run, force, need_checkpoint=not retrain)
     if not (run.path / "checkpoint").is_dir():
         return _retrain(run, cfg, metric, final, teacher_row, say, started)
     step = int(final["step"])
@@ -112,7 +112,7 @@ def backfill_run(
 
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.training.evaluate import evaluate
-    from kd_analysis.training.loop import _check_task, split_examples, student_prompt_fn, teacher_prompt, text_tokens
+    from kd_analysis.training.loop import check_task, split_examples, student_prompt_fn, teacher_prompt, text_tokens
 
     # the same device, precision and seed as train(), so every model is built and run as it was then
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
@@ -124,7 +124,7 @@ def backfill_run(
     task = (teacher or live).task
     data = load_dataset(cfg.data)
     train_set, eval_set = split_examples(data.examples, cfg)
-    _check_task(task, train_set + eval_set, cfg.data)
+    check_task(task, train_set + eval_set, cfg.data)
     held_out = next((m.get("held_out") for m in run.metrics() if m.get("step") == 0 and "held_out" in m), None)
     if held_out is not None and held_out != len(eval_set):
         raise KDLensError(
@@ -213,7 +213,7 @@ def backfill_run(
     return result
 
 
-def _check_run(run, force: bool, need_checkpoint: bool = True):
+def check_run(run, force: bool, need_checkpoint: bool = True):
     """The run's config, metric name, final eval row and step-0 row; refuses what cannot be backfilled."""
     from kd_analysis.training.config import TrainConfig
 
@@ -282,7 +282,7 @@ def rebuild_checkpoint(
     run = store.get(run_id)
     if (run.path / "checkpoint").is_dir():
         raise KDLensError(f"run {run_id} already has its checkpoint; nothing to rebuild")
-    cfg, metric, final, teacher_row = _check_run(run, force=True, need_checkpoint=False)
+    cfg, metric, final, teacher_row = check_run(run, force=True, need_checkpoint=False)
     result, _, _ = _retrain_checked(
         run,
         cfg,

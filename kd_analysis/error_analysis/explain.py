@@ -95,12 +95,12 @@ def load_run_models(
 ) -> RunModels:
     """Load a finished training run's models as its final evaluation had them (NoWeights without a checkpoint)."""
     from kd_analysis.data.sources import load_dataset
-    from kd_analysis.error_analysis.backfill import _check_run, eval_views, evaluated_models
+    from kd_analysis.error_analysis.backfill import check_run, eval_views, evaluated_models
     from kd_analysis.training.loop import split_examples, student_prompt_fn, teacher_prompt
 
     say = progress or (lambda m: None)
     run = store.get(run_id)
-    cfg, *_ = _check_run(run, force=True, need_checkpoint=False)
+    cfg, *_ = check_run(run, force=True, need_checkpoint=False)
     folder = run.path / "checkpoint"
     if not folder.is_dir():
         raise NoWeights(

@@ -67,7 +67,7 @@ Value = Any  # a pandas Series (one value per row) or a Python constant
 _Fn = Callable[[pd.DataFrame], Value]
 
 
-def _column_list(columns: Iterable[str]) -> str:
+def column_list(columns: Iterable[str]) -> str:
     names = [str(c) for c in columns]
     shown = ", ".join(names[:40])
     return shown + (f" and {len(names) - 40} more" if len(names) > 40 else "")
@@ -150,7 +150,7 @@ class _Compiler:
             raise self.refuse(node, f"the name '{name}'")
         if self.columns is not None and name not in self.columns:
             raise KDLensError(
-                f"unknown column '{name}' at character {self.position(node)}; columns are {_column_list(self.columns)}"
+                f"unknown column '{name}' at character {self.position(node)}; columns are {column_list(self.columns)}"
             )
         self.names.setdefault(name, self.position(node))
         return lambda frame: frame[name]
@@ -374,7 +374,7 @@ class RowFilter:
         for name, where in zip(self.columns, self.positions):
             if name not in frame.columns:
                 raise KDLensError(
-                    f"unknown column '{name}' at character {where}; columns are {_column_list(frame.columns)}"
+                    f"unknown column '{name}' at character {where}; columns are {column_list(frame.columns)}"
                 )
         try:
             value = _as_condition(self.fn(frame), self.expr)
@@ -445,6 +445,6 @@ def select_examples(
     out = frame[parse_filter(expr)(frame).to_numpy()] if expr and expr.strip() else frame
     if sort_by is not None:
         if sort_by not in frame.columns:
-            raise KDLensError(f"cannot sort by unknown column '{sort_by}'; columns are {_column_list(frame.columns)}")
+            raise KDLensError(f"cannot sort by unknown column '{sort_by}'; columns are {column_list(frame.columns)}")
         out = out.sort_values(sort_by, ascending=not descending, na_position="last", kind="stable")
     return out.head(limit) if limit is not None else out

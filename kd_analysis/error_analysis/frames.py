@@ -164,7 +164,7 @@ def add_features(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _side(rows: Rows, role: str | None) -> pd.DataFrame:
+def side_of(rows: Rows, role: str | None) -> pd.DataFrame:
     """One model's records. A run folder holds both the teacher's and the student's lines, so when the rows
     carry `role` values and some equal `role`, only those are kept."""
     frame = load_records(rows)
@@ -201,7 +201,7 @@ def join_roles(sides: Mapping[str, Rows], *, step: int | Mapping[str, int | None
         if not str(name).isidentifier() or str(name).startswith("_"):
             raise KDLensError(f"'{name}' cannot name a model in a joined frame; use letters, digits and '_'")
     steps = step if isinstance(step, Mapping) else dict.fromkeys(names, step)
-    frames = {name: _one_per_example(_side(rows, name), steps.get(name)) for name, rows in sides.items()}
+    frames = {name: _one_per_example(side_of(rows, name), steps.get(name)) for name, rows in sides.items()}
     first = frames[names[0]]
     shared_cols = [c for c in first.columns if c not in PER_MODEL_FIELDS and c != "role"]
     joined = first[shared_cols].set_index("example_id")

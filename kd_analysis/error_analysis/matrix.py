@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from kd_analysis.error_analysis.frames import Rows, _side, join_roles
+from kd_analysis.error_analysis.frames import Rows, join_roles, side_of
 from kd_analysis.error_analysis.significance import MCNEMAR_TEST, mcnemar_exact_p
 from kd_analysis.exceptions import DataError
 
@@ -90,7 +90,7 @@ class Flips:
 def flips(student_a_rows: Rows, student_b_rows: Rows, *, step_a: int | None = None, step_b: int | None = None) -> Flips:
     """Which examples student B fixed and broke relative to student A, with the exact McNemar test on the two
     counts. The same run at two evaluation steps works too: pass its records twice with `step_a`/`step_b`."""
-    a, b = _side(student_a_rows, "student"), _side(student_b_rows, "student")
+    a, b = side_of(student_a_rows, "student"), side_of(student_b_rows, "student")
     joined = join_roles({"a": a, "b": b}, step={"a": step_a, "b": step_b})
     known = joined["cell"].notna().to_numpy(dtype=bool)
     joined = joined[known]

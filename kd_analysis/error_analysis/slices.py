@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kd_analysis.error_analysis.filters import _column_list, parse_filter
+from kd_analysis.error_analysis.filters import column_list, parse_filter
 from kd_analysis.error_analysis.frames import add_features
 from kd_analysis.error_analysis.significance import benjamini_hochberg, mcnemar_exact_p, paired_difference_interval
 from kd_analysis.exceptions import KDLensError
@@ -258,7 +258,7 @@ def find_slices(
         features.append(("rationale overlap", "rationale_overlap"))
     for c in columns or []:
         if c not in frame.columns:
-            raise KDLensError(f"unknown column '{c}'; columns are {_column_list(frame.columns)}")
+            raise KDLensError(f"unknown column '{c}'; columns are {column_list(frame.columns)}")
         if not str(c).isidentifier() or str(c).startswith("__"):
             raise KDLensError(f"column '{c}' cannot be used in a filter; rename it to letters, digits and '_'")
         if all(c != col for _, col in features):

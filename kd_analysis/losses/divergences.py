@@ -21,7 +21,7 @@ from kd_analysis.losses.checks import check_mask, check_pair_logits, upcast
 from kd_analysis.losses.registry import LOSSES, Param, RowFn, register_loss
 
 
-def _kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+def kl_from_logs(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """Σ p (log p − log q) per row; terms with p = 0 are 0 (also where both are -inf)."""
     p = log_p.exp()
     terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
@@ -102,7 +102,7 @@ def register_divergence(
 )
 def kl_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
     """KL(p_t‖p_s) per row."""
-    return _kl_rows(lt, ls)
+    return kl_from_logs(lt, ls)
 
 
 @register_divergence(
@@ -113,7 +113,7 @@ def kl_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
 )
 def rkl_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
     """KL(p_s‖p_t) per row."""
-    return _kl_rows(ls, lt)
+    return kl_from_logs(ls, lt)
 
 
 @register_divergence(
@@ -130,7 +130,7 @@ def js_rows(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
 def js_rows_reference(lt: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
     """The same divergence written plainly (autograd through every step): what `_JSRows` is tested against."""
     lm = torch.logaddexp(ls, lt) - math.log(2.0)
-    return 0.5 * _kl_rows(lt, lm) + 0.5 * _kl_rows(ls, lm)
+    return 0.5 * kl_from_logs(lt, lm) + 0.5 * kl_from_logs(ls, lm)
 
 
 class _JSRows(torch.autograd.Function):
@@ -186,7 +186,7 @@ def skew_kl_rows(lt: torch.Tensor, ls: torch.Tensor, alpha: float = 0.1) -> torc
     if not 0 <= alpha < 1:
         raise KDLensError(f"skew α must be in [0, 1) (got {alpha})")
     mix = ls if alpha == 0 else torch.logaddexp(lt + math.log(alpha), ls + math.log(1 - alpha))
-    return _kl_rows(lt, mix)
+    return kl_from_logs(lt, mix)
 
 
 @register_divergence(

@@ -27,7 +27,7 @@ import math
 import torch
 
 from kd_analysis.exceptions import KDLensError
-from kd_analysis.losses.divergences import _kl_rows, register_divergence
+from kd_analysis.losses.divergences import kl_from_logs, register_divergence
 from kd_analysis.losses.registry import Param
 
 # τ 1 without Hinton's τ²: what the authors' code of AKL, ABKD and TAID, TRL's GKD and Boizard et al.'s ULD train
@@ -88,7 +88,7 @@ def akl_rows(lt: torch.Tensor, ls: torch.Tensor, mu: float = 0.5, tail_bucket: b
     if not 0 < mu < 1:
         raise KDLensError(f"AKL's μ must be in (0, 1) (got {mu})")
     w_head, w_tail = akl_weights(lt, ls, mu, tail_bucket)
-    return w_head * _kl_rows(lt, ls) + w_tail * _kl_rows(ls, lt)
+    return w_head * kl_from_logs(lt, ls) + w_tail * kl_from_logs(ls, lt)
 
 
 def _power(lp: torch.Tensor, a: float) -> torch.Tensor:
@@ -158,11 +158,11 @@ def gjsd_rows(lt: torch.Tensor, ls: torch.Tensor, jsd_beta: float = 0.5) -> torc
     if not 0 <= b <= 1:
         raise KDLensError(f"generalised JSD's β must be in [0, 1] (got {b})")
     if b == 0.0:
-        return _kl_rows(lt, ls)
+        return kl_from_logs(lt, ls)
     if b == 1.0:
-        return _kl_rows(ls, lt)
+        return kl_from_logs(ls, lt)
     lm = torch.logaddexp(lt + math.log(b), ls + math.log(1 - b))
-    return b * _kl_rows(lt, lm) + (1 - b) * _kl_rows(ls, lm)
+    return b * kl_from_logs(lt, lm) + (1 - b) * kl_from_logs(ls, lm)
 
 
 @register_divergence(

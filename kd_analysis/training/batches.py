@@ -168,7 +168,7 @@ class AnswerRows:
 AnswerIds = dict[str, list[int]]  # example id -> the answer's token ids as a model sampled them (on-policy)
 
 
-def _prompt_and_target(
+def prompt_and_target(
     tok, ex: Example, prompt: PromptFn, answer_ids: AnswerIds | None = None
 ) -> tuple[list[int], list[int]]:
     """The prompt's ids and the target's: sampled ids as they are (never decoded and re-tokenized, which can
@@ -187,7 +187,7 @@ def target_lengths(tok, examples: Sequence[Example], max_length: int, prompt: Pr
     exactly the student's count, so their answer positions line up one to one."""
     out = []
     for ex in examples:
-        p, t = _prompt_and_target(tok, ex, prompt or mc_prompt)
+        p, t = prompt_and_target(tok, ex, prompt or mc_prompt)
         out.append(max(0, min(len(t), max_length - len(p))))
     return out
 
@@ -211,7 +211,7 @@ def lm_outputs(
         return _seq2seq_outputs(loaded, examples, max_length)
     rows, label_rows = [], []
     for i, ex in enumerate(examples):
-        p, t = _prompt_and_target(tok, ex, prompt or mc_prompt, answer_ids)
+        p, t = prompt_and_target(tok, ex, prompt or mc_prompt, answer_ids)
         if keep_targets is not None:
             t = t[: keep_targets[i]]
             ids, labels = p + t, [-100] * len(p) + t

@@ -139,15 +139,15 @@ def answer_kl(
     tokens both models score, teacher-forced after each model's own prompt (a primed teacher's longer prompt keeps
     the same answer tokens as the student, as in training). None where the two do not score the same token ids
     (different tokenizers or vocabularies: no token-level KL exists)."""
-    from kd_analysis.training.batches import _prompt_and_target, lm_outputs
+    from kd_analysis.training.batches import lm_outputs, prompt_and_target
 
     out: list[tuple[float, float, float] | None] = []
     for i in range(0, len(examples), batch_size):
         chunk = list(examples[i : i + batch_size])
         keep, same = [], []
         for ex in chunk:
-            sp, st = _prompt_and_target(student.tokenizer, ex, prompt)
-            tp, tt = _prompt_and_target(teacher.tokenizer, ex, teacher_prompt)
+            sp, st = prompt_and_target(student.tokenizer, ex, prompt)
+            tp, tt = prompt_and_target(teacher.tokenizer, ex, teacher_prompt)
             k = max(0, min(len(st), max_length - len(sp), len(tt), max_length - len(tp)))
             keep.append(k)
             same.append(st[:k] == tt[:k])

@@ -78,7 +78,7 @@ def split_examples(examples: Sequence[Example], cfg: TrainConfig) -> tuple[list[
     return train, evals
 
 
-def _check_task(task: str, examples: Sequence[Example], data: str) -> None:
+def check_task(task: str, examples: Sequence[Example], data: str) -> None:
     if task == "multiple_choice" and any(not ex.choices or ex.label is None for ex in examples):
         raise KDLensError(f"multiple-choice training needs choices and a gold answer in every example of {data}")
     if task == "classification" and any(ex.label is None for ex in examples):
@@ -623,7 +623,7 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
     s_prompt = student_prompt_fn(cfg, student)
     everything = load_dataset(cfg.data).examples
     train_set, eval_set = split_examples(everything, cfg)
-    _check_task(task, train_set + eval_set, cfg.data)
+    check_task(task, train_set + eval_set, cfg.data)
     train_set, labelled, few = few_labels(cfg, train_set, task)
     say(f"data {cfg.data}: {len(train_set)} train / {len(eval_set)} eval examples, task {task}")
     if len(eval_set) < cfg.eval_size:  # at most half the set is held out: say so where the run's warnings go

@@ -217,11 +217,11 @@ CATEGORY_PHRASES = [
 ]
 
 
-def _article(word: str) -> str:
+def indefinite_article(word: str) -> str:
     return "an" if word[0].lower() in "aeiou" else "a"
 
 
-def _row(rng: random.Random, qid: str, question: str, answer: str, pool: list[str], concept: str) -> dict[str, Any]:
+def mcq_row(rng: random.Random, qid: str, question: str, answer: str, pool: list[str], concept: str) -> dict[str, Any]:
     distractors = rng.sample(sorted({p for p in pool if p != answer}), 4)
     choices = distractors + [answer]
     rng.shuffle(choices)
@@ -240,17 +240,17 @@ def mcq_rows(seed: int = 13) -> list[dict[str, Any]]:
     for cat, members in CATEGORIES.items():
         others = [m for c, ms in CATEGORIES.items() if c != cat for m in ms]
         for i, member in enumerate(members):
-            question = CATEGORY_PHRASES[i % len(CATEGORY_PHRASES)].format(a=_article(cat), cat=cat)
-            rows.append(_row(rng, f"cat-{len(rows)}", question, member, others + [member], cat))
+            question = CATEGORY_PHRASES[i % len(CATEGORY_PHRASES)].format(a=indefinite_article(cat), cat=cat)
+            rows.append(mcq_row(rng, f"cat-{len(rows)}", question, member, others + [member], cat))
     words = [w for pair in ANTONYMS for w in pair]
     for a, b in ANTONYMS:
         for word, opposite in ((a, b), (b, a)):
             pool = [w for w in words if w not in (a, b)] + [opposite]
-            rows.append(_row(rng, f"ant-{len(rows)}", f'What is the opposite of "{word}"?', opposite, pool, word))
+            rows.append(mcq_row(rng, f"ant-{len(rows)}", f'What is the opposite of "{word}"?', opposite, pool, word))
     for prefix, template, pairs in PAIR_TABLES:
         pool = [answer for _, answer in pairs]
         for cue, answer in pairs:
-            question = template.format(cue=cue, a=_article(cue))
-            rows.append(_row(rng, f"{prefix}-{len(rows)}", question, answer, pool, cue))
+            question = template.format(cue=cue, a=indefinite_article(cue))
+            rows.append(mcq_row(rng, f"{prefix}-{len(rows)}", question, answer, pool, cue))
     rng.shuffle(rows)
     return rows

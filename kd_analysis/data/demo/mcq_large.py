@@ -13,7 +13,7 @@ import random
 from itertools import combinations
 from typing import Any
 
-from kd_analysis.data.demo.mcq import ANTONYMS, CATEGORIES, CATEGORY_PHRASES, PAIR_TABLES, _article, _row
+from kd_analysis.data.demo.mcq import ANTONYMS, CATEGORIES, CATEGORY_PHRASES, PAIR_TABLES, indefinite_article, mcq_row
 
 MORE_CATEGORIES: dict[str, list[str]] = {
     "sport": ["tennis", "football", "swimming", "rowing", "boxing", "cricket", "hockey", "skiing"],
@@ -249,20 +249,22 @@ def mcq_large_rows(seed: int = 17) -> list[dict[str, Any]]:
         others = [m for c, ms in categories.items() if c != cat for m in ms if m not in members]
         for i, member in enumerate(members):
             for w in range(CATEGORY_WORDINGS):
-                question = CATEGORY_PHRASES[(i + 3 * w) % len(CATEGORY_PHRASES)].format(a=_article(cat), cat=cat)
-                rows.append(_row(rng, f"cat-{len(rows)}", question, member, others + [member], cat))
+                question = CATEGORY_PHRASES[(i + 3 * w) % len(CATEGORY_PHRASES)].format(
+                    a=indefinite_article(cat), cat=cat
+                )
+                rows.append(mcq_row(rng, f"cat-{len(rows)}", question, member, others + [member], cat))
     words = [w for pair in ANTONYMS for w in pair]
     for a, b in ANTONYMS:
         for word, opposite in ((a, b), (b, a)):
             pool = [w for w in words if w not in (a, b)] + [opposite]
             for phrase in SYNONYM_PHRASES:
-                rows.append(_row(rng, f"ant-{len(rows)}", phrase.format(w=word), opposite, pool, word))
+                rows.append(mcq_row(rng, f"ant-{len(rows)}", phrase.format(w=word), opposite, pool, word))
     for prefix, template, pairs in [*PAIR_TABLES, *MORE_PAIRS]:
         pool = sorted({answer for _, answer in pairs})
         for cue, answer in pairs:
-            question = template.format(cue=cue, a=_article(cue))
+            question = template.format(cue=cue, a=indefinite_article(cue))
             for _ in range(2):  # the same fact with two distractor sets
-                rows.append(_row(rng, f"{prefix}-{len(rows)}", question, answer, pool, cue))
+                rows.append(mcq_row(rng, f"{prefix}-{len(rows)}", question, answer, pool, cue))
     rows += _scale_rows(rng, len(rows))
     seen, unique = set(), []
     for r in rows:  # a repeated draw of the same question and choices is kept once
