@@ -16,7 +16,8 @@ from kd_analysis.csv_export import csv_text
 from kd_analysis.error_analysis.explain import DEFAULT_METHOD, TARGETS, cached, explain_config
 from kd_analysis.plots.attribution import token_heatmap_html
 from kd_analysis.plots.errors import token_gaps_figure
-from kd_analysis.runs import RunStore, cancel_run, start_run
+from kd_analysis.runs import RunStore, cancel_run, layout, start_run
+from kd_analysis.runs.kinds import EXPLANATIONS
 from kd_analysis.training.progress import run_progress
 
 JOB_KEY = "ea_explain_job"
@@ -94,7 +95,7 @@ def explanation_panel(
         if working or have is not None:
             return
         missing = [e for e in slice_ids if (e, method, target) not in found]
-        weights = (store.root / run_id / "checkpoint").is_dir()
+        weights = (store.root / run_id / layout.CHECKPOINT).is_dir()
         took = _train_seconds(store, run_id)
         if not weights:
             st.caption(
@@ -119,7 +120,7 @@ def explanation_panel(
                 job = start_run(
                     explain_config(run_id, ids, method=method, target=target, rebuild=not weights),
                     store,
-                    kind="explanations",
+                    kind=EXPLANATIONS,
                 )
                 st.session_state[JOB_KEY] = {"id": job.run_id, "run": run_id, "started": time.time()}
                 # the whole page: this fragment was declared without polling (no job yet); a fragment rerun

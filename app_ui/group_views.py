@@ -15,7 +15,8 @@ from kd_analysis.evidence.paired import INTERVAL_METHOD, TEST_NAME, describe, p_
 from kd_analysis.evidence.summary import group_curve, group_rows
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.plots.groups import group_band_curves, group_bars
-from kd_analysis.runs import RunStore
+from kd_analysis.runs import RunStore, layout
+from kd_analysis.runs.kinds import TRAIN
 from kd_analysis.training.progress import common_prefix
 
 
@@ -34,7 +35,7 @@ def _pct(v: float | None) -> str:
 
 
 def groups_view(store: RunStore) -> None:
-    stamp = store_stamp(store, ("predictions.jsonl", "status.json"))
+    stamp = store_stamp(store, (layout.PREDICTIONS, layout.STATUS))
     rows = _rows(str(store.root), stamp)
     if not rows:
         st.info(
@@ -117,7 +118,7 @@ def _paired(store: RunStore, rows: list[dict], stamp: tuple) -> None:
     names = {r["group"]: f"{r['name']} ({r['data']})" for r in rows}
     short = {r["group"]: r["name"] for r in rows}
     # single runs too (a seed of a group, or a run of no group): the same paired statistics, one seed each
-    for run in store.list(kind="train"):
+    for run in store.list(kind=TRAIN):
         if run.state == "finished" and run.run_id not in names:
             ids.append(run.run_id)
             names[run.run_id] = f"run: {run.name or run.run_id} · {run.run_id}"

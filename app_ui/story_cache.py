@@ -7,13 +7,13 @@ import threading
 
 import streamlit as st
 
-from kd_analysis.runs import RunStore
+from kd_analysis.runs import RunStore, layout
 from kd_analysis.threads import start_thread
 
 _started = threading.Event()
 
 
-def store_stamp(store: RunStore, files: tuple[str, ...] = ("status.json",)) -> tuple:
+def store_stamp(store: RunStore, files: tuple[str, ...] = (layout.STATUS,)) -> tuple:
     """Changes when one of these files of any run changes (a run finished, was regenerated, backfilled or removed):
     the key of caches that read the store."""
     out = []

@@ -11,7 +11,7 @@ from app_ui.safe_text import md
 from kd_analysis.csv_export import csv_text
 from kd_analysis.evidence.summary import run_gaps
 from kd_analysis.plots.runs import metric_curves
-from kd_analysis.runs import RunStore, reconcile
+from kd_analysis.runs import RunStore, layout, reconcile
 from kd_analysis.training.progress import (
     RATE_METRICS,
     common_prefix,
@@ -260,7 +260,7 @@ _show(main)
 with st.expander("Run details: state, set-up, other metrics, best values, ids"):
     _show(details)
 st.download_button("Final metrics (CSV)", csv_text(table), "runs_final_metrics.csv", "text/csv")
-with_records = [r for r in chosen if (store.root / r / "predictions.jsonl").is_file()]
+with_records = [r for r in chosen if (store.root / r / layout.PREDICTIONS).is_file()]
 if len(with_records) == 1:
     st.page_link(
         "pages/error_analysis.py",

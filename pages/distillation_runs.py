@@ -17,7 +17,8 @@ from kd_analysis.models.device import describe_device
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.plots.run_evals import eval_curves
 from kd_analysis.plots.runs import balance_curves, run_losses, taid_curve
-from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
+from kd_analysis.runs import RunStore, cancel_run, layout, reconcile, start_run
+from kd_analysis.runs.kinds import RATIONALES
 from kd_analysis.training.balance import balance_report
 from kd_analysis.training.config import LoraSettings, LossTerm, OnPolicySettings, RationaleSettings, TrainConfig
 from kd_analysis.training.evals import active_twin, eval_rows, eval_table
@@ -31,7 +32,7 @@ run_under_app()  # before anything draws: a page file run by itself hands over t
 store = RunStore()
 reconcile(store)  # re-attach: runs whose worker died since we last looked are marked failed
 sel = state.selection()
-state.url_state("watch", "watch_run", valid=lambda r: (store.root / r / "status.json").is_file())
+state.url_state("watch", "watch_run", valid=lambda r: (store.root / r / layout.STATUS).is_file())
 
 st.title("Distillation runs")
 dev = describe_device()
@@ -195,7 +196,7 @@ with st.form("new_run"):
             r_weight = r2.number_input("λ", 0.0, 10.0, 1.0, 0.1, help="weight of the rationale loss (multitask)")
             r_k = r3.number_input("k words", 1, 50, 5)
             r_method = r4.selectbox("Attribution", list(METHODS), format_func=lambda m: METHODS[m].title)
-            jobs = [j for j in store.list(kind="rationales") if j.state == "finished"]
+            jobs = [j for j in store.list(kind=RATIONALES) if j.state == "finished"]
             r_source = r5.selectbox(
                 "Reuse attributions from",
                 [None] + [j.run_id for j in jobs],
@@ -386,7 +387,7 @@ def live_runs() -> None:
     run = store.get(watch)
     p = run_progress(run)
     st.subheader(f"Watching {md(p.name)}")
-    if (run.path / "predictions.jsonl").is_file():
+    if (run.path / layout.PREDICTIONS).is_file():
         st.page_link(
             "pages/error_analysis.py",
             label="Analyse the errors of this run",

@@ -45,7 +45,8 @@ from kd_analysis.prompting.prompts import (
     student_prompt,
 )
 from kd_analysis.prompting.strategies import PAPER_GAIN
-from kd_analysis.runs import RunStore, reconcile, start_run
+from kd_analysis.runs import RunStore, layout, reconcile, start_run
+from kd_analysis.runs.kinds import ATTENTION
 from kd_analysis.training.config import ALIGNMENTS, LoraSettings
 from kd_analysis.training.progress import run_progress
 
@@ -452,9 +453,9 @@ with tab_heads:
     finished = [
         r
         for r in priming_runs(store)
-        if store.get(r).status().get("state") == "finished" and (store.get(r).path / "checkpoint").exists()
+        if store.get(r).status().get("state") == "finished" and (store.get(r).path / layout.CHECKPOINT).exists()
     ]
-    jobs = list(store.list(kind="attention"))
+    jobs = list(store.list(kind=ATTENTION))
     h1, h2 = st.columns([3, 1])
     pick_runs = h1.multiselect(
         "Students (finished priming runs)",
@@ -467,7 +468,7 @@ with tab_heads:
         models = [
             {"label": (store.get(r).config().get("priming") or {}).get("strategy", r), "run": r} for r in pick_runs
         ]
-        job = start_run(attention_config(models, data_src, limit=int(n_heads)), store, kind="attention")
+        job = start_run(attention_config(models, data_src, limit=int(n_heads)), store, kind=ATTENTION)
         st.session_state["_attention_open_started"] = job.run_id
         st.rerun()
     if jobs:

@@ -80,6 +80,7 @@ from kd_analysis.attribution.job import (
 )
 from kd_analysis.csv_export import csv_text
 from kd_analysis.runs import RunStore, reconcile, start_run
+from kd_analysis.runs.kinds import RATIONALES as RATIONALE_JOBS
 from kd_analysis.training.progress import run_progress
 
 store = RunStore()
@@ -131,16 +132,16 @@ with st.expander("Whole data set in the background", expanded=bool(opened)):
                 max_tokens=cap,
             ),
             store,
-            kind="rationales",
+            kind=RATIONALE_JOBS,
         )
         st.session_state["_rationale_open"] = job.run_id
         st.rerun()
-    active = any(j.state in ("queued", "running") for j in store.list(kind="rationales")[:6])
+    active = any(j.state in ("queued", "running") for j in store.list(kind=RATIONALE_JOBS)[:6])
 
     @st.fragment(run_every=2 if active else None)
     def job_list() -> None:
         """The saved jobs, refreshed every 2 s while one of them is queued or running."""
-        jobs = store.list(kind="rationales")
+        jobs = store.list(kind=RATIONALE_JOBS)
         for summary in jobs[:6]:
             p = run_progress(store.get(summary.run_id))
             c1, c2 = st.columns([5, 1])

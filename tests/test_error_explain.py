@@ -156,9 +156,10 @@ def test_explain_job_cancelled_keeps_nothing_half_done(tiny_dir, tmp_path):
 
 
 def test_explain_job_runs_as_a_background_kind(tiny_dir, tmp_path):
-    from kd_analysis.training.worker import BACKGROUND_JOBS, run_job
+    from kd_analysis.runs.kinds import JOB_KINDS
+    from kd_analysis.training.worker import run_job
 
-    assert BACKGROUND_JOBS["explanations"] == "kd_analysis.error_analysis.explain:explain_job"
+    assert JOB_KINDS["explanations"].entry == "kd_analysis.error_analysis.explain:explain_job"
     store = RunStore(tmp_path / "runs")
     run = _finished_run(store, "mc", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
     job = store.create("explanations", explain_config("mc", _student_ids(run)[:1], method="saliency"), state="queued")

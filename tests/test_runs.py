@@ -80,3 +80,16 @@ def test_list_is_newest_first_filters_and_survives_damage(run_root):
 def test_unknown_state_rejected(run_root):
     with pytest.raises(ValueError):
         RunStore().create("x", {}).set_status("exploded")
+
+
+def test_every_job_kind_names_code_that_exists():
+    """A kind's code is named as text (imported on use), so no import check sees a typo there: this does."""
+    import importlib
+
+    from kd_analysis.runs.kinds import JOB_KINDS, exclusive_kinds
+
+    assert {"train", "rationales", "attention", "teacher_outputs", "explanations", "size_speed"} <= set(JOB_KINDS)
+    for kind in JOB_KINDS.values():
+        module, _, name = kind.entry.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), kind
+    assert exclusive_kinds() == {"size_speed"}  # it times inference, so a plan runs it alone

@@ -16,6 +16,7 @@ from kd_analysis.attribution.report import KS, RationaleReport, analyse_rational
 from kd_analysis.attribution.targets import MAX_TOKENS
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.runs import Run
+from kd_analysis.runs.kinds import RATIONALES
 
 ATTRIBUTIONS, REPORT = "attributions.jsonl", "report.json"
 
@@ -128,7 +129,7 @@ def agreement_table(store) -> list[dict[str, Any]]:
     from kd_analysis.models.specs import StudentSpec
 
     rows = []
-    for summary in store.list(kind="rationales"):
+    for summary in store.list(kind=RATIONALES):
         run = store.get(summary.run_id)
         cfg, report = run.config(), run.read_json(REPORT)
         if summary.state != "finished" or not report or not report.get("agreement") or not cfg.get("student"):
@@ -182,7 +183,7 @@ def newest_rationale_job(store, data: str, teacher_source: str) -> str | None:
     """The newest finished rationales job on `data`, one made with this teacher first: what the Saliency page
     shows before any click."""
     same_data = []
-    for summary in store.list(kind="rationales"):  # newest first
+    for summary in store.list(kind=RATIONALES):  # newest first
         cfg = store.get(summary.run_id).config()
         if summary.state == "finished" and cfg.get("data") == data:
             if same_model_source((cfg.get("teacher") or {}).get("source"), teacher_source):

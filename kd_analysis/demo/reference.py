@@ -20,7 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from kd_analysis.models.specs import ModelSpec, StudentSpec
-from kd_analysis.runs import RunStore
+from kd_analysis.runs import RunStore, layout
+from kd_analysis.runs.kinds import ATTENTION, RATIONALES, TRAIN
 from kd_analysis.training.config import LoraSettings, LossTerm, OnPolicySettings, RationaleSettings, TrainConfig
 
 TEACHER_RUN = "reference-minilm-mc-teacher"
@@ -50,7 +51,7 @@ def local_source(path: Path) -> str:
 
 def teacher_source(store: RunStore) -> str:
     """The reference teacher's adapter folder."""
-    return _local(store.root / TEACHER_RUN / "checkpoint")
+    return _local(store.root / TEACHER_RUN / layout.CHECKPOINT)
 
 
 def reference_configs(store: RunStore) -> list[tuple[str, TrainConfig]]:
@@ -94,9 +95,9 @@ def shipped_teachers(store: RunStore) -> dict[str, str]:
     """The reference teachers whose adapters are in the store (model source → title), so none needs its path
     typed; one whose adapter is missing is left out rather than offered and failing on load."""
     return {
-        local_source(store.root / run / "checkpoint"): title
+        local_source(store.root / run / layout.CHECKPOINT): title
         for run, title in TEACHER_TITLES.items()
-        if (store.root / run / "checkpoint" / "adapter_config.json").exists()
+        if (store.root / run / layout.CHECKPOINT / "adapter_config.json").exists()
     }
 
 
@@ -124,7 +125,7 @@ def sinkd_plan(store: RunStore) -> list[tuple[str, str, dict]]:
         seed=0,
         device="cpu",
     )
-    source = {"source": _local(store.root / SENTIMENT_TEACHER_RUN / "checkpoint"), "task": "classification"}
+    source = {"source": _local(store.root / SENTIMENT_TEACHER_RUN / layout.CHECKPOINT), "task": "classification"}
     alpha, temperature = SINKD_TASKS["sst2"][:2]
     # The preset's 2 epochs are 4,200 steps on SST-2's 67,349 sentences but 16 on the demo's 250: 30 epochs give
     # 240 steps at the paper's learning rate and batch. The one override, stated wherever the run is shown.
@@ -152,10 +153,10 @@ def sinkd_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     )
     kd_only.preset = ce_only.preset = None  # twins, not the preset itself
     return [
-        (SENTIMENT_TEACHER_RUN, "train", teacher.to_dict()),
-        (SINKD_PREFIX + "sinkd", "train", sinkd.to_dict()),
-        (SINKD_PREFIX + "kd", "train", kd_only.to_dict()),
-        (SINKD_PREFIX + "ce", "train", ce_only.to_dict()),
+        (SENTIMENT_TEACHER_RUN, TRAIN, teacher.to_dict()),
+        (SINKD_PREFIX + "sinkd", TRAIN, sinkd.to_dict()),
+        (SINKD_PREFIX + "kd", TRAIN, kd_only.to_dict()),
+        (SINKD_PREFIX + "ce", TRAIN, ce_only.to_dict()),
     ]
 
 
@@ -183,15 +184,15 @@ def rationale_plan(store: RunStore) -> list[tuple[str, str, dict]]:
             rationales=RationaleSettings(mode=mode, weight=1.0, source_run=source, **RATIONALE) if mode else None,
             **{**COMMON, **kw},
         )
-        return (run_id, "train", cfg.to_dict())
+        return (run_id, TRAIN, cfg.to_dict())
 
     def checkpoint(run_id):
         return StudentSpec(
-            kind="model", model=ModelSpec(_local(store.root / run_id / "checkpoint"), task="multiple_choice")
+            kind="model", model=ModelSpec(_local(store.root / run_id / layout.CHECKPOINT), task="multiple_choice")
         )
 
     def job(run_id, label, tspec, sspec):
-        return (run_id, "rationales", rationale_config(tspec, sspec, "demo:mcq", name=label, **RATIONALE))
+        return (run_id, RATIONALES, rationale_config(tspec, sspec, "demo:mcq", name=label, **RATIONALE))
 
     return [
         job(
@@ -288,14 +289,14 @@ def priming_plan(store: RunStore) -> list[tuple[str, str, dict]]:
         **PRIMING,
     )
     plan = [
-        (PRIMING_PREFIX + cfg.priming.strategy, "train", cfg.to_dict())
+        (PRIMING_PREFIX + cfg.priming.strategy, TRAIN, cfg.to_dict())
         for cfg in strategy_configs(base, list(STRATEGIES))
     ]
     models = [{"label": rid.removeprefix(PRIMING_PREFIX), "run": rid} for rid, _, _ in plan]
     plan.append(
         (
             "reference-smollm2-priming-heads",
-            "attention",
+            ATTENTION,
             attention_config(
                 models, "demo:arithmetic", limit=40, name="Reference: attention heads of the per-strategy students"
             ),
@@ -318,7 +319,7 @@ def teacher_heads_plan() -> list[tuple[str, str, dict]]:
     return [
         (
             TEACHER_HEADS,
-            "attention",
+            ATTENTION,
             attention_config(
                 models, "demo:arithmetic", limit=40, name="Reference: SmolLM2's heads under each strategy"
             ),
@@ -397,8 +398,8 @@ def group_plan(store: RunStore) -> list[tuple[str, str, dict]]:
         seed=0,
         **GROUP_EVAL,
     )
-    plan = [(GROUP_TEACHER_RUN, "train", teacher.to_dict())]
-    source = ModelSpec(_local(store.root / GROUP_TEACHER_RUN / "checkpoint"), task="multiple_choice")
+    plan = [(GROUP_TEACHER_RUN, TRAIN, teacher.to_dict())]
+    source = ModelSpec(_local(store.root / GROUP_TEACHER_RUN / layout.CHECKPOINT), task="multiple_choice")
     from kd_analysis.evidence.size_speed import KIND, size_speed_config
 
     plan.append(
@@ -425,7 +426,7 @@ def group_plan(store: RunStore) -> list[tuple[str, str, dict]]:
                 **GROUP_STUDENT,
             ).to_dict()
             for cfg in group_configs(base, GROUP_SEEDS, group=f"{GROUP_PREFIX}{regime}-{key}"):
-                plan.append((f"{GROUP_PREFIX}{regime}-{key}-s{cfg['seed']}", "train", cfg))
+                plan.append((f"{GROUP_PREFIX}{regime}-{key}-s{cfg['seed']}", TRAIN, cfg))
     return plan
 
 
@@ -468,7 +469,7 @@ def gkd_plan() -> list[tuple[str, str, dict]]:
         name="Reference GKD: on-policy λ 0.5, 0.5·CE + 0.5·GJSD",
         on_policy=OnPolicySettings(fraction=0.5, temperature=1.0, max_new_tokens=48),
     )
-    return [(GKD_PREFIX + "off", "train", off.to_dict()), (GKD_PREFIX + "on", "train", on.to_dict())]
+    return [(GKD_PREFIX + "off", TRAIN, off.to_dict()), (GKD_PREFIX + "on", TRAIN, on.to_dict())]
 
 
 ULD_PREFIX = "reference-gemma3-smollm2-"
@@ -492,12 +493,12 @@ def cross_tokenizer_plan() -> list[tuple[str, str, dict]]:
     ce = replace(
         base, name="Reference cross-tokenizer: SmolLM2 on the same data, CE only", losses=[LossTerm("ce", 1.0)]
     )
-    return [(ULD_PREFIX + "uld", "train", uld.to_dict()), (ULD_PREFIX + "ce", "train", ce.to_dict())]
+    return [(ULD_PREFIX + "uld", TRAIN, uld.to_dict()), (ULD_PREFIX + "ce", TRAIN, ce.to_dict())]
 
 
 def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     return (
-        [(rid, "train", cfg.to_dict()) for rid, cfg in reference_configs(store)]
+        [(rid, TRAIN, cfg.to_dict()) for rid, cfg in reference_configs(store)]
         + sinkd_plan(store)
         + rationale_plan(store)
         + teacher_heads_plan()

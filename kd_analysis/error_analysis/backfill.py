@@ -30,7 +30,7 @@ from typing import Any
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import atomic_write_text, read_jsonl
 from kd_analysis.logs import lines_to
-from kd_analysis.runs import RunStore
+from kd_analysis.runs import RunStore, layout
 from kd_analysis.runs.records import PREDICTIONS, record_lines, with_text_tokens
 
 TOLERANCE = 1e-9  # accuracies are counts over the same examples: anything above rounding is a different run
@@ -102,7 +102,7 @@ def backfill_run(
     started = time.monotonic()
     run = store.get(run_id)
     cfg, metric, final, teacher_row = check_run(run, force, need_checkpoint=not retrain)
-    if not (run.path / "checkpoint").is_dir():
+    if not (run.path / layout.CHECKPOINT).is_dir():
         return _retrain(run, cfg, metric, final, teacher_row, say, started)
     step = int(final["step"])
 
@@ -120,7 +120,7 @@ def backfill_run(
     acc = Accelerator(cpu=cpu, mixed_precision=mixed)
     set_seed(cfg.seed)
     device = str(acc.device)
-    teacher, live = evaluated_models(cfg, run.path / "checkpoint", device, say)
+    teacher, live = evaluated_models(cfg, run.path / layout.CHECKPOINT, device, say)
     task = (teacher or live).task
     data = load_dataset(cfg.data)
     train_set, eval_set = split_examples(data.examples, cfg)
@@ -229,7 +229,7 @@ def check_run(run, force: bool, need_checkpoint: bool = True):
             f"run {run.run_id} is {status.get('state', 'in an unknown state')}, not finished: only a "
             "finished run's final evaluation can be rebuilt"
         )
-    if need_checkpoint and not (run.path / "checkpoint").is_dir():
+    if need_checkpoint and not (run.path / layout.CHECKPOINT).is_dir():
         raise KDLensError(
             f"run {run.run_id} has no saved checkpoint (save_checkpoint was off or its weights were "
             "removed), so its records cannot be rebuilt; retrain it (--retrain) to rebuild them"
@@ -280,7 +280,7 @@ def rebuild_checkpoint(
     say = progress or (lambda m: None)
     started = time.monotonic()
     run = store.get(run_id)
-    if (run.path / "checkpoint").is_dir():
+    if (run.path / layout.CHECKPOINT).is_dir():
         raise KDLensError(f"run {run_id} already has its checkpoint; nothing to rebuild")
     cfg, metric, final, teacher_row = check_run(run, force=True, need_checkpoint=False)
     result, _, _ = _retrain_checked(
@@ -358,7 +358,7 @@ def _retrain_checked(
             run, cfg, metric, final, teacher_row, rows, records, step, role, notes, started
         )
         if keep_checkpoint:
-            _move_into(out / "checkpoint", run.path / "checkpoint")
+            _move_into(out / layout.CHECKPOINT, run.path / layout.CHECKPOINT)
     return result, t_records, s_records
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
-from kd_analysis.runs import Run, RunStore
+from kd_analysis.runs import Run, RunStore, layout
 
 EXPLANATIONS = "explanations.jsonl"
 DEFAULT_METHOD = "input_x_gradient"  # one backward pass per model: seconds on CPU, exact for linear models
@@ -101,7 +101,7 @@ def load_run_models(
     say = progress or (lambda m: None)
     run = store.get(run_id)
     cfg, *_ = check_run(run, force=True, need_checkpoint=False)
-    folder = run.path / "checkpoint"
+    folder = run.path / layout.CHECKPOINT
     if not folder.is_dir():
         raise NoWeights(
             f"run {run_id} kept no weights (save_checkpoint was off), so nothing can be computed from "
@@ -270,7 +270,7 @@ def explain(
     todo = [e for e in dict.fromkeys(example_ids) if (e, method, target) not in have]
     if todo:
         run = store.get(run_id)
-        if rebuild and not (run.path / "checkpoint").is_dir():
+        if rebuild and not (run.path / layout.CHECKPOINT).is_dir():
             from kd_analysis.error_analysis.backfill import rebuild_checkpoint
 
             rebuild_checkpoint(

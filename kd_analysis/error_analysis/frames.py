@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from kd_analysis.exceptions import DataError, KDLensError
+from kd_analysis.runs import layout
 
-PREDICTIONS = "predictions.jsonl"  # same name as kd_analysis.runs.records.PREDICTIONS (that module imports torch)
+PREDICTIONS = layout.PREDICTIONS
 
 RECORD_FIELDS = (
     "run_id",

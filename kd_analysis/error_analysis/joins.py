@@ -18,6 +18,7 @@ import pandas as pd
 
 from kd_analysis.fileio import read_jsonl
 from kd_analysis.runs import RunStore
+from kd_analysis.runs.kinds import RATIONALES, TEACHER_OUTPUTS
 
 
 @dataclass
@@ -83,7 +84,7 @@ def join_analyses(frame: pd.DataFrame, store: RunStore, data: str) -> Joined:
     """`frame` with the columns of the newest finished rationales and teacher-outputs jobs on `data` (left join:
     every example stays; examples a job did not cover get missing values)."""
     out = Joined(frame)
-    for kind, load in (("rationales", rationale_overlaps), ("teacher_outputs", primed_outputs)):
+    for kind, load in ((RATIONALES, rationale_overlaps), (TEACHER_OUTPUTS, primed_outputs)):
         job = _newest_finished(store, kind, data)
         if job is None:
             continue

@@ -20,6 +20,7 @@ import pandas as pd
 from kd_analysis.evidence.paired import GapClosed, PairedComparison, compare_paired, describe, gap_closed, t_interval
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.runs import RunStore
+from kd_analysis.runs.kinds import TRAIN
 
 PER_RUN = ("seed", "name", "group")  # what differs between the runs of one group
 
@@ -134,7 +135,7 @@ def final_correct(store: RunStore, run_id: str, role: str = "student") -> pd.Ser
 def list_groups(store: RunStore) -> list[RunGroup]:
     """Every group in the store, newest first, with per-seed accuracy from the records of its finished runs."""
     members: dict[str, list[tuple[int, str, dict]]] = {}
-    for summary in store.list(kind="train"):
+    for summary in store.list(kind=TRAIN):
         try:
             cfg = store.get(summary.run_id).config()
         except Exception:

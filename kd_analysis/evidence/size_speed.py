@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kd_analysis.runs.kinds import SIZE_SPEED
+
 RESULT_FILE = "size_speed.json"
-KIND = "size_speed"
+KIND = SIZE_SPEED
 
 
 @dataclass

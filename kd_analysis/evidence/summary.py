@@ -10,6 +10,7 @@ import numpy as np
 
 from kd_analysis.evidence.groups import RunGroup, ce_twin, final_correct, gap, is_ce_only, list_groups, members
 from kd_analysis.runs import RunStore
+from kd_analysis.runs.kinds import TRAIN
 
 
 def group_rows(store: RunStore, groups: Sequence[RunGroup] | None = None) -> list[dict[str, Any]]:
@@ -87,7 +88,7 @@ def run_gaps(store: RunStore, run_ids: Sequence[str]) -> dict[str, dict[str, Any
         return tuple(json_key(cfg.get(k)) for k in (*TWIN_KEYS, *RUN_TWIN_KEYS))
 
     configs = {}
-    for summary in store.list(kind="train"):
+    for summary in store.list(kind=TRAIN):
         try:
             configs[summary.run_id] = store.get(summary.run_id).config()
         except Exception:

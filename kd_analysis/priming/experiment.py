@@ -14,6 +14,7 @@ from typing import Any
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.prompting.strategies import PAPER_ACCURACY, STRATEGIES
+from kd_analysis.runs.kinds import TRAIN
 from kd_analysis.stats import wilson_interval
 from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, TrainConfig
 
@@ -186,4 +187,4 @@ def paper_reference() -> list[dict[str, Any]]:
 
 def priming_runs(store) -> list[str]:
     """Finished or live priming runs in the store, newest first."""
-    return [s.run_id for s in store.list(kind="train") if (store.get(s.run_id).config().get("priming"))]
+    return [s.run_id for s in store.list(kind=TRAIN) if (store.get(s.run_id).config().get("priming"))]

@@ -15,9 +15,10 @@ from typing import Any
 
 from kd_analysis.priming.teacher import TeacherOutput, teacher_outputs, to_jsonl
 from kd_analysis.runs import Run
+from kd_analysis.runs.kinds import TEACHER_OUTPUTS
 
 OUTPUTS_FILE = "outputs.jsonl"
-KIND = "teacher_outputs"
+KIND = TEACHER_OUTPUTS
 
 
 def outputs_config(

@@ -22,17 +22,17 @@ from typing import Any
 from kd_analysis import process_identity
 from kd_analysis.exceptions import RunStoreError
 from kd_analysis.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl_checked
+from kd_analysis.runs.kinds import TRAIN
+from kd_analysis.runs.layout import CONFIG, LOG, METRICS, STATUS
 from kd_analysis.schema import MetricRow, StatusRecord, check_fields
 
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 FINAL_STATES = ("finished", "failed", "cancelled")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-CONFIG, STATUS, METRICS, LOG = "config.json", "status.json", "metrics.jsonl", "log.txt"
 CANCEL_REQUEST = "cancel.request"  # a worker that sees this file stops, whether or not it can be signalled
 DAMAGED = "damaged"  # shown, never stored: a run whose files cannot be read as written
 STALE_AFTER_S = 20.0  # a live worker beats every 2 s; this long without a beat means it is gone
 _status_lock = threading.Lock()  # the worker's heartbeat thread and main thread both write status.json
-
 
 _REPOSITORY = Path(__file__).resolve().parents[2]  # the checkout: kd_analysis/runs/ is two levels down
 
@@ -383,7 +383,7 @@ def _mark_if_dead(run: Run, steps: int, stale_after: float) -> bool:
 
 
 def start_run(
-    config: dict[str, Any], store: RunStore | None = None, *, name: str | None = None, kind: str = "train"
+    config: dict[str, Any], store: RunStore | None = None, *, name: str | None = None, kind: str = TRAIN
 ) -> Run:
     """Create a run folder and start its worker (`python -m kd_analysis job`) in a new process group.
 

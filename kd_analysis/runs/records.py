@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-PREDICTIONS = "predictions.jsonl"
+from kd_analysis.runs import layout
+
+PREDICTIONS = layout.PREDICTIONS
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
+from kd_analysis.runs.kinds import TRAIN
 from kd_analysis.schema import dump_yaml, load_yaml, parse, strict_schema
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -215,8 +216,8 @@ class TrainConfig:
         if not isinstance(d, dict):
             raise KDLensError(f"a config must be a mapping of settings (got {type(d).__name__})")
         d = dict(d)
-        kind = d.pop("kind", "train")
-        if kind != "train":
+        kind = d.pop("kind", TRAIN)
+        if kind != TRAIN:
             raise KDLensError(f"this is a {kind!r} run's config, not a training config (kind: train)")
         if "teacher" not in d:
             raise KDLensError("the config needs a teacher (e.g. teacher: {source: minilm})")

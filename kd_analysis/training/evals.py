@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from kd_analysis.runs.kinds import TRAIN
 from kd_analysis.training.progress import EVAL_PREFIX, TEACHER_PREFIX
 
 
@@ -70,7 +71,7 @@ def config_fingerprint(config: dict[str, Any]) -> str:
 def active_twin(store, config: dict[str, Any]) -> str | None:
     """The id of a queued or running training run whose config equals `config` (a repeated submit), or None."""
     want = config_fingerprint({k: v for k, v in config.items() if k != "kind"})
-    for summary in store.list(kind="train"):
+    for summary in store.list(kind=TRAIN):
         if summary.state not in ("queued", "running"):
             continue
         have = store.get(summary.run_id).config()

@@ -26,6 +26,7 @@ from kd_analysis.losses.chunked_head import Head, Term, chunked_head_loss
 from kd_analysis.losses.registry import reduce_rows, reduction_weights
 from kd_analysis.losses.sinkhorn import sinkhorn_blocks, sinkhorn_topk_teacher
 from kd_analysis.losses.sparse import bucket_rows, buckets_from_topk
+from kd_analysis.runs import layout
 from kd_analysis.runs.records import save_run_records
 from kd_analysis.training import shared_teacher
 from kd_analysis.training.balance import imbalance, record_norms, term_grad_norms
@@ -1125,7 +1126,7 @@ def _save_checkpoint(s: _Session) -> str | None:
     cfg = s.cfg
     if not (cfg.save_checkpoint and s.out_dir and s.acc.is_main_process):
         return None
-    checkpoint = str(Path(s.out_dir) / "checkpoint")
+    checkpoint = str(Path(s.out_dir) / layout.CHECKPOINT)
     s.acc.unwrap_model(s.model).save_pretrained(checkpoint)  # safetensors; a peft model saves only its adapter
     if not cfg.lora:
         s.student.tokenizer.save_pretrained(checkpoint)

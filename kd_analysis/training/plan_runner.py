@@ -19,12 +19,13 @@ import re
 import shutil
 import time
 
-from kd_analysis.runs import RunStore
+from kd_analysis.runs import RunStore, layout
+from kd_analysis.runs.kinds import exclusive_kinds
 from kd_analysis.training.worker import hold_device_queue
 
 Step = tuple[str, str, dict]  # run id, job kind, config
 logger = logging.getLogger(__name__)
-EXCLUSIVE_KINDS = frozenset({"size_speed"})
+EXCLUSIVE_KINDS = exclusive_kinds()
 
 
 def dependencies(plan: list[Step]) -> dict[str, set[str]]:
@@ -160,7 +161,7 @@ def _finish(store: RunStore, run_id: str, tmp_id: str, seconds: float) -> None:
 def unpoint(folder, tmp_id: str, run_id: str) -> None:
     """Artefacts that recorded the temporary folder name (a checkpoint path in result.json, the run id of every
     per-example record) name the final one."""
-    for name in ("result.json", "predictions.jsonl"):
+    for name in (layout.RESULT, layout.PREDICTIONS):
         path = folder / name
         if path.exists():
             path.write_text(path.read_text(encoding="utf-8").replace(tmp_id, run_id), encoding="utf-8")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kd_analysis.runs import Run, RunStore
+from kd_analysis.runs import Run, RunStore, layout
+from kd_analysis.runs.kinds import TRAIN
 from kd_analysis.stats import wilson_interval
 
 EVAL_PREFIX, TEACHER_PREFIX, LOSS_PREFIX = "eval_", "teacher_", "loss"
@@ -47,7 +48,7 @@ def run_progress(run: Run) -> RunProgress:
     cfg, metrics = run.config(), read[0]
     steps = [m for m in metrics if "loss" in m or "total_steps" in m]  # training steps, or job progress records
     last = steps[-1] if steps else {}
-    planned = cfg.get("steps") if cfg.get("kind", "train") == "train" and not cfg.get("epochs") else None
+    planned = cfg.get("steps") if cfg.get("kind", TRAIN) == TRAIN and not cfg.get("epochs") else None
     total = last.get("total_steps") or planned
     if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
         total = None
@@ -353,7 +354,7 @@ def _records_n(run) -> int | None:
     per-example records at the final step, when it has them."""
     from kd_analysis.fileio import read_jsonl
 
-    path = run.path / "predictions.jsonl"
+    path = run.path / layout.PREDICTIONS
     if not path.exists():
         return None
     rows = [r for r in read_jsonl(path) if r.get("role") in ("student", "teacher") and isinstance(r.get("step"), int)]

@@ -23,6 +23,8 @@ from kd_analysis.attribution.rationales import attribute, normalise, select_rati
 from kd_analysis.data.example import Example
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
+from kd_analysis.runs import layout
+from kd_analysis.runs.kinds import RATIONALES
 from kd_analysis.training.config import RationaleSettings
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ def _resolve_run(source: str, run_dir: Path | None) -> Path:
         candidates.append(run_dir.parent / source)  # a run id next to this run
     candidates.append(RunStore().root / source)
     for c in candidates:
-        if (c / "config.json").exists():
+        if (c / layout.CONFIG).exists():
             return c
     raise KDLensError(f"rationales.source_run: no run {source!r} in the run store")
 
@@ -102,7 +104,7 @@ def check_source_run(source: str, teacher_source: str, method: str, run_dir: Pat
     job, bad = Run(folder).checked_object(CONFIG)
     if bad:
         raise KDLensError(f"rationales.source_run: {folder.name}'s {CONFIG} {bad[0]}")
-    if job.get("kind") != "rationales":
+    if job.get("kind") != RATIONALES:
         raise KDLensError(f"rationales.source_run: {folder.name} is a {job.get('kind')} run, not a rationales job")
     if not _same_source(str(job.get("teacher", {}).get("source")), teacher_source):
         raise KDLensError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kd_analysis.exceptions import KDLensError
-from kd_analysis.runs import Run
+from kd_analysis.runs import Run, layout
 
 
 def load_run_student(run: Run, device: str = "auto"):
@@ -16,7 +16,7 @@ def load_run_student(run: Run, device: str = "auto"):
     from kd_analysis.training.config import TrainConfig
 
     cfg = TrainConfig.from_dict(run.config())
-    folder = Path(run.path) / "checkpoint"
+    folder = Path(run.path) / layout.CHECKPOINT
     if run.status().get("state") != "finished" or not folder.exists():
         raise KDLensError(
             f"run {run.run_id} has no saved student (it is {run.status().get('state')}; runs save one "

@@ -23,7 +23,8 @@ from pathlib import Path
 from kd_analysis import process_identity
 from kd_analysis.exceptions import KDLensError, user_message
 from kd_analysis.logs import lines_to
-from kd_analysis.runs import PhaseReporter, Run, RunStore
+from kd_analysis.runs import PhaseReporter, Run, RunStore, layout
+from kd_analysis.runs.kinds import JOB_KINDS, TRAIN
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def run_worker(
         train(cfg, out_dir=None)
         return 0
     if run is None:
-        run = store.create("train", cfg.to_dict(), state="queued", name=cfg.name)
+        run = store.create(TRAIN, cfg.to_dict(), state="queued", name=cfg.name)
         print(run.run_id, flush=True)
 
     def body(stop: threading.Event) -> tuple[str, str | None, dict]:
@@ -198,7 +199,7 @@ def run_worker(
                 should_stop=stop.is_set,
                 on_phase=PhaseReporter(run).say,
             )
-        run.write_json("result.json", result.to_dict())
+        run.write_json(layout.RESULT, result.to_dict())
         run.log(f"{result.state} after {result.steps} steps")
         if result.state == "cancelled":
             return "cancelled", f"cancelled at step {result.steps}", {}
@@ -239,17 +240,6 @@ def run_job(run_id: str, root: str | None = None) -> int:
     return run_one(store.get(run_id), store)
 
 
-# Job kind -> "module:function(run, stop, store)" returning (state, reason, extra status); imported on use so a
-# training worker never loads the attribution or attention code. Adding a kind is one function and one line.
-BACKGROUND_JOBS = {
-    "rationales": "kd_analysis.attribution.job:rationale_job",
-    "attention": "kd_analysis.attention.job:attention_job",
-    "teacher_outputs": "kd_analysis.priming.job:outputs_job",
-    "explanations": "kd_analysis.error_analysis.explain:explain_job",
-    "size_speed": "kd_analysis.evidence.size_speed:size_speed_job",
-}
-
-
 def executes_once(run: Run) -> None:
     """A run folder is executed once, from `queued`: `job --run-id` on a finished (or running) run would train
     it again over the files it wrote. Refused without touching its status."""
@@ -263,10 +253,10 @@ def executes_once(run: Run) -> None:
 def run_one(run: Run, store: RunStore) -> int:
     executes_once(run)
     kind = run.config().get("kind")
-    if kind == "train":
-        return run_worker(run.path / "config.json", run_id=run.run_id, root=str(store.root))
-    if kind in BACKGROUND_JOBS:
-        module, _, name = BACKGROUND_JOBS[kind].partition(":")
+    if kind == TRAIN:
+        return run_worker(run.path / layout.CONFIG, run_id=run.run_id, root=str(store.root))
+    if kind in JOB_KINDS:
+        module, _, name = JOB_KINDS[kind].entry.partition(":")
         job = getattr(importlib.import_module(module), name)
         code = supervise(run, store.root, "cpu" if not _cuda() else "gpu", lambda stop: job(run, stop, store))
         if code:
