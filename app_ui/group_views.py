@@ -11,12 +11,12 @@ from app_ui.safe_text import md
 from app_ui.story_cache import store_stamp
 from kd_analysis.csv_export import csv_text
 from kd_analysis.evidence.groups import compare
-from kd_analysis.evidence.paired import INTERVAL_METHOD, TEST_NAME, describe, p_text
 from kd_analysis.evidence.summary import group_curve, group_rows
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.plots.groups import group_band_curves, group_bars
 from kd_analysis.runs import RunStore, layout
 from kd_analysis.runs.kinds import TRAIN
+from kd_analysis.stats.paired import INTERVAL_METHOD, TEST_NAME, describe, p_text
 from kd_analysis.training.progress import common_prefix
 
 

@@ -23,7 +23,7 @@ from kd_analysis.error_analysis.workspace import PairView, default_run, notes_st
 from kd_analysis.exceptions import user_message
 from kd_analysis.plots.errors import choice_probs_figure, matrix_cells, matrix_figure, slice_gaps_figure
 from kd_analysis.runs import RunStore
-from kd_analysis.stats import wilson_interval
+from kd_analysis.stats.intervals import wilson_interval
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 

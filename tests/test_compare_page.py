@@ -498,7 +498,7 @@ def test_runs_without_held_out_still_get_n_and_an_interval_from_their_records():
     from pathlib import Path
 
     from kd_analysis.runs import RunStore
-    from kd_analysis.stats import wilson_interval
+    from kd_analysis.stats.intervals import wilson_interval
     from kd_analysis.training.progress import final_table
 
     store = RunStore(Path(__file__).resolve().parent.parent / "cached_runs")

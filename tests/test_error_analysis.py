@@ -12,10 +12,10 @@ import pytest
 from kd_analysis.error_analysis.filters import parse_filter, select_examples
 from kd_analysis.error_analysis.frames import cell_of, join_roles, load_records, records_frame
 from kd_analysis.error_analysis.matrix import disagreement, flips
-from kd_analysis.error_analysis.significance import MCNEMAR_TEST, benjamini_hochberg, mcnemar_exact_p
 from kd_analysis.error_analysis.slices import Slice, apply_slice, find_slices, slice_metrics
 from kd_analysis.exceptions import DataError, KDLensError
-from kd_analysis.stats import wilson_interval
+from kd_analysis.stats.intervals import wilson_interval
+from kd_analysis.stats.significance import MCNEMAR_TEST, benjamini_hochberg, mcnemar_exact_p
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -510,9 +510,9 @@ def test_find_slices_10k_rows_is_fast():
 def test_paired_gap_interval_reduces_to_the_unpaired_one_and_covers():
     import numpy as np
 
-    from kd_analysis.error_analysis.significance import paired_difference_interval
     from kd_analysis.plots.errors import gap_interval
-    from kd_analysis.stats import wilson_interval
+    from kd_analysis.stats.intervals import wilson_interval
+    from kd_analysis.stats.significance import paired_difference_interval
 
     # φ = 0 (ad − bc within n/2): exactly the unpaired square-and-add of the two Wilson intervals
     a, b, c, d = 10, 10, 10, 10
@@ -553,8 +553,8 @@ def test_paired_gap_interval_reduces_to_the_unpaired_one_and_covers():
 
 def test_slice_findings_carry_the_paired_interval():
     from kd_analysis.error_analysis.frames import join_roles
-    from kd_analysis.error_analysis.significance import paired_difference_interval
     from kd_analysis.error_analysis.slices import find_slices
+    from kd_analysis.stats.significance import paired_difference_interval
 
     rows_t, rows_s = [], []
     for i in range(40):

@@ -19,9 +19,9 @@ from kd_analysis.evidence.groups import (
     parse_seeds,
     start_group,
 )
-from kd_analysis.evidence.paired import compare_paired, describe, gap_closed, sign_flip_p, t_interval
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.runs import RunStore
+from kd_analysis.stats.paired import compare_paired, describe, gap_closed, sign_flip_p, t_interval
 from tests.test_cli import assert_clean_error, cli
 
 N = 120

@@ -106,7 +106,7 @@ def test_unparseable_generation_counts_wrong():
     }
     [row] = summarise(outs)
     assert row["accuracy"] == 0.5 and row["unparseable"] == 1
-    from kd_analysis.stats import wilson_interval
+    from kd_analysis.stats.intervals import wilson_interval
 
     lo, hi = wilson_interval(0.5, 2)  # n and the interval beside the rate (1 of 2 right: wide)
     assert row["95% CI"] == f"{lo:.0%}–{hi:.0%} (n = 2)" and lo < 0.1 and hi > 0.9

@@ -600,7 +600,7 @@ def test_an_unnamed_run_is_named_by_its_terms_and_its_seed(tiny_dir, tmp_path):
 
 
 def test_the_eval_table_shows_each_rate_with_its_n_and_interval():
-    from kd_analysis.stats import wilson_interval
+    from kd_analysis.stats.intervals import wilson_interval
     from kd_analysis.training.evals import eval_rows, eval_table
 
     metrics = [

@@ -19,7 +19,7 @@ from kd_analysis.attribution.rationales import (
     select_rationale,
 )
 from kd_analysis.attribution.targets import MAX_TOKENS
-from kd_analysis.stats import proportion_interval
+from kd_analysis.stats.intervals import proportion_interval
 
 KS = (1, 2, 3, 5, 8, 10)
 

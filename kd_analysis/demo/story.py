@@ -91,9 +91,9 @@ def size_section(store: RunStore) -> Section:
 def distillation_section(store: RunStore) -> Section:
     from kd_analysis.demo.reference import FEW_LABELS, GROUP_DATA, GROUP_PREFIX
     from kd_analysis.evidence.groups import compare, list_groups
-    from kd_analysis.evidence.paired import describe
     from kd_analysis.evidence.summary import group_rows
     from kd_analysis.plots.groups import group_bars
+    from kd_analysis.stats.paired import describe
 
     sec = Section("kd", "2. Does distillation work?", "pages/compare_runs.py", "Compare runs › Groups")
     groups = [g for g in list_groups(store) if g.group.startswith(GROUP_PREFIX) and g.runs]
@@ -246,7 +246,7 @@ def priming_section(store: RunStore) -> Section:
     from kd_analysis.plots.attention import diff_heatmap
     from kd_analysis.priming.job import load_outputs_run
     from kd_analysis.priming.teacher import summarise
-    from kd_analysis.stats import wilson_interval
+    from kd_analysis.stats.intervals import wilson_interval
 
     sec = Section("priming", "5. Priming the teacher", "pages/priming_attention.py", "Priming & attention")
     outputs = _saved(store, OUTPUTS_RUN, load_outputs_run) or {}

@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from kd_analysis.error_analysis.frames import Rows, join_roles, side_of
-from kd_analysis.error_analysis.significance import MCNEMAR_TEST, mcnemar_exact_p
 from kd_analysis.exceptions import DataError
+from kd_analysis.stats.significance import MCNEMAR_TEST, mcnemar_exact_p
 
 
 def _counts(frame: pd.DataFrame, first: str, second: str) -> tuple[int, int, int, int]:

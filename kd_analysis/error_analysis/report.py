@@ -29,7 +29,7 @@ from kd_analysis.html_parts import esc as _e
 from kd_analysis.html_parts import figure_html as _figure
 from kd_analysis.html_parts import table_html as _table
 from kd_analysis.runs import RunStore
-from kd_analysis.stats import wilson_interval
+from kd_analysis.stats.intervals import wilson_interval
 
 MAX_PINS = 200  # a report is read by people; more pins belong in the CSV export
 TOP_SLICES = 15

@@ -18,9 +18,9 @@ import pandas as pd
 
 from kd_analysis.error_analysis.filters import column_list, parse_filter
 from kd_analysis.error_analysis.frames import add_features
-from kd_analysis.error_analysis.significance import benjamini_hochberg, mcnemar_exact_p, paired_difference_interval
 from kd_analysis.exceptions import KDLensError
-from kd_analysis.stats import wilson_interval
+from kd_analysis.stats.intervals import wilson_interval
+from kd_analysis.stats.significance import benjamini_hochberg, mcnemar_exact_p, paired_difference_interval
 
 
 @dataclass(frozen=True)

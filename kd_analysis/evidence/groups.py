@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kd_analysis.evidence.paired import GapClosed, PairedComparison, compare_paired, describe, gap_closed, t_interval
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.runs import RunStore
 from kd_analysis.runs.kinds import TRAIN
+from kd_analysis.stats.paired import GapClosed, PairedComparison, compare_paired, describe, gap_closed, t_interval
 
 PER_RUN = ("seed", "name", "group")  # what differs between the runs of one group
 

@@ -54,7 +54,7 @@ def group_curve(
     store: RunStore, group: str, metric: str = "eval_accuracy", groups: Sequence[RunGroup] | None = None
 ) -> dict[str, list[float]]:
     """Mean of `metric` across the group's seeds at each step they all logged, with a 95% t band."""
-    from kd_analysis.evidence.paired import t_interval
+    from kd_analysis.stats.paired import t_interval
 
     per_run = []
     for rid in members(store, group, groups):

@@ -15,7 +15,7 @@ from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.prompting.strategies import PAPER_ACCURACY, STRATEGIES
 from kd_analysis.runs.kinds import TRAIN
-from kd_analysis.stats import wilson_interval
+from kd_analysis.stats.intervals import wilson_interval
 from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, TrainConfig
 
 

@@ -228,7 +228,7 @@ def teacher_outputs(
 
 
 def _wilson_text(k: int, n: int) -> str:
-    from kd_analysis.stats import wilson_interval
+    from kd_analysis.stats.intervals import wilson_interval
 
     lo, hi = wilson_interval(k / n, n)
     return f"{lo:.0%}–{hi:.0%} (n = {n})"

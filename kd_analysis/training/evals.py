@@ -43,7 +43,7 @@ RATES = ("accuracy", "exact_match")  # shares of the held-out examples
 def eval_table(rows: list[dict[str, Any]], metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """`eval_rows` as a table for people: each rate with its n (the held-out examples of the run's step-0 row)
     and a 95% Wilson interval beside it, as every rate in kd-lens is shown."""
-    from kd_analysis.stats import wilson_interval
+    from kd_analysis.stats.intervals import wilson_interval
 
     n = next(
         (m["held_out"] for m in metrics if isinstance(m.get("held_out"), int) and not isinstance(m["held_out"], bool)),

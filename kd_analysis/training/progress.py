@@ -7,7 +7,7 @@ from typing import Any
 
 from kd_analysis.runs import Run, RunStore, layout
 from kd_analysis.runs.kinds import TRAIN
-from kd_analysis.stats import wilson_interval
+from kd_analysis.stats.intervals import wilson_interval
 
 EVAL_PREFIX, TEACHER_PREFIX, LOSS_PREFIX = "eval_", "teacher_", "loss"
 LOWER_IS_BETTER = ("_nll", "_loss")  # eval metrics whose best value is the smallest

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from kd_analysis.error_analysis.significance import mcnemar_exact_p
+from kd_analysis.stats.significance import mcnemar_exact_p
 
 BOOTSTRAP_REPLICATES = 10_000
 INTERVAL_METHOD = "paired bootstrap over examples and seeds (10,000 resamples, percentile)"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kd_analysis.exceptions import KDLensError
-from kd_analysis.stats import Z95, wilson_interval
+from kd_analysis.stats.intervals import Z95, wilson_interval
 
 MCNEMAR_TEST = "exact McNemar test (two-sided binomial test on the discordant pairs)"
 
