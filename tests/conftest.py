@@ -67,3 +67,6 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+from tests.helpers.error_runs import error_store  # noqa: E402, F401  (a fixture: a store with two error-analysis runs)

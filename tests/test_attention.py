@@ -16,7 +16,7 @@ from kd_analysis.data.example import Example
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.loading import attention_weights, load_model
 from kd_analysis.models.specs import ModelSpec
-from tests.test_cli import assert_clean_error, cli
+from tests.helpers.cli import assert_clean_error, cli
 
 pytestmark = pytest.mark.numeric  # floats compared across computation orders: rerun on other kernels
 

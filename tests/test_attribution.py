@@ -14,7 +14,7 @@ from kd_analysis.data import Example
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.models import ModelSpec
 from kd_analysis.models.loading import load_model
-from tests.test_cli import cli
+from tests.helpers.cli import cli
 
 pytestmark = pytest.mark.numeric  # floats compared across computation orders: rerun on other kernels
 

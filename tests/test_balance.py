@@ -13,8 +13,8 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.balance import balance_report, balance_series, imbalance, term_grad_norms
 from kd_analysis.training.config import LossTerm, StudentSpec, TrainConfig
-from tests.lm_runs import arith_file, tiny_lm_config
-from tests.test_training import _mc_file
+from tests.helpers.lm_runs import arith_file, tiny_lm_config
+from tests.helpers.runs import mc_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ def test_training_logs_the_monitor_every_n_steps_and_warns_once(tiny_dir, tmp_pa
     cfg = TrainConfig(
         teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
         student=StudentSpec(num_layers=1),
-        data=str(_mc_file(tmp_path / "mc.jsonl")),
+        data=str(mc_file(tmp_path / "mc.jsonl")),
         steps=5,
         eval_every=5,
         eval_size=8,

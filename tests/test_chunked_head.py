@@ -13,8 +13,8 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.losses.chunked_head import Head, Term, block_rows, chunked_head_loss
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import LossTerm, PrimingSettings, StudentSpec, TrainConfig
-from tests.lm_runs import arith_file, tiny_lm_config
-from tests.rounding import U32, U64
+from tests.helpers.lm_runs import arith_file, tiny_lm_config
+from tests.helpers.rounding import U32, U64
 
 pytestmark = pytest.mark.numeric  # floats compared across computation orders: rerun on other kernels
 

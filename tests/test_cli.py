@@ -12,32 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli import assert_clean_error, cli
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`kd-lens ARGS` run by `main()` in this process: its exit code and what it printed, as a finished process."""
-    import contextlib
-    import io
-
-    from kd_analysis.cli import main
-
-    saved = {name: os.environ.get(name) for name in (env or {})}
-    os.environ.update(env or {})
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exc:  # argparse's --help and usage errors
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    return subprocess.CompletedProcess(["kd-lens", *args], code, out.getvalue(), err.getvalue())
 
 
 def cli_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -51,15 +28,6 @@ def cli_process(*args: str, env: dict | None = None) -> subprocess.CompletedProc
         env=full_env,
         timeout=300,
     )
-
-
-def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def test_help_lists_every_subcommand():

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from kd_analysis.plots.groups import group_band_curves, group_bars
 from kd_analysis.runs import RunStore
-from tests.test_evidence import build_groups
+from tests.helpers.groups import build_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ import yaml
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import TrainConfig
-from tests.test_cli import cli
+from tests.helpers.cli import cli
 
 BASE = "teacher: {source: minilm}\n"
 

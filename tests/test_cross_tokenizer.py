@@ -10,7 +10,7 @@ from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.training.config import LossTerm, OnPolicySettings, PrimingSettings
-from tests.lm_runs import arith_file, tiny_lm_config
+from tests.helpers.lm_runs import arith_file, tiny_lm_config
 
 
 @pytest.fixture(scope="module")

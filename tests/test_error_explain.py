@@ -24,9 +24,8 @@ from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import read_jsonl
 from kd_analysis.runs import RunStore
 from kd_analysis.runs.records import PREDICTIONS
-from tests.rounding import U64
-from tests.test_records_backfill import _configs, _finished_run, _tamper
-from tests.test_training import _cfg
+from tests.helpers.rounding import U64
+from tests.helpers.runs import backfill_configs, finished_run, tamper, train_config
 
 
 def _student_ids(run) -> list[str]:
@@ -43,7 +42,7 @@ def test_attributions_match_the_registry_on_independently_loaded_weights(tiny_di
     from kd_analysis.training.run_models import load_run_student
 
     store = RunStore(tmp_path / "runs")
-    run = _finished_run(store, "mc", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
+    run = finished_run(store, "mc", train_config(tiny_dir, tmp_path, steps=4, eval_every=2))
     ids = _student_ids(run)[:2]
     found = explain(store, "mc", ids, method="saliency", target="predicted")
     assert [e.example_id for e in found] == ids and all(set(e.attributions) == {"teacher", "student"} for e in found)
@@ -86,7 +85,7 @@ def test_attributions_match_the_registry_on_independently_loaded_weights(tiny_di
 def test_token_logprobs_agree_with_the_runs_answer_nll(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
     kind = "priming-lora-generation"
-    run = _finished_run(store, kind, _configs(tiny_dir, tmp_path)[kind])
+    run = finished_run(store, kind, backfill_configs(tiny_dir, tmp_path)[kind])
     records = {(r["role"], r["example_id"]): r for r in read_jsonl(run.path / PREDICTIONS)}
     eid = _student_ids(run)[0]
     (e,) = explain(store, kind, [eid], method="input_x_gradient", target="gold")
@@ -107,7 +106,7 @@ def test_token_logprobs_agree_with_the_runs_answer_nll(tiny_dir, tmp_path):
 
 def test_weightless_run_is_rebuilt_only_when_reproduced(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
-    run = _finished_run(store, "weightless", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
+    run = finished_run(store, "weightless", train_config(tiny_dir, tmp_path, steps=4, eval_every=2))
     shutil.rmtree(run.path / "checkpoint")
     before = {p.name: p.read_bytes() for p in run.path.iterdir()}
     eid = _student_ids(run)[0]
@@ -122,9 +121,9 @@ def test_weightless_run_is_rebuilt_only_when_reproduced(tiny_dir, tmp_path):
     with pytest.raises(KDLensError, match="already has its checkpoint"):
         rebuild_checkpoint(store, "weightless")
 
-    other = _finished_run(store, "tampered", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
+    other = finished_run(store, "tampered", train_config(tiny_dir, tmp_path, steps=4, eval_every=2))
     shutil.rmtree(other.path / "checkpoint")
-    _tamper(other, 2, "eval_accuracy", lambda v: round(v + (0.25 if v < 0.5 else -0.25), 6))
+    tamper(other, 2, "eval_accuracy", lambda v: round(v + (0.25 if v < 0.5 else -0.25), 6))
     with pytest.raises(BackfillMismatch, match="not reproduced by retraining"):
         rebuild_checkpoint(store, "tampered")
     assert sorted(p.name for p in other.path.iterdir() if p.is_dir()) == []  # no checkpoint, no partial copy
@@ -132,7 +131,7 @@ def test_weightless_run_is_rebuilt_only_when_reproduced(tiny_dir, tmp_path):
 
 def test_explain_job_cancelled_keeps_nothing_half_done(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
-    run = _finished_run(store, "weightless", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
+    run = finished_run(store, "weightless", train_config(tiny_dir, tmp_path, steps=4, eval_every=2))
     shutil.rmtree(run.path / "checkpoint")
     ids = _student_ids(run)[:2]
     job = store.create("explanations", explain_config("weightless", ids, rebuild=True), state="running")
@@ -161,7 +160,7 @@ def test_explain_job_runs_as_a_background_kind(tiny_dir, tmp_path):
 
     assert JOB_KINDS["explanations"].entry == "kd_analysis.error_analysis.explain:explain_job"
     store = RunStore(tmp_path / "runs")
-    run = _finished_run(store, "mc", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
+    run = finished_run(store, "mc", train_config(tiny_dir, tmp_path, steps=4, eval_every=2))
     job = store.create("explanations", explain_config("mc", _student_ids(run)[:1], method="saliency"), state="queued")
     assert run_job(job.run_id, str(store.root)) == 0
     assert job.status()["state"] == "finished" and len(cached(store, "mc")) == 1
@@ -179,11 +178,11 @@ def test_generation_records_carry_per_token_kl_checked_against_scipy(tiny_dir, t
     from kd_analysis.models.students import derive_student
     from kd_analysis.training.batches import lm_outputs
     from kd_analysis.training.evaluate import answer_kl
-    from tests.test_priming import _arith_file
+    from tests.helpers.runs import gsm8k_file
 
     store = RunStore(tmp_path / "runs")
     kind = "priming-lora-generation"
-    run = _finished_run(store, kind, _configs(tiny_dir, tmp_path)[kind])
+    run = finished_run(store, kind, backfill_configs(tiny_dir, tmp_path)[kind])
     students = [r for r in read_jsonl(run.path / PREDICTIONS) if r["role"] == "student"]
     assert students and all(
         r["kl"] is not None and r["kl"] >= 0 and r["entropy"] > 0 and r["teacher_entropy"] > 0 for r in students
@@ -191,7 +190,7 @@ def test_generation_records_carry_per_token_kl_checked_against_scipy(tiny_dir, t
 
     teacher = load_model(ModelSpec(str(tiny_dir / "llama"), device="cpu"))
     student = derive_student(teacher, StudentSpec(num_layers=1))
-    examples = load_dataset(str(_arith_file(tmp_path / "arith2.jsonl"))).examples[:3]
+    examples = load_dataset(str(gsm8k_file(tmp_path / "arith2.jsonl"))).examples[:3]
     same = answer_kl(teacher, teacher, examples, 64, 2, mc_prompt, mc_prompt)
     assert all(kl == 0 and se == te for kl, se, te in same)  # the same logits: log p − log p is exactly 0
     got = answer_kl(student, teacher, examples, 64, 2, mc_prompt, mc_prompt)

@@ -9,14 +9,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kd_analysis.plots.errors import choice_probs_figure, gap_interval, matrix_figure, slice_gaps_figure
+from tests.helpers.error_runs import CHOICES, OTHER, PATTERN, RUN, page_records
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/error_analysis.py"
 TIMEOUT = 180
-RUN, OTHER = "test-mc-kl", "test-mc-ce"
 # (teacher right, student right) per example: 5 both right, 4 teacher only, 1 student only, 2 both wrong
-PATTERN = [(True, True)] * 5 + [(True, False)] * 4 + [(False, True)] + [(False, False)] * 2
-CHOICES = ["apple", "chair", "river", "piano"]
 
 
 # --- figures -------------------------------------------------------------------------------------------------------
@@ -97,50 +95,6 @@ def test_token_gaps_figure_draws_both_models_and_the_gap_on_one_axis():
 
 
 # --- the page ------------------------------------------------------------------------------------------------------
-
-
-def _records(run_id: str, pattern) -> list[dict]:
-    rows = []
-    for i, (t_ok, s_ok) in enumerate(pattern):
-        gold = i % 4
-        for role, ok, step in (("teacher", t_ok, 0), ("student", s_ok, 50)):
-            pred = gold if ok else (gold + 1) % 4
-            probs = [0.1] * 4
-            probs[pred] = 0.7
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "data": "demo:mcq",
-                    "role": role,
-                    "step": step,
-                    "example_id": f"ex-{i:02d}",
-                    "gold": gold,
-                    "prediction": pred,
-                    "correct": ok,
-                    "text": f"Question {i}: which word is {'number ' + str(i) if i % 3 == 0 else 'a thing'}?",
-                    "choices": CHOICES,
-                    "probs": probs,
-                    "p_gold": probs[gold],
-                    "p_pred": 0.7,
-                    "kl": None if role == "teacher" else 0.05 * i,
-                    "text_tokens": 8 + i % 5,
-                }
-            )
-    return rows
-
-
-@pytest.fixture
-def error_store(run_root):
-    from kd_analysis.runs import RunStore
-
-    store = RunStore(run_root)
-    for run_id, pattern in ((RUN, PATTERN), (OTHER, [(t, not s) for t, s in PATTERN])):
-        run = store.create("train", {"data": "demo:mcq", "name": run_id}, run_id=run_id, state="finished")
-        with open(run.path / "predictions.jsonl", "w", encoding="utf-8") as fh:
-            for row in _records(run_id, pattern):
-                fh.write(json.dumps(row) + "\n")
-    store.create("train", {"data": "demo:mcq"}, run_id="test-no-records", state="finished")
-    return store
 
 
 def _open(params: dict | None = None) -> AppTest:
@@ -245,7 +199,7 @@ def test_default_run_follows_the_sidebar_data_set_and_flips_stay_on_it(error_sto
     )
     for run in (ce, kd):
         with open(run.path / "predictions.jsonl", "w", encoding="utf-8") as fh:
-            for row in _records(run.run_id, PATTERN):
+            for row in page_records(run.run_id, PATTERN):
                 fh.write(json.dumps(dict(row, data="demo:sentiment")) + "\n")
     paired = ["test-sent-ce", "test-sent-kd", RUN, OTHER]
     assert default_run(error_store, paired, "demo:sentiment") == "test-sent-kd"  # the KD student, not CE-only
@@ -291,9 +245,9 @@ def test_cached_explanation_is_shown_and_explain_starts_a_background_job(error_s
 
     from kd_analysis.error_analysis.explain import EXPLANATIONS
     from kd_analysis.fileio import append_jsonl
-    from tests.test_error_report import _explanation
+    from tests.helpers.error_runs import explanation
 
-    append_jsonl(error_store.root / RUN / EXPLANATIONS, _explanation(RUN, "ex-05").to_dict())
+    append_jsonl(error_store.root / RUN / EXPLANATIONS, explanation(RUN, "ex-05").to_dict())
     at = _open({"run": RUN, "example": "ex-05"})
     assert any("explains" in m.value and "apple" in m.value for m in at.markdown)
     assert not any(b.key == "ea_explain_one" for b in at.button)  # cached: nothing to start

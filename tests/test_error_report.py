@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kd_analysis.error_analysis.explain import EXPLANATIONS, Explanation
+from kd_analysis.error_analysis.explain import EXPLANATIONS
 from kd_analysis.error_analysis.notes import NotesStore
 from kd_analysis.error_analysis.report import MAX_PINS, report_html, write_report
 from kd_analysis.error_analysis.slices import Slice, slice_metrics
@@ -21,10 +21,9 @@ from kd_analysis.error_analysis.workspace import matrix, pair_view
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import append_jsonl
 from kd_analysis.runs import RunStore
-from tests.test_error_page import OTHER, RUN, error_store  # noqa: F401 - the fixture
+from tests.helpers.error_runs import EVIL, OTHER, RUN, explanation
 
 ROOT = Path(__file__).resolve().parent.parent
-EVIL = "<script>alert('x')</script>"
 
 
 def _plotly_free(text: str) -> str:
@@ -32,41 +31,13 @@ def _plotly_free(text: str) -> str:
     return re.sub(r"<script type=\"text/javascript\">.*?</script>", "<script/>", text, count=1, flags=re.S)
 
 
-def _explanation(run_id: str, example_id: str) -> Explanation:
-    words = [
-        {"text": EVIL, "score": 0.9, "segment": "question", "index": 0},
-        {"text": "apple", "score": -0.4, "segment": "choice A", "index": 1},
-    ]
-    attr = {
-        "example_id": example_id,
-        "method": "saliency",
-        "target": 0,
-        "words": words,
-        "tokens": [],
-        "target_label": "apple",
-        "predicted_label": "apple",
-        "gold_label": "apple",
-        "correct": True,
-    }
-    return Explanation(
-        run_id=run_id,
-        example_id=example_id,
-        method="input_x_gradient",
-        target="predicted",
-        attributions={"teacher": attr, "student": {**attr, "words": words[::-1]}},
-        token_logprobs={"teacher": [[" 3", -0.1], ["<eos>", -0.5]], "student": [[" 3", -2.3], ["<eos>", -0.4]]},
-        reads={"teacher": "the example as is"},
-        created="2026-11-30T00:00:00+00:00",
-    )
-
-
-def test_report_is_self_contained_escaped_and_matches_the_workspace(error_store):  # noqa: F811
+def test_report_is_self_contained_escaped_and_matches_the_workspace(error_store):
     store: RunStore = error_store
     notes = NotesStore.at(store.root)
     notes.add_note("demo:mcq", "ex-05", f"student confuses {EVIL}", author="<b>ada</b>")
     notes.add_tags("demo:mcq", "ex-05", ["<i>hard</i>"])
     notes.save_slice("demo:mcq", "long", "text_tokens >= 11")
-    append_jsonl(store.root / RUN / EXPLANATIONS, _explanation(RUN, "ex-05").to_dict())
+    append_jsonl(store.root / RUN / EXPLANATIONS, explanation(RUN, "ex-05").to_dict())
 
     text, result = report_html(store, RUN, pins=["ex-05", "ex-06"])
     body = _plotly_free(text)
@@ -94,7 +65,7 @@ def test_report_is_self_contained_escaped_and_matches_the_workspace(error_store)
         report_html(store, RUN, pins=[f"ex-{i}" for i in range(MAX_PINS + 1)])
 
 
-def test_write_report_replaces_atomically_and_refuses_a_folder(error_store, tmp_path):  # noqa: F811
+def test_write_report_replaces_atomically_and_refuses_a_folder(error_store, tmp_path):
     out = tmp_path / "r.html"
     out.write_text("old report")
     res = write_report(error_store, RUN, out, against=OTHER)
@@ -144,7 +115,7 @@ def _cli(*args: str, root: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_cli_report_slices_and_explain(error_store, tmp_path):  # noqa: F811
+def test_cli_report_slices_and_explain(error_store, tmp_path):
     root = error_store.root
     out = tmp_path / "report.html"
     r = _cli("save-slice", RUN, "long", "--where", "text_tokens >= 11", root=root)
@@ -176,7 +147,7 @@ def test_cli_report_slices_and_explain(error_store, tmp_path):  # noqa: F811
     assert r.returncode == 0 and "adjusted p" in r.stdout
 
 
-def test_rationale_and_priming_jobs_join_onto_the_frame_and_the_slice_finder(error_store):  # noqa: F811
+def test_rationale_and_priming_jobs_join_onto_the_frame_and_the_slice_finder(error_store):
     from kd_analysis.error_analysis.slices import find_slices
 
     store: RunStore = error_store

@@ -9,7 +9,7 @@ import pytest
 from kd_analysis import cli
 from kd_analysis.runs import RunStore
 from kd_analysis.training.loop import train
-from tests.test_training import _cfg, _mc_file
+from tests.helpers.runs import mc_file, train_config
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,9 @@ def store(tiny_dir, tmp_path_factory):
     """Two finished runs on the same data and split, each with its predictions.jsonl."""
     tmp = tmp_path_factory.mktemp("errors")
     store = RunStore(tmp / "runs")
-    data = str(_mc_file(tmp / "mc120.jsonl", 120))
+    data = str(mc_file(tmp / "mc120.jsonl", 120))
     for rid, lr in (("run-a", 1e-3), ("run-b", 1e-2)):  # same split (seed), different students
-        cfg = _cfg(tiny_dir, tmp, steps=4, eval_every=4, eval_size=24, data=data, lr=lr)
+        cfg = train_config(tiny_dir, tmp, steps=4, eval_every=4, eval_size=24, data=data, lr=lr)
         run = store.create("train", cfg.to_dict(), run_id=rid)
         res = train(cfg, out_dir=run.path, on_metrics=run.append_metrics)
         run.set_status("finished")

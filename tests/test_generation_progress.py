@@ -11,7 +11,7 @@ from kd_analysis.models.specs import ModelSpec
 from kd_analysis.runs import PhaseReporter, RunStore
 from kd_analysis.training.loop import train
 from kd_analysis.training.progress import run_progress
-from tests.lm_runs import arith_file, tiny_lm_config
+from tests.helpers.lm_runs import arith_file, tiny_lm_config
 
 
 class Stop(Exception):

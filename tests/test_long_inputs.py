@@ -231,7 +231,7 @@ def test_saved_results_keep_their_cut_counts(mc_head):
 
 @pytest.mark.slow
 def test_saliency_page_warns_about_cut_inputs(tiny_dir, tmp_path):
-    from tests.test_pages import attribute_live, open_with
+    from tests.helpers.pages import attribute_live, open_with
 
     data = _mc_file(tmp_path / "mc.jsonl")
     at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1, data=data)
@@ -251,7 +251,7 @@ def test_priming_page_warns_about_cut_inputs(tiny_dir, run_root):
     from kd_analysis.attention.job import STATS_FILE, attention_config
     from kd_analysis.attention.stats import head_stats
     from kd_analysis.runs import RunStore
-    from tests.test_pages import open_page
+    from tests.helpers.pages import open_page
 
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
     stats = head_stats(

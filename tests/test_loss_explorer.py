@@ -18,7 +18,7 @@ from kd_analysis.models.loading import load_model
 from kd_analysis.models.pair import check_pair
 from kd_analysis.models.students import derive_student
 from kd_analysis.plots import losses as plots
-from tests.test_cli import assert_clean_error, cli
+from tests.helpers.cli import assert_clean_error, cli
 
 
 @pytest.fixture(scope="module")

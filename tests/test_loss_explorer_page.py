@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.test_pages import HOME, LOSS_PAGE, TIMEOUT
+from tests.helpers.pages import HOME, LOSS_PAGE, TIMEOUT
 
 PAIR = "Your teacher and student"
 
@@ -110,7 +110,7 @@ def test_toy_sliders_survive_a_visit_to_the_pair(monkeypatch):
 def test_a_language_model_pair_shows_what_the_top_k_cache_computes_per_loss(tiny_dir):
     """A causal LM pair: the table of full-vocabulary vs top-k + tail values says how each loss behaves on the
     buckets, and ULD, which has no bucketed form, has no bucketed value."""
-    from tests.test_pages import open_with
+    from tests.helpers.pages import open_with
 
     at = open_with(tiny_dir / "llama", "causal_lm", LOSS_PAGE, layers=1)
     at = _view(at, "pair")

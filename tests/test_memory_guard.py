@@ -225,7 +225,7 @@ def test_cli_load_refused_then_forced(tmp_path, capsys, free_mb):
 
 # --- page -------------------------------------------------------------------------------------------------------
 def _models_page_with_folder(folder: Path):
-    from tests.test_pages import MODELS, open_page
+    from tests.helpers.pages import MODELS, open_page
 
     at = open_page(MODELS)
     at.radio[0].set_value("Local folder").run()

@@ -15,6 +15,7 @@ import pytest
 
 from kd_analysis.error_analysis.notes import MAX_TAG, MAX_TEXT, SCHEMA_VERSION, NotesStore
 from kd_analysis.exceptions import KDLensError
+from tests.helpers.notes import run_threads, write_many
 
 PER_WRITER = 200
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,44 +253,12 @@ def test_a_file_that_is_not_jsonl_is_refused(store, tmp_path):
 # --- concurrency -------------------------------------------------------------------------------------------------
 
 
-def _write_many(path: str, who: str, n: int) -> None:
-    store = NotesStore(path)
-    for i in range(n):
-        store.add_note("conc", f"{who}-{i}", f"note {i} by {who}", author=who)
-        store.add_tags("conc", f"{who}-{i}", ["shared", f"by-{who}"], author=who)
-
-
-def _writer_process(path: str, name: str, threads: int, n: int) -> None:
-    """Several threads in one process, each with its own examples, all writing the same file; a thread's
-    error fails the process."""
-    errors = _run_threads([lambda t=t: _write_many(path, f"{name}t{t}", n) for t in range(threads)])
-    if errors:
-        raise errors[0]
-
-
-def _run_threads(targets) -> list[BaseException]:
-    errors: list[BaseException] = []
-
-    def guard(fn):
-        try:
-            fn()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guard, args=(fn,)) for fn in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return errors
-
-
 def test_processes_and_threads_writing_at_once_lose_nothing(tmp_path):
     path = str(tmp_path / "shared" / "notes.sqlite")  # not created yet: the writers race to create it
     # fresh interpreters (a spawn, not a fork): nothing shared with this process but the file
     child = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from tests.test_notes_store import _writer_process; "
-        "_writer_process(sys.argv[2], sys.argv[3], 2, int(sys.argv[4]))"
+        "import sys; sys.path.insert(0, sys.argv[1]); from tests.helpers.notes import writer_process; "
+        "writer_process(sys.argv[2], sys.argv[3], 2, int(sys.argv[4]))"
     )
     procs = [
         subprocess.Popen(
@@ -297,7 +266,7 @@ def test_processes_and_threads_writing_at_once_lose_nothing(tmp_path):
         )
         for k in range(2)
     ]
-    errors = _run_threads([lambda t=t: _write_many(path, f"main{t}", PER_WRITER) for t in range(2)])
+    errors = run_threads([lambda t=t: write_many(path, f"main{t}", PER_WRITER) for t in range(2)])
     outcomes = [(p.wait(timeout=120), p.stderr.read()[-2000:]) for p in procs]
     assert errors == [] and outcomes == [(0, ""), (0, "")]
 
@@ -366,7 +335,7 @@ def test_a_reader_during_writes_sees_whole_writes_only(tmp_path):
             check()
         check()  # once more after the last write: everything is there
 
-    errors = _run_threads([write, read])
+    errors = run_threads([write, read])
     assert errors == []
     assert seen == sorted(seen) and seen[-1] == batches * per_batch
     assert len(store.notes("r")) == batches * per_batch

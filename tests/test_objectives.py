@@ -226,12 +226,12 @@ def test_training_with_taid_logs_t_and_refuses_a_bad_schedule(tiny_dir, tmp_path
     from kd_analysis.exceptions import KDLensError
     from kd_analysis.training.config import LossTerm, StudentSpec, TrainConfig
     from kd_analysis.training.loop import train
-    from tests.test_training import _mc_file
+    from tests.helpers.runs import mc_file
 
     base = dict(
         teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
         student=StudentSpec(num_layers=1),
-        data=str(_mc_file(tmp_path / "mc.jsonl")),
+        data=str(mc_file(tmp_path / "mc.jsonl")),
         steps=5,
         eval_every=5,
         eval_size=8,
@@ -275,7 +275,7 @@ def test_taid_moves_t_on_every_micro_batch_under_gradient_accumulation(tiny_dir,
 
     from kd_analysis.training.config import LossTerm, StudentSpec, TrainConfig
     from kd_analysis.training.loop import train
-    from tests.test_training import _mc_file
+    from tests.helpers.runs import mc_file
 
     calls: list[tuple[float, float]] = []
     spec = LOSSES["taid"]
@@ -290,7 +290,7 @@ def test_taid_moves_t_on_every_micro_batch_under_gradient_accumulation(tiny_dir,
     cfg = TrainConfig(
         teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
         student=StudentSpec(num_layers=1),
-        data=str(_mc_file(tmp_path / "mc.jsonl")),
+        data=str(mc_file(tmp_path / "mc.jsonl")),
         losses=[LossTerm("taid", 1.0, params)],
         steps=3,
         grad_accum=2,
@@ -322,7 +322,7 @@ def test_generalised_jsd_endpoints_from_a_yaml_config_train_and_strings_are_refu
     from kd_analysis.exceptions import KDLensError
     from kd_analysis.training.config import TrainConfig
     from kd_analysis.training.loop import train
-    from tests.lm_runs import arith_file
+    from tests.helpers.lm_runs import arith_file
 
     data = arith_file(tmp_path / "a.jsonl")
     text = f"""

@@ -12,7 +12,7 @@ from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import LossTerm, OnPolicySettings, TrainConfig
 from kd_analysis.training.progress import losses_label
-from tests.lm_runs import arith_file, tiny_lm_config
+from tests.helpers.lm_runs import arith_file, tiny_lm_config
 
 
 def _cfg(tiny_dir, tmp_path, **kw) -> TrainConfig:
@@ -83,12 +83,12 @@ def test_on_policy_settings_are_checked_and_named(tiny_dir, tmp_path):
 
 def test_a_classification_teacher_is_refused(tiny_dir, tmp_path):
     from kd_analysis.training.loop import train
-    from tests.test_training import _mc_file
+    from tests.helpers.runs import mc_file
 
     cfg = replace(
         _cfg(tiny_dir, tmp_path),
         teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
-        data=str(_mc_file(tmp_path / "mc.jsonl")),
+        data=str(mc_file(tmp_path / "mc.jsonl")),
     )
     with pytest.raises(KDLensError, match="needs a causal language-model teacher"):
         train(cfg)
@@ -175,7 +175,7 @@ def test_the_student_trains_on_the_token_ids_it_sampled(tiny_dir, tmp_path, monk
 def test_the_run_form_starts_an_on_policy_run(tiny_dir, tmp_path, run_root):
     """The form's λ reaches the run's config (and its label); the run is then cancelled, not waited for."""
     from kd_analysis.runs import RunStore, cancel_run
-    from tests.test_pages import RUNS_PAGE, open_with
+    from tests.helpers.pages import RUNS_PAGE, open_with
 
     at = open_with(tiny_dir / "llama", "causal_lm", RUNS_PAGE, layers=1, data=arith_file(tmp_path / "a.jsonl"))
     assert not at.exception, [e.value for e in at.exception]

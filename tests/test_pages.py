@@ -11,42 +11,24 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_ui.safe_text import md  # data-derived text on the page is Markdown-escaped
-
-ROOT = Path(__file__).resolve().parent.parent
-HOME = str(ROOT / "app.py")
-MODELS = "pages/models_and_data.py"
-TIMEOUT = 180
-
-
-def open_page(path: str | None = None) -> AppTest:
-    """Through app.py, as a user gets there: the router draws the sidebar, then the page."""
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
-    if path:
-        at.switch_page(path).run()
-    return at
-
-
-def open_with(teacher: Path, task: str, page: str, *, layers: int | None = None, data: Path | None = None) -> AppTest:
-    """`page` with the sidebar set to a teacher (a tiny fixture checkpoint), its task, student layers and data."""
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    at.session_state["_kd_teacher_source"] = str(teacher)
-    at.session_state["_kd_teacher_task"] = task
-    if layers is not None:
-        at.session_state["_kd_student_layers"] = layers
-    if data is not None:
-        at.session_state["_kd_data_source"] = str(data)
-    at.run()
-    at.switch_page(page).run()
-    return at
-
-
-def _no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+from tests.helpers.pages import (
+    HOME,
+    LOSS_PAGE,
+    MODELS,
+    ROOT,
+    RUNS_PAGE,
+    TIMEOUT,
+    attribute_live,
+    no_exception,
+    open_page,
+    open_with,
+    short_gsm8k_file,
+)
 
 
 def test_home_shows_the_demo_pair_and_data():
     at = AppTest.from_file(HOME, default_timeout=TIMEOUT).run()
-    _no_exception(at)
+    no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Teacher parameters"] == "22.7M"
     assert metrics["Data set"] == md("demo:mcq") and int(metrics["Examples"]) > 200
@@ -58,14 +40,14 @@ def test_sidebar_selection_survives_page_switch():
     at.sidebar.selectbox(key="w_data_source").set_value("demo:sentiment").run()
     assert {m.label: m.value for m in at.metric}["Format"] == "sst2"
     at.switch_page(MODELS).run()
-    _no_exception(at)
+    no_exception(at)
     assert at.sidebar.selectbox(key="w_data_source").value == "demo:sentiment"
     assert any(md("demo:sentiment") in s.value for s in at.subheader)
 
 
 def test_models_page_pair_check_table():
     at = open_page(MODELS)
-    _no_exception(at)
+    no_exception(at)
     tables = [df.value for df in at.dataframe]
     losses = next(t for t in tables if "Loss" in t.columns)
     assert set(losses["Loss"]) >= {"KL (forward)", "Sinkhorn (SinKD)", "cross-entropy on gold labels"}
@@ -78,7 +60,7 @@ def test_models_page_bad_folder_is_a_message_not_a_traceback(tmp_path):
     at = open_page(MODELS)
     at.radio[0].set_value("Local folder").run()
     next(t for t in at.text_input if t.label == "Folder path").set_value(str(tmp_path / "missing")).run()
-    _no_exception(at)
+    no_exception(at)
     assert any("model folder not found" in e.value for e in at.error)
 
 
@@ -88,7 +70,7 @@ def test_models_page_loads_a_local_folder_as_student(tiny_dir):
     next(t for t in at.text_input if t.label == "Folder path").set_value(str(tiny_dir / "llama")).run()
     at.radio[1].set_value("Teacher").run()
     next(b for b in at.button if b.label.startswith("Load as")).click().run()
-    _no_exception(at)
+    no_exception(at)
     assert at.sidebar.selectbox(key="w_teacher_source").value == str(tiny_dir / "llama")
     summary = next(df.value for df in at.dataframe if "Teacher" in df.value.columns)
     assert summary.loc["Family", "Teacher"] == "llama"
@@ -101,7 +83,7 @@ def test_models_page_previews_a_data_file(tmp_path):
     at.radio[2].set_value("Path on this machine").run()
     path_input = next(t for t in at.text_input if t.label == "File path")
     path_input.set_value(str(f)).run()
-    _no_exception(at)
+    no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Format"] == "sst2" and metrics["Rows"] == "100"
     next(b for b in at.button if b.label == "Use this data set").click().run()
@@ -124,7 +106,7 @@ def test_a_column_mapping_travels_with_the_data_set(tmp_path):
     preview = next(df.value for df in at.dataframe if "text" in df.value.columns)
     assert not preview.isna().all().any()  # no column of bare "None" cells (choices, answer of a labelled file)
     next(b for b in at.button if b.label == "Use this data set").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert not at.error, [e.value for e in at.error]
     chosen = at.sidebar.selectbox(key="w_data_source").value
     assert data_ref(chosen).mapping.text == "review" and data_ref(chosen).source == str(f)
@@ -138,16 +120,13 @@ def test_models_page_bad_data_file(tmp_path):
     at = open_page(MODELS)
     at.radio[2].set_value("Path on this machine").run()
     next(t for t in at.text_input if t.label == "File path").set_value(str(f)).run()
-    _no_exception(at)
+    no_exception(at)
     assert any(md("not UTF-8") in e.value for e in at.error)
-
-
-LOSS_PAGE = "pages/loss_explorer.py"
 
 
 def test_loss_explorer_toy_and_pair():
     at = open_page(LOSS_PAGE)
-    _no_exception(at)
+    no_exception(at)
     assert not at.error
     toy = next(df.value for df in at.dataframe if "mass on the rare mode" in df.value.columns)
     from kd_analysis.losses import LOSSES
@@ -160,7 +139,7 @@ def test_loss_explorer_toy_and_pair():
     assert shuffle.set_index("loss").loc["Sinkhorn (SinKD)", "changed"] == "no"
     assert (shuffle.set_index("loss").drop("Sinkhorn (SinKD)")["changed"] == "yes").all()
     at.segmented_control(key="loss_view").set_value("pair").run()
-    _no_exception(at)
+    no_exception(at)
     summary = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
     assert len(summary) == len(LOSSES) and (summary["value"] >= 0).all()
     assert any("adds a batch-wise Sinkhorn" in c.value for c in at.caption)
@@ -174,7 +153,7 @@ def test_loss_explorer_sliders_recompute():
     before = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
     tau = next(s for s in at.slider if s.label == "τ")
     tau.set_value(4.0).run()
-    _no_exception(at)
+    no_exception(at)
     after = next(df.value for df in at.dataframe if "gradient norm" in df.value.columns)
     assert not before["value"].equals(after["value"])
 
@@ -186,11 +165,10 @@ def test_loss_explorer_incomparable_pair_is_explained(tiny_dir):
     at.sidebar.selectbox(key="w_student_kind").set_value("model").run()
     at.sidebar.text_input(key="w_student_source").set_value(str(tiny_dir / "gpt2")).run()
     at.sidebar.selectbox(key="w_teacher_task").set_value("causal_lm").run()  # BERT vs GPT-2 vocabularies
-    _no_exception(at)
+    no_exception(at)
     assert any("not comparable" in w.value or "different tasks" in w.value for w in [*at.warning, *at.error])
 
 
-RUNS_PAGE = "pages/distillation_runs.py"
 COMPARE_PAGE = "pages/compare_runs.py"
 
 
@@ -216,7 +194,7 @@ def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
         )
     )
     at = open_with(tiny_dir / "gpt2", "multiple_choice", RUNS_PAGE, layers=1, data=data)
-    _no_exception(at)
+    no_exception(at)
     assert any("No runs yet" in i.value for i in at.info)
     numbers = {n.label: n for n in at.number_input}
     numbers["steps"].set_value(10)
@@ -224,7 +202,7 @@ def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
     numbers["eval examples"].set_value(20)  # more than half of 30: 15 are held out, and the page says so
     numbers["learning rate"].set_value(1e-3)
     next(b for b in at.button if b.label == "Start run").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert any("Started" in s.value for s in at.success), [e.value for e in at.error]
     store = RunStore(run_root)
     [run] = store.list()
@@ -233,7 +211,7 @@ def test_distillation_run_started_from_the_page(tiny_dir, run_root, tmp_path):
         _time.sleep(0.5)
     assert store.get(run.run_id).status()["state"] == "finished", store.get(run.run_id).log_tail()
     at.run()
-    _no_exception(at)
+    no_exception(at)
     assert any("finished" in m.value for m in at.markdown)
     assert any("eval\\_size is 20" in w.value and "15 were held out" in w.value for w in at.warning), [
         w.value for w in at.warning
@@ -250,7 +228,7 @@ def test_an_unedited_preset_run_is_not_called_edited(preset, run_root, monkeypat
     at = open_page(RUNS_PAGE)
     at.selectbox(key="run_preset").set_value(preset).run()
     next(b for b in at.button if b.label == "Start run").click().run()
-    _no_exception(at)
+    no_exception(at)
     [run] = RunStore(run_root).list()
     assert "edited" not in RunStore(run_root).get(run.run_id).config()["name"]
 
@@ -269,7 +247,7 @@ def test_distillation_run_from_a_paper_preset(tiny_dir, run_root, tmp_path, monk
     data.write_text("".join(_json.dumps({"sentence": f"fine {i}", "label": i % 2}) + "\n" for i in range(20)))
     at = open_with(tiny_dir / "bert", "classification", RUNS_PAGE, data=data)
     at.selectbox(key="run_preset").set_value("sinkd-sst2").run()
-    _no_exception(at)
+    no_exception(at)
     assert any("2018cx/SinKD" in c.value for c in at.caption)
     terms = next(df.value for df in at.dataframe if "term" in df.value.columns).set_index("term")
     assert terms.loc["soft_ce", "τ"] == "2" and terms.loc["sinkhorn", "weight"] == "0.8"
@@ -279,7 +257,7 @@ def test_distillation_run_from_a_paper_preset(tiny_dir, run_root, tmp_path, monk
     numbers["epochs (0: use steps)"].set_value(3.0)
     at.radio(key="sinkd-sst2_models").set_value("sidebar")
     next(b for b in at.button if b.label == "Start run").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert any("Started" in s.value for s in at.success), [e.value for e in at.error]
     [run] = RunStore(run_root).list()
     cfg = RunStore(run_root).get(run.run_id).config()
@@ -296,7 +274,7 @@ def test_every_preset_fills_the_run_form(run_root, name):
 
     at = open_page(RUNS_PAGE)
     at.selectbox(key="run_preset").set_value(name).run()
-    _no_exception(at)
+    no_exception(at)
     assert any(b.label == "Start run" for b in at.button)
     cfg = PRESETS[name].config()
     numbers = {n.label: n for n in at.number_input}
@@ -321,7 +299,7 @@ def test_distillation_page_rejects_a_config_with_no_loss(run_root):
         if n.label in ("ce", "kl"):
             n.set_value(0.0)
     next(b for b in at.button if b.label == "Start run").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert any("at least one loss term" in e.value for e in at.error)
 
 
@@ -341,42 +319,18 @@ def test_compare_page_shows_runs(run_root):
         run.append_metrics({"step": 3, "eval_accuracy": acc})
         run.set_status("finished")
     at = open_page(COMPARE_PAGE)
-    _no_exception(at)
+    no_exception(at)
     final = next(df.value for df in at.dataframe if "final loss" in df.value.columns)
     assert list(final["final accuracy"]) == [0.4, 0.6] or sorted(final["final accuracy"]) == [0.4, 0.6]
     diff = next(df.value for df in at.dataframe if "setting" in df.value.columns)
     assert "lr" in set(diff["setting"]) and "name" in set(diff["setting"])
 
 
-def attribute_live(at: AppTest, timeout: float = 180) -> AppTest:
-    """Press the saliency page's start button and rerun until the background attributions are drawn (AppTest
-    does not run fragments on a timer, so this reruns the script as the browser's polling would)."""
-    import time
-
-    start = next((b for b in at.button if b.key == "rationale_start"), None)
-    if start is not None:  # else: these settings were computed before (results are shared by every session)
-        start.click().run()
-
-    def drawn() -> bool:  # the live result, not a saved job shown meanwhile
-        return any(m.label == "Defined / undefined" for m in at.metric) and not any(
-            "Showing the saved job" in i.value for i in at.info
-        )
-
-    deadline = time.monotonic() + timeout
-    while not drawn() and time.monotonic() < deadline:
-        assert not at.exception, [e.value for e in at.exception]
-        assert not any("It failed" in e.value for e in at.error), [e.value for e in at.error]
-        time.sleep(0.3)
-        at.run()
-    assert drawn(), "the live attributions never arrived"
-    return at
-
-
 def _saliency_page(tiny_dir) -> AppTest:
     """The saliency page on a tiny multiple-choice BERT teacher (1-layer student), method saliency."""
     at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1)
     next(s for s in at.selectbox if s.label == "Method").set_value("saliency").run()
-    _no_exception(at)
+    no_exception(at)
     return attribute_live(at)
 
 
@@ -400,7 +354,7 @@ def test_saliency_computes_only_on_its_button_shows_progress_and_cancels(tiny_di
     monkeypatch.setattr(job_module, "analyse_rationales", slow)
     at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1)
     next(n for n in at.number_input if n.label == "examples").set_value(17).run()  # settings nobody computed
-    _no_exception(at)
+    no_exception(at)
     assert not any(m.label == "Defined / undefined" for m in at.metric)
     assert any(b.key == "rationale_start" and "Attribute 17 examples" in b.label for b in at.button)
     next(b for b in at.button if b.key == "rationale_start").click().run()
@@ -446,7 +400,7 @@ def test_saliency_page_shows_the_paper_figure_only_where_comparable(tiny_dir):
     assert _charts_mentioning(at, "Ballout et al. 2024") == 1  # the teacher's plot only, not the student's
     for definition in ("fraction", "f1", "iou"):
         next(s for s in at.selectbox if s.label == "Overlap definition").set_value(definition).run()
-        _no_exception(at)
+        no_exception(at)
         labels = [m.label for m in at.metric]
         assert f"Teacher overlap ({definition}) at k=5" in labels
         assert "Ballout et al. 2024 (reference)" not in labels
@@ -469,31 +423,13 @@ def test_saliency_explains_its_own_answer_by_default_as_the_paper_did(tiny_dir):
 PRIMING_PAGE = "pages/priming_attention.py"
 
 
-def _arith(path, n=6):
-    import json as _json
-
-    path.write_text(
-        "".join(
-            _json.dumps(
-                {
-                    "question": f"Ann has {i} pens and buys 2 more. How many pens?",
-                    "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}",
-                }
-            )
-            + "\n"
-            for i in range(n)
-        )
-    )
-    return path
-
-
 def test_priming_page_teacher_outputs_and_bad_template(tiny_dir, tmp_path, run_root, monkeypatch):
     monkeypatch.setenv("KD_LENS_CACHE", str(tmp_path / "cache"))
     at = open_page(PRIMING_PAGE)
-    _no_exception(at)
+    no_exception(at)
     inputs = {t.label: t for t in at.text_input}
     inputs["Teacher (a causal language model)"].set_value(str(tiny_dir / "llama"))
-    inputs["Data (GSM8K format: question, answer with ####)"].set_value(str(_arith(tmp_path / "a.jsonl")))
+    inputs["Data (GSM8K format: question, answer with ####)"].set_value(str(short_gsm8k_file(tmp_path / "a.jsonl")))
     next(n for n in at.number_input if n.label == "max new tokens").set_value(8)
     at.run()
     start = next(b for b in at.button if b.key == "prime_start")
@@ -503,11 +439,11 @@ def test_priming_page_teacher_outputs_and_bad_template(tiny_dir, tmp_path, run_r
 
     deadline = time.monotonic() + 180  # the work runs in a background thread; rerun as the page's poll would
     while not any("gold log-prob / token" in df.value.columns for df in at.dataframe) and time.monotonic() < deadline:
-        _no_exception(at)
+        no_exception(at)
         assert not at.error, [e.value for e in at.error]
         time.sleep(0.3)
         at.run()
-    _no_exception(at)
+    no_exception(at)
     assert not at.error, [e.value for e in at.error]
     summary = next(df.value for df in at.dataframe if "gold log-prob / token" in df.value.columns)
     assert list(summary["strategy"]) == ["none", "teacher", "ai_to_ai", "confidence", "gold", "cot"]
@@ -548,7 +484,7 @@ def test_priming_page_shows_saved_teacher_outputs_without_a_click(run_root):
     job.write_text(OUTPUTS_FILE, "".join(json.dumps(o.to_dict()) + "\n" for o in rows))
     job.set_status("finished")
     at = open_page(PRIMING_PAGE)
-    _no_exception(at)
+    no_exception(at)
     assert not at.error, [e.value for e in at.error]
     summary = next(df.value for df in at.dataframe if "gold log-prob / token" in df.value.columns)
     assert list(summary["strategy"]) == ["none", "gold"] and list(summary["accuracy"]) == [0.0, 1.0]
@@ -584,7 +520,7 @@ def test_priming_page_shows_saved_head_statistics(tiny_dir, run_root):
     job.write_json(STATS_FILE, stats)
     job.set_status("finished")
     at = open_page(PRIMING_PAGE)
-    _no_exception(at)
+    no_exception(at)
     assert not at.error, [e.value for e in at.error]
     ranked = next(df.value for df in at.dataframe if "variance" in df.value.columns)
     assert len(ranked) == 8 and {"none", "cot"} <= set(ranked.columns)
@@ -601,7 +537,7 @@ def test_priming_page_drills_into_a_teacher_head_under_a_strategy(tiny_dir, run_
     model = next(s for s in at.selectbox if s.label == "Model")
     assert model.options[0] == "teacher under None (base KD)" and len(model.options) == 6
     model.set_value(("teacher", "cot")).run()
-    _no_exception(at)
+    no_exception(at)
     assert not at.error, [e.value for e in at.error]
     spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "layer 1, head 0" in c.proto.spec)
     n = len(spec["data"][0]["y"])
@@ -614,11 +550,11 @@ def test_priming_page_drills_into_a_teacher_head_under_a_strategy(tiny_dir, run_
 def test_priming_page_keeps_the_papers_numbers_out_of_our_table(run_root):
     """Our accuracy table: no paper column, a gain only where the intervals are apart; the paper's numbers in a
     reference table under their own heading."""
-    from tests.test_priming import _priming_store
+    from tests.helpers.runs import priming_store
 
-    _priming_store(run_root, (("a", "none", 2), ("b", "gold", 20), ("c", "cot", 5)))
+    priming_store(run_root, (("a", "none", 2), ("b", "gold", 20), ("c", "cot", 5)))
     at = open_page(PRIMING_PAGE)
-    _no_exception(at)
+    no_exception(at)
     assert not at.error, [e.value for e in at.error]
     ours = next(df.value for df in at.dataframe if "student exact match" in df.value.columns)
     assert not [c for c in ours.columns if "paper" in c.lower() or "gsm8k" in c.lower()]
@@ -699,7 +635,6 @@ def test_every_page_survives_a_link_of_hostile_values(page):
 def test_every_page_path_is_its_file_name():
     """Streamlit knows the files of pages/ by name before app.py first runs st.navigation; a path that is not the
     file's name showed "Page not found" over the page when a fresh server's first request was a deep link."""
-    from pathlib import Path
 
     from app_ui.navigation import WORKFLOW_PAGES
 
@@ -721,7 +656,6 @@ def test_a_link_to_a_saved_job_on_an_uploaded_file_reopens_it_in_a_fresh_session
     link sees the job, with the sidebar on its data set, instead of the job being closed for another data set."""
     import json as _json
     import shutil
-    from pathlib import Path
 
     from kd_analysis.data.sources import write_demo
 
@@ -734,7 +668,7 @@ def test_a_link_to_a_saved_job_on_an_uploaded_file_reopens_it_in_a_fresh_session
     at.query_params["job"] = "uploadjob"
     at.run()
     at.switch_page("pages/saliency_rationales.py").run()
-    _no_exception(at)
+    no_exception(at)
     assert at.sidebar.selectbox(key="w_data_source").value == str(uploaded)
     assert any("Showing the saved job uploadjob" in i.value for i in at.info), [i.value for i in at.info]
 
@@ -751,5 +685,5 @@ def test_the_run_form_keeps_a_picked_teacher_as_its_default(run_root):
     with_sentiment = next(o for o in at.sidebar.selectbox(key="w_teacher_source").options if "sentiment" in o)
     at.sidebar.selectbox(key="w_teacher_source").select(with_sentiment).run()
     at.switch_page(RUNS_PAGE).run()
-    _no_exception(at)
+    no_exception(at)
     assert next(s for s in at.selectbox if s.label == "Teacher").value == "sidebar"

@@ -15,6 +15,7 @@ from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.priming import STRATEGIES, format_prompt, render_template
 from kd_analysis.priming.teacher import OutputCache, summarise, teacher_outputs
 from kd_analysis.prompting.prompts import check_template, student_prompt
+from tests.helpers.runs import gsm8k_file, priming_store
 
 EX = Example(
     id="a1",
@@ -22,18 +23,6 @@ EX = Example(
     answer="7",
     solution="Tom has 3 + 4 = 7 apples.",
 )
-
-
-def _arith_file(path, n=24):
-    rows = [
-        {
-            "question": f"Ann has {i} pens and buys 2 more. How many pens does Ann have?",
-            "answer": f"Ann has {i} + 2 = {i + 2} pens.\n#### {i + 2}",
-        }
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def test_registry_has_the_papers_strategies_and_ours():
@@ -147,7 +136,7 @@ def test_primed_distillation_run_with_lora(tiny_dir, tmp_path):
     from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, TrainConfig
     from kd_analysis.training.loop import train
 
-    data = _arith_file(tmp_path / "arith.jsonl")
+    data = gsm8k_file(tmp_path / "arith.jsonl")
     cfg = TrainConfig(
         teacher=ModelSpec(str(tiny_dir / "llama")),
         student=StudentSpec(num_layers=1),
@@ -203,7 +192,7 @@ def test_teacher_outputs_job_saves_what_the_live_call_returns(tiny_dir, tmp_path
     from kd_analysis.training.worker import run_one
 
     monkeypatch.setattr(teacher_mod, "default_cache", lambda: OutputCache(None))
-    data = _arith_file(tmp_path / "arith.jsonl", n=5)
+    data = gsm8k_file(tmp_path / "arith.jsonl", n=5)
     spec = ModelSpec(str(tiny_dir / "llama"), task="causal_lm").to_dict()
     templates = {"none": "{question}", "gold": STRATEGIES["gold"].template}
     store = RunStore(tmp_path / "runs")
@@ -226,22 +215,6 @@ def test_teacher_outputs_job_saves_what_the_live_call_returns(tiny_dir, tmp_path
         outputs_config(spec, str(data), {"none": "no slot here"})
 
 
-def _priming_store(root, runs):
-    """A run store with one finished priming run per (run id, strategy, hits out of 24 held-out questions)."""
-    from kd_analysis.runs import RunStore
-
-    store = RunStore(root)
-    for rid, strategy, hits in runs:
-        run = store.create(
-            "train", {"data": "demo:arithmetic", "priming": {"strategy": strategy} if strategy else None}, run_id=rid
-        )
-        run.append_metrics({"step": 0, "held_out": 24, "eval_exact_match": 0.0, "eval_answer_nll": 2.0})
-        run.append_metrics({"step": 0, "teacher_exact_match": 0.25})
-        run.append_metrics({"step": 10, "eval_exact_match": hits / 24, "eval_answer_nll": 1.0 - hits / 100})
-        run.set_status("finished")
-    return store
-
-
 def test_accuracy_table_gain_interval_and_nll(tmp_path):
     """The interval is Wilson's (checked against SciPy); runs without priming are left out; no paper column; a gain
     the intervals cannot support (4 vs 6 of 24) is not given, and the cell says so."""
@@ -249,7 +222,7 @@ def test_accuracy_table_gain_interval_and_nll(tmp_path):
 
     from kd_analysis.priming.experiment import accuracy_table
 
-    store = _priming_store(tmp_path / "runs", (("a", "none", 4), ("b", "gold", 6), ("c", None, 9)))
+    store = priming_store(tmp_path / "runs", (("a", "none", 4), ("b", "gold", 6), ("c", None, 9)))
     table = accuracy_table(store, ["a", "b", "c"])
     rows = {r["strategy"]: r for r in table}
     assert set(rows) == {"none", "gold"}
@@ -267,7 +240,7 @@ def test_accuracy_table_gain_interval_and_nll(tmp_path):
 def test_gain_vs_none_is_shown_only_when_the_intervals_are_apart(tmp_path):
     from kd_analysis.priming.experiment import accuracy_table, gain_vs_none
 
-    store = _priming_store(tmp_path / "runs", (("a", "none", 2), ("b", "gold", 20), ("c", "cot", 5)))
+    store = priming_store(tmp_path / "runs", (("a", "none", 2), ("b", "gold", 20), ("c", "cot", 5)))
     rows = {r["strategy"]: r for r in accuracy_table(store, ["a", "b", "c"])}
     assert rows["gold"]["95% low"] > rows["none"]["95% high"]  # 20 vs 2 of 24: clearly apart
     assert rows["gold"]["gain vs none"] == pytest.approx((20 - 2) / 2) and rows["gold"]["gain vs none note"] == "+900%"
@@ -350,9 +323,9 @@ def test_accuracy_bars_carry_the_interval_and_never_the_paper():
 
 
 def test_cli_prime_table_keeps_the_paper_apart(tmp_path):
-    from tests.test_cli import cli
+    from tests.helpers.cli import cli
 
-    _priming_store(tmp_path / "runs", (("a", "none", 2), ("b", "gold", 20), ("c", "cot", 5)))
+    priming_store(tmp_path / "runs", (("a", "none", 2), ("b", "gold", 20), ("c", "cot", 5)))
     proc = cli("prime", "table", "--root", str(tmp_path / "runs"), "--json")
     assert proc.returncode == 0, proc.stderr
     rows = {r["strategy"]: r for r in json.loads(proc.stdout)}  # still a list of our rows
@@ -388,7 +361,7 @@ def test_strategies_share_the_students_first_evaluation_only_when_it_is_the_same
     from kd_analysis.training.loop import train
     from kd_analysis.training.shared_teacher import shared_teacher_outputs
 
-    data = _arith_file(tmp_path / "a.jsonl")
+    data = gsm8k_file(tmp_path / "a.jsonl")
     base = dict(
         teacher=ModelSpec(str(tiny_dir / "llama")),
         student=StudentSpec(num_layers=1),

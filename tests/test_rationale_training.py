@@ -13,7 +13,7 @@ from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.training import rationale_tasks
 from kd_analysis.training.config import LossTerm, RationaleSettings, TrainConfig
 from kd_analysis.training.loop import train
-from tests.test_training import _cfg
+from tests.helpers.runs import train_config
 
 EX = Example(id="q1", text="Where do fish swim freely", choices=["the river", "a desk"], label=0, answer="the river")
 
@@ -64,7 +64,7 @@ def test_rationales_are_cached_per_setting(tiny_dir, tmp_path, monkeypatch):
     ],
 )
 def test_bad_rationale_settings(tiny_dir, tmp_path, change, match):
-    d = {**_cfg(tiny_dir, tmp_path).to_dict(), **change}
+    d = {**train_config(tiny_dir, tmp_path).to_dict(), **change}
     if match is None:  # an empty mapping means "no rationales", so fine-tuning the teacher stays allowed
         assert TrainConfig.from_dict(d).rationales is None
         d["rationales"] = {"mode": "multitask"}
@@ -78,7 +78,7 @@ def test_multitask_student_learns_the_rationale_task(tiny_dir, tmp_path, family)
     """An encoder learns token tags, a decoder generates the words; either way the rationale loss falls."""
     out = tmp_path / "run"
     out.mkdir()
-    cfg = _cfg(
+    cfg = train_config(
         tiny_dir,
         tmp_path,
         teacher=ModelSpec(str(tiny_dir / family), task="multiple_choice"),
@@ -103,7 +103,7 @@ def test_multitask_student_learns_the_rationale_task(tiny_dir, tmp_path, family)
 def test_append_mode_uses_predicted_rationales_at_evaluation(tiny_dir, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    cfg = _cfg(
+    cfg = train_config(
         tiny_dir,
         tmp_path,
         teacher=ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"),
@@ -121,7 +121,7 @@ def test_append_mode_uses_predicted_rationales_at_evaluation(tiny_dir, tmp_path)
 
 
 def test_cancel_while_computing_rationales(tiny_dir, tmp_path):
-    cfg = _cfg(tiny_dir, tmp_path, rationales=RationaleSettings())
+    cfg = train_config(tiny_dir, tmp_path, rationales=RationaleSettings())
     result = train(cfg, out_dir=tmp_path, should_stop=lambda: True)
     assert result.state == "cancelled" and result.steps == 0
 
@@ -132,10 +132,10 @@ def test_rationales_reused_from_a_job_and_mismatches_refused(tiny_dir, tmp_path,
     from kd_analysis.fileio import read_jsonl
     from kd_analysis.runs import RunStore
     from kd_analysis.training.worker import run_one
-    from tests.test_training import _mc_file
+    from tests.helpers.runs import mc_file
 
     store = RunStore(tmp_path / "runs")
-    data = str(_mc_file(tmp_path / "small.jsonl", n=12))
+    data = str(mc_file(tmp_path / "small.jsonl", n=12))
     teacher = ModelSpec(str(tiny_dir / "bert"), task="multiple_choice")
     job = store.create(
         "rationales", rationale_config(teacher, None, data, method="saliency", target="predicted", k=2), run_id="job"
@@ -153,7 +153,7 @@ def test_rationales_reused_from_a_job_and_mismatches_refused(tiny_dir, tmp_path,
         raise AssertionError("attributed again instead of reusing the job")
 
     monkeypatch.setattr(rationale_tasks, "attribute", boom)
-    cfg = _cfg(
+    cfg = train_config(
         tiny_dir,
         tmp_path,
         teacher=teacher,

@@ -13,67 +13,11 @@ import pytest
 from kd_analysis.error_analysis.backfill import BackfillMismatch, backfill_run
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import read_jsonl
-from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore
 from kd_analysis.runs.records import PREDICTIONS
-from kd_analysis.training.config import LoraSettings, LossTerm, PrimingSettings, RationaleSettings, TrainConfig
-from tests.test_priming import _arith_file
-from tests.test_training import _cfg
+from tests.helpers.runs import backfill_configs, finished_run, tamper, train_config
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _finished_run(store: RunStore, run_id: str, cfg: TrainConfig):
-    """A training run made the way the app makes one (worker, metrics, status), with its predictions.jsonl."""
-    from kd_analysis.training.worker import run_worker
-
-    run = store.create("train", cfg.to_dict(), run_id=run_id, state="queued")
-    assert run_worker(None, run_id=run_id, root=str(store.root), config=cfg) == 0
-    assert run.status()["state"] == "finished" and (run.path / PREDICTIONS).exists()
-    return run
-
-
-def _configs(tiny_dir: Path, tmp_path: Path) -> dict[str, TrainConfig]:
-    arith = str(_arith_file(tmp_path / "arith.jsonl"))
-    bert = ModelSpec(str(tiny_dir / "bert"), task="multiple_choice")
-    return {
-        "mc-full-checkpoint": _cfg(tiny_dir, tmp_path, steps=4, eval_every=2),
-        "mc-teacher-full-checkpoint": _cfg(
-            tiny_dir, tmp_path, train_teacher=True, losses=[LossTerm("ce")], steps=3, eval_every=3
-        ),
-        "mc-teacher-lora": _cfg(
-            tiny_dir,
-            tmp_path,
-            teacher=bert,
-            train_teacher=True,
-            losses=[LossTerm("ce")],
-            lora=LoraSettings(r=2, alpha=4),
-            steps=3,
-            eval_every=3,
-        ),
-        "mc-rationale-append": _cfg(
-            tiny_dir,
-            tmp_path,
-            teacher=bert,
-            steps=2,
-            eval_every=2,
-            rationales=RationaleSettings(mode="append", target="gold", k=3),
-        ),
-        "priming-lora-generation": TrainConfig(
-            teacher=ModelSpec(str(tiny_dir / "llama")),
-            student=StudentSpec(num_layers=1),
-            data=arith,
-            steps=3,
-            eval_every=3,
-            eval_size=4,
-            batch_size=4,
-            max_new_tokens=4,
-            lr=1e-3,
-            losses=[LossTerm("ce", 0.6), LossTerm("rkl", 0.4)],
-            lora=LoraSettings(r=4, alpha=8),
-            priming=PrimingSettings("teacher"),
-        ),
-    }
 
 
 @pytest.mark.parametrize(
@@ -88,7 +32,7 @@ def _configs(tiny_dir: Path, tmp_path: Path) -> dict[str, TrainConfig]:
 )
 def test_backfill_rebuilds_the_records_training_wrote(tiny_dir, tmp_path, kind):
     store = RunStore(tmp_path / "runs")
-    run = _finished_run(store, kind, _configs(tiny_dir, tmp_path)[kind])
+    run = finished_run(store, kind, backfill_configs(tiny_dir, tmp_path)[kind])
     original = read_jsonl(run.path / PREDICTIONS)
     others = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file() and p.name != PREDICTIONS}
     (run.path / PREDICTIONS).unlink()
@@ -126,7 +70,7 @@ def test_backfill_rebuilds_the_records_training_wrote(tiny_dir, tmp_path, kind):
 
 def test_refusals_and_force(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
-    cfg = _cfg(tiny_dir, tmp_path, steps=2, eval_every=2)
+    cfg = train_config(tiny_dir, tmp_path, steps=2, eval_every=2)
     job = store.create("rationales", {"name": "a job"}, run_id="a-job", state="finished")
     with pytest.raises(KDLensError, match="a-job is a rationales run, not a training run"):
         backfill_run(store, job.run_id)
@@ -137,7 +81,7 @@ def test_refusals_and_force(tiny_dir, tmp_path):
     with pytest.raises(KDLensError, match="weightless has no saved checkpoint"):
         backfill_run(store, "weightless")
 
-    run = _finished_run(store, "done", cfg)
+    run = finished_run(store, "done", cfg)
     before = read_jsonl(run.path / PREDICTIONS)
     with pytest.raises(KDLensError, match="already has predictions.jsonl; rebuild it with force"):
         backfill_run(store, "done")
@@ -151,7 +95,7 @@ def test_refusals_and_force(tiny_dir, tmp_path):
 
 def test_records_that_do_not_reproduce_the_run_are_not_written(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
-    run = _finished_run(store, "run", _cfg(tiny_dir, tmp_path, steps=2, eval_every=2))
+    run = finished_run(store, "run", train_config(tiny_dir, tmp_path, steps=2, eval_every=2))
     (run.path / PREDICTIONS).unlink()
     lines = (run.path / "metrics.jsonl").read_text().splitlines()
     last = json.loads(lines[-1])
@@ -166,17 +110,9 @@ def test_records_that_do_not_reproduce_the_run_are_not_written(tiny_dir, tmp_pat
     assert not (run.path / PREDICTIONS).exists()
 
 
-def _tamper(run, step: int, name: str, change) -> None:
-    """Change one value the run logged at `step` in its metrics.jsonl."""
-    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
-    row = next(r for r in rows if r.get("step") == step and name in r)
-    row[name] = change(row[name])
-    (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def test_retrain_rebuilds_the_records_of_a_run_without_checkpoint(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
-    run = _finished_run(store, "weightless", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
+    run = finished_run(store, "weightless", train_config(tiny_dir, tmp_path, steps=4, eval_every=2))
     original = read_jsonl(run.path / PREDICTIONS)
     shutil.rmtree(run.path / "checkpoint")
     (run.path / PREDICTIONS).unlink()
@@ -222,10 +158,10 @@ def test_retrain_rebuilds_the_records_of_a_run_without_checkpoint(tiny_dir, tmp_
 )
 def test_retrain_refuses_a_run_it_does_not_reproduce(tiny_dir, tmp_path, step, name, change, match):
     store = RunStore(tmp_path / "runs")
-    run = _finished_run(store, "run", _cfg(tiny_dir, tmp_path, steps=4, eval_every=2))
+    run = finished_run(store, "run", train_config(tiny_dir, tmp_path, steps=4, eval_every=2))
     shutil.rmtree(run.path / "checkpoint")
     (run.path / PREDICTIONS).unlink()
-    _tamper(run, step, name, change)  # an intermediate evaluation, not the final one the records describe
+    tamper(run, step, name, change)  # an intermediate evaluation, not the final one the records describe
     others = {p.name: p.read_bytes() for p in run.path.iterdir()}
     with pytest.raises(BackfillMismatch, match=f"not reproduced by retraining: {match}.*; nothing was written") as err:
         backfill_run(store, "run", retrain=True)

@@ -68,7 +68,7 @@ def test_a_registered_loss_appears_in_the_pair_explorer(extra_loss, tiny_dir):
 
 
 def test_a_registered_loss_has_a_weight_and_its_parameter_in_the_run_form(extra_loss, tiny_dir, run_root):
-    from tests.test_pages import RUNS_PAGE, open_with
+    from tests.helpers.pages import RUNS_PAGE, open_with
 
     at = open_with(tiny_dir / "gpt2", "multiple_choice", RUNS_PAGE, layers=1)
     assert not at.exception, [e.value for e in at.exception]

@@ -10,7 +10,7 @@ import pytest
 
 from kd_analysis.plots.run_evals import eval_curves
 from kd_analysis.training.evals import active_twin, config_fingerprint, eval_rows
-from tests.test_pages import RUNS_PAGE, _no_exception, open_page
+from tests.helpers.pages import RUNS_PAGE, no_exception, open_page
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,10 +65,10 @@ def test_submitting_the_form_twice_starts_one_run(run_root, monkeypatch):
     monkeypatch.setattr(runs_mod, "reconcile", lambda store: None)
     at = open_page(RUNS_PAGE)
     next(b for b in at.button if b.label == "Start run").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert any("Started" in s.value for s in at.success), [e.value for e in at.error]
     next(b for b in at.button if b.label == "Start run").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert any("Not started: the identical run" in w.value for w in at.warning)
     assert len(RunStore(run_root).list(kind="train")) == 1
     next(c for c in at.checkbox if "identical run" in c.label).check()
@@ -79,17 +79,17 @@ def test_submitting_the_form_twice_starts_one_run(run_root, monkeypatch):
 def test_priming_page_says_why_it_does_not_follow_the_sidebar(run_root, tiny_dir, tmp_path):
     """Home says every page uses the sidebar; the priming page needs a causal LM and GSM8K-format data,
     so with the MC demo it must say so, and with a fitting sidebar it follows it."""
-    from tests.test_pages import _arith, open_with
+    from tests.helpers.pages import open_with, short_gsm8k_file
 
     at = open_page("pages/priming_attention.py")  # default sidebar: the MC teacher on demo:mcq
-    _no_exception(at)
+    no_exception(at)
     info = next(i.value for i in at.info if "needs a causal language model" in i.value)
     assert "is not a causal language model" in info and "is not in GSM8K" in info
     assert at.text_input(key="prime_teacher_smollm2-135m-instruct").value == "smollm2-135m-instruct"
 
-    data = _arith(tmp_path / "arith.jsonl")
+    data = short_gsm8k_file(tmp_path / "arith.jsonl")
     at = open_with(tiny_dir / "llama", "causal_lm", "pages/priming_attention.py", data=data)
-    _no_exception(at)
+    no_exception(at)
     assert not any("needs a causal language model" in i.value for i in at.info)
     teacher = next(t for t in at.text_input if t.label.startswith("Teacher"))
     assert teacher.value == str(tiny_dir / "llama")
@@ -118,11 +118,11 @@ def test_expected_task_resolves_auto_without_loading_weights(tiny_dir):
 
 def test_priming_page_follows_a_causal_lm_sidebar_under_task_auto(run_root, tiny_dir, tmp_path):
     """Task "auto" on a causal LM fits the page: it must not claim the teacher is not a causal LM."""
-    from tests.test_pages import _arith, open_with
+    from tests.helpers.pages import open_with, short_gsm8k_file
 
-    data = _arith(tmp_path / "arith.jsonl")
+    data = short_gsm8k_file(tmp_path / "arith.jsonl")
     at = open_with(tiny_dir / "llama", "auto", "pages/priming_attention.py", data=data)
-    _no_exception(at)
+    no_exception(at)
     assert not any("needs a causal language model" in i.value for i in at.info)
     assert next(t for t in at.text_input if t.label.startswith("Teacher")).value == str(tiny_dir / "llama")
     at = open_with(
@@ -181,7 +181,7 @@ def test_sidebar_flags_an_untrained_teacher_head(run_root, tmp_path):
     at.session_state["_kd_teacher_task"] = "classification"
     at.session_state["_kd_data_source"] = str(data)
     at.run()
-    _no_exception(at)
+    no_exception(at)
     assert any("head is untrained" in w.value for w in at.sidebar.warning), [w.value for w in at.sidebar.warning]
 
 
@@ -228,7 +228,7 @@ def test_saliency_job_and_example_live_in_the_url():
     at.query_params["job"] = "reference-minilm-rationales-before"
     at.query_params["example"] = "use-175"
     at.switch_page("pages/saliency_rationales.py").run()
-    _no_exception(at)
+    no_exception(at)
     assert any("Showing the saved job reference-minilm-rationales-before" in i.value.replace("\\", "") for i in at.info)
     assert at.selectbox(key="rationale_example").value == "use-175"
     at.selectbox(key="rationale_example").set_value("cat-1").run()
@@ -245,7 +245,7 @@ def test_priming_heads_job_and_strategy_pair_live_in_the_url():
     at.query_params["a"] = "cot"
     at.query_params["b"] = "none"
     at.switch_page("pages/priming_attention.py").run()
-    _no_exception(at)
+    no_exception(at)
     assert at.selectbox(key="_attention_open").value == "reference-smollm2-priming-heads"
     assert (at.selectbox(key="prime_diff_a").value, at.selectbox(key="prime_diff_b").value) == ("cot", "none")
     at.selectbox(key="prime_diff_b").set_value("gold").run()
@@ -265,7 +265,7 @@ def test_the_watched_run_lives_in_the_url(run_root):
     at.run()
     at.query_params["watch"] = "first"
     at.switch_page(RUNS_PAGE).run()
-    _no_exception(at)
+    no_exception(at)
     assert any(s.value == "Watching run first" for s in at.subheader)
     next(b for b in at.button if b.key == "watch_second").click().run()
     assert at.query_params["watch"] in ("second", ["second"])
@@ -279,7 +279,7 @@ def test_the_sidebar_selection_lives_in_the_url_of_home_and_models():
     at.query_params["layers"] = "3"
     at.query_params["teacher"] = "/etc"  # not a teacher this session added: refused, never opened
     at.run()
-    _no_exception(at)
+    no_exception(at)
     assert at.sidebar.selectbox(key="w_data_source").value == "demo:sentiment"
     assert at.sidebar.number_input(key="w_student_layers").value == 3
     assert any("teacher = /etc" in i.value for i in at.sidebar.info)
@@ -287,7 +287,7 @@ def test_the_sidebar_selection_lives_in_the_url_of_home_and_models():
     at.sidebar.selectbox(key="w_data_source").set_value("demo:arithmetic").run()
     assert at.query_params["data"] in ("demo:arithmetic", ["demo:arithmetic"])  # Home writes the selection back
     at.switch_page("pages/models_and_data.py").run()
-    _no_exception(at)
+    no_exception(at)
     assert at.query_params["layers"] in ("3", ["3"])
 
 
@@ -331,7 +331,7 @@ def test_run_form_starts_a_group_over_seeds_in_the_few_label_regime(run_root, mo
     next(t for t in at.text_input if t.label.startswith("seeds for a run group")).input("0, 1,2")
     next(n for n in at.number_input if n.label.startswith("labelled examples")).set_value(30)
     next(b for b in at.button if b.label == "Start run").click().run()
-    _no_exception(at)
+    no_exception(at)
     assert any("Started the group" in s.value and "3 runs" in s.value for s in at.success), [e.value for e in at.error]
     configs = [RunStore(run_root).get(r.run_id).config() for r in RunStore(run_root).list(kind="train")]
     assert sorted(c["seed"] for c in configs) == [0, 1, 2]

@@ -224,7 +224,7 @@ def test_saliency_rationales_page(mc_file, tiny_dir, run_root):
     from kd_analysis.runs import RunStore
 
     _failed_run(RunStore(run_root), "rationales", {}, "bad-job")
-    from tests.test_pages import attribute_live
+    from tests.helpers.pages import attribute_live
 
     at = _page(
         "pages/saliency_rationales.py",

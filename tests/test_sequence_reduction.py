@@ -18,7 +18,7 @@ from kd_analysis.training.batches import AnswerRows, LMBatch
 from kd_analysis.training.config import LossTerm, TrainConfig
 from kd_analysis.training.loop import cross_vocab_terms, kd_loss_terms
 from kd_analysis.training.teacher_cache import TeacherCache
-from tests.rounding import U64
+from tests.helpers.rounding import U64
 
 pytestmark = pytest.mark.numeric
 

@@ -9,7 +9,7 @@ import pytest
 from kd_analysis.evidence.size_speed import KIND, load_size_speed, measure, size_speed_config, size_speed_job
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore
-from tests.test_training import _mc_file
+from tests.helpers.runs import mc_file
 
 
 def test_measure_counts_parameters_and_bytes_and_times_both(tiny_dir, tmp_path):
@@ -19,7 +19,7 @@ def test_measure_counts_parameters_and_bytes_and_times_both(tiny_dir, tmp_path):
 
     teacher = load_model(ModelSpec(str(tiny_dir / "bert"), task="multiple_choice"))
     student = derive_student(teacher, StudentSpec(num_layers=1))
-    examples = load_dataset(str(_mc_file(tmp_path / "mc.jsonl"))).examples[:4]
+    examples = load_dataset(str(mc_file(tmp_path / "mc.jsonl"))).examples[:4]
     result = measure(teacher, student, examples, repeats=3)
     assert result.teacher.parameters == sum(p.numel() for p in teacher.model.parameters())
     assert result.student.parameters < result.teacher.parameters
@@ -40,7 +40,7 @@ def test_size_speed_job_writes_its_result(tiny_dir, tmp_path, run_root):
     cfg = size_speed_config(
         ModelSpec(str(tiny_dir / "bert"), task="multiple_choice").to_dict(),
         StudentSpec(num_layers=1).to_dict(),
-        str(_mc_file(tmp_path / "mc.jsonl")),
+        str(mc_file(tmp_path / "mc.jsonl")),
         batch=4,
         repeats=2,
     )

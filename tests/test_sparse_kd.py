@@ -11,7 +11,7 @@ from scipy.special import log_softmax
 
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES, bucket_logprobs, sparse_kd, tail_mass, teacher_topk_logprobs
-from tests.rounding import U32, U64
+from tests.helpers.rounding import U32, U64
 
 pytestmark = pytest.mark.numeric  # floats compared across computation orders: rerun on other kernels
 

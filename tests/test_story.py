@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from kd_analysis.demo.story import Section, build_story, story_html, write_story
 from kd_analysis.runs import RunStore
-from tests.test_cli import assert_clean_error, cli
-from tests.test_evidence import build_groups
+from tests.helpers.cli import assert_clean_error, cli
+from tests.helpers.groups import build_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 

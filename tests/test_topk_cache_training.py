@@ -16,8 +16,8 @@ from kd_analysis.training.batches import AnswerRows, LMBatch
 from kd_analysis.training.config import LossTerm, TrainConfig
 from kd_analysis.training.loop import ce_loss, kd_loss_terms
 from kd_analysis.training.teacher_cache import TeacherCache
-from tests.lm_runs import arith_file, tiny_lm_config
-from tests.rounding import U32, U64
+from tests.helpers.lm_runs import arith_file, tiny_lm_config
+from tests.helpers.rounding import U32, U64
 
 pytestmark = pytest.mark.numeric  # floats compared across computation orders: rerun on other kernels
 

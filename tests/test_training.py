@@ -19,46 +19,14 @@ from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
 from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
 from kd_analysis.training.loop import kd_loss_terms, train
-from tests.test_cli import cli
+from tests.helpers.cli import cli
+from tests.helpers.runs import train_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _mc_file(path: Path, n: int = 40) -> Path:
-    rows = [
-        {
-            "id": f"q{i}",
-            "question": f"what is {i} plus one",
-            "answerKey": "AB"[i % 2],
-            "choices": {
-                "label": ["A", "B"],
-                "text": [str(i + 1), str(i + 7)] if i % 2 == 0 else [str(i + 7), str(i + 1)],
-            },
-        }
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _cfg(tiny_dir, tmp_path, **kw) -> TrainConfig:
-    base = dict(
-        teacher=ModelSpec(str(tiny_dir / "gpt2"), task="multiple_choice"),
-        student=StudentSpec(num_layers=1),
-        data=str(_mc_file(tmp_path / "mc.jsonl")),
-        steps=10,
-        eval_every=5,
-        eval_size=8,
-        batch_size=4,
-        losses=[LossTerm("ce"), LossTerm("kl")],
-        lr=1e-3,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 def test_config_round_trip_json_and_yaml(tmp_path, tiny_dir):
-    cfg = _cfg(
+    cfg = train_config(
         tiny_dir,
         tmp_path,
         lora=LoraSettings(r=4, alpha=8),
@@ -85,13 +53,13 @@ def test_config_round_trip_json_and_yaml(tmp_path, tiny_dir):
     ],
 )
 def test_bad_config_values(tmp_path, tiny_dir, change, match):
-    d = {**_cfg(tiny_dir, tmp_path).to_dict(), **change}
+    d = {**train_config(tiny_dir, tmp_path).to_dict(), **change}
     with pytest.raises(KDLensError, match=match):
         TrainConfig.from_dict(d)
 
 
 def test_training_lowers_the_loss_and_caches_the_teacher(tiny_dir, tmp_path):
-    cfg = _cfg(tiny_dir, tmp_path, steps=30, eval_every=30, epochs=None)
+    cfg = train_config(tiny_dir, tmp_path, steps=30, eval_every=30, epochs=None)
     seen = []
     res = train(cfg, out_dir=tmp_path / "out", on_metrics=seen.append)
     steps = [m for m in seen if "loss" in m]
@@ -215,7 +183,7 @@ def test_term_temperatures_and_sinkhorn_rows_are_never_dropped():
 
 
 def test_incompatible_pair_for_logit_losses(tiny_dir, tmp_path):
-    cfg = _cfg(
+    cfg = train_config(
         tiny_dir,
         tmp_path,
         teacher=ModelSpec(str(tiny_dir / "gpt2")),
@@ -227,7 +195,7 @@ def test_incompatible_pair_for_logit_losses(tiny_dir, tmp_path):
 
 
 def test_student_bigger_than_teacher_warns(tiny_dir, tmp_path):
-    cfg = _cfg(
+    cfg = train_config(
         tiny_dir,
         tmp_path,
         steps=1,
@@ -250,7 +218,7 @@ def _wait(run, states, timeout=120):
 
 def _write_cfg(tmp_path, tiny_dir, **kw) -> Path:
     f = tmp_path / "run.json"
-    f.write_text(_cfg(tiny_dir, tmp_path, **kw).to_json())
+    f.write_text(train_config(tiny_dir, tmp_path, **kw).to_json())
     return f
 
 
@@ -279,7 +247,7 @@ def test_cli_bad_config_is_one_line(tmp_path):
 
 def test_background_run_cancel(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
-    run = start_run(_cfg(tiny_dir, tmp_path, steps=100000, eval_every=100000).to_dict(), store)
+    run = start_run(train_config(tiny_dir, tmp_path, steps=100000, eval_every=100000).to_dict(), store)
     _wait(run, {"running"})
     deadline = time.monotonic() + 60
     while not run.metrics() and time.monotonic() < deadline:
@@ -292,7 +260,7 @@ def test_background_run_cancel(tiny_dir, tmp_path):
 @pytest.mark.slow
 def test_kill_9_is_detected_and_metrics_kept(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
-    run = start_run(_cfg(tiny_dir, tmp_path, steps=100000, eval_every=100000).to_dict(), store)
+    run = start_run(train_config(tiny_dir, tmp_path, steps=100000, eval_every=100000).to_dict(), store)
     _wait(run, {"running"})
     deadline = time.monotonic() + 60
     while len([m for m in run.metrics() if "loss" in m]) < 3 and time.monotonic() < deadline:
@@ -310,7 +278,7 @@ def test_kill_9_is_detected_and_metrics_kept(tiny_dir, tmp_path):
 def test_reattach_after_restart_and_queue(tiny_dir, tmp_path):
     """Two runs at once: one waits for the device; a fresh store (an app restart) still follows both."""
     store = RunStore(tmp_path / "runs")
-    cfg = _cfg(tiny_dir, tmp_path, steps=15, eval_every=15).to_dict()
+    cfg = train_config(tiny_dir, tmp_path, steps=15, eval_every=15).to_dict()
     a, b = start_run(cfg, store), start_run(cfg, store)
     assert a.run_id != b.run_id
     deadline = time.monotonic() + 60
@@ -385,7 +353,7 @@ def test_crash_marks_the_run_failed_with_the_traceback(tiny_dir, tmp_path, monke
 
     monkeypatch.setattr(loop, "train", explode)
     store = RunStore(tmp_path / "runs")
-    run = store.create("train", _cfg(tiny_dir, tmp_path).to_dict(), run_id="crash")
+    run = store.create("train", train_config(tiny_dir, tmp_path).to_dict(), run_id="crash")
     assert run_worker(run.path / "config.json", run_id="crash", root=str(store.root)) == 1
     st = run.status()
     assert st["state"] == "failed" and st["reason"].startswith("RuntimeError: simulated crash")
@@ -534,9 +502,9 @@ def test_inputs_longer_than_max_length_are_reported_not_cut_silently(tiny_dir, t
     tok = load_model(ModelSpec(str(tiny_dir / "gpt2"))).tokenizer
     examples = [Example("a", "one two"), Example("b", " ".join(["word"] * 50))]
     assert over_length(tok, examples, 10) == 1 and over_length(tok, examples, 10_000) == 0
-    res = train(_cfg(tiny_dir, tmp_path, steps=1, eval_every=1, max_length=4))
+    res = train(train_config(tiny_dir, tmp_path, steps=1, eval_every=1, max_length=4))
     assert any("longer than max_length (4 tokens)" in w for w in res.warnings)
-    res = train(_cfg(tiny_dir, tmp_path, steps=1, eval_every=1))
+    res = train(train_config(tiny_dir, tmp_path, steps=1, eval_every=1))
     assert not any("max_length" in w for w in res.warnings)
 
 
@@ -548,7 +516,7 @@ def test_every_run_writes_per_example_records(tiny_dir, tmp_path):
 
     out = tmp_path / "run-a"
     out.mkdir()
-    res = train(_cfg(tiny_dir, tmp_path, steps=4, eval_every=2), out_dir=out)
+    res = train(train_config(tiny_dir, tmp_path, steps=4, eval_every=2), out_dir=out)
     rows = read_jsonl(out / PREDICTIONS)
     teacher = [r for r in rows if r["role"] == "teacher"]
     student = [r for r in rows if r["role"] == "student"]
@@ -565,7 +533,7 @@ def test_every_run_writes_per_example_records(tiny_dir, tmp_path):
         assert r["teacher_entropy"] == pytest.approx(t_by_id[r["example_id"]]["entropy"], abs=1e-4)
         assert r["text_tokens"] > 0 and r["choices"] and r["prediction"] == max(range(2), key=r["probs"].__getitem__)
     train(
-        _cfg(tiny_dir, tmp_path, steps=4, eval_every=2, records_every_eval=True),
+        train_config(tiny_dir, tmp_path, steps=4, eval_every=2, records_every_eval=True),
         out_dir=tmp_path / "run-b",
     )
     steps = [r["step"] for r in read_jsonl(tmp_path / "run-b" / PREDICTIONS) if r["role"] == "student"]
@@ -593,9 +561,9 @@ def test_answer_nll_per_example_agrees_with_the_aggregate(tiny_dir):
 
 
 def test_an_unnamed_run_is_named_by_its_terms_and_its_seed(tiny_dir, tmp_path):
-    base = _cfg(tiny_dir, tmp_path, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5, tau=4.0)])
+    base = train_config(tiny_dir, tmp_path, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5, tau=4.0)])
     assert base.auto_name() == "0.5·ce + 0.5·kl τ 4"
-    other = _cfg(tiny_dir, tmp_path, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5, tau=4.0)], seed=3)
+    other = train_config(tiny_dir, tmp_path, losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5, tau=4.0)], seed=3)
     assert other.auto_name() == "0.5·ce + 0.5·kl τ 4 · seed 3"  # runs that differ only by seed differ by name
 
 

@@ -127,7 +127,7 @@ MINE, THEIRS = "a" * 16, "b" * 16  # two browser sessions' upload owners
 
 def _open_as(owner: str, path: str) -> AppTest:
     """The page as the browser session whose upload owner is `owner`."""
-    from tests.test_pages import HOME, TIMEOUT
+    from tests.helpers.pages import HOME, TIMEOUT
 
     at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
     at.session_state["_kd_upload_owner"] = owner
@@ -140,7 +140,7 @@ REMOVE = "Remove this session's uploaded files"
 
 
 def test_page_removes_this_sessions_uploads_and_never_another_sessions(upload_cache):
-    from tests.test_pages import MODELS
+    from tests.helpers.pages import MODELS
 
     store_upload("a.csv", io.BytesIO(CSV), owner=MINE)
     store_upload("b.csv", io.BytesIO(CSV + b"ok film,1\n"), owner=MINE)
@@ -157,7 +157,7 @@ def test_page_removes_this_sessions_uploads_and_never_another_sessions(upload_ca
 
 
 def test_page_keeps_the_upload_in_use(upload_cache):
-    from tests.test_pages import MODELS
+    from tests.helpers.pages import MODELS
 
     in_use = store_upload("reviews.csv", io.BytesIO(CSV), owner=MINE)
     other = store_upload("other.csv", io.BytesIO(CSV + b"ok film,1\n"), owner=MINE)
@@ -178,7 +178,7 @@ def test_page_keeps_the_upload_in_use(upload_cache):
 
 def test_page_keeps_an_upload_a_run_trained_on(upload_cache, tmp_path, monkeypatch):
     from kd_analysis.runs import RunStore, uploads_used_by_runs
-    from tests.test_pages import MODELS
+    from tests.helpers.pages import MODELS
 
     trained_on = store_upload("train.csv", io.BytesIO(CSV), owner=MINE)
     spare = store_upload("spare.csv", io.BytesIO(CSV + b"ok film,1\n"), owner=MINE)
