@@ -4,7 +4,7 @@ inlined from the installed package, styles are inline, and every value from data
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Any
 
 CSS = """
@@ -55,7 +55,7 @@ def figure_html(fig) -> str:
     return pio.to_html(own, full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
 
 
-def table_html(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int] = frozenset()) -> str:
+def table_html(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Set[int] = frozenset()) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join(
         "<tr>"

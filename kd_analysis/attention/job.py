@@ -56,7 +56,8 @@ def attention_job(run: Run, stop: threading.Event, store) -> tuple[str, str | No
     cfg = run.config()
     examples = load_dataset(cfg["data"]).examples[: cfg.get("limit") or None]
     total = len(examples) * len(cfg["models"])
-    done, results = 0, []
+    done = 0
+    results: list[Any] = []
     cache: dict[str, object] = {}
     for entry in cfg["models"]:
         if stop.is_set():

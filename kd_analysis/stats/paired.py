@@ -93,7 +93,9 @@ def _bootstrap(
     An example draw with replacement is its count vector (how often each example was drawn), so every seed's mean
     over the drawn examples is one matrix product; the drawn seeds are then averaged. Chunked to bound memory."""
     n = a.shape[1]
-    out_a, out_b, out_t = [], [], []
+    out_a: list[np.ndarray] = []
+    out_b: list[np.ndarray] = []
+    out_t: list[np.ndarray] = []
     chunk = max(1, 4_000_000 // n)
     done = 0
     while done < reps:

@@ -100,7 +100,8 @@ TEMPLATES: list[tuple[Callable[..., tuple[str, str, int]], int]] = [
 def arithmetic_rows(n: int = 300, seed: int = 7) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     makers = [fn for fn, weight in TEMPLATES for _ in range(weight)]
-    rows, seen = [], set()
+    rows: list[dict[str, Any]] = []
+    seen: set[Any] = set()
     while len(rows) < n:
         (name, pron), (friend, _) = rng.sample(NAMES, 2)
         q, solution, result = rng.choice(makers)(rng, name, pron, friend, rng.choice(ITEMS))
