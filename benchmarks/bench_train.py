@@ -31,7 +31,7 @@ from kd_analysis.losses.sparse import rest_logsumexp
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.batches import AnswerRows, LMBatch, head_parts
 from kd_analysis.training.config import LossTerm, TrainConfig
-from kd_analysis.training.loop import ce_loss, kd_loss_terms
+from kd_analysis.training.objective import ce_loss, kd_loss_terms
 from kd_analysis.training.teacher_cache import TopK, bytes_per_token
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}

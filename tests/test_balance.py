@@ -103,7 +103,7 @@ def test_the_block_mode_reports_the_same_norms_as_full_logits(tiny_dir, tmp_path
     runs = []
     for blocks in (True, False):
         if not blocks:
-            monkeypatch.setattr(loop, "_blockwise", lambda *a, **k: False)
+            monkeypatch.setattr(loop, "blockwise", lambda *a, **k: False)
         seen: list = []
         loop.train(cfg, on_metrics=seen.append)
         runs.append(next(m for m in seen if "grad_norm_ce" in m))

@@ -101,7 +101,7 @@ def _losses(tiny_dir, tmp_path, family, blocks: bool, monkeypatch, float64=False
     from kd_analysis.training import loop
 
     if not blocks:
-        monkeypatch.setattr(loop, "_blockwise", lambda *a, **k: False)
+        monkeypatch.setattr(loop, "blockwise", lambda *a, **k: False)
     cfg = tiny_lm_config(
         tiny_dir / family,
         arith_file(tmp_path / "a.jsonl"),

@@ -73,10 +73,10 @@ def _train(cross_pair, tmp_path, **kw):
 
 
 def test_a_cross_tokenizer_pair_trains_with_uld_on_aligned_positions(cross_pair, tmp_path, monkeypatch):
-    from kd_analysis.training import loop
+    from kd_analysis.training import objective
 
     pairs = []
-    real = loop.aligned_answer_rows
+    real = objective.aligned_answer_rows
 
     def spy(student, teacher):
         s_rows, t_rows, seq = real(student, teacher)
@@ -87,7 +87,7 @@ def test_a_cross_tokenizer_pair_trains_with_uld_on_aligned_positions(cross_pair,
         pairs.append((s_rows.shape, t_rows.shape, counts))
         return s_rows, t_rows, seq
 
-    monkeypatch.setattr(loop, "aligned_answer_rows", spy)
+    monkeypatch.setattr(objective, "aligned_answer_rows", spy)
     res, steps = _train(cross_pair, tmp_path)
     assert res.state == "finished" and len(steps) == 3
     assert all(m["loss_uld"] > 0 and m["loss_ce"] > 0 for m in steps)

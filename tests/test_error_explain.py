@@ -38,7 +38,7 @@ def test_attributions_match_the_registry_on_independently_loaded_weights(tiny_di
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec
     from kd_analysis.training.config import TrainConfig
-    from kd_analysis.training.loop import split_examples
+    from kd_analysis.training.run_data import split_examples
     from kd_analysis.training.run_models import load_run_student
 
     store = RunStore(tmp_path / "runs")

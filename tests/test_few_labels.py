@@ -8,7 +8,9 @@ import torch
 from kd_analysis.data.example import Example
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.training.config import LossTerm, TrainConfig
-from kd_analysis.training.loop import ce_loss, few_labels, split_examples, train
+from kd_analysis.training.loop import train
+from kd_analysis.training.objective import ce_loss
+from kd_analysis.training.run_data import few_labels, split_examples
 from tests.helpers.runs import train_config
 
 EXAMPLES = [Example(f"e{i}", f"text {i}", label=i % 3) for i in range(20)]

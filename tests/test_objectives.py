@@ -354,7 +354,7 @@ def test_objectives_train_at_their_references_temperature_unless_the_term_sets_i
     import yaml
 
     from kd_analysis.training.config import TrainConfig
-    from kd_analysis.training.loop import kd_loss_terms
+    from kd_analysis.training.objective import kd_loss_terms
     from kd_analysis.training.presets import loss_rows
     from kd_analysis.training.progress import losses_label
 

@@ -29,10 +29,11 @@ def _cfg(tiny_dir, tmp_path, **kw) -> TrainConfig:
 def test_every_batch_on_policy_trains_on_what_the_student_sampled(tiny_dir, tmp_path, monkeypatch, cache):
     """λ = 1: each step the student samples answers, the teacher scores exactly those texts (and the top-k cache
     keeps none of them), and no CE is computed."""
+    from kd_analysis.training import forward as forward_passes
     from kd_analysis.training import loop
 
     sampled, scored = [], []
-    real_answers, real_forward = loop.student_answers, loop._teacher_forward
+    real_answers, real_forward = loop.student_answers, loop.teacher_forward
 
     def answers(s, examples):
         out = real_answers(s, examples)
@@ -44,7 +45,8 @@ def test_every_batch_on_policy_trains_on_what_the_student_sampled(tiny_dir, tmp_
         return real_forward(cfg, teacher, examples, *a, **k)
 
     monkeypatch.setattr(loop, "student_answers", answers)
-    monkeypatch.setattr(loop, "_teacher_forward", forward)
+    monkeypatch.setattr(loop, "teacher_forward", forward)
+    monkeypatch.setattr(forward_passes, "teacher_forward", forward)  # teacher_rows calls it from there
     seen: list = []
     cfg = _cfg(tiny_dir, tmp_path, teacher_cache=cache)
     res = loop.train(cfg, on_metrics=seen.append)

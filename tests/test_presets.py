@@ -15,7 +15,7 @@ from scipy.special import log_softmax, softmax
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.config import LossTerm, TrainConfig
-from kd_analysis.training.loop import kd_loss_terms
+from kd_analysis.training.objective import kd_loss_terms
 from kd_analysis.training.presets import (
     AS_IN_PAPER,
     KD_LENS,
@@ -296,7 +296,7 @@ def test_annealed_temperature_reaches_the_loss():
 
 def test_cosine_epoch_schedule_is_torchs_cosine_annealing():
     """Goyal et al. step CosineAnnealingLR(T_max = one epoch) every example and keep stepping past T_max."""
-    from kd_analysis.training.loop import lr_factor
+    from kd_analysis.training.setup import lr_factor
 
     cfg = PRESETS["goyal-priming"].config()
     assert cfg.schedule == "cosine_epoch"

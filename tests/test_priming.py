@@ -105,7 +105,7 @@ def test_primed_teacher_rows_align_with_the_student(tiny_dir, tmp_path):
     """Teacher under a long prompt, student on the bare question: the same answer tokens on both sides."""
     from kd_analysis.training.batches import lm_outputs, target_lengths
     from kd_analysis.training.config import PrimingSettings, TrainConfig
-    from kd_analysis.training.loop import student_prompt_fn, teacher_prompt
+    from kd_analysis.training.run_prompts import student_prompt_fn, teacher_prompt
 
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
     cfg = TrainConfig(teacher=ModelSpec("x"), priming=PrimingSettings("teacher"), max_length=40)

@@ -108,7 +108,9 @@ def test_paper_alignment_compares_the_right_rows(tiny_dir):
     raw text as the student (the `none` strategy) and is the same model gives KD = 0, and the cached teacher rows
     are the teacher's own logits at those positions."""
     from kd_analysis.training.batches import AnswerRows
-    from kd_analysis.training.loop import _teacher_rows, kd_loss_terms, paper_prompts, student_outputs
+    from kd_analysis.training.forward import student_outputs, teacher_rows
+    from kd_analysis.training.objective import kd_loss_terms
+    from kd_analysis.training.run_prompts import paper_prompts
     from kd_analysis.training.teacher_cache import TeacherCache
 
     lm = load_model(ModelSpec(str(tiny_dir / "llama")))
@@ -122,7 +124,7 @@ def test_paper_alignment_compares_the_right_rows(tiny_dir):
     )
     with torch.no_grad():
         out = student_outputs(cfg, lm, lm, EXS, None)
-        rows = _teacher_rows(cfg, TeacherCache(topk=None), lm, EXS, None, None, lm.tokenizer)
+        rows = teacher_rows(cfg, TeacherCache(topk=None), lm, EXS, None, None, lm.tokenizer)
         assert kd_loss_terms(cfg, out, rows, None)["kl"].item() == pytest.approx(0.0, abs=1e-6)
         s_raw, _ = paper_prompts(cfg)
         n = paper_rows(lm.tokenizer, lm.tokenizer, EXS, 64, s_raw, s_raw)
@@ -130,6 +132,6 @@ def test_paper_alignment_compares_the_right_rows(tiny_dir):
         first = lm.model(input_ids=torch.tensor([lm.tokenizer(EXS[0].text)["input_ids"]])).logits[0, : n[0]]
         torch.testing.assert_close(rows[: n[0]], first, rtol=1e-4, atol=1e-4)
         primed = TrainConfig(**{**cfg.__dict__, "priming": PrimingSettings("teacher", alignment="paper")})
-        rows_primed = _teacher_rows(primed, TeacherCache(topk=None), lm, EXS, None, None, lm.tokenizer)
+        rows_primed = teacher_rows(primed, TeacherCache(topk=None), lm, EXS, None, None, lm.tokenizer)
         out_primed = student_outputs(primed, lm, lm, EXS, None)
         assert kd_loss_terms(primed, out_primed, rows_primed, None)["kl"].item() > 1e-4  # a prompt moves the teacher

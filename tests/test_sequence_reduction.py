@@ -16,7 +16,7 @@ from kd_analysis.losses.registry import LOSSES, reduction_weights
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.batches import AnswerRows, LMBatch
 from kd_analysis.training.config import LossTerm, TrainConfig
-from kd_analysis.training.loop import cross_vocab_terms, kd_loss_terms
+from kd_analysis.training.objective import cross_vocab_terms, kd_loss_terms
 from kd_analysis.training.teacher_cache import TeacherCache
 from tests.helpers.rounding import U64
 

@@ -14,7 +14,7 @@ from kd_analysis.losses import LOSSES
 from kd_analysis.models.specs import ModelSpec
 from kd_analysis.training.batches import AnswerRows, LMBatch
 from kd_analysis.training.config import LossTerm, TrainConfig
-from kd_analysis.training.loop import ce_loss, kd_loss_terms
+from kd_analysis.training.objective import ce_loss, kd_loss_terms
 from kd_analysis.training.teacher_cache import TeacherCache
 from tests.helpers.lm_runs import arith_file, tiny_lm_config
 from tests.helpers.rounding import U32, U64

@@ -18,7 +18,8 @@ from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore, cancel_run, reconcile, start_run
 from kd_analysis.training.config import LoraSettings, LossTerm, TrainConfig
-from kd_analysis.training.loop import kd_loss_terms, train
+from kd_analysis.training.loop import train
+from kd_analysis.training.objective import kd_loss_terms
 from tests.helpers.cli import cli
 from tests.helpers.runs import train_config
 
@@ -497,7 +498,7 @@ def test_inputs_longer_than_max_length_are_reported_not_cut_silently(tiny_dir, t
     """A run cuts inputs on the right at max_length; it says how many (a lower bound), in its warnings."""
     from kd_analysis.data import Example
     from kd_analysis.models.loading import load_model
-    from kd_analysis.training.loop import over_length
+    from kd_analysis.training.run_data import over_length
 
     tok = load_model(ModelSpec(str(tiny_dir / "gpt2"))).tokenizer
     examples = [Example("a", "one two"), Example("b", " ".join(["word"] * 50))]

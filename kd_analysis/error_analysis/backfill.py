@@ -112,7 +112,8 @@ def backfill_run(
 
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.training.evaluate import evaluate
-    from kd_analysis.training.loop import check_task, split_examples, student_prompt_fn, teacher_prompt, text_tokens
+    from kd_analysis.training.run_data import check_task, split_examples, text_tokens
+    from kd_analysis.training.run_prompts import student_prompt_fn, teacher_prompt
 
     # the same device, precision and seed as train(), so every model is built and run as it was then
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())

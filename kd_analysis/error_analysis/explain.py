@@ -96,7 +96,8 @@ def load_run_models(
     """Load a finished training run's models as its final evaluation had them (NoWeights without a checkpoint)."""
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.error_analysis.backfill import check_run, eval_views, evaluated_models
-    from kd_analysis.training.loop import split_examples, student_prompt_fn, teacher_prompt
+    from kd_analysis.training.run_data import split_examples
+    from kd_analysis.training.run_prompts import student_prompt_fn, teacher_prompt
 
     say = progress or (lambda m: None)
     run = store.get(run_id)
