@@ -164,7 +164,7 @@ def test_invalid_json_line(tmp_path):
 
 
 def test_a_few_bad_jsonl_lines_are_skipped_and_reported(tmp_path):
-    """README promises unreadable rows are counted: good rows are kept, bad lines named by number."""
+    """The docs promise unreadable rows are counted: good rows are kept, bad lines named by number."""
     lines = [json.dumps({"text": f"sentence {i}", "label": i % 2}) for i in range(20)]
     lines[6] = '{"text": "cut short'
     lines[11] = "[1, 2]"

@@ -315,7 +315,7 @@ def test_losses_declared_coarsenings_never_exceed_their_dense_value(name, kw):
 
 def test_an_approximate_loss_can_exceed_its_dense_value():
     """α-β off the line α + β = 1 is not an f-divergence: on these rows its bucketed value is above the dense one,
-    which is why the registry calls it approximate and README does not promise a bound for it."""
+    which is why the registry calls it approximate and the docs do not promise a bound for it."""
     assert LOSSES["alpha_beta"].bucketed == "approximate"
     bucketed, dense = _bucketed_and_dense("alpha_beta", ab_alpha=1.5, ab_beta=0.5)
     assert (bucketed > dense + 0.1).any()

@@ -31,7 +31,7 @@ from kd_analysis.losses.divergences import kl_from_logs, register_divergence
 from kd_analysis.losses.registry import Param
 
 # τ 1 without Hinton's τ²: what the authors' code of AKL, ABKD and TAID, TRL's GKD and Boizard et al.'s ULD train
-# with; a term of these objectives without its own τ takes it rather than the run's (README lists the sources)
+# with; a term of these objectives without its own τ takes it rather than the run's (docs/user-guide/loss-explorer.md lists the sources)
 REFERENCE_TAU = (1.0, False)
 HEAD_SEARCH = 64  # AKL looks for the head among the teacher's top tokens first; rows whose head is wider are sorted
 
