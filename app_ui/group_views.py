@@ -139,8 +139,8 @@ def _paired(store: RunStore, rows: list[dict], stamp: tuple) -> None:
     b = c2.selectbox(
         "B", ids, index=ids.index(url_b if url_b in ids else default_b), format_func=names.get, key="grp_b"
     )
-    if (st.query_params.get("a"), st.query_params.get("b")) != (a, b):
-        st.query_params["a"], st.query_params["b"] = a, b
+    state.write_url_state("a", a)
+    state.write_url_state("b", b)
     if a == b:
         st.info("Pick two different groups or runs.", icon=":material/info:")
         return

@@ -131,17 +131,29 @@ def url_param(name: str) -> str | None:
     return checked(name, st.query_params.get(name))
 
 
-def url_state(param: str, session_key: str, valid=lambda value: True) -> bool:
+_NO_DEFAULT = object()
+
+
+def url_changed(param: str) -> bool:
+    """The URL's `?param=` changed from outside (a link, a pasted address, the back button) since this session
+    last applied or wrote it. Every page binds its state to the URL through this and `write_url_state`."""
+    return url_param(param) != st.session_state.get(f"_url_seen_{param}", _NO_DEFAULT)
+
+
+def url_state(param: str, session_key: str, valid=lambda value: True, default: Any = _NO_DEFAULT) -> bool:
     """Keep `session_key` in the URL as `?param=`: a value arriving in the URL (a pasted link) is applied once,
-    and `write_url_state` puts the current value back, so a copied link reopens the same view. True when this
-    call applied a value from the URL."""
+    and `write_url_state` puts the current value back, so a copied link reopens the same view. With `default`, an
+    address without the parameter (or with a value `valid` refuses) sets the default. True when this call applied
+    a value from the URL."""
+    if not url_changed(param):
+        return False
     value = url_param(param)
-    seen = st.session_state.get(f"_url_seen_{param}")
-    if value != seen:  # changed from outside (a link, the back button), not by this page's last write
-        st.session_state[f"_url_seen_{param}"] = value
-        if value is not None and valid(value):
-            st.session_state[session_key] = value
-            return True
+    st.session_state[f"_url_seen_{param}"] = value
+    if value is not None and valid(value):
+        st.session_state[session_key] = value
+        return True
+    if default is not _NO_DEFAULT:
+        st.session_state[session_key] = default
     return False
 
 

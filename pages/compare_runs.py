@@ -27,26 +27,21 @@ from kd_analysis.training.progress import (
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
-RUNS_KEY, PRESET_KEY, URL_KEY = "cmp_runs", "cmp_preset", "_cmp_url"
+RUNS_KEY, PRESET_KEY = "cmp_runs", "cmp_preset"
 OWN = "your runs"
 
 store = RunStore()
 reconcile(store)
 st.title("Compare runs")
 VIEWS = {"runs": "Runs", "groups": "Groups over seeds (paired statistics)"}
-if st.session_state.get("cmp_view") is None or st.query_params.get("view") != st.session_state.get("_cmp_view_url"):
-    st.session_state["cmp_view"] = state.url_param("view") if state.url_param("view") in VIEWS else "runs"
+state.url_state("view", "cmp_view", valid=lambda v: v in VIEWS, default="runs")
+if st.session_state.get("cmp_view") is None:
+    st.session_state["cmp_view"] = "runs"
 view = (
     st.segmented_control("View", list(VIEWS), format_func=VIEWS.get, key="cmp_view", label_visibility="collapsed")
     or "runs"
 )
-want_view = None if view == "runs" else view
-if st.query_params.get("view") != want_view:
-    if want_view:
-        st.query_params["view"] = want_view
-    else:
-        del st.query_params["view"]
-st.session_state["_cmp_view_url"] = want_view
+state.write_url_state("view", None if view == "runs" else view)
 if view == "groups":
     from app_ui.group_views import groups_view
 
@@ -77,7 +72,7 @@ def _matching_preset(chosen: list[str]) -> str | None:
 # --- the URL is the selection: apply it when it changed from outside (a link, a pasted address) -----------------
 url = state.url_param("runs")
 missing: list[str] = []
-if url != st.session_state.get(URL_KEY) or RUNS_KEY not in st.session_state:
+if state.url_changed("runs") or RUNS_KEY not in st.session_state:
     if url is not None:
         wanted = [r for r in dict.fromkeys(url.split(",")) if r]
         missing = [r for r in wanted if r not in labels]
@@ -116,13 +111,7 @@ chosen = st.multiselect(
     on_change=_follow_choice,
     help="the link of this page keeps this choice (?runs=…)",
 )
-want = ",".join(chosen) or None
-if st.query_params.get("runs") != want:
-    if want:
-        st.query_params["runs"] = want
-    else:
-        del st.query_params["runs"]
-st.session_state[URL_KEY] = want
+state.write_url_state("runs", ",".join(chosen) or None)
 if missing:
     st.warning(f"Not in the run store, so left out: {md(', '.join(missing))}", icon=":material/warning:")
 if not chosen:

@@ -80,7 +80,7 @@ start_run = default_run(store, paired, sel.data_source, DEFAULT_RUN) or next(ite
 
 # --- the URL is the view: apply it when it changed from outside (a link, a pasted address) ------------------
 url = {k: state.url_param(k) for k in PARAMS}
-if url != st.session_state.get("_ea_url"):
+if any(state.url_changed(k) for k in PARAMS):
     st.session_state["ea_run"] = url["run"] if url["run"] in with_records else start_run
     st.session_state["ea_against"] = url["against"] if url["against"] in students else ""
     st.session_state["ea_cell"] = url["cell"] or "all"
@@ -105,9 +105,8 @@ def _write_url() -> None:
         "cell": None if st.session_state.get("ea_cell") == "all" else st.session_state.get("ea_cell"),
         "example": st.session_state.get("ea_example"),
     }
-    if {k: st.query_params.get(k) for k in PARAMS} != want:
-        st.query_params.from_dict({k: v for k, v in want.items() if v is not None})
-    st.session_state["_ea_url"] = want
+    for k, v in want.items():
+        state.write_url_state(k, v)
 
 
 def _reset_view() -> None:

@@ -68,11 +68,7 @@ view = (
     or "toy"
 )
 _keep(VIEW_KEY)
-if (st.query_params.get("view") or "toy") != view:  # the address names the view, so it can be shared
-    if view == "toy":
-        del st.query_params["view"]
-    else:
-        st.query_params["view"] = view
+state.write_url_state("view", None if view == "toy" else view)  # the address names the view, so it can be shared
 
 
 @st.cache_data(show_spinner="Fitting a student under each loss…", max_entries=64)

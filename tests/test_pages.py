@@ -687,3 +687,21 @@ def test_the_run_form_keeps_a_picked_teacher_as_its_default(run_root):
     at.switch_page(RUNS_PAGE).run()
     no_exception(at)
     assert next(s for s in at.selectbox if s.label == "Teacher").value == "sidebar"
+
+
+def test_pages_bind_their_state_to_the_url_through_one_helper():
+    """Pages read and write the address only through app_ui.state (url_state, url_changed, write_url_state), so
+    every parameter is checked by the URL schema and a page's own writes never read as a pasted link."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    raw = re.compile(r"st\.query_params\b(?!\s*=)")
+    offenders = [
+        f"{p.relative_to(root)}:{i}"
+        for p in [root / "app.py", *sorted((root / "pages").glob("*.py")), *sorted((root / "app_ui").glob("*.py"))]
+        if p.name not in ("state.py", "sidebar.py")  # the helper itself; the sidebar reports refused raw values
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if raw.search(line)
+    ]
+    assert not offenders, offenders
