@@ -39,17 +39,18 @@ from kd_analysis.training.objective import (
     cross_vocab_terms,
     kd_loss_terms,
 )
-from kd_analysis.training.run_data import check_task, few_labels, over_length, split_examples, text_tokens
+from kd_analysis.training.run_data import (
+    prepare_examples,
+    text_tokens,
+)
 from kd_analysis.training.run_prompts import student_prompt_fn, teacher_prompt
 from kd_analysis.training.setup import (
-    apply_lora,
     blockwise,
     check_bucketed,
-    check_cross_vocab,
     load_models,
-    lr_factor,
     make_accelerator,
-    make_optimizer,
+    optimisation,
+    pair_for_run,
     point_adapter_at,
     policy_rng,
     taid_schedule,
@@ -211,9 +212,6 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
     """Models, data, optimiser, teacher cache: everything before the first evaluation."""
     from accelerate.utils import set_seed
 
-    from kd_analysis.data.sources import load_dataset
-    from kd_analysis.models.pair import check_pair
-
     cfg.validate()
     trackers = [t for t in cfg.report_to if tracker_installed(t)]
     acc = make_accelerator(cfg, out_dir, trackers)
@@ -228,52 +226,12 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
 
     device = str(acc.device)
     teacher, student = models if models is not None else load_models(cfg, device, say)
-    width = None
-    cross_vocab = False
-    if not cfg.train_teacher:
-        report = check_pair(teacher, student)
-        cross_vocab = (
-            bool(cfg.kd_terms)
-            and not report.comparable
-            and all(LOSSES[t.name].cross_vocab and report.losses.get(t.name, {}).get("applies") for t in cfg.kd_terms)
-        )
-        if cross_vocab:
-            check_cross_vocab(cfg, say)
-        elif cfg.kd_terms and not report.comparable:
-            raise KDLensError(
-                "these teacher and student outputs are not comparable, so "
-                f"{', '.join(t.name for t in cfg.kd_terms)} cannot be used: "
-                + " ".join(report.notes)
-                + " Use ce only, a cross-tokenizer loss (uld) for two language models, or a student with the "
-                "teacher's tokenizer/labels."
-            )
-        width = report.aligned_outputs
-        t_n, s_n = teacher.info().parameters, student.info().parameters
-        if s_n > t_n:
-            warn(f"the student ({s_n:,} parameters) is bigger than the teacher ({t_n:,})")
+    width, cross_vocab = (None, False) if cfg.train_teacher else pair_for_run(cfg, teacher, student, say, warn)
     task = teacher.task
     if cfg.priming and task != "causal_lm":
         raise KDLensError(f"priming needs a causal language-model teacher (this one is {task})")
     s_prompt = student_prompt_fn(cfg, student)
-    everything = load_dataset(cfg.data).examples
-    train_set, eval_set = split_examples(everything, cfg)
-    check_task(task, train_set + eval_set, cfg.data)
-    train_set, labelled, few = few_labels(cfg, train_set, task)
-    say(f"data {cfg.data}: {len(train_set)} train / {len(eval_set)} eval examples, task {task}")
-    if len(eval_set) < cfg.eval_size:  # at most half the set is held out: say so where the run's warnings go
-        warn(
-            f"eval_size is {cfg.eval_size} but {cfg.data} has {len(everything)} examples, so "
-            f"{len(eval_set)} were held out (at most half the set, the rest trains)"
-        )
-    if few:
-        say(few)
-    long = over_length(student.tokenizer, train_set + eval_set, cfg.max_length)
-    if long:
-        warn(
-            f"at least {long} of {len(train_set) + len(eval_set)} examples have a text longer than "
-            f"max_length ({cfg.max_length} tokens) and are cut on the right; raise max_length to keep "
-            "their ends (choices, answer cue)"
-        )
+    train_set, eval_set, labelled = prepare_examples(cfg, task, student.tokenizer, say, warn)
     originals = {ex.id: ex for ex in train_set + eval_set}  # the teacher always sees the untouched example
     teacher_eval_set = list(eval_set)
     rationales, objective = {}, None
@@ -295,22 +253,9 @@ def _set_up(cfg, out_dir, on_metrics, should_stop, models) -> _Session | TrainRe
             objective = rationale_tasks.RationaleObjective(student).to(device)
 
     fused = not cross_vocab and blockwise(cfg, teacher, student, acc.num_processes, say)
-    model = apply_lora(cfg, student.model) if cfg.lora else student.model
-    model.train()
-    teacher.model.eval()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(cfg, params + (list(objective.parameters()) if objective is not None else []))
-    loader = torch.utils.data.DataLoader(
-        list(range(len(train_set))),
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        collate_fn=list,
-        generator=torch.Generator().manual_seed(cfg.seed),
+    model, optimizer, loader, sched, params, per_epoch, total = optimisation(
+        cfg, acc, student, teacher, objective, train_set
     )
-    per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
-    total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, per_epoch, total))
-    model, optimizer, loader, sched = acc.prepare(model, optimizer, loader, sched)
     if not cfg.online and task in ("causal_lm", "seq2seq") and any(t.tau_end for t in cfg.kd_terms):
         raise KDLensError(
             "an annealed temperature (tau_end) needs the teacher's full rows at every τ: set "

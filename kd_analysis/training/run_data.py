@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kd_analysis.data.example import Example
 from kd_analysis.exceptions import KDLensError
@@ -74,3 +74,30 @@ def over_length(tokenizer, examples, max_length: int) -> int:
     """Examples whose text alone is longer than `max_length` tokens: a lower bound on the inputs a run cuts
     (prompts, choices and answers only add tokens), so the warning it feeds is never an overstatement."""
     return sum(n > max_length for n in text_tokens(tokenizer, examples).values())
+
+
+def prepare_examples(cfg: TrainConfig, task: str, tokenizer, say: Callable[[str], None], warn: Callable[[str], None]):
+    """(train set, held-out set, the ids that keep their labels): the data set split, checked against the task,
+    cut to the few-label regime when asked, with warnings for a shrunk held-out set and over-long texts."""
+    from kd_analysis.data.sources import load_dataset
+
+    everything = load_dataset(cfg.data).examples
+    train_set, eval_set = split_examples(everything, cfg)
+    check_task(task, train_set + eval_set, cfg.data)
+    train_set, labelled, few = few_labels(cfg, train_set, task)
+    say(f"data {cfg.data}: {len(train_set)} train / {len(eval_set)} eval examples, task {task}")
+    if len(eval_set) < cfg.eval_size:  # at most half the set is held out: say so where the run's warnings go
+        warn(
+            f"eval_size is {cfg.eval_size} but {cfg.data} has {len(everything)} examples, so "
+            f"{len(eval_set)} were held out (at most half the set, the rest trains)"
+        )
+    if few:
+        say(few)
+    long = over_length(tokenizer, train_set + eval_set, cfg.max_length)
+    if long:
+        warn(
+            f"at least {long} of {len(train_set) + len(eval_set)} examples have a text longer than "
+            f"max_length ({cfg.max_length} tokens) and are cut on the right; raise max_length to keep "
+            "their ends (choices, answer cue)"
+        )
+    return train_set, eval_set, labelled

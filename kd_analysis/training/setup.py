@@ -171,3 +171,53 @@ def tracker_installed(name: str) -> bool:
 
     module = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}.get(name, name)
     return importlib.util.find_spec(module) is not None
+
+
+def pair_for_run(cfg: TrainConfig, teacher, student, say: Callable[[str], None], warn: Callable[[str], None]):
+    """(aligned output width, whether the pair distils across vocabularies): the pair check, refusing KD terms
+    that cannot compare these outputs and warning when the student is the bigger model."""
+    from kd_analysis.models.pair import check_pair
+
+    report = check_pair(teacher, student)
+    cross_vocab = (
+        bool(cfg.kd_terms)
+        and not report.comparable
+        and all(LOSSES[t.name].cross_vocab and report.losses.get(t.name, {}).get("applies") for t in cfg.kd_terms)
+    )
+    if cross_vocab:
+        check_cross_vocab(cfg, say)
+    elif cfg.kd_terms and not report.comparable:
+        raise KDLensError(
+            "these teacher and student outputs are not comparable, so "
+            f"{', '.join(t.name for t in cfg.kd_terms)} cannot be used: "
+            + " ".join(report.notes)
+            + " Use ce only, a cross-tokenizer loss (uld) for two language models, or a student with the "
+            "teacher's tokenizer/labels."
+        )
+    width = report.aligned_outputs
+    t_n, s_n = teacher.info().parameters, student.info().parameters
+    if s_n > t_n:
+        warn(f"the student ({s_n:,} parameters) is bigger than the teacher ({t_n:,})")
+    return width, cross_vocab
+
+
+def optimisation(cfg: TrainConfig, acc, student, teacher, objective, train_set: list):
+    """The trained model (LoRA-wrapped when asked), its optimiser, the shuffled loader and the learning-rate
+    schedule, prepared by accelerate; with the optimiser steps per epoch and in all."""
+    model = apply_lora(cfg, student.model) if cfg.lora else student.model
+    model.train()
+    teacher.model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(cfg, params + (list(objective.parameters()) if objective is not None else []))
+    loader: torch.utils.data.DataLoader[int] = torch.utils.data.DataLoader(
+        list(range(len(train_set))),  # type: ignore[arg-type]  # a list of indices is a map-style data set
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        collate_fn=list,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
+    total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, per_epoch, total))
+    model, optimizer, loader, sched = acc.prepare(model, optimizer, loader, sched)
+    return model, optimizer, loader, sched, params, per_epoch, total
