@@ -9,7 +9,6 @@ import streamlit as st
 from app_ui import state
 from app_ui.resources import is_loaded, loaded_teacher
 from kd_analysis.data.demo import DEMO_SETS
-from kd_analysis.exceptions import KDLensError
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS
 
@@ -150,12 +149,9 @@ def render_sidebar() -> state.Selection:
 
 def _data_name(key: str) -> str:
     """A data set as sentences name it: its source (`demo:sentiment`), with a file's column mapping in words."""
-    from kd_analysis.data.refs import data_ref
+    from kd_analysis.data.refs import describe_data
 
-    try:
-        return data_ref(key).describe()
-    except KDLensError:
-        return key
+    return describe_data(key)
 
 
 def _data_label(key: str) -> str:

@@ -113,7 +113,8 @@ def shown_cells(rows: list[dict], empty: str = "—") -> list[dict]:
             return "yes" if v else "no"
         return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
-    return [{k: text(v) for k, v in row.items()} for row in rows]
+    columns = list(dict.fromkeys(k for row in rows for k in row))  # a key some rows lack is a cell, not "None"
+    return [{k: text(row.get(k)) for k in columns} for row in rows]
 
 
 def phase_text(p) -> str:

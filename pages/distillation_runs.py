@@ -410,7 +410,7 @@ def live_runs() -> None:
                 width="stretch",
                 config={"toImageButtonOptions": {"format": "png"}},
             )
-            st.dataframe(pd.DataFrame(eval_table(evals, metrics)), hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame(shown_cells(eval_table(evals, metrics))), hide_index=True, width="stretch")
     if records:
         balance = balance_report(records, run.config())
         if balance["monitored_steps"]:

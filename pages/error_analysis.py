@@ -16,6 +16,7 @@ from app_ui.navigation import run_under_app
 from app_ui.resources import show_error
 from app_ui.safe_text import md
 from app_ui.views import headline_metric
+from kd_analysis.data.refs import describe_data
 from kd_analysis.error_analysis.filters import select_examples
 from kd_analysis.error_analysis.frames import PREDICTIONS, answer_label, load_records
 from kd_analysis.error_analysis.slices import find_slices
@@ -24,6 +25,7 @@ from kd_analysis.exceptions import user_message
 from kd_analysis.plots.errors import choice_probs_figure, matrix_cells, matrix_figure, slice_gaps_figure
 from kd_analysis.runs import RunStore
 from kd_analysis.stats.intervals import wilson_interval
+from kd_analysis.training.progress import unique_labels
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
@@ -114,10 +116,13 @@ def _reset_view() -> None:
     st.session_state["ea_example"] = None
 
 
+# two runs may share a name (runs that differ in one setting): a short id tells them apart, so a label names one run
+run_names = unique_labels({rid: r.name for rid, r in with_records.items()})
+
+
 def _label(rid: str) -> str:
-    r = with_records[rid]
     kinds = "teacher + student" if rid in paired else " + ".join(roles[rid]) + " only"
-    return f"{r.name or rid} ({kinds}) · {run_data(store, rid)}"
+    return f"{run_names[rid]} ({kinds}) · {describe_data(run_data(store, rid))}"
 
 
 c1, c2 = st.columns(2)
@@ -188,7 +193,7 @@ for col, name, acc in ((m1, names[0], pv.accuracies[0]), (m2, names[1], pv.accur
 m3.markdown(pv.sentence())
 m3.caption(
     md(pv.counts.get("test", "exact McNemar test"))
-    + f" · {md(data_name)} data"
+    + f" · {md(describe_data(data_name))} data"
     + (f" · joined from {md('; '.join(pv.sources))}" if pv.sources else "")
 )
 fig_col, btn_col = st.columns([3, 2])
@@ -433,7 +438,7 @@ if example is not None:
             show_error(exc)
 
     # notes and tags, keyed by the data set so they follow the example into later runs
-    with st.expander(f"Notes and tags ({md(data_name)} data)", expanded=True):
+    with st.expander(f"Notes and tags ({md(describe_data(data_name))} data)", expanded=True):
         try:
             if ns is None:
                 raise RuntimeError("the notes database cannot be read (see the message above)")

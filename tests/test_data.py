@@ -388,3 +388,18 @@ def test_an_upload_in_use_under_a_mapped_key_is_kept(tmp_path):
     key = with_columns(str(stored), ColumnMapping(text="review"))
     assert is_upload(key, root=tmp_path)
     assert remove_uploads(keep=[key], root=tmp_path).removed == [] and stored.exists()
+
+
+def test_an_uploaded_file_is_named_as_uploaded_not_by_its_store_folder(tmp_path, monkeypatch):
+    """Pages name a data set by `describe_data`: an upload reads `sst2.tsv (…)`, a typed path stays as typed."""
+    from kd_analysis.data.refs import data_key, describe_data
+
+    monkeypatch.setenv("KD_LENS_CACHE", str(tmp_path / "cache"))
+    stored = tmp_path / "cache" / "uploads" / "session-abc" / "sst2.tsv"
+    stored.parent.mkdir(parents=True)
+    stored.write_text("review\tsentiment\ngood\t1\n", encoding="utf-8")
+    key = data_key({"path": str(stored), "columns": {"text": "review", "label": "sentiment"}})
+    assert describe_data(key) == "sst2.tsv (label: sentiment, text: review)"
+    typed = tmp_path / "mine.tsv"
+    assert describe_data(str(typed)) == str(typed)
+    assert describe_data("demo:mcq") == "demo:mcq"

@@ -312,3 +312,18 @@ def test_pin_build_report_edit_and_delete_a_note(error_store):
     at.button(key="ea_build_report").click().run()
     assert not at.exception and not at.error
     assert any("1 pinned (0 with attributions)" in c.value for c in at.caption)
+
+
+def test_two_runs_with_one_name_are_told_apart_in_the_run_picker(error_store):
+    """Runs that differ in one setting share a name; the picker labels each with a short id, so choosing one
+    (and a rerun after a click) never lands on the other."""
+    from kd_analysis.fileio import atomic_write_json
+
+    for rid in (RUN, OTHER):
+        run = error_store.get(rid)
+        atomic_write_json(run.path / "config.json", {**run.config(), "name": "0.5·ce + 0.5·kl"})
+    at = _open({"run": OTHER})
+    picker = at.selectbox(key="ea_run")
+    labels = list(picker.options)  # AppTest lists the labels as drawn
+    assert len(set(labels)) == len(labels), labels
+    assert picker.value == OTHER

@@ -342,3 +342,24 @@ def test_run_form_starts_a_group_over_seeds_in_the_few_label_regime(run_root, mo
     next(t for t in at.text_input if t.label.startswith("seeds for a run group")).input("0,x")
     next(b for b in at.button if b.label == "Start run").click().run()
     assert any("seeds must be whole numbers" in e.value for e in at.error)
+
+
+def test_a_watched_runs_eval_table_never_shows_none(run_root):
+    """The teacher is scored at step 0 only: later rows have no teacher cell, which reads "—", never "None"."""
+    from streamlit.testing.v1 import AppTest
+
+    from kd_analysis.runs import RunStore
+
+    run = RunStore(run_root).create("train", {"name": "evaluated"}, run_id="evaluated", state="finished")
+    run.append_metrics({"step": 0, "teacher_accuracy": 0.9, "eval_accuracy": 0.5, "held_out": 30})
+    for step in (5, 10):
+        run.append_metrics({"step": step, "loss": 1.0, "total_steps": 10, "eval_accuracy": 0.75})
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.query_params["watch"] = "evaluated"
+    at.switch_page(RUNS_PAGE).run()
+    no_exception(at)
+    tables = [df.value for df in at.dataframe if "step" in df.value.columns]
+    assert tables, "the eval table is drawn"
+    cells = [v for t in tables for v in t.astype(object).to_numpy().ravel()]
+    assert not any(v is None or str(v) in ("None", "nan") for v in cells), cells

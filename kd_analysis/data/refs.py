@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from kd_analysis.data.loaders import ColumnMapping
-from kd_analysis.exceptions import DataError
+from kd_analysis.exceptions import DataError, KDLensError
 
 ROLES = tuple(f.name for f in fields(ColumnMapping))  # text, label, choices, answer, solution, id
 _KEYED = re.compile(r"^(?P<source>.+?) (?P<columns>\{.*\})$", re.DOTALL)
@@ -40,10 +41,22 @@ class DataRef:
         return f"{self.source} {json.dumps(dict(self.columns), sort_keys=True, ensure_ascii=False)}"
 
     def describe(self) -> str:
-        """For people: `reviews.csv (text: review, label: sentiment)`."""
+        """For people: `reviews.csv (text: review, label: sentiment)`. An uploaded file is named as the user
+        uploaded it, not by the upload store's folder."""
+        from kd_analysis.data.uploads import is_upload
+
+        name = Path(self.source).name if is_upload(self.source) else self.source
         if not self.columns:
-            return self.source
-        return f"{self.source} ({', '.join(f'{r}: {c}' for r, c in self.columns)})"
+            return name
+        return f"{name} ({', '.join(f'{r}: {c}' for r, c in self.columns)})"
+
+
+def describe_data(key: str) -> str:
+    """A data key for people (`DataRef.describe`); a key that does not parse is shown as it is."""
+    try:
+        return data_ref(key).describe()
+    except KDLensError:
+        return key
 
 
 def _columns(value: Any, where: str) -> tuple[tuple[str, str], ...]:
