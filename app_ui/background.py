@@ -21,6 +21,10 @@ from kd_analysis.exceptions import user_message
 from kd_analysis.threads import start_thread
 
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
+CANCEL_PENDING = (
+    "Cancelling: the work stops at its next step. Loading a model is one step (the first load of SmolLM2 also "
+    "de-quantises it, minutes on a CPU) and finishes first; what it cached is kept for the next start."
+)
 
 
 class Cancelled(Exception):
@@ -118,8 +122,11 @@ def task_panel(st, tasks: BackgroundTasks, key: str, work: Callable[[Task], Any]
         task = tasks.get(key)
         if task is not None and task.state == RUNNING:
             st.progress(task.fraction, text=f"{md(task.message)} · {task.seconds:.0f} s so far")
-            if st.button("Cancel", key=f"{prefix}_cancel"):
+            if task.cancel_event.is_set():  # the work stops at its next progress report, not before
+                st.info(CANCEL_PENDING, icon=":material/hourglass_top:")
+            elif st.button("Cancel", key=f"{prefix}_cancel"):
                 task.cancel()
+                st.rerun(scope="fragment")
             return
         if task is not None and task.state == FINISHED and tasks.results.has(key):
             st.rerun()  # the result is there: draw it

@@ -705,3 +705,38 @@ def test_pages_bind_their_state_to_the_url_through_one_helper():
         if raw.search(line)
     ]
     assert not offenders, offenders
+
+
+def test_cancel_during_one_long_step_says_it_is_pending(tiny_dir, monkeypatch, run_root):
+    """A model load is one step that cannot be cut short: after Cancel the panel says the work stops at its next
+    step (no second Cancel button, no silent wait), then that it was cancelled."""
+    import threading
+    import time
+
+    import kd_analysis.attribution.job as job_module
+    import kd_analysis.attribution.report as report_module
+    from app_ui.background import CANCEL_PENDING
+
+    release = threading.Event()
+
+    def one_long_step(teacher, examples, *, progress=None, **_):
+        progress("teacher", 0, 10)  # "loading", then a step that reports nothing until it ends
+        release.wait(60)
+        progress("teacher", 1, 10)  # the next report: Cancelled is raised here
+        raise AssertionError("not cancelled")
+
+    monkeypatch.setattr(report_module, "analyse_rationales", one_long_step)
+    monkeypatch.setattr(job_module, "analyse_rationales", one_long_step)
+    at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1)
+    next(b for b in at.button if b.key == "rationale_start").click().run()
+    at.run()
+    next(b for b in at.button if b.key == "rationale_cancel").click().run()
+    at.run()
+    assert any(i.value == CANCEL_PENDING for i in at.info), [i.value for i in at.info]
+    assert not any(b.key == "rationale_cancel" for b in at.button)
+    release.set()
+    deadline = time.monotonic() + 30
+    while not any("Cancelled after" in i.value for i in at.info) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        at.run()
+    assert any("Cancelled after" in i.value for i in at.info), [i.value for i in at.info]
