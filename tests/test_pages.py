@@ -728,15 +728,18 @@ def test_cancel_during_one_long_step_says_it_is_pending(tiny_dir, monkeypatch, r
     monkeypatch.setattr(report_module, "analyse_rationales", one_long_step)
     monkeypatch.setattr(job_module, "analyse_rationales", one_long_step)
     at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1)
+
+    def wait_for(seen, limit=60.0):  # a loaded 2-core machine may take seconds to start the thread
+        deadline = time.monotonic() + limit
+        while not seen() and time.monotonic() < deadline:
+            time.sleep(0.2)
+            at.run()
+        return seen()
+
     next(b for b in at.button if b.key == "rationale_start").click().run()
-    at.run()
+    assert wait_for(lambda: any(b.key == "rationale_cancel" for b in at.button)), [i.value for i in at.info]
     next(b for b in at.button if b.key == "rationale_cancel").click().run()
-    at.run()
-    assert any(i.value == CANCEL_PENDING for i in at.info), [i.value for i in at.info]
+    assert wait_for(lambda: any(i.value == CANCEL_PENDING for i in at.info)), [i.value for i in at.info]
     assert not any(b.key == "rationale_cancel" for b in at.button)
     release.set()
-    deadline = time.monotonic() + 30
-    while not any("Cancelled after" in i.value for i in at.info) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        at.run()
-    assert any("Cancelled after" in i.value for i in at.info), [i.value for i in at.info]
+    assert wait_for(lambda: any("Cancelled after" in i.value for i in at.info)), [i.value for i in at.info]
