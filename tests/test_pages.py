@@ -728,6 +728,8 @@ def test_cancel_during_one_long_step_says_it_is_pending(tiny_dir, monkeypatch, r
     monkeypatch.setattr(report_module, "analyse_rationales", one_long_step)
     monkeypatch.setattr(job_module, "analyse_rationales", one_long_step)
     at = open_with(tiny_dir / "bert", "multiple_choice", "pages/saliency_rationales.py", layers=1)
+    # settings no other test computes: results are shared by their inputs across this worker's sessions
+    next(n for n in at.number_input if n.label == "examples").set_value(13).run()
 
     def wait_for(seen, limit=60.0):  # a loaded 2-core machine may take seconds to start the thread
         deadline = time.monotonic() + limit
