@@ -27,7 +27,7 @@ def rationale_config(
     data: str,
     *,
     method: str = "saliency",
-    target: str = "predicted",  # the teacher's own answer, as the paper's overlap is measured
+    target: str = "predicted",  # the teacher's own answer: our reading of the paper's "with respect to the teacher's output"
     k: int = 5,
     steps: int = 32,
     limit: int | None = None,

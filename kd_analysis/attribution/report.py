@@ -97,7 +97,7 @@ def analyse_rationales(
     student=None,
     method: str = "ig",
     k: int = 5,
-    target: str = "predicted",  # the teacher's own answer, as the paper's overlap is measured
+    target: str = "predicted",  # the teacher's own answer: our reading of the paper's "with respect to the teacher's output"
     steps: int = 32,
     max_tokens: int = MAX_TOKENS,
     progress: Callable[[str, int, int], None] | None = None,

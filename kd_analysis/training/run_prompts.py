@@ -1,4 +1,4 @@
-"""The prompts a run gives its teacher and its student: the priming strategy's template, the paper's alignment (the student sees the teacher's prompt) or the plain question."""
+"""The prompts a run gives its teacher and its student: the priming strategy's template, the `alignment: paper` mode (Goyal et al.: the student sees the teacher's prompt) or the plain question."""
 
 from __future__ import annotations
 
