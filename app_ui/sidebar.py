@@ -19,13 +19,6 @@ STUDENT_KIND_LABELS = {
 }
 
 
-def _label(source: str) -> str:
-    shipped = state.shipped_teachers()
-    if source in shipped:
-        return shipped[source]
-    return BUILTINS[source].title if source in BUILTINS else source
-
-
 # sidebar field -> URL parameter; Home and Models & data write them (their main selection is the sidebar's), and
 # any page applies them when a link brings them
 URL_FIELDS = {
@@ -94,7 +87,7 @@ def render_sidebar() -> state.Selection:
     sb.selectbox(
         "Teacher",
         teachers,
-        format_func=_label,
+        format_func=state.model_label,
         key=state.widget_key("teacher_source"),
         on_change=state.save,
         args=("teacher_source",),

@@ -44,6 +44,17 @@ def shipped_teachers() -> dict[str, str]:
     return reference.shipped_teachers(RunStore())
 
 
+def model_label(source: str) -> str:
+    """What a model source is called on the page: a reference teacher by its title, a built-in by its name, any
+    other by its source (a path or hub id is what the user typed)."""
+    from kd_analysis.models.builtins import BUILTINS
+
+    shipped = shipped_teachers()
+    if source in shipped:
+        return shipped[source]
+    return BUILTINS[source].title if source in BUILTINS else source
+
+
 def default_teacher() -> str:
     return reference_teacher() or "minilm"
 

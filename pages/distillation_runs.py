@@ -43,7 +43,7 @@ st.caption(
 )
 
 reference_teacher = state.reference_teacher()
-teacher_options = {"sidebar": f"Sidebar teacher: {sel.teacher.source}"}
+teacher_options = {"sidebar": f"The sidebar's teacher · {state.model_label(sel.teacher.source)}"}
 if reference_teacher and sel.teacher.source != reference_teacher:
     reference_option = {"reference": "Reference teacher: MiniLM fine-tuned on the MC demo"}
     # offered first only in place of a built-in (whose task head is untrained): a teacher the user picked, such as
@@ -81,7 +81,9 @@ defaults = base or TrainConfig(
 )
 K = f"{preset_name}_"  # per-preset widget keys: picking another preset refills the form
 
-with st.form("new_run"):
+# Enter in a field does not submit: a number typed and confirmed with Enter started a run (and a second click
+# then met "identical run already running"); only the button starts one
+with st.form("new_run", enter_to_submit=False):
     st.subheader("New run")
     c1, c2 = st.columns([2, 1])
     if preset:
@@ -91,8 +93,8 @@ with st.form("new_run"):
             key=K + "models",
             horizontal=True,
             format_func=lambda m: {
-                "preset": f"the preset's: {md(base.teacher.source)} → {md(base.student.describe())} on {md(base.data)}",
-                "sidebar": f"the sidebar's: {md(sel.teacher.source)} on {md(sel.data_source)}",
+                "preset": f"the preset's: {md(state.model_label(base.teacher.source))} → {md(base.student.describe())} on {md(base.data)}",
+                "sidebar": f"the sidebar's: {md(state.model_label(sel.teacher.source))} on {md(sel.data_source)}",
             }[m],
         )
         teacher_choice = None
@@ -245,8 +247,8 @@ with st.form("new_run"):
     allow_duplicate = f2.checkbox(
         "start it even if an identical run is queued or running",
         key=K + "dup",
-        help="pressing Enter in a field also submits the form, so a second click would "
-        "start the same run twice; identical active runs are refused unless ticked",
+        help="a second click on Start run would start the same run twice; identical active runs are refused "
+        "unless ticked",
     )
 
 if submitted:
@@ -319,14 +321,8 @@ if submitted:
         seeds = parse_seeds(seeds_text) if seeds_text.strip() else None
         configs = group_configs(cfg.to_dict(), seeds) if seeds else [cfg.to_dict()]
         twin = None if allow_duplicate else next(filter(None, (active_twin(store, c) for c in configs)), None)
-        if twin is not None:
-            st.warning(
-                f"Not started: the identical run {md(twin)} is already queued or running (a second submit of "
-                "the same form). Change a setting, or tick *start it even if an identical run is queued or "
-                "running*.",
-                icon=":material/content_copy:",
-            )
-        elif seeds:
+        st.session_state["refused_twin"] = twin  # shown by refused_notice while that run is active
+        if twin is None and seeds:
             ids = start_group(cfg.to_dict(), seeds, store)
             st.session_state["watch_run"] = ids[0]
             st.success(
@@ -335,7 +331,7 @@ if submitted:
                 "as one bar with its band.",
                 icon=":material/play_circle:",
             )
-        else:
+        elif twin is None:
             run = start_run(cfg.to_dict(), store, name=cfg.name)
             st.session_state["watch_run"] = run.run_id
             st.success(f"Started {md(run.run_id)}", icon=":material/play_circle:")
@@ -343,6 +339,35 @@ if submitted:
         st.error(md(exc), icon=":material/error:")
     except Exception as exc:  # never a traceback on the page
         show_error(exc)
+
+
+@st.fragment(run_every=2)
+def refused_notice() -> None:
+    """Why the last submit started nothing, re-checked every 2 s: once the identical run ends the notice says so
+    (a warning drawn once stayed after the run it named had finished)."""
+    twin = st.session_state.get("refused_twin")
+    if not twin:
+        return
+    try:
+        now = store.get(twin).status().get("state")
+    except (KDLensError, OSError, ValueError):  # deleted since, or a status file mid-write
+        now = None
+    if now in ("queued", "running"):
+        st.warning(
+            f"Not started: the identical run {md(twin)} is {now} (a second submit of the same form). "
+            "Change a setting, or tick *start it even if an identical run is queued or running*.",
+            icon=":material/content_copy:",
+        )
+    else:
+        st.info(
+            f"The identical run {md(twin)} that stopped your last submit has ended"
+            + (f" ({now})" if now else "")
+            + "; Start run would start yours now.",
+            icon=":material/info:",
+        )
+
+
+refused_notice()
 
 
 def _fmt_eta(seconds):

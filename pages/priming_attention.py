@@ -84,12 +84,12 @@ if not (teacher_fits and data_fits):
         misfit = []
     elif teacher_task:
         misfit = [
-            f"the sidebar's teacher ({md(sel.teacher.source)}, a {teacher_task.replace('_', ' ')} model) is "
+            f"the sidebar's teacher ({md(state.model_label(sel.teacher.source))}, a {teacher_task.replace('_', ' ')} model) is "
             "not a causal language model"
         ]
     else:  # a hub id under task "auto": its head is known only once loaded
         misfit = [
-            f"the sidebar's teacher ({md(sel.teacher.source)}) has task auto, so whether it is a causal "
+            f"the sidebar's teacher ({md(state.model_label(sel.teacher.source))}) has task auto, so whether it is a causal "
             "language model is known only once it loads (set its task to causal_lm in the sidebar if it is)"
         ]
     if not data_fits:

@@ -673,9 +673,10 @@ def test_a_link_to_a_saved_job_on_an_uploaded_file_reopens_it_in_a_fresh_session
     assert any("Showing the saved job uploadjob" in i.value for i in at.info), [i.value for i in at.info]
 
 
-def test_the_run_form_keeps_a_picked_teacher_as_its_default(run_root):
+def test_the_run_form_keeps_a_picked_teacher_as_its_default_and_names_it(run_root):
     """With the sentiment reference teacher in the sidebar, the form's teacher is that one, not the MC reference
-    teacher (offered first only in place of a built-in, whose head is untrained)."""
+    teacher (offered first only in place of a built-in, whose head is untrained); the form and the Priming page
+    call it by its title, not its checkpoint path."""
     import shutil
 
     for name in ("reference-minilm-sentiment-teacher", "reference-minilm-mc-teacher"):
@@ -686,7 +687,15 @@ def test_the_run_form_keeps_a_picked_teacher_as_its_default(run_root):
     at.sidebar.selectbox(key="w_teacher_source").select(with_sentiment).run()
     at.switch_page(RUNS_PAGE).run()
     no_exception(at)
-    assert next(s for s in at.selectbox if s.label == "Teacher").value == "sidebar"
+    form_teacher = next(s for s in at.selectbox if s.label == "Teacher")
+    assert form_teacher.value == "sidebar"
+    # reference teachers are named by their titles, never by their checkpoint folders
+    assert all("checkpoint" not in o for o in form_teacher.options), form_teacher.options
+    assert any("fine-tuned on the sentiment demo" in o for o in form_teacher.options), form_teacher.options
+    at.switch_page("pages/priming_attention.py").run()
+    no_exception(at)
+    info = next(i.value for i in at.info if "needs a causal language model" in i.value)
+    assert "on the sentiment demo" in info and "checkpoint" not in info, info
 
 
 def test_pages_bind_their_state_to_the_url_through_one_helper():

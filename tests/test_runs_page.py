@@ -54,7 +54,8 @@ def test_active_twin_finds_only_queued_or_running_identical_runs(run_root):
 
 
 def test_submitting_the_form_twice_starts_one_run(run_root, monkeypatch):
-    """Enter in a field submits a Streamlit form; a second click used to start the identical run again."""
+    """A second click used to start the identical run again; the refusal says so while that run is active and
+    says it has ended once it has (a warning drawn once stayed stale)."""
     from kd_analysis import runs as runs_mod
     from kd_analysis.runs import RunStore
 
@@ -71,9 +72,34 @@ def test_submitting_the_form_twice_starts_one_run(run_root, monkeypatch):
     no_exception(at)
     assert any("Not started: the identical run" in w.value for w in at.warning)
     assert len(RunStore(run_root).list(kind="train")) == 1
+    twin = RunStore(run_root).list(kind="train")[0].run_id
+    RunStore(run_root).get(twin).set_status("finished")
+    at.run()  # the notice is re-checked (every 2 s in the browser): it no longer says the twin is running
+    assert not any("Not started" in w.value for w in at.warning)
+    assert any(twin[-6:] in i.value and "has ended (finished)" in i.value for i in at.info), [i.value for i in at.info]
+    RunStore(run_root).get(twin).set_status("running")
     next(c for c in at.checkbox if "identical run" in c.label).check()
     next(b for b in at.button if b.label == "Start run").click().run()
     assert len(RunStore(run_root).list(kind="train")) == 2  # asked for explicitly
+    assert not any("identical run" in m.value for m in [*at.warning, *at.info])
+
+
+def test_enter_in_a_run_form_field_does_not_start_a_run(run_root):
+    """Enter confirms a typed number; only the Start run button submits (Enter started runs by accident)."""
+    at = open_page(RUNS_PAGE)
+    no_exception(at)
+
+    def forms(node, out):
+        proto = getattr(node, "proto", None)
+        block = getattr(proto, "DESCRIPTOR", None) is not None and proto.DESCRIPTOR.name == "Block"
+        if block and proto.WhichOneof("type") == "form":
+            out.append(proto.form)
+        for child in getattr(node, "children", {}).values():
+            forms(child, out)
+        return out
+
+    (form,) = [f for f in forms(at._tree, []) if f.form_id == "new_run"]
+    assert form.enter_to_submit is False
 
 
 def test_priming_page_says_why_it_does_not_follow_the_sidebar(run_root, tiny_dir, tmp_path):
