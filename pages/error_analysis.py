@@ -18,7 +18,15 @@ from app_ui.safe_text import md
 from app_ui.views import headline_metric
 from kd_analysis.data.refs import describe_data
 from kd_analysis.error_analysis.filters import select_examples
-from kd_analysis.error_analysis.frames import PREDICTIONS, answer_label, load_records
+from kd_analysis.error_analysis.frames import (
+    PREDICTIONS,
+    answer_label,
+    answer_options,
+    frame_class_names,
+    load_records,
+    option_index,
+    row_answer,
+)
 from kd_analysis.error_analysis.slices import find_slices
 from kd_analysis.error_analysis.workspace import PairView, default_run, notes_store, pair_view, run_data
 from kd_analysis.exceptions import user_message
@@ -165,6 +173,7 @@ except Exception as exc:
     show_error(exc)
     st.stop()
 frame, first, second, names, cell_counts, n = pv.frame, pv.first, pv.second, pv.names, pv.cells, pv.n
+class_names = frame_class_names(frame)  # "0: negative" where the records name the classes
 cells = [c for row in matrix_cells(first, second) for c in row]
 if st.session_state["ea_cell"] not in (*cells, "all"):
     st.session_state["ea_cell"] = "all"
@@ -304,8 +313,9 @@ view = view.sort_values(SORTS[sort_by], ascending=not descending, na_position="l
 
 
 def _labels(column: str) -> list[str]:
-    """A column of answers as "index: choice text" (multiple choice) or as they are (generation)."""
-    return [answer_label(v, c) for v, c in zip(view[column], view["choices"])]
+    """A column of answers as "index: choice text" (multiple choice), "index: class name" (classification) or as
+    they are (generation)."""
+    return [row_answer(r, r[column], class_names) for r in view.to_dict("records")]
 
 
 table = pd.DataFrame(
@@ -393,12 +403,13 @@ if example is not None:
     st.markdown(md(row["text"]) if isinstance(row["text"], str) else "_(no text)_")
     gold = row["gold"]
     choices = row["choices"]
-    if isinstance(choices, (list, tuple)) and choices:
-        gold_i = int(gold) if isinstance(gold, (int, float)) and not pd.isna(gold) else None
+    options = answer_options(row, first, class_names) or answer_options(row, second, class_names)
+    if options:  # multiple choice or classification: each option's probability under both models
+        gold_i = option_index(gold)
         tp, sp = row[f"{first}_probs"], row[f"{second}_probs"]
         st.plotly_chart(
             choice_probs_figure(
-                list(choices),
+                options,
                 tp if isinstance(tp, list) else None,
                 sp if isinstance(sp, list) else None,
                 gold_i,

@@ -589,3 +589,51 @@ def test_joined_frame_has_the_confidence_gap():
     }
     frame = join_roles(rows).set_index("example_id")
     assert frame.loc["a", "confidence_gap"] == pytest.approx(0.65) and pd.isna(frame.loc["b", "confidence_gap"])
+
+
+# --- answers in words ---------------------------------------------------------------------------------------------
+
+
+def test_classes_are_named_by_the_data_and_a_generic_checkpoint_name_is_dropped():
+    from kd_analysis.data.example import class_label, class_names
+
+    assert class_label(0, "negative") == "0: negative"
+    assert class_label(0, "LABEL_0") == "0" and class_label(1, None) == "1" and class_label(2, "2") == "2"
+    # an id named two ways stays unnamed; NaN (a frame's missing cell) and bools are no names or ids
+    assert class_names([(0, "neg"), (1, "pos"), (1, "positive"), (2, float("nan")), (True, "x")]) == {0: "neg"}
+
+
+def test_classification_records_carry_the_gold_class_name():
+    import torch
+
+    from kd_analysis.data.example import Example
+    from kd_analysis.runs.records import choice_records
+
+    examples = [Example("a", "fine", label=1, answer="positive"), Example("b", "file row", label=0)]
+    recs = [r.to_dict() for r in choice_records(examples, torch.tensor([[0.0, 1.0], [1.0, 0.0]]))]
+    assert recs[0]["gold_name"] == "positive" and "gold_name" not in recs[1]
+    mc = choice_records([Example("c", "q", choices=["x", "y"], label=0, answer="x")], torch.zeros(1, 2))
+    assert "gold_name" not in mc[0].to_dict()  # a choice's text is in `choices` already
+
+
+def test_answers_read_as_choices_classes_or_text():
+    from kd_analysis.error_analysis.frames import answer_options, row_answer
+
+    mc = {"choices": ["x", "y"], "gold": 1, "teacher_probs": [0.3, 0.7]}
+    cls = {"choices": None, "gold": np.int64(0), "teacher_probs": [0.9, 0.1]}
+    gen = {"choices": None, "gold": "42", "teacher_probs": None, "teacher_generated": "it is 42"}
+    assert answer_options(mc, "teacher", {}) == ["x", "y"] and row_answer(mc, 1) == "1: y"
+    assert answer_options(cls, "teacher", {0: "negative"}) == ["negative", ""]
+    assert row_answer(cls, 0, {0: "negative"}) == "0: negative" and row_answer(cls, 1, {0: "negative"}) == "1"
+    assert answer_options(gen, "teacher", {}) is None and row_answer(gen, "42") == "42"
+
+
+def test_gold_slices_are_named_by_choice_position_or_class_name():
+    teacher, student = synthetic(400)
+    names = {f.expr: f.name for f in find_slices(join_roles({"teacher": teacher, "student": student}), min_n=5)}
+    assert names.get("gold == 2") == "gold label: choice C (3rd)", sorted(names.values())
+    for rows in (teacher, student):
+        for r in rows:
+            r.update(choices=None, gold=r["gold"] % 2, gold_name=["negative", "positive"][r["gold"] % 2])
+    names = {f.expr: f.name for f in find_slices(join_roles({"teacher": teacher, "student": student}), min_n=5)}
+    assert names.get("gold == 1") == "gold label: class 1 (positive)", sorted(names.values())

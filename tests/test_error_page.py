@@ -327,3 +327,50 @@ def test_two_runs_with_one_name_are_told_apart_in_the_run_picker(error_store):
     labels = list(picker.options)  # AppTest lists the labels as drawn
     assert len(set(labels)) == len(labels), labels
     assert picker.value == OTHER
+
+
+def _classifier_run(store, run_id: str, names: list[str] | None) -> None:
+    """A two-class run's records: gold 0/1, no choices, as classification evaluations write them."""
+    run = store.create("train", {"data": "demo:sentiment", "name": run_id}, run_id=run_id, state="finished")
+    with open(run.path / "predictions.jsonl", "w", encoding="utf-8") as fh:
+        for i, (t_ok, s_ok) in enumerate(PATTERN):
+            gold = i % 2
+            for role, ok, step in (("teacher", t_ok, 0), ("student", s_ok, 50)):
+                pred = gold if ok else 1 - gold
+                probs = [0.2, 0.2]
+                probs[pred] = 0.8
+                row = {
+                    "run_id": run_id,
+                    "data": "demo:sentiment",
+                    "role": role,
+                    "step": step,
+                    "example_id": f"s-{i:02d}",
+                    "gold": gold,
+                    "prediction": pred,
+                    "correct": ok,
+                    "text": f"review {i}",
+                    "choices": None,
+                    "probs": probs,
+                    "p_gold": probs[gold],
+                    "p_pred": 0.8,
+                }
+                if names:
+                    row["gold_name"] = names[gold]
+                fh.write(json.dumps(row) + "\n")
+
+
+@pytest.mark.parametrize("names", [["negative", "positive"], None], ids=["named classes", "a file's bare ids"])
+def test_a_classifier_example_shows_its_classes_not_generated_text(error_store, names):
+    """A classification example is its classes' probabilities under both models (it was shown as "generated 0,
+    parsed: (none)"); classes are named where the records name them and by their ids otherwise."""
+    _classifier_run(error_store, "test-sent-cls", names)
+    at = _open({"run": "test-sent-cls", "example": "s-06"})
+    assert not any(c.value in ("generated",) or c.value.startswith("parsed") for c in at.caption)
+    chart = next(c for c in at.get("plotly_chart") if "ea_choices" in c.proto.id)
+    figure = json.loads(chart.proto.spec)
+    gold_bar = "✓ 0: negative" if names else "✓ 0"
+    assert figure["data"][0]["x"] == ([gold_bar, "1: positive"] if names else [gold_bar, "1"])
+    table = _table(at)
+    row = table[table["example id"] == "s-06"].iloc[0]
+    assert row["gold"] == ("0: negative" if names else "0")
+    assert all("LABEL" not in str(v) for v in row.values)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from kd_analysis.data.example import Example
+from kd_analysis.data.example import Example, class_label
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.truncation import DEFAULT_CAP, Cut, Limit, fit_left, token_limit
 
@@ -199,7 +199,8 @@ def _class_target(loaded, ex, target, limit: Limit) -> Target:
         kw = {k: v.expand(n, *v.shape[1:]).contiguous() for k, v in extra.items()}
         return torch.log_softmax(model(inputs_embeds=embeds, **kw).logits.float(), -1)[:, tgt]
 
-    label_name = lambda i: ex.answer if (i == ex.label and ex.answer) else str(names.get(i, i))  # noqa: E731
+    # the data's name for the gold class, the checkpoint's for the others (a generic LABEL_k shows as k)
+    label_name = lambda i: class_label(i, ex.answer if i == ex.label else names.get(i))  # noqa: E731
     return Target(
         example=ex,
         embeds=_embed(model, ids),

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kd_analysis.data.example import class_label, class_names
 from kd_analysis.exceptions import DataError, KDLensError
 from kd_analysis.runs import layout
 
@@ -153,6 +154,55 @@ def answer_label(value: Any, choices: Any = None, limit: int = 200) -> str:
     ):
         return f"{int(value)}: {choices[int(value)]}"[:limit]
     return str(value)[:limit]
+
+
+def frame_class_names(frame: pd.DataFrame) -> dict[int, str]:
+    """The class names a frame's records carry (`gold_name` beside `gold`, written for classification data that
+    names its classes); {} for records without them."""
+    if "gold_name" not in frame.columns or "gold" not in frame.columns:
+        return {}
+    return class_names(zip(frame["gold"], frame["gold_name"]))
+
+
+def answer_options(row: Mapping[str, Any], role: str, names: Mapping[int, str]) -> list[str] | None:
+    """What a joined row's `<role>_probs` are a distribution over: the choices' texts (multiple choice), the
+    class names (classification; "" for a class the data leaves unnamed), None for generation, which has no
+    options and shows its generated text instead."""
+    choices = row.get("choices")
+    if isinstance(choices, (list, tuple)) and choices:
+        return [str(c) for c in choices]
+    probs = row.get(f"{role}_probs")
+    if isinstance(probs, (list, tuple)) and probs and _is_index(row.get("gold"), len(probs)):
+        return [names.get(i, "") for i in range(len(probs))]
+    return None
+
+
+def option_index(value: Any) -> int | None:
+    """A gold value as an option's index (numpy's integers too: a frame hands out np.int64), else None."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def _is_index(value: Any, n: int) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, (bool, np.bool_))
+        and float(value).is_integer()
+        and 0 <= int(value) < n
+    )
+
+
+def row_answer(row: Mapping[str, Any], value: Any, names: Mapping[int, str] | None = None) -> str:
+    """An answer in a row as a reader wants it: `3: sour` for a choice, `0: negative` (or `0`) for a class,
+    the text for generation."""
+    choices = row.get("choices")
+    if isinstance(choices, (list, tuple)) and choices:
+        return answer_label(value, choices)
+    probs = next((v for k, v in row.items() if str(k).endswith("_probs") and isinstance(v, (list, tuple))), None)
+    if probs is not None and _is_index(value, len(probs)):
+        return class_label(int(value), (names or {}).get(int(value)))
+    return answer_label(value)
 
 
 def add_features(frame: pd.DataFrame) -> pd.DataFrame:

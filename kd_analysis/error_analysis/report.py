@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from kd_analysis.error_analysis.explain import DEFAULT_METHOD, Explanation, cached
-from kd_analysis.error_analysis.frames import answer_label
+from kd_analysis.error_analysis.frames import answer_label, answer_options, frame_class_names, option_index, row_answer
 from kd_analysis.error_analysis.slices import Slice, find_slices, slice_metrics
 from kd_analysis.error_analysis.workspace import PairView, notes_store, pair_view, run_data
 from kd_analysis.exceptions import KDLensError
@@ -204,28 +204,29 @@ def _example_section(
         f'<div class="example"><h3>Example {_e(example_id)} <span class="muted">({_e(row["cell"])})</span></h3>',
         f"<pre>{_e(_answer(row['text']))}</pre>",
     ]
-    choices = row.get("choices")
+    names = frame_class_names(view.frame)
     rows = [
         [
             name,
-            _answer(row[f"{r}_prediction"], choices)[:300],
+            row_answer(row, row[f"{r}_prediction"], names)[:300],
             {True: "right", False: "wrong"}.get(row[f"{r}_correct"], "not scored"),
             "–" if pd.isna(row[f"{r}_p_gold"]) else f"{float(row[f'{r}_p_gold']):.3f}",
         ]
         for name, r in zip(view.names, (f, s))
     ]
     out.append(
-        f"<p>Gold answer: <b>{_e(_answer(row['gold'], choices))}</b></p>"
+        f"<p>Gold answer: <b>{_e(row_answer(row, row['gold'], names))}</b></p>"
         + _table(["model", "answer", "", "p(gold)"], rows, {3})
     )
-    if isinstance(choices, (list, tuple)) and choices:
+    options = answer_options(row, f, names) or answer_options(row, s, names)
+    if options:  # multiple choice or classification
         gold = row["gold"]
-        gold_i = int(gold) if isinstance(gold, (int, float)) and not pd.isna(gold) else None
+        gold_i = option_index(gold)
         tp, sp = row[f"{f}_probs"], row[f"{s}_probs"]
         out.append(
             _figure(
                 choice_probs_figure(
-                    list(choices),
+                    options,
                     tp if isinstance(tp, list) else None,
                     sp if isinstance(sp, list) else None,
                     gold_i,

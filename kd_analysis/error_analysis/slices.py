@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from kd_analysis.error_analysis.filters import column_list, parse_filter
-from kd_analysis.error_analysis.frames import add_features
+from kd_analysis.error_analysis.frames import add_features, frame_class_names
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.stats.intervals import wilson_interval
 from kd_analysis.stats.significance import benjamini_hochberg, mcnemar_exact_p, paired_difference_interval
@@ -215,6 +215,23 @@ def _feature_exprs(
     return _category_values(frame, column, min_count, max_values)
 
 
+def _gold_words(expr: str, frame: pd.DataFrame) -> str:
+    """A gold-label slice in words: `choice E (5th)` for multiple choice (the index is a position, the text
+    differs per question), `class 1 (positive)` for a class the records name, the value itself otherwise."""
+    literal = expr.split("==", 1)[1].strip()
+    if not literal.lstrip("-").isdigit():
+        return literal
+    index = int(literal)
+    multiple_choice = (
+        "choices" in frame.columns and frame["choices"].map(lambda c: isinstance(c, list) and bool(c)).any()
+    )
+    if multiple_choice and 0 <= index < 26:
+        ordinal = {1: "st", 2: "nd", 3: "rd"}.get(index + 1 if index + 1 < 20 else (index + 1) % 10, "th")
+        return f"choice {chr(ord('A') + index)} ({index + 1}{ordinal})"
+    name = frame_class_names(frame).get(index)
+    return f"class {index}" + (f" ({name})" if name else "")
+
+
 def find_slices(
     joined_frame: pd.DataFrame,
     columns: Sequence[str] | None = None,
@@ -280,8 +297,13 @@ def find_slices(
             and pd.api.types.is_numeric_dtype(frame[column].dtype)
         ):
             exprs = [(f"{column} > 0", "yes"), (f"{column} == 0", "no")]
+        elif column == "gold":
+            exprs = [
+                (e, _gold_words(e, frame))
+                for e, _ in _feature_exprs(frame, column, bins, min_count, max_values, categorical=True)
+            ]
         else:
-            exprs = _feature_exprs(frame, column, bins, min_count, max_values, categorical=column == "gold")
+            exprs = _feature_exprs(frame, column, bins, min_count, max_values)
         for expr, label in exprs:
             if expr in seen:
                 continue

@@ -63,8 +63,12 @@ def choice_probs_figure(
     gold: int | None = None,
     names: tuple[str, str] = ("teacher", "student"),
 ) -> go.Figure:
-    """Grouped bars: each choice's probability under the two models; the gold choice is marked with ✓."""
-    labels = [f"{'✓ ' if gold is not None and i == gold else ''}{i}: {_esc(c, 40)}" for i, c in enumerate(choices)]
+    """Grouped bars: each choice's (or class's) probability under the two models; the gold one is marked with ✓.
+    An empty name (a class the data leaves unnamed) shows as its index alone."""
+    labels = [
+        f"{'✓ ' if gold is not None and i == gold else ''}{i}" + (f": {_esc(c, 40)}" if str(c) else "")
+        for i, c in enumerate(choices)
+    ]
     fig = go.Figure()
     for name, probs in zip(names, (teacher_probs, student_probs)):
         if probs is None:

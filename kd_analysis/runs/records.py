@@ -106,6 +106,8 @@ def choice_records(
                 entropy=_finite(ent[i]),
                 kl=_finite(kl[i]) if kl is not None and have[i] else None,
                 teacher_entropy=_finite(t_ent[i]) if t_ent is not None and have[i] else None,
+                # a class's name travels with it (`negative`), so pages show "0: negative", not a bare id
+                extra={"gold_name": ex.answer} if not ex.choices and ex.answer and g is not None else {},
             )
         )
     return out
