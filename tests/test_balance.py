@@ -154,6 +154,9 @@ def test_the_run_page_plots_the_monitor_and_warns(run_root):
     fig = balance_curves(balance_series(run.metrics()), {"ce": 1.0, "kl": 0.01})
     assert [t.name for t in fig.data] == ["ce", "ce", "kl", "kl"]
     assert list(fig.data[3].y) == pytest.approx([0.01 * 0.002, 0.01 * 0.001])  # weighted norms on the right
+    # both log axes label ticks with full values (plotly's default "2, 5" between decades read as 2 and 5)
+    axes = [fig.layout[k] for k in fig.layout if k.startswith("yaxis")]
+    assert len(axes) == 2 and all(a.type == "log" and a.tickformat == "~g" for a in axes)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.run()
     at.query_params["watch"] = "imbalanced"

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kd_analysis.losses.registry import LOSSES
+from kd_analysis.plots import LOG_AXIS
 
 TEACHER_COLOR, STUDENT_COLOR = "#4C78A8", "#F58518"
 
@@ -118,7 +119,7 @@ def loss_and_gradients(values: dict[str, float], grad_norms: dict[str, float]) -
         row=1,
         col=2,
     )
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(**LOG_AXIS)
     fig.update_layout(height=380, showlegend=False, margin=dict(t=50, b=40))
     return fig
 

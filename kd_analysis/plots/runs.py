@@ -7,6 +7,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from kd_analysis.plots import LOG_AXIS
+
 RATES = ("accuracy", "exact_match")  # metrics that are proportions: values shown as percentages
 TEACHER_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot")  # teacher lines: greys, one dash each
 TEACHER_GREYS = ("#444444", "#888888", "#222222", "#999999", "#666666")
@@ -120,7 +122,7 @@ def balance_curves(
                 row=1,
                 col=col,
             )
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(**LOG_AXIS)
     fig.update_xaxes(title_text="step")
     fig.update_layout(title=title, height=340, margin=dict(t=70, l=60), legend=dict(orientation="h", y=-0.25))
     return fig
