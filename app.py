@@ -34,7 +34,10 @@ def home() -> None:
     )
     st.subheader("Workflows")
     for page in WORKFLOW_PAGES:
-        st.page_link(PAGES[page.path], label=f"**{page.title}**: {page.summary}")
+        # the link is the title; its summary wraps below it (a one-line link label was cut at the window's edge)
+        link, words = st.columns([1, 3], vertical_alignment="center")
+        link.page_link(PAGES[page.path], label=f"**{page.title}**")
+        words.markdown(page.summary)
 
     st.subheader("Current selection")
     st.caption(md(sel.describe()))

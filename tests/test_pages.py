@@ -33,6 +33,13 @@ def test_home_shows_the_demo_pair_and_data():
     assert metrics["Teacher parameters"] == "22.7M"
     assert metrics["Data set"] == md("demo:mcq") and int(metrics["Examples"]) > 200
     assert not at.error
+    # each workflow link is its title alone, its summary wrapped text beside it (a long link label was cut off)
+    from app_ui.navigation import WORKFLOW_PAGES
+
+    labels = [e.proto.label for e in at.get("page_link")]
+    assert labels[: len(WORKFLOW_PAGES)] == [f"**{p.title}**" for p in WORKFLOW_PAGES]
+    shown = {m.value for m in at.markdown}
+    assert all(p.summary in shown for p in WORKFLOW_PAGES)
 
 
 def test_sidebar_selection_survives_page_switch():
