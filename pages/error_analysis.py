@@ -157,8 +157,8 @@ against = (
     )
     or None
 )
+_write_url()  # the run is in the address as soon as it is picked, not only once the whole page has drawn
 if against is None and run_id not in paired:
-    _write_url()
     st.info(
         f"Run {md(run_id)} has {md(' and '.join(roles[run_id]))} records only; the matrix needs both a teacher "
         "and a student. Pick a distillation run, or compare its student with another run's.",
@@ -169,7 +169,6 @@ if against is None and run_id not in paired:
 try:
     pv = _pair(str(store.root), run_id, against, (_stamp(run_id), _stamp(against) if against else None))
 except Exception as exc:
-    _write_url()
     show_error(exc)
     st.stop()
 frame, first, second, names, cell_counts, n = pv.frame, pv.first, pv.second, pv.names, pv.cells, pv.n
@@ -368,6 +367,7 @@ example = st.session_state.get("ea_example")
 if example not in set(frame["example_id"]):
     example = ids[0] if ids else None
 st.session_state["ea_example"] = example
+_write_url()  # and the example as soon as it is known (the attributions below can take a while)
 pins = st.session_state.setdefault("ea_pins", {}).setdefault((run_id, against), [])
 if example is not None:
     row = frame[frame["example_id"] == example].iloc[0]

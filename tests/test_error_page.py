@@ -374,3 +374,12 @@ def test_a_classifier_example_shows_its_classes_not_generated_text(error_store, 
     row = table[table["example id"] == "s-06"].iloc[0]
     assert row["gold"] == ("0: negative" if names else "0")
     assert all("LABEL" not in str(v) for v in row.values)
+
+
+def test_switching_run_puts_the_new_run_and_its_first_example_in_the_address(error_store):
+    at = _open({"run": RUN, "example": "ex-03"})
+    at.selectbox(key="ea_run").select(OTHER).run()
+    assert not at.exception
+    assert at.query_params["run"] == [OTHER] or at.query_params["run"] == OTHER
+    example = at.query_params["example"]
+    assert (example[0] if isinstance(example, list) else example) == _table(at)["example id"].iloc[0]
