@@ -90,7 +90,7 @@ def test_training_logs_the_monitor_every_n_steps_and_warns_once(tiny_dir, tmp_pa
 def test_the_block_mode_reports_the_same_norms_as_full_logits(tiny_dir, tmp_path, monkeypatch):
     """First step (same weights in both runs): the exact online mode's per-term norms from its blocks equal the
     norms taken on the full logits."""
-    from kd_analysis.training import loop
+    from kd_analysis.training import loop, session
 
     cfg = tiny_lm_config(
         tiny_dir / "llama",
@@ -103,7 +103,7 @@ def test_the_block_mode_reports_the_same_norms_as_full_logits(tiny_dir, tmp_path
     runs = []
     for blocks in (True, False):
         if not blocks:
-            monkeypatch.setattr(loop, "blockwise", lambda *a, **k: False)
+            monkeypatch.setattr(session, "blockwise", lambda *a, **k: False)
         seen: list = []
         loop.train(cfg, on_metrics=seen.append)
         runs.append(next(m for m in seen if "grad_norm_ce" in m))

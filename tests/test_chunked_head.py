@@ -98,10 +98,10 @@ def _losses(tiny_dir, tmp_path, family, blocks: bool, monkeypatch, float64=False
     """The logged loss terms of three steps, with the loss-balance monitor on at every step."""
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.students import derive_student
-    from kd_analysis.training import loop
+    from kd_analysis.training import loop, session
 
     if not blocks:
-        monkeypatch.setattr(loop, "blockwise", lambda *a, **k: False)
+        monkeypatch.setattr(session, "blockwise", lambda *a, **k: False)
     cfg = tiny_lm_config(
         tiny_dir / family,
         arith_file(tmp_path / "a.jsonl"),
