@@ -607,7 +607,7 @@ def test_classification_records_carry_the_gold_class_name():
     import torch
 
     from kd_analysis.data.example import Example
-    from kd_analysis.runs.records import choice_records
+    from kd_analysis.training.choice_records import choice_records
 
     examples = [Example("a", "fine", label=1, answer="positive"), Example("b", "file row", label=0)]
     recs = [r.to_dict() for r in choice_records(examples, torch.tensor([[0.0, 1.0], [1.0, 0.0]]))]

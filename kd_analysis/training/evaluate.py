@@ -27,7 +27,7 @@ def evaluate(
     (`teacher_probs` by example id adds KL(teacher ‖ model) to classification and multiple-choice records;
     `teacher_lm` = (teacher, its prompt) adds it to generation records, per gold-answer token). `on_token` hears
     every generated token of a generation task (`kd_analysis.models.generation.TokenHook`)."""
-    from kd_analysis.runs.records import choice_records
+    from kd_analysis.training.choice_records import choice_records
 
     if not examples:
         return {}
