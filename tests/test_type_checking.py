@@ -5,7 +5,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MOST_UNCHECKED = 31  # lower this when a module leaves the list; never raise it
+MOST_UNCHECKED = 29  # lower this when a module leaves the list; never raise it
 
 
 def _mypy() -> dict:

@@ -104,9 +104,35 @@ def backfill_run(
     cfg, metric, final, teacher_row = check_run(run, force, need_checkpoint=not retrain)
     if not (run.path / layout.CHECKPOINT).is_dir():
         return _retrain(run, cfg, metric, final, teacher_row, say, started)
-    step = int(final["step"])
+    rebuilt = _rebuild(run, cfg, int(final["step"]), say)
+    result = _checked_result(run_id, run.path / PREDICTIONS, rebuilt, metric, final, teacher_row)
+    result.seconds = time.monotonic() - started
+    if not result.matches:
+        raise BackfillMismatch(f"run {run_id} is not reproduced: {_why(result)}; nothing was written", result)
+    atomic_write_text(run.path / PREDICTIONS, "".join(rebuilt.lines))
+    result.written = True
+    result.seconds = time.monotonic() - started
+    say(f"wrote {len(rebuilt.teacher_records) + len(rebuilt.live_records)} records to {result.path}")
+    return result
 
-    import torch
+
+@dataclass
+class _Rebuilt:
+    """A run's final evaluation repeated: the records' lines, the records and what `evaluate` reported."""
+
+    role: str
+    step: int
+    lines: list[str]
+    teacher_records: list
+    live_records: list
+    teacher_eval: dict[str, Any]
+    live_eval: dict[str, Any]
+    notes: list[str]
+
+
+def _rebuild(run, cfg, step: int, say: Callable[[str], None]) -> _Rebuilt:
+    """The teacher at step 0 and the saved model at `step` evaluated as train() evaluated them: the same device,
+    precision, seed, split, prompts and eval views."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -114,22 +140,18 @@ def backfill_run(
     from kd_analysis.training.evaluate import evaluate
     from kd_analysis.training.run_data import check_task, split_examples, text_tokens
     from kd_analysis.training.run_prompts import student_prompt_fn, teacher_prompt
+    from kd_analysis.training.setup import device_and_precision
 
-    # the same device, precision and seed as train(), so every model is built and run as it was then
-    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    mixed = "no" if cpu or cfg.precision == "fp32" else ("fp16" if cfg.precision == "fp16" else "bf16")
+    cpu, mixed = device_and_precision(cfg)
     acc = Accelerator(cpu=cpu, mixed_precision=mixed)
     set_seed(cfg.seed)
-    device = str(acc.device)
-    teacher, live = evaluated_models(cfg, run.path / layout.CHECKPOINT, device, say)
-    task = (teacher or live).task
-    data = load_dataset(cfg.data)
-    train_set, eval_set = split_examples(data.examples, cfg)
-    check_task(task, train_set + eval_set, cfg.data)
+    teacher, live = evaluated_models(cfg, run.path / layout.CHECKPOINT, str(acc.device), say)
+    train_set, eval_set = split_examples(load_dataset(cfg.data).examples, cfg)
+    check_task((teacher or live).task, train_set + eval_set, cfg.data)
     held_out = next((m.get("held_out") for m in run.metrics() if m.get("step") == 0 and "held_out" in m), None)
     if held_out is not None and held_out != len(eval_set):
         raise KDLensError(
-            f"run {run_id} held out {held_out} examples but {cfg.data} now gives {len(eval_set)}: the "
+            f"run {run.path.name} held out {held_out} examples but {cfg.data} now gives {len(eval_set)}: the "
             "data changed since the run, so its records cannot be rebuilt"
         )
     teacher_eval_set = list(eval_set)  # the teacher always sees the untouched examples
@@ -148,70 +170,78 @@ def backfill_run(
         lines.append(record_lines(with_text_tokens(t_records, lengths), **common, role="teacher", step=0))
     role = "teacher" if cfg.train_teacher else "student"
     say(f"evaluating the saved {role} on {len(eval_set)} examples")
-    model = acc.prepare(live.model)
     s_records: list = []
-    teacher_lm = (
-        (teacher, teacher_prompt(cfg, teacher)) if teacher is not None and teacher.task == "causal_lm" else None
-    )
     s_eval = evaluate(
-        replace(live, model=model),
+        replace(live, model=acc.prepare(live.model)),
         eval_set,
         cfg,
         unwrap=acc.unwrap_model,
         prompt=student_prompt_fn(cfg, live),
         records=s_records,
         teacher_probs=teacher_probs,
-        teacher_lm=teacher_lm,
+        teacher_lm=(
+            (teacher, teacher_prompt(cfg, teacher)) if teacher is not None and teacher.task == "causal_lm" else None
+        ),
     )
     lines.append(record_lines(with_text_tokens(s_records, lengths), **common, role=role, step=step))
+    return _Rebuilt(role, step, lines, t_records, s_records, t_eval, s_eval, notes)
 
-    value = _share_correct(s_records)
-    t_value = _share_correct(t_records) if t_records else None
+
+def _checked_result(
+    run_id: str, path: Path, rebuilt: _Rebuilt, metric: str, final: dict, teacher_row
+) -> BackfillResult:
+    """The rebuilt records' metrics beside the run's own: the result, with `matches` set."""
+    value = _share_correct(rebuilt.live_records)
+    t_value = _share_correct(rebuilt.teacher_records) if rebuilt.teacher_records else None
     t_run = teacher_row.get(f"teacher_{metric}") if teacher_row else None
     result = BackfillResult(
         run_id=run_id,
-        path=str(run.path / PREDICTIONS),
-        role=role,
-        step=step,
-        examples=len(s_records),
-        teacher_examples=len(t_records),
+        path=str(path),
+        role=rebuilt.role,
+        step=rebuilt.step,
+        examples=len(rebuilt.live_records),
+        teacher_examples=len(rebuilt.teacher_records),
         metric=metric,
         run_value=float(final[f"eval_{metric}"]),
         records_value=value,
         difference=abs(value - float(final[f"eval_{metric}"])),
         teacher_run_value=t_run,
         teacher_records_value=t_value,
-        notes=notes,
-        other_metrics=_others(final, "eval_", s_eval, metric) | _others(teacher_row or {}, "teacher_", t_eval, metric),
+        notes=rebuilt.notes,
+        other_metrics=_others(final, "eval_", rebuilt.live_eval, metric)
+        | _others(teacher_row or {}, "teacher_", rebuilt.teacher_eval, metric),
     )
-    off = {k: abs(a - b) for k, (a, b) in result.other_metrics.items() if abs(a - b) > CONTINUOUS_TOLERANCE}
     result.matches = (
         result.difference <= TOLERANCE
-        and not off
+        and not _off(result)
         and (t_run is None or t_value is None or abs(t_value - t_run) <= TOLERANCE)
     )
-    result.seconds = time.monotonic() - started
-    if not result.matches:
-        if result.difference > TOLERANCE:
-            why = (
-                f"{metric} {value:.6f} from the rebuilt records, {result.run_value:.6f} in the run's final "
-                f"eval_{metric} (off by {result.difference:.3g})"
-            )
-        elif off:
-            name = max(off, key=off.get)
-            run_v, new_v = result.other_metrics[name]
-            why = f"{name} {new_v:.6f} rebuilt, {run_v:.6f} in the run's metrics (off by {off[name]:.3g})"
-        else:
-            why = (
-                f"teacher {metric} {t_value:.6f} from the rebuilt records, {t_run:.6f} in the run's metrics "
-                f"(off by {abs(t_value - t_run):.3g})"
-            )
-        raise BackfillMismatch(f"run {run_id} is not reproduced: {why}; nothing was written", result)
-    atomic_write_text(run.path / PREDICTIONS, "".join(lines))
-    result.written = True
-    result.seconds = time.monotonic() - started
-    say(f"wrote {len(t_records) + len(s_records)} records to {result.path}")
     return result
+
+
+def _off(result: BackfillResult) -> dict[str, float]:
+    """Other metrics the rebuild moved by more than CONTINUOUS_TOLERANCE: name → difference."""
+    return {k: abs(a - b) for k, (a, b) in result.other_metrics.items() if abs(a - b) > CONTINUOUS_TOLERANCE}
+
+
+def _why(result: BackfillResult) -> str:
+    """Why the rebuilt records do not reproduce the run, in one clause."""
+    metric, off = result.metric, _off(result)
+    if result.difference > TOLERANCE:
+        return (
+            f"{metric} {result.records_value:.6f} from the rebuilt records, {result.run_value:.6f} in the run's "
+            f"final eval_{metric} (off by {result.difference:.3g})"
+        )
+    if off:
+        name = max(off, key=lambda k: off[k])
+        run_v, new_v = result.other_metrics[name]
+        return f"{name} {new_v:.6f} rebuilt, {run_v:.6f} in the run's metrics (off by {off[name]:.3g})"
+    t_value, t_run = result.teacher_records_value, result.teacher_run_value
+    assert t_value is not None and t_run is not None
+    return (
+        f"teacher {metric} {t_value:.6f} from the rebuilt records, {t_run:.6f} in the run's metrics "
+        f"(off by {abs(t_value - t_run):.3g})"
+    )
 
 
 def check_run(run, force: bool, need_checkpoint: bool = True):
@@ -493,18 +523,12 @@ def evaluated_models(cfg, folder: Path, device: str, say: Callable[[str], None])
     from kd_analysis.models.loading import load_model
     from kd_analysis.models.specs import ModelSpec
     from kd_analysis.models.students import derive_student
+    from kd_analysis.training.setup import teacher_spec
 
     adapter = (folder / "adapter_config.json").exists()
     teacher = None
     if not cfg.train_teacher or adapter:
-        tspec = ModelSpec.from_dict(
-            {
-                **cfg.teacher.to_dict(),
-                "device": device,
-                "task": cfg.task or cfg.teacher.task,
-                "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype,
-            }
-        )
+        tspec = teacher_spec(cfg, device)  # loaded as train() loads it
         say(f"loading teacher {tspec.source} on {device}")
         teacher = load_model(tspec)
     if adapter:

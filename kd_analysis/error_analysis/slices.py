@@ -155,7 +155,7 @@ def _literal(value: Any) -> str | None:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        return _fmt(value) if math.isfinite(value) else None
+        return _fmt(float(value)) if math.isfinite(value) else None
     if isinstance(value, str) and "__" not in value:
         return repr(value)
     return None

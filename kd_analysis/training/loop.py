@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -304,11 +304,12 @@ def _loss(
     weights = {t.name: t.weight for t in cfg.losses}
     if monitor:  # before the rationale head joins: its gradient does not pass through the student's output
         logits = out.logits if isinstance(out, LMBatch) else out
+        assert logits is not None  # the student's outputs always carry logits outside the block mode
         tail_stats.update({f"grad_norm_{k}": v for k, v in term_grad_norms(terms, logits).items()})
-    if s.pair.objective is not None:
+    if s.pair.objective is not None and cfg.rationales is not None:
         terms["rationale"] = s.pair.objective(s.pair.live, originals, s.data.rationales, cfg.max_length)
         weights["rationale"] = cfg.rationales.weight
-    loss = sum(weights[k] * v for k, v in terms.items())
+    loss = cast(torch.Tensor, sum(weights[k] * v for k, v in terms.items()))  # in the terms' order, as always
     return _finite(loss, step), terms, tail_stats, out
 
 
@@ -323,7 +324,7 @@ def _finite(loss: torch.Tensor, step: int) -> torch.Tensor:
 def _optimise(s: Session, should_stop: Callable[[], bool], evals: list) -> tuple[str, int, dict]:
     """Steps until `total` (or a stop); returns (state, steps taken, the last step's metrics)."""
     acc, cfg = s.acc, s.cfg
-    step, start, last = 0, time.monotonic(), {}
+    step, start, last = 0, time.monotonic(), dict[str, Any]()
     while step < s.schedule.total:
         for idx in s.schedule.loader:
             if should_stop():

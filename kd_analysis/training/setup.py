@@ -53,13 +53,33 @@ def apply_lora(cfg: TrainConfig, model):
     return get_peft_model(model, lcfg)
 
 
+def device_and_precision(cfg: TrainConfig) -> tuple[bool, str]:
+    """(CPU only, accelerate's mixed_precision) for a run: what training used, and what a rebuild of its
+    evaluation must use to reproduce it."""
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    return cpu, "no" if cpu or cfg.precision == "fp32" else ("fp16" if cfg.precision == "fp16" else "bf16")
+
+
+def teacher_spec(cfg: TrainConfig, device: str):
+    """The teacher as a run loads it: the run's task, float32 when the run fine-tunes it."""
+    from kd_analysis.models.specs import ModelSpec
+
+    return ModelSpec.from_dict(
+        {
+            **cfg.teacher.to_dict(),
+            "device": device,
+            "task": cfg.task or cfg.teacher.task,
+            "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype,
+        }
+    )
+
+
 def make_accelerator(cfg: TrainConfig, out_dir: str | Path | None, trackers: list[str]):
     from accelerate import Accelerator
 
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise KDLensError(f"device {cfg.device} was asked for, but this machine has no CUDA GPU: use auto or cpu")
-    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    mixed = "no" if cpu or cfg.precision == "fp32" else ("fp16" if cfg.precision == "fp16" else "bf16")
+    cpu, mixed = device_and_precision(cfg)
     return Accelerator(
         cpu=cpu,
         mixed_precision=mixed,
@@ -71,17 +91,9 @@ def make_accelerator(cfg: TrainConfig, out_dir: str | Path | None, trackers: lis
 
 def load_models(cfg: TrainConfig, device: str, say: Callable[[str], None]):
     from kd_analysis.models.loading import load_model
-    from kd_analysis.models.specs import ModelSpec
     from kd_analysis.models.students import derive_student
 
-    tspec = ModelSpec.from_dict(
-        {
-            **cfg.teacher.to_dict(),
-            "device": device,
-            "task": cfg.task or cfg.teacher.task,
-            "dtype": "float32" if cfg.train_teacher else cfg.teacher.dtype,
-        }
-    )
+    tspec = teacher_spec(cfg, device)
     say(f"loading teacher {tspec.source} on {device}")
     teacher = load_model(tspec)
     if cfg.train_teacher:
