@@ -140,6 +140,13 @@ class OnPolicySettings:
     top_k: int = 0  # 0: no top-k cut (the whole distribution)
 
 
+def _positive(name: str, value: Any, integer: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if not ok or (integer and int(value) != value):
+        kind = "a positive whole number" if integer else "a positive number"
+        raise KDLensError(f"{name} must be {kind} (got {value!r})")
+
+
 @strict_schema
 @dataclass
 class TrainConfig:
@@ -293,16 +300,22 @@ class TrainConfig:
 
     # --- checks -------------------------------------------------------------------------------------------
     def validate(self) -> None:
-        from kd_analysis.losses import LOSSES
+        """Refuse a config that cannot run, with one sentence naming the setting: counts and ranges, the models,
+        data and device, the optimiser, the loss terms, then each method's own settings (in that order)."""
+        self._validate_counts()
+        self._validate_sources()
+        self._validate_optimiser()
+        self._validate_losses()
+        if self.rationales:
+            self._validate_rationales(self.rationales)
+        if self.priming:
+            self._validate_priming(self.priming)
+        if self.on_policy:
+            self._validate_on_policy(self.on_policy)
 
-        def positive(name: str, value: Any, integer: bool = False) -> None:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-            if not ok or (integer and int(value) != value):
-                kind = "a positive whole number" if integer else "a positive number"
-                raise KDLensError(f"{name} must be {kind} (got {value!r})")
-
+    def _validate_counts(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "max_length", "eval_size", "max_new_tokens"):
-            positive(name, getattr(self, name), integer=True)
+            _positive(name, getattr(self, name), integer=True)
         for name in (
             "steps",
             "batch_size",
@@ -342,6 +355,8 @@ class TrainConfig:
                 raise KDLensError(f"the {term.name} term's weight must be at most 1e6 and its τ at most 1000")
         if self.group is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.group):
             raise KDLensError(f"group must be an id of letters, digits, '.', '_' and '-' (got {self.group!r})")
+
+    def _validate_sources(self) -> None:
         check_model_spec("teacher", self.teacher)
         if self.student.model is not None:
             check_model_spec("student.model", self.student.model)
@@ -355,32 +370,38 @@ class TrainConfig:
         if unknown:
             raise KDLensError(f"report_to names {unknown[0]!r}; the trackers are {', '.join(TRACKERS)}")
         if self.lora is not None:
-            self._validate_lora(self.lora, positive)
+            self._validate_lora(self.lora)
         if self.teacher_topk is not None:
-            positive("teacher_topk (or null for the full vocabulary)", self.teacher_topk, integer=True)
+            _positive("teacher_topk (or null for the full vocabulary)", self.teacher_topk, integer=True)
         if not isinstance(self.balance_every, int) or isinstance(self.balance_every, bool) or self.balance_every < 0:
             raise KDLensError(f"balance_every must be a whole number ≥ 0 (got {self.balance_every!r}; 0: off)")
         if self.teacher_cache not in TEACHER_CACHES:
             raise KDLensError(f"teacher_cache must be one of {', '.join(TEACHER_CACHES)} (got {self.teacher_cache!r})")
+
+    def _validate_optimiser(self) -> None:
         for name in ("lr", "tau"):
-            positive(name, getattr(self, name))
+            _positive(name, getattr(self, name))
         if self.epochs is not None:
-            positive("epochs", self.epochs)
+            _positive("epochs", self.epochs)
         if self.max_grad_norm is not None:
-            positive("max_grad_norm", self.max_grad_norm)
+            _positive("max_grad_norm", self.max_grad_norm)
         if self.schedule not in SCHEDULES:
             raise KDLensError(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
         if self.optimizer not in OPTIMIZERS:
             raise KDLensError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         if self.precision not in PRECISIONS:
             raise KDLensError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+
+    def _validate_losses(self) -> None:
+        from kd_analysis.losses import LOSSES
+
         if not self.losses:
             raise KDLensError("add at least one loss term (e.g. ce)")
         if not any(t.weight > 0 for t in self.losses):
             raise KDLensError("every loss weight is 0, so nothing would train: give at least one term a weight > 0")
         if self.train_size is not None:
-            positive("train_size (training examples; null for all)", self.train_size, integer=True)
-        self._validate_student(positive)
+            _positive("train_size (training examples; null for all)", self.train_size, integer=True)
+        self._validate_student()
         names = [t.name for t in self.losses]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -394,15 +415,15 @@ class TrainConfig:
             if not isinstance(term.weight, (int, float)) or term.weight < 0:
                 raise KDLensError(f"loss weight for {term.name} must be a number ≥ 0 (got {term.weight!r})")
             if term.tau is not None:
-                positive(f"τ of the {term.name} term", term.tau)
+                _positive(f"τ of the {term.name} term", term.tau)
             if term.tau_end is not None:
-                positive(f"tau_end of the {term.name} term", term.tau_end)
+                _positive(f"tau_end of the {term.name} term", term.tau_end)
             if term.name in LOSSES:
                 check_loss_params(term.name, term.params)
         if self.split_seed is not None and (not isinstance(self.split_seed, int) or self.split_seed < 0):
             raise KDLensError(f"split_seed must be a whole number ≥ 0 (got {self.split_seed!r})")
         if self.labels is not None:
-            positive("labels (the labelled training examples)", self.labels, integer=True)
+            _positive("labels (the labelled training examples)", self.labels, integer=True)
             if self.train_teacher:
                 raise KDLensError("labels (few-label regime) is for students; a teacher trains on every label")
             if self.train_size and self.labels > self.train_size:
@@ -412,22 +433,16 @@ class TrainConfig:
                 )
         if self.train_teacher and any(t.name != "ce" for t in self.losses):
             raise KDLensError("fine-tuning the teacher itself uses the ce term only")
-        if self.rationales:
-            self._validate_rationales(self.rationales, positive)
-        if self.priming:
-            self._validate_priming(self.priming)
-        if self.on_policy:
-            self._validate_on_policy(self.on_policy, positive)
 
-    def _validate_lora(self, lo: LoraSettings, positive) -> None:
-        positive("lora.r", lo.r, integer=True)
-        positive("lora.alpha", lo.alpha, integer=True)
+    def _validate_lora(self, lo: LoraSettings) -> None:
+        _positive("lora.r", lo.r, integer=True)
+        _positive("lora.alpha", lo.alpha, integer=True)
         if not 0 <= lo.dropout < 1:
             raise KDLensError(f"lora.dropout must be in [0, 1) (got {lo.dropout})")
         if not lo.target_modules or (isinstance(lo.target_modules, list) and not all(lo.target_modules)):
             raise KDLensError("lora.target_modules must name modules (e.g. all-linear, or [q_proj, v_proj])")
 
-    def _validate_student(self, positive) -> None:
+    def _validate_student(self) -> None:
         from kd_analysis.models.specs import STUDENT_KINDS
 
         st = self.student
@@ -435,17 +450,17 @@ class TrainConfig:
             raise KDLensError(f"student.kind must be one of {', '.join(STUDENT_KINDS)} (got {st.kind!r})")
         for name in ("num_layers", "hidden_size", "num_heads"):
             if getattr(st, name) is not None:
-                positive(f"student.{name} (null for the default)", getattr(st, name), integer=True)
+                _positive(f"student.{name} (null for the default)", getattr(st, name), integer=True)
         if st.keep_layers is not None and (not st.keep_layers or min(st.keep_layers) < 0):
             raise KDLensError(f"student.keep_layers must list layer indices ≥ 0 (got {list(st.keep_layers)})")
         if st.kind == "model" and st.model is None:
             raise KDLensError("student.kind model needs student.model (e.g. model: {source: smollm2-135m-instruct})")
 
-    def _validate_on_policy(self, o: OnPolicySettings, positive) -> None:
+    def _validate_on_policy(self, o: OnPolicySettings) -> None:
         if not isinstance(o.fraction, (int, float)) or not 0 <= o.fraction <= 1:
             raise KDLensError(f"on_policy.fraction (GKD's λ) must be in [0, 1] (got {o.fraction!r})")
-        positive("on_policy.temperature", o.temperature)
-        positive("on_policy.max_new_tokens", o.max_new_tokens, integer=True)
+        _positive("on_policy.temperature", o.temperature)
+        _positive("on_policy.max_new_tokens", o.max_new_tokens, integer=True)
         if not isinstance(o.top_p, (int, float)) or isinstance(o.top_p, bool) or not 0 < o.top_p <= 1:
             raise KDLensError(f"on_policy.top_p must be in (0, 1] (got {o.top_p!r})")
         if not isinstance(o.top_k, int) or isinstance(o.top_k, bool) or o.top_k < 0:
@@ -483,7 +498,7 @@ class TrainConfig:
             return "{question}"
         return self.priming.template or STRATEGIES[self.priming.strategy].template
 
-    def _validate_rationales(self, r: RationaleSettings, positive) -> None:
+    def _validate_rationales(self, r: RationaleSettings) -> None:
         from kd_analysis.attribution.methods import METHODS
 
         if self.train_teacher:
@@ -494,7 +509,7 @@ class TrainConfig:
             raise KDLensError(f"rationales.method must be one of {', '.join(METHODS)} (got {r.method!r})")
         if r.target not in ("gold", "predicted"):
             raise KDLensError(f"rationales.target must be gold or predicted (got {r.target!r})")
-        positive("rationales.k", r.k, integer=True)
+        _positive("rationales.k", r.k, integer=True)
         if not isinstance(r.weight, (int, float)) or r.weight < 0:
             raise KDLensError(f"rationales.weight must be a number ≥ 0 (got {r.weight!r})")
 
