@@ -232,6 +232,52 @@ def _gold_words(expr: str, frame: pd.DataFrame) -> str:
     return f"class {index}" + (f" ({name})" if name else "")
 
 
+def _features(frame: pd.DataFrame, columns: Sequence[str] | None, first: str, second: str) -> list[tuple[str, str]]:
+    """The candidate features as (name, column): the built-in ones the frame has, then the user's columns."""
+    features: list[tuple[str, str]] = []
+    if "text_tokens" in frame.columns:
+        features.append(("input length", "text_tokens"))
+    if "gold" in frame.columns:
+        features.append(("gold label", "gold"))
+    for c in (f"{first}_p_pred", f"{first}_p_gold"):
+        if c in frame.columns and frame[c].notna().any():
+            features.append((f"{first} confidence", c))
+            break
+    kl = "kl" if "kl" in frame.columns else f"{second}_kl"
+    if kl in frame.columns:
+        features.append(("KL", kl))
+    if "has_number" in frame.columns:
+        features.append(("numbers in the text", "has_number"))
+    if "rationale_overlap" in frame.columns:
+        features.append(("rationale overlap", "rationale_overlap"))
+    for c in columns or []:
+        if c not in frame.columns:
+            raise KDLensError(f"unknown column '{c}'; columns are {column_list(frame.columns)}")
+        if not str(c).isidentifier() or str(c).startswith("__"):
+            raise KDLensError(f"column '{c}' cannot be used in a filter; rename it to letters, digits and '_'")
+        if all(c != col for _, col in features):
+            features.append((str(c), str(c)))
+    return features
+
+
+def _candidate_exprs(
+    frame: pd.DataFrame, column: str, bins: int, min_count: int, max_values: int
+) -> list[tuple[str, str]]:
+    """One feature's candidate slices as (exact filter, words)."""
+    if (
+        column == "rationale_overlap"
+        and not _is_bool_like(frame[column])
+        and pd.api.types.is_numeric_dtype(frame[column].dtype)
+    ):
+        return [(f"{column} > 0", "yes"), (f"{column} == 0", "no")]
+    if column == "gold":
+        return [
+            (e, _gold_words(e, frame))
+            for e, _ in _feature_exprs(frame, column, bins, min_count, max_values, categorical=True)
+        ]
+    return _feature_exprs(frame, column, bins, min_count, max_values)
+
+
 def find_slices(
     joined_frame: pd.DataFrame,
     columns: Sequence[str] | None = None,
@@ -257,29 +303,7 @@ def find_slices(
         if c not in joined_frame.columns:
             raise KDLensError(f"the slice finder needs a joined frame with '{c}' (join the records with join_roles)")
     frame = add_features(joined_frame)
-    features: list[tuple[str, str]] = []
-    if "text_tokens" in frame.columns:
-        features.append(("input length", "text_tokens"))
-    if "gold" in frame.columns:
-        features.append(("gold label", "gold"))
-    for c in (f"{first}_p_pred", f"{first}_p_gold"):
-        if c in frame.columns and frame[c].notna().any():
-            features.append((f"{first} confidence", c))
-            break
-    kl = "kl" if "kl" in frame.columns else f"{second}_kl"
-    if kl in frame.columns:
-        features.append(("KL", kl))
-    if "has_number" in frame.columns:
-        features.append(("numbers in the text", "has_number"))
-    if "rationale_overlap" in frame.columns:
-        features.append(("rationale overlap", "rationale_overlap"))
-    for c in columns or []:
-        if c not in frame.columns:
-            raise KDLensError(f"unknown column '{c}'; columns are {column_list(frame.columns)}")
-        if not str(c).isidentifier() or str(c).startswith("__"):
-            raise KDLensError(f"column '{c}' cannot be used in a filter; rename it to letters, digits and '_'")
-        if all(c != col for _, col in features):
-            features.append((str(c), str(c)))
+    features = _features(frame, columns, first, second)
 
     a = frame[f"{first}_correct"].astype("boolean")
     b = frame[f"{second}_correct"].astype("boolean")
@@ -291,19 +315,7 @@ def find_slices(
     kept: list[dict[str, Any]] = []
     seen: set[str] = set()
     for feature, column in features:
-        if (
-            column == "rationale_overlap"
-            and not _is_bool_like(frame[column])
-            and pd.api.types.is_numeric_dtype(frame[column].dtype)
-        ):
-            exprs = [(f"{column} > 0", "yes"), (f"{column} == 0", "no")]
-        elif column == "gold":
-            exprs = [
-                (e, _gold_words(e, frame))
-                for e, _ in _feature_exprs(frame, column, bins, min_count, max_values, categorical=True)
-            ]
-        else:
-            exprs = _feature_exprs(frame, column, bins, min_count, max_values)
+        exprs = _candidate_exprs(frame, column, bins, min_count, max_values)
         for expr, label in exprs:
             if expr in seen:
                 continue
