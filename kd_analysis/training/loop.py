@@ -254,7 +254,34 @@ def _loss(
     terms: dict[str, torch.Tensor] = {}
     if sum(t.weight for t in cfg.losses if t.name == "ce") > 0 and not on_policy:
         terms["ce"] = ce_loss(out, examples, answer_rows, s.data.labelled)
-    if cfg.kd_terms and s.pair.cross_vocab:
+    if cfg.kd_terms:
+        terms.update(_kd_terms(s, out, originals, step, on_policy, answer_ids, answer_rows, tail_stats))
+    weights = {t.name: t.weight for t in cfg.losses}
+    if monitor:  # before the rationale head joins: its gradient does not pass through the student's output
+        logits = out.logits if isinstance(out, LMBatch) else out
+        assert logits is not None  # the student's outputs always carry logits outside the block mode
+        tail_stats.update({f"grad_norm_{k}": v for k, v in term_grad_norms(terms, logits).items()})
+    if s.pair.objective is not None and cfg.rationales is not None:
+        terms["rationale"] = s.pair.objective(s.pair.live, originals, s.data.rationales, cfg.max_length)
+        weights["rationale"] = cfg.rationales.weight
+    loss = cast(torch.Tensor, sum(weights[k] * v for k, v in terms.items()))  # in the terms' order, as always
+    return _finite(loss, step), terms, tail_stats, out
+
+
+def _kd_terms(
+    s: Session,
+    out: Any,
+    originals: list,
+    step: int,
+    on_policy: bool,
+    answer_ids: dict[str, list[int]] | None,
+    answer_rows: AnswerRows | None,
+    tail_stats: dict[str, float],
+) -> dict[str, torch.Tensor]:
+    """The KD terms against the teacher: over answer positions aligned by index when the two tokenize apart,
+    else from the teacher's rows (cached, or scored afresh for an on-policy batch)."""
+    cfg = s.cfg
+    if s.pair.cross_vocab:
         if on_policy:
             s.reports.note(
                 "on-policy with a cross-tokenizer teacher: the student trains on the token ids it sampled, and the "
@@ -262,13 +289,11 @@ def _loss(
                 "is the interface between the two)"
             )
         t_out = teacher_forward(cfg, s.pair.teacher, originals, s.pair.student_prompt, s.pair.student.tokenizer)
-        s.cache.misses += len(examples)
-        terms.update(
-            cross_vocab_terms(
-                cfg, out, t_out, step // s.schedule.per_epoch, s.schedule.n_epochs, s.schedule.overrides()
-            )
+        s.cache.misses += len(originals)  # one teacher pass per example of the batch
+        return cross_vocab_terms(
+            cfg, out, t_out, step // s.schedule.per_epoch, s.schedule.n_epochs, s.schedule.overrides()
         )
-    elif cfg.kd_terms:
+    else:
         # sampled answers are new every time: scored by the teacher once, never kept under the example's id
         cache = TeacherCache(s.cache.topk, s.cache.temperatures, keep=False) if on_policy else s.cache
         t_rows = teacher_rows(
@@ -287,30 +312,18 @@ def _loss(
                 "examples it could not keep run the teacher again each time. A smaller teacher_topk keeps more; "
                 "teacher_topk null runs the teacher every step and keeps nothing."
             )
-        terms.update(
-            kd_loss_terms(
-                cfg,
-                out,
-                t_rows,
-                s.pair.width,
-                rows=answer_rows,
-                note=s.reports.note,
-                stats=tail_stats,
-                epoch=step // s.schedule.per_epoch,
-                epochs=s.schedule.n_epochs,
-                overrides=s.schedule.overrides(),
-            )
+        return kd_loss_terms(
+            cfg,
+            out,
+            t_rows,
+            s.pair.width,
+            rows=answer_rows,
+            note=s.reports.note,
+            stats=tail_stats,
+            epoch=step // s.schedule.per_epoch,
+            epochs=s.schedule.n_epochs,
+            overrides=s.schedule.overrides(),
         )
-    weights = {t.name: t.weight for t in cfg.losses}
-    if monitor:  # before the rationale head joins: its gradient does not pass through the student's output
-        logits = out.logits if isinstance(out, LMBatch) else out
-        assert logits is not None  # the student's outputs always carry logits outside the block mode
-        tail_stats.update({f"grad_norm_{k}": v for k, v in term_grad_norms(terms, logits).items()})
-    if s.pair.objective is not None and cfg.rationales is not None:
-        terms["rationale"] = s.pair.objective(s.pair.live, originals, s.data.rationales, cfg.max_length)
-        weights["rationale"] = cfg.rationales.weight
-    loss = cast(torch.Tensor, sum(weights[k] * v for k, v in terms.items()))  # in the terms' order, as always
-    return _finite(loss, step), terms, tail_stats, out
 
 
 def _finite(loss: torch.Tensor, step: int) -> torch.Tensor:
