@@ -95,7 +95,7 @@ def explanation_panel(
         if working or have is not None:
             return
         missing = [e for e in slice_ids if (e, method, target) not in found]
-        weights = (store.root / run_id / layout.CHECKPOINT).is_dir()
+        weights = (store.folder(run_id) / layout.CHECKPOINT).is_dir()
         took = _train_seconds(store, run_id)
         if not weights:
             st.caption(

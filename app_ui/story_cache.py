@@ -20,7 +20,7 @@ def store_stamp(store: RunStore, files: tuple[str, ...] = (layout.STATUS,)) -> t
     for r in store.list():
         for name in files:
             try:
-                stat = (store.root / r.run_id / name).stat()
+                stat = (store.folder(r.run_id) / name).stat()
                 out.append((r.run_id, name, stat.st_mtime_ns, stat.st_size))
             except OSError:
                 pass

@@ -249,7 +249,7 @@ _show(main)
 with st.expander("Run details: state, set-up, other metrics, best values, ids"):
     _show(details)
 st.download_button("Final metrics (CSV)", csv_text(table), "runs_final_metrics.csv", "text/csv")
-with_records = [r for r in chosen if (store.root / r / layout.PREDICTIONS).is_file()]
+with_records = [r for r in chosen if (store.folder(r) / layout.PREDICTIONS).is_file()]
 if len(with_records) == 1:
     st.page_link(
         "pages/error_analysis.py",

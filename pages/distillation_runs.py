@@ -32,7 +32,7 @@ run_under_app()  # before anything draws: a page file run by itself hands over t
 store = RunStore()
 reconcile(store)  # re-attach: runs whose worker died since we last looked are marked failed
 sel = state.selection()
-state.url_state("watch", "watch_run", valid=lambda r: (store.root / r / layout.STATUS).is_file())
+state.url_state("watch", "watch_run", valid=lambda r: (store.folder(r) / layout.STATUS).is_file())
 
 st.title("Distillation runs")
 dev = describe_device()
@@ -315,7 +315,7 @@ if submitted:
             )
             cfg.validate()
             if cfg.rationales and r_source:
-                check_source_run(r_source, cfg.teacher.source, r_method, store.root / r_source)
+                check_source_run(r_source, cfg.teacher.source, r_method, store.folder(r_source))
             if not cfg.name:
                 cfg.name = cfg.auto_name(with_seed=not seeds_text.strip())
         seeds = parse_seeds(seeds_text) if seeds_text.strip() else None

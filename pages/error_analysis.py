@@ -51,7 +51,7 @@ st.caption(
 
 def _stamp(run_id: str) -> tuple[float, int]:
     try:
-        info = (store.root / run_id / PREDICTIONS).stat()
+        info = (store.folder(run_id) / PREDICTIONS).stat()
         return info.st_mtime, info.st_size
     except OSError:
         return 0.0, 0
@@ -60,7 +60,7 @@ def _stamp(run_id: str) -> tuple[float, int]:
 @st.cache_data(show_spinner=False, max_entries=256)
 def _roles(root: str, run_id: str, stamp: tuple[float, int]) -> tuple[str, ...]:
     try:
-        frame = load_records(RunStore(root).root / run_id / PREDICTIONS)
+        frame = load_records(RunStore(root).folder(run_id) / PREDICTIONS)
     except Exception:
         return ()
     return tuple(sorted(str(r) for r in frame["role"].dropna().unique()))
@@ -72,7 +72,7 @@ def _pair(root: str, run_id: str, against: str | None, stamps: tuple) -> PairVie
     return pair_view(RunStore(root), run_id, against)
 
 
-with_records = {r.run_id: r for r in store.list() if (store.root / r.run_id / PREDICTIONS).is_file()}
+with_records = {r.run_id: r for r in store.list() if (store.folder(r.run_id) / PREDICTIONS).is_file()}
 roles = {rid: _roles(str(store.root), rid, _stamp(rid)) for rid in with_records}
 with_records = {rid: r for rid, r in with_records.items() if roles[rid]}
 if not with_records:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # One de-quantised SmolLM2 per test session, outside the user's own cache.
 _SESSION_CACHE = Path(os.environ.get("KD_LENS_TEST_CACHE", ROOT / ".pytest_cache" / "kd-lens-cache"))
 os.environ["KD_LENS_CACHE"] = str(_SESSION_CACHE)
+# The user's runs (the per-user data folder) of a test session: never the real home. The shipped reference runs stay
+# the checkout's cached_runs/, read-only, as for a user.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="kd-lens-data-")  # one per test process: nothing leaks
+os.environ.pop("KD_LENS_RUNS", None)
+os.environ.pop("KD_LENS_REFERENCE_RUNS", None)
 
 # Under pytest-xdist every worker is its own process: share the cores between workers instead of letting each
 # start one thread per core (n workers x n threads oversubscribes the machine and every worker slows down).

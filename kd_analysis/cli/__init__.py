@@ -21,12 +21,13 @@ def _prog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kd_analysis.cli import data, errors, losses, models, presets, priming, rationales, runs
+    from kd_analysis.cli import app, data, errors, losses, models, presets, priming, rationales, runs
 
     p = Parser(prog=_prog(), description="kd-lens: analyse and run knowledge distillation.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for add in (
+        app.add_app,
         models.add_models,
         losses.add_losses,
         rationales.add_rationales,

@@ -71,4 +71,7 @@ def add_data(q: argparse.ArgumentParser, **kw: Any) -> None:
 
 
 def add_root(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    q.add_argument(
+        "--root",
+        help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
+    )

@@ -218,7 +218,10 @@ def add_errors(sub) -> None:
         if run_id:
             q.add_argument("run_id", metavar="RUN_ID")
         q.add_argument("--json", action="store_true")
-        q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+        q.add_argument(
+            "--root",
+            help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
+        )
         q.set_defaults(fn=fn)
         return q
 

@@ -50,7 +50,10 @@ def add_story(sub) -> None:
     story = sub.add_parser("story", help="the demo's story (the Summary page) as one self-contained HTML file")
     story.add_argument("--out", default="story.html", help="the HTML file to write (default: story.html)")
     story.add_argument("--force", action="store_true", help="overwrite --out when it exists")
-    story.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    story.add_argument(
+        "--root",
+        help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
+    )
     story.add_argument("--json", action="store_true")
     story.set_defaults(fn=cmd_story)
 

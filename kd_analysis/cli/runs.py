@@ -179,12 +179,17 @@ def cmd_runs_agreement(args: argparse.Namespace) -> None:
 @creates_runs
 def cmd_runs_make_reference(args: argparse.Namespace) -> None:
     from kd_analysis.demo.reference import make_reference
+    from kd_analysis.exceptions import KDLensError
+    from kd_analysis.locations import shipped_runs
     from kd_analysis.logs import to_stderr
     from kd_analysis.runs import RunStore
     from kd_analysis.training.plan_runner import default_jobs
 
+    root = args.root or shipped_runs()  # the shipped folder itself, not the user's runs
+    if root is None:
+        raise KDLensError("no cached_runs/ folder beside this code: pass --root FOLDER for the reference runs")
     with to_stderr():  # one line per step as it starts and ends
-        done = make_reference(RunStore(args.root), only=args.only, jobs=args.jobs or default_jobs())
+        done = make_reference(RunStore(root), only=args.only, jobs=args.jobs or default_jobs())
     print_result(done, args.json, lambda d: "\n".join(d))
 
 
@@ -217,7 +222,10 @@ def add_runs(sub) -> None:
     def runs_cmd(name: str, fn, help_text: str) -> argparse.ArgumentParser:
         q = rsub.add_parser(name, help=help_text)
         q.add_argument("--json", action="store_true")
-        q.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+        q.add_argument(
+            "--root",
+            help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
+        )
         q.set_defaults(fn=fn)
         return q
 
@@ -280,13 +288,19 @@ def add_train(sub) -> None:
     tr.add_argument("--config", help="a TrainConfig as .json or .yaml (with --preset: settings to override)")
     tr.add_argument("--preset", help="start from a paper preset (see `presets list`)")
     tr.add_argument("--run-id", help="an existing queued run to execute (the page passes this)")
-    tr.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    tr.add_argument(
+        "--root",
+        help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
+    )
     tr.set_defaults(fn=cmd_train)
 
 
 def add_job(sub) -> None:
     job = sub.add_parser("job", help="execute a queued run of any kind (what the pages start in the background)")
     job.add_argument("--run-id", required=True)
-    job.add_argument("--root", help="run store folder (default: cached_runs/ or $KD_LENS_RUNS)")
+    job.add_argument(
+        "--root",
+        help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
+    )
     job.add_argument("--token", help="the run's identity token (start_run passes it; cancel checks it)")
     job.set_defaults(fn=cmd_job)

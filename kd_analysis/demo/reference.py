@@ -51,7 +51,7 @@ def local_source(path: Path) -> str:
 
 def teacher_source(store: RunStore) -> str:
     """The reference teacher's adapter folder."""
-    return _local(store.root / TEACHER_RUN / layout.CHECKPOINT)
+    return _local(store.folder(TEACHER_RUN) / layout.CHECKPOINT)
 
 
 def reference_configs(store: RunStore) -> list[tuple[str, TrainConfig]]:
@@ -95,9 +95,9 @@ def shipped_teachers(store: RunStore) -> dict[str, str]:
     """The reference teachers whose adapters are in the store (model source → title), so none needs its path
     typed; one whose adapter is missing is left out rather than offered and failing on load."""
     return {
-        local_source(store.root / run / layout.CHECKPOINT): title
+        local_source(store.folder(run) / layout.CHECKPOINT): title
         for run, title in TEACHER_TITLES.items()
-        if (store.root / run / layout.CHECKPOINT / "adapter_config.json").exists()
+        if (store.folder(run) / layout.CHECKPOINT / "adapter_config.json").exists()
     }
 
 
@@ -125,7 +125,7 @@ def sinkd_plan(store: RunStore) -> list[tuple[str, str, dict]]:
         seed=0,
         device="cpu",
     )
-    source = {"source": _local(store.root / SENTIMENT_TEACHER_RUN / layout.CHECKPOINT), "task": "classification"}
+    source = {"source": _local(store.folder(SENTIMENT_TEACHER_RUN) / layout.CHECKPOINT), "task": "classification"}
     alpha, temperature = SINKD_TASKS["sst2"][:2]
     # The preset's 2 epochs are 4,200 steps on SST-2's 67,349 sentences but 16 on the demo's 250: 30 epochs give
     # 240 steps at the paper's learning rate and batch. The one override, stated wherever the run is shown.
@@ -188,7 +188,7 @@ def rationale_plan(store: RunStore) -> list[tuple[str, str, dict]]:
 
     def checkpoint(run_id):
         return StudentSpec(
-            kind="model", model=ModelSpec(_local(store.root / run_id / layout.CHECKPOINT), task="multiple_choice")
+            kind="model", model=ModelSpec(_local(store.folder(run_id) / layout.CHECKPOINT), task="multiple_choice")
         )
 
     def job(run_id, label, tspec, sspec):
@@ -399,7 +399,7 @@ def group_plan(store: RunStore) -> list[tuple[str, str, dict]]:
         **GROUP_EVAL,
     )
     plan = [(GROUP_TEACHER_RUN, TRAIN, teacher.to_dict())]
-    source = ModelSpec(_local(store.root / GROUP_TEACHER_RUN / layout.CHECKPOINT), task="multiple_choice")
+    source = ModelSpec(_local(store.folder(GROUP_TEACHER_RUN) / layout.CHECKPOINT), task="multiple_choice")
     from kd_analysis.evidence.size_speed import KIND, size_speed_config
 
     plan.append(

@@ -226,10 +226,10 @@ def cached(
 ) -> dict[tuple[str, str, str], Explanation]:
     """The run's saved explanations, newest per (example, method, target)."""
     out: dict[tuple[str, str, str], Explanation] = {}
-    path = store.get(run_id).path / EXPLANATIONS
-    if not path.exists():
-        return out
-    for row in read_jsonl(path):
+    # a reference run's shipped explanations, then what this user added (its own folder, or its annotations)
+    paths = dict.fromkeys([store.get(run_id).path / EXPLANATIONS, store.annotations(run_id) / EXPLANATIONS])
+    rows = [row for path in paths if path.exists() for row in read_jsonl(path)]
+    for row in rows:
         if not isinstance(row, dict) or not {"example_id", "method", "target"} <= row.keys():
             continue
         if (
@@ -246,7 +246,10 @@ def cached(
 
 
 def save(store: RunStore, explanation: Explanation) -> None:
-    append_jsonl(store.get(explanation.run_id).path / EXPLANATIONS, explanation.to_dict())
+    store.get(explanation.run_id)  # refuses an unknown run
+    folder = store.annotations(explanation.run_id)  # never inside a read-only reference run
+    folder.mkdir(parents=True, exist_ok=True)
+    append_jsonl(folder / EXPLANATIONS, explanation.to_dict())
 
 
 def explain(

@@ -107,7 +107,7 @@ def final_correct(store: RunStore, run_id: str, role: str = "student") -> pd.Ser
     from kd_analysis.error_analysis.workspace import run_records
     from kd_analysis.fileio import read_jsonl
 
-    path = store.root / run_id / PREDICTIONS
+    path = store.folder(run_id) / PREDICTIONS
     try:
         stat = path.stat()
         key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, role)

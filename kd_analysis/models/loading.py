@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import torch
 
 from kd_analysis.exceptions import KDLensError, ModelLoadError, user_message
+from kd_analysis.locations import local_folder
 from kd_analysis.models.builtins import BUILTINS, Progress
 from kd_analysis.models.device import dtype_name, pick_device, pick_dtype
 from kd_analysis.models.info import MemoryEstimate, ModelInfo, config_shape, count_parameters, estimate_from_config
@@ -203,7 +204,7 @@ def expected_task(spec: ModelSpec) -> str | None:
         return spec.task
     if spec.source in BUILTINS:
         return BUILTINS[spec.source].default_task
-    if not Path(spec.source or "").is_dir():
+    if not spec.source or not local_folder(spec.source).is_dir():
         return None
     adapter = _adapter_folder(spec.source)
     if adapter is not None and adapter_task(adapter):  # what the run that saved it trained it for
@@ -312,8 +313,7 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
 
 
 def _adapter_folder(source: str):
-
-    p = Path(source).expanduser()
+    p = local_folder(source)
     if p.is_dir() and (p / "adapter_config.json").exists() and not (p / "config.json").exists():
         return p
     return None

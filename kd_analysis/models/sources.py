@@ -35,7 +35,14 @@ class ResolvedSource:
 
 
 def _is_pathlike(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or "\\" in source or Path(source).expanduser().exists()
+    from kd_analysis.locations import shipped_path
+
+    return (
+        source.startswith((".", "/", "~"))
+        or "\\" in source
+        or Path(source).expanduser().exists()
+        or shipped_path(source) is not None
+    )
 
 
 def check_safetensors(path: Path) -> None:
@@ -111,6 +118,12 @@ def _check_remote_code(config: dict, name: str, spec: ModelSpec) -> None:
         )
 
 
+def _local_path(source: str) -> Path:
+    from kd_analysis.locations import local_folder
+
+    return local_folder(source)
+
+
 def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> ResolvedSource:
     source = (spec.source or "").strip()
     if not source:
@@ -120,7 +133,7 @@ def resolve_source(spec: ModelSpec, progress: Progress | None = None) -> Resolve
         folder = builtin.locate(progress)
         return ResolvedSource("builtin", str(folder), [builtin.description])
     if _is_pathlike(source):
-        path = Path(source).expanduser()
+        path = _local_path(source)
         if not path.exists():
             raise ModelLoadError(f"model folder not found: {path}")
         if path.is_file():
@@ -143,7 +156,7 @@ def resolve_config_source(spec: ModelSpec, progress: Progress | None = None) -> 
     """Where config.json is, without requiring weights: for memory estimates before any weight file is read."""
     source = (spec.source or "").strip()
     if source and source not in BUILTINS and _is_pathlike(source):
-        path = Path(source).expanduser()
+        path = _local_path(source)
         if path.is_dir():
             check_config(path, spec)
             return ResolvedSource("local", str(path.resolve()))

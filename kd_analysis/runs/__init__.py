@@ -22,6 +22,7 @@ from typing import Any
 from kd_analysis import process_identity
 from kd_analysis.exceptions import RunStoreError
 from kd_analysis.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl_checked
+from kd_analysis.locations import shipped_runs, user_data_root
 from kd_analysis.runs.kinds import TRAIN
 from kd_analysis.runs.layout import CONFIG, LOG, METRICS, STATUS
 from kd_analysis.schema import MetricRow, StatusRecord, check_fields
@@ -29,18 +30,27 @@ from kd_analysis.schema import MetricRow, StatusRecord, check_fields
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 FINAL_STATES = ("finished", "failed", "cancelled")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ANNOTATIONS = "annotations"  # what the user adds to read-only reference runs, by run id
 CANCEL_REQUEST = "cancel.request"  # a worker that sees this file stops, whether or not it can be signalled
 DAMAGED = "damaged"  # shown, never stored: a run whose files cannot be read as written
 STALE_AFTER_S = 20.0  # a live worker beats every 2 s; this long without a beat means it is gone
 _status_lock = threading.Lock()  # the worker's heartbeat thread and main thread both write status.json
 
-_REPOSITORY = Path(__file__).resolve().parents[2]  # the checkout: kd_analysis/runs/ is two levels down
+_REPOSITORY = Path(__file__).resolve().parents[2]  # workers start here, so configs' relative paths read the same
 
 
 def default_root() -> Path:
-    """`$KD_LENS_RUNS`, else `cached_runs/` next to the app (the repository root)."""
+    """Where the user's runs go: `$KD_LENS_RUNS`, else the per-user data folder (never the source tree)."""
     env = os.environ.get("KD_LENS_RUNS")
-    return Path(env) if env else _REPOSITORY / "cached_runs"
+    return Path(env) if env else user_data_root() / "runs"
+
+
+def reference_root() -> Path | None:
+    """The shipped reference runs listed beside the user's: none when `$KD_LENS_RUNS` names the whole store
+    (unless `$KD_LENS_REFERENCE_RUNS` names them too)."""
+    if os.environ.get("KD_LENS_RUNS") and "KD_LENS_REFERENCE_RUNS" not in os.environ:
+        return None
+    return shipped_runs()
 
 
 def _now() -> str:
@@ -265,10 +275,45 @@ class PhaseReporter:
 
 
 class RunStore:
-    def __init__(self, root: str | os.PathLike | None = None):
+    """The user's runs in `root`, and the shipped reference runs in `reference`, read-only, listed beside them.
+
+    New runs are created in `root` only. The reference store is consulted only for the default store (no root
+    given, or the default one): a store opened on a folder of its own is exactly that folder."""
+
+    def __init__(self, root: str | os.PathLike | None = None, reference: str | os.PathLike | None = None):
         self.root = Path(root) if root else default_root()
         if self.root.exists() and not self.root.is_dir():
             raise RunStoreError(f"{self.root} is a file, not a run store folder (--root / $KD_LENS_RUNS)")
+        if reference is None and (root is None or self.root == default_root()):
+            reference = reference_root()
+        self.reference = Path(reference) if reference else None
+        if self.reference is not None and (
+            not self.reference.is_dir() or self.reference.resolve() == self.root.resolve()
+        ):
+            self.reference = None  # absent, or the store itself (`runs make-reference` writes there)
+
+    def _roots(self) -> list[Path]:
+        return [self.root] + ([self.reference] if self.reference is not None else [])
+
+    def folder(self, run_id: str) -> Path:
+        """A run's folder: the user's run of that id, else the reference run, else where a new one would go."""
+        _check_id(run_id)
+        for root in self._roots():
+            path = root / run_id
+            if (path / STATUS).exists() or (path / CONFIG).exists():
+                return path
+        return self.root / run_id
+
+    def is_reference(self, run_id: str) -> bool:
+        """A shipped reference run (read-only: what the app adds about it goes to the user's folder)."""
+        return self.reference is not None and self.folder(run_id).parent == self.reference
+
+    def annotations(self, run_id: str) -> Path:
+        """Where files added to a finished run go (explanations): its own folder, or for a read-only reference run
+        a folder of the same name under the user's `annotations/`."""
+        if self.is_reference(run_id):
+            return self.root / ANNOTATIONS / run_id
+        return self.folder(run_id)
 
     def create(
         self,
@@ -282,6 +327,8 @@ class RunStore:
         """A new run folder with its config and a first status; never reuses or overwrites an existing run."""
         run_id = run_id or f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(3)}"
         _check_id(run_id)
+        if self.is_reference(run_id):
+            raise RunStoreError(f"run {run_id!r} already exists among the reference runs in {self.reference}")
         path = self.root / run_id
         try:
             path.mkdir(parents=True, exist_ok=False)
@@ -295,23 +342,33 @@ class RunStore:
     def outside(self, path: Path) -> bool:
         """A run folder that is a symbolic link out of the store: its cancel requests, notes and artefacts would be
         written wherever the link points, so it is listed as damaged and never opened."""
-        return path.is_symlink() and self.root.resolve() not in path.resolve().parents
+        return path.is_symlink() and path.parent.resolve() not in path.resolve().parents
 
     def get(self, run_id: str) -> Run:
-        _check_id(run_id)
-        path = self.root / run_id
+        path = self.folder(run_id)
         if self.outside(path):
-            raise RunStoreError(f"run {run_id!r} is a link to a folder outside {self.root}; it is not opened")
+            raise RunStoreError(f"run {run_id!r} is a link to a folder outside {path.parent}; it is not opened")
         if not (path / STATUS).exists() and not (path / CONFIG).exists():
             raise RunStoreError(f"no run {run_id!r} in {self.root}")
         return Run(path)
 
     def list(self, kind: str | None = None) -> list[RunSummary]:
-        """Every run, newest first; a damaged folder is listed as 'damaged' (with why) rather than hiding the rest."""
-        if not self.root.exists():
+        """Every run, newest first (a user's run shadows a reference run of the same id); a damaged folder is
+        listed as 'damaged' (with why) rather than hiding the rest."""
+        out: dict[str, RunSummary] = {}
+        for root in reversed(self._roots()):  # the reference first, so the user's runs replace theirs
+            for summary in self._list_root(root):
+                if kind is None or summary.kind == kind:
+                    out[summary.run_id] = summary
+                else:
+                    out.pop(summary.run_id, None)
+        return sorted(out.values(), key=lambda s: (s.created, s.run_id), reverse=True)
+
+    def _list_root(self, root: Path) -> list[RunSummary]:
+        if not root.exists():
             return []
         out = []
-        for path in sorted(self.root.iterdir()):
+        for path in sorted(root.iterdir()):
             if not path.is_dir() or path.name.startswith(".") or not RUN_ID.match(path.name):
                 continue
             if path.name.endswith(".new"):  # a reference run being rebuilt (`runs make-reference`)
@@ -331,9 +388,8 @@ class RunStore:
                     updated="",
                     reason=str(exc) if isinstance(exc, RunStoreError) else f"{type(exc).__name__}: {exc}",
                 )
-            if kind is None or summary.kind == kind:
-                out.append(summary)
-        return sorted(out, key=lambda s: (s.created, s.run_id), reverse=True)
+            out.append(summary)
+        return out
 
     def show(self, run_id: str) -> dict[str, Any]:
         run = self.get(run_id)

@@ -83,7 +83,7 @@ def _resolve_run(source: str, run_dir: Path | None) -> Path:
     candidates = [Path(source)]
     if run_dir is not None:
         candidates.append(run_dir.parent / source)  # a run id next to this run
-    candidates.append(RunStore().root / source)
+    candidates.append(RunStore().folder(source))
     for c in candidates:
         if (c / layout.CONFIG).exists():
             return c
