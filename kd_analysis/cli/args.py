@@ -15,6 +15,7 @@ from kd_analysis.exceptions import KDLensError
 # dest -> (lowest allowed, highest allowed or None, whether the lowest is itself allowed)
 BOUNDS: dict[str, tuple[float, float | None, bool]] = {
     "limit": (1, None, True),
+    "port": (1, 65535, True),
     "start": (0, None, True),
     "example": (0, None, True),
     "batch": (1, None, True),

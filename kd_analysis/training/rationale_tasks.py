@@ -78,12 +78,13 @@ def teacher_rationales(
 
 
 def _resolve_run(source: str, run_dir: Path | None) -> Path:
-    from kd_analysis.runs import RunStore
+    from kd_analysis.runs import RUN_ID, RunStore
 
     candidates = [Path(source)]
     if run_dir is not None:
         candidates.append(run_dir.parent / source)  # a run id next to this run
-    candidates.append(RunStore().folder(source))
+    if RUN_ID.match(source):  # a run id: the user's run, else a shipped reference run
+        candidates.append(RunStore().folder(source))
     for c in candidates:
         if (c / layout.CONFIG).exists():
             return c
