@@ -631,9 +631,21 @@ def test_answers_read_as_choices_classes_or_text():
 def test_gold_slices_are_named_by_choice_position_or_class_name():
     teacher, student = synthetic(400)
     names = {f.expr: f.name for f in find_slices(join_roles({"teacher": teacher, "student": student}), min_n=5)}
-    assert names.get("gold == 2") == "gold label: choice C (3rd)", sorted(names.values())
+    assert names.get("gold == 2") == "gold label: choice 2 (the 3rd)", sorted(names.values())
     for rows in (teacher, student):
         for r in rows:
             r.update(choices=None, gold=r["gold"] % 2, gold_name=["negative", "positive"][r["gold"] % 2])
     names = {f.expr: f.name for f in find_slices(join_roles({"teacher": teacher, "student": student}), min_n=5)}
     assert names.get("gold == 1") == "gold label: class 1 (positive)", sorted(names.values())
+
+
+def test_slice_bins_near_one_keep_their_edges_apart():
+    """Teacher confidences crowd just below 1: the bins' words must still tell their edges apart (they read
+    "1 < teacher_p_pred ≤ 1")."""
+    teacher, student = synthetic(400)
+    rng = np.random.default_rng(3)
+    for row in teacher:
+        row["p_pred"] = float(1 - rng.random() * 1e-4)
+    findings = find_slices(join_roles({"teacher": teacher, "student": student}), min_n=5)
+    names = [f.name for f in findings if f.feature == "teacher confidence"]
+    assert names and not any(" 1 < " in n or n.endswith("≤ 1") or n.endswith("> 1") for n in names), names

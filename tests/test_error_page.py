@@ -370,6 +370,8 @@ def test_a_classifier_example_shows_its_classes_not_generated_text(error_store, 
     figure = json.loads(chart.proto.spec)
     gold_bar = "✓ 0: negative" if names else "✓ 0"
     assert figure["data"][0]["x"] == ([gold_bar, "1: positive"] if names else [gold_bar, "1"])
+    # a category axis: with bare ids plotly read "1" as a number and dropped the "✓ 0" bar
+    assert figure["layout"]["xaxis"]["type"] == "category"
     table = _table(at)
     row = table[table["example id"] == "s-06"].iloc[0]
     assert row["gold"] == ("0: negative" if names else "0")

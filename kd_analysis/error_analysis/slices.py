@@ -167,6 +167,16 @@ def _is_bool_like(s: pd.Series) -> bool:
     return s.dtype == object and all(isinstance(v, (bool, np.bool_)) for v in s.dropna())
 
 
+def _distinct_short(edges: np.ndarray) -> list[str]:
+    """Bin edges in as few significant digits (at least 4) as keep them apart: confidences of 0.99991 and 0.99998
+    both read "1" at 4 digits, which named a bin "1 < p ≤ 1"."""
+    for digits in range(4, 18):
+        short = [f"{float(e):.{digits}g}" for e in edges]
+        if len(set(short)) == len(short):
+            return short
+    return [_fmt(e) for e in edges]
+
+
 def _numeric_bins(frame: pd.DataFrame, column: str, bins: int) -> list[tuple[str, str]]:
     """Quantile bins as (exact filter, short label): (−∞, q1], (q1, q2], ..., (q_last, ∞); missing values fall in
     none. The filter's numbers round-trip exactly, so it selects the very rows that were counted."""
@@ -177,7 +187,7 @@ def _numeric_bins(frame: pd.DataFrame, column: str, bins: int) -> list[tuple[str
     edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1))[1:-1])
     if edges.size == 0:
         return []
-    lits, short = [_fmt(e) for e in edges], [f"{float(e):.4g}" for e in edges]
+    lits, short = [_fmt(e) for e in edges], _distinct_short(edges)
     out = [(f"{column} <= {lits[0]}", f"{column} ≤ {short[0]}")]
     out += [
         (f"{lo} < {column} <= {hi}", f"{slo} < {column} ≤ {shi}")
@@ -216,7 +226,7 @@ def _feature_exprs(
 
 
 def _gold_words(expr: str, frame: pd.DataFrame) -> str:
-    """A gold-label slice in words: `choice E (5th)` for multiple choice (the index is a position, the text
+    """A gold-label slice in words: `choice 4 (the 5th)` for multiple choice (the index is a position, the text
     differs per question), `class 1 (positive)` for a class the records name, the value itself otherwise."""
     literal = expr.split("==", 1)[1].strip()
     if not literal.lstrip("-").isdigit():
@@ -225,9 +235,9 @@ def _gold_words(expr: str, frame: pd.DataFrame) -> str:
     multiple_choice = (
         "choices" in frame.columns and frame["choices"].map(lambda c: isinstance(c, list) and bool(c)).any()
     )
-    if multiple_choice and 0 <= index < 26:
+    if multiple_choice and index >= 0:  # numbered from 0, as the table and the chart number choices
         ordinal = {1: "st", 2: "nd", 3: "rd"}.get(index + 1 if index + 1 < 20 else (index + 1) % 10, "th")
-        return f"choice {chr(ord('A') + index)} ({index + 1}{ordinal})"
+        return f"choice {index} (the {index + 1}{ordinal})"
     name = frame_class_names(frame).get(index)
     return f"class {index}" + (f" ({name})" if name else "")
 

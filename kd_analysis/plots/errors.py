@@ -86,6 +86,8 @@ def choice_probs_figure(
         barmode="group",
         height=320,
         margin=dict(t=30, l=10, r=10, b=10),
+        # categories always: labels such as "✓ 0" beside "1" made plotly guess a number axis and drop the "✓ 0" bar
+        xaxis=dict(type="category"),
         yaxis=dict(title="probability", range=[0, 1]),
         legend=dict(orientation="h", y=1.12),
     )
