@@ -39,38 +39,6 @@ st.caption(
     "figure is shown only where it measures the same thing (the 'any' definition on multiple-choice data)."
 )
 
-c1, c2, c3, c4, c5 = st.columns(5)
-method = c1.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title)
-k = c2.slider("k (rationale words)", 1, 15, 5)
-definition = c3.selectbox(
-    "Overlap definition",
-    DEFINITIONS,
-    help="any: a rationale word is in the answer · fraction: share of rationale words in the "
-    "answer · f1 / iou: against the answer's words",
-)
-target = c4.selectbox(
-    "Explain",
-    list(TARGETS),  # its own answer first: what the paper attributed, so its 68% compares with this overlap
-    format_func=TARGETS.get,
-    help="its own answer (what Ballout et al. attribute: the teacher's answer, compared with the ground truth), "
-    "or the gold answer (its tokens are then in the ground truth by construction, so overlap runs high)",
-)
-n = c5.number_input("examples", 2, 200, 20)
-w1, w2 = st.columns([4, 1])
-with_student = w1.checkbox("Also attribute the student (side by side, with agreement)", value=True)
-cap = int(
-    w2.number_input(
-        "max tokens (cap)",
-        16,
-        32768,
-        512,
-        step=64,
-        help="the most tokens of one input; the model's own maximum applies when smaller (512 "
-        "for MiniLM, 8,192 for SmolLM2). A longer input loses the start of its question, "
-        "never its choices or answer cue, and says so. Larger is slower.",
-    )
-)
-
 from kd_analysis.attribution.job import (
     agreement_table,
     load_rationale_run,
@@ -114,6 +82,57 @@ if opened and _job_data(opened) != sel.data_source:
         icon=":material/info:",
     )
     opened = None
+
+
+
+def _close_job() -> None:
+    """Method and Explain describe what the page shows: changing either leaves the saved job for live examples."""
+    st.session_state.pop("_rationale_open", None)
+
+
+if opened and st.session_state.get("_rationale_synced") != opened:
+    # an opened job (a link, the Open button) sets the boxes to its own method and target
+    job_cfg = store.get(opened).config()
+    if job_cfg.get("method") in METHODS:
+        st.session_state["rationale_method"] = job_cfg["method"]
+    st.session_state["rationale_target"] = job_cfg.get("target") if job_cfg.get("target") in TARGETS else "gold"
+st.session_state["_rationale_synced"] = opened
+
+c1, c2, c3, c4, c5 = st.columns(5)
+method = c1.selectbox(
+    "Method", list(METHODS), format_func=lambda m: METHODS[m].title, key="rationale_method", on_change=_close_job
+)
+k = c2.slider("k (rationale words)", 1, 15, 5)
+definition = c3.selectbox(
+    "Overlap definition",
+    DEFINITIONS,
+    help="any: a rationale word is in the answer · fraction: share of rationale words in the "
+    "answer · f1 / iou: against the answer's words",
+)
+target = c4.selectbox(
+    "Explain",
+    list(TARGETS),  # its own answer first: what the paper attributed, so its 68% compares with this overlap
+    format_func=TARGETS.get,
+    key="rationale_target",
+    on_change=_close_job,
+    help="its own answer (what Ballout et al. attribute: the teacher's answer, compared with the ground truth), "
+    "or the gold answer (its tokens are then in the ground truth by construction, so overlap runs high)",
+)
+n = c5.number_input("examples", 2, 200, 20)
+w1, w2 = st.columns([4, 1])
+with_student = w1.checkbox("Also attribute the student (side by side, with agreement)", value=True)
+cap = int(
+    w2.number_input(
+        "max tokens (cap)",
+        16,
+        32768,
+        512,
+        step=64,
+        help="the most tokens of one input; the model's own maximum applies when smaller (512 "
+        "for MiniLM, 8,192 for SmolLM2). A longer input loses the start of its question, "
+        "never its choices or answer cue, and says so. Larger is slower.",
+    )
+)
 
 with st.expander("Whole data set in the background", expanded=bool(opened)):
     st.caption(
@@ -260,7 +279,7 @@ try:
         target = job_cfg.get("target") if job_cfg.get("target") in TARGETS else "gold"
         st.info(
             f"Showing the saved job {md(opened)} ({shown} examples): {md(METHODS[method].title)}, explaining "
-            f"{TARGETS[target]}. The Method and Explain boxes above apply to new attributions.",
+            f"{TARGETS[target]}. Changing Method or Explain above goes back to live examples with those settings.",
             icon=":material/folder_open:",
         )
     else:

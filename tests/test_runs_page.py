@@ -251,15 +251,25 @@ def test_saliency_job_and_example_live_in_the_url():
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.run()
+    at.session_state["rationale_method"], at.session_state["rationale_target"] = "ig", "gold"  # the user's own
     at.query_params["job"] = "reference-minilm-rationales-before"
     at.query_params["example"] = "use-175"
     at.switch_page("pages/saliency_rationales.py").run()
     no_exception(at)
     assert any("Showing the saved job reference-minilm-rationales-before" in i.value.replace("\\", "") for i in at.info)
+    # the boxes say what the opened job used (they kept the user's ig / gold beside a saliency job)
+    assert (at.selectbox(key="rationale_method").value, at.selectbox(key="rationale_target").value) == (
+        "saliency",
+        "predicted",
+    )
     assert at.selectbox(key="rationale_example").value == "use-175"
     at.selectbox(key="rationale_example").set_value("cat-1").run()
     assert at.query_params["example"] in ("cat-1", ["cat-1"])  # the copied link follows the view
     assert at.query_params["job"] in ("reference-minilm-rationales-before", ["reference-minilm-rationales-before"])
+    at.selectbox(key="rationale_method").set_value("ig").run()  # another method: live examples, not the job
+    assert "job" not in at.query_params
+    assert any("Live examples" in m.value for m in at.markdown)  # offered to attribute with ig (the saved job
+    # stays below only as the page's fallback until then, saying so)
 
 
 def test_priming_heads_job_and_strategy_pair_live_in_the_url():
