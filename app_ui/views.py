@@ -117,6 +117,30 @@ def shown_cells(rows: list[dict], empty: str = "—") -> list[dict]:
     return [{k: text(row.get(k)) for k in columns} for row in rows]
 
 
+def missing_as_dash(frame: Any, config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A table's missing cells as "—" (Streamlit draws them as "None"): a number column that has any becomes text
+    in its own format, under a text column of the same label and width."""
+    frame, config = frame.copy(), dict(config)
+    for c in frame.columns:
+        spec = config.get(c) or {}
+        kind = (spec.get("type_config") or {}).get("type")
+        if not frame[c].isna().any():
+            continue
+        if kind != "number":
+            frame[c] = frame[c].astype(object).where(frame[c].notna(), "—")
+            continue
+        fmt = spec["type_config"].get("format") or "%g"
+
+        def text(v: Any, fmt: str = fmt) -> str:
+            if v is None or v != v:
+                return "—"
+            return f"{v:.1%}" if fmt == "percent" else fmt % v
+
+        frame[c] = frame[c].map(text)
+        config[c] = st.column_config.TextColumn(spec.get("label"), width=spec.get("width"), help=spec.get("help"))
+    return frame, config
+
+
 def phase_text(p) -> str:
     """· what a running job does right now (an evaluation, a generation, token by token), when it said."""
     return f" · {md(p.phase)}" if getattr(p, "phase", None) else ""

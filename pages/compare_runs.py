@@ -8,6 +8,7 @@ import streamlit as st
 from app_ui import state
 from app_ui.navigation import run_under_app
 from app_ui.safe_text import md
+from app_ui.views import missing_as_dash
 from kd_analysis.csv_export import csv_text
 from kd_analysis.evidence.summary import run_gaps
 from kd_analysis.plots.runs import metric_curves
@@ -235,8 +236,9 @@ def _show(columns: list[str]) -> None:
         (str(v), config[c]["width"]) for c in columns if c in ("name", "steps", "losses", "set-up") for v in table[c]
     ]
     rh = _row_height(texts)
+    shown, config = missing_as_dash(table[columns], config)  # a run that never evaluated reads "—", not "None"
     st.dataframe(
-        table[columns],
+        shown,
         hide_index=True,
         width="stretch",
         column_config=config,

@@ -23,7 +23,7 @@ from kd_analysis.training.balance import balance_report
 from kd_analysis.training.config import LoraSettings, LossTerm, OnPolicySettings, RationaleSettings, TrainConfig
 from kd_analysis.training.evals import active_twin, eval_rows, eval_table
 from kd_analysis.training.presets import PRESETS, changed_settings, loss_rows, preset_config
-from kd_analysis.training.progress import run_progress
+from kd_analysis.training.progress import latest_eval_words, run_progress
 from kd_analysis.training.rationale_tasks import check_source_run
 from kd_analysis.training.teacher_cache import bytes_per_token
 
@@ -400,8 +400,7 @@ def live_runs() -> None:
                 c1.caption(md(p.reason))
         if p.skipped_lines:
             c1.caption(f"{p.skipped_lines} unreadable metrics line(s) skipped (see `runs show {p.run_id}`)")
-        metric = next(iter(p.evals.items()), None)
-        c2.markdown(f"{md(metric[0])} **{metric[1]:.3f}**" if metric else "")
+        c2.markdown(md(latest_eval_words(store.get(summary.run_id), p)))
         if p.state in ("queued", "running") and c3.button("Cancel", key=f"cancel_{p.run_id}"):
             cancel_run(store, p.run_id, wait_s=5)
             st.rerun(scope="fragment")

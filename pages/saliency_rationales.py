@@ -84,7 +84,6 @@ if opened and _job_data(opened) != sel.data_source:
     opened = None
 
 
-
 def _close_job() -> None:
     """Method and Explain describe what the page shows: changing either leaves the saved job for live examples."""
     st.session_state.pop("_rationale_open", None)

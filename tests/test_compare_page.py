@@ -537,3 +537,22 @@ def test_your_runs_open_with_finished_ones_not_the_newest_whatever_their_state()
     ]
     assert runs_worth_comparing(newest_first) == ["f1", "f2", "r1"]
     assert runs_worth_comparing([run("c1", "cancelled", 0)]) == ["c1"]  # nothing better: still something to show
+
+
+def test_a_run_that_never_evaluated_reads_dashes_not_none(page_store):
+    """A run cancelled before any evaluation sits beside finished ones: its cells read "—" (they read "None")."""
+    page_store.create(
+        "train",
+        {"name": "never evaluated", "losses": [{"name": "ce", "weight": 1.0}]},
+        run_id="run-none",
+        state="cancelled",
+    )
+    at = _open({"runs": "run-kl,run-none"})
+    tables = [df.value for df in at.dataframe if "final loss" in df.value.columns or "state" in df.value.columns]
+    assert len(tables) == 2
+    for table in tables:
+        cells = [v for col in table.columns for v in table[col]]
+        assert not any(v is None or (isinstance(v, float) and v != v) for v in cells), table.to_dict("records")
+    final = _final(at)
+    assert final.loc[final["name"] == "never evaluated", "final accuracy"].tolist() == ["—"]
+    assert final.loc[final["name"] == "MiniLM student: ce + kl", "final accuracy"].tolist() == ["50.0%"]

@@ -399,3 +399,20 @@ def test_a_watched_runs_eval_table_never_shows_none(run_root):
     assert tables, "the eval table is drawn"
     cells = [v for t in tables for v in t.astype(object).to_numpy().ravel()]
     assert not any(v is None or str(v) in ("None", "nan") for v in cells), cells
+
+
+def test_the_runs_list_gives_a_rate_with_n_and_says_when_it_is_the_step_0_score(run_root):
+    """A run cancelled before its first evaluation showed its step-0 accuracy as if training reached it."""
+    from kd_analysis.runs import RunStore
+    from kd_analysis.training.progress import latest_eval_words, run_progress
+
+    store = RunStore(run_root)
+    early = store.create("train", {"name": "early", "steps": 8}, run_id="early", state="cancelled")
+    early.append_metrics({"step": 0, "held_out": 13, "eval_accuracy": 11 / 13})
+    early.append_metrics({"step": 4, "loss": 1.0, "total_steps": 8})
+    words = latest_eval_words(early, run_progress(early))
+    assert words == "accuracy 84.6% (n = 13, 95% 58%–96%) at step 0 (before training)", words
+    done = store.create("train", {"name": "done", "steps": 8}, run_id="done", state="finished")
+    done.append_metrics({"step": 0, "held_out": 13, "eval_accuracy": 11 / 13})
+    done.append_metrics({"step": 8, "loss": 0.5, "total_steps": 8, "eval_accuracy": 12 / 13})
+    assert latest_eval_words(done, run_progress(done)) == "accuracy 92.3% (n = 13, 95% 67%–99%)"

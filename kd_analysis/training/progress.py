@@ -364,6 +364,40 @@ def _records_n(run) -> int | None:
     return n or None
 
 
+def _evaluated_at(metrics: list[dict]) -> str | None:
+    """The step of a run's latest evaluation in words: a run cancelled before its first evaluation after step 0
+    shows its teacher-only start, which must not read as what training reached."""
+    steps = [m["step"] for m in metrics if any(k.startswith(EVAL_PREFIX) for k in m) and isinstance(m.get("step"), int)]
+    if not steps:
+        return None
+    return f"step {max(steps)}" + (" (before training)" if max(steps) == 0 else "")
+
+
+def held_out_n(run, metrics: list[dict]) -> int | None:
+    """How many held-out examples a run's evaluations scored (logged at step 0; older runs: from their records)."""
+    n = next((m["held_out"] for m in metrics if m.get("step") == 0 and "held_out" in m), None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else _records_n(run)
+
+
+def latest_eval_words(run, p: RunProgress) -> str:
+    """A run's latest evaluation for the runs list: its first metric (a rate as a percentage with n and its 95%
+    interval) and, when it is not the run's final evaluation, the step it was measured at."""
+    metric = next(iter(p.evals.items()), None)
+    if metric is None:
+        return ""
+    name, value = metric
+    metrics = run.metrics()
+    n = held_out_n(run, metrics)
+    if name in RATE_METRICS and n:
+        low, high = wilson_interval(value, n)
+        words = f"{name} {value:.1%} (n = {n}, 95% {low:.0%}–{high:.0%})"
+    else:
+        words = f"{name} {value:.3f}"
+    at = _evaluated_at(metrics)
+    final = p.state == "finished" and at is not None and at != "step 0 (before training)"
+    return words if final else f"{words} at {at}"
+
+
 def _final_row(store: RunStore, rid: str, label: str) -> dict[str, Any]:
     """One run's row of the Compare page's final-metrics table."""
     p = run_progress(store.get(rid))
@@ -381,14 +415,8 @@ def _final_row(store: RunStore, rid: str, label: str) -> dict[str, Any]:
     row.update({f"final {k}": v for k, v in p.evals.items()})
     # the step those numbers were measured at: a run cancelled before its first evaluation shows step 0, its
     # teacher-only start, which must not read as what training reached
-    eval_steps = [
-        m["step"] for m in metrics if any(k.startswith(EVAL_PREFIX) for k in m) and isinstance(m.get("step"), int)
-    ]
-    row["evaluated at"] = (
-        None if not eval_steps else f"step {max(eval_steps)}" + (" (before training)" if max(eval_steps) == 0 else "")
-    )
-    n = next((m["held_out"] for m in metrics if m.get("step") == 0 and "held_out" in m), None)
-    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else _records_n(store.get(rid))
+    row["evaluated at"] = _evaluated_at(metrics)
+    n = held_out_n(store.get(rid), metrics)
     row["eval n"] = n
     for key in RATE_METRICS:
         if isinstance(p.evals.get(key), (int, float)) and n:
