@@ -13,6 +13,7 @@ from typing import Any
 
 import streamlit as st
 
+from app_ui import state
 from app_ui.safe_text import md
 from kd_analysis.exceptions import KDLensError, user_message
 from kd_analysis.models.specs import ModelSpec, StudentSpec
@@ -55,9 +56,15 @@ def load_teacher(spec: ModelSpec) -> Any:
                         box.update(label=f"Could not load {md(spec.source)}", state="error")
                         raise
                     took = time.monotonic() - started
-                    box.update(label=f"Loaded {md(spec.source)} in {took:.0f} s", state="complete", expanded=False)
+                    box.update(
+                        label=f"Loaded {md(state.model_label(spec.source))} in {took:.0f} s",
+                        state="complete",
+                        expanded=False,
+                    )
                 if took > 5:  # a long load ends where the user is looking, not only in a collapsed box
-                    st.toast(f"Loaded {md(spec.source)} in {took:.0f} s", icon=":material/check_circle:")
+                    st.toast(
+                        f"Loaded {md(state.model_label(spec.source))} in {took:.0f} s", icon=":material/check_circle:"
+                    )
     return reg.items[key]
 
 

@@ -97,7 +97,10 @@ class Selection:
     data_source: str
 
     def describe(self) -> str:
-        return f"{self.teacher.source} → {self.student.describe()} on {self.data_source}"
+        """The selection in words: models by the names the sidebar shows, the data set with its column mapping."""
+        from kd_analysis.data.refs import describe_data
+
+        return f"{model_label(self.teacher.source)} → {self.student.describe()} on {describe_data(self.data_source)}"
 
 
 def parse_keep(text: str) -> tuple[int, ...] | None:

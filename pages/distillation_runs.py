@@ -9,6 +9,7 @@ from app_ui.resources import show_error
 from app_ui.safe_text import code, md
 from app_ui.views import loss_param_inputs, phase_text, shown_cells
 from kd_analysis.attribution.methods import METHODS
+from kd_analysis.data.refs import describe_data
 from kd_analysis.evidence.groups import group_configs, parse_seeds, start_group
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
@@ -94,14 +95,17 @@ with st.form("new_run", enter_to_submit=False):
             horizontal=True,
             format_func=lambda m: {
                 "preset": f"the preset's: {md(state.model_label(base.teacher.source))} → {md(base.student.describe())} on {md(base.data)}",
-                "sidebar": f"the sidebar's: {md(state.model_label(sel.teacher.source))} on {md(sel.data_source)}",
+                "sidebar": f"the sidebar's: {md(state.model_label(sel.teacher.source))} on {md(describe_data(sel.data_source))}",
             }[m],
         )
         teacher_choice = None
     else:
         models = "sidebar"
         teacher_choice = c1.selectbox("Teacher", list(teacher_options), format_func=teacher_options.get)
-        st.caption(f"Student: {md(sel.student.describe())} · data: {md(sel.data_source)} (change them in the sidebar)")
+        st.caption(
+            f"Student: {md(sel.student.describe())} · data: {md(describe_data(sel.data_source))} (change them in "
+            "the sidebar)"
+        )
     name = c2.text_input("Name", placeholder="e.g. KL τ=2", key=K + "name")
     if preset:
         st.markdown("**Loss terms** (the preset's; each term at its own temperature)")

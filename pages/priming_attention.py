@@ -19,6 +19,7 @@ from kd_analysis.attention.job import attention_config, load_attention_run
 from kd_analysis.attention.stats import head_matrix
 from kd_analysis.attention.views import attention_view, example_attentions
 from kd_analysis.csv_export import csv_text
+from kd_analysis.data.refs import describe_data
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.losses import LOSSES
 from kd_analysis.models.loading import expected_task
@@ -94,7 +95,7 @@ if not (teacher_fits and data_fits):
         ]
     if not data_fits:
         misfit.append(
-            f"{'its' if misfit else 'the sidebar’s'} data set ({md(sel.data_source)}) is not in GSM8K's format"
+            f"{'its' if misfit else 'the sidebar’s'} data set ({md(describe_data(sel.data_source))}) is not in GSM8K's format"
         )
     st.info(
         "This page needs a causal language model (it generates answers) and GSM8K-format data (a question and "

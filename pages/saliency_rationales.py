@@ -25,6 +25,7 @@ from kd_analysis.attribution.report import (
     proportion_interval,
     with_intervals,
 )
+from kd_analysis.data.refs import describe_data
 from kd_analysis.error_analysis.explain import TARGETS
 from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
 
@@ -78,7 +79,7 @@ if opened and _job_data(opened) != sel.data_source:
     st.session_state.pop("_rationale_open")
     st.info(
         f"Closed the saved job {md(opened)}: it attributed {md(_job_data(opened) or 'another data set')}, and "
-        f"the sidebar's data set is now {md(sel.data_source)}.",
+        f"the sidebar's data set is now {md(describe_data(sel.data_source))}.",
         icon=":material/info:",
     )
     opened = None
@@ -138,7 +139,7 @@ with st.expander("Whole data set in the background", expanded=bool(opened)):
         "Runs as a job that keeps going if you close the browser; results are saved in the run store and "
         "reopen instantly."
     )
-    if st.button(f"Attribute every example of {md(sel.data_source)} with {METHODS[method].title}"):
+    if st.button(f"Attribute every example of {md(describe_data(sel.data_source))} with {METHODS[method].title}"):
         job = start_run(
             rationale_config(
                 sel.teacher,
@@ -240,7 +241,7 @@ try:
 
         fallback = newest_rationale_job(store, sel.data_source, sel.teacher.source)
         st.markdown(
-            f"**Live examples:** the first {len(examples)} examples of {md(sel.data_source)} with "
+            f"**Live examples:** the first {len(examples)} examples of {md(describe_data(sel.data_source))} with "
             f"{METHODS[method].title} ({'teacher and student' if with_student else 'teacher'})."
         )
         task_panel(

@@ -275,6 +275,7 @@ def test_background_rationale_job_saves_and_reopens(tiny_dir, tmp_path):
     store = RunStore(tmp_path / "runs")
     teacher = ModelSpec(str(tiny_dir / "bert"), task="multiple_choice")
     cfg = rationale_config(teacher, StudentSpec(num_layers=1), str(data), method="saliency", k=2)
+    assert cfg["name"] == f"Saliency (gradient norm) rationales on {data}"  # the method's title, not its id
     run = start_run(cfg, store, kind="rationales")
     deadline = _time.monotonic() + 180
     while run.status().get("state") not in ("finished", "failed") and _time.monotonic() < deadline:

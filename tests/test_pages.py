@@ -692,6 +692,8 @@ def test_the_run_form_keeps_a_picked_teacher_as_its_default_and_names_it(run_roo
     at.run()
     with_sentiment = next(o for o in at.sidebar.selectbox(key="w_teacher_source").options if "sentiment" in o)
     at.sidebar.selectbox(key="w_teacher_source").select(with_sentiment).run()
+    selection = [c.value for c in at.caption if "→" in c.value]  # Home's "Current selection"
+    assert selection and "sentiment demo" in selection[0] and "checkpoint" not in selection[0], selection
     at.switch_page(RUNS_PAGE).run()
     no_exception(at)
     form_teacher = next(s for s in at.selectbox if s.label == "Teacher")

@@ -11,14 +11,20 @@ import threading
 from typing import Any
 
 from kd_analysis.attribution.agreement import agreement_summary
+from kd_analysis.attribution.methods import METHODS
 from kd_analysis.attribution.rationales import Attribution, aggregate
 from kd_analysis.attribution.report import KS, RationaleReport, analyse_rationales
 from kd_analysis.attribution.targets import MAX_TOKENS
+from kd_analysis.data.refs import describe_data
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.runs import Run
 from kd_analysis.runs.kinds import RATIONALES
 
 ATTRIBUTIONS, REPORT = "attributions.jsonl", "report.json"
+
+
+def _method_title(method: str) -> str:
+    return METHODS[method].title if method in METHODS else method
 
 
 def rationale_config(
@@ -44,7 +50,7 @@ def rationale_config(
         "steps": steps,
         "limit": limit,
         "max_tokens": max_tokens,
-        "name": name or f"Rationales ({method}) on {data}",
+        "name": name or f"{_method_title(method)} rationales on {describe_data(data)}",
     }
 
 
