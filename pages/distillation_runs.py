@@ -325,7 +325,8 @@ if submitted:
         seeds = parse_seeds(seeds_text) if seeds_text.strip() else None
         configs = group_configs(cfg.to_dict(), seeds) if seeds else [cfg.to_dict()]
         twin = None if allow_duplicate else next(filter(None, (active_twin(store, c) for c in configs)), None)
-        st.session_state["refused_twin"] = twin  # shown by refused_notice while that run is active
+        # shown by refused_notice, for this form (another preset's form is another submit)
+        st.session_state["refused_twin"] = (twin, preset_name) if twin else None
         if twin is None and seeds:
             ids = start_group(cfg.to_dict(), seeds, store)
             st.session_state["watch_run"] = ids[0]
@@ -349,9 +350,10 @@ if submitted:
 def refused_notice() -> None:
     """Why the last submit started nothing, re-checked every 2 s: once the identical run ends the notice says so
     (a warning drawn once stayed after the run it named had finished)."""
-    twin = st.session_state.get("refused_twin")
-    if not twin:
+    refused = st.session_state.get("refused_twin")
+    if not refused or refused[1] != st.session_state.get("run_preset"):
         return
+    twin = refused[0]
     try:
         now = store.get(twin).status().get("state")
     except (KDLensError, OSError, ValueError):  # deleted since, or a status file mid-write
