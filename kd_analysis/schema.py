@@ -311,6 +311,10 @@ class UrlParams(TypedDict, total=False):
     a: _TEXT
     b: _TEXT
     example: _TEXT
+    method: _WORD
+    explain: _WORD
+    k: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}$")]
+    examples: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,4}$")]
 
 
 def url_param(name: str, raw: str | None) -> str | None:

@@ -13,6 +13,7 @@ from app_ui.navigation import run_under_app
 from app_ui.resources import dataset, load_pair, show_error
 from app_ui.safe_text import code, md
 from app_ui.shared_results import RATIONALES
+from app_ui.sidebar import write_url_selection
 from app_ui.views import headline_metric
 from kd_analysis.attribution import DEFINITIONS, METHODS, PAPER_OVERLAP
 from kd_analysis.attribution.agreement import agreement_summary
@@ -25,7 +26,8 @@ from kd_analysis.attribution.report import (
     proportion_interval,
     with_intervals,
 )
-from kd_analysis.data.refs import describe_data
+from kd_analysis.data.refs import data_ref, describe_data
+from kd_analysis.data.uploads import is_upload
 from kd_analysis.error_analysis.explain import TARGETS
 from kd_analysis.plots.attribution import overlap_vs_k, token_heatmap_html
 
@@ -90,6 +92,17 @@ def _close_job() -> None:
     st.session_state.pop("_rationale_open", None)
 
 
+# the live view's settings live in the URL too (?method=&explain=&k=&examples=): a copied link sets them again
+LIVE_SETTINGS = {
+    "method": ("rationale_method", lambda v: v in METHODS, str),
+    "explain": ("rationale_target", lambda v: v in TARGETS, str),
+    "k": ("rationale_k", lambda v: 1 <= int(v) <= 15, int),
+    "examples": ("rationale_n", lambda v: 2 <= int(v) <= 200, int),
+}
+for param, (key, ok, kind) in LIVE_SETTINGS.items():
+    if state.url_state(param, key, valid=ok):
+        st.session_state[key] = kind(st.session_state[key])
+
 if opened and st.session_state.get("_rationale_synced") != opened:
     # an opened job (a link, the Open button) sets the boxes to its own method and target
     job_cfg = store.get(opened).config()
@@ -102,7 +115,7 @@ c1, c2, c3, c4, c5 = st.columns(5)
 method = c1.selectbox(
     "Method", list(METHODS), format_func=lambda m: METHODS[m].title, key="rationale_method", on_change=_close_job
 )
-k = c2.slider("k (rationale words)", 1, 15, 5)
+k = c2.slider("k (rationale words)", 1, 15, 5, key="rationale_k")
 definition = c3.selectbox(
     "Overlap definition",
     DEFINITIONS,
@@ -118,7 +131,7 @@ target = c4.selectbox(
     help="its own answer (what Ballout et al. attribute: the teacher's answer, compared with the ground truth), "
     "or the gold answer (its tokens are then in the ground truth by construction, so overlap runs high)",
 )
-n = c5.number_input("examples", 2, 200, 20)
+n = c5.number_input("examples", 2, 200, 20, key="rationale_n")
 w1, w2 = st.columns([4, 1])
 with_student = w1.checkbox("Also attribute the student (side by side, with agreement)", value=True)
 cap = int(
@@ -209,6 +222,10 @@ with st.expander("Whole data set in the background", expanded=bool(opened)):
 
 
 state.write_url_state("job", st.session_state.get("_rationale_open"))
+for param, value in (("method", method), ("explain", target), ("k", k), ("examples", int(n))):
+    state.write_url_state(param, value)
+if not st.session_state.get("_rationale_open") and not is_upload(data_ref(sel.data_source).source):
+    write_url_selection()  # live examples are of the sidebar's pair and data: the link carries them
 
 try:
     teacher, student, _ = load_pair(sel.teacher, sel.student)
@@ -243,6 +260,12 @@ try:
         st.markdown(
             f"**Live examples:** the first {len(examples)} examples of {md(describe_data(sel.data_source))} with "
             f"{METHODS[method].title} ({'teacher and student' if with_student else 'teacher'})."
+            + (
+                " A link cannot bring an uploaded file into another browser: to share these, attribute the data "
+                "set in the background (above) and send the job's link."
+                if is_upload(data_ref(sel.data_source).source)
+                else ""
+            )
         )
         task_panel(
             st,

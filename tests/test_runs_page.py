@@ -419,3 +419,31 @@ def test_the_runs_list_gives_a_rate_with_n_and_says_when_it_is_the_step_0_score(
     done.append_metrics({"step": 0, "held_out": 13, "eval_accuracy": 11 / 13})
     done.append_metrics({"step": 8, "loss": 0.5, "total_steps": 8, "eval_accuracy": 12 / 13})
     assert latest_eval_words(done, run_progress(done)) == "accuracy 92.3% (n = 13, 95% 67%–99%)"
+
+
+@pytest.mark.slow
+def test_saliency_live_settings_and_selection_live_in_the_url():
+    """A copied link to live examples reopens the same pair, data and settings (it opened the defaults)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/saliency_rationales.py").run()
+    no_exception(at)
+    at.selectbox(key="rationale_method").set_value("input_x_gradient").run()
+    at.slider(key="rationale_k").set_value(3).run()
+    sent = {k: (v[-1] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert {k: sent.get(k) for k in ("method", "k", "explain", "data")} == {
+        "method": "input_x_gradient",
+        "k": "3",
+        "explain": "predicted",
+        "data": "demo:mcq",
+    }, sent
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    fresh.run()
+    for k, v in sent.items():
+        fresh.query_params[k] = v
+    fresh.switch_page("pages/saliency_rationales.py").run()
+    no_exception(fresh)
+    assert fresh.selectbox(key="rationale_method").value == "input_x_gradient"
+    assert fresh.slider(key="rationale_k").value == 3
