@@ -417,3 +417,20 @@ def test_intervals_and_headline_against_scipy():
     assert (row["fraction 95% low"], row["fraction 95% high"]) == pytest.approx((max(0.0, low), min(1.0, high)))
     wrong = next(r for r in with_intervals(aggregate(mixed, ks=[2]), mixed) if r["group"] == "answered wrong")
     assert wrong["defined"] == 0 and wrong["any 95% low"] is None
+
+
+def test_class_targets_name_every_class_by_the_data_and_never_label_k(tiny_dir):
+    """An explanation read teacher '0: negative' beside student '1': the data's names now label every class, and a
+    checkpoint's generic LABEL_k reads k."""
+    from kd_analysis.attribution.targets import build_target
+    from kd_analysis.data.example import CLASS_NAMES, Example
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+
+    loaded = load_model(ModelSpec(str(tiny_dir / "bert"), task="classification", num_labels=2))
+    named = Example("a", "a fine film", label=0, answer="negative", meta={CLASS_NAMES: {0: "negative", 1: "positive"}})
+    for target in (0, 1):
+        t = build_target(loaded, named, target=target)
+        assert t.target_label == ["0: negative", "1: positive"][target] and t.gold_label == "0: negative"
+    bare = build_target(loaded, Example("b", "a fine film", label=1), target=0)
+    assert (bare.target_label, bare.gold_label) == ("0", "1") and "LABEL" not in bare.predicted_label

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from kd_analysis.data.example import Example, class_label
+from kd_analysis.data.example import CLASS_NAMES, Example, class_label
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.truncation import DEFAULT_CAP, Cut, Limit, fit_left, token_limit
 
@@ -192,7 +192,8 @@ def _class_target(loaded, ex, target, limit: Limit) -> Target:
         logits = model(input_ids=ids, **extra).logits[0]
     pred = int(logits.argmax())
     tgt = _pick(target, ex.label, pred, int(logits.shape[-1]))
-    names = getattr(model.config, "id2label", None) or {}
+    # the data's names first (carried in meta by callers that loaded the whole set), then the checkpoint's
+    names = {**(getattr(model.config, "id2label", None) or {}), **ex.meta.get(CLASS_NAMES, {})}
 
     def score(embeds: torch.Tensor) -> torch.Tensor:
         n = embeds.shape[0]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 _GENERIC_NAME = re.compile(r"LABEL_\d+")
+CLASS_NAMES = "class_names"  # Example.meta key: the data set's class names by id, for labelling every class
 
 
 @dataclass

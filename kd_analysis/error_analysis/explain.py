@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +94,7 @@ def load_run_models(
     store: RunStore, run_id: str, *, device: str = "cpu", progress: Callable[[str], None] | None = None
 ) -> RunModels:
     """Load a finished training run's models as its final evaluation had them (NoWeights without a checkpoint)."""
+    from kd_analysis.data.example import CLASS_NAMES, class_names
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.error_analysis.backfill import check_run, eval_views, evaluated_models
     from kd_analysis.training.run_data import split_examples
@@ -111,7 +112,11 @@ def load_run_models(
             "every evaluation the run logged"
         )
     teacher, live = evaluated_models(cfg, folder, device, say)
-    _, eval_set = split_examples(load_dataset(cfg.data).examples, cfg)
+    data = load_dataset(cfg.data).examples
+    _, eval_set = split_examples(data, cfg)
+    named = class_names((e.label, e.answer) for e in data if not e.choices)
+    if named:  # every class by the data's name, the predicted one too (not only the example's gold)
+        eval_set = [replace(e, meta={**e.meta, CLASS_NAMES: named}) for e in eval_set]
     models, views, prompts, reads = {}, {}, {}, {}
     if teacher is not None:
         models["teacher"], views["teacher"] = teacher, {ex.id: ex for ex in eval_set}
