@@ -27,7 +27,7 @@ from kd_analysis.error_analysis.frames import (
     option_index,
     row_answer,
 )
-from kd_analysis.error_analysis.slices import find_slices
+from kd_analysis.error_analysis.slices import find_slices, finding_rows
 from kd_analysis.error_analysis.workspace import PairView, default_run, notes_store, pair_view, run_data
 from kd_analysis.exceptions import user_message
 from kd_analysis.plots.errors import choice_probs_figure, matrix_cells, matrix_figure, slice_gaps_figure
@@ -473,24 +473,11 @@ if not findings:
     st.caption("No slice with enough examples.")
 else:
     st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "slice": f["name"],
-                    "n": f["n"],
-                    f"{names[0]} accuracy": f["teacher_accuracy"],
-                    f"{names[1]} accuracy": f["student_accuracy"],
-                    "gap": f["gap"],
-                    "gap 95% interval": f"{f['gap_ci'][0]:+.2f} to {f['gap_ci'][1]:+.2f}",
-                    "adjusted p": f["adjusted_p"],
-                    "filter": f["expr"],
-                }
-                for f in findings
-            ]
-        ),
+        pd.DataFrame(finding_rows(findings, names)),
         hide_index=True,
         width="stretch",
         key="ea_slices",
+        column_config={"slice": st.column_config.TextColumn(width="medium")},
     )
     st.plotly_chart(slice_gaps_figure(findings[:15], names=names), width="stretch", key="ea_gaps")
 

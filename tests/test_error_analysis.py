@@ -649,3 +649,24 @@ def test_slice_bins_near_one_keep_their_edges_apart():
     findings = find_slices(join_roles({"teacher": teacher, "student": student}), min_n=5)
     names = [f.name for f in findings if f.feature == "teacher confidence"]
     assert names and not any(" 1 < " in n or n.endswith(("≤ 1", "> 1")) for n in names), names
+
+
+def test_slice_table_shows_every_accuracy_with_its_interval():
+    from kd_analysis.error_analysis.slices import finding_rows
+
+    teacher, student = synthetic(400)
+    findings = [f.to_dict() for f in find_slices(join_roles({"teacher": teacher, "student": student}), min_n=5)]
+    rows = finding_rows(findings, ("T", "S"))
+    assert len(rows) == len(findings) and set(rows[0]) == {
+        "slice",
+        "n",
+        "T accuracy (95%)",
+        "S accuracy (95%)",
+        "gap (95%)",
+        "adjusted p",
+        "filter",
+    }
+    for row, f in zip(rows, findings):
+        low, high = f["teacher_ci"]
+        assert row["T accuracy (95%)"] == f"{f['teacher_accuracy']:.0%} ({low:.0%}–{high:.0%})"
+        assert len(row["adjusted p"]) <= 8  # two significant figures (it showed 00000000001, cut)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from kd_analysis.error_analysis.explain import DEFAULT_METHOD, Explanation, cached
 from kd_analysis.error_analysis.frames import answer_label, answer_options, frame_class_names, option_index, row_answer
-from kd_analysis.error_analysis.slices import Slice, find_slices, slice_metrics
+from kd_analysis.error_analysis.slices import Slice, find_slices, finding_rows, slice_metrics
 from kd_analysis.error_analysis.workspace import PairView, notes_store, pair_view, run_data
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import atomic_write_text
@@ -72,7 +72,7 @@ def _matrix_section(view: PairView) -> str:
 
 
 def _findings_section(view: PairView, min_n: int) -> tuple[str, int]:
-    from kd_analysis.plots.errors import gap_interval, slice_gaps_figure
+    from kd_analysis.plots.errors import slice_gaps_figure
 
     findings = [
         f.to_dict()
@@ -87,35 +87,8 @@ def _findings_section(view: PairView, min_n: int) -> tuple[str, int]:
     if not findings:
         return out[0] + "<p>No slice with enough examples.</p>", 0
     top = findings[:TOP_SLICES]
-    rows = []
-    for f in top:
-        lo, hi = gap_interval(f)
-        rows.append(
-            [
-                f["name"],
-                f["n"],
-                _pct(f["teacher_accuracy"]),
-                _pct(f["student_accuracy"]),
-                f"{f['gap']:+.2f} ({lo:+.2f} to {hi:+.2f})",
-                f"{f['adjusted_p']:.3g}",
-                f["expr"],
-            ]
-        )
-    out.append(
-        _table(
-            [
-                "slice",
-                "n",
-                f"{view.names[0]} accuracy",
-                f"{view.names[1]} accuracy",
-                "gap (95%)",
-                "adjusted p",
-                "filter",
-            ],
-            rows,
-            {1, 2, 3, 5},
-        )
-    )
+    table = finding_rows(top, view.names)
+    out.append(_table(list(table[0]), [list(r.values()) for r in table], {1, 2, 3, 5}))
     if len(findings) > len(top):
         out.append(f'<p class="muted">{len(findings) - len(top)} more slices not shown.</p>')
     out.append(_figure(slice_gaps_figure(top, names=view.names)))

@@ -358,3 +358,27 @@ def find_slices(
     findings = [SliceFinding(**k, adjusted_p=p) for k, p in zip(kept, adjusted)]
     findings.sort(key=lambda f: (-f.gap, f.adjusted_p))
     return findings
+
+
+def finding_rows(findings: Sequence[Mapping[str, Any]], names: tuple[str, str] = ("teacher", "student")) -> list[dict]:
+    """The slice finder's findings as a table for people (the page and the HTML report): each accuracy with its
+    95% Wilson interval, the gap with its paired interval, the adjusted p in two significant figures."""
+
+    def rate(p: float, ci: Sequence[float]) -> str:
+        return f"{p:.0%} ({ci[0]:.0%}–{ci[1]:.0%})"
+
+    rows = []
+    for f in findings:
+        lo, hi = f["gap_ci"]
+        rows.append(
+            {
+                "slice": f["name"],
+                "n": f["n"],
+                f"{names[0]} accuracy (95%)": rate(f["teacher_accuracy"], f["teacher_ci"]),
+                f"{names[1]} accuracy (95%)": rate(f["student_accuracy"], f["student_ci"]),
+                "gap (95%)": f"{f['gap']:+.2f} ({lo:+.2f} to {hi:+.2f})",
+                "adjusted p": f"{f['adjusted_p']:.2g}",
+                "filter": f["expr"],
+            }
+        )
+    return rows
