@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from kd_analysis.loss_explorer.toy import ToyConfig, ToyResult, fit_toy
 
-# points of the plane that are losses of their own (Cichocki et al. 2011): exact, tested in tests/test_objectives.py
+# points of the plane that are losses of their own (Cichocki et al. 2011): exact, tested in tests/losses/test_objectives.py
 NAMED_POINTS: dict[str, tuple[float, float]] = {
     "forward KL": (1.0, 0.0),
     "reverse KL": (0.0, 1.0),

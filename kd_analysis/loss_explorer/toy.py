@@ -11,7 +11,7 @@ The fit has two parameters (μ, log σ), so Newton's method on the 2×2 Hessian 
 a capped step, a batched Armijo line search) reaches the optimum in 5–50 iterations, where 200 Adam steps per
 loss took over a second per setting and stopped short of it. The capped step keeps it in the basin that plain
 gradient descent from the same start reaches (checked against thousands of gradient steps in
-tests/test_loss_toy_fit.py). TVD has a kink wherever a student and a teacher probability meet, which stalls
+tests/loss_explorer/test_loss_toy_fit.py). TVD has a kink wherever a student and a teacher probability meet, which stalls
 steps that rely on derivatives, so it is minimised through a smooth surrogate that tends to it (continuation)
 and reported with the loss itself.
 """
