@@ -22,6 +22,7 @@ from kd_analysis.attribution.report import (
     data_kind,
     filtered_exports,
     headline,
+    mean_interval,
     paper_reference,
     proportion_interval,
     with_intervals,
@@ -369,9 +370,10 @@ try:
         vs_chance,
         delta_color="off",
         delta_arrow=arrow,
-        help="expected overlap of k words drawn at random from the same candidate words, on the same "
-        "examples; with few candidates (a question and one-word choices) it is high. A difference is "
-        "given only when the chance level lies outside our 95% interval.",
+        help=f"expected overlap of k words drawn at random from the same candidate words, on the same n = "
+        f"{head['n']} examples: an exact expectation, so it has no interval of its own; with few candidates (a "
+        "question and one-word choices) it is high. A difference is given only when the chance level lies "
+        "outside our 95% interval.",
     )
     if ref.comparable:
         top[2].metric(
@@ -406,12 +408,18 @@ try:
         )
     if report.agreement and report.agreement["mean_topk_overlap"] is not None:
         spearman = report.agreement["mean_spearman"]
+        a_low, a_high = mean_interval([r["topk_overlap"] for r in report.agreement["rows"]])
         headline_metric(
             bottom[2],
             "Teacher–student top-k agreement",
             f"{report.agreement['mean_topk_overlap']:.0%}",
             int(report.agreement["examples"]),
-            f"Spearman {spearman:.2f}" if spearman is not None else "",
+            " · ".join(
+                ([f"95% {a_low:.0%}–{a_high:.0%}"] if a_low is not None and a_high is not None else [])
+                + ([f"Spearman {spearman:.2f}"] if spearman is not None else [])
+            ),
+            help="mean share of the teacher's top-k words among the student's, over the examples both attributed; "
+            "95% Student t interval over examples",
         )
     st.caption(ref.caption)
     for model in ["teacher"] + (["student"] if report.student else []):

@@ -386,6 +386,8 @@ def test_saliency_rationales_page(tiny_dir):
     assert not at.error, [e.value for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
     assert "Defined / undefined" in metrics and metrics["Defined / undefined"].startswith("20 /")
+    agreement = next(m for m in at.metric if m.label == "Teacher–student top-k agreement")
+    assert agreement.delta.startswith("n = 20") and "95%" in agreement.delta  # the rate with n and its interval
     table = next(df.value for df in at.dataframe if "rationale" in df.value.columns)
     assert len(table) == 20 and "student rationale" in table.columns
 
