@@ -10,7 +10,7 @@ from kd_analysis.cli.common import add_data, print_result
 
 
 def cmd_rationales(args: argparse.Namespace) -> None:
-    from kd_analysis.attribution import DEFINITIONS, aggregate, select_rationale
+    from kd_analysis.attribution import aggregate, select_rationale
     from kd_analysis.attribution.report import analyse_rationales, data_kind, paper_reference, with_intervals
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.fileio import atomic_write_text
@@ -66,43 +66,43 @@ def cmd_rationales(args: argparse.Namespace) -> None:
         report[role] = next(r for r in rows if r["group"] == "all" and r["k"] == args.k)
         report[f"{role}_by_k"] = rows
 
+    if args.out:
+        atomic_write_text(args.out, "\n".join(lines) + "\n")
+    print_result(report, args.json, lambda d: _rationales_text(d, list(models), ref.comparable, ref.caption))
+
+
+def _rationales_text(d: dict, roles: list[str], comparable: bool, caption: str) -> str:
+    """The `rationales` report for a terminal: per model, each overlap definition with its interval and chance."""
+    from kd_analysis.attribution import DEFINITIONS
+
     def interval(row, df) -> str:
         low, high = row[f"{df} 95% low"], row[f"{df} 95% high"]
         return "" if low is None else f" [{low:.3f}, {high:.3f}]"
 
-    if args.out:
-        atomic_write_text(args.out, "\n".join(lines) + "\n")
-    print_result(
-        report,
-        args.json,
-        lambda d: "\n".join(
-            [
-                f"{d['examples']} examples, method {d['method']}, k = {d['k']}; 95% intervals in brackets (Wilson for any, "
-                "t for the others), over the defined examples"
-            ]
-            + [
-                f"{role}: defined (n) {d[role]['defined']}, undefined {d[role]['undefined']}; "
-                + ", ".join(
-                    f"{df} {d[role][df]:.3f}{interval(d[role], df)} (chance {d[role]['chance ' + df]:.3f})"
-                    if d[role][df] is not None
-                    else f"{df} n/a"
-                    for df in DEFINITIONS
-                )
-                for role in models
-            ]
-            + [("paper reference (teacher, any): " if ref.comparable else "no paper figure: ") + ref.caption]
-            + [
-                f"{role}: {n} of {d['examples']} inputs cut to fit the token limit (--max-tokens {d['max_tokens']})"
-                for role, n in d["truncated"].items()
-                if n
-            ]
-            + [f"  {t['role']}, example {t['example']}: {t['note']}" for t in d["truncation_notes"][:10]]
-            + (
-                [f"  ... and {len(d['truncation_notes']) - 10} more cut inputs (see --json or --out)"]
-                if len(d["truncation_notes"]) > 10
-                else []
+    notes = d["truncation_notes"]
+    return "\n".join(
+        [
+            f"{d['examples']} examples, method {d['method']}, k = {d['k']}; 95% intervals in brackets (Wilson for any, "
+            "t for the others), over the defined examples"
+        ]
+        + [
+            f"{role}: defined (n) {d[role]['defined']}, undefined {d[role]['undefined']}; "
+            + ", ".join(
+                f"{df} {d[role][df]:.3f}{interval(d[role], df)} (chance {d[role]['chance ' + df]:.3f})"
+                if d[role][df] is not None
+                else f"{df} n/a"
+                for df in DEFINITIONS
             )
-        ),
+            for role in roles
+        ]
+        + [("paper reference (teacher, any): " if comparable else "no paper figure: ") + caption]
+        + [
+            f"{role}: {n} of {d['examples']} inputs cut to fit the token limit (--max-tokens {d['max_tokens']})"
+            for role, n in d["truncated"].items()
+            if n
+        ]
+        + [f"  {t['role']}, example {t['example']}: {t['note']}" for t in notes[:10]]
+        + ([f"  ... and {len(notes) - 10} more cut inputs (see --json or --out)"] if len(notes) > 10 else [])
     )
 
 
