@@ -34,7 +34,10 @@ def run_under_app() -> None:
 
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False  # what st.navigation itself sets on its first call
-        runpy.run_path(str(Path(__file__).resolve().parent.parent / "app.py"), run_name="__main__")
+        from kd_analysis.locations import app_root
+
+        root = app_root()  # the checkout, or the installed copy of the app
+        runpy.run_path(str((root or Path(__file__).resolve().parent.parent) / "app.py"), run_name="__main__")
         st.stop()
 
 

@@ -6,7 +6,8 @@ them.
 - the user's runs: `$KD_LENS_RUNS`, else a per-user data folder (`$XDG_DATA_HOME/kd-lens/runs`, on Windows
   `%LOCALAPPDATA%\\kd-lens\\runs`, on macOS `~/Library/Application Support/kd-lens/runs`);
 - the shipped reference runs: `$KD_LENS_REFERENCE_RUNS` (empty: none), else the top-level `cached_runs/` of the
-  checkout this code runs from. The app reads them and never writes there.
+  checkout this code runs from (or of the copy `pip install .` puts in `<prefix>/share/kd-lens`). The app reads
+  them and never writes there.
 """
 
 from __future__ import annotations
@@ -32,14 +33,30 @@ def user_data_root() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "kd-lens"
 
 
+def app_root() -> Path | None:
+    """The folder that holds the app (app.py, pages/) and the shipped runs: the checkout this code runs from, else
+    the copy a plain `pip install .` puts under `<prefix>/share/kd-lens`; None when neither is there."""
+    if (_CHECKOUT / "app.py").is_file() and (_CHECKOUT / "pages").is_dir():
+        return _CHECKOUT
+    import site
+    import sysconfig
+
+    for prefix in (sysconfig.get_path("data"), site.USER_BASE):
+        folder = Path(prefix or "") / "share" / "kd-lens"
+        if prefix and (folder / "app.py").is_file():
+            return folder
+    return None
+
+
 def shipped_runs() -> Path | None:
-    """The reference runs kd-lens ships, or None (`$KD_LENS_REFERENCE_RUNS` empty, or no checkout beside the
-    code). `$KD_LENS_REFERENCE_RUNS` names another folder."""
+    """The reference runs kd-lens ships, or None (`$KD_LENS_REFERENCE_RUNS` empty, or none beside the code).
+    `$KD_LENS_REFERENCE_RUNS` names another folder."""
     if "KD_LENS_REFERENCE_RUNS" in os.environ:
         named = os.environ["KD_LENS_REFERENCE_RUNS"].strip()
         return Path(named) if named else None
-    folder = _CHECKOUT / SHIPPED
-    return folder if folder.is_dir() else None
+    root = app_root()
+    folder = root / SHIPPED if root is not None else None
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def shipped_path(source: str) -> Path | None:

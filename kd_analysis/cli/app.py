@@ -10,18 +10,18 @@ from pathlib import Path
 
 from kd_analysis.exceptions import KDLensError
 
-_CHECKOUT = Path(__file__).resolve().parents[2]  # kd_analysis/cli/ is two levels below the checkout
-
 
 def app_file() -> Path:
-    """The app's entry point (app.py, with pages/ beside it) of the checkout this code runs from."""
-    app = _CHECKOUT / "app.py"
-    if not (app.is_file() and (_CHECKOUT / "pages").is_dir()):
+    """The app's entry point (app.py, with pages/ beside it): the checkout's, or the installed copy's."""
+    from kd_analysis.locations import app_root
+
+    root = app_root()
+    if root is None:
         raise KDLensError(
-            f"the app's files (app.py and pages/) are not beside this install ({_CHECKOUT}): install kd-lens from "
-            "a clone of its repository (pip install -e .) to start the app"
+            "the app's files (app.py and pages/) are not beside this install: reinstall kd-lens from its "
+            "repository (pip install . or pip install -e .)"
         )
-    return app
+    return root / "app.py"
 
 
 def app_command(args: argparse.Namespace) -> list[str]:

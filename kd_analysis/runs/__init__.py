@@ -22,7 +22,7 @@ from typing import Any
 from kd_analysis import process_identity
 from kd_analysis.exceptions import RunStoreError
 from kd_analysis.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl_checked
-from kd_analysis.locations import shipped_runs, user_data_root
+from kd_analysis.locations import app_root, shipped_runs, user_data_root
 from kd_analysis.runs.kinds import TRAIN
 from kd_analysis.runs.layout import CONFIG, LOG, METRICS, STATUS
 from kd_analysis.schema import MetricRow, StatusRecord, check_fields
@@ -36,7 +36,7 @@ DAMAGED = "damaged"  # shown, never stored: a run whose files cannot be read as 
 STALE_AFTER_S = 20.0  # a live worker beats every 2 s; this long without a beat means it is gone
 _status_lock = threading.Lock()  # the worker's heartbeat thread and main thread both write status.json
 
-_REPOSITORY = Path(__file__).resolve().parents[2]  # workers start here, so configs' relative paths read the same
+_REPOSITORY = app_root() or Path.cwd()  # workers start here, so configs' relative paths read the same
 
 
 def default_root() -> Path:
