@@ -333,3 +333,12 @@ def test_annealing_is_refused_on_a_top_k_language_model_cache(tiny_dir):
     )
     with pytest.raises(KDLensError, match="tau_end"):
         train(cfg)
+
+
+def test_every_preset_labelled_as_in_the_paper_names_the_commit_it_was_checked_against():
+    import re
+
+    from kd_analysis.training.presets import AS_IN_PAPER, PRESETS
+
+    faithful = [p for p in PRESETS.values() if p.label == AS_IN_PAPER]
+    assert faithful and all(re.search(r"\bat [0-9a-f]{7}\b", p.source) for p in faithful), [p.source for p in faithful]
