@@ -125,7 +125,7 @@ definition = c3.selectbox(
 )
 target = c4.selectbox(
     "Explain",
-    list(TARGETS),  # its own answer first: what the paper attributed, so its 68% compares with this overlap
+    list(TARGETS),  # its own answer first: our reading of what the paper attributed, so its 68% compares here
     format_func=TARGETS.get,
     key="rationale_target",
     on_change=_close_job,
