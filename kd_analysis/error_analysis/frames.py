@@ -145,13 +145,7 @@ def answer_label(value: Any, choices: Any = None, limit: int = 200) -> str:
     """An answer as a reader wants it: "3: sour" for a choice index, the text itself otherwise, "" when missing."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
-    if (
-        isinstance(choices, (list, tuple))
-        and isinstance(value, numbers.Real)  # numpy's integers too: a frame's column hands out np.int64
-        and not isinstance(value, (bool, np.bool_))
-        and float(value).is_integer()
-        and 0 <= int(value) < len(choices)
-    ):
+    if isinstance(choices, (list, tuple)) and _is_index(value, len(choices)):  # np.int64 too (a frame's column)
         return f"{int(value)}: {choices[int(value)]}"[:limit]
     return str(value)[:limit]
 
@@ -185,12 +179,8 @@ def option_index(value: Any) -> int | None:
 
 
 def _is_index(value: Any, n: int) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, (bool, np.bool_))
-        and float(value).is_integer()
-        and 0 <= int(value) < n
-    )
+    index = option_index(value)
+    return index is not None and 0 <= index < n
 
 
 def row_answer(row: Mapping[str, Any], value: Any, names: Mapping[int, str] | None = None) -> str:
@@ -199,9 +189,9 @@ def row_answer(row: Mapping[str, Any], value: Any, names: Mapping[int, str] | No
     choices = row.get("choices")
     if isinstance(choices, (list, tuple)) and choices:
         return answer_label(value, choices)
-    probs = next((v for k, v in row.items() if str(k).endswith("_probs") and isinstance(v, (list, tuple))), None)
-    if probs is not None and _is_index(value, len(probs)):
-        return class_label(int(value), (names or {}).get(int(value)))
+    index = option_index(value)  # a class id (a float in a frame column with gaps): named, or its digits alone
+    if index is not None:
+        return class_label(index, (names or {}).get(index))
     return answer_label(value)
 
 
