@@ -150,19 +150,30 @@ _NO_DEFAULT = object()
 
 def url_changed(param: str) -> bool:
     """The URL's `?param=` changed from outside (a link, a pasted address, the back button) since this session
-    last applied or wrote it. Every page binds its state to the URL through this and `write_url_state`."""
+    last applied or wrote it."""
     return url_param(param) != st.session_state.get(f"_url_seen_{param}", _NO_DEFAULT)
 
 
+def url_arrivals(*params: str) -> dict[str, str | None] | None:
+    """The one way a page binds its state to the URL. When any of `params` changed from outside, their values (each
+    checked by the URL schema, None when absent) for the page to apply, marked as applied; else None. The page
+    puts its state back with `write_url_state`, so its own writes never read as a pasted link."""
+    if not any(url_changed(p) for p in params):
+        return None
+    values = {p: url_param(p) for p in params}
+    for p, value in values.items():
+        st.session_state[f"_url_seen_{p}"] = value
+    return values
+
+
 def url_state(param: str, session_key: str, valid=lambda value: True, default: Any = _NO_DEFAULT) -> bool:
-    """Keep `session_key` in the URL as `?param=`: a value arriving in the URL (a pasted link) is applied once,
-    and `write_url_state` puts the current value back, so a copied link reopens the same view. With `default`, an
-    address without the parameter (or with a value `valid` refuses) sets the default. True when this call applied
-    a value from the URL."""
-    if not url_changed(param):
+    """`url_arrivals` for one parameter kept in `session_key`: a valid value arriving in the URL is applied once;
+    with `default`, an address without the parameter (or with a value `valid` refuses) sets the default. True when
+    this call applied a value from the URL."""
+    arrived = url_arrivals(param)
+    if arrived is None:
         return False
-    value = url_param(param)
-    st.session_state[f"_url_seen_{param}"] = value
+    value = arrived[param]
     if value is not None and valid(value):
         st.session_state[session_key] = value
         return True

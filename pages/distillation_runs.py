@@ -1,5 +1,7 @@
 """Distillation runs: configure and start a run, watch it live, cancel it. The run folder is the truth."""
 
+from dataclasses import dataclass
+
 import pandas as pd
 import streamlit as st
 
@@ -30,107 +32,114 @@ from kd_analysis.training.teacher_cache import bytes_per_token
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
-store = RunStore()
-reconcile(store)  # re-attach: runs whose worker died since we last looked are marked failed
-sel = state.selection()
-state.url_state("watch", "watch_run", valid=lambda r: (store.folder(r) / layout.STATUS).is_file())
+PLAIN = "none"
+PNG = {"toImageButtonOptions": {"format": "png"}}
 
-st.title("Distillation runs")
-dev = describe_device()
-st.caption(
-    f"Runs on **{md(dev['name'])}**"
-    + (f" ({dev['memory_gb']} GB)" if dev["device"] == "cuda" else f" with {dev['threads']} threads")
-    + ". Runs keep going when you close the browser; one run uses the device at a time, others queue."
-)
 
-reference_teacher = state.reference_teacher()
-teacher_options = {"sidebar": f"The sidebar's teacher · {state.model_label(sel.teacher.source)}"}
-if reference_teacher and sel.teacher.source != reference_teacher:
-    reference_option = {"reference": "Reference teacher: MiniLM fine-tuned on the MC demo"}
-    # offered first only in place of a built-in (whose task head is untrained): a teacher the user picked, such as
-    # the sentiment reference teacher, stays the default
-    first_reference = sel.teacher.source in BUILTINS
-    teacher_options = (
-        {**reference_option, **teacher_options} if first_reference else {**teacher_options, **reference_option}
+@dataclass
+class LossChoice:
+    """The loss terms typed on the form (own settings); made into terms at the run's τ when it is submitted."""
+
+    weights: dict[str, float]
+    params: dict[str, dict]
+    at_run_tau: list[str]  # objectives that would train at their reference's τ, moved to the run's τ and τ²
+
+    def terms(self, tau: float) -> list[LossTerm]:
+        return [
+            LossTerm(k, float(w), self.params.get(k, {}), tau=float(tau), tau_squared=True)
+            if k in self.at_run_tau
+            else LossTerm(k, float(w), self.params.get(k, {}))
+            for k, w in self.weights.items()
+            if w > 0
+        ]
+
+
+@dataclass
+class RunForm:
+    """What the New run form held when it was submitted."""
+
+    models: str  # "preset" or "sidebar": whose teacher, student and data
+    teacher_choice: str | None
+    name: str
+    settings: dict  # schedule, evaluation, precision, device, teacher cache, on-policy, labels: as a run config
+    use_lora: bool
+    lora_r: int
+    seeds_text: str
+    losses: LossChoice | None  # None: the preset's
+    rationales: dict | None  # RationaleSettings' fields; None: off
+    allow_duplicate: bool
+
+
+def header() -> None:
+    st.title("Distillation runs")
+    dev = describe_device()
+    st.caption(
+        f"Runs on **{md(dev['name'])}**"
+        + (f" ({dev['memory_gb']} GB)" if dev["device"] == "cuda" else f" with {dev['threads']} threads")
+        + ". Runs keep going when you close the browser; one run uses the device at a time, others queue."
     )
 
-PLAIN = "none"
-preset_name = st.selectbox(
-    "Start from",
-    [PLAIN] + list(PRESETS),
-    key="run_preset",
-    format_func=lambda n: "my own settings (below)" if n == PLAIN else f"{PRESETS[n].title} · {PRESETS[n].label}",
-    help="Paper presets carry the losses, optimiser and schedule of a paper's code; teacher, student and data "
-    "default to the offline demo.",
-)
-preset = PRESETS.get(preset_name)
-base = preset.config() if preset else None
-if preset:
-    st.caption(f"**{preset.label}** · source: {preset.source}")
-    if preset.differences:
-        with st.expander(f"What differs from the paper when this preset runs here ({len(preset.differences)})"):
-            for d in preset.differences:
-                st.markdown(f"- {d}")
-            st.markdown("- any value you change in the form below (the run's name lists your edits)")
-defaults = base or TrainConfig(
-    teacher=sel.teacher,
-    losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)],
-    lr=1e-4,
-    steps=80,
-    eval_every=20,
-    eval_size=52,
-)
-K = f"{preset_name}_"  # per-preset widget keys: picking another preset refills the form
 
-# Enter in a field does not submit: a number typed and confirmed with Enter started a run (and a second click
-# then met "identical run already running"); only the button starts one
-with st.form("new_run", enter_to_submit=False):
-    st.subheader("New run")
-    c1, c2 = st.columns([2, 1])
+def teacher_choices(sel: state.Selection) -> dict[str, str]:
+    """The sidebar's teacher, and the reference teacher where it is another."""
+    reference_teacher = state.reference_teacher()
+    options = {"sidebar": f"The sidebar's teacher · {state.model_label(sel.teacher.source)}"}
+    if reference_teacher and sel.teacher.source != reference_teacher:
+        reference_option = {"reference": "Reference teacher: MiniLM fine-tuned on the MC demo"}
+        # offered first only in place of a built-in (whose task head is untrained): a teacher the user picked, such
+        # as the sentiment reference teacher, stays the default
+        first_reference = sel.teacher.source in BUILTINS
+        options = {**reference_option, **options} if first_reference else {**options, **reference_option}
+    return options
+
+
+def choose_preset() -> str:
+    """A paper's set-up, or the user's own settings; what differs from the paper when it runs here."""
+    preset_name = st.selectbox(
+        "Start from",
+        [PLAIN] + list(PRESETS),
+        key="run_preset",
+        format_func=lambda n: "my own settings (below)" if n == PLAIN else f"{PRESETS[n].title} · {PRESETS[n].label}",
+        help="Paper presets carry the losses, optimiser and schedule of a paper's code; teacher, student and data "
+        "default to the offline demo.",
+    )
+    preset = PRESETS.get(preset_name)
     if preset:
-        models = c1.radio(
-            "Teacher, student and data",
-            ["preset", "sidebar"],
-            key=K + "models",
-            horizontal=True,
-            format_func=lambda m: {
-                "preset": f"the preset's: {md(state.model_label(base.teacher.source))} → {md(base.student.describe())} on {md(base.data)}",
-                "sidebar": f"the sidebar's: {md(state.model_label(sel.teacher.source))} on {md(describe_data(sel.data_source))}",
-            }[m],
+        st.caption(f"**{preset.label}** · source: {preset.source}")
+        if preset.differences:
+            with st.expander(f"What differs from the paper when this preset runs here ({len(preset.differences)})"):
+                for d in preset.differences:
+                    st.markdown(f"- {d}")
+                st.markdown("- any value you change in the form below (the run's name lists your edits)")
+    return preset_name
+
+
+def _own_losses(K: str) -> LossChoice:
+    st.markdown("**Loss terms** (weight 0 = off)")
+    per_row = 6  # wide enough for a name such as "skew_kl" on one line (13 in one row broke them mid-word)
+    names = ["ce", *LOSSES]
+    cols = [c for i in range(0, len(names), per_row) for c in st.columns(per_row)][: len(names)]
+    weights = {"ce": cols[0].number_input("ce", 0.0, 10.0, 0.5, 0.1)}
+    for col, (key, spec) in zip(cols[1:], LOSSES.items()):
+        weights[key] = col.number_input(key, 0.0, 10.0, 0.5 if key == "kl" else 0.0, 0.1, help=spec.description)
+    with st.expander("Loss parameters (used by the terms with a weight)"):
+        params = loss_param_inputs(LOSSES, key_prefix=K + "param_")
+        own_reference = [k for k, spec in LOSSES.items() if spec.reference_tau is not None]
+        every_term_at_tau = st.checkbox(
+            f"Train {', '.join(own_reference)} at the run's τ and τ² too (off: at their reference's τ 1, no τ²)",
+            key=K + "every_term_at_tau",
+            help="off: these objectives train at the temperature their authors' code uses (τ 1, no τ² factor); "
+            "on: every distillation term shares the run's τ and Hinton's τ², to compare objectives at one "
+            "temperature",
         )
-        teacher_choice = None
-    else:
-        models = "sidebar"
-        teacher_choice = c1.selectbox("Teacher", list(teacher_options), format_func=teacher_options.get)
-        st.caption(
-            f"Student: {md(sel.student.describe())} · data: {md(describe_data(sel.data_source))} (change them in "
-            "the sidebar)"
-        )
-    name = c2.text_input("Name", placeholder="e.g. KL τ=2", key=K + "name")
-    if preset:
-        st.markdown("**Loss terms** (the preset's; each term at its own temperature)")
-        st.dataframe(pd.DataFrame(shown_cells(loss_rows(base))), hide_index=True, width="stretch")
-        weights = None
-    else:
-        st.markdown("**Loss terms** (weight 0 = off)")
-        per_row = 6  # wide enough for a name such as "skew_kl" on one line (13 in one row broke them mid-word)
-        names = ["ce", *LOSSES]
-        cols = [c for i in range(0, len(names), per_row) for c in st.columns(per_row)][: len(names)]
-        weights = {"ce": cols[0].number_input("ce", 0.0, 10.0, 0.5, 0.1)}
-        for col, (key, spec) in zip(cols[1:], LOSSES.items()):
-            weights[key] = col.number_input(key, 0.0, 10.0, 0.5 if key == "kl" else 0.0, 0.1, help=spec.description)
-        with st.expander("Loss parameters (used by the terms with a weight)"):
-            loss_params = loss_param_inputs(LOSSES, key_prefix=K + "param_")
-            own_reference = [k for k, spec in LOSSES.items() if spec.reference_tau is not None]
-            every_term_at_tau = st.checkbox(
-                f"Train {', '.join(own_reference)} at the run's τ and τ² too (off: at their reference's τ 1, no τ²)",
-                key=K + "every_term_at_tau",
-                help="off: these objectives train at the temperature their authors' code uses (τ 1, no τ² factor); "
-                "on: every distillation term shares the run's τ and Hinton's τ², to compare objectives at one "
-                "temperature",
-            )
+    return LossChoice({k: float(w) for k, w in weights.items()}, params, own_reference if every_term_at_tau else [])
+
+
+def _schedule(defaults: TrainConfig, base: TrainConfig | None, K: str) -> tuple[dict, str, int]:
+    """Temperature, optimiser, schedule, evaluation, device and teacher cache (as a run config), the seeds of a
+    group, and the labelled examples."""
     c1, c2, c3, c4, c5, c6 = st.columns(6)
-    own_tau = bool(preset) and bool(base.kd_terms) and all(t.tau is not None for t in base.kd_terms)
+    own_tau = base is not None and bool(base.kd_terms) and all(t.tau is not None for t in base.kd_terms)
     tau = c1.number_input(
         "τ",
         0.1,
@@ -185,33 +194,52 @@ with st.form("new_run", enter_to_submit=False):
         help="the few-label regime: only this many training examples keep their labels; the "
         "rest are an unlabelled transfer set that only distillation terms see",
     )
-    c1, c2 = st.columns(2)
-    use_lora = c1.checkbox("LoRA", value=defaults.lora is not None, key=K + "lora")
-    lora_r = c2.number_input("LoRA r", 1, 256, int(defaults.lora.r if defaults.lora else 8), key=K + "lora_r")
-    if preset is None:
-        with st.expander("Rationales (Ballout et al. 2024): also train on the teacher's top-k salient words"):
-            r1, r2, r3, r4, r5 = st.columns([1, 1, 1, 1, 2])
-            r_mode = r1.selectbox(
-                "Use rationales",
-                ["off", "multitask", "append"],
-                help="multitask: a [rationale] task learns the teacher's words (decoders generate "
-                "them, encoders tag them), loss += λ·rationale; inference needs no teacher. "
-                "append: the words are appended to the input, at evaluation too (from the "
-                "teacher's own prediction, never the gold answer).",
-            )
-            r_weight = r2.number_input("λ", 0.0, 10.0, 1.0, 0.1, help="weight of the rationale loss (multitask)")
-            r_k = r3.number_input("k words", 1, 50, 5)
-            r_method = r4.selectbox("Attribution", list(METHODS), format_func=lambda m: METHODS[m].title)
-            jobs = [j for j in store.list(kind=RATIONALES) if j.state == "finished"]
-            r_source = r5.selectbox(
-                "Reuse attributions from",
-                [None] + [j.run_id for j in jobs],
-                format_func=lambda j: "compute them at the start of the run" if j is None else j,
-                help="a finished rationales job (Saliency rationales page) for the same teacher "
-                "and method; examples it lacks are attributed at the start",
-            )
-    else:
-        r_mode, r_source = "off", None
+    settings = {
+        "tau": float(tau),
+        "lr": float(lr),
+        "epochs": float(epochs) or None,
+        "steps": int(steps),
+        "batch_size": int(batch),
+        "eval_every": int(eval_every),
+        "eval_size": int(eval_size),
+        "grad_accum": int(accum),
+        "seed": int(seed),
+        "precision": precision,
+        "device": device,
+        "teacher_topk": int(topk) or None,
+        "teacher_cache": "topk" if int(topk) else "none",
+    }
+    return settings, seeds_text, int(labels)
+
+
+def _rationale_inputs(store: RunStore) -> dict | None:
+    with st.expander("Rationales (Ballout et al. 2024): also train on the teacher's top-k salient words"):
+        r1, r2, r3, r4, r5 = st.columns([1, 1, 1, 1, 2])
+        r_mode = r1.selectbox(
+            "Use rationales",
+            ["off", "multitask", "append"],
+            help="multitask: a [rationale] task learns the teacher's words (decoders generate "
+            "them, encoders tag them), loss += λ·rationale; inference needs no teacher. "
+            "append: the words are appended to the input, at evaluation too (from the "
+            "teacher's own prediction, never the gold answer).",
+        )
+        r_weight = r2.number_input("λ", 0.0, 10.0, 1.0, 0.1, help="weight of the rationale loss (multitask)")
+        r_k = r3.number_input("k words", 1, 50, 5)
+        r_method = r4.selectbox("Attribution", list(METHODS), format_func=lambda m: METHODS[m].title)
+        jobs = [j for j in store.list(kind=RATIONALES) if j.state == "finished"]
+        r_source = r5.selectbox(
+            "Reuse attributions from",
+            [None] + [j.run_id for j in jobs],
+            format_func=lambda j: "compute them at the start of the run" if j is None else j,
+            help="a finished rationales job (Saliency rationales page) for the same teacher "
+            "and method; examples it lacks are attributed at the start",
+        )
+    if r_mode == "off":
+        return None
+    return {"mode": r_mode, "weight": float(r_weight), "k": int(r_k), "method": r_method, "source_run": r_source}
+
+
+def _on_policy_inputs(defaults: TrainConfig, K: str) -> dict | None:
     with st.expander(
         "On-policy (GKD, Agarwal et al. 2024): language models, the student answers and the teacher scores"
     ):
@@ -246,85 +274,141 @@ with st.form("new_run", enter_to_submit=False):
             "The student samples softmax(logits / temperature) with exactly these settings: no repetition penalty, "
             "and none of the checkpoint's own generation settings. It then trains on the token ids it sampled."
         )
-    f1, f2 = st.columns([1, 3])
-    submitted = f1.form_submit_button("Start run", type="primary")
-    allow_duplicate = f2.checkbox(
-        "start it even if an identical run is queued or running",
-        key=K + "dup",
-        help="a second click on Start run would start the same run twice; identical active runs are refused "
-        "unless ticked",
+    if on_policy <= 0:
+        return None
+    return {
+        "fraction": float(on_policy),
+        "temperature": float(on_temp),
+        "top_p": float(on_top_p),
+        "top_k": int(on_top_k),
+        "max_new_tokens": int(on_tokens),
+    }
+
+
+def _form_defaults(sel: state.Selection, base: TrainConfig | None) -> TrainConfig:
+    """The preset's config, or a short CE + KL run of the sidebar's teacher."""
+    return base or TrainConfig(
+        teacher=sel.teacher,
+        losses=[LossTerm("ce", 0.5), LossTerm("kl", 0.5)],
+        lr=1e-4,
+        steps=80,
+        eval_every=20,
+        eval_size=52,
     )
 
-if submitted:
-    try:
-        form = {
-            "tau": float(tau),
-            "lr": float(lr),
-            "epochs": float(epochs) or None,
-            "steps": int(steps),
-            "batch_size": int(batch),
-            "eval_every": int(eval_every),
-            "eval_size": int(eval_size),
-            "grad_accum": int(accum),
-            "seed": int(seed),
-            "precision": precision,
-            "device": device,
-            "teacher_topk": int(topk) or None,
-            "teacher_cache": "topk" if int(topk) else "none",
-            "on_policy": (
-                {
-                    "fraction": float(on_policy),
-                    "temperature": float(on_temp),
-                    "top_p": float(on_top_p),
-                    "top_k": int(on_top_k),
-                    "max_new_tokens": int(on_tokens),
-                }
-                if on_policy > 0
-                else None
-            ),
-            "labels": int(labels) or None,
-        }
-        if use_lora != (defaults.lora is not None) or (use_lora and int(lora_r) != defaults.lora.r):
-            form["lora"] = {"r": int(lora_r), "alpha": 2 * int(lora_r)} if use_lora else None
-        if models == "sidebar":
-            teacher = (
-                ModelSpec(reference_teacher, task="multiple_choice") if teacher_choice == "reference" else sel.teacher
-            )
-            form.update(teacher=teacher.to_dict(), student=sel.student.to_dict(), data=sel.data_source)
+
+def run_form(sel: state.Selection, preset_name: str, store: RunStore) -> RunForm | None:
+    """The New run form, filled from the preset (per-preset widget keys: picking another preset refills it); what
+    it held when Start run was clicked, else None. Enter in a field does not submit: a number confirmed with Enter
+    started a run (and a second click then met "identical run already running"); only the button starts one."""
+    preset = PRESETS.get(preset_name)
+    base = preset.config() if preset else None
+    defaults = _form_defaults(sel, base)
+    K = f"{preset_name}_"
+    with st.form("new_run", enter_to_submit=False):
+        st.subheader("New run")
+        c1, c2 = st.columns([2, 1])
+        choices = teacher_choices(sel)
         if preset:
-            edits = changed_settings(base, form)
-            cfg = preset_config(preset.name, form)
-            cfg.name = name.strip() or (base.name + (f" · edited: {', '.join(edits)}" if edits else ""))
+            models = c1.radio(
+                "Teacher, student and data",
+                ["preset", "sidebar"],
+                key=K + "models",
+                horizontal=True,
+                format_func=lambda m: {
+                    "preset": f"the preset's: {md(state.model_label(base.teacher.source))} → {md(base.student.describe())} on {md(base.data)}",
+                    "sidebar": f"the sidebar's: {md(state.model_label(sel.teacher.source))} on {md(describe_data(sel.data_source))}",
+                }[m],
+            )
+            teacher_choice = None
+        else:
+            models = "sidebar"
+            teacher_choice = c1.selectbox("Teacher", list(choices), format_func=choices.get)
+            st.caption(
+                f"Student: {md(sel.student.describe())} · data: {md(describe_data(sel.data_source))} (change them in "
+                "the sidebar)"
+            )
+        name = c2.text_input("Name", placeholder="e.g. KL τ=2", key=K + "name")
+        if base is not None:
+            st.markdown("**Loss terms** (the preset's; each term at its own temperature)")
+            st.dataframe(pd.DataFrame(shown_cells(loss_rows(base))), hide_index=True, width="stretch")
+            losses = None
+        else:
+            losses = _own_losses(K)
+        settings, seeds_text, labels = _schedule(defaults, base, K)
+        c1, c2 = st.columns(2)
+        use_lora = c1.checkbox("LoRA", value=defaults.lora is not None, key=K + "lora")
+        lora_r = c2.number_input("LoRA r", 1, 256, int(defaults.lora.r if defaults.lora else 8), key=K + "lora_r")
+        rationales = _rationale_inputs(store) if preset is None else None
+        on_policy = _on_policy_inputs(defaults, K)
+        f1, f2 = st.columns([1, 3])
+        submitted = f1.form_submit_button("Start run", type="primary")
+        allow_duplicate = f2.checkbox(
+            "start it even if an identical run is queued or running",
+            key=K + "dup",
+            help="a second click on Start run would start the same run twice; identical active runs are refused "
+            "unless ticked",
+        )
+
+    if not submitted:
+        return None
+    settings.update(on_policy=on_policy, labels=labels or None)
+    return RunForm(
+        models,
+        teacher_choice,
+        name,
+        settings,
+        bool(use_lora),
+        int(lora_r),
+        seeds_text,
+        losses,
+        rationales,
+        bool(allow_duplicate),
+    )
+
+
+def start_from_form(form: RunForm, sel: state.Selection, preset_name: str, store: RunStore) -> None:
+    """Start the run (or one per seed) the form describes, unless an identical one is already active."""
+    preset = PRESETS.get(preset_name)
+    base = preset.config() if preset else None
+    defaults = _form_defaults(sel, base)
+    settings = dict(form.settings)
+    try:
+        use_lora, lora_r = form.use_lora, form.lora_r
+        if use_lora != (defaults.lora is not None) or (use_lora and lora_r != defaults.lora.r):
+            settings["lora"] = {"r": lora_r, "alpha": 2 * lora_r} if use_lora else None
+        if form.models == "sidebar":
+            teacher = (
+                ModelSpec(state.reference_teacher(), task="multiple_choice")
+                if form.teacher_choice == "reference"
+                else sel.teacher
+            )
+            settings.update(teacher=teacher.to_dict(), student=sel.student.to_dict(), data=sel.data_source)
+        if preset:
+            edits = changed_settings(base, settings)
+            cfg = preset_config(preset.name, settings)
+            cfg.name = form.name.strip() or (base.name + (f" · edited: {', '.join(edits)}" if edits else ""))
         else:
             cfg = TrainConfig(
-                teacher=ModelSpec.from_dict(form.pop("teacher")),
-                student=StudentSpec.from_dict(form.pop("student")),
-                data=form.pop("data"),
-                name=name.strip(),
-                losses=[
-                    LossTerm(k, float(w), loss_params.get(k, {}))
-                    if not (every_term_at_tau and k in own_reference)
-                    else LossTerm(k, float(w), loss_params.get(k, {}), tau=float(tau), tau_squared=True)
-                    for k, w in weights.items()
-                    if w > 0
-                ],
+                teacher=ModelSpec.from_dict(settings.pop("teacher")),
+                student=StudentSpec.from_dict(settings.pop("student")),
+                data=settings.pop("data"),
+                name=form.name.strip(),
+                losses=form.losses.terms(settings["tau"]) if form.losses else [],
                 lora=(LoraSettings(r=int(lora_r), alpha=2 * int(lora_r)) if use_lora else None),
-                rationales=None
-                if r_mode == "off"
-                else RationaleSettings(
-                    mode=r_mode, weight=float(r_weight), k=int(r_k), method=r_method, source_run=r_source
-                ),
-                on_policy=OnPolicySettings(**form["on_policy"]) if form.get("on_policy") else None,
-                **{k: v for k, v in form.items() if k not in ("lora", "on_policy")},
+                rationales=RationaleSettings(**form.rationales) if form.rationales else None,
+                on_policy=OnPolicySettings(**settings["on_policy"]) if settings.get("on_policy") else None,
+                **{k: v for k, v in settings.items() if k not in ("lora", "on_policy")},
             )
             cfg.validate()
-            if cfg.rationales and r_source:
-                check_source_run(r_source, cfg.teacher.source, r_method, store.folder(r_source))
+            if cfg.rationales and cfg.rationales.source_run:
+                source = cfg.rationales.source_run
+                check_source_run(source, cfg.teacher.source, cfg.rationales.method, store.folder(source))
             if not cfg.name:
-                cfg.name = cfg.auto_name(with_seed=not seeds_text.strip())
-        seeds = parse_seeds(seeds_text) if seeds_text.strip() else None
+                cfg.name = cfg.auto_name(with_seed=not form.seeds_text.strip())
+        seeds = parse_seeds(form.seeds_text) if form.seeds_text.strip() else None
         configs = group_configs(cfg.to_dict(), seeds) if seeds else [cfg.to_dict()]
-        twin = None if allow_duplicate else next(filter(None, (active_twin(store, c) for c in configs)), None)
+        twin = None if form.allow_duplicate else next(filter(None, (active_twin(store, c) for c in configs)), None)
         # shown by refused_notice, for this form (another preset's form is another submit)
         st.session_state["refused_twin"] = (twin, preset_name) if twin else None
         if twin is None and seeds:
@@ -347,7 +431,7 @@ if submitted:
 
 
 @st.fragment(run_every=2)
-def refused_notice() -> None:
+def refused_notice(store: RunStore) -> None:
     """Why the last submit started nothing, re-checked every 2 s: once the identical run ends the notice says so
     (a warning drawn once stayed after the run it named had finished)."""
     refused = st.session_state.get("refused_twin")
@@ -373,9 +457,6 @@ def refused_notice() -> None:
         )
 
 
-refused_notice()
-
-
 def _fmt_eta(seconds):
     if seconds is None:
         return ""
@@ -384,7 +465,8 @@ def _fmt_eta(seconds):
 
 
 @st.fragment(run_every=2)
-def live_runs() -> None:
+def live_runs(store: RunStore) -> None:
+    """The user's runs with progress, Cancel and Watch, then the watched run, refreshed every 2 s."""
     runs = [r for r in store.list(kind="train") if not r.reference]
     active = [r for r in runs if r.state in ("queued", "running")]
     st.subheader(f"Your runs ({len(active)} active)")
@@ -414,7 +496,11 @@ def live_runs() -> None:
             st.session_state["watch_run"] = p.run_id
             watch = p.run_id
     state.write_url_state("watch", watch)  # a copied link reopens this run
-    run = store.get(watch)
+    watched_run(store.get(watch))
+
+
+def watched_run(run) -> None:
+    """One run: its warnings, loss and evaluation curves, loss balance, TAID schedule and log."""
     p = run_progress(run)
     st.subheader(f"Watching {md(p.name)}")
     if (run.path / layout.PREDICTIONS).is_file():
@@ -433,12 +519,12 @@ def live_runs() -> None:
     if records or evals:
         left, right = st.columns(2)
         if records:
-            left.plotly_chart(run_losses(records), width="stretch", config={"toImageButtonOptions": {"format": "png"}})
+            left.plotly_chart(run_losses(records), width="stretch", config=PNG)
         if evals:
             right.plotly_chart(
                 eval_curves(evals, "Evaluation (dashed: the teacher)"),
                 width="stretch",
-                config={"toImageButtonOptions": {"format": "png"}},
+                config=PNG,
             )
             st.dataframe(pd.DataFrame(shown_cells(eval_table(evals, metrics))), hide_index=True, width="stretch")
     if records:
@@ -449,14 +535,28 @@ def live_runs() -> None:
             st.plotly_chart(
                 balance_curves(balance["series"], balance["weights"]),
                 width="stretch",
-                config={"toImageButtonOptions": {"format": "png"}},
+                config=PNG,
             )
         else:
             st.caption("No loss-balance data: this run was made before the monitor existed, or with balance_every 0.")
         if any("taid_t" in r for r in records):
-            st.plotly_chart(taid_curve(records), width="stretch", config={"toImageButtonOptions": {"format": "png"}})
+            st.plotly_chart(taid_curve(records), width="stretch", config=PNG)
     with st.expander("Log", expanded=p.state == "failed"):
         st.code(run.log_tail(40) or "(empty)", language=None)
 
 
-live_runs()
+def render() -> None:
+    store = RunStore()
+    reconcile(store)  # re-attach: runs whose worker died since we last looked are marked failed
+    sel = state.selection()
+    state.url_state("watch", "watch_run", valid=lambda r: (store.folder(r) / layout.STATUS).is_file())
+    header()
+    preset_name = choose_preset()
+    form = run_form(sel, preset_name, store)
+    if form is not None:
+        start_from_form(form, sel, preset_name, store)
+    refused_notice(store)
+    live_runs(store)
+
+
+render()

@@ -51,26 +51,6 @@ def _keep(*keys: str) -> None:
             st.session_state[f"_kd_{key}"] = st.session_state[key]
 
 
-st.title("Loss explorer")
-st.caption(
-    "SinKD (Cui et al. 2024) adds a batch-wise Sinkhorn distance to the usual KD + CE loss: "
-    "(1−α)·CE + α·KD + β·Sinkhorn. See how each loss pulls a student, on a toy and on your own "
-    "teacher/student pair. Every chart exports as PNG from its toolbar (camera icon)."
-)
-
-if VIEW_KEY not in st.session_state:  # a link (?view=pair) or the view this session had last
-    asked = state.url_param("view")
-    st.session_state[VIEW_KEY] = asked if asked in VIEWS else st.session_state.get(f"_kd_{VIEW_KEY}", "toy")
-view = (
-    st.segmented_control(
-        "View", list(VIEWS), format_func=VIEWS.get, required=True, key=VIEW_KEY, label_visibility="collapsed"
-    )
-    or "toy"
-)
-_keep(VIEW_KEY)
-state.write_url_state("view", None if view == "toy" else view)  # the address names the view, so it can be shared
-
-
 @st.cache_data(show_spinner="Fitting a student under each loss…", max_entries=64)
 def _toy(config_json: str) -> dict:
     cfg = ToyConfig(**json.loads(config_json))
@@ -143,6 +123,13 @@ def toy_view() -> None:
     eps = c2.slider("Sinkhorn ε", 0.01, 1.0, step=0.01, key=_kept("toy_eps", 0.05))
     alpha = c3.slider("Skew α", 0.0, 0.9, step=0.05, key=_kept("toy_alpha", 0.1))
     _keep("toy_tau", "toy_eps", "toy_alpha")
+    toy_fits(tau, eps, alpha)
+    ab_plane_view(tau)
+    shuffle_demo_section(tau, eps)
+
+
+def toy_fits(tau: float, eps: float, alpha: float) -> None:
+    """The single-bump student fitted under each loss: the fits, what each did, and their paths."""
     try:
         res = _toy(json.dumps({"tau": tau, "eps": eps, "alpha": alpha}))
         fits = res["fits"]
@@ -185,8 +172,10 @@ def toy_view() -> None:
         st.plotly_chart(plots.toy_paths({k: v["path"] for k, v in fits.items()}), width="stretch", config=PNG)
     except Exception as exc:
         show_error(exc)
-    ab_plane_view(tau)
 
+
+def shuffle_demo_section(tau: float, eps: float) -> None:
+    """Row-wise losses see a mix-up of the student's rows; batch-wise Sinkhorn does not."""
     st.subheader("Why SinKD keeps KD and CE: shuffle the student's rows")
     st.markdown(
         "A batch of 6 examples over 5 classes where the student answers each example almost like the "
@@ -279,8 +268,8 @@ def _bars_section(rep, tau: float) -> int:
     return pick
 
 
-def pair_view() -> None:
-    sel = state.selection()
+def pair_settings() -> tuple[ExplorerSettings, int]:
+    """The loss settings and the batch size, kept while the other view is shown."""
     c1, c2, c3, c4, c5, c6 = st.columns(6)
     settings = ExplorerSettings(
         tau=c1.slider("τ", 0.5, 8.0, step=0.5, help="SinKD uses τ = 2", key=_kept("pair_tau", 2.0)),
@@ -300,6 +289,13 @@ def pair_view() -> None:
     )
     batch = c5.number_input("batch", 2, MAX_BATCH, key=_kept("pair_batch", 16))
     _keep("pair_tau", "pair_eps", "pair_iters", "pair_alpha", "pair_cache_k", "pair_batch")
+    return settings, int(batch)
+
+
+def pair_view() -> None:
+    """Every loss on a batch of the user's own teacher and student, its gradients, plan and per-example parts."""
+    sel = state.selection()
+    settings, batch = pair_settings()
     progress = st.empty()
 
     def stage(i: int, text: str) -> None:
@@ -343,78 +339,9 @@ def pair_view() -> None:
                 "language-model teacher.",
                 icon=":material/info:",
             )
-        kl = rep.values.get("kl") or 1e-12
-        kl_grad = rep.grad_norms.get("kl") or 1e-12
-        summary = pd.DataFrame(
-            [
-                {
-                    "loss": LOSSES[n].title,
-                    "value": v,
-                    "× KL": v / kl,
-                    "gradient norm": rep.grad_norms[n],
-                    "grad × KL": rep.grad_norms[n] / kl_grad,
-                    "student rows shuffled": rep.shuffled.get(n),
-                }
-                for n, v in rep.values.items()
-            ]
-        )
-        st.subheader(f"All losses on {len(rep.example_ids)} examples ({rep.kind})")
-        st.dataframe(
-            summary,
-            hide_index=True,
-            width="stretch",
-            column_config={
-                c: st.column_config.NumberColumn(format="%.4g")
-                for c in ["value", "× KL", "gradient norm", "grad × KL", "student rows shuffled"]
-            },
-        )
-        st.caption(
-            "'Student rows shuffled': each loss after handing the student's outputs to the wrong "
-            "examples. Sinkhorn does not move (uniform marginals ignore which row is which example), which "
-            "is why SinKD adds it to KD + CE rather than replacing them."
-        )
-        if rep.topk_values:
-            k = rep.settings["cache_k"]
-            st.subheader(f"What training from a top-{k} teacher cache computes")
-            st.dataframe(
-                pd.DataFrame(
-                    [
-                        {
-                            "loss": LOSSES[n].title,
-                            "full vocabulary": rep.values[n],
-                            f"top-{k} + tail bucket": rep.topk_values.get(n),
-                            "on the buckets": BUCKETED_SHORT[LOSSES[n].bucketed],
-                        }
-                        for n in rep.values
-                        if LOSSES[n].rows is not None
-                    ]
-                ),
-                hide_index=True,
-                width="stretch",
-                column_config={
-                    c: st.column_config.NumberColumn(format="%.4g")
-                    for c in ["full vocabulary", f"top-{k} + tail bucket"]
-                },
-            )
-            t_tail, s_tail = np.mean(rep.teacher_tail), np.mean(rep.student_tail)
-            st.caption(
-                f"A run caches the teacher's top {k} tokens per position ({bytes_per_token(k):,} bytes per "
-                f"token: 8·k, and 8 for the tail at each τ) and merges the rest of the vocabulary into one tail bucket on both sides. Over "
-                f"the {len(rep.teacher_tail)} token positions of this batch the tail holds {t_tail:.1%} of "
-                f"the teacher's mass and {s_tail:.1%} of the student's (at τ = {settings.tau:g}). Merging "
-                "can only lower an f-divergence (KL, reverse KL, JS, TVD, skew KL, generalised JSD) and soft "
-                "CE, and is exact when the tail is empty; AKL, α-β and TAID are not f-divergences, so their "
-                "bucketed values may be above or below the full ones; ULD ranks every token and has no bucketed "
-                "form (a run refuses it with a cache). When the teacher's tail is large, train with a larger k "
-                "or with teacher_cache none (full vocabulary)."
-            )
-        if "sinkhorn" in rep.values and rep.values.get("kl"):
-            st.caption(
-                f"Balance loss weights by gradient norm, not by value: on this batch Sinkhorn is "
-                f"{rep.values['sinkhorn'] / kl:.2g}× KL in value and {rep.grad_norms['sinkhorn'] / kl_grad:.2g}× "
-                "in gradient norm. Users of SinKD's code reported Sinkhorn values far below KL's with "
-                "larger gradients; the authors scale it by 0.001 and add it to KD + CE."
-            )
+        all_losses(rep)
+        cache_comparison(rep, settings)
+        balance_note(rep)
         st.plotly_chart(plots.loss_and_gradients(rep.values, rep.grad_norms), width="stretch", config=PNG)
         _plan_section(rep, settings)
         pick = _bars_section(rep, settings.tau)
@@ -435,7 +362,121 @@ def pair_view() -> None:
         show_error(exc)
 
 
-if view == "pair":
-    pair_view()
-else:
-    toy_view()
+def all_losses(rep) -> None:
+    """Every loss on the batch: value, gradient norm, both against KL, and with the student's rows shuffled."""
+    kl = rep.values.get("kl") or 1e-12
+    kl_grad = rep.grad_norms.get("kl") or 1e-12
+    summary = pd.DataFrame(
+        [
+            {
+                "loss": LOSSES[n].title,
+                "value": v,
+                "× KL": v / kl,
+                "gradient norm": rep.grad_norms[n],
+                "grad × KL": rep.grad_norms[n] / kl_grad,
+                "student rows shuffled": rep.shuffled.get(n),
+            }
+            for n, v in rep.values.items()
+        ]
+    )
+    st.subheader(f"All losses on {len(rep.example_ids)} examples ({rep.kind})")
+    st.dataframe(
+        summary,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4g")
+            for c in ["value", "× KL", "gradient norm", "grad × KL", "student rows shuffled"]
+        },
+    )
+    st.caption(
+        "'Student rows shuffled': each loss after handing the student's outputs to the wrong "
+        "examples. Sinkhorn does not move (uniform marginals ignore which row is which example), which "
+        "is why SinKD adds it to KD + CE rather than replacing them."
+    )
+
+
+def balance_note(rep) -> None:
+    """Sinkhorn against KL in value and in gradient norm: why loss weights are balanced by gradients."""
+    if "sinkhorn" in rep.values and rep.values.get("kl"):
+        value_ratio = rep.values["sinkhorn"] / rep.values["kl"]
+        grad_ratio = rep.grad_norms["sinkhorn"] / (rep.grad_norms.get("kl") or 1e-12)
+        st.caption(
+            f"Balance loss weights by gradient norm, not by value: on this batch Sinkhorn is "
+            f"{value_ratio:.2g}× KL in value and {grad_ratio:.2g}× "
+            "in gradient norm. Users of SinKD's code reported Sinkhorn values far below KL's with "
+            "larger gradients; the authors scale it by 0.001 and add it to KD + CE."
+        )
+
+
+def cache_comparison(rep, settings: ExplorerSettings) -> None:
+    """What a run training from a top-k teacher cache computes, beside the full vocabulary."""
+    if not rep.topk_values:
+        return
+    k = rep.settings["cache_k"]
+    st.subheader(f"What training from a top-{k} teacher cache computes")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "loss": LOSSES[n].title,
+                    "full vocabulary": rep.values[n],
+                    f"top-{k} + tail bucket": rep.topk_values.get(n),
+                    "on the buckets": BUCKETED_SHORT[LOSSES[n].bucketed],
+                }
+                for n in rep.values
+                if LOSSES[n].rows is not None
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4g") for c in ["full vocabulary", f"top-{k} + tail bucket"]
+        },
+    )
+    t_tail, s_tail = np.mean(rep.teacher_tail), np.mean(rep.student_tail)
+    st.caption(
+        f"A run caches the teacher's top {k} tokens per position ({bytes_per_token(k):,} bytes per "
+        f"token: 8·k, and 8 for the tail at each τ) and merges the rest of the vocabulary into one tail bucket on both sides. Over "
+        f"the {len(rep.teacher_tail)} token positions of this batch the tail holds {t_tail:.1%} of "
+        f"the teacher's mass and {s_tail:.1%} of the student's (at τ = {settings.tau:g}). Merging "
+        "can only lower an f-divergence (KL, reverse KL, JS, TVD, skew KL, generalised JSD) and soft "
+        "CE, and is exact when the tail is empty; AKL, α-β and TAID are not f-divergences, so their "
+        "bucketed values may be above or below the full ones; ULD ranks every token and has no bucketed "
+        "form (a run refuses it with a cache). When the teacher's tail is large, train with a larger k "
+        "or with teacher_cache none (full vocabulary)."
+    )
+
+
+def choose_view() -> str:
+    """The toy or the user's pair; a link (?view=pair) or the view this session had last."""
+    arrived = state.url_arrivals("view")
+    if arrived is not None and arrived["view"] in VIEWS:
+        st.session_state[VIEW_KEY] = arrived["view"]
+    elif VIEW_KEY not in st.session_state:
+        st.session_state[VIEW_KEY] = st.session_state.get(f"_kd_{VIEW_KEY}", "toy")
+    view = (
+        st.segmented_control(
+            "View", list(VIEWS), format_func=VIEWS.get, required=True, key=VIEW_KEY, label_visibility="collapsed"
+        )
+        or "toy"
+    )
+    _keep(VIEW_KEY)
+    state.write_url_state("view", None if view == "toy" else view)  # the address names the view, so it can be shared
+    return view
+
+
+def render() -> None:
+    st.title("Loss explorer")
+    st.caption(
+        "SinKD (Cui et al. 2024) adds a batch-wise Sinkhorn distance to the usual KD + CE loss: "
+        "(1−α)·CE + α·KD + β·Sinkhorn. See how each loss pulls a student, on a toy and on your own "
+        "teacher/student pair. Every chart exports as PNG from its toolbar (camera icon)."
+    )
+    if choose_view() == "pair":
+        pair_view()
+    else:
+        toy_view()
+
+
+render()

@@ -18,12 +18,6 @@ from kd_analysis.runs import RunStore, uploads_used_by_runs
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
-sel = state.selection()
-write_url_selection()  # this page's view is the sidebar's selection: a copied link reopens it
-st.title("Models & data")
-
-tab_pair, tab_models, tab_data = st.tabs(["Teacher & student", "Load a model", "Data"])
-
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _estimate(spec_key: str) -> dict:
@@ -34,7 +28,8 @@ def _estimate(spec_key: str) -> dict:
     return estimate_memory(ModelSpec.from_dict(json.loads(spec_key))).to_dict()
 
 
-with tab_models:
+def load_a_model() -> None:
+    """Any checkpoint, as teacher or student, with its memory estimate before anything loads."""
     st.markdown(
         "Load a **built-in** (real weights shipped as Python packages, offline), a **local folder** "
         "saved with `save_pretrained`, or a **hub id** (needs internet)."
@@ -104,7 +99,9 @@ with tab_models:
             except Exception as exc:
                 show_error(exc)
 
-with tab_pair:
+
+def teacher_and_student(sel: state.Selection) -> None:
+    """The selected pair: its architectures and which losses apply to it."""
     st.markdown(f"**Selection:** {md(sel.describe())}")
     if sel.student.kind == "drop_layers":
         st.text_input(
@@ -129,7 +126,9 @@ with tab_pair:
         except Exception as exc:
             show_error(exc)
 
-with tab_data:
+
+def check_a_data_file() -> None:
+    """Upload or name a file, map its columns, preview it and make it the data set."""
     st.markdown(
         "Recognised without mapping: **GSM8K** (`question`, `answer` with `#### N`), **CommonsenseQA** "
         "(`question`, `choices`, `answerKey`), **SST-2** (`sentence`, `label`). Other files: map columns."
@@ -182,6 +181,9 @@ with tab_data:
                 st.rerun()
         except Exception as exc:
             show_error(exc)
+
+
+def current_data_set(sel: state.Selection) -> None:
     st.subheader(f"Current data set: {md(data_ref(sel.data_source).describe())}")
     try:
         from app_ui.resources import dataset
@@ -193,6 +195,9 @@ with tab_data:
     except Exception as exc:
         show_error(exc)
 
+
+def uploaded_files(sel: state.Selection) -> None:
+    """This session's uploads: their size, and removing them without touching what is in use."""
     st.subheader("Uploaded files")
     from pathlib import Path
 
@@ -239,3 +244,21 @@ with tab_data:
                 msg += f" Could not remove {len(result.failed)}: {md(result.failed[0])}."
             st.session_state["_kd_upload_removed"] = msg
             st.rerun()
+
+
+def render() -> None:
+    sel = state.selection()
+    write_url_selection()  # this page's view is the sidebar's selection: a copied link reopens it
+    st.title("Models & data")
+    tab_pair, tab_models, tab_data = st.tabs(["Teacher & student", "Load a model", "Data"])
+    with tab_models:  # first: a model loaded here reruns the page before the pair is drawn
+        load_a_model()
+    with tab_pair:
+        teacher_and_student(sel)
+    with tab_data:
+        check_a_data_file()
+        current_data_set(sel)
+        uploaded_files(sel)
+
+
+render()
