@@ -137,6 +137,11 @@ def explanation_panel(
             + "."
         )
         return
+    show_explanation(have, names)
+
+
+def show_explanation(have: Any, names: dict[str, str]) -> None:
+    """One example's attributions per model as heat maps, and for generation the gold answer's token gaps."""
     for role, attr in have.attributions.items():
         words = [(w["text"], float(w["score"])) for w in attr.get("words", [])]
         reads = have.reads.get(role)

@@ -206,55 +206,64 @@ def cmd_backfill(args) -> None:
     print_result(done, args.json, lambda rs: "\n".join(json.dumps(r, default=str) for r in rs))
 
 
-def add_errors(sub) -> None:
-    err = sub.add_parser(
-        "errors", help="error analysis: where the student fails and the teacher did not, slices, notes and tags"
+def _command(esub, name: str, fn, summary: str, run_id: bool = True):
+    """One `errors` subcommand: its function, `--json`, `--root`, and the RUN_ID most of them take."""
+    q = esub.add_parser(name, help=summary)
+    if run_id:
+        q.add_argument("run_id", metavar="RUN_ID")
+    q.add_argument("--json", action="store_true")
+    q.add_argument(
+        "--root",
+        help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
     )
-    esub = err.add_subparsers(dest="action", required=True, parser_class=Parser)
+    q.set_defaults(fn=fn)
+    return q
 
-    def command(name: str, fn, summary: str, run_id: bool = True):
-        """One `errors` subcommand: its function, `--json`, `--root`, and the RUN_ID most of them take."""
-        q = esub.add_parser(name, help=summary)
-        if run_id:
-            q.add_argument("run_id", metavar="RUN_ID")
-        q.add_argument("--json", action="store_true")
-        q.add_argument(
-            "--root",
-            help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
-        )
-        q.set_defaults(fn=fn)
-        return q
 
-    q = command(
+def _add_browse(esub) -> None:
+    """matrix, examples, slices: what the Error analysis page shows."""
+    q = _command(
+        esub,
         "matrix",
         cmd_matrix,
         "teacher/student right-wrong matrix with an exact McNemar test, or the "
         "examples a second run fixed and broke (--against)",
     )
     q.add_argument("--against", metavar="RUN_ID", help="compare this run's student with another run's")
-    q = command("examples", cmd_examples, "the examples of one cell, filtered and sorted")
+    q = _command(esub, "examples", cmd_examples, "the examples of one cell, filtered and sorted")
     q.add_argument(
         "--slice", default="all", choices=["teacher_only", "student_only", "both_right", "both_wrong", "all"]
     )
     q.add_argument("--where", metavar="EXPR", help='a filter such as "kl > 0.5 and text_tokens < 40"')
     q.add_argument("--sort", metavar="COLUMN")
     q.add_argument("--limit", type=whole_number)
-    q = command("slices", cmd_slices, "slice finder: slices ranked by the teacher-student gap (BH-adjusted p)")
+    q = _command(esub, "slices", cmd_slices, "slice finder: slices ranked by the teacher-student gap (BH-adjusted p)")
     q.add_argument("--min-n", type=whole_number, default=10, help="smallest slice to consider")
-    q = command("note", cmd_note, "add a note and/or tags to an example (kept per data set, across runs)")
+
+
+def _add_notes(esub) -> None:
+    """note, notes, save-slice, saved-slices: what is kept per data set."""
+    q = _command(esub, "note", cmd_note, "add a note and/or tags to an example (kept per data set, across runs)")
     q.add_argument("example_id", metavar="EXAMPLE_ID")
     q.add_argument("--text")
     q.add_argument("--tag", action="append")
     q.add_argument("--author")
-    command("notes", cmd_notes, "the notes and tags of the run's data set")
-    q = command("save-slice", cmd_save_slice, "save a filter under a name for the run's data set (reports show it)")
+    _command(esub, "notes", cmd_notes, "the notes and tags of the run's data set")
+    q = _command(
+        esub, "save-slice", cmd_save_slice, "save a filter under a name for the run's data set (reports show it)"
+    )
     q.add_argument("name", metavar="NAME")
     q.add_argument("--where", metavar="EXPR", required=True, help='the filter, e.g. "kl > 1.1"')
     q.add_argument("--author")
     q.add_argument("--force", action="store_true", help="replace a saved slice of the same name")
-    q = command("saved-slices", cmd_saved_slices, "the saved slices of the run's data set")
+    q = _command(esub, "saved-slices", cmd_saved_slices, "the saved slices of the run's data set")
     q.add_argument("--delete", metavar="NAME", help="delete this saved slice first")
-    q = command(
+
+
+def _add_explain_and_report(esub) -> None:
+    """explain, report, backfill."""
+    q = _command(
+        esub,
         "explain",
         cmd_explain,
         "both models' attributions over examples (and, for generation, the gold "
@@ -275,7 +284,8 @@ def add_errors(sub) -> None:
         "only if every logged evaluation and loss is reproduced",
     )
     q.add_argument("--refresh", action="store_true", help="recompute cached explanations")
-    q = command(
+    q = _command(
+        esub,
         "report",
         cmd_report,
         "a self-contained HTML report (opens offline): matrix, slice finder, "
@@ -292,7 +302,8 @@ def add_errors(sub) -> None:
         help="a saved slice to include (repeat; default: every saved slice of the data set)",
     )
     q.add_argument("--min-n", type=whole_number, default=10, help="smallest slice the slice finder considers")
-    q = command(
+    q = _command(
+        esub,
         "backfill",
         cmd_backfill,
         "write per-example records for finished runs trained before records "
@@ -307,3 +318,13 @@ def add_errors(sub) -> None:
         help="for a run without a checkpoint: train it again from its config in a temporary folder and "
         "keep the records only if every logged evaluation and per-step loss is reproduced",
     )
+
+
+def add_errors(sub) -> None:
+    err = sub.add_parser(
+        "errors", help="error analysis: where the student fails and the teacher did not, slices, notes and tags"
+    )
+    esub = err.add_subparsers(dest="action", required=True, parser_class=Parser)
+    _add_browse(esub)
+    _add_notes(esub)
+    _add_explain_and_report(esub)

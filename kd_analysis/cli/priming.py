@@ -280,26 +280,22 @@ def cmd_attention_view(args) -> None:
     )
 
 
-def add_priming(sub) -> None:
-    prime = sub.add_parser(
-        "prime", help="response priming: teacher outputs per strategy, per-strategy student runs, accuracy table"
+def _strategy_options(q) -> None:
+    q.add_argument(
+        "--strategies",
+        default="none,teacher,ai_to_ai,confidence,gold,cot",
+        help="comma-separated strategy names (default: all six; `prime start` starts one run per strategy)",
     )
-    psub = prime.add_subparsers(dest="action", required=True, parser_class=Parser)
+    q.add_argument(
+        "--template",
+        action="append",
+        metavar="NAME=TEXT",
+        help="replace a strategy's template (needs {question}; \\n for new lines)",
+    )
+    q.add_argument("--json", action="store_true")
 
-    def strategies(q):
-        q.add_argument(
-            "--strategies",
-            default="none,teacher,ai_to_ai,confidence,gold,cot",
-            help="comma-separated strategy names (default: all six; `prime start` starts one run per strategy)",
-        )
-        q.add_argument(
-            "--template",
-            action="append",
-            metavar="NAME=TEXT",
-            help="replace a strategy's template (needs {question}; \\n for new lines)",
-        )
-        q.add_argument("--json", action="store_true")
 
+def _add_prime_outputs(psub) -> None:
     out = psub.add_parser("outputs", help="the teacher's gold-answer scores (and answers) per strategy, cached")
     out.add_argument("--teacher", required=True)
     add_data(out, required=True)
@@ -314,9 +310,11 @@ def add_priming(sub) -> None:
     )
     out.add_argument("--save", action="store_true", help="save as a job in the run store (reopens on the page)")
     out.add_argument("--root", help="run store folder (with --save)")
-    strategies(out)
+    _strategy_options(out)
     out.set_defaults(fn=cmd_prime_outputs)
 
+
+def _add_prime_start(psub) -> None:
     start = psub.add_parser("start", help="start one LoRA student run per strategy in the background")
     start.add_argument("--config", help="a base TrainConfig (.json/.yaml); else the options below")
     start.add_argument("--teacher", default="smollm2-135m-instruct")
@@ -334,9 +332,11 @@ def add_priming(sub) -> None:
         "position, cut to one length",
     )
     start.add_argument("--root", help="run store folder")
-    strategies(start)
+    _strategy_options(start)
     start.set_defaults(fn=cmd_prime_start)
 
+
+def _add_prime_table(psub) -> None:
     table = psub.add_parser(
         "table", help="student accuracy per strategy and gain over unprompted KD (where the intervals support one)"
     )
@@ -350,20 +350,24 @@ def add_priming(sub) -> None:
     table.add_argument("--json", action="store_true")
     table.set_defaults(fn=cmd_prime_table)
 
+
+def _model_options(q) -> None:
+    q.add_argument("--run", action="append", help="a finished run whose student to read (repeat per strategy)")
+    q.add_argument("--model", action="append", metavar="[LABEL=]SOURCE", help="a model to read")
+    add_data(q, required=True)
+    q.add_argument("--root", help="run store folder")
+    q.add_argument("--json", action="store_true")
+
+
+def add_attention(sub) -> None:
+    """`attention stats` and `attention view`."""
     att = sub.add_parser("attention", help="attention-head statistics per model / strategy, offline bertviz views")
     asub = att.add_subparsers(dest="action", required=True, parser_class=Parser)
-
-    def models(q):
-        q.add_argument("--run", action="append", help="a finished run whose student to read (repeat per strategy)")
-        q.add_argument("--model", action="append", metavar="[LABEL=]SOURCE", help="a model to read")
-        add_data(q, required=True)
-        q.add_argument("--root", help="run store folder")
-        q.add_argument("--json", action="store_true")
 
     stats = asub.add_parser(
         "stats", help="per layer x head statistics with 95%% intervals; heads ranked by variance across models"
     )
-    models(stats)
+    _model_options(stats)
     stats.add_argument("--limit", type=whole_number, default=200)
     stats.add_argument("--stat", default="entropy")
     stats.add_argument("--top", type=whole_number, default=10)
@@ -378,10 +382,22 @@ def add_priming(sub) -> None:
     stats.set_defaults(fn=cmd_attention_stats)
 
     view = asub.add_parser("view", help="write an offline bertviz head or model view as one HTML file")
-    models(view)
+    _model_options(view)
     view.add_argument("--example", type=whole_number, default=0)
     view.add_argument("--kind", choices=["head", "model"], default="head")
     view.add_argument("--max-tokens", type=whole_number, default=64)
     view.add_argument("--out", required=True)
     view.add_argument("--force", action="store_true", help="overwrite --out when it exists")
     view.set_defaults(fn=cmd_attention_view)
+
+
+def add_priming(sub) -> None:
+    """`prime outputs|start|table`, and `attention`."""
+    prime = sub.add_parser(
+        "prime", help="response priming: teacher outputs per strategy, per-strategy student runs, accuracy table"
+    )
+    psub = prime.add_subparsers(dest="action", required=True, parser_class=Parser)
+    _add_prime_outputs(psub)
+    _add_prime_start(psub)
+    _add_prime_table(psub)
+    add_attention(sub)

@@ -165,35 +165,39 @@ SMOL_RATIONALES = "reference-smollm2-rationales"
 RATIONALE = dict(method="saliency", target="predicted", k=5)
 
 
-def rationale_plan(store: RunStore) -> list[tuple[str, str, dict]]:
-    """(run id, kind, config) for the rationale references, in the order they must run."""
+def _rationale_student(run_id, label, tspec, sspec, mode, source, **kw) -> tuple[str, str, dict]:
+    """A CE student trained with (or without, mode None) the rationales of job `source`."""
+    cfg = TrainConfig(
+        name=label,
+        teacher=tspec,
+        student=sspec,
+        losses=[LossTerm("ce", 1.0)],
+        lr=1e-4,
+        rationales=RationaleSettings(mode=mode, weight=1.0, source_run=source, **RATIONALE) if mode else None,
+        **{**COMMON, **kw},
+    )
+    return (run_id, TRAIN, cfg.to_dict())
+
+
+def _rationale_job(run_id, label, tspec, sspec) -> tuple[str, str, dict]:
     from kd_analysis.attribution.job import rationale_config
 
+    return (run_id, RATIONALES, rationale_config(tspec, sspec, "demo:mcq", name=label, **RATIONALE))
+
+
+def rationale_plan(store: RunStore) -> list[tuple[str, str, dict]]:
+    """(run id, kind, config) for the rationale references, in the order they must run."""
     teacher = ModelSpec(teacher_source(store), task="multiple_choice")
     smol = ModelSpec("smollm2-135m-instruct", task="multiple_choice")
     minilm6 = StudentSpec(kind="model", model=ModelSpec("minilm", task="multiple_choice"))
     two = StudentSpec(num_layers=2)
-
-    def student(run_id, label, tspec, sspec, mode, source, **kw):
-        cfg = TrainConfig(
-            name=label,
-            teacher=tspec,
-            student=sspec,
-            losses=[LossTerm("ce", 1.0)],
-            lr=1e-4,
-            rationales=RationaleSettings(mode=mode, weight=1.0, source_run=source, **RATIONALE) if mode else None,
-            **{**COMMON, **kw},
-        )
-        return (run_id, TRAIN, cfg.to_dict())
 
     def checkpoint(run_id):
         return StudentSpec(
             kind="model", model=ModelSpec(_local(store.folder(run_id) / layout.CHECKPOINT), task="multiple_choice")
         )
 
-    def job(run_id, label, tspec, sspec):
-        return (run_id, RATIONALES, rationale_config(tspec, sspec, "demo:mcq", name=label, **RATIONALE))
-
+    student, job = _rationale_student, _rationale_job
     return [
         job(
             MINILM_RATIONALES,

@@ -271,80 +271,85 @@ def mass_per_mode(q: Sequence[float], modes: Sequence[dict]) -> list[float]:
     return [sum(q[m["lo"] : m["hi"] + 1]) for m in modes]
 
 
-def _fit_one(name: str, cfg: ToyConfig, t_logp: torch.Tensor) -> tuple[float, float, list[dict], list, dict]:
-    """(μ, σ, path, snapshots, stats) of one loss's fit, by cfg.method."""
+class _Path:
+    """The fit's path (a point at every iteration, or every snapshot_every steps) and snapshots of the student's
+    distribution (every snapshot_every iterations and at the end)."""
 
-    def logits(mu, log_sigma):
-        return _student_logits(mu, log_sigma, cfg.classes)
+    def __init__(self, name: str, cfg: ToyConfig, t_logp: torch.Tensor):
+        self.name, self.cfg, self.t_logp = name, cfg, t_logp
+        self.points: list[dict] = []
+        self.snaps: list[list[float]] = []
+        self.snap_steps: list[int] = []
 
-    def true_loss(x: np.ndarray) -> float:
+    def logits(self, mu, log_sigma) -> torch.Tensor:
+        return _student_logits(mu, log_sigma, self.cfg.classes)
+
+    def true_loss(self, x: np.ndarray) -> float:
         with torch.no_grad():
             xt = torch.as_tensor(x, dtype=torch.float64)
-            return float(_objective(name, cfg, logits(xt[0], xt[1]), t_logp))
+            return float(_objective(self.name, self.cfg, self.logits(xt[0], xt[1]), self.t_logp))
 
-    path: list[dict] = []
-    snaps: list[list[float]] = []
-    snap_steps: list[int] = []
-
-    def record(step: int, x: np.ndarray, loss: float, final: bool = False) -> None:
-        """A point of the path at every iteration (Newton) or every snapshot_every steps, and a snapshot of the
-        student's distribution every snapshot_every iterations and at the end."""
-        if not path or path[-1]["step"] != step:
-            path.append({"step": step, "mu": float(x[0]), "sigma": math.exp(float(x[1])), "loss": loss})
-        if (step % cfg.snapshot_every == 0 or final) and (not snap_steps or snap_steps[-1] != step):
+    def record(self, step: int, x: np.ndarray, loss: float, final: bool = False) -> None:
+        if not self.points or self.points[-1]["step"] != step:
+            self.points.append({"step": step, "mu": float(x[0]), "sigma": math.exp(float(x[1])), "loss": loss})
+        if (step % self.cfg.snapshot_every == 0 or final) and (not self.snap_steps or self.snap_steps[-1] != step):
             with torch.no_grad():
                 xt = torch.as_tensor(x, dtype=torch.float64)
-                snaps.append(torch.softmax(logits(xt[0], xt[1]), -1).tolist())
-            snap_steps.append(step)
+                self.snaps.append(torch.softmax(self.logits(xt[0], xt[1]), -1).tolist())
+            self.snap_steps.append(step)
 
+
+def _fit_newton(track: _Path) -> tuple[float, float, dict]:
+    """Newton's method to convergence; a loss with surrogates is followed through each of them in turn."""
+    name, cfg, t_logp = track.name, track.cfg, track.t_logp
     x0 = np.array([cfg.start_mu, math.log(cfg.start_sigma)])
-    if cfg.method == "newton":
-        surrogate, deltas = SURROGATES.get(name, (None, (None,)))
-        record(0, x0, true_loss(x0))
-        x, done, evals, converged, grad = x0, 0, 0, True, np.zeros(2)
-        for delta in deltas:
+    surrogate, deltas = SURROGATES.get(name, (None, (None,)))
+    track.record(0, x0, track.true_loss(x0))
+    x, done, evals, converged, grad = x0, 0, 0, True, np.zeros(2)
+    for delta in deltas:
 
-            def rows(lg: torch.Tensor, delta=delta) -> torch.Tensor:
-                return (
-                    _objective_rows(name, cfg, lg, t_logp) if surrogate is None else surrogate(cfg, lg, t_logp, delta)
-                )
+        def rows(lg: torch.Tensor, delta=delta) -> torch.Tensor:
+            return _objective_rows(name, cfg, lg, t_logp) if surrogate is None else surrogate(cfg, lg, t_logp, delta)
 
-            def on_iter(i: int, z: np.ndarray, v: float, offset=done) -> None:
-                record(offset + i, z, v if surrogate is None else true_loss(z))
+        def on_iter(i: int, z: np.ndarray, v: float, offset=done) -> None:
+            track.record(offset + i, z, v if surrogate is None else track.true_loss(z))
 
-            grad_hessian, values = _newton_problem(rows, cfg.classes, differences=name in FINITE_DIFFERENCES)
-            res = newton(
-                grad_hessian,
-                values,
-                x,
-                max_iter=max(cfg.steps - done, 0),
-                gtol=cfg.gtol,
-                ftol=cfg.ftol,
-                max_step=cfg.max_step,
-                callback=on_iter,
-            )
-            x, done, evals = res.x, done + res.iterations, evals + res.evaluations
-            converged, grad = res.converged, res.grad
-        if path[-1]["step"] == done:
-            path[-1]["loss"] = true_loss(x)  # the value at the end, computed once more outside the optimiser
-        record(done, x, true_loss(x), final=True)
-        stats = {
-            "iterations": done,
-            "evaluations": evals,
-            "converged": bool(converged),
-            "grad_norm": float(np.linalg.norm(grad)),
-        }
-        return float(x[0]), math.exp(float(x[1])), path, snaps, stats
-    if cfg.method not in METHODS:
-        raise KDLensError(f"unknown toy fit method {cfg.method!r}; one of {', '.join(METHODS)}")
+        grad_hessian, values = _newton_problem(rows, cfg.classes, differences=name in FINITE_DIFFERENCES)
+        res = newton(
+            grad_hessian,
+            values,
+            x,
+            max_iter=max(cfg.steps - done, 0),
+            gtol=cfg.gtol,
+            ftol=cfg.ftol,
+            max_step=cfg.max_step,
+            callback=on_iter,
+        )
+        x, done, evals = res.x, done + res.iterations, evals + res.evaluations
+        converged, grad = res.converged, res.grad
+    if track.points[-1]["step"] == done:
+        track.points[-1]["loss"] = track.true_loss(x)  # the value at the end, computed once more outside the optimiser
+    track.record(done, x, track.true_loss(x), final=True)
+    stats = {
+        "iterations": done,
+        "evaluations": evals,
+        "converged": bool(converged),
+        "grad_norm": float(np.linalg.norm(grad)),
+    }
+    return float(x[0]), math.exp(float(x[1])), stats
+
+
+def _fit_gradient(track: _Path) -> tuple[float, float, dict]:
+    """cfg.steps of gradient descent or Adam."""
+    name, cfg, t_logp = track.name, track.cfg, track.t_logp
     mu = torch.tensor(cfg.start_mu, dtype=torch.float64, requires_grad=True)
     log_sigma = torch.tensor(cfg.start_sigma, dtype=torch.float64).log().requires_grad_()
     opt = torch.optim.Adam([mu, log_sigma], lr=cfg.lr) if cfg.method == "adam" else None
     grad_norm = 0.0
     for step in range(cfg.steps + 1):
-        loss = _objective(name, cfg, logits(mu, log_sigma), t_logp)
+        loss = _objective(name, cfg, track.logits(mu, log_sigma), t_logp)
         if step % cfg.snapshot_every == 0 or step == cfg.steps:
-            record(step, np.array([mu.item(), log_sigma.item()]), loss.item(), final=step == cfg.steps)
+            track.record(step, np.array([mu.item(), log_sigma.item()]), loss.item(), final=step == cfg.steps)
         g_mu, g_ls = torch.autograd.grad(loss, [mu, log_sigma])
         grad_norm = math.hypot(g_mu.item(), g_ls.item())
         if step == cfg.steps:
@@ -362,7 +367,16 @@ def _fit_one(name: str, cfg: ToyConfig, t_logp: torch.Tensor) -> tuple[float, fl
         "converged": grad_norm <= cfg.gtol,
         "grad_norm": grad_norm,
     }
-    return mu.item(), log_sigma.exp().item(), path, snaps, stats
+    return mu.item(), log_sigma.exp().item(), stats
+
+
+def _fit_one(name: str, cfg: ToyConfig, t_logp: torch.Tensor) -> tuple[float, float, list[dict], list, dict]:
+    """(μ, σ, path, snapshots, stats) of one loss's fit, by cfg.method."""
+    if cfg.method != "newton" and cfg.method not in METHODS:
+        raise KDLensError(f"unknown toy fit method {cfg.method!r}; one of {', '.join(METHODS)}")
+    track = _Path(name, cfg, t_logp)
+    mu, sigma, stats = _fit_newton(track) if cfg.method == "newton" else _fit_gradient(track)
+    return mu, sigma, track.points, track.snaps, stats
 
 
 def fit_toy(cfg: ToyConfig | None = None) -> ToyResult:
