@@ -8,6 +8,7 @@ attributions.jsonl (one line per example and model) and report.json (aggregates,
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from kd_analysis.attribution.agreement import agreement_summary
@@ -19,6 +20,7 @@ from kd_analysis.data.refs import describe_data
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.runs import Run
 from kd_analysis.runs.kinds import RATIONALES
+from kd_analysis.runs.layout import CHECKPOINT
 
 ATTRIBUTIONS, REPORT = "attributions.jsonl", "report.json"
 
@@ -148,7 +150,7 @@ def agreement_table(store) -> list[dict[str, Any]]:
                 "job": summary.run_id,
                 "name": cfg.get("name", ""),
                 "teacher": cfg["teacher"]["source"],
-                "student": StudentSpec.from_dict(cfg["student"]).describe(),
+                "student": student_words(store, StudentSpec.from_dict(cfg["student"])),
                 "examples": agree["examples"],
                 "k": agree["k"],
                 "mean spearman": agree["mean_spearman"],
@@ -159,6 +161,20 @@ def agreement_table(store) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def student_words(store, spec) -> str:
+    """A student in words: one read from a run's checkpoint is named by that run (its name, else its id), not
+    by the checkpoint's path."""
+    source = spec.model.source if spec.kind == "model" and spec.model is not None else ""
+    folder = Path(source)
+    if folder.name == CHECKPOINT:
+        try:
+            run = store.get(folder.parent.name)
+            return f"the student of run {run.config().get('name') or run.run_id}"
+        except Exception:  # not a run of this store (a folder elsewhere): its path says what it is
+            pass
+    return spec.describe()
 
 
 def _accuracy(run: Run, role: str) -> float | None:

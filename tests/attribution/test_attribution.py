@@ -434,3 +434,19 @@ def test_class_targets_name_every_class_by_the_data_and_never_label_k(tiny_dir):
         assert t.target_label == ["0: negative", "1: positive"][target] and t.gold_label == "0: negative"
     bare = build_target(loaded, Example("b", "a fine film", label=1), target=0)
     assert (bare.target_label, bare.gold_label) == ("0", "1") and "LABEL" not in bare.predicted_label
+
+
+def test_agreement_names_a_checkpoint_student_by_its_run(tmp_path):
+    """A student read from a run's checkpoint is named by that run in the agreement table, never by its path; a
+    folder that is no run of the store keeps its own description."""
+    from kd_analysis.attribution.job import student_words
+    from kd_analysis.models.specs import ModelSpec, StudentSpec
+    from kd_analysis.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    run = store.create("train", {"name": "CE only, 2 layers"}, run_id="run-ce")
+    from_run = StudentSpec(kind="model", model=ModelSpec(str(run.path / "checkpoint"), task="multiple_choice"))
+    assert student_words(store, from_run) == "the student of run CE only, 2 layers"
+    elsewhere = StudentSpec(kind="model", model=ModelSpec(str(tmp_path / "other" / "checkpoint")))
+    assert student_words(store, elsewhere) == elsewhere.describe()
+    assert student_words(store, StudentSpec(num_layers=2)) == StudentSpec(num_layers=2).describe()

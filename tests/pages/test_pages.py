@@ -710,7 +710,7 @@ def test_the_run_form_keeps_a_picked_teacher_as_its_default_and_names_it(run_roo
 
 
 def test_pages_bind_their_state_to_the_url_through_one_helper():
-    """Pages read and write the address only through app_ui.state (url_state, url_changed, write_url_state), so
+    """Pages read and write the address only through app_ui.state (url_arrivals, url_state, write_url_state), so
     every parameter is checked by the URL schema and a page's own writes never read as a pasted link."""
     import re
     from pathlib import Path
