@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from kd_analysis.cli.args import whole_number
-from kd_analysis.cli.common import Parser, print_result
+from kd_analysis.cli.common import Parser, add_root, print_result
 
 
 def _store(args):
@@ -212,10 +212,7 @@ def _command(esub, name: str, fn, summary: str, run_id: bool = True):
     if run_id:
         q.add_argument("run_id", metavar="RUN_ID")
     q.add_argument("--json", action="store_true")
-    q.add_argument(
-        "--root",
-        help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
-    )
+    add_root(q)
     q.set_defaults(fn=fn)
     return q
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from kd_analysis.cli.common import Parser, print_result, reconciled_store
+from kd_analysis.cli.common import Parser, add_root, print_result, reconciled_store
 
 
 def cmd_story(args: argparse.Namespace) -> None:
@@ -50,10 +50,7 @@ def add_story(sub) -> None:
     story = sub.add_parser("story", help="the demo's story (the Summary page) as one self-contained HTML file")
     story.add_argument("--out", default="story.html", help="the HTML file to write (default: story.html)")
     story.add_argument("--force", action="store_true", help="overwrite --out when it exists")
-    story.add_argument(
-        "--root",
-        help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
-    )
+    add_root(story)
     story.add_argument("--json", action="store_true")
     story.set_defaults(fn=cmd_story)
 

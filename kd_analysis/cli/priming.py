@@ -6,7 +6,7 @@ import sys
 from functools import partial
 
 from kd_analysis.cli.args import number, whole_number
-from kd_analysis.cli.common import Parser, add_data, creates_runs, print_result
+from kd_analysis.cli.common import Parser, add_data, add_root, creates_runs, print_result
 from kd_analysis.exceptions import KDLensError
 
 
@@ -331,7 +331,7 @@ def _add_prime_start(psub) -> None:
         "answer tokens; paper (Goyal et al.'s code): prompt + question vs question, position by "
         "position, cut to one length",
     )
-    start.add_argument("--root", help="run store folder")
+    add_root(start)
     _strategy_options(start)
     start.set_defaults(fn=cmd_prime_start)
 
@@ -355,7 +355,7 @@ def _model_options(q) -> None:
     q.add_argument("--run", action="append", help="a finished run whose student to read (repeat per strategy)")
     q.add_argument("--model", action="append", metavar="[LABEL=]SOURCE", help="a model to read")
     add_data(q, required=True)
-    q.add_argument("--root", help="run store folder")
+    add_root(q)
     q.add_argument("--json", action="store_true")
 
 

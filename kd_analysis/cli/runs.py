@@ -7,7 +7,7 @@ import argparse
 import json
 
 from kd_analysis.cli.args import whole_number
-from kd_analysis.cli.common import Parser, creates_runs, print_result, reconciled_store
+from kd_analysis.cli.common import Parser, add_root, creates_runs, print_result, reconciled_store
 from kd_analysis.exceptions import KDLensError
 
 
@@ -222,10 +222,7 @@ def add_runs(sub) -> None:
     def runs_cmd(name: str, fn, help_text: str) -> argparse.ArgumentParser:
         q = rsub.add_parser(name, help=help_text)
         q.add_argument("--json", action="store_true")
-        q.add_argument(
-            "--root",
-            help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
-        )
+        add_root(q)
         q.set_defaults(fn=fn)
         return q
 
@@ -288,19 +285,13 @@ def add_train(sub) -> None:
     tr.add_argument("--config", help="a TrainConfig as .json or .yaml (with --preset: settings to override)")
     tr.add_argument("--preset", help="start from a paper preset (see `presets list`)")
     tr.add_argument("--run-id", help="an existing queued run to execute (the page passes this)")
-    tr.add_argument(
-        "--root",
-        help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
-    )
+    add_root(tr)
     tr.set_defaults(fn=cmd_train)
 
 
 def add_job(sub) -> None:
     job = sub.add_parser("job", help="execute a queued run of any kind (what the pages start in the background)")
     job.add_argument("--run-id", required=True)
-    job.add_argument(
-        "--root",
-        help="run store folder (default: $KD_LENS_RUNS, else your runs beside the shipped reference runs)",
-    )
+    add_root(job)
     job.add_argument("--token", help="the run's identity token (start_run passes it; cancel checks it)")
     job.set_defaults(fn=cmd_job)
