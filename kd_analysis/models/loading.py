@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 Task = Literal["classification", "multiple_choice", "causal_lm", "seq2seq"]
 Head = Literal["choice_head", "class_head", "lm", "seq2seq"]
-SourceKind = Literal["builtin", "local", "hub", "hub-cache", "derived", "adapter"]
+SourceKind = Literal["builtin", "local", "hub", "hub-cache", "derived", "adapter", "memory"]
 
 
 @dataclass
@@ -309,6 +309,41 @@ def load_model(spec: ModelSpec, progress: Progress | None = None) -> LoadedModel
         location=resolved.location,
         notes=notes,
         untrained_head=bool(new) and head in ("choice_head", "class_head"),
+    )
+
+
+def task_of(model: Any) -> str:
+    """The task a model in memory was built for, from its class (a model built from a config may not name its
+    architecture in the config)."""
+    name = type(getattr(model, "base_model", model) if hasattr(model, "peft_config") else model).__name__
+    if "ForMultipleChoice" in name:
+        return "multiple_choice"
+    if "ForSequenceClassification" in name:
+        return "classification"
+    if getattr(model.config, "is_encoder_decoder", False):
+        return "seq2seq"
+    if "ForCausalLM" in name or "LMHeadModel" in name:
+        return "causal_lm"
+    return infer_task(model.config)
+
+
+def wrap_model(model: Any, tokenizer: Any, source: str = "", task: str | None = None) -> LoadedModel:
+    """A model another program loaded (a Trainer's, a custom loop's), as kd-lens's workflows take it: nothing is
+    copied or moved, so an evaluation sees exactly the weights being trained. `source` names it in records."""
+    task = task or task_of(model)
+    head = head_for(task, model.config)
+    notes: list[str] = []
+    if tokenizer is not None and tokenizer.pad_token is None:
+        _fix_padding(tokenizer, model, notes)
+    return LoadedModel(
+        spec=ModelSpec(source=source or getattr(model, "name_or_path", "") or type(model).__name__, task=task),
+        model=model,
+        tokenizer=tokenizer,
+        task=cast(Task, task),
+        head=cast(Head, head),
+        source_kind="memory",
+        location=source,
+        notes=notes,
     )
 
 

@@ -33,6 +33,7 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ANNOTATIONS = "annotations"  # what the user adds to read-only reference runs, by run id
 CANCEL_REQUEST = "cancel.request"  # a worker that sees this file stops, whether or not it can be signalled
 DAMAGED = "damaged"  # shown, never stored: a run whose files cannot be read as written
+HEARTBEAT_PERIOD_S = 2.0  # how often a live worker (or a training kd-lens watches) beats
 STALE_AFTER_S = 20.0  # a live worker beats every 2 s; this long without a beat means it is gone
 _status_lock = threading.Lock()  # the worker's heartbeat thread and main thread both write status.json
 
@@ -258,6 +259,25 @@ class Run:
         if self.path.resolve() not in target.parents:
             raise RunStoreError(f"artefact name {name!r} leaves the run folder")
         return target
+
+
+class Heartbeat(threading.Thread):
+    """Beats every `period` seconds while a job (or training kd-lens only watches) is alive, and turns a cancel
+    request file into the stop flag (the signal-free channel). A daemon: it dies with its process, so a killed
+    job's beat stops and `reconcile` marks it failed."""
+
+    def __init__(self, run: Run, stop: threading.Event, period: float = HEARTBEAT_PERIOD_S):
+        super().__init__(daemon=True, name=f"kd-lens-heartbeat-{run.run_id}")
+        self.target, self.stopped, self.stop, self.period = run, threading.Event(), stop, period
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.period):
+            if self.target.cancel_requested():
+                self.stop.set()
+            try:
+                self.target.beat()
+            except OSError:
+                pass  # a full disk must not kill training; the next beat retries
 
 
 class PhaseReporter:
@@ -501,7 +521,7 @@ def cancel_run(store: RunStore, run_id: str, wait_s: float = 15.0) -> str:
     else:  # maybe a foreground run (no token): it stops itself on the request file within a heartbeat or two
         run.log(f"cancel: not signalling pid {st.get('pid')}: {verdict.reason}")
         beating = time.time() - st.get("heartbeat", 0) < STALE_AFTER_S
-        wait_s = min(wait_s, 3 * _HEARTBEAT_S) if beating else 0.0
+        wait_s = min(wait_s, 3 * HEARTBEAT_PERIOD_S) if beating else 0.0
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if run.status().get("state") in FINAL_STATES:
@@ -517,7 +537,6 @@ def cancel_run(store: RunStore, run_id: str, wait_s: float = 15.0) -> str:
     return "cancelled"
 
 
-_HEARTBEAT_S = 2.0  # the worker's beat period (training.worker.HEARTBEAT_S), kept here to avoid importing torch
 
 
 def _signal(status: dict[str, Any], sig: int) -> None:

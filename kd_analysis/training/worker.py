@@ -23,33 +23,16 @@ from pathlib import Path
 from kd_analysis import process_identity
 from kd_analysis.exceptions import KDLensError, user_message
 from kd_analysis.logs import lines_to
-from kd_analysis.runs import PhaseReporter, Run, RunStore, layout
+from kd_analysis.runs import HEARTBEAT_PERIOD_S, Heartbeat, PhaseReporter, Run, RunStore, layout
 from kd_analysis.runs.kinds import JOB_KINDS, TRAIN
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_S = 2.0
+HEARTBEAT_S = HEARTBEAT_PERIOD_S  # read when a job starts (a test shortens it)
 
 
 def _is_main_rank() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
-
-
-class _Heartbeat(threading.Thread):
-    """Beats every HEARTBEAT_S and turns a cancel request file into the stop flag (the signal-free channel)."""
-
-    def __init__(self, run: Run, stop: threading.Event):
-        super().__init__(daemon=True)
-        self.target, self.stopped, self.stop = run, threading.Event(), stop
-
-    def run(self) -> None:
-        while not self.stopped.wait(HEARTBEAT_S):
-            if self.target.cancel_requested():
-                self.stop.set()
-            try:
-                self.target.beat()
-            except OSError:
-                pass  # a full disk must not kill training; the next beat retries
 
 
 def _device_kind(cfg) -> str:
@@ -134,7 +117,7 @@ def supervise(
     run.set_status(run.status().get("state", "queued"), **process_identity.this_process())
     if run.cancel_requested():
         stop.set()
-    beat = _Heartbeat(run, stop)
+    beat = Heartbeat(run, stop, HEARTBEAT_S)
     beat.start()
     lock = None
     try:
