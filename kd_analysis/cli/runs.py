@@ -9,6 +9,7 @@ import json
 from kd_analysis.cli.args import whole_number
 from kd_analysis.cli.common import Parser, add_root, creates_runs, print_result, reconciled_store
 from kd_analysis.exceptions import KDLensError
+from kd_analysis.models.specs import TASKS
 
 
 def cmd_runs_list(args: argparse.Namespace) -> None:
@@ -93,6 +94,52 @@ def cmd_runs_start(args: argparse.Namespace) -> None:
         return
     run = start_run(cfg.to_dict(), reconciled_store(args), name=cfg.name)
     print_result({"run_id": run.run_id, "path": str(run.path)}, args.json, lambda d: d["run_id"])
+
+
+@creates_runs
+def cmd_runs_import(args: argparse.Namespace) -> None:
+    from kd_analysis.integrations.evaluation import EvalSettings
+    from kd_analysis.integrations.importer import import_trainer_folder
+
+    store = reconciled_store(args)
+    run_id = import_trainer_folder(
+        args.folder,
+        name=args.name or "",
+        root=store.root,
+        evaluate=args.evaluate,
+        limit=args.limit,
+        checkpoint=args.checkpoint,
+        teacher=args.teacher,
+        task=args.task,
+        settings=EvalSettings(args.batch_size, args.max_length, args.max_new_tokens),
+    )
+    run = store.get(run_id)
+    print_result(
+        {"run_id": run_id, "path": str(run.path), "steps": run.summary().steps},
+        args.json,
+        lambda d: f"{d['run_id']} (step {d['steps']}): {d['path']}",
+    )
+
+
+def _add_import(runs_cmd) -> None:
+    q = runs_cmd(
+        "import",
+        cmd_runs_import,
+        "a transformers Trainer / TRL output folder as a run: its logged metrics, and with --evaluate kd-lens's "
+        "per-example records of a checkpoint",
+    )
+    q.add_argument("folder", metavar="DIR", help="the Trainer's output_dir (holds trainer_state.json)")
+    q.add_argument("--name", help="the run's name (default: the folder's)")
+    q.add_argument("--evaluate", metavar="EXAMPLES", help="a data set (file, demo:NAME, hf:NAME) to write records on")
+    q.add_argument("--limit", type=whole_number, help="the first N examples of --evaluate")
+    q.add_argument(
+        "--checkpoint", help="the weights to evaluate (default: the final model, else the newest checkpoint)"
+    )
+    q.add_argument("--teacher", help="a teacher (folder, built-in or hub id) to evaluate too: its records and KL")
+    q.add_argument("--task", choices=list(TASKS), help="when the checkpoint's architecture does not say")
+    q.add_argument("--batch-size", type=whole_number, default=8)
+    q.add_argument("--max-length", type=whole_number, default=256)
+    q.add_argument("--max-new-tokens", type=whole_number, default=48)
 
 
 def _pct(v: float | None) -> str:
@@ -262,6 +309,7 @@ def add_runs(sub) -> None:
         cmd_runs_agreement,
         "teacher-student attribution agreement of every finished rationales job (before / after distillation)",
     )
+    _add_import(runs_cmd)
     make_ref = runs_cmd(
         "make-reference", cmd_runs_make_reference, "regenerate the demo's reference runs (about an hour on 2 CPU cores)"
     )
