@@ -18,6 +18,7 @@ from kd_analysis.plots.attribution import token_heatmap_html
 from kd_analysis.plots.errors import token_gaps_figure
 from kd_analysis.runs import RunStore, cancel_run, layout, start_run
 from kd_analysis.runs.kinds import EXPLANATIONS
+from kd_analysis.runs.origin import missing_words, origin_kind, outside_student
 from kd_analysis.training.progress import run_progress
 
 JOB_KEY = "ea_explain_job"
@@ -95,7 +96,12 @@ def explanation_panel(
         if working or have is not None:
             return
         missing = [e for e in slice_ids if (e, method, target) not in found]
-        weights = (store.folder(run_id) / layout.CHECKPOINT).is_dir()
+        run = store.get(run_id)
+        if origin_kind(run.config()) is not None and outside_student(run) is None:
+            # trained elsewhere without a saved student: nothing to explain from, nothing kd-lens could retrain
+            st.caption(md("This run " + "; ".join(w for w in missing_words(run) if "saved student" in w) + "."))
+            return
+        weights = (store.folder(run_id) / layout.CHECKPOINT).is_dir() or outside_student(run) is not None
         took = _train_seconds(store, run_id)
         if not weights:
             st.caption(

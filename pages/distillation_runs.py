@@ -22,6 +22,7 @@ from kd_analysis.plots.run_evals import eval_curves
 from kd_analysis.plots.runs import balance_curves, run_losses, taid_curve
 from kd_analysis.runs import RunStore, cancel_run, layout, reconcile, start_run
 from kd_analysis.runs.kinds import RATIONALES
+from kd_analysis.runs.origin import missing_words, origin_kind, origin_words
 from kd_analysis.training.balance import balance_report
 from kd_analysis.training.config import LoraSettings, LossTerm, OnPolicySettings, RationaleSettings, TrainConfig
 from kd_analysis.training.evals import active_twin, eval_rows, eval_table
@@ -486,6 +487,8 @@ def live_runs(store: RunStore) -> None:
             c1.markdown(label + (f" · step {p.step}" if p.step else "") + phase_text(p))
             if p.reason:
                 c1.caption(md(p.reason))
+        if origin_kind(store.get(summary.run_id).config()) is not None:
+            c1.caption(md(origin_words(store.get(summary.run_id).config())))
         if p.skipped_lines:
             c1.caption(f"{p.skipped_lines} unreadable metrics line(s) skipped (see `runs show {p.run_id}`)")
         c2.markdown(md(latest_eval_words(store.get(summary.run_id), p)))
@@ -503,6 +506,10 @@ def watched_run(run) -> None:
     """One run: its warnings, loss and evaluation curves, loss balance, TAID schedule and log."""
     p = run_progress(run)
     st.subheader(f"Watching {md(p.name)}")
+    if origin_kind(run.config()) is not None:  # trained elsewhere: say so, and what the pages cannot show
+        st.caption(md(origin_words(run.config()).capitalize() + "."))
+        for line in missing_words(run):
+            st.caption(md(f"It has {line}."))
     if (run.path / layout.PREDICTIONS).is_file():
         st.page_link(
             "pages/error_analysis.py",

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from kd_analysis.exceptions import KDLensError
 from kd_analysis.fileio import append_jsonl, read_jsonl
 from kd_analysis.runs import Run, RunStore, layout
+from kd_analysis.runs.origin import missing_words, origin_kind, outside_student
 
 EXPLANATIONS = "explanations.jsonl"
 DEFAULT_METHOD = "input_x_gradient"  # one backward pass per model: seconds on CPU, exact for linear models
@@ -90,6 +92,53 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class OutsideSettings:
+    """What an explanation reads from a run's config, for a run trained elsewhere (no kd-lens TrainConfig)."""
+
+    max_length: int = 256
+    priming: Any = None
+
+
+def _outside_run_models(run: Run, device: str, say: Callable[[str], None]) -> RunModels:
+    """A run trained elsewhere: its saved student (the Trainer's last checkpoint, or the one an import
+    evaluated), the teacher by the name its config gives, the examples of its records as kd-lens prompts them."""
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+
+    cfg = run.config()
+    source = outside_student(run)
+    if source is None or not Path(source).exists():
+        raise NoWeights(f"run {run.run_id}: " + "; ".join(w for w in missing_words(run) if "saved student" in w))
+    task = cfg.get("task") if isinstance(cfg.get("task"), str) else None
+    say(f"loading the student from {source}")
+    models = {"student": load_model(ModelSpec(source, task=task, device=device))}
+    teacher = cfg.get("teacher") if isinstance(cfg.get("teacher"), dict) else {}
+    reads = {"student": "the example as is"}
+    if isinstance(teacher.get("source"), str) and teacher["source"]:
+        say(f"loading the teacher from {teacher['source']}")
+        models["teacher"] = load_model(ModelSpec(teacher["source"], task=task, device=device))
+        reads["teacher"] = "the example as is" + (
+            " (loaded by the name the training gave; weights changed in memory are not seen)"
+            if teacher.get("in_memory")
+            else ""
+        )
+    ids = {str(r.get("example_id")) for r in read_jsonl(run.path / layout.PREDICTIONS)}
+    found = {ex.id: ex for ex in load_dataset(cfg["data"]).examples if ex.id in ids} if cfg.get("data") else {}
+    if not found:
+        raise KDLensError(f"run {run.run_id}: the examples of its records cannot be read from {cfg.get('data')!r}")
+    return RunModels(
+        run_id=run.run_id,
+        cfg=OutsideSettings(max_length=int(cfg.get("max_length") or 256)),
+        models=models,
+        views=dict.fromkeys(models, found),
+        prompts=dict.fromkeys(models),
+        reads=reads,
+        answers=_recorded_answers(run),
+    )
+
+
 def load_run_models(
     store: RunStore, run_id: str, *, device: str = "cpu", progress: Callable[[str], None] | None = None
 ) -> RunModels:
@@ -102,6 +151,8 @@ def load_run_models(
 
     say = progress or (lambda m: None)
     run = store.get(run_id)
+    if origin_kind(run.config()) is not None:
+        return _outside_run_models(run, device, say)
     cfg, *_ = check_run(run, force=True, need_checkpoint=False)
     folder = run.path / layout.CHECKPOINT
     if not folder.is_dir():

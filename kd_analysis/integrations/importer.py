@@ -121,6 +121,7 @@ def import_trainer_folder(
         "teacher": {"source": teacher} if teacher else None,
         "student": {"kind": "model", "model": {"source": str(weights)}} if weights else None,
         "data": evaluate,
+        "task": task,
         "eval_size": len(examples),
         "training": {
             k: folder.state[k]

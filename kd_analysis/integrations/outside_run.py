@@ -21,12 +21,6 @@ from kd_analysis.runs import Heartbeat, Run, RunStore
 from kd_analysis.runs.kinds import TRAIN
 from kd_analysis.runs.records import save_run_records
 
-ORIGINS = {
-    "callback": "trained by a transformers Trainer with KDLensCallback",
-    "track": "logged by a custom training loop (kd_analysis.track)",
-    "import": "imported from a finished Trainer output folder",
-}
-
 
 def is_main_process() -> bool:
     """Under `accelerate launch` or torchrun only rank 0 writes the run folder."""

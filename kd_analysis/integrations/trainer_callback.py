@@ -22,6 +22,7 @@ from transformers import TrainerCallback
 from kd_analysis.data.example import Example
 from kd_analysis.integrations.evaluation import EvalSettings, Evaluation, evaluate_model, evaluation_examples
 from kd_analysis.integrations.outside_run import OutsideRun
+from kd_analysis.models.loading import task_of
 
 # what a distillation trainer's arguments may say about its objective (TRL: beta, lmbda, temperature, seq_kd, ...)
 KD_SETTINGS = (
@@ -136,7 +137,12 @@ class KDLensCallback(TrainerCallback):
         return {
             "name": self.name or os.path.basename(os.path.normpath(args.output_dir)),
             "origin": {"kind": "callback", "output_dir": str(args.output_dir), "versions": _versions()},
-            "teacher": {"source": teacher_name} if teacher_name else None,
+            "teacher": (
+                {"source": teacher_name, **({} if isinstance(teacher, str) else {"in_memory": True})}
+                if teacher_name
+                else None
+            ),
+            "task": self.task or task_of(model),
             "student": {"kind": "model", "model": {"source": student_name}},
             "data": self.data if self.examples else None,
             "eval_size": len(self.examples),

@@ -7,6 +7,7 @@ from typing import Any
 
 from kd_analysis.runs import Run, RunStore, layout
 from kd_analysis.runs.kinds import TRAIN
+from kd_analysis.runs.origin import objective_words, origin_kind, origin_words
 from kd_analysis.stats.intervals import wilson_interval
 
 EVAL_PREFIX, TEACHER_PREFIX, LOSS_PREFIX = "eval_", "teacher_", "loss"
@@ -408,7 +409,7 @@ def _final_row(store: RunStore, rid: str, label: str) -> dict[str, Any]:
         "name": label,
         "state": p.state,
         "steps": steps_label(cfg, metrics),
-        "losses": losses_label(cfg),
+        "losses": losses_label(cfg) if origin_kind(cfg) is None else objective_words(cfg),
         "final loss": p.last.get("loss"),
     }
     row["set-up"] = _setup_label(cfg)
@@ -455,8 +456,12 @@ NOT_METHOD = (
 
 
 def _setup_label(cfg: dict[str, Any]) -> str:
-    """Which paper preset a run started from, how faithful that is, and which method settings it changed."""
+    """Which paper preset a run started from, how faithful that is, and which method settings it changed; for a
+    run trained elsewhere, where it came from."""
     from kd_analysis.training.presets import AS_IN_PAPER, OUR_READING, PRESETS
+
+    if origin_kind(cfg) is not None:
+        return origin_words(cfg)
 
     preset = PRESETS.get(cfg.get("preset")) if isinstance(cfg.get("preset"), str) else None
     if not preset:

@@ -36,3 +36,22 @@ def test_a_folder_without_trainer_state_is_refused_in_one_sentence(tmp_path):
     assert_clean_error(
         cli("runs", "import", str(tmp_path / "empty"), "--root", str(tmp_path / "runs")), "trainer_state.json"
     )
+
+
+def test_an_imported_run_is_explained_from_its_checkpoint_and_teacher(tiny_dir, tmp_path):
+    """Explanations (attributions of both models over one example) load an imported run's evaluated checkpoint
+    and its teacher by name, as they load kd-lens's own runs' weights."""
+    from kd_analysis.error_analysis.explain import explain
+
+    classification_trainer(
+        tiny_dir / "bert", tmp_path / "out", [], steps=2, save_strategy="steps", save_steps=2
+    ).train()
+    root = tmp_path / "runs"
+    done = cli(
+        "runs", "import", str(tmp_path / "out"), "--root", str(root), "--evaluate", "demo:sentiment", "--limit", "4",
+        "--teacher", str(tiny_dir / "bert"), "--task", "classification", "--json",
+    )  # fmt: skip
+    run_id = json.loads(done.stdout)["run_id"]
+    example = json.loads((root / run_id / "predictions.jsonl").read_text().splitlines()[0])["example_id"]
+    [found] = explain(RunStore(root), run_id, [example], method="saliency")
+    assert set(found.attributions) == {"teacher", "student"}
