@@ -78,6 +78,8 @@ class OutsideRun:
 
     def cancel_requested(self) -> bool:
         """Cancel was pressed on the Runs page (or `runs cancel`): the training should stop at its next step."""
+        if self._beat is not None:  # the heartbeat turns the request file into this flag: no file read per step
+            return self.stop.is_set()
         return self.stop.is_set() or (self.run is not None and self.run.cancel_requested())
 
     def log(self, step: int, metrics: dict[str, Any], total_steps: int | None = None) -> None:
