@@ -507,7 +507,8 @@ def watched_run(run) -> None:
     p = run_progress(run)
     st.subheader(f"Watching {md(p.name)}")
     if origin_kind(run.config()) is not None:  # trained elsewhere: say so, and what the pages cannot show
-        st.caption(md(origin_words(run.config()).capitalize() + "."))
+        words = origin_words(run.config())
+        st.caption(md(words[:1].upper() + words[1:] + "."))
         for line in missing_words(run):
             st.caption(md(f"It has {line}."))
     if (run.path / layout.PREDICTIONS).is_file():

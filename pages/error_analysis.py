@@ -468,7 +468,9 @@ def one_example(o: Opened, ids: list[str], sort_by: str) -> list[str]:
     )
     st.markdown(md(row["text"]) if isinstance(row["text"], str) else "_(no text)_")
     answers(o, row)
-    why_and_notes(o, example, ids, has_choices=bool(row["choices"]))
+    # the gold answer token by token is for generation: an example with choices or classes has none
+    options = answer_options(row, o.first, o.class_names) or answer_options(row, o.second, o.class_names)
+    why_and_notes(o, example, ids, has_choices=bool(row["choices"]) or bool(options))
     return pins
 
 

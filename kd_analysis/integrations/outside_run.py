@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from kd_analysis import process_identity
-from kd_analysis.runs import Heartbeat, Run, RunStore
+from kd_analysis.runs import HEARTBEAT_PERIOD_S, Heartbeat, Run, RunStore
 from kd_analysis.runs.kinds import TRAIN
 from kd_analysis.runs.records import save_run_records
+
+HEARTBEAT_S = HEARTBEAT_PERIOD_S  # read when a run starts (a test shortens it)
 
 
 def is_main_process() -> bool:
@@ -69,16 +71,18 @@ class OutsideRun:
         self.run = store.create(TRAIN, config, run_id=run_id, state="running")
         if live:  # this process trains: its identity and heartbeat say whether it still does
             self.run.set_status("running", started=time.time(), **process_identity.this_process())
-            self._beat = Heartbeat(self.run, self.stop)
+            self._beat = Heartbeat(self.run, self.stop, HEARTBEAT_S)
             self._beat.start()
 
     @property
     def run_id(self) -> str | None:
         return self.run.run_id if self.run else None
 
-    def cancel_requested(self) -> bool:
-        """Cancel was pressed on the Runs page (or `runs cancel`): the training should stop at its next step."""
-        if self._beat is not None:  # the heartbeat turns the request file into this flag: no file read per step
+    def cancel_requested(self, now: bool = False) -> bool:
+        """Cancel was pressed on the Runs page (or `runs cancel`): the training should stop at its next step.
+        Per step this reads the flag the heartbeat sets from the request file (within one beat); `now` reads the
+        file itself (once, at the end)."""
+        if self._beat is not None and not now:  # no file read per step
             return self.stop.is_set()
         return self.stop.is_set() or (self.run is not None and self.run.cancel_requested())
 

@@ -161,11 +161,12 @@ class KDLensCallback(TrainerCallback):
         atexit.register(self._exited)
         self.out.say(f"started by {type(self).__name__} in {args.output_dir}")
         if self.examples and self.at_start:
-            self._evaluate(model, processing_class, state.global_step, state.max_steps, first=True)
+            self._evaluate(model, processing_class, state.global_step, first=True)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.out is not None and logs:
-            self.out.log(state.global_step, logs, total_steps=state.max_steps)
+            # the total on training lines only: a summary or evaluation line is not a step's progress
+            self.out.log(state.global_step, logs, total_steps=state.max_steps if "loss" in logs else None)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.out is not None and self.out.cancel_requested():
@@ -175,7 +176,7 @@ class KDLensCallback(TrainerCallback):
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         if self.out is not None and self.examples:
-            self._evaluate(model, processing_class, state.global_step, state.max_steps)
+            self._evaluate(model, processing_class, state.global_step)
 
     def on_save(self, args, state, control, **kwargs):
         if self.out is not None:
@@ -185,8 +186,8 @@ class KDLensCallback(TrainerCallback):
         if self.out is None:
             return
         if self.examples:
-            self._evaluate(model, processing_class, state.global_step, state.max_steps)
-        cancelled = self.out.cancel_requested()
+            self._evaluate(model, processing_class, state.global_step)
+        cancelled = self.out.cancel_requested(now=True)
         self.out.finish(
             "cancelled" if cancelled else "finished",
             reason=f"cancelled at step {state.global_step}" if cancelled else None,
@@ -199,7 +200,7 @@ class KDLensCallback(TrainerCallback):
             self.out.finish("failed", reason="the training process ended before the Trainer finished (see its output)")
 
     # --- evaluation ------------------------------------------------------------------------------------------
-    def _evaluate(self, model: Any, tokenizer: Any, step: int, total: int | None, first: bool = False) -> None:
+    def _evaluate(self, model: Any, tokenizer: Any, step: int, first: bool = False) -> None:
         from kd_analysis.models.loading import wrap_model
 
         if step in self._evaluated or self.out is None:
@@ -221,7 +222,7 @@ class KDLensCallback(TrainerCallback):
         )
         self.out.records(ev.records, role="student", step=step, data=self.data)
         extra = {"held_out": len(self.examples)} if first else {}
-        self.out.log(step, {**extra, **{f"eval_{k}": v for k, v in ev.metrics.items()}}, total_steps=total)
+        self.out.log(step, {**extra, **{f"eval_{k}": v for k, v in ev.metrics.items()}})
 
     def _teacher_model(self, tokenizer: Any):
         """The teacher as kd-lens evaluates it: the given model (with its own tokenizer, else the student's) or

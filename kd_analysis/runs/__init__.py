@@ -537,8 +537,6 @@ def cancel_run(store: RunStore, run_id: str, wait_s: float = 15.0) -> str:
     return "cancelled"
 
 
-
-
 def _signal(status: dict[str, Any], sig: int) -> None:
     """The worker's group when it leads one (as start_run arranges), else the worker alone."""
     pid, pgid = int(status["pid"]), status.get("pgid")

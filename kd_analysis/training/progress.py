@@ -47,7 +47,8 @@ def _latest(records: list[dict], prefix: str) -> dict[str, float]:
 def run_progress(run: Run) -> RunProgress:
     read = run.metrics_checked()  # read once: the summary below reuses it
     cfg, metrics = run.config(), read[0]
-    steps = [m for m in metrics if "loss" in m or "total_steps" in m]  # training steps, or job progress records
+    # training steps, else job progress records (a Trainer's run also logs summaries and evaluations with its total)
+    steps = [m for m in metrics if "loss" in m] or [m for m in metrics if "total_steps" in m]
     last = steps[-1] if steps else {}
     planned = cfg.get("steps") if cfg.get("kind", TRAIN) == TRAIN and not cfg.get("epochs") else None
     total = last.get("total_steps") or planned

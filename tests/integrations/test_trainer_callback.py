@@ -91,12 +91,17 @@ def test_callback_records_equal_kd_lens_evaluation_of_the_saved_student(trained)
         assert row["kl"] == pytest.approx(rec.kl, abs=1e-6)
 
 
-def test_cancel_on_the_runs_page_stops_the_trainer(tiny_dir, tmp_path):
-    """A cancel request (the Runs page's Cancel, `runs cancel`) stops the user's Trainer after the step it is in,
-    and the run reads as cancelled."""
+def test_cancel_on_the_runs_page_stops_the_trainer(tiny_dir, tmp_path, monkeypatch):
+    """A cancel request (the Runs page's Cancel, `runs cancel`) stops the user's Trainer within a heartbeat and a
+    step, and the run reads as cancelled."""
+    import time
+
     from transformers import TrainerCallback
 
+    import kd_analysis.integrations.outside_run as outside_run
     from kd_analysis.integrations import KDLensCallback
+
+    monkeypatch.setattr(outside_run, "HEARTBEAT_S", 0.05)
 
     callback = KDLensCallback(tmp_path / "runs", name="to cancel")
 
@@ -104,9 +109,48 @@ def test_cancel_on_the_runs_page_stops_the_trainer(tiny_dir, tmp_path):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == 2:
                 RunStore(tmp_path / "runs").get(callback.run_id).request_cancel()
+                time.sleep(0.5)  # a few beats: the heartbeat turns the request into the flag the callback reads
 
     trainer = classification_trainer(tiny_dir / "bert", tmp_path / "out", [PressCancel(), callback], steps=50)
     trainer.train()
     run = RunStore(tmp_path / "runs").get(callback.run_id)
     assert run.status()["state"] == "cancelled"
     assert max(m["step"] for m in run.metrics()) <= 3
+
+
+@pytest.mark.slow
+def test_under_accelerate_launch_only_the_main_process_writes(tiny_dir, tmp_path):
+    """Two CPU processes train under `accelerate launch`: one run folder, finished, each record written once."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "train.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            from pathlib import Path
+            from kd_analysis.data.sources import load_dataset
+            from kd_analysis.integrations import KDLensCallback
+            from tests.helpers.outside import classification_trainer
+
+            examples = load_dataset("demo:sentiment").examples[64:72]
+            callback = KDLensCallback({str(tmp_path / "runs")!r}, name="two ranks", eval_examples=examples)
+            classification_trainer(Path({str(tiny_dir / "bert")!r}), Path({str(tmp_path / "out")!r}), [callback]).train()
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
+        cwd=root, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [summary] = RunStore(tmp_path / "runs").list()
+    assert summary.state == "finished"
+    lines = (RunStore(tmp_path / "runs").get(summary.run_id).path / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 8  # the student at step 0 and at the end, on 8 examples, from rank 0 only
