@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from kd_analysis.data.example import Example
-from kd_analysis.integrations.evaluation import EvalSettings, Evaluation, evaluate_model, evaluation_examples
+from kd_analysis.integrations.evaluation import EvalSettings, Evaluation, evaluation_examples, write_evaluation
 from kd_analysis.integrations.outside_run import OutsideRun
 
 
@@ -32,7 +32,7 @@ class TrackedRun(OutsideRun):
 
     def __init__(self, config: dict[str, Any], *, root: str | os.PathLike | None, run_id: str | None):
         super().__init__(config, root=root, run_id=run_id)
-        self.teacher_eval: dict[str, Evaluation] = {}  # by data name: the teacher is evaluated once per data set
+        self.teacher_eval: dict[str, Evaluation | None] = {}  # by data name: the teacher is evaluated once per data set
 
     def log(self, step: int, metrics: dict[str, Any] | None = None, total_steps: int | None = None, **named: Any):
         """Metrics at `step`, as a dict or as keywords (`run.log(10, loss=0.4, kl=0.1)`)."""
@@ -62,23 +62,18 @@ class TrackedRun(OutsideRun):
         found = evaluation_examples(examples, limit)
         data = data_name or (examples if isinstance(examples, str) else "examples given to track")
         settings = settings or EvalSettings()
-        teacher_model = None
-        if teacher is not None:
-            teacher_model = wrap_model(teacher, teacher_tokenizer or tokenizer, task=task)
-            if data not in self.teacher_eval:
-                self.teacher_eval[data] = evaluate_model(teacher_model, found, settings, prompt=prompt)
-                self.records(self.teacher_eval[data].records, role="teacher", step=0, data=data)
-                super().log(0, {f"teacher_{k}": v for k, v in self.teacher_eval[data].metrics.items()})
-        ev = evaluate_model(
+        teacher_model = wrap_model(teacher, teacher_tokenizer or tokenizer, task=task) if teacher is not None else None
+        ev, self.teacher_eval[data] = write_evaluation(
+            self,
+            step,
             wrap_model(model, tokenizer, task=task),
             found,
             settings,
-            teacher=self.teacher_eval.get(data),
-            teacher_model=teacher_model if teacher_model is not None and teacher_model.task == "causal_lm" else None,
+            data,
+            teacher=teacher_model,
+            teacher_eval=self.teacher_eval.get(data),
             prompt=prompt,
         )
-        self.records(ev.records, role="student", step=step, data=data)
-        super().log(step, {"held_out": len(found), **{f"eval_{k}": v for k, v in ev.metrics.items()}})
         return ev.metrics
 
     def log_outputs(

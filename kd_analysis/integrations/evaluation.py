@@ -80,3 +80,35 @@ def evaluate_model(
         teacher_lm=(teacher_model, prompt) if teacher_model is not None else None,
     )
     return Evaluation(dict(metrics), records)
+
+
+def write_evaluation(
+    out: Any,
+    step: int,
+    student: LoadedModel,
+    examples: Sequence[Example],
+    settings: EvalSettings,
+    data: str,
+    *,
+    teacher: LoadedModel | None = None,
+    teacher_eval: Evaluation | None = None,
+    prompt: Callable[[Example], str] | None = None,
+) -> tuple[Evaluation, Evaluation | None]:
+    """One evaluation of a run trained elsewhere, written into its folder (`out`, an OutsideRun): the teacher's
+    records and `teacher_*` metrics at step 0 the first time (pass back `teacher_eval` later to reuse them), the
+    student's records and `eval_*` metrics at `step`. Returns both evaluations."""
+    if teacher is not None and teacher_eval is None:
+        teacher_eval = evaluate_model(teacher, examples, settings, prompt=prompt)
+        out.records(teacher_eval.records, role="teacher", step=0, data=data)
+        out.log(0, {f"teacher_{k}": v for k, v in teacher_eval.metrics.items()})
+    ev = evaluate_model(
+        student,
+        examples,
+        settings,
+        teacher=teacher_eval,
+        teacher_model=teacher if teacher is not None and teacher.task == "causal_lm" else None,
+        prompt=prompt,
+    )
+    out.records(ev.records, role="student", step=step, data=data)
+    out.log(step, {"held_out": len(examples), **{f"eval_{k}": v for k, v in ev.metrics.items()}})
+    return ev, teacher_eval

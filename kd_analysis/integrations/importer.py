@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kd_analysis.exceptions import KDLensError
-from kd_analysis.integrations.evaluation import EvalSettings, evaluate_model, evaluation_examples
+from kd_analysis.integrations.evaluation import EvalSettings, evaluation_examples, write_evaluation
 from kd_analysis.integrations.outside_run import OutsideRun
 
 STATE = "trainer_state.json"
@@ -136,23 +136,8 @@ def import_trainer_folder(
         out.say(f"imported {len(folder.state.get('log_history', []))} log entries from {folder.path}")
         if evaluate and weights is not None:
             student = load_model(ModelSpec(str(weights), task=task))
-            teacher_eval = teacher_model = None
-            if teacher:
-                teacher_model = load_model(ModelSpec(teacher, task=task))
-                teacher_eval = evaluate_model(teacher_model, examples, settings)
-                out.records(teacher_eval.records, role="teacher", step=0, data=evaluate)
-                out.log(0, {f"teacher_{k}": v for k, v in teacher_eval.metrics.items()})
-            ev = evaluate_model(
-                student,
-                examples,
-                settings,
-                teacher=teacher_eval,
-                teacher_model=teacher_model
-                if teacher_model is not None and teacher_model.task == "causal_lm"
-                else None,
-            )
-            out.records(ev.records, role="student", step=at_step, data=evaluate)
-            out.log(at_step, {"held_out": len(examples), **{f"eval_{k}": v for k, v in ev.metrics.items()}})
+            teacher_model = load_model(ModelSpec(teacher, task=task)) if teacher else None
+            write_evaluation(out, at_step, student, examples, settings, evaluate, teacher=teacher_model)
             out.say(f"evaluated {weights} (step {at_step}) on {len(examples)} examples of {evaluate}")
     assert out.run_id is not None
     return out.run_id

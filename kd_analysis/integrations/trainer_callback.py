@@ -20,7 +20,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from kd_analysis.data.example import Example
-from kd_analysis.integrations.evaluation import EvalSettings, Evaluation, evaluate_model, evaluation_examples
+from kd_analysis.integrations.evaluation import EvalSettings, Evaluation, evaluation_examples, write_evaluation
 from kd_analysis.integrations.outside_run import OutsideRun
 from kd_analysis.models.loading import task_of
 
@@ -161,7 +161,7 @@ class KDLensCallback(TrainerCallback):
         atexit.register(self._exited)
         self.out.say(f"started by {type(self).__name__} in {args.output_dir}")
         if self.examples and self.at_start:
-            self._evaluate(model, processing_class, state.global_step, first=True)
+            self._evaluate(model, processing_class, state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.out is not None and logs:
@@ -200,29 +200,24 @@ class KDLensCallback(TrainerCallback):
             self.out.finish("failed", reason="the training process ended before the Trainer finished (see its output)")
 
     # --- evaluation ------------------------------------------------------------------------------------------
-    def _evaluate(self, model: Any, tokenizer: Any, step: int, first: bool = False) -> None:
+    def _evaluate(self, model: Any, tokenizer: Any, step: int) -> None:
         from kd_analysis.models.loading import wrap_model
 
         if step in self._evaluated or self.out is None:
             return
         self._evaluated.add(step)
         student = wrap_model(model, tokenizer, source=str(getattr(model, "name_or_path", "")), task=self.task)
-        teacher = self._teacher_model(tokenizer)
-        if teacher is not None and self.teacher_eval is None:
-            self.teacher_eval = evaluate_model(teacher, self.examples, self.settings, prompt=self.prompt)
-            self.out.records(self.teacher_eval.records, role="teacher", step=0, data=self.data)
-            self.out.log(0, {f"teacher_{k}": v for k, v in self.teacher_eval.metrics.items()})
-        ev = evaluate_model(
+        _, self.teacher_eval = write_evaluation(
+            self.out,
+            step,
             student,
             self.examples,
             self.settings,
-            teacher=self.teacher_eval,
-            teacher_model=teacher if teacher is not None and teacher.task == "causal_lm" else None,
+            self.data,
+            teacher=self._teacher_model(tokenizer),
+            teacher_eval=self.teacher_eval,
             prompt=self.prompt,
         )
-        self.out.records(ev.records, role="student", step=step, data=self.data)
-        extra = {"held_out": len(self.examples)} if first else {}
-        self.out.log(step, {**extra, **{f"eval_{k}": v for k, v in ev.metrics.items()}})
 
     def _teacher_model(self, tokenizer: Any):
         """The teacher as kd-lens evaluates it: the given model (with its own tokenizer, else the student's) or
