@@ -21,7 +21,7 @@ def _prog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kd_analysis.cli import app, data, errors, losses, models, presets, priming, rationales, runs
+    from kd_analysis.cli import app, data, errors, inside, losses, models, presets, priming, rationales, runs
 
     p = Parser(prog=_prog(), description="kd-lens: analyse and run knowledge distillation.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         runs.add_train,
         priming.add_priming,
         errors.add_errors,
+        inside.add_inside,
         runs.add_job,
     ):
         add(sub)

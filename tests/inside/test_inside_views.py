@@ -1,0 +1,163 @@
+"""Inside the pair: linear CKA against a direct NumPy implementation and its invariances; a model paired with
+itself (CKA 1 on the diagonal, identity head assignment, zero lens KL); a layer-dropped student at step 0 (its
+first block is the teacher's); the Hungarian pairing against brute force; the last layer's lens is the output."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kd_analysis.inside.cka import MinibatchCKA, linear_cka
+from tests.helpers.cli import assert_clean_error, cli
+
+
+def _np_hsic(k: np.ndarray, m: np.ndarray) -> float:
+    """Song et al. (2012) unbiased HSIC, written out directly."""
+    n = k.shape[0]
+    k, m = k.copy(), m.copy()
+    np.fill_diagonal(k, 0)
+    np.fill_diagonal(m, 0)
+    one = np.ones(n)
+    return (
+        np.trace(k @ m) + (one @ k @ one) * (one @ m @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ k @ m @ one
+    ) / (n * (n - 3))
+
+
+def _np_cka(x: np.ndarray, y: np.ndarray) -> float:
+    k, m = x @ x.T, y @ y.T
+    return _np_hsic(k, m) / np.sqrt(_np_hsic(k, k) * _np_hsic(m, m))
+
+
+def test_cka_matches_numpy_and_is_invariant_to_rotation_and_scale():
+    # float64 throughout: the two implementations agree to rounding of sums of ~n² terms (1e-12 is far above it)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 8))
+    y = x @ rng.normal(size=(8, 5)) + 0.7 * rng.normal(size=(24, 5))
+    assert linear_cka(torch.tensor(x), torch.tensor(y)) == pytest.approx(_np_cka(x, y), abs=1e-12)
+    assert linear_cka(torch.tensor(x), torch.tensor(x)) == pytest.approx(1.0, abs=1e-12)
+    q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    assert linear_cka(torch.tensor(3.5 * x @ q), torch.tensor(y)) == pytest.approx(_np_cka(x, y), abs=1e-12)
+
+
+def test_minibatch_cka_averages_hsic_over_batches():
+    """Nguyen et al. (2021): HSIC terms averaged over minibatches, then the ratio."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(32, 6)), rng.normal(size=(32, 4))
+    y[:, :2] += x[:, :2]
+    acc = MinibatchCKA(1, 1)
+    for i in range(0, 32, 8):
+        acc.update([torch.tensor(x[i : i + 8])], [torch.tensor(y[i : i + 8])])
+    batches = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 32, 8)]
+    cross = np.mean([_np_hsic(a @ a.T, b @ b.T) for a, b in batches])
+    xx = np.mean([_np_hsic(a @ a.T, a @ a.T) for a, _ in batches])
+    yy = np.mean([_np_hsic(b @ b.T, b @ b.T) for _, b in batches])
+    assert acc.matrix()[0][0] == pytest.approx(cross / np.sqrt(xx * yy), abs=1e-12)
+
+
+def test_a_representation_that_never_varies_has_no_cka():
+    same = torch.ones(8, 4)
+    assert linear_cka(same, torch.randn(8, 4)) is None
+
+
+def test_head_pairing_equals_brute_force():
+    from kd_analysis.inside.heads import HeadMatching
+
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        js = torch.tensor(rng.uniform(0, 0.69, size=(3, 4)))
+        m = HeadMatching([(1, h) for h in range(3)], [(1, h) for h in range(4)], js_sum=js, examples=1)
+        sim = m.similarity().numpy()
+        best = max(itertools.permutations(range(4), 3), key=lambda p: sum(sim[i, p[i]] for i in range(3)))
+        assert [p["teacher"][1] for p in m.pairs()] == list(best)
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_dir):
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.specs import ModelSpec
+
+    return load_model(ModelSpec(str(tiny_dir / "llama"), task="causal_lm"))
+
+
+def test_a_model_paired_with_itself(llama):
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.inside.report import inside_report
+
+    report = inside_report(llama, llama, load_dataset("demo:arithmetic").examples[:8], batch=8).to_dict()
+    matrix = report["cka"]["matrix"]
+    for i in range(1, len(matrix)):  # layer 0 is the embeddings (varies here: each prompt ends on another token)
+        assert matrix[i][i] == pytest.approx(1.0, abs=1e-9)
+    assert all(
+        p["student"] == p["teacher"] and p["similarity"] == pytest.approx(1.0, abs=1e-9)
+        for p in report["heads"]["pairs"]
+    )
+    cross = report["lens"]["cross_kl"]
+    assert all(cross[i][i] == pytest.approx(0.0, abs=1e-9) for i in range(len(cross)))
+    assert report["lens"]["teacher"][-1]["kl_to_final"] == 0.0
+
+
+def test_a_layer_dropped_student_starts_with_the_teachers_first_block(tiny_dir):
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.inside.report import inside_report
+    from kd_analysis.models.pairs_loading import load_pair
+    from kd_analysis.models.specs import ModelSpec, StudentSpec
+
+    teacher, student, _ = load_pair(
+        ModelSpec(str(tiny_dir / "llama"), task="causal_lm"), StudentSpec(kind="drop_layers", keep_layers=(0,))
+    )
+    report = inside_report(teacher, student, load_dataset("demo:arithmetic").examples[:8], batch=8).to_dict()
+    assert report["cka"]["matrix"][1][1] == pytest.approx(1.0, abs=1e-9)
+    block = [p for p in report["heads"]["pairs"] if p["student"][0] == 1]
+    assert block and all(p["teacher"] == p["student"] for p in block)
+
+
+@pytest.mark.parametrize(
+    "family,task,data", [("bert", "multiple_choice", "demo:mcq"), ("bert", "classification", "demo:sentiment")]
+)
+def test_the_last_layer_lens_is_the_models_output(tiny_dir, llama, family, task, data):
+    """Exactly: the lens reads the last layer through the same modules, on the same tensors, as the model."""
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.inside.reading import read_example
+    from kd_analysis.models.loading import load_model
+    from kd_analysis.models.scoring import choice_scores, class_logits, mc_prompt
+    from kd_analysis.models.specs import ModelSpec
+
+    ex = load_dataset("demo:arithmetic").examples[2]
+    enc = llama.tokenizer(mc_prompt(ex), return_tensors="pt")
+    with torch.no_grad():
+        out = llama.model(**enc, logits_to_keep=1).logits[0, -1]
+    assert torch.equal(read_example(llama, ex).lens[-1], torch.log_softmax(out.float(), -1))
+    loaded = load_model(ModelSpec(str(tiny_dir / family), task=task))
+    ex = load_dataset(data).examples[2]
+    with torch.no_grad():
+        scores = (choice_scores if task == "multiple_choice" else class_logits)(loaded, [ex], 128)[0]
+    assert torch.allclose(read_example(loaded, ex).lens[-1], torch.log_softmax(scores.float(), -1), atol=1e-6)
+
+
+def test_inside_command_writes_the_contract(tiny_dir, tmp_path):
+    out = tmp_path / "inside.json"
+    args = [
+        "inside",
+        "--teacher",
+        str(tiny_dir / "llama"),
+        "--task",
+        "causal_lm",
+        "--keep",
+        "0",
+        "--data",
+        "demo:arithmetic",
+        "--limit",
+        "6",
+    ]
+    done = cli(*args, "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["cka"]["teacher_layers"] == [0, 1, 2] and report["cka"]["student_layers"] == [0, 1]
+    assert len(report["cka"]["matrix"]) == 3 and len(report["cka"]["matrix"][0]) == 2
+    assert {"student", "teacher", "similarity"} <= set(report["heads"]["pairs"][0])
+    assert len(report["lens"]["teacher"]) == 3 and len(report["lens"]["student"]) == 2
+    assert_clean_error(cli(*args, "--json", str(out)), "already exists")
