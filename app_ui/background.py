@@ -144,9 +144,13 @@ def task_panel(st, tasks: BackgroundTasks, key: str, work: Callable[[Task], Any]
 
 
 def _tasks() -> dict[str, BackgroundTasks]:
-    from app_ui.shared_results import PRIME_OUTPUTS, RATIONALES
+    from app_ui.shared_results import INSIDE, PRIME_OUTPUTS, RATIONALES
 
-    return {"rationales": BackgroundTasks(RATIONALES), "teacher_outputs": BackgroundTasks(PRIME_OUTPUTS)}
+    return {
+        "rationales": BackgroundTasks(RATIONALES),
+        "teacher_outputs": BackgroundTasks(PRIME_OUTPUTS),
+        "inside": BackgroundTasks(INSIDE),
+    }
 
 
 TASKS = _tasks()  # one registry per result store, shared by every session of the server

@@ -76,3 +76,4 @@ PAIR_OUTPUTS = SharedResults(max_entries=2)  # loss explorer: teacher and studen
 # logits for an LM: a few GB each, so only the latest two)
 PAIR_LOSSES = SharedResults(max_entries=32)  # loss explorer: every loss and its gradient per batch and setting
 PRIME_OUTPUTS = SharedResults(max_entries=8)  # priming page: teacher outputs per (teacher, data, n, templates, ...)
+INSIDE = SharedResults(max_entries=8)  # models & data: the inside views per (pair, data, examples, threshold)

@@ -125,6 +125,75 @@ def teacher_and_student(sel: state.Selection) -> None:
             st.dataframe(loss_table(report), width="stretch", hide_index=True)
         except Exception as exc:
             show_error(exc)
+            return
+        try:
+            inside_the_pair(sel, teacher, student)
+        except Exception as exc:
+            show_error(exc)
+
+
+def inside_the_pair(sel: state.Selection, teacher, student) -> None:
+    """Where inside the student departs from the teacher: layer CKA, the logit lens by depth, heads matched."""
+    import json
+
+    from app_ui.background import TASKS, Task, task_panel
+    from app_ui.shared_results import INSIDE
+    from kd_analysis.inside.report import inside_report
+    from kd_analysis.plots.inside import cka_heatmap, lens_by_depth
+
+    st.subheader("Inside the pair")
+    st.caption(
+        "Each model reads the same examples; at the answer position, every layer is compared: how alike the two "
+        "models' layers are (linear CKA, 1: the same up to rotation and scale), what each layer would answer "
+        "(the logit lens, through the model's own output), and which teacher head each student head attends "
+        "like. CKA measures similarity, not causation: a layer can be alike and still not be why an answer is "
+        "right."
+    )
+    c1, c2 = st.columns(2)
+    n = int(c1.number_input("examples", 4, 512, 32, key="inside_n"))
+    threshold = float(c2.slider("lost below (head similarity)", 0.0, 1.0, 0.5, 0.05, key="inside_threshold"))
+    key = json.dumps([sel.teacher.key(), sel.student.key(), sel.data_source, n, threshold])
+
+    def work(task: Task):
+        from app_ui.resources import dataset
+
+        examples = dataset(sel.data_source).examples[:n]
+        task.progress(0, len(examples), "reading the examples with both models")
+        return inside_report(
+            teacher,
+            student,
+            examples,
+            threshold=threshold,
+            progress=lambda done, total: task.progress(done, total, f"example {done} of {total}"),
+        ).to_dict()
+
+    report = INSIDE.peek(key)
+    if report is None:
+        task_panel(st, TASKS["inside"], key, work, f"Compare the insides on {n} examples", "inside")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(cka_heatmap(report["cka"]), width="stretch")
+    measure = right.radio(
+        "Lens", ["gold_prob", "kl_to_final"], horizontal=True, key="inside_measure",
+        format_func={"gold_prob": "p(gold)", "kl_to_final": "KL to the final reading"}.get,
+    )  # fmt: skip
+    right.plotly_chart(lens_by_depth(report["lens"], measure), width="stretch")
+    heads = report["heads"]
+    if heads["note"]:
+        st.info(f"Heads: {md(heads['note'])}.", icon=":material/info:")
+    elif heads["pairs"]:
+        st.markdown(
+            f"**Heads** · each student head paired one to one with the teacher head it attends most like "
+            f"(similarity 1 − JS/ln 2 over {report['examples']} examples); {len(heads['lost'])} teacher heads have "
+            f"no student head above {heads['threshold']:g}."
+        )
+        rows = [
+            {"student head": f"L{p['student'][0]}.H{p['student'][1]}", "teacher head": f"L{p['teacher'][0]}.H{p['teacher'][1]}", "similarity": p["similarity"]}
+            for p in heads["pairs"]
+        ]  # fmt: skip
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+            "similarity": st.column_config.NumberColumn(format="%.3f")})  # fmt: skip
+    st.download_button("Inside views (JSON)", json.dumps(report), "inside.json", "application/json", on_click="ignore")
 
 
 def check_a_data_file() -> None:

@@ -398,7 +398,9 @@ def test_a_finished_job_leaves_no_heartbeat_that_could_recreate_a_moved_folder(t
         return "finished", None, {}
 
     assert worker.supervise(run, store.root, "cpu", body) == 0
-    assert not [t for t in threading.enumerate() if isinstance(t, worker._Heartbeat)]
+    from kd_analysis.runs import Heartbeat
+
+    assert not [t for t in threading.enumerate() if isinstance(t, Heartbeat) and t.target.path == run.path]
     os.replace(run.path, store.root / "hb")
     time.sleep(0.05)
     assert not run.path.exists() and store.get("hb").status()["state"] == "finished"

@@ -1,0 +1,84 @@
+"""Figures for the inside views: the teacher-layer × student-layer CKA heatmap, both models' logit lens on one
+relative-depth axis, and the head-similarity heatmap. Pure functions of an inside report's dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+TEACHER, STUDENT = "#0068c9", "#83c9ff"
+
+
+def cka_heatmap(cka: dict[str, Any], title: str = "Layer similarity (linear CKA)") -> go.Figure:
+    """Rows: teacher layers; columns: student layers; layer 0 is the embeddings. Blank: the layer does not vary
+    across the examples, so CKA is undefined there."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=cka["matrix"],
+            x=[f"S{j}" for j in cka["student_layers"]],
+            y=[f"T{i}" for i in cka["teacher_layers"]],
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            colorbar={"title": "CKA"},
+            hovertemplate="teacher layer %{y} · student layer %{x}<br>CKA %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="student layer",
+        yaxis_title="teacher layer",
+        yaxis={"autorange": "reversed"},
+        height=max(320, 18 * len(cka["teacher_layers"]) + 140),
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+    )
+    return fig
+
+
+def lens_by_depth(lens: dict[str, Any], measure: str = "gold_prob") -> go.Figure:
+    """One line per model over relative depth (layer / layers), so a deep teacher and a shallow student read
+    together: p(gold) with its 95% interval as a band, or KL to the model's own final reading."""
+    fig = go.Figure()
+    for role, colour in (("teacher", TEACHER), ("student", STUDENT)):
+        rows = [r for r in lens.get(role) or [] if r.get(measure) is not None]
+        if not rows:
+            continue
+        x = [r["depth"] for r in rows]
+        if measure == "gold_prob":
+            band = [r for r in rows if r.get("gold_prob_interval")]
+            if band:
+                fig.add_trace(
+                    go.Scatter(
+                        x=[r["depth"] for r in band] + [r["depth"] for r in reversed(band)],
+                        y=[r["gold_prob_interval"][1] for r in band]
+                        + [r["gold_prob_interval"][0] for r in reversed(band)],
+                        fill="toself",
+                        fillcolor=colour,
+                        opacity=0.2,
+                        line={"width": 0},
+                        hoverinfo="skip",
+                        showlegend=False,
+                    )
+                )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[r[measure] for r in rows],
+                mode="lines+markers",
+                name=role,
+                line={"color": colour},
+                customdata=[[r["layer"], r.get("n", 0)] for r in rows],
+                hovertemplate=f"{role} layer %{{customdata[0]}} (depth %{{x:.2f}})<br>%{{y:.3g}} · n %{{customdata[1]}}"
+                "<extra></extra>",
+            )
+        )
+    label = {"gold_prob": "p(gold) read at this layer", "kl_to_final": "KL(final ‖ this layer), nats"}[measure]
+    fig.update_layout(
+        title="Logit lens by relative depth",
+        xaxis_title="relative depth (layer / layers; 0: embeddings)",
+        yaxis_title=label,
+        height=360,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+    )
+    return fig
