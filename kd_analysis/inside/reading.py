@@ -128,13 +128,11 @@ def _read_lm(loaded: LoadedModel, example: Example, attentions: bool, max_length
     finally:
         hook.remove()
     hidden = out.hidden_states
-    last = len(hidden) - 1
-    lens = []
-    for i, h in enumerate(hidden):
-        at = h[:, -1:, :]
-        # the last entry is already normed (it is what the LM head reads); the others are read through the norm
-        logits = head(at if i == last else norm(at))
-        lens.append(torch.log_softmax(logits[0, -1].float(), -1))
+    # every layer but the last through the final norm and the LM head in one product (one [L, V] product is far
+    # faster than L one-row ones); the last entry is already normed, and is read exactly as the model reads it
+    earlier = torch.cat([h[:, -1:, :] for h in hidden[:-1]], dim=1)
+    lens = list(torch.log_softmax(head(norm(earlier))[0].float(), -1).unbind(0))
+    lens.append(torch.log_softmax(head(hidden[-1][:, -1:, :])[0, -1].float(), -1))
     answer = example.answer if example.answer is not None else ""
     if example.choices and example.label is not None and 0 <= example.label < len(example.choices):
         answer = example.choices[example.label]
