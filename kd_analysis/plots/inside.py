@@ -53,6 +53,7 @@ def lens_by_depth(lens: dict[str, Any], measure: str = "gold_prob") -> go.Figure
                         x=[r["depth"] for r in band] + [r["depth"] for r in reversed(band)],
                         y=[r["gold_prob_interval"][1] for r in band]
                         + [r["gold_prob_interval"][0] for r in reversed(band)],
+                        mode="lines",
                         fill="toself",
                         fillcolor=colour,
                         opacity=0.2,
