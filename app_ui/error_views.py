@@ -14,6 +14,7 @@ from app_ui.safe_text import md
 from kd_analysis.attribution.methods import METHODS
 from kd_analysis.csv_export import csv_text
 from kd_analysis.error_analysis.explain import DEFAULT_METHOD, TARGETS, cached, explain_config
+from kd_analysis.exceptions import KDLensError
 from kd_analysis.plots.attribution import token_heatmap_html
 from kd_analysis.plots.errors import token_gaps_figure
 from kd_analysis.runs import RunStore, cancel_run, layout, start_run
@@ -316,3 +317,83 @@ def report_panel(store: RunStore, run_id: str, against: str | None, pins: list[s
             f"{r['findings']} slice-finder rows, {len(r['slices'])} saved slices, {len(r['pinned'])} pinned "
             f"({len(r['explained'])} with attributions)."
         )
+
+
+def inside_panel(store: RunStore, run_id: str, example_id: str) -> None:
+    """One example inside the run's teacher and student: their logit lens by depth, where the student departs
+    and falls behind, and its heads least like any teacher head here. Loads both models on a button."""
+    import json
+
+    from app_ui.background import TASKS, Task, task_panel
+    from app_ui.shared_results import INSIDE
+    from kd_analysis.plots.inside import lens_by_depth
+
+    key = json.dumps(["example", str(store.root), run_id, example_id])
+    found = INSIDE.peek(key)
+    if found is None:
+
+        def work(task: Task):
+            from kd_analysis.error_analysis.explain import load_run_models
+            from kd_analysis.inside.example import example_inside
+
+            task.progress(0, 2, "loading the run's teacher and student")
+            models = load_run_models(store, run_id, progress=lambda m: task.progress(0, 2, m))
+            if "teacher" not in models.models:
+                raise KDLensError(f"run {run_id} has no teacher to look inside beside its student")
+            task.progress(1, 2, "reading the example with both models, layer by layer")
+            example = models.views["student"][example_id]
+            return example_inside(models.models["teacher"], models.models["student"], example)
+
+        task_panel(st, TASKS["inside"], key, work, "Look inside both models on this example", "ea_inside")
+        return
+    words = []
+    if found["departs_at"] is not None:
+        words.append(
+            f"The student's reading departs from the teacher's at its layer {found['departs_at']} "
+            f"(more than {found['depart_nats']:g} nats from the teacher's at the same depth)"
+        )
+    else:
+        words.append("The student's reading stays within a hair of the teacher's at every depth")
+    if found["falls_behind_at"] is not None:
+        words.append(f"the gold answer falls behind the teacher's rank at its layer {found['falls_behind_at']}")
+    st.markdown(md("; ".join(words) + "."))
+    st.plotly_chart(
+        lens_by_depth({"teacher": found["teacher"], "student": found["student"]}), width="stretch", key="ea_inside_lens"
+    )
+    rows = [
+        {
+            "student layer": r["layer"],
+            "depth": r["depth"],
+            "teacher layer": r.get("teacher_layer"),
+            "student p(gold)": r["gold_prob"],
+            "teacher p(gold)": found["teacher"][r["teacher_layer"]]["gold_prob"] if r.get("teacher_layer") is not None else None,
+            "student rank": r["gold_rank"],
+            "KL(teacher ‖ student)": r.get("kl_from_teacher"),
+            "student's top answers": ", ".join(f"{t} {p:.0%}" for t, p in r["top"][:3]),
+        }
+        for r in found["student"]
+    ]  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if found["heads_note"]:
+        st.caption(md(found["heads_note"]))
+    elif found["heads_least_alike"]:
+        st.markdown("**Student heads least like any teacher head on this example**")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "student head": f"L{h['student'][0]}.H{h['student'][1]}",
+                        "closest teacher head": f"L{h['closest_teacher'][0]}.H{h['closest_teacher'][1]}",
+                        "similarity": h["similarity"],
+                    }
+                    for h in found["heads_least_alike"]
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    st.caption(
+        "Layers are set side by side by relative depth. The lens reads a layer through the model's own output, "
+        "which earlier layers were not trained to feed: compare the two models at one depth, not a layer with "
+        "the final answer. Alike is not the same as why."
+    )

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
-from app_ui.error_views import explanation_panel, export_buttons, notes_panel, report_panel
+from app_ui.error_views import explanation_panel, export_buttons, inside_panel, notes_panel, report_panel
 from app_ui.navigation import run_under_app
 from app_ui.resources import show_error
 from app_ui.safe_text import md
@@ -526,6 +526,13 @@ def why_and_notes(o: Opened, example: str, ids: list[str], has_choices: bool) ->
             )
         except Exception as exc:
             show_error(exc)
+
+    if against is None:
+        with st.expander("Inside: where the student departs from its teacher (logit lens, heads)"):
+            try:
+                inside_panel(store, run_id, example)
+            except Exception as exc:
+                show_error(exc)
 
     # notes and tags, keyed by the data set so they follow the example into later runs
     with st.expander(f"Notes and tags ({md(describe_data(o.data_name))} data)", expanded=True):

@@ -161,3 +161,34 @@ def test_inside_command_writes_the_contract(tiny_dir, tmp_path):
     assert {"student", "teacher", "similarity"} <= set(report["heads"]["pairs"][0])
     assert len(report["lens"]["teacher"]) == 3 and len(report["lens"]["student"]) == 2
     assert_clean_error(cli(*args, "--json", str(out)), "already exists")
+
+
+def test_one_example_inside_a_model_and_itself_never_departs(llama):
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.inside.example import example_inside
+
+    found = example_inside(llama, llama, load_dataset("demo:arithmetic").examples[4])
+    assert found["departs_at"] is None and found["falls_behind_at"] is None
+    assert [r["teacher_layer"] for r in found["student"]] == [0, 1, 2]
+    assert all(r["kl_from_teacher"] == pytest.approx(0.0, abs=1e-9) for r in found["student"])
+    assert all(h["similarity"] == pytest.approx(1.0, abs=1e-9) for h in found["heads_least_alike"])
+    assert len(found["teacher"][0]["top"]) == 5 and found["student"][-1]["gold_rank"] >= 1
+
+
+def test_one_example_inside_a_perturbed_student_departs(llama, monkeypatch):
+    """A student whose last block is perturbed reads like its teacher up to that block, then departs there (the
+    tiny random model's readings are near uniform, so the threshold is lowered to what they can reach)."""
+    import copy
+
+    import kd_analysis.inside.example as inside_example
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.inside.example import example_inside
+
+    monkeypatch.setattr(inside_example, "DEPART_NATS", 1e-3)
+    student = copy.deepcopy(llama)
+    with torch.no_grad():
+        for p in student.model.model.layers[-1].parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 5.0)
+    found = example_inside(llama, student, load_dataset("demo:arithmetic").examples[4])
+    assert found["student"][1]["kl_from_teacher"] == pytest.approx(0.0, abs=1e-9)
+    assert found["departs_at"] == 2
