@@ -14,7 +14,7 @@ from kd_analysis.data.loaders import ColumnMapping
 from kd_analysis.data.refs import data_ref, with_columns
 from kd_analysis.models.builtins import BUILTINS
 from kd_analysis.models.specs import TASKS, ModelSpec
-from kd_analysis.runs import RunStore, uploads_used_by_runs
+from kd_analysis.runs import RunStore, start_run, uploads_used_by_runs
 
 run_under_app()  # before anything draws: a page file run by itself hands over to app.py
 
@@ -132,6 +132,45 @@ def teacher_and_student(sel: state.Selection) -> None:
             show_error(exc)
 
 
+def saved_inside(sel: state.Selection) -> None:
+    """Saved inside jobs (the shipped reference ones among them): each student beside the same teacher, e.g.
+    before and after distillation, opened without computing anything."""
+    from app_ui.views import saved_job_picker
+    from kd_analysis.inside.job import load_inside_run
+    from kd_analysis.plots.inside import cka_heatmap, lens_by_depth
+    from kd_analysis.runs.kinds import INSIDE
+
+    store = RunStore()
+    jobs = store.list(kind=INSIDE)
+    if not jobs:
+        return
+    job = saved_job_picker("Saved comparisons", store, jobs, "_inside_open")
+    found = load_inside_run(job)
+    if not found or not found["students"]:
+        st.info("No student finished yet in this job.", icon=":material/hourglass_top:")
+        return
+    students = found["students"]
+    st.caption(
+        f"Teacher {md(state.model_label(found['teacher']['source']))} on {md(found['data'])}, "
+        f"{students[0]['examples']} examples, each student beside it."
+    )
+    for i, (col, entry) in enumerate(zip(st.columns(len(students)), students)):
+        col.markdown(f"**{md(entry['label'])}**")
+        col.plotly_chart(
+            cka_heatmap(entry["cka"], title="Layer similarity (CKA)"), width="stretch", key=f"inside_cka_{i}"
+        )
+        col.plotly_chart(lens_by_depth(entry["lens"]), width="stretch", key=f"inside_lens_{i}")
+        pairs = entry["heads"]["pairs"]
+        if pairs:
+            mean = sum(p["similarity"] for p in pairs) / len(pairs)
+            col.caption(
+                f"Heads: mean similarity {mean:.3f} over {len(pairs)} matched heads; "
+                f"{len(entry['heads']['lost'])} teacher heads below {entry['heads']['threshold']:g}."
+            )
+        elif entry["heads"]["note"]:
+            col.caption(md(entry["heads"]["note"]))
+
+
 def inside_the_pair(sel: state.Selection, teacher, student) -> None:
     """Where inside the student departs from the teacher: layer CKA, the logit lens by depth, heads matched."""
     import json
@@ -149,6 +188,8 @@ def inside_the_pair(sel: state.Selection, teacher, student) -> None:
         "like. CKA measures similarity, not causation: a layer can be alike and still not be why an answer is "
         "right."
     )
+    saved_inside(sel)
+    st.markdown("**This pair, now**")
     c1, c2 = st.columns(2)
     n = int(c1.number_input("examples", 4, 512, 32, key="inside_n"))
     threshold = float(c2.slider("lost below (head similarity)", 0.0, 1.0, 0.5, 0.05, key="inside_threshold"))
@@ -194,6 +235,14 @@ def inside_the_pair(sel: state.Selection, teacher, student) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
             "similarity": st.column_config.NumberColumn(format="%.3f")})  # fmt: skip
     st.download_button("Inside views (JSON)", json.dumps(report), "inside.json", "application/json", on_click="ignore")
+    if st.button("Save it as a job (reopens at once, here and for others)", key="inside_save"):
+        from kd_analysis.inside.job import inside_config
+        from kd_analysis.runs.kinds import INSIDE
+
+        pair = [(sel.student.describe(), sel.student)]
+        cfg = inside_config(sel.teacher, pair, sel.data_source, limit=n, threshold=threshold)
+        st.session_state["_inside_open_started"] = start_run(cfg, RunStore(), kind=INSIDE).run_id
+        st.rerun()
 
 
 def check_a_data_file() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kd_analysis.models.specs import ModelSpec, StudentSpec
 from kd_analysis.runs import RunStore, layout
-from kd_analysis.runs.kinds import ATTENTION, RATIONALES, TRAIN
+from kd_analysis.runs.kinds import ATTENTION, INSIDE, RATIONALES, TRAIN
 from kd_analysis.training.config import LoraSettings, LossTerm, OnPolicySettings, RationaleSettings, TrainConfig
 
 TEACHER_RUN = "reference-minilm-mc-teacher"
@@ -500,6 +500,28 @@ def cross_tokenizer_plan() -> list[tuple[str, str, dict]]:
     return [(ULD_PREFIX + "uld", TRAIN, uld.to_dict()), (ULD_PREFIX + "ce", TRAIN, ce.to_dict())]
 
 
+INSIDE_MINILM = "reference-inside-minilm-mc"
+
+
+def inside_plan(store: RunStore) -> list[tuple[str, str, dict]]:
+    """The inside views of the multiple-choice pair, shipped so they open at once: the MiniLM teacher against its
+    2-layer student before training (the teacher's layers, evenly spaced, as every 2-layer reference student
+    starts) and after (the CE-only student, the 2-layer reference run that keeps its weights)."""
+    from kd_analysis.inside.job import inside_config
+
+    teacher = ModelSpec(teacher_source(store), task="multiple_choice")
+    after = StudentSpec(
+        kind="model",
+        model=ModelSpec(_local(store.folder("reference-minilm-2l-ce") / layout.CHECKPOINT), task="multiple_choice"),
+    )
+    students = [
+        ("before training: the teacher's 2 layers (step 0)", StudentSpec(num_layers=2)),
+        ("after: 2-layer student trained on CE only", after),
+    ]
+    name = "Reference: inside the MiniLM MC teacher and its 2-layer student, before and after training"
+    return [(INSIDE_MINILM, INSIDE, inside_config(teacher, students, "demo:mcq", limit=64, name=name))]
+
+
 def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
     return (
         [(rid, TRAIN, cfg.to_dict()) for rid, cfg in reference_configs(store)]
@@ -511,6 +533,7 @@ def reference_plan(store: RunStore) -> list[tuple[str, str, dict]]:
         + gkd_plan()
         + cross_tokenizer_plan()
         + group_plan(store)
+        + inside_plan(store)
     )
 
 

@@ -31,6 +31,7 @@ RATIONALES = register_kind("rationales", "saliency rationales", "kd_analysis.att
 ATTENTION = register_kind("attention", "attention-head statistics", "kd_analysis.attention.job:attention_job")
 TEACHER_OUTPUTS = register_kind("teacher_outputs", "primed teacher outputs", "kd_analysis.priming.job:outputs_job")
 EXPLANATIONS = register_kind("explanations", "one example explained", "kd_analysis.error_analysis.explain:explain_job")
+INSIDE = register_kind("inside", "inside the pair", "kd_analysis.inside.job:inside_job")
 SIZE_SPEED = register_kind(
     "size_speed", "size and speed", "kd_analysis.evidence.size_speed:size_speed_job", exclusive=True
 )
