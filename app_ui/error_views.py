@@ -326,10 +326,11 @@ def inside_panel(store: RunStore, run_id: str, example_id: str) -> None:
 
     from app_ui.background import TASKS, Task, task_panel
     from app_ui.shared_results import INSIDE
+    from kd_analysis.inside.example import save_example_inside, saved_example_inside
     from kd_analysis.plots.inside import lens_by_depth
 
     key = json.dumps(["example", str(store.root), run_id, example_id])
-    found = INSIDE.peek(key)
+    found = INSIDE.peek(key) or saved_example_inside(store, run_id).get(example_id)
     if found is None:
 
         def work(task: Task):
@@ -342,7 +343,9 @@ def inside_panel(store: RunStore, run_id: str, example_id: str) -> None:
                 raise KDLensError(f"run {run_id} has no teacher to look inside beside its student")
             task.progress(1, 2, "reading the example with both models, layer by layer")
             example = models.views["student"][example_id]
-            return example_inside(models.models["teacher"], models.models["student"], example)
+            found = example_inside(models.models["teacher"], models.models["student"], example)
+            save_example_inside(store, run_id, found)  # reopens at once, and goes into the report when pinned
+            return found
 
         task_panel(st, TASKS["inside"], key, work, "Look inside both models on this example", "ea_inside")
         return

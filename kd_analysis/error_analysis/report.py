@@ -28,6 +28,7 @@ from kd_analysis.html_parts import document_head
 from kd_analysis.html_parts import esc as _e
 from kd_analysis.html_parts import figure_html as _figure
 from kd_analysis.html_parts import table_html as _table
+from kd_analysis.inside.example import saved_example_inside
 from kd_analysis.runs import RunStore
 from kd_analysis.stats.intervals import wilson_interval
 
@@ -166,8 +167,41 @@ def _answer(value: Any, choices: Any = None) -> str:
     return answer_label(value, choices, limit=10_000)
 
 
+def _inside_html(found: Mapping[str, Any]) -> str:
+    """One example's saved inside view: where the student departs, the lens by depth, the layers side by side."""
+    from kd_analysis.plots.inside import lens_by_depth
+
+    said = (
+        f"The student's reading departs from the teacher's at its layer {found['departs_at']}"
+        if found.get("departs_at") is not None
+        else "The student's reading stays within a hair of the teacher's at every depth"
+    )
+    if found.get("falls_behind_at") is not None:
+        said += f"; the gold answer falls behind the teacher's rank at its layer {found['falls_behind_at']}"
+    rows = [
+        [
+            r["layer"],
+            f"{r['depth']:.2f}",
+            r.get("teacher_layer", "–"),
+            "–" if r.get("gold_prob") is None else f"{r['gold_prob']:.3f}",
+            "–" if r.get("kl_from_teacher") is None else f"{r['kl_from_teacher']:.3g}",
+        ]
+        for r in found.get("student", [])
+    ]
+    return (
+        f"<h4>Inside</h4><p>{_e(said)}.</p>"
+        + _figure(lens_by_depth({"teacher": found.get("teacher", []), "student": found.get("student", [])}))
+        + _table(["student layer", "depth", "teacher layer", "student p(gold)", "KL(teacher ‖ student)"], rows, {3, 4})
+    )
+
+
 def _example_section(
-    view: PairView, example_id: str, data: str, store: RunStore, explanation: Explanation | None
+    view: PairView,
+    example_id: str,
+    data: str,
+    store: RunStore,
+    explanation: Explanation | None,
+    inside: Mapping[str, Any] | None = None,
 ) -> str:
     from kd_analysis.plots.errors import choice_probs_figure
 
@@ -235,6 +269,8 @@ def _example_section(
             f"analysis page, or with `python -m kd_analysis errors explain {_e(view.run_id)} "
             f"{_e(example_id)}`).</p>"
         )
+    if inside is not None:
+        out.append(_inside_html(inside))
     return "".join(out) + "</div>"
 
 
@@ -295,7 +331,11 @@ def report_html(
     ]
     if pins:
         parts.append(f"<h2>Pinned examples ({len(pins)})</h2>")
-        parts += [_example_section(view, p, data, store, _pick_explanation(found, p, method, target)) for p in pins]
+        insides = saved_example_inside(store, run_id) if view.against is None else {}
+        parts += [
+            _example_section(view, p, data, store, _pick_explanation(found, p, method, target), insides.get(p))
+            for p in pins
+        ]
     parts.append("</body></html>")
     text = "".join(parts)
     result = ReportResult(

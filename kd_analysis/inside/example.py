@@ -105,3 +105,26 @@ def example_inside(teacher: Any, student: Any, example: Example, *, max_length: 
         "heads_least_alike": heads,
         "heads_note": note,
     }
+
+
+SAVED = "inside_examples.jsonl"
+
+
+def save_example_inside(store: Any, run_id: str, found: dict[str, Any]) -> None:
+    """Keep one example's inside view with the run (in its annotations folder, never inside a read-only
+    reference run), so the page reopens it and the HTML report shows it for a pinned example."""
+    from kd_analysis.fileio import append_jsonl
+
+    store.get(run_id)  # refuses an unknown run
+    folder = store.annotations(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    append_jsonl(folder / SAVED, found)
+
+
+def saved_example_inside(store: Any, run_id: str) -> dict[str, dict[str, Any]]:
+    """The run's saved inside views, newest per example id."""
+    from kd_analysis.fileio import read_jsonl
+
+    path = store.annotations(run_id) / SAVED
+    rows = read_jsonl(path) if path.exists() else []
+    return {str(r["example_id"]): r for r in rows if isinstance(r, dict) and "example_id" in r and "student" in r}

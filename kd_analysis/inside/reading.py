@@ -62,9 +62,7 @@ def _gold_token(loaded: LoadedModel, prompt: str, answer: str) -> int | None:
     return int(full[len(ids)]) if len(full) > len(ids) else None
 
 
-def read_example(
-    loaded: LoadedModel, example: Example, *, attentions: bool = False, max_length: int = 128
-) -> Reading:
+def read_example(loaded: LoadedModel, example: Example, *, attentions: bool = False, max_length: int = 128) -> Reading:
     """`loaded` reading `example`, every layer at the answer position (no gradient)."""
     model = loaded.model
     with torch.no_grad(), attention_weights(model) if attentions else _nothing():

@@ -192,3 +192,34 @@ def test_one_example_inside_a_perturbed_student_departs(llama, monkeypatch):
     found = example_inside(llama, student, load_dataset("demo:arithmetic").examples[4])
     assert found["student"][1]["kl_from_teacher"] == pytest.approx(0.0, abs=1e-9)
     assert found["departs_at"] == 2
+
+
+def test_a_saved_inside_view_goes_into_the_report_of_a_pinned_example(error_store):
+    """Computed once on the page, an example's inside view is kept with the run: the page reopens it and the
+    HTML report shows it for the example when it is pinned (and only then)."""
+    from kd_analysis.error_analysis.report import report_html
+    from kd_analysis.inside.example import save_example_inside, saved_example_inside
+    from tests.helpers.error_runs import RUN
+
+    rows = [
+        {
+            "layer": i,
+            "depth": i / 2,
+            "gold_prob": 0.2,
+            "gold_rank": 1,
+            "top": [],
+            "teacher_layer": i,
+            "kl_from_teacher": 0.3 * i,
+        }
+        for i in range(3)
+    ]
+    found = {"example_id": "ex-05", "teacher": rows, "student": rows, "departs_at": 1, "falls_behind_at": None, "depart_nats": 0.1, "heads_least_alike": [], "heads_note": None}  # fmt: skip
+    save_example_inside(error_store, RUN, found)
+    assert saved_example_inside(error_store, RUN)["ex-05"]["departs_at"] == 1
+    pinned, _ = report_html(error_store, RUN, pins=["ex-05"])
+    assert (
+        "departs from the teacher&#x27;s at its layer 1" in pinned
+        or "departs from the teacher's at its layer 1" in pinned
+    )
+    other, _ = report_html(error_store, RUN, pins=["ex-06"])
+    assert "<h4>Inside</h4>" in pinned and "<h4>Inside</h4>" not in other
