@@ -400,3 +400,56 @@ def inside_panel(store: RunStore, run_id: str, example_id: str) -> None:
         "which earlier layers were not trained to feed: compare the two models at one depth, not a layer with "
         "the final answer. Alike is not the same as why."
     )
+
+
+def inside_slices_panel(store: RunStore, run_id: str, frame: pd.DataFrame, cell_words: dict[str, str]) -> None:
+    """Two cells of the matrix compared inside the run's models: the lens by depth per slice, with n and 95%
+    intervals, computed on a button (both models load; at most 64 examples a slice)."""
+    import json
+
+    from app_ui.background import TASKS, Task, task_panel
+    from app_ui.shared_results import INSIDE
+    from kd_analysis.inside.slices import MAX_PER_SLICE
+    from kd_analysis.plots.inside import slices_lens
+
+    cells = [c for c in cell_words if c != "all" and int((frame["cell"] == c).sum()) >= 2]
+    if len(cells) < 2:
+        st.caption("Two cells with at least 2 examples each are needed.")
+        return
+    c1, c2 = st.columns(2)
+    first = c1.selectbox("Slice", cells, format_func=cell_words.get, key="ea_inside_a")
+    second = c2.selectbox(
+        "against", [c for c in cells if c != first], format_func=cell_words.get, key="ea_inside_b"
+    )  # fmt: skip
+    chosen = {cell_words[c]: frame.loc[frame["cell"] == c, "example_id"].astype(str).tolist() for c in (first, second)}
+    key = json.dumps(["slices", str(store.root), run_id, chosen])
+    found = INSIDE.peek(key)
+    if found is None:
+
+        def work(task: Task):
+            from kd_analysis.error_analysis.explain import load_run_models
+            from kd_analysis.inside.slices import slice_reports
+
+            task.progress(0, None, "loading the run's teacher and student")
+            models = load_run_models(store, run_id, progress=lambda m: task.progress(0, None, m))
+            if "teacher" not in models.models:
+                raise KDLensError(f"run {run_id} has no teacher to look inside beside its student")
+            view = models.views["student"]
+            slices = {name: [view[i] for i in ids if i in view] for name, ids in chosen.items()}
+            return slice_reports(
+                models.models["teacher"],
+                models.models["student"],
+                slices,
+                progress=lambda done, total: task.progress(done, total, f"example {done} of {total}"),
+            )
+
+        sizes = " and ".join(f"{min(len(ids), MAX_PER_SLICE)}" for ids in chosen.values())
+        task_panel(st, TASKS["inside"], key, work, f"Compare the two slices inside ({sizes} examples)", "ea_slices")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(slices_lens(found, "student"), width="stretch", key="ea_slices_student")
+    right.plotly_chart(slices_lens(found, "teacher"), width="stretch", key="ea_slices_teacher")
+    st.caption(
+        "Each slice's first 64 examples at most. A band is a 95% Student t interval of the mean over that "
+        "slice's examples: where two bands part, the slices read differently at that depth."
+    )

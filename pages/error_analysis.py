@@ -14,7 +14,14 @@ import pandas as pd
 import streamlit as st
 
 from app_ui import state
-from app_ui.error_views import explanation_panel, export_buttons, inside_panel, notes_panel, report_panel
+from app_ui.error_views import (
+    explanation_panel,
+    export_buttons,
+    inside_panel,
+    inside_slices_panel,
+    notes_panel,
+    report_panel,
+)
 from app_ui.navigation import run_under_app
 from app_ui.resources import show_error
 from app_ui.safe_text import md
@@ -596,6 +603,17 @@ def slice_finder(o: Opened) -> None:
         )
 
 
+def inside_two_slices(o: Opened) -> None:
+    """Two cells compared inside the run's teacher and student (a run, not a comparison of two runs)."""
+    if o.pv.against is not None:
+        return
+    with st.expander("Inside two slices: where the student reads one cell differently from another"):
+        try:
+            inside_slices_panel(o.store, o.pv.run_id, o.frame, o.cell_words)
+        except Exception as exc:
+            show_error(exc)
+
+
 def render() -> None:
     store = RunStore()
     sel = state.selection()
@@ -622,6 +640,7 @@ def render() -> None:
     table, sort_by = examples_table(opened, st.session_state["ea_cell"])
     pins = one_example(opened, table["example id"].tolist(), sort_by)
     slice_finder(opened)
+    inside_two_slices(opened)
     st.subheader("Share: HTML report")
     report_panel(store, opened.pv.run_id, opened.pv.against, list(pins), opened.saved_slices)
     write_url()

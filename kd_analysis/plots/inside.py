@@ -83,3 +83,45 @@ def lens_by_depth(lens: dict[str, Any], measure: str = "gold_prob") -> go.Figure
         margin={"l": 60, "r": 20, "t": 50, "b": 50},
     )
     return fig
+
+
+def slices_lens(reports: dict[str, dict[str, Any]], role: str = "student") -> go.Figure:
+    """One model's p(gold) by relative depth for each slice, with its 95% interval as a band and its n in the
+    legend: where the slices' readings part."""
+    palette = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    fig = go.Figure()
+    for i, (name, report) in enumerate(reports.items()):
+        colour = palette[i % len(palette)]
+        rows = [r for r in report["lens"][role] if r.get("gold_prob") is not None]
+        band = [r for r in rows if r.get("gold_prob_interval")]
+        if band:
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["depth"] for r in band] + [r["depth"] for r in reversed(band)],
+                    y=[r["gold_prob_interval"][1] for r in band] + [r["gold_prob_interval"][0] for r in reversed(band)],
+                    mode="lines",
+                    fill="toself",
+                    fillcolor=colour,
+                    opacity=0.18,
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=[r["depth"] for r in rows],
+                y=[r["gold_prob"] for r in rows],
+                mode="lines+markers",
+                name=f"{name} (n = {report['examples']})",
+                line={"color": colour},
+            )
+        )
+    fig.update_layout(
+        title=f"The {role}'s p(gold) by depth, per slice (bands: 95% intervals)",
+        xaxis_title="relative depth (layer / layers; 0: embeddings)",
+        yaxis_title="p(gold) read at this layer",
+        height=360,
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+    )
+    return fig

@@ -223,3 +223,19 @@ def test_a_saved_inside_view_goes_into_the_report_of_a_pinned_example(error_stor
     )
     other, _ = report_html(error_store, RUN, pins=["ex-06"])
     assert "<h4>Inside</h4>" in pinned and "<h4>Inside</h4>" not in other
+
+
+def test_two_slices_each_get_their_report_with_n(llama):
+    from kd_analysis.data.sources import load_dataset
+    from kd_analysis.exceptions import KDLensError
+    from kd_analysis.inside.slices import slice_reports
+
+    examples = load_dataset("demo:arithmetic").examples
+    seen: list[tuple[int, int]] = []
+    found = slice_reports(
+        llama, llama, {"lost": examples[:3], "kept": examples[3:8]}, progress=lambda d, t: seen.append((d, t))
+    )
+    assert [r["examples"] for r in found.values()] == [3, 5] and seen[-1] == (8, 8)
+    assert all(r["lens"]["student"][-1]["gold_prob_interval"] for r in found.values())
+    with pytest.raises(KDLensError, match="at least 2 examples"):
+        slice_reports(llama, llama, {"one": examples[:1], "two": examples[1:3]})
