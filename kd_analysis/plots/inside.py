@@ -118,7 +118,7 @@ def slices_lens(reports: dict[str, dict[str, Any]], role: str = "student") -> go
             )
         )
     fig.update_layout(
-        title=f"The {role}'s p(gold) by depth, per slice (bands: 95% intervals)",
+        title=f"{role.capitalize()}: p(gold) by depth, per slice",
         xaxis_title="relative depth (layer / layers; 0: embeddings)",
         yaxis_title="p(gold) read at this layer",
         height=360,
