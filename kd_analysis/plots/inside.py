@@ -36,6 +36,26 @@ def cka_heatmap(cka: dict[str, Any], title: str = "Layer similarity (linear CKA)
     return fig
 
 
+def _band(fig: go.Figure, rows: list[dict[str, Any]], colour: str, opacity: float) -> None:
+    """The 95% interval of p(gold) by depth as a filled band (no markers), where the rows have one."""
+    band = [r for r in rows if r.get("gold_prob_interval")]
+    if not band:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=[r["depth"] for r in band] + [r["depth"] for r in reversed(band)],
+            y=[r["gold_prob_interval"][1] for r in band] + [r["gold_prob_interval"][0] for r in reversed(band)],
+            mode="lines",
+            fill="toself",
+            fillcolor=colour,
+            opacity=opacity,
+            line={"width": 0},
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
+
+
 def lens_by_depth(lens: dict[str, Any], measure: str = "gold_prob") -> go.Figure:
     """One line per model over relative depth (layer / layers), so a deep teacher and a shallow student read
     together: p(gold) with its 95% interval as a band, or KL to the model's own final reading."""
@@ -46,22 +66,7 @@ def lens_by_depth(lens: dict[str, Any], measure: str = "gold_prob") -> go.Figure
             continue
         x = [r["depth"] for r in rows]
         if measure == "gold_prob":
-            band = [r for r in rows if r.get("gold_prob_interval")]
-            if band:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[r["depth"] for r in band] + [r["depth"] for r in reversed(band)],
-                        y=[r["gold_prob_interval"][1] for r in band]
-                        + [r["gold_prob_interval"][0] for r in reversed(band)],
-                        mode="lines",
-                        fill="toself",
-                        fillcolor=colour,
-                        opacity=0.2,
-                        line={"width": 0},
-                        hoverinfo="skip",
-                        showlegend=False,
-                    )
-                )
+            _band(fig, rows, colour, 0.2)
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -93,21 +98,7 @@ def slices_lens(reports: dict[str, dict[str, Any]], role: str = "student") -> go
     for i, (name, report) in enumerate(reports.items()):
         colour = palette[i % len(palette)]
         rows = [r for r in report["lens"][role] if r.get("gold_prob") is not None]
-        band = [r for r in rows if r.get("gold_prob_interval")]
-        if band:
-            fig.add_trace(
-                go.Scatter(
-                    x=[r["depth"] for r in band] + [r["depth"] for r in reversed(band)],
-                    y=[r["gold_prob_interval"][1] for r in band] + [r["gold_prob_interval"][0] for r in reversed(band)],
-                    mode="lines",
-                    fill="toself",
-                    fillcolor=colour,
-                    opacity=0.18,
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    showlegend=False,
-                )
-            )
+        _band(fig, rows, colour, 0.18)
         fig.add_trace(
             go.Scatter(
                 x=[r["depth"] for r in rows],
