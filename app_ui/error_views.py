@@ -327,7 +327,6 @@ def inside_panel(store: RunStore, run_id: str, example_id: str) -> None:
     from app_ui.background import TASKS, Task, task_panel
     from app_ui.shared_results import INSIDE
     from kd_analysis.inside.example import save_example_inside, saved_example_inside
-    from kd_analysis.plots.inside import lens_by_depth
 
     key = json.dumps(["example", str(store.root), run_id, example_id])
     found = INSIDE.peek(key) or saved_example_inside(store, run_id).get(example_id)
@@ -349,6 +348,13 @@ def inside_panel(store: RunStore, run_id: str, example_id: str) -> None:
 
         task_panel(st, TASKS["inside"], key, work, "Look inside both models on this example", "ea_inside")
         return
+    show_example_inside(found)
+
+
+def show_example_inside(found: dict) -> None:
+    """One example's inside view: in words, the lens by depth, the layers side by side, the heads least alike."""
+    from kd_analysis.plots.inside import lens_by_depth
+
     words = []
     if found["departs_at"] is not None:
         words.append(
