@@ -35,6 +35,7 @@ BOUNDS: dict[str, tuple[float, float | None, bool]] = {
     "eps": (0, None, False),
     "lr": (0, None, False),
     "alpha": (0, 1, True),
+    "threshold": (0, 1, True),
 }
 
 

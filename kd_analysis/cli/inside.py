@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from kd_analysis.cli.args import whole_number
+from kd_analysis.cli.args import number, whole_number
 from kd_analysis.cli.common import add_data
 from kd_analysis.cli.models import pair_specs
 
@@ -65,7 +65,7 @@ def add_inside(sub) -> None:
     add_data(q, required=True)
     q.add_argument("--limit", type=whole_number, default=64, help="examples read (default 64)")
     q.add_argument("--max-length", type=whole_number, default=128, help="tokens of one input (default 128)")
-    q.add_argument("--threshold", type=float, default=0.5, help="a teacher head below this similarity is lost")
+    q.add_argument("--threshold", type=number, default=0.5, help="a teacher head below this similarity is lost")
     q.add_argument("--json", metavar="OUT", help="write the whole result as JSON to this file")
     q.add_argument("--force", action="store_true", help="overwrite --json OUT; load past the memory estimate")
     q.set_defaults(fn=cmd_inside)
