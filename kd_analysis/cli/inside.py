@@ -6,10 +6,11 @@ import argparse
 import json
 
 from kd_analysis.cli.args import number, whole_number
-from kd_analysis.cli.common import add_data
+from kd_analysis.cli.common import add_data, add_root, creates_runs, reconciled_store
 from kd_analysis.cli.models import pair_specs
 
 
+@creates_runs
 def cmd_inside(args: argparse.Namespace) -> None:
     from kd_analysis.data.sources import load_dataset
     from kd_analysis.fileio import atomic_write_text, writable_target
@@ -17,12 +18,55 @@ def cmd_inside(args: argparse.Namespace) -> None:
     from kd_analysis.models.pairs_loading import load_pair
 
     target = writable_target(args.json, args.force) if args.json else None
+    if args.also or args.save:
+        _saved_comparison(args, target)
+        return
     teacher, student, _ = load_pair(*pair_specs(args))
     examples = load_dataset(args.data).examples[: args.limit]  # --columns is already in args.data
     report = inside_report(teacher, student, examples, threshold=args.threshold, max_length=args.max_length).to_dict()
     if target is not None:
         atomic_write_text(target, json.dumps(report, indent=1) + "\n")
     print(_summary(report, teacher.info().layers, student.info().layers))
+
+
+def _saved_comparison(args: argparse.Namespace, target) -> None:
+    """`--save` / `--also`: the teacher against several students, computed here and saved in the run store as a
+    comparison the Models & data page opens side by side (the worker's own job function, run in this process)."""
+    import threading
+
+    from kd_analysis.exceptions import KDLensError
+    from kd_analysis.inside.job import inside_config, inside_job, load_inside_run
+    from kd_analysis.models.specs import ModelSpec, StudentSpec
+    from kd_analysis.runs.kinds import INSIDE
+
+    teacher, student = pair_specs(args)
+    students = [(student.describe(), student)]
+    for item in args.also or []:
+        label, _, source = item.rpartition("=")
+        if not source:
+            raise KDLensError(f"--also takes [LABEL=]SOURCE, e.g. after=runs/x/checkpoint (got {item!r})")
+        model = ModelSpec(source, task=args.task, trust_remote_code=args.trust_remote_code)
+        students.append((label or source, StudentSpec(kind="model", model=model)))
+    cfg = inside_config(
+        teacher, students, args.data, limit=args.limit, threshold=args.threshold, max_length=args.max_length,
+        name=args.name or "",
+    )  # fmt: skip
+    store = reconciled_store(args)
+    run = store.create(INSIDE, cfg, state="running")
+    state, reason, _ = inside_job(run, threading.Event(), store)
+    run.set_status(state, reason=reason)
+    found = load_inside_run(run) or {"students": []}
+    if target is not None:  # one report per student: {"teacher", "data", "students": [{label, cka, heads, lens}]}
+        from kd_analysis.fileio import atomic_write_text
+
+        atomic_write_text(target, json.dumps(found, indent=1) + "\n")
+    lines = [f"saved as {run.run_id} in {store.root} (Models & data › Inside the pair › Saved comparisons)"]
+    for entry in found["students"]:
+        lines += [
+            f"— {entry['label']}",
+            _summary(entry, len(entry["cka"]["teacher_layers"]) - 1, len(entry["cka"]["student_layers"]) - 1),
+        ]
+    print("\n".join(lines))
 
 
 def _summary(report: dict, teacher_layers: int, student_layers: int) -> str:
@@ -67,5 +111,14 @@ def add_inside(sub) -> None:
     q.add_argument("--max-length", type=whole_number, default=128, help="tokens of one input (default 128)")
     q.add_argument("--threshold", type=number, default=0.5, help="a teacher head below this similarity is lost")
     q.add_argument("--json", metavar="OUT", help="write the whole result as JSON to this file")
+    q.add_argument(
+        "--also",
+        action="append",
+        metavar="[LABEL=]SOURCE",
+        help="a further student (a model source) beside the first, e.g. after=out/checkpoint-500; implies --save",
+    )
+    q.add_argument("--save", action="store_true", help="keep the comparison in the run store (the page opens it)")
+    q.add_argument("--name", help="the saved comparison's name")
+    add_root(q)
     q.add_argument("--force", action="store_true", help="overwrite --json OUT; load past the memory estimate")
     q.set_defaults(fn=cmd_inside)

@@ -239,3 +239,32 @@ def test_two_slices_each_get_their_report_with_n(llama):
     assert all(r["lens"]["student"][-1]["gold_prob_interval"] for r in found.values())
     with pytest.raises(KDLensError, match="at least 2 examples"):
         slice_reports(llama, llama, {"one": examples[:1], "two": examples[1:3]})
+
+
+def test_inside_command_saves_several_students_as_one_comparison(tiny_dir, tmp_path):
+    """`--also` sets further students beside the first (a step-0 copy and a trained checkpoint, say); the
+    comparison is saved in the run store, where Models & data opens it side by side."""
+    from kd_analysis.inside.job import load_inside_run
+    from kd_analysis.runs import RunStore
+
+    llama = str(tiny_dir / "llama")
+    args = [
+        "inside",
+        "--teacher",
+        llama,
+        "--task",
+        "causal_lm",
+        "--keep",
+        "0",
+        "--data",
+        "demo:arithmetic",
+        "--limit",
+        "5",
+    ]
+    done = cli(*args, "--also", f"itself={llama}", "--root", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    [summary] = RunStore(tmp_path / "runs").list(kind="inside")
+    found = load_inside_run(RunStore(tmp_path / "runs").get(summary.run_id))
+    assert summary.state == "finished" and [s["label"] for s in found["students"]][1] == "itself"
+    assert found["students"][1]["cka"]["matrix"][2][2] == pytest.approx(1.0, abs=1e-9)
+    assert_clean_error(cli(*args, "--also", "after=", "--root", str(tmp_path / "runs")), "--also")
