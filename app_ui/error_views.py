@@ -333,11 +333,11 @@ def inside_panel(store: RunStore, run_id: str, example_id: str) -> None:
     if found is None:
 
         def work(task: Task):
-            from kd_analysis.error_analysis.explain import load_run_models
+            from app_ui.resources import run_models_quietly
             from kd_analysis.inside.example import example_inside
 
             task.progress(0, 2, "loading the run's teacher and student")
-            models = load_run_models(store, run_id, progress=lambda m: task.progress(0, 2, m))
+            models = run_models_quietly(store, run_id, progress=lambda m: task.progress(0, 2, m))
             if "teacher" not in models.models:
                 raise KDLensError(f"run {run_id} has no teacher to look inside beside its student")
             task.progress(1, 2, "reading the example with both models, layer by layer")
@@ -433,11 +433,11 @@ def inside_slices_panel(store: RunStore, run_id: str, frame: pd.DataFrame, cell_
     if found is None:
 
         def work(task: Task):
-            from kd_analysis.error_analysis.explain import load_run_models
+            from app_ui.resources import run_models_quietly
             from kd_analysis.inside.slices import slice_reports
 
             task.progress(0, None, "loading the run's teacher and student")
-            models = load_run_models(store, run_id, progress=lambda m: task.progress(0, None, m))
+            models = run_models_quietly(store, run_id, progress=lambda m: task.progress(0, None, m))
             if "teacher" not in models.models:
                 raise KDLensError(f"run {run_id} has no teacher to look inside beside its student")
             view = models.views["student"]

@@ -122,6 +122,23 @@ def load_run_model(store: Any, run_id: str) -> Any:
     return reg.items[key]
 
 
+def run_models_quietly(store: Any, run_id: str, progress=None) -> Any:
+    """A finished run's teacher and student as its evaluation had them (`load_run_models`), for a background
+    thread: loaded once and shared by the inside views of its examples and slices. Only the latest run's are kept
+    (two models each), so opening run after run does not pile models up in memory."""
+    from kd_analysis.error_analysis.explain import load_run_models
+
+    reg = _models()
+    run = store.get(run_id)
+    key = f"runmodels:{run.path.resolve()}:{run.status().get('updated', '')}"
+    with reg.lock:
+        if key not in reg.items:
+            for old in [k for k in reg.items if k.startswith("runmodels:")]:
+                del reg.items[old]
+            reg.items[key] = load_run_models(store, run_id, progress=progress)
+    return reg.items[key]
+
+
 def load_teacher_quietly(spec: ModelSpec, progress=None) -> Any:
     """load_teacher for a background thread (no Streamlit calls): the same registry, progress to a callback."""
     from kd_analysis.models.loading import load_model
